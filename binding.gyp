@@ -1,0 +1,45 @@
+{
+  # CPU build of the addon, used by `npm install` (node-gyp-build) and by prebuildify.
+  # CMakeLists.txt builds the same target, adding CUDA; test/build-files.test.ts keeps their
+  # source lists identical.
+  "targets": [
+    {
+      "target_name": "edpo",
+      "sources": [
+        "csrc/addon.cc",
+        "csrc/js_common.cc",
+        "csrc/js_io.cc",
+        "csrc/js_ops.cc",
+        "csrc/js_runtime.cc",
+        "csrc/js_tensor.cc",
+        "csrc/js_tensor_ops.cc",
+        "csrc/ops/cpu/row_kernels_avx2.cc",
+        "csrc/ops/cpu/row_kernels_base.cc",
+        "csrc/ops/epsilon_dpo.cc",
+        "csrc/ops/row_ops_cpu.cc"
+      ],
+      "include_dirs": [
+        "<!@(node -p \"require('node-addon-api').include\")",
+        "<!@(node scripts/torch-paths.js include)"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NAPI_CPP_EXCEPTIONS",
+        "NODE_ADDON_API_CPP_EXCEPTIONS_ALL",
+        "NODE_ADDON_API_DISABLE_DEPRECATED",
+        "EDPO_BUILD_SYSTEM=\"node-gyp\"",
+        "_GLIBCXX_USE_CXX11_ABI=<!(node scripts/torch-paths.js abi)"
+      ],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp-simd", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      "libraries": [
+        "-L<!(node scripts/torch-paths.js libdir)",
+        "-Wl,-rpath,<!(node scripts/torch-paths.js libdir)",
+        "-ltorch",
+        "-ltorch_cpu",
+        "-lc10"
+      ]
+    }
+  ]
+}

@@ -1,0 +1,19 @@
+// Module registration only; each Init* lives beside what it exports.
+#include "js_common.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // Debian's libtorch starts with one intra-op thread; use the machine (OMP_NUM_THREADS overrides).
+  edpo_js::apply_thread_setting();
+  edpo_js::TensorWrap::Init(env, exports);
+  edpo_js::InitTensorFactories(env, exports);
+  edpo_js::InitOps(env, exports);
+  edpo_js::InitIo(env, exports);
+  edpo_js::InitRuntime(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(edpo, Init)

@@ -1,0 +1,106 @@
+// Shared N-API plumbing: error translation, dtype names, the Tensor handle class and a
+// Promise-returning worker for long native calls. Every JS-facing entry point goes through
+// `guarded`, so a c10::Error becomes a JS Error (code EDPO_NATIVE) instead of aborting Node.
+#pragma once
+#include <napi.h>
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace edpo_js {
+
+// c10::Error::what() carries a C++ backtrace; users get the message only.
+std::string error_message(const std::exception& e);
+Napi::Error make_error(Napi::Env env, const std::string& message);
+
+template <typename F>
+auto guarded(Napi::Env env, F&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw make_error(env, error_message(e));
+  }
+}
+
+// dtype names as the TypeScript API spells them ('float32', 'bfloat16', ...).
+at::ScalarType parse_dtype(const std::string& name, const char* what);
+std::string dtype_name(at::ScalarType t);
+c10::Device parse_device(const std::string& name, const char* what);
+
+// Argument readers that throw a JS TypeError naming the argument.
+std::string arg_string(const Napi::Value& v, const char* what);
+double arg_number(const Napi::Value& v, const char* what);
+std::vector<int64_t> arg_shape(const Napi::Value& v, const char* what);
+
+// The JS-side handle of one at::Tensor.
+class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  static Napi::Object Wrap(Napi::Env env, at::Tensor tensor);
+  static bool IsTensor(const Napi::Value& v);
+  // The tensor behind a JS handle; throws a TypeError naming `what` when it is not one.
+  static at::Tensor FromValue(const Napi::Value& v, const char* what);
+
+  explicit TensorWrap(const Napi::CallbackInfo& info);
+  ~TensorWrap() override;
+  const at::Tensor& tensor(const char* what) const;
+
+ private:
+  Napi::Value Shape(const Napi::CallbackInfo& info);
+  Napi::Value Dtype(const Napi::CallbackInfo& info);
+  Napi::Value Device(const Napi::CallbackInfo& info);
+  Napi::Value RequiresGrad(const Napi::CallbackInfo& info);
+  Napi::Value SetRequiresGrad(const Napi::CallbackInfo& info);
+  Napi::Value Grad(const Napi::CallbackInfo& info);
+  Napi::Value ZeroGrad(const Napi::CallbackInfo& info);
+  Napi::Value Backward(const Napi::CallbackInfo& info);
+  Napi::Value BackwardAsync(const Napi::CallbackInfo& info);
+  Napi::Value Item(const Napi::CallbackInfo& info);
+  Napi::Value ToArray(const Napi::CallbackInfo& info);
+  Napi::Value To(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value IsDisposed(const Napi::CallbackInfo& info);
+  Napi::Value Numel(const Napi::CallbackInfo& info);
+  Napi::Value Op(const Napi::CallbackInfo& info);
+
+  void Account(Napi::Env env, int64_t sign);
+
+  at::Tensor tensor_;
+  int64_t accounted_bytes_ = 0;
+};
+
+// Runs `work` on the libuv thread pool and settles a Promise with `finish(env)` (on the JS
+// thread) or with the work's error.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<void()>;
+  using Finish = std::function<Napi::Value(Napi::Env)>;
+  static Napi::Promise Run(Napi::Env env, Work work, Finish finish);
+
+ private:
+  PromiseWorker(Napi::Env env, Work work, Finish finish);
+  void Execute() override;
+  void OnOK() override;
+  void OnError(const Napi::Error& error) override;
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  Finish finish_;
+};
+
+// Makes libtorch use the configured intra-op thread count on the calling thread (worker
+// threads do not inherit the main thread's setting under OpenMP).
+void apply_thread_setting();
+int configured_threads();
+void set_configured_threads(int threads);
+
+void InitTensorFactories(Napi::Env env, Napi::Object exports);
+void InitOps(Napi::Env env, Napi::Object exports);
+void InitIo(Napi::Env env, Napi::Object exports);
+void InitRuntime(Napi::Env env, Napi::Object exports);
+
+}  // namespace edpo_js

@@ -1,0 +1,141 @@
+// Raw tensor bytes to and from files, for the safetensors reader/writer in lib/io. TypeScript
+// parses and validates the JSON header; this file only moves bytes, straight between the file
+// and tensor storage (no copy on the JS heap).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "js_common.h"
+
+namespace edpo_js {
+namespace {
+
+struct ReadEntry {
+  std::string name;
+  at::ScalarType dtype;
+  std::vector<int64_t> shape;
+  int64_t offset;  // absolute file offset
+  int64_t nbytes;
+};
+
+struct FileCloser {
+  int fd;
+  ~FileCloser() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+std::vector<ReadEntry> read_entries(const Napi::Value& v) {
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), "entries: expected an array");
+  const auto array = v.As<Napi::Array>();
+  std::vector<ReadEntry> entries;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const Napi::Object e = array.Get(i).As<Napi::Object>();
+    ReadEntry entry;
+    entry.name = arg_string(e.Get("name"), "entries[].name");
+    entry.dtype = parse_dtype(arg_string(e.Get("dtype"), "entries[].dtype"), "entries[].dtype");
+    entry.shape = arg_shape(e.Get("shape"), "entries[].shape");
+    entry.offset = int64_t(arg_number(e.Get("offset"), "entries[].offset"));
+    entry.nbytes = int64_t(arg_number(e.Get("nbytes"), "entries[].nbytes"));
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+void read_all(int fd, char* dst, int64_t nbytes, int64_t offset, const std::string& path, const std::string& name) {
+  while (nbytes > 0) {
+    const ssize_t n = ::pread(fd, dst, size_t(std::min<int64_t>(nbytes, int64_t(1) << 30)), off_t(offset));
+    TORCH_CHECK(n > 0, path, ": tensor '", name, "': ", n == 0 ? "file ends before its data" : std::strerror(errno));
+    dst += n;
+    nbytes -= n;
+    offset += n;
+  }
+}
+
+std::vector<at::Tensor> read_tensors(const std::string& path, const std::vector<ReadEntry>& entries) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  TORCH_CHECK(fd >= 0, path, ": cannot open: ", std::strerror(errno));
+  FileCloser closer{fd};
+  std::vector<at::Tensor> out;
+  out.reserve(entries.size());
+  for (const auto& e : entries) {
+    at::Tensor t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype));
+    TORCH_CHECK(int64_t(t.nbytes()) == e.nbytes, path, ": tensor '", e.name, "' has ", e.nbytes,
+                " bytes but dtype and shape need ", t.nbytes());
+    read_all(fd, static_cast<char*>(t.data_ptr()), e.nbytes, e.offset, path, e.name);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+Napi::Array wrap_all(Napi::Env env, const std::vector<at::Tensor>& tensors) {
+  Napi::Array out = Napi::Array::New(env, tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) out.Set(uint32_t(i), TensorWrap::Wrap(env, tensors[i]));
+  return out;
+}
+
+// readTensors(path, entries) → Tensor[]
+Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    return wrap_all(info.Env(), read_tensors(arg_string(info[0], "path"), read_entries(info[1])));
+  });
+}
+
+Napi::Value ReadTensorsAsync(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    const std::string path = arg_string(info[0], "path");
+    auto entries = std::make_shared<std::vector<ReadEntry>>(read_entries(info[1]));
+    auto result = std::make_shared<std::vector<at::Tensor>>();
+    return PromiseWorker::Run(
+        info.Env(), [path, entries, result] { *result = read_tensors(path, *entries); },
+        [result](Napi::Env env) -> Napi::Value { return wrap_all(env, *result); });
+  });
+}
+
+void write_all(int fd, const char* src, size_t nbytes, const std::string& path) {
+  while (nbytes > 0) {
+    const ssize_t n = ::write(fd, src, std::min<size_t>(nbytes, size_t(1) << 30));
+    TORCH_CHECK(n > 0, path, ": write failed: ", std::strerror(errno));
+    src += n;
+    nbytes -= size_t(n);
+  }
+}
+
+// writeTensors(path, header: Uint8Array, tensors: Tensor[]): the file is the 8-byte little-endian
+// header length, the header, then each tensor's bytes in order (CPU, contiguous).
+Napi::Value WriteTensors(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    const std::string path = arg_string(info[0], "path");
+    if (!info[1].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "header: expected a Uint8Array");
+    const auto header = info[1].As<Napi::Uint8Array>();
+    if (!info[2].IsArray()) throw Napi::TypeError::New(info.Env(), "tensors: expected an array of Tensors");
+    const auto array = info[2].As<Napi::Array>();
+    std::vector<at::Tensor> tensors;
+    for (uint32_t i = 0; i < array.Length(); ++i)
+      tensors.push_back(TensorWrap::FromValue(array.Get(i), "tensors").detach().to(at::kCPU).contiguous());
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    TORCH_CHECK(fd >= 0, path, ": cannot create: ", std::strerror(errno));
+    FileCloser closer{fd};
+    uint64_t length = header.ByteLength();
+    unsigned char prefix[8];
+    for (int i = 0; i < 8; ++i) prefix[i] = static_cast<unsigned char>((length >> (8 * i)) & 0xffu);
+    write_all(fd, reinterpret_cast<const char*>(prefix), 8, path);
+    write_all(fd, reinterpret_cast<const char*>(header.Data()), header.ByteLength(), path);
+    for (const auto& t : tensors) write_all(fd, static_cast<const char*>(t.data_ptr()), t.nbytes(), path);
+    TORCH_CHECK(::fsync(fd) == 0, path, ": fsync failed: ", std::strerror(errno));
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void InitIo(Napi::Env env, Napi::Object exports) {
+  exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
+  exports.Set("readTensorsAsync", Napi::Function::New(env, ReadTensorsAsync));
+  exports.Set("writeTensors", Napi::Function::New(env, WriteTensors));
+}
+
+}  // namespace edpo_js

@@ -1,0 +1,106 @@
+// ops.* entry points: argument objects in, objects of Tensors out. Each op has a synchronous
+// form and an Async form that runs on the thread pool and returns a Promise.
+#include <memory>
+
+#include "js_common.h"
+#include "ops/epsilon_dpo.h"
+
+namespace edpo_js {
+namespace {
+
+at::Tensor field_tensor(const Napi::Object& args, const char* name) {
+  return TensorWrap::FromValue(args.Get(name), name);
+}
+
+double field_number(const Napi::Object& args, const char* name, double fallback, bool required) {
+  const Napi::Value v = args.Get(name);
+  if (v.IsUndefined() && !required) return fallback;
+  return arg_number(v, name);
+}
+
+Napi::Object args_object(const Napi::CallbackInfo& info) {
+  if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "expected one argument object");
+  return info[0].As<Napi::Object>();
+}
+
+struct LossCall {
+  at::Tensor policy, reference, labels, mask;
+  edpo::EpsilonDpoOptions options;
+  edpo::EpsilonDpoOutput out;
+};
+
+std::shared_ptr<LossCall> read_loss_call(const Napi::CallbackInfo& info) {
+  const Napi::Object args = args_object(info);
+  auto call = std::make_shared<LossCall>();
+  call->policy = field_tensor(args, "policyLogits");
+  call->reference = field_tensor(args, "referenceLogits");
+  call->labels = field_tensor(args, "labels");
+  call->mask = field_tensor(args, "lossMask");
+  call->options.beta = field_number(args, "beta", 0, true);
+  call->options.epsilon = field_number(args, "epsilon", 0, true);
+  call->options.label_smoothing = field_number(args, "labelSmoothing", 0.0, false);
+  return call;
+}
+
+Napi::Object loss_result(Napi::Env env, const edpo::EpsilonDpoOutput& o) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("loss", TensorWrap::Wrap(env, o.loss));
+  r.Set("steps", TensorWrap::Wrap(env, o.steps));
+  r.Set("betas", TensorWrap::Wrap(env, o.betas));
+  r.Set("chosenLogps", TensorWrap::Wrap(env, o.chosen_logps));
+  r.Set("rejectedLogps", TensorWrap::Wrap(env, o.rejected_logps));
+  r.Set("refChosenLogps", TensorWrap::Wrap(env, o.ref_chosen_logps));
+  r.Set("refRejectedLogps", TensorWrap::Wrap(env, o.ref_rejected_logps));
+  r.Set("chosenRewards", TensorWrap::Wrap(env, o.chosen_rewards));
+  r.Set("rejectedRewards", TensorWrap::Wrap(env, o.rejected_rewards));
+  r.Set("meanChosenLogits", TensorWrap::Wrap(env, o.mean_chosen_logits));
+  r.Set("meanRejectedLogits", TensorWrap::Wrap(env, o.mean_rejected_logits));
+  return r;
+}
+
+void run_loss(LossCall& c) { c.out = edpo::epsilon_dpo_loss(c.policy, c.reference, c.labels, c.mask, c.options); }
+
+Napi::Value EpsilonDpoLoss(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    auto call = read_loss_call(info);
+    run_loss(*call);
+    return loss_result(info.Env(), call->out);
+  });
+}
+
+Napi::Value EpsilonDpoLossAsync(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    auto call = read_loss_call(info);
+    return PromiseWorker::Run(
+        info.Env(), [call] { run_loss(*call); }, [call](Napi::Env env) -> Napi::Value { return loss_result(env, call->out); });
+  });
+}
+
+// sequenceLogps({policyLogits, referenceLogits, labels, lossMask, epsilon}) → per-sequence float64 sums.
+Napi::Value SequenceLogps(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    const Napi::Object args = args_object(info);
+    const edpo::SequenceLogps s = edpo::sequence_logps(
+        field_tensor(args, "policyLogits"), field_tensor(args, "referenceLogits"), field_tensor(args, "labels"),
+        field_tensor(args, "lossMask"), field_number(args, "epsilon", 0, true));
+    Napi::Env env = info.Env();
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("policy", TensorWrap::Wrap(env, s.policy));
+    r.Set("reference", TensorWrap::Wrap(env, s.reference));
+    r.Set("plus", TensorWrap::Wrap(env, s.plus));
+    r.Set("minus", TensorWrap::Wrap(env, s.minus));
+    r.Set("logitSum", TensorWrap::Wrap(env, s.logit_sum));
+    r.Set("tokenCount", TensorWrap::Wrap(env, s.token_count));
+    return r;
+  });
+}
+
+}  // namespace
+
+void InitOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("epsilonDpoLoss", Napi::Function::New(env, EpsilonDpoLoss));
+  exports.Set("epsilonDpoLossAsync", Napi::Function::New(env, EpsilonDpoLossAsync));
+  exports.Set("sequenceLogps", Napi::Function::New(env, SequenceLogps));
+}
+
+}  // namespace edpo_js

@@ -1,0 +1,218 @@
+// The Tensor handle: properties, autograd entry points, host copies and dtype/device moves.
+// Arithmetic lives in js_tensor_ops.cc.
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cstring>
+
+#include "js_common.h"
+
+namespace edpo_js {
+
+namespace {
+// One constructor per environment (worker threads each load the addon once).
+struct AddonData {
+  Napi::FunctionReference tensor_constructor;
+};
+}  // namespace
+
+void TensorWrap::Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = DefineClass(
+      env, "NativeTensor",
+      {
+          InstanceMethod("shape", &TensorWrap::Shape),
+          InstanceMethod("dtype", &TensorWrap::Dtype),
+          InstanceMethod("device", &TensorWrap::Device),
+          InstanceMethod("requiresGrad", &TensorWrap::RequiresGrad),
+          InstanceMethod("setRequiresGrad", &TensorWrap::SetRequiresGrad),
+          InstanceMethod("grad", &TensorWrap::Grad),
+          InstanceMethod("zeroGrad", &TensorWrap::ZeroGrad),
+          InstanceMethod("backward", &TensorWrap::Backward),
+          InstanceMethod("backwardAsync", &TensorWrap::BackwardAsync),
+          InstanceMethod("item", &TensorWrap::Item),
+          InstanceMethod("toArray", &TensorWrap::ToArray),
+          InstanceMethod("to", &TensorWrap::To),
+          InstanceMethod("dispose", &TensorWrap::Dispose),
+          InstanceMethod("isDisposed", &TensorWrap::IsDisposed),
+          InstanceMethod("numel", &TensorWrap::Numel),
+          InstanceMethod("op", &TensorWrap::Op),
+      });
+  auto* data = new AddonData();
+  data->tensor_constructor = Napi::Persistent(ctor);
+  env.SetInstanceData<AddonData>(data);
+  exports.Set("NativeTensor", ctor);
+}
+
+Napi::Object TensorWrap::Wrap(Napi::Env env, at::Tensor tensor) {
+  Napi::Object obj = env.GetInstanceData<AddonData>()->tensor_constructor.New({});
+  TensorWrap* wrap = Napi::ObjectWrap<TensorWrap>::Unwrap(obj);
+  wrap->tensor_ = std::move(tensor);
+  wrap->Account(env, +1);
+  return obj;
+}
+
+bool TensorWrap::IsTensor(const Napi::Value& v) {
+  if (!v.IsObject()) return false;
+  return v.As<Napi::Object>().InstanceOf(v.Env().GetInstanceData<AddonData>()->tensor_constructor.Value());
+}
+
+at::Tensor TensorWrap::FromValue(const Napi::Value& v, const char* what) {
+  if (!IsTensor(v)) throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a Tensor");
+  return Napi::ObjectWrap<TensorWrap>::Unwrap(v.As<Napi::Object>())->tensor(what);
+}
+
+TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {}
+
+TensorWrap::~TensorWrap() {
+  // Finalizers may still tell V8 about freed external memory.
+  if (accounted_bytes_ != 0) Napi::MemoryManagement::AdjustExternalMemory(Env(), -accounted_bytes_);
+}
+
+// Large tensors live outside the JS heap; reporting their size lets V8 collect handles sooner.
+void TensorWrap::Account(Napi::Env env, int64_t sign) {
+  if (sign > 0) {
+    accounted_bytes_ = tensor_.defined() && tensor_.is_cpu() ? int64_t(tensor_.nbytes()) : 0;
+    if (accounted_bytes_ != 0) Napi::MemoryManagement::AdjustExternalMemory(env, accounted_bytes_);
+  } else if (accounted_bytes_ != 0) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, -accounted_bytes_);
+    accounted_bytes_ = 0;
+  }
+}
+
+const at::Tensor& TensorWrap::tensor(const char* what) const {
+  TORCH_CHECK(tensor_.defined(), what, ": the tensor was disposed");
+  return tensor_;
+}
+
+Napi::Value TensorWrap::Shape(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    const auto sizes = tensor("tensor").sizes();
+    Napi::Array out = Napi::Array::New(info.Env(), sizes.size());
+    for (size_t i = 0; i < sizes.size(); ++i) out.Set(uint32_t(i), Napi::Number::New(info.Env(), double(sizes[i])));
+    return out;
+  });
+}
+
+Napi::Value TensorWrap::Dtype(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] { return Napi::String::New(info.Env(), dtype_name(tensor("tensor").scalar_type())); });
+}
+
+Napi::Value TensorWrap::Device(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] { return Napi::String::New(info.Env(), tensor("tensor").device().str()); });
+}
+
+Napi::Value TensorWrap::RequiresGrad(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] { return Napi::Boolean::New(info.Env(), tensor("tensor").requires_grad()); });
+}
+
+Napi::Value TensorWrap::SetRequiresGrad(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    if (!info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), "requiresGrad: expected a boolean");
+    tensor_.set_requires_grad(info[0].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value TensorWrap::Grad(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const at::Tensor grad = tensor("tensor").grad();
+    if (!grad.defined()) return info.Env().Undefined();
+    return Wrap(info.Env(), grad);
+  });
+}
+
+Napi::Value TensorWrap::ZeroGrad(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    at::Tensor grad = tensor("tensor").mutable_grad();
+    if (grad.defined()) grad.reset();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value TensorWrap::Backward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    const at::Tensor& t = tensor("tensor");
+    TORCH_CHECK(t.requires_grad(), "backward: the tensor does not require grad (no graph leads to it)");
+    torch::autograd::backward({t});
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value TensorWrap::BackwardAsync(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    const at::Tensor t = tensor("tensor");
+    TORCH_CHECK(t.requires_grad(), "backward: the tensor does not require grad (no graph leads to it)");
+    return PromiseWorker::Run(
+        info.Env(), [t] { torch::autograd::backward({t}); }, [](Napi::Env env) { return env.Undefined(); });
+  });
+}
+
+Napi::Value TensorWrap::Item(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const at::Tensor& t = tensor("tensor");
+    TORCH_CHECK(t.numel() == 1, "item: expected a tensor with one element, got ", t.numel());
+    if (t.scalar_type() == at::kBool) return Napi::Boolean::New(info.Env(), t.item<bool>());
+    return Napi::Number::New(info.Env(), t.item<double>());
+  });
+}
+
+namespace {
+template <typename ArrayT>
+Napi::Value copy_out(Napi::Env env, const at::Tensor& t) {
+  ArrayT out = ArrayT::New(env, size_t(t.numel()));
+  if (t.numel() > 0) std::memcpy(out.Data(), t.data_ptr(), t.nbytes());
+  return out;
+}
+}  // namespace
+
+Napi::Value TensorWrap::ToArray(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const at::Tensor t = tensor("tensor").detach().to(at::kCPU).contiguous();
+    Napi::Env env = info.Env();
+    switch (t.scalar_type()) {
+      case at::kFloat: return copy_out<Napi::Float32Array>(env, t);
+      case at::kDouble: return copy_out<Napi::Float64Array>(env, t);
+      case at::kLong: return copy_out<Napi::BigInt64Array>(env, t);
+      case at::kInt: return copy_out<Napi::Int32Array>(env, t);
+      case at::kShort: return copy_out<Napi::Int16Array>(env, t);
+      case at::kChar: return copy_out<Napi::Int8Array>(env, t);
+      case at::kByte:
+      case at::kBool: return copy_out<Napi::Uint8Array>(env, t);
+      case at::kBFloat16:
+      case at::kHalf: return copy_out<Napi::Uint16Array>(env, t);  // raw bits; .to('float32') for values
+      default: TORCH_CHECK(false, "toArray: unsupported dtype ", t.scalar_type());
+    }
+  });
+}
+
+// to(dtype) or to(device) or to(dtype, device): a string is a dtype name when it parses as one.
+Napi::Value TensorWrap::To(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    at::Tensor t = tensor("tensor");
+    for (size_t i = 0; i < info.Length(); ++i) {
+      if (info[i].IsUndefined()) continue;
+      const std::string target = arg_string(info[i], "to");
+      if (target.rfind("cpu", 0) == 0 || target.rfind("cuda", 0) == 0) {
+        t = t.to(parse_device(target, "to"));
+      } else {
+        t = t.to(parse_dtype(target, "to"));
+      }
+    }
+    return Wrap(info.Env(), t);
+  });
+}
+
+Napi::Value TensorWrap::Dispose(const Napi::CallbackInfo& info) {
+  Account(info.Env(), -1);
+  tensor_.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value TensorWrap::IsDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !tensor_.defined());
+}
+
+Napi::Value TensorWrap::Numel(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] { return Napi::Number::New(info.Env(), double(tensor("tensor").numel())); });
+}
+
+}  // namespace edpo_js

@@ -1,0 +1,3 @@
+// Row kernels for the baseline x86-64 / any-CPU instruction set.
+#define EDPO_CPU_ISA base
+#include "row_kernels_impl.h"

@@ -1,0 +1,24 @@
+// Device entry points of the fused per-row pass, on ATen tensors. Both take contiguous
+// policy/reference [N,V], labels [N] int64 and weights [N] in the accumulation dtype
+// (float32, or float64 for float64 logits), and return/consume a [kNumRowStats, N] stats tensor
+// in that dtype (row order of cpu::RowStat).
+#pragma once
+#include <ATen/ATen.h>
+
+namespace edpo {
+
+at::ScalarType accumulation_dtype(at::ScalarType logits_dtype);
+
+at::Tensor forward_rows_cpu(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
+                            const at::Tensor& weight, double epsilon);
+at::Tensor backward_rows_cpu(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
+                             const at::Tensor& row_grad);
+
+// Present only in CUDA builds (EDPO_WITH_CUDA); float32 accumulation only.
+at::Tensor forward_rows_cuda(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
+                             const at::Tensor& weight, double epsilon);
+at::Tensor backward_rows_cuda(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
+                              const at::Tensor& row_grad);
+
+
+}  // namespace edpo

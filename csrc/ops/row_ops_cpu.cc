@@ -1,0 +1,91 @@
+// CPU side of the fused per-row pass: picks the SIMD build once, splits rows across libtorch's
+// intra-op threads, and maps ATen dtypes onto the raw kernels of cpu/row_kernels.h.
+#include <ATen/Parallel.h>
+
+#include "cpu/row_kernels.h"
+#include "row_ops.h"
+
+namespace edpo {
+namespace {
+
+bool cpu_has_avx2_fma() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+#else
+  return false;
+#endif
+}
+
+template <typename T, typename Acc>
+cpu::RowKernels<T, Acc> pick_kernels() {
+  return cpu_has_avx2_fma() ? cpu::avx2::kernels<T, Acc>() : cpu::base::kernels<T, Acc>();
+}
+
+// A row costs O(V); let each task take enough rows to amortise scheduling on small vocabularies.
+int64_t grain_rows(int64_t vocab) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(vocab, 1)); }
+
+template <typename T, typename Acc>
+void run_forward(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
+                 const at::Tensor& weight, Acc epsilon, at::Tensor& stats) {
+  const auto kernels = pick_kernels<T, Acc>();
+  const int64_t rows = policy.size(0), vocab = policy.size(1);
+  const T* a = reinterpret_cast<const T*>(policy.data_ptr());
+  const T* b = reinterpret_cast<const T*>(reference.data_ptr());
+  const int64_t* y = labels.data_ptr<int64_t>();
+  const Acc* w = weight.data_ptr<Acc>();
+  Acc* out = stats.data_ptr<Acc>();
+  at::parallel_for(0, rows, grain_rows(vocab), [&](int64_t begin, int64_t end) {
+    kernels.forward(a, b, y, w, begin, end, rows, vocab, epsilon, out);
+  });
+}
+
+template <typename T, typename Acc>
+void run_backward(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
+                  const at::Tensor& row_grad, at::Tensor& grad) {
+  const auto kernels = pick_kernels<T, Acc>();
+  const int64_t rows = policy.size(0), vocab = policy.size(1);
+  const T* a = reinterpret_cast<const T*>(policy.data_ptr());
+  const int64_t* y = labels.data_ptr<int64_t>();
+  const Acc* l = lse.data_ptr<Acc>();
+  const Acc* g = row_grad.data_ptr<Acc>();
+  T* out = reinterpret_cast<T*>(grad.data_ptr());
+  at::parallel_for(0, rows, grain_rows(vocab), [&](int64_t begin, int64_t end) {
+    kernels.backward(a, y, l, g, begin, end, vocab, out);
+  });
+}
+
+}  // namespace
+
+at::ScalarType accumulation_dtype(at::ScalarType logits_dtype) {
+  return logits_dtype == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+at::Tensor forward_rows_cpu(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
+                            const at::Tensor& weight, double epsilon) {
+  const auto acc = accumulation_dtype(policy.scalar_type());
+  at::Tensor stats = at::empty({cpu::kNumRowStats, policy.size(0)}, policy.options().dtype(acc));
+  switch (policy.scalar_type()) {
+    case at::kFloat: run_forward<float, float>(policy, reference, labels, weight, float(epsilon), stats); break;
+    case at::kBFloat16: run_forward<cpu::bf16_bits, float>(policy, reference, labels, weight, float(epsilon), stats); break;
+    case at::kHalf: run_forward<cpu::half_bits, float>(policy, reference, labels, weight, float(epsilon), stats); break;
+    case at::kDouble: run_forward<double, double>(policy, reference, labels, weight, epsilon, stats); break;
+    default: TORCH_CHECK(false, "policyLogits: unsupported dtype ", policy.scalar_type());
+  }
+  return stats;
+}
+
+at::Tensor backward_rows_cpu(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
+                             const at::Tensor& row_grad) {
+  at::Tensor grad = at::empty_like(policy, at::MemoryFormat::Contiguous);
+  switch (policy.scalar_type()) {
+    case at::kFloat: run_backward<float, float>(policy, labels, lse, row_grad, grad); break;
+    case at::kBFloat16: run_backward<cpu::bf16_bits, float>(policy, labels, lse, row_grad, grad); break;
+    case at::kHalf: run_backward<cpu::half_bits, float>(policy, labels, lse, row_grad, grad); break;
+    case at::kDouble: run_backward<double, double>(policy, labels, lse, row_grad, grad); break;
+    default: TORCH_CHECK(false, "policyLogits: unsupported dtype ", policy.scalar_type());
+  }
+  return grad;
+}
+
+}  // namespace edpo

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Compile-only check of every CUDA source (cuda/*.cu, bench/gpu/*.cu) for sm_80 and sm_90a.
+# Needs nvcc but no GPU and no CUDA libraries beyond the runtime headers, so CI can run it.
+# Objects go to build/cuda-check/. Usage: bash scripts/compile-cuda.sh   (from any directory)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+NVCC=""
+for candidate in "${CUDA_HOME:+$CUDA_HOME/bin/nvcc}" /usr/local/cuda/bin/nvcc "$(command -v nvcc 2>/dev/null || true)"; do
+  if [[ -n "$candidate" && -x "$candidate" ]]; then
+    NVCC="$candidate"
+    break
+  fi
+done
+if [[ -z "$NVCC" ]]; then
+  echo "compile-cuda: nvcc not found (looked at \$CUDA_HOME/bin/nvcc, /usr/local/cuda/bin/nvcc, PATH)." >&2
+  echo "compile-cuda: install the CUDA toolkit or set CUDA_HOME." >&2
+  exit 1
+fi
+
+OUT_DIR="build/cuda-check"
+mkdir -p "$OUT_DIR"
+
+# --threads 0: nvcc builds the two targets of each file in parallel.
+FLAGS=(-O3 -std=c++17 -Xcompiler -Wall --threads 0
+       -gencode arch=compute_80,code=sm_80
+       -gencode arch=compute_90a,code=sm_90a)
+
+shopt -s nullglob
+SOURCES=(cuda/*.cu bench/gpu/*.cu)
+shopt -u nullglob
+if [[ ${#SOURCES[@]} -eq 0 ]]; then
+  echo "compile-cuda: no .cu files under cuda/ or bench/gpu/" >&2
+  exit 1
+fi
+
+echo "compile-cuda: $("$NVCC" --version | tail -n 2 | head -n 1) ($NVCC)"
+start_all=$SECONDS
+count=0
+for src in "${SOURCES[@]}"; do
+  obj="$OUT_DIR/$(echo "${src%.cu}" | tr '/' '_').o"
+  start=$SECONDS
+  if ! "$NVCC" "${FLAGS[@]}" -c "$src" -o "$obj"; then
+    echo "compile-cuda: FAILED $src" >&2
+    exit 1
+  fi
+  echo "compile-cuda: ok $src -> $obj ($((SECONDS - start)) s)"
+  count=$((count + 1))
+done
+echo "compile-cuda: $count file(s) compiled for sm_80 and sm_90a in $((SECONDS - start_all)) s"
