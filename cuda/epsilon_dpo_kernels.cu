@@ -2,7 +2,10 @@
 //
 // Forward: one thread block per row reads the policy row a and the reference row b exactly once and
 // keeps four online log-sum-exp states (a, b, m+ = (1+ε)a − εb, m− = (1−ε)a + εb) plus Σ a_j in fp32
-// registers. Backward: a 2-D grid (row, vocab chunk) writes g·(onehot(y) − exp(a − LSE(a))).
+// registers. Any vocab is one strided pass of the block over the row; parallelism comes from rows
+// (training has thousands), so a call with only a few rows cannot fill the GPU: splitting rows
+// across blocks would need a workspace the API does not have.
+// Backward: a 2-D grid (row, vocab chunk) writes g·(onehot(y) − exp(a − LSE(a))).
 // Only the CUDA runtime and the bf16/fp16 headers: no torch, no N-API, so bench/gpu can use it alone.
 #include "epsilon_dpo_kernels.h"
 
@@ -19,7 +22,7 @@ namespace {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr int64_t kMaxVocab = 262144;
-constexpr int64_t kMaxRows = 2147483647;  // gridDim.x limit: one block (column) per row
+constexpr int64_t kMaxRows = 2147483647;  // gridDim.x limit: rows map to blockIdx.x
 
 // Forward block sizes. 512 threads: with one block per row, a wide block keeps enough 16-byte loads
 // in flight per SM even when there are few rows, and __launch_bounds__(512, 2) caps registers at 64
@@ -36,8 +39,9 @@ constexpr int kBackwardItems = 4;
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
 
-// MUFU ex2 directly: exp2f() adds range fix-ups we do not need (the largest term of every sum is
-// 2^0 = 1, so flushing results below 2^-126 to zero changes nothing). Max rel. error ~2 ulp.
+// MUFU ex2 with flush-to-zero. exp2f() is the non-ftz ex2.approx.f32, which costs extra compare and
+// scale instructions around MUFU to produce denormal results; we do not need them (the largest term
+// of every sum is 2^0 = 1, so terms below 2^-126 change nothing). Max rel. error ~2 ulp.
 __device__ __forceinline__ float ex2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -178,8 +182,11 @@ __device__ __forceinline__ void raise_max(Lse2& st, float group_max) {
 // ex2(−inf − 0) = 0 rather than ex2(−inf + inf) = NaN.
 __device__ __forceinline__ float offset(const Lse2& st) { return st.m == neg_inf() ? 0.f : st.m; }
 
-// Adds K elements of a and b. Cost per element: 4 ex2 (the SFU bound, 16/clk/SM on sm_80/90),
-// and ~16 FP32 ops (2 scale, 4 mix, 4 max, 4 subtract... folded into 4 sub + 4 add, 1 row sum).
+// Adds K elements of a and b. Per element: exactly 4 ex2 (rescales aside), and ~21 FP32 ops
+// (2 scale, 4 for the mixes, 4 max, 4 subtract, 4 add, 1 row sum) plus 2 unpacks for 2-byte types.
+// The SFU does 16 ex2/clk/SM on sm_80/sm_90: for bf16 on H100 that is ~0.25 clk per element against
+// ~0.3 clk of HBM time (H200: ~0.22, so bf16 there is SFU-bound), hence no ex2 beyond these four:
+// the running max is checked once per group, and the sum is rescaled only when it moves.
 template <int K>
 __device__ __forceinline__ void accumulate(RowAcc& acc, const float* a, const float* b, const Mix& c) {
   float A[K], B[K];

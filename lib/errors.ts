@@ -1,0 +1,49 @@
+/** Errors thrown by edpo. `code` is stable; `message` names the argument, file or field at fault. */
+export class EdpoError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options)
+    this.name = new.target.name
+  }
+}
+
+/** Bad user input caught in TypeScript before it reaches native code. */
+export class EdpoInputError extends EdpoError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'EDPO_INPUT', options)
+  }
+}
+
+/** An error raised by the native addon (libtorch checks, I/O, CUDA). */
+export class EdpoNativeError extends EdpoError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'EDPO_NATIVE', options)
+  }
+}
+
+/** Runs a native call and rethrows its errors as EdpoNativeError. */
+export function native<T>(call: () => T): T {
+  try {
+    return call()
+  } catch (e) {
+    throw asNativeError(e)
+  }
+}
+
+/** Same for a native call that returns a Promise. */
+export async function nativeAsync<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call()
+  } catch (e) {
+    throw asNativeError(e)
+  }
+}
+
+function asNativeError(e: unknown): Error {
+  if (e instanceof EdpoError) return e
+  if (e instanceof Error) return new EdpoNativeError(e.message, { cause: e })
+  return new EdpoNativeError(String(e))
+}

@@ -1,0 +1,10 @@
+/**
+ * edpo: ε-DPO (Direct Preference Optimization with an instance-level adaptive KL penalty,
+ * arXiv 2502.13177) on libtorch, from TypeScript.
+ */
+export { Tensor, type DType, type TensorData, type TensorOptions, type HostArray } from './tensor'
+export * as ops from './ops'
+export type { EpsilonDpoLossArgs, EpsilonDpoLossResult, SequenceLogpsResult } from './ops'
+export * as io from './io'
+export { runtime, setThreads, type RuntimeInfo } from './runtime'
+export { EdpoError, EdpoInputError, EdpoNativeError } from './errors'

@@ -1,0 +1,8 @@
+export {
+  loadSafetensors,
+  loadSafetensorsAsync,
+  readSafetensorsHeader,
+  saveSafetensors,
+  type SafetensorsEntry,
+  type SafetensorsHeader,
+} from './safetensors'

@@ -1,0 +1,211 @@
+// safetensors (https://github.com/huggingface/safetensors format): an 8-byte little-endian header
+// length, a JSON header {name: {dtype, shape, data_offsets}, __metadata__?}, then the raw bytes.
+// The header is parsed and checked here; tensor bytes move natively between file and storage.
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import { EdpoInputError, native, nativeAsync } from '../errors'
+import { type DType, type NativeReadEntry, nativeAddon } from '../native'
+import { Tensor } from '../tensor'
+
+const TO_DTYPE: Record<string, DType> = {
+  F64: 'float64',
+  F32: 'float32',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  I64: 'int64',
+  I32: 'int32',
+  I16: 'int16',
+  I8: 'int8',
+  U8: 'uint8',
+  BOOL: 'bool',
+}
+const FROM_DTYPE: Record<DType, string> = Object.fromEntries(
+  Object.entries(TO_DTYPE).map(([k, v]) => [v, k]),
+) as Record<DType, string>
+const ITEM_SIZE: Record<DType, number> = {
+  float64: 8,
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  int16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
+}
+const MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+export interface SafetensorsEntry {
+  dtype: DType
+  shape: number[]
+  /** Byte range [begin, end) within the data section. */
+  dataOffsets: [number, number]
+}
+
+export interface SafetensorsHeader {
+  metadata: Record<string, string>
+  tensors: Record<string, SafetensorsEntry>
+  /** File offset where the data section starts. */
+  dataStart: number
+}
+
+function bad(file: string, what: string): EdpoInputError {
+  return new EdpoInputError(`${file}: ${what}`)
+}
+
+/** Reads and validates a safetensors header without touching the tensor data. */
+export function readSafetensorsHeader(file: string): SafetensorsHeader {
+  let fd: number
+  try {
+    fd = fs.openSync(file, 'r')
+  } catch (e) {
+    throw new EdpoInputError(`${file}: cannot open (${(e as Error).message})`, { cause: e })
+  }
+  try {
+    const size = fs.fstatSync(fd).size
+    if (size < 8) throw bad(file, `not a safetensors file: ${size} bytes, shorter than the 8-byte header length`)
+    const prefix = Buffer.alloc(8)
+    fs.readSync(fd, prefix, 0, 8, 0)
+    const headerBytes = Number(prefix.readBigUInt64LE(0))
+    if (headerBytes > MAX_HEADER_BYTES || headerBytes > size - 8)
+      throw bad(file, `not a safetensors file: header length ${headerBytes} exceeds the file (${size} bytes)`)
+    const raw = Buffer.alloc(headerBytes)
+    fs.readSync(fd, raw, 0, headerBytes, 8)
+    let json: unknown
+    try {
+      json = JSON.parse(raw.toString('utf8'))
+    } catch (e) {
+      throw bad(file, `header is not valid JSON (${(e as Error).message})`)
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw bad(file, 'header is not a JSON object')
+    return parseHeader(file, json as Record<string, unknown>, 8 + headerBytes, size - 8 - headerBytes)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+function parseHeader(file: string, json: Record<string, unknown>, dataStart: number, dataBytes: number): SafetensorsHeader {
+  const metadata: Record<string, string> = {}
+  const tensors: Record<string, SafetensorsEntry> = {}
+  for (const [name, value] of Object.entries(json)) {
+    if (name === '__metadata__') {
+      if (typeof value !== 'object' || value === null) throw bad(file, '__metadata__ must be an object of strings')
+      for (const [k, v] of Object.entries(value)) {
+        if (typeof v !== 'string') throw bad(file, `__metadata__.${k} must be a string`)
+        metadata[k] = v
+      }
+      continue
+    }
+    const e = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown }
+    const where = `tensor '${name}'`
+    if (typeof e !== 'object' || e === null) throw bad(file, `${where}: entry must be an object`)
+    const dtype = typeof e.dtype === 'string' ? TO_DTYPE[e.dtype] : undefined
+    if (!dtype) throw bad(file, `${where}: unsupported dtype ${JSON.stringify(e.dtype)}`)
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw bad(file, `${where}: shape must be an array of non-negative integers`)
+    const offsets = e.data_offsets
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw bad(file, `${where}: data_offsets must be [begin, end]`)
+    const [begin, end] = offsets as [number, number]
+    const shape = e.shape as number[]
+    const expected = shape.reduce((a, b) => a * b, 1) * ITEM_SIZE[dtype]
+    if (end - begin !== expected)
+      throw bad(file, `${where}: data_offsets span ${end - begin} bytes but ${dtype} [${shape.join(', ')}] needs ${expected}`)
+    if (end > dataBytes) throw bad(file, `${where}: data ends at byte ${end}, past the end of the file's data (${dataBytes})`)
+    tensors[name] = { dtype, shape, dataOffsets: [begin, end] }
+  }
+  // The format requires the tensors to tile the data section exactly: no holes, no overlap.
+  const spans = Object.entries(tensors).sort((a, b) => a[1].dataOffsets[0] - b[1].dataOffsets[0])
+  let cursor = 0
+  for (const [name, t] of spans) {
+    if (t.dataOffsets[0] !== cursor)
+      throw bad(file, `tensor '${name}': data starts at byte ${t.dataOffsets[0]}, expected ${cursor} (overlap or hole)`)
+    cursor = t.dataOffsets[1]
+  }
+  if (cursor !== dataBytes) throw bad(file, `data section has ${dataBytes} bytes but the tensors cover ${cursor}`)
+  return { metadata, tensors, dataStart }
+}
+
+function readEntries(header: SafetensorsHeader, names: readonly string[]): NativeReadEntry[] {
+  return names.map((name) => {
+    const t = header.tensors[name]!
+    return {
+      name,
+      dtype: t.dtype,
+      shape: t.shape,
+      offset: header.dataStart + t.dataOffsets[0],
+      nbytes: t.dataOffsets[1] - t.dataOffsets[0],
+    }
+  })
+}
+
+function collect(names: readonly string[], handles: readonly Tensor[]): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {}
+  names.forEach((n, i) => (out[n] = handles[i]!))
+  return out
+}
+
+/** Loads every tensor of a safetensors file onto the CPU (bf16/fp16 included, kept as stored). */
+export function loadSafetensors(file: string): Record<string, Tensor> {
+  const header = readSafetensorsHeader(file)
+  const names = Object.keys(header.tensors)
+  const handles = native(() => nativeAddon().readTensors(file, readEntries(header, names)))
+  return collect(
+    names,
+    handles.map((h) => new Tensor(h)),
+  )
+}
+
+/** loadSafetensors on the thread pool; `names` limits which tensors are read. */
+export async function loadSafetensorsAsync(file: string, names?: readonly string[]): Promise<Record<string, Tensor>> {
+  const header = readSafetensorsHeader(file)
+  const wanted = names ?? Object.keys(header.tensors)
+  for (const n of wanted) if (!(n in header.tensors)) throw bad(file, `no tensor named '${n}'`)
+  const handles = await nativeAsync(() => nativeAddon().readTensorsAsync(file, readEntries(header, wanted)))
+  return collect(
+    wanted,
+    handles.map((h) => new Tensor(h)),
+  )
+}
+
+/**
+ * Writes tensors (moved to the CPU, made contiguous) and optional string metadata to `file`,
+ * atomically: a temporary file in the same folder is renamed over the target.
+ */
+export function saveSafetensors(file: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): void {
+  const header: Record<string, unknown> = {}
+  if (metadata && Object.keys(metadata).length > 0) {
+    for (const [k, v] of Object.entries(metadata))
+      if (typeof v !== 'string') throw new EdpoInputError(`metadata.${k}: must be a string`)
+    header.__metadata__ = metadata
+  }
+  const names = Object.keys(tensors)
+  let offset = 0
+  for (const name of names) {
+    const t = tensors[name]
+    if (!(t instanceof Tensor)) throw new EdpoInputError(`tensors.${name}: expected a Tensor`)
+    const dtype = t.dtype
+    const nbytes = t.numel * ITEM_SIZE[dtype]
+    header[name] = { dtype: FROM_DTYPE[dtype], shape: t.shape, data_offsets: [offset, offset + nbytes] }
+    offset += nbytes
+  }
+  // Pad the JSON with spaces so the data section starts 8-byte aligned, as the reference writer does.
+  let json = JSON.stringify(header)
+  json += ' '.repeat((8 - ((Buffer.byteLength(json) + 8) % 8)) % 8)
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`)
+  try {
+    native(() =>
+      nativeAddon().writeTensors(
+        tmp,
+        new Uint8Array(Buffer.from(json, 'utf8')),
+        names.map((n) => tensors[n]!.handle),
+      ),
+    )
+    fs.renameSync(tmp, file)
+  } catch (e) {
+    fs.rmSync(tmp, { force: true })
+    throw e
+  }
+}

@@ -1,0 +1,153 @@
+// The addon's exact surface. Nothing else in lib/ touches the raw module.
+import * as path from 'node:path'
+
+/** Element types, named as the TypeScript API spells them. */
+export type DType =
+  | 'float32'
+  | 'float64'
+  | 'bfloat16'
+  | 'float16'
+  | 'int64'
+  | 'int32'
+  | 'int16'
+  | 'int8'
+  | 'uint8'
+  | 'bool'
+
+export type HostArray =
+  | Float32Array
+  | Float64Array
+  | Int32Array
+  | Int16Array
+  | Int8Array
+  | BigInt64Array
+  | Uint8Array
+  | Uint16Array
+
+export interface NativeTensor {
+  shape(): number[]
+  dtype(): DType
+  device(): string
+  requiresGrad(): boolean
+  setRequiresGrad(value: boolean): void
+  grad(): NativeTensor | undefined
+  zeroGrad(): void
+  backward(): void
+  backwardAsync(): Promise<void>
+  item(): number | boolean
+  toArray(): HostArray
+  to(...targets: (string | undefined)[]): NativeTensor
+  dispose(): void
+  isDisposed(): boolean
+  numel(): number
+  op(name: string, ...args: unknown[]): NativeTensor
+}
+
+export interface NativeLossArgs {
+  policyLogits: NativeTensor
+  referenceLogits: NativeTensor
+  labels: NativeTensor
+  lossMask: NativeTensor
+  beta: number
+  epsilon: number
+  labelSmoothing?: number
+}
+
+export interface NativeLossResult {
+  loss: NativeTensor
+  steps: NativeTensor
+  betas: NativeTensor
+  chosenLogps: NativeTensor
+  rejectedLogps: NativeTensor
+  refChosenLogps: NativeTensor
+  refRejectedLogps: NativeTensor
+  chosenRewards: NativeTensor
+  rejectedRewards: NativeTensor
+  meanChosenLogits: NativeTensor
+  meanRejectedLogits: NativeTensor
+}
+
+export interface NativeSequenceLogps {
+  policy: NativeTensor
+  reference: NativeTensor
+  plus: NativeTensor
+  minus: NativeTensor
+  logitSum: NativeTensor
+  tokenCount: NativeTensor
+}
+
+export interface NativeReadEntry {
+  name: string
+  dtype: DType
+  shape: number[]
+  offset: number
+  nbytes: number
+}
+
+export interface NativeRuntime {
+  libtorchVersion: string
+  cudaBuild: boolean
+  cudaAvailable: boolean
+  threads: number
+  buildSystem: string
+  parallelInfo: string
+}
+
+export interface Native {
+  NativeTensor: abstract new () => NativeTensor
+  fromArray(data: HostArray, shape: number[], dtype?: DType, device?: string, requiresGrad?: boolean): NativeTensor
+  full(shape: number[], value: number, dtype?: DType, device?: string): NativeTensor
+  randn(shape: number[], dtype?: DType, device?: string): NativeTensor
+  manualSeed(seed: number): void
+  cat(tensors: NativeTensor[], dim: number): NativeTensor
+  stack(tensors: NativeTensor[], dim: number): NativeTensor
+  epsilonDpoLoss(args: NativeLossArgs): NativeLossResult
+  epsilonDpoLossAsync(args: NativeLossArgs): Promise<NativeLossResult>
+  sequenceLogps(args: Omit<NativeLossArgs, 'beta' | 'labelSmoothing'>): NativeSequenceLogps
+  readTensors(path: string, entries: NativeReadEntry[]): NativeTensor[]
+  readTensorsAsync(path: string, entries: NativeReadEntry[]): Promise<NativeTensor[]>
+  writeTensors(path: string, header: Uint8Array, tensors: NativeTensor[]): void
+  runtime(): NativeRuntime
+  setThreads(threads: number): void
+}
+
+/** Package root: dist/lib/native.js → two levels up. */
+export const packageRoot = path.resolve(__dirname, '..', '..')
+
+let loaded: Native | undefined
+let addonPath: string | undefined
+
+function loadFailure(cause: unknown): Error {
+  const reason = cause instanceof Error ? cause.message : String(cause)
+  return new Error(
+    [
+      'edpo: could not load the native addon.',
+      `  Reason: ${reason}`,
+      '  edpo links libtorch 1.13 (CPU) or a newer libtorch. To fix:',
+      '  - Debian/Ubuntu: apt-get install libtorch1.13 (runtime) or libtorch-dev (to build), plus libopenblas0-pthread',
+      '  - another libtorch: set LIBTORCH=/path/to/libtorch (folder with include/ and lib/) and rebuild',
+      '  - build from source: npm rebuild edpo --build-from-source (needs a C++17 compiler and libtorch headers)',
+      '  - CUDA: EDPO_CUDA=1 npm run build:cuda against PyTorch\'s libtorch',
+    ].join('\n'),
+    { cause },
+  )
+}
+
+/** The addon, loaded once (prebuilds/ first, then build/Release via node-gyp-build). */
+export function nativeAddon(): Native {
+  if (loaded) return loaded
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeGypBuild = require('node-gyp-build') as { (dir: string): unknown; resolve(dir: string): string }
+    addonPath = nodeGypBuild.resolve(packageRoot)
+    loaded = nodeGypBuild(packageRoot) as Native
+  } catch (e) {
+    throw loadFailure(e)
+  }
+  return loaded
+}
+
+/** Where the addon was loaded from (after the first load). */
+export function nativeAddonPath(): string | undefined {
+  return addonPath
+}

@@ -1,0 +1,143 @@
+// ops: the fused ε-DPO loss and its lower-level pieces, validated here before native code runs.
+import { z } from 'zod'
+
+import { EdpoInputError, native, nativeAsync } from './errors'
+import { type NativeLossArgs, type NativeLossResult, nativeAddon } from './native'
+import { Tensor } from './tensor'
+import { formatZodError } from './validate'
+
+export interface EpsilonDpoLossArgs {
+  /** [2B,T,V] policy logits, chosen rows first; float32, bfloat16, float16 or float64. */
+  policyLogits: Tensor
+  /** [2B,T,V] reference logits, same dtype and device; never receives gradients. */
+  referenceLogits: Tensor
+  /** [2B,T] int64 next-token labels (already shifted); ignored where lossMask is 0. */
+  labels: Tensor
+  /** [2B,T] 1 on completion tokens, 0 elsewhere (bool, integer or float). */
+  lossMask: Tensor
+  /** KL coefficient β > 0 (the current global value; see spec §6 for its update). */
+  beta: number
+  /** Perturbation size ε in [0, 1); 0 gives exactly DPO. */
+  epsilon: number
+  /** Conservative label smoothing ℓ in [0, 0.5]; default 0. */
+  labelSmoothing?: number
+}
+
+/** Outputs of ops.epsilonDpoLoss; per-pair tensors are [B]. */
+export interface EpsilonDpoLossResult {
+  /** Mean loss over pairs, differentiable w.r.t. policyLogits. */
+  loss: Tensor
+  /** s_i ∈ {-1, 0, +1} (int64): +1 relaxes the KL penalty for pair i, −1 tightens it. */
+  steps: Tensor
+  /** β_i = β / (1 + ε·s_i). */
+  betas: Tensor
+  chosenLogps: Tensor
+  rejectedLogps: Tensor
+  refChosenLogps: Tensor
+  refRejectedLogps: Tensor
+  chosenRewards: Tensor
+  rejectedRewards: Tensor
+  /** Mean raw policy logit over chosen completion tokens × vocabulary (a scalar; 0 without tokens). */
+  meanChosenLogits: Tensor
+  meanRejectedLogits: Tensor
+}
+
+export interface SequenceLogpsResult {
+  /** Σ_t mask·log π(y_t) per row [2B] float64, differentiable w.r.t. policyLogits. */
+  policy: Tensor
+  reference: Tensor
+  /** Sums under the perturbed logits (1+ε)·a − ε·b and (1−ε)·a + ε·b. */
+  plus: Tensor
+  minus: Tensor
+  logitSum: Tensor
+  tokenCount: Tensor
+}
+
+const tensor = z.instanceof(Tensor, { message: 'expected a Tensor' })
+const finite = z.number().refine(Number.isFinite, 'must be a finite number')
+const epsilonSchema = finite.refine((v) => v >= 0 && v < 1, 'must be in [0, 1)')
+const tensorsSchema = z.object({
+  policyLogits: tensor,
+  referenceLogits: tensor,
+  labels: tensor,
+  lossMask: tensor,
+})
+const lossSchema = tensorsSchema
+  .extend({
+    beta: finite.refine((v) => v > 0, 'must be > 0'),
+    epsilon: epsilonSchema,
+    labelSmoothing: finite.refine((v) => v >= 0 && v <= 0.5, 'must be in [0, 0.5]').optional(),
+  })
+  .strict()
+const sequenceSchema = tensorsSchema.extend({ epsilon: epsilonSchema }).strict()
+
+function parseArgs<T>(schema: z.ZodType<T>, args: unknown, op: string): T {
+  const r = schema.safeParse(args)
+  if (!r.success) throw new EdpoInputError(formatZodError(r.error, op))
+  return r.data
+}
+
+function toNative(a: EpsilonDpoLossArgs): NativeLossArgs {
+  return {
+    policyLogits: a.policyLogits.handle,
+    referenceLogits: a.referenceLogits.handle,
+    labels: a.labels.handle,
+    lossMask: a.lossMask.handle,
+    beta: a.beta,
+    epsilon: a.epsilon,
+    labelSmoothing: a.labelSmoothing ?? 0,
+  }
+}
+
+function fromNative(r: NativeLossResult): EpsilonDpoLossResult {
+  return {
+    loss: new Tensor(r.loss),
+    steps: new Tensor(r.steps),
+    betas: new Tensor(r.betas),
+    chosenLogps: new Tensor(r.chosenLogps),
+    rejectedLogps: new Tensor(r.rejectedLogps),
+    refChosenLogps: new Tensor(r.refChosenLogps),
+    refRejectedLogps: new Tensor(r.refRejectedLogps),
+    chosenRewards: new Tensor(r.chosenRewards),
+    rejectedRewards: new Tensor(r.rejectedRewards),
+    meanChosenLogits: new Tensor(r.meanChosenLogits),
+    meanRejectedLogits: new Tensor(r.meanRejectedLogits),
+  }
+}
+
+/**
+ * The ε-DPO loss (spec §2–§5) from full logits, in one fused pass per token row.
+ * With `epsilon: 0` it is exactly DPO.
+ */
+export function epsilonDpoLoss(args: EpsilonDpoLossArgs): EpsilonDpoLossResult {
+  const a = parseArgs(lossSchema, args, 'epsilonDpoLoss')
+  return fromNative(native(() => nativeAddon().epsilonDpoLoss(toNative(a))))
+}
+
+/** epsilonDpoLoss on the thread pool: the JS thread stays free while it runs. */
+export async function epsilonDpoLossAsync(args: EpsilonDpoLossArgs): Promise<EpsilonDpoLossResult> {
+  const a = parseArgs(lossSchema, args, 'epsilonDpoLoss')
+  return fromNative(await nativeAsync(() => nativeAddon().epsilonDpoLossAsync(toNative(a))))
+}
+
+/** Per-sequence masked log-prob sums (spec §3) under the policy, reference and both perturbations. */
+export function sequenceLogps(args: Omit<EpsilonDpoLossArgs, 'beta' | 'labelSmoothing'>): SequenceLogpsResult {
+  const a = parseArgs(sequenceSchema, args, 'sequenceLogps')
+  const r = native(() =>
+    nativeAddon().sequenceLogps({
+      policyLogits: a.policyLogits.handle,
+      referenceLogits: a.referenceLogits.handle,
+      labels: a.labels.handle,
+      lossMask: a.lossMask.handle,
+      epsilon: a.epsilon,
+    }),
+  )
+  return {
+    policy: new Tensor(r.policy),
+    reference: new Tensor(r.reference),
+    plus: new Tensor(r.plus),
+    minus: new Tensor(r.minus),
+    logitSum: new Tensor(r.logitSum),
+    tokenCount: new Tensor(r.tokenCount),
+  }
+}
