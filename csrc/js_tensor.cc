@@ -122,8 +122,8 @@ Napi::Value TensorWrap::Grad(const Napi::CallbackInfo& info) {
 
 Napi::Value TensorWrap::ZeroGrad(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
-    at::Tensor grad = tensor("tensor").mutable_grad();
-    if (grad.defined()) grad.reset();
+    tensor("tensor");
+    tensor_.mutable_grad().reset();
     return info.Env().Undefined();
   });
 }

@@ -1,4 +1,5 @@
 // The addon's exact surface. Nothing else in lib/ touches the raw module.
+import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 /** Element types, named as the TypeScript API spells them. */
@@ -111,8 +112,17 @@ export interface Native {
   setThreads(threads: number): void
 }
 
-/** Package root: dist/lib/native.js → two levels up. */
-export const packageRoot = path.resolve(__dirname, '..', '..')
+/** The package root: the nearest folder above this file holding edpo's package.json (from lib/ or dist/lib/). */
+export const packageRoot = findPackageRoot(__dirname)
+
+function findPackageRoot(start: string): string {
+  for (let dir = start; ; dir = path.dirname(dir)) {
+    const manifest = path.join(dir, 'package.json')
+    if (fs.existsSync(manifest) && (JSON.parse(fs.readFileSync(manifest, 'utf8')) as { name?: string }).name === 'edpo')
+      return dir
+    if (path.dirname(dir) === dir) return path.resolve(start, '..', '..')
+  }
+}
 
 let loaded: Native | undefined
 let addonPath: string | undefined

@@ -54,7 +54,7 @@ export interface SequenceLogpsResult {
 }
 
 const tensor = z.instanceof(Tensor, { message: 'expected a Tensor' })
-const finite = z.number().refine(Number.isFinite, 'must be a finite number')
+const finite = z.number({ error: 'must be a finite number' }).refine(Number.isFinite, 'must be a finite number')
 const epsilonSchema = finite.refine((v) => v >= 0 && v < 1, 'must be in [0, 1)')
 const tensorsSchema = z.object({
   policyLogits: tensor,

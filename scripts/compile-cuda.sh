@@ -50,3 +50,23 @@ for src in "${SOURCES[@]}"; do
   count=$((count + 1))
 done
 echo "compile-cuda: $count file(s) compiled for sm_80 and sm_90a in $((SECONDS - start_all)) s"
+
+# The C++ glue that calls the kernels (csrc/ops/row_ops_cuda.cc) is only built by CUDA builds;
+# a syntax check against the CPU libtorch's headers (which ship c10/cuda but not its generated
+# cmake macros header, supplied here) keeps it from rotting between GPU runs.
+TORCH_INC="$(node scripts/torch-paths.js include 2>/dev/null || true)"
+if [[ -n "$TORCH_INC" || -d /usr/include/torch ]]; then
+  SHIM="$OUT_DIR/shim/c10/cuda/impl"
+  mkdir -p "$SHIM"
+  [[ -f "$SHIM/cuda_cmake_macros.h" ]] || echo '#define C10_CUDA_BUILD_SHARED_LIBS' > "$SHIM/cuda_cmake_macros.h"
+  inc=(-I"$OUT_DIR/shim" -I"$(dirname "$(dirname "$NVCC")")/include")
+  for d in $TORCH_INC; do inc+=(-I"$d"); done
+  start=$SECONDS
+  if ! g++ -std=c++17 -fsyntax-only -Wall -DEDPO_WITH_CUDA "${inc[@]}" csrc/ops/row_ops_cuda.cc; then
+    echo "compile-cuda: FAILED syntax check of csrc/ops/row_ops_cuda.cc" >&2
+    exit 1
+  fi
+  echo "compile-cuda: ok csrc/ops/row_ops_cuda.cc (syntax check against CPU libtorch headers, $((SECONDS - start)) s)"
+else
+  echo "compile-cuda: libtorch headers not found; skipped the syntax check of csrc/ops/row_ops_cuda.cc"
+fi

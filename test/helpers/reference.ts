@@ -1,0 +1,182 @@
+// The fp64 reference for the ε-DPO op: eager libtorch ops written straight from the spec
+// (§2–§5), materialising every [2B,T,V] intermediate. Only tests and benches use it.
+import { type DType, Tensor } from '../../lib/index'
+
+export interface Case {
+  pairs: number // B
+  steps: number // T
+  vocab: number // V
+  policy: Tensor // [2B,T,V]
+  reference: Tensor
+  labels: Tensor // [2B,T] int64
+  mask: Tensor // [2B,T] float32
+}
+
+export interface Reference {
+  S: Float64Array
+  Sref: Float64Array
+  Splus: Float64Array
+  Sminus: Float64Array
+  /** Per pair: ρ⁺ − ρ and ρ − ρ⁻, the margins the step decision compares with 0. */
+  plusMargin: Float64Array
+  minusMargin: Float64Array
+  steps: number[]
+  betas: number[]
+  loss: number
+  chosenRewards: number[]
+  rejectedRewards: number[]
+  meanChosenLogits: number
+  meanRejectedLogits: number
+}
+
+/** Small deterministic PRNG (mulberry32) so every case is reproducible from its seed. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0
+    let t = s
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+export interface CaseOptions {
+  pairs: number
+  steps: number
+  vocab: number
+  seed: number
+  dtype?: DType
+  /** Logits are uniform in ±spread (default 4). */
+  spread?: number
+  /** Rows whose mask is all zero (indices into the 2B rows). */
+  emptyRows?: number[]
+  /** Label written at masked positions (TRL writes -100). */
+  maskedLabel?: number
+}
+
+/** Random logits, labels and a prompt/completion mask: each row's completion starts at a random step. */
+export function makeCase(o: CaseOptions): Case {
+  const r = rng(o.seed)
+  const rows = 2 * o.pairs
+  const n = rows * o.steps * o.vocab
+  const spread = o.spread ?? 4
+  const policy = new Float32Array(n)
+  const reference = new Float32Array(n)
+  for (let i = 0; i < n; i++) {
+    policy[i] = (2 * r() - 1) * spread
+    // The reference stays near the policy, as after SFT, so the perturbation signal is realistic.
+    reference[i] = policy[i]! + (2 * r() - 1) * spread * 0.5
+  }
+  const labels = new BigInt64Array(rows * o.steps)
+  const mask = new Float32Array(rows * o.steps)
+  for (let row = 0; row < rows; row++) {
+    const start = Math.floor(r() * o.steps)
+    for (let t = 0; t < o.steps; t++) {
+      const on = t >= start && !(o.emptyRows ?? []).includes(row)
+      mask[row * o.steps + t] = on ? 1 : 0
+      labels[row * o.steps + t] = on ? BigInt(Math.floor(r() * o.vocab)) : BigInt(o.maskedLabel ?? 0)
+    }
+  }
+  const dtype = o.dtype ?? 'float32'
+  return {
+    pairs: o.pairs,
+    steps: o.steps,
+    vocab: o.vocab,
+    policy: Tensor.from(policy, [rows, o.steps, o.vocab], { dtype }),
+    reference: Tensor.from(reference, [rows, o.steps, o.vocab], { dtype }),
+    labels: Tensor.from(labels, [rows, o.steps]),
+    mask: Tensor.from(mask, [rows, o.steps]),
+  }
+}
+
+function f64(t: Tensor): Float64Array {
+  return t.to('float64').toArray() as Float64Array
+}
+
+/** Masked per-row sums of log-softmax(logits)[label], in fp64. */
+function sequenceSums(logits: Tensor, labels: Tensor, mask: Tensor): Float64Array {
+  const lp = logits.logSoftmax(-1).gather(2, labels.unsqueeze(-1)).squeeze(-1)
+  return f64(lp.mul(mask).sum(1))
+}
+
+export function referenceLoss(c: Case, beta: number, epsilon: number, labelSmoothing = 0): Reference {
+  const a = c.policy.to('float64')
+  const b = c.reference.to('float64')
+  const mask = c.mask.to('float64')
+  // Masked positions may hold any label (e.g. -100): gather needs a valid index there.
+  const labels = c.labels.where(c.mask.gt(0), Tensor.zeros(c.labels.shape, { dtype: 'int64' }))
+  const S = sequenceSums(a, labels, mask)
+  const Sref = sequenceSums(b, labels, mask)
+  const Splus = sequenceSums(a.mul(1 + epsilon).sub(b.mul(epsilon)), labels, mask)
+  const Sminus = sequenceSums(a.mul(1 - epsilon).add(b.mul(epsilon)), labels, mask)
+  const logitSums = f64(a.sum(2).mul(mask).sum(1))
+  const counts = f64(mask.sum(1))
+
+  const B = c.pairs
+  const ratio = (s: Float64Array, i: number) => s[i]! - s[B + i]!
+  const out: Reference = {
+    S,
+    Sref,
+    Splus,
+    Sminus,
+    plusMargin: new Float64Array(B),
+    minusMargin: new Float64Array(B),
+    steps: [],
+    betas: [],
+    loss: 0,
+    chosenRewards: [],
+    rejectedRewards: [],
+    meanChosenLogits: 0,
+    meanRejectedLogits: 0,
+  }
+  const logSigmoid = (x: number) => (x >= 0 ? -Math.log1p(Math.exp(-x)) : x - Math.log1p(Math.exp(x)))
+  for (let i = 0; i < B; i++) {
+    const rho = ratio(S, i)
+    const rhoPlus = ratio(Splus, i)
+    const rhoMinus = ratio(Sminus, i)
+    out.plusMargin[i] = rhoPlus - rho
+    out.minusMargin[i] = rho - rhoMinus
+    const s = rhoPlus > rho && rho > rhoMinus ? 1 : rhoMinus > rho && rho > rhoPlus ? -1 : 0
+    const betaI = beta / (1 + epsilon * s)
+    const z = rho - ratio(Sref, i)
+    out.steps.push(s)
+    out.betas.push(betaI)
+    out.loss += (-(1 - labelSmoothing) * logSigmoid(betaI * z) - labelSmoothing * logSigmoid(-betaI * z)) / B
+    out.chosenRewards.push(betaI * (S[i]! - Sref[i]!))
+    out.rejectedRewards.push(betaI * (S[B + i]! - Sref[B + i]!))
+  }
+  const mean = (from: number) => {
+    let sum = 0
+    let n = 0
+    for (let i = from; i < from + B; i++) {
+      sum += logitSums[i]!
+      n += counts[i]!
+    }
+    return n > 0 ? sum / (n * c.vocab) : 0
+  }
+  out.meanChosenLogits = mean(0)
+  out.meanRejectedLogits = mean(B)
+  return out
+}
+
+/** Gradient of the reference loss w.r.t. the policy logits, by fp64 autograd through log-softmax. */
+export function referenceGradient(c: Case, beta: number, epsilon: number, labelSmoothing = 0): Float64Array {
+  const ref = referenceLoss(c, beta, epsilon, labelSmoothing)
+  const a = Tensor.from(c.policy.to('float64').toArray() as Float64Array, c.policy.shape, { requiresGrad: true })
+  const labels = c.labels.where(c.mask.gt(0), Tensor.zeros(c.labels.shape, { dtype: 'int64' }))
+  const S = a.logSoftmax(-1).gather(2, labels.unsqueeze(-1)).squeeze(-1).mul(c.mask.to('float64')).sum(1)
+  // dL/dS per row, from the per-pair β_i of the reference decision (no gradient through s_i).
+  const B = c.pairs
+  const sigmoid = (x: number) => 1 / (1 + Math.exp(-x))
+  const dS = new Float64Array(2 * B)
+  for (let i = 0; i < B; i++) {
+    const betaI = ref.betas[i]!
+    const m = betaI * (ref.S[i]! - ref.S[B + i]! - (ref.Sref[i]! - ref.Sref[B + i]!))
+    const dm = (-(1 - labelSmoothing) * sigmoid(-m) + labelSmoothing * sigmoid(m)) * betaI / B
+    dS[i] = dm
+    dS[B + i] = -dm
+  }
+  S.mul(Tensor.from(dS, [2 * B])).sum().backward()
+  return a.grad!.toArray() as Float64Array
+}
