@@ -5,6 +5,7 @@
 #include <ATen/Context.h>
 
 #include "js_common.h"
+#include "ops/row_ops.h"
 
 #ifndef EDPO_BUILD_SYSTEM
 #define EDPO_BUILD_SYSTEM "unknown"
@@ -26,6 +27,7 @@ Napi::Value Runtime(const Napi::CallbackInfo& info) {
 #endif
                                           ));
     r.Set("cudaAvailable", Napi::Boolean::New(env, at::hasCUDA()));
+    r.Set("cpuKernels", Napi::String::New(env, edpo::cpu_kernel_isa()));
     r.Set("threads", Napi::Number::New(env, at::get_num_threads()));
     r.Set("buildSystem", Napi::String::New(env, EDPO_BUILD_SYSTEM));
     r.Set("parallelInfo", Napi::String::New(env, at::get_parallel_info()));

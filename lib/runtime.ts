@@ -6,6 +6,8 @@ export interface RuntimeInfo {
   libtorchVersion: string
   cudaBuild: boolean
   cudaAvailable: boolean
+  /** Instruction set of the CPU kernels: 'avx512', 'avx2' or 'base' (cap it with EDPO_CPU_ISA=base|avx2). */
+  cpuKernels: string
   threads: number
   buildSystem: string
   addonPath: string | undefined

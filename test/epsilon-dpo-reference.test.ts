@@ -26,6 +26,9 @@ const specs: Spec[] = [
   { pairs: 1, steps: 4, vocab: 50257, seed: 9, beta: 0.1, epsilon: 0.01, dtype: 'bfloat16', spread: 30 },
   { pairs: 1, steps: 3, vocab: 128256, seed: 10, beta: 0.01, epsilon: 0.01 },
   { pairs: 2, steps: 7, vocab: 7, seed: 11, beta: 0.1, epsilon: 0.01, dtype: 'float64' },
+  // Logits of ±300 overflow a single pass against the first element: the kernel must rebase.
+  { pairs: 2, steps: 6, vocab: 5000, seed: 12, beta: 0.1, epsilon: 0.2, spread: 300 },
+  { pairs: 1, steps: 4, vocab: 9000, seed: 13, beta: 0.1, epsilon: 0.01, spread: 300, dtype: 'bfloat16' },
 ]
 
 // Random extra shapes: B in 1..8, T in 1..64, V in {7, 1000}.

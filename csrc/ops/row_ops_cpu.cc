@@ -2,24 +2,47 @@
 // intra-op threads, and maps ATen dtypes onto the raw kernels of cpu/row_kernels.h.
 #include <ATen/Parallel.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "cpu/row_kernels.h"
 #include "row_ops.h"
 
 namespace edpo {
 namespace {
 
-bool cpu_has_avx2_fma() {
+enum class Isa { kBase, kAvx2, kAvx512 };
+
+// The widest instruction set both the CPU and the OS support (cpu_supports checks XSAVE state),
+// capped by EDPO_CPU_ISA=base|avx2 (tests use it to run every variant on one machine).
+Isa detect_isa() {
+  Isa best = Isa::kBase;
 #if defined(__x86_64__) && defined(__GNUC__)
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-#else
-  return false;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl"))
+    best = Isa::kAvx512;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    best = Isa::kAvx2;
 #endif
+  const char* cap = std::getenv("EDPO_CPU_ISA");
+  if (cap != nullptr && std::string(cap) == "base") return Isa::kBase;
+  if (cap != nullptr && std::string(cap) == "avx2" && best == Isa::kAvx512) return Isa::kAvx2;
+  return best;
+}
+
+Isa cpu_isa() {
+  static const Isa isa = detect_isa();
+  return isa;
 }
 
 template <typename T, typename Acc>
 cpu::RowKernels<T, Acc> pick_kernels() {
-  return cpu_has_avx2_fma() ? cpu::avx2::kernels<T, Acc>() : cpu::base::kernels<T, Acc>();
+  switch (cpu_isa()) {
+    case Isa::kAvx512: return cpu::avx512::kernels<T, Acc>();
+    case Isa::kAvx2: return cpu::avx2::kernels<T, Acc>();
+    default: return cpu::base::kernels<T, Acc>();
+  }
 }
 
 // A row costs O(V); let each task take enough rows to amortise scheduling on small vocabularies.
@@ -56,6 +79,14 @@ void run_backward(const at::Tensor& policy, const at::Tensor& labels, const at::
 }
 
 }  // namespace
+
+const char* cpu_kernel_isa() {
+  switch (cpu_isa()) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "base";
+  }
+}
 
 at::ScalarType accumulation_dtype(at::ScalarType logits_dtype) {
   return logits_dtype == at::kDouble ? at::kDouble : at::kFloat;

@@ -31,6 +31,7 @@ struct RowKernels {
 // Instruction-set variants; `row_kernels<T, Acc>()` in the dispatcher picks one at run time.
 namespace base { template <typename T, typename Acc> RowKernels<T, Acc> kernels(); }
 namespace avx2 { template <typename T, typename Acc> RowKernels<T, Acc> kernels(); }
+namespace avx512 { template <typename T, typename Acc> RowKernels<T, Acc> kernels(); }
 
 }  // namespace cpu
 }  // namespace edpo

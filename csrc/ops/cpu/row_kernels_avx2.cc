@@ -12,6 +12,7 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define EDPO_CPU_ISA avx2
+#define EDPO_CPU_VECTOR_BYTES 32
 #include "row_kernels_impl.h"
 #pragma GCC pop_options
 #else

@@ -1,0 +1,179 @@
+// npm run bench:kernel — forward+backward of the fused ε-DPO op against the eager composition
+// the reference trainer uses (four log-softmaxes over materialised [N,V] tensors, gathers and
+// sums), in one run, same inputs. Prints time, peak extra memory and their ratios.
+//   node dist/bench/kernel.js [--quick] [--reps N] [--json out.json]
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import { type DType, ops, runtime, Tensor } from '../lib/index'
+import { peakRssSince, resetPeakRss, rssBytes } from './memory'
+
+interface Config {
+  tokens: number
+  vocab: number
+  dtype: DType
+}
+
+const args = process.argv.slice(2)
+const quick = args.includes('--quick')
+const reps = Number(args[args.indexOf('--reps') + 1]) || (quick ? 2 : 3)
+const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined
+const BETA = 0.1
+const EPSILON = 0.01
+const STEPS = 512 // tokens per sequence; rows = tokens / STEPS
+
+const configs: Config[] = []
+for (const tokens of quick ? [1024] : [2048, 4096])
+  for (const vocab of quick ? [32000] : [32000, 128256])
+    for (const dtype of ['float32', 'bfloat16'] as DType[]) configs.push({ tokens, vocab, dtype })
+
+interface Inputs {
+  policy: Tensor
+  reference: Tensor
+  labels: Tensor
+  mask: Tensor
+}
+
+function makeInputs(c: Config): Inputs {
+  const rows = c.tokens / STEPS
+  Tensor.manualSeed(c.tokens + c.vocab)
+  const policy = Tensor.randn([rows, STEPS, c.vocab], { dtype: c.dtype })
+  policy.requiresGrad = true
+  const reference = Tensor.randn([rows, STEPS, c.vocab], { dtype: c.dtype })
+  const labels = new BigInt64Array(c.tokens)
+  let seed = 12345
+  for (let i = 0; i < labels.length; i++) {
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    labels[i] = BigInt(seed % c.vocab)
+  }
+  return {
+    policy,
+    reference,
+    labels: Tensor.from(labels, [rows, STEPS]),
+    mask: Tensor.full([rows, STEPS], 1),
+  }
+}
+
+function fused(x: Inputs): number {
+  const out = ops.epsilonDpoLoss({
+    policyLogits: x.policy,
+    referenceLogits: x.reference,
+    labels: x.labels,
+    lossMask: x.mask,
+    beta: BETA,
+    epsilon: EPSILON,
+  })
+  out.loss.backward()
+  return out.loss.item()
+}
+
+/** One masked log-prob sum per row from [rows,T,V] logits, freeing the [N,V] temporaries at once. */
+function eagerSums(logits: Tensor, x: Inputs): Tensor {
+  const logp = logits.logSoftmax(-1)
+  const picked = logp.gather(2, x.labels.unsqueeze(-1)).squeeze(-1)
+  const sums = picked.mul(x.mask).sum(1)
+  logp.dispose()
+  return sums
+}
+
+/** The reference trainer's composition; intermediates are disposed as soon as Python would free them. */
+function eager(x: Inputs): number {
+  const S = eagerSums(x.policy, x) // keeps log-softmax alive in the autograd graph, as PyTorch does
+  const a = x.policy.detach()
+  const Sref = eagerSums(x.reference, x)
+  const plusA = a.mul(1 + EPSILON)
+  const plusB = x.reference.mul(EPSILON)
+  const plus = plusA.sub(plusB)
+  plusA.dispose()
+  plusB.dispose()
+  const Splus = eagerSums(plus, x)
+  plus.dispose()
+  const minusA = a.mul(1 - EPSILON)
+  const minusB = x.reference.mul(EPSILON)
+  const minus = minusA.add(minusB)
+  minusA.dispose()
+  minusB.dispose()
+  const Sminus = eagerSums(minus, x)
+  minus.dispose()
+  // Per-pair β and loss weights from the sums (tiny), then backward through S.
+  const rows = S.shape[0]!
+  const B = rows / 2
+  const [s, r, p, m] = [S, Sref, Splus, Sminus].map((t) => t.to('float64').toArray() as Float64Array) as [
+    Float64Array,
+    Float64Array,
+    Float64Array,
+    Float64Array,
+  ]
+  const weights = new Float64Array(rows)
+  let loss = 0
+  for (let i = 0; i < B; i++) {
+    const rho = s[i]! - s[B + i]!
+    const rp = p[i]! - p[B + i]!
+    const rm = m[i]! - m[B + i]!
+    const step = rp > rho && rho > rm ? 1 : rm > rho && rho > rp ? -1 : 0
+    const beta = BETA / (1 + EPSILON * step)
+    const z = beta * (rho - (r[i]! - r[B + i]!))
+    loss += Math.log1p(Math.exp(-z)) / B
+    const g = (-beta / (1 + Math.exp(z))) / B
+    weights[i] = g
+    weights[B + i] = -g
+  }
+  S.mul(Tensor.from(weights, [rows], { dtype: 'float32' })).sum().backward()
+  return loss
+}
+
+function time(fn: (x: Inputs) => number, x: Inputs): { ms: number; peakBytes: number; loss: number } {
+  const times: number[] = []
+  let peak = 0
+  let loss = 0
+  for (let i = 0; i <= reps; i++) {
+    x.policy.zeroGrad()
+    global.gc?.()
+    const base = rssBytes()
+    resetPeakRss()
+    const t0 = performance.now()
+    loss = fn(x)
+    const dt = performance.now() - t0
+    peak = Math.max(peak, peakRssSince(base))
+    if (i > 0) times.push(dt) // the first run warms caches and the allocator
+  }
+  times.sort((a, b) => a - b)
+  return { ms: times[Math.floor(times.length / 2)]!, peakBytes: peak, loss }
+}
+
+const rt = runtime()
+console.log(`edpo bench:kernel — libtorch ${rt.libtorchVersion}, ${rt.threads} threads, ${new Date().toISOString()}`)
+console.log(`median of ${reps} runs after one warm-up; forward + backward; peak extra = peak RSS above the inputs\n`)
+const header = '| N tokens | V | dtype | fused ms | eager ms | speed-up | fused peak extra MiB | eager peak extra MiB | memory ratio |'
+console.log(header)
+console.log('|' + header.split('|').slice(1, -1).map(() => '---').join('|') + '|')
+const results = []
+for (const c of configs) {
+  const x = makeInputs(c)
+  const f = time(fused, x)
+  const e = time(eager, x)
+  const mib = (b: number) => (b / 2 ** 20).toFixed(0)
+  const row = {
+    ...c,
+    fusedMs: f.ms,
+    eagerMs: e.ms,
+    speedup: e.ms / f.ms,
+    fusedPeakBytes: f.peakBytes,
+    eagerPeakBytes: e.peakBytes,
+    lossFused: f.loss,
+    lossEager: e.loss,
+  }
+  results.push(row)
+  console.log(
+    `| ${c.tokens} | ${c.vocab} | ${c.dtype} | ${f.ms.toFixed(0)} | ${e.ms.toFixed(0)} | ${row.speedup.toFixed(2)}× | ` +
+      `${mib(f.peakBytes)} | ${mib(e.peakBytes)} | ${(e.peakBytes / Math.max(f.peakBytes, 1)).toFixed(1)}× |`,
+  )
+  if (Math.abs(f.loss - e.loss) > 1e-3 * Math.max(1, Math.abs(e.loss)))
+    console.log(`  ! losses differ: fused ${f.loss}, eager ${e.loss}`)
+  for (const t of Object.values(x)) t.dispose()
+}
+console.log('\nlogits bytes per input: N·V·sizeof(dtype); "grad" (N·V, in the input dtype) is part of both peaks.')
+if (jsonOut) {
+  fs.mkdirSync(path.dirname(jsonOut), { recursive: true })
+  fs.writeFileSync(jsonOut, JSON.stringify({ runtime: rt, date: new Date().toISOString(), reps, results }, null, 2))
+}

@@ -1,0 +1,32 @@
+// Row kernels built for AVX-512 (F, DQ, BW, VL; 16 fp32 lanes); chosen at run time when the CPU has them.
+// The standard headers come first so that only our own code is compiled for the wider target.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "row_kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
+#define EDPO_CPU_ISA avx512
+#define EDPO_CPU_VECTOR_BYTES 64
+#include "row_kernels_impl.h"
+#pragma GCC pop_options
+#else
+// Other architectures: the "avx512" slot reuses the baseline kernels.
+namespace edpo {
+namespace cpu {
+namespace avx512 {
+template <typename T, typename Acc>
+RowKernels<T, Acc> kernels() { return base::kernels<T, Acc>(); }
+template RowKernels<float, float> kernels<float, float>();
+template RowKernels<bf16_bits, float> kernels<bf16_bits, float>();
+template RowKernels<half_bits, float> kernels<half_bits, float>();
+template RowKernels<double, double> kernels<double, double>();
+}  // namespace avx512
+}  // namespace cpu
+}  // namespace edpo
+#endif

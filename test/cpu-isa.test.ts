@@ -1,0 +1,62 @@
+// Every CPU kernel build (baseline SSE2, AVX2, AVX-512), forced in turn with EDPO_CPU_ISA, against
+// the fp64 reference: odd vocabularies exercise the vector tails, bf16 the conversions.
+import { execFileSync } from 'node:child_process'
+import * as path from 'node:path'
+
+import t from 'tap'
+
+import { runtime } from '../lib/index'
+import { close, describe } from './helpers/assert'
+import { type CaseOptions, makeCase, referenceGradient, referenceLoss } from './helpers/reference'
+
+const specs: CaseOptions[] = [
+  { pairs: 2, steps: 5, vocab: 7, seed: 21 },
+  { pairs: 2, steps: 4, vocab: 1001, seed: 22, spread: 30 },
+  { pairs: 1, steps: 6, vocab: 5003, seed: 23, dtype: 'bfloat16' },
+  { pairs: 1, steps: 3, vocab: 2053, seed: 24, dtype: 'float16' },
+]
+
+interface ChildResult {
+  S: number[]
+  Sref: number[]
+  Splus: number[]
+  Sminus: number[]
+  steps: number[]
+  loss: number
+  grad: number[]
+}
+
+const best = runtime().cpuKernels
+const isas = ['base', 'avx2', 'avx512'].filter((isa) => isa === 'base' || best === 'avx512' || (best === 'avx2' && isa === 'avx2'))
+
+for (const isa of isas) {
+  t.test(`CPU kernels: ${isa}`, (t) => {
+    const out = execFileSync(process.execPath, [...process.execArgv, path.join(__dirname, 'helpers', 'isa-child.ts'), JSON.stringify(specs)], {
+      env: { ...process.env, EDPO_CPU_ISA: isa },
+      encoding: 'utf8',
+      maxBuffer: 256 * 1024 * 1024,
+    })
+    const child = JSON.parse(out) as { isa: string; results: ChildResult[] }
+    t.equal(child.isa, isa, 'the child ran the requested kernels')
+    specs.forEach((spec, i) => {
+      const got = child.results[i]!
+      const c = makeCase(spec)
+      const want = referenceLoss(c, 0.3, 0.01)
+      for (const [key, ref] of [
+        ['S', want.S],
+        ['Sref', want.Sref],
+        ['Splus', want.Splus],
+        ['Sminus', want.Sminus],
+      ] as const) {
+        const cmp = close(got[key], ref, 1e-5, 1e-5)
+        t.ok(cmp.ok, `V=${spec.vocab} ${spec.dtype ?? 'float32'} ${key}: ${describe(cmp)}`)
+      }
+      t.same(got.steps, want.steps, `V=${spec.vocab} steps`)
+      t.ok(close([got.loss], [want.loss], 1e-5, 1e-7).ok, `V=${spec.vocab} loss`)
+      const rtol = spec.dtype === 'bfloat16' ? 8e-3 : spec.dtype === 'float16' ? 1e-3 : 1e-5
+      const g = close(got.grad, referenceGradient(c, 0.3, 0.01), rtol, 1e-7)
+      t.ok(g.ok, `V=${spec.vocab} gradient: ${describe(g)}`)
+    })
+    t.end()
+  })
+}
