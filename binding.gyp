@@ -15,8 +15,10 @@
         "csrc/js_tensor_ops.cc",
         "csrc/ops/cpu/row_kernels_avx2.cc",
         "csrc/ops/cpu/row_kernels_avx512.cc",
+        "csrc/ops/chunked_linear.cc",
         "csrc/ops/cpu/row_kernels_base.cc",
         "csrc/ops/epsilon_dpo.cc",
+        "csrc/ops/row_ops.cc",
         "csrc/ops/row_ops_cpu.cc"
       ],
       "include_dirs": [

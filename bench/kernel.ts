@@ -6,7 +6,8 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { type DType, ops, runtime, Tensor } from '../lib/index'
-import { peakRssSince, resetPeakRss, rssBytes } from './memory'
+import { chunked, type ChunkedConfig, makeChunkedInputs, materialised, zeroGrads } from './chunked'
+import { measure } from './measure'
 
 interface Config {
   tokens: number
@@ -122,25 +123,6 @@ function eager(x: Inputs): number {
   return loss
 }
 
-function time(fn: (x: Inputs) => number, x: Inputs): { ms: number; peakBytes: number; loss: number } {
-  const times: number[] = []
-  let peak = 0
-  let loss = 0
-  for (let i = 0; i <= reps; i++) {
-    x.policy.zeroGrad()
-    global.gc?.()
-    const base = rssBytes()
-    resetPeakRss()
-    const t0 = performance.now()
-    loss = fn(x)
-    const dt = performance.now() - t0
-    peak = Math.max(peak, peakRssSince(base))
-    if (i > 0) times.push(dt) // the first run warms caches and the allocator
-  }
-  times.sort((a, b) => a - b)
-  return { ms: times[Math.floor(times.length / 2)]!, peakBytes: peak, loss }
-}
-
 const rt = runtime()
 console.log(`edpo bench:kernel — libtorch ${rt.libtorchVersion}, ${rt.threads} threads, ${new Date().toISOString()}`)
 console.log(`median of ${reps} runs after one warm-up; forward + backward; peak extra = peak RSS above the inputs\n`)
@@ -151,8 +133,8 @@ console.log('|' + header.split('|').slice(1, -1).map(() => '---').join('|') + '|
 const results = []
 for (const c of configs) {
   const x = makeInputs(c)
-  const f = time(fused, x)
-  const e = time(eager, x)
+  const f = measure(fused, x, reps, (x) => x.policy.zeroGrad())
+  const e = measure(eager, x, reps, (x) => x.policy.zeroGrad())
   const mib = (b: number) => (b / 2 ** 20).toFixed(0)
   const gradBytes = c.tokens * c.vocab * (c.dtype === 'float32' ? 4 : 2)
   const row = {
@@ -179,7 +161,34 @@ for (const c of configs) {
 console.log('\nBoth peaks include ∂logits (N·V in the input dtype), which both methods must produce;')
 console.log('"of which not ∂logits" is the fused op\'s own working memory, O(N).')
 console.log('bf16 eager rounds its log-probs to bf16 (as the reference trainer does), so its loss differs.')
+
+// Chunked fused-linear path (hidden states + lm_head) against materialised logits, fp32.
+const chunkedConfigs: ChunkedConfig[] = quick
+  ? [{ tokens: 512, hidden: 128, vocab: 32000 }]
+  : [{ tokens: 1024, hidden: 256, vocab: 128256 }]
+console.log('\nFrom hidden states: materialised logits (h·Wᵀ, fused op, backward through the matmul) vs chunked')
+const header2 =
+  '| N tokens | H | V | chunk | materialised ms | chunked ms | time ratio | materialised peak extra MiB | chunked peak extra MiB | memory ratio |'
+console.log(header2)
+console.log('|' + header2.split('|').slice(1, -1).map(() => '---').join('|') + '|')
+const chunkedResults = []
+for (const c of chunkedConfigs) {
+  const x = makeChunkedInputs(c)
+  const chunk = Math.max(16, Math.floor(2 ** 25 / c.vocab))
+  const m = measure(materialised, x, reps, zeroGrads)
+  const k = measure(chunked(undefined), x, reps, zeroGrads)
+  chunkedResults.push({ ...c, chunk, materialisedMs: m.ms, chunkedMs: k.ms, materialisedPeakBytes: m.peakBytes, chunkedPeakBytes: k.peakBytes })
+  const mib = (b: number) => (b / 2 ** 20).toFixed(0)
+  console.log(
+    `| ${c.tokens} | ${c.hidden} | ${c.vocab} | ${chunk} | ${m.ms.toFixed(0)} | ${k.ms.toFixed(0)} | ${(k.ms / m.ms).toFixed(2)}× | ` +
+      `${mib(m.peakBytes)} | ${mib(k.peakBytes)} | ${(m.peakBytes / Math.max(k.peakBytes, 1)).toFixed(1)}× |`,
+  )
+  if (Math.abs(m.loss - k.loss) > 1e-4 * Math.max(1, Math.abs(m.loss))) console.log(`  ! losses differ: ${m.loss} vs ${k.loss}`)
+  for (const t of Object.values(x)) t.dispose()
+}
+console.log('Both peaks include ∂W (V·H) and ∂h (N·H), which both paths produce.')
+
 if (jsonOut) {
   fs.mkdirSync(path.dirname(jsonOut), { recursive: true })
-  fs.writeFileSync(jsonOut, JSON.stringify({ runtime: rt, date: new Date().toISOString(), reps, results }, null, 2))
+  fs.writeFileSync(jsonOut, JSON.stringify({ runtime: rt, date: new Date().toISOString(), reps, results, chunkedResults }, null, 2))
 }

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "js_common.h"
+#include "ops/chunked_linear.h"
 #include "ops/epsilon_dpo.h"
 
 namespace edpo_js {
@@ -76,6 +77,58 @@ Napi::Value EpsilonDpoLossAsync(const Napi::CallbackInfo& info) {
   });
 }
 
+// The chunked op's call: hidden states and heads instead of logits.
+struct HiddenCall {
+  edpo::LinearHead policy, reference;
+  at::Tensor labels, mask;
+  edpo::ChunkedOptions options;
+  edpo::EpsilonDpoOutput out;
+};
+
+at::Tensor optional_tensor(const Napi::Object& args, const char* name) {
+  const Napi::Value v = args.Get(name);
+  return v.IsUndefined() || v.IsNull() ? at::Tensor() : TensorWrap::FromValue(v, name);
+}
+
+std::shared_ptr<HiddenCall> read_hidden_call(const Napi::CallbackInfo& info) {
+  const Napi::Object args = args_object(info);
+  auto call = std::make_shared<HiddenCall>();
+  call->policy = {field_tensor(args, "policyHidden"), field_tensor(args, "policyHead"), optional_tensor(args, "policyBias")};
+  call->reference = {field_tensor(args, "referenceHidden"), field_tensor(args, "referenceHead"),
+                     optional_tensor(args, "referenceBias")};
+  call->labels = field_tensor(args, "labels");
+  call->mask = field_tensor(args, "lossMask");
+  call->options.loss.beta = field_number(args, "beta", 0, true);
+  call->options.loss.epsilon = field_number(args, "epsilon", 0, true);
+  call->options.loss.label_smoothing = field_number(args, "labelSmoothing", 0.0, false);
+  call->options.final_logit_softcap = field_number(args, "finalLogitSoftcap", 0.0, false);
+  const double chunk = field_number(args, "chunkTokens", 0.0, false);
+  TORCH_CHECK(chunk >= 0 && chunk == double(int64_t(chunk)), "chunkTokens: expected an integer >= 1, got ", chunk);
+  call->options.chunk_tokens = int64_t(chunk);
+  return call;
+}
+
+void run_hidden(HiddenCall& c) {
+  c.out = edpo::epsilon_dpo_loss_from_hidden(c.policy, c.reference, c.labels, c.mask, c.options);
+}
+
+Napi::Value EpsilonDpoLossFromHidden(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    auto call = read_hidden_call(info);
+    run_hidden(*call);
+    return loss_result(info.Env(), call->out);
+  });
+}
+
+Napi::Value EpsilonDpoLossFromHiddenAsync(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    auto call = read_hidden_call(info);
+    return PromiseWorker::Run(
+        info.Env(), [call] { run_hidden(*call); },
+        [call](Napi::Env env) -> Napi::Value { return loss_result(env, call->out); });
+  });
+}
+
 // sequenceLogps({policyLogits, referenceLogits, labels, lossMask, epsilon}) → per-sequence float64 sums.
 Napi::Value SequenceLogps(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
@@ -101,6 +154,8 @@ void InitOps(Napi::Env env, Napi::Object exports) {
   exports.Set("epsilonDpoLoss", Napi::Function::New(env, EpsilonDpoLoss));
   exports.Set("epsilonDpoLossAsync", Napi::Function::New(env, EpsilonDpoLossAsync));
   exports.Set("sequenceLogps", Napi::Function::New(env, SequenceLogps));
+  exports.Set("epsilonDpoLossFromHidden", Napi::Function::New(env, EpsilonDpoLossFromHidden));
+  exports.Set("epsilonDpoLossFromHiddenAsync", Napi::Function::New(env, EpsilonDpoLossFromHiddenAsync));
 }
 
 }  // namespace edpo_js

@@ -71,6 +71,7 @@ const std::unordered_map<std::string, OpFn>& op_table() {
       {"sqrt", [](const at::Tensor& t, Args) { return t.sqrt(); }},
       {"abs", [](const at::Tensor& t, Args) { return t.abs(); }},
       {"sigmoid", [](const at::Tensor& t, Args) { return t.sigmoid(); }},
+      {"tanh", [](const at::Tensor& t, Args) { return t.tanh(); }},
       {"logSigmoid", [](const at::Tensor& t, Args) { return at::log_sigmoid(t); }},
       {"isfinite", [](const at::Tensor& t, Args) { return at::isfinite(t); }},
       {"detach", [](const at::Tensor& t, Args) { return t.detach(); }},

@@ -4,7 +4,7 @@
  */
 export { Tensor, type DType, type TensorData, type TensorOptions, type HostArray } from './tensor'
 export * as ops from './ops'
-export type { EpsilonDpoLossArgs, EpsilonDpoLossResult, SequenceLogpsResult } from './ops'
+export type { EpsilonDpoLossArgs, EpsilonDpoLossFromHiddenArgs, EpsilonDpoLossResult, SequenceLogpsResult } from './ops'
 export * as io from './io'
 export { runtime, setThreads, type RuntimeInfo } from './runtime'
 export { EdpoError, EdpoInputError, EdpoNativeError } from './errors'

@@ -54,6 +54,22 @@ export interface NativeLossArgs {
   labelSmoothing?: number
 }
 
+export interface NativeHiddenLossArgs {
+  policyHidden: NativeTensor
+  policyHead: NativeTensor
+  policyBias?: NativeTensor
+  referenceHidden: NativeTensor
+  referenceHead: NativeTensor
+  referenceBias?: NativeTensor
+  labels: NativeTensor
+  lossMask: NativeTensor
+  beta: number
+  epsilon: number
+  labelSmoothing?: number
+  finalLogitSoftcap?: number
+  chunkTokens?: number
+}
+
 export interface NativeLossResult {
   loss: NativeTensor
   steps: NativeTensor
@@ -106,6 +122,8 @@ export interface Native {
   stack(tensors: NativeTensor[], dim: number): NativeTensor
   epsilonDpoLoss(args: NativeLossArgs): NativeLossResult
   epsilonDpoLossAsync(args: NativeLossArgs): Promise<NativeLossResult>
+  epsilonDpoLossFromHidden(args: NativeHiddenLossArgs): NativeLossResult
+  epsilonDpoLossFromHiddenAsync(args: NativeHiddenLossArgs): Promise<NativeLossResult>
   sequenceLogps(args: Omit<NativeLossArgs, 'beta' | 'labelSmoothing'>): NativeSequenceLogps
   readTensors(path: string, entries: NativeReadEntry[]): NativeTensor[]
   readTensorsAsync(path: string, entries: NativeReadEntry[]): Promise<NativeTensor[]>

@@ -2,7 +2,7 @@
 import { z } from 'zod'
 
 import { EdpoInputError, native, nativeAsync } from './errors'
-import { type NativeLossArgs, type NativeLossResult, nativeAddon } from './native'
+import { type NativeHiddenLossArgs, type NativeLossArgs, type NativeLossResult, nativeAddon } from './native'
 import { Tensor } from './tensor'
 import { formatZodError } from './validate'
 
@@ -42,6 +42,27 @@ export interface EpsilonDpoLossResult {
   meanRejectedLogits: Tensor
 }
 
+export interface EpsilonDpoLossFromHiddenArgs {
+  /** [2B,T,H] final hidden states of the policy (after the final norm), chosen rows first. */
+  policyHidden: Tensor
+  /** [V,H] the policy's lm_head weight (Hugging Face layout). */
+  policyHead: Tensor
+  policyBias?: Tensor
+  /** [2B,T,H'] and [V,H'] for the reference; never receive gradients. */
+  referenceHidden: Tensor
+  referenceHead: Tensor
+  referenceBias?: Tensor
+  labels: Tensor
+  lossMask: Tensor
+  beta: number
+  epsilon: number
+  labelSmoothing?: number
+  /** Gemma-2's final logit soft-capping c: logits = c·tanh(z/c). 0 or absent: none. */
+  finalLogitSoftcap?: number
+  /** Completion tokens per chunk; default ≈ 2^25 / V (128 MiB of fp32 logits per model). */
+  chunkTokens?: number
+}
+
 export interface SequenceLogpsResult {
   /** Σ_t mask·log π(y_t) per row [2B] float64, differentiable w.r.t. policyLogits. */
   policy: Tensor
@@ -70,6 +91,25 @@ const lossSchema = tensorsSchema
   })
   .strict()
 const sequenceSchema = tensorsSchema.extend({ epsilon: epsilonSchema }).strict()
+const hiddenSchema = z
+  .object({
+    policyHidden: tensor,
+    policyHead: tensor,
+    policyBias: tensor.optional(),
+    referenceHidden: tensor,
+    referenceHead: tensor,
+    referenceBias: tensor.optional(),
+    labels: tensor,
+    lossMask: tensor,
+  })
+  .extend({
+    beta: finite.refine((v) => v > 0, 'must be > 0'),
+    epsilon: epsilonSchema,
+    labelSmoothing: finite.refine((v) => v >= 0 && v <= 0.5, 'must be in [0, 0.5]').optional(),
+    finalLogitSoftcap: finite.refine((v) => v >= 0, 'must be >= 0').optional(),
+    chunkTokens: z.number().int('must be an integer').min(1, 'must be >= 1').optional(),
+  })
+  .strict()
 
 function parseArgs<T>(schema: z.ZodType<T>, args: unknown, op: string): T {
   const r = schema.safeParse(args)
@@ -118,6 +158,41 @@ export function epsilonDpoLoss(args: EpsilonDpoLossArgs): EpsilonDpoLossResult {
 export async function epsilonDpoLossAsync(args: EpsilonDpoLossArgs): Promise<EpsilonDpoLossResult> {
   const a = parseArgs(lossSchema, args, 'epsilonDpoLoss')
   return fromNative(await nativeAsync(() => nativeAddon().epsilonDpoLossAsync(toNative(a))))
+}
+
+function hiddenToNative(a: EpsilonDpoLossFromHiddenArgs): NativeHiddenLossArgs {
+  return {
+    policyHidden: a.policyHidden.handle,
+    policyHead: a.policyHead.handle,
+    policyBias: a.policyBias?.handle,
+    referenceHidden: a.referenceHidden.handle,
+    referenceHead: a.referenceHead.handle,
+    referenceBias: a.referenceBias?.handle,
+    labels: a.labels.handle,
+    lossMask: a.lossMask.handle,
+    beta: a.beta,
+    epsilon: a.epsilon,
+    labelSmoothing: a.labelSmoothing ?? 0,
+    finalLogitSoftcap: a.finalLogitSoftcap ?? 0,
+    chunkTokens: a.chunkTokens ?? 0,
+  }
+}
+
+/**
+ * The ε-DPO loss from hidden states and lm_head weights, chunk by chunk: neither model's [N,V]
+ * logits exist in memory at once (peak extra memory O(chunkTokens·V + N)). Same outputs as
+ * epsilonDpoLoss; the loss is differentiable w.r.t. policyHidden, policyHead and policyBias.
+ * Prompt tokens (lossMask 0) are skipped before the matmul.
+ */
+export function epsilonDpoLossFromHidden(args: EpsilonDpoLossFromHiddenArgs): EpsilonDpoLossResult {
+  const a = parseArgs(hiddenSchema, args, 'epsilonDpoLossFromHidden')
+  return fromNative(native(() => nativeAddon().epsilonDpoLossFromHidden(hiddenToNative(a))))
+}
+
+/** epsilonDpoLossFromHidden on the thread pool. */
+export async function epsilonDpoLossFromHiddenAsync(args: EpsilonDpoLossFromHiddenArgs): Promise<EpsilonDpoLossResult> {
+  const a = parseArgs(hiddenSchema, args, 'epsilonDpoLossFromHidden')
+  return fromNative(await nativeAsync(() => nativeAddon().epsilonDpoLossFromHiddenAsync(hiddenToNative(a))))
 }
 
 /** Per-sequence masked log-prob sums (spec §3) under the policy, reference and both perturbations. */

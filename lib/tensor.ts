@@ -203,6 +203,9 @@ export class Tensor {
   sigmoid(): Tensor {
     return this.op('sigmoid')
   }
+  tanh(): Tensor {
+    return this.op('tanh')
+  }
   logSigmoid(): Tensor {
     return this.op('logSigmoid')
   }

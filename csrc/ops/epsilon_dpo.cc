@@ -24,24 +24,6 @@ bool is_mask_dtype(at::ScalarType t) {
          t == at::kDouble;
 }
 
-at::Tensor forward_rows(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
-                        const at::Tensor& weight, double epsilon) {
-#ifdef EDPO_WITH_CUDA
-  if (policy.is_cuda()) return forward_rows_cuda(policy, reference, labels, weight, epsilon);
-#endif
-  TORCH_CHECK(policy.is_cpu(), "policyLogits: tensors on ", policy.device(),
-              " need a CUDA build of edpo (EDPO_CUDA=1 npm run build:cuda)");
-  return forward_rows_cpu(policy, reference, labels, weight, epsilon);
-}
-
-at::Tensor backward_rows(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
-                         const at::Tensor& row_grad) {
-#ifdef EDPO_WITH_CUDA
-  if (policy.is_cuda()) return backward_rows_cuda(policy, labels, lse, row_grad);
-#endif
-  return backward_rows_cpu(policy, labels, lse, row_grad);
-}
-
 // Autograd node: per-sequence sums from [N,V] logits. Only S (output 0) is differentiable; the
 // backward turns dL/dS into per-row weights and writes g·(onehot − softmax) in one pass, from the
 // saved per-row LSE, so no [N,V] intermediate is kept between forward and backward.
@@ -50,17 +32,11 @@ struct SequenceLogpsFunction : public torch::autograd::Function<SequenceLogpsFun
                                const at::Tensor& labels, const at::Tensor& weight, double epsilon,
                                int64_t sequences) {
     const at::Tensor stats = forward_rows(policy, reference, labels, weight, epsilon);
-    const int64_t steps = policy.size(0) / sequences;
-    // Per-sequence masked sums, in float64 whatever the row precision (spec §8).
-    const at::Tensor w = weight.to(at::kDouble).view({sequences, steps});
-    auto seq_sum = [&](int k) { return (stats[k].to(at::kDouble).view({sequences, steps}) * w).sum(1); };
-    at::Tensor s_policy = seq_sum(cpu::kPolicyLogp), s_reference = seq_sum(cpu::kReferenceLogp);
-    at::Tensor s_plus = seq_sum(cpu::kPlusLogp), s_minus = seq_sum(cpu::kMinusLogp);
-    at::Tensor logit_sum = seq_sum(cpu::kLogitSum), count = w.sum(1);
+    const SequenceLogps s = sums_from_row_stats(stats, weight, sequences, policy.size(1));
     ctx->save_for_backward({policy, labels, weight, stats[cpu::kPolicyLse].contiguous()});
     ctx->saved_data["sequences"] = sequences;
-    ctx->mark_non_differentiable({s_reference, s_plus, s_minus, logit_sum, count});
-    return {s_policy, s_reference, s_plus, s_minus, logit_sum, count};
+    ctx->mark_non_differentiable({s.reference, s.plus, s.minus, s.logit_sum, s.token_count});
+    return {s.policy, s.reference, s.plus, s.minus, s.logit_sum, s.token_count};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -69,17 +45,14 @@ struct SequenceLogpsFunction : public torch::autograd::Function<SequenceLogpsFun
     const int64_t sequences = ctx->saved_data["sequences"].toInt();
     at::Tensor grad_policy;
     if (grads[0].defined()) {
-      const int64_t steps = policy.size(0) / sequences;
-      const at::Tensor row_grad = (grads[0].to(at::kDouble).view({sequences, 1}) *
-                                   weight.to(at::kDouble).view({sequences, steps}))
-                                      .reshape({-1})
-                                      .to(lse.scalar_type())
-                                      .contiguous();
+      const at::Tensor row_grad = row_grads_from_sequences(grads[0], weight, sequences, lse.scalar_type());
       grad_policy = backward_rows(policy, labels, lse, row_grad);
     }
     return {grad_policy, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
+
+}  // namespace
 
 std::string shape_str(const at::Tensor& t) {
   std::ostringstream os;
@@ -87,7 +60,25 @@ std::string shape_str(const at::Tensor& t) {
   return os.str();
 }
 
-}  // namespace
+SequenceLogps sums_from_row_stats(const at::Tensor& stats, const at::Tensor& weight, int64_t sequences,
+                                  int64_t vocab) {
+  const int64_t steps = weight.size(0) / sequences;
+  // Masked sums in float64 whatever the row precision (spec §8).
+  const at::Tensor w = weight.to(at::kDouble).view({sequences, steps});
+  auto seq_sum = [&](int k) { return (stats[k].to(at::kDouble).view({sequences, steps}) * w).sum(1); };
+  return SequenceLogps{seq_sum(cpu::kPolicyLogp), seq_sum(cpu::kReferenceLogp), seq_sum(cpu::kPlusLogp),
+                       seq_sum(cpu::kMinusLogp),  seq_sum(cpu::kLogitSum),     w.sum(1),
+                       vocab};
+}
+
+at::Tensor row_grads_from_sequences(const at::Tensor& grad_sequences, const at::Tensor& weight, int64_t sequences,
+                                    at::ScalarType dtype) {
+  const int64_t steps = weight.size(0) / sequences;
+  return (grad_sequences.to(at::kDouble).view({sequences, 1}) * weight.to(at::kDouble).view({sequences, steps}))
+      .reshape({-1})
+      .to(dtype)
+      .contiguous();
+}
 
 int64_t check_logits_inputs(const at::Tensor& policy_logits, const at::Tensor& reference_logits,
                             const at::Tensor& labels, const at::Tensor& loss_mask) {
@@ -109,15 +100,21 @@ int64_t check_logits_inputs(const at::Tensor& policy_logits, const at::Tensor& r
               reference_logits.scalar_type(), " does not match policyLogits ", policy_logits.scalar_type());
   TORCH_CHECK(reference_logits.device() == policy_logits.device(), "referenceLogits: device ", reference_logits.device(),
               " does not match policyLogits ", policy_logits.device());
-  TORCH_CHECK(labels.dim() == 2 && labels.size(0) == rows && labels.size(1) == steps,
-              "labels: expected shape [", rows, ", ", steps, "] to match policyLogits, got ", shape_str(labels));
+  check_labels_and_mask(labels, loss_mask, rows, steps, vocab, policy_logits.device(), "policyLogits");
+  return vocab;
+}
+
+void check_labels_and_mask(const at::Tensor& labels, const at::Tensor& loss_mask, int64_t rows, int64_t steps,
+                           int64_t vocab, const c10::Device& device, const char* source) {
+  TORCH_CHECK(labels.dim() == 2 && labels.size(0) == rows && labels.size(1) == steps, "labels: expected shape [", rows,
+              ", ", steps, "] to match ", source, ", got ", shape_str(labels));
   TORCH_CHECK(labels.scalar_type() == at::kLong, "labels: expected int64, got ", labels.scalar_type());
-  TORCH_CHECK(loss_mask.dim() == 2 && loss_mask.size(0) == rows && loss_mask.size(1) == steps,
-              "lossMask: expected shape [", rows, ", ", steps, "] to match policyLogits, got ", shape_str(loss_mask));
+  TORCH_CHECK(loss_mask.dim() == 2 && loss_mask.size(0) == rows && loss_mask.size(1) == steps, "lossMask: expected shape [",
+              rows, ", ", steps, "] to match ", source, ", got ", shape_str(loss_mask));
   TORCH_CHECK(is_mask_dtype(loss_mask.scalar_type()), "lossMask: expected bool, uint8, int32, int64, float32 or float64, got ",
               loss_mask.scalar_type());
-  TORCH_CHECK(labels.device() == policy_logits.device() && loss_mask.device() == policy_logits.device(),
-              "labels/lossMask: must be on the logits' device ", policy_logits.device());
+  TORCH_CHECK(labels.device() == device && loss_mask.device() == device, "labels/lossMask: must be on ", source,
+              "' device ", device);
   if (loss_mask.is_floating_point()) {
     TORCH_CHECK(at::isfinite(loss_mask).all().item<bool>(), "lossMask: contains a non-finite value");
   }
@@ -128,7 +125,6 @@ int64_t check_logits_inputs(const at::Tensor& policy_logits, const at::Tensor& r
     TORCH_CHECK(lo >= 0 && hi < vocab, "labels: values at unmasked positions must lie in [0, ", vocab, "), found ",
                 lo < 0 ? lo : hi);
   }
-  return vocab;
 }
 
 void check_options(const EpsilonDpoOptions& o) {

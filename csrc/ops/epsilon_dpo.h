@@ -5,6 +5,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <string>
+
 namespace edpo {
 
 // Per-sequence masked sums over the 2B stacked rows (spec §3). All [2B] float64.
@@ -34,10 +36,22 @@ struct EpsilonDpoOutput {
   at::Tensor mean_chosen_logits, mean_rejected_logits;                             // scalars
 };
 
+// Per-sequence sums from a [kNumRowStats, N] row-stats tensor and the [N] row weights (the mask).
+SequenceLogps sums_from_row_stats(const at::Tensor& stats, const at::Tensor& weight, int64_t sequences,
+                                  int64_t vocab);
+// dL/d(row log-prob) for each of the N rows from dL/dS per sequence: g_seq · mask, in `dtype`.
+at::Tensor row_grads_from_sequences(const at::Tensor& grad_sequences, const at::Tensor& weight, int64_t sequences,
+                                    at::ScalarType dtype);
+
 // Checks every argument and throws c10::Error naming it. Returns V.
 int64_t check_logits_inputs(const at::Tensor& policy_logits, const at::Tensor& reference_logits,
                             const at::Tensor& labels, const at::Tensor& loss_mask);
 void check_options(const EpsilonDpoOptions& options);
+// Labels [rows,T] int64 in [0,V) where the mask is on; mask [rows,T] bool/int/float, finite; both on `device`.
+// `source` names the tensor whose shape they must match in messages.
+void check_labels_and_mask(const at::Tensor& labels, const at::Tensor& loss_mask, int64_t rows, int64_t steps,
+                           int64_t vocab, const c10::Device& device, const char* source);
+std::string shape_str(const at::Tensor& t);
 
 // Fused per-row pass + masked sums. Logits [2B,T,V] (fp32/bf16/fp16/fp64, same dtype and device),
 // labels [2B,T] int64 (in [0,V) wherever the mask is non-zero), loss_mask [2B,T] bool/int/float.

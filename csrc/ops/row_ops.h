@@ -12,6 +12,12 @@ at::ScalarType accumulation_dtype(at::ScalarType logits_dtype);
 // Instruction set of the CPU row kernels in use: "avx512", "avx2" or "base".
 const char* cpu_kernel_isa();
 
+// Device dispatch: CPU kernels, or the CUDA ones in CUDA builds (an error otherwise).
+at::Tensor forward_rows(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
+                        const at::Tensor& weight, double epsilon);
+at::Tensor backward_rows(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
+                         const at::Tensor& row_grad);
+
 at::Tensor forward_rows_cpu(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
                             const at::Tensor& weight, double epsilon);
 at::Tensor backward_rows_cpu(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,

@@ -1,0 +1,30 @@
+// ε-DPO loss from hidden states and lm_head weights, chunk by chunk, so that neither model's
+// [N,V] logits ever exist in memory at once (spec §10). Same outputs as epsilon_dpo_loss.
+#pragma once
+#include <ATen/ATen.h>
+
+#include "epsilon_dpo.h"
+
+namespace edpo {
+
+struct LinearHead {
+  at::Tensor hidden;  // [2B,T,H]
+  at::Tensor weight;  // [V,H]  (lm_head.weight, HF layout)
+  at::Tensor bias;    // [V] or undefined
+};
+
+struct ChunkedOptions {
+  EpsilonDpoOptions loss;
+  double final_logit_softcap = 0;  // > 0: logits = c·tanh(z/c) (Gemma-2)
+  int64_t chunk_tokens = 0;        // 0: pick from V (≈ 32 Mi logits per chunk and model)
+};
+
+// Per-sequence sums (spec §3); S is differentiable w.r.t. policy.hidden, policy.weight and policy.bias.
+SequenceLogps sequence_logps_from_hidden(const LinearHead& policy, const LinearHead& reference, const at::Tensor& labels,
+                                         const at::Tensor& loss_mask, double epsilon, const ChunkedOptions& options);
+
+EpsilonDpoOutput epsilon_dpo_loss_from_hidden(const LinearHead& policy, const LinearHead& reference,
+                                              const at::Tensor& labels, const at::Tensor& loss_mask,
+                                              const ChunkedOptions& options);
+
+}  // namespace edpo
