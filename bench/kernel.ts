@@ -1,7 +1,7 @@
 // npm run bench:kernel — forward+backward of the fused ε-DPO op against the eager composition
 // the reference trainer uses (four log-softmaxes over materialised [N,V] tensors, gathers and
 // sums), in one run, same inputs. Prints time, peak extra memory and their ratios.
-//   node dist/bench/kernel.js [--quick] [--reps N] [--json out.json]
+//   node dist/bench/kernel.js [--quick] [--reps N] [--json out.json] [--only logits|hidden]
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
@@ -19,6 +19,7 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const reps = Number(args[args.indexOf('--reps') + 1]) || (quick ? 2 : 3)
 const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined
 const BETA = 0.1
 const EPSILON = 0.01
 const STEPS = 512 // tokens per sequence; rows = tokens / STEPS
@@ -131,7 +132,7 @@ const header =
 console.log(header)
 console.log('|' + header.split('|').slice(1, -1).map(() => '---').join('|') + '|')
 const results = []
-for (const c of configs) {
+for (const c of only === 'hidden' ? [] : configs) {
   const x = makeInputs(c)
   const f = measure(fused, x, reps, (x) => x.policy.zeroGrad())
   const e = measure(eager, x, reps, (x) => x.policy.zeroGrad())
@@ -163,9 +164,8 @@ console.log('"of which not ∂logits" is the fused op\'s own working memory, O(N
 console.log('bf16 eager rounds its log-probs to bf16 (as the reference trainer does), so its loss differs.')
 
 // Chunked fused-linear path (hidden states + lm_head) against materialised logits, fp32.
-const chunkedConfigs: ChunkedConfig[] = quick
-  ? [{ tokens: 512, hidden: 128, vocab: 32000 }]
-  : [{ tokens: 1024, hidden: 256, vocab: 128256 }]
+const chunkedConfigs: ChunkedConfig[] =
+  only === 'logits' ? [] : quick ? [{ tokens: 512, hidden: 128, vocab: 32000 }] : [{ tokens: 1024, hidden: 256, vocab: 128256 }]
 console.log('\nFrom hidden states: materialised logits (h·Wᵀ, fused op, backward through the matmul) vs chunked')
 const header2 =
   '| N tokens | H | V | chunk | materialised ms | chunked ms | time ratio | materialised peak extra MiB | chunked peak extra MiB | memory ratio |'
