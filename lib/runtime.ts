@@ -1,17 +1,10 @@
 // What the addon runs on: libtorch version, CUDA, threads, where it was loaded from.
 import { native } from './errors'
-import { nativeAddon, nativeAddonPath } from './native'
+import { nativeAddon, nativeAddonPath, type NativeRuntime } from './native'
 
-export interface RuntimeInfo {
-  libtorchVersion: string
-  cudaBuild: boolean
-  cudaAvailable: boolean
-  /** Instruction set of the CPU kernels: 'avx512', 'avx2' or 'base' (cap it with EDPO_CPU_ISA=base|avx2). */
-  cpuKernels: string
-  threads: number
-  buildSystem: string
+export type RuntimeInfo = NativeRuntime & {
+  /** The .node file that was loaded. */
   addonPath: string | undefined
-  parallelInfo: string
 }
 
 export function runtime(): RuntimeInfo {

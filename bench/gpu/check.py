@@ -19,6 +19,7 @@ failed. Performance targets are reported (pass/fail) but do not change the exit 
 """
 import argparse
 import datetime
+import importlib
 import inspect
 import json
 import math
@@ -285,18 +286,24 @@ def step_tolerance(S, S_plus, S_minus, rtol=SUM_RTOL, atol=SUM_ATOL):
 # Comparisons
 
 def compare(report, section, name, got, ref, rtol, atol, norm_tol=None):
-    """Elementwise |got − ref| <= atol + rtol·|ref| (NaN fails); optionally ‖Δ‖/‖ref‖ <= norm_tol."""
+    """Elementwise |got − ref| <= atol + rtol·|ref| (NaN fails; rtol=None: no elementwise test);
+    optionally ‖Δ‖/‖ref‖ <= norm_tol."""
     dev = ref.device if ref.is_cuda else got.device
     g = got.detach().to(dev, torch.float64)
     r = ref.detach().to(dev, torch.float64)
     if g.shape != r.shape:
         return report.check(section, name, False, why=f"shape {tuple(g.shape)} vs {tuple(r.shape)}")
     diff = (g - r).abs()
-    tol = atol + rtol * r.abs() if not isinstance(atol, torch.Tensor) else atol.to(dev, torch.float64) + rtol * r.abs()
-    bad = ~(diff <= tol)
-    n_bad = int(bad.sum().item())
     finite = bool(torch.isfinite(g).all().item())
-    worst = float((diff / tol.clamp_min(1e-300)).max().item()) if g.numel() else 0.0
+    if rtol is None:
+        n_bad, worst = 0, None
+    else:
+        if isinstance(atol, torch.Tensor):
+            atol = atol.to(dev, torch.float64)
+        tol = atol + rtol * r.abs()
+        bad = ~(diff <= tol)
+        n_bad = int(bad.sum().item())
+        worst = float((diff / tol.clamp_min(1e-300)).max().item()) if g.numel() else 0.0
     ref_norm = float(r.norm().item())
     rel_norm = float(diff.norm().item()) / ref_norm if ref_norm > 0 else float(diff.norm().item())
     ok = n_bad == 0 and finite
@@ -393,7 +400,7 @@ def correctness_logits(report, ext, device, cfgs, seed):
             labels, mask = rand_mask_labels(rows, T, V, device, gen)
 
             # fp64 eager reference on the same (upcast) values, on the same device.
-            a64 = a.double().requires_grad_(True)
+            a64 = a.detach().double().clone().requires_grad_(True)
             ref = eager_composition(a64, b.double(), labels, mask, label_smoothing=ls, metrics=True)
             ref["loss"].backward()
             grad64 = a64.grad
@@ -410,8 +417,12 @@ def correctness_logits(report, ext, device, cfgs, seed):
             sec = section + " | op vs fp64 eager"
             ok_pairs = steps_agreement(report, sec, out["steps"], ref["steps"], gaps, tols)
             check_outputs(report, sec, out, ref, ok_pairs, ls)
+            # fp32: exp(a − LSE) is evaluated from arguments rounded at the scale of |a| (log2 e·|a|·2⁻²⁴
+            # per side), so very large logits widen the fp32 gradient tolerances a little.
+            amax = float(a.detach().abs().max())
+            widen = (lambda t: max(t, 4e-7 * amax)) if dtype == torch.float32 else (lambda t: t)
             if bool(ok_pairs.all()):
-                compare(report, sec, "grad (norm)", pol.grad, grad64, float("inf"), 0.0, norm_tol=GRAD_NORM_TOL[dtype])
+                compare(report, sec, "grad (norm)", pol.grad, grad64, None, 0.0, norm_tol=widen(GRAD_NORM_TOL[dtype]))
             seq = ext.sequence_logps(a, b, labels, mask, EPS)
             for k, rk in (("policy", "S"), ("reference", "S_ref"), ("plus", "S_plus"), ("minus", "S_minus")):
                 compare(report, sec, f"sequence_logps.{k}", seq[k], ref[rk], SUM_RTOL, SUM_ATOL)
@@ -425,6 +436,7 @@ def correctness_logits(report, ext, device, cfgs, seed):
                 ok_pairs = steps_agreement(report, sec, out["steps"], out_cpu["steps"], gaps, 2 * tols)
                 check_outputs(report, sec, out, out_cpu, ok_pairs, ls)
                 rtol, atol = GRAD_TOL[dtype]
+                rtol = widen(rtol)
                 keep_rows = ok_pairs.repeat(2).to(device)
                 compare(report, sec, "grad (elementwise)", pol.grad[keep_rows], a_cpu.grad.to(device)[keep_rows],
                         rtol, atol)
@@ -493,10 +505,10 @@ def correctness_chunked(report, ext, device, cfgs, chunk_sizes, seed):
                     # fp32: different matmul shapes round differently (~1e-6); bf16: the materialised dW/dh
                     # are bf16 products, the chunked ones fp32 sums rounded once.
                     gtol = 1e-4 if dtype in (torch.float32, torch.float64) else 2e-2
-                    compare(report, section, "grad hidden (norm)", hp_c.grad, hp_m.grad, float("inf"), 0.0, norm_tol=gtol)
-                    compare(report, section, "grad weight (norm)", Wp_c.grad, Wp_m.grad, float("inf"), 0.0, norm_tol=gtol)
+                    compare(report, section, "grad hidden (norm)", hp_c.grad, hp_m.grad, None, 0.0, norm_tol=gtol)
+                    compare(report, section, "grad weight (norm)", Wp_c.grad, Wp_m.grad, None, 0.0, norm_tol=gtol)
                     if use_bias:
-                        compare(report, section, "grad bias (norm)", bp_c.grad, bp_m.grad, float("inf"), 0.0,
+                        compare(report, section, "grad bias (norm)", bp_c.grad, bp_m.grad, None, 0.0,
                                 norm_tol=gtol)
                 else:
                     report.check(section, "gradients skipped (a tiny-margin step differs)", True)
@@ -657,8 +669,8 @@ def compile_section(report, device, cfgs, iters, warmup, seed, deadline):
             continue
         log(f"compile N={2 * B * T} V={V} {DTYPE_NAMES[dtype]}")
         try:
-            import torch._dynamo
-            torch._dynamo.reset()
+            dynamo = importlib.import_module("torch._dynamo")
+            dynamo.reset()
             a, b, labels, mask = timing_inputs(B, T, V, dtype, device, seed + i)
             pol = a.requires_grad_(True)
 
@@ -689,8 +701,7 @@ def compile_section(report, device, cfgs, iters, warmup, seed, deadline):
             log(f"  torch.compile failed: {rec['error'][:300]}")
         finally:
             try:
-                import torch._dynamo
-                torch._dynamo.reset()
+                importlib.import_module("torch._dynamo").reset()
             except Exception:  # noqa: BLE001
                 pass
             if device.type == "cuda":
@@ -903,7 +914,7 @@ def main():
     p.add_argument("--skip-chunked-bench", action="store_true")
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--budget-s", type=float, default=float(os.environ.get("EDPO_BUDGET_S", "400")),
+    p.add_argument("--budget-s", type=float, default=float(os.environ.get("EDPO_BUDGET_S", "360")),
                    help="after this many seconds optional parts (torch.compile) are skipped")
     p.add_argument("--seed", type=int, default=None, help="default: fresh from os.urandom (recorded in results.json)")
     p.add_argument("--verbose-build", action="store_true")

@@ -16,17 +16,6 @@
 #include "row_kernels_impl.h"
 #pragma GCC pop_options
 #else
-// Other architectures: the "avx2" slot reuses the baseline kernels.
-namespace edpo {
-namespace cpu {
-namespace avx2 {
-template <typename T, typename Acc>
-RowKernels<T, Acc> kernels() { return base::kernels<T, Acc>(); }
-template RowKernels<float, float> kernels<float, float>();
-template RowKernels<bf16_bits, float> kernels<bf16_bits, float>();
-template RowKernels<half_bits, float> kernels<half_bits, float>();
-template RowKernels<double, double> kernels<double, double>();
-}  // namespace avx2
-}  // namespace cpu
-}  // namespace edpo
+#define EDPO_CPU_ISA avx2
+#include "row_kernels_alias.h"
 #endif

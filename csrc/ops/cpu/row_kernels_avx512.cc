@@ -16,17 +16,6 @@
 #include "row_kernels_impl.h"
 #pragma GCC pop_options
 #else
-// Other architectures: the "avx512" slot reuses the baseline kernels.
-namespace edpo {
-namespace cpu {
-namespace avx512 {
-template <typename T, typename Acc>
-RowKernels<T, Acc> kernels() { return base::kernels<T, Acc>(); }
-template RowKernels<float, float> kernels<float, float>();
-template RowKernels<bf16_bits, float> kernels<bf16_bits, float>();
-template RowKernels<half_bits, float> kernels<half_bits, float>();
-template RowKernels<double, double> kernels<double, double>();
-}  // namespace avx512
-}  // namespace cpu
-}  // namespace edpo
+#define EDPO_CPU_ISA avx512
+#include "row_kernels_alias.h"
 #endif
