@@ -101,6 +101,14 @@ export interface NativeReadEntry {
   nbytes: number
 }
 
+export interface NativeAdamWOptions {
+  lr: number
+  beta1: number
+  beta2: number
+  eps: number
+  weightDecay: number
+}
+
 export interface NativeRuntime {
   libtorchVersion: string
   cudaBuild: boolean
@@ -128,6 +136,23 @@ export interface Native {
   readTensors(path: string, entries: NativeReadEntry[]): NativeTensor[]
   readTensorsAsync(path: string, entries: NativeReadEntry[]): Promise<NativeTensor[]>
   writeTensors(path: string, header: Uint8Array, tensors: NativeTensor[]): void
+  adamwStep(
+    params: NativeTensor[],
+    master: (NativeTensor | null)[],
+    expAvg: NativeTensor[],
+    expAvgSq: NativeTensor[],
+    step: number,
+    options: NativeAdamWOptions,
+  ): void
+  adamwStepAsync(
+    params: NativeTensor[],
+    master: (NativeTensor | null)[],
+    expAvg: NativeTensor[],
+    expAvgSq: NativeTensor[],
+    step: number,
+    options: NativeAdamWOptions,
+  ): Promise<void>
+  clipGradNorm(params: NativeTensor[], maxNorm: number): number
   runtime(): NativeRuntime
   setThreads(threads: number): void
 }

@@ -55,6 +55,8 @@ if [[ $with_kernel_check -eq 1 ]]; then
   kstatus=${PIPESTATUS[0]}
   echo "run.sh: run_kernels.sh exited $kstatus" | tee -a "$OUT/run.log"
   [[ $status -ne 0 ]] || status=$kstatus
+  # Print check.py's table again so that it ends the output.
+  [[ -f "$OUT/results.json" ]] && "$PY" "$ROOT/bench/gpu/check.py" --print "$OUT/results.json"
 fi
 
 echo "run.sh: done in $SECONDS s, status $status; results in $OUT/results.json" | tee -a "$OUT/run.log"

@@ -15,7 +15,7 @@ export function close(got: ArrayLike<number>, want: ArrayLike<number>, rtol: num
   for (let i = 0; i < got.length; i++) {
     const g = got[i]!
     const w = want[i]!
-    const excess = Math.abs(g - w) / (atol + rtol * Math.abs(w))
+    const excess = g === w ? 0 : Math.abs(g - w) / (atol + rtol * Math.abs(w))
     if (!(excess <= worst)) {
       // NaN lands here too and is never ok.
       worst = Number.isNaN(excess) ? Infinity : excess

@@ -1,0 +1,127 @@
+// AdamW over named parameters, as torch.optim.AdamW, with fp32 master weights and moments for
+// bf16/fp16 parameters. The update itself runs natively on the thread pool.
+import { z } from 'zod'
+
+import { EdpoInputError, native, nativeAsync } from '../errors'
+import { nativeAddon } from '../native'
+import { Tensor } from '../tensor'
+import { formatZodError } from '../validate'
+
+export interface AdamWOptions {
+  /** Default (0.9, 0.999), as PyTorch. */
+  betas?: [number, number]
+  eps?: number
+  weightDecay?: number
+}
+
+const optionsSchema = z
+  .object({
+    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).optional(),
+    eps: z.number().positive().optional(),
+    weightDecay: z.number().min(0).optional(),
+  })
+  .strict()
+
+const REDUCED = new Set(['bfloat16', 'float16'])
+
+export class AdamW {
+  readonly names: string[]
+  private readonly params: Tensor[]
+  private readonly master: (Tensor | undefined)[]
+  private readonly expAvg: Tensor[]
+  private readonly expAvgSq: Tensor[]
+  private readonly beta1: number
+  private readonly beta2: number
+  private readonly eps: number
+  private readonly weightDecay: number
+  /** Optimizer steps taken so far. */
+  stepCount = 0
+
+  constructor(params: Iterable<[string, Tensor]>, options: AdamWOptions = {}) {
+    const r = optionsSchema.safeParse(options)
+    if (!r.success) throw new EdpoInputError(formatZodError(r.error, 'adamw'))
+    ;[this.beta1, this.beta2] = r.data.betas ?? [0.9, 0.999]
+    this.eps = r.data.eps ?? 1e-8
+    this.weightDecay = r.data.weightDecay ?? 0
+    this.names = []
+    this.params = []
+    this.master = []
+    this.expAvg = []
+    this.expAvgSq = []
+    for (const [name, p] of params) {
+      const reduced = REDUCED.has(p.dtype)
+      const master = reduced ? p.to('float32') : undefined
+      const stateDtype = reduced ? 'float32' : p.dtype
+      this.names.push(name)
+      this.params.push(p)
+      this.master.push(master)
+      this.expAvg.push(Tensor.zeros(p.shape, { dtype: stateDtype, device: p.device }))
+      this.expAvgSq.push(Tensor.zeros(p.shape, { dtype: stateDtype, device: p.device }))
+    }
+  }
+
+  private args(): Parameters<ReturnType<typeof nativeAddon>['adamwStep']> {
+    return [
+      this.params.map((p) => p.handle),
+      this.master.map((m) => m?.handle ?? null),
+      this.expAvg.map((m) => m.handle),
+      this.expAvgSq.map((v) => v.handle),
+      this.stepCount,
+      { lr: 0, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay },
+    ]
+  }
+
+  /** One step at learning rate `lr` over every parameter with a gradient. */
+  async step(lr: number): Promise<void> {
+    this.stepCount += 1
+    const args = this.args()
+    args[5].lr = lr
+    await nativeAsync(() => nativeAddon().adamwStepAsync(...args))
+  }
+
+  stepSync(lr: number): void {
+    this.stepCount += 1
+    const args = this.args()
+    args[5].lr = lr
+    native(() => nativeAddon().adamwStep(...args))
+  }
+
+  zeroGrad(): void {
+    for (const p of this.params) p.zeroGrad()
+  }
+
+  /** Global L2 norm of the gradients; scales them to `maxNorm` when above it (0: no clipping). */
+  clipGradNorm(maxNorm: number): number {
+    return native(() => nativeAddon().clipGradNorm(this.params.map((p) => p.handle), maxNorm))
+  }
+
+  /** The optimizer state as named tensors (for a safetensors checkpoint). */
+  stateTensors(): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {}
+    this.names.forEach((name, i) => {
+      out[`exp_avg.${name}`] = this.expAvg[i]!
+      out[`exp_avg_sq.${name}`] = this.expAvgSq[i]!
+      const m = this.master[i]
+      if (m) out[`master.${name}`] = m
+    })
+    return out
+  }
+
+  /** Restores what stateTensors() saved, copying into the existing state (same names and shapes). */
+  loadState(tensors: Record<string, Tensor>, stepCount: number): void {
+    const take = (key: string, into: Tensor) => {
+      const t = tensors[key]
+      if (!t) throw new EdpoInputError(`optimizer state: missing tensor '${key}'`)
+      if (t.shape.join(',') !== into.shape.join(','))
+        throw new EdpoInputError(`optimizer state: '${key}' has shape [${t.shape}], expected [${into.shape}]`)
+      into.copyInPlace(t)
+    }
+    this.names.forEach((name, i) => {
+      take(`exp_avg.${name}`, this.expAvg[i]!)
+      take(`exp_avg_sq.${name}`, this.expAvgSq[i]!)
+      const m = this.master[i]
+      if (m) take(`master.${name}`, m)
+    })
+    this.stepCount = stepCount
+  }
+}
