@@ -19,6 +19,7 @@ cd "$ROOT"
 export OUT="${OUT:-/tmp/edpo-gpu-out}"
 mkdir -p "$OUT"
 export MAX_JOBS="${MAX_JOBS:-16}"
+export PYTHONDONTWRITEBYTECODE=1
 PY="${PYTHON:-python3}"
 
 with_kernel_check=0
@@ -37,11 +38,11 @@ if [[ -z "${CUDA_HOME:-}" ]] && ! command -v nvcc >/dev/null 2>&1 && [[ -x /usr/
 fi
 
 {
-  echo "run.sh: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname); OUT=$OUT MAX_JOBS=$MAX_JOBS python=$(command -v "$PY")"
+  echo "run.sh: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n); OUT=$OUT MAX_JOBS=$MAX_JOBS python=$(command -v "$PY")"
   "$PY" -c 'import torch, sys; print("run.sh: python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' || true
   command -v nvcc >/dev/null 2>&1 && nvcc --version | tail -n 1
   command -v ninja >/dev/null 2>&1 && echo "run.sh: ninja $(ninja --version)" || echo "run.sh: ninja not on PATH (cpp_extension needs it)"
-  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 } 2>&1 | tee "$OUT/run.log"
 
 start=$SECONDS
