@@ -1,0 +1,75 @@
+// The one description of a training run's settings: each option's zod schema, default and help
+// text. The Trainer's options, `edpo train --flags`, config files (YAML/JSON) and `--help` are all
+// derived from this table.
+import { z } from 'zod'
+
+export interface OptionSpec {
+  schema: z.ZodType
+  help: string
+  /** For CLI parsing: how a flag's text becomes a value. */
+  kind: 'string' | 'number' | 'integer' | 'boolean' | 'strings'
+}
+
+const positive = z.number().positive()
+const nonNegative = z.number().min(0)
+const count = z.number().int().positive()
+
+export const TRAIN_OPTIONS = {
+  model: { schema: z.string().min(1), kind: 'string', help: 'Hugging Face model folder (config.json, *.safetensors, tokenizer.json)' },
+  referenceModel: { schema: z.string().min(1).optional(), kind: 'string', help: 'reference model folder (default: a frozen copy of --model)' },
+  data: { schema: z.array(z.string().min(1)).min(1), kind: 'strings', help: 'training data: JSONL, JSON or Parquet files or globs (repeatable)' },
+  evalData: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'evaluation data files or globs' },
+  evalFraction: { schema: z.number().gt(0).lt(1).optional(), kind: 'number', help: 'hold out this fraction of --data for evaluation' },
+  out: { schema: z.string().min(1), kind: 'string', help: 'run folder: metrics.jsonl and checkpoint-<step>/' },
+  method: { schema: z.enum(['epsilon-dpo', 'dpo', 'tr-dpo']).default('epsilon-dpo'), kind: 'string', help: 'epsilon-dpo (default), dpo or tr-dpo' },
+  beta: { schema: positive.default(0.1), kind: 'number', help: 'initial KL coefficient β' },
+  epsilon: { schema: z.number().min(0).lt(1).default(0.01), kind: 'number', help: 'ε-DPO perturbation size ε (epsilon-dpo only)' },
+  labelSmoothing: { schema: z.number().min(0).max(0.5).default(0), kind: 'number', help: 'conservative label smoothing ℓ' },
+  trDpoMode: { schema: z.enum(['hard', 'soft']).default('soft'), kind: 'string', help: 'tr-dpo: hard copy or soft mix of the policy into the reference' },
+  trDpoTau: { schema: count.default(64), kind: 'integer', help: 'tr-dpo: update the reference every τ optimizer steps' },
+  trDpoAlpha: { schema: z.number().min(0).max(1).default(0.6), kind: 'number', help: 'tr-dpo soft: ref ← α·θ + (1−α)·ref' },
+  learningRate: { schema: positive.default(5e-7), kind: 'number', help: 'peak learning rate' },
+  lrScheduler: { schema: z.enum(['cosine', 'linear', 'constant']).default('cosine'), kind: 'string', help: 'learning-rate schedule after warm-up' },
+  warmupRatio: { schema: z.number().min(0).max(1).default(0.1), kind: 'number', help: 'fraction of steps of linear warm-up' },
+  weightDecay: { schema: nonNegative.default(0), kind: 'number', help: 'AdamW weight decay' },
+  adamBeta1: { schema: z.number().min(0).lt(1).default(0.9), kind: 'number', help: 'AdamW β1' },
+  adamBeta2: { schema: z.number().min(0).lt(1).default(0.999), kind: 'number', help: 'AdamW β2' },
+  adamEpsilon: { schema: positive.default(1e-8), kind: 'number', help: 'AdamW ε' },
+  maxGradNorm: { schema: nonNegative.default(1), kind: 'number', help: 'clip the global gradient norm (0: off)' },
+  batchSize: { schema: count.default(8), kind: 'integer', help: 'preference pairs per micro-batch' },
+  gradAccumulation: { schema: count.default(1), kind: 'integer', help: 'micro-batches per optimizer step' },
+  epochs: { schema: positive.default(1), kind: 'number', help: 'passes over the data (ignored with --max-steps)' },
+  maxSteps: { schema: count.optional(), kind: 'integer', help: 'optimizer steps to run (overrides --epochs)' },
+  maxLength: { schema: count.default(1024), kind: 'integer', help: 'tokens per sequence (prompt + completion); keeps the start' },
+  maxPromptLength: { schema: count.default(512), kind: 'integer', help: 'prompt tokens; keeps the end' },
+  dtype: { schema: z.enum(['float32', 'bfloat16', 'float16', 'float64']).default('float32'), kind: 'string', help: 'model weights dtype (bf16 keeps fp32 optimizer state)' },
+  device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
+  gradientCheckpointing: { schema: z.boolean().default(false), kind: 'boolean', help: 'recompute each decoder layer in the backward pass' },
+  chunkTokens: { schema: count.optional(), kind: 'integer', help: 'completion tokens per chunk of the fused lm_head + loss' },
+  seed: { schema: z.number().int().min(0).default(42), kind: 'integer', help: 'data order seed' },
+  logEvery: { schema: count.default(1), kind: 'integer', help: 'log metrics every N optimizer steps' },
+  evalEvery: { schema: z.number().int().min(0).default(0), kind: 'integer', help: 'evaluate every N steps (0: only at the end)' },
+  saveEvery: { schema: z.number().int().min(0).default(0), kind: 'integer', help: 'checkpoint every N steps (0: only at the end)' },
+  keepLast: { schema: count.default(2), kind: 'integer', help: 'checkpoints to keep' },
+  skipInvalid: { schema: z.boolean().default(false), kind: 'boolean', help: 'skip and count invalid rows instead of stopping' },
+} satisfies Record<string, OptionSpec>
+
+export type TrainOptionName = keyof typeof TRAIN_OPTIONS
+
+type Schemas = { [K in TrainOptionName]: (typeof TRAIN_OPTIONS)[K]['schema'] }
+function schemas(): Schemas {
+  return Object.fromEntries(Object.entries(TRAIN_OPTIONS).map(([k, v]) => [k, v.schema])) as Schemas
+}
+
+export const trainConfigSchema = z
+  .object(schemas())
+  .strict()
+  .refine((c) => c.evalData === undefined || c.evalFraction === undefined, {
+    message: 'give evalData or evalFraction, not both',
+    path: ['evalFraction'],
+  })
+
+/** A complete, validated training configuration (defaults filled in). */
+export type TrainConfig = z.infer<typeof trainConfigSchema>
+/** What a user may pass: everything but model, data and out is optional. */
+export type TrainConfigInput = z.input<typeof trainConfigSchema>
