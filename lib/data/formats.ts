@@ -35,6 +35,7 @@ export class RowError extends Error {
     message: string,
   ) {
     super(field ? `${field}: ${message}` : message)
+    this.name = 'RowError'
   }
 }
 
