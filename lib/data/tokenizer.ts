@@ -52,8 +52,11 @@ export function createTokenizer(
 ): PreferenceTokenizer {
   const where = opts.where ?? 'tokenizer'
   let tk: Tokenizer
+  // tokenizers.js takes the unknown token from the config only; tokenizer.json's model has it too.
+  const model = tokenizerJson.model as { unk_token?: unknown } | undefined
+  const libraryConfig = config.unk_token === undefined && typeof model?.unk_token === 'string' ? { ...config, unk_token: model.unk_token } : config
   try {
-    tk = new Tokenizer(tokenizerJson, config)
+    tk = new Tokenizer(tokenizerJson, libraryConfig)
   } catch (e) {
     throw new EdpoInputError(`${where}: tokenizer.json could not be loaded: ${(e as Error).message}`, { cause: e })
   }
