@@ -110,7 +110,8 @@ async function loadSplit(patterns: string | string[], what: string, tokenizer: P
 
 /** One line per split, e.g. "train: 1000 rows from 2 files → 990 pairs; skipped 8 (5 missing field, ...); ...". */
 export function formatReport(what: string, r: DataReport, maxLength?: number): string {
-  const parts = [`${what}: ${r.rows} rows from ${r.files.length} file${r.files.length === 1 ? '' : 's'} → ${r.pairs} pairs`]
+  const n = (count: number, noun: string): string => `${count} ${noun}${count === 1 ? '' : 's'}`
+  const parts = [`${what}: ${n(r.rows, 'row')} from ${n(r.files.length, 'file')} → ${n(r.pairs, 'pair')}`]
   const skipped = Object.entries(r.skipped)
   if (skipped.length > 0) {
     const total = skipped.reduce((a, [, n]) => a + n, 0)
