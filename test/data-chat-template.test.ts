@@ -73,3 +73,28 @@ t.test('template sources: a named list picks "default"; chat_template.jinja wins
   t.equal(data.loadTokenizer(makeModelDir(t, tokenizerConfig({ chat_template: undefined }))).chatTemplate, undefined, 'no template: none')
   t.end()
 })
+
+// Two templates as published with models, rendered to the strings transformers gives.
+const LLAMA3 =
+  "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+const CHATML =
+  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+
+t.test('published templates: Llama-3 Instruct and ChatML', (t) => {
+  const row = data.normalizeRow({ prompt: [{ role: 'system', content: 'Be brief.' }, user(' Hi ')], chosen: 'Hello!', rejected: 'Go away.' })
+  const llama = data.applyChatTemplate(data.compileChatTemplate(LLAMA3, { bos_token: '<|begin_of_text|>', eos_token: '<|eot_id|>' }), row)
+  t.same(llama, {
+    kind: 'text',
+    prompt: '<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n',
+    chosen: 'Hello!<|eot_id|>',
+    rejected: 'Go away.<|eot_id|>',
+  })
+  const chatml = data.applyChatTemplate(data.compileChatTemplate(CHATML, {}), row)
+  t.same(chatml, {
+    kind: 'text',
+    prompt: '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n Hi <|im_end|>\n<|im_start|>assistant\n',
+    chosen: 'Hello!<|im_end|>\n',
+    rejected: 'Go away.<|im_end|>\n',
+  })
+  t.end()
+})

@@ -48,6 +48,7 @@ t.test('tensors: int64 ids, mask and labels, float32 loss mask, shape [2B, T]', 
   }
   t.same(Array.from(b.labels.toArray() as BigInt64Array).map(Number), [X, 21, 22, 2, X, X, 31, 2, X, X])
   t.same(Array.from(b.lossMask.toArray() as Float32Array), [0, 1, 1, 1, 0, 0, 1, 1, 0, 0])
+  t.same(Array.from(b.completionTokens), [3, 2])
   t.throws(() => data.collate([], PAD), new EdpoInputError('collate: a batch needs at least one pair'))
   t.end()
 })

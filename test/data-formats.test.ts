@@ -52,6 +52,7 @@ const bad: [string, unknown, string, string, string][] = [
   ['not an object', ['a'], 'not an object', '', 'expected an object with chosen and rejected, got array'],
   ['null row', null, 'not an object', '', 'expected an object with chosen and rejected, got null'],
   ['missing chosen', { prompt: 'p', rejected: 'r' }, 'missing field', 'chosen', 'chosen: missing'],
+  ['null prompt (not an implicit-prompt row)', { prompt: null, chosen: 'c', rejected: 'r' }, 'missing field', 'prompt', 'prompt: missing'],
   ['null rejected', { prompt: 'p', chosen: 'c', rejected: null }, 'missing field', 'rejected', 'rejected: missing'],
   ['empty prompt', { prompt: '', chosen: 'c', rejected: 'r' }, 'empty field', 'prompt', 'prompt: empty'],
   ['blank chosen', { prompt: 'p', chosen: '  \n', rejected: 'r' }, 'empty field', 'chosen', 'chosen: empty'],

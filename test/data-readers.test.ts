@@ -20,6 +20,12 @@ t.test('JSONL: one row per non-blank line, numbered from 1; a bad line is kept a
   t.same(rows[2]!.value, { prompt: 'p3' })
 })
 
+t.test('JSONL: a byte-order mark and CRLF line ends are fine', async (t) => {
+  const file = path.join(tempDir(t), 'crlf.jsonl')
+  fs.writeFileSync(file, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"x": "é"}\r\n\r\n{"x": 2}\r\n')]))
+  t.same((await data.readFile(file)).map((r) => [r.source, r.value]), [[`${file}:1`, { x: 'é' }], [`${file}:3`, { x: 2 }]])
+})
+
 t.test('JSON array: each element gets the line it starts on; a malformed element does not hide the rest', async (t) => {
   const dir = tempDir(t)
   const file = path.join(dir, 'b.json')

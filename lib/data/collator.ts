@@ -34,6 +34,8 @@ export interface Batch {
   labels: Tensor
   /** float32 [2B, T]. */
   lossMask: Tensor
+  /** Completion tokens per row, i.e. lossMask's row sums (host copy, for metrics). */
+  completionTokens: Int32Array
   sources: string[]
 }
 
@@ -79,6 +81,7 @@ export function collate(pairs: readonly TokenizedPair[], padTokenId: number, opt
     attentionMask: Tensor.from(h.attentionMask, shape, { device }),
     labels: Tensor.from(h.labels, shape, { device }),
     lossMask: Tensor.from(h.lossMask, shape, { device }),
+    completionTokens: h.completionTokens,
     sources: h.sources,
   }
 }

@@ -89,7 +89,9 @@ export function normalizeRow(value: unknown): PreferencePair {
     throw new RowError('not an object', '', `expected an object with chosen and rejected, got ${typeName(value)}`)
   const row = value as Record<string, unknown>
   for (const field of ['chosen', 'rejected']) if (!present(row, field)) throw new RowError('missing field', field, 'missing')
-  const pair = present(row, 'prompt') ? explicitPrompt(row) : implicitPrompt(row)
+  // A prompt key (or column) that is null is a missing prompt, not an implicit-prompt row.
+  if ('prompt' in row && !present(row, 'prompt')) throw new RowError('missing field', 'prompt', 'missing')
+  const pair = 'prompt' in row ? explicitPrompt(row) : implicitPrompt(row)
   if (sameCompletion(pair)) throw new RowError('chosen identical to rejected', 'rejected', 'identical to chosen')
   return pair
 }

@@ -15,7 +15,7 @@ export { type Batch, type HostBatch, IGNORE_INDEX, collate, collateHost } from '
 export { type ChatTemplate, type TextPair, applyChatTemplate, compileChatTemplate } from './chat-template'
 export { type Message, type PreferencePair, type RowErrorReason, RowError, normalizeRow } from './formats'
 export { expandPaths } from './glob'
-export { type RawRow, readFile, readFiles, readJsonText } from './readers'
+export { type RawRow, readFile, readFiles, readJsonBuffer, readJsonText } from './readers'
 export { PairSampler, type SamplerOptions, type SamplerState, epochPermutation } from './sampler'
 export { type PreferenceTokenizer, createTokenizer, loadTokenizer } from './tokenizer'
 export { type TokenizeResult, type TokenizedPair, type TruncationOptions, tokenizePair } from './tokenize-pairs'
@@ -62,7 +62,8 @@ export interface PreferenceData {
 
 const paths = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)])
 const length = z.number().int().positive().optional()
-const optionsSchema = z
+/** The options' schema, for composing CLI / config schemas. */
+export const preferenceDataOptionsSchema = z
   .object({
     data: paths,
     evalData: paths.optional(),
@@ -124,7 +125,7 @@ export function formatReport(what: string, r: DataReport, maxLength?: number): s
 
 /** Reads, validates, renders and tokenizes the training (and evaluation) data. */
 export async function loadPreferenceData(options: LoadPreferenceDataOptions): Promise<PreferenceData> {
-  const parsed = optionsSchema.safeParse(options)
+  const parsed = preferenceDataOptionsSchema.safeParse(options)
   if (!parsed.success) throw new EdpoInputError(formatZodError(parsed.error, 'loadPreferenceData'))
   const o = options
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`))

@@ -19,7 +19,7 @@ export interface RawRow {
 export async function readFile(file: string): Promise<RawRow[]> {
   const ext = path.extname(file).toLowerCase()
   if (ext === '.parquet') return readParquet(file)
-  if (ext === '.jsonl' || ext === '.ndjson' || ext === '.json') return readJsonText(file, fs.readFileSync(file, 'utf8'))
+  if (ext === '.jsonl' || ext === '.ndjson' || ext === '.json') return readJsonBuffer(file, fs.readFileSync(file))
   throw new EdpoInputError(`${file}: unknown data format '${ext}' (expected .jsonl, .ndjson, .json or .parquet)`)
 }
 
@@ -30,7 +30,27 @@ export async function readFiles(files: readonly string[]): Promise<RawRow[]> {
   return rows
 }
 
-/** JSON text: an array of rows, or (like `datasets`' json loader) one JSON value per line. */
+/**
+ * JSON bytes: an array of rows, or (like `datasets`' json loader) one JSON value per line. Lines
+ * are decoded one at a time, so JSONL files may exceed V8's ~512 MB string limit; an array may not.
+ */
+export function readJsonBuffer(file: string, bytes: Buffer): RawRow[] {
+  let start = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0
+  let first = start
+  while (first < bytes.length && (bytes[first] === 0x20 || bytes[first] === 0x09 || bytes[first] === 0x0a || bytes[first] === 0x0d)) first++
+  if (bytes[first] === 0x5b /* [ */) return readJsonText(file, bytes.toString('utf8', start))
+  const rows: RawRow[] = []
+  for (let line = 1; start < bytes.length; line++) {
+    let end = bytes.indexOf(0x0a, start)
+    if (end < 0) end = bytes.length
+    const text = bytes.toString('utf8', start, end)
+    if (text.trim() !== '') rows.push(parseJson(`${file}:${line}`, text))
+    start = end + 1
+  }
+  return rows
+}
+
+/** JSON text: an array of rows, or one JSON value per line. */
 export function readJsonText(file: string, text: string): RawRow[] {
   const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text
   const first = body.search(/\S/)
