@@ -8,3 +8,4 @@ export type { EpsilonDpoLossArgs, EpsilonDpoLossFromHiddenArgs, EpsilonDpoLossRe
 export * as io from './io'
 export { runtime, setThreads, type RuntimeInfo } from './runtime'
 export { EdpoError, EdpoInputError, EdpoNativeError } from './errors'
+export * as data from './data'

@@ -1,0 +1,152 @@
+// Row formats. Each row is normalised into one PreferencePair, in text or in messages form:
+//   standard        {prompt, chosen, rejected} strings
+//   conversational  prompt: a message list; chosen/rejected: an assistant message, a message list
+//                   or a plain string (taken as one assistant message)
+//   implicit prompt {chosen, rejected} full transcripts (strings or message lists); the shared
+//                   prefix becomes the prompt, as TRL's extract_prompt does (Anthropic-HH)
+// Other fields (ids, scores) are ignored. Problems raise RowError naming the field.
+import { z } from 'zod'
+
+export interface Message {
+  role: string
+  content: string
+}
+
+export type PreferencePair =
+  | { kind: 'text'; prompt: string; chosen: string; rejected: string }
+  | { kind: 'messages'; prompt: Message[]; chosen: Message[]; rejected: Message[] }
+
+/** Why a row was rejected; `reason` is the key counted by --skip-invalid. */
+export type RowErrorReason =
+  | 'malformed JSON'
+  | 'not an object'
+  | 'missing field'
+  | 'empty field'
+  | 'wrong type'
+  | 'chosen identical to rejected'
+  | 'no shared prompt'
+  | 'chat template failed'
+
+export class RowError extends Error {
+  constructor(
+    readonly reason: RowErrorReason,
+    /** "chosen", "prompt[1].content", or "" for the whole row. */
+    readonly field: string,
+    message: string,
+  ) {
+    super(field ? `${field}: ${message}` : message)
+    this.name = 'RowError'
+  }
+}
+
+const messageSchema = z.object({
+  role: z.string().min(1, 'empty'),
+  content: z.string().min(1, 'empty'),
+})
+
+function present(row: Record<string, unknown>, field: string): boolean {
+  return row[field] !== undefined && row[field] !== null
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'array'
+  return typeof v
+}
+
+function text(row: Record<string, unknown>, field: string): string {
+  const v = row[field]
+  if (typeof v !== 'string') throw new RowError('wrong type', field, `expected a string, got ${typeName(v)}`)
+  if (v.trim() === '') throw new RowError('empty field', field, 'empty')
+  return v
+}
+
+function messages(value: unknown, field: string, single: 'assistant' | 'none'): Message[] {
+  // A lone message object or (for completions) a plain string is one message.
+  let list: unknown = value
+  if (single === 'assistant' && typeof value === 'string') list = [{ role: 'assistant', content: value }]
+  else if (single === 'assistant' && value !== null && typeof value === 'object' && !Array.isArray(value)) list = [value]
+  if (!Array.isArray(list))
+    throw new RowError('wrong type', field, `expected a list of {role, content} messages, got ${typeName(value)}`)
+  if (list.length === 0) throw new RowError('empty field', field, 'empty message list')
+  return list.map((m, i) => {
+    const r = messageSchema.safeParse(m)
+    if (r.success) return { role: r.data.role, content: r.data.content }
+    const issue = r.error.issues[0]!
+    const key = issue.path[0]
+    const where = Array.isArray(value) ? `${field}[${i}]` : field
+    if (key === undefined) throw new RowError('wrong type', where, `expected a {role, content} message, got ${typeName(m)}`)
+    const v = (m as Record<string, unknown>)[String(key)]
+    const reason: RowErrorReason = v === undefined || v === null ? 'missing field' : issue.code === 'too_small' ? 'empty field' : 'wrong type'
+    const msg = reason === 'missing field' ? 'missing' : reason === 'empty field' ? 'empty' : `expected a string, got ${typeName(v)}`
+    throw new RowError(reason, `${where}.${String(key)}`, msg)
+  })
+}
+
+/** Normalises one parsed row; throws RowError on anything malformed. */
+export function normalizeRow(value: unknown): PreferencePair {
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new RowError('not an object', '', `expected an object with chosen and rejected, got ${typeName(value)}`)
+  const row = value as Record<string, unknown>
+  for (const field of ['chosen', 'rejected']) if (!present(row, field)) throw new RowError('missing field', field, 'missing')
+  // A prompt key (or column) that is null is a missing prompt, not an implicit-prompt row.
+  if ('prompt' in row && !present(row, 'prompt')) throw new RowError('missing field', 'prompt', 'missing')
+  const pair = 'prompt' in row ? explicitPrompt(row) : implicitPrompt(row)
+  if (sameCompletion(pair)) throw new RowError('chosen identical to rejected', 'rejected', 'identical to chosen')
+  return pair
+}
+
+function explicitPrompt(row: Record<string, unknown>): PreferencePair {
+  if (typeof row.prompt === 'string') {
+    const prompt = text(row, 'prompt')
+    // A conversational completion under a text prompt cannot be rendered consistently.
+    return { kind: 'text', prompt, chosen: text(row, 'chosen'), rejected: text(row, 'rejected') }
+  }
+  if (!Array.isArray(row.prompt))
+    throw new RowError('wrong type', 'prompt', `expected a string or a list of messages, got ${typeName(row.prompt)}`)
+  return {
+    kind: 'messages',
+    prompt: messages(row.prompt, 'prompt', 'none'),
+    chosen: messages(row.chosen, 'chosen', 'assistant'),
+    rejected: messages(row.rejected, 'rejected', 'assistant'),
+  }
+}
+
+function implicitPrompt(row: Record<string, unknown>): PreferencePair {
+  if (typeof row.chosen === 'string') {
+    const chosen = text(row, 'chosen')
+    const rejected = text(row, 'rejected')
+    if (chosen === rejected) throw new RowError('chosen identical to rejected', 'rejected', 'identical to chosen')
+    let n = commonPrefix(chosen, rejected, (a, b) => a === b)
+    // TRL's extract_prompt: a space right before the split goes with the completions.
+    if (n > 0 && n < Math.min(chosen.length, rejected.length) && chosen[n - 1] === ' ') n--
+    if (n === 0) throw new RowError('no shared prompt', 'chosen', 'chosen and rejected share no prefix to take as the prompt')
+    return checkCompletions({ kind: 'text', prompt: chosen.slice(0, n), chosen: chosen.slice(n), rejected: rejected.slice(n) })
+  }
+  const chosen = messages(row.chosen, 'chosen', 'none')
+  const rejected = messages(row.rejected, 'rejected', 'none')
+  if (JSON.stringify(chosen) === JSON.stringify(rejected))
+    throw new RowError('chosen identical to rejected', 'rejected', 'identical to chosen')
+  const n = commonPrefix(chosen, rejected, (a, b) => a.role === b.role && a.content === b.content)
+  if (n === 0) throw new RowError('no shared prompt', 'chosen', 'chosen and rejected share no leading messages to take as the prompt')
+  return checkCompletions({ kind: 'messages', prompt: chosen.slice(0, n), chosen: chosen.slice(n), rejected: rejected.slice(n) })
+}
+
+// One transcript may be the other plus more: its completion is then empty.
+function checkCompletions(pair: PreferencePair): PreferencePair {
+  for (const field of ['chosen', 'rejected'] as const)
+    if (pair[field].length === 0) throw new RowError('empty field', field, 'empty once the shared prompt is removed')
+  return pair
+}
+
+function commonPrefix<T>(a: ArrayLike<T>, b: ArrayLike<T>, eq: (x: T, y: T) => boolean): number {
+  const n = Math.min(a.length, b.length)
+  let i = 0
+  while (i < n && eq(a[i]!, b[i]!)) i++
+  return i
+}
+
+function sameCompletion(pair: PreferencePair): boolean {
+  if (pair.kind === 'text') return pair.chosen === pair.rejected
+  return JSON.stringify(pair.chosen) === JSON.stringify(pair.rejected)
+}

@@ -1,0 +1,59 @@
+// Text pair → token ids, with TRL's rules: prompt and completions are tokenized separately
+// without special tokens (a chat template writes its own BOS), EOS is appended to each completion
+// unless it already ends with it, the prompt keeps its END (maxPromptLength), a completion keeps
+// its start (maxCompletionLength), and prompt + completion keeps its START (maxLength).
+import type { TextPair } from './chat-template'
+import type { PreferenceTokenizer } from './tokenizer'
+
+export interface TruncationOptions {
+  /** Longest prompt + completion row; longer rows keep their start. */
+  maxLength?: number
+  /** Longest prompt; longer prompts keep their end. */
+  maxPromptLength?: number
+  /** Longest completion (EOS included); longer ones keep their start. */
+  maxCompletionLength?: number
+}
+
+export interface TokenizedPair {
+  /** "file:line" of the row it came from. */
+  source: string
+  prompt: Int32Array
+  chosen: Int32Array
+  rejected: Int32Array
+}
+
+export type TokenizeResult =
+  | { pair: TokenizedPair; truncated: boolean }
+  /** The prompt alone (after maxPromptLength) fills maxLength: no completion token would remain. */
+  | { pair: undefined; droppedPromptTooLong: true }
+
+function withEos(ids: number[], eos: number): number[] {
+  return ids[ids.length - 1] === eos ? ids : [...ids, eos]
+}
+
+/** Tokenizes and truncates one pair. */
+export function tokenizePair(pair: TextPair, source: string, tokenizer: PreferenceTokenizer, opts: TruncationOptions = {}): TokenizeResult {
+  let prompt = tokenizer.encode(pair.prompt)
+  let chosen = withEos(tokenizer.encode(pair.chosen), tokenizer.eosTokenId)
+  let rejected = withEos(tokenizer.encode(pair.rejected), tokenizer.eosTokenId)
+  let truncated = false
+  const cut = (ids: number[], keep: number, end: 'start' | 'end'): number[] => {
+    if (ids.length <= keep) return ids
+    truncated = true
+    return end === 'start' ? ids.slice(0, keep) : ids.slice(ids.length - keep)
+  }
+  if (opts.maxPromptLength !== undefined) prompt = cut(prompt, opts.maxPromptLength, 'end')
+  if (opts.maxCompletionLength !== undefined) {
+    chosen = cut(chosen, opts.maxCompletionLength, 'start')
+    rejected = cut(rejected, opts.maxCompletionLength, 'start')
+  }
+  if (opts.maxLength !== undefined) {
+    if (prompt.length >= opts.maxLength) return { pair: undefined, droppedPromptTooLong: true }
+    chosen = cut(chosen, opts.maxLength - prompt.length, 'start')
+    rejected = cut(rejected, opts.maxLength - prompt.length, 'start')
+  }
+  return {
+    pair: { source, prompt: Int32Array.from(prompt), chosen: Int32Array.from(chosen), rejected: Int32Array.from(rejected) },
+    truncated,
+  }
+}
