@@ -102,5 +102,6 @@ void InitTensorFactories(Napi::Env env, Napi::Object exports);
 void InitOps(Napi::Env env, Napi::Object exports);
 void InitIo(Napi::Env env, Napi::Object exports);
 void InitRuntime(Napi::Env env, Napi::Object exports);
+void InitModel(Napi::Env env, Napi::Object exports);
 
 }  // namespace edpo_js
