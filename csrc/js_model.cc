@@ -125,30 +125,49 @@ Napi::Value ModelForwardAsync(const Napi::CallbackInfo& info) {
   });
 }
 
-// modelGenerateAsync(model, inputIds, {maxNewTokens, temperature, topP, topK, seed?, eosTokenIds, attentionMask?})
+struct GenerateCall {
+  ModelPtr model;
+  at::Tensor ids, mask, out;
+  edpo::models::GenerateOptions opts;
+  void run() { out = edpo::models::generate(*model, ids, mask, opts); }
+};
+
+std::shared_ptr<GenerateCall> read_generate(const Napi::CallbackInfo& info) {
+  auto call = std::make_shared<GenerateCall>();
+  call->model = model_arg(info[0]);
+  call->ids = TensorWrap::FromValue(info[1], "inputIds");
+  if (!info[2].IsObject()) throw Napi::TypeError::New(info.Env(), "options: expected an object");
+  const auto o = info[2].As<Napi::Object>();
+  edpo::models::GenerateOptions& opts = call->opts;
+  opts.max_new_tokens = int_field(o, "maxNewTokens");
+  opts.temperature = field(o, "temperature");
+  opts.top_p = field(o, "topP");
+  opts.top_k = int_field(o, "topK");
+  if (!o.Get("seed").IsUndefined()) {
+    const double seed = field(o, "seed");
+    TORCH_CHECK(seed >= 0 && seed == double(uint64_t(seed)), "seed: expected a non-negative integer, got ", seed);
+    opts.has_seed = true;
+    opts.seed = uint64_t(seed);
+  }
+  opts.eos_token_ids = arg_shape(o.Get("eosTokenIds"), "eosTokenIds");
+  call->mask = optional_tensor(o.Get("attentionMask"), "attentionMask");
+  return call;
+}
+
+// modelGenerate(model, inputIds, {maxNewTokens, temperature, topP, topK, seed?, eosTokenIds, attentionMask?})
+Napi::Value ModelGenerate(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    auto call = read_generate(info);
+    call->run();
+    return TensorWrap::Wrap(info.Env(), call->out);
+  });
+}
+
 Napi::Value ModelGenerateAsync(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
-    const ModelPtr model = model_arg(info[0]);
-    const at::Tensor ids = TensorWrap::FromValue(info[1], "inputIds");
-    if (!info[2].IsObject()) throw Napi::TypeError::New(info.Env(), "options: expected an object");
-    const auto o = info[2].As<Napi::Object>();
-    edpo::models::GenerateOptions opts;
-    opts.max_new_tokens = int_field(o, "maxNewTokens");
-    opts.temperature = field(o, "temperature");
-    opts.top_p = field(o, "topP");
-    opts.top_k = int_field(o, "topK");
-    if (!o.Get("seed").IsUndefined()) {
-      const double seed = field(o, "seed");
-      TORCH_CHECK(seed >= 0 && seed == double(uint64_t(seed)), "seed: expected a non-negative integer, got ", seed);
-      opts.has_seed = true;
-      opts.seed = uint64_t(seed);
-    }
-    opts.eos_token_ids = arg_shape(o.Get("eosTokenIds"), "eosTokenIds");
-    const at::Tensor mask = optional_tensor(o.Get("attentionMask"), "attentionMask");
-    auto result = std::make_shared<at::Tensor>();
+    auto call = read_generate(info);
     return PromiseWorker::Run(
-        info.Env(), [=] { *result = edpo::models::generate(*model, ids, mask, opts); },
-        [result](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *result); });
+        info.Env(), [call] { call->run(); }, [call](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, call->out); });
   });
 }
 
@@ -197,6 +216,7 @@ void InitModel(Napi::Env env, Napi::Object exports) {
   exports.Set("createModel", Napi::Function::New(env, CreateModel));
   exports.Set("modelForward", Napi::Function::New(env, ModelForward));
   exports.Set("modelForwardAsync", Napi::Function::New(env, ModelForwardAsync));
+  exports.Set("modelGenerate", Napi::Function::New(env, ModelGenerate));
   exports.Set("modelGenerateAsync", Napi::Function::New(env, ModelGenerateAsync));
   exports.Set("modelParameters", Napi::Function::New(env, ModelParameters));
   exports.Set("modelSetTraining", Napi::Function::New(env, ModelSetTraining));

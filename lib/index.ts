@@ -8,3 +8,13 @@ export type { EpsilonDpoLossArgs, EpsilonDpoLossResult, SequenceLogpsResult } fr
 export * as io from './io'
 export { runtime, setThreads, type RuntimeInfo } from './runtime'
 export { EdpoError, EdpoInputError, EdpoNativeError } from './errors'
+export {
+  CausalLM,
+  type ModelConfig,
+  type ModelDtype,
+  type FromPretrainedOptions,
+  type ForwardOptions,
+  type ForwardResult,
+  type GenerateOptions,
+  type SaveOptions,
+} from './model'

@@ -164,6 +164,7 @@ export interface Native {
     attentionMask?: NativeTensor,
     positionIds?: NativeTensor,
   ): Promise<NativeForwardResult>
+  modelGenerate(model: NativeModel, inputIds: NativeTensor, options: NativeGenerateOptions): NativeTensor
   modelGenerateAsync(model: NativeModel, inputIds: NativeTensor, options: NativeGenerateOptions): Promise<NativeTensor>
   modelParameters(model: NativeModel): { names: string[]; tensors: NativeTensor[] }
   modelSetTraining(model: NativeModel, training: boolean): void
