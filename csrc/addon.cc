@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   edpo_js::InitIo(env, exports);
   edpo_js::InitRuntime(env, exports);
   edpo_js::InitOptim(env, exports);
+  edpo_js::InitModel(env, exports);
   return exports;
 }
 

@@ -103,5 +103,6 @@ void InitOps(Napi::Env env, Napi::Object exports);
 void InitIo(Napi::Env env, Napi::Object exports);
 void InitRuntime(Napi::Env env, Napi::Object exports);
 void InitOptim(Napi::Env env, Napi::Object exports);
+void InitModel(Napi::Env env, Napi::Object exports);
 
 }  // namespace edpo_js

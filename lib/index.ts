@@ -9,3 +9,13 @@ export * as io from './io'
 export { runtime, setThreads, type RuntimeInfo } from './runtime'
 export { EdpoError, EdpoInputError, EdpoNativeError } from './errors'
 export * as data from './data'
+export {
+  CausalLM,
+  type ModelConfig,
+  type ModelDtype,
+  type FromPretrainedOptions,
+  type ForwardOptions,
+  type ForwardResult,
+  type GenerateOptions,
+  type SaveOptions,
+} from './model'

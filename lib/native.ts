@@ -120,6 +120,51 @@ export interface NativeRuntime {
   parallelInfo: string
 }
 
+/** A CausalLM's resolved config, as csrc/js_model.cc reads it (built by lib/model/config.ts). */
+export interface NativeModelConfig {
+  modelType: string
+  vocabSize: number
+  hiddenSize: number
+  intermediateSize: number
+  numLayers: number
+  numHeads: number
+  numKvHeads: number
+  headDim: number
+  rmsNormEps: number
+  ropeTheta: number
+  tieWordEmbeddings: boolean
+  geluTanh: boolean
+  gemmaNorm: boolean
+  attnScale: number
+  attnSoftcap: number
+  finalSoftcap: number
+  /** Per layer: sliding window (0 = full attention). */
+  layerWindows: number[]
+  ropeType: string
+  ropeFactor: number
+  ropeLowFreqFactor: number
+  ropeHighFreqFactor: number
+  ropeOriginalMaxPositions: number
+}
+
+/** An opaque handle owning one native CausalLM. */
+export type NativeModel = { readonly __nativeModel: unique symbol }
+
+export interface NativeForwardResult {
+  logits: NativeTensor
+  hidden: NativeTensor
+}
+
+export interface NativeGenerateOptions {
+  maxNewTokens: number
+  temperature: number
+  topP: number
+  topK: number
+  seed?: number
+  eosTokenIds: number[]
+  attentionMask?: NativeTensor
+}
+
 export interface Native {
   NativeTensor: abstract new () => NativeTensor
   fromArray(data: HostArray, shape: number[], dtype?: DType, device?: string, requiresGrad?: boolean): NativeTensor
@@ -154,6 +199,20 @@ export interface Native {
   ): Promise<void>
   clipGradNorm(params: NativeTensor[], maxNorm: number): number
   runtime(): NativeRuntime
+  createModel(config: NativeModelConfig, names: string[], tensors: NativeTensor[]): NativeModel
+  modelForward(model: NativeModel, inputIds: NativeTensor, attentionMask?: NativeTensor, positionIds?: NativeTensor): NativeForwardResult
+  modelForwardAsync(
+    model: NativeModel,
+    inputIds: NativeTensor,
+    attentionMask?: NativeTensor,
+    positionIds?: NativeTensor,
+  ): Promise<NativeForwardResult>
+  modelGenerate(model: NativeModel, inputIds: NativeTensor, options: NativeGenerateOptions): NativeTensor
+  modelGenerateAsync(model: NativeModel, inputIds: NativeTensor, options: NativeGenerateOptions): Promise<NativeTensor>
+  modelParameters(model: NativeModel): { names: string[]; tensors: NativeTensor[] }
+  modelSetTraining(model: NativeModel, training: boolean): void
+  modelSetGradientCheckpointing(model: NativeModel, enabled: boolean): void
+  modelClone(model: NativeModel): NativeModel
   setThreads(threads: number): void
 }
 

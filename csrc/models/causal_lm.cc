@@ -1,0 +1,150 @@
+// CausalLM: weights by HF name, RoPE tables, the embedding → layers → norm → lm_head forward.
+#include "causal_lm.h"
+
+#include <ATen/core/grad_mode.h>
+
+#include <cmath>
+#include <unordered_map>
+
+namespace edpo::models {
+namespace {
+
+at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+// inv_freq = 1 / θ^(arange(0, d, 2) / d), computed in fp32 like transformers, then rope_scaling.
+at::Tensor inverse_frequencies(const ModelConfig& c, at::ScalarType acc, const at::Device& device) {
+  const auto opts = at::TensorOptions().dtype(acc).device(device);
+  at::Tensor exponent = at::arange(0, c.head_dim, 2, at::TensorOptions().dtype(at::kLong).device(device)).to(acc) /
+                        double(c.head_dim);
+  at::Tensor inv_freq = 1.0 / at::pow(at::scalar_tensor(c.rope_theta, opts), exponent);
+  if (c.rope_type == "linear") return inv_freq / c.rope_factor;
+  if (c.rope_type == "llama3") {
+    // Long wavelengths are divided by `factor`, short ones kept, the band between interpolated.
+    const double old_ctx = double(c.rope_original_max_positions);
+    const double low_wavelen = old_ctx / c.rope_low_freq_factor, high_wavelen = old_ctx / c.rope_high_freq_factor;
+    const at::Tensor wavelen = 2.0 * M_PI / inv_freq;
+    at::Tensor scaled = at::where(wavelen > low_wavelen, inv_freq / c.rope_factor, inv_freq);
+    const at::Tensor smooth =
+        (old_ctx / wavelen - c.rope_low_freq_factor) / (c.rope_high_freq_factor - c.rope_low_freq_factor);
+    const at::Tensor smoothed = (1.0 - smooth) * scaled / c.rope_factor + smooth * scaled;
+    const at::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+    return at::where(medium, smoothed, scaled);
+  }
+  return inv_freq;
+}
+
+}  // namespace
+
+CausalLM::CausalLM(ModelConfig config, std::vector<std::string> names, std::vector<at::Tensor> tensors)
+    : config_(std::move(config)), names_(std::move(names)), tensors_(std::move(tensors)) {
+  const ModelConfig& c = config_;
+  TORCH_CHECK(names_.size() == tensors_.size(), "tensors: ", tensors_.size(), " tensors for ", names_.size(), " names");
+  TORCH_CHECK(c.num_layers > 0 && c.num_heads > 0 && c.num_kv_heads > 0 && c.head_dim > 0 && c.head_dim % 2 == 0,
+              "config: num_hidden_layers, num_attention_heads, num_key_value_heads must be > 0 and head_dim even");
+  TORCH_CHECK(c.num_heads % c.num_kv_heads == 0, "config: num_attention_heads (", c.num_heads,
+              ") must be a multiple of num_key_value_heads (", c.num_kv_heads, ")");
+  TORCH_CHECK(int64_t(c.layer_windows.size()) == c.num_layers, "config: layer_windows needs one entry per layer");
+  std::unordered_map<std::string, at::Tensor> by_name;
+  for (size_t i = 0; i < names_.size(); ++i) {
+    TORCH_CHECK(tensors_[i].defined() && tensors_[i].is_floating_point(), "tensors: '", names_[i],
+                "' must be a floating-point tensor");
+    by_name[names_[i]] = tensors_[i];
+  }
+  auto take = [&](const std::string& name, bool required) {
+    const auto it = by_name.find(name);
+    TORCH_CHECK(it != by_name.end() || !required, "tensors: missing '", name, "'");
+    if (it == by_name.end()) return at::Tensor();
+    at::Tensor t = it->second;
+    by_name.erase(it);
+    return t;
+  };
+  embed_ = take("model.embed_tokens.weight", true);
+  final_norm_ = take("model.norm.weight", true);
+  lm_head_ = take("lm_head.weight", !c.tie_word_embeddings);
+  if (!lm_head_.defined()) lm_head_ = embed_;
+  TORCH_CHECK(embed_.dim() == 2 && embed_.size(0) == c.vocab_size && embed_.size(1) == c.hidden_size,
+              "tensors: 'model.embed_tokens.weight' must be [", c.vocab_size, ", ", c.hidden_size, "], got ",
+              embed_.sizes());
+  layers_.resize(size_t(c.num_layers));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+    for (int s = 0; s < kNumSlots; ++s) {
+      const bool bias = std::string(layer_slot_name(s)).find(".bias") != std::string::npos;
+      const bool gemma_only = s == kPreFfNorm || s == kPostFfNorm;
+      layers_[size_t(l)].w[s] = take(prefix + layer_slot_name(s), !bias && (!gemma_only || c.gemma_norm));
+    }
+  }
+  TORCH_CHECK(by_name.empty(), "tensors: unexpected '", by_name.empty() ? "" : by_name.begin()->first, "'");
+}
+
+ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                                const at::Tensor& position_ids, KvCache* cache, bool last_position_only) const {
+  const ModelConfig& c = config_;
+  TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong, "inputIds: expected int64 [B, T], got ",
+              input_ids.scalar_type(), " ", input_ids.sizes());
+  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  TORCH_CHECK(T > 0, "inputIds: needs at least one token");
+  const at::Device device = embed_.device();
+  const at::Tensor ids = input_ids.to(device);
+  if (ids.numel() > 0) {
+    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi < c.vocab_size, "inputIds: token ids must lie in [0, ", c.vocab_size, "), found ",
+                lo < 0 ? lo : hi);
+  }
+  const int64_t past = cache != nullptr ? cache->length() : 0, S = past + T;
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(device);
+
+  ForwardContext ctx;
+  ctx.query_positions = at::arange(past, S, long_opts);
+  ctx.key_positions = at::arange(0, S, long_opts);
+  if (attention_mask.defined()) {
+    TORCH_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == S,
+                "attentionMask: expected [", B, ", ", S, "], got ", attention_mask.sizes());
+    ctx.key_padding = attention_mask.to(device).eq(0);
+  }
+  at::Tensor positions = position_ids.defined() ? position_ids.to(device).to(at::kLong)
+                                                 : ctx.query_positions.unsqueeze(0).expand({B, T});
+  TORCH_CHECK(positions.dim() == 2 && positions.size(0) == B && positions.size(1) == T,
+              "positionIds: expected [", B, ", ", T, "], got ", positions.sizes());
+
+  bool needs_grad = false;
+  for (const auto& t : tensors_) needs_grad = needs_grad || t.requires_grad();
+  at::AutoGradMode grad_mode(needs_grad && cache == nullptr && at::GradMode::is_enabled());
+  const bool checkpoint = gradient_checkpointing && training && at::GradMode::is_enabled();
+
+  const at::ScalarType dtype = embed_.scalar_type(), acc = acc_type(dtype);
+  const at::Tensor freqs = positions.to(acc).unsqueeze(-1) * inverse_frequencies(c, acc, device);  // [B,T,hd/2]
+  const at::Tensor emb = at::cat({freqs, freqs}, -1);
+  ctx.cos = emb.cos().to(dtype);
+  ctx.sin = emb.sin().to(dtype);
+
+  at::Tensor x = at::embedding(embed_, ids);
+  // gemma: HF multiplies by √hidden cast to the activations' dtype.
+  if (c.gemma_norm) x = x * at::scalar_tensor(std::sqrt(double(c.hidden_size)), x.options());
+  std::shared_ptr<const CausalLM> self = checkpoint ? shared_from_this() : nullptr;
+  for (int64_t l = 0; l < c.num_layers; ++l)
+    x = checkpoint ? checkpointed_layer(self, l, x, layers_[size_t(l)], ctx)
+                   : layer_forward(l, x, layers_[size_t(l)], ctx, cache);
+  if (last_position_only) x = x.narrow(1, T - 1, 1);
+  // Final norm: same RMSNorm flavour as the layers.
+  const at::Tensor xf = x.to(acc);
+  const at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, true) + c.rms_norm_eps);
+  ForwardOutput out;
+  out.hidden = c.gemma_norm ? (normed * (final_norm_.to(acc) + 1.0)).to(dtype) : final_norm_ * normed.to(dtype);
+  out.logits = at::linear(out.hidden, lm_head_);
+  if (c.final_softcap > 0.0) out.logits = at::tanh(out.logits / c.final_softcap) * c.final_softcap;
+  return out;
+}
+
+std::shared_ptr<CausalLM> CausalLM::clone_frozen() const {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> copies;
+  copies.reserve(tensors_.size());
+  for (const auto& t : tensors_) copies.push_back(t.detach().clone());
+  auto copy = std::make_shared<CausalLM>(config_, names_, std::move(copies));
+  copy->training = false;
+  copy->gradient_checkpointing = gradient_checkpointing;
+  return copy;
+}
+
+}  // namespace edpo::models

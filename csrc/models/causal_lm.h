@@ -1,0 +1,101 @@
+// A Hugging Face-style decoder-only causal LM (llama, mistral, qwen2, gemma2) in plain ATen ops.
+// TypeScript parses config.json and checks the checkpoint; this side holds the weights under
+// their HF names and runs forward/generate with HF numerics. No N-API here.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace edpo::models {
+
+// config.json resolved to what the forward needs (defaults already applied by lib/model/config.ts).
+struct ModelConfig {
+  std::string model_type;  // llama | mistral | qwen2 | gemma2
+  int64_t vocab_size = 0, hidden_size = 0, intermediate_size = 0, num_layers = 0;
+  int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  double rms_norm_eps = 1e-6, rope_theta = 10000.0;
+  bool tie_word_embeddings = false;
+  bool gelu_tanh = false;              // hidden_act gelu_pytorch_tanh (gemma2) instead of silu
+  bool gemma_norm = false;             // RMSNorm scales by (1 + w), embeddings by √hidden, 4 norms per layer
+  double attn_scale = 0.0;             // q·k scale: head_dim^-0.5, or query_pre_attn_scalar^-0.5
+  double attn_softcap = 0.0;           // 0 = off: tanh(x/c)·c on attention logits
+  double final_softcap = 0.0;          // 0 = off: same on the output logits
+  std::vector<int64_t> layer_windows;  // per layer: sliding window (keys with i - j < w), 0 = full
+  // rope_scaling: "default", "linear" or "llama3".
+  std::string rope_type = "default";
+  double rope_factor = 1.0, rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_positions = 8192;
+};
+
+// Slots of one decoder layer's tensors; absent optional ones (biases, gemma norms) stay undefined.
+enum LayerSlot : int {
+  kInputNorm, kPostAttnNorm, kPreFfNorm, kPostFfNorm,
+  kQ, kQBias, kK, kKBias, kV, kVBias, kO, kOBias,
+  kGate, kGateBias, kUp, kUpBias, kDown, kDownBias,
+  kNumSlots
+};
+const char* layer_slot_name(int slot);  // "input_layernorm.weight", "self_attn.q_proj.bias", ...
+
+struct LayerWeights {
+  at::Tensor w[kNumSlots];
+};
+
+// Tensors that are the same for every layer of one forward call.
+struct ForwardContext {
+  at::Tensor cos, sin;       // [B, T, head_dim], in the activations' dtype
+  at::Tensor key_positions;  // [S] absolute cache index of every key, int64
+  at::Tensor query_positions;  // [T] absolute cache index of every query, int64
+  at::Tensor key_padding;    // [B, S] bool, true = masked key; undefined = none
+};
+
+// Per-layer KV cache for generation ([B, kv_heads, S, head_dim] each).
+struct KvCache {
+  std::vector<at::Tensor> k, v;
+  int64_t length() const { return k.empty() || !k[0].defined() ? 0 : k[0].size(2); }
+};
+
+struct ForwardOutput {
+  at::Tensor logits;  // [B, T, V]
+  at::Tensor hidden;  // [B, T, H], after the final norm
+};
+
+class CausalLM : public std::enable_shared_from_this<CausalLM> {
+ public:
+  // names/tensors: every parameter under its HF name. A tied lm_head reuses the embedding.
+  CausalLM(ModelConfig config, std::vector<std::string> names, std::vector<at::Tensor> tensors);
+
+  const ModelConfig& config() const { return config_; }
+  const std::vector<std::string>& names() const { return names_; }
+  const std::vector<at::Tensor>& tensors() const { return tensors_; }
+
+  bool training = false;
+  bool gradient_checkpointing = false;
+
+  // input_ids [B,T] int64; attention_mask [B,S] (S = past + T, 1 = token, 0 = padding) or undefined;
+  // position_ids [B,T] or undefined (= past .. past+T-1). Builds a graph when a parameter requires grad.
+  ForwardOutput forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                        const at::Tensor& position_ids, KvCache* cache = nullptr,
+                        bool last_position_only = false) const;
+
+  // A deep copy with requires_grad off and eval mode (the frozen reference).
+  std::shared_ptr<CausalLM> clone_frozen() const;
+
+  // One decoder layer (used directly and by the gradient-checkpoint Function).
+  at::Tensor layer_forward(int64_t layer, const at::Tensor& x, const LayerWeights& w, const ForwardContext& ctx,
+                           KvCache* cache) const;
+
+ private:
+  ModelConfig config_;
+  std::vector<std::string> names_;
+  std::vector<at::Tensor> tensors_;
+  at::Tensor embed_, final_norm_, lm_head_;
+  std::vector<LayerWeights> layers_;
+};
+
+// Gradient checkpointing: runs `layer` saving only its input; backward recomputes it (checkpoint.cc).
+at::Tensor checkpointed_layer(std::shared_ptr<const CausalLM> model, int64_t layer, const at::Tensor& x,
+                              const LayerWeights& w, const ForwardContext& ctx);
+
+}  // namespace edpo::models

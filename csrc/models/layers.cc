@@ -1,0 +1,125 @@
+// One decoder layer with HF numerics: RMSNorm in fp32, rotate-half RoPE, GQA attention with a
+// fp32 softmax (or SDPA on libtorch >= 2.1), SiLU/GeGLU MLP, and gemma2's extra norms and caps.
+#include <torch/version.h>
+
+#include <cmath>
+#include <limits>
+
+#include "causal_lm.h"
+
+namespace edpo::models {
+namespace {
+
+// fp64 models compute in fp64 (tests); everything else accumulates in fp32 as transformers does.
+at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, const ModelConfig& c) {
+  const at::ScalarType acc = acc_type(x.scalar_type());
+  at::Tensor xf = x.to(acc);
+  xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + c.rms_norm_eps);
+  if (c.gemma_norm) return (xf * (w.to(acc) + 1.0)).to(x.scalar_type());  // gemma: (1 + w) in fp32, then cast
+  return w * xf.to(x.scalar_type());                                     // llama: cast, then scale
+}
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  return x * cos + rotate_half(x) * sin;  // cos/sin [B,1,T,hd] broadcast over heads
+}
+
+// [B, nkv, S, hd] → [B, nkv·rep, S, hd]: head h reads kv head h / rep (HF repeat_kv).
+at::Tensor repeat_kv(const at::Tensor& x, int64_t rep) {
+  if (rep == 1) return x;
+  const auto s = x.sizes();
+  return x.unsqueeze(2).expand({s[0], s[1], rep, s[2], s[3]}).reshape({s[0], s[1] * rep, s[2], s[3]});
+}
+
+// [B, 1, T, S] bool, true = masked: future keys, keys outside the sliding window, padding.
+at::Tensor attention_mask(const ForwardContext& ctx, int64_t window) {
+  const at::Tensor q = ctx.query_positions.unsqueeze(1);  // [T,1]
+  const at::Tensor k = ctx.key_positions.unsqueeze(0);    // [1,S]
+  at::Tensor masked = k > q;
+  if (window > 0) masked = masked.logical_or(q - k >= window);
+  masked = masked.unsqueeze(0).unsqueeze(0);  // [1,1,T,S]
+  if (ctx.key_padding.defined()) masked = masked.logical_or(ctx.key_padding.unsqueeze(1).unsqueeze(2));
+  return masked;
+}
+
+at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const at::Tensor& masked) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  if (c.attn_softcap == 0.0 && q.scalar_type() != at::kDouble) {
+    // A finite fill keeps fully masked rows (left padding) uniform instead of NaN, as HF's min_dtype does.
+    const double fill = q.scalar_type() == at::kHalf ? -65504.0 : -1e30;
+    const at::Tensor bias = at::zeros(masked.sizes(), q.options()).masked_fill(masked, fill);
+    return at::scaled_dot_product_attention(q, k, v, bias, 0.0, false, c.attn_scale);
+  }
+#endif
+  at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) * c.attn_scale;
+  if (c.attn_softcap > 0.0) scores = at::tanh(scores / c.attn_softcap) * c.attn_softcap;
+  const at::ScalarType acc = acc_type(q.scalar_type());
+  scores = scores.to(acc).masked_fill(masked, std::numeric_limits<float>::lowest());
+  return at::matmul(scores.softmax(-1).to(q.scalar_type()), v);
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
+}  // namespace
+
+const char* layer_slot_name(int slot) {
+  static const char* const names[kNumSlots] = {
+      "input_layernorm.weight", "post_attention_layernorm.weight", "pre_feedforward_layernorm.weight",
+      "post_feedforward_layernorm.weight", "self_attn.q_proj.weight", "self_attn.q_proj.bias",
+      "self_attn.k_proj.weight", "self_attn.k_proj.bias", "self_attn.v_proj.weight", "self_attn.v_proj.bias",
+      "self_attn.o_proj.weight", "self_attn.o_proj.bias", "mlp.gate_proj.weight", "mlp.gate_proj.bias",
+      "mlp.up_proj.weight", "mlp.up_proj.bias", "mlp.down_proj.weight", "mlp.down_proj.bias",
+  };
+  return names[slot];
+}
+
+at::Tensor CausalLM::layer_forward(int64_t layer, const at::Tensor& x, const LayerWeights& lw,
+                                   const ForwardContext& ctx, KvCache* cache) const {
+  const ModelConfig& c = config_;
+  const at::Tensor* w = lw.w;
+  const int64_t B = x.size(0), T = x.size(1), hd = c.head_dim;
+
+  // Attention block.
+  at::Tensor h = rms_norm(x, w[kInputNorm], c);
+  at::Tensor q = linear(h, w[kQ], w[kQBias]).view({B, T, c.num_heads, hd}).transpose(1, 2);
+  at::Tensor k = linear(h, w[kK], w[kKBias]).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
+  at::Tensor v = linear(h, w[kV], w[kVBias]).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
+  const at::Tensor cos = ctx.cos.unsqueeze(1), sin = ctx.sin.unsqueeze(1);
+  q = apply_rope(q, cos, sin);
+  k = apply_rope(k, cos, sin);
+  if (cache != nullptr) {
+    at::Tensor& ck = cache->k[size_t(layer)];
+    at::Tensor& cv = cache->v[size_t(layer)];
+    if (ck.defined()) {
+      k = at::cat({ck, k}, 2);
+      v = at::cat({cv, v}, 2);
+    }
+    ck = k;
+    cv = v;
+  }
+  const int64_t rep = c.num_heads / c.num_kv_heads;
+  at::Tensor a = attend(c, q, repeat_kv(k, rep), repeat_kv(v, rep),
+                        attention_mask(ctx, c.layer_windows[size_t(layer)]));
+  a = linear(a.transpose(1, 2).reshape({B, T, c.num_heads * hd}), w[kO], w[kOBias]);
+  if (c.gemma_norm) a = rms_norm(a, w[kPostAttnNorm], c);
+  at::Tensor out = x + a;
+
+  // MLP block.
+  h = rms_norm(out, c.gemma_norm ? w[kPreFfNorm] : w[kPostAttnNorm], c);
+  at::Tensor gate = linear(h, w[kGate], w[kGateBias]);
+  gate = c.gelu_tanh ? at::gelu(gate, "tanh") : at::silu(gate);
+  at::Tensor m = linear(gate * linear(h, w[kUp], w[kUpBias]), w[kDown], w[kDownBias]);
+  if (c.gemma_norm) m = rms_norm(m, w[kPostFfNorm], c);
+  return out + m;
+}
+
+}  // namespace edpo::models

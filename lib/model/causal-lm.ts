@@ -1,0 +1,206 @@
+// CausalLM: a Hugging Face causal LM (llama, mistral, qwen2, gemma2) loaded from and saved to a
+// safetensors checkpoint folder, running on the native runtime (csrc/models).
+import { z } from 'zod'
+
+import { EdpoInputError, native, nativeAsync } from '../errors'
+import { type NativeGenerateOptions, type NativeModel, type NativeTensor, nativeAddon } from '../native'
+import { Tensor } from '../tensor'
+import { formatZodError } from '../validate'
+import { readCheckpointTensors, readConfigJson, writeCheckpoint } from './checkpoint-files'
+import { expectedTensors, type ModelConfig, nativeModelConfig, parseModelConfig } from './config'
+
+export type ModelDtype = 'float32' | 'bfloat16' | 'float16' | 'float64'
+
+export interface FromPretrainedOptions {
+  /** Parameter dtype; checkpoints in fp32/bf16/fp16 are converted. Default: float32. float64 is for tests. */
+  dtype?: ModelDtype
+  /** 'cpu' (default), 'cuda' or 'cuda:N'. */
+  device?: string
+}
+
+export interface ForwardOptions {
+  /** [B, T], 1 = token, 0 = padding. */
+  attentionMask?: Tensor
+  /** [B, T] int64; default 0..T-1. */
+  positionIds?: Tensor
+}
+
+export interface ForwardResult {
+  logits: Tensor // [B, T, V]
+  hidden: Tensor // [B, T, H], after the final norm
+}
+
+export interface GenerateOptions {
+  maxNewTokens: number
+  /** 0 or undefined: greedy. */
+  temperature?: number
+  topP?: number
+  topK?: number
+  /** Seeds a private generator: the same seed gives the same tokens. */
+  seed?: number
+  eosTokenId?: number | number[]
+  /** [B, T] with zeros on the left for left-padded prompts. */
+  attentionMask?: Tensor
+}
+
+export interface SaveOptions {
+  /** Shard the weights past this many bytes per file. Default 5 GB. */
+  maxShardBytes?: number
+}
+
+const fromPretrainedSchema = z
+  .object({
+    dtype: z.enum(['float32', 'bfloat16', 'float16', 'float64']).optional(),
+    device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'").optional(),
+  })
+  .strict()
+  .optional()
+const tensorSchema = z.instanceof(Tensor, { message: 'expected a Tensor' })
+const forwardSchema = z.object({ attentionMask: tensorSchema.optional(), positionIds: tensorSchema.optional() }).strict().optional()
+const tokenId = z.number().int().nonnegative()
+const generateSchema = z
+  .object({
+    maxNewTokens: z.number().int().nonnegative(),
+    temperature: z.number().nonnegative().optional(),
+    topP: z.number().gt(0).lte(1).optional(),
+    topK: z.number().int().nonnegative().optional(),
+    seed: z.number().int().nonnegative().optional(),
+    eosTokenId: z.union([tokenId, z.array(tokenId)]).optional(),
+    attentionMask: tensorSchema.optional(),
+  })
+  .strict()
+const saveSchema = z.object({ maxShardBytes: z.number().int().positive().optional() }).strict().optional()
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const r = schema.safeParse(value)
+  if (!r.success) throw new EdpoInputError(formatZodError(r.error, what))
+  return r.data
+}
+
+export class CausalLM {
+  /** config.json as parsed (transformers' defaults filled in). */
+  readonly config: ModelConfig
+  private readonly handle: NativeModel
+  private readonly rawConfig: Record<string, unknown>
+  private readonly storedTiedHead: boolean
+  private trainingMode = false
+
+  private constructor(handle: NativeModel, config: ModelConfig, rawConfig: Record<string, unknown>, storedTiedHead: boolean) {
+    this.handle = handle
+    this.config = config
+    this.rawConfig = rawConfig
+    this.storedTiedHead = storedTiedHead
+  }
+
+  /** Loads config.json and the safetensors weights of a Hugging Face checkpoint folder. */
+  static async fromPretrained(dir: string, opts?: FromPretrainedOptions): Promise<CausalLM> {
+    const o = parse(fromPretrainedSchema, opts, 'opts')
+    const raw = readConfigJson(dir)
+    const config = parseModelConfig(raw, `${dir}/config.json`)
+    const { tensors, storedTiedHead } = await readCheckpointTensors(dir, expectedTensors(config), config.model_type)
+    const dtype = o?.dtype ?? 'float32'
+    const names = [...tensors.keys()]
+    const params = names.map((n) => {
+      const t = tensors.get(n)!
+      const moved = t.dtype === dtype && (o?.device ?? 'cpu') === 'cpu' ? t : t.to(dtype, o?.device)
+      if (moved !== t) t.dispose() // keep one copy of the weights alive, not two
+      moved.requiresGrad = true
+      return moved.handle
+    })
+    const handle = native(() => nativeAddon().createModel(nativeModelConfig(config), names, params))
+    return new CausalLM(handle, config, raw, storedTiedHead)
+  }
+
+  /** Logits and final hidden states; builds an autograd graph when parameters require grad. */
+  forward(inputIds: Tensor, opts?: ForwardOptions): ForwardResult {
+    const [ids, o] = this.forwardArgs(inputIds, opts)
+    return wrapForward(native(() => nativeAddon().modelForward(this.handle, ids, o?.attentionMask?.handle, o?.positionIds?.handle)))
+  }
+
+  /** forward() on the thread pool. */
+  async forwardAsync(inputIds: Tensor, opts?: ForwardOptions): Promise<ForwardResult> {
+    const [ids, o] = this.forwardArgs(inputIds, opts)
+    const r = await nativeAsync(() => nativeAddon().modelForwardAsync(this.handle, ids, o?.attentionMask?.handle, o?.positionIds?.handle))
+    return wrapForward(r)
+  }
+
+  /** Samples (or greedily decodes) up to maxNewTokens per row; returns [B, T + n] int64. */
+  generate(inputIds: Tensor, opts: GenerateOptions): Tensor {
+    const [ids, o] = this.generateArgs(inputIds, opts)
+    return new Tensor(native(() => nativeAddon().modelGenerate(this.handle, ids, o)))
+  }
+
+  /** generate() on the thread pool. */
+  async generateAsync(inputIds: Tensor, opts: GenerateOptions): Promise<Tensor> {
+    const [ids, o] = this.generateArgs(inputIds, opts)
+    return new Tensor(await nativeAsync(() => nativeAddon().modelGenerateAsync(this.handle, ids, o)))
+  }
+
+  /** The live parameters by HF name (a tied lm_head is the embedding and not listed). */
+  namedParameters(): Map<string, Tensor> {
+    const { names, tensors } = native(() => nativeAddon().modelParameters(this.handle))
+    return new Map(names.map((n, i) => [n, new Tensor(tensors[i]!)]))
+  }
+
+  get training(): boolean {
+    return this.trainingMode
+  }
+  train(): this {
+    this.trainingMode = true
+    native(() => nativeAddon().modelSetTraining(this.handle, true))
+    return this
+  }
+  eval(): this {
+    this.trainingMode = false
+    native(() => nativeAddon().modelSetTraining(this.handle, false))
+    return this
+  }
+  /** Recompute each decoder layer in backward instead of keeping its activations (train mode only). */
+  setGradientCheckpointing(enabled: boolean): this {
+    if (typeof enabled !== 'boolean') throw new EdpoInputError('setGradientCheckpointing: expected a boolean')
+    native(() => nativeAddon().modelSetGradientCheckpointing(this.handle, enabled))
+    return this
+  }
+
+  /** A frozen deep copy (no grad, eval mode): the reference model. */
+  clone(): CausalLM {
+    return new CausalLM(native(() => nativeAddon().modelClone(this.handle)), this.config, this.rawConfig, this.storedTiedHead)
+  }
+
+  /** Writes config.json and the weights (sharded past opts.maxShardBytes) in Hugging Face layout. */
+  async save(dir: string, opts?: SaveOptions): Promise<void> {
+    const o = parse(saveSchema, opts, 'opts')
+    if (typeof dir !== 'string' || dir === '') throw new EdpoInputError('dir: expected a folder path')
+    const params = [...this.namedParameters()]
+    const embed = params.find(([n]) => n === 'model.embed_tokens.weight')![1]
+    if (this.storedTiedHead) params.push(['lm_head.weight', embed])
+    const config = { ...this.rawConfig, torch_dtype: embed.dtype }
+    writeCheckpoint(dir, params, config, o?.maxShardBytes ?? 5_000_000_000)
+  }
+
+  private generateArgs(inputIds: Tensor, opts: GenerateOptions): [NativeTensor, NativeGenerateOptions] {
+    const ids = parse(tensorSchema, inputIds, 'inputIds')
+    const o = parse(generateSchema, opts, 'opts')
+    const eos = o.eosTokenId === undefined ? [] : Array.isArray(o.eosTokenId) ? o.eosTokenId : [o.eosTokenId]
+    return [
+      ids.handle,
+      {
+        maxNewTokens: o.maxNewTokens,
+        temperature: o.temperature ?? 0,
+        topP: o.topP ?? 1,
+        topK: o.topK ?? 0,
+        seed: o.seed,
+        eosTokenIds: eos,
+        attentionMask: o.attentionMask?.handle,
+      },
+    ]
+  }
+
+  private forwardArgs(inputIds: Tensor, opts?: ForwardOptions): [NativeTensor, ForwardOptions | undefined] {
+    return [parse(tensorSchema, inputIds, 'inputIds').handle, parse(forwardSchema, opts, 'opts')]
+  }
+}
+
+function wrapForward(r: { logits: NativeTensor; hidden: NativeTensor }): ForwardResult {
+  return { logits: new Tensor(r.logits), hidden: new Tensor(r.hidden) }
+}
