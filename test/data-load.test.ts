@@ -30,7 +30,7 @@ t.test('three formats in three file types, read through a glob', async (t) => {
   ])
   t.equal(out.eval, undefined)
   t.equal(out.tokenizer.eosTokenId, ids('</s>')[0])
-  t.same(out.report.train, { files: ['a.jsonl', 'b.json', 'c.parquet'].map((f) => path.join(dir, f)), rows: 3, pairs: 3, skipped: {}, droppedPromptTooLong: 0, truncated: 0 })
+  t.same(out.report.train, { files: ['a.jsonl', 'b.json', 'c.parquet'].map((f) => path.join(dir, f)), rows: 3, pairs: 3, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0 })
   t.same(lines, ['train: 3 rows from 3 files → 3 pairs'])
 })
 
@@ -69,7 +69,16 @@ t.test('skipInvalid skips, counts by reason and prints the summary; nothing is s
   const out = await data.loadPreferenceData({ data: file, tokenizer: makeModelDir(t), skipInvalid: true, log: (l) => lines.push(l) })
   t.same(out.train.map((p) => p.source), [`${file}:1`, `${file}:7`])
   t.same(out.report.train.skipped, { 'malformed JSON': 1, 'missing field': 1, 'empty field': 1, 'wrong type': 1, 'chosen identical to rejected': 1 })
-  t.same(lines, ['train: 7 rows from 1 file → 2 pairs; skipped 5 invalid (1 malformed JSON, 1 missing field, 1 empty field, 1 wrong type, 1 chosen identical to rejected)'])
+  t.same(out.report.train.invalid.map((i) => [i.source, i.reason, i.field]), [
+    [`${file}:2`, 'malformed JSON', ''],
+    [`${file}:3`, 'missing field', 'chosen'],
+    [`${file}:4`, 'empty field', 'chosen'],
+    [`${file}:5`, 'wrong type', 'chosen'],
+    [`${file}:6`, 'chosen identical to rejected', 'rejected'],
+  ])
+  t.same(lines.slice(0, 1), ['train: 7 rows from 1 file → 2 pairs; skipped 5 invalid (1 malformed JSON, 1 missing field, 1 empty field, 1 wrong type, 1 chosen identical to rejected)'])
+  t.match(lines[1], new RegExp(`^  skipped ${file}:2: malformed JSON`))
+  t.same(lines.slice(2), [`  skipped ${file}:3: chosen: missing`, `  skipped ${file}:4: chosen: empty`, '  ... 2 more in report.invalid'])
 })
 
 t.test('more than ten bad rows: the first ten in full, then a count', async (t) => {
@@ -116,7 +125,7 @@ t.test('evaluation split: evalData files, or a seeded evalFraction held out from
   t.same([...sources(a.train), ...sources(a.eval!)].sort(), Array.from({ length: 10 }, (_, i) => `${file}:${i + 1}`).sort(), 'disjoint and complete')
   t.same(sources((await split(1)).eval!), sources(a.eval!), 'same seed, same split')
   t.same(sources(a.train), [...sources(a.train)].sort((x, y) => Number(x.split(':').pop()) - Number(y.split(':').pop())), 'file order kept')
-  t.same(a.report.eval, { files: [file], rows: 3, pairs: 3, skipped: {}, droppedPromptTooLong: 0, truncated: 0 })
+  t.same(a.report.eval, { files: [file], rows: 3, pairs: 3, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0 })
   t.equal(a.report.train.pairs, 7)
 })
 

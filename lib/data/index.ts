@@ -9,7 +9,7 @@ import { readFiles } from './readers'
 import { epochPermutation } from './sampler'
 import { type PreferenceTokenizer, loadTokenizer } from './tokenizer'
 import { type TokenizedPair, type TruncationOptions, tokenizePair } from './tokenize-pairs'
-import { validateRows } from './validate'
+import { type RowIssue, validateRows } from './validate'
 
 export { type Batch, type HostBatch, IGNORE_INDEX, collate, collateHost } from './collator'
 export { type ChatTemplate, type TextPair, applyChatTemplate, compileChatTemplate } from './chat-template'
@@ -46,6 +46,8 @@ export interface DataReport {
   pairs: number
   /** Invalid rows skipped (skipInvalid), by reason. */
   skipped: Record<string, number>
+  /** Each skipped row: file:line, field and problem. */
+  invalid: RowIssue[]
   /** Pairs dropped because the prompt alone fills maxLength. */
   droppedPromptTooLong: number
   /** Pairs kept with some part cut by maxPromptLength, maxCompletionLength or maxLength. */
@@ -106,7 +108,7 @@ async function loadSplit(patterns: string | string[], what: string, tokenizer: P
     }
   }
   const skipped: Record<string, number> = { ...valid.skipped }
-  return { pairs, report: { files, rows: rows.length, pairs: pairs.length, skipped, droppedPromptTooLong: dropped, truncated } }
+  return { pairs, report: { files, rows: rows.length, pairs: pairs.length, skipped, invalid: valid.issues, droppedPromptTooLong: dropped, truncated } }
 }
 
 /** One line per split, e.g. "train: 1000 rows from 2 files → 990 pairs; skipped 8 (5 missing field, ...); ...". */
@@ -121,6 +123,14 @@ export function formatReport(what: string, r: DataReport, maxLength?: number): s
   if (r.droppedPromptTooLong > 0) parts.push(`dropped ${r.droppedPromptTooLong} whose prompt alone fills maxLength${maxLength ? ` ${maxLength}` : ''}`)
   if (r.truncated > 0) parts.push(`truncated ${r.truncated}`)
   return parts.join('; ')
+}
+
+const EXAMPLES = 3
+
+// The first skipped rows in full, so they can be found and fixed.
+function logExamples(log: (line: string) => void, r: DataReport): void {
+  for (const issue of r.invalid.slice(0, EXAMPLES)) log(`  skipped ${issue.message}`)
+  if (r.invalid.length > EXAMPLES) log(`  ... ${r.invalid.length - EXAMPLES} more in report.invalid`)
 }
 
 /** Reads, validates, renders and tokenizes the training (and evaluation) data. */
@@ -144,10 +154,14 @@ export async function loadPreferenceData(options: LoadPreferenceDataOptions): Pr
     const evalPairs = train.pairs.filter((_, i) => held.has(i))
     train.report.pairs = kept.length
     train.pairs = kept
-    evalSplit = { pairs: evalPairs, report: { files: train.report.files, rows: k, pairs: evalPairs.length, skipped: {}, droppedPromptTooLong: 0, truncated: 0 } }
+    evalSplit = { pairs: evalPairs, report: { files: train.report.files, rows: k, pairs: evalPairs.length, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0 } }
   }
   if (train.pairs.length === 0) throw new EdpoInputError(`data: no pairs left (${formatReport('data', train.report, o.maxLength)})`)
   log(formatReport('train', train.report, o.maxLength))
-  if (evalSplit) log(formatReport('eval', evalSplit.report, o.maxLength) + (o.evalFraction !== undefined ? ` (held out from train, fraction ${o.evalFraction})` : ''))
+  logExamples(log, train.report)
+  if (evalSplit) {
+    log(formatReport('eval', evalSplit.report, o.maxLength) + (o.evalFraction !== undefined ? ` (held out from train, fraction ${o.evalFraction})` : ''))
+    logExamples(log, evalSplit.report)
+  }
   return { train: train.pairs, eval: evalSplit?.pairs, tokenizer, report: { train: train.report, eval: evalSplit?.report } }
 }
