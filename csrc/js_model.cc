@@ -89,7 +89,13 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
 struct ForwardCall {
   ModelPtr model;
   at::Tensor ids, mask, positions;
+  bool with_logits = true, with_grad = true;
   edpo::models::ForwardOutput out;
+  void run() {
+    // Grad mode is per thread: set it where the forward runs.
+    at::AutoGradMode grad_mode(with_grad);
+    out = model->forward(ids, mask, positions, nullptr, false, with_logits);
+  }
 };
 
 std::shared_ptr<ForwardCall> read_forward(const Napi::CallbackInfo& info) {
@@ -98,12 +104,18 @@ std::shared_ptr<ForwardCall> read_forward(const Napi::CallbackInfo& info) {
   call->ids = TensorWrap::FromValue(info[1], "inputIds");
   call->mask = optional_tensor(info[2], "attentionMask");
   call->positions = optional_tensor(info[3], "positionIds");
+  // options?: {logits?: boolean, grad?: boolean}
+  if (info.Length() > 4 && info[4].IsObject()) {
+    const auto o = info[4].As<Napi::Object>();
+    if (o.Get("logits").IsBoolean()) call->with_logits = o.Get("logits").As<Napi::Boolean>().Value();
+    if (o.Get("grad").IsBoolean()) call->with_grad = o.Get("grad").As<Napi::Boolean>().Value();
+  }
   return call;
 }
 
 Napi::Object forward_result(Napi::Env env, const edpo::models::ForwardOutput& out) {
   Napi::Object r = Napi::Object::New(env);
-  r.Set("logits", TensorWrap::Wrap(env, out.logits));
+  if (out.logits.defined()) r.Set("logits", TensorWrap::Wrap(env, out.logits));
   r.Set("hidden", TensorWrap::Wrap(env, out.hidden));
   return r;
 }
@@ -112,7 +124,8 @@ Napi::Object forward_result(Napi::Env env, const edpo::models::ForwardOutput& ou
 Napi::Value ModelForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
     auto call = read_forward(info);
-    return forward_result(info.Env(), call->model->forward(call->ids, call->mask, call->positions));
+    call->run();
+    return forward_result(info.Env(), call->out);
   });
 }
 
@@ -120,7 +133,7 @@ Napi::Value ModelForwardAsync(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
     auto call = read_forward(info);
     return PromiseWorker::Run(
-        info.Env(), [call] { call->out = call->model->forward(call->ids, call->mask, call->positions); },
+        info.Env(), [call] { call->run(); },
         [call](Napi::Env env) -> Napi::Value { return forward_result(env, call->out); });
   });
 }
@@ -210,6 +223,17 @@ Napi::Value ModelClone(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] { return wrap_model(info.Env(), model_arg(info[0])->clone_frozen()); });
 }
 
+// modelLmHead(model) → {weight [V,H] (the embedding when tied), finalLogitSoftcap}
+Napi::Value ModelLmHead(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    const ModelPtr model = model_arg(info[0]);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("weight", TensorWrap::Wrap(info.Env(), model->lm_head()));
+    r.Set("finalLogitSoftcap", Napi::Number::New(info.Env(), model->config().final_softcap));
+    return r;
+  });
+}
+
 }  // namespace
 
 void InitModel(Napi::Env env, Napi::Object exports) {
@@ -222,6 +246,7 @@ void InitModel(Napi::Env env, Napi::Object exports) {
   exports.Set("modelSetTraining", Napi::Function::New(env, ModelSetTraining));
   exports.Set("modelSetGradientCheckpointing", Napi::Function::New(env, ModelSetGradientCheckpointing));
   exports.Set("modelClone", Napi::Function::New(env, ModelClone));
+  exports.Set("modelLmHead", Napi::Function::New(env, ModelLmHead));
 }
 
 }  // namespace edpo_js

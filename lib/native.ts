@@ -151,8 +151,16 @@ export interface NativeModelConfig {
 export type NativeModel = { readonly __nativeModel: unique symbol }
 
 export interface NativeForwardResult {
-  logits: NativeTensor
+  /** Absent when options.logits is false. */
+  logits?: NativeTensor
   hidden: NativeTensor
+}
+
+export interface NativeForwardOptions {
+  /** Default true; false returns only the hidden states. */
+  logits?: boolean
+  /** Default true; false runs without building an autograd graph. */
+  grad?: boolean
 }
 
 export interface NativeGenerateOptions {
@@ -200,13 +208,21 @@ export interface Native {
   clipGradNorm(params: NativeTensor[], maxNorm: number): number
   runtime(): NativeRuntime
   createModel(config: NativeModelConfig, names: string[], tensors: NativeTensor[]): NativeModel
-  modelForward(model: NativeModel, inputIds: NativeTensor, attentionMask?: NativeTensor, positionIds?: NativeTensor): NativeForwardResult
+  modelForward(
+    model: NativeModel,
+    inputIds: NativeTensor,
+    attentionMask?: NativeTensor,
+    positionIds?: NativeTensor,
+    options?: NativeForwardOptions,
+  ): NativeForwardResult
   modelForwardAsync(
     model: NativeModel,
     inputIds: NativeTensor,
     attentionMask?: NativeTensor,
     positionIds?: NativeTensor,
+    options?: NativeForwardOptions,
   ): Promise<NativeForwardResult>
+  modelLmHead(model: NativeModel): { weight: NativeTensor; finalLogitSoftcap: number }
   modelGenerate(model: NativeModel, inputIds: NativeTensor, options: NativeGenerateOptions): NativeTensor
   modelGenerateAsync(model: NativeModel, inputIds: NativeTensor, options: NativeGenerateOptions): Promise<NativeTensor>
   modelParameters(model: NativeModel): { names: string[]; tensors: NativeTensor[] }

@@ -78,7 +78,8 @@ CausalLM::CausalLM(ModelConfig config, std::vector<std::string> names, std::vect
 }
 
 ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
-                                const at::Tensor& position_ids, KvCache* cache, bool last_position_only) const {
+                                const at::Tensor& position_ids, KvCache* cache, bool last_position_only,
+                                bool with_logits) const {
   const ModelConfig& c = config_;
   TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong, "inputIds: expected int64 [B, T], got ",
               input_ids.scalar_type(), " ", input_ids.sizes());
@@ -131,6 +132,7 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
   const at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, true) + c.rms_norm_eps);
   ForwardOutput out;
   out.hidden = c.gemma_norm ? (normed * (final_norm_.to(acc) + 1.0)).to(dtype) : final_norm_ * normed.to(dtype);
+  if (!with_logits) return out;
   out.logits = at::linear(out.hidden, lm_head_);
   if (c.final_softcap > 0.0) out.logits = at::tanh(out.logits / c.final_softcap) * c.final_softcap;
   return out;

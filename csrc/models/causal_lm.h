@@ -75,9 +75,13 @@ class CausalLM : public std::enable_shared_from_this<CausalLM> {
 
   // input_ids [B,T] int64; attention_mask [B,S] (S = past + T, 1 = token, 0 = padding) or undefined;
   // position_ids [B,T] or undefined (= past .. past+T-1). Builds a graph when a parameter requires grad.
+  // with_logits false: only the hidden states (the trainer's chunked loss applies lm_head itself).
   ForwardOutput forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                         const at::Tensor& position_ids, KvCache* cache = nullptr,
-                        bool last_position_only = false) const;
+                        bool last_position_only = false, bool with_logits = true) const;
+
+  // The output projection [V, H] (the embedding when tied); no architecture here has a bias.
+  const at::Tensor& lm_head() const { return lm_head_; }
 
   // A deep copy with requires_grad off and eval mode (the frozen reference).
   std::shared_ptr<CausalLM> clone_frozen() const;

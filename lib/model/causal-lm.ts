@@ -3,7 +3,7 @@
 import { z } from 'zod'
 
 import { EdpoInputError, native, nativeAsync } from '../errors'
-import { type NativeGenerateOptions, type NativeModel, type NativeTensor, nativeAddon } from '../native'
+import { type NativeForwardResult, type NativeGenerateOptions, type NativeModel, type NativeTensor, nativeAddon } from '../native'
 import { Tensor } from '../tensor'
 import { formatZodError } from '../validate'
 import { readCheckpointTensors, readConfigJson, writeCheckpoint } from './checkpoint-files'
@@ -124,6 +124,25 @@ export class CausalLM {
     return wrapForward(r)
   }
 
+  /**
+   * Final hidden states [B, T, H] only (no lm_head), on the thread pool: what the trainer's chunked
+   * loss consumes. `grad: false` runs without an autograd graph (evaluation, the reference).
+   */
+  async forwardHiddenAsync(inputIds: Tensor, opts?: ForwardOptions & { grad?: boolean }): Promise<Tensor> {
+    const grad = opts?.grad ?? true
+    const [ids, o] = this.forwardArgs(inputIds, opts && { attentionMask: opts.attentionMask, positionIds: opts.positionIds })
+    const r = await nativeAsync(() =>
+      nativeAddon().modelForwardAsync(this.handle, ids, o?.attentionMask?.handle, o?.positionIds?.handle, { logits: false, grad }),
+    )
+    return new Tensor(r.hidden)
+  }
+
+  /** The output projection: weight [V, H] (the embedding when tied) and Gemma-2's final logit soft-cap (0: none). */
+  lmHead(): { weight: Tensor; bias?: Tensor; finalLogitSoftcap: number } {
+    const r = native(() => nativeAddon().modelLmHead(this.handle))
+    return { weight: new Tensor(r.weight), finalLogitSoftcap: r.finalLogitSoftcap }
+  }
+
   /** Samples (or greedily decodes) up to maxNewTokens per row; returns [B, T + n] int64. */
   generate(inputIds: Tensor, opts: GenerateOptions): Tensor {
     const [ids, o] = this.generateArgs(inputIds, opts)
@@ -201,6 +220,6 @@ export class CausalLM {
   }
 }
 
-function wrapForward(r: { logits: NativeTensor; hidden: NativeTensor }): ForwardResult {
-  return { logits: new Tensor(r.logits), hidden: new Tensor(r.hidden) }
+function wrapForward(r: NativeForwardResult): ForwardResult {
+  return { logits: new Tensor(r.logits!), hidden: new Tensor(r.hidden) }
 }

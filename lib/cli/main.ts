@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// The `edpo` command: edpo train | eval | generate | doctor.
+import { EdpoError } from '../errors'
+import { doctorCommand } from './doctor-command'
+import { trainCommand } from './train-command'
+
+const USAGE = `usage: edpo <command> [options]
+
+commands:
+  train      train a policy with ε-DPO, DPO or TR-DPO (edpo train --help)
+  doctor     show the libtorch, CUDA and CPU kernels this install uses
+
+Run a command with --help for its options.`
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  switch (command) {
+    case 'train':
+      return trainCommand(rest)
+    case 'doctor':
+      return doctorCommand()
+    case undefined:
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE + '\n')
+      return command === undefined ? 2 : 0
+    default:
+      process.stderr.write(`edpo: unknown command '${command}'\n\n${USAGE}\n`)
+      return 2
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (e: unknown) => {
+    // Errors meant for users print as one message; anything else keeps its stack.
+    process.stderr.write(`edpo: ${e instanceof EdpoError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
+    process.exitCode = 1
+  },
+)
