@@ -2,12 +2,16 @@
 // The `edpo` command: edpo train | eval | generate | doctor.
 import { EdpoError } from '../errors'
 import { doctorCommand } from './doctor-command'
+import { evalCommand } from './eval-command'
+import { generateCommand } from './generate-command'
 import { trainCommand } from './train-command'
 
 const USAGE = `usage: edpo <command> [options]
 
 commands:
   train      train a policy with ε-DPO, DPO or TR-DPO (edpo train --help)
+  eval       preference accuracy, reward margins and KL(π‖π_ref) on held-out pairs
+  generate   complete prompts with a model or a checkpoint
   doctor     show the libtorch, CUDA and CPU kernels this install uses
 
 Run a command with --help for its options.`
@@ -17,6 +21,10 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'train':
       return trainCommand(rest)
+    case 'eval':
+      return evalCommand(rest)
+    case 'generate':
+      return generateCommand(rest)
     case 'doctor':
       return doctorCommand()
     case undefined:

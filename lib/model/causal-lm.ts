@@ -23,6 +23,8 @@ export interface ForwardOptions {
   attentionMask?: Tensor
   /** [B, T] int64; default 0..T-1. */
   positionIds?: Tensor
+  /** Default true: build an autograd graph when parameters require grad. false: inference only. */
+  grad?: boolean
 }
 
 export interface ForwardResult {
@@ -56,7 +58,10 @@ const fromPretrainedSchema = z
   .strict()
   .optional()
 const tensorSchema = z.instanceof(Tensor, { message: 'expected a Tensor' })
-const forwardSchema = z.object({ attentionMask: tensorSchema.optional(), positionIds: tensorSchema.optional() }).strict().optional()
+const forwardSchema = z
+  .object({ attentionMask: tensorSchema.optional(), positionIds: tensorSchema.optional(), grad: z.boolean().optional() })
+  .strict()
+  .optional()
 const tokenId = z.number().int().nonnegative()
 const generateSchema = z
   .object({
@@ -114,13 +119,17 @@ export class CausalLM {
   /** Logits and final hidden states; builds an autograd graph when parameters require grad. */
   forward(inputIds: Tensor, opts?: ForwardOptions): ForwardResult {
     const [ids, o] = this.forwardArgs(inputIds, opts)
-    return wrapForward(native(() => nativeAddon().modelForward(this.handle, ids, o?.attentionMask?.handle, o?.positionIds?.handle)))
+    return wrapForward(
+      native(() => nativeAddon().modelForward(this.handle, ids, o?.attentionMask?.handle, o?.positionIds?.handle, { grad: o?.grad ?? true })),
+    )
   }
 
   /** forward() on the thread pool. */
   async forwardAsync(inputIds: Tensor, opts?: ForwardOptions): Promise<ForwardResult> {
     const [ids, o] = this.forwardArgs(inputIds, opts)
-    const r = await nativeAsync(() => nativeAddon().modelForwardAsync(this.handle, ids, o?.attentionMask?.handle, o?.positionIds?.handle))
+    const r = await nativeAsync(() =>
+      nativeAddon().modelForwardAsync(this.handle, ids, o?.attentionMask?.handle, o?.positionIds?.handle, { grad: o?.grad ?? true }),
+    )
     return wrapForward(r)
   }
 
@@ -128,11 +137,13 @@ export class CausalLM {
    * Final hidden states [B, T, H] only (no lm_head), on the thread pool: what the trainer's chunked
    * loss consumes. `grad: false` runs without an autograd graph (evaluation, the reference).
    */
-  async forwardHiddenAsync(inputIds: Tensor, opts?: ForwardOptions & { grad?: boolean }): Promise<Tensor> {
-    const grad = opts?.grad ?? true
-    const [ids, o] = this.forwardArgs(inputIds, opts && { attentionMask: opts.attentionMask, positionIds: opts.positionIds })
+  async forwardHiddenAsync(inputIds: Tensor, opts?: ForwardOptions): Promise<Tensor> {
+    const [ids, o] = this.forwardArgs(inputIds, opts)
     const r = await nativeAsync(() =>
-      nativeAddon().modelForwardAsync(this.handle, ids, o?.attentionMask?.handle, o?.positionIds?.handle, { logits: false, grad }),
+      nativeAddon().modelForwardAsync(this.handle, ids, o?.attentionMask?.handle, o?.positionIds?.handle, {
+        logits: false,
+        grad: o?.grad ?? true,
+      }),
     )
     return new Tensor(r.hidden)
   }

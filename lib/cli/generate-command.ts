@@ -1,0 +1,61 @@
+// `edpo generate`: sample completions from a model folder (or a checkpoint) for prompts.
+import { z } from 'zod'
+
+import { loadTokenizer } from '../data'
+import { EdpoInputError } from '../errors'
+import { CausalLM } from '../model'
+import { Tensor } from '../tensor'
+import type { OptionSpec } from '../train/config'
+import { formatZodError } from '../validate'
+import { formatHelp, parseArgs } from './args'
+
+export const GENERATE_OPTIONS = {
+  model: { schema: z.string().min(1), kind: 'string', help: 'model folder (weights + tokenizer.json)' },
+  prompt: { schema: z.array(z.string()).min(1), kind: 'strings', help: 'prompt text (repeatable)' },
+  chat: { schema: z.boolean().default(false), kind: 'boolean', help: "wrap each prompt as a user message with the model's chat template" },
+  maxNewTokens: { schema: z.number().int().min(0).default(64), kind: 'integer', help: 'tokens to generate at most' },
+  temperature: { schema: z.number().min(0).default(0), kind: 'number', help: '0: greedy; > 0: sampling temperature' },
+  topP: { schema: z.number().gt(0).max(1).default(1), kind: 'number', help: 'nucleus sampling mass' },
+  topK: { schema: z.number().int().min(0).default(0), kind: 'integer', help: 'sample from the k most likely tokens (0: all)' },
+  seed: { schema: z.number().int().min(0).default(0), kind: 'integer', help: 'sampling seed' },
+  dtype: { schema: z.enum(['float32', 'bfloat16', 'float16']).default('float32'), kind: 'string', help: 'weights dtype' },
+  device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
+} satisfies Record<string, OptionSpec>
+
+const schema = z.object(Object.fromEntries(Object.entries(GENERATE_OPTIONS).map(([k, v]) => [k, v.schema]))).strict()
+
+export const GENERATE_HELP = formatHelp('edpo generate --model <dir> --prompt <text>… [options]', 'Generates a completion for each prompt.', GENERATE_OPTIONS)
+
+export async function generateCommand(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv, GENERATE_OPTIONS)
+  if (args.help) {
+    process.stdout.write(GENERATE_HELP + '\n')
+    return 0
+  }
+  const r = schema.safeParse(args.options)
+  if (!r.success) throw new EdpoInputError(formatZodError(r.error, 'edpo generate'))
+  const o = r.data as { [K in keyof typeof GENERATE_OPTIONS]: z.infer<(typeof GENERATE_OPTIONS)[K]['schema']> }
+  const tokenizer = await loadTokenizer(o.model)
+  const model = (await CausalLM.fromPretrained(o.model, { dtype: o.dtype, device: o.device })).eval()
+  for (const prompt of o.prompt) {
+    let text = prompt
+    if (o.chat) {
+      if (!tokenizer.chatTemplate) throw new EdpoInputError(`--chat: ${o.model} has no chat template`)
+      text = tokenizer.chatTemplate.render([{ role: 'user', content: prompt }], { addGenerationPrompt: true })
+    }
+    const ids = tokenizer.encode(text)
+    if (ids.length === 0) throw new EdpoInputError('--prompt: the prompt has no tokens')
+    const out = await model.generateAsync(Tensor.from(BigInt64Array.from(ids.map(BigInt)), [1, ids.length], { device: o.device }), {
+      maxNewTokens: o.maxNewTokens,
+      temperature: o.temperature,
+      topP: o.topP,
+      topK: o.topK,
+      seed: o.seed,
+      eosTokenId: tokenizer.eosTokenId,
+    })
+    const all = Array.from(out.to('cpu').toArray() as BigInt64Array, Number)
+    const completion = all.slice(ids.length).filter((t) => t !== tokenizer.eosTokenId)
+    process.stdout.write(tokenizer.decode(completion) + '\n')
+  }
+  return 0
+}

@@ -1,0 +1,1 @@
+export { evaluatePreferences, type PreferenceEval, type PreferenceEvalOptions } from './preference-eval'
