@@ -19,3 +19,8 @@ export {
   type GenerateOptions,
   type SaveOptions,
 } from './model'
+export { Trainer, EdpoTrainingError, type TrainerEvents, type CreateOptions } from './train/trainer'
+export { TrainerState } from './train/trainer-state'
+export { AdamW, type AdamWOptions } from './train/adamw'
+export { TRAIN_OPTIONS, trainConfigSchema, type TrainConfig, type TrainConfigInput } from './train/config'
+export * as evaluation from './eval'

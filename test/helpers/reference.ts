@@ -160,23 +160,28 @@ export function referenceLoss(c: Case, beta: number, epsilon: number, labelSmoot
   return out
 }
 
+/** dL/dS per row (chosen rows, then rejected) from the reference's per-pair β_i (no gradient through s_i). */
+export function sequenceGradients(ref: Reference, B: number, labelSmoothing = 0): Float64Array {
+  const sigmoid = (x: number) => 1 / (1 + Math.exp(-x))
+  const dS = new Float64Array(2 * B)
+  for (let i = 0; i < B; i++) {
+    const betaI = ref.betas[i]!
+    const m = betaI * (ref.S[i]! - ref.S[B + i]! - (ref.Sref[i]! - ref.Sref[B + i]!))
+    const dm = ((-(1 - labelSmoothing) * sigmoid(-m) + labelSmoothing * sigmoid(m)) * betaI) / B
+    dS[i] = dm
+    dS[B + i] = -dm
+  }
+  return dS
+}
+
 /** Gradient of the reference loss w.r.t. the policy logits, by fp64 autograd through log-softmax. */
 export function referenceGradient(c: Case, beta: number, epsilon: number, labelSmoothing = 0): Float64Array {
   const ref = referenceLoss(c, beta, epsilon, labelSmoothing)
   const a = Tensor.from(c.policy.to('float64').toArray() as Float64Array, c.policy.shape, { requiresGrad: true })
   const labels = c.labels.where(c.mask.gt(0), Tensor.zeros(c.labels.shape, { dtype: 'int64' }))
   const S = a.logSoftmax(-1).gather(2, labels.unsqueeze(-1)).squeeze(-1).mul(c.mask.to('float64')).sum(1)
-  // dL/dS per row, from the per-pair β_i of the reference decision (no gradient through s_i).
   const B = c.pairs
-  const sigmoid = (x: number) => 1 / (1 + Math.exp(-x))
-  const dS = new Float64Array(2 * B)
-  for (let i = 0; i < B; i++) {
-    const betaI = ref.betas[i]!
-    const m = betaI * (ref.S[i]! - ref.S[B + i]! - (ref.Sref[i]! - ref.Sref[B + i]!))
-    const dm = (-(1 - labelSmoothing) * sigmoid(-m) + labelSmoothing * sigmoid(m)) * betaI / B
-    dS[i] = dm
-    dS[B + i] = -dm
-  }
+  const dS = sequenceGradients(ref, B, labelSmoothing)
   S.mul(Tensor.from(dS, [2 * B])).sum().backward()
   return a.grad!.toArray() as Float64Array
 }
