@@ -7,11 +7,20 @@ export * as ops from './ops'
 export type { EpsilonDpoLossArgs, EpsilonDpoLossFromHiddenArgs, EpsilonDpoLossResult, SequenceLogpsResult } from './ops'
 export * as io from './io'
 export { runtime, setThreads, type RuntimeInfo } from './runtime'
+export type { NativeRuntime } from './native'
 export { EdpoError, EdpoInputError, EdpoNativeError } from './errors'
 export * as data from './data'
 export {
   CausalLM,
   type ModelConfig,
+  llamaConfigSchema,
+  mistralConfigSchema,
+  qwen2ConfigSchema,
+  gemma2ConfigSchema,
+  type LlamaConfig,
+  type MistralConfig,
+  type Qwen2Config,
+  type Gemma2Config,
   type ModelDtype,
   type FromPretrainedOptions,
   type ForwardOptions,
@@ -21,6 +30,7 @@ export {
 } from './model'
 export { Trainer, EdpoTrainingError, type TrainerEvents, type CreateOptions } from './train/trainer'
 export { TrainerState } from './train/trainer-state'
+export type { Metrics } from './train/metrics-log'
 export { AdamW, type AdamWOptions } from './train/adamw'
 export { TRAIN_OPTIONS, trainConfigSchema, type TrainConfig, type TrainConfigInput } from './train/config'
 export * as evaluation from './eval'

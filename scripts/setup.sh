@@ -34,8 +34,10 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --ignore-scripts --no-audit --no-fund >/dev/null
 fi
 
-# 3. Native addon (node-gyp, CPU). A CUDA build (npm run build:cuda) is kept as it is.
+# 3. Native addon (node-gyp, CPU). A CUDA build (npm run build:cuda) is kept as it is; a fresh
+#    prebuild (npm run prebuildify moves the build there) counts as built.
 addon=build/Release/edpo.node
+[ -f "$addon" ] || [ ! -f prebuilds/linux-x64/edpo.node ] || addon=prebuilds/linux-x64/edpo.node
 if [ ! -f "$addon" ] || [ -n "$(find csrc binding.gyp scripts/torch-paths.js -newer "$addon" -print -quit)" ]; then
   if [ -f build/CMakeCache.txt ] && [ -f "$addon" ]; then
     log "csrc changed since the cmake-js build; rebuilding with cmake-js"
