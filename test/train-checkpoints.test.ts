@@ -46,7 +46,6 @@ t.test('metrics.jsonl appends and truncates after a step', (t) => {
   const run = path.join(dir, 'run3')
   const log = new MetricsLog(run)
   for (let s = 1; s <= 4; s++) log.write({ step: s, loss: 1 / s })
-  log.close()
   MetricsLog.truncateAfter(run, 2)
   t.same(
     readMetrics(run).map((m) => m.step),

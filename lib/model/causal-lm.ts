@@ -16,6 +16,8 @@ export interface FromPretrainedOptions {
   dtype?: ModelDtype
   /** 'cpu' (default), 'cuda' or 'cuda:N'. */
   device?: string
+  /** Default true: parameters require grad. false loads a frozen model (a reference) without a copy. */
+  trainable?: boolean
 }
 
 export interface ForwardOptions {
@@ -54,6 +56,7 @@ const fromPretrainedSchema = z
   .object({
     dtype: z.enum(['float32', 'bfloat16', 'float16', 'float64']).optional(),
     device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'").optional(),
+    trainable: z.boolean().optional(),
   })
   .strict()
   .optional()
@@ -109,7 +112,7 @@ export class CausalLM {
       const t = tensors.get(n)!
       const moved = t.dtype === dtype && (o?.device ?? 'cpu') === 'cpu' ? t : t.to(dtype, o?.device)
       if (moved !== t) t.dispose() // keep one copy of the weights alive, not two
-      moved.requiresGrad = true
+      moved.requiresGrad = o?.trainable ?? true
       return moved.handle
     })
     const handle = native(() => nativeAddon().createModel(nativeModelConfig(config), names, params))

@@ -7,16 +7,14 @@ export type Metrics = Record<string, number>
 
 export class MetricsLog {
   readonly file: string
-  private readonly fd: number
 
   constructor(runDir: string) {
     fs.mkdirSync(runDir, { recursive: true })
     this.file = path.join(runDir, 'metrics.jsonl')
-    this.fd = fs.openSync(this.file, 'a')
   }
 
   write(entry: Metrics & { step: number }): void {
-    fs.writeSync(this.fd, JSON.stringify(entry) + '\n')
+    fs.appendFileSync(this.file, JSON.stringify(entry) + '\n')
   }
 
   /** Drops lines after `step` (used when resuming from a checkpoint older than the log). */
@@ -28,10 +26,6 @@ export class MetricsLog {
       .split('\n')
       .filter((line) => line.trim() !== '' && (JSON.parse(line) as { step: number }).step <= step)
     fs.writeFileSync(file, kept.map((l) => l + '\n').join(''))
-  }
-
-  close(): void {
-    fs.closeSync(this.fd)
   }
 }
 

@@ -17,6 +17,7 @@ import { AdamW } from './adamw'
 import { BetaController } from './beta'
 import { CheckpointManager } from './checkpoints'
 import { type TrainConfig, type TrainConfigInput, trainConfigSchema } from './config'
+import type { Tensor } from '../tensor'
 import { type Metrics, MetricsLog } from './metrics-log'
 import { lrMultiplier } from './schedule'
 import { StepMetrics } from './step-metrics'
@@ -89,7 +90,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // The reference is the original model, except for TR-DPO, whose reference moves and is saved.
     const referenceDir =
       resumed && config.method === 'tr-dpo' ? path.join(resumed.dir, 'reference') : (config.referenceModel ?? config.model)
-    const reference = (await load(referenceDir)).clone()
+    const reference = (
+      await CausalLM.fromPretrained(referenceDir, { dtype: config.dtype, device: config.device, trainable: false })
+    ).eval()
     policy.train().setGradientCheckpointing(config.gradientCheckpointing)
 
     const optimizer = new AdamW(policy.namedParameters(), {
@@ -128,23 +131,19 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** Runs until totalSteps or `signal` aborts; always ends with a checkpoint of the last step. */
   async train(opts: { signal?: AbortSignal } = {}): Promise<TrainerState> {
     const c = this.config
-    try {
-      while (this.state.step < this.state.totalSteps && !opts.signal?.aborted) {
-        const metrics = await this.trainStep()
-        const step = this.state.step
-        if (step % c.logEvery === 0 || step === this.state.totalSteps) {
-          this.metricsLog.write({ step, ...metrics })
-          this.emit('log', { step, ...metrics })
-        }
-        this.emit('step', this.state)
-        if (c.evalEvery > 0 && step % c.evalEvery === 0 && step < this.state.totalSteps) await this.evaluateAndLog()
-        if (c.saveEvery > 0 && step % c.saveEvery === 0 && step < this.state.totalSteps) await this.saveCheckpoint()
+    while (this.state.step < this.state.totalSteps && !opts.signal?.aborted) {
+      const metrics = await this.trainStep()
+      const step = this.state.step
+      if (step % c.logEvery === 0 || step === this.state.totalSteps) {
+        this.metricsLog.write({ step, ...metrics })
+        this.emit('log', { step, ...metrics })
       }
-      if (this.state.step === this.state.totalSteps) await this.evaluateAndLog()
-      if (this.checkpoints.latest()?.step !== this.state.step) await this.saveCheckpoint()
-    } finally {
-      this.metricsLog.close()
+      this.emit('step', this.state)
+      if (c.evalEvery > 0 && step % c.evalEvery === 0 && step < this.state.totalSteps) await this.evaluateAndLog()
+      if (c.saveEvery > 0 && step % c.saveEvery === 0 && step < this.state.totalSteps) await this.saveCheckpoint()
     }
+    if (this.state.step === this.state.totalSteps) await this.evaluateAndLog()
+    if (this.checkpoints.latest()?.step !== this.state.step) await this.saveCheckpoint()
     return this.state
   }
 
@@ -162,9 +161,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       )
       const out = await this.loss(batch, true)
       if (!Number.isFinite(out.loss.item())) throw this.badState('the loss is not finite')
-      await out.loss.mul(1 / c.gradAccumulation).backwardAsync()
+      const scaled = out.loss.mul(1 / c.gradAccumulation)
+      await scaled.backwardAsync()
       m.add(out, 2 * batch.pairs * batch.length)
       this.beta.accumulate(out.steps.toArray() as BigInt64Array)
+      // Free device memory now rather than at the next garbage collection.
+      release(scaled, ...Object.values(out), batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask)
     }
     const gradNorm = this.optimizer.clipGradNorm(c.maxGradNorm)
     if (!Number.isFinite(gradNorm)) throw this.badState(`the gradient norm is ${gradNorm}`)
@@ -200,7 +202,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const referenceHidden = await this.reference.forwardHiddenAsync(batch.inputIds, { attentionMask: mask, grad: false })
     const ph = this.policy.lmHead()
     const rh = this.reference.lmHead()
-    return epsilonDpoLossFromHiddenAsync({
+    const out = await epsilonDpoLossFromHiddenAsync({
       policyHidden,
       policyHead: ph.weight,
       policyBias: ph.bias,
@@ -215,6 +217,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       finalLogitSoftcap: ph.finalLogitSoftcap || undefined,
       chunkTokens: c.chunkTokens,
     })
+    // The autograd graph keeps what the backward needs; these handles are no longer used.
+    release(policyHidden, referenceHidden)
+    return out
   }
 
   /** Eval loss, reward accuracy and margins on the eval split; never changes β (spec §7). */
@@ -226,7 +231,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const batch = collate(pairs.slice(start, start + this.config.batchSize), this.data.tokenizer.padTokenId, {
         device: this.config.device,
       })
-      m.add(await this.loss(batch, false), 2 * batch.pairs * batch.length)
+      const out = await this.loss(batch, false)
+      m.add(out, 2 * batch.pairs * batch.length)
+      release(...Object.values(out), batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask)
     }
     return m.summary('eval_')
   }
@@ -279,4 +286,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       `step ${this.state.step + 1}: ${what}; stopped. Last checkpoint: ${last ? last.dir : 'none yet'}`,
     )
   }
+}
+
+function release(...tensors: Tensor[]): void {
+  for (const t of tensors) t.dispose()
 }
