@@ -96,7 +96,7 @@ t.test('bad checkpoints give errors naming the tensor, file and expected shape',
     io.saveSafetensors(path.join(dir, 'model.safetensors'), Object.fromEntries(w))
   }
   await bad('missing', (d) => rewrite(d, (w) => w.delete('model.layers.1.mlp.up_proj.weight')),
-    /tensor 'model\.layers\.1\.mlp\.up_proj\.weight' is missing \(expected shape \[96, 64\]/)
+    /model\.safetensors: tensor 'model\.layers\.1\.mlp\.up_proj\.weight' is missing \(expected shape \[96, 64\]/)
   await bad('extra', (d) => rewrite(d, (w) => w.set('model.layers.0.mlp.extra', good.get('model.norm.weight')!)),
     /model\.safetensors: unexpected tensor 'model\.layers\.0\.mlp\.extra' \[64\]/)
   await bad('shape', (d) => rewrite(d, (w) => w.set('model.norm.weight', good.get('model.layers.0.mlp.up_proj.weight')!)),

@@ -66,6 +66,8 @@ t.test('left-padded batch generation equals per-sequence generation', async (t) 
     const [ra, rb] = rowsOf(batch)
     t.same(ra!.slice(7), rowsOf(m.generate(ids([a]), { maxNewTokens: 5 }))[0]!.slice(7), `${arch} row 0`)
     t.same(rb!.slice(7), rowsOf(m.generate(ids([b]), { maxNewTokens: 5 }))[0]!.slice(3), `${arch} row 1`)
+    const byLengths = rowsOf(m.generate(ids([a, [...b, 0, 0, 0, 0]]), { maxNewTokens: 5, lengths: [7, 3] }))
+    t.same(byLengths, [ra, rb], `${arch}: per-sequence lengths give the left-padded result`)
   }
 })
 
@@ -88,5 +90,6 @@ t.test('bad generate options are rejected', async (t) => {
   const prompt = ids([[5, 17, 3]])
   t.throws(() => m.generate(prompt, { maxNewTokens: -1 }), /opts\.maxNewTokens/)
   t.throws(() => m.generate(prompt, { maxNewTokens: 2, topP: 0 }), /opts\.topP/)
+  t.throws(() => m.generate(prompt, { maxNewTokens: 2, lengths: [4] }), /opts\.lengths: expected 1 lengths in \[1, 3\]/)
   t.throws(() => m.generate(ids([[5, 101]]), { maxNewTokens: 2 }), /inputIds: token ids must lie in \[0, 101\), found 101/)
 })

@@ -118,6 +118,13 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
   const at::Tensor emb = at::cat({freqs, freqs}, -1);
   ctx.cos = emb.cos().to(dtype);
   ctx.sin = emb.sin().to(dtype);
+  // One additive mask per distinct window, shared by the layers that use it.
+  std::unordered_map<int64_t, at::Tensor> bias_by_window;
+  for (int64_t w : c.layer_windows) {
+    auto it = bias_by_window.find(w);
+    if (it == bias_by_window.end()) it = bias_by_window.emplace(w, attention_bias(c, ctx, w, dtype)).first;
+    ctx.layer_bias.push_back(it->second);
+  }
 
   at::Tensor x = at::embedding(embed_, ids);
   // gemma: HF multiplies by √hidden cast to the activations' dtype.

@@ -48,7 +48,13 @@ struct ForwardContext {
   at::Tensor key_positions;  // [S] absolute cache index of every key, int64
   at::Tensor query_positions;  // [T] absolute cache index of every query, int64
   at::Tensor key_padding;    // [B, S] bool, true = masked key; undefined = none
+  std::vector<at::Tensor> layer_bias;  // per layer: additive attention mask [B|1, 1, T, S]
 };
+
+// The additive mask of one sliding window (0 = none): 0 where a query may read a key, a large
+// negative where it may not (future keys, outside the window, padding). `dtype` is the dtype the
+// scores are masked in.
+at::Tensor attention_bias(const ModelConfig& c, const ForwardContext& ctx, int64_t window, at::ScalarType dtype);
 
 // Per-layer KV cache for generation ([B, kv_heads, S, head_dim] each).
 struct KvCache {

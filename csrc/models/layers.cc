@@ -37,32 +37,25 @@ at::Tensor repeat_kv(const at::Tensor& x, int64_t rep) {
   return x.unsqueeze(2).expand({s[0], s[1], rep, s[2], s[3]}).reshape({s[0], s[1] * rep, s[2], s[3]});
 }
 
-// [B, 1, T, S] bool, true = masked: future keys, keys outside the sliding window, padding.
-at::Tensor attention_mask(const ForwardContext& ctx, int64_t window) {
-  const at::Tensor q = ctx.query_positions.unsqueeze(1);  // [T,1]
-  const at::Tensor k = ctx.key_positions.unsqueeze(0);    // [1,S]
-  at::Tensor masked = k > q;
-  if (window > 0) masked = masked.logical_or(q - k >= window);
-  masked = masked.unsqueeze(0).unsqueeze(0);  // [1,1,T,S]
-  if (ctx.key_padding.defined()) masked = masked.logical_or(ctx.key_padding.unsqueeze(1).unsqueeze(2));
-  return masked;
+bool use_sdpa(const ModelConfig& c, at::ScalarType dtype) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  return c.attn_softcap == 0.0 && dtype != at::kDouble;
+#else
+  (void)c;
+  (void)dtype;
+  return false;
+#endif
 }
 
 at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                  const at::Tensor& masked) {
+                  const at::Tensor& bias) {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-  if (c.attn_softcap == 0.0 && q.scalar_type() != at::kDouble) {
-    // A finite fill keeps fully masked rows (left padding) uniform instead of NaN, as HF's min_dtype does.
-    const double fill = q.scalar_type() == at::kHalf ? -65504.0 : -1e30;
-    const at::Tensor bias = at::zeros(masked.sizes(), q.options()).masked_fill(masked, fill);
-    return at::scaled_dot_product_attention(q, k, v, bias, 0.0, false, c.attn_scale);
-  }
+  if (use_sdpa(c, q.scalar_type())) return at::scaled_dot_product_attention(q, k, v, bias, 0.0, false, c.attn_scale);
 #endif
   at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) * c.attn_scale;
   if (c.attn_softcap > 0.0) scores = at::tanh(scores / c.attn_softcap) * c.attn_softcap;
-  const at::ScalarType acc = acc_type(q.scalar_type());
-  scores = scores.to(acc).masked_fill(masked, std::numeric_limits<float>::lowest());
-  return at::matmul(scores.softmax(-1).to(q.scalar_type()), v);
+  // Added like HF's 4-D mask, so backward passes the gradient through untouched.
+  return at::matmul((scores.to(acc_type(q.scalar_type())) + bias).softmax(-1).to(q.scalar_type()), v);
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
@@ -70,6 +63,22 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 }
 
 }  // namespace
+
+at::Tensor attention_bias(const ModelConfig& c, const ForwardContext& ctx, int64_t window, at::ScalarType dtype) {
+  const at::Tensor q = ctx.query_positions.unsqueeze(1);  // [T,1]
+  const at::Tensor k = ctx.key_positions.unsqueeze(0);    // [1,S]
+  at::Tensor masked = k > q;
+  if (window > 0) masked = masked.logical_or(q - k >= window);
+  masked = masked.unsqueeze(0).unsqueeze(0);  // [1,1,T,S]
+  if (ctx.key_padding.defined()) masked = masked.logical_or(ctx.key_padding.unsqueeze(1).unsqueeze(2));
+  // SDPA masks in the activations' dtype: a finite fill that bf16/fp16 can hold keeps fully
+  // masked rows (left padding) uniform instead of NaN. Otherwise the scores are fp32/fp64 and
+  // take HF's finfo(float32).min.
+  const bool sdpa = use_sdpa(c, dtype);
+  const at::ScalarType bias_type = sdpa ? dtype : acc_type(dtype);
+  const double fill = !sdpa ? double(std::numeric_limits<float>::lowest()) : dtype == at::kHalf ? -65504.0 : -1e30;
+  return at::zeros(masked.sizes(), ctx.query_positions.options().dtype(bias_type)).masked_fill(masked, fill);
+}
 
 const char* layer_slot_name(int slot) {
   static const char* const names[kNumSlots] = {
@@ -107,8 +116,7 @@ at::Tensor CausalLM::layer_forward(int64_t layer, const at::Tensor& x, const Lay
     cv = v;
   }
   const int64_t rep = c.num_heads / c.num_kv_heads;
-  at::Tensor a = attend(c, q, repeat_kv(k, rep), repeat_kv(v, rep),
-                        attention_mask(ctx, c.layer_windows[size_t(layer)]));
+  at::Tensor a = attend(c, q, repeat_kv(k, rep), repeat_kv(v, rep), ctx.layer_bias[size_t(layer)]);
   a = linear(a.transpose(1, 2).reshape({B, T, c.num_heads * hd}), w[kO], w[kOBias]);
   if (c.gemma_norm) a = rms_norm(a, w[kPostAttnNorm], c);
   at::Tensor out = x + a;

@@ -45,6 +45,11 @@ export interface GenerateOptions {
   eosTokenId?: number | number[]
   /** [B, T] with zeros on the left for left-padded prompts. */
   attentionMask?: Tensor
+  /**
+   * Per-row prompt lengths for right-padded inputIds (row b's prompt is its first lengths[b]
+   * tokens). The prompts are left-aligned into a left-padded batch, which the result holds.
+   */
+  lengths?: number[]
 }
 
 export interface SaveOptions {
@@ -75,8 +80,10 @@ const generateSchema = z
     seed: z.number().int().nonnegative().optional(),
     eosTokenId: z.union([tokenId, z.array(tokenId)]).optional(),
     attentionMask: tensorSchema.optional(),
+    lengths: z.array(z.number().int().positive()).optional(),
   })
   .strict()
+  .refine((o) => !(o.lengths && o.attentionMask), { message: 'give attentionMask or lengths, not both' })
 const saveSchema = z.object({ maxShardBytes: z.number().int().positive().optional() }).strict().optional()
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
@@ -212,8 +219,10 @@ export class CausalLM {
   }
 
   private generateArgs(inputIds: Tensor, opts: GenerateOptions): [NativeTensor, NativeGenerateOptions] {
-    const ids = parse(tensorSchema, inputIds, 'inputIds')
+    let ids = parse(tensorSchema, inputIds, 'inputIds')
     const o = parse(generateSchema, opts, 'opts')
+    let mask = o.attentionMask
+    if (o.lengths) [ids, mask] = leftAlign(ids, o.lengths)
     const eos = o.eosTokenId === undefined ? [] : Array.isArray(o.eosTokenId) ? o.eosTokenId : [o.eosTokenId]
     return [
       ids.handle,
@@ -224,7 +233,7 @@ export class CausalLM {
         topK: o.topK ?? 0,
         seed: o.seed,
         eosTokenIds: eos,
-        attentionMask: o.attentionMask?.handle,
+        attentionMask: mask?.handle,
       },
     ]
   }
@@ -232,6 +241,23 @@ export class CausalLM {
   private forwardArgs(inputIds: Tensor, opts?: ForwardOptions): [NativeTensor, ForwardOptions | undefined] {
     return [parse(tensorSchema, inputIds, 'inputIds').handle, parse(forwardSchema, opts, 'opts')]
   }
+}
+
+// Right-padded ids [B, T] with per-row lengths → left-padded ids and their attention mask.
+function leftAlign(ids: Tensor, lengths: number[]): [Tensor, Tensor] {
+  const shape = ids.shape
+  if (shape.length !== 2 || ids.dtype !== 'int64') throw new EdpoInputError(`inputIds: expected int64 [B, T], got ${ids.dtype} [${shape.join(', ')}]`)
+  const [B, T] = shape as [number, number]
+  if (lengths.length !== B || lengths.some((n) => n > T))
+    throw new EdpoInputError(`opts.lengths: expected ${B} lengths in [1, ${T}], got [${lengths.join(', ')}]`)
+  const src = ids.to('cpu').toArray() as BigInt64Array
+  const out = new BigInt64Array(B * T)
+  const mask = new BigInt64Array(B * T)
+  lengths.forEach((n, b) => {
+    out.set(src.subarray(b * T, b * T + n), b * T + T - n)
+    mask.fill(1n, b * T + T - n, (b + 1) * T)
+  })
+  return [Tensor.from(out, [B, T], { device: ids.device }), Tensor.from(mask, [B, T], { device: ids.device })]
 }
 
 function wrapForward(r: NativeForwardResult): ForwardResult {

@@ -87,9 +87,12 @@ export async function readCheckpointTensors(
   modelType: string,
 ): Promise<{ tensors: Map<string, Tensor>; storedTiedHead: boolean }> {
   const located = listCheckpointTensors(dir)
+  // Missing tensors are reported against what lists the tensors: the single file or the index.
+  const listing = path.join(dir, fs.existsSync(path.join(dir, INDEX_FILE)) ? INDEX_FILE : SINGLE_FILE)
   for (const [name, shape] of expected) {
     const at = located.get(name)
-    if (!at) throw new EdpoInputError(`${dir}: tensor '${name}' is missing (expected shape ${fmt(shape)} for this ${modelType} config)`)
+    if (!at)
+      throw new EdpoInputError(`${listing}: tensor '${name}' is missing (expected shape ${fmt(shape)} for this ${modelType} config)`)
     const file = path.basename(at.file)
     if (at.entry.shape.length !== shape.length || at.entry.shape.some((d, i) => d !== shape[i]))
       throw new EdpoInputError(`${file}: tensor '${name}' has shape ${fmt(at.entry.shape)}, expected ${fmt(shape)} from config.json`)

@@ -78,7 +78,7 @@ export const gemma2ConfigSchema = z.object({
   num_key_value_heads: positive.nullable().default(4),
   head_dim: positive.default(256),
   hidden_activation: z.literal('gelu_pytorch_tanh', { message: "only 'gelu_pytorch_tanh' is supported" }).nullable().optional(),
-  hidden_act: z.literal('gelu_pytorch_tanh', { message: "only 'gelu_pytorch_tanh' is supported" }).default('gelu_pytorch_tanh'),
+  hidden_act: z.string().optional(), // transformers' Gemma2 ignores it; hidden_activation decides
   attention_bias: z.boolean().default(false),
   query_pre_attn_scalar: z.number().positive().default(256),
   sliding_window: positive.nullable().default(4096),
