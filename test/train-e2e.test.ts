@@ -9,6 +9,7 @@ import t from 'tap'
 import { CausalLM, io } from '../lib/index'
 import { readMetrics } from '../lib/train/metrics-log'
 import { EdpoTrainingError, Trainer } from '../lib/train/trainer'
+import { close, describe } from './helpers/assert'
 import { tempDir } from './helpers/data-fixtures'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 
@@ -152,4 +153,18 @@ t.test('a non-finite loss stops with the step and the last checkpoint', async (t
     (await Trainer.create({ model, data: [data], out: path.join(work, 'nan2'), batchSize: 4, maxSteps: 4, learningRate: 1e30, warmupRatio: 0, maxGradNorm: 0, saveEvery: 1, maxLength: 32 }, quiet)).train(),
     /step \d: (the loss is not finite|the gradient norm is (NaN|Infinity)); stopped\. Last checkpoint: .*checkpoint-1/,
   )
+})
+
+t.test('TR-DPO soft sync mixes the policy into the reference: ref ← α·θ + (1−α)·ref', async (t) => {
+  const { model, work, data } = base(t)
+  const trainer = await Trainer.create({ model, data: [data], out: path.join(work, 'soft'), method: 'tr-dpo', trDpoMode: 'soft', trDpoAlpha: 0.25, trDpoTau: 1, batchSize: 4, maxSteps: 1, learningRate: 1e-3, warmupRatio: 0, maxLength: 32, dtype: 'float64' }, quiet)
+  const before = new Map([...trainer.reference.namedParameters()].map(([n, p]) => [n, Float64Array.from(p.toArray() as Float64Array)]))
+  await trainer.train()
+  const policy = trainer.policy.namedParameters()
+  for (const [name, ref] of trainer.reference.namedParameters()) {
+    const theta = policy.get(name)!.toArray() as Float64Array
+    const want = Array.from(before.get(name)!, (r, i) => 0.25 * theta[i]! + 0.75 * r)
+    const cmp = close(ref.toArray() as Float64Array, want, 1e-14, 1e-15)
+    t.ok(cmp.ok, `${name}: ${describe(cmp)}`)
+  }
 })
