@@ -5,8 +5,11 @@ import * as fs from 'node:fs'
 
 import YAML from 'yaml'
 
+import type { z } from 'zod'
+
 import { EdpoInputError } from '../errors'
-import type { OptionSpec } from '../train/config'
+import { type OptionSpec, optionsObject } from '../train/config'
+import { formatZodError } from '../validate'
 
 const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
 const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
@@ -128,4 +131,21 @@ export function formatHelp(usage: string, summary: string, table: Record<string,
     `  ${'--config <file>'.padEnd(width)}YAML or JSON file of these options; flags override it`,
     `  ${'--help'.padEnd(width)}this text`,
   ].join('\n')
+}
+
+export type OptionValues<T extends Record<string, OptionSpec>> = { [K in keyof T]: z.infer<T[K]['schema']> }
+
+/**
+ * A subcommand's argv → validated options (defaults filled in), or undefined after printing `help`
+ * for --help. Errors name the flag, file or field.
+ */
+export function parseCommand<T extends Record<string, OptionSpec>>(argv: readonly string[], table: T, help: string, what: string): OptionValues<T> | undefined {
+  const args = parseArgs(argv, table)
+  if (args.help) {
+    process.stdout.write(help + '\n')
+    return undefined
+  }
+  const r = optionsObject(table).safeParse(args.options)
+  if (!r.success) throw new EdpoInputError(formatZodError(r.error, what))
+  return r.data as OptionValues<T>
 }

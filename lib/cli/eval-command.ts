@@ -2,12 +2,10 @@
 import { z } from 'zod'
 
 import { loadPreferenceData } from '../data'
-import { EdpoInputError } from '../errors'
 import { evaluatePreferences } from '../eval'
 import { CausalLM } from '../model'
 import type { OptionSpec } from '../train/config'
-import { formatZodError } from '../validate'
-import { formatHelp, parseArgs } from './args'
+import { formatHelp, parseCommand } from './args'
 
 export const EVAL_OPTIONS = {
   model: { schema: z.string().min(1), kind: 'string', help: 'the policy: a model folder or a checkpoint-<step> folder' },
@@ -23,8 +21,6 @@ export const EVAL_OPTIONS = {
   json: { schema: z.boolean().default(false), kind: 'boolean', help: 'print the result as JSON' },
 } satisfies Record<string, OptionSpec>
 
-const schema = z.object(Object.fromEntries(Object.entries(EVAL_OPTIONS).map(([k, v]) => [k, v.schema]))).strict()
-
 export const EVAL_HELP = formatHelp(
   'edpo eval --model <dir> --reference-model <dir> --data <file>… [options]',
   'Preference accuracy, mean reward margin and mean sequence KL(π‖π_ref) over the completions of held-out pairs.',
@@ -32,14 +28,8 @@ export const EVAL_HELP = formatHelp(
 )
 
 export async function evalCommand(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, EVAL_OPTIONS)
-  if (args.help) {
-    process.stdout.write(EVAL_HELP + '\n')
-    return 0
-  }
-  const r = schema.safeParse(args.options)
-  if (!r.success) throw new EdpoInputError(formatZodError(r.error, 'edpo eval'))
-  const o = r.data as { [K in keyof typeof EVAL_OPTIONS]: z.infer<(typeof EVAL_OPTIONS)[K]['schema']> }
+  const o = parseCommand(argv, EVAL_OPTIONS, EVAL_HELP, 'edpo eval')
+  if (!o) return 0
   const data = await loadPreferenceData({ data: o.data, tokenizer: o.model, maxLength: o.maxLength, maxPromptLength: o.maxPromptLength, skipInvalid: o.skipInvalid })
   const load = (dir: string) => CausalLM.fromPretrained(dir, { dtype: o.dtype, device: o.device })
   const policy = (await load(o.model)).eval()

@@ -6,8 +6,7 @@ import { EdpoInputError } from '../errors'
 import { CausalLM } from '../model'
 import { Tensor } from '../tensor'
 import type { OptionSpec } from '../train/config'
-import { formatZodError } from '../validate'
-import { formatHelp, parseArgs } from './args'
+import { formatHelp, parseCommand } from './args'
 
 export const GENERATE_OPTIONS = {
   model: { schema: z.string().min(1), kind: 'string', help: 'model folder (weights + tokenizer.json)' },
@@ -22,19 +21,11 @@ export const GENERATE_OPTIONS = {
   device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
 } satisfies Record<string, OptionSpec>
 
-const schema = z.object(Object.fromEntries(Object.entries(GENERATE_OPTIONS).map(([k, v]) => [k, v.schema]))).strict()
-
 export const GENERATE_HELP = formatHelp('edpo generate --model <dir> --prompt <text>… [options]', 'Generates a completion for each prompt.', GENERATE_OPTIONS)
 
 export async function generateCommand(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, GENERATE_OPTIONS)
-  if (args.help) {
-    process.stdout.write(GENERATE_HELP + '\n')
-    return 0
-  }
-  const r = schema.safeParse(args.options)
-  if (!r.success) throw new EdpoInputError(formatZodError(r.error, 'edpo generate'))
-  const o = r.data as { [K in keyof typeof GENERATE_OPTIONS]: z.infer<(typeof GENERATE_OPTIONS)[K]['schema']> }
+  const o = parseCommand(argv, GENERATE_OPTIONS, GENERATE_HELP, 'edpo generate')
+  if (!o) return 0
   const tokenizer = await loadTokenizer(o.model)
   const model = (await CausalLM.fromPretrained(o.model, { dtype: o.dtype, device: o.device })).eval()
   for (const prompt of o.prompt) {

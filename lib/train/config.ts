@@ -56,14 +56,13 @@ export const TRAIN_OPTIONS = {
 
 export type TrainOptionName = keyof typeof TRAIN_OPTIONS
 
-type Schemas = { [K in TrainOptionName]: (typeof TRAIN_OPTIONS)[K]['schema'] }
-function schemas(): Schemas {
-  return Object.fromEntries(Object.entries(TRAIN_OPTIONS).map(([k, v]) => [k, v.schema])) as Schemas
+/** The zod object schema of an option table (strict: unknown keys are errors). */
+export function optionsObject<T extends Record<string, OptionSpec>>(table: T) {
+  const shape = Object.fromEntries(Object.entries(table).map(([k, v]) => [k, v.schema])) as { [K in keyof T]: T[K]['schema'] }
+  return z.object(shape).strict()
 }
 
-export const trainConfigSchema = z
-  .object(schemas())
-  .strict()
+export const trainConfigSchema = optionsObject(TRAIN_OPTIONS)
   .refine((c) => c.evalData === undefined || c.evalFraction === undefined, {
     message: 'give evalData or evalFraction, not both',
     path: ['evalFraction'],
