@@ -14,11 +14,16 @@ const root = path.resolve(__dirname, '..')
 const prebuild = path.join(root, 'prebuilds', 'linux-x64', 'edpo.node')
 const built = path.join(root, 'build', 'Release', 'edpo.node')
 
+// The same compiler setup.sh uses: ccache in front of g++ when it is installed.
+function compiler(): string {
+  return spawnSync('ccache', ['--version']).status === 0 ? 'ccache g++' : 'g++'
+}
+
 t.test('npm pack → install with PREBUILDS_ONLY=1 → use', async (t) => {
   // The prebuild is what ships: refresh it when the addon is newer (ccache makes this quick).
   // (prebuildify moves build/Release/edpo.node into prebuilds/, so either may be the newer one.)
   if (!fs.existsSync(prebuild) || (fs.existsSync(built) && fs.statSync(prebuild).mtimeMs < fs.statSync(built).mtimeMs))
-    execFileSync('npm', ['run', 'prebuildify'], { cwd: root, stdio: 'ignore', env: { ...process.env, CXX: process.env.CXX ?? 'g++' } })
+    execFileSync('npm', ['run', 'prebuildify'], { cwd: root, stdio: 'ignore', env: { ...process.env, CXX: process.env.CXX ?? compiler() } })
 
   const work = tempDir(t)
   const packed = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: root, encoding: 'utf8' })) as {
