@@ -1,1 +1,2 @@
 export { evaluatePreferences, type PreferenceEval, type PreferenceEvalOptions } from './preference-eval'
+export { maskedTokenLogps, sequenceLogpSums } from './sequence-logps'
