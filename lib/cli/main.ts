@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `edpo` command: edpo train | sft | eval | generate | demo | doctor.
 import { EdpoError } from '../errors'
+import { demoCommand } from './demo-command'
 import { doctorCommand } from './doctor-command'
 import { evalCommand } from './eval-command'
 import { generateCommand } from './generate-command'
@@ -14,6 +15,7 @@ commands:
   eval       preference accuracy, reward margins and KL(π‖π_ref) on held-out pairs
   generate   complete prompts with a model or a checkpoint
   sft        supervised fine-tuning on prompt/completion rows (masked-prompt cross-entropy)
+  demo       the whole pipeline at toy scale: SFT, on-policy pairs, DPO / ε-DPO / TR-DPO, gold evaluation
   doctor     show the libtorch, CUDA and CPU kernels this install uses
 
 Run a command with --help for its options.`
@@ -29,6 +31,8 @@ async function main(argv: string[]): Promise<number> {
       return evalCommand(rest)
     case 'generate':
       return generateCommand(rest)
+    case 'demo':
+      return demoCommand(rest)
     case 'doctor':
       return doctorCommand()
     case undefined:

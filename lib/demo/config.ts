@@ -12,7 +12,7 @@ export const DEMO_OPTIONS = {
   out: { schema: z.string().min(1).default('runs/demo'), kind: 'string', help: 'output folder (report.md, plots, every run)' },
   quick: { schema: z.boolean().default(false), kind: 'boolean', help: 'a smaller, faster pipeline (the one npm test runs)' },
   seed: { schema: z.number().int().min(0).default(42), kind: 'integer', help: 'seed of data, initial weights, sampling and data order' },
-  beta: { schema: z.number().positive().default(0.1), kind: 'number', help: 'β of DPO, TR-DPO and ε-DPO (its initial value)' },
+  beta: { schema: z.number().positive().default(0.5), kind: 'number', help: 'β of DPO, TR-DPO and ε-DPO (its initial value); 0.5 suits the toy task' },
   epsilon: { schema: z.number().min(0).lt(1).default(0.01), kind: 'number', help: "ε-DPO's ε (the paper's default)" },
   methods: { schema: z.array(z.enum(['dpo', 'epsilon-dpo', 'tr-dpo'])).min(1).default(['dpo', 'epsilon-dpo', 'tr-dpo']), kind: 'strings', help: 'methods to train (repeatable)' },
   learningRate: { schema: z.number().positive().optional(), kind: 'number', help: 'preference-training learning rate (default: the preset)' },
@@ -46,8 +46,8 @@ export interface DemoSizes {
 }
 
 export const PRESETS: Record<'full' | 'quick', DemoSizes> = {
-  full: { sftRows: 4000, sftSteps: 400, sftBatch: 32, sftLearningRate: 3e-3, trainPrompts: 2048, heldOutPrompts: 256, evalPrompts: 512, batchSize: 16, learningRate: 1e-4, epochs: 1, hiddenSize: 64, layers: 2, maxNewTokens: 10 },
-  quick: { sftRows: 2000, sftSteps: 200, sftBatch: 32, sftLearningRate: 3e-3, trainPrompts: 512, heldOutPrompts: 64, evalPrompts: 256, batchSize: 16, learningRate: 1e-4, epochs: 1, hiddenSize: 64, layers: 2, maxNewTokens: 10 },
+  full: { sftRows: 4000, sftSteps: 600, sftBatch: 32, sftLearningRate: 3e-3, trainPrompts: 2048, heldOutPrompts: 256, evalPrompts: 1024, batchSize: 16, learningRate: 5e-4, epochs: 2, hiddenSize: 64, layers: 2, maxNewTokens: 10 },
+  quick: { sftRows: 2000, sftSteps: 300, sftBatch: 32, sftLearningRate: 3e-3, trainPrompts: 1024, heldOutPrompts: 128, evalPrompts: 512, batchSize: 16, learningRate: 5e-4, epochs: 2, hiddenSize: 64, layers: 2, maxNewTokens: 10 },
 }
 
 export interface DemoConfig extends DemoSizes {
