@@ -80,7 +80,9 @@ export async function runDemo(input: DemoInput, hooks: DemoHooks = {}): Promise<
   fs.rmSync(c.out, { recursive: true, force: true })
   fs.mkdirSync(path.join(c.out, 'data'), { recursive: true })
   const assets = demoAssets()
+  // The shipped judge goes through the same module loading as `edpo eval --gold <module>`.
   const judge = await loadGoldJudge(c.gold ?? require.resolve('./gold-reward'))
+  if (c.gold === undefined) judge.name = 'the shipped sort-the-digits reward, lib/demo/gold-reward.ts'
   const sampling = { maxNewTokens: c.maxNewTokens, temperature: 1, batchSize: 128 }
 
   // 1-2. A llama from scratch, then SFT on imperfect demonstrations: the reference.

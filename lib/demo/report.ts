@@ -82,7 +82,7 @@ export async function writeReport(out: string, r: ReportInput): Promise<DemoResu
   const md = [
     '# edpo demo: ε-DPO, DPO and TR-DPO at toy scale',
     '',
-    `Task: prompts of ${c.quick ? 'the quick preset' : 'the full preset'} ask to sort 4–6 digits ("4719=" → "1479"); the gold judge (${r.judge}) rewards the right digits, ascending order and the right length.`,
+    `Preset: ${c.quick ? '--quick' : 'full'}. Task: prompts ask to sort 4–6 digits ("4719=" → "1479"); the gold judge (${r.judge}) rewards the right digits, ascending order and the right length.`,
     `Reference: a llama (hidden ${c.hiddenSize}, ${c.layers} layers) trained from scratch with \`edpo sft\` for ${c.sftSteps} steps on imperfect demonstrations.`,
     `Preference data: 2 samples per prompt from the reference for ${c.trainPrompts} prompts, labelled by the judge: ${r.data.trainPairs} pairs (${r.data.ties} ties, ${r.data.empty} empty dropped); ${r.data.heldOutPairs} held-out labelled pairs.`,
     `Training: β = ${c.beta}, ε = ${c.epsilon}, learning rate ${c.learningRate}, batch ${c.batchSize}, ${c.epochs} epoch(s), seed ${c.seed}; TR-DPO soft (α = 0.6).`,

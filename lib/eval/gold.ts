@@ -6,7 +6,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { collateSequences, type PreferenceTokenizer } from '../data'
+import { collateSequences, expandPaths, type PreferenceTokenizer, readFiles } from '../data'
 import { EdpoInputError } from '../errors'
 import type { CausalLM } from '../model'
 import { Tensor } from '../tensor'
@@ -188,4 +188,15 @@ export async function referenceSamplesFor(o: Omit<GoldEvalOptions, 'policy' | 'r
   // A different seed stream from the policies', so a policy equal to the reference is not a copy of its samples.
   const samples = await sampleCompletions(o.reference, o.tokenizer, o.prompts, { ...o, seed: o.seed + 7_919 })
   return { samples, rewards: await scoreSamples(o.judge, samples) }
+}
+
+/** Prompts from JSONL / JSON / Parquet rows with a string `prompt` field (files or globs). */
+export async function readPrompts(patterns: readonly string[]): Promise<string[]> {
+  const rows = await readFiles(expandPaths([...patterns], 'prompts'))
+  return rows.map((row) => {
+    const prompt = (row.value as { prompt?: unknown } | undefined)?.prompt
+    if (row.error !== undefined) throw new EdpoInputError(`${row.source}: ${row.error}`)
+    if (typeof prompt !== 'string' || prompt === '') throw new EdpoInputError(`${row.source}: prompt: expected a non-empty string`)
+    return prompt
+  })
 }

@@ -9,6 +9,7 @@ export {
   type SampleOptions,
   evaluateWithGold,
   loadGoldJudge,
+  readPrompts,
   referenceSamplesFor,
   sampleCompletions,
   sampleLogRatios,

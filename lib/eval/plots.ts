@@ -37,7 +37,7 @@ export async function writeSvg(file: string, spec: VegaLiteSpec): Promise<string
   return file
 }
 
-/** Training curves: one panel per metric, one line per run. rows: {run, step, metric, value}. */
+/** Training curves (moving averages): one panel per metric, one line per run. rows: {run, step, metric, value}. */
 export function curvesSpec(title: string, rows: readonly { run: string; step: number; metric: string; value: number }[]): VegaLiteSpec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -48,10 +48,12 @@ export function curvesSpec(title: string, rows: readonly { run: string; step: nu
     spec: {
       width: 420,
       height: 140,
+      // Per-step values of small batches are noisy: draw a centred moving average over 9 steps.
+      transform: [{ window: [{ op: 'mean', field: 'value', as: 'smoothed' }], frame: [-4, 4], groupby: ['run', 'metric'], sort: [{ field: 'step' }] }],
       mark: { type: 'line', point: false },
       encoding: {
         x: { field: 'step', type: 'quantitative', title: 'optimizer step' },
-        y: { field: 'value', type: 'quantitative', title: null, scale: { zero: false } },
+        y: { field: 'smoothed', type: 'quantitative', title: null, scale: { zero: false } },
         color: { field: 'run', type: 'nominal', title: 'method' },
       },
     },
