@@ -10,9 +10,9 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { loadPreferenceData, loadTokenizer } from '../data'
+import { loadPreferenceData, loadTokenizer, type TokenizedPair } from '../data'
 import { evaluatePreferences } from '../eval'
-import { evaluateWithGold, type GoldEval, loadGoldJudge, referenceSamplesFor, sampleCompletions, scoreSamples } from '../eval/gold'
+import { evaluateWithGold, type GoldEval, type GoldEvalOptions, type GoldJudge, loadGoldJudge, referenceSamplesFor, type Sample, sampleCompletions, scoreSamples } from '../eval/gold'
 import { CausalLM } from '../model'
 import { type Metrics, readMetrics } from '../train/metrics-log'
 import { SftTrainer } from '../train/sft-trainer'
@@ -64,19 +64,34 @@ export interface DemoHooks {
 
 const writeJsonl = (file: string, rows: readonly object[]) => fs.writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n')
 
-export async function runDemo(input: DemoInput, hooks: DemoHooks = {}): Promise<DemoResult> {
-  const c = demoConfig(input)
-  const log = hooks.log ?? (() => {})
-  const progress = hooks.progress ?? (() => {})
-  const seconds: Record<string, number> = {}
-  const timed = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
+/** What every method shares: the SFT reference, the labelled data and the reference's eval samples. */
+export interface Prepared {
+  reference: string
+  referenceModel: CausalLM
+  judge: GoldJudge
+  trainFile: string
+  heldOut: TokenizedPair[]
+  goldOptions: Omit<GoldEvalOptions, 'policy' | 'referenceSamples'>
+  refSamples: { samples: Sample[]; rewards: number[] }
+  data: DemoResult['data']
+}
+
+class Timer {
+  readonly seconds: Record<string, number> = {}
+  async time<T>(name: string, f: () => Promise<T>): Promise<T> {
     const t0 = performance.now()
     try {
       return await f()
     } finally {
-      seconds[name] = (performance.now() - t0) / 1000
+      this.seconds[name] = (this.seconds[name] ?? 0) + (performance.now() - t0) / 1000
     }
   }
+}
+
+/** Steps 1-3 and the reference's side of step 5, in c.out (which is emptied first). */
+export async function prepare(c: DemoConfig, hooks: DemoHooks = {}, timer = new Timer()): Promise<Prepared> {
+  const log = hooks.log ?? (() => {})
+  const progress = hooks.progress ?? (() => {})
   fs.rmSync(c.out, { recursive: true, force: true })
   fs.mkdirSync(path.join(c.out, 'data'), { recursive: true })
   const assets = demoAssets()
@@ -86,7 +101,7 @@ export async function runDemo(input: DemoInput, hooks: DemoHooks = {}): Promise<
   const sampling = { maxNewTokens: c.maxNewTokens, temperature: 1, batchSize: 128 }
 
   // 1-2. A llama from scratch, then SFT on imperfect demonstrations: the reference.
-  const reference = await timed('sft', async () => {
+  const reference = await timer.time('sft', async () => {
     const init = writeRandomLlama(
       path.join(c.out, 'init'),
       { vocabSize: 99, hiddenSize: c.hiddenSize, intermediateSize: 2 * c.hiddenSize, layers: c.layers, heads: 4, kvHeads: 2, maxPositions: 64, bosTokenId: 1, eosTokenId: 2, padTokenId: 0 },
@@ -119,7 +134,7 @@ export async function runDemo(input: DemoInput, hooks: DemoHooks = {}): Promise<
   const trainFile = path.join(c.out, 'data', 'prefs-train.jsonl')
   const heldOutFile = path.join(c.out, 'data', 'prefs-heldout.jsonl')
   const labelTotal = c.trainPrompts + c.heldOutPrompts
-  const [train, heldOut] = await timed('label', async () => [
+  const [train, heldOut] = await timer.time('label', async () => [
     await label(makePrompts(c.trainPrompts, c.seed + 4), c.seed + 5, trainFile, 0, labelTotal),
     await label(makePrompts(c.heldOutPrompts, c.seed + 6), c.seed + 7, heldOutFile, c.trainPrompts, labelTotal),
   ])
@@ -127,59 +142,84 @@ export async function runDemo(input: DemoInput, hooks: DemoHooks = {}): Promise<
   const held = await loadPreferenceData({ data: heldOutFile, tokenizer, log: () => {} })
 
   // 5 (shared). Held-out prompts and the reference's own samples on them.
-  const evalPrompts = makePrompts(c.evalPrompts, c.seed + 8)
-  const goldOptions = { reference: referenceModel, tokenizer, prompts: evalPrompts, judge, ...sampling, seed: c.seed + 9 }
+  const goldOptions = { reference: referenceModel, tokenizer, prompts: makePrompts(c.evalPrompts, c.seed + 8), judge, ...sampling, seed: c.seed + 9 }
   const refSamples = await referenceSamplesFor(goldOptions)
+  const data = { trainPairs: train.pairs.length, ties: train.ties, empty: train.empty, heldOutPairs: heldOut.pairs.length }
+  return { reference, referenceModel, judge, trainFile, heldOut: held.train, goldOptions, refSamples, data }
+}
 
+export interface RunSpec {
+  method: Method
+  beta: number
+  epsilon: number
+  /** Run folder. */
+  out: string
+}
+
+/** Steps 4-5 for one method: train from the shared reference, then the gold and preference evaluation. */
+export async function trainAndEvaluate(p: Prepared, c: DemoConfig, run: RunSpec, hooks: DemoHooks = {}, timer = new Timer()): Promise<{ result: MethodResult; curve: (Metrics & { step: number })[] }> {
+  const progress = hooks.progress ?? (() => {})
+  const stepsPerEpoch = Math.ceil(p.data.trainPairs / c.batchSize)
+  const totalSteps = Math.ceil(stepsPerEpoch * c.epochs)
+  const trainer = await timer.time(run.method, async () => {
+    const t = await Trainer.create(
+      {
+        model: p.reference,
+        data: [p.trainFile],
+        out: run.out,
+        method: run.method,
+        beta: run.beta,
+        epsilon: run.epsilon,
+        learningRate: c.learningRate,
+        warmupRatio: 0.1,
+        batchSize: c.batchSize,
+        epochs: c.epochs,
+        maxLength: 32,
+        seed: c.seed,
+        keepLast: 1,
+        trDpoMode: 'soft',
+        trDpoTau: c.trDpoTau ?? Math.max(1, Math.round(totalSteps / 8)),
+      },
+      { log: () => {} },
+    )
+    t.on('log', (m) => progress(run.method, m.step, t.state.totalSteps, m))
+    await t.train()
+    return t
+  })
+  const policy = trainer.policy.eval()
+  const gold = await timer.time(`${run.method} eval`, () => evaluateWithGold({ ...p.goldOptions, policy, referenceSamples: p.refSamples }))
+  const acc = await evaluatePreferences({ policy, reference: p.referenceModel, pairs: p.heldOut, tokenizer: p.goldOptions.tokenizer, beta: run.beta, batchSize: 32 })
+  const { samples, ...summary } = gold
+  writeJsonl(path.join(run.out, 'samples.jsonl'), samples)
+  return {
+    result: { method: run.method, gold: summary, preferenceAccuracy: acc.accuracy, finalBeta: trainer.state.beta, steps: trainer.state.step, runDir: run.out },
+    curve: readMetrics(run.out).filter((m) => 'loss' in m),
+  }
+}
+
+/** The reference against itself (another sampling seed): the 50% and zero-KL baseline row. */
+export async function referenceRow(p: Prepared, c: DemoConfig): Promise<MethodResult> {
+  const { samples: _, ...summary } = await evaluateWithGold({ ...p.goldOptions, policy: p.referenceModel, referenceSamples: p.refSamples })
+  return { method: 'reference', gold: summary, preferenceAccuracy: undefined, finalBeta: undefined, steps: c.sftSteps, runDir: p.reference }
+}
+
+export async function runDemo(input: DemoInput, hooks: DemoHooks = {}): Promise<DemoResult> {
+  const c = demoConfig(input)
+  const progress = hooks.progress ?? (() => {})
+  const timer = new Timer()
+  const p = await prepare(c, hooks, timer)
   // 4-5. Each method from the same reference, seed and data; then its evaluation.
   const results: MethodResult[] = []
   const curves: DemoResult['curves'] = {}
-  const stepsPerEpoch = Math.ceil(train.pairs.length / c.batchSize)
-  const totalSteps = Math.ceil(stepsPerEpoch * c.epochs)
   for (const method of c.methods) {
-    const runDir = path.join(c.out, method)
-    const trainer = await timed(method, async () => {
-      const t = await Trainer.create(
-        {
-          model: reference,
-          data: [trainFile],
-          out: runDir,
-          method,
-          beta: c.beta,
-          epsilon: c.epsilon,
-          learningRate: c.learningRate,
-          warmupRatio: 0.1,
-          batchSize: c.batchSize,
-          epochs: c.epochs,
-          maxLength: 32,
-          seed: c.seed,
-          keepLast: 1,
-          trDpoMode: 'soft',
-          trDpoTau: c.trDpoTau ?? Math.max(1, Math.round(totalSteps / 8)),
-        },
-        { log: () => {} },
-      )
-      t.on('log', (m) => progress(method, m.step, t.state.totalSteps, m))
-      await t.train()
-      return t
-    })
-    curves[method] = readMetrics(runDir).filter((m) => 'loss' in m)
-    const policy = trainer.policy.eval()
-    const gold = await timed(`${method} eval`, () => evaluateWithGold({ ...goldOptions, policy, referenceSamples: refSamples }))
-    const acc = await evaluatePreferences({ policy, reference: referenceModel, pairs: held.train, tokenizer, beta: c.beta, batchSize: 32 })
-    progress('eval', results.length + 1, c.methods.length + 1)
-    const { samples, ...summary } = gold
-    writeJsonl(path.join(runDir, 'samples.jsonl'), samples)
-    results.push({ method, gold: summary, preferenceAccuracy: acc.accuracy, finalBeta: trainer.state.beta, steps: trainer.state.step, runDir })
+    const { result, curve } = await trainAndEvaluate(p, c, { method, beta: c.beta, epsilon: c.epsilon, out: path.join(c.out, method) }, hooks, timer)
+    results.push(result)
+    curves[method] = curve
+    progress('eval', results.length, c.methods.length + 1)
   }
-  // The reference against itself (another sampling seed): the 50% and zero-KL baseline row.
-  const self = await evaluateWithGold({ ...goldOptions, policy: referenceModel, referenceSamples: refSamples })
-  const { samples: _, ...selfSummary } = self
-  results.unshift({ method: 'reference', gold: selfSummary, preferenceAccuracy: undefined, finalBeta: undefined, steps: c.sftSteps, runDir: reference })
+  results.unshift(await referenceRow(p, c))
   progress('eval', c.methods.length + 1, c.methods.length + 1)
-
-  const data = { trainPairs: train.pairs.length, ties: train.ties, empty: train.empty, heldOutPairs: heldOut.pairs.length }
-  const partial = { config: c, judge: judge.name, data, results, curves, seconds }
-  const files = await timed('report', () => writeReport(c.out, partial))
+  const partial = { config: c, judge: p.judge.name, data: p.data, results, curves, seconds: timer.seconds }
+  const files = await timer.time('report', () => writeReport(c.out, partial))
   return { ...partial, files }
 }
