@@ -68,6 +68,20 @@ t.test('edpo demo --quick', async (t) => {
   t.ok(gold.winRate > 0.5 && gold.kl > 0, `CLI gold win rate ${gold.winRate}, KL ${gold.kl}`)
 })
 
+t.test('edpo demo on the command line: progress per phase, the table and the file paths', (t) => {
+  const out = path.join(tempDir(t), 'small')
+  const r = edpo(['demo', '--quick', '--out', out, '--sft-steps', '20', '--train-prompts', '64', '--eval-prompts', '32', '--methods', 'dpo', '--methods', 'epsilon-dpo', '--epochs', '1'])
+  t.equal(r.status, 0, r.stderr)
+  for (const phase of ['SFT reference +step 20/20', 'sample \\+ label', 'DPO +step', 'ε-DPO +step \\d+/\\d+ +loss [\\d.]+ +acc [\\d.]+ +β', 'gold evaluation']) t.match(r.stdout, new RegExp(phase), phase)
+  t.match(r.stdout, /method +win rate vs ref +mean gold reward +KL\(π‖π_ref\)/)
+  t.match(r.stdout, /reference \(SFT\) +[\d.]+% +[-\d.]+ +0\.000/)
+  t.match(r.stdout, /ε-DPO +[\d.]+% /)
+  t.match(r.stdout, new RegExp(`report +${out}/report\\.md`))
+  t.match(r.stdout, /training-curves\.svg[\s\S]*win-rate-vs-kl\.svg/)
+  t.ok(fs.existsSync(path.join(out, 'win-rate-vs-kl.svg')))
+  t.end()
+})
+
 t.test('edpo demo --help and bad flags', (t) => {
   const help = edpo(['demo', '--help'])
   t.equal(help.status, 0)
