@@ -152,3 +152,15 @@ t.test('edpo sft on the command line, with --help from the option table', (t) =>
   t.ok(fs.existsSync(path.join(out, 'checkpoint-2', 'model.safetensors')))
   t.end()
 })
+
+t.test('bf16 weights: the loss is computed in fp32 and still falls', async (t) => {
+  const model = makeTrainableModel(t)
+  const work = tempDir(t)
+  const out = path.join(work, 'bf16')
+  const trainer = await SftTrainer.create({ model, data: [writeSft(work)], out, batchSize: 8, maxSteps: 10, learningRate: 3e-3, warmupRatio: 0, maxLength: 32, dtype: 'bfloat16' }, quiet)
+  await trainer.train()
+  const train = readMetrics(out).filter((l) => 'loss' in l)
+  t.ok(train.every((l) => Number.isFinite(l.loss)))
+  t.ok(train[9]!.loss! < train[0]!.loss!, `loss ${train[0]!.loss} → ${train[9]!.loss}`)
+  t.equal(trainer.model.namedParameters().get('model.norm.weight')!.dtype, 'bfloat16')
+})
