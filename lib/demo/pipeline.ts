@@ -13,6 +13,7 @@ import * as path from 'node:path'
 import { loadPreferenceData, loadTokenizer, type TokenizedPair } from '../data'
 import { evaluatePreferences } from '../eval'
 import { evaluateWithGold, type GoldEval, type GoldEvalOptions, type GoldJudge, loadGoldJudge, referenceSamplesFor, type Sample, sampleCompletions, scoreSamples } from '../eval/gold'
+import { EdpoInputError } from '../errors'
 import { CausalLM } from '../model'
 import { type Metrics, readMetrics } from '../train/metrics-log'
 import { SftTrainer } from '../train/sft-trainer'
@@ -92,8 +93,14 @@ class Timer {
 export async function prepare(c: DemoConfig, hooks: DemoHooks = {}, timer = new Timer()): Promise<Prepared> {
   const log = hooks.log ?? (() => {})
   const progress = hooks.progress ?? (() => {})
+  // Each run starts clean, but only a folder an earlier demo made (it leaves a marker) is emptied.
+  const marker = path.join(c.out, '.edpo-demo')
+  const ours = fs.existsSync(marker) || fs.existsSync(path.join(c.out, 'data', 'sft.jsonl')) // (or made before the marker existed)
+  if (fs.existsSync(c.out) && fs.readdirSync(c.out).length > 0 && !ours)
+    throw new EdpoInputError(`--out ${c.out}: the folder is not empty and was not made by edpo demo; choose another`)
   fs.rmSync(c.out, { recursive: true, force: true })
   fs.mkdirSync(path.join(c.out, 'data'), { recursive: true })
+  fs.writeFileSync(marker, 'written by edpo demo: this folder is emptied when the demo runs again\n')
   const assets = demoAssets()
   // The shipped judge goes through the same module loading as `edpo eval --gold <module>`.
   const judge = await loadGoldJudge(c.gold ?? require.resolve('./gold-reward'))
