@@ -1,27 +1,5 @@
-// ESM entry: the CommonJS build, re-exported by name (types: dist/lib/index.d.ts).
+// ESM entry: the CommonJS build's named exports (Node detects them), plus the whole module as
+// the default export. Types: dist/lib/index.d.ts. test/packed-install.test.ts checks the two match.
+export * from '../dist/lib/index.js'
 import edpo from '../dist/lib/index.js'
-
-export const {
-  Tensor,
-  ops,
-  io,
-  data,
-  evaluation,
-  runtime,
-  setThreads,
-  CausalLM,
-  llamaConfigSchema,
-  mistralConfigSchema,
-  qwen2ConfigSchema,
-  gemma2ConfigSchema,
-  Trainer,
-  TrainerState,
-  AdamW,
-  TRAIN_OPTIONS,
-  trainConfigSchema,
-  EdpoError,
-  EdpoInputError,
-  EdpoNativeError,
-  EdpoTrainingError,
-} = edpo
 export default edpo

@@ -1,16 +1,26 @@
-// `edpo eval`: preference accuracy, reward margins and KL(π‖π_ref) of a policy on held-out pairs.
+// `edpo eval`: preference accuracy, reward margins and KL(π‖π_ref) of a policy on held-out pairs,
+// and/or (--gold <module> --prompts <file>) a programmatic judge's win rate of the policy's
+// samples over the reference's, with the mean gold reward and the sampled KL(π‖π_ref).
 import { z } from 'zod'
 
-import { loadPreferenceData } from '../data'
-import { evaluatePreferences } from '../eval'
+import { loadPreferenceData, loadTokenizer } from '../data'
+import { EdpoInputError } from '../errors'
+import { evaluatePreferences, type GoldEval, type PreferenceEval } from '../eval'
+import { evaluateWithGold, loadGoldJudge, readPrompts } from '../eval/gold'
 import { CausalLM } from '../model'
 import type { OptionSpec } from '../train/config'
-import { formatHelp, parseCommand } from './args'
+import { formatZodError } from '../validate'
+import { formatHelp, parseArgs } from './args'
 
 export const EVAL_OPTIONS = {
   model: { schema: z.string().min(1), kind: 'string', help: 'the policy: a model folder or a checkpoint-<step> folder' },
   referenceModel: { schema: z.string().min(1), kind: 'string', help: 'the reference model folder' },
-  data: { schema: z.array(z.string().min(1)).min(1), kind: 'strings', help: 'evaluation pairs: JSONL, JSON or Parquet files or globs' },
+  data: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'evaluation pairs: JSONL, JSON or Parquet files or globs' },
+  gold: { schema: z.string().min(1).optional(), kind: 'string', help: 'judge module (CommonJS or ESM) exporting reward(prompt, completion) → number' },
+  prompts: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'with --gold: rows with a prompt field (JSONL, JSON or Parquet)' },
+  temperature: { schema: z.number().positive().default(1), kind: 'number', help: 'with --gold: sampling temperature' },
+  maxNewTokens: { schema: z.number().int().positive().default(64), kind: 'integer', help: 'with --gold: tokens to sample at most' },
+  seed: { schema: z.number().int().min(0).default(0), kind: 'integer', help: 'with --gold: sampling seed' },
   beta: { schema: z.number().positive().default(0.1), kind: 'number', help: 'β of the implicit reward β·log(π/π_ref)' },
   batchSize: { schema: z.number().int().positive().default(8), kind: 'integer', help: 'pairs per batch' },
   maxLength: { schema: z.number().int().positive().default(1024), kind: 'integer', help: 'tokens per sequence' },
@@ -21,31 +31,62 @@ export const EVAL_OPTIONS = {
   json: { schema: z.boolean().default(false), kind: 'boolean', help: 'print the result as JSON' },
 } satisfies Record<string, OptionSpec>
 
+const schema = z
+  .object(Object.fromEntries(Object.entries(EVAL_OPTIONS).map(([k, v]) => [k, v.schema])))
+  .strict()
+  .refine((o) => o.data !== undefined || o.gold !== undefined, { message: 'give --data (pairs), --gold with --prompts, or both', path: ['data'] })
+  .refine((o) => (o.gold === undefined) === (o.prompts === undefined), { message: '--gold and --prompts go together', path: ['prompts'] })
+
 export const EVAL_HELP = formatHelp(
-  'edpo eval --model <dir> --reference-model <dir> --data <file>… [options]',
-  'Preference accuracy, mean reward margin and mean sequence KL(π‖π_ref) over the completions of held-out pairs.',
+  'edpo eval --model <dir> --reference-model <dir> --data <file>… [options]\n       edpo eval --model <dir> --reference-model <dir> --gold <judge.js> --prompts <file>… [options]',
+  'Preference accuracy, mean reward margin and mean sequence KL(π‖π_ref) over the completions of held-out pairs.\nWith --gold: one sample per prompt from the policy and from the reference, scored by the judge module: the win rate\n(ties count ½), the mean gold rewards and KL(π‖π_ref) estimated from the policy\'s samples.',
   EVAL_OPTIONS,
 )
 
 export async function evalCommand(argv: readonly string[]): Promise<number> {
-  const o = parseCommand(argv, EVAL_OPTIONS, EVAL_HELP, 'edpo eval')
-  if (!o) return 0
-  const data = await loadPreferenceData({ data: o.data, tokenizer: o.model, maxLength: o.maxLength, maxPromptLength: o.maxPromptLength, skipInvalid: o.skipInvalid })
+  const args = parseArgs(argv, EVAL_OPTIONS)
+  if (args.help) {
+    process.stdout.write(EVAL_HELP + '\n')
+    return 0
+  }
+  const r = schema.safeParse(args.options)
+  if (!r.success) throw new EdpoInputError(formatZodError(r.error, 'edpo eval'))
+  const o = r.data as { [K in keyof typeof EVAL_OPTIONS]: z.infer<(typeof EVAL_OPTIONS)[K]['schema']> }
   const load = (dir: string) => CausalLM.fromPretrained(dir, { dtype: o.dtype, device: o.device })
   const policy = (await load(o.model)).eval()
   const reference = (await load(o.referenceModel)).clone()
-  const result = await evaluatePreferences({ policy, reference, pairs: data.train, tokenizer: data.tokenizer, beta: o.beta, batchSize: o.batchSize, device: o.device })
-  if (o.json) process.stdout.write(JSON.stringify(result) + '\n')
-  else
-    process.stdout.write(
-      [
-        `pairs              ${result.pairs}`,
-        `accuracy           ${result.accuracy.toFixed(4)}`,
-        `reward margin      ${result.margin.toFixed(6)}`,
-        `chosen reward      ${result.chosenReward.toFixed(6)}`,
-        `rejected reward    ${result.rejectedReward.toFixed(6)}`,
-        `KL(π‖π_ref)        ${result.kl.toFixed(6)}  (nats per completion)`,
-      ].join('\n') + '\n',
-    )
+  let preference: PreferenceEval | undefined
+  if (o.data) {
+    const data = await loadPreferenceData({ data: o.data, tokenizer: o.model, maxLength: o.maxLength, maxPromptLength: o.maxPromptLength, skipInvalid: o.skipInvalid })
+    preference = await evaluatePreferences({ policy, reference, pairs: data.train, tokenizer: data.tokenizer, beta: o.beta, batchSize: o.batchSize, device: o.device })
+  }
+  let gold: Omit<GoldEval, 'samples'> | undefined
+  if (o.gold && o.prompts) {
+    const judge = await loadGoldJudge(o.gold)
+    const prompts = await readPrompts(o.prompts)
+    const { samples: _, ...summary } = await evaluateWithGold({ policy, reference, tokenizer: loadTokenizer(o.model), prompts, judge, temperature: o.temperature, maxNewTokens: o.maxNewTokens, seed: o.seed, batchSize: o.batchSize, device: o.device })
+    gold = summary
+  }
+  if (o.json) process.stdout.write(JSON.stringify(preference ? { ...preference, ...(gold ? { gold } : {}) } : { gold }) + '\n')
+  else {
+    const lines: string[] = []
+    if (preference)
+      lines.push(
+        `pairs              ${preference.pairs}`,
+        `accuracy           ${preference.accuracy.toFixed(4)}`,
+        `reward margin      ${preference.margin.toFixed(6)}`,
+        `chosen reward      ${preference.chosenReward.toFixed(6)}`,
+        `rejected reward    ${preference.rejectedReward.toFixed(6)}`,
+        `KL(π‖π_ref)        ${preference.kl.toFixed(6)}  (nats per completion)`,
+      )
+    if (gold)
+      lines.push(
+        `gold prompts       ${gold.prompts}`,
+        `gold win rate      ${gold.winRate.toFixed(4)}  (policy sample vs reference sample, ties ½)`,
+        `gold reward        ${gold.meanReward.toFixed(6)}  (reference ${gold.referenceMeanReward.toFixed(6)})`,
+        `sampled KL         ${gold.kl.toFixed(6)}  (mean log π(y|x) − log π_ref(y|x) over the policy's samples)`,
+      )
+    process.stdout.write(lines.join('\n') + '\n')
+  }
   return 0
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// The `edpo` command: edpo train | eval | generate | doctor.
+// The `edpo` command: edpo train | sft | eval | generate | demo | doctor.
 import { EdpoError } from '../errors'
+import { demoCommand } from './demo-command'
 import { doctorCommand } from './doctor-command'
 import { evalCommand } from './eval-command'
 import { generateCommand } from './generate-command'
+import { sftCommand } from './sft-command'
 import { trainCommand } from './train-command'
 
 const USAGE = `usage: edpo <command> [options]
@@ -12,6 +14,8 @@ commands:
   train      train a policy with ε-DPO, DPO or TR-DPO (edpo train --help)
   eval       preference accuracy, reward margins and KL(π‖π_ref) on held-out pairs
   generate   complete prompts with a model or a checkpoint
+  sft        supervised fine-tuning on prompt/completion rows (masked-prompt cross-entropy)
+  demo       the whole pipeline at toy scale: SFT, on-policy pairs, DPO / ε-DPO / TR-DPO, gold evaluation
   doctor     show the libtorch, CUDA and CPU kernels this install uses
 
 Run a command with --help for its options.`
@@ -21,10 +25,14 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'train':
       return trainCommand(rest)
+    case 'sft':
+      return sftCommand(rest)
     case 'eval':
       return evalCommand(rest)
     case 'generate':
       return generateCommand(rest)
+    case 'demo':
+      return demoCommand(rest)
     case 'doctor':
       return doctorCommand()
     case undefined:

@@ -1,6 +1,11 @@
 // Training progress on the terminal: one redrawn line on a TTY, plain lines otherwise (CI, logs).
 import type { Metrics } from '../train/metrics-log'
 
+/** Which metrics a progress line shows: [label, metric key, significant digits]. */
+export type ProgressFields = readonly (readonly [string, string, number?])[]
+
+export const TRAIN_FIELDS: ProgressFields = [['loss', 'loss'], ['acc', 'rewards/accuracies'], ['β', 'kl/beta', 5]]
+
 export class Progress {
   private readonly started = performance.now()
   private readonly tty: boolean
@@ -8,6 +13,9 @@ export class Progress {
   constructor(
     private readonly total: number,
     private readonly out: NodeJS.WriteStream = process.stdout,
+    private readonly shown: ProgressFields = TRAIN_FIELDS,
+    /** Printed before the step counter (e.g. the phase of a pipeline). */
+    private readonly label = '',
   ) {
     this.tty = Boolean(out.isTTY)
   }
@@ -17,10 +25,9 @@ export class Progress {
     const elapsed = (performance.now() - this.started) / 1000
     const eta = done > 0 ? (elapsed / done) * (this.total - step) : NaN
     const fields = [
+      ...(this.label ? [this.label] : []),
       `step ${step}/${this.total}`,
-      `loss ${fmt(m.loss)}`,
-      `acc ${fmt(m['rewards/accuracies'])}`,
-      `β ${fmt(m['kl/beta'], 5)}`,
+      ...this.shown.map(([label, key, digits]) => `${label} ${fmt(m[key], digits)}`),
       `ETA ${duration(eta)}`,
     ]
     if (this.tty) {

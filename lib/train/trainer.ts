@@ -45,7 +45,7 @@ export interface CreateOptions {
 }
 
 // Tokenizer and chat-template files copied next to each checkpoint, so it is a usable model folder.
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']
 
 export class Trainer extends EventEmitter<TrainerEvents> {
   readonly state: TrainerState

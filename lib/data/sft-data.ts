@@ -1,0 +1,158 @@
+// Supervised fine-tuning data: {prompt, completion} rows (or {prompt, chosen}, i.e. SFT on the
+// chosen answers of a preference set, as the paper's Anthropic-HH setting does), read with the same
+// readers and glob expansion as preference data, tokenized with TRL's rules (prompt and completion
+// separately, EOS appended, prompt keeps its end, prompt + completion keeps its start), and
+// collated into right-padded rows whose loss mask covers the completion only.
+import { z } from 'zod'
+
+import { EdpoInputError } from '../errors'
+import { Tensor } from '../tensor'
+import { expandPaths } from './glob'
+import { readFiles } from './readers'
+import { epochPermutation } from './sampler'
+import { type PreferenceTokenizer, loadTokenizer } from './tokenizer'
+
+export interface SftExample {
+  /** "file:line" of the row it came from. */
+  source: string
+  prompt: Int32Array
+  /** Completion tokens, EOS included. */
+  completion: Int32Array
+}
+
+export interface LoadSftDataOptions {
+  data: string[]
+  evalData?: string[]
+  evalFraction?: number
+  /** A model folder with tokenizer.json, or a loaded tokenizer. */
+  tokenizer: string | PreferenceTokenizer
+  maxLength?: number
+  maxPromptLength?: number
+  skipInvalid?: boolean
+  seed?: number
+  log?: (line: string) => void
+}
+
+export interface SftData {
+  train: SftExample[]
+  eval: SftExample[] | undefined
+  tokenizer: PreferenceTokenizer
+}
+
+const rowSchema = z.union([
+  z.object({ prompt: z.string(), completion: z.string().min(1) }),
+  z.object({ prompt: z.string(), chosen: z.string().min(1) }),
+])
+
+/** Tokenizes one prompt/completion text pair; undefined when the prompt alone fills maxLength. */
+export function tokenizeSftExample(
+  prompt: string,
+  completion: string,
+  source: string,
+  tokenizer: PreferenceTokenizer,
+  o: { maxLength?: number; maxPromptLength?: number } = {},
+): SftExample | undefined {
+  let p = tokenizer.encode(prompt)
+  let c = tokenizer.encode(completion)
+  if (c[c.length - 1] !== tokenizer.eosTokenId) c.push(tokenizer.eosTokenId)
+  if (o.maxPromptLength !== undefined && p.length > o.maxPromptLength) p = p.slice(p.length - o.maxPromptLength)
+  if (o.maxLength !== undefined) {
+    if (p.length >= o.maxLength) return undefined
+    c = c.slice(0, o.maxLength - p.length)
+  }
+  return { source, prompt: Int32Array.from(p), completion: Int32Array.from(c) }
+}
+
+async function readSplit(patterns: string[], what: string, tokenizer: PreferenceTokenizer, o: LoadSftDataOptions): Promise<SftExample[]> {
+  const rows = await readFiles(expandPaths(patterns, what))
+  const out: SftExample[] = []
+  let skipped = 0
+  let dropped = 0
+  for (const row of rows) {
+    const r = row.error === undefined ? rowSchema.safeParse(row.value) : undefined
+    if (!r?.success) {
+      const why = row.error ?? 'expected {prompt, completion} (or {prompt, chosen}) with string values and a non-empty completion'
+      if (!o.skipInvalid) throw new EdpoInputError(`${row.source}: ${why}`)
+      skipped++
+      continue
+    }
+    const completion = 'completion' in r.data ? r.data.completion : r.data.chosen
+    const ex = tokenizeSftExample(r.data.prompt, completion, row.source, tokenizer, o)
+    if (ex) out.push(ex)
+    else dropped++
+  }
+  o.log?.(`${what}: ${rows.length} rows → ${out.length} examples` + (skipped ? `; skipped ${skipped} invalid` : '') + (dropped ? `; dropped ${dropped} whose prompt fills maxLength` : ''))
+  return out
+}
+
+/** Reads and tokenizes SFT rows; evalFraction holds out a seeded random subset. */
+export async function loadSftData(o: LoadSftDataOptions): Promise<SftData> {
+  if (o.evalData !== undefined && o.evalFraction !== undefined) throw new EdpoInputError('sft: give evalData or evalFraction, not both')
+  const tokenizer = typeof o.tokenizer === 'string' ? loadTokenizer(o.tokenizer) : o.tokenizer
+  let train = await readSplit(o.data, 'data', tokenizer, o)
+  let evalSplit: SftExample[] | undefined
+  if (o.evalData !== undefined) evalSplit = await readSplit(o.evalData, 'evalData', tokenizer, o)
+  else if (o.evalFraction !== undefined) {
+    const k = Math.round(train.length * o.evalFraction)
+    if (k < 1 || k >= train.length) throw new EdpoInputError(`sft.evalFraction: ${o.evalFraction} of ${train.length} examples leaves an empty split`)
+    const held = new Set(Array.from(epochPermutation(train.length, o.seed ?? 0, -1).subarray(0, k)))
+    evalSplit = train.filter((_, i) => held.has(i))
+    train = train.filter((_, i) => !held.has(i))
+  }
+  if (train.length === 0) throw new EdpoInputError('sft: no training examples')
+  return { train, eval: evalSplit, tokenizer }
+}
+
+export interface SequenceBatch {
+  rows: number
+  length: number
+  /** int64 [B, T], right-padded. */
+  inputIds: Tensor
+  /** int64 [B, T]: 1 on tokens. */
+  attentionMask: Tensor
+  /** int64 [B, T]: the token at t+1; padTokenId where lossMask is 0 (any valid id will do). */
+  labels: Tensor
+  /** float32 [B, T]: 1 where labels[t] is a completion token. */
+  lossMask: Tensor
+  /** Completion tokens in the batch (lossMask's sum). */
+  tokens: number
+}
+
+/** Prompt + completion rows, right-padded; the loss mask covers completion labels only. */
+export function collateSequences(rows: readonly { prompt: Int32Array; completion: Int32Array }[], padTokenId: number, opts: { device?: string } = {}): SequenceBatch {
+  if (rows.length === 0) throw new EdpoInputError('collateSequences: a batch needs at least one row')
+  const B = rows.length
+  const T = Math.max(...rows.map((r) => r.prompt.length + r.completion.length))
+  const ids = new BigInt64Array(B * T).fill(BigInt(padTokenId))
+  const attention = new BigInt64Array(B * T)
+  const labels = new BigInt64Array(B * T).fill(BigInt(padTokenId))
+  const mask = new Float32Array(B * T)
+  let tokens = 0
+  rows.forEach(({ prompt, completion }, r) => {
+    const base = r * T
+    const P = prompt.length
+    const L = P + completion.length
+    for (let t = 0; t < L; t++) {
+      ids[base + t] = BigInt(t < P ? prompt[t]! : completion[t - P]!)
+      attention[base + t] = 1n
+    }
+    // Position t predicts token t+1; only completion tokens count (with no prompt, the first
+    // completion token has nothing to be predicted from).
+    for (let t = Math.max(P - 1, 0); t < L - 1; t++) {
+      labels[base + t] = BigInt(completion[t + 1 - P]!)
+      mask[base + t] = 1
+      tokens++
+    }
+  })
+  const shape = [B, T]
+  const device = opts.device
+  return {
+    rows: B,
+    length: T,
+    inputIds: Tensor.from(ids, shape, { device }),
+    attentionMask: Tensor.from(attention, shape, { device }),
+    labels: Tensor.from(labels, shape, { device }),
+    lossMask: Tensor.from(mask, shape, { device }),
+    tokens,
+  }
+}
