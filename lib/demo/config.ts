@@ -3,7 +3,7 @@
 import { z } from 'zod'
 
 import { EdpoInputError } from '../errors'
-import type { OptionSpec } from '../train/config'
+import { type OptionSpec, optionsObject } from '../train/config'
 import { formatZodError } from '../validate'
 
 const count = z.number().int().positive()
@@ -24,7 +24,7 @@ export const DEMO_OPTIONS = {
   gold: { schema: z.string().min(1).optional(), kind: 'string', help: 'judge module exporting reward(prompt, completion) (default: the shipped sort-the-digits reward)' },
 } satisfies Record<string, OptionSpec>
 
-export const demoSchema = z.object(Object.fromEntries(Object.entries(DEMO_OPTIONS).map(([k, v]) => [k, v.schema])) as { [K in keyof typeof DEMO_OPTIONS]: (typeof DEMO_OPTIONS)[K]['schema'] }).strict()
+export const demoSchema = optionsObject(DEMO_OPTIONS)
 
 export type DemoInput = z.input<typeof demoSchema>
 

@@ -22,6 +22,7 @@ import { type Metrics, MetricsLog } from './metrics-log'
 import { lrMultiplier } from './schedule'
 import { type SftConfig, type SftConfigInput, sftConfigSchema } from './sft-config'
 import { EdpoTrainingError, TOKENIZER_FILES } from './trainer'
+import { runTrainingLoop } from './loop'
 import { TrainerState } from './trainer-state'
 
 export interface SftTrainerEvents {
@@ -127,25 +128,20 @@ export class SftTrainer extends EventEmitter<SftTrainerEvents> {
 
   /** Runs until totalSteps or `signal` aborts; always ends with a checkpoint of the last step. */
   async train(opts: { signal?: AbortSignal } = {}): Promise<TrainerState> {
-    const c = this.config
-    try {
-      while (this.state.step < this.state.totalSteps && !opts.signal?.aborted) {
-        const metrics = await this.trainStep()
-        const step = this.state.step
-        if (step % c.logEvery === 0 || step === this.state.totalSteps) {
-          this.metricsLog.write({ step, ...metrics })
-          this.emit('log', { step, ...metrics })
-        }
-        this.emit('step', this.state)
-        if (c.evalEvery > 0 && step % c.evalEvery === 0 && step < this.state.totalSteps) await this.evaluateAndLog()
-        if (c.saveEvery > 0 && step % c.saveEvery === 0 && step < this.state.totalSteps) await this.saveCheckpoint()
-      }
-      if (this.state.step === this.state.totalSteps) await this.evaluateAndLog()
-      if (this.checkpoints.latest()?.step !== this.state.step) await this.saveCheckpoint()
-    } finally {
-      this.metricsLog.close()
-    }
-    return this.state
+    return runTrainingLoop(
+      {
+        config: this.config,
+        state: this.state,
+        checkpoints: this.checkpoints,
+        metricsLog: this.metricsLog,
+        trainStep: () => this.trainStep(),
+        evaluateAndLog: () => this.evaluateAndLog(),
+        saveCheckpoint: () => this.saveCheckpoint(),
+        onLog: (entry) => this.emit('log', entry),
+        onStep: (state) => this.emit('step', state),
+      },
+      opts.signal,
+    )
   }
 
   private async trainStep(): Promise<Metrics> {

@@ -20,6 +20,7 @@ import { type TrainConfig, type TrainConfigInput, trainConfigSchema } from './co
 import type { Tensor } from '../tensor'
 import { type Metrics, MetricsLog } from './metrics-log'
 import { lrMultiplier } from './schedule'
+import { runTrainingLoop } from './loop'
 import { StepMetrics } from './step-metrics'
 import { TrainerState, type TrainerStateFile, readTrainerState, writeTrainerState } from './trainer-state'
 
@@ -130,21 +131,20 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   /** Runs until totalSteps or `signal` aborts; always ends with a checkpoint of the last step. */
   async train(opts: { signal?: AbortSignal } = {}): Promise<TrainerState> {
-    const c = this.config
-    while (this.state.step < this.state.totalSteps && !opts.signal?.aborted) {
-      const metrics = await this.trainStep()
-      const step = this.state.step
-      if (step % c.logEvery === 0 || step === this.state.totalSteps) {
-        this.metricsLog.write({ step, ...metrics })
-        this.emit('log', { step, ...metrics })
-      }
-      this.emit('step', this.state)
-      if (c.evalEvery > 0 && step % c.evalEvery === 0 && step < this.state.totalSteps) await this.evaluateAndLog()
-      if (c.saveEvery > 0 && step % c.saveEvery === 0 && step < this.state.totalSteps) await this.saveCheckpoint()
-    }
-    if (this.state.step === this.state.totalSteps) await this.evaluateAndLog()
-    if (this.checkpoints.latest()?.step !== this.state.step) await this.saveCheckpoint()
-    return this.state
+    return runTrainingLoop(
+      {
+        config: this.config,
+        state: this.state,
+        checkpoints: this.checkpoints,
+        metricsLog: this.metricsLog,
+        trainStep: () => this.trainStep(),
+        evaluateAndLog: () => this.evaluateAndLog(),
+        saveCheckpoint: () => this.saveCheckpoint(),
+        onLog: (entry) => this.emit('log', entry),
+        onStep: (state) => this.emit('step', state),
+      },
+      opts.signal,
+    )
   }
 
   /** One optimizer step over gradAccumulation micro-batches. */
