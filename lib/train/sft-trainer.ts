@@ -12,7 +12,7 @@ import { z } from 'zod'
 import { type SamplerState, type SftData, type SftExample, collateSequences, loadSftData, PairSampler } from '../data'
 import { EdpoInputError } from '../errors'
 import { maskedTokenLogps } from '../eval/sequence-logps'
-import { loadSafetensors, saveSafetensors } from '../io'
+import { loadSafetensors } from '../io'
 import { CausalLM } from '../model'
 import type { Tensor } from '../tensor'
 import { formatZodError } from '../validate'
@@ -21,8 +21,8 @@ import { CheckpointManager } from './checkpoints'
 import { type Metrics, MetricsLog } from './metrics-log'
 import { lrMultiplier } from './schedule'
 import { type SftConfig, type SftConfigInput, sftConfigSchema } from './sft-config'
-import { EdpoTrainingError, TOKENIZER_FILES } from './trainer'
-import { runTrainingLoop } from './loop'
+import { EdpoTrainingError } from './trainer'
+import { runTrainingLoop, writeModelCheckpoint } from './loop'
 import { TrainerState } from './trainer-state'
 
 export interface SftTrainerEvents {
@@ -135,10 +135,11 @@ export class SftTrainer extends EventEmitter<SftTrainerEvents> {
         checkpoints: this.checkpoints,
         metricsLog: this.metricsLog,
         trainStep: () => this.trainStep(),
-        evaluateAndLog: () => this.evaluateAndLog(),
+        evaluate: () => this.evaluate(),
         saveCheckpoint: () => this.saveCheckpoint(),
         onLog: (entry) => this.emit('log', entry),
         onStep: (state) => this.emit('step', state),
+        onEval: (entry) => this.emit('eval', entry),
       },
       opts.signal,
     )
@@ -202,23 +203,11 @@ export class SftTrainer extends EventEmitter<SftTrainerEvents> {
     return { eval_loss: lossSum / Math.max(1, tokens), eval_token_accuracy: correct / Math.max(1, tokens) }
   }
 
-  private async evaluateAndLog(): Promise<void> {
-    const metrics = await this.evaluate()
-    if (!metrics) return
-    const entry = { step: this.state.step, ...metrics }
-    this.metricsLog.write(entry)
-    this.emit('eval', entry)
-  }
 
   /** Writes checkpoint-<step>: the HF model folder with tokenizer files, optimizer state, trainer_state.json. */
   async saveCheckpoint(): Promise<string> {
     const dir = await this.checkpoints.save(this.state.step, async (dir) => {
-      await this.model.save(dir)
-      for (const f of TOKENIZER_FILES) {
-        const src = path.join(this.config.model, f)
-        if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f))
-      }
-      saveSafetensors(path.join(dir, 'optimizer.safetensors'), this.optimizer.stateTensors())
+      await writeModelCheckpoint(dir, this.model, this.config.model, this.optimizer)
       const file: SftStateFile = { kind: 'sft', step: this.state.step, totalSteps: this.state.totalSteps, epoch: this.state.epoch, sampler: this.sampler.state(), config: this.config }
       fs.writeFileSync(path.join(dir, 'trainer_state.json'), JSON.stringify(file, null, 2) + '\n')
     })

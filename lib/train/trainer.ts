@@ -4,12 +4,11 @@
 //             fused chunked loss, backward) → clip → AdamW → β update → TR-DPO sync → metrics →
 //             eval / checkpoint → until maxSteps, an abort signal or an error.
 import { EventEmitter } from 'node:events'
-import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { type Batch, collate, loadPreferenceData, PairSampler, type PreferenceData } from '../data'
 import { EdpoError, EdpoInputError } from '../errors'
-import { loadSafetensors, saveSafetensors } from '../io'
+import { loadSafetensors } from '../io'
 import { CausalLM } from '../model'
 import { epsilonDpoLossFromHiddenAsync, type EpsilonDpoLossResult } from '../ops'
 import { formatZodError } from '../validate'
@@ -20,7 +19,7 @@ import { type TrainConfig, type TrainConfigInput, trainConfigSchema } from './co
 import type { Tensor } from '../tensor'
 import { type Metrics, MetricsLog } from './metrics-log'
 import { lrMultiplier } from './schedule'
-import { runTrainingLoop } from './loop'
+import { runTrainingLoop, writeModelCheckpoint } from './loop'
 import { StepMetrics } from './step-metrics'
 import { TrainerState, type TrainerStateFile, readTrainerState, writeTrainerState } from './trainer-state'
 
@@ -45,8 +44,7 @@ export interface CreateOptions {
   log?: (line: string) => void
 }
 
-// Tokenizer and chat-template files copied next to each checkpoint, so it is a usable model folder.
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']
+export { TOKENIZER_FILES } from './loop'
 
 export class Trainer extends EventEmitter<TrainerEvents> {
   readonly state: TrainerState
@@ -138,10 +136,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         checkpoints: this.checkpoints,
         metricsLog: this.metricsLog,
         trainStep: () => this.trainStep(),
-        evaluateAndLog: () => this.evaluateAndLog(),
+        evaluate: () => this.evaluate(),
         saveCheckpoint: () => this.saveCheckpoint(),
         onLog: (entry) => this.emit('log', entry),
         onStep: (state) => this.emit('step', state),
+        onEval: (entry) => this.emit('eval', entry),
       },
       opts.signal,
     )
@@ -238,13 +237,6 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return m.summary('eval_')
   }
 
-  private async evaluateAndLog(): Promise<void> {
-    const metrics = await this.evaluate()
-    if (!metrics) return
-    const entry = { step: this.state.step, ...metrics }
-    this.metricsLog.write(entry)
-    this.emit('eval', entry)
-  }
 
   /** TR-DPO: hard copy of the policy into the reference, or ref ← α·θ + (1−α)·ref. */
   private syncReference(): void {
@@ -259,12 +251,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** Writes checkpoint-<step>: the HF policy, optimizer state, trainer_state.json (and TR-DPO's reference). */
   async saveCheckpoint(): Promise<string> {
     const dir = await this.checkpoints.save(this.state.step, async (dir) => {
-      await this.policy.save(dir)
-      for (const f of TOKENIZER_FILES) {
-        const src = path.join(this.config.model, f)
-        if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f))
-      }
-      saveSafetensors(path.join(dir, 'optimizer.safetensors'), this.optimizer.stateTensors())
+      await writeModelCheckpoint(dir, this.policy, this.config.model, this.optimizer)
       if (this.config.method === 'tr-dpo') await this.reference.save(path.join(dir, 'reference'))
       const file: TrainerStateFile = {
         step: this.state.step,
