@@ -14,6 +14,16 @@ const specs: CaseOptions[] = [
   { pairs: 2, steps: 4, vocab: 1001, seed: 22, spread: 30 },
   { pairs: 1, steps: 6, vocab: 5003, seed: 23, dtype: 'bfloat16' },
   { pairs: 1, steps: 3, vocab: 2053, seed: 24, dtype: 'float16' },
+  // Blocks of −inf policy logits (a vocabulary mask) at the start, middle and end of rows, on and
+  // across the kernel's 2048-element chunk boundaries: a row whose first chunk is all −inf once
+  // restarted its other streams mid-row.
+  { pairs: 2, steps: 3, vocab: 5000, seed: 25, policyNegInf: [[0, 2100]] },
+  { pairs: 1, steps: 3, vocab: 4103, seed: 26, policyNegInf: [[0, 2048]] },
+  { pairs: 1, steps: 3, vocab: 5003, seed: 27, policyNegInf: [[1000, 4500]] },
+  { pairs: 1, steps: 3, vocab: 4500, seed: 28, policyNegInf: [[2040, 4500]] },
+  { pairs: 1, steps: 3, vocab: 7000, seed: 29, policyNegInf: [[0, 5], [2047, 2049], [4096, 6500]] },
+  { pairs: 1, steps: 3, vocab: 5000, seed: 30, dtype: 'bfloat16', policyNegInf: [[0, 4200]] },
+  { pairs: 1, steps: 4, vocab: 7, seed: 31, policyNegInf: [[0, 3]] },
 ]
 
 interface ChildResult {

@@ -53,6 +53,9 @@ export interface CaseOptions {
   emptyRows?: number[]
   /** Label written at masked positions (TRL writes -100). */
   maskedLabel?: number
+  /** Vocabulary id ranges [from, to) whose policy logits are −inf in every row (a vocabulary mask);
+   *  labels are drawn outside them. */
+  policyNegInf?: Array<[number, number]>
 }
 
 /** Random logits, labels and a prompt/completion mask: each row's completion starts at a random step. */
@@ -75,8 +78,11 @@ export function makeCase(o: CaseOptions): Case {
     for (let t = 0; t < o.steps; t++) {
       const on = t >= start && !(o.emptyRows ?? []).includes(row)
       mask[row * o.steps + t] = on ? 1 : 0
-      labels[row * o.steps + t] = on ? BigInt(Math.floor(r() * o.vocab)) : BigInt(o.maskedLabel ?? 0)
+      labels[row * o.steps + t] = on ? BigInt(allowedLabel(Math.floor(r() * o.vocab), o)) : BigInt(o.maskedLabel ?? 0)
     }
+  }
+  for (const [from, to] of o.policyNegInf ?? []) {
+    for (let i = 0; i < n; i += o.vocab) policy.fill(-Infinity, i + from, i + to)
   }
   const dtype = o.dtype ?? 'float32'
   return {
@@ -90,14 +96,28 @@ export function makeCase(o: CaseOptions): Case {
   }
 }
 
+/** The first id at or after `id` (cyclically) outside every −inf range. */
+function allowedLabel(id: number, o: CaseOptions): number {
+  for (let k = 0; k < o.vocab; k++) {
+    const y = (id + k) % o.vocab
+    if (!(o.policyNegInf ?? []).some(([from, to]) => y >= from && y < to)) return y
+  }
+  throw new Error('makeCase: every vocabulary id is masked to −inf')
+}
+
 function f64(t: Tensor): Float64Array {
   return t.to('float64').toArray() as Float64Array
+}
+
+/** Zeros where the mask is 0, so a −inf log-prob at a masked position (a masked-out label) adds 0. */
+function maskedOut(lp: Tensor, mask: Tensor): Tensor {
+  return lp.where(mask.gt(0), Tensor.zeros(lp.shape, { dtype: lp.dtype }))
 }
 
 /** Masked per-row sums of log-softmax(logits)[label], in fp64. */
 function sequenceSums(logits: Tensor, labels: Tensor, mask: Tensor): Float64Array {
   const lp = logits.logSoftmax(-1).gather(2, labels.unsqueeze(-1)).squeeze(-1)
-  return f64(lp.mul(mask).sum(1))
+  return f64(maskedOut(lp, mask).mul(mask).sum(1))
 }
 
 export function referenceLoss(c: Case, beta: number, epsilon: number, labelSmoothing = 0): Reference {
@@ -179,7 +199,7 @@ export function referenceGradient(c: Case, beta: number, epsilon: number, labelS
   const ref = referenceLoss(c, beta, epsilon, labelSmoothing)
   const a = Tensor.from(c.policy.to('float64').toArray() as Float64Array, c.policy.shape, { requiresGrad: true })
   const labels = c.labels.where(c.mask.gt(0), Tensor.zeros(c.labels.shape, { dtype: 'int64' }))
-  const S = a.logSoftmax(-1).gather(2, labels.unsqueeze(-1)).squeeze(-1).mul(c.mask.to('float64')).sum(1)
+  const S = maskedOut(a.logSoftmax(-1).gather(2, labels.unsqueeze(-1)).squeeze(-1), c.mask).mul(c.mask.to('float64')).sum(1)
   const B = c.pairs
   const dS = sequenceGradients(ref, B, labelSmoothing)
   S.mul(Tensor.from(dS, [2 * B])).sum().backward()

@@ -240,6 +240,9 @@ struct RowSums {
   Acc ref[4] = {-kInf, -kInf, -kInf, -kInf};
   Acc sum[4] = {0, 0, 0, 0};
   Acc logit_sum = 0;
+  // Set by the row's first chunk. Not `ref[0] == −inf`: a chunk of all −inf policy logits (a
+  // vocabulary mask) leaves ref[0] at −inf while the other streams have started summing.
+  bool started = false;
 
   explicit RowSums(Acc epsilon)
       : plus_a(1 + epsilon), plus_b(-epsilon), minus_a(1 - epsilon), minus_b(epsilon) {}
@@ -247,7 +250,8 @@ struct RowSums {
   void add_chunk(const Acc* a, const Acc* b, int64_t n) {
     const int64_t full = n / W * W;
     const M all = M{} - 1, tail = first_lanes<Acc>(n - full);
-    if (ref[0] == -kInf) {  // first chunk of the row: start from its first element
+    if (!started) {  // first chunk of the row: start from its first element
+      started = true;
       const Acc la = a[0] * kLog2e<Acc>, lb = b[0] * kLog2e<Acc>;
       ref[0] = la;
       ref[1] = lb;
