@@ -69,6 +69,23 @@ function zeroGrads(x: Inputs) {
   x.policyBias?.zeroGrad()
 }
 
+/** Pairs whose step margins (ρ± − ρ) are within the tolerance of the sums they are made of. */
+function nearTies(x: Inputs, s: Setup, epsilon: number, tol: number): boolean[] {
+  const seq = ops.sequenceLogps({
+    policyLogits: logits(x.policyHidden, x.policyHead, x.policyBias, s.softcap).detach(),
+    referenceLogits: logits(x.referenceHidden, x.referenceHead, x.referenceBias, s.softcap).detach(),
+    labels: x.labels,
+    lossMask: x.lossMask,
+    epsilon,
+  })
+  const [S, plus, minus] = [seq.policy, seq.plus, seq.minus].map((v) => v.to('float64').toArray() as Float64Array) as [Float64Array, Float64Array, Float64Array]
+  return Array.from({ length: s.B }, (_, i) => {
+    const rho = (v: Float64Array) => v[i]! - v[s.B + i]!
+    const bound = tol * [S, plus, minus].reduce((a, v) => a + Math.abs(v[i]!) + Math.abs(v[s.B + i]!) + 2, 0)
+    return Math.abs(rho(plus) - rho(S)) < bound || Math.abs(rho(S) - rho(minus)) < bound
+  })
+}
+
 const setups: Setup[] = [
   { B: 2, T: 5, H: 8, V: 7, seed: 1, dtype: 'float64', bias: false },
   { B: 3, T: 6, H: 16, V: 301, seed: 2, dtype: 'float64', bias: true, softcap: 3 },
@@ -92,6 +109,8 @@ for (const s of setups) {
     materialised.loss.backward()
     const want = grads(x)
     const tol = s.dtype === 'float64' ? 1e-10 : 1e-5
+    const nearTie = nearTies(x, s, epsilon, tol)
+    t.ok(nearTie.some((tie) => !tie), 'some pairs are clear of ties')
     // 1 and 3 split sequences across chunks; 1000 holds everything in one chunk; undefined = default.
     for (const chunkTokens of [1, 3, 1000, undefined]) {
       zeroGrads(x)
@@ -100,7 +119,12 @@ for (const s of setups) {
         const cmp = close(chunked[key].to('float64').toArray() as Float64Array, materialised[key].to('float64').toArray() as Float64Array, tol, tol)
         t.ok(cmp.ok, `chunk ${chunkTokens}: ${key}: ${describe(cmp)}`)
       }
-      t.same(Array.from(chunked.steps.toArray() as BigInt64Array), Array.from(materialised.steps.toArray() as BigInt64Array), `chunk ${chunkTokens}: steps`)
+      const chunkedSteps = chunked.steps.toArray() as BigInt64Array
+      const materialisedSteps = materialised.steps.toArray() as BigInt64Array
+      for (let i = 0; i < s.B; i++) {
+        // Logits from chunked and whole matmuls differ in rounding, so a near-tie may go either way.
+        if (!nearTie[i]) t.equal(chunkedSteps[i], materialisedSteps[i], `chunk ${chunkTokens}: step of pair ${i}`)
+      }
       chunked.loss.backward()
       const got = grads(x)
       got.forEach((g, i) => {

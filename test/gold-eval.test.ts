@@ -55,5 +55,12 @@ t.test('sampling, sampled log-ratios and win rates', async (t) => {
   const longer = await run({ name: 'length', reward: (_p, c) => c.length })
   const byHand = longer.samples.reduce((w, s) => w + (s.policy.length > s.reference.length ? 1 : s.policy.length === s.reference.length ? 0.5 : 0), 0) / PROMPTS.length
   t.equal(longer.winRate, byHand)
-  t.ok(Math.abs(longer.kl - ratios.reduce((x, y) => x + y, 0) / ratios.length) < 1e-9, 'KL is the mean log-ratio over the policy samples')
+  // evaluateWithGold batches all 6 samples at once while `ratios` used batches of 4: fp32 forwards of
+  // differently padded batches differ in the last bits (the EPYC runner saw 3.6e-7 on 5.37), so the
+  // bound is fp32 rounding of a sum of ~10 per-token log-probs, not an exact equality.
+  const meanRatio = ratios.reduce((x, y) => x + y, 0) / ratios.length
+  const klTol = 1e-5 * (1 + ratios.reduce((x, y) => x + Math.abs(y), 0) / ratios.length)
+  t.ok(Math.abs(longer.kl - meanRatio) < klTol, `KL ${longer.kl} is the mean log-ratio ${meanRatio} over the policy samples`)
+  const sameBatching = await sampleLogRatios(policy, reference, a, tokenizer.padTokenId) // a: the same seed and prompts
+  t.equal(longer.kl, sameBatching.reduce((x, y) => x + y, 0) / sameBatching.length, 'with the same batching it is the mean exactly')
 })

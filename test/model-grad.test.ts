@@ -90,7 +90,10 @@ t.test('gradient checkpointing gives the same grads as keeping activations', asy
       grads.push([...m.namedParameters().values()].map((p) => p.grad!.toArray() as Float32Array))
     }
     grads[0]!.forEach((g, i) => {
-      const c = close(grads[1]![i]!, g, 1e-6, 1e-7)
+      // The recomputed forward is the same arithmetic, but a weight used twice (tied embeddings) may
+      // accumulate its gradient terms in another order: fp32 rounding relative to the largest term.
+      const maxAbs = g.reduce((m, v) => Math.max(m, Math.abs(v)), 0)
+      const c = close(grads[1]![i]!, g, 1e-6, 1e-6 * maxAbs)
       if (!c.ok) t.fail(`${arch} parameter ${i}: ${describe(c)}`)
     })
     t.pass(`${arch}: ${grads[0]!.length} parameter grads agree`)
