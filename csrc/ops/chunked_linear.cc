@@ -14,6 +14,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
+#include <limits>
 
 #include "cpu/row_kernels.h"
 #include "row_ops.h"
@@ -132,6 +133,24 @@ void check_head(const LinearHead& head, const char* what) {
   }
 }
 
+double largest_finite(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf: return 65504.0;
+    case at::kBFloat16: return 3.3895313892515355e38;
+    case at::kFloat: return double(std::numeric_limits<float>::max());
+    default: return std::numeric_limits<double>::max();
+  }
+}
+
+// libtorch's CPU kernels have no fp16 matmul ("addmm_impl_cpu_" not implemented for 'Half'), so fp16
+// heads on the CPU run in fp32: the logits are then rounded once less, and autograd casts the
+// gradients back to fp16.
+LinearHead matmul_ready(const LinearHead& head) {
+  if (!(head.hidden.scalar_type() == at::kHalf && head.hidden.device().is_cpu())) return head;
+  return LinearHead{head.hidden.to(at::kFloat), head.weight.to(at::kFloat),
+                    head.bias.defined() ? head.bias.to(at::kFloat) : at::Tensor()};
+}
+
 }  // namespace
 
 SequenceLogps sequence_logps_from_hidden(const LinearHead& policy, const LinearHead& reference, const at::Tensor& labels,
@@ -153,8 +172,12 @@ SequenceLogps sequence_logps_from_hidden(const LinearHead& policy, const LinearH
   check_labels_and_mask(labels, loss_mask, rows, steps, vocab, policy.hidden.device(), "policyHidden");
   TORCH_CHECK(std::isfinite(epsilon) && epsilon >= 0 && epsilon < 1, "epsilon: must be finite and in [0, 1), got ",
               epsilon);
-  TORCH_CHECK(std::isfinite(options.final_logit_softcap) && options.final_logit_softcap >= 0,
-              "finalLogitSoftcap: must be a finite number >= 0, got ", options.final_logit_softcap);
+  // c·tanh(z/c) runs in the hidden dtype: a cap beyond its largest finite value becomes inf·0 = NaN.
+  const double max_cap = largest_finite(policy.hidden.scalar_type());
+  TORCH_CHECK(std::isfinite(options.final_logit_softcap) && options.final_logit_softcap >= 0 &&
+                  options.final_logit_softcap <= max_cap,
+              "finalLogitSoftcap: must be 0 (off) or a number in (0, ", max_cap, "] (the largest finite ",
+              policy.hidden.scalar_type(), "), got ", options.final_logit_softcap);
   TORCH_CHECK(options.chunk_tokens >= 0, "chunkTokens: must be >= 1, got ", options.chunk_tokens);
   // ≈ 32 Mi logits per chunk and model (128 MiB in fp32) unless the caller says otherwise.
   const int64_t chunk =
@@ -162,10 +185,11 @@ SequenceLogps sequence_logps_from_hidden(const LinearHead& policy, const LinearH
 
   const auto acc = accumulation_dtype(policy.hidden.scalar_type());
   const int64_t hidden_size = policy.hidden.size(2), reference_size = reference.hidden.size(2);
+  const LinearHead p = matmul_ready(policy), r = matmul_ready(reference);
   const variable_list out = ChunkedSequenceLogps::apply(
-      policy.hidden.reshape({-1, hidden_size}), policy.weight, bias_or_empty(policy.bias, policy.weight),
-      reference.hidden.detach().reshape({-1, reference_size}), reference.weight.detach(),
-      bias_or_empty(reference.bias, reference.weight).detach(), labels.reshape({-1}).contiguous(),
+      p.hidden.reshape({-1, hidden_size}), p.weight, bias_or_empty(p.bias, p.weight),
+      r.hidden.detach().reshape({-1, reference_size}), r.weight.detach(),
+      bias_or_empty(r.bias, r.weight).detach(), labels.reshape({-1}).contiguous(),
       loss_mask.reshape({-1}).to(acc).contiguous(), epsilon, options.final_logit_softcap, chunk, rows);
   return SequenceLogps{out[0], out[1], out[2], out[3], out[4], out[5], vocab};
 }

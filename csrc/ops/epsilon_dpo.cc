@@ -19,9 +19,11 @@ using torch::autograd::variable_list;
 bool is_logits_dtype(at::ScalarType t) {
   return t == at::kFloat || t == at::kDouble || t == at::kBFloat16 || t == at::kHalf;
 }
+// Any real dtype: the mask becomes the accumulation dtype's per-token weight (bf16/fp16 weights are
+// exact in float32, and so are integers up to 2^24).
 bool is_mask_dtype(at::ScalarType t) {
-  return t == at::kBool || t == at::kByte || t == at::kInt || t == at::kLong || t == at::kFloat ||
-         t == at::kDouble;
+  return t == at::kBool || at::isIntegralType(t, /*includeBool=*/false) || t == at::kHalf || t == at::kBFloat16 ||
+         t == at::kFloat || t == at::kDouble;
 }
 
 // Autograd node: per-sequence sums from [N,V] logits. Only S (output 0) is differentiable; the
@@ -111,7 +113,7 @@ void check_labels_and_mask(const at::Tensor& labels, const at::Tensor& loss_mask
   TORCH_CHECK(labels.scalar_type() == at::kLong, "labels: expected int64, got ", labels.scalar_type());
   TORCH_CHECK(loss_mask.dim() == 2 && loss_mask.size(0) == rows && loss_mask.size(1) == steps, "lossMask: expected shape [",
               rows, ", ", steps, "] to match ", source, ", got ", shape_str(loss_mask));
-  TORCH_CHECK(is_mask_dtype(loss_mask.scalar_type()), "lossMask: expected bool, uint8, int32, int64, float32 or float64, got ",
+  TORCH_CHECK(is_mask_dtype(loss_mask.scalar_type()), "lossMask: expected a bool, integer or floating-point tensor, got ",
               loss_mask.scalar_type());
   TORCH_CHECK(labels.device() == device && loss_mask.device() == device, "labels/lossMask: must be on ", source,
               "' device ", device);
@@ -128,7 +130,9 @@ void check_labels_and_mask(const at::Tensor& labels, const at::Tensor& loss_mask
 }
 
 void check_options(const EpsilonDpoOptions& o) {
-  TORCH_CHECK(std::isfinite(o.beta) && o.beta > 0, "beta: must be a finite number > 0, got ", o.beta);
+  // β·(ρ − ρ_ref) must stay far inside float32 range; the paper's β are 0.01–0.5.
+  TORCH_CHECK(std::isfinite(o.beta) && o.beta > 0 && o.beta <= kMaxBeta, "beta: must be a number in (0, ", kMaxBeta,
+              "], got ", o.beta);
   TORCH_CHECK(std::isfinite(o.epsilon) && o.epsilon >= 0 && o.epsilon < 1, "epsilon: must be finite and in [0, 1), got ",
               o.epsilon);
   TORCH_CHECK(std::isfinite(o.label_smoothing) && o.label_smoothing >= 0 && o.label_smoothing <= 0.5,

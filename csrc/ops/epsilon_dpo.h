@@ -21,6 +21,9 @@ struct SequenceLogps {
   int64_t vocab = 0;       // V, for the mean-logit metric
 };
 
+// Upper bound on β: larger values only turn σ(β·z) into a step function, and overflow the float32 loss.
+constexpr double kMaxBeta = 1e6;
+
 struct EpsilonDpoOptions {
   double beta = 0.1;
   double epsilon = 0.01;

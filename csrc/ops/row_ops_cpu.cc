@@ -2,6 +2,8 @@
 // intra-op threads, and maps ATen dtypes onto the raw kernels of cpu/row_kernels.h.
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+
 #include <cstdlib>
 #include <string>
 
@@ -78,6 +80,27 @@ void run_backward(const at::Tensor& policy, const at::Tensor& labels, const at::
   });
 }
 
+// The kernels scale logits by log2(e) and mix them as (1±ε)·a ∓ ε·b, so finite logits within a
+// factor ~1.5 of the dtype's largest value overflow and give inf/NaN statistics. Only rows whose
+// statistics came out non-finite are looked at again (a rare path): when their logits are all
+// finite, the cause is that overflow, and it is reported instead of returning NaN.
+void check_overflow(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& weight,
+                    const at::Tensor& stats) {
+  const at::Tensor bad = at::logical_and(at::isfinite(stats).logical_not().any(0), weight != 0);
+  if (!bad.any().item<bool>()) return;
+  const at::Tensor rows = bad.nonzero().view({-1});
+  for (int64_t i = 0; i < rows.size(0); ++i) {
+    const int64_t r = rows[i].item<int64_t>();
+    const at::Tensor a = policy[r], b = reference[r];
+    if (!at::isfinite(a).all().item<bool>() || !at::isfinite(b).all().item<bool>()) continue;
+    const double biggest = std::max(a.abs().max().item<double>(), b.abs().max().item<double>());
+    TORCH_CHECK(false, "policyLogits/referenceLogits: row ", r, " (of the flattened [2B*T, V]) holds finite logits up to ",
+                biggest, " in magnitude, too large for the ", policy.scalar_type(),
+                " kernel (it scales them by log2(e) ~ 1.44 and mixes them by 1 +/- epsilon); logits of a working model "
+                "are many orders of magnitude smaller");
+  }
+}
+
 }  // namespace
 
 const char* cpu_kernel_isa() {
@@ -103,6 +126,7 @@ at::Tensor forward_rows_cpu(const at::Tensor& policy, const at::Tensor& referenc
     case at::kDouble: run_forward<double, double>(policy, reference, labels, weight, epsilon, stats); break;
     default: TORCH_CHECK(false, "policyLogits: unsupported dtype ", policy.scalar_type());
   }
+  check_overflow(policy, reference, weight, stats);
   return stats;
 }
 
