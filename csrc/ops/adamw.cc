@@ -45,24 +45,25 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
   TORCH_CHECK(std::isfinite(max_norm) && max_norm >= 0, "maxGradNorm: must be a finite number >= 0, got ", max_norm);
   at::NoGradGuard no_grad;
-  double sum_squares = 0;
+  // Per-parameter norms stay on the device; the global norm and the clip coefficient are computed
+  // there too, so the whole clip costs one device->host read (the returned norm), not one per tensor.
+  std::vector<at::Tensor> norms;
   for (const auto& p : params) {
     const at::Tensor g = p.grad();
-    if (!g.defined()) continue;
-    const double n = at::linalg_vector_norm(g, 2, c10::nullopt, false, at::kDouble).item<double>();
-    sum_squares += n * n;
+    if (g.defined()) norms.push_back(at::linalg_vector_norm(g, 2, c10::nullopt, false, at::kDouble));
   }
-  const double norm = std::sqrt(sum_squares);
-  if (max_norm > 0 && std::isfinite(norm)) {
-    const double coef = max_norm / (norm + 1e-6);
-    if (coef < 1) {
-      for (const auto& p : params) {
-        at::Tensor g = p.mutable_grad();
-        if (g.defined()) g.mul_(coef);
-      }
+  if (norms.empty()) return 0;
+  const at::Tensor norm = at::linalg_vector_norm(at::stack(norms), 2, c10::nullopt, false, at::kDouble);
+  if (max_norm > 0) {
+    // Scale only by a coefficient < 1, and never by a non-finite one (the trainer reports those).
+    const at::Tensor coef = max_norm / (norm + 1e-6);
+    const at::Tensor scale = at::where(at::logical_and(at::isfinite(norm), coef < 1), coef, at::ones_like(coef));
+    for (const auto& p : params) {
+      at::Tensor g = p.mutable_grad();
+      if (g.defined()) g.mul_(scale.to(g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
     }
   }
-  return norm;
+  return norm.item<double>();
 }
 
 }  // namespace edpo
