@@ -25,8 +25,11 @@
         "csrc/ops/chunked_linear.cc",
         "csrc/ops/cpu/row_kernels_base.cc",
         "csrc/ops/epsilon_dpo.cc",
+        "csrc/ops/op_checks.cc",
+        "csrc/ops/pair_loss.cc",
         "csrc/ops/row_ops.cc",
-        "csrc/ops/row_ops_cpu.cc"
+        "csrc/ops/row_ops_cpu.cc",
+        "csrc/ops/sequence_sums.cc"
       ],
       "include_dirs": [
         "<!@(node -p \"require('node-addon-api').include\")",

@@ -5,21 +5,16 @@
 #include <cstdint>
 #include <cuda_runtime.h>
 
+#include "../csrc/ops/row_stats.h"
+
 namespace edpo_cuda {
 
 // Element type of the logits. Accumulation is always fp32.
 enum class Dtype : int { F32 = 0, BF16 = 1, F16 = 2 };
 
-// Per-row outputs of the forward kernel, each a device array of `rows` floats.
-// A row whose weight is 0 is skipped and all its outputs are written as 0.
-struct RowStats {
-  float* policy_logp;     // lp  = a[y] - LSE(a)
-  float* reference_logp;  // lr  = b[y] - LSE(b)
-  float* plus_logp;       // lp+ = m+[y] - LSE(m+),  m+ = (1+eps) a - eps b
-  float* minus_logp;      // lp- = m-[y] - LSE(m-),  m- = (1-eps) a + eps b
-  float* logit_sum;       // sum_j a_j   (for the mean-logit metric)
-  float* policy_lse;      // LSE(a), saved for the backward pass
-};
+// Per-row outputs of the forward kernel, each a device array of `rows` floats (the contract of
+// csrc/ops/row_stats.h). A row whose weight is 0 is skipped and all its outputs are written as 0.
+using RowStats = edpo::RowStatArrays<float>;
 
 // Forward: policy/reference are contiguous [rows, vocab] arrays of `dtype`; labels are [rows] int64
 // and must lie in [0, vocab) wherever row_weight != 0; row_weight is [rows] float (the loss mask).

@@ -16,7 +16,7 @@
 #include <cmath>
 #include <limits>
 
-#include "cpu/row_kernels.h"
+#include "row_stats.h"
 #include "row_ops.h"
 
 namespace edpo {
@@ -52,7 +52,7 @@ struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLo
     const int64_t rows = policy_hidden.size(0), vocab = policy_weight.size(0);
     const at::Tensor active = weight.nonzero().view({-1});
     const int64_t count = active.size(0);
-    at::Tensor stats = at::zeros({cpu::kNumRowStats, rows}, weight.options());
+    at::Tensor stats = at::zeros({kNumRowStats, rows}, weight.options());
     for (int64_t start = 0; start < count; start += chunk) {
       const at::Tensor ids = active.narrow(0, start, std::min(chunk, count - start));
       const at::Tensor policy = capped(raw_logits(policy_hidden.index_select(0, ids), policy_weight, policy_bias), softcap);
@@ -63,7 +63,7 @@ struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLo
     }
     const SequenceLogps s = sums_from_row_stats(stats, weight, sequences, vocab);
     ctx->save_for_backward({policy_hidden, policy_weight, policy_bias, labels, weight, active,
-                            stats[cpu::kPolicyLse].index_select(0, active)});
+                            stats[kPolicyLse].index_select(0, active)});
     ctx->saved_data["softcap"] = softcap;
     ctx->saved_data["chunk"] = chunk;
     ctx->saved_data["sequences"] = sequences;

@@ -1,7 +1,7 @@
 // Device entry points of the fused per-row pass, on ATen tensors. Both take contiguous
 // policy/reference [N,V], labels [N] int64 and weights [N] in the accumulation dtype
 // (float32, or float64 for float64 logits), and return/consume a [kNumRowStats, N] stats tensor
-// in that dtype (row order of cpu::RowStat).
+// in that dtype (the contract of row_stats.h).
 #pragma once
 #include <ATen/ATen.h>
 

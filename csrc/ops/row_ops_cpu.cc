@@ -118,7 +118,7 @@ at::ScalarType accumulation_dtype(at::ScalarType logits_dtype) {
 at::Tensor forward_rows_cpu(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
                             const at::Tensor& weight, double epsilon) {
   const auto acc = accumulation_dtype(policy.scalar_type());
-  at::Tensor stats = at::empty({cpu::kNumRowStats, policy.size(0)}, policy.options().dtype(acc));
+  at::Tensor stats = at::empty({kNumRowStats, policy.size(0)}, policy.options().dtype(acc));
   switch (policy.scalar_type()) {
     case at::kFloat: run_forward<float, float>(policy, reference, labels, weight, float(epsilon), stats); break;
     case at::kBFloat16: run_forward<cpu::bf16_bits, float>(policy, reference, labels, weight, float(epsilon), stats); break;

@@ -4,7 +4,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "../../cuda/epsilon_dpo_kernels.h"
-#include "cpu/row_kernels.h"
+#include "row_stats.h"
 #include "row_ops.h"
 
 namespace edpo {
@@ -33,12 +33,9 @@ at::Tensor forward_rows_cuda(const at::Tensor& policy, const at::Tensor& referen
   const auto dtype = kernel_dtype(policy.scalar_type());
   TORCH_CHECK(policy.size(1) <= 262144, "policyLogits: CUDA kernels take V <= 262144, got ", policy.size(1));
   const at::Tensor w = weight.to(at::kFloat).contiguous();
-  at::Tensor stats = at::empty({cpu::kNumRowStats, policy.size(0)}, policy.options().dtype(at::kFloat));
-  float* s = stats.data_ptr<float>();
+  at::Tensor stats = at::empty({kNumRowStats, policy.size(0)}, policy.options().dtype(at::kFloat));
   const int64_t rows = policy.size(0);
-  const edpo_cuda::RowStats out{s + cpu::kPolicyLogp * rows, s + cpu::kReferenceLogp * rows,
-                                s + cpu::kPlusLogp * rows,   s + cpu::kMinusLogp * rows,
-                                s + cpu::kLogitSum * rows,   s + cpu::kPolicyLse * rows};
+  const auto out = edpo_cuda::RowStats::in_block(stats.data_ptr<float>(), rows);
   check_launch(edpo_cuda::forward_rows(policy.data_ptr(), reference.data_ptr(), labels.data_ptr<int64_t>(),
                                        w.data_ptr<float>(), rows, policy.size(1), float(epsilon), dtype, out,
                                        c10::cuda::getCurrentCUDAStream().stream()),

@@ -1,8 +1,10 @@
 // CPU row kernels of the fused ε-DPO op: the declarations shared by the SIMD builds
-// (row_kernels_base.cc, row_kernels_avx2.cc) and the dispatcher (epsilon_dpo_cpu.cc).
+// (row_kernels_base.cc, row_kernels_avx2.cc, row_kernels_avx512.cc) and the dispatcher (row_ops_cpu.cc).
 // Raw pointers only: the SIMD builds must not pull in ATen inline code (see row_kernels_impl.h).
 #pragma once
 #include <cstdint>
+
+#include "../row_stats.h"  // the [kNumRowStats, rows] output layout
 
 namespace edpo {
 namespace cpu {
@@ -11,8 +13,6 @@ namespace cpu {
 struct bf16_bits { uint16_t x; };
 struct half_bits { uint16_t x; };
 
-// Output row statistics: six arrays of `rows` values each, laid out [6][rows].
-enum RowStat : int { kPolicyLogp = 0, kReferenceLogp, kPlusLogp, kMinusLogp, kLogitSum, kPolicyLse, kNumRowStats };
 
 // One kernel set per element type T and accumulation type Acc (float, or double for fp64 input).
 template <typename T, typename Acc>
