@@ -25,10 +25,12 @@
         "csrc/ops/chunked_linear.cc",
         "csrc/ops/cpu/row_kernels_base.cc",
         "csrc/ops/epsilon_dpo.cc",
+        "csrc/ops/linear_head.cc",
         "csrc/ops/op_checks.cc",
         "csrc/ops/pair_loss.cc",
         "csrc/ops/row_ops.cc",
         "csrc/ops/row_ops_cpu.cc",
+        "csrc/ops/sequence_stats.cc",
         "csrc/ops/sequence_sums.cc"
       ],
       "include_dirs": [

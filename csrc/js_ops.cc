@@ -5,6 +5,7 @@
 #include "js_common.h"
 #include "ops/chunked_linear.h"
 #include "ops/epsilon_dpo.h"
+#include "ops/sequence_stats.h"
 
 namespace edpo_js {
 namespace {
@@ -148,6 +149,62 @@ Napi::Value SequenceLogps(const Napi::CallbackInfo& info) {
   });
 }
 
+// sequenceStatsFromHidden: per-sequence log-probs (SFT, evaluation) from hidden states, chunked.
+struct StatsCall {
+  edpo::LinearHead policy, reference;
+  at::Tensor labels, mask;
+  edpo::SequenceStatsOptions options;
+  edpo::SequenceStats out;
+};
+
+std::shared_ptr<StatsCall> read_stats_call(const Napi::CallbackInfo& info) {
+  const Napi::Object args = args_object(info);
+  auto call = std::make_shared<StatsCall>();
+  call->policy = {field_tensor(args, "policyHidden"), field_tensor(args, "policyHead"), optional_tensor(args, "policyBias")};
+  call->reference = {optional_tensor(args, "referenceHidden"), optional_tensor(args, "referenceHead"),
+                     optional_tensor(args, "referenceBias")};
+  TORCH_CHECK(call->reference.hidden.defined() == call->reference.weight.defined(),
+              "referenceHidden/referenceHead: give both or neither");
+  call->labels = field_tensor(args, "labels");
+  call->mask = field_tensor(args, "lossMask");
+  call->options.final_logit_softcap = field_number(args, "finalLogitSoftcap", 0.0, false);
+  const double chunk = field_number(args, "chunkTokens", 0.0, false);
+  TORCH_CHECK(chunk >= 0 && chunk == double(int64_t(chunk)), "chunkTokens: expected an integer >= 1, got ", chunk);
+  call->options.chunk_tokens = int64_t(chunk);
+  return call;
+}
+
+void run_stats(StatsCall& c) {
+  c.out = edpo::sequence_stats_from_hidden(c.policy, c.reference, c.labels, c.mask, c.options);
+}
+
+Napi::Object stats_result(Napi::Env env, const edpo::SequenceStats& s) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("logps", TensorWrap::Wrap(env, s.logps));
+  r.Set("correct", TensorWrap::Wrap(env, s.correct));
+  r.Set("tokenCount", TensorWrap::Wrap(env, s.token_count));
+  if (s.ref_logps.defined()) r.Set("referenceLogps", TensorWrap::Wrap(env, s.ref_logps));
+  if (s.kl.defined()) r.Set("kl", TensorWrap::Wrap(env, s.kl));
+  return r;
+}
+
+Napi::Value SequenceStatsFromHidden(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    auto call = read_stats_call(info);
+    run_stats(*call);
+    return stats_result(info.Env(), call->out);
+  });
+}
+
+Napi::Value SequenceStatsFromHiddenAsync(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    auto call = read_stats_call(info);
+    return PromiseWorker::Run(
+        info.Env(), [call] { run_stats(*call); },
+        [call](Napi::Env env) -> Napi::Value { return stats_result(env, call->out); });
+  });
+}
+
 }  // namespace
 
 void InitOps(Napi::Env env, Napi::Object exports) {
@@ -156,6 +213,8 @@ void InitOps(Napi::Env env, Napi::Object exports) {
   exports.Set("sequenceLogps", Napi::Function::New(env, SequenceLogps));
   exports.Set("epsilonDpoLossFromHidden", Napi::Function::New(env, EpsilonDpoLossFromHidden));
   exports.Set("epsilonDpoLossFromHiddenAsync", Napi::Function::New(env, EpsilonDpoLossFromHiddenAsync));
+  exports.Set("sequenceStatsFromHidden", Napi::Function::New(env, SequenceStatsFromHidden));
+  exports.Set("sequenceStatsFromHiddenAsync", Napi::Function::New(env, SequenceStatsFromHiddenAsync));
 }
 
 }  // namespace edpo_js

@@ -70,6 +70,27 @@ export interface NativeHiddenLossArgs {
   chunkTokens?: number
 }
 
+export interface NativeStatsArgs {
+  policyHidden: NativeTensor
+  policyHead: NativeTensor
+  policyBias?: NativeTensor
+  referenceHidden?: NativeTensor
+  referenceHead?: NativeTensor
+  referenceBias?: NativeTensor
+  labels: NativeTensor
+  lossMask: NativeTensor
+  finalLogitSoftcap?: number
+  chunkTokens?: number
+}
+
+export interface NativeStatsResult {
+  logps: NativeTensor
+  correct: NativeTensor
+  tokenCount: NativeTensor
+  referenceLogps?: NativeTensor
+  kl?: NativeTensor
+}
+
 export interface NativeLossResult {
   loss: NativeTensor
   steps: NativeTensor
@@ -186,6 +207,8 @@ export interface Native {
   epsilonDpoLossFromHidden(args: NativeHiddenLossArgs): NativeLossResult
   epsilonDpoLossFromHiddenAsync(args: NativeHiddenLossArgs): Promise<NativeLossResult>
   sequenceLogps(args: Omit<NativeLossArgs, 'beta' | 'labelSmoothing'>): NativeSequenceLogps
+  sequenceStatsFromHidden(args: NativeStatsArgs): NativeStatsResult
+  sequenceStatsFromHiddenAsync(args: NativeStatsArgs): Promise<NativeStatsResult>
   readTensors(path: string, entries: NativeReadEntry[]): NativeTensor[]
   readTensorsAsync(path: string, entries: NativeReadEntry[]): Promise<NativeTensor[]>
   writeTensors(path: string, header: Uint8Array, tensors: NativeTensor[]): void

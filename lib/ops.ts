@@ -2,7 +2,7 @@
 import { z } from 'zod'
 
 import { EdpoInputError, native, nativeAsync } from './errors'
-import { type NativeHiddenLossArgs, type NativeLossArgs, type NativeLossResult, nativeAddon } from './native'
+import { type NativeHiddenLossArgs, type NativeLossArgs, type NativeLossResult, type NativeStatsArgs, type NativeStatsResult, nativeAddon } from './native'
 import { Tensor } from './tensor'
 import { formatZodError } from './validate'
 
@@ -215,4 +215,91 @@ export function sequenceLogps(args: Omit<EpsilonDpoLossArgs, 'beta' | 'labelSmoo
     logitSum: new Tensor(r.logitSum),
     tokenCount: new Tensor(r.tokenCount),
   }
+}
+
+export interface SequenceStatsFromHiddenArgs {
+  /** [R,T,H] final hidden states (any number of rows R: SFT examples, samples, or 2B stacked pairs). */
+  policyHidden: Tensor
+  /** [V,H] lm_head weight; receives gradients through `logps`. */
+  policyHead: Tensor
+  policyBias?: Tensor
+  /** A reference model's hidden states and head (never differentiated): adds referenceLogps and kl. */
+  referenceHidden?: Tensor
+  referenceHead?: Tensor
+  referenceBias?: Tensor
+  /** [R,T] int64 next-token labels; ignored where lossMask is 0. */
+  labels: Tensor
+  /** [R,T] per-token weight (any real dtype). */
+  lossMask: Tensor
+  finalLogitSoftcap?: number
+  chunkTokens?: number
+}
+
+/** Per-sequence sums [R] (float64) over the masked tokens. */
+export interface SequenceStatsResult {
+  /** Σ_t mask·log π(y_t), differentiable w.r.t. policyHidden/policyHead/policyBias (−SFT loss × tokens). */
+  logps: Tensor
+  /** Σ_t mask·[argmax π = y_t]: token accuracy numerator. */
+  correct: Tensor
+  tokenCount: Tensor
+  /** With a reference: Σ_t mask·log π_ref(y_t). */
+  referenceLogps?: Tensor
+  /** With a reference: Σ_t mask·KL(π(·|t) ‖ π_ref(·|t)), exact over the vocabulary. */
+  kl?: Tensor
+}
+
+const statsSchema = z
+  .object({
+    policyHidden: tensor,
+    policyHead: tensor,
+    policyBias: tensor.optional(),
+    referenceHidden: tensor.optional(),
+    referenceHead: tensor.optional(),
+    referenceBias: tensor.optional(),
+    labels: tensor,
+    lossMask: tensor,
+    finalLogitSoftcap: finite.optional(),
+    chunkTokens: z.number().int('must be an integer').min(1, 'must be >= 1').optional(),
+  })
+  .strict()
+
+function statsToNative(a: SequenceStatsFromHiddenArgs): NativeStatsArgs {
+  return {
+    policyHidden: a.policyHidden.handle,
+    policyHead: a.policyHead.handle,
+    policyBias: a.policyBias?.handle,
+    referenceHidden: a.referenceHidden?.handle,
+    referenceHead: a.referenceHead?.handle,
+    referenceBias: a.referenceBias?.handle,
+    labels: a.labels.handle,
+    lossMask: a.lossMask.handle,
+    finalLogitSoftcap: a.finalLogitSoftcap ?? 0,
+    chunkTokens: a.chunkTokens ?? 0,
+  }
+}
+
+function statsFromNative(r: NativeStatsResult): SequenceStatsResult {
+  return {
+    logps: new Tensor(r.logps),
+    correct: new Tensor(r.correct),
+    tokenCount: new Tensor(r.tokenCount),
+    ...(r.referenceLogps ? { referenceLogps: new Tensor(r.referenceLogps) } : {}),
+    ...(r.kl ? { kl: new Tensor(r.kl) } : {}),
+  }
+}
+
+/**
+ * Per-sequence log-probs from hidden states and the lm_head, chunk by chunk (no [R,T,V] logits):
+ * SFT's loss is −Σ logps / Σ tokenCount; with a reference it also gives the reference's log-probs
+ * and the exact token KL, for evaluation.
+ */
+export function sequenceStatsFromHidden(args: SequenceStatsFromHiddenArgs): SequenceStatsResult {
+  const a = parseArgs(statsSchema, args, 'sequenceStatsFromHidden')
+  return statsFromNative(native(() => nativeAddon().sequenceStatsFromHidden(statsToNative(a))))
+}
+
+/** sequenceStatsFromHidden on the thread pool. */
+export async function sequenceStatsFromHiddenAsync(args: SequenceStatsFromHiddenArgs): Promise<SequenceStatsResult> {
+  const a = parseArgs(statsSchema, args, 'sequenceStatsFromHidden')
+  return statsFromNative(await nativeAsync(() => nativeAddon().sequenceStatsFromHiddenAsync(statsToNative(a))))
 }

@@ -43,6 +43,8 @@ CPU_SOURCES = [
     "csrc/ops/pair_loss.cc",
     "csrc/ops/sequence_sums.cc",
     "csrc/ops/chunked_linear.cc",
+    "csrc/ops/linear_head.cc",
+    "csrc/ops/sequence_stats.cc",
     "csrc/ops/row_ops.cc",
     "csrc/ops/row_ops_cpu.cc",
     "csrc/ops/cpu/row_kernels_base.cc",

@@ -14,7 +14,6 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
-#include <limits>
 
 #include "row_stats.h"
 #include "row_ops.h"
@@ -24,24 +23,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// Autograd Functions cannot take undefined tensors: a missing bias travels as a [0] tensor.
-bool has_bias(const at::Tensor& bias) { return bias.numel() > 0; }
-at::Tensor bias_or_empty(const at::Tensor& bias, const at::Tensor& weight) {
-  return bias.defined() ? bias : at::empty({0}, weight.options());
-}
-
-// Raw (uncapped) logits of a chunk: h·Wᵀ + b.
-at::Tensor raw_logits(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& bias) {
-  return has_bias(bias) ? at::addmm(bias, hidden, weight.t()) : at::mm(hidden, weight.t());
-}
-
-at::Tensor capped(const at::Tensor& z, double softcap) {
-  return softcap > 0 ? (at::tanh(z / softcap) * softcap).contiguous() : z.contiguous();
-}
-
-// Grads of reduced-precision heads are summed over chunks in fp32, then rounded once.
-at::ScalarType head_grad_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLogps> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& policy_hidden, const at::Tensor& policy_weight,
@@ -55,9 +36,8 @@ struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLo
     at::Tensor stats = at::zeros({kNumRowStats, rows}, weight.options());
     for (int64_t start = 0; start < count; start += chunk) {
       const at::Tensor ids = active.narrow(0, start, std::min(chunk, count - start));
-      const at::Tensor policy = capped(raw_logits(policy_hidden.index_select(0, ids), policy_weight, policy_bias), softcap);
-      const at::Tensor reference =
-          capped(raw_logits(reference_hidden.index_select(0, ids), reference_weight, reference_bias), softcap);
+      const at::Tensor policy = head_logits(policy_hidden.index_select(0, ids), policy_weight, policy_bias, softcap);
+      const at::Tensor reference = head_logits(reference_hidden.index_select(0, ids), reference_weight, reference_bias, softcap);
       stats.index_copy_(1, ids,
                         forward_rows(policy, reference, labels.index_select(0, ids), weight.index_select(0, ids), epsilon));
     }
@@ -79,77 +59,16 @@ struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLo
     const int64_t chunk = ctx->saved_data["chunk"].toInt(), sequences = ctx->saved_data["sequences"].toInt();
     variable_list out(12);
     if (!grads[0].defined()) return out;
-    const bool want_hidden = ctx->needs_input_grad(0), want_head = ctx->needs_input_grad(1);
-    const bool want_bias = has_bias(bias) && ctx->needs_input_grad(2);
     const at::Tensor row_grad = row_grads_from_sequences(grads[0], weight, sequences, weight.scalar_type())
                                     .index_select(0, active);
-    at::Tensor d_hidden = want_hidden ? at::zeros_like(hidden) : at::Tensor();
-    at::Tensor d_head = want_head ? at::zeros(head.sizes(), head.options().dtype(head_grad_dtype(head.scalar_type())))
-                                  : at::Tensor();
-    at::Tensor d_bias = want_bias ? at::zeros(bias.sizes(), bias.options().dtype(head_grad_dtype(bias.scalar_type())))
-                                  : at::Tensor();
-    const int64_t count = active.size(0);
-    for (int64_t start = 0; start < count; start += chunk) {
-      const int64_t n = std::min(chunk, count - start);
-      const at::Tensor ids = active.narrow(0, start, n);
-      const at::Tensor h = hidden.index_select(0, ids);
-      const at::Tensor z = capped(raw_logits(h, head, bias), softcap);
-      at::Tensor dz = backward_rows(z, labels.index_select(0, ids), lse.narrow(0, start, n), row_grad.narrow(0, start, n));
-      if (softcap > 0) dz = dz * (1 - (z / softcap).square());  // d(c·tanh(x/c))/dx
-      if (want_hidden) d_hidden.index_copy_(0, ids, at::mm(dz, head));
-      if (want_head) {
-        if (d_head.scalar_type() == head.scalar_type())
-          d_head.addmm_(dz.t(), h);
-        else
-          d_head.add_(at::mm(dz.t(), h));
-      }
-      if (want_bias) d_bias.add_(dz.sum(0, false, d_bias.scalar_type()));
-    }
-    out[0] = d_hidden;
-    out[1] = want_head ? d_head.to(head.scalar_type()) : at::Tensor();
-    out[2] = want_bias ? d_bias.to(bias.scalar_type()) : at::Tensor();
+    const HeadGrads g = head_backward(hidden, head, bias, labels, active, lse, row_grad, softcap, chunk,
+                                      ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2));
+    out[0] = g.hidden;
+    out[1] = g.weight;
+    out[2] = g.bias;
     return out;
   }
 };
-
-// hidden [2B,T,H], weight [V,H], bias [V]?; `what` is "policy" or "reference".
-void check_head(const LinearHead& head, const char* what) {
-  const std::string name(what);
-  TORCH_CHECK(head.hidden.defined() && head.weight.defined(), name, "Hidden/", name, "Head: missing tensor");
-  TORCH_CHECK(head.hidden.dim() == 3, name, "Hidden: expected a 3-D [2B,T,H] tensor, got shape ", shape_str(head.hidden));
-  TORCH_CHECK(head.hidden.is_floating_point(), name, "Hidden: expected a floating-point tensor, got ",
-              head.hidden.scalar_type());
-  TORCH_CHECK(head.weight.dim() == 2 && head.weight.size(1) == head.hidden.size(2), name,
-              "Head: expected shape [V, ", head.hidden.size(2), "] (lm_head.weight), got ", shape_str(head.weight));
-  TORCH_CHECK(head.weight.scalar_type() == head.hidden.scalar_type(), name, "Head: dtype ", head.weight.scalar_type(),
-              " does not match ", name, "Hidden ", head.hidden.scalar_type());
-  TORCH_CHECK(head.weight.device() == head.hidden.device(), name, "Head: device ", head.weight.device(),
-              " does not match ", name, "Hidden ", head.hidden.device());
-  if (head.bias.defined()) {
-    TORCH_CHECK(head.bias.dim() == 1 && head.bias.size(0) == head.weight.size(0), name, "Bias: expected shape [",
-                head.weight.size(0), "], got ", shape_str(head.bias));
-    TORCH_CHECK(head.bias.scalar_type() == head.weight.scalar_type() && head.bias.device() == head.weight.device(), name,
-                "Bias: dtype and device must match ", name, "Head");
-  }
-}
-
-double largest_finite(at::ScalarType t) {
-  switch (t) {
-    case at::kHalf: return 65504.0;
-    case at::kBFloat16: return 3.3895313892515355e38;
-    case at::kFloat: return double(std::numeric_limits<float>::max());
-    default: return std::numeric_limits<double>::max();
-  }
-}
-
-// libtorch's CPU kernels have no fp16 matmul ("addmm_impl_cpu_" not implemented for 'Half'), so fp16
-// heads on the CPU run in fp32: the logits are then rounded once less, and autograd casts the
-// gradients back to fp16.
-LinearHead matmul_ready(const LinearHead& head) {
-  if (!(head.hidden.scalar_type() == at::kHalf && head.hidden.device().is_cpu())) return head;
-  return LinearHead{head.hidden.to(at::kFloat), head.weight.to(at::kFloat),
-                    head.bias.defined() ? head.bias.to(at::kFloat) : at::Tensor()};
-}
 
 }  // namespace
 
@@ -172,16 +91,8 @@ SequenceLogps sequence_logps_from_hidden(const LinearHead& policy, const LinearH
   check_labels_and_mask(labels, loss_mask, rows, steps, vocab, policy.hidden.device(), "policyHidden");
   TORCH_CHECK(std::isfinite(epsilon) && epsilon >= 0 && epsilon < 1, "epsilon: must be finite and in [0, 1), got ",
               epsilon);
-  // c·tanh(z/c) runs in the hidden dtype: a cap beyond its largest finite value becomes inf·0 = NaN.
-  const double max_cap = largest_finite(policy.hidden.scalar_type());
-  TORCH_CHECK(std::isfinite(options.final_logit_softcap) && options.final_logit_softcap >= 0 &&
-                  options.final_logit_softcap <= max_cap,
-              "finalLogitSoftcap: must be 0 (off) or a number in (0, ", max_cap, "] (the largest finite ",
-              policy.hidden.scalar_type(), "), got ", options.final_logit_softcap);
-  TORCH_CHECK(options.chunk_tokens >= 0, "chunkTokens: must be >= 1, got ", options.chunk_tokens);
-  // ≈ 32 Mi logits per chunk and model (128 MiB in fp32) unless the caller says otherwise.
-  const int64_t chunk =
-      options.chunk_tokens > 0 ? options.chunk_tokens : std::max<int64_t>(16, (int64_t(1) << 25) / vocab);
+  check_softcap(options.final_logit_softcap, policy.hidden.scalar_type());
+  const int64_t chunk = chunk_rows(options.chunk_tokens, vocab);
 
   const auto acc = accumulation_dtype(policy.hidden.scalar_type());
   const int64_t hidden_size = policy.hidden.size(2), reference_size = reference.hidden.size(2);

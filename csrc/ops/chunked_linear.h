@@ -4,14 +4,9 @@
 #include <ATen/ATen.h>
 
 #include "epsilon_dpo.h"
+#include "linear_head.h"
 
 namespace edpo {
-
-struct LinearHead {
-  at::Tensor hidden;  // [2B,T,H]
-  at::Tensor weight;  // [V,H]  (lm_head.weight, HF layout)
-  at::Tensor bias;    // [V] or undefined
-};
 
 struct ChunkedOptions {
   EpsilonDpoOptions loss;

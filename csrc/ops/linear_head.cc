@@ -1,0 +1,113 @@
+#include "linear_head.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "op_checks.h"
+#include "row_ops.h"
+
+namespace edpo {
+namespace {
+
+double largest_finite(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf: return 65504.0;
+    case at::kBFloat16: return 3.3895313892515355e38;
+    case at::kFloat: return double(std::numeric_limits<float>::max());
+    default: return std::numeric_limits<double>::max();
+  }
+}
+
+// Grads of reduced-precision heads are summed over chunks in fp32, then rounded once.
+at::ScalarType head_grad_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+}  // namespace
+
+void check_head(const LinearHead& head, const char* what) {
+  const std::string name(what);
+  TORCH_CHECK(head.hidden.defined() && head.weight.defined(), name, "Hidden/", name, "Head: missing tensor");
+  TORCH_CHECK(head.hidden.dim() == 3, name, "Hidden: expected a 3-D [2B,T,H] tensor, got shape ", shape_str(head.hidden));
+  TORCH_CHECK(head.hidden.is_floating_point(), name, "Hidden: expected a floating-point tensor, got ",
+              head.hidden.scalar_type());
+  TORCH_CHECK(head.weight.dim() == 2 && head.weight.size(1) == head.hidden.size(2), name,
+              "Head: expected shape [V, ", head.hidden.size(2), "] (lm_head.weight), got ", shape_str(head.weight));
+  TORCH_CHECK(head.weight.scalar_type() == head.hidden.scalar_type(), name, "Head: dtype ", head.weight.scalar_type(),
+              " does not match ", name, "Hidden ", head.hidden.scalar_type());
+  TORCH_CHECK(head.weight.device() == head.hidden.device(), name, "Head: device ", head.weight.device(),
+              " does not match ", name, "Hidden ", head.hidden.device());
+  if (head.bias.defined()) {
+    TORCH_CHECK(head.bias.dim() == 1 && head.bias.size(0) == head.weight.size(0), name, "Bias: expected shape [",
+                head.weight.size(0), "], got ", shape_str(head.bias));
+    TORCH_CHECK(head.bias.scalar_type() == head.weight.scalar_type() && head.bias.device() == head.weight.device(), name,
+                "Bias: dtype and device must match ", name, "Head");
+  }
+}
+
+void check_softcap(double softcap, at::ScalarType hidden_dtype) {
+  // c·tanh(z/c) runs in the hidden dtype: a cap beyond its largest finite value becomes inf·0 = NaN.
+  const double max_cap = largest_finite(hidden_dtype);
+  TORCH_CHECK(std::isfinite(softcap) && softcap >= 0 && softcap <= max_cap,
+              "finalLogitSoftcap: must be 0 (off) or a number in (0, ", max_cap, "] (the largest finite ", hidden_dtype,
+              "), got ", softcap);
+}
+
+int64_t chunk_rows(int64_t chunk_tokens, int64_t vocab) {
+  TORCH_CHECK(chunk_tokens >= 0, "chunkTokens: must be >= 1, got ", chunk_tokens);
+  // ≈ 32 Mi logits per chunk and model (128 MiB in fp32) unless the caller says otherwise.
+  return chunk_tokens > 0 ? chunk_tokens : std::max<int64_t>(16, (int64_t(1) << 25) / vocab);
+}
+
+// libtorch's CPU kernels have no fp16 matmul ("addmm_impl_cpu_" not implemented for 'Half'), so fp16
+// heads on the CPU run in fp32: the logits are then rounded once less, and autograd casts the
+// gradients back to fp16.
+LinearHead matmul_ready(const LinearHead& head) {
+  if (!(head.hidden.scalar_type() == at::kHalf && head.hidden.device().is_cpu())) return head;
+  return LinearHead{head.hidden.to(at::kFloat), head.weight.to(at::kFloat),
+                    head.bias.defined() ? head.bias.to(at::kFloat) : at::Tensor()};
+}
+
+bool has_bias(const at::Tensor& bias) { return bias.numel() > 0; }
+
+at::Tensor bias_or_empty(const at::Tensor& bias, const at::Tensor& weight) {
+  return bias.defined() ? bias : at::empty({0}, weight.options());
+}
+
+at::Tensor head_logits(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& bias, double softcap) {
+  const at::Tensor z = has_bias(bias) ? at::addmm(bias, hidden, weight.t()) : at::mm(hidden, weight.t());
+  return softcap > 0 ? (at::tanh(z / softcap) * softcap).contiguous() : z.contiguous();
+}
+
+HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& bias,
+                        const at::Tensor& labels, const at::Tensor& active, const at::Tensor& lse,
+                        const at::Tensor& row_grad, double softcap, int64_t chunk, bool want_hidden, bool want_weight,
+                        bool want_bias) {
+  want_bias = want_bias && has_bias(bias);
+  HeadGrads out;
+  if (want_hidden) out.hidden = at::zeros_like(hidden);
+  if (want_weight) out.weight = at::zeros(weight.sizes(), weight.options().dtype(head_grad_dtype(weight.scalar_type())));
+  if (want_bias) out.bias = at::zeros(bias.sizes(), bias.options().dtype(head_grad_dtype(bias.scalar_type())));
+  const int64_t count = active.size(0);
+  for (int64_t start = 0; start < count; start += chunk) {
+    const int64_t n = std::min(chunk, count - start);
+    const at::Tensor ids = active.narrow(0, start, n);
+    const at::Tensor h = hidden.index_select(0, ids);
+    const at::Tensor z = head_logits(h, weight, bias, softcap);
+    at::Tensor dz = backward_rows(z, labels.index_select(0, ids), lse.narrow(0, start, n), row_grad.narrow(0, start, n));
+    if (softcap > 0) dz = dz * (1 - (z / softcap).square());  // d(c·tanh(x/c))/dx
+    if (want_hidden) out.hidden.index_copy_(0, ids, at::mm(dz, weight));
+    if (want_weight) {
+      if (out.weight.scalar_type() == weight.scalar_type())
+        out.weight.addmm_(dz.t(), h);
+      else
+        out.weight.add_(at::mm(dz.t(), h));
+    }
+    if (want_bias) out.bias.add_(dz.sum(0, false, out.bias.scalar_type()));
+  }
+  if (want_weight) out.weight = out.weight.to(weight.scalar_type());
+  if (want_bias) out.bias = out.bias.to(bias.scalar_type());
+  return out;
+}
+
+}  // namespace edpo

@@ -1,0 +1,43 @@
+// The lm_head as the chunked ops see it: hidden states and a [V,H] weight (+ bias), turned into
+// one chunk of logits at a time, and the chunked backward through it. Shared by the ε-DPO op on
+// hidden states (chunked_linear.h) and the per-sequence log-prob op (sequence_stats.h).
+#pragma once
+#include <ATen/ATen.h>
+
+namespace edpo {
+
+struct LinearHead {
+  at::Tensor hidden;  // [R,T,H]
+  at::Tensor weight;  // [V,H]  (lm_head.weight, HF layout)
+  at::Tensor bias;    // [V] or undefined
+};
+
+// hidden [R,T,H] floating, weight [V,H] and bias [V] of the same dtype and device; `what` is the
+// argument prefix users see ("policy" → policyHidden/policyHead/policyBias).
+void check_head(const LinearHead& head, const char* what);
+// 0 (off) or within the hidden dtype's finite range: c·tanh(z/c) runs in that dtype.
+void check_softcap(double softcap, at::ScalarType hidden_dtype);
+// Completion tokens per chunk: the caller's, or ≈ 32 Mi logits per chunk and model.
+int64_t chunk_rows(int64_t chunk_tokens, int64_t vocab);
+
+// The same head, ready for the matmul on its device (fp16 on the CPU runs in fp32).
+LinearHead matmul_ready(const LinearHead& head);
+// Autograd Functions cannot take undefined tensors: a missing bias travels as a [0] tensor.
+at::Tensor bias_or_empty(const at::Tensor& bias, const at::Tensor& weight);
+bool has_bias(const at::Tensor& bias);
+
+// Logits of `hidden` rows [n,H]: h·Wᵀ + b, soft-capped when softcap > 0. Contiguous.
+at::Tensor head_logits(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& bias, double softcap);
+
+// Gradients through the head for rows `active` of `hidden` [N,H] (in chunks of `chunk`), given each
+// active row's policy LSE and its dL/d(log-prob of the label): dz = g·(onehot − softmax) recomputed
+// per chunk. Undefined where not wanted; reduced-precision head grads are summed in fp32.
+struct HeadGrads {
+  at::Tensor hidden, weight, bias;
+};
+HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& bias,
+                        const at::Tensor& labels, const at::Tensor& active, const at::Tensor& lse,
+                        const at::Tensor& row_grad, double softcap, int64_t chunk, bool want_hidden, bool want_weight,
+                        bool want_bias);
+
+}  // namespace edpo

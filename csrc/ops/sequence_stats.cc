@@ -1,0 +1,134 @@
+#include "sequence_stats.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+
+#include "op_checks.h"
+#include "row_ops.h"
+#include "sequence_sums.h"
+
+namespace edpo {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Per-row statistics of one chunk, in the accumulation dtype: [k, n] with the rows below.
+enum TokenStat : int { kLogp = 0, kCorrect, kLse, kRefLogp, kKl, kNumTokenStats };
+
+// Log-probs of the labels and argmax hits of one chunk; with reference logits, also the reference
+// log-probs and the exact KL Σ_v π_v·(log π_v − log π_ref,v). Rows of `z` are widened to `acc` first.
+at::Tensor chunk_stats(const at::Tensor& z, const at::Tensor& zr, const at::Tensor& labels, at::ScalarType acc) {
+  const at::Tensor a = z.to(acc);
+  const at::Tensor y = labels.unsqueeze(1);
+  const at::Tensor lse = at::logsumexp(a, 1);
+  at::Tensor out = at::zeros({kNumTokenStats, a.size(0)}, a.options());
+  out[kLogp] = a.gather(1, y).squeeze(1) - lse;
+  out[kCorrect] = a.argmax(1).eq(labels).to(acc);
+  out[kLse] = lse;
+  if (zr.defined()) {
+    const at::Tensor b = zr.to(acc);
+    const at::Tensor log_p = a - lse.unsqueeze(1);
+    const at::Tensor log_q = b - at::logsumexp(b, 1, true);
+    out[kRefLogp] = log_q.gather(1, y).squeeze(1);
+    out[kKl] = (log_p.exp() * (log_p - log_q)).sum(1);
+  }
+  return out;
+}
+
+struct ChunkedSequenceStats : public torch::autograd::Function<ChunkedSequenceStats> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
+                               const at::Tensor& bias, const at::Tensor& ref_hidden, const at::Tensor& ref_weight,
+                               const at::Tensor& ref_bias, const at::Tensor& labels, const at::Tensor& mask,
+                               double softcap, int64_t chunk, int64_t sequences) {
+    const bool with_reference = ref_hidden.numel() > 0;
+    const at::Tensor active = mask.nonzero().view({-1});
+    const int64_t count = active.size(0);
+    at::Tensor stats = at::zeros({kNumTokenStats, hidden.size(0)}, mask.options());
+    for (int64_t start = 0; start < count; start += chunk) {
+      const at::Tensor ids = active.narrow(0, start, std::min(chunk, count - start));
+      const at::Tensor z = head_logits(hidden.index_select(0, ids), weight, bias, softcap);
+      const at::Tensor zr = with_reference ? head_logits(ref_hidden.index_select(0, ids), ref_weight, ref_bias, softcap)
+                                           : at::Tensor();
+      stats.index_copy_(1, ids, chunk_stats(z, zr, labels.index_select(0, ids), mask.scalar_type()));
+    }
+    // Masked sums per sequence in float64, as for the ε-DPO sums (spec §8).
+    const int64_t steps = mask.size(0) / sequences;
+    const at::Tensor w = mask.to(at::kDouble).view({sequences, steps});
+    auto seq_sum = [&](int k) { return (stats[k].to(at::kDouble).view({sequences, steps}) * w).sum(1); };
+    const at::Tensor none = at::zeros({0}, w.options());
+    variable_list out{seq_sum(kLogp), seq_sum(kCorrect), w.sum(1), with_reference ? seq_sum(kRefLogp) : none,
+                      with_reference ? seq_sum(kKl) : none};
+    ctx->save_for_backward({hidden, weight, bias, labels, mask, active, stats[kLse].index_select(0, active)});
+    ctx->saved_data["softcap"] = softcap;
+    ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["sequences"] = sequences;
+    ctx->mark_non_differentiable({out[1], out[2], out[3], out[4]});
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &hidden = saved[0], &weight = saved[1], &bias = saved[2], &labels = saved[3], &mask = saved[4],
+                     &active = saved[5], &lse = saved[6];
+    variable_list out(11);
+    if (!grads[0].defined()) return out;
+    const int64_t sequences = ctx->saved_data["sequences"].toInt();
+    const at::Tensor row_grad =
+        row_grads_from_sequences(grads[0], mask, sequences, mask.scalar_type()).index_select(0, active);
+    const HeadGrads g = head_backward(hidden, weight, bias, labels, active, lse, row_grad,
+                                      ctx->saved_data["softcap"].toDouble(), ctx->saved_data["chunk"].toInt(),
+                                      ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2));
+    out[0] = g.hidden;
+    out[1] = g.weight;
+    out[2] = g.bias;
+    return out;
+  }
+};
+
+}  // namespace
+
+SequenceStats sequence_stats_from_hidden(const LinearHead& policy, const LinearHead& reference,
+                                         const at::Tensor& labels, const at::Tensor& loss_mask,
+                                         const SequenceStatsOptions& options) {
+  check_head(policy, "policy");
+  const bool with_reference = reference.hidden.defined() || reference.weight.defined();
+  const int64_t rows = policy.hidden.size(0), steps = policy.hidden.size(1), vocab = policy.weight.size(0);
+  TORCH_CHECK(rows > 0 && steps > 0, "policyHidden: R and T must be positive, got shape ", shape_str(policy.hidden));
+  if (with_reference) {
+    check_head(reference, "reference");
+    TORCH_CHECK(reference.hidden.size(0) == rows && reference.hidden.size(1) == steps, "referenceHidden: shape ",
+                shape_str(reference.hidden), " does not match policyHidden ", shape_str(policy.hidden), " in [R,T]");
+    TORCH_CHECK(reference.weight.size(0) == vocab, "referenceHead: vocabulary ", reference.weight.size(0),
+                " does not match policyHead ", vocab);
+    TORCH_CHECK(reference.hidden.scalar_type() == policy.hidden.scalar_type(), "referenceHidden: dtype ",
+                reference.hidden.scalar_type(), " does not match policyHidden ", policy.hidden.scalar_type());
+    TORCH_CHECK(reference.hidden.device() == policy.hidden.device(), "referenceHidden: device ",
+                reference.hidden.device(), " does not match policyHidden ", policy.hidden.device());
+  }
+  check_labels_and_mask(labels, loss_mask, rows, steps, vocab, policy.hidden.device(), "policyHidden");
+  check_softcap(options.final_logit_softcap, policy.hidden.scalar_type());
+  const int64_t chunk = chunk_rows(options.chunk_tokens, vocab);
+
+  const auto acc = accumulation_dtype(policy.hidden.scalar_type());
+  const LinearHead p = matmul_ready(policy);
+  const LinearHead r = with_reference ? matmul_ready(reference) : LinearHead{};
+  const int64_t h = policy.hidden.size(2);
+  auto flat = [](const LinearHead& x) {
+    return x.hidden.defined() ? x.hidden.detach().reshape({-1, x.hidden.size(2)}) : at::empty({0});
+  };
+  const variable_list out = ChunkedSequenceStats::apply(
+      p.hidden.reshape({-1, h}), p.weight, bias_or_empty(p.bias, p.weight), flat(r),
+      r.weight.defined() ? r.weight.detach() : at::empty({0}),
+      r.weight.defined() ? bias_or_empty(r.bias, r.weight).detach() : at::empty({0}), labels.reshape({-1}).contiguous(),
+      loss_mask.reshape({-1}).to(acc).contiguous(), options.final_logit_softcap, chunk, rows);
+  SequenceStats s{out[0], out[1], out[2], at::Tensor(), at::Tensor()};
+  if (with_reference) {
+    s.ref_logps = out[3];
+    s.kl = out[4];
+  }
+  return s;
+}
+
+}  // namespace edpo
