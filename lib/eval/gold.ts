@@ -10,7 +10,7 @@ import { collateSequences, expandPaths, type PreferenceTokenizer, readFiles } fr
 import { EdpoInputError } from '../errors'
 import type { CausalLM } from '../model'
 import { Tensor } from '../tensor'
-import { sequenceLogpSums } from './sequence-logps'
+import { modelSequenceStats } from './sequence-logps'
 
 export type GoldReward = (prompt: string, completion: string) => number | Promise<number>
 
@@ -118,13 +118,11 @@ export async function sampleLogRatios(policy: CausalLM, reference: CausalLM, sam
   for (let start = 0; start < samples.length; start += batchSize) {
     const rows = samples.slice(start, start + batchSize).map((s) => ({ prompt: s.promptIds, completion: s.completionIds }))
     const batch = collateSequences(rows, padTokenId, { device: o.device })
-    const forward = { attentionMask: batch.attentionMask, grad: false }
-    const p = await policy.forwardAsync(batch.inputIds, forward)
-    const r = await reference.forwardAsync(batch.inputIds, forward)
-    const sp = sequenceLogpSums(p.logits, batch.labels, batch.lossMask)
-    const sr = sequenceLogpSums(r.logits, batch.labels, batch.lossMask)
+    const s = await modelSequenceStats(policy, batch, { reference })
+    const sp = s.logps.toArray() as Float64Array
+    const sr = s.referenceLogps!.toArray() as Float64Array
     for (let i = 0; i < rows.length; i++) out[start + i] = sp[i]! - sr[i]!
-    for (const t of [p.logits, p.hidden, r.logits, r.hidden]) t.dispose()
+    for (const t of [s.logps, s.correct, s.tokenCount, s.referenceLogps!, s.kl!]) t.dispose()
   }
   return out
 }

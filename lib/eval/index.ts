@@ -1,5 +1,5 @@
 export { evaluatePreferences, type PreferenceEval, type PreferenceEvalOptions } from './preference-eval'
-export { maskedTokenLogps, sequenceLogpSums } from './sequence-logps'
+export { maskedTokenLogps, modelSequenceStats, type LabelledRows, sequenceLogpSums } from './sequence-logps'
 export {
   type GoldEval,
   type GoldEvalOptions,

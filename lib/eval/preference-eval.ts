@@ -1,9 +1,10 @@
 // Held-out evaluation of a policy against its reference: preference accuracy and reward margins
 // (the DPO implicit reward β·(S − S_ref)), and the mean sequence KL(π‖π_ref) over the completion
-// tokens, Σ_t Σ_v π(v|·)·(log π(v|·) − log π_ref(v|·)), computed exactly from full logits.
+// tokens, Σ_t Σ_v π(v|·)·(log π(v|·) − log π_ref(v|·)), computed exactly over the vocabulary by the
+// chunked lm_head op (no [2B,T,V] logits).
 import { collate, type PreferenceTokenizer, type TokenizedPair } from '../data'
 import type { CausalLM } from '../model'
-import { sequenceLogps } from '../ops'
+import { modelSequenceStats } from './sequence-logps'
 
 export interface PreferenceEvalOptions {
   policy: CausalLM
@@ -37,12 +38,10 @@ export async function evaluatePreferences(o: PreferenceEvalOptions): Promise<Pre
   let kl = 0
   for (let start = 0; start < o.pairs.length; start += batchSize) {
     const batch = collate(o.pairs.slice(start, start + batchSize), o.tokenizer.padTokenId, { device: o.device })
-    const forward = { attentionMask: batch.attentionMask, grad: false }
-    const p = await o.policy.forwardAsync(batch.inputIds, forward)
-    const r = await o.reference.forwardAsync(batch.inputIds, forward)
-    const s = sequenceLogps({ policyLogits: p.logits, referenceLogits: r.logits, labels: batch.labels, lossMask: batch.lossMask, epsilon: 0 })
-    const S = s.policy.toArray() as Float64Array
-    const Sref = s.reference.toArray() as Float64Array
+    // One chunked pass over both models' hidden states: S, S_ref and the exact token KL per row.
+    const s = await modelSequenceStats(o.policy, batch, { reference: o.reference })
+    const S = s.logps.toArray() as Float64Array
+    const Sref = s.referenceLogps!.toArray() as Float64Array
     const B = batch.pairs
     for (let i = 0; i < B; i++) {
       const c = o.beta * (S[i]! - Sref[i]!)
@@ -52,13 +51,8 @@ export async function evaluatePreferences(o: PreferenceEvalOptions): Promise<Pre
       margin += c - j
       if (c > j) wins += 1
     }
-    // Exact token KL from the full distributions, summed over each completion.
-    const lp = p.logits.to('float32').logSoftmax(-1)
-    const lr = r.logits.to('float32').logSoftmax(-1)
-    const tokenKl = lp.exp().mul(lp.sub(lr)).sum(-1)
-    const perSequence = tokenKl.mul(batch.lossMask).sum(1).toArray() as Float32Array
-    kl += perSequence.reduce((a, b) => a + b, 0)
-    for (const t of [p.logits, p.hidden, r.logits, r.hidden, lp, lr, tokenKl]) t.dispose()
+    kl += (s.kl!.toArray() as Float64Array).reduce((a, b) => a + b, 0)
+    for (const t of [s.logps, s.correct, s.tokenCount, s.referenceLogps!, s.kl!, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask]) t.dispose()
     o.onProgress?.(Math.min(start + batchSize, o.pairs.length))
   }
   const n = o.pairs.length

@@ -1,7 +1,48 @@
-// Per-row masked log-probabilities from full logits: log π(y_t | y_<t) gathered at the labels,
-// masked to the completion. SFT's cross-entropy is its negative token mean; the demo's sampled
-// KL estimate uses its per-sequence sums under the policy and the reference.
+// Per-sequence masked log-probabilities, log π(y_t | y_<t) summed over the completion tokens.
+// `modelSequenceStats` runs a model (and a reference) to its final hidden states and reduces them
+// through the chunked lm_head op, so no [B,T,V] logits exist: what SFT, evaluation and the gold
+// KL use. The logits forms stay for callers that already hold logits.
+import type { SequenceBatch } from '../data'
+import { EdpoInputError } from '../errors'
+import type { CausalLM } from '../model'
+import { type SequenceStatsResult, sequenceStatsFromHiddenAsync } from '../ops'
 import type { Tensor } from '../tensor'
+
+/** What the op needs of a collated batch (pairs or SFT rows): ids, attention mask, labels, mask. */
+export type LabelledRows = Pick<SequenceBatch, 'inputIds' | 'attentionMask' | 'labels' | 'lossMask'>
+
+/**
+ * Per-row sums [R] of `model`'s label log-probs (differentiable when `grad`), argmax hits and token
+ * counts; with `reference`, also its log-probs and the exact token KL(π‖π_ref). Hidden states are
+ * disposed before returning.
+ */
+export async function modelSequenceStats(model: CausalLM, batch: LabelledRows, o: { reference?: CausalLM; grad?: boolean } = {}): Promise<SequenceStatsResult> {
+  const forward = { attentionMask: batch.attentionMask }
+  const hidden = await model.forwardHiddenAsync(batch.inputIds, { ...forward, grad: o.grad ?? false })
+  const referenceHidden = o.reference ? await o.reference.forwardHiddenAsync(batch.inputIds, { ...forward, grad: false }) : undefined
+  const head = model.lmHead()
+  const referenceHead = o.reference?.lmHead()
+  try {
+    if (referenceHead && referenceHead.finalLogitSoftcap !== head.finalLogitSoftcap) {
+      throw new EdpoInputError(`reference model: final_logit_softcapping ${referenceHead.finalLogitSoftcap} differs from the policy's ${head.finalLogitSoftcap}`)
+    }
+    return await sequenceStatsFromHiddenAsync({
+      policyHidden: hidden,
+      policyHead: head.weight,
+      policyBias: head.bias,
+      referenceHidden,
+      referenceHead: referenceHead?.weight,
+      referenceBias: referenceHead?.bias,
+      labels: batch.labels,
+      lossMask: batch.lossMask,
+      finalLogitSoftcap: head.finalLogitSoftcap,
+    })
+  } finally {
+    // With grad, the autograd graph keeps what the backward needs; the handles can go.
+    hidden.dispose()
+    referenceHidden?.dispose()
+  }
+}
 
 /**
  * [B, T] log-probabilities of `labels` (int64 [B, T]) under `logits` [B, T, V], times `lossMask`.
