@@ -1,6 +1,7 @@
 // The chunked fused-linear path against the materialised one, from hidden states and lm_head
 // weights: (a) logits = h·Wᵀ for both models, then the fused op, backward through the matmul;
 // (b) ops.epsilonDpoLossFromHidden, which never holds more than a chunk of logits.
+import { maskedTokenLogps } from '../lib/eval/sequence-logps'
 import { ops, Tensor } from '../lib/index'
 import { type Measured } from './measure'
 
@@ -64,6 +65,23 @@ export function chunked(chunkTokens: number | undefined) {
 export function zeroGrads(x: ChunkedInputs): void {
   x.policyHidden.zeroGrad()
   x.policyHead.zeroGrad()
+}
+
+/** SFT before the chunked path: full logits, log-softmax + gather (maskedTokenLogps), backward. */
+export function sftMaterialised(x: ChunkedInputs): number {
+  const logits = x.policyHidden.matmul(x.policyHead.transpose(0, 1))
+  const loss = maskedTokenLogps(logits, x.labels, x.lossMask).sum().mul(-1 / x.labels.numel)
+  loss.backward()
+  logits.dispose()
+  return loss.item()
+}
+
+/** SFT on the chunked path: ops.sequenceStatsFromHidden, never more than a chunk of logits. */
+export function sftChunked(x: ChunkedInputs): number {
+  const s = ops.sequenceStatsFromHidden({ policyHidden: x.policyHidden, policyHead: x.policyHead, labels: x.labels, lossMask: x.lossMask })
+  const loss = s.logps.sum().mul(-1 / x.labels.numel)
+  loss.backward()
+  return loss.item()
 }
 
 export type { Measured }

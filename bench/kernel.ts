@@ -1,12 +1,12 @@
 // npm run bench:kernel — forward+backward of the fused ε-DPO op against the eager composition
 // the reference trainer uses (four log-softmaxes over materialised [N,V] tensors, gathers and
 // sums), in one run, same inputs. Prints time, peak extra memory and their ratios.
-//   node dist/bench/kernel.js [--quick] [--reps N] [--json out.json] [--only logits|hidden]
+//   node dist/bench/kernel.js [--quick] [--reps N] [--json out.json] [--only logits|hidden|sft]
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { type DType, ops, runtime, Tensor } from '../lib/index'
-import { chunked, type ChunkedConfig, makeChunkedInputs, materialised, zeroGrads } from './chunked'
+import { chunked, type ChunkedConfig, makeChunkedInputs, materialised, sftChunked, sftMaterialised, zeroGrads } from './chunked'
 import { measure } from './measure'
 
 interface Config {
@@ -132,7 +132,7 @@ const header =
 console.log(header)
 console.log('|' + header.split('|').slice(1, -1).map(() => '---').join('|') + '|')
 const results = []
-for (const c of only === 'hidden' ? [] : configs) {
+for (const c of only === undefined || only === 'logits' ? configs : []) {
   const x = makeInputs(c)
   const f = measure(fused, x, reps, (x) => x.policy.zeroGrad())
   const e = measure(eager, x, reps, (x) => x.policy.zeroGrad())
@@ -165,7 +165,7 @@ console.log('bf16 eager rounds its log-probs to bf16 (as the reference trainer d
 
 // Chunked fused-linear path (hidden states + lm_head) against materialised logits, fp32.
 const chunkedConfigs: ChunkedConfig[] =
-  only === 'logits' ? [] : quick ? [{ tokens: 512, hidden: 128, vocab: 32000 }] : [{ tokens: 1024, hidden: 256, vocab: 128256 }]
+  only !== undefined && only !== 'hidden' ? [] : quick ? [{ tokens: 512, hidden: 128, vocab: 32000 }] : [{ tokens: 1024, hidden: 256, vocab: 128256 }]
 console.log('\nFrom hidden states: materialised logits (h·Wᵀ, fused op, backward through the matmul) vs chunked')
 const header2 =
   '| N tokens | H | V | chunk | materialised ms | chunked ms | time ratio | materialised peak extra MiB | chunked peak extra MiB | memory ratio |'
@@ -188,7 +188,31 @@ for (const c of chunkedConfigs) {
 }
 console.log('Both peaks include ∂W (V·H) and ∂h (N·H), which both paths produce.')
 
+// SFT's loss (−mean token log-prob) from hidden states: materialised logits + log-softmax, as SFT
+// trained before the chunked path, against ops.sequenceStatsFromHidden. fp32.
+const sftConfigs: ChunkedConfig[] =
+  only !== undefined && only !== 'sft' ? [] : quick ? [{ tokens: 512, hidden: 128, vocab: 32000 }] : [{ tokens: 1024, hidden: 256, vocab: 128256 }]
+console.log('\nSFT from hidden states: materialised logits + log-softmax vs chunked sequenceStatsFromHidden')
+const header3 = '| N tokens | H | V | materialised ms | chunked ms | time ratio | materialised peak extra MiB | chunked peak extra MiB | chunked / materialised memory |'
+console.log(header3)
+console.log('|' + header3.split('|').slice(1, -1).map(() => '---').join('|') + '|')
+const sftResults = []
+for (const c of sftConfigs) {
+  const x = makeChunkedInputs(c)
+  const m = measure(sftMaterialised, x, reps, zeroGrads)
+  const k = measure(sftChunked, x, reps, zeroGrads)
+  sftResults.push({ ...c, materialisedMs: m.ms, chunkedMs: k.ms, materialisedPeakBytes: m.peakBytes, chunkedPeakBytes: k.peakBytes })
+  const mib = (b: number) => (b / 2 ** 20).toFixed(0)
+  console.log(
+    `| ${c.tokens} | ${c.hidden} | ${c.vocab} | ${m.ms.toFixed(0)} | ${k.ms.toFixed(0)} | ${(k.ms / m.ms).toFixed(2)}× | ` +
+      `${mib(m.peakBytes)} | ${mib(k.peakBytes)} | ${(k.peakBytes / Math.max(m.peakBytes, 1)).toFixed(2)} |`,
+  )
+  if (Math.abs(m.loss - k.loss) > 1e-4 * Math.max(1, Math.abs(m.loss))) console.log(`  ! losses differ: ${m.loss} vs ${k.loss}`)
+  for (const t of Object.values(x)) t.dispose()
+}
+console.log('Both peaks include ∂W (V·H) and ∂h (N·H).')
+
 if (jsonOut) {
   fs.mkdirSync(path.dirname(jsonOut), { recursive: true })
-  fs.writeFileSync(jsonOut, JSON.stringify({ runtime: rt, date: new Date().toISOString(), reps, results, chunkedResults }, null, 2))
+  fs.writeFileSync(jsonOut, JSON.stringify({ runtime: rt, date: new Date().toISOString(), reps, results, chunkedResults, sftResults }, null, 2))
 }
