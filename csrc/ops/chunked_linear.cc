@@ -42,31 +42,14 @@ struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLo
                         forward_rows(policy, reference, labels.index_select(0, ids), weight.index_select(0, ids), epsilon));
     }
     const SequenceLogps s = sums_from_row_stats(stats, weight, sequences, vocab);
-    ctx->save_for_backward({policy_hidden, policy_weight, policy_bias, labels, weight, active,
-                            stats[kPolicyLse].index_select(0, active)});
-    ctx->saved_data["softcap"] = softcap;
-    ctx->saved_data["chunk"] = chunk;
-    ctx->saved_data["sequences"] = sequences;
+    save_for_head_backward(ctx, policy_hidden, policy_weight, policy_bias, labels, weight, active,
+                           stats[kPolicyLse].index_select(0, active), softcap, chunk, sequences);
     ctx->mark_non_differentiable({s.reference, s.plus, s.minus, s.logit_sum, s.token_count});
     return {s.policy, s.reference, s.plus, s.minus, s.logit_sum, s.token_count};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor &hidden = saved[0], &head = saved[1], &bias = saved[2], &labels = saved[3], &weight = saved[4],
-                     &active = saved[5], &lse = saved[6];
-    const double softcap = ctx->saved_data["softcap"].toDouble();
-    const int64_t chunk = ctx->saved_data["chunk"].toInt(), sequences = ctx->saved_data["sequences"].toInt();
-    variable_list out(12);
-    if (!grads[0].defined()) return out;
-    const at::Tensor row_grad = row_grads_from_sequences(grads[0], weight, sequences, weight.scalar_type())
-                                    .index_select(0, active);
-    const HeadGrads g = head_backward(hidden, head, bias, labels, active, lse, row_grad, softcap, chunk,
-                                      ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2));
-    out[0] = g.hidden;
-    out[1] = g.weight;
-    out[2] = g.bias;
-    return out;
+    return head_backward_from_sequences(ctx, grads, 12);
   }
 };
 

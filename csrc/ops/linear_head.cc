@@ -7,6 +7,7 @@
 
 #include "op_checks.h"
 #include "row_ops.h"
+#include "sequence_sums.h"
 
 namespace edpo {
 namespace {
@@ -107,6 +108,36 @@ HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, cons
   }
   if (want_weight) out.weight = out.weight.to(weight.scalar_type());
   if (want_bias) out.bias = out.bias.to(bias.scalar_type());
+  return out;
+}
+
+void save_for_head_backward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
+                            const at::Tensor& bias, const at::Tensor& labels, const at::Tensor& row_weight,
+                            const at::Tensor& active, const at::Tensor& active_lse, double softcap, int64_t chunk,
+                            int64_t sequences) {
+  ctx->save_for_backward({hidden, weight, bias, labels, row_weight, active, active_lse});
+  ctx->saved_data["softcap"] = softcap;
+  ctx->saved_data["chunk"] = chunk;
+  ctx->saved_data["sequences"] = sequences;
+}
+
+torch::autograd::variable_list head_backward_from_sequences(torch::autograd::AutogradContext* ctx,
+                                                            const torch::autograd::variable_list& grads,
+                                                            size_t num_inputs) {
+  torch::autograd::variable_list out(num_inputs);
+  if (!grads[0].defined()) return out;
+  const auto saved = ctx->get_saved_variables();
+  const at::Tensor &hidden = saved[0], &weight = saved[1], &bias = saved[2], &labels = saved[3],
+                   &row_weight = saved[4], &active = saved[5], &lse = saved[6];
+  const int64_t sequences = ctx->saved_data["sequences"].toInt();
+  const at::Tensor row_grad =
+      row_grads_from_sequences(grads[0], row_weight, sequences, row_weight.scalar_type()).index_select(0, active);
+  const HeadGrads g = head_backward(hidden, weight, bias, labels, active, lse, row_grad,
+                                    ctx->saved_data["softcap"].toDouble(), ctx->saved_data["chunk"].toInt(),
+                                    ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2));
+  out[0] = g.hidden;
+  out[1] = g.weight;
+  out[2] = g.bias;
   return out;
 }
 

@@ -3,6 +3,7 @@
 // hidden states (chunked_linear.h) and the per-sequence log-prob op (sequence_stats.h).
 #pragma once
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 namespace edpo {
 
@@ -39,5 +40,16 @@ HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, cons
                         const at::Tensor& labels, const at::Tensor& active, const at::Tensor& lse,
                         const at::Tensor& row_grad, double softcap, int64_t chunk, bool want_hidden, bool want_weight,
                         bool want_bias);
+
+// The autograd side both chunked Functions share: what forward saves (the policy's flat hidden
+// states and head, flat labels and row weights, the active rows and their LSE) and the backward
+// that turns dL/dS per sequence (grads[0]) into gradients for inputs 0..2 (hidden, weight, bias).
+void save_for_head_backward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
+                            const at::Tensor& bias, const at::Tensor& labels, const at::Tensor& row_weight,
+                            const at::Tensor& active, const at::Tensor& active_lse, double softcap, int64_t chunk,
+                            int64_t sequences);
+torch::autograd::variable_list head_backward_from_sequences(torch::autograd::AutogradContext* ctx,
+                                                            const torch::autograd::variable_list& grads,
+                                                            size_t num_inputs);
 
 }  // namespace edpo

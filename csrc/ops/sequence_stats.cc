@@ -60,30 +60,14 @@ struct ChunkedSequenceStats : public torch::autograd::Function<ChunkedSequenceSt
     const at::Tensor none = at::zeros({0}, w.options());
     variable_list out{seq_sum(kLogp), seq_sum(kCorrect), w.sum(1), with_reference ? seq_sum(kRefLogp) : none,
                       with_reference ? seq_sum(kKl) : none};
-    ctx->save_for_backward({hidden, weight, bias, labels, mask, active, stats[kLse].index_select(0, active)});
-    ctx->saved_data["softcap"] = softcap;
-    ctx->saved_data["chunk"] = chunk;
-    ctx->saved_data["sequences"] = sequences;
+    save_for_head_backward(ctx, hidden, weight, bias, labels, mask, active, stats[kLse].index_select(0, active), softcap,
+                           chunk, sequences);
     ctx->mark_non_differentiable({out[1], out[2], out[3], out[4]});
     return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor &hidden = saved[0], &weight = saved[1], &bias = saved[2], &labels = saved[3], &mask = saved[4],
-                     &active = saved[5], &lse = saved[6];
-    variable_list out(11);
-    if (!grads[0].defined()) return out;
-    const int64_t sequences = ctx->saved_data["sequences"].toInt();
-    const at::Tensor row_grad =
-        row_grads_from_sequences(grads[0], mask, sequences, mask.scalar_type()).index_select(0, active);
-    const HeadGrads g = head_backward(hidden, weight, bias, labels, active, lse, row_grad,
-                                      ctx->saved_data["softcap"].toDouble(), ctx->saved_data["chunk"].toInt(),
-                                      ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2));
-    out[0] = g.hidden;
-    out[1] = g.weight;
-    out[2] = g.bias;
-    return out;
+    return head_backward_from_sequences(ctx, grads, 11);
   }
 };
 
