@@ -58,19 +58,11 @@ struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLo
 SequenceLogps sequence_logps_from_hidden(const LinearHead& policy, const LinearHead& reference, const at::Tensor& labels,
                                          const at::Tensor& loss_mask, double epsilon, const ChunkedOptions& options) {
   check_head(policy, "policy");
-  check_head(reference, "reference");
   const int64_t rows = policy.hidden.size(0), steps = policy.hidden.size(1), vocab = policy.weight.size(0);
   TORCH_CHECK(rows > 0 && rows % 2 == 0, "policyHidden: the first dimension must be 2B > 0 (chosen rows, then rejected rows), got ",
               rows);
   TORCH_CHECK(steps > 0, "policyHidden: T must be positive, got shape ", shape_str(policy.hidden));
-  TORCH_CHECK(reference.hidden.size(0) == rows && reference.hidden.size(1) == steps, "referenceHidden: shape ",
-              shape_str(reference.hidden), " does not match policyHidden ", shape_str(policy.hidden), " in [2B,T]");
-  TORCH_CHECK(reference.weight.size(0) == vocab, "referenceHead: vocabulary ", reference.weight.size(0),
-              " does not match policyHead ", vocab);
-  TORCH_CHECK(reference.hidden.scalar_type() == policy.hidden.scalar_type(), "referenceHidden: dtype ",
-              reference.hidden.scalar_type(), " does not match policyHidden ", policy.hidden.scalar_type());
-  TORCH_CHECK(reference.hidden.device() == policy.hidden.device(), "referenceHidden: device ", reference.hidden.device(),
-              " does not match policyHidden ", policy.hidden.device());
+  check_reference_head(policy, reference);
   check_labels_and_mask(labels, loss_mask, rows, steps, vocab, policy.hidden.device(), "policyHidden");
   TORCH_CHECK(std::isfinite(epsilon) && epsilon >= 0 && epsilon < 1, "epsilon: must be finite and in [0, 1), got ",
               epsilon);

@@ -46,6 +46,19 @@ void check_head(const LinearHead& head, const char* what) {
   }
 }
 
+void check_reference_head(const LinearHead& policy, const LinearHead& reference) {
+  check_head(reference, "reference");
+  TORCH_CHECK(reference.hidden.size(0) == policy.hidden.size(0) && reference.hidden.size(1) == policy.hidden.size(1),
+              "referenceHidden: shape ", shape_str(reference.hidden), " does not match policyHidden ",
+              shape_str(policy.hidden), " in its first two dimensions");
+  TORCH_CHECK(reference.weight.size(0) == policy.weight.size(0), "referenceHead: vocabulary ", reference.weight.size(0),
+              " does not match policyHead ", policy.weight.size(0));
+  TORCH_CHECK(reference.hidden.scalar_type() == policy.hidden.scalar_type(), "referenceHidden: dtype ",
+              reference.hidden.scalar_type(), " does not match policyHidden ", policy.hidden.scalar_type());
+  TORCH_CHECK(reference.hidden.device() == policy.hidden.device(), "referenceHidden: device ", reference.hidden.device(),
+              " does not match policyHidden ", policy.hidden.device());
+}
+
 void check_softcap(double softcap, at::ScalarType hidden_dtype) {
   // c·tanh(z/c) runs in the hidden dtype: a cap beyond its largest finite value becomes inf·0 = NaN.
   const double max_cap = largest_finite(hidden_dtype);

@@ -16,6 +16,9 @@ struct LinearHead {
 // hidden [R,T,H] floating, weight [V,H] and bias [V] of the same dtype and device; `what` is the
 // argument prefix users see ("policy" → policyHidden/policyHead/policyBias).
 void check_head(const LinearHead& head, const char* what);
+// A reference head for `policy` (already checked): its own check, then the same rows, steps,
+// vocabulary, dtype and device.
+void check_reference_head(const LinearHead& policy, const LinearHead& reference);
 // 0 (off) or within the hidden dtype's finite range: c·tanh(z/c) runs in that dtype.
 void check_softcap(double softcap, at::ScalarType hidden_dtype);
 // Completion tokens per chunk: the caller's, or ≈ 32 Mi logits per chunk and model.

@@ -81,15 +81,7 @@ SequenceStats sequence_stats_from_hidden(const LinearHead& policy, const LinearH
   const int64_t rows = policy.hidden.size(0), steps = policy.hidden.size(1), vocab = policy.weight.size(0);
   TORCH_CHECK(rows > 0 && steps > 0, "policyHidden: R and T must be positive, got shape ", shape_str(policy.hidden));
   if (with_reference) {
-    check_head(reference, "reference");
-    TORCH_CHECK(reference.hidden.size(0) == rows && reference.hidden.size(1) == steps, "referenceHidden: shape ",
-                shape_str(reference.hidden), " does not match policyHidden ", shape_str(policy.hidden), " in [R,T]");
-    TORCH_CHECK(reference.weight.size(0) == vocab, "referenceHead: vocabulary ", reference.weight.size(0),
-                " does not match policyHead ", vocab);
-    TORCH_CHECK(reference.hidden.scalar_type() == policy.hidden.scalar_type(), "referenceHidden: dtype ",
-                reference.hidden.scalar_type(), " does not match policyHidden ", policy.hidden.scalar_type());
-    TORCH_CHECK(reference.hidden.device() == policy.hidden.device(), "referenceHidden: device ",
-                reference.hidden.device(), " does not match policyHidden ", policy.hidden.device());
+    check_reference_head(policy, reference);
   }
   check_labels_and_mask(labels, loss_mask, rows, steps, vocab, policy.hidden.device(), "policyHidden");
   check_softcap(options.final_logit_softcap, policy.hidden.scalar_type());
