@@ -24,6 +24,8 @@ const optionsSchema = z
   .object({ dtype: dtypeSchema.optional(), device: deviceSchema.optional(), requiresGrad: z.boolean().optional() })
   .strict()
   .optional()
+// full/zeros/randn make leaves without gradients: a requiresGrad option would be ignored, so it is refused.
+const factoryOptionsSchema = z.object({ dtype: dtypeSchema.optional(), device: deviceSchema.optional() }).strict().optional()
 
 function isTensorData(v: unknown): v is TensorData {
   return (
@@ -49,10 +51,20 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
  */
 export function tensorProblem(value: unknown): string | undefined {
   if (!(value instanceof Tensor)) return 'expected a Tensor'
-  const handle: unknown = (value as { handle?: unknown }).handle
-  if (!(handle instanceof nativeAddon().NativeTensor)) return 'expected a Tensor, got one without a native tensor handle'
-  if ((handle as NativeTensor).isDisposed()) return 'the tensor was disposed'
-  return undefined
+  const state = handleState((value as { handle?: unknown }).handle)
+  if (state === 'foreign') return 'expected a Tensor, got one without a native tensor handle'
+  return state === 'disposed' ? 'the tensor was disposed' : undefined
+}
+
+// An object can inherit NativeTensor.prototype without wrapping a tensor (or come from another
+// addon instance); V8 then refuses the method call with a bare "Illegal invocation".
+function handleState(handle: unknown): 'live' | 'disposed' | 'foreign' {
+  if (!(handle instanceof nativeAddon().NativeTensor)) return 'foreign'
+  try {
+    return (handle as NativeTensor).isDisposed() ? 'disposed' : 'live'
+  } catch {
+    return 'foreign'
+  }
 }
 
 /** zod schema for a live Tensor argument (see tensorProblem). @internal */
@@ -86,7 +98,7 @@ export class Tensor {
 
   static full(shape: readonly number[], value: number, opts?: Omit<TensorOptions, 'requiresGrad'>): Tensor {
     const dims = parse(shapeSchema, shape, 'shape')
-    const o = parse(optionsSchema, opts, 'opts')
+    const o = parse(factoryOptionsSchema, opts, 'opts')
     return new Tensor(native(() => nativeAddon().full(dims, value, o?.dtype, o?.device)))
   }
 
@@ -97,7 +109,7 @@ export class Tensor {
   /** Standard normal samples from libtorch's global generator (seed it with Tensor.manualSeed). */
   static randn(shape: readonly number[], opts?: Omit<TensorOptions, 'requiresGrad'>): Tensor {
     const dims = parse(shapeSchema, shape, 'shape')
-    const o = parse(optionsSchema, opts, 'opts')
+    const o = parse(factoryOptionsSchema, opts, 'opts')
     return new Tensor(native(() => nativeAddon().randn(dims, o?.dtype, o?.device)))
   }
 
@@ -116,7 +128,7 @@ export class Tensor {
   /** This tensor's native handle; a Tensor-shaped object without one is rejected by name. */
   private get h(): NativeTensor {
     const handle: unknown = (this as { handle?: unknown }).handle
-    if (!(handle instanceof nativeAddon().NativeTensor))
+    if (handleState(handle) === 'foreign')
       throw new EdpoInputError('tensor: not a Tensor with a native handle (create tensors with Tensor.from/full/zeros/randn)')
     return handle as NativeTensor
   }
@@ -183,8 +195,7 @@ export class Tensor {
 
   private op(name: string, ...args: unknown[]): Tensor {
     // A Tensor without a native handle reaches native code as itself and is rejected there by name.
-    const NativeTensor = nativeAddon().NativeTensor
-    const unwrapped = args.map((a) => (a instanceof Tensor && (a as { handle?: unknown }).handle instanceof NativeTensor ? a.handle : a))
+    const unwrapped = args.map((a) => (a instanceof Tensor && handleState((a as { handle?: unknown }).handle) !== 'foreign' ? a.handle : a))
     return new Tensor(native(() => this.h.op(name, ...unwrapped)))
   }
 
