@@ -132,7 +132,17 @@ Napi::Value TensorWrap::Op(const Napi::CallbackInfo& info) {
     const auto& table = op_table();
     const auto it = table.find(name);
     TORCH_CHECK(it != table.end(), "op: unknown tensor op '", name, "'");
-    return Wrap(info.Env(), it->second(tensor(name.c_str()), info));
+    const at::Tensor& self = tensor(name.c_str());
+    at::Tensor out;
+    try {
+      out = it->second(self, info);
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      // libtorch's own messages ("The size of tensor a (3) must match ...") do not say which call failed.
+      TORCH_CHECK(false, name, ": ", error_message(e));
+    }
+    return Wrap(info.Env(), out);
   });
 }
 
@@ -220,14 +230,24 @@ std::vector<at::Tensor> tensor_list(const Napi::Value& v, const char* what) {
 Napi::Value Cat(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
     const int64_t dim = info.Length() > 1 && !info[1].IsUndefined() ? arg_int(info[1], "dim") : 0;
-    return TensorWrap::Wrap(info.Env(), at::cat(tensor_list(info[0], "tensors"), dim));
+    const std::vector<at::Tensor> tensors = tensor_list(info[0], "tensors");
+    try {
+      return TensorWrap::Wrap(info.Env(), at::cat(tensors, dim));
+    } catch (const std::exception& e) {
+      TORCH_CHECK(false, "tensors: ", error_message(e));
+    }
   });
 }
 
 Napi::Value Stack(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
     const int64_t dim = info.Length() > 1 && !info[1].IsUndefined() ? arg_int(info[1], "dim") : 0;
-    return TensorWrap::Wrap(info.Env(), at::stack(tensor_list(info[0], "tensors"), dim));
+    const std::vector<at::Tensor> tensors = tensor_list(info[0], "tensors");
+    try {
+      return TensorWrap::Wrap(info.Env(), at::stack(tensors, dim));
+    } catch (const std::exception& e) {
+      TORCH_CHECK(false, "tensors: ", error_message(e));
+    }
   });
 }
 
