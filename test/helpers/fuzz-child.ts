@@ -5,9 +5,10 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import { io, ops, Tensor } from '../../lib/index'
+import { CausalLM, io, ops, Tensor } from '../../lib/index'
 import { parseModelConfig } from '../../lib/model/config'
 import { nativeAddon, type NativeTensor } from '../../lib/native'
+import { ids, tinyConfig, tinyWeights, writeTiny } from './tiny-models'
 
 interface Case {
   label: string
@@ -351,7 +352,35 @@ for (const type of ['llama', 'mistral', 'qwen2', 'gemma2'])
     }
 
 // --- run ----------------------------------------------------------------------------------------
+// A tiny model's forward: malformed input ids, masks and positions.
+async function addModelCases(): Promise<void> {
+  const c = tinyConfig('llama')
+  const model = await CausalLM.fromPretrained(writeTiny(path.join(tmp, 'tiny'), c, tinyWeights(c)))
+  const good = ids([[1, 2, 3]])
+  const bad: [string, string, () => unknown][] = [
+    ['float32', 'inputIds', () => model.forward(Tensor.zeros([1, 3]))],
+    ['rank 1', 'inputIds', () => model.forward(good.reshape([3]))],
+    ['id past vocab', 'inputIds', () => model.forward(ids([[1, 2, c.vocab_size]]))],
+    ['negative id', 'inputIds', () => model.forward(ids([[1, -2, 3]]))],
+    ['positions float', 'positionIds', () => model.forward(good, { positionIds: Tensor.zeros([1, 3]) })],
+    ['positions float64', 'positionIds', () => model.forward(good, { positionIds: Tensor.zeros([1, 3], { dtype: 'float64' }) })],
+    ['positions bool', 'positionIds', () => model.forward(good, { positionIds: Tensor.zeros([1, 3], { dtype: 'bool' }) })],
+    ['positions shape', 'positionIds', () => model.forward(good, { positionIds: ids([[0, 1]]) })],
+    ['mask shape', 'attentionMask', () => model.forward(good, { attentionMask: Tensor.zeros([1, 4]) })],
+    ['async positions float', 'positionIds', () => model.forwardAsync(good, { positionIds: Tensor.zeros([1, 3]) })],
+  ]
+  for (const [what, field, run] of bad) add(`model.forward(${what})`, field, run)
+  for (const [what, make] of notTensors) {
+    add(`model.forward(${what})`, 'inputIds', () => model.forward(make() as Tensor))
+    if (what !== 'undefined') {
+      add(`model.forward(positionIds: ${what})`, 'positionIds', () => model.forward(good, { positionIds: make() as Tensor }))
+      add(`model.forward(attentionMask: ${what})`, 'attentionMask', () => model.forward(good, { attentionMask: make() as Tensor }))
+    }
+  }
+}
+
 async function main(): Promise<void> {
+  await addModelCases()
   const failures: string[] = []
   for (const c of cases) {
     let message: string | undefined
