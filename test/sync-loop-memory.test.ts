@@ -5,6 +5,8 @@ import * as path from 'node:path'
 
 import t from 'tap'
 
+import { Tensor } from '../lib/index'
+
 t.test('2000 synchronous loss+backward steps keep RSS flat', (t) => {
   // A child process: a clean RSS, and the glibc settings the addon applies at load.
   const env = { ...process.env }
@@ -18,5 +20,16 @@ t.test('2000 synchronous loss+backward steps keep RSS flat', (t) => {
   })
   const { growthMB } = JSON.parse(out.trim().split('\n').pop()!) as { growthMB: number }
   t.ok(growthMB < 50, `RSS grew ${growthMB.toFixed(1)} MB over 2000 steps (limit 50)`)
+  t.end()
+})
+
+// The README's contract: backward() frees the graph's saved tensors before it returns, so a
+// second backward through the same graph has nothing left to run on.
+t.test('backward releases the saved activations of its graph', (t) => {
+  const x = Tensor.randn([4, 8])
+  x.requiresGrad = true
+  const total = x.logSoftmax(1).sum()
+  total.backward()
+  t.throws(() => total.backward(), /second time|freed/, 'the graph was released')
   t.end()
 })
