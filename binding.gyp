@@ -42,6 +42,7 @@
         "NAPI_CPP_EXCEPTIONS",
         "NODE_ADDON_API_CPP_EXCEPTIONS_ALL",
         "NODE_ADDON_API_DISABLE_DEPRECATED",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
         "EDPO_BUILD_SYSTEM=\"node-gyp\"",
         "_GLIBCXX_USE_CXX11_ABI=<!(node scripts/torch-paths.js abi)"
       ],

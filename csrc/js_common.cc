@@ -78,6 +78,23 @@ std::vector<int64_t> arg_shape(const Napi::Value& v, const char* what) {
   return shape;
 }
 
+int64_t arg_int(const Napi::Value& v, const char* what) {
+  const double d = arg_number(v, what);
+  // 2^63 itself does not fit; the range check also rejects NaN and ±Infinity.
+  if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != double(int64_t(d)))
+    throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected an integer, got " + v.ToString().Utf8Value());
+  return int64_t(d);
+}
+
+std::vector<int64_t> arg_int_list(const Napi::Value& v, const char* what) {
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected an array of integers");
+  const auto array = v.As<Napi::Array>();
+  std::vector<int64_t> out(array.Length());
+  for (uint32_t i = 0; i < array.Length(); ++i)
+    out[i] = arg_int(array.Get(i), (std::string(what) + "[" + std::to_string(i) + "]").c_str());
+  return out;
+}
+
 Napi::Promise PromiseWorker::Run(Napi::Env env, Work work, Finish finish) {
   auto* worker = new PromiseWorker(env, std::move(work), std::move(finish));
   Napi::Promise promise = worker->deferred_.Promise();

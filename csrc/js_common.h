@@ -36,6 +36,10 @@ c10::Device parse_device(const std::string& name, const char* what);
 std::string arg_string(const Napi::Value& v, const char* what);
 double arg_number(const Napi::Value& v, const char* what);
 std::vector<int64_t> arg_shape(const Napi::Value& v, const char* what);
+// An integer (any sign): rejects NaN, Infinity and fractions instead of truncating them.
+int64_t arg_int(const Napi::Value& v, const char* what);
+// An array of integers (any sign), e.g. dims or a reshape target (which may hold -1).
+std::vector<int64_t> arg_int_list(const Napi::Value& v, const char* what);
 
 // The JS-side handle of one at::Tensor.
 class TensorWrap : public Napi::ObjectWrap<TensorWrap> {

@@ -33,7 +33,9 @@ std::vector<ReadEntry> read_entries(const Napi::Value& v) {
   const auto array = v.As<Napi::Array>();
   std::vector<ReadEntry> entries;
   for (uint32_t i = 0; i < array.Length(); ++i) {
-    const Napi::Object e = array.Get(i).As<Napi::Object>();
+    const Napi::Value item = array.Get(i);
+    if (!item.IsObject()) throw Napi::TypeError::New(v.Env(), "entries[" + std::to_string(i) + "]: expected an object");
+    const Napi::Object e = item.As<Napi::Object>();
     ReadEntry entry;
     entry.name = arg_string(e.Get("name"), "entries[].name");
     entry.dtype = parse_dtype(arg_string(e.Get("dtype"), "entries[].dtype"), "entries[].dtype");

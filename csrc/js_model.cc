@@ -104,6 +104,10 @@ std::shared_ptr<ForwardCall> read_forward(const Napi::CallbackInfo& info) {
   call->ids = TensorWrap::FromValue(info[1], "inputIds");
   call->mask = optional_tensor(info[2], "attentionMask");
   call->positions = optional_tensor(info[3], "positionIds");
+  // Float positions would be cast silently inside RoPE; they are always a caller bug.
+  TORCH_CHECK(!call->positions.defined() || call->positions.scalar_type() == at::kLong ||
+                  call->positions.scalar_type() == at::kInt,
+              "positionIds: expected an int64 or int32 tensor, got ", dtype_name(call->positions.scalar_type()));
   // options?: {logits?: boolean, grad?: boolean}
   if (info.Length() > 4 && info[4].IsObject()) {
     const auto o = info[4].As<Napi::Object>();

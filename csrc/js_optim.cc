@@ -36,7 +36,7 @@ std::shared_ptr<AdamWCall> read_adamw(const Napi::CallbackInfo& info) {
   call->master = tensor_array(info[1], "master", true);
   call->exp_avg = tensor_array(info[2], "expAvg", false);
   call->exp_avg_sq = tensor_array(info[3], "expAvgSq", false);
-  call->step = int64_t(arg_number(info[4], "step"));
+  call->step = arg_int(info[4], "step");
   if (!info[5].IsObject()) throw Napi::TypeError::New(info.Env(), "options: expected an object");
   const Napi::Object o = info[5].As<Napi::Object>();
   call->options.lr = arg_number(o.Get("lr"), "lr");

@@ -57,14 +57,23 @@ bool TensorWrap::IsTensor(const Napi::Value& v) {
 
 at::Tensor TensorWrap::FromValue(const Napi::Value& v, const char* what) {
   if (!IsTensor(v)) throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a Tensor");
-  return Napi::ObjectWrap<TensorWrap>::Unwrap(v.As<Napi::Object>())->tensor(what);
+  // An object that only inherits NativeTensor.prototype (or comes from another addon instance)
+  // passes InstanceOf but wraps nothing; ObjectWrap::Unwrap would throw a bare "Invalid argument".
+  void* wrapped = nullptr;
+  if (napi_unwrap(v.Env(), v, &wrapped) != napi_ok || wrapped == nullptr)
+    throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a Tensor, got an object without a native tensor");
+  return static_cast<TensorWrap*>(wrapped)->tensor(what);
 }
 
 TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {}
 
 TensorWrap::~TensorWrap() {
-  // Finalizers may still tell V8 about freed external memory.
-  if (accounted_bytes_ != 0) Napi::MemoryManagement::AdjustExternalMemory(Env(), -accounted_bytes_);
+  // Finalizers may still tell V8 about freed external memory. The raw call never throws: a
+  // destructor that threw (a terminating worker's env refuses calls) would abort the process.
+  if (accounted_bytes_ != 0) {
+    int64_t ignored = 0;
+    napi_adjust_external_memory(Env(), -accounted_bytes_, &ignored);
+  }
 }
 
 // Large tensors live outside the JS heap; reporting their size lets V8 collect handles sooner.
@@ -107,7 +116,13 @@ Napi::Value TensorWrap::RequiresGrad(const Napi::CallbackInfo& info) {
 Napi::Value TensorWrap::SetRequiresGrad(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
     if (!info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), "requiresGrad: expected a boolean");
-    tensor_.set_requires_grad(info[0].As<Napi::Boolean>().Value());
+    const bool value = info[0].As<Napi::Boolean>().Value();
+    const at::Tensor& t = tensor("requiresGrad");
+    // libtorch's set_requires_grad ignores the flag on non-leaves; say so instead.
+    TORCH_CHECK(t.is_leaf(), "requiresGrad: can only be set on a leaf tensor (this one is computed by an op; use detach())");
+    TORCH_CHECK(!value || t.is_floating_point(),
+                "requiresGrad: only floating-point tensors can require gradients, got ", dtype_name(t.scalar_type()));
+    tensor_.set_requires_grad(value);
     return info.Env().Undefined();
   });
 }
@@ -184,18 +199,29 @@ Napi::Value TensorWrap::ToArray(const Napi::CallbackInfo& info) {
   });
 }
 
-// to(dtype) or to(device) or to(dtype, device): a string is a dtype name when it parses as one.
+namespace {
+bool is_device_name(const std::string& s) { return s.rfind("cpu", 0) == 0 || s.rfind("cuda", 0) == 0; }
+}  // namespace
+
+// to(dtype) or to(device) or to(dtype, device): the first argument is a dtype when it does not
+// name a device; the second, when present, must be a device.
 Napi::Value TensorWrap::To(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
-    at::Tensor t = tensor("tensor");
-    for (size_t i = 0; i < info.Length(); ++i) {
-      if (info[i].IsUndefined()) continue;
-      const std::string target = arg_string(info[i], "to");
-      if (target.rfind("cpu", 0) == 0 || target.rfind("cuda", 0) == 0) {
-        t = t.to(parse_device(target, "to"));
-      } else {
-        t = t.to(parse_dtype(target, "to"));
-      }
+    at::Tensor t = tensor("to");
+    size_t given = info.Length();
+    while (given > 0 && info[given - 1].IsUndefined()) --given;
+    TORCH_CHECK(given >= 1, "to: expected a dtype or a device");
+    TORCH_CHECK(given <= 2, "to: expected at most two arguments (dtype, device), got ", given);
+    const std::string target = arg_string(info[0], "to");
+    if (is_device_name(target)) {
+      TORCH_CHECK(given == 1, "device: unexpected after the device '", target, "' (use to(dtype, device))");
+      return Wrap(info.Env(), t.to(parse_device(target, "to")));
+    }
+    t = t.to(parse_dtype(target, "to"));
+    if (given == 2) {
+      const std::string device = arg_string(info[1], "device");
+      TORCH_CHECK(is_device_name(device), "device: expected 'cpu', 'cuda' or 'cuda:N', got '", device, "'");
+      t = t.to(parse_device(device, "device"));
     }
     return Wrap(info.Env(), t);
   });

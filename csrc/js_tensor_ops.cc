@@ -15,13 +15,11 @@ using Args = const Napi::CallbackInfo&;  // info[0] is the op name; op arguments
 using OpFn = std::function<at::Tensor(const at::Tensor&, Args)>;
 
 at::Tensor tensor_arg(Args info, size_t i, const char* what) { return TensorWrap::FromValue(info[i], what); }
-int64_t int_arg(Args info, size_t i, const char* what) {
-  const double d = arg_number(info[i], what);
-  TORCH_CHECK(d == double(int64_t(d)), what, ": expected an integer, got ", d);
-  return int64_t(d);
-}
+int64_t int_arg(Args info, size_t i, const char* what) { return arg_int(info[i], what); }
 bool bool_arg(Args info, size_t i, bool fallback) {
-  return info.Length() > i && info[i].IsBoolean() ? info[i].As<Napi::Boolean>().Value() : fallback;
+  if (info.Length() <= i || info[i].IsUndefined()) return fallback;
+  if (!info[i].IsBoolean()) throw Napi::TypeError::New(info.Env(), "keepdim: expected a boolean");
+  return info[i].As<Napi::Boolean>().Value();
 }
 // Dimensions argument: a number, an array, or undefined (= all dims).
 std::vector<int64_t> dims_arg(Args info, size_t i, const at::Tensor& t) {
@@ -31,10 +29,8 @@ std::vector<int64_t> dims_arg(Args info, size_t i, const at::Tensor& t) {
     return all;
   }
   if (info[i].IsNumber()) return {int_arg(info, i, "dim")};
-  const auto array = info[i].As<Napi::Array>();
-  std::vector<int64_t> dims(array.Length());
-  for (uint32_t k = 0; k < array.Length(); ++k) dims[k] = int64_t(array.Get(k).As<Napi::Number>().DoubleValue());
-  return dims;
+  if (!info[i].IsArray()) throw Napi::TypeError::New(info.Env(), "dims: expected an integer or an array of integers");
+  return arg_int_list(info[i], "dims");
 }
 
 // Binary ops take a Tensor or a number as the right operand.
@@ -86,7 +82,7 @@ const std::unordered_map<std::string, OpFn>& op_table() {
       {"amax", [](const at::Tensor& t, Args info) { return t.amax(dims_arg(info, 1, t), bool_arg(info, 2, false)); }},
       {"argmax",
        [](const at::Tensor& t, Args info) { return t.argmax(int_arg(info, 1, "dim"), bool_arg(info, 2, false)); }},
-      {"reshape", [](const at::Tensor& t, Args info) { return t.reshape(dims_arg(info, 1, t)); }},
+      {"reshape", [](const at::Tensor& t, Args info) { return t.reshape(arg_int_list(info[1], "shape")); }},
       {"transpose",
        [](const at::Tensor& t, Args info) { return t.transpose(int_arg(info, 1, "dim0"), int_arg(info, 2, "dim1")); }},
       {"narrow",
@@ -136,7 +132,17 @@ Napi::Value TensorWrap::Op(const Napi::CallbackInfo& info) {
     const auto& table = op_table();
     const auto it = table.find(name);
     TORCH_CHECK(it != table.end(), "op: unknown tensor op '", name, "'");
-    return Wrap(info.Env(), it->second(tensor(name.c_str()), info));
+    const at::Tensor& self = tensor(name.c_str());
+    at::Tensor out;
+    try {
+      out = it->second(self, info);
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      // libtorch's own messages ("The size of tensor a (3) must match ...") do not say which call failed.
+      TORCH_CHECK(false, name, ": ", error_message(e));
+    }
+    return Wrap(info.Env(), out);
   });
 }
 
@@ -223,15 +229,25 @@ std::vector<at::Tensor> tensor_list(const Napi::Value& v, const char* what) {
 
 Napi::Value Cat(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
-    const int64_t dim = info.Length() > 1 ? int64_t(arg_number(info[1], "dim")) : 0;
-    return TensorWrap::Wrap(info.Env(), at::cat(tensor_list(info[0], "tensors"), dim));
+    const int64_t dim = info.Length() > 1 && !info[1].IsUndefined() ? arg_int(info[1], "dim") : 0;
+    const std::vector<at::Tensor> tensors = tensor_list(info[0], "tensors");
+    try {
+      return TensorWrap::Wrap(info.Env(), at::cat(tensors, dim));
+    } catch (const std::exception& e) {
+      TORCH_CHECK(false, "tensors: ", error_message(e));
+    }
   });
 }
 
 Napi::Value Stack(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
-    const int64_t dim = info.Length() > 1 ? int64_t(arg_number(info[1], "dim")) : 0;
-    return TensorWrap::Wrap(info.Env(), at::stack(tensor_list(info[0], "tensors"), dim));
+    const int64_t dim = info.Length() > 1 && !info[1].IsUndefined() ? arg_int(info[1], "dim") : 0;
+    const std::vector<at::Tensor> tensors = tensor_list(info[0], "tensors");
+    try {
+      return TensorWrap::Wrap(info.Env(), at::stack(tensors, dim));
+    } catch (const std::exception& e) {
+      TORCH_CHECK(false, "tensors: ", error_message(e));
+    }
   });
 }
 

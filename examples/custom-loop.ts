@@ -1,6 +1,16 @@
 // A hand-written ε-DPO loop on the public API: CausalLM for the policy and a frozen reference,
 // ops.epsilonDpoLoss on their logits, AdamW for the update and β updated as spec §6 says.
 //   node --import tsx examples/custom-loop.ts <model dir> [steps]
+//
+// Memory contract for embedders (README, "Memory in loops"):
+// - t.dispose() frees a tensor's storage at once; memory returns to the OS for buffers of
+//   256 KiB and more (the addon fixes glibc's mmap threshold; MALLOC_MMAP_THRESHOLD_ overrides).
+// - backward() / backwardAsync() free the saved activations of the graph they ran through when
+//   they return. The graph's outputs (the loss and anything else the op returned) stay alive
+//   until they are disposed or collected.
+// - A tensor you do not dispose is freed by its finalizer, which Node runs from the event loop.
+//   A loop that never awaits must therefore dispose every tensor it creates per step, or its
+//   memory grows until the loop yields. This loop awaits, and disposes anyway to keep peaks low.
 import { AdamW, CausalLM, ops, Tensor } from 'edpo'
 
 async function main(): Promise<void> {
@@ -32,6 +42,8 @@ async function main(): Promise<void> {
     const steps = Array.from(out.steps.toArray() as BigInt64Array, Number)
     const meanStep = steps.reduce((a, b) => a + b, 0) / steps.length
     console.log(JSON.stringify({ step, loss: out.loss.item(), beta, steps }))
+    // Per-step tensors: free them now rather than when their finalizers get a turn.
+    for (const t of [logits, refLogits, ...Object.values(out)]) t?.dispose()
     beta = beta / (1 + epsilon * meanStep) // spec §6: once per optimizer step
   }
 }

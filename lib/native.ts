@@ -2,6 +2,8 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
+import { EdpoInputError } from './errors'
+
 /** Element types, named as the TypeScript API spells them. */
 export type DType =
   | 'float32'
@@ -286,9 +288,21 @@ function loadFailure(cause: unknown): Error {
   )
 }
 
+/** Values of EDPO_CPU_ISA, the cap on the CPU kernels' instruction set (csrc/ops/row_ops_cpu.cc). */
+export const CPU_ISA_VALUES = ['base', 'avx2', 'avx512'] as const
+
+// The kernels read EDPO_CPU_ISA once and ignore values they do not know; a typo would silently
+// run the widest kernels, so it is checked here before the addon is used.
+function checkCpuIsa(): void {
+  const isa = process.env.EDPO_CPU_ISA
+  if (isa !== undefined && isa !== '' && !(CPU_ISA_VALUES as readonly string[]).includes(isa))
+    throw new EdpoInputError(`EDPO_CPU_ISA: '${isa}' is not one of ${CPU_ISA_VALUES.join(', ')} (or unset for the widest the CPU supports)`)
+}
+
 /** The addon, loaded once (prebuilds/ first, then build/Release via node-gyp-build). */
 export function nativeAddon(): Native {
   if (loaded) return loaded
+  checkCpuIsa()
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const nodeGypBuild = require('node-gyp-build') as { (dir: string): unknown; resolve(dir: string): string }

@@ -3,7 +3,7 @@ import { z } from 'zod'
 
 import { EdpoInputError, native, nativeAsync } from './errors'
 import { type NativeHiddenLossArgs, type NativeLossArgs, type NativeLossResult, type NativeStatsArgs, type NativeStatsResult, nativeAddon } from './native'
-import { Tensor } from './tensor'
+import { liveTensorSchema, Tensor } from './tensor'
 import { formatZodError } from './validate'
 
 export interface EpsilonDpoLossArgs {
@@ -74,7 +74,8 @@ export interface SequenceLogpsResult {
   tokenCount: Tensor
 }
 
-const tensor = z.instanceof(Tensor, { message: 'expected a Tensor' })
+// A disposed or handle-less Tensor is rejected by name (an absent bias must be undefined, not a dead Tensor).
+const tensor = liveTensorSchema
 const finite = z.number({ error: 'must be a finite number' }).refine(Number.isFinite, 'must be a finite number')
 const epsilonSchema = finite.refine((v) => v >= 0 && v < 1, 'must be in [0, 1)')
 const tensorsSchema = z.object({

@@ -24,6 +24,8 @@ const optionsSchema = z
   .object({ dtype: dtypeSchema.optional(), device: deviceSchema.optional(), requiresGrad: z.boolean().optional() })
   .strict()
   .optional()
+// full/zeros/randn make leaves without gradients: a requiresGrad option would be ignored, so it is refused.
+const factoryOptionsSchema = z.object({ dtype: dtypeSchema.optional(), device: deviceSchema.optional() }).strict().optional()
 
 function isTensorData(v: unknown): v is TensorData {
   return (
@@ -40,6 +42,35 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   if (!r.success) throw new EdpoInputError(formatZodError(r.error, what))
   return r.data
 }
+
+/**
+ * Why `value` cannot be passed as a Tensor argument, or undefined when it can: not a Tensor, a
+ * Tensor-shaped object without a native handle (`Object.create(Tensor.prototype)`, a handle from
+ * another addon instance), or a disposed one.
+ * @internal
+ */
+export function tensorProblem(value: unknown): string | undefined {
+  if (!(value instanceof Tensor)) return 'expected a Tensor'
+  const state = handleState((value as { handle?: unknown }).handle)
+  if (state === 'foreign') return 'expected a Tensor, got one without a native tensor handle'
+  return state === 'disposed' ? 'the tensor was disposed' : undefined
+}
+
+// An object can inherit NativeTensor.prototype without wrapping a tensor (or come from another
+// addon instance); V8 then refuses the method call with a bare "Illegal invocation".
+function handleState(handle: unknown): 'live' | 'disposed' | 'foreign' {
+  if (!(handle instanceof nativeAddon().NativeTensor)) return 'foreign'
+  try {
+    return (handle as NativeTensor).isDisposed() ? 'disposed' : 'live'
+  } catch {
+    return 'foreign'
+  }
+}
+
+/** zod schema for a live Tensor argument (see tensorProblem). @internal */
+export const liveTensorSchema = z.custom<Tensor>((v) => tensorProblem(v) === undefined, {
+  error: (issue) => tensorProblem(issue.input) ?? 'expected a Tensor',
+})
 
 /** A libtorch tensor. Create with Tensor.from / full / zeros / randn; free early with dispose(). */
 export class Tensor {
@@ -67,7 +98,7 @@ export class Tensor {
 
   static full(shape: readonly number[], value: number, opts?: Omit<TensorOptions, 'requiresGrad'>): Tensor {
     const dims = parse(shapeSchema, shape, 'shape')
-    const o = parse(optionsSchema, opts, 'opts')
+    const o = parse(factoryOptionsSchema, opts, 'opts')
     return new Tensor(native(() => nativeAddon().full(dims, value, o?.dtype, o?.device)))
   }
 
@@ -78,7 +109,7 @@ export class Tensor {
   /** Standard normal samples from libtorch's global generator (seed it with Tensor.manualSeed). */
   static randn(shape: readonly number[], opts?: Omit<TensorOptions, 'requiresGrad'>): Tensor {
     const dims = parse(shapeSchema, shape, 'shape')
-    const o = parse(optionsSchema, opts, 'opts')
+    const o = parse(factoryOptionsSchema, opts, 'opts')
     return new Tensor(native(() => nativeAddon().randn(dims, o?.dtype, o?.device)))
   }
 
@@ -87,54 +118,62 @@ export class Tensor {
   }
 
   static cat(tensors: readonly Tensor[], dim = 0): Tensor {
-    return new Tensor(native(() => nativeAddon().cat(tensors.map((t) => t.handle), dim)))
+    return new Tensor(native(() => nativeAddon().cat(handles(tensors), dim)))
   }
 
   static stack(tensors: readonly Tensor[], dim = 0): Tensor {
-    return new Tensor(native(() => nativeAddon().stack(tensors.map((t) => t.handle), dim)))
+    return new Tensor(native(() => nativeAddon().stack(handles(tensors), dim)))
+  }
+
+  /** This tensor's native handle; a Tensor-shaped object without one is rejected by name. */
+  private get h(): NativeTensor {
+    const handle: unknown = (this as { handle?: unknown }).handle
+    if (handleState(handle) === 'foreign')
+      throw new EdpoInputError('tensor: not a Tensor with a native handle (create tensors with Tensor.from/full/zeros/randn)')
+    return handle as NativeTensor
   }
 
   get shape(): number[] {
-    return native(() => this.handle.shape())
+    return native(() => this.h.shape())
   }
   get dtype(): DType {
-    return native(() => this.handle.dtype())
+    return native(() => this.h.dtype())
   }
   get device(): string {
-    return native(() => this.handle.device())
+    return native(() => this.h.device())
   }
   get numel(): number {
-    return native(() => this.handle.numel())
+    return native(() => this.h.numel())
   }
   get requiresGrad(): boolean {
-    return native(() => this.handle.requiresGrad())
+    return native(() => this.h.requiresGrad())
   }
   set requiresGrad(value: boolean) {
-    native(() => this.handle.setRequiresGrad(value))
+    native(() => this.h.setRequiresGrad(value))
   }
   /** The accumulated gradient, or undefined before any backward(). */
   get grad(): Tensor | undefined {
-    const g = native(() => this.handle.grad())
+    const g = native(() => this.h.grad())
     return g === undefined ? undefined : new Tensor(g)
   }
   get disposed(): boolean {
-    return this.handle.isDisposed()
+    return this.h.isDisposed()
   }
 
   zeroGrad(): void {
-    native(() => this.handle.zeroGrad())
+    native(() => this.h.zeroGrad())
   }
   /** Backpropagates from this (scalar) tensor into every leaf that requires grad. */
   backward(): void {
-    native(() => this.handle.backward())
+    native(() => this.h.backward())
   }
   /** backward() on the thread pool, leaving the JS thread free. */
   backwardAsync(): Promise<void> {
-    return nativeAsync(() => this.handle.backwardAsync())
+    return nativeAsync(() => this.h.backwardAsync())
   }
   /** The single value of a one-element tensor. */
   item(): number {
-    return Number(native(() => this.handle.item()))
+    return Number(native(() => this.h.item()))
   }
   /**
    * A host copy of the values: Float32Array, Float64Array, BigInt64Array (int64), Int32Array,
@@ -142,20 +181,22 @@ export class Tensor {
    * with `.to('float32').toArray()`.
    */
   toArray(): HostArray {
-    return native(() => this.handle.toArray())
+    return native(() => this.h.toArray())
   }
   /** Converts to a dtype and/or moves to a device: to('float32'), to('cuda'), to('bfloat16', 'cuda:0'). */
-  to(target: DType | string, device?: string): Tensor {
-    return new Tensor(native(() => this.handle.to(target, device)))
+  to(target: DType | string, device?: string, ...extra: never[]): Tensor {
+    if (extra.length > 0) throw new EdpoInputError(`to: expected at most two arguments (dtype, device), got ${2 + extra.length}`)
+    return new Tensor(native(() => this.h.to(target, device)))
   }
   /** Frees the storage now instead of at garbage collection; the tensor is unusable after. */
   dispose(): void {
-    this.handle.dispose()
+    this.h.dispose()
   }
 
   private op(name: string, ...args: unknown[]): Tensor {
-    const unwrapped = args.map((a) => (a instanceof Tensor ? a.handle : a))
-    return new Tensor(native(() => this.handle.op(name, ...unwrapped)))
+    // A Tensor without a native handle reaches native code as itself and is rejected there by name.
+    const unwrapped = args.map((a) => (a instanceof Tensor && handleState((a as { handle?: unknown }).handle) !== 'foreign' ? a.handle : a))
+    return new Tensor(native(() => this.h.op(name, ...unwrapped)))
   }
 
   add(other: Tensor | number): Tensor {
@@ -286,4 +327,13 @@ function defaultDtype(data: TensorData): DType {
   if (data instanceof Int32Array) return 'int32'
   if (data instanceof BigInt64Array) return 'int64'
   return 'uint8'
+}
+
+function handles(tensors: readonly Tensor[]): NativeTensor[] {
+  if (!Array.isArray(tensors)) throw new EdpoInputError('tensors: expected an array of Tensors')
+  return tensors.map((t: unknown, i) => {
+    const problem = tensorProblem(t)
+    if (problem !== undefined) throw new EdpoInputError(`tensors[${i}]: ${problem}`)
+    return (t as Tensor).handle
+  })
 }

@@ -40,3 +40,17 @@ t.test('every source file is built', (t) => {
   for (const file of built) t.ok(fs.existsSync(path.join(root, file)), `${file} exists`)
   t.end()
 })
+
+// The cmake-js build is not what test/worker-terminate.test.ts loads, so its defines are pinned
+// here: without NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS, worker.terminate() aborts the process.
+t.test('node-gyp and cmake-js share the node-addon-api defines', (t) => {
+  const gyp = JSON.parse(fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, '')) as {
+    targets: { defines: string[] }[]
+  }
+  const cmake = fs.readFileSync(path.join(root, 'CMakeLists.txt'), 'utf8')
+  for (const define of ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'NODE_ADDON_API_CPP_EXCEPTIONS_ALL', 'NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS']) {
+    t.ok(gyp.targets[0]!.defines.includes(define), `binding.gyp defines ${define}`)
+    t.match(cmake, new RegExp(`target_compile_definitions\\(edpo PRIVATE[^)]*\\b${define}\\b`), `CMakeLists.txt defines ${define}`)
+  }
+  t.end()
+})

@@ -6,7 +6,7 @@ import * as path from 'node:path'
 
 import { EdpoInputError, native, nativeAsync } from '../errors'
 import { type DType, type NativeReadEntry, nativeAddon } from '../native'
-import { Tensor } from '../tensor'
+import { Tensor, tensorProblem } from '../tensor'
 
 const TO_DTYPE: Record<string, DType> = {
   F64: 'float64',
@@ -55,13 +55,24 @@ function bad(file: string, what: string): EdpoInputError {
   return new EdpoInputError(`${file}: ${what}`)
 }
 
+// Tensor names come from files and callers; '__proto__' must become a key, not a prototype.
+function setOwn<T>(record: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true })
+}
+
 /** Reads and validates a safetensors header without touching the tensor data. */
 export function readSafetensorsHeader(file: string): SafetensorsHeader {
+  if (typeof file !== 'string') throw new EdpoInputError(`file: expected a path string, got ${typeof file}`)
   let fd: number
   try {
     fd = fs.openSync(file, 'r')
   } catch (e) {
     throw new EdpoInputError(`${file}: cannot open (${(e as Error).message})`, { cause: e })
+  }
+  // Reading a directory fails later with a bare EISDIR; say what it is.
+  if (fs.fstatSync(fd).isDirectory()) {
+    fs.closeSync(fd)
+    throw bad(file, 'is a directory, not a safetensors file')
   }
   try {
     const size = fs.fstatSync(fd).size
@@ -91,10 +102,11 @@ function parseHeader(file: string, json: Record<string, unknown>, dataStart: num
   const tensors: Record<string, SafetensorsEntry> = {}
   for (const [name, value] of Object.entries(json)) {
     if (name === '__metadata__') {
-      if (typeof value !== 'object' || value === null) throw bad(file, '__metadata__ must be an object of strings')
+      if (typeof value !== 'object' || value === null || Array.isArray(value))
+        throw bad(file, '__metadata__ must be an object of strings')
       for (const [k, v] of Object.entries(value)) {
         if (typeof v !== 'string') throw bad(file, `__metadata__.${k} must be a string`)
-        metadata[k] = v
+        setOwn(metadata, k, v)
       }
       continue
     }
@@ -114,7 +126,7 @@ function parseHeader(file: string, json: Record<string, unknown>, dataStart: num
     if (end - begin !== expected)
       throw bad(file, `${where}: data_offsets span ${end - begin} bytes but ${dtype} [${shape.join(', ')}] needs ${expected}`)
     if (end > dataBytes) throw bad(file, `${where}: data ends at byte ${end}, past the end of the file's data (${dataBytes})`)
-    tensors[name] = { dtype, shape, dataOffsets: [begin, end] }
+    setOwn(tensors, name, { dtype, shape, dataOffsets: [begin, end] })
   }
   // The format requires the tensors to tile the data section exactly: no holes, no overlap.
   const spans = Object.entries(tensors).sort((a, b) => a[1].dataOffsets[0] - b[1].dataOffsets[0])
@@ -143,7 +155,7 @@ function readEntries(header: SafetensorsHeader, names: readonly string[]): Nativ
 
 function collect(names: readonly string[], handles: readonly Tensor[]): Record<string, Tensor> {
   const out: Record<string, Tensor> = {}
-  names.forEach((n, i) => (out[n] = handles[i]!))
+  names.forEach((n, i) => setOwn(out, n, handles[i]!))
   return out
 }
 
@@ -161,8 +173,10 @@ export function loadSafetensors(file: string): Record<string, Tensor> {
 /** loadSafetensors on the thread pool; `names` limits which tensors are read. */
 export async function loadSafetensorsAsync(file: string, names?: readonly string[]): Promise<Record<string, Tensor>> {
   const header = readSafetensorsHeader(file)
+  if (names !== undefined && (!Array.isArray(names) || !names.every((n) => typeof n === 'string')))
+    throw new EdpoInputError('names: expected an array of tensor names')
   const wanted = names ?? Object.keys(header.tensors)
-  for (const n of wanted) if (!(n in header.tensors)) throw bad(file, `no tensor named '${n}'`)
+  for (const n of wanted) if (!Object.hasOwn(header.tensors, n)) throw bad(file, `names: no tensor named '${n}'`)
   const handles = await nativeAsync(() => nativeAddon().readTensorsAsync(file, readEntries(header, wanted)))
   return collect(
     wanted,
@@ -175,6 +189,11 @@ export async function loadSafetensorsAsync(file: string, names?: readonly string
  * atomically: a temporary file in the same folder is renamed over the target.
  */
 export function saveSafetensors(file: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): void {
+  if (typeof file !== 'string') throw new EdpoInputError(`file: expected a path string, got ${typeof file}`)
+  if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors))
+    throw new EdpoInputError('tensors: expected an object of named Tensors')
+  if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)))
+    throw new EdpoInputError('metadata: expected an object of strings')
   const header: Record<string, unknown> = {}
   if (metadata && Object.keys(metadata).length > 0) {
     for (const [k, v] of Object.entries(metadata))
@@ -184,11 +203,15 @@ export function saveSafetensors(file: string, tensors: Record<string, Tensor>, m
   const names = Object.keys(tensors)
   let offset = 0
   for (const name of names) {
+    // The header keeps this key for string metadata; a tensor under it could not be read back.
+    if (name === '__metadata__') throw new EdpoInputError('tensors.__metadata__: reserved by safetensors for metadata, not a tensor name')
     const t = tensors[name]
-    if (!(t instanceof Tensor)) throw new EdpoInputError(`tensors.${name}: expected a Tensor`)
-    const dtype = t.dtype
-    const nbytes = t.numel * ITEM_SIZE[dtype]
-    header[name] = { dtype: FROM_DTYPE[dtype], shape: t.shape, data_offsets: [offset, offset + nbytes] }
+    const problem = tensorProblem(t)
+    if (problem !== undefined) throw new EdpoInputError(`tensors.${name}: ${problem}`)
+    const tensor = t as Tensor
+    const dtype = tensor.dtype
+    const nbytes = tensor.numel * ITEM_SIZE[dtype]
+    setOwn(header, name, { dtype: FROM_DTYPE[dtype], shape: tensor.shape, data_offsets: [offset, offset + nbytes] })
     offset += nbytes
   }
   // Pad the JSON with spaces so the data section starts 8-byte aligned, as the reference writer does.

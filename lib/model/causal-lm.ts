@@ -4,7 +4,7 @@ import { z } from 'zod'
 
 import { EdpoInputError, native, nativeAsync } from '../errors'
 import { type NativeForwardResult, type NativeGenerateOptions, type NativeModel, type NativeTensor, nativeAddon } from '../native'
-import { Tensor } from '../tensor'
+import { liveTensorSchema, Tensor } from '../tensor'
 import { formatZodError } from '../validate'
 import { readCheckpointTensors, readConfigJson, writeCheckpoint } from './checkpoint-files'
 import { expectedTensors, type ModelConfig, nativeModelConfig, parseModelConfig } from './config'
@@ -65,7 +65,8 @@ const fromPretrainedSchema = z
   })
   .strict()
   .optional()
-const tensorSchema = z.instanceof(Tensor, { message: 'expected a Tensor' })
+// Live tensors only: a handle-less or disposed Tensor as attentionMask/positionIds was read as "absent".
+const tensorSchema = liveTensorSchema
 const forwardSchema = z
   .object({ attentionMask: tensorSchema.optional(), positionIds: tensorSchema.optional(), grad: z.boolean().optional() })
   .strict()

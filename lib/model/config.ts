@@ -100,7 +100,8 @@ const schemas = { llama: llamaConfigSchema, mistral: mistralConfigSchema, qwen2:
 export function parseModelConfig(raw: unknown, where = 'config.json'): ModelConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new EdpoInputError(`${where}: expected a JSON object`)
   const type = (raw as { model_type?: unknown }).model_type
-  if (typeof type !== 'string' || !(type in schemas))
+  // Own keys only: 'toString', '__proto__' or 'constructor' are inherited, not schemas.
+  if (typeof type !== 'string' || !Object.hasOwn(schemas, type))
     throw new EdpoInputError(
       `${where}: model_type ${JSON.stringify(type)} is not supported (expected one of ${SUPPORTED_MODEL_TYPES.join(', ')})`,
     )
