@@ -260,7 +260,7 @@ add('epsilonDpoLoss(policyLogits int32)', 'policyLogits', () =>
   ops.epsilonDpoLoss({ ...lossArgs(), policyLogits: Tensor.zeros([2 * B, T, V], { dtype: 'int32' }), referenceLogits: Tensor.zeros([2 * B, T, V], { dtype: 'int32' }) } as never))
 add('epsilonDpoLoss(referenceLogits float64)', 'referenceLogits', () =>
   ops.epsilonDpoLoss({ ...lossArgs(), referenceLogits: Tensor.zeros([2 * B, T, V], { dtype: 'float64' }) } as never))
-add('epsilonDpoLoss(lossMask bf16)', 'lossMask', () => ops.epsilonDpoLoss({ ...lossArgs(), lossMask: Tensor.full([2 * B, T], 1, { dtype: 'bfloat16' }) } as never))
+add('epsilonDpoLoss(lossMask 3-D)', 'lossMask', () => ops.epsilonDpoLoss({ ...lossArgs(), lossMask: Tensor.full([2 * B, T, 1], 1) } as never))
 for (const v of [V, V + 100, -1, -100])
   add(`epsilonDpoLoss(labels = ${v})`, 'labels', () => ops.epsilonDpoLoss({ ...lossArgs(), labels: Tensor.full([2 * B, T], v, { dtype: 'int64' }) } as never))
 
