@@ -62,7 +62,7 @@ const bad: [string, unknown, string, string, string][] = [
   ['identical messages', { prompt: [user('p')], chosen: 'x', rejected: [assistant('x')] }, 'chosen identical to rejected', 'rejected', 'rejected: identical to chosen'],
   ['message without content', { prompt: [user('p'), { role: 'user' }], chosen: 'c', rejected: 'r' }, 'missing field', 'prompt[1].content', 'prompt[1].content: missing'],
   ['message with empty role', { prompt: [user('p')], chosen: { role: '', content: 'c' }, rejected: 'r' }, 'empty field', 'chosen.role', 'chosen.role: empty'],
-  ['message content a number', { prompt: [user('p')], chosen: 'c', rejected: [{ role: 'assistant', content: 5 }] }, 'wrong type', 'rejected[0].content', 'rejected[0].content: expected a string, got number'],
+  ['message content a number', { prompt: [user('p')], chosen: 'c', rejected: [{ role: 'assistant', content: 5 }] }, 'wrong type', 'rejected[0].content', 'rejected[0].content: expected a string or a list of text parts, got number'],
   ['message a string in a list', { prompt: ['hello'], chosen: 'c', rejected: 'r' }, 'wrong type', 'prompt[0]', 'prompt[0]: expected a {role, content} message, got string'],
   ['empty message list', { prompt: [], chosen: 'c', rejected: 'r' }, 'empty field', 'prompt', 'prompt: empty message list'],
   ['implicit, identical', { chosen: 'Human: a', rejected: 'Human: a' }, 'chosen identical to rejected', 'rejected', 'rejected: identical to chosen'],

@@ -3,8 +3,14 @@
 //   conversational  prompt: a message list; chosen/rejected: an assistant message, a message list
 //                   or a plain string (taken as one assistant message)
 //   implicit prompt {chosen, rejected} full transcripts (strings or message lists); the shared
-//                   prefix becomes the prompt, as TRL's extract_prompt does (Anthropic-HH)
-// Other fields (ids, scores) are ignored. Problems raise RowError naming the field.
+//                   prefix becomes the prompt, as TRL's extract_prompt does. A string prompt
+//                   beside message-list transcripts (UltraFeedback binarized, princeton-nlp's
+//                   llama3/mistral ultrafeedback) is the first user turn again: the transcripts'
+//                   shared messages are the prompt, as TRL's maybe_extract_prompt does.
+//   hh              Anthropic/hh-rlhf raw transcripts ("\n\nHuman: … \n\nAssistant: …"), parsed
+//                   into user/assistant turns without the role headers, then as implicit prompt.
+// Message content may be a string or a list of {type: 'text', text} parts (joined). Other fields
+// (ids, scores, all_generated_responses…) are ignored. Problems raise RowError naming the field.
 import { z } from 'zod'
 
 export interface Message {
@@ -41,8 +47,49 @@ export class RowError extends Error {
 
 const messageSchema = z.object({
   role: z.string().min(1, 'empty'),
-  content: z.string().min(1, 'empty'),
+  content: z.union([z.string(), z.array(z.unknown())]),
 })
+
+/** How a file's rows are read: 'auto' detects hh when every row is a raw HH transcript. */
+export type RowFormat = 'auto' | 'hh'
+
+const HH_TURN = /\n\n(Human|Assistant):/g
+
+/** Whether `row` holds Anthropic-HH raw transcripts (chosen and rejected start with "\n\nHuman:"). */
+export function isHhRow(value: unknown): boolean {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false
+  const row = value as Record<string, unknown>
+  return !('prompt' in row) && [row.chosen, row.rejected].every((v) => typeof v === 'string' && v.startsWith('\n\nHuman:'))
+}
+
+/** "\n\nHuman: a\n\nAssistant: b" → [{user, a}, {assistant, b}]; the headers are dropped. */
+export function parseHhTranscript(transcript: unknown, field: string): Message[] {
+  if (typeof transcript !== 'string') throw new RowError('wrong type', field, `expected an HH transcript string, got ${typeName(transcript)}`)
+  const marks = [...transcript.matchAll(HH_TURN)]
+  if (marks.length === 0 || marks[0]!.index !== 0)
+    throw new RowError('wrong type', field, 'expected an HH transcript starting with "\\n\\nHuman:"')
+  return marks.map((m, i) => {
+    const role = m[1] === 'Human' ? 'user' : 'assistant'
+    const end = i + 1 < marks.length ? marks[i + 1]!.index : transcript.length
+    const content = transcript.slice(m.index! + m[0].length, end).trim()
+    if (i > 0 && marks[i - 1]![1] === m[1]) throw new RowError('wrong type', `${field} turn ${i + 1}`, `two ${m[1]} turns in a row`)
+    if (content === '') throw new RowError('empty field', `${field} turn ${i + 1}`, `empty ${m[1]} turn`)
+    return { role, content }
+  })
+}
+
+// Content parts: every part must be {type: 'text', text}; they are joined without separators.
+function joinParts(parts: unknown[], where: string): string {
+  return parts
+    .map((part, j) => {
+      const p = part as Record<string, unknown> | null
+      if (p === null || typeof p !== 'object' || Array.isArray(p)) throw new RowError('wrong type', `${where}.content[${j}]`, `expected a {type, text} part, got ${typeName(part)}`)
+      if (p.type !== 'text') throw new RowError('wrong type', `${where}.content[${j}].type`, `only text parts are supported, got ${JSON.stringify(p.type)}`)
+      if (typeof p.text !== 'string') throw new RowError('wrong type', `${where}.content[${j}].text`, `expected a string, got ${typeName(p.text)}`)
+      return p.text
+    })
+    .join('')
+}
 
 function present(row: Record<string, unknown>, field: string): boolean {
   return row[field] !== undefined && row[field] !== null
@@ -71,27 +118,48 @@ function messages(value: unknown, field: string, single: 'assistant' | 'none'): 
   if (list.length === 0) throw new RowError('empty field', field, 'empty message list')
   return list.map((m, i) => {
     const r = messageSchema.safeParse(m)
-    if (r.success) return { role: r.data.role, content: r.data.content }
+    const where = Array.isArray(value) ? `${field}[${i}]` : field
+    if (r.success) {
+      const content = typeof r.data.content === 'string' ? r.data.content : joinParts(r.data.content, where)
+      if (content === '') throw new RowError('empty field', `${where}.content`, 'empty')
+      return { role: r.data.role, content }
+    }
     const issue = r.error.issues[0]!
     const key = issue.path[0]
-    const where = Array.isArray(value) ? `${field}[${i}]` : field
     if (key === undefined) throw new RowError('wrong type', where, `expected a {role, content} message, got ${typeName(m)}`)
     const v = (m as Record<string, unknown>)[String(key)]
     const reason: RowErrorReason = v === undefined || v === null ? 'missing field' : issue.code === 'too_small' ? 'empty field' : 'wrong type'
-    const msg = reason === 'missing field' ? 'missing' : reason === 'empty field' ? 'empty' : `expected a string, got ${typeName(v)}`
+    const expected = key === 'content' ? 'a string or a list of text parts' : 'a string'
+    const msg = reason === 'missing field' ? 'missing' : reason === 'empty field' ? 'empty' : `expected ${expected}, got ${typeName(v)}`
     throw new RowError(reason, `${where}.${String(key)}`, msg)
   })
 }
 
-/** Normalises one parsed row; throws RowError on anything malformed. */
-export function normalizeRow(value: unknown): PreferencePair {
+/** Normalises one parsed row; throws RowError on anything malformed. `hh`: raw HH transcripts. */
+export function normalizeRow(value: unknown, format: 'hh' | 'plain' = 'plain'): PreferencePair {
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new RowError('not an object', '', `expected an object with chosen and rejected, got ${typeName(value)}`)
   const row = value as Record<string, unknown>
   for (const field of ['chosen', 'rejected']) if (!present(row, field)) throw new RowError('missing field', field, 'missing')
+  if (format === 'hh') return hhRow(row)
   // A prompt key (or column) that is null is a missing prompt, not an implicit-prompt row.
   if ('prompt' in row && !present(row, 'prompt')) throw new RowError('missing field', 'prompt', 'missing')
-  const pair = 'prompt' in row ? explicitPrompt(row) : implicitPrompt(row)
+  // UltraFeedback: a string prompt with full message-list transcripts, which repeat it as a turn.
+  const transcripts = 'prompt' in row && typeof row.prompt === 'string' && Array.isArray(row.chosen) && Array.isArray(row.rejected)
+  const pair = 'prompt' in row && !transcripts ? explicitPrompt(row) : implicitPrompt(row)
+  if (sameCompletion(pair)) throw new RowError('chosen identical to rejected', 'rejected', 'identical to chosen')
+  return pair
+}
+
+function hhRow(row: Record<string, unknown>): PreferencePair {
+  const chosen = parseHhTranscript(row.chosen, 'chosen')
+  const rejected = parseHhTranscript(row.rejected, 'rejected')
+  const pair = implicitPrompt({ chosen, rejected })
+  if (pair.kind === 'messages') {
+    for (const field of ['chosen', 'rejected'] as const)
+      if (pair[field].some((m) => m.role !== 'assistant'))
+        throw new RowError('wrong type', field, 'the completion after the shared prompt must be assistant turns only')
+  }
   if (sameCompletion(pair)) throw new RowError('chosen identical to rejected', 'rejected', 'identical to chosen')
   return pair
 }

@@ -3,7 +3,7 @@
 // way nothing is dropped silently.
 import { EdpoInputError } from '../errors'
 import { type ChatTemplate, type TextPair, applyChatTemplate } from './chat-template'
-import { type RowErrorReason, RowError, normalizeRow } from './formats'
+import { isHhRow, type RowErrorReason, RowError, type RowFormat, normalizeRow } from './formats'
 import type { RawRow } from './readers'
 
 export interface RowIssue {
@@ -30,18 +30,27 @@ export function describeIssues(issues: readonly RowIssue[]): string {
   return lines.join('\n')
 }
 
+/** 'hh' when forced, or when every well-formed row is a raw Anthropic-HH transcript pair. */
+export function rowFormatOf(rows: readonly RawRow[], format: RowFormat = 'auto'): 'hh' | 'plain' {
+  if (format === 'hh') return 'hh'
+  const parsed = rows.filter((r) => r.error === undefined)
+  return parsed.length > 0 && parsed.every((r) => isHhRow(r.value)) ? 'hh' : 'plain'
+}
+
 /**
  * Normalises every row and renders conversational ones with `template`. Throws EdpoInputError
- * listing the bad rows unless `skipInvalid`.
+ * listing the bad rows unless `skipInvalid`. `format`: 'auto' (default) reads raw HH transcripts
+ * when every row is one; 'hh' forces it.
  */
-export function validateRows(rows: readonly RawRow[], opts: { template?: ChatTemplate; skipInvalid?: boolean; what?: string }): ValidatedRows {
+export function validateRows(rows: readonly RawRow[], opts: { template?: ChatTemplate; skipInvalid?: boolean; what?: string; format?: RowFormat }): ValidatedRows {
+  const format = rowFormatOf(rows, opts.format)
   const pairs: ValidatedRows['pairs'] = []
   const issues: RowIssue[] = []
   const skipped: ValidatedRows['skipped'] = {}
   for (const row of rows) {
     try {
       if (row.error !== undefined) throw new RowError('malformed JSON', '', row.error)
-      const pair = normalizeRow(row.value)
+      const pair = normalizeRow(row.value, format)
       if (pair.kind === 'messages' && opts.template === undefined)
         throw new EdpoInputError(`${row.source}: the row is conversational but the tokenizer has no chat_template (tokenizer_config.json or chat_template.jinja)`)
       pairs.push({ source: row.source, pair: opts.template ? applyChatTemplate(opts.template, pair) : (pair as TextPair) })
