@@ -1,5 +1,4 @@
 // `edpo train`: flags / --config → Trainer, a progress bar, Ctrl-C = checkpoint and exit.
-import { formatReport } from '../data'
 import { Trainer } from '../train/trainer'
 import { TRAIN_OPTIONS } from '../train/config'
 import { formatHelp, parseArgs } from './args'
@@ -21,7 +20,6 @@ export async function trainCommand(argv: readonly string[]): Promise<number> {
   const resume = args.options.resume as string | undefined
   delete args.options.resume
   const trainer = await Trainer.create(args.options as Parameters<typeof Trainer.create>[0], { resume })
-  for (const [what, report] of Object.entries(trainer.data.report)) if (report) process.stderr.write(formatReport(what, report) + '\n')
 
   const progress = new Progress(trainer.state.totalSteps)
   const first = trainer.state.step
