@@ -14,7 +14,6 @@ import { openRunToResume, prepareNewRun } from '../lib/train/run-folder'
 import { tempDir } from './helpers/data-fixtures'
 
 // The mutable fs module object, to simulate a kill inside fs.rmSync.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const nodeFs = require('node:fs') as typeof fs
 
 // The smallest valid safetensors file: an empty header, no tensors.

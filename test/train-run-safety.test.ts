@@ -15,7 +15,6 @@ import { Trainer } from '../lib/train/trainer'
 import { tempDir, writeJsonl } from './helpers/data-fixtures'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const nodeFs = require('node:fs') as typeof fs
 const quiet = { log: () => {} }
 // Neither exists: an error about the run folder proves it was checked before model or data load.
@@ -109,7 +108,7 @@ t.test('resume after a kill: corrupt newest checkpoint, duplicate and torn metri
   fs.truncateSync(path.join(out, 'checkpoint-4', 'model.safetensors'), 100)
   fs.appendFileSync(path.join(out, 'metrics.jsonl'), '{"step":5,"lo')
   const lines: string[] = []
-  const resumed = await Trainer.create({}, { resume: out, log: (l) => lines.push(l) })
+  const resumed = await Trainer.create(config, { resume: out, log: (l) => lines.push(l) })
   t.equal(resumed.state.step, 2)
   const text = lines.join('\n')
   t.match(text, /checkpoint-4 is incomplete or corrupt \(model.safetensors has 100 bytes, \d+ were written\); resuming from .*checkpoint-2 instead/)
