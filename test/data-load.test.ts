@@ -30,7 +30,7 @@ t.test('three formats in three file types, read through a glob', async (t) => {
   ])
   t.equal(out.eval, undefined)
   t.equal(out.tokenizer.eosTokenId, ids('</s>')[0])
-  t.same(out.report.train, { files: ['a.jsonl', 'b.json', 'c.parquet'].map((f) => path.join(dir, f)), rows: 3, pairs: 3, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0 })
+  t.same(out.report.train, { files: ['a.jsonl', 'b.json', 'c.parquet'].map((f) => path.join(dir, f)), rows: 3, pairs: 3, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0, unknownTokens: { tokens: 0, rows: 0 } })
   t.same(lines, ['train: 3 rows from 3 files → 3 pairs'])
 })
 
@@ -125,7 +125,7 @@ t.test('evaluation split: evalData files, or a seeded evalFraction held out from
   t.same([...sources(a.train), ...sources(a.eval!)].sort(), Array.from({ length: 10 }, (_, i) => `${file}:${i + 1}`).sort(), 'disjoint and complete')
   t.same(sources((await split(1)).eval!), sources(a.eval!), 'same seed, same split')
   t.same(sources(a.train), [...sources(a.train)].sort((x, y) => Number(x.split(':').pop()) - Number(y.split(':').pop())), 'file order kept')
-  t.same(a.report.eval, { files: [file], rows: 3, pairs: 3, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0 })
+  t.same(a.report.eval, { files: [file], rows: 3, pairs: 3, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0, unknownTokens: { tokens: 0, rows: 0 } })
   t.equal(a.report.train.pairs, 7)
 })
 

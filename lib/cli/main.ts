@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `edpo` command: edpo train | sft | eval | generate | demo | doctor.
-import { EdpoError } from '../errors'
+import { formatFailure } from './failure'
 import { demoCommand } from './demo-command'
 import { doctorCommand } from './doctor-command'
 import { evalCommand } from './eval-command'
@@ -51,8 +51,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code
   },
   (e: unknown) => {
-    // Errors meant for users print as one message; anything else keeps its stack.
-    process.stderr.write(`edpo: ${e instanceof EdpoError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
+    process.stderr.write(`edpo: ${formatFailure(e, process.env.EDPO_DEBUG === '1')}\n`)
     process.exitCode = 1
   },
 )

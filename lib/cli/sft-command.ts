@@ -3,6 +3,7 @@
 import { SftTrainer } from '../train/sft-trainer'
 import { SFT_OPTIONS, type SftConfigInput } from '../train/sft-config'
 import { formatHelp, parseArgs } from './args'
+import { onInterrupt } from './interrupt'
 import { Progress } from './progress'
 
 export const SFT_HELP = formatHelp(
@@ -26,18 +27,13 @@ export async function sftCommand(argv: readonly string[]): Promise<number> {
   trainer.on('eval', (m) => progress.note(`eval @ step ${m.step}: loss ${m.eval_loss?.toFixed(4)}, token accuracy ${m.eval_token_accuracy?.toFixed(3)}`))
   trainer.on('checkpoint', (dir) => progress.note(`checkpoint: ${dir}`))
 
-  const abort = new AbortController()
-  const onSigint = () => {
-    if (abort.signal.aborted) process.exit(130)
-    progress.note('interrupted: finishing this step and writing a checkpoint (Ctrl-C again to quit now)')
-    abort.abort()
-  }
-  process.on('SIGINT', onSigint)
+  // First Ctrl-C or SIGTERM: finish the current step, write a checkpoint, exit 130 / 143. Second: exit now.
+  const interrupt = onInterrupt((line) => progress.note(line))
   try {
-    const state = await trainer.train({ signal: abort.signal })
+    const state = await trainer.train({ signal: interrupt.signal })
     progress.note(`done: step ${state.step}/${state.totalSteps}, run folder ${trainer.config.out}`)
-    return abort.signal.aborted ? 130 : 0
+    return interrupt.exitCode() ?? 0
   } finally {
-    process.off('SIGINT', onSigint)
+    interrupt.dispose()
   }
 }

@@ -1,8 +1,8 @@
 // `edpo train`: flags / --config → Trainer, a progress bar, Ctrl-C = checkpoint and exit.
-import { formatReport } from '../data'
 import { Trainer } from '../train/trainer'
 import { TRAIN_OPTIONS } from '../train/config'
 import { formatHelp, parseArgs } from './args'
+import { onInterrupt } from './interrupt'
 import { Progress } from './progress'
 
 export const TRAIN_HELP = formatHelp(
@@ -20,7 +20,6 @@ export async function trainCommand(argv: readonly string[]): Promise<number> {
   const resume = args.options.resume as string | undefined
   delete args.options.resume
   const trainer = await Trainer.create(args.options as Parameters<typeof Trainer.create>[0], { resume })
-  for (const [what, report] of Object.entries(trainer.data.report)) if (report) process.stderr.write(formatReport(what, report) + '\n')
 
   const progress = new Progress(trainer.state.totalSteps)
   const first = trainer.state.step
@@ -28,19 +27,13 @@ export async function trainCommand(argv: readonly string[]): Promise<number> {
   trainer.on('eval', (m) => progress.note(`eval @ step ${m.step}: loss ${m.eval_loss?.toFixed(4)}, accuracy ${m['eval_rewards/accuracies']?.toFixed(3)}, margin ${m['eval_rewards/margins']?.toFixed(4)}`))
   trainer.on('checkpoint', (dir) => progress.note(`checkpoint: ${dir}`))
 
-  // First Ctrl-C: finish the current step, write a checkpoint, exit 130. Second: exit now.
-  const abort = new AbortController()
-  const onSigint = () => {
-    if (abort.signal.aborted) process.exit(130)
-    progress.note('interrupted: finishing this step and writing a checkpoint (Ctrl-C again to quit now)')
-    abort.abort()
-  }
-  process.on('SIGINT', onSigint)
+  // First Ctrl-C or SIGTERM: finish the current step, write a checkpoint, exit 130 / 143. Second: exit now.
+  const interrupt = onInterrupt((line) => progress.note(line))
   try {
-    const state = await trainer.train({ signal: abort.signal })
+    const state = await trainer.train({ signal: interrupt.signal })
     progress.note(`done: step ${state.step}/${state.totalSteps}, β ${state.beta}, run folder ${trainer.config.out}`)
-    return abort.signal.aborted ? 130 : 0
+    return interrupt.exitCode() ?? 0
   } finally {
-    process.off('SIGINT', onSigint)
+    interrupt.dispose()
   }
 }

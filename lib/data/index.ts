@@ -10,6 +10,8 @@ import { epochPermutation } from './sampler'
 import { type PreferenceTokenizer, loadTokenizer } from './tokenizer'
 import { type TokenizedPair, type TruncationOptions, tokenizePair } from './tokenize-pairs'
 import { type RowIssue, validateRows } from './validate'
+import { writeInvalidRows } from './invalid-rows'
+import { type UnknownTokenReport, UnknownTokenCount, unknownTokenWarning } from './unknown-tokens'
 
 export { type Batch, type HostBatch, IGNORE_INDEX, collate, collateHost } from './collator'
 export { type ChatTemplate, type TextPair, applyChatTemplate, compileChatTemplate } from './chat-template'
@@ -21,6 +23,7 @@ export { PairSampler, type SamplerOptions, type SamplerState, epochPermutation }
 export { type PreferenceTokenizer, createTokenizer, loadTokenizer } from './tokenizer'
 export { type TokenizeResult, type TokenizedPair, type TruncationOptions, tokenizePair } from './tokenize-pairs'
 export { type RowIssue, type ValidatedRows, describeIssues, validateRows } from './validate'
+export { type UnknownTokenReport } from './unknown-tokens'
 
 export interface LoadPreferenceDataOptions extends TruncationOptions {
   /** Files or globs: .jsonl/.ndjson, .json (array or lines), .parquet. */
@@ -33,6 +36,8 @@ export interface LoadPreferenceDataOptions extends TruncationOptions {
   tokenizer: string | PreferenceTokenizer
   /** Skip and count invalid rows instead of stopping. */
   skipInvalid?: boolean
+  /** With skipInvalid: write every skipped row here (JSONL: split, file:line, field, reason, message). */
+  invalidRowsFile?: string
   /** Seed of the evalFraction split. Default 0. */
   seed?: number
   /** Receives the summary lines; default: standard error. */
@@ -53,6 +58,8 @@ export interface DataReport {
   droppedPromptTooLong: number
   /** Pairs kept with some part cut by maxPromptLength, maxCompletionLength or maxLength. */
   truncated: number
+  /** Words not in the tokenizer's vocabulary that became its unknown token: count, rows, first row. */
+  unknownTokens: UnknownTokenReport
 }
 
 export interface PreferenceData {
@@ -76,6 +83,7 @@ export const preferenceDataOptionsSchema = z
     maxPromptLength: length,
     maxCompletionLength: length,
     skipInvalid: z.boolean().optional(),
+    invalidRowsFile: z.string().min(1).optional(),
     seed: z.number().int().optional(),
     log: z.custom<(line: string) => void>((v) => typeof v === 'function', 'expected a function').optional(),
   })
@@ -94,6 +102,7 @@ async function loadSplit(patterns: string | string[], what: string, tokenizer: P
   const pairs: TokenizedPair[] = []
   let dropped = 0
   let truncated = 0
+  const unknown = new UnknownTokenCount()
   for (const { source, pair } of valid.pairs) {
     let r
     try {
@@ -102,6 +111,7 @@ async function loadSplit(patterns: string | string[], what: string, tokenizer: P
       if (e instanceof EdpoInputError) throw new EdpoInputError(`${source}: ${e.message}`, { cause: e })
       throw e
     }
+    unknown.add(source, r.unknownTokens)
     if (r.pair === undefined) dropped++
     else {
       pairs.push(r.pair)
@@ -109,7 +119,7 @@ async function loadSplit(patterns: string | string[], what: string, tokenizer: P
     }
   }
   const skipped: Record<string, number> = { ...valid.skipped }
-  return { pairs, report: { files, rows: rows.length, pairs: pairs.length, skipped, invalid: valid.issues, droppedPromptTooLong: dropped, truncated } }
+  return { pairs, report: { files, rows: rows.length, pairs: pairs.length, skipped, invalid: valid.issues, droppedPromptTooLong: dropped, truncated, unknownTokens: unknown.report() } }
 }
 
 /** One line per split, e.g. "train: 1000 rows from 2 files → 990 pairs; skipped 8 (5 missing field, ...); ...". */
@@ -128,10 +138,16 @@ export function formatReport(what: string, r: DataReport, maxLength?: number): s
 
 const EXAMPLES = 3
 
-// The first skipped rows in full, so they can be found and fixed.
-function logExamples(log: (line: string) => void, r: DataReport): void {
+// The first skipped rows in full, so they can be found and fixed; the rest are in the file, when
+// there is one, else in the returned report.
+function logExamples(log: (line: string) => void, r: DataReport, invalidRowsFile: string | undefined): void {
   for (const issue of r.invalid.slice(0, EXAMPLES)) log(`  skipped ${issue.message}`)
-  if (r.invalid.length > EXAMPLES) log(`  ... ${r.invalid.length - EXAMPLES} more in report.invalid`)
+  if (r.invalid.length > EXAMPLES) log(`  ... ${r.invalid.length - EXAMPLES} more in ${invalidRowsFile ?? 'report.invalid'}`)
+}
+
+function logUnknown(log: (line: string) => void, what: string, r: DataReport, tokenizer: PreferenceTokenizer): void {
+  const line = unknownTokenWarning(what, r.unknownTokens, tokenizer)
+  if (line) log(line)
 }
 
 /** Reads, validates, renders and tokenizes the training (and evaluation) data. */
@@ -155,14 +171,22 @@ export async function loadPreferenceData(options: LoadPreferenceDataOptions): Pr
     const evalPairs = train.pairs.filter((_, i) => held.has(i))
     train.report.pairs = kept.length
     train.pairs = kept
-    evalSplit = { pairs: evalPairs, report: { files: train.report.files, rows: k, pairs: evalPairs.length, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0 } }
+    evalSplit = { pairs: evalPairs, report: { files: train.report.files, rows: k, pairs: evalPairs.length, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0, unknownTokens: { tokens: 0, rows: 0 } } }
   }
-  if (train.pairs.length === 0) throw new EdpoInputError(`data: no pairs left (${formatReport('data', train.report, o.maxLength)})`)
-  log(formatReport('train', train.report, o.maxLength))
-  logExamples(log, train.report)
+  // Every skipped row goes to the file, so none is known only by a count.
+  const invalidRowsFile = o.invalidRowsFile
+  if (invalidRowsFile !== undefined)
+    writeInvalidRows(invalidRowsFile, [{ split: 'train', issues: train.report.invalid }, { split: 'eval', issues: evalSplit?.report.invalid ?? [] }])
+  if (train.pairs.length === 0)
+    throw new EdpoInputError(`data: no pairs left (${formatReport('data', train.report, o.maxLength)})${invalidRowsFile !== undefined && train.report.invalid.length > 0 ? `; the skipped rows are listed in ${invalidRowsFile}` : ''}`)
+  const listed = (r: DataReport) => (invalidRowsFile !== undefined && r.invalid.length > 0 ? `; all skipped rows in ${invalidRowsFile}` : '')
+  log(formatReport('train', train.report, o.maxLength) + listed(train.report))
+  logExamples(log, train.report, invalidRowsFile)
+  logUnknown(log, 'train', train.report, tokenizer)
   if (evalSplit) {
-    log(formatReport('eval', evalSplit.report, o.maxLength) + (o.evalFraction !== undefined ? ` (held out from train, fraction ${o.evalFraction})` : ''))
-    logExamples(log, evalSplit.report)
+    log(formatReport('eval', evalSplit.report, o.maxLength) + (o.evalFraction !== undefined ? ` (held out from train, fraction ${o.evalFraction})` : '') + listed(evalSplit.report))
+    logExamples(log, evalSplit.report, invalidRowsFile)
+    logUnknown(log, 'eval', evalSplit.report, tokenizer)
   }
   return { train: train.pairs, eval: evalSplit?.pairs, tokenizer, report: { train: train.report, eval: evalSplit?.report } }
 }

@@ -8,9 +8,13 @@ import { z } from 'zod'
 import { EdpoInputError } from '../errors'
 import { Tensor } from '../tensor'
 import { expandPaths } from './glob'
-import { readFiles } from './readers'
+import type { RowErrorReason } from './formats'
+import { writeInvalidRows } from './invalid-rows'
+import { type RawRow, readFiles } from './readers'
 import { epochPermutation } from './sampler'
 import { type PreferenceTokenizer, loadTokenizer } from './tokenizer'
+import { type UnknownTokenReport, UnknownTokenCount, countUnknown, unknownTokenWarning } from './unknown-tokens'
+import type { RowIssue } from './validate'
 
 export interface SftExample {
   /** "file:line" of the row it came from. */
@@ -29,6 +33,8 @@ export interface LoadSftDataOptions {
   maxLength?: number
   maxPromptLength?: number
   skipInvalid?: boolean
+  /** With skipInvalid: write every skipped row here (JSONL: split, file:line, field, reason, message). */
+  invalidRowsFile?: string
   seed?: number
   log?: (line: string) => void
 }
@@ -51,9 +57,12 @@ export function tokenizeSftExample(
   source: string,
   tokenizer: PreferenceTokenizer,
   o: { maxLength?: number; maxPromptLength?: number } = {},
+  /** Receives the count of words not in the vocabulary (before truncation). */
+  stats?: { unknownTokens: number },
 ): SftExample | undefined {
   let p = tokenizer.encode(prompt)
   let c = tokenizer.encode(completion)
+  if (stats) stats.unknownTokens = countUnknown(tokenizer, [[prompt, p], [completion, c]])
   if (c[c.length - 1] !== tokenizer.eosTokenId) c.push(tokenizer.eosTokenId)
   if (o.maxPromptLength !== undefined && p.length > o.maxPromptLength) p = p.slice(p.length - o.maxPromptLength)
   if (o.maxLength !== undefined) {
@@ -63,36 +72,78 @@ export function tokenizeSftExample(
   return { source, prompt: Int32Array.from(p), completion: Int32Array.from(c) }
 }
 
-async function readSplit(patterns: string[], what: string, tokenizer: PreferenceTokenizer, o: LoadSftDataOptions): Promise<SftExample[]> {
+const EXPECTED = 'expected {prompt, completion} (or {prompt, chosen}) with string values and a non-empty completion'
+
+// What is wrong with a row that failed rowSchema: the reason --skip-invalid counts and the field.
+function rowIssue(row: RawRow): RowIssue {
+  const issue = (reason: RowErrorReason, field: string): RowIssue => ({ source: row.source, reason, field, message: `${row.source}: ${row.error ?? EXPECTED}` })
+  if (row.error !== undefined) return issue('malformed JSON', '')
+  const v = row.value
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return issue('not an object', '')
+  const o = v as Record<string, unknown>
+  if (typeof o.prompt !== 'string') return issue(o.prompt === undefined ? 'missing field' : 'wrong type', 'prompt')
+  const key = 'completion' in o ? 'completion' : 'chosen' in o ? 'chosen' : undefined
+  if (key === undefined) return issue('missing field', 'completion')
+  return issue(typeof o[key] === 'string' ? 'empty field' : 'wrong type', key)
+}
+
+interface Split {
+  examples: SftExample[]
+  rows: number
+  invalid: RowIssue[]
+  dropped: number
+  unknown: UnknownTokenReport
+}
+
+async function readSplit(patterns: string[], what: string, tokenizer: PreferenceTokenizer, o: LoadSftDataOptions): Promise<Split> {
   const rows = await readFiles(expandPaths(patterns, what))
-  const out: SftExample[] = []
-  let skipped = 0
+  const examples: SftExample[] = []
+  const invalid: RowIssue[] = []
+  const unknown = new UnknownTokenCount()
   let dropped = 0
   for (const row of rows) {
     const r = row.error === undefined ? rowSchema.safeParse(row.value) : undefined
     if (!r?.success) {
-      const why = row.error ?? 'expected {prompt, completion} (or {prompt, chosen}) with string values and a non-empty completion'
-      if (!o.skipInvalid) throw new EdpoInputError(`${row.source}: ${why}`)
-      skipped++
+      const issue = rowIssue(row)
+      if (!o.skipInvalid) throw new EdpoInputError(issue.message)
+      invalid.push(issue)
       continue
     }
     const completion = 'completion' in r.data ? r.data.completion : r.data.chosen
-    const ex = tokenizeSftExample(r.data.prompt, completion, row.source, tokenizer, o)
-    if (ex) out.push(ex)
+    const stats = { unknownTokens: 0 }
+    const ex = tokenizeSftExample(r.data.prompt, completion, row.source, tokenizer, o, stats)
+    unknown.add(row.source, stats.unknownTokens)
+    if (ex) examples.push(ex)
     else dropped++
   }
-  o.log?.(`${what}: ${rows.length} rows → ${out.length} examples` + (skipped ? `; skipped ${skipped} invalid` : '') + (dropped ? `; dropped ${dropped} whose prompt fills maxLength` : ''))
-  return out
+  return { examples, rows: rows.length, invalid, dropped, unknown: unknown.report() }
+}
+
+function logSplit(what: string, s: Split, tokenizer: PreferenceTokenizer, o: LoadSftDataOptions): void {
+  const listed = s.invalid.length > 0 && o.invalidRowsFile !== undefined ? ` (all listed in ${o.invalidRowsFile})` : ''
+  o.log?.(
+    `${what}: ${s.rows} rows → ${s.examples.length} examples` +
+      (s.invalid.length ? `; skipped ${s.invalid.length} invalid${listed}` : '') +
+      (s.dropped ? `; dropped ${s.dropped} whose prompt fills maxLength` : ''),
+  )
+  const warning = unknownTokenWarning(what, s.unknown, tokenizer)
+  if (warning) o.log?.(warning)
 }
 
 /** Reads and tokenizes SFT rows; evalFraction holds out a seeded random subset. */
 export async function loadSftData(o: LoadSftDataOptions): Promise<SftData> {
   if (o.evalData !== undefined && o.evalFraction !== undefined) throw new EdpoInputError('sft: give evalData or evalFraction, not both')
   const tokenizer = typeof o.tokenizer === 'string' ? loadTokenizer(o.tokenizer) : o.tokenizer
-  let train = await readSplit(o.data, 'data', tokenizer, o)
-  let evalSplit: SftExample[] | undefined
-  if (o.evalData !== undefined) evalSplit = await readSplit(o.evalData, 'evalData', tokenizer, o)
-  else if (o.evalFraction !== undefined) {
+  const trainSplit = await readSplit(o.data, 'data', tokenizer, o)
+  const evalRead = o.evalData !== undefined ? await readSplit(o.evalData, 'evalData', tokenizer, o) : undefined
+  // Every skipped row goes to the file, so none is known only by a count.
+  if (o.invalidRowsFile !== undefined)
+    writeInvalidRows(o.invalidRowsFile, [{ split: 'train', issues: trainSplit.invalid }, { split: 'eval', issues: evalRead?.invalid ?? [] }])
+  logSplit('data', trainSplit, tokenizer, o)
+  if (evalRead) logSplit('evalData', evalRead, tokenizer, o)
+  let train = trainSplit.examples
+  let evalSplit = evalRead?.examples
+  if (evalRead === undefined && o.evalFraction !== undefined) {
     const k = Math.round(train.length * o.evalFraction)
     if (k < 1 || k >= train.length) throw new EdpoInputError(`sft.evalFraction: ${o.evalFraction} of ${train.length} examples leaves an empty split`)
     const held = new Set(Array.from(epochPermutation(train.length, o.seed ?? 0, -1).subarray(0, k)))

@@ -4,6 +4,7 @@
 // its start (maxCompletionLength), and prompt + completion keeps its START (maxLength).
 import type { TextPair } from './chat-template'
 import type { PreferenceTokenizer } from './tokenizer'
+import { countUnknown } from './unknown-tokens'
 
 export interface TruncationOptions {
   /** Longest prompt + completion row; longer rows keep their start. */
@@ -22,10 +23,14 @@ export interface TokenizedPair {
   rejected: Int32Array
 }
 
-export type TokenizeResult =
+export type TokenizeResult = (
   | { pair: TokenizedPair; truncated: boolean }
   /** The prompt alone (after maxPromptLength) fills maxLength: no completion token would remain. */
   | { pair: undefined; droppedPromptTooLong: true }
+) & {
+  /** Words not in the vocabulary, encoded as the unknown token (before truncation). */
+  unknownTokens: number
+}
 
 function withEos(ids: number[], eos: number): number[] {
   return ids[ids.length - 1] === eos ? ids : [...ids, eos]
@@ -34,8 +39,11 @@ function withEos(ids: number[], eos: number): number[] {
 /** Tokenizes and truncates one pair. */
 export function tokenizePair(pair: TextPair, source: string, tokenizer: PreferenceTokenizer, opts: TruncationOptions = {}): TokenizeResult {
   let prompt = tokenizer.encode(pair.prompt)
-  let chosen = withEos(tokenizer.encode(pair.chosen), tokenizer.eosTokenId)
-  let rejected = withEos(tokenizer.encode(pair.rejected), tokenizer.eosTokenId)
+  let chosen = tokenizer.encode(pair.chosen)
+  let rejected = tokenizer.encode(pair.rejected)
+  const unknownTokens = countUnknown(tokenizer, [[pair.prompt, prompt], [pair.chosen, chosen], [pair.rejected, rejected]])
+  chosen = withEos(chosen, tokenizer.eosTokenId)
+  rejected = withEos(rejected, tokenizer.eosTokenId)
   let truncated = false
   const cut = (ids: number[], keep: number, end: 'start' | 'end'): number[] => {
     if (ids.length <= keep) return ids
@@ -48,12 +56,13 @@ export function tokenizePair(pair: TextPair, source: string, tokenizer: Preferen
     rejected = cut(rejected, opts.maxCompletionLength, 'start')
   }
   if (opts.maxLength !== undefined) {
-    if (prompt.length >= opts.maxLength) return { pair: undefined, droppedPromptTooLong: true }
+    if (prompt.length >= opts.maxLength) return { pair: undefined, droppedPromptTooLong: true, unknownTokens }
     chosen = cut(chosen, opts.maxLength - prompt.length, 'start')
     rejected = cut(rejected, opts.maxLength - prompt.length, 'start')
   }
   return {
     pair: { source, prompt: Int32Array.from(prompt), chosen: Int32Array.from(chosen), rejected: Int32Array.from(rejected) },
     truncated,
+    unknownTokens,
   }
 }

@@ -21,6 +21,11 @@ export interface PreferenceTokenizer {
   /** bos_token, eos_token, unk_token, pad_token, ... as strings: the chat template's variables. */
   readonly specialTokens: Readonly<Record<string, string>>
   readonly chatTemplate: ChatTemplate | undefined
+  /** How many of `ids` (the encoding of `text`) are the unknown token for a word not in the
+   *  vocabulary, i.e. not counting an unknown token the text writes literally. */
+  countUnknown?(text: string, ids: readonly number[]): number
+  /** The unknown token's text, when the tokenizer has one. */
+  readonly unkToken?: string
 }
 
 const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const
@@ -72,6 +77,12 @@ export function createTokenizer(
     if (id === undefined) throw new EdpoInputError(`${where}: tokenizer_config.json: ${key} '${t}' is not in the vocabulary`)
     return id
   }
+  // The unknown token: tokenizer_config.json's, else the model's (WordLevel, WordPiece, BPE).
+  const unkText = specialTokens.unk_token ?? (typeof model?.unk_token === 'string' ? model.unk_token : undefined)
+  const unkId = unkText === undefined ? undefined : tk.token_to_id(unkText)
+  // Only an added token is matched whole in the text; otherwise a literal "[UNK]" is split like any word.
+  const added = Array.isArray(tokenizerJson.added_tokens) ? (tokenizerJson.added_tokens as { content?: unknown }[]) : []
+  const unkIsAdded = unkText !== undefined && added.some((t) => t.content === unkText)
   const eosTokenId = idOf('eos_token')
   if (eosTokenId === undefined) throw new EdpoInputError(`${where}: tokenizer_config.json: eos_token is missing (needed to end completions)`)
   const bosTokenId = idOf('bos_token')
@@ -87,11 +98,19 @@ export function createTokenizer(
       return ids
     },
     decode: (ids) => tk.decode([...ids], { skip_special_tokens: false }),
+    countUnknown(text, ids) {
+      if (unkId === undefined) return 0
+      let n = 0
+      for (const id of ids) if (id === unkId) n++
+      if (n > 0 && unkIsAdded) n -= text.split(unkText!).length - 1
+      return Math.max(0, n)
+    },
     eosTokenId,
     bosTokenId,
     padTokenId,
     specialTokens,
     chatTemplate,
+    unkToken: unkText,
   }
 }
 

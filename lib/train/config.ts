@@ -21,6 +21,11 @@ export const TRAIN_OPTIONS = {
   evalData: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'evaluation data files or globs' },
   evalFraction: { schema: z.number().gt(0).lt(1).optional(), kind: 'number', help: 'hold out this fraction of --data for evaluation' },
   out: { schema: z.string().min(1), kind: 'string', help: 'run folder: metrics.jsonl and checkpoint-<step>/' },
+  overwriteOutputDir: {
+    schema: z.boolean().default(false),
+    kind: 'boolean',
+    help: "start over in a non-empty --out: removes an earlier run's metrics.jsonl, invalid-rows.jsonl and checkpoint-<step>/ (other files are kept)",
+  },
   method: { schema: z.enum(['epsilon-dpo', 'dpo', 'tr-dpo']).default('epsilon-dpo'), kind: 'string', help: 'epsilon-dpo (default), dpo or tr-dpo' },
   beta: { schema: positive.default(0.1), kind: 'number', help: 'initial KL coefficient β' },
   epsilon: { schema: z.number().min(0).lt(1).default(0.01), kind: 'number', help: 'ε-DPO perturbation size ε (epsilon-dpo only)' },

@@ -6,7 +6,7 @@ import { z } from 'zod'
 import { type OptionSpec, TRAIN_OPTIONS } from './config'
 
 const SHARED = [
-  'model', 'data', 'evalData', 'evalFraction', 'out', 'lrScheduler', 'warmupRatio', 'weightDecay', 'adamBeta1', 'adamBeta2',
+  'model', 'data', 'evalData', 'evalFraction', 'out', 'overwriteOutputDir', 'lrScheduler', 'warmupRatio', 'weightDecay', 'adamBeta1', 'adamBeta2',
   'adamEpsilon', 'maxGradNorm', 'batchSize', 'gradAccumulation', 'epochs', 'maxSteps', 'maxLength', 'maxPromptLength', 'dtype',
   'device', 'gradientCheckpointing', 'seed', 'logEvery', 'evalEvery', 'saveEvery', 'keepLast', 'skipInvalid',
 ] as const

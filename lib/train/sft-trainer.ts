@@ -18,6 +18,7 @@ import type { Tensor } from '../tensor'
 import { formatZodError } from '../validate'
 import { AdamW } from './adamw'
 import { CheckpointManager } from './checkpoints'
+import { openRunToResume, prepareNewRun } from './run-folder'
 import { type Metrics, MetricsLog } from './metrics-log'
 import { lrMultiplier } from './schedule'
 import { type SftConfig, type SftConfigInput, sftConfigSchema } from './sft-config'
@@ -50,10 +51,8 @@ const stateSchema = z.object({
   config: z.record(z.string(), z.unknown()),
 })
 
-function readSftState(runDir: string): { dir: string; file: SftStateFile } {
-  const latest = new CheckpointManager(runDir, 1).latest()
-  if (!latest) throw new EdpoInputError(`--resume ${runDir}: no checkpoint-<step> folder to resume from`)
-  const file = path.join(latest.dir, 'trainer_state.json')
+function readSftState(dir: string): { dir: string; file: SftStateFile } {
+  const file = path.join(dir, 'trainer_state.json')
   let raw: unknown
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'))
@@ -62,7 +61,7 @@ function readSftState(runDir: string): { dir: string; file: SftStateFile } {
   }
   const r = stateSchema.safeParse(raw)
   if (!r.success) throw new EdpoInputError(formatZodError(r.error, `${file} (an edpo sft checkpoint)`))
-  return { dir: latest.dir, file: r.data as unknown as SftStateFile }
+  return { dir, file: r.data as unknown as SftStateFile }
 }
 
 /** Mean cross-entropy over completion tokens, and the fraction of them predicted by argmax. */
@@ -92,10 +91,16 @@ export class SftTrainer extends EventEmitter<SftTrainerEvents> {
 
   static async create(input: SftConfigInput, opts: { resume?: string; log?: (line: string) => void } = {}): Promise<SftTrainer> {
     const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'))
-    const resumed = opts.resume ? readSftState(opts.resume) : undefined
-    const parsed = sftConfigSchema.safeParse(resumed ? resumed.file.config : input)
+    if (opts.resume !== undefined && input.overwriteOutputDir)
+      throw new EdpoInputError(`--resume ${opts.resume} continues a run; --overwrite-output-dir starts over: give one of them`)
+    const from = opts.resume !== undefined ? openRunToResume(opts.resume, log) : undefined
+    const resumed = from ? readSftState(from.dir) : undefined
+    const parsed = sftConfigSchema.safeParse(resumed ? { ...resumed.file.config, out: opts.resume } : input)
     if (!parsed.success) throw new EdpoInputError(formatZodError(parsed.error, 'config'))
     const config = parsed.data
+    // The folder is checked before the model loads or the data is tokenized (minutes at 8B).
+    if (resumed) MetricsLog.truncateAfter(config.out, resumed.file.step, log)
+    else prepareNewRun(config.out, config.overwriteOutputDir, log)
     const data = await loadSftData({
       data: config.data,
       evalData: config.evalData,
@@ -104,6 +109,7 @@ export class SftTrainer extends EventEmitter<SftTrainerEvents> {
       maxLength: config.maxLength,
       maxPromptLength: config.maxPromptLength,
       skipInvalid: config.skipInvalid,
+      invalidRowsFile: path.join(config.out, 'invalid-rows.jsonl'),
       seed: config.seed,
       log,
     })
@@ -118,7 +124,6 @@ export class SftTrainer extends EventEmitter<SftTrainerEvents> {
     const totalSteps = config.maxSteps ?? Math.ceil((config.epochs * sampler.batchesPerEpoch) / config.gradAccumulation)
     if (resumed) {
       optimizer.loadState(loadSafetensors(path.join(resumed.dir, 'optimizer.safetensors')), resumed.file.step)
-      MetricsLog.truncateAfter(config.out, resumed.file.step)
       log(`resumed from ${resumed.dir} at step ${resumed.file.step}`)
     }
     // β has no meaning here; TrainerState keeps it at 0.

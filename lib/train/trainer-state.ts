@@ -8,7 +8,6 @@ import { z } from 'zod'
 import type { SamplerState } from '../data'
 import { EdpoInputError } from '../errors'
 import { formatZodError } from '../validate'
-import { CheckpointManager } from './checkpoints'
 import type { TrainConfig } from './config'
 import type { Metrics } from './metrics-log'
 
@@ -45,11 +44,9 @@ export function writeTrainerState(dir: string, state: TrainerStateFile): void {
   fs.writeFileSync(path.join(dir, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n')
 }
 
-/** The newest checkpoint of a run folder and its trainer_state.json. */
-export function readTrainerState(runDir: string): { dir: string; file: TrainerStateFile } {
-  const latest = new CheckpointManager(runDir, 1).latest()
-  if (!latest) throw new EdpoInputError(`--resume ${runDir}: no checkpoint-<step> folder to resume from`)
-  const file = path.join(latest.dir, 'trainer_state.json')
+/** trainer_state.json of checkpoint folder `dir` (see openRunToResume for which one). */
+export function readTrainerState(dir: string): { dir: string; file: TrainerStateFile } {
+  const file = path.join(dir, 'trainer_state.json')
   let raw: unknown
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'))
@@ -58,5 +55,5 @@ export function readTrainerState(runDir: string): { dir: string; file: TrainerSt
   }
   const r = fileSchema.safeParse(raw)
   if (!r.success) throw new EdpoInputError(formatZodError(r.error, file))
-  return { dir: latest.dir, file: r.data as unknown as TrainerStateFile }
+  return { dir, file: r.data as unknown as TrainerStateFile }
 }

@@ -15,6 +15,7 @@ import { formatZodError } from '../validate'
 import { AdamW } from './adamw'
 import { BetaController } from './beta'
 import { CheckpointManager } from './checkpoints'
+import { openRunToResume, prepareNewRun } from './run-folder'
 import { type TrainConfig, type TrainConfigInput, trainConfigSchema } from './config'
 import type { Tensor } from '../tensor'
 import { type Metrics, MetricsLog } from './metrics-log'
@@ -67,10 +68,16 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   static async create(input: TrainConfigInput, opts: CreateOptions = {}): Promise<Trainer> {
     const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'))
-    const resumed = opts.resume ? readTrainerState(opts.resume) : undefined
-    const parsed = trainConfigSchema.safeParse(resumed ? resumed.file.config : input)
+    if (opts.resume !== undefined && input.overwriteOutputDir)
+      throw new EdpoInputError(`--resume ${opts.resume} continues a run; --overwrite-output-dir starts over: give one of them`)
+    const from = opts.resume !== undefined ? openRunToResume(opts.resume, log) : undefined
+    const resumed = from ? readTrainerState(from.dir) : undefined
+    const parsed = trainConfigSchema.safeParse(resumed ? { ...resumed.file.config, out: opts.resume } : input)
     if (!parsed.success) throw new EdpoInputError(formatZodError(parsed.error, 'config'))
     const config = parsed.data
+    // The folder is checked before the model loads or the data is tokenized (minutes at 8B).
+    if (resumed) MetricsLog.truncateAfter(config.out, resumed.file.step, log)
+    else prepareNewRun(config.out, config.overwriteOutputDir, log)
 
     const data = await loadPreferenceData({
       data: config.data,
@@ -80,6 +87,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       maxLength: config.maxLength,
       maxPromptLength: config.maxPromptLength,
       skipInvalid: config.skipInvalid,
+      invalidRowsFile: path.join(config.out, 'invalid-rows.jsonl'),
       seed: config.seed,
       log,
     })
@@ -109,7 +117,6 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const beta = new BetaController(resumed?.file.beta ?? config.beta, config.method === 'epsilon-dpo' ? config.epsilon : 0)
     if (resumed) {
       optimizer.loadState(loadSafetensors(path.join(resumed.dir, 'optimizer.safetensors')), resumed.file.step)
-      MetricsLog.truncateAfter(config.out, resumed.file.step)
       log(`resumed from ${resumed.dir} at step ${resumed.file.step} (β = ${resumed.file.beta})`)
     }
     const state = new TrainerState(resumed?.file.step ?? 0, totalSteps, beta.beta, sampler.currentEpoch)
