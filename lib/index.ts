@@ -9,6 +9,7 @@ export * as io from './io'
 export { runtime, setThreads, type RuntimeInfo } from './runtime'
 export type { NativeRuntime } from './native'
 export { EdpoError, EdpoInputError, EdpoNativeError } from './errors'
+export { EdpoFileError } from './train/fs-errors'
 export * as data from './data'
 export {
   CausalLM,
