@@ -95,3 +95,32 @@ t.test('HH is detected when every row is a raw transcript, and can be forced', (
   t.match(forced.issues[0]!.message, /prefs\.jsonl:7: chosen: expected an HH transcript/)
   t.end()
 })
+
+t.test('SFT rows: TRL messages and conversational prompt/completion go through the chat template', async (t) => {
+  const { normalizeSftRow } = await import('../lib/data/formats')
+  t.same(normalizeSftRow({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }] }), {
+    kind: 'messages',
+    prompt: [{ role: 'user', content: 'hi' }],
+    completion: [{ role: 'assistant', content: 'hello' }],
+  })
+  t.same(normalizeSftRow({ prompt: [{ role: 'user', content: 'hi' }], completion: 'hello' }).kind, 'messages')
+  t.same(normalizeSftRow({ prompt: 'p', chosen: 'c', rejected: 'r' }), { kind: 'text', prompt: 'p', completion: 'c' })
+  t.throws(() => normalizeSftRow({ messages: [{ role: 'user', content: 'hi' }] }), /messages\[0\]\.role: the last message must be the assistant's/)
+  t.throws(() => normalizeSftRow({ messages: [{ role: 'assistant', content: 'x' }] }), /messages: needs at least one message before/)
+  t.throws(() => normalizeSftRow({ prompt: 'p' }), /completion: missing/)
+  t.throws(() => normalizeSftRow({ prompt: [{ role: 'user', content: 'p' }], completion: 5 }), /completion: expected a list of \{role, content\} messages, got number/)
+
+  // Through loadSftData with the fixtures' chat template: the prompt ends with the generation
+  // prompt, exactly as a preference row with the same turns renders.
+  const { loadSftData, loadPreferenceData } = await import('../lib/data')
+  const { makeModelDir, tempDir, writeJsonl } = await import('./helpers/data-fixtures')
+  const dir = makeModelDir(t)
+  const work = tempDir(t)
+  const turns = [{ role: 'user', content: 'how are you ?' }, { role: 'assistant', content: 'i am good .' }]
+  const sft = await loadSftData({ data: [writeJsonl(`${work}/sft.jsonl`, [{ messages: turns }, { prompt: [turns[0]], completion: [turns[1]] }])], tokenizer: dir })
+  t.equal(sft.train.length, 2)
+  t.same(Array.from(sft.train[0]!.prompt), Array.from(sft.train[1]!.prompt), 'both layouts give the same prompt ids')
+  t.same(Array.from(sft.train[0]!.completion), Array.from(sft.train[1]!.completion))
+  const prefs = await loadPreferenceData({ data: writeJsonl(`${work}/prefs.jsonl`, [{ prompt: [turns[0]], chosen: [turns[1]], rejected: 'i am bad .' }]), tokenizer: dir, log: () => {} })
+  t.same(Array.from(sft.train[0]!.prompt), Array.from(prefs.train[0]!.prompt), 'SFT and preference rows render the prompt alike')
+})

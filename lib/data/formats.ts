@@ -218,3 +218,33 @@ function sameCompletion(pair: PreferencePair): boolean {
   if (pair.kind === 'text') return pair.chosen === pair.rejected
   return JSON.stringify(pair.chosen) === JSON.stringify(pair.rejected)
 }
+
+/** One SFT example before tokenization: text, or messages rendered later by the chat template. */
+export type SftPair =
+  | { kind: 'text'; prompt: string; completion: string }
+  | { kind: 'messages'; prompt: Message[]; completion: Message[] }
+
+/**
+ * Normalises one SFT row (TRL's layouts): {prompt, completion} strings; {prompt, chosen} (SFT on the
+ * chosen answers of a preference set); a conversational prompt (message list) with a completion
+ * (assistant message, list or string); or {messages}, whose last assistant turn is the completion
+ * and everything before it the prompt. Throws RowError naming the field.
+ */
+export function normalizeSftRow(value: unknown): SftPair {
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new RowError('not an object', '', `expected an object with prompt and completion (or messages), got ${typeName(value)}`)
+  const row = value as Record<string, unknown>
+  if ('messages' in row) {
+    const list = messages(row.messages, 'messages', 'none')
+    const last = list[list.length - 1]!
+    if (last.role !== 'assistant') throw new RowError('wrong type', `messages[${list.length - 1}].role`, `the last message must be the assistant's (the completion), got "${last.role}"`)
+    if (list.length < 2) throw new RowError('empty field', 'messages', 'needs at least one message before the final assistant turn')
+    return { kind: 'messages', prompt: list.slice(0, -1), completion: [last] }
+  }
+  if (!present(row, 'prompt')) throw new RowError('missing field', 'prompt', 'missing')
+  const key = 'completion' in row ? 'completion' : 'chosen' in row ? 'chosen' : undefined
+  if (key === undefined) throw new RowError('missing field', 'completion', 'missing')
+  if (typeof row.prompt === 'string') return { kind: 'text', prompt: row.prompt, completion: text(row, key) }
+  if (!Array.isArray(row.prompt)) throw new RowError('wrong type', 'prompt', `expected a string or a list of messages, got ${typeName(row.prompt)}`)
+  return { kind: 'messages', prompt: messages(row.prompt, 'prompt', 'none'), completion: messages(row[key], key, 'assistant') }
+}

@@ -1,14 +1,14 @@
 // Supervised fine-tuning data: {prompt, completion} rows (or {prompt, chosen}, i.e. SFT on the
-// chosen answers of a preference set, as the paper's Anthropic-HH setting does), read with the same
+// chosen answers of a preference set, as the paper's Anthropic-HH setting does), TRL's {messages}
+// rows and conversational prompt/completion (rendered by the chat template), read with the same
 // readers and glob expansion as preference data, tokenized with TRL's rules (prompt and completion
 // separately, EOS appended, prompt keeps its end, prompt + completion keeps its start), and
 // collated into right-padded rows whose loss mask covers the completion only.
-import { z } from 'zod'
-
 import { EdpoInputError } from '../errors'
 import { Tensor } from '../tensor'
 import { expandPaths } from './glob'
-import type { RowErrorReason } from './formats'
+import { applyChatTemplate } from './chat-template'
+import { normalizeSftRow, RowError, type SftPair } from './formats'
 import { writeInvalidRows } from './invalid-rows'
 import { type RawRow, readFiles } from './readers'
 import { epochPermutation } from './sampler'
@@ -45,11 +45,6 @@ export interface SftData {
   tokenizer: PreferenceTokenizer
 }
 
-const rowSchema = z.union([
-  z.object({ prompt: z.string(), completion: z.string().min(1) }),
-  z.object({ prompt: z.string(), chosen: z.string().min(1) }),
-])
-
 /** Tokenizes one prompt/completion text pair; undefined when the prompt alone fills maxLength. */
 export function tokenizeSftExample(
   prompt: string,
@@ -72,19 +67,14 @@ export function tokenizeSftExample(
   return { source, prompt: Int32Array.from(p), completion: Int32Array.from(c) }
 }
 
-const EXPECTED = 'expected {prompt, completion} (or {prompt, chosen}) with string values and a non-empty completion'
-
-// What is wrong with a row that failed rowSchema: the reason --skip-invalid counts and the field.
-function rowIssue(row: RawRow): RowIssue {
-  const issue = (reason: RowErrorReason, field: string): RowIssue => ({ source: row.source, reason, field, message: `${row.source}: ${row.error ?? EXPECTED}` })
-  if (row.error !== undefined) return issue('malformed JSON', '')
-  const v = row.value
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return issue('not an object', '')
-  const o = v as Record<string, unknown>
-  if (typeof o.prompt !== 'string') return issue(o.prompt === undefined ? 'missing field' : 'wrong type', 'prompt')
-  const key = 'completion' in o ? 'completion' : 'chosen' in o ? 'chosen' : undefined
-  if (key === undefined) return issue('missing field', 'completion')
-  return issue(typeof o[key] === 'string' ? 'empty field' : 'wrong type', key)
+// Conversational rows go through the tokenizer's chat template exactly as preference rows do, so
+// an SFT model and the ε-DPO run after it see the same rendering.
+function renderSftPair(pair: SftPair, tokenizer: PreferenceTokenizer, source: string): { prompt: string; completion: string } {
+  if (pair.kind === 'text') return pair
+  if (tokenizer.chatTemplate === undefined)
+    throw new EdpoInputError(`${source}: the row is conversational but the tokenizer has no chat_template (tokenizer_config.json or chat_template.jinja)`)
+  const text = applyChatTemplate(tokenizer.chatTemplate, { kind: 'messages', prompt: pair.prompt, chosen: pair.completion, rejected: pair.completion })
+  return { prompt: text.prompt, completion: text.chosen }
 }
 
 interface Split {
@@ -102,16 +92,19 @@ async function readSplit(patterns: string[], what: string, tokenizer: Preference
   const unknown = new UnknownTokenCount()
   let dropped = 0
   for (const row of rows) {
-    const r = row.error === undefined ? rowSchema.safeParse(row.value) : undefined
-    if (!r?.success) {
-      const issue = rowIssue(row)
+    let pair: { prompt: string; completion: string }
+    try {
+      if (row.error !== undefined) throw new RowError('malformed JSON', '', row.error)
+      pair = renderSftPair(normalizeSftRow(row.value), tokenizer, row.source)
+    } catch (e) {
+      if (!(e instanceof RowError)) throw e
+      const issue: RowIssue = { source: row.source, reason: e.reason, field: e.field, message: `${row.source}: ${e.message}` }
       if (!o.skipInvalid) throw new EdpoInputError(issue.message)
       invalid.push(issue)
       continue
     }
-    const completion = 'completion' in r.data ? r.data.completion : r.data.chosen
     const stats = { unknownTokens: 0 }
-    const ex = tokenizeSftExample(r.data.prompt, completion, row.source, tokenizer, o, stats)
+    const ex = tokenizeSftExample(pair.prompt, pair.completion, row.source, tokenizer, o, stats)
     unknown.add(row.source, stats.unknownTokens)
     if (ex) examples.push(ex)
     else dropped++
