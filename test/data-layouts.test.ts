@@ -124,3 +124,26 @@ t.test('SFT rows: TRL messages and conversational prompt/completion go through t
   const prefs = await loadPreferenceData({ data: writeJsonl(`${work}/prefs.jsonl`, [{ prompt: [turns[0]], chosen: [turns[1]], rejected: 'i am bad .' }]), tokenizer: dir, log: () => {} })
   t.same(Array.from(sft.train[0]!.prompt), Array.from(prefs.train[0]!.prompt), 'SFT and preference rows render the prompt alike')
 })
+
+t.test('SFT on Anthropic-HH chosen transcripts; truncation modes pin what is kept', async (t) => {
+  const { normalizeSftRow } = await import('../lib/data/formats')
+  t.same(normalizeSftRow({ chosen: HH.chosen, rejected: HH.rejected }), {
+    kind: 'messages',
+    prompt: [{ role: 'user', content: 'What is 2+2?' }, { role: 'assistant', content: '4.' }, { role: 'user', content: 'And 3+3?' }],
+    completion: [{ role: 'assistant', content: '6.' }],
+  })
+  const { tokenizePair } = await import('../lib/data/tokenize-pairs')
+  const { tokenizeSftExample } = await import('../lib/data/sft-data')
+  // A character tokenizer: ids are char codes, EOS = 0.
+  const chars = { encode: (s: string) => Array.from(s, (c) => c.charCodeAt(0)), eosTokenId: 0 } as never
+  const pair = { kind: 'text' as const, prompt: 'abcdef', chosen: 'XYZ', rejected: 'UVWQ' }
+  const ids = (a: Int32Array) => String.fromCharCode(...Array.from(a).map((x) => x || 0x24)) // EOS shown as $
+  const keepEnd = tokenizePair(pair, 'x', chars, { maxPromptLength: 4 })
+  const keepStart = tokenizePair(pair, 'x', chars, { maxPromptLength: 4, truncationMode: 'keep_start' })
+  t.equal(keepEnd.pair && ids(keepEnd.pair.prompt), 'cdef', 'keep_end (default): the prompt keeps its end')
+  t.equal(keepStart.pair && ids(keepStart.pair.prompt), 'abcd', 'keep_start: the prompt keeps its start')
+  const both = tokenizePair(pair, 'x', chars, { maxPromptLength: 4, maxCompletionLength: 3, maxLength: 6 })
+  t.same(both.pair && [ids(both.pair.prompt), ids(both.pair.chosen), ids(both.pair.rejected)], ['cdef', 'XY', 'UV'], 'completions keep their start, prompt + completion ≤ maxLength')
+  const sft = tokenizeSftExample('abcdef', 'XYZ', 'x', chars, { maxPromptLength: 4, truncationMode: 'keep_start', maxCompletionLength: 2 })
+  t.same(sft && [ids(sft.prompt), ids(sft.completion)], ['abcd', 'XY'], 'SFT: the same rules')
+})

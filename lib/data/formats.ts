@@ -227,18 +227,22 @@ export type SftPair =
 /**
  * Normalises one SFT row (TRL's layouts): {prompt, completion} strings; {prompt, chosen} (SFT on the
  * chosen answers of a preference set); a conversational prompt (message list) with a completion
- * (assistant message, list or string); or {messages}, whose last assistant turn is the completion
- * and everything before it the prompt. Throws RowError naming the field.
+ * (assistant message, list or string); {messages}, whose last assistant turn is the completion
+ * and everything before it the prompt; or an Anthropic-HH {chosen} transcript, read the same way.
+ * Throws RowError naming the field.
  */
 export function normalizeSftRow(value: unknown): SftPair {
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new RowError('not an object', '', `expected an object with prompt and completion (or messages), got ${typeName(value)}`)
   const row = value as Record<string, unknown>
-  if ('messages' in row) {
-    const list = messages(row.messages, 'messages', 'none')
+  // An Anthropic-HH row without a prompt: SFT on its chosen transcript (the paper's HH SFT stage).
+  const hh = !('prompt' in row) && !('messages' in row) && typeof row.chosen === 'string' && row.chosen.startsWith('\n\nHuman:')
+  if ('messages' in row || hh) {
+    const field = hh ? 'chosen' : 'messages'
+    const list = hh ? parseHhTranscript(row.chosen, 'chosen') : messages(row.messages, 'messages', 'none')
     const last = list[list.length - 1]!
-    if (last.role !== 'assistant') throw new RowError('wrong type', `messages[${list.length - 1}].role`, `the last message must be the assistant's (the completion), got "${last.role}"`)
-    if (list.length < 2) throw new RowError('empty field', 'messages', 'needs at least one message before the final assistant turn')
+    if (last.role !== 'assistant') throw new RowError('wrong type', `${field}[${list.length - 1}].role`, `the last message must be the assistant's (the completion), got "${last.role}"`)
+    if (list.length < 2) throw new RowError('empty field', field, 'needs at least one message before the final assistant turn')
     return { kind: 'messages', prompt: list.slice(0, -1), completion: [last] }
   }
   if (!present(row, 'prompt')) throw new RowError('missing field', 'prompt', 'missing')

@@ -34,6 +34,8 @@ export interface LoadPreferenceDataOptions extends TruncationOptions {
   evalFraction?: number
   /** A model directory with tokenizer.json (+ tokenizer_config.json), or a loaded tokenizer. */
   tokenizer: string | PreferenceTokenizer
+  /** 'auto' (default): raw Anthropic-HH transcripts are detected per split; 'hh' forces that reading. */
+  dataFormat?: 'auto' | 'hh'
   /** Skip and count invalid rows instead of stopping. */
   skipInvalid?: boolean
   /** With skipInvalid: write every skipped row here (JSONL: split, file:line, field, reason, message). */
@@ -82,6 +84,8 @@ export const preferenceDataOptionsSchema = z
     maxLength: length,
     maxPromptLength: length,
     maxCompletionLength: length,
+    truncationMode: z.enum(['keep_start', 'keep_end']).optional(),
+    dataFormat: z.enum(['auto', 'hh']).optional(),
     skipInvalid: z.boolean().optional(),
     invalidRowsFile: z.string().min(1).optional(),
     seed: z.number().int().optional(),
@@ -98,7 +102,7 @@ interface Split {
 async function loadSplit(patterns: string | string[], what: string, tokenizer: PreferenceTokenizer, o: LoadPreferenceDataOptions): Promise<Split> {
   const files = expandPaths(typeof patterns === 'string' ? [patterns] : patterns, what)
   const rows = await readFiles(files)
-  const valid = validateRows(rows, { template: tokenizer.chatTemplate, skipInvalid: o.skipInvalid, what })
+  const valid = validateRows(rows, { template: tokenizer.chatTemplate, skipInvalid: o.skipInvalid, what, format: o.dataFormat })
   const pairs: TokenizedPair[] = []
   let dropped = 0
   let truncated = 0

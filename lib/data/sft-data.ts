@@ -32,6 +32,8 @@ export interface LoadSftDataOptions {
   tokenizer: string | PreferenceTokenizer
   maxLength?: number
   maxPromptLength?: number
+  maxCompletionLength?: number
+  truncationMode?: 'keep_start' | 'keep_end'
   skipInvalid?: boolean
   /** With skipInvalid: write every skipped row here (JSONL: split, file:line, field, reason, message). */
   invalidRowsFile?: string
@@ -51,7 +53,7 @@ export function tokenizeSftExample(
   completion: string,
   source: string,
   tokenizer: PreferenceTokenizer,
-  o: { maxLength?: number; maxPromptLength?: number } = {},
+  o: { maxLength?: number; maxPromptLength?: number; maxCompletionLength?: number; truncationMode?: 'keep_start' | 'keep_end' } = {},
   /** Receives the count of words not in the vocabulary (before truncation). */
   stats?: { unknownTokens: number },
 ): SftExample | undefined {
@@ -59,7 +61,9 @@ export function tokenizeSftExample(
   let c = tokenizer.encode(completion)
   if (stats) stats.unknownTokens = countUnknown(tokenizer, [[prompt, p], [completion, c]])
   if (c[c.length - 1] !== tokenizer.eosTokenId) c.push(tokenizer.eosTokenId)
-  if (o.maxPromptLength !== undefined && p.length > o.maxPromptLength) p = p.slice(p.length - o.maxPromptLength)
+  if (o.maxPromptLength !== undefined && p.length > o.maxPromptLength)
+    p = o.truncationMode === 'keep_start' ? p.slice(0, o.maxPromptLength) : p.slice(p.length - o.maxPromptLength)
+  if (o.maxCompletionLength !== undefined) c = c.slice(0, o.maxCompletionLength)
   if (o.maxLength !== undefined) {
     if (p.length >= o.maxLength) return undefined
     c = c.slice(0, o.maxLength - p.length)

@@ -1,16 +1,19 @@
 // Text pair → token ids, with TRL's rules: prompt and completions are tokenized separately
 // without special tokens (a chat template writes its own BOS), EOS is appended to each completion
-// unless it already ends with it, the prompt keeps its END (maxPromptLength), a completion keeps
-// its start (maxCompletionLength), and prompt + completion keeps its START (maxLength).
+// unless it already ends with it, the prompt keeps its END (maxPromptLength; its start with
+// truncationMode 'keep_start'), a completion keeps its start (maxCompletionLength), and prompt +
+// completion keeps its START (maxLength).
 import type { TextPair } from './chat-template'
 import type { PreferenceTokenizer } from './tokenizer'
 import { countUnknown } from './unknown-tokens'
 
 export interface TruncationOptions {
-  /** Longest prompt + completion row; longer rows keep their start. */
+  /** Longest prompt + completion row; longer rows keep their start (the prompt, then the completion's start). */
   maxLength?: number
-  /** Longest prompt; longer prompts keep their end. */
+  /** Longest prompt; longer prompts keep their end, or their start with truncationMode 'keep_start'. */
   maxPromptLength?: number
+  /** TRL's truncation_mode: which end of a prompt longer than maxPromptLength is kept. Default 'keep_end'. */
+  truncationMode?: 'keep_start' | 'keep_end'
   /** Longest completion (EOS included); longer ones keep their start. */
   maxCompletionLength?: number
 }
@@ -50,7 +53,7 @@ export function tokenizePair(pair: TextPair, source: string, tokenizer: Preferen
     truncated = true
     return end === 'start' ? ids.slice(0, keep) : ids.slice(ids.length - keep)
   }
-  if (opts.maxPromptLength !== undefined) prompt = cut(prompt, opts.maxPromptLength, 'end')
+  if (opts.maxPromptLength !== undefined) prompt = cut(prompt, opts.maxPromptLength, opts.truncationMode === 'keep_start' ? 'start' : 'end')
   if (opts.maxCompletionLength !== undefined) {
     chosen = cut(chosen, opts.maxCompletionLength, 'start')
     rejected = cut(rejected, opts.maxCompletionLength, 'start')

@@ -46,7 +46,13 @@ export const TRAIN_OPTIONS = {
   epochs: { schema: positive.default(1), kind: 'number', help: 'passes over the data (ignored with --max-steps)' },
   maxSteps: { schema: count.optional(), kind: 'integer', help: 'optimizer steps to run (overrides --epochs)' },
   maxLength: { schema: count.default(1024), kind: 'integer', help: 'tokens per sequence (prompt + completion); keeps the start' },
-  maxPromptLength: { schema: count.default(512), kind: 'integer', help: 'prompt tokens; keeps the end' },
+  maxPromptLength: { schema: count.default(512), kind: 'integer', help: 'prompt tokens; --truncation-mode picks the end kept' },
+  maxCompletionLength: { schema: count.optional(), kind: 'integer', help: 'completion tokens (EOS included); keeps the start' },
+  truncationMode: {
+    schema: z.enum(['keep_end', 'keep_start']).default('keep_end'),
+    kind: 'string',
+    help: 'which end of a prompt longer than --max-prompt-length is kept',
+  },
   dtype: { schema: z.enum(['float32', 'bfloat16', 'float16', 'float64']).default('float32'), kind: 'string', help: 'model weights dtype (bf16 keeps fp32 optimizer state)' },
   device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
   gradientCheckpointing: { schema: z.boolean().default(false), kind: 'boolean', help: 'recompute each decoder layer in the backward pass' },
@@ -57,6 +63,11 @@ export const TRAIN_OPTIONS = {
   saveEvery: { schema: z.number().int().min(0).default(0), kind: 'integer', help: 'checkpoint every N steps (0: only at the end)' },
   keepLast: { schema: count.default(2), kind: 'integer', help: 'checkpoints to keep' },
   skipInvalid: { schema: z.boolean().default(false), kind: 'boolean', help: 'skip and count invalid rows instead of stopping' },
+  dataFormat: {
+    schema: z.enum(['auto', 'hh']).default('auto'),
+    kind: 'string',
+    help: "'hh' reads Anthropic-HH raw transcripts (\\n\\nHuman: … \\n\\nAssistant: …) as turns; 'auto' detects them",
+  },
 } satisfies Record<string, OptionSpec>
 
 export type TrainOptionName = keyof typeof TRAIN_OPTIONS

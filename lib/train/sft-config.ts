@@ -7,7 +7,7 @@ import { type OptionSpec, TRAIN_OPTIONS } from './config'
 
 const SHARED = [
   'model', 'data', 'evalData', 'evalFraction', 'out', 'overwriteOutputDir', 'lrScheduler', 'warmupRatio', 'weightDecay', 'adamBeta1', 'adamBeta2',
-  'adamEpsilon', 'maxGradNorm', 'batchSize', 'gradAccumulation', 'epochs', 'maxSteps', 'maxLength', 'maxPromptLength', 'dtype',
+  'adamEpsilon', 'maxGradNorm', 'batchSize', 'gradAccumulation', 'epochs', 'maxSteps', 'maxLength', 'maxPromptLength', 'maxCompletionLength', 'truncationMode', 'dtype',
   'device', 'gradientCheckpointing', 'seed', 'logEvery', 'evalEvery', 'saveEvery', 'keepLast', 'skipInvalid',
 ] as const
 

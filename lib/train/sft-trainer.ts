@@ -108,6 +108,8 @@ export class SftTrainer extends EventEmitter<SftTrainerEvents> {
       tokenizer: config.model,
       maxLength: config.maxLength,
       maxPromptLength: config.maxPromptLength,
+      maxCompletionLength: config.maxCompletionLength,
+      truncationMode: config.truncationMode,
       skipInvalid: config.skipInvalid,
       invalidRowsFile: path.join(config.out, 'invalid-rows.jsonl'),
       seed: config.seed,
