@@ -96,8 +96,8 @@ t.test('Ctrl-C writes a checkpoint and exits; --resume continues', async (t) => 
 t.test('bad settings are reported in one line, with the field', (t) => {
   const r = edpo(['train', '--model', 'm', '--data', 'd.jsonl', '--out', 'o', '--beta', '-1'])
   t.equal(r.code, 1)
-  t.match(r.stderr, /^edpo: config.beta: Too small/m)
+  t.match(r.stderr, /^edpo: --beta: Too small/m)
   const missing = edpo(['train', '--model', 'm', '--out', 'o'])
-  t.match(missing.stderr, /config.data:/)
+  t.match(missing.stderr, /^edpo: --data is required \(training data/m)
   t.end()
 })

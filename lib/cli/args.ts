@@ -10,6 +10,7 @@ import type { z } from 'zod'
 import { EdpoInputError } from '../errors'
 import { type OptionSpec, optionsObject } from '../train/config'
 import { formatZodError } from '../validate'
+import { TRL_NEAR_MISSES, TRL_VALUE_KEYS } from './trl-names'
 
 const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
 const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
@@ -17,8 +18,8 @@ const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.to
 export interface ParsedArgs {
   options: Record<string, unknown>
   help: boolean
-  /** Arguments that are not flags, in order. */
-  positional: string[]
+  /** How the user wrote each option ("--batch-size", "per_device_train_batch_size in run.yaml"), for messages. */
+  typed: Record<string, string>
 }
 
 function coerce(spec: OptionSpec, flag: string, text: string): unknown {
@@ -38,10 +39,48 @@ function coerce(spec: OptionSpec, flag: string, text: string): unknown {
   }
 }
 
-/** Parses argv against `table`; extra flags allowed by `extra` (e.g. resume, config) are kept as strings. */
+/** Option names by every name they may be written with (camelCase of the option and of its aliases). */
+function nameIndex(table: Record<string, OptionSpec>): Map<string, string> {
+  const index = new Map<string, string>()
+  for (const [name, spec] of Object.entries(table)) {
+    index.set(name, name)
+    for (const alias of spec.aliases ?? []) index.set(camel(alias.replace(/_/g, '-')), name)
+  }
+  return index
+}
+
+// An option's value checked on its own, so the message names what the user typed.
+function checkValue(spec: OptionSpec, typed: string, value: unknown): unknown {
+  const r = spec.schema.safeParse(value)
+  if (!r.success) throw new EdpoInputError(`${typed}: ${r.error.issues.map((i) => i.message).join('; ')} (got ${JSON.stringify(value)})`)
+  return value
+}
+
+/** Resolves one option written as `key` (camelCase); returns [option name, value] or undefined to drop. */
+function resolve(key: string, value: unknown, typed: string, table: Record<string, OptionSpec>, index: Map<string, string>): [string, unknown] | undefined {
+  const name = index.get(key)
+  if (name !== undefined) return [name, checkValue(table[name]!, typed, value)]
+  const valueKey = TRL_VALUE_KEYS[key]
+  if (valueKey) {
+    const set = valueKey(value, typed)
+    if (set && table[set[0]]) return [set[0], checkValue(table[set[0]]!, typed, set[1])]
+    if (set) throw new EdpoInputError(`${typed}: not an option of this command`)
+    return undefined
+  }
+  const hint = TRL_NEAR_MISSES[key]
+  throw new EdpoInputError(`${typed}: unknown option${hint ? `; ${hint}` : ' (see --help)'}`)
+}
+
+/**
+ * Parses argv against `table`. A list option (kind 'strings') takes every following value up to the
+ * next flag; any other argument that is not a flag is an error. Extra flags allowed by `extra`
+ * (e.g. resume) are kept as strings. Options without a default must be given (from flags or
+ * --config) unless --help or --resume is.
+ */
 export function parseArgs(argv: readonly string[], table: Record<string, OptionSpec>, extra: readonly string[] = []): ParsedArgs {
+  const index = nameIndex(table)
   const flags: Record<string, unknown> = {}
-  const positional: string[] = []
+  const typed: Record<string, string> = {}
   let help = false
   let config: string | undefined
   for (let i = 0; i < argv.length; i++) {
@@ -51,12 +90,13 @@ export function parseArgs(argv: readonly string[], table: Record<string, OptionS
       continue
     }
     if (!arg.startsWith('--')) {
-      positional.push(arg)
-      continue
+      const after = i > 0 ? ` after ${argv[i - 1]}` : ''
+      throw new EdpoInputError(`unexpected argument '${arg}'${after}: options are --flags (see --help)`)
     }
     const [rawFlag, inline] = arg.slice(2).split(/=(.*)/s, 2) as [string, string | undefined]
-    const negated = rawFlag.startsWith('no-') && table[camel(rawFlag.slice(3))]?.kind === 'boolean'
-    const name = camel(negated ? rawFlag.slice(3) : rawFlag)
+    const target = (f: string) => index.get(camel(f))
+    const negated = rawFlag.startsWith('no-') && table[target(rawFlag.slice(3)) ?? '']?.kind === 'boolean'
+    const key = camel(negated ? rawFlag.slice(3) : rawFlag)
     const value = (): string => {
       if (inline !== undefined) return inline
       const next = argv[i + 1]
@@ -64,30 +104,51 @@ export function parseArgs(argv: readonly string[], table: Record<string, OptionS
       i += 1
       return next
     }
-    if (name === 'config') {
+    if (key === 'config') {
       config = value()
       continue
     }
-    if (extra.includes(name)) {
-      flags[name] = value()
+    if (extra.includes(key)) {
+      flags[key] = value()
       continue
     }
-    const spec = table[name]
-    if (!spec) throw new EdpoInputError(`--${rawFlag}: unknown flag (see --help)`)
-    if (spec.kind === 'boolean') {
-      flags[name] = negated ? false : inline !== undefined ? coerce(spec, rawFlag, inline) : true
+    const name = index.get(key)
+    const spec = name === undefined ? undefined : table[name]
+    let v: unknown
+    if (!spec) {
+      // TRL value keys as flags: --bf16, --loss-type sigmoid.
+      const isBool = key === 'bf16' || key === 'fp16'
+      v = isBool ? (negated ? false : inline !== undefined ? coerce({ kind: 'boolean' } as OptionSpec, rawFlag, inline) : true) : value()
+    } else if (spec.kind === 'boolean') {
+      v = negated ? false : inline !== undefined ? coerce(spec, rawFlag, inline) : true
     } else if (spec.kind === 'strings') {
-      flags[name] = [...((flags[name] as string[] | undefined) ?? []), value()]
+      // Every value up to the next flag: `--data a.jsonl b.jsonl` and a shell-expanded glob alike.
+      const values = inline !== undefined ? [inline] : []
+      while (inline === undefined && i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) values.push(argv[++i]!)
+      if (values.length === 0) throw new EdpoInputError(`--${rawFlag}: missing value`)
+      v = [...((name !== undefined && (flags[name] as string[] | undefined)) || []), ...values]
     } else {
-      flags[name] = coerce(spec, rawFlag, value())
+      v = coerce(spec, rawFlag, value())
+    }
+    const r = resolve(key, v, `--${rawFlag}`, table, index)
+    if (r) {
+      flags[r[0]] = r[1]
+      typed[r[0]] = `--${rawFlag}`
     }
   }
-  const fromFile = config ? readConfigFile(config, table) : {}
-  return { options: { ...fromFile, ...flags }, help, positional }
+  const fromFile = config ? readConfigFile(config, table) : { options: {}, typed: {} }
+  const options = { ...fromFile.options, ...flags }
+  if (!help && flags.resume === undefined) {
+    for (const [name, spec] of Object.entries(table)) {
+      if (options[name] === undefined && !spec.schema.safeParse(undefined).success)
+        throw new EdpoInputError(`--${kebab(name)} is required (${spec.help})`)
+    }
+  }
+  return { options, help, typed: { ...fromFile.typed, ...typed } }
 }
 
-/** A YAML or JSON object of options, in camelCase or snake_case/kebab-case keys. */
-export function readConfigFile(file: string, table: Record<string, OptionSpec>): Record<string, unknown> {
+/** A YAML or JSON object of options: camelCase, snake_case or kebab-case keys, and TRL's names. */
+export function readConfigFile(file: string, table: Record<string, OptionSpec>): { options: Record<string, unknown>; typed: Record<string, string> } {
   let text: string
   try {
     text = fs.readFileSync(file, 'utf8')
@@ -102,35 +163,50 @@ export function readConfigFile(file: string, table: Record<string, OptionSpec>):
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
     throw new EdpoInputError(`${file}: expected a mapping of option names to values`)
-  const out: Record<string, unknown> = {}
-  for (const [key, value] of Object.entries(parsed)) {
-    const name = camel(key.replace(/_/g, '-'))
-    const spec = table[name]
-    if (!spec) throw new EdpoInputError(`${file}: unknown option '${key}'`)
+  const index = nameIndex(table)
+  const options: Record<string, unknown> = {}
+  const typed: Record<string, string> = {}
+  for (const [key, raw] of Object.entries(parsed)) {
+    const name = index.get(camel(key.replace(/_/g, '-')))
     // A single path where a list is expected is a one-element list.
-    out[name] = spec.kind === 'strings' && typeof value === 'string' ? [value] : value
+    const value = name !== undefined && table[name]!.kind === 'strings' && typeof raw === 'string' ? [raw] : raw
+    const r = resolve(camel(key.replace(/_/g, '-')), value, `${file}: ${key}`, table, index)
+    if (r) {
+      options[r[0]] = r[1]
+      typed[r[0]] = `${key} in ${file}`
+    }
   }
-  return out
+  return { options, typed }
 }
 
-export function formatHelp(usage: string, summary: string, table: Record<string, OptionSpec>): string {
+/** The --resume flag of train and sft, for their --help. */
+export const RESUME_HELP = [['--resume <run dir>', 'continue that run from its newest complete checkpoint (its stored options are used)']] as const
+
+// The choices of an enum option, through default/optional/preprocess wrappers (zod 4 internals).
+function enumChoices(schema: z.ZodType): string[] | undefined {
+  let def = (schema as unknown as { _zod: { def: Record<string, unknown> } })._zod.def
+  for (let depth = 0; depth < 8; depth++) {
+    if (def.type === 'enum') return Object.values(def.entries as Record<string, string>)
+    const inner = (def.innerType ?? def.out) as { _zod: { def: Record<string, unknown> } } | undefined
+    if (!inner) return undefined
+    def = inner._zod.def
+  }
+  return undefined
+}
+
+/** --help text from an option table; `extras` are flags outside the table, e.g. [['--resume <run dir>', '…']]. */
+export function formatHelp(usage: string, summary: string, table: Record<string, OptionSpec>, extras: readonly (readonly [string, string])[] = []): string {
   const rows = Object.entries(table).map(([name, spec]) => {
-    const flag = `--${kebab(name)}${spec.kind === 'boolean' ? '' : spec.kind === 'strings' ? ' <path>…' : ' <value>'}`
+    const choices = enumChoices(spec.schema)
+    const arg = spec.kind === 'boolean' ? '' : spec.kind === 'strings' ? ' <path>…' : choices ? ` <${choices.join('|')}>` : ' <value>'
     const parsed = spec.schema.safeParse(undefined)
-    const dflt = parsed.success && parsed.data !== undefined ? ` (default ${JSON.stringify(parsed.data)})` : ''
-    return [flag, spec.help + dflt] as const
+    const dflt = parsed.success && parsed.data !== undefined ? ` (default ${JSON.stringify(parsed.data)})` : parsed.success ? '' : ' (required)'
+    const trl = spec.aliases?.length ? ` [TRL: ${spec.aliases.join(', ')}]` : ''
+    return [`--${kebab(name)}${arg}`, spec.help + dflt + trl] as const
   })
-  const width = Math.max(...rows.map(([f]) => f.length)) + 2
-  return [
-    `usage: ${usage}`,
-    '',
-    summary,
-    '',
-    'options:',
-    ...rows.map(([f, h]) => `  ${f.padEnd(width)}${h}`),
-    `  ${'--config <file>'.padEnd(width)}YAML or JSON file of these options; flags override it`,
-    `  ${'--help'.padEnd(width)}this text`,
-  ].join('\n')
+  const all = [...rows, ...extras, ['--config <file>', 'YAML or JSON file of these options (snake_case and TRL names too); flags override it'] as const, ['--help', 'this text'] as const]
+  const width = Math.max(...all.map(([f]) => f.length)) + 2
+  return [`usage: ${usage}`, '', summary, '', 'options:', ...all.map(([f, h]) => `  ${f.padEnd(width)}${h}`)].join('\n')
 }
 
 export type OptionValues<T extends Record<string, OptionSpec>> = { [K in keyof T]: z.infer<T[K]['schema']> }

@@ -2,7 +2,7 @@
 // files, progress, checkpoints, Ctrl-C handling and --resume as `edpo train`.
 import { SftTrainer } from '../train/sft-trainer'
 import { SFT_OPTIONS, type SftConfigInput } from '../train/sft-config'
-import { formatHelp, parseArgs } from './args'
+import { formatHelp, parseArgs, RESUME_HELP } from './args'
 import { onInterrupt } from './interrupt'
 import { Progress } from './progress'
 
@@ -10,6 +10,7 @@ export const SFT_HELP = formatHelp(
   'edpo sft --model <dir> --data <file>… --out <dir> [options]\n       edpo sft --config sft.yaml [options]\n       edpo sft --resume <run dir>',
   'Supervised fine-tuning on {prompt, completion} rows: cross-entropy on the completion tokens only (the prompt is masked).\nWrites metrics.jsonl and checkpoint-<step>/ model folders; Ctrl-C writes a checkpoint and exits; --resume continues.',
   SFT_OPTIONS,
+  RESUME_HELP,
 )
 
 export async function sftCommand(argv: readonly string[]): Promise<number> {

@@ -1,7 +1,7 @@
 // `edpo train`: flags / --config → Trainer, a progress bar, Ctrl-C = checkpoint and exit.
 import { Trainer } from '../train/trainer'
 import { TRAIN_OPTIONS } from '../train/config'
-import { formatHelp, parseArgs } from './args'
+import { formatHelp, parseArgs, RESUME_HELP } from './args'
 import { onInterrupt } from './interrupt'
 import { Progress } from './progress'
 
@@ -9,6 +9,7 @@ export const TRAIN_HELP = formatHelp(
   'edpo train --model <dir> --data <file>… --out <dir> [options]\n       edpo train --config run.yaml [options]\n       edpo train --resume <run dir>',
   'Trains the policy with ε-DPO (or DPO, TR-DPO) against a frozen reference, writing metrics.jsonl and checkpoints.\nCtrl-C writes a checkpoint and exits; --resume continues from the newest one.',
   TRAIN_OPTIONS,
+  RESUME_HELP,
 )
 
 export async function trainCommand(argv: readonly string[]): Promise<number> {

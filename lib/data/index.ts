@@ -15,7 +15,7 @@ import { type UnknownTokenReport, UnknownTokenCount, unknownTokenWarning } from 
 
 export { type Batch, type HostBatch, IGNORE_INDEX, collate, collateHost } from './collator'
 export { type ChatTemplate, type TextPair, applyChatTemplate, compileChatTemplate } from './chat-template'
-export { type Message, type PreferencePair, type RowErrorReason, RowError, normalizeRow } from './formats'
+export { type Message, type PreferencePair, type RowErrorReason, type RowFormat, RowError, type SftPair, normalizeRow, normalizeSftRow } from './formats'
 export { type LoadSftDataOptions, type SequenceBatch, type SftData, type SftExample, collateSequences, loadSftData, tokenizeSftExample } from './sft-data'
 export { expandPaths } from './glob'
 export { type RawRow, readFile, readFiles, readJsonBuffer, readJsonText } from './readers'

@@ -8,19 +8,25 @@ export interface OptionSpec {
   help: string
   /** For CLI parsing: how a flag's text becomes a value. */
   kind: 'string' | 'number' | 'integer' | 'boolean' | 'strings'
+  /** TRL / Hugging Face TrainingArguments names of the same setting (snake_case), accepted as
+   *  config keys and as flags (kebab-case). */
+  aliases?: readonly string[]
 }
+
+// Short dtype names as TRL users write them.
+const DTYPE_SHORT: Record<string, string> = { bf16: 'bfloat16', fp16: 'float16', fp32: 'float32', fp64: 'float64' }
 
 const positive = z.number().positive()
 const nonNegative = z.number().min(0)
 const count = z.number().int().positive()
 
 export const TRAIN_OPTIONS = {
-  model: { schema: z.string().min(1), kind: 'string', help: 'Hugging Face model folder (config.json, *.safetensors, tokenizer.json)' },
+  model: { aliases: ['model_name_or_path'], schema: z.string().min(1), kind: 'string', help: 'Hugging Face model folder (config.json, *.safetensors, tokenizer.json)' },
   referenceModel: { schema: z.string().min(1).optional(), kind: 'string', help: 'reference model folder (default: a frozen copy of --model)' },
   data: { schema: z.array(z.string().min(1)).min(1), kind: 'strings', help: 'training data: JSONL, JSON or Parquet files or globs (repeatable)' },
   evalData: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'evaluation data files or globs' },
   evalFraction: { schema: z.number().gt(0).lt(1).optional(), kind: 'number', help: 'hold out this fraction of --data for evaluation' },
-  out: { schema: z.string().min(1), kind: 'string', help: 'run folder: metrics.jsonl and checkpoint-<step>/' },
+  out: { aliases: ['output_dir'], schema: z.string().min(1), kind: 'string', help: 'run folder: metrics.jsonl and checkpoint-<step>/' },
   overwriteOutputDir: {
     schema: z.boolean().default(false),
     kind: 'boolean',
@@ -31,19 +37,19 @@ export const TRAIN_OPTIONS = {
   epsilon: { schema: z.number().min(0).lt(1).default(0.01), kind: 'number', help: 'ε-DPO perturbation size ε (epsilon-dpo only)' },
   labelSmoothing: { schema: z.number().min(0).max(0.5).default(0), kind: 'number', help: 'conservative label smoothing ℓ' },
   trDpoMode: { schema: z.enum(['hard', 'soft']).default('soft'), kind: 'string', help: 'tr-dpo: hard copy or soft mix of the policy into the reference' },
-  trDpoTau: { schema: count.default(64), kind: 'integer', help: 'tr-dpo: update the reference every τ optimizer steps' },
-  trDpoAlpha: { schema: z.number().min(0).max(1).default(0.6), kind: 'number', help: 'tr-dpo soft: ref ← α·θ + (1−α)·ref' },
+  trDpoTau: { aliases: ['ref_model_sync_steps'], schema: count.default(64), kind: 'integer', help: 'tr-dpo: update the reference every τ optimizer steps' },
+  trDpoAlpha: { aliases: ['ref_model_mixup_alpha'], schema: z.number().min(0).max(1).default(0.6), kind: 'number', help: 'tr-dpo soft: ref ← α·θ + (1−α)·ref' },
   learningRate: { schema: positive.default(5e-7), kind: 'number', help: 'peak learning rate' },
-  lrScheduler: { schema: z.enum(['cosine', 'linear', 'constant']).default('cosine'), kind: 'string', help: 'learning-rate schedule after warm-up' },
+  lrScheduler: { aliases: ['lr_scheduler_type'], schema: z.enum(['cosine', 'linear', 'constant']).default('cosine'), kind: 'string', help: 'learning-rate schedule after warm-up' },
   warmupRatio: { schema: z.number().min(0).max(1).default(0.1), kind: 'number', help: 'fraction of steps of linear warm-up' },
   weightDecay: { schema: nonNegative.default(0), kind: 'number', help: 'AdamW weight decay' },
-  adamBeta1: { schema: z.number().min(0).lt(1).default(0.9), kind: 'number', help: 'AdamW β1' },
-  adamBeta2: { schema: z.number().min(0).lt(1).default(0.999), kind: 'number', help: 'AdamW β2' },
-  adamEpsilon: { schema: positive.default(1e-8), kind: 'number', help: 'AdamW ε' },
+  adamBeta1: { aliases: ['adam_beta1'], schema: z.number().min(0).lt(1).default(0.9), kind: 'number', help: 'AdamW β1' },
+  adamBeta2: { aliases: ['adam_beta2'], schema: z.number().min(0).lt(1).default(0.999), kind: 'number', help: 'AdamW β2' },
+  adamEpsilon: { aliases: ['adam_epsilon'], schema: positive.default(1e-8), kind: 'number', help: 'AdamW ε' },
   maxGradNorm: { schema: nonNegative.default(1), kind: 'number', help: 'clip the global gradient norm (0: off)' },
-  batchSize: { schema: count.default(8), kind: 'integer', help: 'preference pairs per micro-batch' },
-  gradAccumulation: { schema: count.default(1), kind: 'integer', help: 'micro-batches per optimizer step' },
-  epochs: { schema: positive.default(1), kind: 'number', help: 'passes over the data (ignored with --max-steps)' },
+  batchSize: { aliases: ['per_device_train_batch_size'], schema: count.default(8), kind: 'integer', help: 'preference pairs per micro-batch' },
+  gradAccumulation: { aliases: ['gradient_accumulation_steps'], schema: count.default(1), kind: 'integer', help: 'micro-batches per optimizer step' },
+  epochs: { aliases: ['num_train_epochs'], schema: positive.default(1), kind: 'number', help: 'passes over the data (ignored with --max-steps)' },
   maxSteps: { schema: count.optional(), kind: 'integer', help: 'optimizer steps to run (overrides --epochs)' },
   maxLength: { schema: count.default(1024), kind: 'integer', help: 'tokens per sequence (prompt + completion); keeps the start' },
   maxPromptLength: { schema: count.default(512), kind: 'integer', help: 'prompt tokens; --truncation-mode picks the end kept' },
@@ -53,15 +59,19 @@ export const TRAIN_OPTIONS = {
     kind: 'string',
     help: 'which end of a prompt longer than --max-prompt-length is kept',
   },
-  dtype: { schema: z.enum(['float32', 'bfloat16', 'float16', 'float64']).default('float32'), kind: 'string', help: 'model weights dtype (bf16 keeps fp32 optimizer state)' },
+  dtype: {
+    schema: z.preprocess((v) => DTYPE_SHORT[v as string] ?? v, z.enum(['float32', 'bfloat16', 'float16', 'float64'])).default('float32'),
+    kind: 'string',
+    help: 'model weights dtype, also bf16, fp16, fp32 (bf16 keeps fp32 optimizer state)',
+  },
   device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
   gradientCheckpointing: { schema: z.boolean().default(false), kind: 'boolean', help: 'recompute each decoder layer in the backward pass' },
   chunkTokens: { schema: count.optional(), kind: 'integer', help: 'completion tokens per chunk of the fused lm_head + loss' },
   seed: { schema: z.number().int().min(0).default(42), kind: 'integer', help: 'data order seed' },
-  logEvery: { schema: count.default(1), kind: 'integer', help: 'log metrics every N optimizer steps' },
-  evalEvery: { schema: z.number().int().min(0).default(0), kind: 'integer', help: 'evaluate every N steps (0: only at the end)' },
-  saveEvery: { schema: z.number().int().min(0).default(0), kind: 'integer', help: 'checkpoint every N steps (0: only at the end)' },
-  keepLast: { schema: count.default(2), kind: 'integer', help: 'checkpoints to keep' },
+  logEvery: { aliases: ['logging_steps'], schema: count.default(1), kind: 'integer', help: 'log metrics every N optimizer steps' },
+  evalEvery: { aliases: ['eval_steps'], schema: z.number().int().min(0).default(0), kind: 'integer', help: 'evaluate every N steps (0: only at the end)' },
+  saveEvery: { aliases: ['save_steps'], schema: z.number().int().min(0).default(0), kind: 'integer', help: 'checkpoint every N steps (0: only at the end)' },
+  keepLast: { aliases: ['save_total_limit'], schema: count.default(2), kind: 'integer', help: 'checkpoints to keep' },
   skipInvalid: { schema: z.boolean().default(false), kind: 'boolean', help: 'skip and count invalid rows instead of stopping' },
   dataFormat: {
     schema: z.enum(['auto', 'hh']).default('auto'),
