@@ -81,6 +81,8 @@ t.test('npm pack → install with PREBUILDS_ONLY=1 → use', async (t) => {
 
   const doctor = spawnSync(process.execPath, [path.join(installed, 'dist', 'lib', 'cli', 'main.js'), 'doctor'], { cwd: project, encoding: 'utf8' })
   t.match(doctor.stdout, /libtorch +\d+\.\d+/)
+  t.match(doctor.stdout, /addon +prebuild, prebuilds\/linux-x64\/edpo\.node/, 'doctor says the prebuild loaded')
+  t.match(doctor.stdout, /BLAS +.*GFLOP\/s/)
 
   // A binary that cannot load gives the install help, not a bare dlopen error.
   fs.writeFileSync(path.join(installed, 'prebuilds', 'linux-x64', 'edpo.node'), 'not a shared object')
