@@ -1,5 +1,5 @@
 // The demo's outputs: results.json (everything measured), report.md (the results table, the ε-DPO
-// β trajectory, the set-up and the plots) and two SVG plots rendered with vega-lite + vega.
+// β trajectory, the set-up and the plots) and two SVG plots (lib/eval/plots.ts).
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
@@ -72,9 +72,9 @@ export async function writeReport(out: string, r: ReportInput): Promise<DemoResu
   const curveRows = Object.entries(r.curves).flatMap(([method, lines]) =>
     lines.flatMap((m) => CURVE_METRICS.filter(([k]) => m[k] !== undefined).map(([k, label]) => ({ run: NAMES[method] ?? method, step: m.step, metric: label, value: m[k]! }))),
   )
-  const curvesFile = await writeSvg(path.join(out, 'training-curves.svg'), curvesSpec('Preference training from the same SFT reference', curveRows))
+  const curvesFile = writeSvg(path.join(out, 'training-curves.svg'), curvesSpec('Preference training from the same SFT reference', curveRows))
   const points = r.results.map((m) => ({ method: NAMES[m.method] ?? m.method, kl: m.gold.kl, winRate: m.gold.winRate, label: `${pct(m.gold.winRate)}` }))
-  const winFile = await writeSvg(path.join(out, 'win-rate-vs-kl.svg'), winRateKlSpec('Gold-reward win rate against KL from the reference', points))
+  const winFile = writeSvg(path.join(out, 'win-rate-vs-kl.svg'), winRateKlSpec('Gold-reward win rate against KL from the reference', points))
   const resultsFile = path.join(out, 'results.json')
   fs.writeFileSync(resultsFile, JSON.stringify(r, null, 2) + '\n')
   const c = r.config
