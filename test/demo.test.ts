@@ -20,7 +20,7 @@ t.test('edpo demo --quick', async (t) => {
   const r = await runDemo({ quick: true, out }, { progress: (phase) => phases.add(phase) })
   t.same([...phases], ['sft', 'label', 'dpo', 'eval', 'epsilon-dpo', 'tr-dpo'], 'progress reported for every phase')
 
-  // Files: report, results, two SVG plots rendered by vega, each method's run folder and samples.
+  // Files: report, results, two SVG plots (lib/eval/svg.ts), each method's run folder and samples.
   for (const f of [r.files.report, r.files.results, ...r.files.plots]) t.ok(fs.statSync(f).size > 500, `${path.basename(f)} written`)
   for (const f of r.files.plots) t.match(fs.readFileSync(f, 'utf8'), /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"[\s\S]*<\/svg>\s*$/, `${path.basename(f)} is an SVG`)
   t.match(fs.readFileSync(r.files.plots[0]!, 'utf8'), /optimizer step[\s\S]*ε-DPO/, 'training curves name their axis and methods')
