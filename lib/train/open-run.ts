@@ -1,8 +1,11 @@
 // The first steps of every trainer's create(), before any method-specific work: the config (the
 // user's, or the one stored in the checkpoint being resumed), the run folder checked before the
 // model loads or the data is tokenized (minutes at 8B), and the checkpoint's trainer_state.json.
+import * as path from 'node:path'
+
 import type { z } from 'zod'
 
+import type { LoadSftDataOptions } from '../data'
 import { EdpoInputError } from '../errors'
 import { CausalLM, type ModelDtype } from '../model'
 import { formatZodError } from '../validate'
@@ -62,4 +65,14 @@ export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
 export function loadTrainedModel(run: Run<RunFolderConfig>): Promise<CausalLM> {
   const { config: c, resumed } = run
   return CausalLM.fromPretrained(resumed ? resumed.dir : c.model, { dtype: c.dtype, device: c.device })
+}
+
+/** The settings every data loader takes from a run's config (both option tables have them). */
+type DataConfig = Pick<RunFolderConfig, 'model' | 'out'> & Omit<LoadSftDataOptions, 'tokenizer' | 'invalidRowsFile' | 'log'>
+
+/** Loader options for a run: its files, split, truncation and seed; skipped rows go to invalid-rows.jsonl in the run folder. */
+export function dataOptions(run: Run<DataConfig>): LoadSftDataOptions {
+  const c = run.config
+  const { data, evalData, evalFraction, maxLength, maxPromptLength, skipInvalid, seed } = c
+  return { data, evalData, evalFraction, maxLength, maxPromptLength, skipInvalid, seed, tokenizer: c.model, invalidRowsFile: path.join(c.out, 'invalid-rows.jsonl'), log: run.log }
 }

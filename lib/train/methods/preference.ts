@@ -14,7 +14,7 @@ import { BetaController } from '../beta'
 import type { TrainConfig } from '../config'
 import type { MicroBatchOutput, StepSummary, TrainingMethod } from '../method'
 import type { Metrics } from '../metrics-log'
-import { loadTrainedModel, type Run } from '../open-run'
+import { dataOptions, loadTrainedModel, type Run } from '../open-run'
 import { type PairStats, preferenceMetrics } from '../step-metrics'
 import type { TrainerState } from '../trainer-state'
 
@@ -72,19 +72,8 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
   }
 
   static async load(run: Run<TrainConfig, { beta: number }>): Promise<PreferenceMethod> {
-    const { config: c, resumed, log } = run
-    const data = await loadPreferenceData({
-      data: c.data,
-      evalData: c.evalData,
-      evalFraction: c.evalFraction,
-      tokenizer: c.model,
-      maxLength: c.maxLength,
-      maxPromptLength: c.maxPromptLength,
-      skipInvalid: c.skipInvalid,
-      invalidRowsFile: path.join(c.out, 'invalid-rows.jsonl'),
-      seed: c.seed,
-      log,
-    })
+    const { config: c, resumed } = run
+    const data = await loadPreferenceData(dataOptions(run))
     const policy = await loadTrainedModel(run)
     // The reference is the original model, except for TR-DPO, whose reference moves and is saved.
     const referenceDir = resumed && c.method === 'tr-dpo' ? path.join(resumed.dir, 'reference') : (c.referenceModel ?? c.model)

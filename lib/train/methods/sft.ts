@@ -1,8 +1,6 @@
 // Supervised fine-tuning as a loss plug-in of the engine: the masked-prompt cross-entropy, i.e.
 // the mean negative log-likelihood of the completion tokens only, on the fused path (final
 // hidden states → chunked lm_head + log-softmax; no [B,T,V] logits): loss = −Σ logps / Σ tokens.
-import * as path from 'node:path'
-
 import { z } from 'zod'
 
 import { collateSequences, loadSftData, type SftData, type SftExample } from '../../data'
@@ -10,7 +8,7 @@ import { modelSequenceStats } from '../../eval/sequence-logps'
 import type { CausalLM } from '../../model'
 import { Tensor } from '../../tensor'
 import type { MicroBatchOutput, StepSummary, TrainingMethod } from '../method'
-import { loadTrainedModel, type Run } from '../open-run'
+import { dataOptions, loadTrainedModel, type Run } from '../open-run'
 import type { SftConfig } from '../sft-config'
 
 /** What this method adds to trainer_state.json: a tag, so a DPO run cannot resume an SFT checkpoint. */
@@ -31,20 +29,8 @@ export class SftMethod implements TrainingMethod<SftExample> {
   }
 
   static async load(run: Run<SftConfig>): Promise<SftMethod> {
-    const { config: c, log } = run
-    const data = await loadSftData({
-      data: c.data,
-      evalData: c.evalData,
-      evalFraction: c.evalFraction,
-      tokenizer: c.model,
-      maxLength: c.maxLength,
-      maxPromptLength: c.maxPromptLength,
-      skipInvalid: c.skipInvalid,
-      invalidRowsFile: path.join(c.out, 'invalid-rows.jsonl'),
-      seed: c.seed,
-      log,
-    })
-    return new SftMethod(c, await loadTrainedModel(run), data)
+    const data = await loadSftData(dataOptions(run))
+    return new SftMethod(run.config, await loadTrainedModel(run), data)
   }
 
   /** Token-mean NLL of the completions; stats per row: [Σ logps, argmax hits, tokens] (float64). */
