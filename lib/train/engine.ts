@@ -56,8 +56,10 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
   private readonly checkpoints: CheckpointManager
   private readonly metricsLog: MetricsLog
 
+  /** @internal Trainers are made by their static create(). */
   protected constructor(
     run: Run<C>,
+    /** @internal The loss plug-in (methods/). */
     protected readonly method: M,
   ) {
     super()
