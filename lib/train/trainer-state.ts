@@ -9,7 +9,6 @@ import { z } from 'zod'
 import type { SamplerState } from '../data'
 import { EdpoInputError } from '../errors'
 import { formatZodError } from '../validate'
-import type { TrainConfig } from './config'
 import type { Metrics } from './metrics-log'
 
 /** Live progress of a Trainer (trainer.state). */
@@ -32,9 +31,6 @@ export interface SavedState<C = unknown> {
   sampler: SamplerState
   config: C
 }
-
-/** trainer_state.json of an ε-DPO / DPO / TR-DPO checkpoint. */
-export type TrainerStateFile = SavedState<TrainConfig> & { beta: number }
 
 const savedStateSchema = z.object({
   step: z.number().int().min(0),
