@@ -1,62 +1,41 @@
-// Per-step metrics (spec §7, names as TRL logs them), gathered over the micro-batches of one
-// optimizer step (or over an evaluation pass) from the fused op's outputs.
-import type { EpsilonDpoLossResult } from '../ops'
+// Per-step preference metrics (spec §7, names as TRL logs them), from the host values of the
+// micro-batches of one optimizer step (or of an evaluation pass), read back once per step.
 import type { Metrics } from './metrics-log'
 
-function values(t: { toArray(): ArrayLike<number | bigint> }): number[] {
-  return Array.from(t.toArray() as ArrayLike<number | bigint>, Number)
+/** One micro-batch on the host: per-pair values, and the op's scalars. */
+export interface PairStats {
+  chosenLogps: ArrayLike<number>
+  rejectedLogps: ArrayLike<number>
+  chosenRewards: ArrayLike<number>
+  rejectedRewards: ArrayLike<number>
+  /** s_i ∈ {-1, 0, +1}. */
+  steps: ArrayLike<number>
+  /** The micro-batch's mean loss over its pairs. */
+  loss: number
+  meanChosenLogits: number
+  meanRejectedLogits: number
 }
 
-export class StepMetrics {
-  private chosen: number[] = []
-  private rejected: number[] = []
-  private chosenLogps: number[] = []
-  private rejectedLogps: number[] = []
-  private steps: number[] = []
-  private losses: number[] = []
-  private chosenLogits: number[] = []
-  private rejectedLogits: number[] = []
-  tokens = 0
-
-  /** One micro-batch's outputs and its number of input tokens (both models' inputs count once). */
-  add(out: EpsilonDpoLossResult, tokens: number): void {
-    this.chosen.push(...values(out.chosenRewards))
-    this.rejected.push(...values(out.rejectedRewards))
-    this.chosenLogps.push(...values(out.chosenLogps))
-    this.rejectedLogps.push(...values(out.rejectedLogps))
-    this.steps.push(...values(out.steps))
-    this.losses.push(out.loss.item())
-    this.chosenLogits.push(out.meanChosenLogits.item())
-    this.rejectedLogits.push(out.meanRejectedLogits.item())
-    this.tokens += tokens
-  }
-
-  get pairs(): number {
-    return this.chosen.length
-  }
-
-  /** Mean loss over micro-batches (each already a mean over its pairs). */
-  get loss(): number {
-    return mean(this.losses)
-  }
-
-  summary(prefix = ''): Metrics {
-    const margins = this.chosen.map((c, i) => c - this.rejected[i]!)
-    const n = this.steps.length
-    const out: Metrics = {
-      loss: this.loss,
-      'rewards/chosen': mean(this.chosen),
-      'rewards/rejected': mean(this.rejected),
-      'rewards/accuracies': mean(margins.map((m) => (m > 0 ? 1 : 0))),
-      'rewards/margins': mean(margins),
-      'logps/chosen': mean(this.chosenLogps),
-      'logps/rejected': mean(this.rejectedLogps),
-      'logits/chosen': mean(this.chosenLogits),
-      'logits/rejected': mean(this.rejectedLogits),
-      'kl/p_epsilon_steps': n > 0 ? this.steps.filter((s) => s > 0).length / n : 0,
-      'kl/n_epsilon_steps': n > 0 ? this.steps.filter((s) => s < 0).length / n : 0,
-    }
-    return Object.fromEntries(Object.entries(out).map(([k, v]) => [prefix + k, v]))
+/** loss and logits/* average the micro-batches (each already a mean); the rest average all pairs. */
+export function preferenceMetrics(batches: readonly PairStats[]): Metrics & { loss: number } {
+  const all = (key: 'chosenLogps' | 'rejectedLogps' | 'chosenRewards' | 'rejectedRewards' | 'steps') => batches.flatMap((b) => Array.from(b[key]))
+  const chosen = all('chosenRewards')
+  const rejected = all('rejectedRewards')
+  const margins = chosen.map((c, i) => c - rejected[i]!)
+  const steps = all('steps')
+  const n = steps.length
+  return {
+    loss: mean(batches.map((b) => b.loss)),
+    'rewards/chosen': mean(chosen),
+    'rewards/rejected': mean(rejected),
+    'rewards/accuracies': mean(margins.map((m) => (m > 0 ? 1 : 0))),
+    'rewards/margins': mean(margins),
+    'logps/chosen': mean(all('chosenLogps')),
+    'logps/rejected': mean(all('rejectedLogps')),
+    'logits/chosen': mean(batches.map((b) => b.meanChosenLogits)),
+    'logits/rejected': mean(batches.map((b) => b.meanRejectedLogits)),
+    'kl/p_epsilon_steps': n > 0 ? steps.filter((s) => s > 0).length / n : 0,
+    'kl/n_epsilon_steps': n > 0 ? steps.filter((s) => s < 0).length / n : 0,
   }
 }
 

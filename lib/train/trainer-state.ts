@@ -1,5 +1,6 @@
 // trainer_state.json in each checkpoint: everything besides weights and optimizer tensors that a
-// resumed run needs to continue exactly (step, β, data order) and the config it ran with.
+// resumed run needs to continue exactly (step, data order, the method's own state such as β) and
+// the config it ran with. The engine writes the common fields; each method adds its own.
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
@@ -8,7 +9,6 @@ import { z } from 'zod'
 import type { SamplerState } from '../data'
 import { EdpoInputError } from '../errors'
 import { formatZodError } from '../validate'
-import type { TrainConfig } from './config'
 import type { Metrics } from './metrics-log'
 
 /** Live progress of a Trainer (trainer.state). */
@@ -17,35 +17,39 @@ export class TrainerState {
   constructor(
     public step: number,
     public totalSteps: number,
+    /** ε-DPO's current β (0 for SFT, where it has no meaning). */
     public beta: number,
     public epoch: number,
   ) {}
 }
 
-export interface TrainerStateFile {
+/** The fields every checkpoint's trainer_state.json has, whatever the method. */
+export interface SavedState<C = unknown> {
   step: number
   totalSteps: number
-  beta: number
   epoch: number
   sampler: SamplerState
-  config: TrainConfig
+  config: C
 }
 
-const fileSchema = z.object({
+const savedStateSchema = z.object({
   step: z.number().int().min(0),
   totalSteps: z.number().int().min(0),
-  beta: z.number().positive(),
   epoch: z.number().min(0),
   sampler: z.object({ epoch: z.number().int().min(0), position: z.number().int().min(0), seed: z.number().int() }),
   config: z.record(z.string(), z.unknown()),
 })
 
-export function writeTrainerState(dir: string, state: TrainerStateFile): void {
+export function writeTrainerState(dir: string, state: SavedState & Record<string, unknown>): void {
   fs.writeFileSync(path.join(dir, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n')
 }
 
-/** trainer_state.json of checkpoint folder `dir` (see openRunToResume for which one). */
-export function readTrainerState(dir: string): { dir: string; file: TrainerStateFile } {
+/**
+ * trainer_state.json of checkpoint folder `dir` (see openRunToResume for which one), checked
+ * against the common fields plus `method`'s own (e.g. {beta} or {kind: 'sft'}); `what` names the
+ * kind of checkpoint in errors. The config is validated by the caller against its own schema.
+ */
+export function readTrainerState<S extends z.ZodRawShape>(dir: string, method: S, what?: string): { dir: string; file: SavedState<Record<string, unknown>> & z.infer<z.ZodObject<S>> } {
   const file = path.join(dir, 'trainer_state.json')
   let raw: unknown
   try {
@@ -53,7 +57,7 @@ export function readTrainerState(dir: string): { dir: string; file: TrainerState
   } catch (e) {
     throw new EdpoInputError(`${file}: cannot read (${(e as Error).message})`)
   }
-  const r = fileSchema.safeParse(raw)
-  if (!r.success) throw new EdpoInputError(formatZodError(r.error, file))
-  return { dir, file: r.data as unknown as TrainerStateFile }
+  const r = savedStateSchema.extend(method).safeParse(raw)
+  if (!r.success) throw new EdpoInputError(formatZodError(r.error, what ? `${file} (${what})` : file))
+  return { dir, file: r.data as SavedState<Record<string, unknown>> & z.infer<z.ZodObject<S>> }
 }

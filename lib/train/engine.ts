@@ -1,0 +1,191 @@
+// The one training engine behind every method (ε-DPO, DPO, TR-DPO, SFT; lib/train/methods/),
+// readable top to bottom:
+//   train(): per optimizer step: gradAccumulation micro-batches (rows → method.microBatch with
+//            grad → backward of loss/gradAccumulation, nothing read back) → one host read of the
+//            step's statistics → method.summarize (finite-loss check) → clip → AdamW →
+//            method.afterStep (β update, reference sync) → metrics → log / eval / checkpoint →
+//            until totalSteps, an abort signal or an error; always ends with a checkpoint.
+//   evaluate(), saveCheckpoint(), resume (through open-run.ts and trainer_state.json), events.
+import { EventEmitter } from 'node:events'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import { PairSampler } from '../data'
+import { EdpoError } from '../errors'
+import { loadSafetensors, saveSafetensors } from '../io'
+import { Tensor } from '../tensor'
+import { AdamW } from './adamw'
+import { CheckpointManager } from './checkpoints'
+import type { TrainConfig } from './config'
+import type { TrainingMethod } from './method'
+import { type Metrics, MetricsLog } from './metrics-log'
+import type { Run } from './open-run'
+import { lrMultiplier } from './schedule'
+import { TrainerState, writeTrainerState } from './trainer-state'
+
+/** Training stopped on a bad state (non-finite loss or gradient). */
+export class EdpoTrainingError extends EdpoError {
+  constructor(message: string) {
+    super(message, 'EDPO_TRAINING')
+  }
+}
+
+export interface TrainerEvents {
+  log: [Metrics & { step: number }]
+  step: [TrainerState]
+  eval: [Metrics & { step: number }]
+  checkpoint: [string]
+}
+
+/** The settings the engine itself reads (both option tables have them). */
+export type EngineConfig = Pick<
+  TrainConfig,
+  | 'model' | 'out' | 'overwriteOutputDir' | 'dtype' | 'device' | 'gradientCheckpointing' | 'batchSize' | 'gradAccumulation'
+  | 'epochs' | 'maxSteps' | 'seed' | 'learningRate' | 'lrScheduler' | 'warmupRatio' | 'weightDecay' | 'adamBeta1' | 'adamBeta2'
+  | 'adamEpsilon' | 'maxGradNorm' | 'logEvery' | 'evalEvery' | 'saveEvery' | 'keepLast'
+>
+
+// Tokenizer and chat-template files copied next to each checkpoint, so it is a usable model folder.
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']
+
+export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> = TrainingMethod<Row>> extends EventEmitter<TrainerEvents> {
+  readonly config: C
+  readonly state: TrainerState
+  private readonly optimizer: AdamW
+  private readonly sampler: PairSampler
+  private readonly checkpoints: CheckpointManager
+  private readonly metricsLog: MetricsLog
+
+  /** @internal Trainers are made by their static create(). */
+  protected constructor(
+    run: Run<C>,
+    /** @internal The loss plug-in (methods/). */
+    protected readonly method: M,
+  ) {
+    super()
+    const { config: c, resumed } = run
+    this.config = c
+    method.model.train().setGradientCheckpointing(c.gradientCheckpointing)
+    this.optimizer = new AdamW(method.model.namedParameters(), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })
+    this.sampler = new PairSampler(method.train.length, { batchSize: c.batchSize, seed: c.seed, shuffle: true, state: resumed?.file.sampler })
+    const totalSteps = c.maxSteps ?? Math.ceil((c.epochs * this.sampler.batchesPerEpoch) / c.gradAccumulation)
+    if (resumed) {
+      this.optimizer.loadState(loadSafetensors(path.join(resumed.dir, 'optimizer.safetensors')), resumed.file.step)
+      const own = Object.entries(method.savedState()).filter(([, v]) => typeof v === 'number')
+      run.log(`resumed from ${resumed.dir} at step ${resumed.file.step}` + (own.length > 0 ? ` (${own.map(([k, v]) => `${k} = ${v}`).join(', ')})` : ''))
+    }
+    this.checkpoints = new CheckpointManager(c.out, c.keepLast)
+    this.metricsLog = new MetricsLog(c.out)
+    this.state = new TrainerState(resumed?.file.step ?? 0, totalSteps, 0, this.sampler.currentEpoch)
+  }
+
+  /** Runs until totalSteps or `signal` aborts; always ends with a checkpoint of the last step. */
+  async train(opts: { signal?: AbortSignal } = {}): Promise<TrainerState> {
+    const { config: c, state } = this
+    while (state.step < state.totalSteps && !opts.signal?.aborted) {
+      const metrics = await this.trainStep()
+      const step = state.step
+      if (step % c.logEvery === 0 || step === state.totalSteps) this.record('log', { step, ...metrics })
+      this.emit('step', state)
+      if (c.evalEvery > 0 && step % c.evalEvery === 0 && step < state.totalSteps) await this.evaluateAndLog()
+      if (c.saveEvery > 0 && step % c.saveEvery === 0 && step < state.totalSteps) await this.saveCheckpoint()
+    }
+    if (state.step === state.totalSteps) await this.evaluateAndLog()
+    if (this.checkpoints.latest()?.step !== state.step) await this.saveCheckpoint()
+    return state
+  }
+
+  /** One optimizer step over gradAccumulation micro-batches. */
+  private async trainStep(): Promise<Metrics> {
+    const c = this.config
+    const started = performance.now()
+    const stats: Tensor[] = []
+    let tokens = 0
+    for (let k = 0; k < c.gradAccumulation; k++) {
+      const rows = this.sampler.next().indices.map((i) => this.method.train[i]!)
+      const out = await this.method.microBatch(rows, { grad: true })
+      const scaled = out.loss.mul(1 / c.gradAccumulation)
+      await scaled.backwardAsync()
+      // Free device memory now rather than at the next garbage collection; the stats wait for the step's end.
+      scaled.dispose()
+      out.loss.dispose()
+      stats.push(out.stats)
+      tokens += out.tokens
+    }
+    // The step's one read of the device (besides the gradient norm): every micro-batch's statistics.
+    const summary = this.method.summarize(readBack(stats), true)
+    if (!Number.isFinite(summary.loss)) throw this.badState('the loss is not finite')
+    const gradNorm = this.optimizer.clipGradNorm(c.maxGradNorm)
+    if (!Number.isFinite(gradNorm)) throw this.badState(`the gradient norm is ${gradNorm}`)
+    const lr = c.learningRate * lrMultiplier(c.lrScheduler, this.state.step, this.state.totalSteps, c.warmupRatio)
+    await this.optimizer.step(lr)
+    this.optimizer.zeroGrad()
+    this.state.step += 1
+    const position = this.sampler.state()
+    const epoch = position.epoch + position.position / this.method.train.length
+    this.state.epoch = epoch
+    const after = this.method.afterStep?.(this.state) ?? {}
+    const seconds = (performance.now() - started) / 1000
+    this.state.metrics = { ...summary, grad_norm: gradNorm, learning_rate: lr, ...after, tokens_per_second: tokens / seconds, step_time: seconds, epoch }
+    return this.state.metrics
+  }
+
+  /** The method's metrics (eval_-prefixed) on the eval split, or on `rows`; changes no state. */
+  async evaluate(rows: readonly Row[] | undefined = this.method.eval): Promise<Metrics | undefined> {
+    if (!rows || rows.length === 0) return undefined
+    const stats: Tensor[] = []
+    for (let start = 0; start < rows.length; start += this.config.batchSize) {
+      const out = await this.method.microBatch(rows.slice(start, start + this.config.batchSize), { grad: false })
+      out.loss.dispose()
+      stats.push(out.stats)
+    }
+    const summary = this.method.summarize(readBack(stats), false)
+    return Object.fromEntries(Object.entries(summary).map(([k, v]) => [`eval_${k}`, v]))
+  }
+
+  /** Writes checkpoint-<step>: the HF model folder with tokenizer files, optimizer state, the method's files, trainer_state.json. */
+  async saveCheckpoint(): Promise<string> {
+    const dir = await this.checkpoints.save(this.state.step, async (dir) => {
+      await this.method.model.save(dir)
+      for (const f of TOKENIZER_FILES) {
+        const src = path.join(this.config.model, f)
+        if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f))
+      }
+      saveSafetensors(path.join(dir, 'optimizer.safetensors'), this.optimizer.stateTensors())
+      await this.method.saveFiles?.(dir)
+      const s = this.state
+      writeTrainerState(dir, { ...this.method.savedState(), step: s.step, totalSteps: s.totalSteps, epoch: s.epoch, sampler: this.sampler.state(), config: this.config })
+    })
+    this.emit('checkpoint', dir)
+    return dir
+  }
+
+  private async evaluateAndLog(): Promise<void> {
+    const metrics = await this.evaluate()
+    if (metrics) this.record('eval', { step: this.state.step, ...metrics })
+  }
+
+  private record(event: 'log' | 'eval', entry: Metrics & { step: number }): void {
+    this.metricsLog.write(entry)
+    this.emit(event, entry)
+  }
+
+  private badState(what: string): EdpoTrainingError {
+    const last = this.checkpoints.latest()
+    return new EdpoTrainingError(`step ${this.state.step + 1}: ${what}; stopped. Last checkpoint: ${last ? last.dir : 'none yet'}`)
+  }
+}
+
+/** One host read of several [rows, columns] float64 tensors: a row-major view per tensor. */
+function readBack(stats: readonly Tensor[]): Float64Array[] {
+  const all = Tensor.cat(stats)
+  const host = all.toArray() as Float64Array
+  all.dispose()
+  let offset = 0
+  return stats.map((s) => {
+    const n = s.shape.reduce((a, b) => a * b, 1)
+    s.dispose()
+    offset += n
+    return host.subarray(offset - n, offset)
+  })
+}

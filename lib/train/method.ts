@@ -1,0 +1,43 @@
+// What a training method plugs into the engine (lib/train/engine.ts): its data, the model it
+// trains, the loss of one micro-batch, how a step's statistics become metrics, what it does after
+// each optimizer step and what it adds to a checkpoint. The engine owns everything else (sampler,
+// accumulation, clipping, AdamW, schedule, logging, evaluation, checkpoints, resume), so a new
+// method (LoRA, β-DPO) is one file here, never a second loop.
+import type { CausalLM } from '../model'
+import type { Tensor } from '../tensor'
+import type { Metrics } from './metrics-log'
+import type { TrainerState } from './trainer-state'
+
+/** One micro-batch's result, all on the device: the engine reads nothing of it per micro-batch. */
+export interface MicroBatchOutput {
+  /** Scalar mean loss of the micro-batch (differentiable when run with grad). */
+  loss: Tensor
+  /** [rows, columns] float64 per-example statistics, laid out as the method chooses. */
+  stats: Tensor
+  /** Input tokens processed (a host count, for tokens_per_second). */
+  tokens: number
+}
+
+/** Metrics of a step or an evaluation pass; `loss` is what the finite-loss check looks at. */
+export type StepSummary = Metrics & { loss: number }
+
+export interface TrainingMethod<Row> {
+  /** The model the optimizer trains and each checkpoint saves. */
+  readonly model: CausalLM
+  readonly train: readonly Row[]
+  readonly eval: readonly Row[] | undefined
+  /** Loss and per-example statistics of `rows` (collated on the run's device); reads nothing back. */
+  microBatch(rows: readonly Row[], o: { grad: boolean }): Promise<MicroBatchOutput>
+  /**
+   * Metrics from the host copy of the micro-batches' stats (one row-major view per micro-batch,
+   * read together once per step or evaluation). `training` is false for evaluation, whose metrics
+   * never change the method's state (e.g. β accumulates only in training).
+   */
+  summarize(stats: readonly Float64Array[], training: boolean): StepSummary
+  /** After the optimizer step (state.step is the new step): e.g. β update, reference sync; extra metrics. */
+  afterStep?(state: TrainerState): Metrics
+  /** Extra files of a checkpoint (TR-DPO's reference/), written into the temporary folder `dir`. */
+  saveFiles?(dir: string): Promise<void>
+  /** The method's own trainer_state.json fields (β, kind). */
+  savedState(): Record<string, unknown>
+}

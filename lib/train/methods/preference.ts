@@ -1,0 +1,147 @@
+// The preference method: ε-DPO, DPO (ε = 0) and TR-DPO (DPO whose reference follows the policy)
+// as a loss plug-in of the engine. A micro-batch is the policy's hidden states (with grad), the
+// frozen reference's (never), and the fused chunked loss; its per-pair statistics stay on the
+// device until the step's end, where the global β accumulates s_i (spec §6) and metrics are made.
+import * as path from 'node:path'
+
+import { z } from 'zod'
+
+import { collate, loadPreferenceData, type PreferenceData, type TokenizedPair } from '../../data'
+import { CausalLM } from '../../model'
+import { epsilonDpoLossFromHiddenAsync, type EpsilonDpoLossResult } from '../../ops'
+import { Tensor } from '../../tensor'
+import { BetaController } from '../beta'
+import type { TrainConfig } from '../config'
+import type { MicroBatchOutput, StepSummary, TrainingMethod } from '../method'
+import type { Metrics } from '../metrics-log'
+import { dataOptions, loadTrainedModel, type Run } from '../open-run'
+import { type PairStats, preferenceMetrics } from '../step-metrics'
+import type { TrainerState } from '../trainer-state'
+
+/** What this method adds to trainer_state.json: the global β to continue with. */
+export const PREFERENCE_STATE = { beta: z.number().positive() }
+
+// The per-pair stats layout: one float64 row per pair, the op's scalars repeated on every row.
+const PER_PAIR = ['chosenLogps', 'rejectedLogps', 'chosenRewards', 'rejectedRewards', 'steps'] as const
+const SCALARS = ['loss', 'meanChosenLogits', 'meanRejectedLogits'] as const
+const COLUMNS = PER_PAIR.length + SCALARS.length
+
+/**
+ * The one adapter from the op's result to the [pairs, COLUMNS] float64 stats tensor (to be
+ * replaced by the op's own record tensor). Disposes every field but the loss.
+ */
+function pairStatsTensor(out: EpsilonDpoLossResult, pairs: number, device: string): Tensor {
+  const repeat = Tensor.zeros([pairs], { dtype: 'float64', device })
+  const columns = [
+    ...PER_PAIR.map((k) => out[k].detach().to('float64')),
+    ...SCALARS.map((k) => repeat.add(out[k].detach().to('float64'))),
+  ]
+  const stats = Tensor.stack(columns, 1)
+  for (const t of [repeat, ...columns, ...Object.values(out).filter((t) => t !== out.loss)]) t.dispose()
+  return stats
+}
+
+/** A micro-batch's row-major host view back into named columns. */
+function pairStats(view: Float64Array): PairStats {
+  const pairs = view.length / COLUMNS
+  const column = (j: number) => Float64Array.from({ length: pairs }, (_, i) => view[i * COLUMNS + j]!)
+  const named = Object.fromEntries(PER_PAIR.map((k, j) => [k, column(j)])) as Record<(typeof PER_PAIR)[number], Float64Array>
+  const scalar = (k: (typeof SCALARS)[number]) => (pairs > 0 ? view[PER_PAIR.length + SCALARS.indexOf(k)]! : 0)
+  return { ...named, loss: scalar('loss'), meanChosenLogits: scalar('meanChosenLogits'), meanRejectedLogits: scalar('meanRejectedLogits') }
+}
+
+export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
+  private constructor(
+    readonly config: TrainConfig,
+    /** The policy. */
+    readonly model: CausalLM,
+    readonly reference: CausalLM,
+    readonly data: PreferenceData,
+    private readonly beta: BetaController,
+  ) {}
+
+  get train(): readonly TokenizedPair[] {
+    return this.data.train
+  }
+  get eval(): readonly TokenizedPair[] | undefined {
+    return this.data.eval
+  }
+  /** The global β the next micro-batch uses. */
+  get currentBeta(): number {
+    return this.beta.beta
+  }
+
+  static async load(run: Run<TrainConfig, { beta: number }>): Promise<PreferenceMethod> {
+    const { config: c, resumed } = run
+    const data = await loadPreferenceData({ ...dataOptions(run), dataFormat: run.config.dataFormat })
+    const policy = await loadTrainedModel(run)
+    // The reference is the original model, except for TR-DPO, whose reference moves and is saved.
+    const referenceDir = resumed && c.method === 'tr-dpo' ? path.join(resumed.dir, 'reference') : (c.referenceModel ?? c.model)
+    const reference = (await CausalLM.fromPretrained(referenceDir, { dtype: c.dtype, device: c.device, trainable: false })).eval()
+    const beta = new BetaController(resumed?.file.beta ?? c.beta, c.method === 'epsilon-dpo' ? c.epsilon : 0)
+    return new PreferenceMethod(c, policy, reference, data, beta)
+  }
+
+  /** Policy forward (with or without grad), reference forward (never), then the fused chunked loss. */
+  async microBatch(rows: readonly TokenizedPair[], o: { grad: boolean }): Promise<MicroBatchOutput> {
+    const c = this.config
+    const batch = collate(rows, this.data.tokenizer.padTokenId, { device: c.device })
+    const mask = batch.attentionMask
+    const policyHidden = await this.model.forwardHiddenAsync(batch.inputIds, { attentionMask: mask, grad: o.grad })
+    const referenceHidden = await this.reference.forwardHiddenAsync(batch.inputIds, { attentionMask: mask, grad: false })
+    const ph = this.model.lmHead()
+    const rh = this.reference.lmHead()
+    const out = await epsilonDpoLossFromHiddenAsync({
+      policyHidden,
+      policyHead: ph.weight,
+      policyBias: ph.bias,
+      referenceHidden,
+      referenceHead: rh.weight,
+      referenceBias: rh.bias,
+      labels: batch.labels,
+      lossMask: batch.lossMask,
+      beta: this.beta.beta,
+      epsilon: c.method === 'epsilon-dpo' ? c.epsilon : 0,
+      labelSmoothing: c.labelSmoothing,
+      finalLogitSoftcap: ph.finalLogitSoftcap || undefined,
+      chunkTokens: c.chunkTokens,
+    })
+    // The autograd graph keeps what the backward needs; these handles are no longer used.
+    for (const t of [policyHidden, referenceHidden, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask]) t.dispose()
+    return { loss: out.loss, stats: pairStatsTensor(out, batch.pairs, c.device), tokens: 2 * batch.pairs * batch.length }
+  }
+
+  /** Metrics of the step's pairs; in training, their steps s_i also go into the β update. */
+  summarize(stats: readonly Float64Array[], training: boolean): StepSummary {
+    const batches = stats.map(pairStats)
+    if (training) for (const b of batches) this.beta.accumulate(b.steps)
+    return preferenceMetrics(batches)
+  }
+
+  /** β ← β/(1 + ε·s̄) once per step; TR-DPO's reference sync every τ steps. */
+  afterStep(state: TrainerState): Metrics {
+    const update = this.beta.finishStep()
+    state.beta = this.beta.beta
+    if (this.config.method === 'tr-dpo' && state.step % this.config.trDpoTau === 0) this.syncReference()
+    return { 'kl/beta': update.before, 'kl/avg_steps': update.avgSteps }
+  }
+
+  /** TR-DPO: hard copy of the policy into the reference, or ref ← α·θ + (1−α)·ref. */
+  private syncReference(): void {
+    const policy = this.model.namedParameters()
+    for (const [name, ref] of this.reference.namedParameters()) {
+      const theta = policy.get(name)!
+      if (this.config.trDpoMode === 'hard') ref.copyInPlace(theta)
+      else ref.mulInPlace(1 - this.config.trDpoAlpha).addInPlace(theta, this.config.trDpoAlpha)
+    }
+  }
+
+  /** TR-DPO's reference moves, so a checkpoint keeps it (reference/) for an exact resume. */
+  async saveFiles(dir: string): Promise<void> {
+    if (this.config.method === 'tr-dpo') await this.reference.save(path.join(dir, 'reference'))
+  }
+
+  savedState(): { beta: number } {
+    return { beta: this.beta.beta }
+  }
+}

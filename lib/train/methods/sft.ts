@@ -1,0 +1,64 @@
+// Supervised fine-tuning as a loss plug-in of the engine: the masked-prompt cross-entropy, i.e.
+// the mean negative log-likelihood of the completion tokens only, on the fused path (final
+// hidden states → chunked lm_head + log-softmax; no [B,T,V] logits): loss = −Σ logps / Σ tokens.
+import { z } from 'zod'
+
+import { collateSequences, loadSftData, type SftData, type SftExample } from '../../data'
+import { modelSequenceStats } from '../../eval/sequence-logps'
+import type { CausalLM } from '../../model'
+import { Tensor } from '../../tensor'
+import type { MicroBatchOutput, StepSummary, TrainingMethod } from '../method'
+import { dataOptions, loadTrainedModel, type Run } from '../open-run'
+import type { SftConfig } from '../sft-config'
+
+/** What this method adds to trainer_state.json: a tag, so a DPO run cannot resume an SFT checkpoint. */
+export const SFT_STATE = { kind: z.literal('sft') }
+
+export class SftMethod implements TrainingMethod<SftExample> {
+  private constructor(
+    readonly config: SftConfig,
+    readonly model: CausalLM,
+    readonly data: SftData,
+  ) {}
+
+  get train(): readonly SftExample[] {
+    return this.data.train
+  }
+  get eval(): readonly SftExample[] | undefined {
+    return this.data.eval
+  }
+
+  static async load(run: Run<SftConfig>): Promise<SftMethod> {
+    const data = await loadSftData(dataOptions(run))
+    return new SftMethod(run.config, await loadTrainedModel(run), data)
+  }
+
+  /** Token-mean NLL of the completions; stats per row: [Σ logps, argmax hits, tokens] (float64). */
+  async microBatch(rows: readonly SftExample[], o: { grad: boolean }): Promise<MicroBatchOutput> {
+    const batch = collateSequences(rows, this.data.tokenizer.padTokenId, { device: this.config.device })
+    const s = await modelSequenceStats(this.model, batch, { grad: o.grad })
+    const loss = s.logps.sum().mul(-1 / Math.max(1, batch.tokens))
+    const columns = [s.logps.detach(), s.correct, s.tokenCount].map((t) => t.to('float64'))
+    const stats = Tensor.stack(columns, 1)
+    for (const t of [...columns, s.logps, s.correct, s.tokenCount, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask]) t.dispose()
+    return { loss, stats, tokens: batch.tokens }
+  }
+
+  /** Token-weighted over every row of the step (or evaluation): loss and token accuracy. */
+  summarize(stats: readonly Float64Array[]): StepSummary {
+    let logps = 0
+    let correct = 0
+    let tokens = 0
+    for (const view of stats)
+      for (let i = 0; i < view.length; i += 3) {
+        logps += view[i]!
+        correct += view[i + 1]!
+        tokens += view[i + 2]!
+      }
+    return { loss: -logps / Math.max(1, tokens), token_accuracy: correct / Math.max(1, tokens) }
+  }
+
+  savedState(): { kind: 'sft' } {
+    return { kind: 'sft' }
+  }
+}
