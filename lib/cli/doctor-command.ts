@@ -1,5 +1,6 @@
 // `edpo doctor`: what this install runs on: the edpo version, which binary loaded (prebuild or
 // source build), the BLAS as measured, threads, libtorch, CPU kernels and CUDA devices.
+import { EdpoInputError } from '../errors'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
@@ -88,8 +89,14 @@ function cudaDevices(r: RuntimeInfo): string {
   return `${count} device${count === 1 ? '' : 's'}${names.length === count ? `: ${names.join(', ')}` : ''}`
 }
 
-export function doctorCommand(): number {
-  const version = (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version
+/** The version in edpo's package.json. */
+export function edpoVersion(): string {
+  return (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version
+}
+
+export function doctorCommand(argv: readonly string[] = []): number {
+  if (argv.length > 0) throw new EdpoInputError(`edpo doctor takes no arguments, got '${argv[0]}'`)
+  const version = edpoVersion()
   const r = runtime()
   const rows: [string, string][] = [
     ['edpo', version],

@@ -2,7 +2,7 @@
 // The `edpo` command: edpo train | sft | eval | generate | demo | doctor.
 import { formatFailure } from './failure'
 import { demoCommand } from './demo-command'
-import { doctorCommand } from './doctor-command'
+import { doctorCommand, edpoVersion } from './doctor-command'
 import { evalCommand } from './eval-command'
 import { generateCommand } from './generate-command'
 import { sftCommand } from './sft-command'
@@ -18,7 +18,7 @@ commands:
   demo       the whole pipeline at toy scale: SFT, on-policy pairs, DPO / ε-DPO / TR-DPO, gold evaluation
   doctor     show the libtorch, CUDA and CPU kernels this install uses
 
-Run a command with --help for its options.`
+Run a command with --help for its options; edpo --version prints the version.`
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -34,7 +34,11 @@ async function main(argv: string[]): Promise<number> {
     case 'demo':
       return demoCommand(rest)
     case 'doctor':
-      return doctorCommand()
+      return doctorCommand(rest)
+    case '--version':
+    case '-v':
+      process.stdout.write(`edpo ${edpoVersion()}\n`)
+      return 0
     case undefined:
     case '--help':
     case '-h':

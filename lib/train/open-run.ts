@@ -10,6 +10,7 @@ import { EdpoInputError } from '../errors'
 import { CausalLM, type ModelDtype } from '../model'
 import { formatZodError } from '../validate'
 import { MetricsLog } from './metrics-log'
+import { checkDevice, checkModelFolder } from './preflight'
 import { openRunToResume, prepareNewRun } from './run-folder'
 import { readTrainerState, type SavedState } from './trainer-state'
 
@@ -56,8 +57,13 @@ export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
   const parsed = kind.config.safeParse(resumed ? { ...resumed.file.config, out: opts.resume } : input)
   if (!parsed.success) throw new EdpoInputError(formatZodError(parsed.error, 'config'))
   const config = parsed.data
+  // A missing device, run folder or model fails now, not after the data loads.
+  checkDevice(config.device)
   if (resumed) MetricsLog.truncateAfter(config.out, resumed.file.step, log)
   else prepareNewRun(config.out, config.overwriteOutputDir, log)
+  checkModelFolder(config.model, resumed ? `--model (as stored in ${resumed.dir})` : '--model')
+  const reference = (config as { referenceModel?: string }).referenceModel
+  if (reference !== undefined) checkModelFolder(reference, '--reference-model')
   return { config, resumed, log }
 }
 

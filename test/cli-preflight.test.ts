@@ -1,0 +1,56 @@
+// What a new user types wrong first gets a message that says what to do, before any data is read
+// or model loaded: a Hub id instead of a folder, a folder that is not a model, an unsupported
+// architecture, --device cuda on a CPU build; plus --version and arguments doctor does not take.
+import { spawnSync } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import t from 'tap'
+
+import { runtime } from '../lib/index'
+import { tempDir, writeJsonl } from './helpers/data-fixtures'
+import { makeTrainableModel } from './helpers/train-fixtures'
+
+const MAIN = path.join(__dirname, '..', 'lib', 'cli', 'main.ts')
+const edpo = (args: string[], cwd?: string) => spawnSync(process.execPath, [...process.execArgv, MAIN, ...args], { encoding: 'utf8', timeout: 120_000, cwd })
+
+t.test('model folders are checked first, with what to do', (t) => {
+  const work = tempDir(t)
+  // The data file does not exist either: the model error must come first.
+  const base = ['--data', path.join(work, 'missing.jsonl'), '--out', path.join(work, 'run')]
+  const hub = edpo(['train', '--model', 'meta-llama/Meta-Llama-3-8B-Instruct', ...base], work)
+  t.equal(hub.status, 1)
+  t.match(hub.stderr, /^edpo: --model meta-llama\/Meta-Llama-3-8B-Instruct: no such folder\. edpo does not download models: fetch the folder first \(e\.g\. `huggingface-cli download meta-llama\/Meta-Llama-3-8B-Instruct --local-dir \.\/Meta-Llama-3-8B-Instruct`\)/m)
+  t.notMatch(hub.stderr, /tokenizer\.json/, 'not the old tokenizer.json message')
+  t.match(edpo(['train', '--model', path.join(work, 'nope'), ...base]).stderr, /--model .*nope: no such folder \(a Hugging Face model folder/)
+  t.match(edpo(['train', '--model', work, ...base]).stderr, /--model .*: no config\.json, so not a Hugging Face model folder/)
+  const gpt2 = path.join(work, 'gpt2')
+  fs.mkdirSync(gpt2)
+  fs.writeFileSync(path.join(gpt2, 'config.json'), JSON.stringify({ model_type: 'gpt2' }))
+  t.match(edpo(['train', '--model', gpt2, ...base]).stderr, /config\.json: model_type "gpt2" is not supported \(expected one of llama, mistral, qwen2, gemma2\)/)
+  t.match(edpo(['sft', '--model', 'org/model', ...base], work).stderr, /--model org\/model: no such folder\. edpo does not download models/)
+  t.match(edpo(['train', '--model', makeTrainableModel(t), '--reference-model', 'org/ref', ...base], work).stderr, /--reference-model org\/ref: no such folder/)
+  t.end()
+})
+
+t.test('--device cuda on a CPU build fails before the data loads', { skip: runtime().cudaBuild ? 'this is a CUDA build' : false }, (t) => {
+  const work = tempDir(t)
+  const data = writeJsonl(path.join(work, 'p.jsonl'), [{ prompt: 'a', chosen: 'b', rejected: 'c' }])
+  const r = edpo(['train', '--model', makeTrainableModel(t), '--data', data, '--out', path.join(work, 'run'), '--device', 'cuda'])
+  t.equal(r.status, 1)
+  t.match(r.stderr, /^edpo: --device cuda: this edpo build is CPU-only\. For GPUs, build from source against a CUDA libtorch: EDPO_CUDA=1 npm rebuild edpo/m)
+  t.notMatch(r.stderr, /train: \d+ rows/, 'no data summary: it failed first')
+  t.notOk(fs.existsSync(path.join(work, 'run')), 'the run folder was not created')
+  t.end()
+})
+
+t.test('--version, and doctor takes no arguments', (t) => {
+  const version = (JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version
+  const v = edpo(['--version'])
+  t.equal(v.status, 0)
+  t.equal(v.stdout, `edpo ${version}\n`)
+  const d = edpo(['doctor', '--verbose'])
+  t.equal(d.status, 1)
+  t.match(d.stderr, /edpo doctor takes no arguments, got '--verbose'/)
+  t.end()
+})
