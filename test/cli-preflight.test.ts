@@ -54,3 +54,21 @@ t.test('--version, and doctor takes no arguments', (t) => {
   t.match(d.stderr, /edpo doctor takes no arguments, got '--verbose'/)
   t.end()
 })
+
+t.test('--resume extends a run with --max-steps and refuses other changes, naming them', async (t) => {
+  const { Trainer } = await import('../lib/train/trainer')
+  const { writeToyPreferences } = await import('./helpers/train-fixtures')
+  const work = tempDir(t)
+  const model = makeTrainableModel(t)
+  const data = writeToyPreferences(work, 16)
+  const out = path.join(work, 'run')
+  const config = { model, data: [data], out, batchSize: 4, maxSteps: 2, learningRate: 1e-3, maxLength: 32, warmupRatio: 0 }
+  await (await Trainer.create(config, { log: () => {} })).train()
+  const longer = edpo(['train', '--resume', out, '--max-steps', '3'])
+  t.equal(longer.status, 0, longer.stderr)
+  t.ok(fs.existsSync(path.join(out, 'checkpoint-3')), 'the run went on to step 3')
+  const changed = edpo(['train', '--resume', out, '--max-steps', '4', '--beta', '0.5', '--learning-rate', '1e-5'])
+  t.equal(changed.status, 1)
+  t.match(changed.stderr, /--resume .*: a resumed run keeps its stored options; these differ: --beta 0\.5 \(the run has 0\.1\); --learning-rate 0\.00001 \(the run has 0\.001\)\. Only --max-steps, --epochs, --save-every, --eval-every, --keep-last, --log-every may change on resume/)
+  t.notOk(fs.existsSync(path.join(out, 'checkpoint-4')), 'nothing ran')
+})

@@ -54,7 +54,7 @@ export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
     throw new EdpoInputError(`--resume ${opts.resume} continues a run; --overwrite-output-dir starts over: give one of them`)
   const from = opts.resume !== undefined ? openRunToResume(opts.resume, log) : undefined
   const resumed = from ? readTrainerState(from.dir, kind.state, kind.what) : undefined
-  const parsed = kind.config.safeParse(resumed ? { ...resumed.file.config, out: opts.resume } : input)
+  const parsed = kind.config.safeParse(resumed ? resumedConfig(resumed.file.config, input, opts.resume!) : input)
   if (!parsed.success) throw new EdpoInputError(formatZodError(parsed.error, 'config'))
   const config = parsed.data
   // A missing device, run folder or model fails now, not after the data loads.
@@ -65,6 +65,33 @@ export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
   const reference = (config as { referenceModel?: string }).referenceModel
   if (reference !== undefined) checkModelFolder(reference, '--reference-model')
   return { config, resumed, log }
+}
+
+/** Options a resumed run may change: they extend or re-pace the run, not what it trains. */
+export const RESUME_EXTENDABLE = ['maxSteps', 'epochs', 'saveEvery', 'evalEvery', 'keepLast', 'logEvery'] as const
+
+const flagName = (name: string) => '--' + name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
+
+/**
+ * The stored config of a resumed run with the user's extensions applied. Any other option the user
+ * gives must equal the stored one: a silent difference would train something else than asked.
+ * A longer run recomputes the learning-rate schedule over its new total of steps.
+ */
+function resumedConfig(stored: Record<string, unknown>, input: object, dir: string): Record<string, unknown> {
+  const extended: Record<string, unknown> = {}
+  const differs: string[] = []
+  for (const [name, value] of Object.entries(input)) {
+    if (value === undefined || name === 'out' || name === 'overwriteOutputDir') continue
+    if ((RESUME_EXTENDABLE as readonly string[]).includes(name)) extended[name] = value
+    else if (JSON.stringify(stored[name]) !== JSON.stringify(value))
+      differs.push(`${flagName(name)} ${JSON.stringify(value)} (the run has ${JSON.stringify(stored[name])})`)
+  }
+  if (differs.length > 0)
+    throw new EdpoInputError(
+      `--resume ${dir}: a resumed run keeps its stored options; these differ: ${differs.join('; ')}. ` +
+        `Only ${RESUME_EXTENDABLE.map(flagName).join(', ')} may change on resume; for other changes start a new run with another --out.`,
+    )
+  return { ...stored, ...extended, out: dir }
 }
 
 /** The model a run trains: the checkpoint's when resuming, else config.model. */
