@@ -4,6 +4,7 @@ import { z } from 'zod'
 import { loadTokenizer } from '../data'
 import { EdpoInputError } from '../errors'
 import { CausalLM } from '../model'
+import { eosTokenIds } from '../model/eos-ids'
 import { Tensor } from '../tensor'
 import type { OptionSpec } from '../train/config'
 import { formatHelp, parseCommand } from './args'
@@ -21,20 +22,30 @@ export const GENERATE_OPTIONS = {
   device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
 } satisfies Record<string, OptionSpec>
 
-export const GENERATE_HELP = formatHelp('edpo generate --model <dir> --prompt <text>… [options]', 'Generates a completion for each prompt.', GENERATE_OPTIONS)
+export const GENERATE_HELP = formatHelp(
+  'edpo generate --model <dir> --prompt <text>… [options]',
+  'Generates a completion for each prompt and prints one JSON line {prompt, completion} per prompt (a completion may\n' +
+    "span lines). A raw-text prompt gets the special tokens the tokenizer adds (BOS), as Hugging Face's tokenizer(text);\n" +
+    'with --chat the template writes them. Generation stops at any eos id of tokenizer_config.json, config.json or\n' +
+    'generation_config.json.',
+  GENERATE_OPTIONS,
+)
 
 export async function generateCommand(argv: readonly string[]): Promise<number> {
   const o = parseCommand(argv, GENERATE_OPTIONS, GENERATE_HELP, 'edpo generate')
   if (!o) return 0
   const tokenizer = await loadTokenizer(o.model)
   const model = (await CausalLM.fromPretrained(o.model, { dtype: o.dtype, device: o.device })).eval()
+  const eos = eosTokenIds(o.model, tokenizer.eosTokenId)
   for (const prompt of o.prompt) {
-    let text = prompt
+    let ids: number[]
     if (o.chat) {
       if (!tokenizer.chatTemplate) throw new EdpoInputError(`--chat: ${o.model} has no chat template`)
-      text = tokenizer.chatTemplate.render([{ role: 'user', content: prompt }], { addGenerationPrompt: true })
+      // The template writes BOS itself, so nothing is added (as apply_chat_template tokenizes).
+      ids = tokenizer.encode(tokenizer.chatTemplate.render([{ role: 'user', content: prompt }], { addGenerationPrompt: true }))
+    } else {
+      ids = tokenizer.encodeWithSpecialTokens ? tokenizer.encodeWithSpecialTokens(prompt) : tokenizer.encode(prompt)
     }
-    const ids = tokenizer.encode(text)
     if (ids.length === 0) throw new EdpoInputError('--prompt: the prompt has no tokens')
     const out = await model.generateAsync(Tensor.from(BigInt64Array.from(ids.map(BigInt)), [1, ids.length], { device: o.device }), {
       maxNewTokens: o.maxNewTokens,
@@ -42,11 +53,13 @@ export async function generateCommand(argv: readonly string[]): Promise<number> 
       topP: o.topP,
       topK: o.topK,
       seed: o.seed,
-      eosTokenId: tokenizer.eosTokenId,
+      eosTokenId: eos,
     })
     const all = Array.from(out.to('cpu').toArray() as BigInt64Array, Number)
-    const completion = all.slice(ids.length).filter((t) => t !== tokenizer.eosTokenId)
-    process.stdout.write(tokenizer.decode(completion) + '\n')
+    const generated = all.slice(ids.length)
+    const end = generated.findIndex((t) => eos.includes(t))
+    const completion = end < 0 ? generated : generated.slice(0, end)
+    process.stdout.write(JSON.stringify({ prompt, completion: tokenizer.decode(completion) }) + '\n')
   }
   return 0
 }

@@ -13,6 +13,9 @@ import { type ChatTemplate, compileChatTemplate, selectChatTemplate } from './ch
 export interface PreferenceTokenizer {
   /** Token ids of `text`, no special tokens added (special tokens written in the text are kept). */
   encode(text: string): number[]
+  /** Token ids of `text` with the special tokens the tokenizer's post-processor adds (BOS for
+   *  llama-style tokenizers): Hugging Face's `tokenizer(text)`, for raw-text prompts. */
+  encodeWithSpecialTokens?(text: string): number[]
   decode(ids: readonly number[]): string
   readonly eosTokenId: number
   readonly bosTokenId: number | undefined
@@ -97,7 +100,9 @@ export function createTokenizer(
       if (bad >= 0) throw new EdpoInputError(`${where}: token '${tokens[bad]}' has no id in the vocabulary and there is no unknown token`)
       return ids
     },
-    decode: (ids) => tk.decode([...ids], { skip_special_tokens: false }),
+    encodeWithSpecialTokens: (text) => tk.encode(text, { add_special_tokens: true }).ids,
+    // The library rejects an empty list; an empty completion (EOS first) decodes to ''.
+    decode: (ids) => (ids.length === 0 ? '' : tk.decode([...ids], { skip_special_tokens: false })),
     countUnknown(text, ids) {
       if (unkId === undefined) return 0
       let n = 0

@@ -1,0 +1,30 @@
+// Every id that ends a generation: the tokenizer's eos_token, config.json's eos_token_id and
+// generation_config.json's eos_token_id (Llama-3-Instruct lists <|end_of_text|> and <|eot_id|>
+// there; stopping on the first alone runs past the end of the turn). Files from strangers: read
+// defensively, and a malformed value is an error naming the file and key.
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import { EdpoInputError } from '../errors'
+
+function idsIn(dir: string, file: string): number[] {
+  const full = path.join(dir, file)
+  if (!fs.existsSync(full)) return []
+  let json: unknown
+  try {
+    json = JSON.parse(fs.readFileSync(full, 'utf8'))
+  } catch (e) {
+    throw new EdpoInputError(`${full}: not valid JSON (${(e as Error).message})`)
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new EdpoInputError(`${full}: expected a JSON object`)
+  const v = Object.hasOwn(json, 'eos_token_id') ? (json as Record<string, unknown>).eos_token_id : undefined
+  if (v === undefined || v === null) return []
+  const list = Array.isArray(v) ? v : [v]
+  for (const id of list) if (!Number.isInteger(id) || (id as number) < 0) throw new EdpoInputError(`${full}: eos_token_id must be a token id or a list of them, got ${JSON.stringify(v)}`)
+  return list as number[]
+}
+
+/** The sorted, distinct end-of-sequence ids of a model folder, starting from the tokenizer's. */
+export function eosTokenIds(dir: string, tokenizerEos: number): number[] {
+  return [...new Set([tokenizerEos, ...idsIn(dir, 'config.json'), ...idsIn(dir, 'generation_config.json')])].sort((a, b) => a - b)
+}
