@@ -21,7 +21,7 @@ import type { TrainingMethod } from './method'
 import { type Metrics, MetricsLog } from './metrics-log'
 import type { Run } from './open-run'
 import { lrMultiplier } from './schedule'
-import { TrainerState, writeTrainerState } from './trainer-state'
+import { hfTrainerStateFields, TrainerState, writeTrainerState } from './trainer-state'
 
 /** Training stopped on a bad state (non-finite loss or gradient). */
 export class EdpoTrainingError extends EdpoError {
@@ -154,7 +154,15 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
       saveSafetensors(path.join(dir, 'optimizer.safetensors'), this.optimizer.stateTensors())
       await this.method.saveFiles?.(dir)
       const s = this.state
-      writeTrainerState(dir, { ...this.method.savedState(), step: s.step, totalSteps: s.totalSteps, epoch: s.epoch, sampler: this.sampler.state(), config: this.config })
+      writeTrainerState(dir, {
+        ...hfTrainerStateFields(s.step, s.totalSteps, s.epoch, this.config),
+        ...this.method.savedState(),
+        step: s.step,
+        totalSteps: s.totalSteps,
+        epoch: s.epoch,
+        sampler: this.sampler.state(),
+        config: this.config,
+      })
     })
     this.emit('checkpoint', dir)
     return dir

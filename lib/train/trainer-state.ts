@@ -9,7 +9,7 @@ import { z } from 'zod'
 import type { SamplerState } from '../data'
 import { EdpoInputError } from '../errors'
 import { formatZodError } from '../validate'
-import type { Metrics } from './metrics-log'
+import { type Metrics, readMetrics } from './metrics-log'
 
 /** Live progress of a Trainer (trainer.state). */
 export class TrainerState {
@@ -60,4 +60,42 @@ export function readTrainerState<S extends z.ZodRawShape>(dir: string, method: S
   const r = savedStateSchema.extend(method).safeParse(raw)
   if (!r.success) throw new EdpoInputError(formatZodError(r.error, what ? `${file} (${what})` : file))
   return { dir, file: r.data as SavedState<Record<string, unknown>> & z.infer<z.ZodObject<S>> }
+}
+
+/** The run settings the Hugging Face fields report (both option tables have them). */
+interface HfReported {
+  out: string
+  epochs: number
+  logEvery: number
+  evalEvery: number
+  saveEvery: number
+  batchSize: number
+}
+
+/**
+ * The fields of Hugging Face's trainer_state.json, so its tooling (log_history plots, step and
+ * epoch readers) reads an edpo checkpoint; edpo's own fields sit beside them. log_history is
+ * metrics.jsonl up to this step, in order.
+ */
+export function hfTrainerStateFields(step: number, totalSteps: number, epoch: number, c: HfReported): Record<string, unknown> {
+  return {
+    global_step: step,
+    max_steps: totalSteps,
+    epoch,
+    num_train_epochs: c.epochs,
+    logging_steps: c.logEvery,
+    eval_steps: c.evalEvery,
+    save_steps: c.saveEvery,
+    train_batch_size: c.batchSize,
+    best_metric: null,
+    best_model_checkpoint: null,
+    is_local_process_zero: true,
+    is_world_process_zero: true,
+    log_history: readMetricsUpTo(c.out, step),
+  }
+}
+
+function readMetricsUpTo(runDir: string, step: number): Metrics[] {
+  if (!fs.existsSync(path.join(runDir, 'metrics.jsonl'))) return []
+  return readMetrics(runDir).filter((e) => e.step <= step)
 }
