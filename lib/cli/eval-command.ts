@@ -1,6 +1,9 @@
 // `edpo eval`: preference accuracy, reward margins and KL(π‖π_ref) of a policy on held-out pairs,
 // and/or (--gold <module> --prompts <file>) a programmatic judge's win rate of the policy's
 // samples over the reference's, with the mean gold reward and the sampled KL(π‖π_ref).
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
 import { z } from 'zod'
 
 import { loadPreferenceData, loadTokenizer } from '../data'
@@ -8,13 +11,17 @@ import { EdpoInputError } from '../errors'
 import { evaluatePreferences, type GoldEval, type PreferenceEval } from '../eval'
 import { evaluateWithGold, loadGoldJudge, readPrompts } from '../eval/gold'
 import { CausalLM } from '../model'
-import type { OptionSpec } from '../train/config'
+import { type OptionSpec, TRAIN_OPTIONS } from '../train/config'
 import { formatZodError } from '../validate'
 import { formatHelp, parseArgs } from './args'
 
 export const EVAL_OPTIONS = {
   model: { schema: z.string().min(1), kind: 'string', help: 'the policy: a model folder or a checkpoint-<step> folder' },
-  referenceModel: { schema: z.string().min(1), kind: 'string', help: 'the reference model folder' },
+  referenceModel: {
+    schema: z.string().min(1).optional(),
+    kind: 'string',
+    help: "the reference model folder (default: for a checkpoint-<step> --model, the reference its run trained against)",
+  },
   data: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'evaluation pairs: JSONL, JSON or Parquet files or globs' },
   gold: { schema: z.string().min(1).optional(), kind: 'string', help: 'judge module (CommonJS or ESM) exporting reward(prompt, completion) → number' },
   prompts: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'with --gold: rows with a prompt field (JSONL, JSON or Parquet)' },
@@ -24,7 +31,10 @@ export const EVAL_OPTIONS = {
   beta: { schema: z.number().positive().default(0.1), kind: 'number', help: 'β of the implicit reward β·log(π/π_ref)' },
   batchSize: { schema: z.number().int().positive().default(8), kind: 'integer', help: 'pairs per batch' },
   maxLength: { schema: z.number().int().positive().default(1024), kind: 'integer', help: 'tokens per sequence' },
-  maxPromptLength: { schema: z.number().int().positive().default(512), kind: 'integer', help: 'prompt tokens' },
+  maxPromptLength: TRAIN_OPTIONS.maxPromptLength,
+  maxCompletionLength: TRAIN_OPTIONS.maxCompletionLength,
+  truncationMode: TRAIN_OPTIONS.truncationMode,
+  dataFormat: TRAIN_OPTIONS.dataFormat,
   dtype: { schema: z.enum(['float32', 'bfloat16', 'float16']).default('float32'), kind: 'string', help: 'weights dtype' },
   device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
   skipInvalid: { schema: z.boolean().default(false), kind: 'boolean', help: 'skip and count invalid rows' },
@@ -38,10 +48,32 @@ const schema = z
   .refine((o) => (o.gold === undefined) === (o.prompts === undefined), { message: '--gold and --prompts go together', path: ['prompts'] })
 
 export const EVAL_HELP = formatHelp(
-  'edpo eval --model <dir> --reference-model <dir> --data <file>… [options]\n       edpo eval --model <dir> --reference-model <dir> --gold <judge.js> --prompts <file>… [options]',
+  'edpo eval --model <dir> [--reference-model <dir>] --data <file>… [options]\n       edpo eval --model <dir> [--reference-model <dir>] --gold <judge.js> --prompts <file>… [options]',
   'Preference accuracy, mean reward margin and mean sequence KL(π‖π_ref) over the completions of held-out pairs.\nWith --gold: one sample per prompt from the policy and from the reference, scored by the judge module: the win rate\n(ties count ½), the mean gold rewards and KL(π‖π_ref) estimated from the policy\'s samples.',
   EVAL_OPTIONS,
 )
+
+/**
+ * The reference a checkpoint's run trained against: TR-DPO's moving reference saved beside it, or
+ * the stored config's referenceModel, or its model. An error says to pass --reference-model when
+ * `dir` is not an edpo checkpoint.
+ */
+function referenceOfCheckpoint(dir: string): string {
+  const stateFile = path.join(dir, 'trainer_state.json')
+  if (!fs.existsSync(stateFile)) throw new EdpoInputError(`--reference-model is required: ${dir} is not an edpo checkpoint (no trainer_state.json to read the run's reference from)`)
+  let state: unknown
+  try {
+    state = JSON.parse(fs.readFileSync(stateFile, 'utf8'))
+  } catch (e) {
+    throw new EdpoInputError(`${stateFile}: not valid JSON (${(e as Error).message}); pass --reference-model`)
+  }
+  const config = (state as { config?: { referenceModel?: unknown; model?: unknown; method?: unknown } } | null)?.config
+  if ((state as { kind?: unknown } | null)?.kind === 'sft') throw new EdpoInputError(`${dir} is an SFT checkpoint: it has no reference model; pass --reference-model`)
+  if (config?.method === 'tr-dpo' && fs.existsSync(path.join(dir, 'reference'))) return path.join(dir, 'reference')
+  const ref = config?.referenceModel ?? config?.model
+  if (typeof ref !== 'string' || ref === '') throw new EdpoInputError(`${stateFile}: no config.model to take the reference from; pass --reference-model`)
+  return ref
+}
 
 export async function evalCommand(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, EVAL_OPTIONS)
@@ -53,11 +85,22 @@ export async function evalCommand(argv: readonly string[]): Promise<number> {
   if (!r.success) throw new EdpoInputError(formatZodError(r.error, 'edpo eval'))
   const o = r.data as { [K in keyof typeof EVAL_OPTIONS]: z.infer<(typeof EVAL_OPTIONS)[K]['schema']> }
   const load = (dir: string) => CausalLM.fromPretrained(dir, { dtype: o.dtype, device: o.device })
+  const referenceDir = o.referenceModel ?? referenceOfCheckpoint(o.model)
   const policy = (await load(o.model)).eval()
-  const reference = (await load(o.referenceModel)).clone()
+  const reference = (await load(referenceDir)).clone()
   let preference: PreferenceEval | undefined
   if (o.data) {
-    const data = await loadPreferenceData({ data: o.data, tokenizer: o.model, maxLength: o.maxLength, maxPromptLength: o.maxPromptLength, skipInvalid: o.skipInvalid })
+    const data = await loadPreferenceData({
+      data: o.data,
+      label: 'eval',
+      tokenizer: o.model,
+      maxLength: o.maxLength,
+      maxPromptLength: o.maxPromptLength,
+      maxCompletionLength: o.maxCompletionLength,
+      truncationMode: o.truncationMode,
+      dataFormat: o.dataFormat,
+      skipInvalid: o.skipInvalid,
+    })
     preference = await evaluatePreferences({ policy, reference, pairs: data.train, tokenizer: data.tokenizer, beta: o.beta, batchSize: o.batchSize, device: o.device })
   }
   let gold: Omit<GoldEval, 'samples'> | undefined

@@ -34,6 +34,9 @@ export interface LoadPreferenceDataOptions extends TruncationOptions {
   evalFraction?: number
   /** A model directory with tokenizer.json (+ tokenizer_config.json), or a loaded tokenizer. */
   tokenizer: string | PreferenceTokenizer
+  /** How the summary and invalid-rows.jsonl name the `data` split: 'train' (default), or 'eval' when
+   *  the pairs are only evaluated (edpo eval). */
+  label?: 'train' | 'eval'
   /** 'auto' (default): raw Anthropic-HH transcripts are detected per split; 'hh' forces that reading. */
   dataFormat?: 'auto' | 'hh'
   /** Skip and count invalid rows instead of stopping. */
@@ -86,6 +89,7 @@ export const preferenceDataOptionsSchema = z
     maxCompletionLength: length,
     truncationMode: z.enum(['keep_start', 'keep_end']).optional(),
     dataFormat: z.enum(['auto', 'hh']).optional(),
+    label: z.enum(['train', 'eval']).optional(),
     skipInvalid: z.boolean().optional(),
     invalidRowsFile: z.string().min(1).optional(),
     seed: z.number().int().optional(),
@@ -177,16 +181,17 @@ export async function loadPreferenceData(options: LoadPreferenceDataOptions): Pr
     train.pairs = kept
     evalSplit = { pairs: evalPairs, report: { files: train.report.files, rows: k, pairs: evalPairs.length, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0, unknownTokens: { tokens: 0, rows: 0 } } }
   }
+  const label = o.label ?? 'train'
   // Every skipped row goes to the file, so none is known only by a count.
   const invalidRowsFile = o.invalidRowsFile
   if (invalidRowsFile !== undefined)
-    writeInvalidRows(invalidRowsFile, [{ split: 'train', issues: train.report.invalid }, { split: 'eval', issues: evalSplit?.report.invalid ?? [] }])
+    writeInvalidRows(invalidRowsFile, [{ split: label, issues: train.report.invalid }, { split: 'eval', issues: evalSplit?.report.invalid ?? [] }])
   if (train.pairs.length === 0)
     throw new EdpoInputError(`data: no pairs left (${formatReport('data', train.report, o.maxLength)})${invalidRowsFile !== undefined && train.report.invalid.length > 0 ? `; the skipped rows are listed in ${invalidRowsFile}` : ''}`)
   const listed = (r: DataReport) => (invalidRowsFile !== undefined && r.invalid.length > 0 ? `; all skipped rows in ${invalidRowsFile}` : '')
-  log(formatReport('train', train.report, o.maxLength) + listed(train.report))
+  log(formatReport(label, train.report, o.maxLength) + listed(train.report))
   logExamples(log, train.report, invalidRowsFile)
-  logUnknown(log, 'train', train.report, tokenizer)
+  logUnknown(log, label, train.report, tokenizer)
   if (evalSplit) {
     log(formatReport('eval', evalSplit.report, o.maxLength) + (o.evalFraction !== undefined ? ` (held out from train, fraction ${o.evalFraction})` : '') + listed(evalSplit.report))
     logExamples(log, evalSplit.report, invalidRowsFile)
