@@ -72,3 +72,15 @@ t.test('--resume extends a run with --max-steps and refuses other changes, namin
   t.match(changed.stderr, /--resume .*: a resumed run keeps its stored options; these differ: --beta 0\.5 \(the run has 0\.1\); --learning-rate 0\.00001 \(the run has 0\.001\)\. Only --max-steps, --epochs, --save-every, --eval-every, --keep-last, --log-every may change on resume/)
   t.notOk(fs.existsSync(path.join(out, 'checkpoint-4')), 'nothing ran')
 })
+
+t.test('progress while the data and the models load', (t) => {
+  const work = tempDir(t)
+  const model = makeTrainableModel(t)
+  const data = writeJsonl(path.join(work, 'p.jsonl'), [{ prompt: 'how are you ?', chosen: 'good .', rejected: 'bad .' }])
+  const r = edpo(['train', '--model', model, '--data', data, '--out', path.join(work, 'run'), '--max-steps', '1', '--batch-size', '1', '--max-length', '32'])
+  t.equal(r.status, 0, r.stderr)
+  const order = ['reading and tokenizing', 'train: 1 row', 'loading the model from', 'loading the reference from'].map((s) => r.stderr.indexOf(s))
+  t.ok(order.every((i) => i >= 0), `each line is there:\n${r.stderr}`)
+  t.same([...order].sort((a, b) => a - b), order, 'in the order the work happens')
+  t.end()
+})

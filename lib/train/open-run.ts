@@ -97,7 +97,10 @@ function resumedConfig(stored: Record<string, unknown>, input: object, dir: stri
 /** The model a run trains: the checkpoint's when resuming, else config.model. */
 export function loadTrainedModel(run: Run<RunFolderConfig>): Promise<CausalLM> {
   const { config: c, resumed } = run
-  return CausalLM.fromPretrained(resumed ? resumed.dir : c.model, { dtype: c.dtype, device: c.device })
+  const dir = resumed ? resumed.dir : c.model
+  // At 8B a load takes minutes: say what is happening.
+  run.log(`loading the model from ${dir} (${c.dtype}, ${c.device}) …`)
+  return CausalLM.fromPretrained(dir, { dtype: c.dtype, device: c.device })
 }
 
 /** The settings every data loader takes from a run's config (both option tables have them). */
@@ -106,6 +109,7 @@ type DataConfig = Pick<RunFolderConfig, 'model' | 'out'> & Omit<LoadSftDataOptio
 /** Loader options for a run: its files, split, truncation and seed; skipped rows go to invalid-rows.jsonl in the run folder. */
 export function dataOptions(run: Run<DataConfig>): LoadSftDataOptions {
   const c = run.config
+  run.log(`reading and tokenizing ${[...c.data, ...(c.evalData ?? [])].join(', ')} …`)
   const { data, evalData, evalFraction, maxLength, maxPromptLength, maxCompletionLength, truncationMode, skipInvalid, seed } = c
   return {
     data,

@@ -77,6 +77,7 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
     const policy = await loadTrainedModel(run)
     // The reference is the original model, except for TR-DPO, whose reference moves and is saved.
     const referenceDir = resumed && c.method === 'tr-dpo' ? path.join(resumed.dir, 'reference') : (c.referenceModel ?? c.model)
+    run.log(`loading the reference from ${referenceDir} (frozen) …`)
     const reference = (await CausalLM.fromPretrained(referenceDir, { dtype: c.dtype, device: c.device, trainable: false })).eval()
     const beta = new BetaController(resumed?.file.beta ?? c.beta, c.method === 'epsilon-dpo' ? c.epsilon : 0)
     return new PreferenceMethod(c, policy, reference, data, beta)
