@@ -1,6 +1,8 @@
 // Error translation, argument readers, dtype names, the Promise worker and thread settings.
 #include "js_common.h"
 
+#include "ops/arg_error.h"
+
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
@@ -15,10 +17,19 @@ std::string error_message(const std::exception& e) {
   return e.what();
 }
 
-Napi::Error make_error(Napi::Env env, const std::string& message) {
+namespace {
+Napi::Error coded_error(Napi::Env env, const std::string& message, const char* code) {
   Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, "EDPO_NATIVE"));
+  error.Set("code", Napi::String::New(env, code));
   return error;
+}
+}  // namespace
+
+Napi::Error make_error(Napi::Env env, const std::string& message) { return coded_error(env, message, "EDPO_NATIVE"); }
+Napi::Error make_input_error(Napi::Env env, const std::string& message) { return coded_error(env, message, "EDPO_INPUT"); }
+Napi::Error make_error(Napi::Env env, const std::exception& e) {
+  if (dynamic_cast<const edpo::ArgumentError*>(&e) != nullptr) return make_input_error(env, e.what());
+  return make_error(env, error_message(e));
 }
 
 namespace {
@@ -111,6 +122,7 @@ void PromiseWorker::Execute() {
     apply_thread_setting();
     work_();
   } catch (const std::exception& e) {
+    input_error_ = dynamic_cast<const edpo::ArgumentError*>(&e) != nullptr;
     SetError(error_message(e));
   }
 }
@@ -122,12 +134,13 @@ void PromiseWorker::OnOK() {
   } catch (const Napi::Error& e) {
     deferred_.Reject(e.Value());
   } catch (const std::exception& e) {
-    deferred_.Reject(make_error(env, error_message(e)).Value());
+    deferred_.Reject(make_error(env, e).Value());
   }
 }
 
 void PromiseWorker::OnError(const Napi::Error& error) {
-  deferred_.Reject(make_error(Env(), error.Message()).Value());
+  Napi::Env env = Env();
+  deferred_.Reject((input_error_ ? make_input_error(env, error.Message()) : make_error(env, error.Message())).Value());
 }
 
 namespace {

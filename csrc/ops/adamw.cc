@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "host_sync.h"
+
 namespace edpo {
 
 void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& master,
@@ -63,7 +65,7 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
       if (g.defined()) g.mul_(scale.to(g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
     }
   }
-  return norm.item<double>();
+  return read_scalar<double>(norm);
 }
 
 }  // namespace edpo

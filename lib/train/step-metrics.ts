@@ -1,65 +1,75 @@
 // Per-step metrics (spec §7, names as TRL logs them), gathered over the micro-batches of one
-// optimizer step (or over an evaluation pass) from the fused op's outputs.
-import type { EpsilonDpoLossResult } from '../ops'
+// optimizer step (or over an evaluation pass) from the fused op's per-pair records. The records
+// stay on the device until the step ends; then one read brings them all to the host.
+import { checkInputErrors, type PairRecordColumns, pairRecordColumns } from '../pair-record'
+import { Tensor } from '../tensor'
 import type { Metrics } from './metrics-log'
 
-function values(t: { toArray(): ArrayLike<number | bigint> }): number[] {
-  return Array.from(t.toArray() as ArrayLike<number | bigint>, Number)
-}
-
 export class StepMetrics {
-  private chosen: number[] = []
-  private rejected: number[] = []
-  private chosenLogps: number[] = []
-  private rejectedLogps: number[] = []
-  private steps: number[] = []
-  private losses: number[] = []
-  private chosenLogits: number[] = []
-  private rejectedLogits: number[] = []
+  private records: Tensor[] = []
+  private batchPairs: number[] = []
   tokens = 0
 
-  /** One micro-batch's outputs and its number of input tokens (both models' inputs count once). */
-  add(out: EpsilonDpoLossResult, tokens: number): void {
-    this.chosen.push(...values(out.chosenRewards))
-    this.rejected.push(...values(out.rejectedRewards))
-    this.chosenLogps.push(...values(out.chosenLogps))
-    this.rejectedLogps.push(...values(out.rejectedLogps))
-    this.steps.push(...values(out.steps))
-    this.losses.push(out.loss.item())
-    this.chosenLogits.push(out.meanChosenLogits.item())
-    this.rejectedLogits.push(out.meanRejectedLogits.item())
+  /** One micro-batch's record ([B, k], kept as is: no host read) and its number of input tokens. */
+  add(record: Tensor, tokens: number): void {
+    this.records.push(record)
+    this.batchPairs.push(record.shape[0]!)
     this.tokens += tokens
   }
 
-  get pairs(): number {
-    return this.chosen.length
+  /**
+   * Every kept record, read to the host at once (the step's one sync), its input-error flags
+   * checked; the device copies are freed. Undefined when nothing was added.
+   */
+  read(): PairRecordColumns | undefined {
+    if (this.records.length === 0) return undefined
+    const all = this.records.length === 1 ? this.records[0]! : Tensor.cat(this.records, 0)
+    const host = pairRecordColumns(Float64Array.from(all.toArray() as Float64Array))
+    if (all !== this.records[0]) all.dispose()
+    for (const r of this.records) r.dispose()
+    this.records = []
+    checkInputErrors(host.inputError)
+    return host
   }
 
-  /** Mean loss over micro-batches (each already a mean over its pairs). */
-  get loss(): number {
-    return mean(this.losses)
-  }
-
-  summary(prefix = ''): Metrics {
-    const margins = this.chosen.map((c, i) => c - this.rejected[i]!)
-    const n = this.steps.length
+  /** Metrics of a host copy from read(): the loss is the mean of the micro-batches' mean losses. */
+  summary(r: PairRecordColumns | undefined, prefix = ''): Metrics {
+    const n = r?.pairs ?? 0
+    const losses: number[] = []
+    let start = 0
+    for (const b of this.batchPairs) {
+      losses.push(mean(r!.loss.subarray(start, start + b)))
+      start += b
+    }
+    const margins = r ? r.chosenRewards.map((c, i) => c - r.rejectedRewards[i]!) : new Float64Array()
     const out: Metrics = {
-      loss: this.loss,
-      'rewards/chosen': mean(this.chosen),
-      'rewards/rejected': mean(this.rejected),
+      loss: mean(losses),
+      'rewards/chosen': mean(r?.chosenRewards),
+      'rewards/rejected': mean(r?.rejectedRewards),
       'rewards/accuracies': mean(margins.map((m) => (m > 0 ? 1 : 0))),
       'rewards/margins': mean(margins),
-      'logps/chosen': mean(this.chosenLogps),
-      'logps/rejected': mean(this.rejectedLogps),
-      'logits/chosen': mean(this.chosenLogits),
-      'logits/rejected': mean(this.rejectedLogits),
-      'kl/p_epsilon_steps': n > 0 ? this.steps.filter((s) => s > 0).length / n : 0,
-      'kl/n_epsilon_steps': n > 0 ? this.steps.filter((s) => s < 0).length / n : 0,
+      'logps/chosen': mean(r?.chosenLogps),
+      'logps/rejected': mean(r?.rejectedLogps),
+      // Token-weighted over every pair of the step: Σ per-token mean logits / Σ tokens.
+      'logits/chosen': ratio(sum(r?.chosenLogitSum), sum(r?.chosenTokens)),
+      'logits/rejected': ratio(sum(r?.rejectedLogitSum), sum(r?.rejectedTokens)),
+      'kl/p_epsilon_steps': n > 0 ? r!.step.filter((s) => s > 0).length / n : 0,
+      'kl/n_epsilon_steps': n > 0 ? r!.step.filter((s) => s < 0).length / n : 0,
     }
     return Object.fromEntries(Object.entries(out).map(([k, v]) => [prefix + k, v]))
   }
 }
 
-function mean(xs: readonly number[]): number {
-  return xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length
+function sum(xs: ArrayLike<number> | undefined): number {
+  let s = 0
+  for (let i = 0; i < (xs?.length ?? 0); i++) s += xs![i]!
+  return s
+}
+
+function mean(xs: ArrayLike<number> | undefined): number {
+  return xs && xs.length > 0 ? sum(xs) / xs.length : 0
+}
+
+function ratio(a: number, b: number): number {
+  return b > 0 ? a / b : 0
 }

@@ -159,14 +159,17 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         { device: c.device },
       )
       const out = await this.loss(batch, true)
-      if (!Number.isFinite(out.loss.item())) throw this.badState('the loss is not finite')
       const scaled = out.loss.mul(1 / c.gradAccumulation)
       await scaled.backwardAsync()
-      m.add(out, 2 * batch.pairs * batch.length)
-      this.beta.accumulate(out.steps.toArray() as BigInt64Array)
+      // The record stays on the device: nothing of this micro-batch is read to the host here.
+      m.add(out.record, 2 * batch.pairs * batch.length)
       // Free device memory now rather than at the next garbage collection.
-      release(scaled, ...Object.values(out), batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask)
+      release(scaled, out.loss, ...batchTensors(batch))
     }
+    // The step's two host reads: every pair's record at once, and the clip's gradient norm.
+    const records = m.read()
+    if (records && !records.loss.every(Number.isFinite)) throw this.badState('the loss is not finite')
+    this.beta.accumulate(records?.step ?? [])
     const gradNorm = this.optimizer.clipGradNorm(c.maxGradNorm)
     if (!Number.isFinite(gradNorm)) throw this.badState(`the gradient norm is ${gradNorm}`)
     const lr = c.learningRate * lrMultiplier(c.lrScheduler, this.state.step, this.state.totalSteps, c.warmupRatio)
@@ -181,7 +184,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (c.method === 'tr-dpo' && this.state.step % c.trDpoTau === 0) this.syncReference()
     const seconds = (performance.now() - started) / 1000
     this.state.metrics = {
-      ...m.summary(),
+      ...m.summary(records),
       grad_norm: gradNorm,
       learning_rate: lr,
       'kl/beta': beta.before,
@@ -210,6 +213,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       referenceBias: rh.bias,
       labels: batch.labels,
       lossMask: batch.lossMask,
+      activeRows: batch.activeRows,
       beta: this.beta.beta,
       epsilon: c.method === 'epsilon-dpo' ? c.epsilon : 0,
       labelSmoothing: c.labelSmoothing,
@@ -231,10 +235,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         device: this.config.device,
       })
       const out = await this.loss(batch, false)
-      m.add(out, 2 * batch.pairs * batch.length)
-      release(...Object.values(out), batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask)
+      m.add(out.record, 2 * batch.pairs * batch.length)
+      release(out.loss, ...batchTensors(batch))
     }
-    return m.summary('eval_')
+    // One host read for the whole evaluation pass.
+    return m.summary(m.read(), 'eval_')
   }
 
 
@@ -277,4 +282,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
 function release(...tensors: Tensor[]): void {
   for (const t of tensors) t.dispose()
+}
+
+function batchTensors(batch: Batch): Tensor[] {
+  return [batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows]
 }
