@@ -43,7 +43,7 @@ auto as_input_error(Napi::Env env, F&& read) -> decltype(read()) {
 
 std::shared_ptr<OpArgs> read_args(const OpDecl& op, const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 1 || !info[0].IsObject() || info[0].IsArray())
+  if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray())
     throw make_input_error(env, op.name + ": expected one argument object");
   const Napi::Object object = info[0].As<Napi::Object>();
   const Napi::Array keys = object.GetPropertyNames();
@@ -57,8 +57,8 @@ std::shared_ptr<OpArgs> read_args(const OpDecl& op, const Napi::CallbackInfo& in
   auto args = std::make_shared<OpArgs>();
   for (const auto& a : op.args) {
     const Napi::Value v = object.Get(a.name);
-    // An absent optional argument may be undefined (or null, for a tensor such as a missing bias).
-    const bool absent = v.IsUndefined() || (a.kind == ArgKind::OptionalTensor && v.IsNull());
+    // Absent means undefined; null is a wrong value (a missing bias is left out, not nulled).
+    const bool absent = v.IsUndefined();
     if (absent && !optional(a.kind))
       throw make_input_error(env, a.name + ": missing (expected a " +
                                       (a.kind == ArgKind::Tensor ? "Tensor" : "number") + ")");

@@ -28,8 +28,10 @@ type OpName = keyof OpTypes
 type RawOutputs = Record<string, NativeTensor | undefined>
 
 // Tensors travel as their handles; anything else (a number, a fake or foreign Tensor, a wrong
-// type) goes as it is, for the op's reader to accept or reject by name.
-function toHandles(args: object): Record<string, unknown> {
+// type, a non-object in place of the argument object) goes as it is, for the op's reader to
+// accept or reject by name.
+function toHandles(args: unknown): unknown {
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) return args
   return Object.fromEntries(
     Object.entries(args).map(([k, v]) => [k, v instanceof Tensor && (v as { handle?: unknown }).handle !== undefined ? v.handle : v]),
   )
@@ -43,7 +45,7 @@ function toTensors<N extends OpName>(raw: RawOutputs): OpTypes[N]['outputs'] {
 
 /** One declared op as a synchronous function and an Async one (on the thread pool). */
 function defineOp<N extends OpName, R>(name: N, wrap: (outputs: OpTypes[N]['outputs']) => R) {
-  const addon = () => nativeAddon() as unknown as Record<string, (args: Record<string, unknown>) => unknown>
+  const addon = () => nativeAddon() as unknown as Record<string, (args: unknown) => unknown>
   return {
     sync: (args: OpTypes[N]['args']): R => wrap(toTensors<N>(native(() => addon()[name]!(toHandles(args)) as RawOutputs))),
     async: async (args: OpTypes[N]['args']): Promise<R> =>
