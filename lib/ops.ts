@@ -17,7 +17,7 @@ import type {
 import { pairColumn, type PairRecordColumn } from './pair-record'
 import { Tensor } from './tensor'
 
-export type { EpsilonDpoLossArgs, EpsilonDpoLossFromHiddenArgs, SequenceLogpsArgs, SequenceStatsFromHiddenArgs }
+export type { EpsilonDpoLossArgs, EpsilonDpoLossFromHiddenArgs, EpsilonDpoLossOutputs, SequenceLogpsArgs, SequenceLogpsOutputs, SequenceStatsFromHiddenArgs, SequenceStatsFromHiddenOutputs }
 export { checkInputErrors, INPUT_ERRORS, PAIR_RECORD_COLUMNS, pairColumn, type PairRecordColumn, type PairRecordColumns, pairRecordColumns } from './pair-record'
 /** Outputs of ops.sequenceLogps: per-row [2B] float64 sums. */
 export type SequenceLogpsResult = SequenceLogpsOutputs
