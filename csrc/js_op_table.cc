@@ -50,6 +50,9 @@ const std::vector<ResultDecl> kLossResults = {
     {"record", false, "[B, k] float64 on the op's device, one row per pair: the columns of PAIR_RECORD_COLUMNS."},
 };
 
+const ResultDecl kInputErrorResult{"inputError", false,
+                                   "float64 scalar: the device-side input-error flag (INPUT_ERRORS), 0 when valid."};
+
 OpResults loss_results(const edpo::EpsilonDpoOutput& o) { return {o.loss, o.record}; }
 
 std::vector<ArgDecl> concat(std::vector<ArgDecl> a, const std::vector<ArgDecl>& b) {
@@ -93,7 +96,7 @@ std::vector<OpDecl> declare() {
                   {"minus", false, "The sum under the perturbed logits (1−ε)·a + ε·b."},
                   {"logitSum", false, "Σ_t mask·Σ_j a_j per row."},
                   {"tokenCount", false, "Σ_t mask per row."},
-                  {"inputError", false, "float64 scalar: the device-side input-error flag (INPUT_ERRORS), 0 when valid."}},
+                  kInputErrorResult},
                  [](const OpArgs& a) -> OpResults {
                    const edpo::SequenceLogps s = edpo::sequence_logps(a.tensor("policyLogits"), a.tensor("referenceLogits"),
                                                                       a.tensor("labels"), a.tensor("lossMask"),
@@ -119,7 +122,7 @@ std::vector<OpDecl> declare() {
         {"tokenCount", false, "Σ_t mask per row."},
         {"referenceLogps", true, "With a reference: Σ_t mask·log π_ref(y_t)."},
         {"kl", true, "With a reference: Σ_t mask·KL(π(·|t) ‖ π_ref(·|t)), exact over the vocabulary."},
-        {"inputError", false, "float64 scalar: the device-side input-error flag (INPUT_ERRORS), 0 when valid."}},
+        kInputErrorResult},
        [](const OpArgs& a) -> OpResults {
          const edpo::LinearHead reference = head(a, "reference");
          EDPO_ARG_CHECK(reference.hidden.defined() == reference.weight.defined(),
