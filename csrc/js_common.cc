@@ -166,3 +166,19 @@ void apply_thread_setting() {
 }
 
 }  // namespace edpo_js
+
+namespace edpo_js {
+
+std::vector<at::Tensor> arg_tensor_list(const Napi::Value& v, const std::string& what, bool allow_null) {
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), what + ": expected an array of Tensors");
+  const auto array = v.As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const Napi::Value item = array.Get(i);
+    const std::string name = what + "[" + std::to_string(i) + "]";
+    out.push_back(allow_null && item.IsNull() ? at::Tensor() : TensorWrap::FromValue(item, name.c_str()));
+  }
+  return out;
+}
+
+}  // namespace edpo_js

@@ -45,6 +45,10 @@ int64_t arg_int(const Napi::Value& v, const char* what);
 // An array of integers (any sign), e.g. dims or a reshape target (which may hold -1).
 std::vector<int64_t> arg_int_list(const Napi::Value& v, const char* what);
 
+class TensorWrap;
+// An array of Tensors, each named `what[i]` in errors; with `allow_null`, null entries are undefined.
+std::vector<at::Tensor> arg_tensor_list(const Napi::Value& v, const std::string& what, bool allow_null);
+
 // The JS-side handle of one at::Tensor.
 class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
  public:

@@ -14,6 +14,9 @@ const char* kind_name(ArgKind k) {
   switch (k) {
     case ArgKind::Tensor: return "tensor";
     case ArgKind::OptionalTensor: return "optionalTensor";
+    case ArgKind::TensorList: return "tensorList";
+    case ArgKind::NullableTensorList: return "nullableTensorList";
+    case ArgKind::Integer: return "integer";
     case ArgKind::Number: return "number";
     case ArgKind::OptionalNumber: return "optionalNumber";
     case ArgKind::OptionalInteger: return "optionalInteger";
@@ -22,6 +25,14 @@ const char* kind_name(ArgKind k) {
 }
 
 bool optional(ArgKind k) { return k == ArgKind::OptionalTensor || k == ArgKind::OptionalNumber || k == ArgKind::OptionalInteger; }
+
+const char* expected(ArgKind k) {
+  switch (k) {
+    case ArgKind::Tensor: return "a Tensor";
+    case ArgKind::TensorList: return "an array of Tensors";
+    default: return "a number";
+  }
+}
 
 std::string declared_names(const OpDecl& op) {
   std::string out;
@@ -60,8 +71,7 @@ std::shared_ptr<OpArgs> read_args(const OpDecl& op, const Napi::CallbackInfo& in
     // Absent means undefined; null is a wrong value (a missing bias is left out, not nulled).
     const bool absent = v.IsUndefined();
     if (absent && !optional(a.kind))
-      throw make_input_error(env, a.name + ": missing (expected a " +
-                                      (a.kind == ArgKind::Tensor ? "Tensor" : "number") + ")");
+      throw make_input_error(env, a.name + ": missing (expected " + expected(a.kind) + ")");
     if (!absent) args->given.insert(a.name);
     const char* name = a.name.c_str();
     switch (a.kind) {
@@ -69,10 +79,15 @@ std::shared_ptr<OpArgs> read_args(const OpDecl& op, const Napi::CallbackInfo& in
       case ArgKind::OptionalTensor:
         args->tensors[a.name] = absent ? at::Tensor() : as_input_error(env, [&] { return TensorWrap::FromValue(v, name); });
         break;
+      case ArgKind::TensorList:
+      case ArgKind::NullableTensorList:
+        args->lists[a.name] = as_input_error(env, [&] { return arg_tensor_list(v, a.name, a.kind == ArgKind::NullableTensorList); });
+        break;
       case ArgKind::Number:
       case ArgKind::OptionalNumber:
         args->numbers[a.name] = absent ? a.fallback : as_input_error(env, [&] { return arg_number(v, name); });
         break;
+      case ArgKind::Integer:
       case ArgKind::OptionalInteger:
         args->numbers[a.name] = absent ? a.fallback : double(as_input_error(env, [&] { return arg_int(v, name); }));
         break;

@@ -2,6 +2,7 @@
 // generated TypeScript argument types; invariants are checked by the ops themselves.
 #include "js_op_table.h"
 
+#include "ops/adamw.h"
 #include "ops/arg_error.h"
 #include "ops/chunked_linear.h"
 #include "ops/epsilon_dpo.h"
@@ -134,6 +135,32 @@ std::vector<OpDecl> declare() {
          const edpo::SequenceStats s = edpo::sequence_stats_from_hidden(head(a, "policy"), reference, a.tensor("labels"),
                                                                         a.tensor("lossMask"), o);
          return {s.logps, s.correct, s.token_count, s.ref_logps, s.kl, s.input_error};
+       }});
+  ops.push_back(
+      {"adamwStep",
+       "One AdamW step (as torch.optim.AdamW) at step t over every parameter with a gradient, in place.",
+       {{"params", K::TensorList, "The parameters; those without a gradient are skipped."},
+        {"master", K::NullableTensorList,
+         "Per parameter: its fp32 master copy (bf16/fp16 parameters; updated, then rounded into the parameter) or null."},
+        {"expAvg", K::TensorList, "First moments, in the master's (or parameter's) dtype."},
+        {"expAvgSq", K::TensorList, "Second moments, likewise."},
+        {"step", K::Integer, "The 1-based step count t (bias correction)."},
+        {"lr", K::Number, "Learning rate, >= 0."},
+        {"beta1", K::Number, "First-moment decay in [0, 1)."},
+        {"beta2", K::Number, "Second-moment decay in [0, 1)."},
+        {"eps", K::Number, "Denominator term, > 0."},
+        {"weightDecay", K::Number, "Decoupled weight decay, >= 0."}},
+       {},
+       [](const OpArgs& a) -> OpResults {
+         edpo::AdamWOptions o;
+         o.lr = a.number("lr");
+         o.beta1 = a.number("beta1");
+         o.beta2 = a.number("beta2");
+         o.eps = a.number("eps");
+         o.weight_decay = a.number("weightDecay");
+         edpo::adamw_step(a.list("params"), a.list("master"), a.list("expAvg"), a.list("expAvgSq"),
+                          int64_t(a.number("step")), o);
+         return {};
        }});
   return ops;
 }

@@ -13,7 +13,16 @@
 
 namespace edpo_js {
 
-enum class ArgKind { Tensor, OptionalTensor, Number, OptionalNumber, OptionalInteger };
+enum class ArgKind {
+  Tensor,
+  OptionalTensor,
+  TensorList,          // an array of Tensors
+  NullableTensorList,  // an array of Tensors and nulls (e.g. the master copies only some parameters have)
+  Number,
+  OptionalNumber,
+  Integer,
+  OptionalInteger
+};
 
 struct ArgDecl {
   std::string name;
@@ -31,9 +40,11 @@ struct ResultDecl {
 // One call's arguments, read and type-checked by the binding on the JS thread.
 struct OpArgs {
   std::map<std::string, at::Tensor> tensors;  // absent optional tensors are undefined
+  std::map<std::string, std::vector<at::Tensor>> lists;  // null entries are undefined
   std::map<std::string, double> numbers;      // absent optional numbers hold their fallback
   std::set<std::string> given;                // the names the caller passed
   at::Tensor tensor(const std::string& name) const { return tensors.at(name); }
+  const std::vector<at::Tensor>& list(const std::string& name) const { return lists.at(name); }
   double number(const std::string& name) const { return numbers.at(name); }
   bool has(const std::string& name) const { return given.count(name) > 0; }
 };

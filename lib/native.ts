@@ -49,7 +49,8 @@ export interface NativeTensor {
 }
 
 /** An op's arguments or outputs as the addon sees them: native handles where the API has Tensors. */
-export type Handles<T> = { [K in keyof T]: Tensor extends NonNullable<T[K]> ? NativeTensor | Exclude<T[K], Tensor> : T[K] }
+export type Handles<T> = { [K in keyof T]: Handle<T[K]> }
+type Handle<V> = V extends Tensor ? NativeTensor : V extends readonly (infer E)[] ? (E extends Tensor ? NativeTensor : E)[] : V
 
 /** Every declared op (csrc/js_op_table.cc) as `name` and `nameAsync`. */
 export type NativeOps = {
@@ -63,7 +64,12 @@ export interface OpDeclarations {
   ops: {
     name: string
     doc: string
-    args: { name: string; kind: 'tensor' | 'optionalTensor' | 'number' | 'optionalNumber' | 'optionalInteger'; doc: string; default?: number }[]
+    args: {
+      name: string
+      kind: 'tensor' | 'optionalTensor' | 'tensorList' | 'nullableTensorList' | 'number' | 'optionalNumber' | 'integer' | 'optionalInteger'
+      doc: string
+      default?: number
+    }[]
     results: { name: string; optional: boolean; doc: string }[]
   }[]
   pairRecordColumns: string[]
@@ -164,22 +170,6 @@ export interface Native extends NativeOps {
   readTensors(path: string, entries: NativeReadEntry[]): NativeTensor[]
   readTensorsAsync(path: string, entries: NativeReadEntry[]): Promise<NativeTensor[]>
   writeTensors(path: string, header: Uint8Array, tensors: NativeTensor[]): void
-  adamwStep(
-    params: NativeTensor[],
-    master: (NativeTensor | null)[],
-    expAvg: NativeTensor[],
-    expAvgSq: NativeTensor[],
-    step: number,
-    options: NativeAdamWOptions,
-  ): void
-  adamwStepAsync(
-    params: NativeTensor[],
-    master: (NativeTensor | null)[],
-    expAvg: NativeTensor[],
-    expAvgSq: NativeTensor[],
-    step: number,
-    options: NativeAdamWOptions,
-  ): Promise<void>
   clipGradNorm(params: NativeTensor[], maxNorm: number): number
   runtime(): NativeRuntime
   createModel(config: NativeModelConfig, names: string[], tensors: NativeTensor[]): NativeModel

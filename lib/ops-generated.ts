@@ -13,7 +13,7 @@ export const INPUT_ERRORS = [
 ] as const
 
 /** The declared native ops, by name. */
-export const OP_NAMES = ['epsilonDpoLoss', 'epsilonDpoLossFromHidden', 'sequenceLogps', 'sequenceStatsFromHidden'] as const
+export const OP_NAMES = ['epsilonDpoLoss', 'epsilonDpoLossFromHidden', 'sequenceLogps', 'sequenceStatsFromHidden', 'adamwStep'] as const
 
 /** Arguments of epsilonDpoLoss: The ε-DPO loss (spec §2–§5) from full logits, in one fused pass per token row. */
 export interface EpsilonDpoLossArgs {
@@ -155,10 +155,39 @@ export interface SequenceStatsFromHiddenOutputs {
   inputError: Tensor
 }
 
+/** Arguments of adamwStep: One AdamW step (as torch.optim.AdamW) at step t over every parameter with a gradient, in place. */
+export interface AdamwStepArgs {
+  /** The parameters; those without a gradient are skipped. */
+  params: Tensor[]
+  /** Per parameter: its fp32 master copy (bf16/fp16 parameters; updated, then rounded into the parameter) or null. */
+  master: (Tensor | null)[]
+  /** First moments, in the master's (or parameter's) dtype. */
+  expAvg: Tensor[]
+  /** Second moments, likewise. */
+  expAvgSq: Tensor[]
+  /** The 1-based step count t (bias correction). */
+  step: number
+  /** Learning rate, >= 0. */
+  lr: number
+  /** First-moment decay in [0, 1). */
+  beta1: number
+  /** Second-moment decay in [0, 1). */
+  beta2: number
+  /** Denominator term, > 0. */
+  eps: number
+  /** Decoupled weight decay, >= 0. */
+  weightDecay: number
+}
+
+/** What the native adamwStep returns. */
+export interface AdamwStepOutputs {
+}
+
 /** Arguments and outputs of every declared op. */
 export interface OpTypes {
   epsilonDpoLoss: { args: EpsilonDpoLossArgs; outputs: EpsilonDpoLossOutputs }
   epsilonDpoLossFromHidden: { args: EpsilonDpoLossFromHiddenArgs; outputs: EpsilonDpoLossFromHiddenOutputs }
   sequenceLogps: { args: SequenceLogpsArgs; outputs: SequenceLogpsOutputs }
   sequenceStatsFromHidden: { args: SequenceStatsFromHiddenArgs; outputs: SequenceStatsFromHiddenOutputs }
+  adamwStep: { args: AdamwStepArgs; outputs: AdamwStepOutputs }
 }

@@ -5,6 +5,7 @@
 import { native, nativeAsync } from './errors'
 import { nativeAddon, type NativeTensor } from './native'
 import type {
+  AdamwStepArgs,
   EpsilonDpoLossArgs,
   EpsilonDpoLossFromHiddenArgs,
   EpsilonDpoLossOutputs,
@@ -17,7 +18,7 @@ import type {
 import { pairColumn, type PairRecordColumn } from './pair-record'
 import { Tensor } from './tensor'
 
-export type { EpsilonDpoLossArgs, EpsilonDpoLossFromHiddenArgs, EpsilonDpoLossOutputs, SequenceLogpsArgs, SequenceLogpsOutputs, SequenceStatsFromHiddenArgs, SequenceStatsFromHiddenOutputs }
+export type { AdamwStepArgs, EpsilonDpoLossArgs, EpsilonDpoLossFromHiddenArgs, EpsilonDpoLossOutputs, SequenceLogpsArgs, SequenceLogpsOutputs, SequenceStatsFromHiddenArgs, SequenceStatsFromHiddenOutputs }
 export { checkInputErrors, INPUT_ERRORS, PAIR_RECORD_COLUMNS, pairColumn, type PairRecordColumn, type PairRecordColumns, pairRecordColumns } from './pair-record'
 /** Outputs of ops.sequenceLogps: per-row [2B] float64 sums. */
 export type SequenceLogpsResult = SequenceLogpsOutputs
@@ -32,9 +33,8 @@ type RawOutputs = Record<string, NativeTensor | undefined>
 // accept or reject by name.
 function toHandles(args: unknown): unknown {
   if (typeof args !== 'object' || args === null || Array.isArray(args)) return args
-  return Object.fromEntries(
-    Object.entries(args).map(([k, v]) => [k, v instanceof Tensor && (v as { handle?: unknown }).handle !== undefined ? v.handle : v]),
-  )
+  const handle = (v: unknown) => (v instanceof Tensor && (v as { handle?: unknown }).handle !== undefined ? v.handle : v)
+  return Object.fromEntries(Object.entries(args).map(([k, v]) => [k, Array.isArray(v) ? v.map(handle) : handle(v)]))
 }
 
 function toTensors<N extends OpName>(raw: RawOutputs): OpTypes[N]['outputs'] {
@@ -133,6 +133,7 @@ const lossOp = defineOp('epsilonDpoLoss', (o) => new EpsilonDpoLossResult(o))
 const hiddenLossOp = defineOp('epsilonDpoLossFromHidden', (o) => new EpsilonDpoLossResult(o))
 const sequenceLogpsOp = defineOp('sequenceLogps', (o) => o)
 const statsOp = defineOp('sequenceStatsFromHidden', (o) => o)
+const adamwOp = defineOp('adamwStep', () => undefined)
 
 /**
  * The ε-DPO loss (spec §2–§5) from full logits, in one fused pass per token row.
@@ -166,3 +167,11 @@ export const sequenceLogpsAsync: (args: SequenceLogpsArgs) => Promise<SequenceLo
 export const sequenceStatsFromHidden: (args: SequenceStatsFromHiddenArgs) => SequenceStatsResult = statsOp.sync
 /** sequenceStatsFromHidden on the thread pool. */
 export const sequenceStatsFromHiddenAsync: (args: SequenceStatsFromHiddenArgs) => Promise<SequenceStatsResult> = statsOp.async
+
+/**
+ * One AdamW step (as torch.optim.AdamW), in place, over every parameter with a gradient; what
+ * lib/train's AdamW runs. `master` holds fp32 copies of bf16/fp16 parameters (null elsewhere).
+ */
+export const adamwStep: (args: AdamwStepArgs) => void = adamwOp.sync
+/** adamwStep on the thread pool. */
+export const adamwStepAsync: (args: AdamwStepArgs) => Promise<void> = adamwOp.async

@@ -12,8 +12,17 @@ const root = path.join(__dirname, '..')
 const target = path.join(root, 'lib', 'ops-generated.ts')
 
 const typeName = (op) => op.name[0].toUpperCase() + op.name.slice(1)
-const tsType = { tensor: 'Tensor', optionalTensor: 'Tensor', number: 'number', optionalNumber: 'number', optionalInteger: 'number' }
-const isOptional = (kind) => kind.startsWith('optional')
+const tsType = {
+  tensor: 'Tensor',
+  optionalTensor: 'Tensor',
+  tensorList: 'Tensor[]',
+  nullableTensorList: '(Tensor | null)[]',
+  number: 'number',
+  optionalNumber: 'number',
+  integer: 'number',
+  optionalInteger: 'number',
+}
+const isOptional = (kind) => kind.startsWith('optional') // a nullableTensorList is required; its entries may be null
 const doc = (text, indent) => `${indent}/** ${text.replace(/\*\//g, '*\\/')} */\n`
 const quote = (s) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`
 

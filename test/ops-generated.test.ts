@@ -46,3 +46,16 @@ t.test('the generic reader names missing, mistyped and unknown arguments', (t) =
   t.rejects(ops.sequenceStatsFromHiddenAsync({ ...args, finalLogitSoftcap: -1 }), { name: 'EdpoInputError', message: /^finalLogitSoftcap:/ })
   t.end()
 })
+
+t.test('list arguments: entries are named by index, null only where the declaration allows it', (t) => {
+  const p = Tensor.zeros([3])
+  const args = { params: [p], master: [null], expAvg: [Tensor.zeros([3])], expAvgSq: [Tensor.zeros([3])], step: 1, lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }
+  t.doesNotThrow(() => ops.adamwStep(args))
+  const call = (a: Record<string, unknown>) => () => ops.adamwStep(a as unknown as Parameters<typeof ops.adamwStep>[0])
+  t.throws(call({ ...args, expAvg: [null] }), { name: 'EdpoInputError', message: /^expAvg\[0\]: expected a Tensor/ })
+  t.throws(call({ ...args, master: [1] }), { name: 'EdpoInputError', message: /^master\[0\]: expected a Tensor/ })
+  t.throws(call({ ...args, params: p }), { name: 'EdpoInputError', message: /^params: expected an array of Tensors/ })
+  t.throws(call({ ...args, step: 1.5 }), { name: 'EdpoInputError', message: /^step: expected an integer/ })
+  t.throws(call({ ...args, lr: -1 }), { name: 'EdpoInputError', message: /^lr: must be a finite number >= 0/ })
+  t.end()
+})
