@@ -1,6 +1,8 @@
 // Error translation, argument readers, dtype names, the Promise worker and thread settings.
 #include "js_common.h"
 
+#include "ops/arg_error.h"
+
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
@@ -15,10 +17,19 @@ std::string error_message(const std::exception& e) {
   return e.what();
 }
 
-Napi::Error make_error(Napi::Env env, const std::string& message) {
+namespace {
+Napi::Error coded_error(Napi::Env env, const std::string& message, const char* code) {
   Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, "EDPO_NATIVE"));
+  error.Set("code", Napi::String::New(env, code));
   return error;
+}
+}  // namespace
+
+Napi::Error make_error(Napi::Env env, const std::string& message) { return coded_error(env, message, "EDPO_NATIVE"); }
+Napi::Error make_input_error(Napi::Env env, const std::string& message) { return coded_error(env, message, "EDPO_INPUT"); }
+Napi::Error make_error(Napi::Env env, const std::exception& e) {
+  if (dynamic_cast<const edpo::ArgumentError*>(&e) != nullptr) return make_input_error(env, e.what());
+  return make_error(env, error_message(e));
 }
 
 namespace {
@@ -111,6 +122,7 @@ void PromiseWorker::Execute() {
     apply_thread_setting();
     work_();
   } catch (const std::exception& e) {
+    input_error_ = dynamic_cast<const edpo::ArgumentError*>(&e) != nullptr;
     SetError(error_message(e));
   }
 }
@@ -122,12 +134,13 @@ void PromiseWorker::OnOK() {
   } catch (const Napi::Error& e) {
     deferred_.Reject(e.Value());
   } catch (const std::exception& e) {
-    deferred_.Reject(make_error(env, error_message(e)).Value());
+    deferred_.Reject(make_error(env, e).Value());
   }
 }
 
 void PromiseWorker::OnError(const Napi::Error& error) {
-  deferred_.Reject(make_error(Env(), error.Message()).Value());
+  Napi::Env env = Env();
+  deferred_.Reject((input_error_ ? make_input_error(env, error.Message()) : make_error(env, error.Message())).Value());
 }
 
 namespace {
@@ -150,6 +163,22 @@ void set_configured_threads(int threads) { thread_setting().store(threads); }
 void apply_thread_setting() {
   const int threads = configured_threads();
   if (at::get_num_threads() != threads) at::set_num_threads(threads);
+}
+
+}  // namespace edpo_js
+
+namespace edpo_js {
+
+std::vector<at::Tensor> arg_tensor_list(const Napi::Value& v, const std::string& what, bool allow_null) {
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), what + ": expected an array of Tensors");
+  const auto array = v.As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const Napi::Value item = array.Get(i);
+    const std::string name = what + "[" + std::to_string(i) + "]";
+    out.push_back(allow_null && item.IsNull() ? at::Tensor() : TensorWrap::FromValue(item, name.c_str()));
+  }
+  return out;
 }
 
 }  // namespace edpo_js

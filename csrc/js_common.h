@@ -14,7 +14,11 @@ namespace edpo_js {
 
 // c10::Error::what() carries a C++ backtrace; users get the message only.
 std::string error_message(const std::exception& e);
+// A JS Error with code EDPO_NATIVE (an internal failure) or, for edpo::ArgumentError and the
+// argument readers, EDPO_INPUT (lib/errors.ts turns it into EdpoInputError).
 Napi::Error make_error(Napi::Env env, const std::string& message);
+Napi::Error make_input_error(Napi::Env env, const std::string& message);
+Napi::Error make_error(Napi::Env env, const std::exception& e);
 
 template <typename F>
 auto guarded(Napi::Env env, F&& body) -> decltype(body()) {
@@ -23,7 +27,7 @@ auto guarded(Napi::Env env, F&& body) -> decltype(body()) {
   } catch (const Napi::Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw make_error(env, error_message(e));
+    throw make_error(env, e);
   }
 }
 
@@ -40,6 +44,10 @@ std::vector<int64_t> arg_shape(const Napi::Value& v, const char* what);
 int64_t arg_int(const Napi::Value& v, const char* what);
 // An array of integers (any sign), e.g. dims or a reshape target (which may hold -1).
 std::vector<int64_t> arg_int_list(const Napi::Value& v, const char* what);
+
+class TensorWrap;
+// An array of Tensors, each named `what[i]` in errors; with `allow_null`, null entries are undefined.
+std::vector<at::Tensor> arg_tensor_list(const Napi::Value& v, const std::string& what, bool allow_null);
 
 // The JS-side handle of one at::Tensor.
 class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
@@ -92,6 +100,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   void OnOK() override;
   void OnError(const Napi::Error& error) override;
   Napi::Promise::Deferred deferred_;
+  bool input_error_ = false;  // the work threw edpo::ArgumentError
   Work work_;
   Finish finish_;
 };

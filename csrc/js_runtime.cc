@@ -5,6 +5,7 @@
 #include <ATen/Context.h>
 
 #include "js_common.h"
+#include "ops/host_sync.h"
 #include "ops/row_ops.h"
 
 #ifndef EDPO_BUILD_SYSTEM
@@ -31,6 +32,7 @@ Napi::Value Runtime(const Napi::CallbackInfo& info) {
     r.Set("threads", Napi::Number::New(env, at::get_num_threads()));
     r.Set("buildSystem", Napi::String::New(env, EDPO_BUILD_SYSTEM));
     r.Set("parallelInfo", Napi::String::New(env, at::get_parallel_info()));
+    r.Set("hostSyncs", Napi::Number::New(env, double(edpo::host_syncs())));
     return r;
   });
 }

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "js_common.h"
+#include "ops/host_sync.h"
 
 namespace edpo_js {
 
@@ -165,8 +166,8 @@ Napi::Value TensorWrap::Item(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const at::Tensor& t = tensor("tensor");
     TORCH_CHECK(t.numel() == 1, "item: expected a tensor with one element, got ", t.numel());
-    if (t.scalar_type() == at::kBool) return Napi::Boolean::New(info.Env(), t.item<bool>());
-    return Napi::Number::New(info.Env(), t.item<double>());
+    if (t.scalar_type() == at::kBool) return Napi::Boolean::New(info.Env(), edpo::read_scalar<bool>(t));
+    return Napi::Number::New(info.Env(), edpo::read_scalar<double>(t));
   });
 }
 
@@ -181,6 +182,7 @@ Napi::Value copy_out(Napi::Env env, const at::Tensor& t) {
 
 Napi::Value TensorWrap::ToArray(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
+    edpo::count_host_sync();
     const at::Tensor t = tensor("tensor").detach().to(at::kCPU).contiguous();
     Napi::Env env = info.Env();
     switch (t.scalar_type()) {

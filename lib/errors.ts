@@ -10,7 +10,7 @@ export class EdpoError extends Error {
   }
 }
 
-/** Bad user input caught in TypeScript before it reaches native code. */
+/** Bad user input: caught in TypeScript, or by a native op's argument checks (code EDPO_INPUT from the addon). */
 export class EdpoInputError extends EdpoError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, 'EDPO_INPUT', options)
@@ -24,7 +24,7 @@ export class EdpoNativeError extends EdpoError {
   }
 }
 
-/** Runs a native call and rethrows its errors as EdpoNativeError. */
+/** Runs a native call and rethrows its errors as EdpoInputError (the addon's EDPO_INPUT) or EdpoNativeError. */
 export function native<T>(call: () => T): T {
   try {
     return call()
@@ -44,6 +44,7 @@ export async function nativeAsync<T>(call: () => Promise<T>): Promise<T> {
 
 function asNativeError(e: unknown): Error {
   if (e instanceof EdpoError) return e
+  if (e instanceof Error && (e as { code?: unknown }).code === 'EDPO_INPUT') return new EdpoInputError(e.message, { cause: e })
   if (e instanceof Error) return new EdpoNativeError(e.message, { cause: e })
   return new EdpoNativeError(String(e))
 }

@@ -3,6 +3,8 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { EdpoInputError } from './errors'
+import type { OpTypes } from './ops-generated'
+import type { Tensor } from './tensor'
 
 /** Element types, named as the TypeScript API spells them. */
 export type DType =
@@ -46,74 +48,32 @@ export interface NativeTensor {
   op(name: string, ...args: unknown[]): NativeTensor
 }
 
-export interface NativeLossArgs {
-  policyLogits: NativeTensor
-  referenceLogits: NativeTensor
-  labels: NativeTensor
-  lossMask: NativeTensor
-  beta: number
-  epsilon: number
-  labelSmoothing?: number
+/** An op's arguments or outputs as the addon sees them: native handles where the API has Tensors. */
+export type Handles<T> = { [K in keyof T]: Handle<T[K]> }
+type Handle<V> = V extends Tensor ? NativeTensor : V extends readonly (infer E)[] ? (E extends Tensor ? NativeTensor : E)[] : V
+
+/** Every declared op (csrc/js_op_table.cc) as `name` and `nameAsync`. */
+export type NativeOps = {
+  [N in keyof OpTypes]: (args: Handles<OpTypes[N]['args']>) => Handles<OpTypes[N]['outputs']>
+} & {
+  [N in keyof OpTypes as `${N}Async`]: (args: Handles<OpTypes[N]['args']>) => Promise<Handles<OpTypes[N]['outputs']>>
 }
 
-export interface NativeHiddenLossArgs {
-  policyHidden: NativeTensor
-  policyHead: NativeTensor
-  policyBias?: NativeTensor
-  referenceHidden: NativeTensor
-  referenceHead: NativeTensor
-  referenceBias?: NativeTensor
-  labels: NativeTensor
-  lossMask: NativeTensor
-  beta: number
-  epsilon: number
-  labelSmoothing?: number
-  finalLogitSoftcap?: number
-  chunkTokens?: number
-}
-
-export interface NativeStatsArgs {
-  policyHidden: NativeTensor
-  policyHead: NativeTensor
-  policyBias?: NativeTensor
-  referenceHidden?: NativeTensor
-  referenceHead?: NativeTensor
-  referenceBias?: NativeTensor
-  labels: NativeTensor
-  lossMask: NativeTensor
-  finalLogitSoftcap?: number
-  chunkTokens?: number
-}
-
-export interface NativeStatsResult {
-  logps: NativeTensor
-  correct: NativeTensor
-  tokenCount: NativeTensor
-  referenceLogps?: NativeTensor
-  kl?: NativeTensor
-}
-
-export interface NativeLossResult {
-  loss: NativeTensor
-  steps: NativeTensor
-  betas: NativeTensor
-  chosenLogps: NativeTensor
-  rejectedLogps: NativeTensor
-  refChosenLogps: NativeTensor
-  refRejectedLogps: NativeTensor
-  chosenRewards: NativeTensor
-  rejectedRewards: NativeTensor
-  meanChosenLogits: NativeTensor
-  meanRejectedLogits: NativeTensor
-}
-
-export interface NativeSequenceLogps {
-  policy: NativeTensor
-  reference: NativeTensor
-  plus: NativeTensor
-  minus: NativeTensor
-  logitSum: NativeTensor
-  tokenCount: NativeTensor
+/** The op table itself, as opDeclarations() returns it (scripts/gen-op-types.js turns it into lib/ops-generated.ts). */
+export interface OpDeclarations {
+  ops: {
+    name: string
+    doc: string
+    args: {
+      name: string
+      kind: 'tensor' | 'optionalTensor' | 'tensorList' | 'nullableTensorList' | 'number' | 'optionalNumber' | 'integer' | 'optionalInteger'
+      doc: string
+      default?: number
+    }[]
+    results: { name: string; optional: boolean; doc: string }[]
+  }[]
+  pairRecordColumns: string[]
+  inputErrors: { bit: number; message: string }[]
 }
 
 export interface NativeReadEntry {
@@ -141,6 +101,8 @@ export interface NativeRuntime {
   threads: number
   buildSystem: string
   parallelInfo: string
+  /** Device→host reads so far (Tensor.item/toArray, nonzero(), the clip's norm, ...): each one a sync on CUDA. */
+  hostSyncs: number
 }
 
 /** A CausalLM's resolved config, as csrc/js_model.cc reads it (built by lib/model/config.ts). */
@@ -196,7 +158,7 @@ export interface NativeGenerateOptions {
   attentionMask?: NativeTensor
 }
 
-export interface Native {
+export interface Native extends NativeOps {
   NativeTensor: abstract new () => NativeTensor
   fromArray(data: HostArray, shape: number[], dtype?: DType, device?: string, requiresGrad?: boolean): NativeTensor
   full(shape: number[], value: number, dtype?: DType, device?: string): NativeTensor
@@ -204,32 +166,10 @@ export interface Native {
   manualSeed(seed: number): void
   cat(tensors: NativeTensor[], dim: number): NativeTensor
   stack(tensors: NativeTensor[], dim: number): NativeTensor
-  epsilonDpoLoss(args: NativeLossArgs): NativeLossResult
-  epsilonDpoLossAsync(args: NativeLossArgs): Promise<NativeLossResult>
-  epsilonDpoLossFromHidden(args: NativeHiddenLossArgs): NativeLossResult
-  epsilonDpoLossFromHiddenAsync(args: NativeHiddenLossArgs): Promise<NativeLossResult>
-  sequenceLogps(args: Omit<NativeLossArgs, 'beta' | 'labelSmoothing'>): NativeSequenceLogps
-  sequenceStatsFromHidden(args: NativeStatsArgs): NativeStatsResult
-  sequenceStatsFromHiddenAsync(args: NativeStatsArgs): Promise<NativeStatsResult>
+  opDeclarations(): OpDeclarations
   readTensors(path: string, entries: NativeReadEntry[]): NativeTensor[]
   readTensorsAsync(path: string, entries: NativeReadEntry[]): Promise<NativeTensor[]>
   writeTensors(path: string, header: Uint8Array, tensors: NativeTensor[]): void
-  adamwStep(
-    params: NativeTensor[],
-    master: (NativeTensor | null)[],
-    expAvg: NativeTensor[],
-    expAvgSq: NativeTensor[],
-    step: number,
-    options: NativeAdamWOptions,
-  ): void
-  adamwStepAsync(
-    params: NativeTensor[],
-    master: (NativeTensor | null)[],
-    expAvg: NativeTensor[],
-    expAvgSq: NativeTensor[],
-    step: number,
-    options: NativeAdamWOptions,
-  ): Promise<void>
   clipGradNorm(params: NativeTensor[], maxNorm: number): number
   runtime(): NativeRuntime
   createModel(config: NativeModelConfig, names: string[], tensors: NativeTensor[]): NativeModel

@@ -1,306 +1,177 @@
-// ops: the fused ε-DPO loss and its lower-level pieces, validated here before native code runs.
-import { z } from 'zod'
+// ops: the native ops as typed functions. Each op is declared once, in C++ (csrc/js_op_table.cc:
+// arguments, results, docs); lib/ops-generated.ts is generated from that table, and one wrapper
+// turns a declaration into `op(args)` and `opAsync(args)`. The ops check every argument themselves
+// (errors name the argument: EdpoInputError for what the caller passed).
+import { native, nativeAsync } from './errors'
+import { nativeAddon, type NativeTensor } from './native'
+import type {
+  AdamwStepArgs,
+  EpsilonDpoLossArgs,
+  EpsilonDpoLossFromHiddenArgs,
+  EpsilonDpoLossOutputs,
+  OpTypes,
+  SequenceLogpsArgs,
+  SequenceLogpsOutputs,
+  SequenceStatsFromHiddenArgs,
+  SequenceStatsFromHiddenOutputs,
+} from './ops-generated'
+import { pairColumn, type PairRecordColumn } from './pair-record'
+import { Tensor } from './tensor'
 
-import { EdpoInputError, native, nativeAsync } from './errors'
-import { type NativeHiddenLossArgs, type NativeLossArgs, type NativeLossResult, type NativeStatsArgs, type NativeStatsResult, nativeAddon } from './native'
-import { liveTensorSchema, Tensor } from './tensor'
-import { formatZodError } from './validate'
+export type { AdamwStepArgs, EpsilonDpoLossArgs, EpsilonDpoLossFromHiddenArgs, EpsilonDpoLossOutputs, SequenceLogpsArgs, SequenceLogpsOutputs, SequenceStatsFromHiddenArgs, SequenceStatsFromHiddenOutputs }
+export { checkInputErrors, INPUT_ERRORS, PAIR_RECORD_COLUMNS, pairColumn, type PairRecordColumn, type PairRecordColumns, pairRecordColumns } from './pair-record'
+/** Outputs of ops.sequenceLogps: per-row [2B] float64 sums. */
+export type SequenceLogpsResult = SequenceLogpsOutputs
+/** Outputs of ops.sequenceStatsFromHidden: per-sequence sums [R] (float64) over the masked tokens. */
+export type SequenceStatsResult = SequenceStatsFromHiddenOutputs
 
-export interface EpsilonDpoLossArgs {
-  /** [2B,T,V] policy logits, chosen rows first; float32, bfloat16, float16 or float64. */
-  policyLogits: Tensor
-  /** [2B,T,V] reference logits, same dtype and device; never receives gradients. */
-  referenceLogits: Tensor
-  /** [2B,T] int64 next-token labels (already shifted); ignored where lossMask is 0. */
-  labels: Tensor
-  /** [2B,T] 1 on completion tokens, 0 elsewhere (bool, integer or float). */
-  lossMask: Tensor
-  /** KL coefficient β > 0 (the current global value; see spec §6 for its update). */
-  beta: number
-  /** Perturbation size ε in [0, 1); 0 gives exactly DPO. */
-  epsilon: number
-  /** Conservative label smoothing ℓ in [0, 0.5]; default 0. */
-  labelSmoothing?: number
+type OpName = keyof OpTypes
+type RawOutputs = Record<string, NativeTensor | undefined>
+
+// Tensors travel as their handles; anything else (a number, a fake or foreign Tensor, a wrong
+// type, a non-object in place of the argument object) goes as it is, for the op's reader to
+// accept or reject by name.
+function toHandles(args: unknown): unknown {
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) return args
+  const handle = (v: unknown) => (v instanceof Tensor && (v as { handle?: unknown }).handle !== undefined ? v.handle : v)
+  return Object.fromEntries(Object.entries(args).map(([k, v]) => [k, Array.isArray(v) ? v.map(handle) : handle(v)]))
 }
 
-/** Outputs of ops.epsilonDpoLoss; per-pair tensors are [B]. */
-export interface EpsilonDpoLossResult {
-  /** Mean loss over pairs, differentiable w.r.t. policyLogits. */
-  loss: Tensor
+function toTensors<N extends OpName>(raw: RawOutputs): OpTypes[N]['outputs'] {
+  const out: Record<string, Tensor> = {}
+  for (const [k, v] of Object.entries(raw)) if (v !== undefined) out[k] = new Tensor(v)
+  return out as unknown as OpTypes[N]['outputs']
+}
+
+/** One declared op as a synchronous function and an Async one (on the thread pool). */
+function defineOp<N extends OpName, R>(name: N, wrap: (outputs: OpTypes[N]['outputs']) => R) {
+  const addon = () => nativeAddon() as unknown as Record<string, (args: unknown) => unknown>
+  return {
+    sync: (args: OpTypes[N]['args']): R => wrap(toTensors<N>(native(() => addon()[name]!(toHandles(args)) as RawOutputs))),
+    async: async (args: OpTypes[N]['args']): Promise<R> =>
+      wrap(toTensors<N>(await nativeAsync(() => addon()[`${name}Async`]!(toHandles(args)) as Promise<RawOutputs>))),
+  }
+}
+
+/**
+ * Outputs of the ε-DPO ops: the loss and the per-pair `record` ([B, k] float64 on the op's
+ * device, columns PAIR_RECORD_COLUMNS). The per-pair fields are views of the record, computed when
+ * read (each a new Tensor; nothing is copied to the host): keep `record` to read a step at once.
+ */
+export class EpsilonDpoLossResult {
+  /** Mean loss over pairs, differentiable w.r.t. the policy's inputs. */
+  readonly loss: Tensor
+  /** [B, k] float64, one row per pair: see PAIR_RECORD_COLUMNS. */
+  readonly record: Tensor
+
+  /** @internal */
+  constructor(outputs: EpsilonDpoLossOutputs) {
+    this.loss = outputs.loss
+    this.record = outputs.record
+  }
+
+  /** One record column [B], in the loss dtype. */
+  column(name: PairRecordColumn): Tensor {
+    const c = pairColumn(name)
+    return this.record.narrow(1, c, 1).squeeze(1).to(this.loss.dtype)
+  }
+
   /** s_i ∈ {-1, 0, +1} (int64): +1 relaxes the KL penalty for pair i, −1 tightens it. */
-  steps: Tensor
+  get steps(): Tensor {
+    return this.record.narrow(1, pairColumn('step'), 1).squeeze(1).to('int64')
+  }
   /** β_i = β / (1 + ε·s_i). */
-  betas: Tensor
-  chosenLogps: Tensor
-  rejectedLogps: Tensor
-  refChosenLogps: Tensor
-  refRejectedLogps: Tensor
-  chosenRewards: Tensor
-  rejectedRewards: Tensor
+  get betas(): Tensor {
+    return this.column('beta')
+  }
+  get chosenLogps(): Tensor {
+    return this.column('chosenLogps')
+  }
+  get rejectedLogps(): Tensor {
+    return this.column('rejectedLogps')
+  }
+  get refChosenLogps(): Tensor {
+    return this.column('refChosenLogps')
+  }
+  get refRejectedLogps(): Tensor {
+    return this.column('refRejectedLogps')
+  }
+  get chosenRewards(): Tensor {
+    return this.column('chosenRewards')
+  }
+  get rejectedRewards(): Tensor {
+    return this.column('rejectedRewards')
+  }
+  /** L_i per pair. */
+  get losses(): Tensor {
+    return this.column('loss')
+  }
   /** Mean raw policy logit over chosen completion tokens × vocabulary (a scalar; 0 without tokens). */
-  meanChosenLogits: Tensor
-  meanRejectedLogits: Tensor
-}
+  get meanChosenLogits(): Tensor {
+    return this.meanLogits('chosenLogitSum', 'chosenTokens')
+  }
+  /** The same over the rejected completions. */
+  get meanRejectedLogits(): Tensor {
+    return this.meanLogits('rejectedLogitSum', 'rejectedTokens')
+  }
 
-export interface EpsilonDpoLossFromHiddenArgs {
-  /** [2B,T,H] final hidden states of the policy (after the final norm), chosen rows first. */
-  policyHidden: Tensor
-  /** [V,H] the policy's lm_head weight (Hugging Face layout). */
-  policyHead: Tensor
-  policyBias?: Tensor
-  /** [2B,T,H'] and [V,H'] for the reference; never receive gradients. */
-  referenceHidden: Tensor
-  referenceHead: Tensor
-  referenceBias?: Tensor
-  labels: Tensor
-  lossMask: Tensor
-  beta: number
-  epsilon: number
-  labelSmoothing?: number
-  /** Gemma-2's final logit soft-capping c: logits = c·tanh(z/c). 0 or absent: none. */
-  finalLogitSoftcap?: number
-  /** Completion tokens per chunk; default ≈ 2^25 / V (128 MiB of fp32 logits per model). */
-  chunkTokens?: number
-}
+  /** Frees the loss and the record now rather than at garbage collection. */
+  dispose(): void {
+    this.loss.dispose()
+    this.record.dispose()
+  }
 
-export interface SequenceLogpsResult {
-  /** Σ_t mask·log π(y_t) per row [2B] float64, differentiable w.r.t. policyLogits. */
-  policy: Tensor
-  reference: Tensor
-  /** Sums under the perturbed logits (1+ε)·a − ε·b and (1−ε)·a + ε·b. */
-  plus: Tensor
-  minus: Tensor
-  logitSum: Tensor
-  tokenCount: Tensor
-}
-
-// A disposed or handle-less Tensor is rejected by name (an absent bias must be undefined, not a dead Tensor).
-const tensor = liveTensorSchema
-const finite = z.number({ error: 'must be a finite number' }).refine(Number.isFinite, 'must be a finite number')
-const epsilonSchema = finite.refine((v) => v >= 0 && v < 1, 'must be in [0, 1)')
-const tensorsSchema = z.object({
-  policyLogits: tensor,
-  referenceLogits: tensor,
-  labels: tensor,
-  lossMask: tensor,
-})
-const lossSchema = tensorsSchema
-  .extend({
-    beta: finite.refine((v) => v > 0, 'must be > 0'),
-    epsilon: epsilonSchema,
-    labelSmoothing: finite.refine((v) => v >= 0 && v <= 0.5, 'must be in [0, 0.5]').optional(),
-  })
-  .strict()
-const sequenceSchema = tensorsSchema.extend({ epsilon: epsilonSchema }).strict()
-const hiddenSchema = z
-  .object({
-    policyHidden: tensor,
-    policyHead: tensor,
-    policyBias: tensor.optional(),
-    referenceHidden: tensor,
-    referenceHead: tensor,
-    referenceBias: tensor.optional(),
-    labels: tensor,
-    lossMask: tensor,
-  })
-  .extend({
-    beta: finite.refine((v) => v > 0, 'must be > 0'),
-    epsilon: epsilonSchema,
-    labelSmoothing: finite.refine((v) => v >= 0 && v <= 0.5, 'must be in [0, 0.5]').optional(),
-    finalLogitSoftcap: finite.refine((v) => v >= 0, 'must be >= 0').optional(),
-    chunkTokens: z.number().int('must be an integer').min(1, 'must be >= 1').optional(),
-  })
-  .strict()
-
-function parseArgs<T>(schema: z.ZodType<T>, args: unknown, op: string): T {
-  const r = schema.safeParse(args)
-  if (!r.success) throw new EdpoInputError(formatZodError(r.error, op))
-  return r.data
-}
-
-function toNative(a: EpsilonDpoLossArgs): NativeLossArgs {
-  return {
-    policyLogits: a.policyLogits.handle,
-    referenceLogits: a.referenceLogits.handle,
-    labels: a.labels.handle,
-    lossMask: a.lossMask.handle,
-    beta: a.beta,
-    epsilon: a.epsilon,
-    labelSmoothing: a.labelSmoothing ?? 0,
+  private meanLogits(sums: PairRecordColumn, tokens: PairRecordColumn): Tensor {
+    const col = (name: PairRecordColumn) => this.record.narrow(1, pairColumn(name), 1).sum()
+    const n = col(tokens)
+    // Σ sums is 0 when there are no tokens, so dividing by max(n, 1) gives 0 there.
+    return col(sums).div(n.maskedFill(n.eq(0), 1)).to(this.loss.dtype)
   }
 }
 
-function fromNative(r: NativeLossResult): EpsilonDpoLossResult {
-  return {
-    loss: new Tensor(r.loss),
-    steps: new Tensor(r.steps),
-    betas: new Tensor(r.betas),
-    chosenLogps: new Tensor(r.chosenLogps),
-    rejectedLogps: new Tensor(r.rejectedLogps),
-    refChosenLogps: new Tensor(r.refChosenLogps),
-    refRejectedLogps: new Tensor(r.refRejectedLogps),
-    chosenRewards: new Tensor(r.chosenRewards),
-    rejectedRewards: new Tensor(r.rejectedRewards),
-    meanChosenLogits: new Tensor(r.meanChosenLogits),
-    meanRejectedLogits: new Tensor(r.meanRejectedLogits),
-  }
-}
+const lossOp = defineOp('epsilonDpoLoss', (o) => new EpsilonDpoLossResult(o))
+const hiddenLossOp = defineOp('epsilonDpoLossFromHidden', (o) => new EpsilonDpoLossResult(o))
+const sequenceLogpsOp = defineOp('sequenceLogps', (o) => o)
+const statsOp = defineOp('sequenceStatsFromHidden', (o) => o)
+const adamwOp = defineOp('adamwStep', () => undefined)
 
 /**
  * The ε-DPO loss (spec §2–§5) from full logits, in one fused pass per token row.
  * With `epsilon: 0` it is exactly DPO.
  */
-export function epsilonDpoLoss(args: EpsilonDpoLossArgs): EpsilonDpoLossResult {
-  const a = parseArgs(lossSchema, args, 'epsilonDpoLoss')
-  return fromNative(native(() => nativeAddon().epsilonDpoLoss(toNative(a))))
-}
-
+export const epsilonDpoLoss: (args: EpsilonDpoLossArgs) => EpsilonDpoLossResult = lossOp.sync
 /** epsilonDpoLoss on the thread pool: the JS thread stays free while it runs. */
-export async function epsilonDpoLossAsync(args: EpsilonDpoLossArgs): Promise<EpsilonDpoLossResult> {
-  const a = parseArgs(lossSchema, args, 'epsilonDpoLoss')
-  return fromNative(await nativeAsync(() => nativeAddon().epsilonDpoLossAsync(toNative(a))))
-}
-
-function hiddenToNative(a: EpsilonDpoLossFromHiddenArgs): NativeHiddenLossArgs {
-  return {
-    policyHidden: a.policyHidden.handle,
-    policyHead: a.policyHead.handle,
-    policyBias: a.policyBias?.handle,
-    referenceHidden: a.referenceHidden.handle,
-    referenceHead: a.referenceHead.handle,
-    referenceBias: a.referenceBias?.handle,
-    labels: a.labels.handle,
-    lossMask: a.lossMask.handle,
-    beta: a.beta,
-    epsilon: a.epsilon,
-    labelSmoothing: a.labelSmoothing ?? 0,
-    finalLogitSoftcap: a.finalLogitSoftcap ?? 0,
-    chunkTokens: a.chunkTokens ?? 0,
-  }
-}
+export const epsilonDpoLossAsync: (args: EpsilonDpoLossArgs) => Promise<EpsilonDpoLossResult> = lossOp.async
 
 /**
  * The ε-DPO loss from hidden states and lm_head weights, chunk by chunk: neither model's [N,V]
  * logits exist in memory at once (peak extra memory O(chunkTokens·V + N)). Same outputs as
  * epsilonDpoLoss; the loss is differentiable w.r.t. policyHidden, policyHead and policyBias.
- * Prompt tokens (lossMask 0) are skipped before the matmul.
+ * Prompt tokens (lossMask 0) are skipped before the matmul (pass `activeRows` to skip the device read that finds them).
  */
-export function epsilonDpoLossFromHidden(args: EpsilonDpoLossFromHiddenArgs): EpsilonDpoLossResult {
-  const a = parseArgs(hiddenSchema, args, 'epsilonDpoLossFromHidden')
-  return fromNative(native(() => nativeAddon().epsilonDpoLossFromHidden(hiddenToNative(a))))
-}
-
+export const epsilonDpoLossFromHidden: (args: EpsilonDpoLossFromHiddenArgs) => EpsilonDpoLossResult = hiddenLossOp.sync
 /** epsilonDpoLossFromHidden on the thread pool. */
-export async function epsilonDpoLossFromHiddenAsync(args: EpsilonDpoLossFromHiddenArgs): Promise<EpsilonDpoLossResult> {
-  const a = parseArgs(hiddenSchema, args, 'epsilonDpoLossFromHidden')
-  return fromNative(await nativeAsync(() => nativeAddon().epsilonDpoLossFromHiddenAsync(hiddenToNative(a))))
-}
+export const epsilonDpoLossFromHiddenAsync: (args: EpsilonDpoLossFromHiddenArgs) => Promise<EpsilonDpoLossResult> = hiddenLossOp.async
 
 /** Per-sequence masked log-prob sums (spec §3) under the policy, reference and both perturbations. */
-export function sequenceLogps(args: Omit<EpsilonDpoLossArgs, 'beta' | 'labelSmoothing'>): SequenceLogpsResult {
-  const a = parseArgs(sequenceSchema, args, 'sequenceLogps')
-  const r = native(() =>
-    nativeAddon().sequenceLogps({
-      policyLogits: a.policyLogits.handle,
-      referenceLogits: a.referenceLogits.handle,
-      labels: a.labels.handle,
-      lossMask: a.lossMask.handle,
-      epsilon: a.epsilon,
-    }),
-  )
-  return {
-    policy: new Tensor(r.policy),
-    reference: new Tensor(r.reference),
-    plus: new Tensor(r.plus),
-    minus: new Tensor(r.minus),
-    logitSum: new Tensor(r.logitSum),
-    tokenCount: new Tensor(r.tokenCount),
-  }
-}
-
-export interface SequenceStatsFromHiddenArgs {
-  /** [R,T,H] final hidden states (any number of rows R: SFT examples, samples, or 2B stacked pairs). */
-  policyHidden: Tensor
-  /** [V,H] lm_head weight; receives gradients through `logps`. */
-  policyHead: Tensor
-  policyBias?: Tensor
-  /** A reference model's hidden states and head (never differentiated): adds referenceLogps and kl. */
-  referenceHidden?: Tensor
-  referenceHead?: Tensor
-  referenceBias?: Tensor
-  /** [R,T] int64 next-token labels; ignored where lossMask is 0. */
-  labels: Tensor
-  /** [R,T] per-token weight (any real dtype). */
-  lossMask: Tensor
-  finalLogitSoftcap?: number
-  chunkTokens?: number
-}
-
-/** Per-sequence sums [R] (float64) over the masked tokens. */
-export interface SequenceStatsResult {
-  /** Σ_t mask·log π(y_t), differentiable w.r.t. policyHidden/policyHead/policyBias (−SFT loss × tokens). */
-  logps: Tensor
-  /** Σ_t mask·[argmax π = y_t]: token accuracy numerator. */
-  correct: Tensor
-  tokenCount: Tensor
-  /** With a reference: Σ_t mask·log π_ref(y_t). */
-  referenceLogps?: Tensor
-  /** With a reference: Σ_t mask·KL(π(·|t) ‖ π_ref(·|t)), exact over the vocabulary. */
-  kl?: Tensor
-}
-
-const statsSchema = z
-  .object({
-    policyHidden: tensor,
-    policyHead: tensor,
-    policyBias: tensor.optional(),
-    referenceHidden: tensor.optional(),
-    referenceHead: tensor.optional(),
-    referenceBias: tensor.optional(),
-    labels: tensor,
-    lossMask: tensor,
-    finalLogitSoftcap: finite.optional(),
-    chunkTokens: z.number().int('must be an integer').min(1, 'must be >= 1').optional(),
-  })
-  .strict()
-
-function statsToNative(a: SequenceStatsFromHiddenArgs): NativeStatsArgs {
-  return {
-    policyHidden: a.policyHidden.handle,
-    policyHead: a.policyHead.handle,
-    policyBias: a.policyBias?.handle,
-    referenceHidden: a.referenceHidden?.handle,
-    referenceHead: a.referenceHead?.handle,
-    referenceBias: a.referenceBias?.handle,
-    labels: a.labels.handle,
-    lossMask: a.lossMask.handle,
-    finalLogitSoftcap: a.finalLogitSoftcap ?? 0,
-    chunkTokens: a.chunkTokens ?? 0,
-  }
-}
-
-function statsFromNative(r: NativeStatsResult): SequenceStatsResult {
-  return {
-    logps: new Tensor(r.logps),
-    correct: new Tensor(r.correct),
-    tokenCount: new Tensor(r.tokenCount),
-    ...(r.referenceLogps ? { referenceLogps: new Tensor(r.referenceLogps) } : {}),
-    ...(r.kl ? { kl: new Tensor(r.kl) } : {}),
-  }
-}
+export const sequenceLogps: (args: SequenceLogpsArgs) => SequenceLogpsResult = sequenceLogpsOp.sync
+/** sequenceLogps on the thread pool. */
+export const sequenceLogpsAsync: (args: SequenceLogpsArgs) => Promise<SequenceLogpsResult> = sequenceLogpsOp.async
 
 /**
  * Per-sequence log-probs from hidden states and the lm_head, chunk by chunk (no [R,T,V] logits):
  * SFT's loss is −Σ logps / Σ tokenCount; with a reference it also gives the reference's log-probs
- * and the exact token KL, for evaluation.
+ * and the exact token KL, for evaluation. Off the CPU, invalid label/mask values come back in
+ * `inputError` (see checkInputErrors) instead of a device read.
  */
-export function sequenceStatsFromHidden(args: SequenceStatsFromHiddenArgs): SequenceStatsResult {
-  const a = parseArgs(statsSchema, args, 'sequenceStatsFromHidden')
-  return statsFromNative(native(() => nativeAddon().sequenceStatsFromHidden(statsToNative(a))))
-}
-
+export const sequenceStatsFromHidden: (args: SequenceStatsFromHiddenArgs) => SequenceStatsResult = statsOp.sync
 /** sequenceStatsFromHidden on the thread pool. */
-export async function sequenceStatsFromHiddenAsync(args: SequenceStatsFromHiddenArgs): Promise<SequenceStatsResult> {
-  const a = parseArgs(statsSchema, args, 'sequenceStatsFromHidden')
-  return statsFromNative(await nativeAsync(() => nativeAddon().sequenceStatsFromHiddenAsync(statsToNative(a))))
-}
+export const sequenceStatsFromHiddenAsync: (args: SequenceStatsFromHiddenArgs) => Promise<SequenceStatsResult> = statsOp.async
+
+/**
+ * One AdamW step (as torch.optim.AdamW), in place, over every parameter with a gradient; what
+ * lib/train's AdamW runs. `master` holds fp32 copies of bf16/fp16 parameters (null elsewhere).
+ */
+export const adamwStep: (args: AdamwStepArgs) => void = adamwOp.sync
+/** adamwStep on the thread pool. */
+export const adamwStepAsync: (args: AdamwStepArgs) => Promise<void> = adamwOp.async

@@ -39,6 +39,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 CPU_SOURCES = [
     "bench/gpu/torch_ext.cc",
     "csrc/ops/epsilon_dpo.cc",
+    "csrc/ops/host_sync.cc",
     "csrc/ops/op_checks.cc",
     "csrc/ops/pair_loss.cc",
     "csrc/ops/sequence_sums.cc",

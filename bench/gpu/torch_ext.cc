@@ -18,19 +18,30 @@ namespace {
 
 namespace py = pybind11;
 
+// The op's per-pair record, unpacked into the dict check.py compares (steps int64, the rest in the
+// loss dtype, the mean logits token-weighted over the batch).
 py::dict output_dict(const edpo::EpsilonDpoOutput& o) {
+  const auto dtype = o.loss.scalar_type();
+  auto column = [&](int c) { return o.record.select(1, c); };
+  auto as_loss = [&](int c) { return column(c).to(dtype); };
+  auto mean_logits = [&](int sums, int tokens) {
+    const at::Tensor n = column(tokens).sum();
+    return (column(sums).sum() / n.clamp_min(1.0)).to(dtype);
+  };
   py::dict d;
   d["loss"] = o.loss;
-  d["steps"] = o.steps;
-  d["betas"] = o.betas;
-  d["chosen_logps"] = o.chosen_logps;
-  d["rejected_logps"] = o.rejected_logps;
-  d["ref_chosen_logps"] = o.ref_chosen_logps;
-  d["ref_rejected_logps"] = o.ref_rejected_logps;
-  d["chosen_rewards"] = o.chosen_rewards;
-  d["rejected_rewards"] = o.rejected_rewards;
-  d["mean_chosen_logits"] = o.mean_chosen_logits;
-  d["mean_rejected_logits"] = o.mean_rejected_logits;
+  d["record"] = o.record;
+  d["steps"] = column(edpo::kStep).to(at::kLong);
+  d["betas"] = as_loss(edpo::kBeta);
+  d["chosen_logps"] = as_loss(edpo::kChosenLogps);
+  d["rejected_logps"] = as_loss(edpo::kRejectedLogps);
+  d["ref_chosen_logps"] = as_loss(edpo::kRefChosenLogps);
+  d["ref_rejected_logps"] = as_loss(edpo::kRefRejectedLogps);
+  d["chosen_rewards"] = as_loss(edpo::kChosenRewards);
+  d["rejected_rewards"] = as_loss(edpo::kRejectedRewards);
+  d["mean_chosen_logits"] = mean_logits(edpo::kChosenLogitSum, edpo::kChosenTokens);
+  d["mean_rejected_logits"] = mean_logits(edpo::kRejectedLogitSum, edpo::kRejectedTokens);
+  d["input_error"] = column(edpo::kInputError).max();
   return d;
 }
 
@@ -43,6 +54,7 @@ py::dict sequences_dict(const edpo::SequenceLogps& s) {
   d["logit_sum"] = s.logit_sum;
   d["token_count"] = s.token_count;
   d["vocab"] = s.vocab;
+  d["input_error"] = s.input_error;
   return d;
 }
 

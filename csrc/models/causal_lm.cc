@@ -87,10 +87,14 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
   TORCH_CHECK(T > 0, "inputIds: needs at least one token");
   const at::Device device = embed_.device();
   const at::Tensor ids = input_ids.to(device);
-  if (ids.numel() > 0) {
-    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+  if (ids.numel() > 0 && input_ids.is_cpu()) {
+    // Host ids: checked now, with the offending id in the message (no device read).
+    const int64_t lo = input_ids.min().item<int64_t>(), hi = input_ids.max().item<int64_t>();
     TORCH_CHECK(lo >= 0 && hi < c.vocab_size, "inputIds: token ids must lie in [0, ", c.vocab_size, "), found ",
                 lo < 0 ? lo : hi);
+  } else if (ids.numel() > 0) {
+    // Device ids: an asynchronous device assertion instead of a read that would stall every forward.
+    at::_assert_async(ids.ge(0).logical_and(ids.lt(c.vocab_size)).all());
   }
   const int64_t past = cache != nullptr ? cache->length() : 0, S = past + T;
   const auto long_opts = at::TensorOptions().dtype(at::kLong).device(device);

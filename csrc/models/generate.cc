@@ -6,6 +6,8 @@
 
 #include <limits>
 
+#include "../ops/host_sync.h"
+
 namespace edpo::models {
 namespace {
 
@@ -69,7 +71,7 @@ at::Tensor generate(const CausalLM& model, const at::Tensor& input_ids, const at
       for (int64_t e : o.eos_token_ids) finished = finished.logical_or(next.eq(e));
     }
     out.push_back(next.unsqueeze(1));
-    if (step + 1 == o.max_new_tokens || finished.all().item<bool>()) break;
+    if (step + 1 == o.max_new_tokens || edpo::read_scalar<bool>(finished.all())) break;
     mask = at::cat({mask, at::ones({B, 1}, mask.options())}, 1);
     logits = model.forward(next.unsqueeze(1), mask, next_pos, &cache, true).logits.select(1, 0);
     next_pos = next_pos + 1;

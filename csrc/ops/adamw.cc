@@ -6,6 +6,9 @@
 
 #include <cmath>
 
+#include "arg_error.h"
+#include "host_sync.h"
+
 namespace edpo {
 
 void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& master,
@@ -14,10 +17,10 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
   TORCH_CHECK(params.size() == master.size() && params.size() == exp_avg.size() && params.size() == exp_avg_sq.size(),
               "adamw: params, master, expAvg and expAvgSq must have the same length");
   TORCH_CHECK(step >= 1, "adamw: step must be >= 1, got ", step);
-  TORCH_CHECK(std::isfinite(o.lr) && o.lr >= 0, "lr: must be a finite number >= 0, got ", o.lr);
-  TORCH_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "betas: must lie in [0, 1)");
-  TORCH_CHECK(std::isfinite(o.eps) && o.eps > 0, "eps: must be > 0, got ", o.eps);
-  TORCH_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "weightDecay: must be >= 0, got ", o.weight_decay);
+  EDPO_ARG_CHECK(std::isfinite(o.lr) && o.lr >= 0, "lr: must be a finite number >= 0, got ", o.lr);
+  EDPO_ARG_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "betas: must lie in [0, 1)");
+  EDPO_ARG_CHECK(std::isfinite(o.eps) && o.eps > 0, "eps: must be > 0, got ", o.eps);
+  EDPO_ARG_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "weightDecay: must be >= 0, got ", o.weight_decay);
   at::NoGradGuard no_grad;
   const double bias_correction1 = 1 - std::pow(o.beta1, double(step));
   const double bias_correction2_sqrt = std::sqrt(1 - std::pow(o.beta2, double(step)));
@@ -43,7 +46,7 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
 }
 
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
-  TORCH_CHECK(std::isfinite(max_norm) && max_norm >= 0, "maxGradNorm: must be a finite number >= 0, got ", max_norm);
+  EDPO_ARG_CHECK(std::isfinite(max_norm) && max_norm >= 0, "maxGradNorm: must be a finite number >= 0, got ", max_norm);
   at::NoGradGuard no_grad;
   // Per-parameter norms stay on the device; the global norm and the clip coefficient are computed
   // there too, so the whole clip costs one device->host read (the returned norm), not one per tensor.
@@ -63,7 +66,7 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
       if (g.defined()) g.mul_(scale.to(g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
     }
   }
-  return norm.item<double>();
+  return read_scalar<double>(norm);
 }
 
 }  // namespace edpo

@@ -15,6 +15,8 @@
 
 #include <cmath>
 
+#include "arg_error.h"
+#include "op_checks.h"
 #include "row_stats.h"
 #include "row_ops.h"
 
@@ -28,10 +30,9 @@ struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLo
   static variable_list forward(AutogradContext* ctx, const at::Tensor& policy_hidden, const at::Tensor& policy_weight,
                                const at::Tensor& policy_bias, const at::Tensor& reference_hidden,
                                const at::Tensor& reference_weight, const at::Tensor& reference_bias,
-                               const at::Tensor& labels, const at::Tensor& weight, double epsilon, double softcap,
-                               int64_t chunk, int64_t sequences) {
+                               const at::Tensor& labels, const at::Tensor& weight, const at::Tensor& active,
+                               double epsilon, double softcap, int64_t chunk, int64_t sequences) {
     const int64_t rows = policy_hidden.size(0), vocab = policy_weight.size(0);
-    const at::Tensor active = weight.nonzero().view({-1});
     const int64_t count = active.size(0);
     at::Tensor stats = at::zeros({kNumRowStats, rows}, weight.options());
     for (int64_t start = 0; start < count; start += chunk) {
@@ -49,43 +50,44 @@ struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLo
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return head_backward_from_sequences(ctx, grads, 12);
+    return head_backward_from_sequences(ctx, grads, 13);
   }
 };
 
-}  // namespace
-
+// The sums, once the options are checked.
 SequenceLogps sequence_logps_from_hidden(const LinearHead& policy, const LinearHead& reference, const at::Tensor& labels,
-                                         const at::Tensor& loss_mask, double epsilon, const ChunkedOptions& options) {
+                                         const at::Tensor& loss_mask, const ChunkedOptions& options) {
   check_head(policy, "policy");
   const int64_t rows = policy.hidden.size(0), steps = policy.hidden.size(1), vocab = policy.weight.size(0);
-  TORCH_CHECK(rows > 0 && rows % 2 == 0, "policyHidden: the first dimension must be 2B > 0 (chosen rows, then rejected rows), got ",
-              rows);
-  TORCH_CHECK(steps > 0, "policyHidden: T must be positive, got shape ", shape_str(policy.hidden));
+  EDPO_ARG_CHECK(rows > 0 && rows % 2 == 0,
+                 "policyHidden: the first dimension must be 2B > 0 (chosen rows, then rejected rows), got ", rows);
+  EDPO_ARG_CHECK(steps > 0, "policyHidden: T must be positive, got shape ", shape_str(policy.hidden));
   check_reference_head(policy, reference);
-  check_labels_and_mask(labels, loss_mask, rows, steps, vocab, policy.hidden.device(), "policyHidden");
-  TORCH_CHECK(std::isfinite(epsilon) && epsilon >= 0 && epsilon < 1, "epsilon: must be finite and in [0, 1), got ",
-              epsilon);
+  at::Tensor input_error =
+      check_labels_and_mask(labels, loss_mask, rows, steps, vocab, policy.hidden.device(), "policyHidden");
   check_softcap(options.final_logit_softcap, policy.hidden.scalar_type());
   const int64_t chunk = chunk_rows(options.chunk_tokens, vocab);
 
   const auto acc = accumulation_dtype(policy.hidden.scalar_type());
   const int64_t hidden_size = policy.hidden.size(2), reference_size = reference.hidden.size(2);
   const LinearHead p = matmul_ready(policy), r = matmul_ready(reference);
+  const at::Tensor row_weight = loss_mask.reshape({-1}).to(acc).contiguous();
+  const at::Tensor active = active_rows(options.active_rows, row_weight, input_error);
   const variable_list out = ChunkedSequenceLogps::apply(
       p.hidden.reshape({-1, hidden_size}), p.weight, bias_or_empty(p.bias, p.weight),
-      r.hidden.detach().reshape({-1, reference_size}), r.weight.detach(),
-      bias_or_empty(r.bias, r.weight).detach(), labels.reshape({-1}).contiguous(),
-      loss_mask.reshape({-1}).to(acc).contiguous(), epsilon, options.final_logit_softcap, chunk, rows);
-  return SequenceLogps{out[0], out[1], out[2], out[3], out[4], out[5], vocab};
+      r.hidden.detach().reshape({-1, reference_size}), r.weight.detach(), bias_or_empty(r.bias, r.weight).detach(),
+      labels.reshape({-1}).contiguous(), row_weight, active, options.loss.epsilon, options.final_logit_softcap, chunk,
+      rows);
+  return SequenceLogps{out[0], out[1], out[2], out[3], out[4], out[5], vocab, input_error};
 }
+
+}  // namespace
 
 EpsilonDpoOutput epsilon_dpo_loss_from_hidden(const LinearHead& policy, const LinearHead& reference,
                                               const at::Tensor& labels, const at::Tensor& loss_mask,
                                               const ChunkedOptions& options) {
   check_options(options.loss);
-  const SequenceLogps seq =
-      sequence_logps_from_hidden(policy, reference, labels, loss_mask, options.loss.epsilon, options);
+  const SequenceLogps seq = sequence_logps_from_hidden(policy, reference, labels, loss_mask, options);
   return loss_from_sequences(seq, options.loss, accumulation_dtype(policy.hidden.scalar_type()));
 }
 

@@ -40,13 +40,11 @@ struct SequenceLogpsFunction : public torch::autograd::Function<SequenceLogpsFun
   }
 };
 
-}  // namespace
-
-SequenceLogps sequence_logps(const at::Tensor& policy_logits, const at::Tensor& reference_logits,
-                             const at::Tensor& labels, const at::Tensor& loss_mask, double epsilon) {
-  const int64_t vocab = check_logits_inputs(policy_logits, reference_logits, labels, loss_mask);
-  TORCH_CHECK(std::isfinite(epsilon) && epsilon >= 0 && epsilon < 1, "epsilon: must be finite and in [0, 1), got ",
-              epsilon);
+// The sums, once the options are checked (by sequence_logps or epsilon_dpo_loss, not both).
+SequenceLogps checked_sequence_logps(const at::Tensor& policy_logits, const at::Tensor& reference_logits,
+                                     const at::Tensor& labels, const at::Tensor& loss_mask, double epsilon) {
+  at::Tensor input_error;
+  const int64_t vocab = check_logits_inputs(policy_logits, reference_logits, labels, loss_mask, &input_error);
   const int64_t sequences = policy_logits.size(0);
   const auto acc = accumulation_dtype(policy_logits.scalar_type());
   const at::Tensor policy = policy_logits.reshape({-1, vocab}).contiguous();
@@ -54,14 +52,23 @@ SequenceLogps sequence_logps(const at::Tensor& policy_logits, const at::Tensor& 
   const at::Tensor flat_labels = labels.reshape({-1}).contiguous();
   const at::Tensor weight = loss_mask.reshape({-1}).to(acc).contiguous();
   const variable_list out = SequenceLogpsFunction::apply(policy, reference, flat_labels, weight, epsilon, sequences);
-  return SequenceLogps{out[0], out[1], out[2], out[3], out[4], out[5], vocab};
+  return SequenceLogps{out[0], out[1], out[2], out[3], out[4], out[5], vocab, input_error};
+}
+
+}  // namespace
+
+SequenceLogps sequence_logps(const at::Tensor& policy_logits, const at::Tensor& reference_logits,
+                             const at::Tensor& labels, const at::Tensor& loss_mask, double epsilon) {
+  check_epsilon(epsilon);
+  return checked_sequence_logps(policy_logits, reference_logits, labels, loss_mask, epsilon);
 }
 
 EpsilonDpoOutput epsilon_dpo_loss(const at::Tensor& policy_logits, const at::Tensor& reference_logits,
                                   const at::Tensor& labels, const at::Tensor& loss_mask,
                                   const EpsilonDpoOptions& options) {
   check_options(options);
-  const SequenceLogps seq = sequence_logps(policy_logits, reference_logits, labels, loss_mask, options.epsilon);
+  const SequenceLogps seq =
+      checked_sequence_logps(policy_logits, reference_logits, labels, loss_mask, options.epsilon);
   return loss_from_sequences(seq, options, accumulation_dtype(policy_logits.scalar_type()));
 }
 

@@ -5,6 +5,8 @@
 #include <limits>
 #include <string>
 
+#include "arg_error.h"
+#include "host_sync.h"
 #include "op_checks.h"
 #include "row_ops.h"
 #include "sequence_sums.h"
@@ -28,49 +30,74 @@ at::ScalarType head_grad_dtype(at::ScalarType t) { return t == at::kDouble ? at:
 
 void check_head(const LinearHead& head, const char* what) {
   const std::string name(what);
-  TORCH_CHECK(head.hidden.defined() && head.weight.defined(), name, "Hidden/", name, "Head: missing tensor");
-  TORCH_CHECK(head.hidden.dim() == 3, name, "Hidden: expected a 3-D [2B,T,H] tensor, got shape ", shape_str(head.hidden));
-  TORCH_CHECK(head.hidden.is_floating_point(), name, "Hidden: expected a floating-point tensor, got ",
+  EDPO_ARG_CHECK(head.hidden.defined() && head.weight.defined(), name, "Hidden/", name, "Head: missing tensor");
+  EDPO_ARG_CHECK(head.hidden.dim() == 3, name, "Hidden: expected a 3-D [2B,T,H] tensor, got shape ", shape_str(head.hidden));
+  EDPO_ARG_CHECK(head.hidden.is_floating_point(), name, "Hidden: expected a floating-point tensor, got ",
               head.hidden.scalar_type());
-  TORCH_CHECK(head.weight.dim() == 2 && head.weight.size(1) == head.hidden.size(2), name,
+  EDPO_ARG_CHECK(head.weight.dim() == 2 && head.weight.size(1) == head.hidden.size(2), name,
               "Head: expected shape [V, ", head.hidden.size(2), "] (lm_head.weight), got ", shape_str(head.weight));
-  TORCH_CHECK(head.weight.scalar_type() == head.hidden.scalar_type(), name, "Head: dtype ", head.weight.scalar_type(),
+  EDPO_ARG_CHECK(head.weight.scalar_type() == head.hidden.scalar_type(), name, "Head: dtype ", head.weight.scalar_type(),
               " does not match ", name, "Hidden ", head.hidden.scalar_type());
-  TORCH_CHECK(head.weight.device() == head.hidden.device(), name, "Head: device ", head.weight.device(),
+  EDPO_ARG_CHECK(head.weight.device() == head.hidden.device(), name, "Head: device ", head.weight.device(),
               " does not match ", name, "Hidden ", head.hidden.device());
   if (head.bias.defined()) {
-    TORCH_CHECK(head.bias.dim() == 1 && head.bias.size(0) == head.weight.size(0), name, "Bias: expected shape [",
+    EDPO_ARG_CHECK(head.bias.dim() == 1 && head.bias.size(0) == head.weight.size(0), name, "Bias: expected shape [",
                 head.weight.size(0), "], got ", shape_str(head.bias));
-    TORCH_CHECK(head.bias.scalar_type() == head.weight.scalar_type() && head.bias.device() == head.weight.device(), name,
+    EDPO_ARG_CHECK(head.bias.scalar_type() == head.weight.scalar_type() && head.bias.device() == head.weight.device(), name,
                 "Bias: dtype and device must match ", name, "Head");
   }
 }
 
 void check_reference_head(const LinearHead& policy, const LinearHead& reference) {
   check_head(reference, "reference");
-  TORCH_CHECK(reference.hidden.size(0) == policy.hidden.size(0) && reference.hidden.size(1) == policy.hidden.size(1),
+  EDPO_ARG_CHECK(reference.hidden.size(0) == policy.hidden.size(0) && reference.hidden.size(1) == policy.hidden.size(1),
               "referenceHidden: shape ", shape_str(reference.hidden), " does not match policyHidden ",
               shape_str(policy.hidden), " in its first two dimensions");
-  TORCH_CHECK(reference.weight.size(0) == policy.weight.size(0), "referenceHead: vocabulary ", reference.weight.size(0),
+  EDPO_ARG_CHECK(reference.weight.size(0) == policy.weight.size(0), "referenceHead: vocabulary ", reference.weight.size(0),
               " does not match policyHead ", policy.weight.size(0));
-  TORCH_CHECK(reference.hidden.scalar_type() == policy.hidden.scalar_type(), "referenceHidden: dtype ",
+  EDPO_ARG_CHECK(reference.hidden.scalar_type() == policy.hidden.scalar_type(), "referenceHidden: dtype ",
               reference.hidden.scalar_type(), " does not match policyHidden ", policy.hidden.scalar_type());
-  TORCH_CHECK(reference.hidden.device() == policy.hidden.device(), "referenceHidden: device ", reference.hidden.device(),
+  EDPO_ARG_CHECK(reference.hidden.device() == policy.hidden.device(), "referenceHidden: device ", reference.hidden.device(),
               " does not match policyHidden ", policy.hidden.device());
 }
 
 void check_softcap(double softcap, at::ScalarType hidden_dtype) {
   // c·tanh(z/c) runs in the hidden dtype: a cap beyond its largest finite value becomes inf·0 = NaN.
   const double max_cap = largest_finite(hidden_dtype);
-  TORCH_CHECK(std::isfinite(softcap) && softcap >= 0 && softcap <= max_cap,
+  EDPO_ARG_CHECK(std::isfinite(softcap) && softcap >= 0 && softcap <= max_cap,
               "finalLogitSoftcap: must be 0 (off) or a number in (0, ", max_cap, "] (the largest finite ", hidden_dtype,
               "), got ", softcap);
 }
 
 int64_t chunk_rows(int64_t chunk_tokens, int64_t vocab) {
-  TORCH_CHECK(chunk_tokens >= 0, "chunkTokens: must be >= 1, got ", chunk_tokens);
+  EDPO_ARG_CHECK(chunk_tokens >= 0, "chunkTokens: must be >= 1, got ", chunk_tokens);
   // ≈ 32 Mi logits per chunk and model (128 MiB in fp32) unless the caller says otherwise.
   return chunk_tokens > 0 ? chunk_tokens : std::max<int64_t>(16, (int64_t(1) << 25) / vocab);
+}
+
+at::Tensor active_rows(const at::Tensor& given, const at::Tensor& row_weight, at::Tensor& input_error) {
+  if (!given.defined()) {
+    count_host_sync();  // nonzero() must learn the count on the host
+    return row_weight.nonzero().view({-1});
+  }
+  EDPO_ARG_CHECK(given.dim() == 1 && given.scalar_type() == at::kLong, "activeRows: expected a 1-D int64 tensor, got ",
+                 given.scalar_type(), " of shape ", shape_str(given));
+  EDPO_ARG_CHECK(given.device() == row_weight.device(), "activeRows: device ", given.device(),
+                 " does not match the lossMask's ", row_weight.device());
+  const int64_t rows = row_weight.size(0), n = given.size(0);
+  // Exactly the non-zero rows: strictly ascending, each one on, as many as there are.
+  const at::Tensor ascending =
+      n > 1 ? given.narrow(0, 1, n - 1).gt(given.narrow(0, 0, n - 1)).all() : at::ones({}, given.options().dtype(at::kBool));
+  const at::Tensor in_range = given.ge(0).logical_and(given.lt(rows)).all();
+  const at::Tensor on = row_weight.index_select(0, given.clamp(0, std::max<int64_t>(rows - 1, 0))).ne(0).all();
+  const at::Tensor counted = row_weight.ne(0).sum().eq(n);
+  const at::Tensor ok = ascending.logical_and(in_range).logical_and(on).logical_and(counted);
+  if (row_weight.device().is_cpu()) {
+    EDPO_ARG_CHECK(ok.item<bool>(), kInputErrorActiveRowsMessage);
+  } else {
+    input_error = input_error + ok.logical_not().to(at::kDouble) * double(kInputErrorActiveRows);
+  }
+  return given;
 }
 
 // libtorch's CPU kernels have no fp16 matmul ("addmm_impl_cpu_" not implemented for 'Half'), so fp16

@@ -23,6 +23,11 @@ void check_reference_head(const LinearHead& policy, const LinearHead& reference)
 void check_softcap(double softcap, at::ScalarType hidden_dtype);
 // Completion tokens per chunk: the caller's, or ≈ 32 Mi logits per chunk and model.
 int64_t chunk_rows(int64_t chunk_tokens, int64_t vocab);
+// The flat row indices [n] int64 where `row_weight` [N] (the flattened mask) is non-zero, which the
+// chunked ops run through the head. `given` (the caller's activeRows, who knows the mask on the
+// host) costs no device read: it is checked eagerly on the CPU and through `input_error`'s
+// kInputErrorActiveRows bit elsewhere. Without it, nonzero() reads the count (one counted sync).
+at::Tensor active_rows(const at::Tensor& given, const at::Tensor& row_weight, at::Tensor& input_error);
 
 // The same head, ready for the matmul on its device (fp16 on the CPU runs in fp32).
 LinearHead matmul_ready(const LinearHead& head);

@@ -2,20 +2,30 @@
 
 #include <cmath>
 
+#include "arg_error.h"
+
 namespace edpo {
+
+const char* const kPairColumnNames[kNumPairColumns] = {
+    "chosenLogps",   "rejectedLogps", "refChosenLogps", "refRejectedLogps", "chosenRewards",
+    "rejectedRewards", "step",        "beta",           "loss",             "chosenLogitSum",
+    "rejectedLogitSum", "chosenTokens", "rejectedTokens", "inputError"};
 
 void check_options(const EpsilonDpoOptions& o) {
   // β·(ρ − ρ_ref) must stay far inside float32 range; the paper's β are 0.01–0.5.
-  TORCH_CHECK(std::isfinite(o.beta) && o.beta > 0 && o.beta <= kMaxBeta, "beta: must be a number in (0, ", kMaxBeta,
-              "], got ", o.beta);
-  TORCH_CHECK(std::isfinite(o.epsilon) && o.epsilon >= 0 && o.epsilon < 1, "epsilon: must be finite and in [0, 1), got ",
-              o.epsilon);
-  TORCH_CHECK(std::isfinite(o.label_smoothing) && o.label_smoothing >= 0 && o.label_smoothing <= 0.5,
-              "labelSmoothing: must be in [0, 0.5], got ", o.label_smoothing);
+  EDPO_ARG_CHECK(std::isfinite(o.beta) && o.beta > 0 && o.beta <= kMaxBeta, "beta: must be a number in (0, ", kMaxBeta,
+                 "], got ", o.beta);
+  check_epsilon(o.epsilon);
+  EDPO_ARG_CHECK(std::isfinite(o.label_smoothing) && o.label_smoothing >= 0 && o.label_smoothing <= 0.5,
+                 "labelSmoothing: must be in [0, 0.5], got ", o.label_smoothing);
 }
 
-EpsilonDpoOutput loss_from_sequences(const SequenceLogps& seq, const EpsilonDpoOptions& o, at::ScalarType out_dtype) {
-  check_options(o);
+void check_epsilon(double epsilon) {
+  EDPO_ARG_CHECK(std::isfinite(epsilon) && epsilon >= 0 && epsilon < 1, "epsilon: must be finite and in [0, 1), got ",
+                 epsilon);
+}
+
+EpsilonDpoOutput loss_from_sequences(const SequenceLogps& seq, const EpsilonDpoOptions& o, at::ScalarType loss_dtype) {
   const int64_t pairs = seq.policy.size(0) / 2;
   auto chosen = [&](const at::Tensor& t) { return t.narrow(0, 0, pairs); };
   auto rejected = [&](const at::Tensor& t) { return t.narrow(0, pairs, pairs); };
@@ -27,8 +37,8 @@ EpsilonDpoOutput loss_from_sequences(const SequenceLogps& seq, const EpsilonDpoO
   const at::Tensor rho_minus = chosen(seq.minus) - rejected(seq.minus);
   const at::Tensor relax = (rho_plus > rho).logical_and(rho > rho_minus);
   const at::Tensor tighten = (rho_minus > rho).logical_and(rho > rho_plus);
-  const at::Tensor steps = relax.to(at::kLong) - tighten.to(at::kLong);
-  const at::Tensor betas = o.beta / (steps.to(at::kDouble) * o.epsilon + 1.0);
+  const at::Tensor steps = relax.to(at::kDouble) - tighten.to(at::kDouble);
+  const at::Tensor betas = o.beta / (steps * o.epsilon + 1.0);
 
   // Loss (spec §5): gradient only through S of the policy.
   const at::Tensor rho_ref = chosen(seq.reference) - rejected(seq.reference);
@@ -36,23 +46,27 @@ EpsilonDpoOutput loss_from_sequences(const SequenceLogps& seq, const EpsilonDpoO
   at::Tensor losses = -at::log_sigmoid(margin) * (1.0 - o.label_smoothing);
   if (o.label_smoothing > 0) losses = losses - at::log_sigmoid(-margin) * o.label_smoothing;
 
+  std::vector<at::Tensor> columns(kNumPairColumns);
+  columns[kChosenLogps] = chosen(policy_detached);
+  columns[kRejectedLogps] = rejected(policy_detached);
+  columns[kRefChosenLogps] = chosen(seq.reference);
+  columns[kRefRejectedLogps] = rejected(seq.reference);
+  columns[kChosenRewards] = betas * (chosen(policy_detached) - chosen(seq.reference));
+  columns[kRejectedRewards] = betas * (rejected(policy_detached) - rejected(seq.reference));
+  columns[kStep] = steps;
+  columns[kBeta] = betas;
+  columns[kLoss] = losses.detach();
+  const at::Tensor token_mean_logits = seq.logit_sum / double(seq.vocab);
+  columns[kChosenLogitSum] = chosen(token_mean_logits);
+  columns[kRejectedLogitSum] = rejected(token_mean_logits);
+  columns[kChosenTokens] = chosen(seq.token_count);
+  columns[kRejectedTokens] = rejected(seq.token_count);
+  columns[kInputError] = seq.input_error.to(at::kDouble).expand({pairs});
+  for (auto& c : columns) c = c.to(at::kDouble);
+
   EpsilonDpoOutput out;
-  out.loss = losses.mean().to(out_dtype);
-  out.steps = steps;
-  out.betas = betas.to(out_dtype);
-  out.chosen_logps = chosen(policy_detached).to(out_dtype);
-  out.rejected_logps = rejected(policy_detached).to(out_dtype);
-  out.ref_chosen_logps = chosen(seq.reference).to(out_dtype);
-  out.ref_rejected_logps = rejected(seq.reference).to(out_dtype);
-  out.chosen_rewards = (betas * (chosen(policy_detached) - chosen(seq.reference))).to(out_dtype);
-  out.rejected_rewards = (betas * (rejected(policy_detached) - rejected(seq.reference))).to(out_dtype);
-  // Mean raw policy logit over completion tokens × vocabulary; 0 where a half has no tokens.
-  auto mean_logit = [&](const at::Tensor& sums, const at::Tensor& counts) {
-    const at::Tensor n = counts.sum() * double(seq.vocab);
-    return at::where(n > 0, sums.sum() / n.clamp_min(1.0), at::zeros_like(n)).to(out_dtype);
-  };
-  out.mean_chosen_logits = mean_logit(chosen(seq.logit_sum), chosen(seq.token_count));
-  out.mean_rejected_logits = mean_logit(rejected(seq.logit_sum), rejected(seq.token_count));
+  out.loss = losses.mean().to(loss_dtype);
+  out.record = at::stack(columns, 1);
   return out;
 }
 

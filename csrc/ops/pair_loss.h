@@ -16,20 +16,40 @@ struct EpsilonDpoOptions {
   double label_smoothing = 0.0;
 };
 
+// Columns of the per-pair record: everything the trainer and the metrics need of one pair, in one
+// float64 [B, kNumPairColumns] tensor, so a whole optimizer step is read to the host at once.
+enum PairColumn : int {
+  kChosenLogps = 0,   // S(i)
+  kRejectedLogps,     // S(B+i)
+  kRefChosenLogps,    // S_ref(i)
+  kRefRejectedLogps,  // S_ref(B+i)
+  kChosenRewards,     // β_i·(S(i) − S_ref(i))
+  kRejectedRewards,   // β_i·(S(B+i) − S_ref(B+i))
+  kStep,              // s_i ∈ {−1, 0, +1}
+  kBeta,              // β_i = β / (1 + ε·s_i)
+  kLoss,              // L_i
+  kChosenLogitSum,    // Σ_t mask·mean_j a_j over the chosen row (sum of per-token mean logits)
+  kRejectedLogitSum,  // the same over the rejected row
+  kChosenTokens,      // Σ_t mask over the chosen row
+  kRejectedTokens,    // the same over the rejected row
+  kInputError,        // the call's device-side input-error flag (op_checks.h kInputError* bits), every row
+  kNumPairColumns
+};
+// Column names as the TypeScript API spells them, in PairColumn order.
+extern const char* const kPairColumnNames[kNumPairColumns];
+
 struct EpsilonDpoOutput {
-  at::Tensor loss;                 // scalar, differentiable w.r.t. the policy logits
-  at::Tensor steps;                // [B] int64 in {-1, 0, +1}
-  at::Tensor betas;                // [B] per-pair β_i = β / (1 + ε·s_i)
-  at::Tensor chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps;  // [B]
-  at::Tensor chosen_rewards, rejected_rewards;                                     // [B]
-  at::Tensor mean_chosen_logits, mean_rejected_logits;                             // scalars
+  at::Tensor loss;    // scalar mean of L_i, differentiable w.r.t. the policy
+  at::Tensor record;  // [B, kNumPairColumns] float64, no gradient
 };
 
+// β, ε and ℓ in range; ArgumentError naming the first that is not.
 void check_options(const EpsilonDpoOptions& options);
+void check_epsilon(double epsilon);
 
-// Steps, per-pair β and the loss from per-sequence sums (spec §4–§5). `out_dtype` is the dtype
-// of the returned floating tensors (float32, or float64 for float64 logits).
+// Steps, per-pair β and the loss from per-sequence sums (spec §4–§5). `loss_dtype` is the loss's
+// dtype (float32, or float64 for float64 logits); the record is always float64.
 EpsilonDpoOutput loss_from_sequences(const SequenceLogps& seq, const EpsilonDpoOptions& options,
-                                     at::ScalarType out_dtype);
+                                     at::ScalarType loss_dtype);
 
 }  // namespace edpo

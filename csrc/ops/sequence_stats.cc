@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "arg_error.h"
 #include "op_checks.h"
 #include "row_ops.h"
 #include "sequence_sums.h"
@@ -41,9 +42,8 @@ struct ChunkedSequenceStats : public torch::autograd::Function<ChunkedSequenceSt
   static variable_list forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& ref_hidden, const at::Tensor& ref_weight,
                                const at::Tensor& ref_bias, const at::Tensor& labels, const at::Tensor& mask,
-                               double softcap, int64_t chunk, int64_t sequences) {
+                               const at::Tensor& active, double softcap, int64_t chunk, int64_t sequences) {
     const bool with_reference = ref_hidden.numel() > 0;
-    const at::Tensor active = mask.nonzero().view({-1});
     const int64_t count = active.size(0);
     at::Tensor stats = at::zeros({kNumTokenStats, hidden.size(0)}, mask.options());
     for (int64_t start = 0; start < count; start += chunk) {
@@ -67,7 +67,7 @@ struct ChunkedSequenceStats : public torch::autograd::Function<ChunkedSequenceSt
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return head_backward_from_sequences(ctx, grads, 11);
+    return head_backward_from_sequences(ctx, grads, 12);
   }
 };
 
@@ -79,11 +79,12 @@ SequenceStats sequence_stats_from_hidden(const LinearHead& policy, const LinearH
   check_head(policy, "policy");
   const bool with_reference = reference.hidden.defined() || reference.weight.defined();
   const int64_t rows = policy.hidden.size(0), steps = policy.hidden.size(1), vocab = policy.weight.size(0);
-  TORCH_CHECK(rows > 0 && steps > 0, "policyHidden: R and T must be positive, got shape ", shape_str(policy.hidden));
+  EDPO_ARG_CHECK(rows > 0 && steps > 0, "policyHidden: R and T must be positive, got shape ", shape_str(policy.hidden));
   if (with_reference) {
     check_reference_head(policy, reference);
   }
-  check_labels_and_mask(labels, loss_mask, rows, steps, vocab, policy.hidden.device(), "policyHidden");
+  at::Tensor input_error =
+      check_labels_and_mask(labels, loss_mask, rows, steps, vocab, policy.hidden.device(), "policyHidden");
   check_softcap(options.final_logit_softcap, policy.hidden.scalar_type());
   const int64_t chunk = chunk_rows(options.chunk_tokens, vocab);
 
@@ -94,12 +95,14 @@ SequenceStats sequence_stats_from_hidden(const LinearHead& policy, const LinearH
   auto flat = [](const LinearHead& x) {
     return x.hidden.defined() ? x.hidden.detach().reshape({-1, x.hidden.size(2)}) : at::empty({0});
   };
+  const at::Tensor row_weight = loss_mask.reshape({-1}).to(acc).contiguous();
+  const at::Tensor active = active_rows(options.active_rows, row_weight, input_error);
   const variable_list out = ChunkedSequenceStats::apply(
       p.hidden.reshape({-1, h}), p.weight, bias_or_empty(p.bias, p.weight), flat(r),
       r.weight.defined() ? r.weight.detach() : at::empty({0}),
       r.weight.defined() ? bias_or_empty(r.bias, r.weight).detach() : at::empty({0}), labels.reshape({-1}).contiguous(),
-      loss_mask.reshape({-1}).to(acc).contiguous(), options.final_logit_softcap, chunk, rows);
-  SequenceStats s{out[0], out[1], out[2], at::Tensor(), at::Tensor()};
+      row_weight, active, options.final_logit_softcap, chunk, rows);
+  SequenceStats s{out[0], out[1], out[2], at::Tensor(), at::Tensor(), input_error};
   if (with_reference) {
     s.ref_logps = out[3];
     s.kl = out[4];

@@ -15,6 +15,7 @@ struct SequenceLogps {
   at::Tensor logit_sum;    // Σ_t mask·Σ_j a_j  (mean-logit metric)
   at::Tensor token_count;  // Σ_t mask
   int64_t vocab = 0;       // V, for the mean-logit metric
+  at::Tensor input_error;  // float64 scalar: check_labels_and_mask's flag (0 when the inputs are valid)
 };
 
 // Per-sequence sums from a [kNumRowStats, N] row-stats tensor and the [N] row weights (the mask).

@@ -34,6 +34,8 @@ export interface Batch {
   labels: Tensor
   /** float32 [2B, T]. */
   lossMask: Tensor
+  /** int64 [n]: the flat indices (into the 2B·T rows) where lossMask is 1, ascending; lets the chunked ops skip a device read. */
+  activeRows: Tensor
   /** Completion tokens per row, i.e. lossMask's row sums (host copy, for metrics). */
   completionTokens: Int32Array
   sources: string[]
@@ -81,7 +83,18 @@ export function collate(pairs: readonly TokenizedPair[], padTokenId: number, opt
     attentionMask: Tensor.from(h.attentionMask, shape, { device }),
     labels: Tensor.from(h.labels, shape, { device }),
     lossMask: Tensor.from(h.lossMask, shape, { device }),
+    activeRows: (() => {
+      const rows = activeRows(h.lossMask)
+      return Tensor.from(rows, [rows.length], { device })
+    })(),
     completionTokens: h.completionTokens,
     sources: h.sources,
   }
+}
+
+/** The flat indices where `mask` is non-zero, ascending (what the chunked ops' activeRows expects). */
+export function activeRows(mask: ArrayLike<number>): BigInt64Array {
+  const out: bigint[] = []
+  for (let i = 0; i < mask.length; i++) if (mask[i] !== 0) out.push(BigInt(i))
+  return BigInt64Array.from(out)
 }

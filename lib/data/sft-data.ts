@@ -9,6 +9,7 @@ import { Tensor } from '../tensor'
 import { expandPaths } from './glob'
 import { applyChatTemplate } from './chat-template'
 import { normalizeSftRow, RowError, type SftPair } from './formats'
+import { activeRows } from './collator'
 import { writeInvalidRows } from './invalid-rows'
 import { type RawRow, readFiles } from './readers'
 import { epochPermutation } from './sampler'
@@ -162,6 +163,8 @@ export interface SequenceBatch {
   labels: Tensor
   /** float32 [B, T]: 1 where labels[t] is a completion token. */
   lossMask: Tensor
+  /** int64 [n]: the flat indices where lossMask is 1, from the host mask (spares the chunked op a device read). */
+  activeRows: Tensor
   /** Completion tokens in the batch (lossMask's sum). */
   tokens: number
 }
@@ -201,6 +204,10 @@ export function collateSequences(rows: readonly { prompt: Int32Array; completion
     attentionMask: Tensor.from(attention, shape, { device }),
     labels: Tensor.from(labels, shape, { device }),
     lossMask: Tensor.from(mask, shape, { device }),
+    activeRows: (() => {
+      const rows = activeRows(mask)
+      return Tensor.from(rows, [rows.length], { device })
+    })(),
     tokens,
   }
 }

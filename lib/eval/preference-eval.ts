@@ -4,6 +4,8 @@
 // chunked lm_head op (no [2B,T,V] logits).
 import { collate, type PreferenceTokenizer, type TokenizedPair } from '../data'
 import type { CausalLM } from '../model'
+import { checkInputErrors } from '../pair-record'
+import { Tensor } from '../tensor'
 import { modelSequenceStats } from './sequence-logps'
 
 export interface PreferenceEvalOptions {
@@ -40,8 +42,13 @@ export async function evaluatePreferences(o: PreferenceEvalOptions): Promise<Pre
     const batch = collate(o.pairs.slice(start, start + batchSize), o.tokenizer.padTokenId, { device: o.device })
     // One chunked pass over both models' hidden states: S, S_ref and the exact token KL per row.
     const s = await modelSequenceStats(o.policy, batch, { reference: o.reference })
-    const S = s.logps.toArray() as Float64Array
-    const Sref = s.referenceLogps!.toArray() as Float64Array
+    // One host read per batch: S, S_ref and the KL of every row, and the op's input-error flag.
+    const rows = 2 * batch.pairs
+    const all = Tensor.cat([s.logps, s.referenceLogps!, s.kl!, s.inputError.reshape([1])], 0)
+    const host = Float64Array.from(all.toArray() as Float64Array)
+    checkInputErrors([host[3 * rows]!])
+    const S = host.subarray(0, rows)
+    const Sref = host.subarray(rows, 2 * rows)
     const B = batch.pairs
     for (let i = 0; i < B; i++) {
       const c = o.beta * (S[i]! - Sref[i]!)
@@ -51,8 +58,8 @@ export async function evaluatePreferences(o: PreferenceEvalOptions): Promise<Pre
       margin += c - j
       if (c > j) wins += 1
     }
-    kl += (s.kl!.toArray() as Float64Array).reduce((a, b) => a + b, 0)
-    for (const t of [s.logps, s.correct, s.tokenCount, s.referenceLogps!, s.kl!, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask]) t.dispose()
+    kl += host.subarray(2 * rows, 3 * rows).reduce((a, b) => a + b, 0)
+    for (const t of [all, s.logps, s.correct, s.tokenCount, s.referenceLogps!, s.kl!, s.inputError, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows]) t.dispose()
     o.onProgress?.(Math.min(start + batchSize, o.pairs.length))
   }
   const n = o.pairs.length

@@ -9,7 +9,10 @@ import { type SequenceStatsResult, sequenceStatsFromHiddenAsync } from '../ops'
 import type { Tensor } from '../tensor'
 
 /** What the op needs of a collated batch (pairs or SFT rows): ids, attention mask, labels, mask. */
-export type LabelledRows = Pick<SequenceBatch, 'inputIds' | 'attentionMask' | 'labels' | 'lossMask'>
+export type LabelledRows = Pick<SequenceBatch, 'inputIds' | 'attentionMask' | 'labels' | 'lossMask'> & {
+  /** The flat indices where lossMask is non-zero (collate gives them): spares the op a device read. */
+  activeRows?: Tensor
+}
 
 /**
  * Per-row sums [R] of `model`'s label log-probs (differentiable when `grad`), argmax hits and token
@@ -35,6 +38,7 @@ export async function modelSequenceStats(model: CausalLM, batch: LabelledRows, o
       referenceBias: referenceHead?.bias,
       labels: batch.labels,
       lossMask: batch.lossMask,
+      activeRows: batch.activeRows,
       finalLogitSoftcap: head.finalLogitSoftcap,
     })
   } finally {

@@ -2,8 +2,9 @@
 // bf16/fp16 parameters. The update itself runs natively on the thread pool.
 import { z } from 'zod'
 
-import { EdpoInputError, native, nativeAsync } from '../errors'
+import { EdpoInputError, native } from '../errors'
 import { nativeAddon } from '../native'
+import { adamwStep, type AdamwStepArgs, adamwStepAsync } from '../ops'
 import { Tensor } from '../tensor'
 import { formatZodError } from '../validate'
 
@@ -60,30 +61,30 @@ export class AdamW {
     }
   }
 
-  private args(): Parameters<ReturnType<typeof nativeAddon>['adamwStep']> {
-    return [
-      this.params.map((p) => p.handle),
-      this.master.map((m) => m?.handle ?? null),
-      this.expAvg.map((m) => m.handle),
-      this.expAvgSq.map((v) => v.handle),
-      this.stepCount,
-      { lr: 0, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay },
-    ]
+  private args(lr: number): AdamwStepArgs {
+    return {
+      params: this.params,
+      master: this.master.map((m) => m ?? null),
+      expAvg: this.expAvg,
+      expAvgSq: this.expAvgSq,
+      step: this.stepCount,
+      lr,
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+    }
   }
 
   /** One step at learning rate `lr` over every parameter with a gradient. */
   async step(lr: number): Promise<void> {
     this.stepCount += 1
-    const args = this.args()
-    args[5].lr = lr
-    await nativeAsync(() => nativeAddon().adamwStepAsync(...args))
+    await adamwStepAsync(this.args(lr))
   }
 
   stepSync(lr: number): void {
     this.stepCount += 1
-    const args = this.args()
-    args[5].lr = lr
-    native(() => nativeAddon().adamwStep(...args))
+    adamwStep(this.args(lr))
   }
 
   zeroGrad(): void {

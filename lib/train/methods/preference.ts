@@ -8,47 +8,18 @@ import { z } from 'zod'
 
 import { collate, loadPreferenceData, type PreferenceData, type TokenizedPair } from '../../data'
 import { CausalLM } from '../../model'
-import { epsilonDpoLossFromHiddenAsync, type EpsilonDpoLossResult } from '../../ops'
-import { Tensor } from '../../tensor'
+import { epsilonDpoLossFromHiddenAsync } from '../../ops'
+import { checkInputErrors, pairRecordColumns } from '../../pair-record'
 import { BetaController } from '../beta'
 import type { TrainConfig } from '../config'
 import type { MicroBatchOutput, StepSummary, TrainingMethod } from '../method'
 import type { Metrics } from '../metrics-log'
 import { dataOptions, loadTrainedModel, type Run } from '../open-run'
-import { type PairStats, preferenceMetrics } from '../step-metrics'
+import { preferenceMetrics } from '../step-metrics'
 import type { TrainerState } from '../trainer-state'
 
 /** What this method adds to trainer_state.json: the global β to continue with. */
 export const PREFERENCE_STATE = { beta: z.number().positive() }
-
-// The per-pair stats layout: one float64 row per pair, the op's scalars repeated on every row.
-const PER_PAIR = ['chosenLogps', 'rejectedLogps', 'chosenRewards', 'rejectedRewards', 'steps'] as const
-const SCALARS = ['loss', 'meanChosenLogits', 'meanRejectedLogits'] as const
-const COLUMNS = PER_PAIR.length + SCALARS.length
-
-/**
- * The one adapter from the op's result to the [pairs, COLUMNS] float64 stats tensor (to be
- * replaced by the op's own record tensor). Disposes every field but the loss.
- */
-function pairStatsTensor(out: EpsilonDpoLossResult, pairs: number, device: string): Tensor {
-  const repeat = Tensor.zeros([pairs], { dtype: 'float64', device })
-  const columns = [
-    ...PER_PAIR.map((k) => out[k].detach().to('float64')),
-    ...SCALARS.map((k) => repeat.add(out[k].detach().to('float64'))),
-  ]
-  const stats = Tensor.stack(columns, 1)
-  for (const t of [repeat, ...columns, ...Object.values(out).filter((t) => t !== out.loss)]) t.dispose()
-  return stats
-}
-
-/** A micro-batch's row-major host view back into named columns. */
-function pairStats(view: Float64Array): PairStats {
-  const pairs = view.length / COLUMNS
-  const column = (j: number) => Float64Array.from({ length: pairs }, (_, i) => view[i * COLUMNS + j]!)
-  const named = Object.fromEntries(PER_PAIR.map((k, j) => [k, column(j)])) as Record<(typeof PER_PAIR)[number], Float64Array>
-  const scalar = (k: (typeof SCALARS)[number]) => (pairs > 0 ? view[PER_PAIR.length + SCALARS.indexOf(k)]! : 0)
-  return { ...named, loss: scalar('loss'), meanChosenLogits: scalar('meanChosenLogits'), meanRejectedLogits: scalar('meanRejectedLogits') }
-}
 
 export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
   private constructor(
@@ -106,16 +77,20 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
       labelSmoothing: c.labelSmoothing,
       finalLogitSoftcap: ph.finalLogitSoftcap || undefined,
       chunkTokens: c.chunkTokens,
+      // Prompt rows are skipped by index from the collator's host mask: no device read to find them.
+      activeRows: batch.activeRows,
     })
     // The autograd graph keeps what the backward needs; these handles are no longer used.
-    for (const t of [policyHidden, referenceHidden, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask]) t.dispose()
-    return { loss: out.loss, stats: pairStatsTensor(out, batch.pairs, c.device), tokens: 2 * batch.pairs * batch.length }
+    for (const t of [policyHidden, referenceHidden, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows]) t.dispose()
+    // The per-pair record is the step's stats, as the op returns it (device, float64 [B, k]).
+    return { loss: out.loss, stats: out.record, tokens: 2 * batch.pairs * batch.length }
   }
 
   /** Metrics of the step's pairs; in training, their steps s_i also go into the β update. */
   summarize(stats: readonly Float64Array[], training: boolean): StepSummary {
-    const batches = stats.map(pairStats)
-    if (training) for (const b of batches) this.beta.accumulate(b.steps)
+    const batches = stats.map(pairRecordColumns)
+    for (const b of batches) checkInputErrors(b.inputError)
+    if (training) for (const b of batches) this.beta.accumulate(b.step)
     return preferenceMetrics(batches)
   }
 
