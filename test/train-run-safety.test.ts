@@ -128,5 +128,6 @@ t.test('--skip-invalid writes every skipped row to <out>/invalid-rows.jsonl', as
   await SftTrainer.create({ model, data: [file], out, skipInvalid: true, maxSteps: 1, maxLength: 32 }, { log: (l) => lines.push(l) })
   const listed = fs.readFileSync(path.join(out, 'invalid-rows.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
   t.same(listed.map((r) => [r.split, r.source, r.field, r.reason]), [9, 10, 11, 12, 13].map((n) => ['train', `${file}:${n}`, 'completion', 'missing field']))
-  t.match(lines[0], `skipped 5 invalid (all listed in ${path.join(out, 'invalid-rows.jsonl')})`)
+  const summary = lines.find((l) => l.startsWith('data: '))
+  t.match(summary, `skipped 5 invalid (all listed in ${path.join(out, 'invalid-rows.jsonl')})`)
 })
