@@ -1,6 +1,6 @@
 // Per-step host overhead of the ε-DPO trainer on a tiny model: optimizer-step wall time minus the
-// time spent inside native calls (every function of the addon and every native Tensor method is
-// wrapped with a timer; an async call counts until its Promise settles, which is its thread-pool
+// time spent inside native calls (every function of the addon and every method of the Tensor
+// facade is wrapped with a timer; an async call counts until its Promise settles, which is its thread-pool
 // run since the trainer awaits one call at a time). What is left is JS work between native calls:
 // argument checks, result wrapping, reads, metrics. Also prints the device→host reads per step
 // when the runtime counts them (runtime().hostSyncs).
@@ -10,7 +10,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { writeRandomLlama } from '../lib/demo/init-model'
-import { runtime } from '../lib/index'
+import { runtime, Tensor } from '../lib/index'
 import { nativeAddon } from '../lib/native'
 import { Trainer } from '../lib/train/trainer'
 
@@ -22,7 +22,8 @@ const accumulation = flag('--accumulation', 4)
 let nativeMs = 0
 let depth = 0
 // Times a call; nested native calls (a method calling back into the addon) count once.
-function timed<F extends (...a: never[]) => unknown>(fn: F): F {
+const perName = new Map<string, number>()
+function timed<F extends (...a: never[]) => unknown>(fn: F, name = fn.name): F {
   return function (this: unknown, ...a: Parameters<F>) {
     if (depth > 0) return fn.apply(this, a)
     depth++
@@ -33,8 +34,9 @@ function timed<F extends (...a: never[]) => unknown>(fn: F): F {
     } finally {
       depth--
     }
-    if (result instanceof Promise) return result.finally(() => (nativeMs += performance.now() - t0))
+    if (result instanceof Promise) return result.finally(() => { nativeMs += performance.now() - t0; perName.set(name, (perName.get(name) ?? 0) + performance.now() - t0) })
     nativeMs += performance.now() - t0
+    perName.set(name, (perName.get(name) ?? 0) + performance.now() - t0)
     return result
   } as F
 }
@@ -43,8 +45,8 @@ function wrapAll(target: Record<string, unknown>): void {
   for (const key of Object.getOwnPropertyNames(target)) {
     const d = Object.getOwnPropertyDescriptor(target, key)
     if (!d || key === 'constructor') continue
-    if (typeof d.value === 'function' && d.writable) target[key] = timed(d.value as (...a: never[]) => unknown)
-    else if (d.get || d.set) Object.defineProperty(target, key, { ...d, get: d.get && timed(d.get), set: d.set && timed(d.set) })
+    if (typeof d.value === 'function' && d.writable) target[key] = timed(d.value as (...a: never[]) => unknown, key)
+    else if (d.get || d.set) Object.defineProperty(target, key, { ...d, get: d.get && timed(d.get, `get ${key}`), set: d.set && timed(d.set, `set ${key}`) })
   }
 }
 
@@ -66,9 +68,12 @@ async function main(): Promise<void> {
   // Classes (the Tensor handle) keep their identity, for instanceof checks; their methods are wrapped.
   const addon = nativeAddon() as unknown as Record<string, unknown>
   const isClass = (v: unknown) => typeof v === 'function' && Object.getOwnPropertyNames((v as { prototype?: object }).prototype ?? {}).length > 1
+  // The native handle's methods are read-only (N-API), so the Tensor facade's methods are timed
+  // instead: each is a thin call into its handle (backward, item, dispose, …).
+  wrapAll(Tensor.prototype as unknown as Record<string, unknown>)
   for (const [key, v] of Object.entries(addon)) {
     if (isClass(v)) wrapAll((v as { prototype: Record<string, unknown> }).prototype)
-    else if (typeof v === 'function') addon[key] = timed(v as (...a: never[]) => unknown)
+    else if (typeof v === 'function') addon[key] = timed(v as (...a: never[]) => unknown, key)
   }
   const trainer = await Trainer.create(
     { model, data: [data], out: path.join(work, 'run'), batchSize: 4, gradAccumulation: accumulation, maxSteps: steps + 2, saveEvery: 0, evalEvery: 0, logEvery: 1000, warmupRatio: 0, maxLength: 64 },
@@ -96,6 +101,7 @@ async function main(): Promise<void> {
   console.log(
     `| ${tail.length} | ${accumulation} | ${wall.toFixed(1)} | ${(wall - overhead).toFixed(1)} | ${overhead.toFixed(1)} | ${((100 * overhead) / wall).toFixed(1)}% | ${median(tail.map((s) => s.syncs))} |`,
   )
+  if (process.env.EDPO_BENCH_DETAIL) for (const [k, v] of [...perName].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.error(k, (v / (steps + 2)).toFixed(2), 'ms/step')
   fs.rmSync(work, { recursive: true, force: true })
 }
 
