@@ -9,6 +9,8 @@
 #include <functional>
 #include <string>
 #include <vector>
+#include <utility>
+#include <initializer_list>
 
 namespace edpo_js {
 
@@ -110,6 +112,10 @@ class PromiseWorker : public Napi::AsyncWorker {
 void apply_thread_setting();
 int configured_threads();
 void set_configured_threads(int threads);
+
+// Registers plain functions on the module object by name.
+using NamedCallback = std::pair<const char*, Napi::Value (*)(const Napi::CallbackInfo&)>;
+void export_functions(Napi::Env env, Napi::Object exports, std::initializer_list<NamedCallback> functions);
 
 void InitTensorFactories(Napi::Env env, Napi::Object exports);
 void InitOps(Napi::Env env, Napi::Object exports);

@@ -135,9 +135,11 @@ Napi::Value WriteTensors(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitIo(Napi::Env env, Napi::Object exports) {
-  exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
-  exports.Set("readTensorsAsync", Napi::Function::New(env, ReadTensorsAsync));
-  exports.Set("writeTensors", Napi::Function::New(env, WriteTensors));
+  export_functions(env, exports, {
+                                      {"readTensors", ReadTensors},
+                                      {"readTensorsAsync", ReadTensorsAsync},
+                                      {"writeTensors", WriteTensors},
+                                  });
 }
 
 }  // namespace edpo_js

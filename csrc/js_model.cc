@@ -241,16 +241,18 @@ Napi::Value ModelLmHead(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitModel(Napi::Env env, Napi::Object exports) {
-  exports.Set("createModel", Napi::Function::New(env, CreateModel));
-  exports.Set("modelForward", Napi::Function::New(env, ModelForward));
-  exports.Set("modelForwardAsync", Napi::Function::New(env, ModelForwardAsync));
-  exports.Set("modelGenerate", Napi::Function::New(env, ModelGenerate));
-  exports.Set("modelGenerateAsync", Napi::Function::New(env, ModelGenerateAsync));
-  exports.Set("modelParameters", Napi::Function::New(env, ModelParameters));
-  exports.Set("modelSetTraining", Napi::Function::New(env, ModelSetTraining));
-  exports.Set("modelSetGradientCheckpointing", Napi::Function::New(env, ModelSetGradientCheckpointing));
-  exports.Set("modelClone", Napi::Function::New(env, ModelClone));
-  exports.Set("modelLmHead", Napi::Function::New(env, ModelLmHead));
+  export_functions(env, exports, {
+                                      {"createModel", CreateModel},
+                                      {"modelForward", ModelForward},
+                                      {"modelForwardAsync", ModelForwardAsync},
+                                      {"modelGenerate", ModelGenerate},
+                                      {"modelGenerateAsync", ModelGenerateAsync},
+                                      {"modelParameters", ModelParameters},
+                                      {"modelSetTraining", ModelSetTraining},
+                                      {"modelSetGradientCheckpointing", ModelSetGradientCheckpointing},
+                                      {"modelClone", ModelClone},
+                                      {"modelLmHead", ModelLmHead},
+                                  });
 }
 
 }  // namespace edpo_js

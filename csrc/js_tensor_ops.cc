@@ -254,12 +254,14 @@ Napi::Value Stack(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitTensorFactories(Napi::Env env, Napi::Object exports) {
-  exports.Set("fromArray", Napi::Function::New(env, FromArray));
-  exports.Set("full", Napi::Function::New(env, Full));
-  exports.Set("randn", Napi::Function::New(env, Randn));
-  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
-  exports.Set("cat", Napi::Function::New(env, Cat));
-  exports.Set("stack", Napi::Function::New(env, Stack));
+  export_functions(env, exports, {
+                                      {"fromArray", FromArray},
+                                      {"full", Full},
+                                      {"randn", Randn},
+                                      {"manualSeed", ManualSeed},
+                                      {"cat", Cat},
+                                      {"stack", Stack},
+                                  });
 }
 
 }  // namespace edpo_js

@@ -63,22 +63,14 @@ SequenceLogps sequence_logps_from_hidden(const LinearHead& policy, const LinearH
                  "policyHidden: the first dimension must be 2B > 0 (chosen rows, then rejected rows), got ", rows);
   EDPO_ARG_CHECK(steps > 0, "policyHidden: T must be positive, got shape ", shape_str(policy.hidden));
   check_reference_head(policy, reference);
-  at::Tensor input_error =
-      check_labels_and_mask(labels, loss_mask, rows, steps, vocab, policy.hidden.device(), "policyHidden");
-  check_softcap(options.final_logit_softcap, policy.hidden.scalar_type());
-  const int64_t chunk = chunk_rows(options.chunk_tokens, vocab);
-
-  const auto acc = accumulation_dtype(policy.hidden.scalar_type());
-  const int64_t hidden_size = policy.hidden.size(2), reference_size = reference.hidden.size(2);
+  const ChunkedCall c =
+      prepare_chunked_call(policy, labels, loss_mask, options.final_logit_softcap, options.chunk_tokens, options.active_rows);
   const LinearHead p = matmul_ready(policy), r = matmul_ready(reference);
-  const at::Tensor row_weight = loss_mask.reshape({-1}).to(acc).contiguous();
-  const at::Tensor active = active_rows(options.active_rows, row_weight, input_error);
   const variable_list out = ChunkedSequenceLogps::apply(
-      p.hidden.reshape({-1, hidden_size}), p.weight, bias_or_empty(p.bias, p.weight),
-      r.hidden.detach().reshape({-1, reference_size}), r.weight.detach(), bias_or_empty(r.bias, r.weight).detach(),
-      labels.reshape({-1}).contiguous(), row_weight, active, options.loss.epsilon, options.final_logit_softcap, chunk,
-      rows);
-  return SequenceLogps{out[0], out[1], out[2], out[3], out[4], out[5], vocab, input_error};
+      p.hidden.reshape({-1, p.hidden.size(2)}), p.weight, bias_or_empty(p.bias, p.weight),
+      r.hidden.detach().reshape({-1, r.hidden.size(2)}), r.weight.detach(), bias_or_empty(r.bias, r.weight).detach(),
+      c.labels, c.row_weight, c.active, options.loss.epsilon, options.final_logit_softcap, c.chunk, rows);
+  return SequenceLogps{out[0], out[1], out[2], out[3], out[4], out[5], vocab, c.input_error};
 }
 
 }  // namespace

@@ -151,6 +151,22 @@ HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, cons
   return out;
 }
 
+ChunkedCall prepare_chunked_call(const LinearHead& policy, const at::Tensor& labels, const at::Tensor& loss_mask,
+                                 double softcap, int64_t chunk_tokens, const at::Tensor& active_rows_given) {
+  ChunkedCall c;
+  c.rows = policy.hidden.size(0);
+  c.steps = policy.hidden.size(1);
+  c.vocab = policy.weight.size(0);
+  c.input_error = check_labels_and_mask(labels, loss_mask, c.rows, c.steps, c.vocab, policy.hidden.device(), "policyHidden");
+  check_softcap(softcap, policy.hidden.scalar_type());
+  c.chunk = chunk_rows(chunk_tokens, c.vocab);
+  c.acc = accumulation_dtype(policy.hidden.scalar_type());
+  c.row_weight = loss_mask.reshape({-1}).to(c.acc).contiguous();
+  c.active = active_rows(active_rows_given, c.row_weight, c.input_error);
+  c.labels = labels.reshape({-1}).contiguous();
+  return c;
+}
+
 void save_for_head_backward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
                             const at::Tensor& bias, const at::Tensor& labels, const at::Tensor& row_weight,
                             const at::Tensor& active, const at::Tensor& active_lse, double softcap, int64_t chunk,

@@ -49,6 +49,18 @@ HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, cons
                         const at::Tensor& row_grad, double softcap, int64_t chunk, bool want_hidden, bool want_weight,
                         bool want_bias);
 
+// What both chunked ops do before their autograd Function, once per call: labels and mask checked
+// against the policy's [R,T] (a device-side error flag where a check would read the device), the
+// soft-cap checked, the chunk size, the flat row weights in the accumulation dtype, and the rows
+// with a non-zero weight (the caller's `active_rows`, checked, or found on the device).
+struct ChunkedCall {
+  int64_t rows = 0, steps = 0, vocab = 0, chunk = 0;
+  at::ScalarType acc = at::kFloat;
+  at::Tensor input_error, row_weight, active, labels;
+};
+ChunkedCall prepare_chunked_call(const LinearHead& policy, const at::Tensor& labels, const at::Tensor& loss_mask,
+                                 double softcap, int64_t chunk_tokens, const at::Tensor& active_rows_given);
+
 // The autograd side both chunked Functions share: what forward saves (the policy's flat hidden
 // states and head, flat labels and row weights, the active rows and their LSE) and the backward
 // that turns dL/dS per sequence (grads[0]) into gradients for inputs 0..2 (hidden, weight, bias).

@@ -78,31 +78,22 @@ SequenceStats sequence_stats_from_hidden(const LinearHead& policy, const LinearH
                                          const SequenceStatsOptions& options) {
   check_head(policy, "policy");
   const bool with_reference = reference.hidden.defined() || reference.weight.defined();
-  const int64_t rows = policy.hidden.size(0), steps = policy.hidden.size(1), vocab = policy.weight.size(0);
+  const int64_t rows = policy.hidden.size(0), steps = policy.hidden.size(1);
   EDPO_ARG_CHECK(rows > 0 && steps > 0, "policyHidden: R and T must be positive, got shape ", shape_str(policy.hidden));
   if (with_reference) {
     check_reference_head(policy, reference);
   }
-  at::Tensor input_error =
-      check_labels_and_mask(labels, loss_mask, rows, steps, vocab, policy.hidden.device(), "policyHidden");
-  check_softcap(options.final_logit_softcap, policy.hidden.scalar_type());
-  const int64_t chunk = chunk_rows(options.chunk_tokens, vocab);
-
-  const auto acc = accumulation_dtype(policy.hidden.scalar_type());
+  const ChunkedCall c =
+      prepare_chunked_call(policy, labels, loss_mask, options.final_logit_softcap, options.chunk_tokens, options.active_rows);
   const LinearHead p = matmul_ready(policy);
   const LinearHead r = with_reference ? matmul_ready(reference) : LinearHead{};
-  const int64_t h = policy.hidden.size(2);
-  auto flat = [](const LinearHead& x) {
-    return x.hidden.defined() ? x.hidden.detach().reshape({-1, x.hidden.size(2)}) : at::empty({0});
-  };
-  const at::Tensor row_weight = loss_mask.reshape({-1}).to(acc).contiguous();
-  const at::Tensor active = active_rows(options.active_rows, row_weight, input_error);
+  const at::Tensor none = at::empty({0});
   const variable_list out = ChunkedSequenceStats::apply(
-      p.hidden.reshape({-1, h}), p.weight, bias_or_empty(p.bias, p.weight), flat(r),
-      r.weight.defined() ? r.weight.detach() : at::empty({0}),
-      r.weight.defined() ? bias_or_empty(r.bias, r.weight).detach() : at::empty({0}), labels.reshape({-1}).contiguous(),
-      row_weight, active, options.final_logit_softcap, chunk, rows);
-  SequenceStats s{out[0], out[1], out[2], at::Tensor(), at::Tensor(), input_error};
+      p.hidden.reshape({-1, p.hidden.size(2)}), p.weight, bias_or_empty(p.bias, p.weight),
+      with_reference ? r.hidden.detach().reshape({-1, r.hidden.size(2)}) : none, with_reference ? r.weight.detach() : none,
+      with_reference ? bias_or_empty(r.bias, r.weight).detach() : none, c.labels, c.row_weight, c.active,
+      options.final_logit_softcap, c.chunk, rows);
+  SequenceStats s{out[0], out[1], out[2], at::Tensor(), at::Tensor(), c.input_error};
   if (with_reference) {
     s.ref_logps = out[3];
     s.kl = out[4];

@@ -28,6 +28,13 @@ struct RowKernels {
   Backward backward;
 };
 
+// The (element, accumulation) type pairs every instruction-set build instantiates, in its namespace.
+#define EDPO_INSTANTIATE_ROW_KERNELS                                   \
+  template RowKernels<float, float> kernels<float, float>();         \
+  template RowKernels<bf16_bits, float> kernels<bf16_bits, float>(); \
+  template RowKernels<half_bits, float> kernels<half_bits, float>(); \
+  template RowKernels<double, double> kernels<double, double>();
+
 // Instruction-set variants; `row_kernels<T, Acc>()` in the dispatcher picks one at run time.
 namespace base { template <typename T, typename Acc> RowKernels<T, Acc> kernels(); }
 namespace avx2 { template <typename T, typename Acc> RowKernels<T, Acc> kernels(); }

@@ -13,10 +13,7 @@ template <typename T, typename Acc>
 RowKernels<T, Acc> kernels() {
   return base::kernels<T, Acc>();
 }
-template RowKernels<float, float> kernels<float, float>();
-template RowKernels<bf16_bits, float> kernels<bf16_bits, float>();
-template RowKernels<half_bits, float> kernels<half_bits, float>();
-template RowKernels<double, double> kernels<double, double>();
+EDPO_INSTANTIATE_ROW_KERNELS
 }  // namespace EDPO_CPU_ISA
 }  // namespace cpu
 }  // namespace edpo

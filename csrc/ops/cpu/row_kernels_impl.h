@@ -445,10 +445,7 @@ RowKernels<T, Acc> kernels() {
   return RowKernels<T, Acc>{&forward_rows<T, Acc>, &backward_rows<T, Acc>};
 }
 
-template RowKernels<float, float> kernels<float, float>();
-template RowKernels<bf16_bits, float> kernels<bf16_bits, float>();
-template RowKernels<half_bits, float> kernels<half_bits, float>();
-template RowKernels<double, double> kernels<double, double>();
+EDPO_INSTANTIATE_ROW_KERNELS
 
 }  // namespace EDPO_CPU_ISA
 }  // namespace cpu
