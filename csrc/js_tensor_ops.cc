@@ -227,29 +227,23 @@ std::vector<at::Tensor> tensor_list(const Napi::Value& v, const char* what) {
   return out;
 }
 
-Napi::Value Cat(const Napi::CallbackInfo& info) {
+// Tensor.cat / Tensor.stack: a list of tensors joined along `dim` (default 0); libtorch's shape
+// errors are reported against the list.
+template <at::Tensor (*Join)(at::TensorList, int64_t)>
+Napi::Value JoinTensors(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
     const int64_t dim = info.Length() > 1 && !info[1].IsUndefined() ? arg_int(info[1], "dim") : 0;
     const std::vector<at::Tensor> tensors = tensor_list(info[0], "tensors");
     try {
-      return TensorWrap::Wrap(info.Env(), at::cat(tensors, dim));
+      return TensorWrap::Wrap(info.Env(), Join(tensors, dim));
     } catch (const std::exception& e) {
       TORCH_CHECK(false, "tensors: ", error_message(e));
     }
   });
 }
 
-Napi::Value Stack(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    const int64_t dim = info.Length() > 1 && !info[1].IsUndefined() ? arg_int(info[1], "dim") : 0;
-    const std::vector<at::Tensor> tensors = tensor_list(info[0], "tensors");
-    try {
-      return TensorWrap::Wrap(info.Env(), at::stack(tensors, dim));
-    } catch (const std::exception& e) {
-      TORCH_CHECK(false, "tensors: ", error_message(e));
-    }
-  });
-}
+at::Tensor cat_tensors(at::TensorList tensors, int64_t dim) { return at::cat(tensors, dim); }
+at::Tensor stack_tensors(at::TensorList tensors, int64_t dim) { return at::stack(tensors, dim); }
 
 }  // namespace
 
@@ -259,8 +253,8 @@ void InitTensorFactories(Napi::Env env, Napi::Object exports) {
                                       {"full", Full},
                                       {"randn", Randn},
                                       {"manualSeed", ManualSeed},
-                                      {"cat", Cat},
-                                      {"stack", Stack},
+                                      {"cat", JoinTensors<cat_tensors>},
+                                      {"stack", JoinTensors<stack_tensors>},
                                   });
 }
 

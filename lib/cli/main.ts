@@ -20,34 +20,28 @@ commands:
 
 Run a command with --help for its options; edpo --version prints the version.`
 
+const COMMANDS: Record<string, (argv: readonly string[]) => number | Promise<number>> = {
+  train: trainCommand,
+  sft: sftCommand,
+  eval: evalCommand,
+  generate: generateCommand,
+  demo: demoCommand,
+  doctor: doctorCommand,
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
-  switch (command) {
-    case 'train':
-      return trainCommand(rest)
-    case 'sft':
-      return sftCommand(rest)
-    case 'eval':
-      return evalCommand(rest)
-    case 'generate':
-      return generateCommand(rest)
-    case 'demo':
-      return demoCommand(rest)
-    case 'doctor':
-      return doctorCommand(rest)
-    case '--version':
-    case '-v':
-      process.stdout.write(`edpo ${edpoVersion()}\n`)
-      return 0
-    case undefined:
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE + '\n')
-      return command === undefined ? 2 : 0
-    default:
-      process.stderr.write(`edpo: unknown command '${command}'\n\n${USAGE}\n`)
-      return 2
+  if (command !== undefined && Object.hasOwn(COMMANDS, command)) return COMMANDS[command]!(rest)
+  if (command === '--version' || command === '-v') {
+    process.stdout.write(`edpo ${edpoVersion()}\n`)
+    return 0
   }
+  if (command === undefined || command === '--help' || command === '-h') {
+    process.stdout.write(USAGE + '\n')
+    return command === undefined ? 2 : 0
+  }
+  process.stderr.write(`edpo: unknown command '${command}'\n\n${USAGE}\n`)
+  return 2
 }
 
 main(process.argv.slice(2)).then(
