@@ -2,6 +2,7 @@
 // the public surface. Every case must throw (or reject) with a message naming what it expects;
 // a crash shows up in the parent as a signal or non-zero exit. Prints one JSON summary line.
 import * as fs from 'node:fs'
+import { rng } from './reference'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
@@ -17,17 +18,6 @@ interface Case {
   run: () => unknown
 }
 
-// mulberry32: small, seeded, and the same on every machine.
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 const random = rng(Number(process.argv[2] ?? 10))
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!
 

@@ -29,17 +29,10 @@ export interface Reference {
   meanRejectedLogits: number
 }
 
-/** Small deterministic PRNG (mulberry32) so every case is reproducible from its seed. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** Small deterministic PRNG (mulberry32): every case is reproducible from its seed. The demo's, reused. */
+import { rng } from '../../lib/demo/task'
+
+export { rng }
 
 export interface CaseOptions {
   pairs: number
