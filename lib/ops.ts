@@ -53,6 +53,35 @@ function defineOp<N extends OpName, R>(name: N, wrap: (outputs: OpTypes[N]['outp
   }
 }
 
+/** The per-pair fields of an ε-DPO result: each a [B] view of one record column, in the loss dtype. */
+export interface EpsilonDpoLossResult {
+  /** β_i = β / (1 + ε·s_i). */
+  readonly betas: Tensor
+  /** S(chosen): the policy's summed completion log-probs. */
+  readonly chosenLogps: Tensor
+  readonly rejectedLogps: Tensor
+  /** S_ref(chosen): the reference's. */
+  readonly refChosenLogps: Tensor
+  readonly refRejectedLogps: Tensor
+  /** β_i·(S − S_ref) of the chosen completion. */
+  readonly chosenRewards: Tensor
+  readonly rejectedRewards: Tensor
+  /** L_i per pair. */
+  readonly losses: Tensor
+}
+
+// Field name → record column, for the views above (defined once on the prototype, below the class).
+const COLUMN_VIEWS = {
+  betas: 'beta',
+  chosenLogps: 'chosenLogps',
+  rejectedLogps: 'rejectedLogps',
+  refChosenLogps: 'refChosenLogps',
+  refRejectedLogps: 'refRejectedLogps',
+  chosenRewards: 'chosenRewards',
+  rejectedRewards: 'rejectedRewards',
+  losses: 'loss',
+} as const satisfies Record<string, PairRecordColumn>
+
 /**
  * Outputs of the ε-DPO ops: the loss and the per-pair `record` ([B, k] float64 on the op's
  * device, columns PAIR_RECORD_COLUMNS). The per-pair fields are views of the record, computed when
@@ -81,31 +110,6 @@ export class EpsilonDpoLossResult {
     return this.record.narrow(1, pairColumn('step'), 1).squeeze(1).to('int64')
   }
   /** β_i = β / (1 + ε·s_i). */
-  get betas(): Tensor {
-    return this.column('beta')
-  }
-  get chosenLogps(): Tensor {
-    return this.column('chosenLogps')
-  }
-  get rejectedLogps(): Tensor {
-    return this.column('rejectedLogps')
-  }
-  get refChosenLogps(): Tensor {
-    return this.column('refChosenLogps')
-  }
-  get refRejectedLogps(): Tensor {
-    return this.column('refRejectedLogps')
-  }
-  get chosenRewards(): Tensor {
-    return this.column('chosenRewards')
-  }
-  get rejectedRewards(): Tensor {
-    return this.column('rejectedRewards')
-  }
-  /** L_i per pair. */
-  get losses(): Tensor {
-    return this.column('loss')
-  }
   /** Mean raw policy logit over chosen completion tokens × vocabulary (a scalar; 0 without tokens). */
   get meanChosenLogits(): Tensor {
     return this.meanLogits('chosenLogitSum', 'chosenTokens')
@@ -127,6 +131,14 @@ export class EpsilonDpoLossResult {
     // Σ sums is 0 when there are no tokens, so dividing by max(n, 1) gives 0 there.
     return col(sums).div(n.maskedFill(n.eq(0), 1)).to(this.loss.dtype)
   }
+}
+
+for (const [field, column] of Object.entries(COLUMN_VIEWS)) {
+  Object.defineProperty(EpsilonDpoLossResult.prototype, field, {
+    get(this: EpsilonDpoLossResult) {
+      return this.column(column)
+    },
+  })
 }
 
 const lossOp = defineOp('epsilonDpoLoss', (o) => new EpsilonDpoLossResult(o))

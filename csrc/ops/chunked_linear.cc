@@ -11,7 +11,7 @@
 // per-row LSE between the passes: O(chunk·V + N) memory.
 #include "chunked_linear.h"
 
-#include <torch/csrc/autograd/custom_function.h>
+#include "autograd_function.h"
 
 #include <cmath>
 
@@ -22,9 +22,6 @@
 
 namespace edpo {
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLogps> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& policy_hidden, const at::Tensor& policy_weight,

@@ -1,16 +1,13 @@
 // The ε-DPO op on full logits: the autograd Function around the fused row pass, and the entry points.
 #include "epsilon_dpo.h"
 
-#include <torch/csrc/autograd/custom_function.h>
+#include "autograd_function.h"
 
 #include "row_stats.h"
 #include "row_ops.h"
 
 namespace edpo {
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 // Autograd node: per-sequence sums from [N,V] logits. Only S (output 0) is differentiable; the
 // backward turns dL/dS into per-row weights and writes g·(onehot − softmax) in one pass, from the

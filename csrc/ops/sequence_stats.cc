@@ -1,6 +1,6 @@
 #include "sequence_stats.h"
 
-#include <torch/csrc/autograd/custom_function.h>
+#include "autograd_function.h"
 
 #include <algorithm>
 
@@ -11,9 +11,6 @@
 
 namespace edpo {
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 // Per-row statistics of one chunk, in the accumulation dtype: [k, n] with the rows below.
 enum TokenStat : int { kLogp = 0, kCorrect, kLse, kRefLogp, kKl, kNumTokenStats };

@@ -85,11 +85,15 @@ template <> inline half_bits from_float<half_bits>(float v) {
 
 // ---- 2^x on SIMD lanes (GCC vector extensions, one register of the build's instruction set) ----
 template <typename Acc> struct Lanes;
-template <> struct Lanes<float> {
-  static constexpr int W = EDPO_CPU_VECTOR_BYTES / 4;
-  typedef float V __attribute__((vector_size(EDPO_CPU_VECTOR_BYTES)));
-  typedef int32_t I;
-  typedef int32_t M __attribute__((vector_size(EDPO_CPU_VECTOR_BYTES)));
+// One register of Acc values (V), and of same-width integers for masks (M).
+template <typename Acc, typename Int>
+struct LaneTypes {
+  static constexpr int W = EDPO_CPU_VECTOR_BYTES / int(sizeof(Acc));
+  typedef Acc V __attribute__((vector_size(EDPO_CPU_VECTOR_BYTES)));
+  typedef Int I;
+  typedef Int M __attribute__((vector_size(EDPO_CPU_VECTOR_BYTES)));
+};
+template <> struct Lanes<float> : LaneTypes<float, int32_t> {
   // 2^x for x ≤ 127, branch-free: x = n + f with |f| ≤ 1/2, 2^f by a degree-6 polynomial
   // (Cephes exp2f coefficients, ~1 ulp), 2^n written into the exponent bits. Lanes below −126
   // (−inf included) are exactly 0; NaN stays NaN.
@@ -110,11 +114,7 @@ template <> struct Lanes<float> {
     return x < -126.0f ? V{} : p * scale;
   }
 };
-template <> struct Lanes<double> {
-  static constexpr int W = EDPO_CPU_VECTOR_BYTES / 8;
-  typedef double V __attribute__((vector_size(EDPO_CPU_VECTOR_BYTES)));
-  typedef int64_t I;
-  typedef int64_t M __attribute__((vector_size(EDPO_CPU_VECTOR_BYTES)));
+template <> struct Lanes<double> : LaneTypes<double, int64_t> {
   static V exp2(V x) {
     V r;
     for (int i = 0; i < W; ++i) r[i] = std::exp2(x[i]);
