@@ -120,3 +120,8 @@ t.test('--help shows enum choices, TRL names, required options and --resume', (t
   t.match(help, /--resume <run dir> +continue/)
   t.end()
 })
+
+t.test('edpo demo --methods takes every method listed', async (t) => {
+  const { DEMO_OPTIONS } = await import('../lib/demo/config')
+  t.same(parseArgs(['--methods', 'dpo', 'epsilon-dpo', '--quick'], DEMO_OPTIONS).options, { methods: ['dpo', 'epsilon-dpo'], quick: true })
+})

@@ -78,7 +78,7 @@ t.test("Qwen3: edpo's text ids equal the independent implementation's; its templ
   t.match(rendered, /<\|im_start\|>user\nhi<\|im_end\|>\n<\|im_start\|>assistant\n$/)
 })
 
-t.test('UltraFeedback and Anthropic-HH layouts train a step with the Llama-3 tokenizer', async (t) => {
+t.test('UltraFeedback, Anthropic-HH and content-part layouts train a step with the Llama-3 tokenizer', async (t) => {
   const work = tempDir(t)
   const model = path.join(work, 'tiny-llama3')
   const tokenizerFiles = ['tokenizer.json', 'tokenizer_config.json'].map((f) => path.join(modelsOf('llama3'), f))
@@ -96,7 +96,13 @@ t.test('UltraFeedback and Anthropic-HH layouts train a step with the Llama-3 tok
     chosen: `\n\nHuman: ${TURNS[i]}\n\nAssistant: ${ANSWERS[i]}`,
     rejected: `\n\nHuman: ${TURNS[i]}\n\nAssistant: I do not know.`,
   }))
-  for (const [name, rows] of [['ultrafeedback', ultrafeedback], ['hh', hh]] as const) {
+  // Conversational rows whose content is a list of text parts (OpenAI-style).
+  const parts = Array.from({ length: 4 }, (_, i) => ({
+    prompt: [{ role: 'user', content: [{ type: 'text', text: TURNS[i]! }] }],
+    chosen: [{ role: 'assistant', content: [{ type: 'text', text: ANSWERS[i]! }] }],
+    rejected: [{ role: 'assistant', content: [{ type: 'text', text: 'I do not ' }, { type: 'text', text: 'know.' }] }],
+  }))
+  for (const [name, rows] of [['ultrafeedback', ultrafeedback], ['hh', hh], ['content-parts', parts]] as const) {
     const lines: string[] = []
     const trainer = await Trainer.create(
       { model, data: [writeJsonl(path.join(work, `${name}.jsonl`), rows)], out: path.join(work, `run-${name}`), batchSize: 2, maxSteps: 1, maxLength: 128, learningRate: 1e-3 },
