@@ -27,20 +27,20 @@ struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLo
   static variable_list forward(AutogradContext* ctx, const at::Tensor& policy_hidden, const at::Tensor& policy_weight,
                                const at::Tensor& policy_bias, const at::Tensor& reference_hidden,
                                const at::Tensor& reference_weight, const at::Tensor& reference_bias,
-                               const at::Tensor& labels, const at::Tensor& weight, const at::Tensor& active,
+                               const at::Tensor& labels, const at::Tensor& row_weight, const at::Tensor& active,
                                double epsilon, double softcap, int64_t chunk, int64_t sequences) {
     const int64_t rows = policy_hidden.size(0), vocab = policy_weight.size(0);
     const int64_t count = active.size(0);
-    at::Tensor stats = at::zeros({kNumRowStats, rows}, weight.options());
+    at::Tensor stats = at::zeros({kNumRowStats, rows}, row_weight.options());
     for (int64_t start = 0; start < count; start += chunk) {
       const at::Tensor ids = active.narrow(0, start, std::min(chunk, count - start));
       const at::Tensor policy = head_logits(policy_hidden.index_select(0, ids), policy_weight, policy_bias, softcap);
       const at::Tensor reference = head_logits(reference_hidden.index_select(0, ids), reference_weight, reference_bias, softcap);
       stats.index_copy_(1, ids,
-                        forward_rows(policy, reference, labels.index_select(0, ids), weight.index_select(0, ids), epsilon));
+                        forward_rows(policy, reference, labels.index_select(0, ids), row_weight.index_select(0, ids), epsilon));
     }
-    const SequenceLogps s = sums_from_row_stats(stats, weight, sequences, vocab);
-    save_for_head_backward(ctx, policy_hidden, policy_weight, policy_bias, labels, weight, active,
+    const SequenceLogps s = sums_from_row_stats(stats, row_weight, sequences, vocab);
+    save_for_head_backward(ctx, policy_hidden, policy_weight, policy_bias, labels, row_weight, active,
                            stats[kPolicyLse].index_select(0, active), softcap, chunk, sequences);
     ctx->mark_non_differentiable({s.reference, s.plus, s.minus, s.logit_sum, s.token_count});
     return {s.policy, s.reference, s.plus, s.minus, s.logit_sum, s.token_count};
@@ -55,10 +55,10 @@ struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLo
 SequenceLogps sequence_logps_from_hidden(const LinearHead& policy, const LinearHead& reference, const at::Tensor& labels,
                                          const at::Tensor& loss_mask, const ChunkedOptions& options) {
   check_head(policy, "policy");
-  const int64_t rows = policy.hidden.size(0), steps = policy.hidden.size(1), vocab = policy.weight.size(0);
+  const int64_t rows = policy.hidden.size(0), positions = policy.hidden.size(1), vocab = policy.weight.size(0);
   EDPO_ARG_CHECK(rows > 0 && rows % 2 == 0,
                  "policyHidden: the first dimension must be 2B > 0 (chosen rows, then rejected rows), got ", rows);
-  EDPO_ARG_CHECK(steps > 0, "policyHidden: T must be positive, got shape ", shape_str(policy.hidden));
+  EDPO_ARG_CHECK(positions > 0, "policyHidden: T must be positive, got shape ", shape_str(policy.hidden));
   check_reference_head(policy, reference);
   const ChunkedCall c =
       prepare_chunked_call(policy, labels, loss_mask, options.final_logit_softcap, options.chunk_tokens, options.active_rows);

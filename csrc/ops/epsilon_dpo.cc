@@ -14,11 +14,11 @@ namespace {
 // saved per-row LSE, so no [N,V] intermediate is kept between forward and backward.
 struct SequenceLogpsFunction : public torch::autograd::Function<SequenceLogpsFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& policy, const at::Tensor& reference,
-                               const at::Tensor& labels, const at::Tensor& weight, double epsilon,
+                               const at::Tensor& labels, const at::Tensor& row_weight, double epsilon,
                                int64_t sequences) {
-    const at::Tensor stats = forward_rows(policy, reference, labels, weight, epsilon);
-    const SequenceLogps s = sums_from_row_stats(stats, weight, sequences, policy.size(1));
-    ctx->save_for_backward({policy, labels, weight, stats[kPolicyLse].contiguous()});
+    const at::Tensor stats = forward_rows(policy, reference, labels, row_weight, epsilon);
+    const SequenceLogps s = sums_from_row_stats(stats, row_weight, sequences, policy.size(1));
+    ctx->save_for_backward({policy, labels, row_weight, stats[kPolicyLse].contiguous()});
     ctx->saved_data["sequences"] = sequences;
     ctx->mark_non_differentiable({s.reference, s.plus, s.minus, s.logit_sum, s.token_count});
     return {s.policy, s.reference, s.plus, s.minus, s.logit_sum, s.token_count};
@@ -26,11 +26,11 @@ struct SequenceLogpsFunction : public torch::autograd::Function<SequenceLogpsFun
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &policy = saved[0], &labels = saved[1], &weight = saved[2], &lse = saved[3];
+    const at::Tensor &policy = saved[0], &labels = saved[1], &row_weight = saved[2], &lse = saved[3];
     const int64_t sequences = ctx->saved_data["sequences"].toInt();
     at::Tensor grad_policy;
     if (grads[0].defined()) {
-      const at::Tensor row_grad = row_grads_from_sequences(grads[0], weight, sequences, lse.scalar_type());
+      const at::Tensor row_grad = row_grads_from_sequences(grads[0], row_weight, sequences, lse.scalar_type());
       grad_policy = backward_rows(policy, labels, lse, row_grad);
     }
     return {grad_policy, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
@@ -47,8 +47,8 @@ SequenceLogps checked_sequence_logps(const at::Tensor& policy_logits, const at::
   const at::Tensor policy = policy_logits.reshape({-1, vocab}).contiguous();
   const at::Tensor reference = reference_logits.detach().reshape({-1, vocab}).contiguous();
   const at::Tensor flat_labels = labels.reshape({-1}).contiguous();
-  const at::Tensor weight = loss_mask.reshape({-1}).to(acc).contiguous();
-  const variable_list out = SequenceLogpsFunction::apply(policy, reference, flat_labels, weight, epsilon, sequences);
+  const at::Tensor row_weight = loss_mask.reshape({-1}).to(acc).contiguous();
+  const variable_list out = SequenceLogpsFunction::apply(policy, reference, flat_labels, row_weight, epsilon, sequences);
   return SequenceLogps{out[0], out[1], out[2], out[3], out[4], out[5], vocab, input_error};
 }
 

@@ -155,9 +155,9 @@ ChunkedCall prepare_chunked_call(const LinearHead& policy, const at::Tensor& lab
                                  double softcap, int64_t chunk_tokens, const at::Tensor& active_rows_given) {
   ChunkedCall c;
   c.rows = policy.hidden.size(0);
-  c.steps = policy.hidden.size(1);
+  c.positions = policy.hidden.size(1);
   c.vocab = policy.weight.size(0);
-  c.input_error = check_labels_and_mask(labels, loss_mask, c.rows, c.steps, c.vocab, policy.hidden.device(), "policyHidden");
+  c.input_error = check_labels_and_mask(labels, loss_mask, c.rows, c.positions, c.vocab, policy.hidden.device(), "policyHidden");
   check_softcap(softcap, policy.hidden.scalar_type());
   c.chunk = chunk_rows(chunk_tokens, c.vocab);
   c.acc = accumulation_dtype(policy.hidden.scalar_type());

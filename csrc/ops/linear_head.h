@@ -16,7 +16,7 @@ struct LinearHead {
 // hidden [R,T,H] floating, weight [V,H] and bias [V] of the same dtype and device; `what` is the
 // argument prefix users see ("policy" → policyHidden/policyHead/policyBias).
 void check_head(const LinearHead& head, const char* what);
-// A reference head for `policy` (already checked): its own check, then the same rows, steps,
+// A reference head for `policy` (already checked): its own check, then the same rows, positions,
 // vocabulary, dtype and device.
 void check_reference_head(const LinearHead& policy, const LinearHead& reference);
 // 0 (off) or within the hidden dtype's finite range: c·tanh(z/c) runs in that dtype.
@@ -54,7 +54,7 @@ HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, cons
 // soft-cap checked, the chunk size, the flat row weights in the accumulation dtype, and the rows
 // with a non-zero weight (the caller's `active_rows`, checked, or found on the device).
 struct ChunkedCall {
-  int64_t rows = 0, steps = 0, vocab = 0, chunk = 0;
+  int64_t rows = 0, positions = 0, vocab = 0, chunk = 0;
   at::ScalarType acc = at::kFloat;
   at::Tensor input_error, row_weight, active, labels;
 };

@@ -24,7 +24,7 @@ constexpr const char* kInputErrorActiveRowsMessage =
 // `source` names the tensor whose shape they must match in messages. Throws ArgumentError for what
 // it can see without reading the device. Returns a float64 scalar flag on `device`: 0 on the CPU
 // (which checks the values eagerly), the kInputError* bits elsewhere (checked where results are read).
-at::Tensor check_labels_and_mask(const at::Tensor& labels, const at::Tensor& loss_mask, int64_t rows, int64_t steps,
+at::Tensor check_labels_and_mask(const at::Tensor& labels, const at::Tensor& loss_mask, int64_t rows, int64_t positions,
                                  int64_t vocab, const c10::Device& device, const char* source);
 std::string shape_str(const at::Tensor& t);
 

@@ -5,13 +5,13 @@
 namespace edpo {
 
 at::Tensor forward_rows(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
-                        const at::Tensor& weight, double epsilon) {
+                        const at::Tensor& row_weight, double epsilon) {
 #ifdef EDPO_WITH_CUDA
-  if (policy.is_cuda()) return forward_rows_cuda(policy, reference, labels, weight, epsilon);
+  if (policy.is_cuda()) return forward_rows_cuda(policy, reference, labels, row_weight, epsilon);
 #endif
   TORCH_CHECK(policy.is_cpu(), "policyLogits: tensors on ", policy.device(),
               " need a CUDA build of edpo (EDPO_CUDA=1 npm run build:cuda)");
-  return forward_rows_cpu(policy, reference, labels, weight, epsilon);
+  return forward_rows_cpu(policy, reference, labels, row_weight, epsilon);
 }
 
 at::Tensor backward_rows(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,

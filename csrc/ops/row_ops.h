@@ -14,18 +14,18 @@ const char* cpu_kernel_isa();
 
 // Device dispatch: CPU kernels, or the CUDA ones in CUDA builds (an error otherwise).
 at::Tensor forward_rows(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
-                        const at::Tensor& weight, double epsilon);
+                        const at::Tensor& row_weight, double epsilon);
 at::Tensor backward_rows(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
                          const at::Tensor& row_grad);
 
 at::Tensor forward_rows_cpu(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
-                            const at::Tensor& weight, double epsilon);
+                            const at::Tensor& row_weight, double epsilon);
 at::Tensor backward_rows_cpu(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
                              const at::Tensor& row_grad);
 
 // Present only in CUDA builds (EDPO_WITH_CUDA); float32 accumulation only.
 at::Tensor forward_rows_cuda(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
-                             const at::Tensor& weight, double epsilon);
+                             const at::Tensor& row_weight, double epsilon);
 at::Tensor backward_rows_cuda(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
                               const at::Tensor& row_grad);
 

@@ -52,13 +52,13 @@ int64_t grain_rows(int64_t vocab) { return std::max<int64_t>(1, 16384 / std::max
 
 template <typename T, typename Acc>
 void run_forward(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
-                 const at::Tensor& weight, Acc epsilon, at::Tensor& stats) {
+                 const at::Tensor& row_weight, Acc epsilon, at::Tensor& stats) {
   const auto kernels = pick_kernels<T, Acc>();
   const int64_t rows = policy.size(0), vocab = policy.size(1);
   const T* a = reinterpret_cast<const T*>(policy.data_ptr());
   const T* b = reinterpret_cast<const T*>(reference.data_ptr());
   const int64_t* y = labels.data_ptr<int64_t>();
-  const Acc* w = weight.data_ptr<Acc>();
+  const Acc* w = row_weight.data_ptr<Acc>();
   Acc* out = stats.data_ptr<Acc>();
   at::parallel_for(0, rows, grain_rows(vocab), [&](int64_t begin, int64_t end) {
     kernels.forward(a, b, y, w, begin, end, rows, vocab, epsilon, out);
@@ -84,9 +84,9 @@ void run_backward(const at::Tensor& policy, const at::Tensor& labels, const at::
 // factor ~1.5 of the dtype's largest value overflow and give inf/NaN statistics. Only rows whose
 // statistics came out non-finite are looked at again (a rare path): when their logits are all
 // finite, the cause is that overflow, and it is reported instead of returning NaN.
-void check_overflow(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& weight,
+void check_overflow(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& row_weight,
                     const at::Tensor& stats) {
-  const at::Tensor bad = at::logical_and(at::isfinite(stats).logical_not().any(0), weight != 0);
+  const at::Tensor bad = at::logical_and(at::isfinite(stats).logical_not().any(0), row_weight != 0);
   if (!bad.any().item<bool>()) return;
   const at::Tensor rows = bad.nonzero().view({-1});
   for (int64_t i = 0; i < rows.size(0); ++i) {
@@ -116,17 +116,17 @@ at::ScalarType accumulation_dtype(at::ScalarType logits_dtype) {
 }
 
 at::Tensor forward_rows_cpu(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
-                            const at::Tensor& weight, double epsilon) {
+                            const at::Tensor& row_weight, double epsilon) {
   const auto acc = accumulation_dtype(policy.scalar_type());
   at::Tensor stats = at::empty({kNumRowStats, policy.size(0)}, policy.options().dtype(acc));
   switch (policy.scalar_type()) {
-    case at::kFloat: run_forward<float, float>(policy, reference, labels, weight, float(epsilon), stats); break;
-    case at::kBFloat16: run_forward<cpu::bf16_bits, float>(policy, reference, labels, weight, float(epsilon), stats); break;
-    case at::kHalf: run_forward<cpu::half_bits, float>(policy, reference, labels, weight, float(epsilon), stats); break;
-    case at::kDouble: run_forward<double, double>(policy, reference, labels, weight, epsilon, stats); break;
+    case at::kFloat: run_forward<float, float>(policy, reference, labels, row_weight, float(epsilon), stats); break;
+    case at::kBFloat16: run_forward<cpu::bf16_bits, float>(policy, reference, labels, row_weight, float(epsilon), stats); break;
+    case at::kHalf: run_forward<cpu::half_bits, float>(policy, reference, labels, row_weight, float(epsilon), stats); break;
+    case at::kDouble: run_forward<double, double>(policy, reference, labels, row_weight, epsilon, stats); break;
     default: TORCH_CHECK(false, "policyLogits: unsupported dtype ", policy.scalar_type());
   }
-  check_overflow(policy, reference, weight, stats);
+  check_overflow(policy, reference, row_weight, stats);
   return stats;
 }
 

@@ -28,11 +28,11 @@ void check_launch(cudaError_t err, const char* what) {
 }  // namespace
 
 at::Tensor forward_rows_cuda(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
-                             const at::Tensor& weight, double epsilon) {
+                             const at::Tensor& row_weight, double epsilon) {
   const c10::cuda::CUDAGuard device_guard(policy.device());
   const auto dtype = kernel_dtype(policy.scalar_type());
   TORCH_CHECK(policy.size(1) <= 262144, "policyLogits: CUDA kernels take V <= 262144, got ", policy.size(1));
-  const at::Tensor w = weight.to(at::kFloat).contiguous();
+  const at::Tensor w = row_weight.to(at::kFloat).contiguous();
   at::Tensor stats = at::empty({kNumRowStats, policy.size(0)}, policy.options().dtype(at::kFloat));
   const int64_t rows = policy.size(0);
   const auto out = edpo_cuda::RowStats::in_block(stats.data_ptr<float>(), rows);

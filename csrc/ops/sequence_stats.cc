@@ -51,9 +51,9 @@ struct ChunkedSequenceStats : public torch::autograd::Function<ChunkedSequenceSt
       stats.index_copy_(1, ids, chunk_stats(z, zr, labels.index_select(0, ids), mask.scalar_type()));
     }
     // Masked sums per sequence in float64, as for the ε-DPO sums (spec §8).
-    const int64_t steps = mask.size(0) / sequences;
-    const at::Tensor w = mask.to(at::kDouble).view({sequences, steps});
-    auto seq_sum = [&](int k) { return (stats[k].to(at::kDouble).view({sequences, steps}) * w).sum(1); };
+    const int64_t positions = mask.size(0) / sequences;
+    const at::Tensor w = mask.to(at::kDouble).view({sequences, positions});
+    auto seq_sum = [&](int k) { return (stats[k].to(at::kDouble).view({sequences, positions}) * w).sum(1); };
     const at::Tensor none = at::zeros({0}, w.options());
     variable_list out{seq_sum(kLogp), seq_sum(kCorrect), w.sum(1), with_reference ? seq_sum(kRefLogp) : none,
                       with_reference ? seq_sum(kKl) : none};
@@ -75,8 +75,8 @@ SequenceStats sequence_stats_from_hidden(const LinearHead& policy, const LinearH
                                          const SequenceStatsOptions& options) {
   check_head(policy, "policy");
   const bool with_reference = reference.hidden.defined() || reference.weight.defined();
-  const int64_t rows = policy.hidden.size(0), steps = policy.hidden.size(1);
-  EDPO_ARG_CHECK(rows > 0 && steps > 0, "policyHidden: R and T must be positive, got shape ", shape_str(policy.hidden));
+  const int64_t rows = policy.hidden.size(0), positions = policy.hidden.size(1);
+  EDPO_ARG_CHECK(rows > 0 && positions > 0, "policyHidden: R and T must be positive, got shape ", shape_str(policy.hidden));
   if (with_reference) {
     check_reference_head(policy, reference);
   }

@@ -4,21 +4,21 @@
 
 namespace edpo {
 
-SequenceLogps sums_from_row_stats(const at::Tensor& stats, const at::Tensor& weight, int64_t sequences,
+SequenceLogps sums_from_row_stats(const at::Tensor& stats, const at::Tensor& row_weight, int64_t sequences,
                                   int64_t vocab) {
-  const int64_t steps = weight.size(0) / sequences;
+  const int64_t positions = row_weight.size(0) / sequences;
   // Masked sums in float64 whatever the row precision (spec §8).
-  const at::Tensor w = weight.to(at::kDouble).view({sequences, steps});
-  auto seq_sum = [&](int k) { return (stats[k].to(at::kDouble).view({sequences, steps}) * w).sum(1); };
+  const at::Tensor w = row_weight.to(at::kDouble).view({sequences, positions});
+  auto seq_sum = [&](int k) { return (stats[k].to(at::kDouble).view({sequences, positions}) * w).sum(1); };
   return SequenceLogps{seq_sum(kPolicyLogp), seq_sum(kReferenceLogp), seq_sum(kPlusLogp),
                        seq_sum(kMinusLogp),  seq_sum(kLogitSum),     w.sum(1),
                        vocab};
 }
 
-at::Tensor row_grads_from_sequences(const at::Tensor& grad_sequences, const at::Tensor& weight, int64_t sequences,
+at::Tensor row_grads_from_sequences(const at::Tensor& grad_sequences, const at::Tensor& row_weight, int64_t sequences,
                                     at::ScalarType dtype) {
-  const int64_t steps = weight.size(0) / sequences;
-  return (grad_sequences.to(at::kDouble).view({sequences, 1}) * weight.to(at::kDouble).view({sequences, steps}))
+  const int64_t positions = row_weight.size(0) / sequences;
+  return (grad_sequences.to(at::kDouble).view({sequences, 1}) * row_weight.to(at::kDouble).view({sequences, positions}))
       .reshape({-1})
       .to(dtype)
       .contiguous();

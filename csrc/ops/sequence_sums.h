@@ -19,10 +19,10 @@ struct SequenceLogps {
 };
 
 // Per-sequence sums from a [kNumRowStats, N] row-stats tensor and the [N] row weights (the mask).
-SequenceLogps sums_from_row_stats(const at::Tensor& stats, const at::Tensor& weight, int64_t sequences,
+SequenceLogps sums_from_row_stats(const at::Tensor& stats, const at::Tensor& row_weight, int64_t sequences,
                                   int64_t vocab);
 // dL/d(row log-prob) for each of the N rows from dL/dS per sequence: g_seq · mask, in `dtype`.
-at::Tensor row_grads_from_sequences(const at::Tensor& grad_sequences, const at::Tensor& weight, int64_t sequences,
+at::Tensor row_grads_from_sequences(const at::Tensor& grad_sequences, const at::Tensor& row_weight, int64_t sequences,
                                     at::ScalarType dtype);
 
 }  // namespace edpo

@@ -19,7 +19,7 @@ template <typename T, typename Acc>
 struct RowKernels {
   // Rows [begin, end) of contiguous [rows, vocab] policy/reference logits. Rows whose weight is 0
   // get all-zero statistics and are not read.
-  using Forward = void (*)(const T* policy, const T* reference, const int64_t* labels, const Acc* weight,
+  using Forward = void (*)(const T* policy, const T* reference, const int64_t* labels, const Acc* row_weight,
                            int64_t begin, int64_t end, int64_t rows, int64_t vocab, Acc epsilon, Acc* stats);
   // grad[r, j] = row_grad[r] * (onehot(y_r)_j - exp(policy[r, j] - lse[r])); zero rows where row_grad is 0.
   using Backward = void (*)(const T* policy, const int64_t* labels, const Acc* lse, const Acc* row_grad,

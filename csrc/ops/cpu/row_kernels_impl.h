@@ -366,13 +366,13 @@ struct RowSums {
 };
 
 template <typename T, typename Acc>
-void forward_rows(const T* policy, const T* reference, const int64_t* labels, const Acc* weight,
+void forward_rows(const T* policy, const T* reference, const int64_t* labels, const Acc* row_weight,
                   int64_t begin, int64_t end, int64_t rows, int64_t vocab, Acc epsilon, Acc* stats) {
   alignas(64) Acc buffer_a[kChunk];
   alignas(64) Acc buffer_b[kChunk];
   for (int64_t r = begin; r < end; ++r) {
     Acc out[kNumRowStats] = {0, 0, 0, 0, 0, 0};
-    if (weight[r] != 0) {
+    if (row_weight[r] != 0) {
       const T* row_a = policy + r * vocab;
       const T* row_b = reference + r * vocab;
       RowSums<Acc> row(epsilon);
