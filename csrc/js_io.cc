@@ -1,6 +1,6 @@
 // Raw tensor bytes to and from files, for the safetensors reader/writer in lib/io. TypeScript
 // parses and validates the JSON header; this file only moves bytes, straight between the file
-// and tensor storage (no copy on the JS heap).
+// and tensor storage (no copy on the JS heap). readTensors is declared in js_op_table.cc.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -9,17 +9,10 @@
 #include <memory>
 
 #include "js_common.h"
+#include "js_op_table.h"
 
 namespace edpo_js {
 namespace {
-
-struct ReadEntry {
-  std::string name;
-  at::ScalarType dtype;
-  std::vector<int64_t> shape;
-  int64_t offset;  // absolute file offset
-  int64_t nbytes;
-};
 
 struct FileCloser {
   int fd;
@@ -27,25 +20,6 @@ struct FileCloser {
     if (fd >= 0) ::close(fd);
   }
 };
-
-std::vector<ReadEntry> read_entries(const Napi::Value& v) {
-  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), "entries: expected an array");
-  const auto array = v.As<Napi::Array>();
-  std::vector<ReadEntry> entries;
-  for (uint32_t i = 0; i < array.Length(); ++i) {
-    const Napi::Value item = array.Get(i);
-    if (!item.IsObject()) throw Napi::TypeError::New(v.Env(), "entries[" + std::to_string(i) + "]: expected an object");
-    const Napi::Object e = item.As<Napi::Object>();
-    ReadEntry entry;
-    entry.name = arg_string(e.Get("name"), "entries[].name");
-    entry.dtype = parse_dtype(arg_string(e.Get("dtype"), "entries[].dtype"), "entries[].dtype");
-    entry.shape = arg_shape(e.Get("shape"), "entries[].shape");
-    entry.offset = int64_t(arg_number(e.Get("offset"), "entries[].offset"));
-    entry.nbytes = int64_t(arg_number(e.Get("nbytes"), "entries[].nbytes"));
-    entries.push_back(std::move(entry));
-  }
-  return entries;
-}
 
 void read_all(int fd, char* dst, int64_t nbytes, int64_t offset, const std::string& path, const std::string& name) {
   while (nbytes > 0) {
@@ -55,6 +29,28 @@ void read_all(int fd, char* dst, int64_t nbytes, int64_t offset, const std::stri
     nbytes -= n;
     offset += n;
   }
+}
+
+}  // namespace
+
+std::vector<ReadEntry> arg_read_entries(const Napi::Value& v, const std::string& what) {
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), what + ": expected an array");
+  const auto array = v.As<Napi::Array>();
+  std::vector<ReadEntry> entries;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const Napi::Value item = array.Get(i);
+    if (!item.IsObject()) throw Napi::TypeError::New(v.Env(), what + "[" + std::to_string(i) + "]: expected an object");
+    const Napi::Object e = item.As<Napi::Object>();
+    const std::string field = what + "[].";
+    ReadEntry entry;
+    entry.name = arg_string(e.Get("name"), (field + "name").c_str());
+    entry.dtype = parse_dtype(arg_string(e.Get("dtype"), (field + "dtype").c_str()), (field + "dtype").c_str());
+    entry.shape = arg_shape(e.Get("shape"), (field + "shape").c_str());
+    entry.offset = int64_t(arg_number(e.Get("offset"), (field + "offset").c_str()));
+    entry.nbytes = int64_t(arg_number(e.Get("nbytes"), (field + "nbytes").c_str()));
+    entries.push_back(std::move(entry));
+  }
+  return entries;
 }
 
 std::vector<at::Tensor> read_tensors(const std::string& path, const std::vector<ReadEntry>& entries) {
@@ -73,29 +69,7 @@ std::vector<at::Tensor> read_tensors(const std::string& path, const std::vector<
   return out;
 }
 
-Napi::Array wrap_all(Napi::Env env, const std::vector<at::Tensor>& tensors) {
-  Napi::Array out = Napi::Array::New(env, tensors.size());
-  for (size_t i = 0; i < tensors.size(); ++i) out.Set(uint32_t(i), TensorWrap::Wrap(env, tensors[i]));
-  return out;
-}
-
-// readTensors(path, entries) → Tensor[]
-Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    return wrap_all(info.Env(), read_tensors(arg_string(info[0], "path"), read_entries(info[1])));
-  });
-}
-
-Napi::Value ReadTensorsAsync(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    const std::string path = arg_string(info[0], "path");
-    auto entries = std::make_shared<std::vector<ReadEntry>>(read_entries(info[1]));
-    auto result = std::make_shared<std::vector<at::Tensor>>();
-    return PromiseWorker::Run(
-        info.Env(), [path, entries, result] { *result = read_tensors(path, *entries); },
-        [result](Napi::Env env) -> Napi::Value { return wrap_all(env, *result); });
-  });
-}
+namespace {
 
 void write_all(int fd, const char* src, size_t nbytes, const std::string& path) {
   while (nbytes > 0) {
@@ -136,8 +110,6 @@ Napi::Value WriteTensors(const Napi::CallbackInfo& info) {
 
 void InitIo(Napi::Env env, Napi::Object exports) {
   export_functions(env, exports, {
-                                      {"readTensors", ReadTensors},
-                                      {"readTensorsAsync", ReadTensorsAsync},
                                       {"writeTensors", WriteTensors},
                                   });
 }

@@ -1,16 +1,16 @@
 // model* entry points: a CausalLM handle (an External owning a shared_ptr) built from a resolved
-// config and named tensors; forward (sync + async), generate (async), parameters, modes, clone.
+// config and named tensors; parameters, modes, clone. modelForward and modelGenerate (sync and
+// async) are declared in js_op_table.cc and read the handle with arg_model.
 #include <memory>
 
 #include "js_common.h"
+#include "js_op_table.h"
 #include "models/causal_lm.h"
-#include "models/generate.h"
 
 namespace edpo_js {
 namespace {
 
 using edpo::models::CausalLM;
-using ModelPtr = std::shared_ptr<CausalLM>;
 
 double field(const Napi::Object& o, const char* name) { return arg_number(o.Get(name), name); }
 int64_t int_field(const Napi::Object& o, const char* name) {
@@ -58,16 +58,7 @@ Napi::Value wrap_model(Napi::Env env, ModelPtr model) {
                                        [](Napi::Env, ModelPtr* p) { delete p; });
 }
 
-ModelPtr model_arg(const Napi::Value& v) {
-  if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), "model: expected a model handle");
-  return *v.As<Napi::External<ModelPtr>>().Data();
-}
-
-// An optional Tensor argument: undefined/null → an undefined at::Tensor.
-at::Tensor optional_tensor(const Napi::Value& v, const char* what) {
-  if (v.IsUndefined() || v.IsNull()) return at::Tensor();
-  return TensorWrap::FromValue(v, what);
-}
+ModelPtr model_arg(const Napi::Value& v) { return arg_model(v, "model"); }
 
 // createModel(config, names, tensors): the tensors become the model's parameters as they are.
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
@@ -83,108 +74,6 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < tensors_js.Length(); ++i)
       tensors.push_back(TensorWrap::FromValue(tensors_js.Get(i), "tensors[]"));
     return wrap_model(info.Env(), std::make_shared<CausalLM>(std::move(config), std::move(names), std::move(tensors)));
-  });
-}
-
-struct ForwardCall {
-  ModelPtr model;
-  at::Tensor ids, mask, positions;
-  bool with_logits = true, with_grad = true;
-  edpo::models::ForwardOutput out;
-  void run() {
-    // Grad mode is per thread: set it where the forward runs.
-    at::AutoGradMode grad_mode(with_grad);
-    out = model->forward(ids, mask, positions, nullptr, false, with_logits);
-  }
-};
-
-std::shared_ptr<ForwardCall> read_forward(const Napi::CallbackInfo& info) {
-  auto call = std::make_shared<ForwardCall>();
-  call->model = model_arg(info[0]);
-  call->ids = TensorWrap::FromValue(info[1], "inputIds");
-  call->mask = optional_tensor(info[2], "attentionMask");
-  call->positions = optional_tensor(info[3], "positionIds");
-  // Float positions would be cast silently inside RoPE; they are always a caller bug.
-  TORCH_CHECK(!call->positions.defined() || call->positions.scalar_type() == at::kLong ||
-                  call->positions.scalar_type() == at::kInt,
-              "positionIds: expected an int64 or int32 tensor, got ", dtype_name(call->positions.scalar_type()));
-  // options?: {logits?: boolean, grad?: boolean}
-  if (info.Length() > 4 && info[4].IsObject()) {
-    const auto o = info[4].As<Napi::Object>();
-    if (o.Get("logits").IsBoolean()) call->with_logits = o.Get("logits").As<Napi::Boolean>().Value();
-    if (o.Get("grad").IsBoolean()) call->with_grad = o.Get("grad").As<Napi::Boolean>().Value();
-  }
-  return call;
-}
-
-Napi::Object forward_result(Napi::Env env, const edpo::models::ForwardOutput& out) {
-  Napi::Object r = Napi::Object::New(env);
-  if (out.logits.defined()) r.Set("logits", TensorWrap::Wrap(env, out.logits));
-  r.Set("hidden", TensorWrap::Wrap(env, out.hidden));
-  return r;
-}
-
-// modelForward(model, inputIds, attentionMask?, positionIds?) → {logits, hidden}
-Napi::Value ModelForward(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    auto call = read_forward(info);
-    call->run();
-    return forward_result(info.Env(), call->out);
-  });
-}
-
-Napi::Value ModelForwardAsync(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    auto call = read_forward(info);
-    return PromiseWorker::Run(
-        info.Env(), [call] { call->run(); },
-        [call](Napi::Env env) -> Napi::Value { return forward_result(env, call->out); });
-  });
-}
-
-struct GenerateCall {
-  ModelPtr model;
-  at::Tensor ids, mask, out;
-  edpo::models::GenerateOptions opts;
-  void run() { out = edpo::models::generate(*model, ids, mask, opts); }
-};
-
-std::shared_ptr<GenerateCall> read_generate(const Napi::CallbackInfo& info) {
-  auto call = std::make_shared<GenerateCall>();
-  call->model = model_arg(info[0]);
-  call->ids = TensorWrap::FromValue(info[1], "inputIds");
-  if (!info[2].IsObject()) throw Napi::TypeError::New(info.Env(), "options: expected an object");
-  const auto o = info[2].As<Napi::Object>();
-  edpo::models::GenerateOptions& opts = call->opts;
-  opts.max_new_tokens = int_field(o, "maxNewTokens");
-  opts.temperature = field(o, "temperature");
-  opts.top_p = field(o, "topP");
-  opts.top_k = int_field(o, "topK");
-  if (!o.Get("seed").IsUndefined()) {
-    const double seed = field(o, "seed");
-    TORCH_CHECK(seed >= 0 && seed == double(uint64_t(seed)), "seed: expected a non-negative integer, got ", seed);
-    opts.has_seed = true;
-    opts.seed = uint64_t(seed);
-  }
-  opts.eos_token_ids = arg_shape(o.Get("eosTokenIds"), "eosTokenIds");
-  call->mask = optional_tensor(o.Get("attentionMask"), "attentionMask");
-  return call;
-}
-
-// modelGenerate(model, inputIds, {maxNewTokens, temperature, topP, topK, seed?, eosTokenIds, attentionMask?})
-Napi::Value ModelGenerate(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    auto call = read_generate(info);
-    call->run();
-    return TensorWrap::Wrap(info.Env(), call->out);
-  });
-}
-
-Napi::Value ModelGenerateAsync(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    auto call = read_generate(info);
-    return PromiseWorker::Run(
-        info.Env(), [call] { call->run(); }, [call](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, call->out); });
   });
 }
 
@@ -240,13 +129,14 @@ Napi::Value ModelLmHead(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+ModelPtr arg_model(const Napi::Value& v, const char* what) {
+  if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a model handle");
+  return *v.As<Napi::External<ModelPtr>>().Data();
+}
+
 void InitModel(Napi::Env env, Napi::Object exports) {
   export_functions(env, exports, {
                                       {"createModel", CreateModel},
-                                      {"modelForward", ModelForward},
-                                      {"modelForwardAsync", ModelForwardAsync},
-                                      {"modelGenerate", ModelGenerate},
-                                      {"modelGenerateAsync", ModelGenerateAsync},
                                       {"modelParameters", ModelParameters},
                                       {"modelSetTraining", ModelSetTraining},
                                       {"modelSetGradientCheckpointing", ModelSetGradientCheckpointing},

@@ -20,16 +20,30 @@ const char* kind_name(ArgKind k) {
     case ArgKind::Number: return "number";
     case ArgKind::OptionalNumber: return "optionalNumber";
     case ArgKind::OptionalInteger: return "optionalInteger";
+    case ArgKind::Boolean: return "boolean";
+    case ArgKind::OptionalBoolean: return "optionalBoolean";
+    case ArgKind::IntegerList: return "integerList";
+    case ArgKind::String: return "string";
+    case ArgKind::Model: return "model";
+    case ArgKind::ReadEntryList: return "readEntryList";
   }
   return "?";
 }
 
-bool optional(ArgKind k) { return k == ArgKind::OptionalTensor || k == ArgKind::OptionalNumber || k == ArgKind::OptionalInteger; }
+bool optional(ArgKind k) {
+  return k == ArgKind::OptionalTensor || k == ArgKind::OptionalNumber || k == ArgKind::OptionalInteger ||
+         k == ArgKind::OptionalBoolean;
+}
 
 const char* expected(ArgKind k) {
   switch (k) {
     case ArgKind::Tensor: return "a Tensor";
     case ArgKind::TensorList: return "an array of Tensors";
+    case ArgKind::Boolean: return "a boolean";
+    case ArgKind::IntegerList: return "an array of integers";
+    case ArgKind::String: return "a string";
+    case ArgKind::Model: return "a model handle";
+    case ArgKind::ReadEntryList: return "an array";
     default: return "a number";
   }
 }
@@ -91,6 +105,23 @@ std::shared_ptr<OpArgs> read_args(const OpDecl& op, const Napi::CallbackInfo& in
       case ArgKind::OptionalInteger:
         args->numbers[a.name] = absent ? a.fallback : double(as_input_error(env, [&] { return arg_int(v, name); }));
         break;
+      case ArgKind::Boolean:
+      case ArgKind::OptionalBoolean:
+        if (!absent && !v.IsBoolean()) throw make_input_error(env, a.name + ": expected a boolean");
+        args->flags[a.name] = absent ? a.fallback != 0 : v.As<Napi::Boolean>().Value();
+        break;
+      case ArgKind::IntegerList:
+        args->integer_lists[a.name] = as_input_error(env, [&] { return arg_int_list(v, name); });
+        break;
+      case ArgKind::String:
+        args->strings[a.name] = as_input_error(env, [&] { return arg_string(v, name); });
+        break;
+      case ArgKind::Model:
+        args->models[a.name] = as_input_error(env, [&] { return arg_model(v, name); });
+        break;
+      case ArgKind::ReadEntryList:
+        args->read_entries[a.name] = as_input_error(env, [&] { return arg_read_entries(v, a.name); });
+        break;
     }
   }
   return args;
@@ -98,8 +129,16 @@ std::shared_ptr<OpArgs> read_args(const OpDecl& op, const Napi::CallbackInfo& in
 
 Napi::Object wrap_results(Napi::Env env, const OpDecl& op, const OpResults& results) {
   Napi::Object out = Napi::Object::New(env);
-  for (size_t i = 0; i < op.results.size(); ++i)
-    if (results.at(i).defined()) out.Set(op.results[i].name, TensorWrap::Wrap(env, results[i]));
+  for (size_t i = 0; i < op.results.size(); ++i) {
+    const OpResult& r = results.at(i);
+    if (r.is_list) {
+      Napi::Array list = Napi::Array::New(env, r.list.size());
+      for (size_t j = 0; j < r.list.size(); ++j) list.Set(uint32_t(j), TensorWrap::Wrap(env, r.list[j]));
+      out.Set(op.results[i].name, list);
+    } else if (r.tensor.defined()) {
+      out.Set(op.results[i].name, TensorWrap::Wrap(env, r.tensor));
+    }
+  }
   return out;
 }
 
@@ -135,6 +174,7 @@ Napi::Value OpDeclarations(const Napi::CallbackInfo& info) {
       d.Set("kind", kind_name(a.kind));
       d.Set("doc", a.doc);
       if (a.kind == ArgKind::OptionalNumber || a.kind == ArgKind::OptionalInteger) d.Set("default", a.fallback);
+      if (a.kind == ArgKind::OptionalBoolean) d.Set("default", a.fallback != 0);
       args.Set(args.Length(), d);
     }
     o.Set("args", args);
@@ -143,6 +183,7 @@ Napi::Value OpDeclarations(const Napi::CallbackInfo& info) {
       Napi::Object d = Napi::Object::New(env);
       d.Set("name", r.name);
       d.Set("optional", r.optional);
+      if (r.list) d.Set("list", true);
       d.Set("doc", r.doc);
       results.Set(results.Length(), d);
     }

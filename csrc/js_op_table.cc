@@ -2,6 +2,10 @@
 // generated TypeScript argument types; invariants are checked by the ops themselves.
 #include "js_op_table.h"
 
+#include "js_common.h"
+
+#include "models/causal_lm.h"
+#include "models/generate.h"
 #include "ops/adamw.h"
 #include "ops/arg_error.h"
 #include "ops/chunked_linear.h"
@@ -162,6 +166,64 @@ std::vector<OpDecl> declare() {
                           int64_t(a.number("step")), o);
          return {};
        }});
+  const ArgDecl model{"model", K::Model, "The model's handle (createModel)."};
+  const ArgDecl input_ids{"inputIds", K::Tensor, "[B,T] int64 token ids."};
+  ops.push_back(
+      {"modelForward",
+       "A CausalLM's forward pass: logits and final hidden states (after the final norm).",
+       {model,
+        input_ids,
+        {"attentionMask", K::OptionalTensor, "[B,T] 1 = token, 0 = padding."},
+        {"positionIds", K::OptionalTensor, "[B,T] int64 or int32 positions; default 0..T-1."},
+        {"logits", K::OptionalBoolean, "false: only the hidden states (no lm_head).", 1},
+        {"grad", K::OptionalBoolean, "false: run without building an autograd graph.", 1}},
+       {{"logits", true, "[B,T,V] logits; absent when `logits` is false."},
+        {"hidden", false, "[B,T,H] final hidden states."}},
+       [](const OpArgs& a) -> OpResults {
+         const at::Tensor positions = a.tensor("positionIds");
+         // Float positions would be cast silently inside RoPE; they are always a caller bug.
+         EDPO_ARG_CHECK(!positions.defined() || positions.scalar_type() == at::kLong || positions.scalar_type() == at::kInt,
+                        "positionIds: expected an int64 or int32 tensor, got ", dtype_name(positions.scalar_type()));
+         // Grad mode is per thread: set it where the forward runs.
+         at::AutoGradMode grad_mode(a.flag("grad"));
+         const edpo::models::ForwardOutput out = a.model("model")->forward(
+             a.tensor("inputIds"), a.tensor("attentionMask"), positions, nullptr, false, a.flag("logits"));
+         return {out.logits, out.hidden};
+       }});
+  ops.push_back(
+      {"modelGenerate",
+       "Samples (or greedily decodes) up to maxNewTokens per row with a CausalLM.",
+       {model,
+        input_ids,
+        {"maxNewTokens", K::Integer, "Tokens to add per row, >= 0."},
+        {"temperature", K::Number, "0: greedy."},
+        {"topP", K::Number, "Nucleus sampling mass in (0, 1]."},
+        {"topK", K::Integer, "0: no top-k cut."},
+        {"seed", K::OptionalInteger, "Seeds a private generator (>= 0); absent: the global one."},
+        {"eosTokenIds", K::IntegerList, "A row stops at any of these tokens."},
+        {"attentionMask", K::OptionalTensor, "[B,T] with zeros on the left for left-padded prompts."}},
+       {{"tokens", false, "[B, T + n] int64: the prompts and what was generated."}},
+       [](const OpArgs& a) -> OpResults {
+         edpo::models::GenerateOptions o;
+         o.max_new_tokens = int64_t(a.number("maxNewTokens"));
+         o.temperature = a.number("temperature");
+         o.top_p = a.number("topP");
+         o.top_k = int64_t(a.number("topK"));
+         if (a.has("seed")) {
+           const double seed = a.number("seed");
+           EDPO_ARG_CHECK(seed >= 0, "seed: expected a non-negative integer, got ", seed);
+           o.has_seed = true;
+           o.seed = uint64_t(seed);
+         }
+         o.eos_token_ids = a.integer_list("eosTokenIds");
+         return {edpo::models::generate(*a.model("model"), a.tensor("inputIds"), a.tensor("attentionMask"), o)};
+       }});
+  ops.push_back({"readTensors",
+                 "Reads tensors' bytes from a file into new CPU tensors (the safetensors reader in lib/io).",
+                 {{"path", K::String, "The file."},
+                  {"entries", K::ReadEntryList, "Per tensor: its name, dtype, shape, absolute offset and byte count."}},
+                 {{"tensors", false, "The tensors, in the entries' order.", true}},
+                 [](const OpArgs& a) -> OpResults { return {read_tensors(a.string("path"), a.entries("entries"))}; }});
   return ops;
 }
 

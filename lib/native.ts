@@ -66,11 +66,25 @@ export interface OpDeclarations {
     doc: string
     args: {
       name: string
-      kind: 'tensor' | 'optionalTensor' | 'tensorList' | 'nullableTensorList' | 'number' | 'optionalNumber' | 'integer' | 'optionalInteger'
+      kind:
+        | 'tensor'
+        | 'optionalTensor'
+        | 'tensorList'
+        | 'nullableTensorList'
+        | 'number'
+        | 'optionalNumber'
+        | 'integer'
+        | 'optionalInteger'
+        | 'boolean'
+        | 'optionalBoolean'
+        | 'integerList'
+        | 'string'
+        | 'model'
+        | 'readEntryList'
       doc: string
-      default?: number
+      default?: number | boolean
     }[]
-    results: { name: string; optional: boolean; doc: string }[]
+    results: { name: string; optional: boolean; list?: true; doc: string }[]
   }[]
   pairRecordColumns: string[]
   inputErrors: { bit: number; message: string }[]
@@ -135,29 +149,6 @@ export interface NativeModelConfig {
 /** An opaque handle owning one native CausalLM. */
 export type NativeModel = { readonly __nativeModel: unique symbol }
 
-export interface NativeForwardResult {
-  /** Absent when options.logits is false. */
-  logits?: NativeTensor
-  hidden: NativeTensor
-}
-
-export interface NativeForwardOptions {
-  /** Default true; false returns only the hidden states. */
-  logits?: boolean
-  /** Default true; false runs without building an autograd graph. */
-  grad?: boolean
-}
-
-export interface NativeGenerateOptions {
-  maxNewTokens: number
-  temperature: number
-  topP: number
-  topK: number
-  seed?: number
-  eosTokenIds: number[]
-  attentionMask?: NativeTensor
-}
-
 export interface Native extends NativeOps {
   NativeTensor: abstract new () => NativeTensor
   fromArray(data: HostArray, shape: number[], dtype?: DType, device?: string, requiresGrad?: boolean): NativeTensor
@@ -167,29 +158,11 @@ export interface Native extends NativeOps {
   cat(tensors: NativeTensor[], dim: number): NativeTensor
   stack(tensors: NativeTensor[], dim: number): NativeTensor
   opDeclarations(): OpDeclarations
-  readTensors(path: string, entries: NativeReadEntry[]): NativeTensor[]
-  readTensorsAsync(path: string, entries: NativeReadEntry[]): Promise<NativeTensor[]>
   writeTensors(path: string, header: Uint8Array, tensors: NativeTensor[]): void
   clipGradNorm(params: NativeTensor[], maxNorm: number): number
   runtime(): NativeRuntime
   createModel(config: NativeModelConfig, names: string[], tensors: NativeTensor[]): NativeModel
-  modelForward(
-    model: NativeModel,
-    inputIds: NativeTensor,
-    attentionMask?: NativeTensor,
-    positionIds?: NativeTensor,
-    options?: NativeForwardOptions,
-  ): NativeForwardResult
-  modelForwardAsync(
-    model: NativeModel,
-    inputIds: NativeTensor,
-    attentionMask?: NativeTensor,
-    positionIds?: NativeTensor,
-    options?: NativeForwardOptions,
-  ): Promise<NativeForwardResult>
   modelLmHead(model: NativeModel): { weight: NativeTensor; finalLogitSoftcap: number }
-  modelGenerate(model: NativeModel, inputIds: NativeTensor, options: NativeGenerateOptions): NativeTensor
-  modelGenerateAsync(model: NativeModel, inputIds: NativeTensor, options: NativeGenerateOptions): Promise<NativeTensor>
   modelParameters(model: NativeModel): { names: string[]; tensors: NativeTensor[] }
   modelSetTraining(model: NativeModel, training: boolean): void
   modelSetGradientCheckpointing(model: NativeModel, enabled: boolean): void

@@ -26,7 +26,7 @@ export type SequenceLogpsResult = SequenceLogpsOutputs
 export type SequenceStatsResult = SequenceStatsFromHiddenOutputs
 
 type OpName = keyof OpTypes
-type RawOutputs = Record<string, NativeTensor | undefined>
+type RawOutputs = Record<string, NativeTensor | NativeTensor[] | undefined>
 
 // Tensors travel as their handles; anything else (a number, a fake or foreign Tensor, a wrong
 // type, a non-object in place of the argument object) goes as it is, for the op's reader to
@@ -38,18 +38,29 @@ function toHandles(args: unknown): unknown {
 }
 
 function toTensors<N extends OpName>(raw: RawOutputs): OpTypes[N]['outputs'] {
-  const out: Record<string, Tensor> = {}
-  for (const [k, v] of Object.entries(raw)) if (v !== undefined) out[k] = new Tensor(v)
+  const out: Record<string, Tensor | Tensor[]> = {}
+  for (const [k, v] of Object.entries(raw))
+    if (v !== undefined) out[k] = Array.isArray(v) ? v.map((h) => new Tensor(h)) : new Tensor(v)
   return out as unknown as OpTypes[N]['outputs']
+}
+
+/** 'sync' runs an op on the JS thread, 'async' on the thread pool. */
+export type OpMode = 'sync' | 'async'
+/** What runOp returns in a mode: the op's outputs, or a promise of them. */
+export type OpReturn<N extends OpName, M extends OpMode> = M extends 'sync' ? OpTypes[N]['outputs'] : Promise<OpTypes[N]['outputs']>
+
+/** Runs one declared op (`name` or `nameAsync` on the addon) with Tensors in and out. */
+export function runOp<N extends OpName, M extends OpMode>(name: N, args: OpTypes[N]['args'], mode: M): OpReturn<N, M> {
+  const call = (suffix: string) => (nativeAddon() as unknown as Record<string, (args: unknown) => unknown>)[name + suffix]!(toHandles(args))
+  if (mode === 'sync') return toTensors<N>(native(() => call('') as RawOutputs)) as OpReturn<N, M>
+  return nativeAsync(() => call('Async') as Promise<RawOutputs>).then((raw) => toTensors<N>(raw)) as OpReturn<N, M>
 }
 
 /** One declared op as a synchronous function and an Async one (on the thread pool). */
 function defineOp<N extends OpName, R>(name: N, wrap: (outputs: OpTypes[N]['outputs']) => R) {
-  const addon = () => nativeAddon() as unknown as Record<string, (args: unknown) => unknown>
   return {
-    sync: (args: OpTypes[N]['args']): R => wrap(toTensors<N>(native(() => addon()[name]!(toHandles(args)) as RawOutputs))),
-    async: async (args: OpTypes[N]['args']): Promise<R> =>
-      wrap(toTensors<N>(await nativeAsync(() => addon()[`${name}Async`]!(toHandles(args)) as Promise<RawOutputs>))),
+    sync: (args: OpTypes[N]['args']): R => wrap(runOp(name, args, 'sync')),
+    async: async (args: OpTypes[N]['args']): Promise<R> => wrap(await runOp(name, args, 'async')),
   }
 }
 

@@ -4,8 +4,9 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { EdpoInputError, native, nativeAsync } from '../errors'
-import { type DType, type NativeReadEntry, nativeAddon } from '../native'
+import { EdpoInputError, native } from '../errors'
+import { type DType, nativeAddon } from '../native'
+import { type OpMode, type OpReturn, runOp } from '../ops'
 import { Tensor, tensorProblem } from '../tensor'
 
 const TO_DTYPE: Record<string, DType> = {
@@ -140,8 +141,9 @@ function parseHeader(file: string, json: Record<string, unknown>, dataStart: num
   return { metadata, tensors, dataStart }
 }
 
-function readEntries(header: SafetensorsHeader, names: readonly string[]): NativeReadEntry[] {
-  return names.map((name) => {
+// The named tensors' bytes, read by the native op in either mode.
+function readTensors<M extends OpMode>(file: string, header: SafetensorsHeader, names: readonly string[], mode: M): OpReturn<'readTensors', M> {
+  const entries = names.map((name) => {
     const t = header.tensors[name]!
     return {
       name,
@@ -151,6 +153,7 @@ function readEntries(header: SafetensorsHeader, names: readonly string[]): Nativ
       nbytes: t.dataOffsets[1] - t.dataOffsets[0],
     }
   })
+  return runOp('readTensors', { path: file, entries }, mode)
 }
 
 function collect(names: readonly string[], handles: readonly Tensor[]): Record<string, Tensor> {
@@ -163,11 +166,7 @@ function collect(names: readonly string[], handles: readonly Tensor[]): Record<s
 export function loadSafetensors(file: string): Record<string, Tensor> {
   const header = readSafetensorsHeader(file)
   const names = Object.keys(header.tensors)
-  const handles = native(() => nativeAddon().readTensors(file, readEntries(header, names)))
-  return collect(
-    names,
-    handles.map((h) => new Tensor(h)),
-  )
+  return collect(names, readTensors(file, header, names, 'sync').tensors)
 }
 
 /** loadSafetensors on the thread pool; `names` limits which tensors are read. */
@@ -177,11 +176,7 @@ export async function loadSafetensorsAsync(file: string, names?: readonly string
     throw new EdpoInputError('names: expected an array of tensor names')
   const wanted = names ?? Object.keys(header.tensors)
   for (const n of wanted) if (!Object.hasOwn(header.tensors, n)) throw bad(file, `names: no tensor named '${n}'`)
-  const handles = await nativeAsync(() => nativeAddon().readTensorsAsync(file, readEntries(header, wanted)))
-  return collect(
-    wanted,
-    handles.map((h) => new Tensor(h)),
-  )
+  return collect(wanted, (await readTensors(file, header, wanted, 'async')).tensors)
 }
 
 /**

@@ -2,8 +2,10 @@
 // safetensors checkpoint folder, running on the native runtime (csrc/models).
 import { z } from 'zod'
 
-import { EdpoInputError, native, nativeAsync } from '../errors'
-import { type NativeForwardResult, type NativeGenerateOptions, type NativeModel, type NativeTensor, nativeAddon } from '../native'
+import { EdpoInputError, native } from '../errors'
+import { type NativeModel, nativeAddon } from '../native'
+import type { ModelGenerateArgs } from '../ops-generated'
+import { type OpMode, type OpReturn, runOp } from '../ops'
 import { liveTensorSchema, Tensor } from '../tensor'
 import { formatZodError } from '../validate'
 import { readCheckpointTensors, readConfigJson, writeCheckpoint } from './checkpoint-files'
@@ -129,19 +131,12 @@ export class CausalLM {
 
   /** Logits and final hidden states; builds an autograd graph when parameters require grad. */
   forward(inputIds: Tensor, opts?: ForwardOptions): ForwardResult {
-    const [ids, o] = this.forwardArgs(inputIds, opts)
-    return wrapForward(
-      native(() => nativeAddon().modelForward(this.handle, ids, o?.attentionMask?.handle, o?.positionIds?.handle, { grad: o?.grad ?? true })),
-    )
+    return withLogits(this.runForward(inputIds, opts, true, 'sync'))
   }
 
   /** forward() on the thread pool. */
   async forwardAsync(inputIds: Tensor, opts?: ForwardOptions): Promise<ForwardResult> {
-    const [ids, o] = this.forwardArgs(inputIds, opts)
-    const r = await nativeAsync(() =>
-      nativeAddon().modelForwardAsync(this.handle, ids, o?.attentionMask?.handle, o?.positionIds?.handle, { grad: o?.grad ?? true }),
-    )
-    return wrapForward(r)
+    return withLogits(await this.runForward(inputIds, opts, true, 'async'))
   }
 
   /**
@@ -149,14 +144,7 @@ export class CausalLM {
    * loss consumes. `grad: false` runs without an autograd graph (evaluation, the reference).
    */
   async forwardHiddenAsync(inputIds: Tensor, opts?: ForwardOptions): Promise<Tensor> {
-    const [ids, o] = this.forwardArgs(inputIds, opts)
-    const r = await nativeAsync(() =>
-      nativeAddon().modelForwardAsync(this.handle, ids, o?.attentionMask?.handle, o?.positionIds?.handle, {
-        logits: false,
-        grad: o?.grad ?? true,
-      }),
-    )
-    return new Tensor(r.hidden)
+    return (await this.runForward(inputIds, opts, false, 'async')).hidden
   }
 
   /** The output projection: weight [V, H] (the embedding when tied) and Gemma-2's final logit soft-cap (0: none). */
@@ -167,14 +155,12 @@ export class CausalLM {
 
   /** Samples (or greedily decodes) up to maxNewTokens per row; returns [B, T + n] int64. */
   generate(inputIds: Tensor, opts: GenerateOptions): Tensor {
-    const [ids, o] = this.generateArgs(inputIds, opts)
-    return new Tensor(native(() => nativeAddon().modelGenerate(this.handle, ids, o)))
+    return runOp('modelGenerate', this.generateArgs(inputIds, opts), 'sync').tokens
   }
 
   /** generate() on the thread pool. */
   async generateAsync(inputIds: Tensor, opts: GenerateOptions): Promise<Tensor> {
-    const [ids, o] = this.generateArgs(inputIds, opts)
-    return new Tensor(await nativeAsync(() => nativeAddon().modelGenerateAsync(this.handle, ids, o)))
+    return (await runOp('modelGenerate', this.generateArgs(inputIds, opts), 'async')).tokens
   }
 
   /** The live parameters by HF name (a tied lm_head is the embedding and not listed). */
@@ -219,28 +205,31 @@ export class CausalLM {
     writeCheckpoint(dir, params, config, o?.maxShardBytes ?? 5_000_000_000)
   }
 
-  private generateArgs(inputIds: Tensor, opts: GenerateOptions): [NativeTensor, NativeGenerateOptions] {
+  private generateArgs(inputIds: Tensor, opts: GenerateOptions): ModelGenerateArgs {
     let ids = parse(tensorSchema, inputIds, 'inputIds')
     const o = parse(generateSchema, opts, 'opts')
     let mask = o.attentionMask
     if (o.lengths) [ids, mask] = leftAlign(ids, o.lengths)
     const eos = o.eosTokenId === undefined ? [] : Array.isArray(o.eosTokenId) ? o.eosTokenId : [o.eosTokenId]
-    return [
-      ids.handle,
-      {
-        maxNewTokens: o.maxNewTokens,
-        temperature: o.temperature ?? 0,
-        topP: o.topP ?? 1,
-        topK: o.topK ?? 0,
-        seed: o.seed,
-        eosTokenIds: eos,
-        attentionMask: mask?.handle,
-      },
-    ]
+    return {
+      model: this.handle,
+      inputIds: ids,
+      maxNewTokens: o.maxNewTokens,
+      temperature: o.temperature ?? 0,
+      topP: o.topP ?? 1,
+      topK: o.topK ?? 0,
+      seed: o.seed,
+      eosTokenIds: eos,
+      attentionMask: mask,
+    }
   }
 
-  private forwardArgs(inputIds: Tensor, opts?: ForwardOptions): [NativeTensor, ForwardOptions | undefined] {
-    return [parse(tensorSchema, inputIds, 'inputIds').handle, parse(forwardSchema, opts, 'opts')]
+  // The one forward call, in either mode; `logits: false` skips the lm_head.
+  private runForward<M extends OpMode>(inputIds: Tensor, opts: ForwardOptions | undefined, logits: boolean, mode: M): OpReturn<'modelForward', M> {
+    const ids = parse(tensorSchema, inputIds, 'inputIds')
+    const o = parse(forwardSchema, opts, 'opts')
+    const args = { model: this.handle, inputIds: ids, attentionMask: o?.attentionMask, positionIds: o?.positionIds, logits, grad: o?.grad ?? true }
+    return runOp('modelForward', args, mode)
   }
 }
 
@@ -261,6 +250,6 @@ function leftAlign(ids: Tensor, lengths: number[]): [Tensor, Tensor] {
   return [Tensor.from(out, [B, T], { device: ids.device }), Tensor.from(mask, [B, T], { device: ids.device })]
 }
 
-function wrapForward(r: NativeForwardResult): ForwardResult {
-  return { logits: new Tensor(r.logits!), hidden: new Tensor(r.hidden) }
+function withLogits(r: { logits?: Tensor; hidden: Tensor }): ForwardResult {
+  return { logits: r.logits!, hidden: r.hidden }
 }
