@@ -44,12 +44,16 @@ function toTensors<N extends OpName>(raw: RawOutputs): OpTypes[N]['outputs'] {
   return out as unknown as OpTypes[N]['outputs']
 }
 
-/** 'sync' runs an op on the JS thread, 'async' on the thread pool. */
+/** 'sync' runs an op on the JS thread, 'async' on the thread pool. @internal */
 export type OpMode = 'sync' | 'async'
-/** What runOp returns in a mode: the op's outputs, or a promise of them. */
+/** What runOp returns in a mode: the op's outputs, or a promise of them. @internal */
 export type OpReturn<N extends OpName, M extends OpMode> = M extends 'sync' ? OpTypes[N]['outputs'] : Promise<OpTypes[N]['outputs']>
 
-/** Runs one declared op (`name` or `nameAsync` on the addon) with Tensors in and out. */
+/**
+ * Runs one declared op (`name` or `nameAsync` on the addon) with Tensors in and out; the library's
+ * own plumbing (the model and safetensors call it).
+ * @internal
+ */
 export function runOp<N extends OpName, M extends OpMode>(name: N, args: OpTypes[N]['args'], mode: M): OpReturn<N, M> {
   const call = (suffix: string) => (nativeAddon() as unknown as Record<string, (args: unknown) => unknown>)[name + suffix]!(toHandles(args))
   if (mode === 'sync') return toTensors<N>(native(() => call('') as RawOutputs)) as OpReturn<N, M>
