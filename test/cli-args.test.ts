@@ -125,3 +125,14 @@ t.test('edpo demo --methods takes every method listed', async (t) => {
   const { DEMO_OPTIONS } = await import('../lib/demo/config')
   t.same(parseArgs(['--methods', 'dpo', 'epsilon-dpo', '--quick'], DEMO_OPTIONS).options, { methods: ['dpo', 'epsilon-dpo'], quick: true })
 })
+
+t.test("inherited names are not options: '--to-string', 'constructor:' and '__proto__:' are unknown", (t) => {
+  const base = ['--model', 'm', '--data', 'd', '--out', 'o']
+  t.throws(() => parseArgs([...base, '--to-string', 'x'], TRAIN_OPTIONS), /^--to-string: unknown option \(see --help\)$/)
+  for (const key of ['constructor', '__proto__', 'has_own_property']) {
+    const file = path.join(dir, `proto-${key}.yaml`)
+    fs.writeFileSync(file, `model: m\ndata: d\nout: o\n${key}: 1\n`)
+    t.throws(() => parseArgs(['--config', file], TRAIN_OPTIONS), new RegExp(`${key}: unknown option \\(see --help\\)$`), key)
+  }
+  t.end()
+})

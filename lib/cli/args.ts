@@ -10,7 +10,7 @@ import type { z } from 'zod'
 import { EdpoInputError } from '../errors'
 import { type OptionSpec, optionsObject } from '../train/config'
 import { formatZodError } from '../validate'
-import { TRL_NEAR_MISSES, TRL_VALUE_KEYS } from './trl-names'
+import { trlNearMiss, trlValueKey } from './trl-names'
 
 const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
 const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
@@ -60,14 +60,14 @@ function checkValue(spec: OptionSpec, typed: string, value: unknown): unknown {
 function resolve(key: string, value: unknown, typed: string, table: Record<string, OptionSpec>, index: Map<string, string>): [string, unknown] | undefined {
   const name = index.get(key)
   if (name !== undefined) return [name, checkValue(table[name]!, typed, value)]
-  const valueKey = TRL_VALUE_KEYS[key]
+  const valueKey = trlValueKey(key)
   if (valueKey) {
-    const set = valueKey(value, typed)
+    const set = valueKey.set(value, typed)
     if (set && table[set[0]]) return [set[0], checkValue(table[set[0]]!, typed, set[1])]
     if (set) throw new EdpoInputError(`${typed}: not an option of this command`)
     return undefined
   }
-  const hint = TRL_NEAR_MISSES[key]
+  const hint = trlNearMiss(key)
   throw new EdpoInputError(`${typed}: unknown option${hint ? `; ${hint}` : ' (see --help)'}`)
 }
 
@@ -116,9 +116,9 @@ export function parseArgs(argv: readonly string[], table: Record<string, OptionS
     const spec = name === undefined ? undefined : table[name]
     let v: unknown
     if (!spec) {
-      // TRL value keys as flags: --bf16, --loss-type sigmoid.
-      const isBool = key === 'bf16' || key === 'fp16'
-      v = isBool ? (negated ? false : inline !== undefined ? coerce({ kind: 'boolean' } as OptionSpec, rawFlag, inline) : true) : value()
+      // TRL value keys as flags: --bf16, --loss-type sigmoid (anything else is rejected by resolve).
+      const isBool = trlValueKey(key)?.kind === 'boolean'
+      v = isBool ? (inline !== undefined ? coerce({ kind: 'boolean' } as OptionSpec, rawFlag, inline) : true) : value()
     } else if (spec.kind === 'boolean') {
       v = negated ? false : inline !== undefined ? coerce(spec, rawFlag, inline) : true
     } else if (spec.kind === 'strings') {

@@ -4,24 +4,46 @@
 // option table itself (OptionSpec.aliases).
 import { EdpoInputError } from '../errors'
 
-/** The option a TRL value-key sets, or undefined to accept and drop it (a setting edpo fixes). */
-type ValueKey = (value: unknown, typed: string) => [string, unknown] | undefined
+/** A TRL key whose value sets another option: `kind` is how its flag reads a value (a bare
+ *  boolean flag, or a value after it); `set` gives the option it sets, or undefined to accept and
+ *  drop it (a setting edpo fixes). */
+interface ValueKey {
+  kind: 'boolean' | 'string'
+  set(value: unknown, typed: string): [string, unknown] | undefined
+}
 
-const flag = (typed: string) => typed
+const precision = (dtype: string): ValueKey => ({
+  kind: 'boolean',
+  set: (v, typed) => (v === true ? ['dtype', dtype] : v === false ? undefined : bad(typed, v, 'true or false')),
+})
 
-export const TRL_VALUE_KEYS: Record<string, ValueKey> = {
-  bf16: (v, typed) => (v === true ? ['dtype', 'bfloat16'] : v === false ? undefined : bad(typed, v, 'true or false')),
-  fp16: (v, typed) => (v === true ? ['dtype', 'float16'] : v === false ? undefined : bad(typed, v, 'true or false')),
-  lossType: (v, typed) => {
-    if (v === 'sigmoid') return undefined
-    throw new EdpoInputError(
-      `${flag(typed)}: edpo trains the sigmoid (DPO) loss only, got ${JSON.stringify(v)}; did you mean --method (TRL: loss_type picks the DPO variant; edpo's --method picks epsilon-dpo, dpo or tr-dpo)?`,
-    )
+const TRL_VALUE_KEYS: Record<string, ValueKey> = {
+  bf16: precision('bfloat16'),
+  fp16: precision('float16'),
+  lossType: {
+    kind: 'string',
+    set: (v, typed) => {
+      if (v === 'sigmoid') return undefined
+      throw new EdpoInputError(
+        `${typed}: edpo trains the sigmoid (DPO) loss only, got ${JSON.stringify(v)}; did you mean --method (TRL: loss_type picks the DPO variant; edpo's --method picks epsilon-dpo, dpo or tr-dpo)?`,
+      )
+    },
   },
 }
 
+/** The TRL value key written as `key` (camelCase), if it is one: own keys only, so user text such
+ *  as `--to-string` or `constructor:` never reaches Object.prototype. */
+export function trlValueKey(key: string): ValueKey | undefined {
+  return Object.hasOwn(TRL_VALUE_KEYS, key) ? TRL_VALUE_KEYS[key] : undefined
+}
+
+/** The "did you mean" hint for a TRL key whose meaning differs, if `key` is one (own keys only). */
+export function trlNearMiss(key: string): string | undefined {
+  return Object.hasOwn(TRL_NEAR_MISSES, key) ? TRL_NEAR_MISSES[key] : undefined
+}
+
 /** Keys users bring from TRL whose meaning differs from the nearest edpo option. */
-export const TRL_NEAR_MISSES: Record<string, string> = {
+const TRL_NEAR_MISSES: Record<string, string> = {
   warmupSteps: 'did you mean --warmup-ratio (TRL: warmup_steps counts steps; edpo takes the fraction of steps)?',
   evalStrategy: 'did you mean --eval-every (TRL: eval_strategy with eval_steps; edpo evaluates every N steps, 0 = at the end)?',
   evaluationStrategy: 'did you mean --eval-every (TRL: evaluation_strategy with eval_steps; edpo evaluates every N steps)?',
@@ -34,5 +56,5 @@ export const TRL_NEAR_MISSES: Record<string, string> = {
 }
 
 function bad(typed: string, v: unknown, expected: string): never {
-  throw new EdpoInputError(`${flag(typed)}: expected ${expected}, got ${JSON.stringify(v)}`)
+  throw new EdpoInputError(`${typed}: expected ${expected}, got ${JSON.stringify(v)}`)
 }
