@@ -12,6 +12,7 @@ import { evaluatePreferences, type GoldEval, type PreferenceEval } from '../eval
 import { evaluateWithGold, loadGoldJudge, readPrompts } from '../eval/gold'
 import { CausalLM } from '../model'
 import { type OptionSpec, TRAIN_OPTIONS } from '../train/config'
+import { readTrainerState } from '../train/trainer-state'
 import { formatZodError } from '../validate'
 import { formatHelp, parseArgs } from './args'
 
@@ -61,16 +62,12 @@ export const EVAL_HELP = formatHelp(
 function referenceOfCheckpoint(dir: string): string {
   const stateFile = path.join(dir, 'trainer_state.json')
   if (!fs.existsSync(stateFile)) throw new EdpoInputError(`--reference-model is required: ${dir} is not an edpo checkpoint (no trainer_state.json to read the run's reference from)`)
-  let state: unknown
-  try {
-    state = JSON.parse(fs.readFileSync(stateFile, 'utf8'))
-  } catch (e) {
-    throw new EdpoInputError(`${stateFile}: not valid JSON (${(e as Error).message}); pass --reference-model`)
-  }
-  const config = (state as { config?: { referenceModel?: unknown; model?: unknown; method?: unknown } } | null)?.config
-  if ((state as { kind?: unknown } | null)?.kind === 'sft') throw new EdpoInputError(`${dir} is an SFT checkpoint: it has no reference model; pass --reference-model`)
-  if (config?.method === 'tr-dpo' && fs.existsSync(path.join(dir, 'reference'))) return path.join(dir, 'reference')
-  const ref = config?.referenceModel ?? config?.model
+  // The trainers' own reader: the same checks and messages as --resume.
+  const { file: state } = readTrainerState(dir, { kind: z.literal('sft').optional() }, 'an edpo checkpoint; or pass --reference-model')
+  if (state.kind === 'sft') throw new EdpoInputError(`${dir} is an SFT checkpoint: it has no reference model; pass --reference-model`)
+  const config = state.config
+  if (config.method === 'tr-dpo' && fs.existsSync(path.join(dir, 'reference'))) return path.join(dir, 'reference')
+  const ref = config.referenceModel ?? config.model
   if (typeof ref !== 'string' || ref === '') throw new EdpoInputError(`${stateFile}: no config.model to take the reference from; pass --reference-model`)
   return ref
 }
