@@ -101,13 +101,24 @@ async function quietRank(trainer: RunnableTrainer): Promise<number> {
 }
 
 /**
- * EDPO_DIST_DEBUG_DIR: each rank appends {step, beta, loss} per optimizer step to rank-<r>.jsonl
- * there, so a test (or a user chasing a divergence) can check every rank holds the same β.
+ * EDPO_DIST_DEBUG_DIR: each rank appends {step, beta, loss, peak_rss_mib} per optimizer step to
+ * rank-<r>.jsonl there, so a test (or a user chasing a divergence) can check every rank holds the
+ * same β, and bench/dist.ts can read each rank's peak memory.
  */
 function debugStepLog(trainer: RunnableTrainer, rank: number): void {
   const dir = process.env.EDPO_DIST_DEBUG_DIR
   if (!dir) return
   fs.mkdirSync(dir, { recursive: true })
   const file = path.join(dir, `rank-${rank}.jsonl`)
-  trainer.on('step', (s) => fs.appendFileSync(file, JSON.stringify({ step: s.step, beta: s.beta, loss: s.metrics?.loss }) + '\n'))
+  trainer.on('step', (s) => fs.appendFileSync(file, JSON.stringify({ step: s.step, beta: s.beta, loss: s.metrics?.loss, peak_rss_mib: peakRssMiB() }) + '\n'))
+}
+
+/** This process's peak resident memory (VmHWM), in MiB; 0 where /proc is not there. */
+function peakRssMiB(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))
+    return m ? Number(m[1]) / 1024 : 0
+  } catch {
+    return 0
+  }
 }
