@@ -55,6 +55,11 @@ function compareRuns(t: { ok(v: boolean, m: string): void; equal(a: unknown, b: 
     if (ma[i]!['kl/beta'] !== undefined) betaRel = Math.max(betaRel, Math.abs(ma[i]!['kl/beta']! - mb[i]!['kl/beta']!) / ma[i]!['kl/beta']!)
   }
   t.ok(lossRel <= 5e-5, `${label}: losses agree (max relative difference ${lossRel.toExponential(2)} ≤ 5e-5)`)
+  const evalA = readMetrics(a).filter((m) => m.eval_loss !== undefined)
+  const evalB = readMetrics(b).filter((m) => m.eval_loss !== undefined)
+  t.equal(evalA.length, 1, `${label}: one evaluation`)
+  const evalRel = Math.abs(evalA[0]!.eval_loss! - evalB[0]!.eval_loss!) / Math.abs(evalA[0]!.eval_loss!)
+  t.ok(evalRel <= 5e-5, `${label}: eval loss (rows sharded 4 / 3) agrees (relative difference ${evalRel.toExponential(2)})`)
   if (ma.some((m) => m['kl/beta'] !== undefined)) t.ok(betaRel <= 1e-12, `${label}: β trajectory agrees (max relative difference ${betaRel.toExponential(2)})`)
   const wa = weights(a)
   const wb = weights(b)
@@ -71,8 +76,11 @@ t.test('2 ranks × batch 4 equal 1 process × batch 8; ZeRO-1/2 equal ZeRO-0', a
   const model = makeTrainableModel(t, 3)
   const referenceModel = makeTrainableModel(t, 4)
   const work = tempDir(t)
-  const data = writeToyPreferences(work, 24)
-  const base = { model, data: [data], maxSteps: 3, learningRate: 1e-3, warmupRatio: 0, adamEpsilon: 1e-6, weightDecay: 0.01, maxLength: 32, seed: 5, logEvery: 1 }
+  // 17 training rows: with global micro-batches of 8 the third holds one row, so rank 1 has
+  // none (its gradient counts as zero, its stats as absent); 7 eval rows split 4 / 3.
+  const data = writeToyPreferences(work, 17)
+  const evalData = writeToyPreferences(work, 7, 'eval.jsonl')
+  const base = { model, data: [data], evalData: [evalData], maxSteps: 3, learningRate: 1e-3, warmupRatio: 0, adamEpsilon: 1e-6, weightDecay: 0.01, maxLength: 32, seed: 5, logEvery: 1 }
   const pref = { ...base, referenceModel, beta: 0.5, epsilon: 0.1, trDpoTau: 1 }
   const cases: { label: string; kind: 'train' | 'sft'; config: Record<string, unknown> }[] = []
   for (const accum of [1, 2]) {
