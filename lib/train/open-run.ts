@@ -106,8 +106,8 @@ function ensureFolderExists(dir: string): void {
   if (!fs.existsSync(dir)) throw new EdpoInputError(`--out ${dir}: rank 0 should have created it; do all ranks see the same file system?`)
 }
 
-/** Options a resumed run may change: they extend or re-pace the run, not what it trains. */
-export const RESUME_EXTENDABLE = ['maxSteps', 'epochs', 'saveEvery', 'evalEvery', 'keepLast', 'logEvery'] as const
+/** Options a resumed run may change: they extend or re-pace the run, not what it trains (ZeRO's optimizer state re-shards by name). */
+export const RESUME_EXTENDABLE = ['maxSteps', 'epochs', 'saveEvery', 'evalEvery', 'keepLast', 'logEvery', 'zeroStage'] as const
 
 const flagName = (name: string) => '--' + name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
 
