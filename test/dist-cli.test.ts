@@ -66,10 +66,16 @@ t.test('several ranks from the command line', async (t) => {
     const debug = path.join(work, 'debug')
     const r = runCli(['train', ...common, '--out', full, '--max-steps', '4', '--save-every', '2', '--zero-stage', '1', '--nproc-per-node', '2', '--dist-timeout', '60'], { EDPO_DIST_DEBUG_DIR: debug })
     t.equal(r.status, 0, `the launcher succeeds (stderr: ${r.stderr.slice(-1500)})`)
-    const perRank = [0, 1].map((rank) => fs.readFileSync(path.join(debug, `rank-${rank}.jsonl`), 'utf8'))
-    t.equal(perRank[0]!.trim().split('\n').length, 4, 'rank 0 logged β for 4 steps')
-    t.equal(perRank[1], perRank[0], 'every rank holds the same β (and loss) at every step')
-    const betas = perRank[0]!.trim().split('\n').map((l) => (JSON.parse(l) as { beta: number }).beta)
+    // Each line: {step, beta, loss, peak_rss_mib}; memory is each rank's own, β and the loss must be equal.
+    const perRank = [0, 1].map((rank) =>
+      fs.readFileSync(path.join(debug, `rank-${rank}.jsonl`), 'utf8').trim().split('\n').map((l) => {
+        const { step, beta, loss } = JSON.parse(l) as { step: number; beta: number; loss: number }
+        return { step, beta, loss }
+      }),
+    )
+    t.equal(perRank[0]!.length, 4, 'rank 0 logged β for 4 steps')
+    t.same(perRank[1], perRank[0], 'every rank holds the same β (and loss) at every step')
+    const betas = perRank[0]!.map((l) => l.beta)
     t.ok(new Set(betas).size > 1, `β moves (${betas.join(', ')})`)
     t.equal(readMetrics(full).filter((m) => m.loss !== undefined).length, 4, 'metrics.jsonl is written once (rank 0), one line per step')
     t.same(checkpoints(full), ['checkpoint-2', 'checkpoint-4'], 'checkpoints at steps 2 and 4')
