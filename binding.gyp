@@ -25,6 +25,7 @@
         "csrc/ops/cpu/row_kernels_avx2.cc",
         "csrc/ops/cpu/row_kernels_avx512.cc",
         "csrc/ops/adamw.cc",
+        "csrc/ops/bf16_criterion.cc",
         "csrc/ops/chunked_linear.cc",
         "csrc/ops/cpu/row_kernels_base.cc",
         "csrc/ops/epsilon_dpo.cc",
