@@ -139,5 +139,5 @@ t.test('label noise flips round(p·N) seeded pairs, the same ones for every meth
     else t.same([p.chosen, p.rejected], [q.chosen, q.rejected])
   })
   t.ok(lines.some((l) => /swapped in 10 of 40/.test(l)), 'says how many pairs were flipped')
-  await t.rejects(Trainer.create({ model, data: [data], out: path.join(work, 'x'), method: 'dpo', criterionPrecision: 'bf16' }, quiet), /criterion-precision bf16: only epsilon-dpo/)
+  await t.rejects(Trainer.create({ model, data: [data], out: path.join(work, 'x'), method: 'dpo', criterionPrecision: 'bf16' }, quiet), /--criterion-precision applies only to --method epsilon-dpo/)
 })

@@ -94,13 +94,24 @@ t.test('epsilon 0 is exactly DPO', async (t) => {
     return { metrics: readMetrics(out), weights: weights(path.join(out, 'checkpoint-3')) }
   }
   const a = await run('eps0', { method: 'epsilon-dpo', epsilon: 0 })
-  const b = await run('dpo', { method: 'dpo', epsilon: 0.3 })
+  const b = await run('dpo', { method: 'dpo' })
   t.same(a.weights, b.weights)
   t.same(
     a.metrics.map((m) => ({ ...m, tokens_per_second: 0, step_time: 0 })),
     b.metrics.map((m) => ({ ...m, tokens_per_second: 0, step_time: 0 })),
   )
   t.ok(a.metrics.every((m) => m['kl/beta'] === 0.1 && m['kl/p_epsilon_steps'] === 0))
+})
+
+t.test("an option of another method is an error, not silently unused", async (t) => {
+  const { model, work, data } = base(t)
+  const out = path.join(work, 'unused')
+  await t.rejects(Trainer.create({ model, data: [data], out, method: 'dpo', epsilon: 0.3 }, quiet), /--epsilon applies only to --method epsilon-dpo; this run's method is dpo/)
+  await t.rejects(
+    Trainer.create({ model, data: [data], out, trDpoTau: 4, betaDpoRho: 0.1 }, quiet),
+    /--beta-dpo-rho applies only to --method beta-dpo; --tr-dpo-tau applies only to --method tr-dpo; this run's method is epsilon-dpo: remove them/,
+  )
+  t.notOk(fs.existsSync(out), 'nothing is written before the error')
 })
 
 t.test('resume after an interruption ends with the same weights, β and metrics', async (t) => {

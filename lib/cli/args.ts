@@ -8,11 +8,10 @@ import YAML from 'yaml'
 import type { z } from 'zod'
 
 import { EdpoInputError } from '../errors'
-import { type OptionSpec, optionsObject } from '../train/config'
+import { flagName, type OptionSpec, optionsObject } from '../train/config'
 import { formatZodError } from '../validate'
 import { trlNearMiss, trlValueKey } from './trl-names'
 
-const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
 const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
 
 export interface ParsedArgs {
@@ -141,7 +140,7 @@ export function parseArgs(argv: readonly string[], table: Record<string, OptionS
   if (!help && flags.resume === undefined) {
     for (const [name, spec] of Object.entries(table)) {
       if (options[name] === undefined && !spec.schema.safeParse(undefined).success)
-        throw new EdpoInputError(`--${kebab(name)} is required (${spec.help})`)
+        throw new EdpoInputError(`${flagName(name)} is required (${spec.help})`)
     }
   }
   return { options, help, typed: { ...fromFile.typed, ...typed } }
@@ -209,7 +208,7 @@ export function formatHelp(usage: string, summary: string, table: Record<string,
     const parsed = spec.schema.safeParse(undefined)
     const dflt = parsed.success && parsed.data !== undefined ? ` (default ${JSON.stringify(parsed.data)})` : parsed.success ? '' : ' (required)'
     const trl = spec.aliases?.length ? ` [TRL: ${spec.aliases.join(', ')}]` : ''
-    return [`--${kebab(name)}${arg}`, spec.help + dflt + trl] as const
+    return [`${flagName(name)}${arg}`, spec.help + dflt + trl] as const
   })
   const all = [...rows, ...extras, ['--config <file>', 'YAML or JSON file of these options (snake_case and TRL names too); flags override it'] as const, ['--help', 'this text'] as const]
   const width = Math.max(...all.map(([f]) => f.length)) + 2

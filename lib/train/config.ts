@@ -3,6 +3,8 @@
 // derived from this table.
 import { z } from 'zod'
 
+import { EdpoInputError } from '../errors'
+
 export interface OptionSpec {
   schema: z.ZodType
   help: string
@@ -11,7 +13,12 @@ export interface OptionSpec {
   /** TRL / Hugging Face TrainingArguments names of the same setting (snake_case), accepted as
    *  config keys and as flags (kebab-case). */
   aliases?: readonly string[]
+  /** The training methods that read this option; giving it with another method is an error. */
+  methods?: readonly TrainMethod[]
 }
+
+export const TRAIN_METHODS = ['epsilon-dpo', 'dpo', 'tr-dpo', 'beta-dpo'] as const
+export type TrainMethod = (typeof TRAIN_METHODS)[number]
 
 // Short dtype names as TRL users write them.
 const DTYPE_SHORT: Record<string, string> = { bf16: 'bfloat16', fp16: 'float16', fp32: 'float32', fp64: 'float64' }
@@ -32,22 +39,22 @@ export const TRAIN_OPTIONS = {
     kind: 'boolean',
     help: "start over in a non-empty --out: removes an earlier run's metrics.jsonl, invalid-rows.jsonl and checkpoint-<step>/ (other files are kept)",
   },
-  method: { schema: z.enum(['epsilon-dpo', 'dpo', 'tr-dpo', 'beta-dpo']).default('epsilon-dpo'), kind: 'string', help: 'epsilon-dpo (default), dpo, tr-dpo or beta-dpo' },
+  method: { schema: z.enum(TRAIN_METHODS).default('epsilon-dpo'), kind: 'string', help: 'epsilon-dpo (default), dpo, tr-dpo or beta-dpo' },
   beta: { schema: positive.default(0.1), kind: 'number', help: 'initial KL coefficient β' },
-  epsilon: { schema: z.number().min(0).lt(1).default(0.01), kind: 'number', help: 'ε-DPO perturbation size ε (epsilon-dpo only)' },
-  criterionPrecision: {
+  epsilon: { methods: ['epsilon-dpo'], schema: z.number().min(0).lt(1).default(0.01), kind: 'number', help: 'ε-DPO perturbation size ε (epsilon-dpo only)' },
+  criterionPrecision: { methods: ['epsilon-dpo'],
     schema: z.enum(['fp32', 'bf16']).default('fp32'),
     kind: 'string',
     help: "epsilon-dpo: precision of the step decision; bf16 rounds the mixtures' log-probs and sums as the authors' eager bf16 trainer does (docs/epsilon-dpo.md)",
   },
-  betaDpoAlpha: { schema: z.number().min(0).default(0.6), kind: 'number', help: 'beta-dpo: α, β = β0·(1 + α·(M̄ − M0)) per micro-batch (docs/beta-dpo.md)' },
-  betaDpoRho: { schema: z.number().min(0).lt(1).default(0.2), kind: 'number', help: 'beta-dpo: ρ, the fraction of each micro-batch filtered out' },
-  betaDpoMomentum: { schema: z.number().min(0).lt(1).default(0.9), kind: 'number', help: 'beta-dpo: m, momentum of the margin statistics M0 and σ' },
+  betaDpoAlpha: { methods: ['beta-dpo'], schema: z.number().min(0).default(0.6), kind: 'number', help: 'beta-dpo: α, β = β0·(1 + α·(M̄ − M0)) per micro-batch (docs/beta-dpo.md)' },
+  betaDpoRho: { methods: ['beta-dpo'], schema: z.number().min(0).lt(1).default(0.2), kind: 'number', help: 'beta-dpo: ρ, the fraction of each micro-batch filtered out' },
+  betaDpoMomentum: { methods: ['beta-dpo'], schema: z.number().min(0).lt(1).default(0.9), kind: 'number', help: 'beta-dpo: m, momentum of the margin statistics M0 and σ' },
   labelNoise: { schema: z.number().min(0).max(1).default(0), kind: 'number', help: 'swap chosen and rejected in this fraction of the training pairs (seeded by --seed)' },
   labelSmoothing: { schema: z.number().min(0).max(0.5).default(0), kind: 'number', help: 'conservative label smoothing ℓ' },
-  trDpoMode: { schema: z.enum(['hard', 'soft']).default('soft'), kind: 'string', help: 'tr-dpo: hard copy or soft mix of the policy into the reference' },
-  trDpoTau: { aliases: ['ref_model_sync_steps'], schema: count.default(64), kind: 'integer', help: 'tr-dpo: update the reference every τ optimizer steps' },
-  trDpoAlpha: { aliases: ['ref_model_mixup_alpha'], schema: z.number().min(0).max(1).default(0.6), kind: 'number', help: 'tr-dpo soft: ref ← α·θ + (1−α)·ref' },
+  trDpoMode: { methods: ['tr-dpo'], schema: z.enum(['hard', 'soft']).default('soft'), kind: 'string', help: 'tr-dpo: hard copy or soft mix of the policy into the reference' },
+  trDpoTau: { methods: ['tr-dpo'], aliases: ['ref_model_sync_steps'], schema: count.default(64), kind: 'integer', help: 'tr-dpo: update the reference every τ optimizer steps' },
+  trDpoAlpha: { methods: ['tr-dpo'], aliases: ['ref_model_mixup_alpha'], schema: z.number().min(0).max(1).default(0.6), kind: 'number', help: 'tr-dpo soft: ref ← α·θ + (1−α)·ref' },
   learningRate: { schema: positive.default(5e-7), kind: 'number', help: 'peak learning rate' },
   lrScheduler: { aliases: ['lr_scheduler_type'], schema: z.enum(['cosine', 'linear', 'constant']).default('cosine'), kind: 'string', help: 'learning-rate schedule after warm-up' },
   warmupRatio: { schema: z.number().min(0).max(1).default(0.1), kind: 'number', help: 'fraction of steps of linear warm-up' },
@@ -95,6 +102,26 @@ export const TRAIN_OPTIONS = {
 } satisfies Record<string, OptionSpec>
 
 export type TrainOptionName = keyof typeof TRAIN_OPTIONS
+
+/** The command-line flag of an option: learningRate → --learning-rate. */
+export const flagName = (name: string): string => '--' + name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
+
+/**
+ * Rejects options the user gave that the chosen method never reads (e.g. --epsilon with --method
+ * dpo): they would be silently unused. Only keys present in `input` count, not defaults.
+ */
+export function checkMethodOptions(input: Readonly<Record<string, unknown>>): void {
+  const method = input.method ?? 'epsilon-dpo'
+  if (!(TRAIN_METHODS as readonly unknown[]).includes(method)) return // the schema names a bad --method
+  const unused = Object.entries(TRAIN_OPTIONS as Record<string, OptionSpec>).filter(
+    ([name, spec]) => input[name] !== undefined && spec.methods !== undefined && !spec.methods.includes(method as TrainMethod),
+  )
+  if (unused.length > 0)
+    throw new EdpoInputError(
+      unused.map(([name, spec]) => `${flagName(name)} applies only to --method ${spec.methods!.join(' or ')}`).join('; ') +
+        `; this run's method is ${String(method)}: remove ${unused.length === 1 ? 'it' : 'them'} or change --method`,
+    )
+}
 
 /** The zod object schema of an option table (strict: unknown keys are errors). */
 export function optionsObject<T extends Record<string, OptionSpec>>(table: T) {

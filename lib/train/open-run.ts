@@ -11,6 +11,7 @@ import type { DistGroup } from '../dist/group'
 import { EdpoInputError } from '../errors'
 import { CausalLM, type ModelDtype } from '../model'
 import { formatZodError } from '../validate'
+import { flagName } from './config'
 import { MetricsLog } from './metrics-log'
 import { checkDevice, checkModelFolder } from './preflight'
 import { openRunToResume, prepareNewRun } from './run-folder'
@@ -108,8 +109,6 @@ function ensureFolderExists(dir: string): void {
 
 /** Options a resumed run may change: they extend or re-pace the run, not what it trains (ZeRO's optimizer state re-shards by name). */
 export const RESUME_EXTENDABLE = ['maxSteps', 'epochs', 'saveEvery', 'evalEvery', 'keepLast', 'logEvery', 'zeroStage'] as const
-
-const flagName = (name: string) => '--' + name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
 
 /**
  * The stored config of a resumed run with the user's extensions applied. Any other option the user

@@ -4,7 +4,7 @@
 //   train():  see engine.ts.
 import type { PreferenceData, TokenizedPair } from '../data'
 import type { CausalLM } from '../model'
-import { type TrainConfig, type TrainConfigInput, trainConfigSchema } from './config'
+import { checkMethodOptions, type TrainConfig, type TrainConfigInput, trainConfigSchema } from './config'
 import { Engine } from './engine'
 import { PREFERENCE_STATE, PreferenceMethod } from './methods/preference'
 import { type CreateOptions, openRunOnRanks, type Run } from './open-run'
@@ -19,6 +19,8 @@ export class Trainer extends Engine<TrainConfig, TokenizedPair, PreferenceMethod
   }
 
   static async create(input: TrainConfigInput, opts: CreateOptions = {}): Promise<Trainer> {
+    // A resumed run's options are checked against its stored ones instead (open-run.ts).
+    if (opts.resume === undefined) checkMethodOptions(input)
     const run = await openRunOnRanks({ config: trainConfigSchema, state: PREFERENCE_STATE }, input, opts)
     return new Trainer(run, await PreferenceMethod.load(run))
   }
