@@ -66,6 +66,12 @@ export const TRAIN_OPTIONS = {
   },
   device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
   gradientCheckpointing: { schema: z.boolean().default(false), kind: 'boolean', help: 'recompute each decoder layer in the backward pass' },
+  paddingFree: {
+    aliases: ['padding_free'],
+    schema: z.boolean().default(false),
+    kind: 'boolean',
+    help: 'run the model on the batch without its padding: rows packed back to back, each attending only to itself',
+  },
   chunkTokens: { schema: count.optional(), kind: 'integer', help: 'completion tokens per chunk of the fused lm_head + loss' },
   seed: { schema: z.number().int().min(0).default(42), kind: 'integer', help: 'data order seed' },
   logEvery: { aliases: ['logging_steps'], schema: count.default(1), kind: 'integer', help: 'log metrics every N optimizer steps' },

@@ -58,9 +58,10 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
   async microBatch(rows: readonly TokenizedPair[], o: { grad: boolean }): Promise<MicroBatchOutput> {
     const c = this.config
     const batch = collate(rows, this.data.tokenizer.padTokenId, { device: c.device })
-    const mask = batch.attentionMask
-    const policyHidden = await this.model.forwardHiddenAsync(batch.inputIds, { attentionMask: mask, grad: o.grad })
-    const referenceHidden = await this.reference.forwardHiddenAsync(batch.inputIds, { attentionMask: mask, grad: false })
+    // Padding-free: the rows' lengths (host) replace the mask; the hidden states come back padded.
+    const layout = c.paddingFree ? { sequenceLengths: Array.from(batch.rowLengths) } : { attentionMask: batch.attentionMask }
+    const policyHidden = await this.model.forwardHiddenAsync(batch.inputIds, { ...layout, grad: o.grad })
+    const referenceHidden = await this.reference.forwardHiddenAsync(batch.inputIds, { ...layout, grad: false })
     const ph = this.model.lmHead()
     const rh = this.reference.lmHead()
     const out = await epsilonDpoLossFromHiddenAsync({
