@@ -14,6 +14,7 @@ import * as path from 'node:path'
 
 import { io, runtime, Tensor } from '../lib/index'
 import { Trainer } from '../lib/train/trainer'
+import { EOS, text, writeLlama } from './step-fixture'
 
 interface Workload {
   name: string
@@ -50,8 +51,6 @@ const WORKLOADS: Workload[] = [
 
 // Training settings both engines use (the trainer's defaults where the authors' config agrees).
 const HYPER = { beta: 0.1, epsilon: 0.01, learningRate: 1e-6, maxGradNorm: 1.0, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0 }
-const PAD = 0
-const EOS = 1
 
 interface Result {
   engine: string
@@ -62,46 +61,10 @@ interface Result {
   first_logps: number
 }
 
-// A whitespace WordLevel tokenizer whose token "wN" has id N, so the text of the data is exactly
-// the ids the PyTorch side reads.
-function writeTokenizer(dir: string, vocab: number): void {
-  const v: Record<string, number> = { '<pad>': PAD, '</s>': EOS }
-  for (let i = 2; i < vocab; i++) v[`w${i}`] = i
-  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })
-  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({
-    version: '1.0', truncation: null, padding: null, added_tokens: [special(PAD, '<pad>'), special(EOS, '</s>')],
-    normalizer: null, pre_tokenizer: { type: 'WhitespaceSplit' }, post_processor: null, decoder: null,
-    model: { type: 'WordLevel', vocab: v, unk_token: '<pad>' },
-  }))
-  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ eos_token: '</s>', pad_token: '<pad>' }))
-}
-
 /** Weights, tokenizer, the data file and the batch ids (for PyTorch); returns the parameter count. */
 function prepare(dir: string, w: Workload): number {
   const c = w.config as Record<string, number>
-  Tensor.manualSeed(0)
-  const H = c.hidden_size!, I = c.intermediate_size!, hd = H / c.num_attention_heads!, kv = c.num_key_value_heads! * hd
-  const mat = (r: number, cols: number) => Tensor.randn([r, cols]).mul(1 / Math.sqrt(cols))
-  const t: Record<string, Tensor> = { 'model.embed_tokens.weight': Tensor.randn([c.vocab_size!, H]) }
-  for (let l = 0; l < c.num_hidden_layers!; l++) {
-    const p = `model.layers.${l}.`
-    Object.assign(t, {
-      [`${p}input_layernorm.weight`]: Tensor.full([H], 1),
-      [`${p}self_attn.q_proj.weight`]: mat(H, H),
-      [`${p}self_attn.k_proj.weight`]: mat(kv, H),
-      [`${p}self_attn.v_proj.weight`]: mat(kv, H),
-      [`${p}self_attn.o_proj.weight`]: mat(H, H),
-      [`${p}post_attention_layernorm.weight`]: Tensor.full([H], 1),
-      [`${p}mlp.gate_proj.weight`]: mat(I, H),
-      [`${p}mlp.up_proj.weight`]: mat(I, H),
-      [`${p}mlp.down_proj.weight`]: mat(H, I),
-    })
-  }
-  t['model.norm.weight'] = Tensor.full([H], 1)
-  t['lm_head.weight'] = mat(c.vocab_size!, H)
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...w.config, eos_token_id: EOS, pad_token_id: PAD }))
-  io.saveSafetensors(path.join(dir, 'model.safetensors'), t)
-  writeTokenizer(dir, c.vocab_size!)
+  const nparams = writeLlama(dir, w.config)
   // Deterministic ids in [2, V): the prompt, then the completion ending in EOS.
   let s = 12345
   const id = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), 2 + (s % (c.vocab_size! - 2)))
@@ -115,7 +78,6 @@ function prepare(dir: string, w: Workload): number {
   })
   for (const p of pairs) rows.push([...p.prompt, ...p.chosen])
   for (const p of pairs) rows.push([...p.prompt, ...p.rejected])
-  const text = (ids: number[]) => ids.filter((i) => i !== EOS).map((i) => `w${i}`).join(' ')
   fs.writeFileSync(path.join(dir, 'pairs.jsonl'), pairs.map((p) => JSON.stringify({ prompt: text(p.prompt), chosen: text(p.chosen), rejected: text(p.rejected) })).join('\n') + '\n')
   const T = w.prompt + w.completion
   const ids = BigInt64Array.from(rows.flat(), (x) => BigInt(x))
@@ -124,7 +86,7 @@ function prepare(dir: string, w: Workload): number {
   for (let r = 0; r < rows.length; r++) for (let k = w.prompt - 1; k < T - 1; k++) mask[r * T + k] = 1
   io.saveSafetensors(path.join(dir, 'batch.safetensors'), { input_ids: Tensor.from(ids, [rows.length, T]), loss_mask: Tensor.from(mask, [rows.length, T]) })
   fs.writeFileSync(path.join(dir, 'hyper.json'), JSON.stringify({ ...HYPER, pairs: w.pairs }))
-  return Object.values(t).reduce((n, x) => n + x.numel, 0)
+  return nparams
 }
 
 async function child(dir: string, dtype: 'float32' | 'bfloat16', iters: number): Promise<void> {
