@@ -66,8 +66,13 @@ export const TRAIN_OPTIONS = {
   },
   device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
   gradientCheckpointing: { schema: z.boolean().default(false), kind: 'boolean', help: 'recompute each decoder layer in the backward pass' },
+  // HF's group_by_length and TRL's padding_free are these options' snake_case names.
+  groupByLength: {
+    schema: z.boolean().default(false),
+    kind: 'boolean',
+    help: 'batch examples of similar lengths together (less padding); the order stays shuffled per epoch',
+  },
   paddingFree: {
-    aliases: ['padding_free'],
     schema: z.boolean().default(false),
     kind: 'boolean',
     help: 'run the model on the batch without its padding: rows packed back to back, each attending only to itself',

@@ -40,7 +40,7 @@ export interface TrainerEvents {
 /** The settings the engine itself reads (both option tables have them). */
 export type EngineConfig = Pick<
   TrainConfig,
-  | 'model' | 'out' | 'overwriteOutputDir' | 'dtype' | 'device' | 'gradientCheckpointing' | 'batchSize' | 'gradAccumulation'
+  | 'model' | 'out' | 'overwriteOutputDir' | 'dtype' | 'device' | 'gradientCheckpointing' | 'groupByLength' | 'batchSize' | 'gradAccumulation'
   | 'epochs' | 'maxSteps' | 'seed' | 'learningRate' | 'lrScheduler' | 'warmupRatio' | 'weightDecay' | 'adamBeta1' | 'adamBeta2'
   | 'adamEpsilon' | 'maxGradNorm' | 'logEvery' | 'evalEvery' | 'saveEvery' | 'keepLast'
 >
@@ -67,7 +67,9 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     this.config = c
     method.model.train().setGradientCheckpointing(c.gradientCheckpointing)
     this.optimizer = new AdamW(method.model.namedParameters(), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })
-    this.sampler = new PairSampler(method.train.length, { batchSize: c.batchSize, seed: c.seed, shuffle: true, state: resumed?.file.sampler })
+    // --group-by-length: the order is a function of the lengths too, which resume recomputes from the same data.
+    const lengths = c.groupByLength ? method.train.map((row) => method.rowLength(row)) : undefined
+    this.sampler = new PairSampler(method.train.length, { batchSize: c.batchSize, seed: c.seed, shuffle: true, state: resumed?.file.sampler, lengths })
     const totalSteps = c.maxSteps ?? Math.ceil((c.epochs * this.sampler.batchesPerEpoch) / c.gradAccumulation)
     if (resumed) {
       this.optimizer.loadState(loadSafetensors(path.join(resumed.dir, 'optimizer.safetensors')), resumed.file.step)

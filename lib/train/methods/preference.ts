@@ -54,6 +54,11 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
     return new PreferenceMethod(c, policy, reference, data, beta)
   }
 
+  /** The longer of the pair's two rows (prompt + completion). */
+  rowLength(pair: TokenizedPair): number {
+    return pair.prompt.length + Math.max(pair.chosen.length, pair.rejected.length)
+  }
+
   /** Policy forward (with or without grad), reference forward (never), then the fused chunked loss. */
   async microBatch(rows: readonly TokenizedPair[], o: { grad: boolean }): Promise<MicroBatchOutput> {
     const c = this.config
