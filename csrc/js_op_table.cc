@@ -30,7 +30,7 @@ edpo::LinearHead head(const OpArgs& a, const std::string& prefix) {
 }
 
 edpo::EpsilonDpoOptions loss_options(const OpArgs& a) {
-  return {a.number("beta"), a.number("epsilon"), a.number("labelSmoothing")};
+  return {a.number("beta"), a.number("epsilon"), a.number("labelSmoothing"), a.flag("bf16Criterion")};
 }
 
 const std::vector<ArgDecl> kLogitsArgs = {
@@ -42,6 +42,10 @@ const std::vector<ArgDecl> kLogitsArgs = {
 const ArgDecl kBeta{"beta", K::Number, "KL coefficient β in (0, 1e6] (the current global value; see spec §6 for its update)."};
 const ArgDecl kEpsilon{"epsilon", K::Number, "Perturbation size ε in [0, 1); 0 gives exactly DPO."};
 const ArgDecl kLabelSmoothing{"labelSmoothing", K::OptionalNumber, "Conservative label smoothing ℓ in [0, 0.5]; default 0."};
+const ArgDecl kBf16Criterion{
+    "bf16Criterion", K::OptionalBoolean,
+    "true: take the step decision s_i from log-probs and sums rounded as the authors' eager bf16 trainer does "
+    "(spec §8); the loss and its gradient stay exact. Default false."};
 const ArgDecl kSoftcap{"finalLogitSoftcap", K::OptionalNumber,
                        "Gemma-2's final logit soft-capping c: logits = c·tanh(z/c). 0 or absent: none."};
 const ArgDecl kChunkTokens{"chunkTokens", K::OptionalInteger,
@@ -69,7 +73,7 @@ std::vector<OpDecl> declare() {
   std::vector<OpDecl> ops;
   ops.push_back({"epsilonDpoLoss",
                  "The ε-DPO loss (spec §2–§5) from full logits, in one fused pass per token row.",
-                 concat(kLogitsArgs, {kBeta, kEpsilon, kLabelSmoothing}), kLossResults, [](const OpArgs& a) {
+                 concat(kLogitsArgs, {kBeta, kEpsilon, kLabelSmoothing, kBf16Criterion}), kLossResults, [](const OpArgs& a) {
                    return loss_results(edpo::epsilon_dpo_loss(a.tensor("policyLogits"), a.tensor("referenceLogits"),
                                                               a.tensor("labels"), a.tensor("lossMask"), loss_options(a)));
                  }});
@@ -82,7 +86,7 @@ std::vector<OpDecl> declare() {
         {"referenceHidden", K::Tensor, "[2B,T,H'] the reference's hidden states; never receive gradients."},
         {"referenceHead", K::Tensor, "[V,H'] the reference's lm_head weight."},
         {"referenceBias", K::OptionalTensor, "[V] the reference's lm_head bias, if it has one."},
-        kLogitsArgs[2], kLogitsArgs[3], kBeta, kEpsilon, kLabelSmoothing, kSoftcap, kChunkTokens, kActiveRows},
+        kLogitsArgs[2], kLogitsArgs[3], kBeta, kEpsilon, kLabelSmoothing, kBf16Criterion, kSoftcap, kChunkTokens, kActiveRows},
        kLossResults, [](const OpArgs& a) {
          edpo::ChunkedOptions o;
          o.loss = loss_options(a);

@@ -32,6 +32,8 @@ export interface EpsilonDpoLossArgs {
   epsilon: number
   /** Conservative label smoothing ℓ in [0, 0.5]; default 0. */
   labelSmoothing?: number
+  /** true: take the step decision s_i from log-probs and sums rounded as the authors' eager bf16 trainer does (spec §8); the loss and its gradient stay exact. Default false. Default false. */
+  bf16Criterion?: boolean
 }
 
 /** What the native epsilonDpoLoss returns. */
@@ -66,6 +68,8 @@ export interface EpsilonDpoLossFromHiddenArgs {
   epsilon: number
   /** Conservative label smoothing ℓ in [0, 0.5]; default 0. */
   labelSmoothing?: number
+  /** true: take the step decision s_i from log-probs and sums rounded as the authors' eager bf16 trainer does (spec §8); the loss and its gradient stay exact. Default false. Default false. */
+  bf16Criterion?: boolean
   /** Gemma-2's final logit soft-capping c: logits = c·tanh(z/c). 0 or absent: none. Default 0. */
   finalLogitSoftcap?: number
   /** Completion tokens per chunk, >= 1; default ≈ 2^25 / V (128 MiB of fp32 logits per model). */

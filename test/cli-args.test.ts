@@ -113,7 +113,7 @@ t.test('value errors name what the user typed, never the internal camelCase path
 
 t.test('--help shows enum choices, TRL names, required options and --resume', (t) => {
   const help = formatHelp('edpo train [options]', 'Train.', TRAIN_OPTIONS, [['--resume <run dir>', 'continue']])
-  t.match(help, /--method <epsilon-dpo\|dpo\|tr-dpo>/)
+  t.match(help, /--method <epsilon-dpo\|dpo\|tr-dpo\|beta-dpo>/)
   t.match(help, /--dtype <float32\|bfloat16\|float16\|float64>/)
   t.match(help, /--batch-size <value> .*\[TRL: per_device_train_batch_size\]/)
   t.match(help, /--model <value> .*\(required\)/)

@@ -101,3 +101,19 @@ t.test('no charting library among the production dependencies', async (t) => {
   const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { dependencies: Record<string, string> }
   for (const heavy of ['vega', 'vega-lite', 'cmake-js', 'node-gyp']) t.notOk(heavy in pkg.dependencies, `${heavy} is not installed for users`)
 })
+
+t.test('a method keeps its colour in every chart, whatever the order of the series', async (t) => {
+  const curve = (run: string) => [1, 2].map((step) => ({ run, step, metric: 'loss', value: 1 / step }))
+  const curves = paths(renderSvg(curvesSpec('c', [...curve('ε-DPO'), ...curve('DPO')])))
+  const pareto = paths(renderSvg(winRateKlSpec('p', [
+    { method: 'TR-DPO', kl: 1, winRate: 0.5 },
+    { method: 'DPO', kl: 2, winRate: 0.6 },
+    { method: 'ε-DPO (ε = 0.01)', kl: 3, winRate: 0.7, klRange: [2.5, 3.5], winRateRange: [0.65, 0.75] },
+  ])))
+  t.equal(curves[1]!.color, pareto[1]!.color, 'DPO')
+  t.equal(curves[0]!.color, pareto[2]!.color, 'ε-DPO (ε = 0.01 is the demo default)')
+  t.not(pareto[0]!.color, pareto[1]!.color)
+  const bars = renderSvg(winRateKlSpec('p', [{ method: 'β-DPO', kl: 3, winRate: 0.7, klRange: [2.5, 3.5], winRateRange: [0.65, 0.75] }]))
+  t.equal([...bars.matchAll(/<line x1="[\d.]+" y1="[\d.]+" x2="[\d.]+" y2="[\d.]+" stroke="#[0-9a-f]{6}" stroke-width="1"\/>/g)].length, 2, 'one horizontal and one vertical error bar')
+  t.match(renderSvg(curvesSpec('c', curve('ε-DPO (ε = 0.01, bf16)'))), /stroke-dasharray/, 'the bf16 criterion is dashed')
+})

@@ -1,71 +1,199 @@
-// `npm run bench:paper`: the paper's sweep at toy scale. One SFT reference and one labelled data
-// set (the demo's full preset, steps 1-3), then steps 4-5 for DPO, TR-DPO and ε-DPO over four β,
-// and ε-DPO over ε ∈ {0.005, 0.01, 0.02}: a Table-3-like results table (table.md, results.json)
-// and the Pareto plot of gold win rate against KL (pareto.svg, as the paper's Figure 4(b)).
-//   node dist/bench/paper/sweep.js [--out bench/out/paper] [--quick] [--seed 42]
+// `npm run bench:paper -- --seeds K`: the paper's comparison at toy scale, over K seeds. Per seed,
+// one SFT reference and one labelled data set (the demo's pipeline, steps 1-3, cached in
+// <out>/seed-S), then steps 4-5 for every configuration:
+//   main grid    β × {DPO, ε-DPO ε ∈ {0.005, 0.01, 0.02}, TR-DPO hard and soft, β-DPO}
+//   --precisions fp32,bf16   adds ε-DPO with the authors' bf16 step decision (--criterion-precision)
+//   --noise 0,0.2,0.4        adds DPO and ε-DPO (ε = 0.01) with that fraction of pairs flipped
+// Each run's result is cached in its folder (result.json): a rerun with more seeds or options only
+// trains what is missing, and --report-only just aggregates. Outputs: table.md (means, 95% CIs,
+// paired differences against DPO at the same seed, β and noise), results.json, pareto*.svg.
+//   node dist/bench/paper/sweep.js [--seeds 5] [--first-seed 1] [--out bench/out/paper] [--quick]
+//     [--betas 0.1,0.5,1] [--precisions fp32] [--noise 0] [--noise-betas …] [--report-only]
 import * as fs from 'node:fs'
+import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { demoConfig } from '../../lib/demo/config'
-import { type Method, type MethodResult, prepare, referenceRow, trainAndEvaluate } from '../../lib/demo/pipeline'
-import { formatTable } from '../../lib/demo/report'
-import { winRateKlSpec, writeSvg } from '../../lib/eval/plots'
+import { type Method, type MethodResult, prepare, type RunSpec, trainAndEvaluate } from '../../lib/demo/pipeline'
+import { winRateKlSpec, type WinRateKlRow, writeSvg } from '../../lib/eval/plots'
+import { bootstrapMeanCi, meanCi } from './stats'
 
-const BETAS = [0.1, 0.25, 0.5, 1.0]
 const EPSILONS = [0.005, 0.01, 0.02]
 
 function flag(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`)
   return i < 0 ? undefined : process.argv[i + 1]
 }
-
-interface Row {
-  method: Method | 'reference'
-  beta: number | undefined
-  epsilon: number | undefined
-  r: MethodResult
+const numbers = (name: string, fallback: number[]): number[] => {
+  const v = flag(name)
+  if (v === undefined) return fallback
+  const xs = v.split(',').map(Number)
+  if (xs.some((x) => !Number.isFinite(x))) throw new Error(`--${name}: expected comma-separated numbers, got '${v}'`)
+  return xs
 }
 
-const NAME: Record<string, string> = { dpo: 'DPO', 'tr-dpo': 'TR-DPO', 'epsilon-dpo': 'ε-DPO', reference: 'reference (SFT)' }
-const series = (row: Row) => (row.method === 'epsilon-dpo' ? `ε-DPO (ε = ${row.epsilon})` : NAME[row.method]!)
+/** One configuration (the same at every seed). */
+interface Config {
+  method: Method
+  beta: number
+  epsilon: number
+  trDpoMode: 'hard' | 'soft'
+  criterionPrecision: 'fp32' | 'bf16'
+  labelNoise: number
+}
+
+/** What a run leaves in result.json. */
+interface RunResult extends MethodResult {
+  seconds: number
+  /** Mean over training steps of the fractions of pairs with s = +1 and s = −1. */
+  plusFraction: number
+  minusFraction: number
+}
+
+const id = (c: Config) =>
+  [c.method === 'tr-dpo' ? `tr-dpo-${c.trDpoMode}` : c.method, `beta${c.beta}`, c.method === 'epsilon-dpo' ? `eps${c.epsilon}` : '', c.criterionPrecision === 'bf16' ? 'bf16' : '', c.labelNoise > 0 ? `noise${c.labelNoise}` : '']
+    .filter(Boolean)
+    .join('-')
+
+/** The series name in tables and plots (lib/eval/method-colors.ts keys its colour on it). */
+const series = (c: Config) =>
+  c.method === 'dpo' ? 'DPO' : c.method === 'beta-dpo' ? 'β-DPO' : c.method === 'tr-dpo' ? `TR-DPO ${c.trDpoMode}` : `ε-DPO (ε = ${c.epsilon}${c.criterionPrecision === 'bf16' ? ', bf16' : ''})`
+
+function configurations(betas: number[], precisions: string[], noise: number[], noiseBetas: number[]): Config[] {
+  const base = { epsilon: 0, trDpoMode: 'soft' as const, criterionPrecision: 'fp32' as const, labelNoise: 0 }
+  const out: Config[] = []
+  for (const beta of betas) {
+    out.push({ ...base, method: 'dpo', beta })
+    for (const epsilon of EPSILONS) out.push({ ...base, method: 'epsilon-dpo', beta, epsilon })
+    if (precisions.includes('bf16')) for (const epsilon of EPSILONS) out.push({ ...base, method: 'epsilon-dpo', beta, epsilon, criterionPrecision: 'bf16' })
+    out.push({ ...base, method: 'tr-dpo', beta, trDpoMode: 'hard' }, { ...base, method: 'tr-dpo', beta, trDpoMode: 'soft' }, { ...base, method: 'beta-dpo', beta })
+  }
+  for (const p of noise.filter((x) => x > 0))
+    for (const beta of noiseBetas) out.push({ ...base, method: 'dpo', beta, labelNoise: p }, { ...base, method: 'epsilon-dpo', beta, epsilon: 0.01, labelNoise: p })
+  return out
+}
 
 async function main(): Promise<void> {
   const out = flag('out') ?? path.join('bench', 'out', 'paper')
-  const c = demoConfig({ out, quick: process.argv.includes('--quick'), seed: Number(flag('seed') ?? 42) })
+  const seeds = Number(flag('seeds') ?? 5)
+  const firstSeed = Number(flag('first-seed') ?? 1)
+  if (!Number.isInteger(seeds) || seeds < 1) throw new Error(`--seeds: expected a positive integer, got ${flag('seeds')}`)
+  // The default size (3 β × 7 methods × 5 seeds) fits 15 minutes on 2 cores; the study adds --betas 0.1,0.25,0.5,1.
+  const betas = numbers('betas', [0.1, 0.5, 1])
+  const precisions = (flag('precisions') ?? 'fp32').split(',')
+  for (const p of precisions) if (p !== 'fp32' && p !== 'bf16') throw new Error(`--precisions: fp32 and/or bf16, got '${p}'`)
+  const noise = numbers('noise', [0])
+  const noiseBetas = numbers('noise-betas', betas)
+  const quick = process.argv.includes('--quick')
+  const configs = configurations(betas, precisions, noise, noiseBetas)
   const started = performance.now()
-  const p = await prepare(c, { log: (l) => console.log(l) })
-  const runs: { method: Method; beta: number; epsilon: number }[] = []
-  for (const beta of BETAS) {
-    runs.push({ method: 'dpo', beta, epsilon: 0 }, { method: 'tr-dpo', beta, epsilon: 0 })
-    for (const epsilon of EPSILONS) runs.push({ method: 'epsilon-dpo', beta, epsilon })
+  console.log(`${configs.length} configurations × ${seeds} seeds; ${os.cpus().length} CPUs, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+
+  const results = new Map<string, Map<number, RunResult>>()
+  for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
+    const c = demoConfig({ out: path.join(out, `seed-${seed}`), quick, seed })
+    const done = (cfg: Config) => path.join(c.out, id(cfg), 'result.json')
+    const missing = configs.filter((cfg) => !fs.existsSync(done(cfg)))
+    if (missing.length > 0 && !process.argv.includes('--report-only')) {
+      const p = await prepare(c, { log: (l) => console.log(`[seed ${seed}] ${l}`) }, undefined, true)
+      for (const cfg of missing) {
+        const t0 = performance.now()
+        const run: RunSpec = { ...cfg, out: path.join(c.out, id(cfg)) }
+        const { result, curve } = await trainAndEvaluate(p, c, run)
+        const meanOf = (k: string) => curve.reduce((a, m) => a + (m[k] ?? 0), 0) / Math.max(1, curve.length)
+        const r: RunResult = { ...result, seconds: (performance.now() - t0) / 1000, plusFraction: meanOf('kl/p_epsilon_steps'), minusFraction: meanOf('kl/n_epsilon_steps') }
+        fs.writeFileSync(done(cfg), JSON.stringify(r, null, 2) + '\n')
+        console.log(`[seed ${seed}] ${id(cfg)}: win ${(100 * r.gold.winRate).toFixed(1)}%, KL ${r.gold.kl.toFixed(3)}, final β ${r.finalBeta?.toPrecision(4)}, s=+1 ${(100 * r.plusFraction).toFixed(0)}% (${r.seconds.toFixed(1)} s; load ${os.loadavg()[0]!.toFixed(2)})`)
+      }
+    }
+    for (const cfg of configs)
+      if (fs.existsSync(done(cfg))) {
+        const key = id(cfg)
+        if (!results.has(key)) results.set(key, new Map())
+        results.get(key)!.set(seed, JSON.parse(fs.readFileSync(done(cfg), 'utf8')) as RunResult)
+      }
   }
-  const rows: Row[] = [{ method: 'reference', beta: undefined, epsilon: undefined, r: await referenceRow(p, c) }]
-  for (const [i, run] of runs.entries()) {
-    const t0 = performance.now()
-    const { result } = await trainAndEvaluate(p, c, { ...run, out: path.join(out, `${run.method}-beta${run.beta}-eps${run.epsilon}`) })
-    rows.push({ ...run, r: result })
-    console.log(`[${i + 1}/${runs.length}] ${NAME[run.method]} β=${run.beta}${run.method === 'epsilon-dpo' ? ` ε=${run.epsilon}` : ''}: win ${(100 * result.gold.winRate).toFixed(1)}%, reward ${result.gold.meanReward.toFixed(3)}, KL ${result.gold.kl.toFixed(3)}, final β ${result.finalBeta?.toPrecision(4)} (${((performance.now() - t0) / 1000).toFixed(1)} s)`)
+  const seconds = (performance.now() - started) / 1000
+  report(out, configs, results, { seeds, firstSeed, quick, seconds, command: process.argv.slice(2).join(' ') })
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}`
+const ci = (m: { mean: number; lo: number; hi: number }, f: (x: number) => string) => `${f(m.mean)} [${f(m.lo)}, ${f(m.hi)}]`
+
+function report(out: string, configs: Config[], results: Map<string, Map<number, RunResult>>, info: { seeds: number; firstSeed: number; quick: boolean; seconds: number; command: string }): void {
+  const dpoOf = (c: Config) => results.get(id({ ...c, method: 'dpo', epsilon: 0, trDpoMode: 'soft', criterionPrecision: 'fp32' }))
+  const rows = configs.flatMap((c) => {
+    const runs = results.get(id(c))
+    if (!runs || runs.size === 0) return []
+    const seedsDone = [...runs.keys()].sort((a, b) => a - b)
+    const all = seedsDone.map((s) => runs.get(s)!)
+    const dpo = dpoOf(c)
+    // Paired against DPO at the same seed (same reference, data and data order), β and noise.
+    const paired = c.method === 'dpo' || !dpo ? undefined : seedsDone.filter((s) => dpo.has(s))
+    const diff = (f: (r: RunResult) => number) => (paired && paired.length > 0 ? bootstrapMeanCi(paired.map((s) => f(runs.get(s)!) - f(dpo!.get(s)!)), 10_000, 12345) : undefined)
+    return [
+      {
+        config: c,
+        series: series(c),
+        n: all.length,
+        winRate: meanCi(all.map((r) => r.gold.winRate)),
+        kl: meanCi(all.map((r) => r.gold.kl)),
+        reward: meanCi(all.map((r) => r.gold.meanReward)),
+        finalBeta: all.reduce((a, r) => a + (r.finalBeta ?? NaN), 0) / all.length,
+        plus: all.reduce((a, r) => a + r.plusFraction, 0) / all.length,
+        minus: all.reduce((a, r) => a + r.minusFraction, 0) / all.length,
+        dWin: diff((r) => r.gold.winRate),
+        dKl: diff((r) => r.gold.kl),
+        wins: paired ? paired.filter((s) => runs.get(s)!.gold.winRate > dpo!.get(s)!.gold.winRate).length : undefined,
+        pairedN: paired?.length,
+        seconds: all.reduce((a, r) => a + r.seconds, 0) / all.length,
+      },
+    ]
+  })
+  const header = ['method', 'β', 'noise', 'seeds', 'win rate % [95% CI]', 'KL [95% CI]', 'gold reward [95% CI]', 'Δwin vs DPO, pts [bootstrap 95% CI]', 'seeds > DPO', 'ΔKL vs DPO', 'final β', 's=+1 / s=−1']
+  const lines = rows.map((r) => [
+    r.series,
+    String(r.config.beta),
+    String(r.config.labelNoise),
+    String(r.n),
+    ci(r.winRate, pct),
+    ci(r.kl, (x) => x.toFixed(2)),
+    ci(r.reward, (x) => x.toFixed(3)),
+    r.dWin ? ci(r.dWin, (x) => (100 * x).toFixed(1)) : '–',
+    r.wins === undefined ? '–' : `${r.wins}/${r.pairedN}`,
+    r.dKl ? ci(r.dKl, (x) => x.toFixed(2)) : '–',
+    Number.isFinite(r.finalBeta) ? r.finalBeta.toPrecision(3) : '–',
+    r.config.method === 'epsilon-dpo' ? `${pct(r.plus)}% / ${pct(r.minus)}%` : '–',
+  ])
+  const table = (title: string, keep: (c: Config) => boolean) => {
+    const picked = lines.filter((_, i) => keep(rows[i]!.config))
+    if (picked.length === 0) return []
+    return [`### ${title}`, '', `| ${header.join(' | ')} |`, `|${header.map((_, j) => (j === 0 ? '---' : '---:')).join('|')}|`, ...picked.map((l) => `| ${l.join(' | ')} |`), '']
   }
-  const table = [
-    ['method', 'β', 'ε', 'win rate vs ref', 'mean gold reward', 'KL(π‖π_ref)', 'held-out pref. acc.', 'final β'],
-    ...rows.map((row) => [
-      NAME[row.method]!,
-      row.beta === undefined ? '–' : String(row.beta),
-      row.method === 'epsilon-dpo' ? String(row.epsilon) : '–',
-      `${(100 * row.r.gold.winRate).toFixed(1)}%`,
-      row.r.gold.meanReward.toFixed(3),
-      row.r.gold.kl.toFixed(3),
-      row.r.preferenceAccuracy === undefined ? '–' : `${(100 * row.r.preferenceAccuracy).toFixed(1)}%`,
-      row.r.finalBeta === undefined ? '–' : row.r.finalBeta.toPrecision(4),
-    ]),
+  const md = [
+    `Command: \`npm run bench:paper -- ${info.command}\` (${info.quick ? 'quick' : 'full'} preset, seeds ${info.firstSeed}–${info.firstSeed + info.seeds - 1}); this invocation took ${info.seconds.toFixed(0)} s on ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load at the end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${new Date().toISOString()}.`,
+    '',
+    ...table('Every method over β (fp32 step decision, clean labels)', (c) => c.labelNoise === 0 && c.criterionPrecision === 'fp32'),
+    ...table("ε-DPO with the authors' bf16 step decision (clean labels)", (c) => c.labelNoise === 0 && c.criterionPrecision === 'bf16'),
+    ...table('Label noise: DPO and ε-DPO (ε = 0.01)', (c) => rows.some((r) => r.config.labelNoise > 0) && (c.method === 'dpo' || (c.method === 'epsilon-dpo' && c.epsilon === 0.01 && c.criterionPrecision === 'fp32')) && configs.some((q) => q.labelNoise > 0 && q.beta === c.beta)),
+  ].join('\n')
+  fs.mkdirSync(out, { recursive: true })
+  fs.writeFileSync(path.join(out, 'table.md'), md)
+  fs.writeFileSync(path.join(out, 'results.json'), JSON.stringify(rows, null, 2) + '\n')
+  const point = (r: (typeof rows)[number], label: string): WinRateKlRow => ({ method: r.series, kl: r.kl.mean, winRate: r.winRate.mean, klRange: [r.kl.lo, r.kl.hi], winRateRange: [r.winRate.lo, r.winRate.hi], label })
+  const clean = rows.filter((r) => r.config.labelNoise === 0)
+  const plots: [string, string, WinRateKlRow[]][] = [
+    ['pareto.svg', 'Win rate against KL over β, mean and 95% CI over seeds', clean.filter((r) => r.config.criterionPrecision === 'fp32').map((r) => point(r, `β ${r.config.beta}`))],
+    ['pareto-bf16.svg', 'ε-DPO step decision in fp32 against the authors\u2019 bf16', clean.filter((r) => r.config.method === 'dpo' || r.config.method === 'epsilon-dpo').map((r) => point(r, `β ${r.config.beta}`))],
+    [
+      'pareto-noise.svg',
+      'DPO and ε-DPO (ε = 0.01) under label noise p',
+      rows.filter((r) => (r.config.method === 'dpo' || (r.config.method === 'epsilon-dpo' && r.config.epsilon === 0.01 && r.config.criterionPrecision === 'fp32')) && rows.some((q) => q.config.labelNoise > 0 && q.config.beta === r.config.beta)).map((r) => ({ ...point(r, `p ${r.config.labelNoise}`), method: `${r.series} β ${r.config.beta}` })),
+    ],
   ]
-  const md = [`| ${table[0]!.join(' | ')} |`, `|${table[0]!.map((_, j) => (j === 0 ? '---' : '---:')).join('|')}|`, ...table.slice(1).map((r) => `| ${r.join(' | ')} |`)].join('\n')
-  fs.writeFileSync(path.join(out, 'table.md'), md + '\n')
-  fs.writeFileSync(path.join(out, 'results.json'), JSON.stringify({ config: c, data: p.data, rows: rows.map((row) => ({ ...row.r, beta: row.beta, epsilon: row.epsilon })) }, null, 2) + '\n')
-  const points = rows.filter((row) => row.method !== 'reference').map((row) => ({ method: series(row), kl: row.r.gold.kl, winRate: row.r.gold.winRate, label: `β ${row.beta}` }))
-  await writeSvg(path.join(out, 'pareto.svg'), winRateKlSpec('Gold win rate against KL(π‖π_ref) over β (toy scale)', points))
-  console.log('\n' + formatTable(table))
-  console.log(`\n${path.join(out, 'table.md')}\n${path.join(out, 'pareto.svg')}\n${path.join(out, 'results.json')}\ntime ${((performance.now() - started) / 1000).toFixed(0)} s`)
+  for (const [file, title, points] of plots) if (points.length > 0) writeSvg(path.join(out, file), winRateKlSpec(title, points))
+  console.log('\n' + md)
+  console.log(`${path.join(out, 'table.md')}, ${plots.map(([f]) => path.join(out, f)).join(', ')}`)
 }
 
 main().catch((e: unknown) => {

@@ -3,6 +3,7 @@
 
 #include "autograd_function.h"
 
+#include "bf16_criterion.h"
 #include "row_stats.h"
 #include "row_ops.h"
 
@@ -15,13 +16,16 @@ namespace {
 struct SequenceLogpsFunction : public torch::autograd::Function<SequenceLogpsFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& policy, const at::Tensor& reference,
                                const at::Tensor& labels, const at::Tensor& row_weight, double epsilon,
-                               int64_t sequences) {
+                               int64_t sequences, bool bf16_criterion) {
     const at::Tensor stats = forward_rows(policy, reference, labels, row_weight, epsilon);
     const SequenceLogps s = sums_from_row_stats(stats, row_weight, sequences, policy.size(1));
+    const at::Tensor criterion =
+        bf16_criterion ? bf16_criterion_sums(bf16_criterion_rows(policy, reference, labels, epsilon), row_weight, sequences)
+                       : at::empty({0}, stats.options().dtype(at::kDouble));
     ctx->save_for_backward({policy, labels, row_weight, stats[kPolicyLse].contiguous()});
     ctx->saved_data["sequences"] = sequences;
-    ctx->mark_non_differentiable({s.reference, s.plus, s.minus, s.logit_sum, s.token_count});
-    return {s.policy, s.reference, s.plus, s.minus, s.logit_sum, s.token_count};
+    ctx->mark_non_differentiable({s.reference, s.plus, s.minus, s.logit_sum, s.token_count, criterion});
+    return {s.policy, s.reference, s.plus, s.minus, s.logit_sum, s.token_count, criterion};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -33,13 +37,14 @@ struct SequenceLogpsFunction : public torch::autograd::Function<SequenceLogpsFun
       const at::Tensor row_grad = row_grads_from_sequences(grads[0], row_weight, sequences, lse.scalar_type());
       grad_policy = backward_rows(policy, labels, lse, row_grad);
     }
-    return {grad_policy, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_policy, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 // The sums, once the options are checked (by sequence_logps or epsilon_dpo_loss, not both).
 SequenceLogps checked_sequence_logps(const at::Tensor& policy_logits, const at::Tensor& reference_logits,
-                                     const at::Tensor& labels, const at::Tensor& loss_mask, double epsilon) {
+                                     const at::Tensor& labels, const at::Tensor& loss_mask, double epsilon,
+                                     bool bf16_criterion = false) {
   at::Tensor input_error;
   const int64_t vocab = check_logits_inputs(policy_logits, reference_logits, labels, loss_mask, &input_error);
   const int64_t sequences = policy_logits.size(0);
@@ -48,8 +53,9 @@ SequenceLogps checked_sequence_logps(const at::Tensor& policy_logits, const at::
   const at::Tensor reference = reference_logits.detach().reshape({-1, vocab}).contiguous();
   const at::Tensor flat_labels = labels.reshape({-1}).contiguous();
   const at::Tensor row_weight = loss_mask.reshape({-1}).to(acc).contiguous();
-  const variable_list out = SequenceLogpsFunction::apply(policy, reference, flat_labels, row_weight, epsilon, sequences);
-  return SequenceLogps{out[0], out[1], out[2], out[3], out[4], out[5], vocab, input_error};
+  const variable_list out =
+      SequenceLogpsFunction::apply(policy, reference, flat_labels, row_weight, epsilon, sequences, bf16_criterion);
+  return SequenceLogps{out[0], out[1], out[2], out[3], out[4], out[5], vocab, input_error, out[6]};
 }
 
 }  // namespace
@@ -65,7 +71,7 @@ EpsilonDpoOutput epsilon_dpo_loss(const at::Tensor& policy_logits, const at::Ten
                                   const EpsilonDpoOptions& options) {
   check_options(options);
   const SequenceLogps seq =
-      checked_sequence_logps(policy_logits, reference_logits, labels, loss_mask, options.epsilon);
+      checked_sequence_logps(policy_logits, reference_logits, labels, loss_mask, options.epsilon, options.bf16_criterion);
   return loss_from_sequences(seq, options, accumulation_dtype(policy_logits.scalar_type()));
 }
 

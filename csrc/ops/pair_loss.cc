@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "arg_error.h"
+#include "bf16_criterion.h"
 
 namespace edpo {
 
@@ -30,11 +31,21 @@ EpsilonDpoOutput loss_from_sequences(const SequenceLogps& seq, const EpsilonDpoO
   auto chosen = [&](const at::Tensor& t) { return t.narrow(0, 0, pairs); };
   auto rejected = [&](const at::Tensor& t) { return t.narrow(0, pairs, pairs); };
 
-  // Step decision (spec §4): strict inequalities on detached float64 log-ratios.
+  // Step decision (spec §4): strict inequalities on detached float64 log-ratios, or on the
+  // bf16-rounded ones of the authors' trainer (--criterion-precision bf16, spec §8).
   const at::Tensor policy_detached = seq.policy.detach();
-  const at::Tensor rho = chosen(policy_detached) - rejected(policy_detached);
-  const at::Tensor rho_plus = chosen(seq.plus) - rejected(seq.plus);
-  const at::Tensor rho_minus = chosen(seq.minus) - rejected(seq.minus);
+  at::Tensor rho, rho_plus, rho_minus;
+  if (o.bf16_criterion) {
+    EDPO_ARG_CHECK(seq.criterion.defined() && seq.criterion.numel() > 0, "bf16Criterion: no bf16 sums were computed");
+    auto ratio = [&](int k) { return bf16_log_ratio(chosen(seq.criterion[k]), rejected(seq.criterion[k])); };
+    rho = ratio(kCriterionPolicy);
+    rho_plus = ratio(kCriterionPlus);
+    rho_minus = ratio(kCriterionMinus);
+  } else {
+    rho = chosen(policy_detached) - rejected(policy_detached);
+    rho_plus = chosen(seq.plus) - rejected(seq.plus);
+    rho_minus = chosen(seq.minus) - rejected(seq.minus);
+  }
   const at::Tensor relax = (rho_plus > rho).logical_and(rho > rho_minus);
   const at::Tensor tighten = (rho_minus > rho).logical_and(rho > rho_plus);
   const at::Tensor steps = relax.to(at::kDouble) - tighten.to(at::kDouble);

@@ -14,6 +14,8 @@ struct EpsilonDpoOptions {
   double beta = 0.1;
   double epsilon = 0.01;
   double label_smoothing = 0.0;
+  // The step decision in the authors' eager bf16 numerics (bf16_criterion.h) instead of fp32/fp64.
+  bool bf16_criterion = false;
 };
 
 // Columns of the per-pair record: everything the trainer and the metrics need of one pair, in one

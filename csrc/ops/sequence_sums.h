@@ -16,6 +16,9 @@ struct SequenceLogps {
   at::Tensor token_count;  // Σ_t mask
   int64_t vocab = 0;       // V, for the mean-logit metric
   at::Tensor input_error;  // float64 scalar: check_labels_and_mask's flag (0 when the inputs are valid)
+  // --criterion-precision bf16 only: [kNumCriterionRows, 2B] float64 bf16-rounded sums of the policy,
+  // plus and minus rows (bf16_criterion.h), from which the step decision is taken. Else empty.
+  at::Tensor criterion;
 };
 
 // Per-sequence sums from a [kNumRowStats, N] row-stats tensor and the [N] row weights (the mask).

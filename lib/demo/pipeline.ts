@@ -10,6 +10,8 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
+import { z } from 'zod'
+
 import { loadPreferenceData, loadTokenizer, type TokenizedPair } from '../data'
 import { evaluatePreferences } from '../eval'
 import { evaluateWithGold, type GoldEval, type GoldEvalOptions, type GoldJudge, loadGoldJudge, referenceSamplesFor, type Sample, sampleCompletions, scoreSamples } from '../eval/gold'
@@ -33,7 +35,7 @@ export function demoAssets(): string {
   throw new Error('edpo demo: assets/demo/tokenizer.json is missing from this install')
 }
 
-export type Method = 'dpo' | 'epsilon-dpo' | 'tr-dpo'
+export type Method = 'dpo' | 'epsilon-dpo' | 'tr-dpo' | 'beta-dpo'
 
 export interface MethodResult {
   method: Method | 'reference'
@@ -89,10 +91,30 @@ class Timer {
   }
 }
 
-/** Steps 1-3 and the reference's side of step 5, in c.out (which is emptied first). */
-export async function prepare(c: DemoConfig, hooks: DemoHooks = {}, timer = new Timer()): Promise<Prepared> {
+// What steps 1-3 leave for a later call with `reuse` (bench/paper caches them per seed).
+const PREPARED = 'prepared.json'
+const preparedKey = (c: DemoConfig) =>
+  JSON.stringify([c.seed, c.gold ?? null, c.sftRows, c.sftSteps, c.sftBatch, c.sftLearningRate, c.trainPrompts, c.heldOutPrompts, c.hiddenSize, c.layers, c.maxNewTokens])
+const preparedSchema = z.object({ key: z.string(), data: z.object({ trainPairs: z.number(), ties: z.number(), empty: z.number(), heldOutPairs: z.number() }) })
+
+/**
+ * Steps 1-3 and the reference's side of step 5, in c.out (which is emptied first). With `reuse`,
+ * a folder where an earlier call with the same seed and sizes finished keeps its SFT reference
+ * and labelled data, and only the evaluation's reference samples are drawn again.
+ */
+export async function prepare(c: DemoConfig, hooks: DemoHooks = {}, timer = new Timer(), reuse = false): Promise<Prepared> {
   const log = hooks.log ?? (() => {})
   const progress = hooks.progress ?? (() => {})
+  const trainFile = path.join(c.out, 'data', 'prefs-train.jsonl')
+  const heldOutFile = path.join(c.out, 'data', 'prefs-heldout.jsonl')
+  const referenceDir = path.join(c.out, 'sft', `checkpoint-${c.sftSteps}`)
+  const saved = reuse && fs.existsSync(path.join(c.out, PREPARED)) ? preparedSchema.safeParse(JSON.parse(fs.readFileSync(path.join(c.out, PREPARED), 'utf8'))) : undefined
+  if (saved?.success && saved.data.key === preparedKey(c)) {
+    log(`reusing the SFT reference and labelled data in ${c.out}`)
+    const judge = await loadGoldJudge(c.gold ?? require.resolve('./gold-reward'))
+    if (c.gold === undefined) judge.name = 'the shipped sort-the-digits reward, lib/demo/gold-reward.ts'
+    return finishPrepare(c, referenceDir, judge, trainFile, heldOutFile, saved.data.data)
+  }
   // Each run starts clean, but only a folder an earlier demo made (it leaves a marker) is emptied.
   const marker = path.join(c.out, '.edpo-demo')
   const ours = fs.existsSync(marker) || fs.existsSync(path.join(c.out, 'data', 'sft.jsonl')) // (or made before the marker existed)
@@ -123,7 +145,7 @@ export async function prepare(c: DemoConfig, hooks: DemoHooks = {}, timer = new 
     )
     sft.on('log', (m) => progress('sft', m.step, c.sftSteps, m))
     await sft.train()
-    return path.join(c.out, 'sft', `checkpoint-${c.sftSteps}`)
+    return referenceDir
   })
   const tokenizer = loadTokenizer(reference)
   const referenceModel = (await CausalLM.fromPretrained(reference)).eval()
@@ -138,20 +160,25 @@ export async function prepare(c: DemoConfig, hooks: DemoHooks = {}, timer = new 
     progress('label', done + prompts.length, total)
     return r
   }
-  const trainFile = path.join(c.out, 'data', 'prefs-train.jsonl')
-  const heldOutFile = path.join(c.out, 'data', 'prefs-heldout.jsonl')
   const labelTotal = c.trainPrompts + c.heldOutPrompts
   const [train, heldOut] = await timer.time('label', async () => [
     await label(makePrompts(c.trainPrompts, c.seed + 4), c.seed + 5, trainFile, 0, labelTotal),
     await label(makePrompts(c.heldOutPrompts, c.seed + 6), c.seed + 7, heldOutFile, c.trainPrompts, labelTotal),
   ])
   log(`preference data: ${train.pairs.length} training pairs (${train.ties} ties and ${train.empty} empty completions dropped), ${heldOut.pairs.length} held-out pairs`)
-  const held = await loadPreferenceData({ data: heldOutFile, tokenizer, log: () => {} })
+  const data = { trainPairs: train.pairs.length, ties: train.ties, empty: train.empty, heldOutPairs: heldOut.pairs.length }
+  fs.writeFileSync(path.join(c.out, PREPARED), JSON.stringify({ key: preparedKey(c), data }) + '\n')
+  return finishPrepare(c, reference, judge, trainFile, heldOutFile, data, referenceModel)
+}
 
-  // 5 (shared). Held-out prompts and the reference's own samples on them.
+/** 5 (shared). The held-out pairs, prompts and the reference's own samples on them. */
+async function finishPrepare(c: DemoConfig, reference: string, judge: GoldJudge, trainFile: string, heldOutFile: string, data: DemoResult['data'], model?: CausalLM): Promise<Prepared> {
+  const tokenizer = loadTokenizer(reference)
+  const referenceModel = model ?? (await CausalLM.fromPretrained(reference)).eval()
+  const held = await loadPreferenceData({ data: heldOutFile, tokenizer, log: () => {} })
+  const sampling = { maxNewTokens: c.maxNewTokens, temperature: 1, batchSize: 128 }
   const goldOptions = { reference: referenceModel, tokenizer, prompts: makePrompts(c.evalPrompts, c.seed + 8), judge, ...sampling, seed: c.seed + 9 }
   const refSamples = await referenceSamplesFor(goldOptions)
-  const data = { trainPairs: train.pairs.length, ties: train.ties, empty: train.empty, heldOutPairs: heldOut.pairs.length }
   return { reference, referenceModel, judge, trainFile, heldOut: held.train, goldOptions, refSamples, data }
 }
 
@@ -161,6 +188,12 @@ export interface RunSpec {
   epsilon: number
   /** Run folder. */
   out: string
+  /** TR-DPO's reference update (default soft, as the demo). */
+  trDpoMode?: 'hard' | 'soft'
+  /** ε-DPO's step-decision precision (default fp32). */
+  criterionPrecision?: 'fp32' | 'bf16'
+  /** Fraction of training pairs with chosen and rejected swapped (default 0). */
+  labelNoise?: number
 }
 
 /** Steps 4-5 for one method: train from the shared reference, then the gold and preference evaluation. */
@@ -184,7 +217,9 @@ export async function trainAndEvaluate(p: Prepared, c: DemoConfig, run: RunSpec,
         maxLength: 32,
         seed: c.seed,
         keepLast: 1,
-        trDpoMode: 'soft',
+        trDpoMode: run.trDpoMode ?? 'soft',
+        criterionPrecision: run.criterionPrecision ?? 'fp32',
+        labelNoise: run.labelNoise ?? 0,
         trDpoTau: c.trDpoTau ?? Math.max(1, Math.round(totalSteps / 8)),
       },
       { log: () => {} },
@@ -198,9 +233,12 @@ export async function trainAndEvaluate(p: Prepared, c: DemoConfig, run: RunSpec,
   const acc = await evaluatePreferences({ policy, reference: p.referenceModel, pairs: p.heldOut, tokenizer: p.goldOptions.tokenizer, beta: run.beta, batchSize: 32 })
   const { samples, ...summary } = gold
   writeJsonl(path.join(run.out, 'samples.jsonl'), samples)
+  const curve = readMetrics(run.out).filter((m) => 'loss' in m)
+  // β-DPO's β is per batch: its last one; the others' is the trainer's global β.
+  const finalBeta = run.method === 'beta-dpo' ? curve.at(-1)?.['kl/beta'] : trainer.state.beta
   return {
-    result: { method: run.method, gold: summary, preferenceAccuracy: acc.accuracy, finalBeta: trainer.state.beta, steps: trainer.state.step, runDir: run.out },
-    curve: readMetrics(run.out).filter((m) => 'loss' in m),
+    result: { method: run.method, gold: summary, preferenceAccuracy: acc.accuracy, finalBeta, steps: trainer.state.step, runDir: run.out },
+    curve,
   }
 }
 

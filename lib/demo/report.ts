@@ -8,7 +8,7 @@ import type { DemoResult } from './pipeline'
 
 type ReportInput = Omit<DemoResult, 'files'>
 
-const NAMES: Record<string, string> = { reference: 'reference (SFT)', dpo: 'DPO', 'epsilon-dpo': 'ε-DPO', 'tr-dpo': 'TR-DPO' }
+const NAMES: Record<string, string> = { reference: 'reference (SFT)', dpo: 'DPO', 'epsilon-dpo': 'ε-DPO', 'tr-dpo': 'TR-DPO', 'beta-dpo': 'β-DPO' }
 const CURVE_METRICS: [string, string][] = [
   ['loss', 'loss'],
   ['rewards/accuracies', 'reward accuracy'],

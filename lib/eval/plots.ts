@@ -3,7 +3,8 @@
 // so `npm install edpo` stays light and the demo draws its plots wherever edpo installs.
 import * as fs from 'node:fs'
 
-import { PALETTE, svgDocument, legend, linear, niceTicks, polyline, tickFormat, xAxis, yAxis, esc, px, FONT, type Panel } from './svg'
+import { seriesStyle } from './method-colors'
+import { svgDocument, legend, linear, niceTicks, polyline, tickFormat, xAxis, yAxis, esc, px, FONT, type Panel } from './svg'
 
 export interface CurveRow {
   run: string
@@ -16,6 +17,9 @@ export interface WinRateKlRow {
   kl: number
   winRate: number
   label?: string
+  /** Error bars: [low, high] of the KL and of the win rate (e.g. 95% confidence intervals). */
+  klRange?: [number, number]
+  winRateRange?: [number, number]
 }
 
 /** What to draw: a plot kind and its rows. */
@@ -53,7 +57,8 @@ export function movingAverage(values: readonly number[], half = 4): number[] {
 
 const unique = (xs: readonly string[]): string[] => [...new Set(xs)]
 const extent = (xs: readonly number[]): [number, number] => [Math.min(...xs), Math.max(...xs)]
-const color = (i: number): string => PALETTE[i % PALETTE.length]!
+// Colours follow the method, not the series' position, so a method looks the same in every chart.
+const color = (name: string): string => seriesStyle(name).color
 
 const LEFT = 80
 const TOP = 40
@@ -86,9 +91,9 @@ function curvesSvg(title: string, all: readonly CurveRow[]): string {
     body.push(yAxis(p, yt, tickFormat(yt.step), metric))
     const last = m === metrics.length - 1
     body.push(xAxis(p, xt, tickFormat(xt.step), last ? 'optimizer step' : undefined, last))
-    lines.forEach((line, i) => body.push(polyline(line.map(([s, v]) => [sx(s), sy(v)]), color(i))))
+    lines.forEach((line, i) => body.push(polyline(line.map(([s, v]) => [sx(s), sy(v)]), color(runs[i]!), seriesStyle(runs[i]!).dash)))
   })
-  body.push(legend(LEFT + WIDTH + 24, TOP + 10, 'method', runs, runs.map((_, i) => color(i))))
+  body.push(legend(LEFT + WIDTH + 24, TOP + 10, 'method', runs, runs.map(color)))
   const legendWidth = 24 + Math.max(60, ...runs.map((r) => 15 + 6 * [...r].length))
   return svgDocument(LEFT + WIDTH + legendWidth + 10, TOP + metrics.length * (height + gap) + 30, title, body)
 }
@@ -100,22 +105,26 @@ function winRateKlSvg(title: string, all: readonly WinRateKlRow[]): string {
   if (rows.length === 0) return svgDocument(LEFT + WIDTH + 20, TOP + 40, title, [`<text x="${LEFT}" y="${TOP + 20}" font-size="11" ${FONT}>no data</text>`])
 
   // Both axes start at zero (or below, for a slightly negative sampled KL), as a Pareto plot reads.
-  const [klLo, klHi] = extent(rows.map((r) => r.kl))
-  const [wLo, wHi] = extent(rows.map((r) => r.winRate))
+  const [klLo, klHi] = extent(rows.flatMap((r) => [r.kl, ...(r.klRange ?? [])]))
+  const [wLo, wHi] = extent(rows.flatMap((r) => [r.winRate, ...(r.winRateRange ?? [])]))
   const xt = niceTicks(Math.min(0, klLo), Math.max(0, klHi), 6)
   const yt = niceTicks(Math.min(0, wLo), Math.max(0, wHi), 6)
   const sx = linear(xt.lo, xt.hi, p.x, p.x + p.width)
   const sy = linear(yt.lo, yt.hi, p.y + p.height, p.y)
   const body = [yAxis(p, yt, tickFormat(yt.step, true), 'gold-reward win rate vs reference'), xAxis(p, xt, tickFormat(xt.step), 'KL(π‖π_ref), nats per sequence (from samples)')]
-  methods.forEach((method, i) => {
+  methods.forEach((method) => {
+    const c = color(method)
     const pts = rows.filter((r) => r.method === method).sort((a, b) => a.kl - b.kl)
-    body.push(polyline(pts.map((r) => [sx(r.kl), sy(r.winRate)]), color(i)))
+    body.push(polyline(pts.map((r) => [sx(r.kl), sy(r.winRate)]), c, seriesStyle(method).dash))
     for (const r of pts) {
-      body.push(`<circle cx="${px(sx(r.kl))}" cy="${px(sy(r.winRate))}" r="5" fill="${color(i)}"/>`)
-      if (r.label) body.push(`<text x="${px(sx(r.kl) + 8)}" y="${px(sy(r.winRate) + 3)}" font-size="10" fill="${color(i)}" ${FONT}>${esc(r.label)}</text>`)
+      const [x, y] = [sx(r.kl), sy(r.winRate)]
+      if (r.klRange) body.push(`<line x1="${px(sx(r.klRange[0]))}" y1="${px(y)}" x2="${px(sx(r.klRange[1]))}" y2="${px(y)}" stroke="${c}" stroke-width="1"/>`)
+      if (r.winRateRange) body.push(`<line x1="${px(x)}" y1="${px(sy(r.winRateRange[0]))}" x2="${px(x)}" y2="${px(sy(r.winRateRange[1]))}" stroke="${c}" stroke-width="1"/>`)
+      body.push(`<circle cx="${px(x)}" cy="${px(y)}" r="4" fill="${c}"/>`)
+      if (r.label) body.push(`<text x="${px(x + 8)}" y="${px(y + 3)}" font-size="10" fill="${c}" ${FONT}>${esc(r.label)}</text>`)
     }
   })
-  body.push(legend(LEFT + WIDTH + 24, TOP + 10, 'method', methods, methods.map((_, i) => color(i))))
+  body.push(legend(LEFT + WIDTH + 24, TOP + 10, 'method', methods, methods.map(color)))
   const legendWidth = 24 + Math.max(60, ...methods.map((m) => 15 + 6 * [...m].length))
   return svgDocument(LEFT + WIDTH + legendWidth + 10, TOP + p.height + 50, title, body)
 }

@@ -107,10 +107,10 @@ export function yAxis(p: Panel, ticks: Ticks, format: (v: number) => string, tit
 }
 
 /** A polyline through the points, in order. */
-export function polyline(points: readonly [number, number][], color: string): string {
+export function polyline(points: readonly [number, number][], color: string, dash?: string): string {
   if (points.length === 0) return ''
   const d = points.map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${px(x)},${px(y)}`).join('')
-  return `<path d="${d}" fill="none" stroke="${color}" stroke-width="2"/>`
+  return `<path d="${d}" fill="none" stroke="${color}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`
 }
 
 /** The colour legend: a title and one swatch per series, at (x, y). */

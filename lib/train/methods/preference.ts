@@ -1,5 +1,5 @@
-// The preference method: ε-DPO, DPO (ε = 0) and TR-DPO (DPO whose reference follows the policy)
-// as a loss plug-in of the engine. A micro-batch is the policy's hidden states (with grad), the
+// The preference method: ε-DPO, DPO (ε = 0), TR-DPO (DPO whose reference follows the policy) and
+// β-DPO (batch-level β and filtering, beta-dpo.ts) as a loss plug-in of the engine. A micro-batch is the policy's hidden states (with grad), the
 // frozen reference's (never), and the fused chunked loss; its per-pair statistics stay on the
 // device until the step's end, where the global β accumulates s_i (spec §6) and metrics are made.
 import * as path from 'node:path'
@@ -7,19 +7,23 @@ import * as path from 'node:path'
 import { z } from 'zod'
 
 import { collate, loadPreferenceData, type PreferenceData, type TokenizedPair } from '../../data'
+import { EdpoInputError } from '../../errors'
 import { CausalLM } from '../../model'
-import { epsilonDpoLossFromHiddenAsync } from '../../ops'
+import { epsilonDpoLossFromHiddenAsync, sequenceStatsFromHiddenAsync } from '../../ops'
 import { checkInputErrors, pairRecordColumns } from '../../pair-record'
+import { Tensor } from '../../tensor'
 import { BetaController } from '../beta'
 import type { TrainConfig } from '../config'
+import { withLabelNoise } from '../label-noise'
 import type { MicroBatchOutput, StepSummary, TrainingMethod } from '../method'
 import type { Metrics } from '../metrics-log'
 import { dataOptions, loadTrainedModel, type Run } from '../open-run'
 import { preferenceMetrics } from '../step-metrics'
 import type { TrainerState } from '../trainer-state'
+import { BETA_DPO_STATE, BetaDpoCalibrator, betaDpoLoss } from './beta-dpo'
 
 /** What this method adds to trainer_state.json: the global β to continue with. */
-export const PREFERENCE_STATE = { beta: z.number().positive() }
+export const PREFERENCE_STATE = { beta: z.number().positive(), betaDpo: BETA_DPO_STATE.optional() }
 
 export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
   private constructor(
@@ -29,7 +33,12 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
     readonly reference: CausalLM,
     readonly data: PreferenceData,
     private readonly beta: BetaController,
+    /** beta-dpo only: the momentum statistics, filtering and batch β. */
+    private readonly betaDpo: BetaDpoCalibrator | undefined,
   ) {}
+
+  /** beta-dpo: the batch β of each training micro-batch of the current step. */
+  private stepBetas: number[] = []
 
   get train(): readonly TokenizedPair[] {
     return this.data.train
@@ -42,16 +51,27 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
     return this.beta.beta
   }
 
-  static async load(run: Run<TrainConfig, { beta: number }>): Promise<PreferenceMethod> {
+  static async load(run: Run<TrainConfig, { beta: number; betaDpo?: z.infer<typeof BETA_DPO_STATE> }>): Promise<PreferenceMethod> {
     const { config: c, resumed } = run
     const data = await loadPreferenceData({ ...dataOptions(run), dataFormat: run.config.dataFormat })
+    if (c.labelNoise > 0) {
+      const noisy = withLabelNoise(data.train, c.labelNoise, c.seed)
+      data.train = noisy.pairs
+      run.log(`--label-noise ${c.labelNoise}: chosen and rejected swapped in ${noisy.flipped} of ${noisy.pairs.length} training pairs`)
+    }
+    if (c.criterionPrecision === 'bf16' && c.method !== 'epsilon-dpo')
+      throw new EdpoInputError(`--criterion-precision bf16: only epsilon-dpo has a step decision (method is ${c.method})`)
     const policy = await loadTrainedModel(run)
     // The reference is the original model, except for TR-DPO, whose reference moves and is saved.
     const referenceDir = resumed && c.method === 'tr-dpo' ? path.join(resumed.dir, 'reference') : (c.referenceModel ?? c.model)
     run.log(`loading the reference from ${referenceDir} (frozen) …`)
     const reference = (await CausalLM.fromPretrained(referenceDir, { dtype: c.dtype, device: c.device, trainable: false })).eval()
     const beta = new BetaController(resumed?.file.beta ?? c.beta, c.method === 'epsilon-dpo' ? c.epsilon : 0)
-    return new PreferenceMethod(c, policy, reference, data, beta)
+    const betaDpo =
+      c.method === 'beta-dpo'
+        ? new BetaDpoCalibrator({ beta0: c.beta, alpha: c.betaDpoAlpha, rho: c.betaDpoRho, momentum: c.betaDpoMomentum }, c.seed, resumed?.file.betaDpo)
+        : undefined
+    return new PreferenceMethod(c, policy, reference, data, beta, betaDpo)
   }
 
   /** The longer of the pair's two rows (prompt + completion). */
@@ -69,6 +89,30 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
     const referenceHidden = await this.reference.forwardHiddenAsync(batch.inputIds, { ...layout, grad: false })
     const ph = this.model.lmHead()
     const rh = this.reference.lmHead()
+    if (this.betaDpo) {
+      const seq = await sequenceStatsFromHiddenAsync({
+        policyHidden,
+        policyHead: ph.weight,
+        policyBias: ph.bias,
+        referenceHidden,
+        referenceHead: rh.weight,
+        referenceBias: rh.bias,
+        labels: batch.labels,
+        lossMask: batch.lossMask,
+        finalLogitSoftcap: ph.finalLogitSoftcap || undefined,
+        chunkTokens: c.chunkTokens,
+        activeRows: batch.activeRows,
+      })
+      // β-DPO's one read per micro-batch: its filtering samples on the host from the margins.
+      const rows = 2 * batch.pairs
+      const both = Tensor.cat([seq.logps.detach(), seq.referenceLogps!, seq.tokenCount.to('float64'), seq.inputError.reshape([1]).to('float64')])
+      const host = both.toArray() as Float64Array
+      const sums = { policy: host.slice(0, rows), reference: host.slice(rows, 2 * rows), tokens: host.slice(2 * rows, 3 * rows) }
+      const out = betaDpoLoss(seq.logps, sums, this.betaDpo, o.grad, host[3 * rows]!, c.device)
+      if (o.grad) this.stepBetas.push(out.calibration.beta)
+      for (const t of [both, seq.correct, seq.tokenCount, seq.referenceLogps!, seq.kl, seq.inputError, policyHidden, referenceHidden, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows]) t?.dispose()
+      return { loss: out.loss, stats: out.record, tokens: 2 * batch.pairs * batch.length }
+    }
     const out = await epsilonDpoLossFromHiddenAsync({
       policyHidden,
       policyHead: ph.weight,
@@ -81,6 +125,7 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
       beta: this.beta.beta,
       epsilon: c.method === 'epsilon-dpo' ? c.epsilon : 0,
       labelSmoothing: c.labelSmoothing,
+      bf16Criterion: c.criterionPrecision === 'bf16',
       finalLogitSoftcap: ph.finalLogitSoftcap || undefined,
       chunkTokens: c.chunkTokens,
       // Prompt rows are skipped by index from the collator's host mask: no device read to find them.
@@ -104,6 +149,12 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
   afterStep(state: TrainerState): Metrics {
     const update = this.beta.finishStep()
     state.beta = this.beta.beta
+    if (this.betaDpo) {
+      const s = this.betaDpo.state
+      const betas = this.stepBetas
+      this.stepBetas = []
+      return { 'kl/beta': betas.reduce((a, b) => a + b, 0) / Math.max(1, betas.length), 'beta_dpo/m0': s.m0, 'beta_dpo/sigma': s.sigma }
+    }
     if (this.config.method === 'tr-dpo' && state.step % this.config.trDpoTau === 0) this.syncReference()
     return { 'kl/beta': update.before, 'kl/avg_steps': update.avgSteps }
   }
@@ -123,7 +174,7 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
     if (this.config.method === 'tr-dpo') await this.reference.save(path.join(dir, 'reference'))
   }
 
-  savedState(): { beta: number } {
-    return { beta: this.beta.beta }
+  savedState(): { beta: number; betaDpo?: z.infer<typeof BETA_DPO_STATE> } {
+    return this.betaDpo ? { beta: this.beta.beta, betaDpo: this.betaDpo.state } : { beta: this.beta.beta }
   }
 }

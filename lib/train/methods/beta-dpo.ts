@@ -1,0 +1,190 @@
+// β-DPO (Wu et al., NeurIPS 2024, "β-DPO: Direct Preference Optimization with Dynamic β"): the
+// baseline ε-DPO's paper compares against. Per micro-batch, from the pairs' implicit-reward margins
+// M_i (docs/beta-dpo.md has the formulas and where each comes from):
+//   1. momentum statistics   M0 ← m·M0 + (1−m)·mean(M),  σ ← m·σ + (1−m)·std(M)
+//   2. β-guided filtering    keep ⌊B·(1−ρ)⌋ pairs, drawn without replacement with probability
+//                            ∝ exp(−(M_i − M0)² / (2σ²))
+//   3. batch-level β         β = max(1e-3, β0·(1 + α·(mean of the kept M_i − M0)))
+//   4. loss                  mean over the kept pairs of −log σ(β·z_i)   (z_i = M_i, with gradient)
+// The margins must be known before the loss (sampling is on the host), so this method reads B·4
+// floats back once per micro-batch; the fused ε-DPO path reads nothing until the step's end.
+import { z } from 'zod'
+
+import { EdpoInputError } from '../../errors'
+import { PAIR_RECORD_COLUMNS } from '../../pair-record'
+import { Tensor } from '../../tensor'
+
+/** The paper's hyperparameters: β0 (the base β), α (scale), ρ (filtered fraction), m (momentum). */
+export interface BetaDpoOptions {
+  beta0: number
+  alpha: number
+  rho: number
+  momentum: number
+}
+
+/** What a checkpoint keeps for an exact resume: the momentum statistics and the sampler's state. */
+export const BETA_DPO_STATE = z.object({ m0: z.number(), sigma: z.number().min(0), rng: z.number().int().min(0), batches: z.number().int().min(0) })
+export type BetaDpoState = z.infer<typeof BETA_DPO_STATE>
+
+/** One micro-batch's calibration. */
+export interface BetaDpoCalibration {
+  /** The batch-level β of this micro-batch. */
+  beta: number
+  /** Kept pairs (ascending indices). */
+  kept: number[]
+  /** The momentum statistics after this batch's update. */
+  m0: number
+  sigma: number
+}
+
+// β-DPO's own floor on β (the authors' clamp(min=1e-3)).
+const MIN_BETA = 1e-3
+
+/** mulberry32 with its 32-bit state exposed, so a checkpoint can resume the same draws. */
+function nextUniform(state: { rng: number }): number {
+  state.rng = (state.rng + 0x6d2b79f5) >>> 0
+  let t = state.rng
+  t = Math.imul(t ^ (t >>> 15), t | 1)
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}
+
+/** `n` indices drawn without replacement with probabilities ∝ weights (as torch.multinomial). */
+export function sampleWithoutReplacement(weights: readonly number[], n: number, uniform: () => number): number[] {
+  const w = [...weights]
+  const kept: number[] = []
+  for (let k = 0; k < n; k++) {
+    const total = w.reduce((a, b) => a + b, 0)
+    let pick = -1
+    if (total > 0) {
+      let u = uniform() * total
+      for (let i = 0; i < w.length; i++) {
+        if (w[i]! <= 0) continue
+        pick = i
+        u -= w[i]!
+        if (u < 0) break
+      }
+    } else {
+      // Every remaining weight underflowed to 0 (a margin far from M0): draw uniformly among the rest.
+      const rest = w.map((_, i) => i).filter((i) => !kept.includes(i))
+      pick = rest[Math.min(rest.length - 1, Math.floor(uniform() * rest.length))]!
+    }
+    kept.push(pick)
+    w[pick] = 0
+  }
+  return kept.sort((a, b) => a - b)
+}
+
+export class BetaDpoCalibrator {
+  private readonly s: BetaDpoState
+
+  constructor(
+    readonly options: BetaDpoOptions,
+    seed: number,
+    state?: BetaDpoState,
+  ) {
+    // The authors start both statistics at 0: the first batches see M0 and σ shrunk towards 0.
+    this.s = state ? { ...state } : { m0: 0, sigma: 0, rng: seed >>> 0, batches: 0 }
+  }
+
+  get state(): BetaDpoState {
+    return { ...this.s }
+  }
+
+  /**
+   * Training: updates M0 and σ with this batch, filters and calibrates β. Evaluation
+   * (`training` false): keeps every pair and leaves the state alone (β from the current M0).
+   */
+  calibrate(margins: readonly number[], training: boolean): BetaDpoCalibration {
+    const B = margins.length
+    if (B === 0) throw new EdpoInputError('beta-dpo: a micro-batch needs at least one pair')
+    const { beta0, alpha, rho, momentum: m } = this.options
+    if (!training) {
+      const kept = margins.map((_, i) => i)
+      return { beta: batchBeta(beta0, alpha, mean(margins), this.s.m0), kept, m0: this.s.m0, sigma: this.s.sigma }
+    }
+    this.s.m0 = m * this.s.m0 + (1 - m) * mean(margins)
+    this.s.sigma = m * this.s.sigma + (1 - m) * std(margins)
+    this.s.batches += 1
+    const { m0, sigma } = this.s
+    // σ = 0 (one pair per batch, or identical margins): every pair is equally likely.
+    const weights = margins.map((x) => (sigma > 0 ? Math.exp(-0.5 * ((x - m0) / sigma) ** 2) : 1))
+    // At least one pair is kept (the authors' ⌊B·(1−ρ)⌋ can be 0 for tiny batches; they then train on nothing).
+    const n = Math.max(1, Math.floor(B * (1 - rho)))
+    const kept = sampleWithoutReplacement(weights, n, () => nextUniform(this.s))
+    return { beta: batchBeta(beta0, alpha, mean(kept.map((i) => margins[i]!)), m0), kept, m0, sigma }
+  }
+}
+
+/** β = max(1e-3, β0·(1 + α·(M̄ − M0))). */
+export function batchBeta(beta0: number, alpha: number, keptMean: number, m0: number): number {
+  return Math.max(MIN_BETA, beta0 * (1 + alpha * (keptMean - m0)))
+}
+
+function mean(xs: readonly number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length
+}
+
+/** Unbiased standard deviation (torch.std's default), 0 for a single value. */
+function std(xs: readonly number[]): number {
+  if (xs.length < 2) return 0
+  const mu = mean(xs)
+  return Math.sqrt(xs.reduce((a, x) => a + (x - mu) ** 2, 0) / (xs.length - 1))
+}
+
+/** Host values of one micro-batch: per-sequence sums of the 2B stacked rows (chosen first). */
+export interface BetaDpoSums {
+  policy: Float64Array
+  reference: Float64Array
+  tokens: Float64Array
+}
+
+/**
+ * The micro-batch's loss and per-pair record (PAIR_RECORD_COLUMNS, on `device`). `policyLogps` is
+ * the differentiable [2B] policy sums; `sums` their host copy with the reference's.
+ */
+export function betaDpoLoss(
+  policyLogps: Tensor,
+  sums: BetaDpoSums,
+  calibrator: BetaDpoCalibrator,
+  training: boolean,
+  inputError: number,
+  device: string,
+): { loss: Tensor; record: Tensor; calibration: BetaDpoCalibration } {
+  const B = sums.policy.length / 2
+  const margins = Array.from({ length: B }, (_, i) => sums.policy[i]! - sums.policy[B + i]! - (sums.reference[i]! - sums.reference[B + i]!))
+  const cal = calibrator.calibrate(margins, training)
+  const weight = new Float64Array(B)
+  for (const i of cal.kept) weight[i] = 1 / cal.kept.length
+  // z_i with gradient: (S_c − S_r) − (S_ref,c − S_ref,r); loss = Σ_kept −log σ(β·z_i) / n.
+  const refMargins = Tensor.from(Float64Array.from({ length: B }, (_, i) => sums.reference[i]! - sums.reference[B + i]!), [B], { device })
+  const zTensor = policyLogps.narrow(0, 0, B).sub(policyLogps.narrow(0, B, B)).sub(refMargins)
+  const w = Tensor.from(weight, [B], { device })
+  const loss = zTensor.mul(cal.beta).logSigmoid().neg().mul(w).sum()
+  for (const t of [refMargins, zTensor, w]) t.dispose()
+
+  const k = PAIR_RECORD_COLUMNS.length
+  const record = new Float64Array(B * k)
+  const col = Object.fromEntries(PAIR_RECORD_COLUMNS.map((name, c) => [name, c])) as Record<(typeof PAIR_RECORD_COLUMNS)[number], number>
+  for (let i = 0; i < B; i++) {
+    const row = (name: (typeof PAIR_RECORD_COLUMNS)[number], v: number) => (record[i * k + col[name]] = v)
+    const lossI = Math.log1p(Math.exp(-cal.beta * margins[i]!))
+    row('chosenLogps', sums.policy[i]!)
+    row('rejectedLogps', sums.policy[B + i]!)
+    row('refChosenLogps', sums.reference[i]!)
+    row('refRejectedLogps', sums.reference[B + i]!)
+    row('chosenRewards', cal.beta * (sums.policy[i]! - sums.reference[i]!))
+    row('rejectedRewards', cal.beta * (sums.policy[B + i]! - sums.reference[B + i]!))
+    row('step', 0)
+    row('beta', cal.beta)
+    // Filtered pairs add 0 and kept ones n/B times their loss: the step's mean over pairs is the trained loss.
+    row('loss', weight[i]! * B * (Number.isFinite(lossI) ? lossI : cal.beta * -margins[i]!))
+    // The mean-logit metric needs the full vocabulary pass the fused op makes; not measured here.
+    row('chosenLogitSum', 0)
+    row('rejectedLogitSum', 0)
+    row('chosenTokens', 0)
+    row('rejectedTokens', 0)
+    row('inputError', inputError)
+  }
+  return { loss, record: Tensor.from(record, [B, k], { device }), calibration: cal }
+}
