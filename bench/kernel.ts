@@ -124,11 +124,33 @@ function eager(x: Inputs): number {
   return loss
 }
 
+/**
+ * The op's memory-traffic bound, STREAM-style: the fused forward reads both logits and the
+ * backward reads the policy's again and writes ∂logits, 4·N·V elements in all; copying both
+ * [N,V] tensors once moves the same bytes (2 read + 2 written). Timed in the same run; the fused
+ * op's time over this is how far it is from bandwidth-bound.
+ */
+function copyBound(x: Inputs, reps: number): number {
+  const a = Tensor.zeros(x.policy.shape, { dtype: x.policy.dtype })
+  const b = Tensor.zeros(x.reference.shape, { dtype: x.reference.dtype })
+  const src = x.policy.detach()
+  const times: number[] = []
+  for (let i = 0; i <= reps; i++) {
+    const t0 = performance.now()
+    a.copyInPlace(src)
+    b.copyInPlace(x.reference)
+    if (i > 0) times.push(performance.now() - t0)
+  }
+  for (const t of [a, b, src]) t.dispose()
+  times.sort((p, q) => p - q)
+  return times[Math.floor(times.length / 2)]!
+}
+
 const rt = runtime()
 console.log(`edpo bench:kernel — libtorch ${rt.libtorchVersion}, ${rt.threads} threads, ${new Date().toISOString()}`)
 console.log(`median of ${reps} runs after one warm-up; forward + backward; peak extra = peak RSS above the inputs\n`)
 const header =
-  '| N tokens | V | dtype | fused ms | eager ms | speed-up | fused peak extra MiB | of which not ∂logits | eager peak extra MiB | memory ratio |'
+  '| N tokens | V | dtype | fused ms | eager ms | speed-up | copy-bound ms | fused / bound | fused peak extra MiB | of which not ∂logits | eager peak extra MiB | memory ratio |'
 console.log(header)
 console.log('|' + header.split('|').slice(1, -1).map(() => '---').join('|') + '|')
 const results = []
@@ -136,6 +158,7 @@ for (const c of only === undefined || only === 'logits' ? configs : []) {
   const x = makeInputs(c)
   const f = measure(fused, x, reps, (x) => x.policy.zeroGrad())
   const e = measure(eager, x, reps, (x) => x.policy.zeroGrad())
+  const bound = copyBound(x, reps)
   const mib = (b: number) => (b / 2 ** 20).toFixed(0)
   const gradBytes = c.tokens * c.vocab * (c.dtype === 'float32' ? 4 : 2)
   const row = {
@@ -143,6 +166,7 @@ for (const c of only === undefined || only === 'logits' ? configs : []) {
     fusedMs: f.ms,
     eagerMs: e.ms,
     speedup: e.ms / f.ms,
+    copyBoundMs: bound,
     fusedPeakBytes: f.peakBytes,
     eagerPeakBytes: e.peakBytes,
     lossFused: f.loss,
@@ -150,7 +174,7 @@ for (const c of only === undefined || only === 'logits' ? configs : []) {
   }
   results.push(row)
   console.log(
-    `| ${c.tokens} | ${c.vocab} | ${c.dtype} | ${f.ms.toFixed(0)} | ${e.ms.toFixed(0)} | ${row.speedup.toFixed(2)}× | ` +
+    `| ${c.tokens} | ${c.vocab} | ${c.dtype} | ${f.ms.toFixed(0)} | ${e.ms.toFixed(0)} | ${row.speedup.toFixed(2)}× | ${bound.toFixed(0)} | ${(f.ms / bound).toFixed(1)}× | ` +
       `${mib(f.peakBytes)} | ${mib(Math.max(0, f.peakBytes - gradBytes))} | ${mib(e.peakBytes)} | ` +
       `${(e.peakBytes / Math.max(f.peakBytes, 1)).toFixed(1)}× |`,
   )
@@ -159,7 +183,8 @@ for (const c of only === undefined || only === 'logits' ? configs : []) {
     console.log(`  ! losses differ: fused ${f.loss}, eager ${e.loss}`)
   for (const t of Object.values(x)) t.dispose()
 }
-console.log('\nBoth peaks include ∂logits (N·V in the input dtype), which both methods must produce;')
+console.log('\ncopy-bound: copying both [N,V] logits tensors once, the same bytes the op must read and write (4·N·V elements).')
+console.log('Both peaks include ∂logits (N·V in the input dtype), which both methods must produce;')
 console.log('"of which not ∂logits" is the fused op\'s own working memory, O(N).')
 console.log('bf16 eager rounds its log-probs to bf16 (as the reference trainer does), so its loss differs.')
 

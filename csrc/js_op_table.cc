@@ -180,18 +180,32 @@ std::vector<OpDecl> declare() {
         {"attentionMask", K::OptionalTensor, "[B,T] 1 = token, 0 = padding."},
         {"positionIds", K::OptionalTensor, "[B,T] int64 or int32 positions; default 0..T-1."},
         {"logits", K::OptionalBoolean, "false: only the hidden states (no lm_head).", 1},
-        {"grad", K::OptionalBoolean, "false: run without building an autograd graph.", 1}},
+        {"grad", K::OptionalBoolean, "false: run without building an autograd graph.", 1},
+        {"sequenceLengths", K::IntegerList,
+         "Padding-free when not empty: the token count of each right-padded row; the rows run packed "
+         "without padding (each attends only to itself, positions from 0). Excludes attentionMask and positionIds."}},
        {{"logits", true, "[B,T,V] logits; absent when `logits` is false."},
-        {"hidden", false, "[B,T,H] final hidden states."}},
+        {"hidden", false, "[B,T,H] final hidden states (zeros on padding when padding-free)."}},
        [](const OpArgs& a) -> OpResults {
          const at::Tensor positions = a.tensor("positionIds");
          // Float positions would be cast silently inside RoPE; they are always a caller bug.
          EDPO_ARG_CHECK(!positions.defined() || positions.scalar_type() == at::kLong || positions.scalar_type() == at::kInt,
                         "positionIds: expected an int64 or int32 tensor, got ", dtype_name(positions.scalar_type()));
+         const std::vector<int64_t>& lengths = a.integer_list("sequenceLengths");
+         const at::Tensor ids = a.tensor("inputIds");
+         if (!lengths.empty()) {
+           EDPO_ARG_CHECK(!a.tensor("attentionMask").defined() && !positions.defined(),
+                          "sequenceLengths: padding-free rows take no attentionMask or positionIds");
+           EDPO_ARG_CHECK(ids.dim() == 2 && int64_t(lengths.size()) == ids.size(0), "sequenceLengths: expected one length per row of inputIds (",
+                          ids.dim() == 2 ? ids.size(0) : -1, "), got ", lengths.size());
+           for (size_t b = 0; b < lengths.size(); ++b)
+             EDPO_ARG_CHECK(lengths[b] >= 1 && lengths[b] <= ids.size(1), "sequenceLengths[", b, "]: ", lengths[b],
+                            " is not in [1, ", ids.size(1), "]");
+         }
          // Grad mode is per thread: set it where the forward runs.
          at::AutoGradMode grad_mode(a.flag("grad"));
          const edpo::models::ForwardOutput out = a.model("model")->forward(
-             a.tensor("inputIds"), a.tensor("attentionMask"), positions, nullptr, false, a.flag("logits"));
+             ids, a.tensor("attentionMask"), positions, nullptr, false, a.flag("logits"), lengths);
          return {out.logits, out.hidden};
        }});
   ops.push_back(

@@ -202,13 +202,15 @@ export interface ModelForwardArgs {
   logits?: boolean
   /** false: run without building an autograd graph. Default true. */
   grad?: boolean
+  /** Padding-free when not empty: the token count of each right-padded row; the rows run packed without padding (each attends only to itself, positions from 0). Excludes attentionMask and positionIds. */
+  sequenceLengths: number[]
 }
 
 /** What the native modelForward returns. */
 export interface ModelForwardOutputs {
   /** [B,T,V] logits; absent when `logits` is false. */
   logits?: Tensor
-  /** [B,T,H] final hidden states. */
+  /** [B,T,H] final hidden states (zeros on padding when padding-free). */
   hidden: Tensor
 }
 

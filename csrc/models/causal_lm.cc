@@ -4,6 +4,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <cmath>
+#include <map>
 #include <unordered_map>
 
 namespace edpo::models {
@@ -79,14 +80,18 @@ CausalLM::CausalLM(ModelConfig config, std::vector<std::string> names, std::vect
 
 ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                                 const at::Tensor& position_ids, KvCache* cache, bool last_position_only,
-                                bool with_logits) const {
+                                bool with_logits, const std::vector<int64_t>& row_lengths) const {
   const ModelConfig& c = config_;
   TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong, "inputIds: expected int64 [B, T], got ",
               input_ids.scalar_type(), " ", input_ids.sizes());
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   TORCH_CHECK(T > 0, "inputIds: needs at least one token");
+  const bool packed = !row_lengths.empty();
+  TORCH_CHECK(!packed || (int64_t(row_lengths.size()) == B && !attention_mask.defined() && !position_ids.defined() &&
+                          cache == nullptr && !last_position_only),
+              "sequenceLengths: one length per row, without attentionMask, positionIds or a cache");
   const at::Device device = embed_.device();
-  const at::Tensor ids = input_ids.to(device);
+  at::Tensor ids = input_ids.to(device);
   if (ids.numel() > 0 && input_ids.is_cpu()) {
     // Host ids: checked now, with the offending id in the message (no device read).
     const int64_t lo = input_ids.min().item<int64_t>(), hi = input_ids.max().item<int64_t>();
@@ -111,6 +116,23 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
                                                  : ctx.query_positions.unsqueeze(0).expand({B, T});
   TORCH_CHECK(positions.dim() == 2 && positions.size(0) == B && positions.size(1) == T,
               "positionIds: expected [", B, ", ", T, "], got ", positions.sizes());
+  // Padding-free: the rows' tokens back to back in one row, positions restarting per sequence.
+  at::Tensor pack_index;
+  if (packed) {
+    std::vector<int64_t> index, pos;
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = row_lengths[size_t(b)];
+      TORCH_CHECK(n >= 1 && n <= T, "sequenceLengths[", b, "]: ", n, " is not in [1, ", T, "]");
+      for (int64_t t = 0; t < n; ++t) {
+        index.push_back(b * T + t);
+        pos.push_back(t);
+      }
+    }
+    pack_index = at::tensor(index, at::kLong).to(device);
+    ids = ids.reshape({-1}).index_select(0, pack_index).unsqueeze(0);
+    positions = at::tensor(pos, at::kLong).to(device).unsqueeze(0);
+    ctx.segment_lengths = row_lengths;
+  }
 
   bool needs_grad = false;
   for (const auto& t : tensors_) needs_grad = needs_grad || t.requires_grad();
@@ -124,10 +146,28 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
   ctx.sin = emb.sin().to(dtype);
   // One additive mask per distinct window, shared by the layers that use it.
   std::unordered_map<int64_t, at::Tensor> bias_by_window;
-  for (int64_t w : c.layer_windows) {
-    auto it = bias_by_window.find(w);
-    if (it == bias_by_window.end()) it = bias_by_window.emplace(w, attention_bias(c, ctx, w, dtype)).first;
-    ctx.layer_bias.push_back(it->second);
+  if (!packed) {
+    for (int64_t w : c.layer_windows) {
+      auto it = bias_by_window.find(w);
+      if (it == bias_by_window.end()) it = bias_by_window.emplace(w, attention_bias(c, ctx, w, dtype)).first;
+      ctx.layer_bias.push_back(it->second);
+    }
+  } else {
+    // One causal mask per distinct (window, length), shared by the sequences and layers that use it.
+    std::map<std::pair<int64_t, int64_t>, at::Tensor> bias_by_shape;
+    for (int64_t w : c.layer_windows) {
+      std::vector<at::Tensor> per_sequence;
+      for (int64_t n : row_lengths) {
+        auto it = bias_by_shape.find({w, n});
+        if (it == bias_by_shape.end()) {
+          ForwardContext one;
+          one.query_positions = one.key_positions = at::arange(n, long_opts);
+          it = bias_by_shape.emplace(std::make_pair(w, n), attention_bias(c, one, w, dtype)).first;
+        }
+        per_sequence.push_back(it->second);
+      }
+      ctx.segment_bias.push_back(std::move(per_sequence));
+    }
   }
 
   at::Tensor x = at::embedding(embed_, ids);
@@ -143,6 +183,11 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
   const at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, true) + c.rms_norm_eps);
   ForwardOutput out;
   out.hidden = c.gemma_norm ? (normed * (final_norm_.to(acc) + 1.0)).to(dtype) : final_norm_ * normed.to(dtype);
+  if (packed) {
+    // Back to the padded layout the loss reads; padding positions hold zeros.
+    const at::Tensor flat = out.hidden.squeeze(0);
+    out.hidden = at::zeros({B * T, flat.size(1)}, flat.options()).index_copy(0, pack_index, flat).view({B, T, -1});
+  }
   if (!with_logits) return out;
   out.logits = at::linear(out.hidden, lm_head_);
   if (c.final_softcap > 0.0) out.logits = at::tanh(out.logits / c.final_softcap) * c.final_softcap;

@@ -49,6 +49,10 @@ struct ForwardContext {
   at::Tensor query_positions;  // [T] absolute cache index of every query, int64
   at::Tensor key_padding;    // [B, S] bool, true = masked key; undefined = none
   std::vector<at::Tensor> layer_bias;  // per layer: additive attention mask [B|1, 1, T, S]
+  // Padding-free: the batch is one packed row of these sequences back to back (B = 1); each
+  // attends only to itself, through segment_bias[layer][sequence] ([1, 1, n, n]). Empty: rows.
+  std::vector<int64_t> segment_lengths;
+  std::vector<std::vector<at::Tensor>> segment_bias;
 };
 
 // The additive mask of one sliding window (0 = none): 0 where a query may read a key, a large
@@ -82,9 +86,14 @@ class CausalLM : public std::enable_shared_from_this<CausalLM> {
   // input_ids [B,T] int64; attention_mask [B,S] (S = past + T, 1 = token, 0 = padding) or undefined;
   // position_ids [B,T] or undefined (= past .. past+T-1). Builds a graph when a parameter requires grad.
   // with_logits false: only the hidden states (the trainer's chunked loss applies lm_head itself).
+  // row_lengths (padding-free): right-padded rows of these token counts are packed into one row
+  // without padding, each attending only to itself with positions from 0, and the outputs are
+  // returned in the padded [B, T] layout (zeros on padding). Needs no attention_mask, position_ids,
+  // cache or last_position_only.
   ForwardOutput forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                         const at::Tensor& position_ids, KvCache* cache = nullptr,
-                        bool last_position_only = false, bool with_logits = true) const;
+                        bool last_position_only = false, bool with_logits = true,
+                        const std::vector<int64_t>& row_lengths = {}) const;
 
   // The output projection [V, H] (the embedding when tied); no architecture here has a bias.
   const at::Tensor& lm_head() const { return lm_head_; }

@@ -116,7 +116,21 @@ at::Tensor CausalLM::layer_forward(int64_t layer, const at::Tensor& x, const Lay
     cv = v;
   }
   const int64_t rep = c.num_heads / c.num_kv_heads;
-  at::Tensor a = attend(c, q, repeat_kv(k, rep), repeat_kv(v, rep), ctx.layer_bias[size_t(layer)]);
+  at::Tensor a;
+  if (ctx.segment_lengths.empty()) {
+    a = attend(c, q, repeat_kv(k, rep), repeat_kv(v, rep), ctx.layer_bias[size_t(layer)]);
+  } else {
+    // Padding-free: each packed sequence attends to itself only (varlen attention), no [N, N] scores.
+    std::vector<at::Tensor> parts;
+    int64_t start = 0;
+    for (size_t s = 0; s < ctx.segment_lengths.size(); ++s) {
+      const int64_t n = ctx.segment_lengths[s];
+      parts.push_back(attend(c, q.narrow(2, start, n), repeat_kv(k.narrow(2, start, n), rep),
+                             repeat_kv(v.narrow(2, start, n), rep), ctx.segment_bias[size_t(layer)][s]));
+      start += n;
+    }
+    a = at::cat(parts, 2);
+  }
   a = linear(a.transpose(1, 2).reshape({B, T, c.num_heads * hd}), w[kO], w[kOBias]);
   if (c.gemma_norm) a = rms_norm(a, w[kPostAttnNorm], c);
   at::Tensor out = x + a;

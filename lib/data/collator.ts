@@ -20,6 +20,8 @@ export interface HostBatch {
   lossMask: Float32Array
   /** Completion tokens per row (the number of 1s in lossMask). */
   completionTokens: Int32Array
+  /** Tokens per row before its padding (prompt + completion). */
+  rowLengths: Int32Array
   sources: string[]
 }
 
@@ -38,6 +40,8 @@ export interface Batch {
   activeRows: Tensor
   /** Completion tokens per row, i.e. lossMask's row sums (host copy, for metrics). */
   completionTokens: Int32Array
+  /** Tokens per row before its padding (host copy: a padding-free forward packs the rows by it). */
+  rowLengths: Int32Array
   sources: string[]
 }
 
@@ -53,6 +57,7 @@ export function collateHost(pairs: readonly TokenizedPair[], padTokenId: number)
   const labels = new BigInt64Array(n).fill(BigInt(IGNORE_INDEX))
   const lossMask = new Float32Array(n)
   const completionTokens = new Int32Array(2 * B)
+  const rowLengths = new Int32Array(2 * B)
   rows.forEach(([prompt, completion], r) => {
     const base = r * T
     const P = prompt.length
@@ -67,8 +72,9 @@ export function collateHost(pairs: readonly TokenizedPair[], padTokenId: number)
       lossMask[base + t] = 1
     }
     completionTokens[r] = L - Math.max(P, 1)
+    rowLengths[r] = L
   })
-  return { pairs: B, length: T, inputIds, attentionMask, labels, lossMask, completionTokens, sources: pairs.map((p) => p.source) }
+  return { pairs: B, length: T, inputIds, attentionMask, labels, lossMask, completionTokens, rowLengths, sources: pairs.map((p) => p.source) }
 }
 
 /** Collates pairs into tensors on `device` (default cpu). */
@@ -88,6 +94,7 @@ export function collate(pairs: readonly TokenizedPair[], padTokenId: number, opt
       return Tensor.from(rows, [rows.length], { device })
     })(),
     completionTokens: h.completionTokens,
+    rowLengths: h.rowLengths,
     sources: h.sources,
   }
 }

@@ -19,7 +19,7 @@ export { type Message, type PreferencePair, type RowErrorReason, type RowFormat,
 export { type LoadSftDataOptions, type SequenceBatch, type SftData, type SftExample, collateSequences, loadSftData, tokenizeSftExample } from './sft-data'
 export { expandPaths } from './glob'
 export { type RawRow, readFile, readFiles, readJsonBuffer, readJsonText } from './readers'
-export { PairSampler, type SamplerOptions, type SamplerState, epochPermutation } from './sampler'
+export { PairSampler, type SamplerOptions, type SamplerState, epochPermutation, lengthGroupedPermutation } from './sampler'
 export { type PreferenceTokenizer, createTokenizer, loadTokenizer } from './tokenizer'
 export { type TokenizeResult, type TokenizedPair, type TruncationOptions, tokenizePair } from './tokenize-pairs'
 export { type RowIssue, type ValidatedRows, describeIssues, validateRows } from './validate'

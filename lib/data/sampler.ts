@@ -1,6 +1,7 @@
 // A deterministic, resumable batch sampler. Each epoch is a fresh permutation of 0..size-1 drawn
-// from (seed, epoch) alone, so the state {epoch, position, seed} is enough to resume: a sampler
-// built from a saved state yields exactly the batches the original would have yielded next.
+// from (seed, epoch) alone (and the examples' lengths, when grouping by length), so the state
+// {epoch, position, seed} is enough to resume: a sampler built from a saved state and the same
+// data yields exactly the batches the original would have yielded next.
 import { z } from 'zod'
 
 import { EdpoInputError } from '../errors'
@@ -23,6 +24,11 @@ export interface SamplerOptions {
   dropLast?: boolean
   /** Resume from a saved state. */
   state?: SamplerState
+  /**
+   * Group by length (Hugging Face's group_by_length): each example's length in tokens. Batches
+   * then hold examples of similar lengths (less padding), in an order still shuffled per epoch.
+   */
+  lengths?: readonly number[]
 }
 
 const int = z.number().int().nonnegative()
@@ -32,6 +38,7 @@ const optionsSchema = z.object({
   shuffle: z.boolean().optional(),
   dropLast: z.boolean().optional(),
   state: z.object({ epoch: int, position: int, seed: z.number().int() }).strict().optional(),
+  lengths: z.array(z.number().int().nonnegative()).optional(),
 }).strict()
 
 // splitmix32: a small, well-mixed generator; the sequence is part of the resume contract.
@@ -65,6 +72,29 @@ export function epochPermutation(size: number, seed: number, epoch: number): Uin
   return perm
 }
 
+/**
+ * The permutation of epoch `epoch` grouped by length, as Hugging Face's LengthGroupedSampler
+ * orders it: the epoch's random permutation is cut into mega-batches of
+ * min(⌊n / (4·batchSize)⌋, 50)·batchSize examples (at least one batch), each sorted by
+ * decreasing length (ties keep the permutation's order), and the longest example overall is
+ * swapped to the front so an out-of-memory shows on the first batch.
+ */
+export function lengthGroupedPermutation(lengths: readonly number[], batchSize: number, seed: number, epoch: number): Uint32Array {
+  const perm = epochPermutation(lengths.length, seed, epoch)
+  const mega = Math.max(1, Math.min(Math.floor(lengths.length / (batchSize * 4)), 50)) * batchSize
+  const out = new Uint32Array(perm.length)
+  let longest = 0
+  for (let start = 0; start < perm.length; start += mega) {
+    const group = Array.from(perm.subarray(start, start + mega)).sort((a, b) => lengths[b]! - lengths[a]!)
+    out.set(group, start)
+    if (lengths[group[0]!]! > lengths[out[longest]!]!) longest = start
+  }
+  const first = out[0]!
+  out[0] = out[longest]!
+  out[longest] = first
+  return out
+}
+
 export class PairSampler {
   readonly size: number
   readonly batchSize: number
@@ -73,6 +103,7 @@ export class PairSampler {
   private epoch: number
   private position: number
   private readonly seed: number
+  private readonly lengths: readonly number[] | undefined
   private perm: Uint32Array | undefined
 
   constructor(size: number, opts: SamplerOptions) {
@@ -92,6 +123,10 @@ export class PairSampler {
     this.epoch = o.state?.epoch ?? 0
     this.position = o.state?.position ?? 0
     if (this.position > size) throw new EdpoInputError(`sampler.state.position: ${this.position} is past the dataset's ${size} pairs`)
+    if (o.lengths !== undefined && o.lengths.length !== size)
+      throw new EdpoInputError(`sampler.lengths: ${o.lengths.length} lengths for a dataset of ${size} pairs`)
+    if (o.lengths !== undefined && !this.shuffle) throw new EdpoInputError('sampler.lengths: grouping by length needs shuffle (it orders each shuffled epoch)')
+    this.lengths = o.lengths
   }
 
   /** Batches per epoch. */
@@ -122,7 +157,11 @@ export class PairSampler {
       this.position = 0
       this.perm = undefined
     }
-    this.perm ??= this.shuffle ? epochPermutation(this.size, this.seed, this.epoch) : Uint32Array.from({ length: this.size }, (_, i) => i)
+    this.perm ??= this.lengths
+      ? lengthGroupedPermutation(this.lengths, this.batchSize, this.seed, this.epoch)
+      : this.shuffle
+        ? epochPermutation(this.size, this.seed, this.epoch)
+        : Uint32Array.from({ length: this.size }, (_, i) => i)
     const end = Math.min(this.position + this.batchSize, this.size)
     const indices = Array.from(this.perm.subarray(this.position, end))
     this.position = end

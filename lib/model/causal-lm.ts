@@ -29,6 +29,13 @@ export interface ForwardOptions {
   positionIds?: Tensor
   /** Default true: build an autograd graph when parameters require grad. false: inference only. */
   grad?: boolean
+  /**
+   * Padding-free (TRL's padding_free): the token count of each right-padded row of inputIds. The
+   * rows then run packed, without their padding: each attends only to itself, positions restart
+   * at 0, and the outputs come back in the padded [B, T] layout (zeros on padding). Replaces
+   * attentionMask and positionIds.
+   */
+  sequenceLengths?: number[]
 }
 
 export interface ForwardResult {
@@ -70,7 +77,12 @@ const fromPretrainedSchema = z
 // Live tensors only: a handle-less or disposed Tensor as attentionMask/positionIds was read as "absent".
 const tensorSchema = liveTensorSchema
 const forwardSchema = z
-  .object({ attentionMask: tensorSchema.optional(), positionIds: tensorSchema.optional(), grad: z.boolean().optional() })
+  .object({
+    attentionMask: tensorSchema.optional(),
+    positionIds: tensorSchema.optional(),
+    grad: z.boolean().optional(),
+    sequenceLengths: z.array(z.number().int().positive()).min(1).optional(),
+  })
   .strict()
   .optional()
 const tokenId = z.number().int().nonnegative()
@@ -228,7 +240,10 @@ export class CausalLM {
   private runForward<M extends OpMode>(inputIds: Tensor, opts: ForwardOptions | undefined, logits: boolean, mode: M): OpReturn<'modelForward', M> {
     const ids = parse(tensorSchema, inputIds, 'inputIds')
     const o = parse(forwardSchema, opts, 'opts')
-    const args = { model: this.handle, inputIds: ids, attentionMask: o?.attentionMask, positionIds: o?.positionIds, logits, grad: o?.grad ?? true }
+    const args = {
+      model: this.handle, inputIds: ids, attentionMask: o?.attentionMask, positionIds: o?.positionIds, logits, grad: o?.grad ?? true,
+      sequenceLengths: o?.sequenceLengths ?? [],
+    }
     return runOp('modelForward', args, mode)
   }
 }

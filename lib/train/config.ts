@@ -82,6 +82,17 @@ export const TRAIN_OPTIONS = {
   },
   device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
   gradientCheckpointing: { schema: z.boolean().default(false), kind: 'boolean', help: 'recompute each decoder layer in the backward pass' },
+  // HF's group_by_length and TRL's padding_free are these options' snake_case names.
+  groupByLength: {
+    schema: z.boolean().default(false),
+    kind: 'boolean',
+    help: 'batch examples of similar lengths together (less padding); the order stays shuffled per epoch',
+  },
+  paddingFree: {
+    schema: z.boolean().default(false),
+    kind: 'boolean',
+    help: 'run the model on the batch without its padding: rows packed back to back, each attending only to itself',
+  },
   chunkTokens: { schema: count.optional(), kind: 'integer', help: 'completion tokens per chunk of the fused lm_head + loss' },
   seed: { schema: z.number().int().min(0).default(42), kind: 'integer', help: 'data order seed' },
   logEvery: { aliases: ['logging_steps'], schema: count.default(1), kind: 'integer', help: 'log metrics every N optimizer steps' },

@@ -45,7 +45,7 @@ export interface TrainerEvents {
 /** The settings the engine itself reads (both option tables have them). */
 export type EngineConfig = Pick<
   TrainConfig,
-  | 'model' | 'out' | 'overwriteOutputDir' | 'dtype' | 'device' | 'gradientCheckpointing' | 'batchSize' | 'gradAccumulation'
+  | 'model' | 'out' | 'overwriteOutputDir' | 'dtype' | 'device' | 'gradientCheckpointing' | 'groupByLength' | 'batchSize' | 'gradAccumulation'
   | 'epochs' | 'maxSteps' | 'seed' | 'learningRate' | 'lrScheduler' | 'warmupRatio' | 'weightDecay' | 'adamBeta1' | 'adamBeta2'
   | 'adamEpsilon' | 'maxGradNorm' | 'logEvery' | 'evalEvery' | 'saveEvery' | 'keepLast' | 'zeroStage'
 >
@@ -80,7 +80,9 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     this.dp = new DataParallel(run.dist, c.zeroStage as ZeroStage, named.map(([, p]) => p))
     this.optimizer = new AdamW(this.dp.owned(named), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })
     // The sampler draws global micro-batches (batch × world); each rank trains its block of each.
-    this.sampler = new PairSampler(method.train.length, { batchSize: c.batchSize * this.dp.world, seed: c.seed, shuffle: true, state: resumed?.file.sampler })
+    // --group-by-length: the order is a function of the lengths too, which resume recomputes from the same data.
+    const lengths = c.groupByLength ? method.train.map((row) => method.rowLength(row)) : undefined
+    this.sampler = new PairSampler(method.train.length, { batchSize: c.batchSize * this.dp.world, seed: c.seed, shuffle: true, state: resumed?.file.sampler, lengths })
     const totalSteps = c.maxSteps ?? Math.ceil((c.epochs * this.sampler.batchesPerEpoch) / c.gradAccumulation)
     if (resumed) {
       this.optimizer.loadState(loadOptimizerState(resumed.dir, this.dp.rank, this.dp.world, this.dp.sharded), resumed.file.step)

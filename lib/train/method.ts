@@ -26,6 +26,8 @@ export interface TrainingMethod<Row> {
   readonly model: CausalLM
   readonly train: readonly Row[]
   readonly eval: readonly Row[] | undefined
+  /** Tokens `row` puts in a batch row before padding (what --group-by-length groups by). */
+  rowLength(row: Row): number
   /** Loss and per-example statistics of `rows` (collated on the run's device); reads nothing back. */
   microBatch(rows: readonly Row[], o: { grad: boolean }): Promise<MicroBatchOutput>
   /**

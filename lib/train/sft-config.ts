@@ -8,7 +8,7 @@ import { type OptionSpec, TRAIN_OPTIONS } from './config'
 const SHARED = [
   'model', 'data', 'evalData', 'evalFraction', 'out', 'overwriteOutputDir', 'lrScheduler', 'warmupRatio', 'weightDecay', 'adamBeta1', 'adamBeta2',
   'adamEpsilon', 'maxGradNorm', 'batchSize', 'gradAccumulation', 'epochs', 'maxSteps', 'maxLength', 'maxPromptLength', 'maxCompletionLength', 'truncationMode', 'dtype',
-  'device', 'gradientCheckpointing', 'seed', 'logEvery', 'evalEvery', 'saveEvery', 'keepLast', 'zeroStage', 'skipInvalid',
+  'device', 'gradientCheckpointing', 'groupByLength', 'seed', 'logEvery', 'evalEvery', 'saveEvery', 'keepLast', 'zeroStage', 'skipInvalid',
 ] as const
 
 const shared = Object.fromEntries(SHARED.map((k) => [k, TRAIN_OPTIONS[k]])) as { [K in (typeof SHARED)[number]]: (typeof TRAIN_OPTIONS)[K] }

@@ -74,13 +74,19 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
     return new PreferenceMethod(c, policy, reference, data, beta, betaDpo)
   }
 
+  /** The longer of the pair's two rows (prompt + completion). */
+  rowLength(pair: TokenizedPair): number {
+    return pair.prompt.length + Math.max(pair.chosen.length, pair.rejected.length)
+  }
+
   /** Policy forward (with or without grad), reference forward (never), then the fused chunked loss. */
   async microBatch(rows: readonly TokenizedPair[], o: { grad: boolean }): Promise<MicroBatchOutput> {
     const c = this.config
     const batch = collate(rows, this.data.tokenizer.padTokenId, { device: c.device })
-    const mask = batch.attentionMask
-    const policyHidden = await this.model.forwardHiddenAsync(batch.inputIds, { attentionMask: mask, grad: o.grad })
-    const referenceHidden = await this.reference.forwardHiddenAsync(batch.inputIds, { attentionMask: mask, grad: false })
+    // Padding-free: the rows' lengths (host) replace the mask; the hidden states come back padded.
+    const layout = c.paddingFree ? { sequenceLengths: Array.from(batch.rowLengths) } : { attentionMask: batch.attentionMask }
+    const policyHidden = await this.model.forwardHiddenAsync(batch.inputIds, { ...layout, grad: o.grad })
+    const referenceHidden = await this.reference.forwardHiddenAsync(batch.inputIds, { ...layout, grad: false })
     const ph = this.model.lmHead()
     const rh = this.reference.lmHead()
     if (this.betaDpo) {

@@ -33,6 +33,10 @@ export class SftMethod implements TrainingMethod<SftExample> {
     return new SftMethod(run.config, await loadTrainedModel(run), data)
   }
 
+  rowLength(example: SftExample): number {
+    return example.prompt.length + example.completion.length
+  }
+
   /** Token-mean NLL of the completions; stats per row: [Σ logps, argmax hits, tokens] (float64). */
   async microBatch(rows: readonly SftExample[], o: { grad: boolean }): Promise<MicroBatchOutput> {
     const batch = collateSequences(rows, this.data.tokenizer.padTokenId, { device: this.config.device })

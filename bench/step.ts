@@ -1,0 +1,189 @@
+// npm run bench:step — the whole ε-DPO optimizer step (policy forward+backward, reference forward
+// without grad, the loss, gradient clipping, AdamW) of `edpo train` (the Trainer itself) against
+// the authors' trainer step in plain eager PyTorch (bench/step_torch.py: the same llama, full
+// logits, the eager ε-DPO composition, torch.optim.AdamW; bf16 keeps fp32 master weights as
+// DeepSpeed does), on the same weights and the same batch. Each engine runs in its own process;
+// the engines alternate for EDPO_BENCH_ROUNDS rounds (default 2) and each keeps its best step,
+// so load from other processes skews both alike. Prints the tokens/s ratio per workload.
+//   npm run bench:step            (EDPO_BENCH_ITERS=N timed steps per process, default 2 or 1;
+//                                  --only 33m|llama3-vocab, --dtype float32|bfloat16)
+import { spawnSync } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+
+import { io, runtime, Tensor } from '../lib/index'
+import { Trainer } from '../lib/train/trainer'
+import { EOS, text, writeLlama } from './step-fixture'
+
+interface Workload {
+  name: string
+  config: Record<string, number | string | boolean>
+  pairs: number
+  /** Tokens of the prompt and of each completion (EOS included): rows of prompt + completion, unpadded. */
+  prompt: number
+  completion: number
+  /** Timed steps per process (after one warm-up step); EDPO_BENCH_ITERS overrides. */
+  iters: number
+}
+
+const LLAMA = { model_type: 'llama', hidden_act: 'silu', rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, torch_dtype: 'float32' }
+const WORKLOADS: Workload[] = [
+  {
+    name: '33m',
+    // bench/model.ts's llama: 33.6M parameters.
+    config: { ...LLAMA, vocab_size: 8192, hidden_size: 512, intermediate_size: 1536, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 4, max_position_embeddings: 1024 },
+    pairs: 2,
+    prompt: 128,
+    completion: 128,
+    iters: 2,
+  },
+  {
+    name: 'llama3-vocab',
+    // Llama-3's vocabulary on a small body: the loss over V = 128256 dominates the step.
+    config: { ...LLAMA, vocab_size: 128256, hidden_size: 512, intermediate_size: 1536, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 4, max_position_embeddings: 1024 },
+    pairs: 2,
+    prompt: 128,
+    completion: 128,
+    iters: 1, // a step takes seconds: the rounds give the samples
+  },
+]
+
+// Training settings both engines use (the trainer's defaults where the authors' config agrees).
+const HYPER = { beta: 0.1, epsilon: 0.01, learningRate: 1e-6, maxGradNorm: 1.0, adamBeta1: 0.9, adamBeta2: 0.999, adamEpsilon: 1e-8, weightDecay: 0 }
+
+interface Result {
+  engine: string
+  seconds: number
+  tokens_per_s: number
+  peak_rss_mb: number
+  /** The first step's logps/chosen (mean Σ log π over chosen completions): the same weights and batch give the same value. */
+  first_logps: number
+}
+
+/** Weights, tokenizer, the data file and the batch ids (for PyTorch); returns the parameter count. */
+function prepare(dir: string, w: Workload): number {
+  const c = w.config as Record<string, number>
+  const nparams = writeLlama(dir, w.config)
+  // Deterministic ids in [2, V): the prompt, then the completion ending in EOS.
+  let s = 12345
+  const id = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), 2 + (s % (c.vocab_size! - 2)))
+  const seq = (n: number) => Array.from({ length: n }, id)
+  const rows: number[][] = []
+  const pairs = Array.from({ length: w.pairs }, () => {
+    const prompt = seq(w.prompt)
+    const chosen = [...seq(w.completion - 1), EOS]
+    const rejected = [...seq(w.completion - 1), EOS]
+    return { prompt, chosen, rejected }
+  })
+  for (const p of pairs) rows.push([...p.prompt, ...p.chosen])
+  for (const p of pairs) rows.push([...p.prompt, ...p.rejected])
+  fs.writeFileSync(path.join(dir, 'pairs.jsonl'), pairs.map((p) => JSON.stringify({ prompt: text(p.prompt), chosen: text(p.chosen), rejected: text(p.rejected) })).join('\n') + '\n')
+  const T = w.prompt + w.completion
+  const ids = BigInt64Array.from(rows.flat(), (x) => BigInt(x))
+  // Loss positions as the collator makes them: position t predicts a completion token t+1.
+  const mask = new Float32Array(rows.length * T)
+  for (let r = 0; r < rows.length; r++) for (let k = w.prompt - 1; k < T - 1; k++) mask[r * T + k] = 1
+  io.saveSafetensors(path.join(dir, 'batch.safetensors'), { input_ids: Tensor.from(ids, [rows.length, T]), loss_mask: Tensor.from(mask, [rows.length, T]) })
+  fs.writeFileSync(path.join(dir, 'hyper.json'), JSON.stringify({ ...HYPER, pairs: w.pairs }))
+  return nparams
+}
+
+async function child(dir: string, dtype: 'float32' | 'bfloat16', iters: number): Promise<void> {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-step-run-'))
+  const batch = io.loadSafetensors(path.join(dir, 'batch.safetensors'))
+  const [rows, T] = batch.input_ids!.shape as [number, number]
+  const trainer = await Trainer.create(
+    {
+      model: dir, data: [path.join(dir, 'pairs.jsonl')], out, batchSize: rows / 2, maxSteps: iters + 1, dtype,
+      ...HYPER, lrScheduler: 'constant', warmupRatio: 0, maxLength: 4096, maxPromptLength: 4096, logEvery: 1000,
+    },
+    { log: () => {} },
+  )
+  // The data the trainer tokenized must be the batch PyTorch reads.
+  const ids = batch.input_ids!.toArray() as BigInt64Array
+  const pairs = trainer.data.train
+  pairs.forEach((p, i) => {
+    const chosen = [...p.prompt, ...p.chosen].map(BigInt)
+    if (chosen.length !== T || chosen.some((x, k) => x !== ids[i * T + k])) throw new Error(`bench: pair ${i} tokenized differently from batch.safetensors`)
+  })
+  const times: number[] = []
+  let firstLogps = NaN
+  trainer.on('step', (state) => {
+    const m = state.metrics as Record<string, number>
+    if (state.step === 1) firstLogps = m['logps/chosen']!
+    else times.push(m.step_time!)
+    if (times.length < iters) return
+    const sec = Math.min(...times) // best step: the least disturbed by other load on the machine
+    const r: Result = { engine: `edpo (libtorch ${runtime().libtorchVersion})`, seconds: sec, tokens_per_s: (rows * T) / sec, peak_rss_mb: process.resourceUsage().maxRSS / 1024, first_logps: firstLogps }
+    console.log(JSON.stringify(r))
+    fs.rmSync(out, { recursive: true, force: true })
+    process.exit(0) // the timing is done: skip the final evaluation and checkpoint
+  })
+  await trainer.train()
+}
+
+function run(cmd: string, args: string[]): Result {
+  const p = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 24 })
+  if (p.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${p.status ?? p.signal}):\n${p.stderr}`)
+  return JSON.parse(p.stdout.trim().split('\n').pop()!) as Result
+}
+
+function flag(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name)
+  if (i < 0) return undefined
+  const v = argv[i + 1]
+  if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`)
+  return v
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2)
+  if (argv[0] === '--child') return child(argv[1]!, argv[2] as 'float32' | 'bfloat16', Number(argv[3]))
+  const known = new Set(['--only', '--dtype'])
+  for (let i = 0; i < argv.length; i += 2) if (!known.has(argv[i]!)) throw new Error(`bench:step: unknown argument '${argv[i]}' (known: --only, --dtype)`)
+  const only = flag(argv, '--only')
+  if (only !== undefined && !WORKLOADS.some((w) => w.name === only)) throw new Error(`--only: '${only}' is not one of ${WORKLOADS.map((w) => w.name).join(', ')}`)
+  const dtypeFlag = flag(argv, '--dtype')
+  if (dtypeFlag !== undefined && dtypeFlag !== 'float32' && dtypeFlag !== 'bfloat16') throw new Error(`--dtype: '${dtypeFlag}' is not float32 or bfloat16`)
+  const dtypes = dtypeFlag ? [dtypeFlag] : (['float32', 'bfloat16'] as const)
+  const rounds = Number(process.env.EDPO_BENCH_ROUNDS ?? 2)
+  const info = runtime()
+  const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
+  const script = path.resolve(__dirname, '..', '..', 'bench', 'step_torch.py')
+  console.log(`whole ε-DPO optimizer step, the best step (after 1 warm-up) of ${rounds} alternating rounds`)
+  console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, ${new Date().toISOString()}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+  const table: string[] = []
+  for (const w of WORKLOADS.filter((x) => only === undefined || x.name === only)) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-step-'))
+    try {
+      const nparams = prepare(dir, w)
+      const shape = `${w.name} (${(nparams / 1e6).toFixed(1)}M, V=${w.config.vocab_size}), ${w.pairs}×(2×${w.prompt + w.completion}) tokens`
+      const iters = Number(process.env.EDPO_BENCH_ITERS ?? w.iters)
+      for (const dtype of dtypes) {
+        let ours: Result | undefined, torch: Result | undefined
+        const best = (a: Result | undefined, b: Result): Result =>
+          !a ? b : { ...(a.seconds <= b.seconds ? a : b), peak_rss_mb: Math.max(a.peak_rss_mb, b.peak_rss_mb) }
+        for (let r = 0; r < rounds; r++) {
+          ours = best(ours, run(process.execPath, [__filename, '--child', dir, dtype, String(iters)]))
+          torch = best(torch, run(python, [script, dir, dtype, String(iters), String(info.threads)]))
+        }
+        const ratio = ours!.tokens_per_s / torch!.tokens_per_s
+        console.log(`${shape}, ${dtype}: edpo / PyTorch tokens/s = ${ratio.toFixed(2)}× (load ${os.loadavg()[0]!.toFixed(2)})`)
+        for (const x of [ours!, torch!])
+          table.push(`| ${w.name} | ${dtype} | ${x.engine} | ${x.seconds.toFixed(3)} | ${x.tokens_per_s.toFixed(0)} | ${x.peak_rss_mb.toFixed(0)} | ${x.first_logps.toFixed(3)} |`)
+        table.push(`| ${w.name} | ${dtype} | **ratio** | | **${ratio.toFixed(2)}×** | | |`)
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  console.log('| workload | dtype | engine | s / step | tokens/s | peak RSS (MB) | first-step logps/chosen |')
+  console.log('|---|---|---|---|---|---|---|')
+  for (const row of table) console.log(row)
+}
+
+main().catch((e: unknown) => {
+  console.error(e)
+  process.exit(1)
+})

@@ -1,0 +1,109 @@
+"""The authors' ε-DPO optimizer step in eager PyTorch: the baseline of bench/step.ts.
+
+What github.com/oddqueue/e-dpo's EpsilonDPOTrainer (on TRL's DPOTrainer and the HF Trainer) does
+per step, on bench/model_torch.py's llama (HF numerics) with the weights and batch that
+bench/step.ts wrote: the reference's concatenated forward under no_grad with full logits and its
+log_softmax/gather sums, the policy's forward with full logits, the perturbed logits
+(1±ε)·logits ∓ ε·ref_logits and their log_softmax/gather sums, the step decision, the sigmoid loss
+with per-pair β, the logit metrics, backward, clip_grad_norm_ (HF max_grad_norm), torch.optim.AdamW
+and zero_grad. Logits stay in the model's dtype, as the reference trainer keeps them. In bf16 the
+optimizer holds fp32 master weights and the bf16 weights are copied from them after each step, as
+DeepSpeed's bf16 mode does. Prints one JSON line.
+usage: /usr/bin/python3 bench/step_torch.py DIR DTYPE ITERS [THREADS]"""
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from model_torch import forward, load_safetensors  # noqa: E402
+
+
+def masked_logps(logits, labels, mask):
+    per_token = torch.gather(logits.log_softmax(-1), dim=2, index=labels.unsqueeze(2)).squeeze(2)
+    per_token[~mask] = 0
+    return per_token.sum(-1)
+
+
+def main():
+    d, dtype_name, iters = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else os.cpu_count())
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_name]
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    hp = json.load(open(os.path.join(d, "hyper.json")))
+    weights = load_safetensors(os.path.join(d, "model.safetensors"))
+    policy = {k: v.to(dtype).requires_grad_(True) for k, v in weights.items()}
+    reference = {k: v.to(dtype) for k, v in weights.items()}
+    del weights
+    mixed = dtype != torch.float32
+    master = {k: v.detach().float().clone().requires_grad_(True) for k, v in policy.items()} if mixed else policy
+    opt = torch.optim.AdamW(
+        list(master.values()), lr=hp["learningRate"], betas=(hp["adamBeta1"], hp["adamBeta2"]),
+        eps=hp["adamEpsilon"], weight_decay=hp["weightDecay"],
+    )
+    batch = load_safetensors(os.path.join(d, "batch.safetensors"))
+    ids, loss_mask = batch["input_ids"], batch["loss_mask"].bool()
+    B = ids.shape[0] // 2
+    eps = hp["epsilon"]
+    beta = hp["beta"]
+    # TRL: labels are the inputs rolled by one; masked positions read a dummy token 0.
+    labels = torch.roll(ids, shifts=-1, dims=1)
+    labels[~loss_mask] = 0
+
+    times, first_logps = [], None
+    for i in range(iters + 1):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ref_logits = forward(cfg, reference, ids)
+            ref_logps = masked_logps(ref_logits, labels, loss_mask)
+            ref_metrics = (ref_logits[:B][loss_mask[:B]].mean(), ref_logits[B:][loss_mask[B:]].mean())
+        logits = forward(cfg, policy, ids)
+        logps = masked_logps(logits, labels, loss_mask)
+        plus = masked_logps((1 + eps) * logits - eps * ref_logits, labels, loss_mask)
+        minus = masked_logps((1 - eps) * logits + eps * ref_logits, labels, loss_mask)
+        ratio, ratio_plus, ratio_minus = logps[:B] - logps[B:], plus[:B] - plus[B:], minus[:B] - minus[B:]
+        steps = 1 * ((ratio_plus > ratio) & (ratio > ratio_minus)) - 1 * ((ratio_minus > ratio) & (ratio > ratio_plus))
+        z = ratio - (ref_logps[:B] - ref_logps[B:])
+        pair_beta = beta / (1 + eps * steps)
+        loss = (-F.logsigmoid(pair_beta * z)).mean()
+        chosen_rewards = pair_beta * (logps[:B] - ref_logps[:B]).detach()
+        rejected_rewards = pair_beta * (logps[B:] - ref_logps[B:]).detach()
+        mean_logits = (logits[:B][loss_mask[:B]].mean(), logits[B:][loss_mask[B:]].mean())
+        loss.backward()
+        if mixed:
+            for k, p in policy.items():
+                master[k].grad = p.grad.float()
+                p.grad = None
+        torch.nn.utils.clip_grad_norm_(list(master.values()), hp["maxGradNorm"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if mixed:
+            with torch.no_grad():
+                for k, p in policy.items():
+                    p.copy_(master[k])
+        # The callback's β update and the logged metrics (each an .item(), as the trainer logs them).
+        beta = beta / (1 + eps * steps.float().mean().item())
+        metrics = [loss.item(), chosen_rewards.mean().item(), rejected_rewards.mean().item()]
+        metrics += [m.item() for m in mean_logits + ref_metrics]
+        if i == 0:
+            first_logps = logps[:B].mean().item()
+        else:
+            times.append(time.perf_counter() - t0)
+        del ref_logits, logits, loss
+    sec = min(times)  # best step, as bench/step.ts does
+    print(json.dumps({
+        "engine": f"pytorch {torch.__version__} eager" + (" (fp32 master weights)" if mixed else ""),
+        "threads": torch.get_num_threads(),
+        "seconds": sec,
+        "tokens_per_s": ids.numel() / sec,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "first_logps": first_logps,
+    }))
+
+
+if __name__ == "__main__":
+    main()
