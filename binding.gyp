@@ -18,6 +18,7 @@
         "csrc/js_tensor_ops.cc",
         "csrc/models/causal_lm.cc",
         "csrc/models/checkpoint.cc",
+        "csrc/models/lora.cc",
         "csrc/models/generate.cc",
         "csrc/models/layers.cc",
         "csrc/ops/cpu/row_kernels_avx2.cc",

@@ -149,6 +149,18 @@ export interface NativeModelConfig {
 /** An opaque handle owning one native CausalLM. */
 export type NativeModel = { readonly __nativeModel: unique symbol }
 
+/** @internal What modelAddLora takes (lib/model/lora.ts resolves and checks it first). */
+export interface NativeLoraSpec {
+  r: number
+  alpha: number
+  dropout: number
+  useRslora: boolean
+  /** Projection names as in the HF module path: 'self_attn.q_proj', 'mlp.down_proj', … */
+  slots: string[]
+  initSeed: number
+  dtype: 'float32' | 'float64'
+}
+
 export interface Native extends NativeOps {
   NativeTensor: abstract new () => NativeTensor
   fromArray(data: HostArray, shape: number[], dtype?: DType, device?: string, requiresGrad?: boolean): NativeTensor
@@ -167,6 +179,11 @@ export interface Native extends NativeOps {
   modelSetTraining(model: NativeModel, training: boolean): void
   modelSetGradientCheckpointing(model: NativeModel, enabled: boolean): void
   modelClone(model: NativeModel): NativeModel
+  modelShareBase(model: NativeModel): NativeModel
+  modelAddLora(model: NativeModel, lora: NativeLoraSpec): void
+  modelLoraParameters(model: NativeModel): { names: string[]; tensors: NativeTensor[] }
+  modelMergeLora(model: NativeModel): void
+  modelLoraDropoutForwards(model: NativeModel, set?: number): number
   setThreads(threads: number): void
 }
 

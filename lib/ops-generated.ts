@@ -198,6 +198,8 @@ export interface ModelForwardArgs {
   logits?: boolean
   /** false: run without building an autograd graph. Default true. */
   grad?: boolean
+  /** false: the base model with its LoRA adapters off (the reference). Default true. */
+  adapters?: boolean
 }
 
 /** What the native modelForward returns. */
@@ -228,6 +230,8 @@ export interface ModelGenerateArgs {
   eosTokenIds: number[]
   /** [B,T] with zeros on the left for left-padded prompts. */
   attentionMask?: Tensor
+  /** false: the base model with its LoRA adapters off. Default true. */
+  adapters?: boolean
 }
 
 /** What the native modelGenerate returns. */

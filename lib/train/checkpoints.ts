@@ -58,8 +58,9 @@ export function checkpointProblem(dir: string): string | undefined {
   } catch (e) {
     return `trainer_state.json is unreadable (${(e as Error).message})`
   }
-  for (const required of ['config.json', 'optimizer.safetensors'])
-    if (!fs.existsSync(path.join(dir, required))) return `${required} is missing`
+  // The model: a full HF folder (config.json) or, for a LoRA run, a PEFT adapter folder.
+  if (!fs.existsSync(path.join(dir, 'config.json')) && !fs.existsSync(path.join(dir, 'adapter_config.json'))) return 'config.json is missing'
+  if (!fs.existsSync(path.join(dir, 'optimizer.safetensors'))) return 'optimizer.safetensors is missing'
   for (const file of Object.keys(filesUnder(dir)).filter((f) => f.endsWith('.safetensors'))) {
     try {
       readSafetensorsHeader(path.join(dir, file))

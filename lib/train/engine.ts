@@ -16,6 +16,7 @@ import { loadSafetensors, saveSafetensors } from '../io'
 import { Tensor } from '../tensor'
 import { AdamW } from './adamw'
 import { CheckpointManager } from './checkpoints'
+import { saveTrainedModel } from './lora-run'
 import type { TrainConfig } from './config'
 import type { TrainingMethod } from './method'
 import { type Metrics, MetricsLog } from './metrics-log'
@@ -66,7 +67,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     const { config: c, resumed } = run
     this.config = c
     method.model.train().setGradientCheckpointing(c.gradientCheckpointing)
-    this.optimizer = new AdamW(method.model.namedParameters(), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })
+    this.optimizer = new AdamW(method.model.trainableParameters(), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })
     this.sampler = new PairSampler(method.train.length, { batchSize: c.batchSize, seed: c.seed, shuffle: true, state: resumed?.file.sampler })
     const totalSteps = c.maxSteps ?? Math.ceil((c.epochs * this.sampler.batchesPerEpoch) / c.gradAccumulation)
     if (resumed) {
@@ -143,10 +144,10 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     return Object.fromEntries(Object.entries(summary).map(([k, v]) => [`eval_${k}`, v]))
   }
 
-  /** Writes checkpoint-<step>: the HF model folder with tokenizer files, optimizer state, the method's files, trainer_state.json. */
+  /** Writes checkpoint-<step>: the HF model folder (with LoRA: the PEFT adapter folder) with tokenizer files, optimizer state, the method's files, trainer_state.json. */
   async saveCheckpoint(): Promise<string> {
     const dir = await this.checkpoints.save(this.state.step, async (dir) => {
-      await this.method.model.save(dir)
+      await saveTrainedModel(this.method.model, dir, this.config.model)
       for (const f of TOKENIZER_FILES) {
         const src = path.join(this.config.model, f)
         if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f))
