@@ -190,16 +190,22 @@ Napi::Value ModelMergeLora(const Napi::CallbackInfo& info) {
   });
 }
 
-// modelLoraDropoutForwards(model[, n]) → forwards that drew dropout masks so far (sets it when n is given).
-Napi::Value ModelLoraDropoutForwards(const Napi::CallbackInfo& info) {
+// modelLoraDropoutState(model[, {seed, forwards}]) → {seed, forwards}: the dropout masks' seed and
+// the training forwards that drew masks so far (sets both when given: an exact resume).
+Napi::Value ModelLoraDropoutState(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
     const ModelPtr model = model_arg(info[0]);
     if (info.Length() > 1 && !info[1].IsUndefined()) {
-      const double n = arg_number(info[1], "forwards");
-      TORCH_CHECK(n >= 0 && n == double(int64_t(n)), "forwards: expected an integer >= 0, got ", n);
-      model->set_lora_dropout_forwards(uint64_t(n));
+      if (!info[1].IsObject()) throw Napi::TypeError::New(info.Env(), "state: expected {seed, forwards}");
+      const auto o = info[1].As<Napi::Object>();
+      const int64_t seed = int_field(o, "seed"), forwards = int_field(o, "forwards");
+      TORCH_CHECK(seed >= 0 && forwards >= 0, "state: seed and forwards must be >= 0");
+      model->set_lora_dropout_state(uint64_t(seed), uint64_t(forwards));
     }
-    return Napi::Number::New(info.Env(), double(model->lora_dropout_forwards()));
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("seed", Napi::Number::New(info.Env(), double(model->lora().init_seed)));
+    r.Set("forwards", Napi::Number::New(info.Env(), double(model->lora_dropout_forwards())));
+    return r;
   });
 }
 
@@ -222,7 +228,7 @@ void InitModel(Napi::Env env, Napi::Object exports) {
                                       {"modelAddLora", ModelAddLora},
                                       {"modelLoraParameters", ModelLoraParameters},
                                       {"modelMergeLora", ModelMergeLora},
-                                      {"modelLoraDropoutForwards", ModelLoraDropoutForwards},
+                                      {"modelLoraDropoutState", ModelLoraDropoutState},
                                   });
 }
 

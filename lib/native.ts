@@ -149,6 +149,12 @@ export interface NativeModelConfig {
 /** An opaque handle owning one native CausalLM. */
 export type NativeModel = { readonly __nativeModel: unique symbol }
 
+/** @internal The LoRA dropout masks' seed and the training forwards that drew masks so far. */
+export interface LoraDropoutState {
+  seed: number
+  forwards: number
+}
+
 /** @internal What modelAddLora takes (lib/model/lora.ts resolves and checks it first). */
 export interface NativeLoraSpec {
   r: number
@@ -183,7 +189,7 @@ export interface Native extends NativeOps {
   modelAddLora(model: NativeModel, lora: NativeLoraSpec): void
   modelLoraParameters(model: NativeModel): { names: string[]; tensors: NativeTensor[] }
   modelMergeLora(model: NativeModel): void
-  modelLoraDropoutForwards(model: NativeModel, set?: number): number
+  modelLoraDropoutState(model: NativeModel, set?: LoraDropoutState): LoraDropoutState
   setThreads(threads: number): void
 }
 

@@ -112,7 +112,7 @@ t.test('dropout: training forwards draw masks; a checkpointed recompute repeats 
     t.notSame(Array.from(out.logits.detach().toArray() as Float64Array), off, 'a training forward applies dropout')
     out.logits.sum().backward()
     grads.push([...m.loraParameters().values()].map((p) => p.grad!.toArray() as Float64Array))
-    t.equal(m.loraDropoutForwards(), 1)
+    t.equal(m.loraDropoutState().forwards, 1)
     t.same(logits(m), off, 'no dropout without a graph (evaluation, the reference)')
   }
   // Forward 0 of both models draws the same masks; the recompute in backward must draw them again.

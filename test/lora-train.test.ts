@@ -34,7 +34,6 @@ t.test('ε-DPO with LoRA: ln 2 at step 1, only adapters change, PEFT checkpoint'
     quiet,
   )
   t.equal(trainer.reference.lora, undefined, 'the reference has no adapters')
-  t.ok(trainer.policy.namedParameters().get('model.norm.weight')!.toArray() === undefined || true)
   const state = await trainer.train()
   t.equal(state.step, 4)
   const train = readMetrics(out).filter((l) => 'loss' in l)
@@ -87,7 +86,7 @@ t.test('SFT LoRA, then DPO from that adapter: the reference is base + adapter (l
   const cfg = JSON.parse(fs.readFileSync(path.join(adapter, 'adapter_config.json'), 'utf8'))
   t.same(cfg.target_modules, ['q_proj', 'v_proj'])
   const out = path.join(work, 'dpo')
-  const trainer = await Trainer.create({ model, data: [data], out, batchSize: 4, maxSteps: 1, learningRate: 1e-3, maxLength: 32, method: 'dpo', adapter }, quiet)
+  const trainer = await Trainer.create({ model, data: [data], out, batchSize: 4, maxSteps: 1, learningRate: 1e-3, maxLength: 32, method: 'dpo', adapter, loraDropout: 0 }, quiet)
   t.same(trainer.reference.loraParameters().size, trainer.policy.loraParameters().size, 'the reference carries the starting adapter')
   await trainer.train()
   const first = readMetrics(out).find((l) => 'loss' in l)!

@@ -53,7 +53,7 @@ struct LoraSpec {
   double dropout = 0.0;
   bool use_rslora = false;
   std::vector<int> slots;  // adapted weight slots (kQ, ..., kDown)
-  uint64_t init_seed = 0;  // A's kaiming-uniform draw (CPU generator, so every device gets the same A)
+  uint64_t init_seed = 0;  // A's kaiming-uniform draw (CPU generator, so every device gets the same A) and dropout
   at::ScalarType dtype = at::kFloat;
   // α/r, or α/√r with rsLoRA.
   double scale() const;
@@ -123,9 +123,12 @@ class CausalLM : public std::enable_shared_from_this<CausalLM> {
   void lora_parameters(std::vector<std::string>& names, std::vector<at::Tensor>& tensors) const;
   // W ← W + scale·B·A in W's dtype, then drops the adapters.
   void merge_lora();
-  // Dropout forwards drawn so far (restored on resume so the masks continue where they left off).
+  // Dropout forwards drawn so far and their seed (restored on resume so the masks continue).
   uint64_t lora_dropout_forwards() const { return dropout_forwards_.load(); }
-  void set_lora_dropout_forwards(uint64_t n) { dropout_forwards_.store(n); }
+  void set_lora_dropout_state(uint64_t seed, uint64_t forwards) {
+    lora_.init_seed = seed;
+    dropout_forwards_.store(forwards);
+  }
 
   // One decoder layer (used directly and by the gradient-checkpoint Function).
   at::Tensor layer_forward(int64_t layer, const at::Tensor& x, const LayerWeights& w, const ForwardContext& ctx,

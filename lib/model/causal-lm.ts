@@ -3,7 +3,7 @@
 import { z } from 'zod'
 
 import { EdpoInputError, native } from '../errors'
-import { type NativeModel, nativeAddon } from '../native'
+import { type LoraDropoutState, type NativeModel, nativeAddon } from '../native'
 import type { ModelGenerateArgs } from '../ops-generated'
 import { type OpMode, type OpReturn, runOp } from '../ops'
 import { liveTensorSchema, Tensor } from '../tensor'
@@ -73,6 +73,8 @@ export interface GenerateOptions {
 export interface LoadAdapterOptions {
   /** Default true: the adapter trains. false loads it frozen. */
   trainable?: boolean
+  /** Replaces adapter_config.json's lora_dropout (a training setting; the weights do not depend on it). */
+  dropout?: number
 }
 
 export interface SaveAdapterOptions {
@@ -280,7 +282,8 @@ export class CausalLM {
    */
   async loadAdapter(dir: string, opts?: LoadAdapterOptions): Promise<this> {
     if (typeof dir !== 'string' || dir === '') throw new EdpoInputError('loadAdapter: expected an adapter folder path')
-    const { settings } = readAdapterConfig(dir)
+    const saved0 = readAdapterConfig(dir).settings
+    const settings = opts?.dropout === undefined ? saved0 : resolveLora({ ...saved0, dropout: opts.dropout }, undefined, 'loadAdapter')
     const file = path.join(dir, ADAPTER_WEIGHTS_FILE)
     if (!fs.existsSync(file)) throw new EdpoInputError(`${dir}: no ${ADAPTER_WEIGHTS_FILE}`)
     const saved = await loadSafetensorsAsync(file)
@@ -329,9 +332,13 @@ export class CausalLM {
     return this.loraSettings ? this.loraParameters() : this.namedParameters()
   }
 
-  /** Forwards that drew LoRA dropout masks so far; a resumed run restores it to draw the same masks. @internal */
-  loraDropoutForwards(set?: number): number {
-    return native(() => nativeAddon().modelLoraDropoutForwards(this.handle, set))
+  /**
+   * The LoRA dropout masks' seed and the training forwards that drew masks so far; a resumed run
+   * restores both to draw the masks the uninterrupted run would have drawn.
+   * @internal
+   */
+  loraDropoutState(set?: LoraDropoutState): LoraDropoutState {
+    return native(() => nativeAddon().modelLoraDropoutState(this.handle, set))
   }
 
   private attachLora(s: LoraSettings): void {

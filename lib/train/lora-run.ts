@@ -37,18 +37,20 @@ export function loraSettingsOf(c: LoraConfig & { seed: number }): LoraSettings {
   )
 }
 
-// --adapter brings its own settings: flags given beside it must agree with adapter_config.json.
+// --adapter brings its own settings: flags given beside it must agree with adapter_config.json
+// (but --lora-dropout may replace its dropout).
 function adapterSettings(c: LoraConfig & { seed: number }): LoraSettings {
   const saved = readAdapterConfig(c.adapter!).settings
   const given = c.loraR === undefined ? undefined : loraSettingsOf(c)
   if (given) {
     const file = path.join(c.adapter!, ADAPTER_CONFIG_FILE)
-    const pairs: [keyof LoraSettings, string][] = [['r', 'r'], ['alpha', 'lora_alpha'], ['dropout', 'lora_dropout'], ['targetModules', 'target_modules'], ['useRslora', 'use_rslora']]
+    // Dropout is a training setting, not part of the weights: --lora-dropout may replace it.
+    const pairs: [keyof LoraSettings, string][] = [['r', 'r'], ['alpha', 'lora_alpha'], ['targetModules', 'target_modules'], ['useRslora', 'use_rslora']]
     for (const [key, field] of pairs)
       if (JSON.stringify(given[key]) !== JSON.stringify(saved[key]))
         throw new EdpoInputError(`${FLAGS[key]} ${JSON.stringify(given[key])} differs from ${file}'s ${field} ${JSON.stringify(saved[key])}: leave it out to use the adapter's`)
   } else
-    for (const key of ['loraAlpha', 'loraDropout', 'loraTargetModules', 'useRslora'] as const)
+    for (const key of ['loraAlpha', 'loraTargetModules', 'useRslora'] as const)
       if (c[key] !== undefined) throw new EdpoInputError(`--${key.replace(/[A-Z]/g, (x) => '-' + x.toLowerCase())}: --adapter ${c.adapter} brings its own settings (adapter_config.json)`)
   return saved
 }
@@ -60,13 +62,13 @@ function adapterSettings(c: LoraConfig & { seed: number }): LoraSettings {
 export async function attachTrainedLora(model: CausalLM, c: LoraConfig & { seed: number }, resumedDir: string | undefined): Promise<void> {
   if (resumedDir !== undefined) {
     await model.loadAdapter(resumedDir)
-    const state = readLoraState(resumedDir)
-    model.loraDropoutForwards(state.dropoutForwards)
+    model.loraDropoutState(readLoraState(resumedDir))
     return
   }
   if (c.adapter !== undefined) {
     adapterSettings(c)
-    await model.loadAdapter(c.adapter)
+    await model.loadAdapter(c.adapter, { dropout: c.loraDropout })
+    model.loraDropoutState({ seed: c.seed, forwards: 0 })
   } else model.addLora(loraSettingsOf(c))
 }
 
@@ -86,10 +88,11 @@ export async function loraReference(policy: CausalLM, c: LoraConfig): Promise<Ca
 export async function saveTrainedModel(model: CausalLM, dir: string, baseModel: string): Promise<void> {
   if (!model.lora) return model.save(dir)
   await model.saveAdapter(dir, { baseModelNameOrPath: path.resolve(baseModel) })
-  fs.writeFileSync(path.join(dir, LORA_STATE_FILE), JSON.stringify({ dropout_forwards: model.loraDropoutForwards() }) + '\n')
+  const { seed, forwards } = model.loraDropoutState()
+  fs.writeFileSync(path.join(dir, LORA_STATE_FILE), JSON.stringify({ dropout_seed: seed, dropout_forwards: forwards }) + '\n')
 }
 
-function readLoraState(dir: string): { dropoutForwards: number } {
+function readLoraState(dir: string): { seed: number; forwards: number } {
   const file = path.join(dir, LORA_STATE_FILE)
   let json: unknown
   try {
@@ -97,7 +100,10 @@ function readLoraState(dir: string): { dropoutForwards: number } {
   } catch (e) {
     throw new EdpoInputError(`${file}: cannot read (${(e as Error).message})`, { cause: e })
   }
-  const n = (json as { dropout_forwards?: unknown } | null)?.dropout_forwards
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new EdpoInputError(`${file}: dropout_forwards must be an integer >= 0`)
-  return { dropoutForwards: n }
+  const o = (json ?? {}) as { dropout_seed?: unknown; dropout_forwards?: unknown }
+  const count = (v: unknown, key: string): number => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new EdpoInputError(`${file}: ${key} must be an integer >= 0`)
+    return v
+  }
+  return { seed: count(o.dropout_seed, 'dropout_seed'), forwards: count(o.dropout_forwards, 'dropout_forwards') }
 }
