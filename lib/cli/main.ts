@@ -6,6 +6,7 @@ import { doctorCommand, edpoVersion } from './doctor-command'
 import { evalCommand } from './eval-command'
 import { generateCommand } from './generate-command'
 import { mergeLoraCommand } from './merge-lora-command'
+import { planCommand } from './plan-command'
 import { sftCommand } from './sft-command'
 import { trainCommand } from './train-command'
 
@@ -16,6 +17,7 @@ commands:
   eval       preference accuracy, reward margins and KL(π‖π_ref) on held-out pairs
   generate   complete prompts with a model or a checkpoint
   merge-lora fold a LoRA adapter into its base model (a full Hugging Face model folder)
+  plan       per-device memory of a training run (full fine-tuning or LoRA, 1 or N devices)
   sft        supervised fine-tuning on prompt/completion rows (masked-prompt cross-entropy)
   demo       the whole pipeline at toy scale: SFT, on-policy pairs, DPO / ε-DPO / TR-DPO, gold evaluation
   doctor     show the libtorch, CUDA and CPU kernels this install uses
@@ -28,6 +30,7 @@ const COMMANDS: Record<string, (argv: readonly string[]) => number | Promise<num
   eval: evalCommand,
   generate: generateCommand,
   'merge-lora': mergeLoraCommand,
+  plan: planCommand,
   demo: demoCommand,
   doctor: doctorCommand,
 }

@@ -14,7 +14,6 @@ export const LORA_OPTIONS = {
   loraAlpha: { schema: z.number().optional(), kind: 'number', help: 'LoRA α: the update is scaled by α/r (default 32)' },
   loraDropout: { schema: z.number().min(0).lt(1).optional(), kind: 'number', help: "LoRA dropout on the adapters' input in training (default 0.05)" },
   loraTargetModules: {
-    aliases: ['target_modules'],
     schema: z.array(z.string().min(1)).min(1).optional(),
     kind: 'strings',
     help: 'modules given adapters (default q_proj k_proj v_proj o_proj gate_proj up_proj down_proj), or all-linear',
