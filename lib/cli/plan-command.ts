@@ -92,6 +92,6 @@ export function formatPlan(p: MemoryPlan, loraR: number | undefined, dtype: stri
   ]
   const lines = [`${what}, ${n} device${n > 1 ? 's' : ''}${zero > 0 ? `, ZeRO-${zero}` : ''}: per device`]
   for (const [name, bytes, note] of rows) lines.push(`  ${name.padEnd(16)} ${formatBytes(bytes).padStart(11)}   ${note}`)
-  lines.push(`  ${'peak'.padEnd(16)} ${formatBytes(p.total).padStart(11)}   weights + reference + optimizer + max(activations + logits, gradients + a layer's activations)`)
+  lines.push(`  ${'peak'.padEnd(16)} ${formatBytes(p.total).padStart(11)}   = weights + reference + optimizer + max(activations + logits, gradients + 1 layer)`)
   return lines.join('\n')
 }
