@@ -52,14 +52,15 @@ function layerActivationBytes(c: ModelConfig, E: number, acc: number, tokensPerS
   const hd = c.head_dim ?? H / c.num_attention_heads
   const q = c.num_attention_heads * hd, kv = (c.num_key_value_heads ?? c.num_attention_heads) * hd
   const rep = q / kv
-  // Two RMSNorms (llama): the fp32 input, its rsqrt and the normed output in both dtypes.
-  const norms = 2 * (acc * H + E * H + (E === acc ? 0 : E * H))
-  // q, k, v projections; rotate-half RoPE keeps q, k, their rotated halves; repeat_kv copies k, v.
-  const attention = E * (q + 2 * kv) + E * 2 * (q + kv) + (rep > 1 ? E * 2 * q : 0) + E * 2 * q
+  // Two RMSNorms: the fp32 input (x itself in fp32) and the normed output in the activations' dtype.
+  const norms = 2 * (acc * H + E * H)
+  // Attention: q and k out of their projections and their rotated halves (RoPE), q after RoPE,
+  // k and v after repeat_kv (copies when heads share a kv head), and o_proj's input (a copy).
+  const attention = rep > 1 ? E * (6 * q + 2 * kv) : E * (4 * q + 4 * kv)
   // The softmax output (kept by softmax and by the matmul with v), and its cast when E ≠ acc.
   const scores = c.num_attention_heads * tokensPerSeq * (acc + (E === acc ? 0 : E))
-  // SwiGLU: gate, silu(gate), up, their product; the residual stream in and out.
-  const mlp = E * 4 * I + E * 2 * H
+  // SwiGLU: gate, silu(gate), up and their product.
+  const mlp = E * 4 * I
   // LoRA: each adapted input cast to the fp32 adapters (a new tensor only over a reduced base),
   // plus each A output.
   const adapters = lora ? (E === 4 ? 0 : lora.inputs * 4) + lora.r * 4 * lora.targets : 0
