@@ -8,6 +8,7 @@
       "sources": [
         "csrc/addon.cc",
         "csrc/js_common.cc",
+        "csrc/js_dist.cc",
         "csrc/js_io.cc",
         "csrc/js_model.cc",
         "csrc/js_op_binding.cc",
@@ -16,6 +17,7 @@
         "csrc/js_runtime.cc",
         "csrc/js_tensor.cc",
         "csrc/js_tensor_ops.cc",
+        "csrc/dist/process_group.cc",
         "csrc/models/causal_lm.cc",
         "csrc/models/checkpoint.cc",
         "csrc/models/lora.cc",
@@ -42,6 +44,7 @@
       ],
       "defines": [
         "NAPI_VERSION=8",
+        "USE_C10D_GLOO",
         "NAPI_CPP_EXCEPTIONS",
         "NODE_ADDON_API_CPP_EXCEPTIONS_ALL",
         "NODE_ADDON_API_DISABLE_DEPRECATED",

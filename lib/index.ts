@@ -42,5 +42,7 @@ export { TRAIN_OPTIONS, trainConfigSchema, type TrainConfig, type TrainConfigInp
 export * as evaluation from './eval'
 export { SftTrainer, type SftTrainerEvents } from './train/sft-trainer'
 export { SFT_OPTIONS, sftConfigSchema, type SftConfig, type SftConfigInput } from './train/sft-config'
+export { DistGroup, BUCKET_BYTES, type Backend, type JoinOptions } from './dist/group'
+export { readDistEnv, type DistEnv, type Env } from './dist/env'
 export { runDemo, type DemoResult, type DemoHooks, type MethodResult, type Method } from './demo/pipeline'
 export { DEMO_OPTIONS, demoSchema, type DemoInput, type DemoConfig } from './demo/config'

@@ -146,6 +146,24 @@ export interface NativeModelConfig {
   ropeOriginalMaxPositions: number
 }
 
+/** An opaque handle owning one c10d process group (csrc/js_dist.cc). */
+export type NativeGroup = { readonly __nativeGroup: unique symbol }
+
+/** distCreateGroup's options: a FileStore at storePath, else a TCPStore at host:port. */
+export interface NativeGroupOptions {
+  backend: 'gloo' | 'nccl'
+  rank: number
+  worldSize: number
+  storePath?: string
+  host?: string
+  port?: number
+  /** torchrun ≥ 2's agent serves the store itself (TORCHELASTIC_USE_AGENT_STORE). */
+  tcpClientOnly?: boolean
+  glooInterface?: string
+  glooHostname?: string
+  timeoutMs: number
+}
+
 /** An opaque handle owning one native CausalLM. */
 export type NativeModel = { readonly __nativeModel: unique symbol }
 
@@ -191,6 +209,14 @@ export interface Native extends NativeOps {
   modelMergeLora(model: NativeModel): void
   modelLoraDropoutState(model: NativeModel, set?: LoraDropoutState): LoraDropoutState
   setThreads(threads: number): void
+  distCreateGroup(options: NativeGroupOptions): Promise<NativeGroup>
+  distAllreduce(group: NativeGroup, tensors: NativeTensor[], o: { max: boolean; average: boolean; grads: boolean; bucketBytes: number }): Promise<void>
+  distReduce(group: NativeGroup, tensors: NativeTensor[], o: { root: number; average: boolean; grads: boolean; bucketBytes: number }): Promise<void>
+  distBroadcast(group: NativeGroup, tensors: NativeTensor[], o: { root: number; bucketBytes: number }): Promise<void>
+  distAllgather(group: NativeGroup, tensor: NativeTensor): Promise<NativeTensor>
+  distBarrier(group: NativeGroup): Promise<void>
+  distClipGradNorm(group: NativeGroup, params: NativeTensor[], maxNorm: number): Promise<number>
+  distNcclAvailable(): boolean
 }
 
 /** The package root: the nearest folder above this file holding edpo's package.json (from lib/ or dist/lib/). */

@@ -67,6 +67,18 @@ if [[ -n "$TORCH_INC" || -d /usr/include/torch ]]; then
     exit 1
   fi
   echo "compile-cuda: ok csrc/ops/row_ops_cuda.cc (syntax check against CPU libtorch headers, $((SECONDS - start)) s)"
+  # The NCCL process group (csrc/dist/process_group.cc) is compiled only by CUDA builds; its c10d
+  # header needs nccl.h, which the CUDA toolkit does not always ship.
+  if echo '#include <nccl.h>' | g++ -x c++ -fsyntax-only "${inc[@]}" - 2>/dev/null; then
+    start=$SECONDS
+    if ! g++ -std=c++17 -fsyntax-only -Wall -DEDPO_WITH_CUDA -DUSE_C10D_NCCL -DUSE_C10D_GLOO "${inc[@]}" -Icsrc csrc/dist/process_group.cc; then
+      echo "compile-cuda: FAILED syntax check of csrc/dist/process_group.cc (NCCL)" >&2
+      exit 1
+    fi
+    echo "compile-cuda: ok csrc/dist/process_group.cc with NCCL (syntax check, $((SECONDS - start)) s)"
+  else
+    echo "compile-cuda: nccl.h not found; skipped the NCCL syntax check of csrc/dist/process_group.cc"
+  fi
 else
   echo "compile-cuda: libtorch headers not found; skipped the syntax check of csrc/ops/row_ops_cuda.cc"
 fi

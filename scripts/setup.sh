@@ -21,11 +21,17 @@ apt_install() {
 # 1. libtorch. Debian's build links the reference BLAS unless OpenBLAS takes over the
 #    alternative (about 14x slower matmuls measured on a 2-core Xeon), so the two come together.
 if ! node scripts/torch-paths.js check >/dev/null 2>&1; then
-  apt_install libtorch-dev libopenblas0-pthread ccache
+  apt_install libtorch-dev libgloo-dev libopenblas0-pthread ccache
 fi
 if [ -z "${LIBTORCH:-}${Torch_DIR:-}" ] && command -v dpkg-query >/dev/null 2>&1 \
    && ! dpkg-query -W -f='${Status}' libopenblas0-pthread 2>/dev/null | grep -q "ok installed"; then
   apt_install libopenblas0-pthread
+fi
+# c10d's ProcessGroupGloo.hpp (data-parallel training, csrc/dist/) includes Gloo's headers, which
+# Debian ships apart from libtorch-dev (a PyTorch libtorch download has them under include/).
+if [ -z "${LIBTORCH:-}${Torch_DIR:-}" ] && command -v dpkg-query >/dev/null 2>&1 \
+   && ! dpkg-query -W -f='${Status}' libgloo-dev 2>/dev/null | grep -q "ok installed"; then
+  apt_install libgloo-dev
 fi
 
 # 2. Node modules (install scripts off: the addon is built below, with the right compiler).

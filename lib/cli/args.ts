@@ -182,6 +182,13 @@ export function readConfigFile(file: string, table: Record<string, OptionSpec>):
 /** The --resume flag of train and sft, for their --help. */
 export const RESUME_HELP = [['--resume <run dir>', 'continue that run from its newest complete checkpoint (its stored options are used)']] as const
 
+/** The launch flags of train and sft (lib/dist/), for their --help: how many processes, not what they train. */
+export const DIST_HELP = [
+  ['--nproc-per-node <n>', 'start n ranks on this machine (data-parallel; --batch-size is per rank); under torchrun or srun, leave it out'],
+  ['--backend <gloo|nccl>', 'collective backend of several ranks (default: nccl on CUDA, gloo on CPU)'],
+  ['--dist-timeout <seconds>', 'how long a rank waits for the others before stopping with an error (default 300)'],
+] as const
+
 // The choices of an enum option, through default/optional/preprocess wrappers (zod 4 internals).
 function enumChoices(schema: z.ZodType): string[] | undefined {
   let def = (schema as unknown as { _zod: { def: Record<string, unknown> } })._zod.def

@@ -2,12 +2,19 @@
 // eval and checkpoint notes, and stopping from outside (interrupt.ts): the first Ctrl-C or SIGTERM
 // finishes the current step, writes a checkpoint and exits 130 / 143; a second exits at once.
 // Errors go up to main.ts, which prints them (failure.ts) and exits 1.
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import { readDistEnv } from '../dist/env'
+import { type Backend, DistGroup } from '../dist/group'
+import { launchWorkers, parseNproc, withoutFlag } from '../dist/launcher'
+import { EdpoInputError } from '../errors'
 import type { OptionSpec } from '../train/config'
 import type { Engine, EngineConfig } from '../train/engine'
 import type { Metrics } from '../train/metrics-log'
 import type { CreateOptions } from '../train/open-run'
 import type { TrainerState } from '../train/trainer-state'
-import { formatHelp, parseArgs, RESUME_HELP } from './args'
+import { DIST_HELP, formatHelp, parseArgs, RESUME_HELP } from './args'
 import { onInterrupt } from './interrupt'
 import { Progress, type ProgressFields, TRAIN_FIELDS } from './progress'
 
@@ -35,19 +42,36 @@ export function runCommandHelp(command: RunCommand<unknown>): string {
   const edpo = `edpo ${command.name}`
   const usage = [`${edpo} --model <dir> --data <file>… --out <dir> [options]`, `${edpo} --config ${command.example}.yaml [options]`, `${edpo} --resume <run dir>`]
   const about = `${command.about}\nCtrl-C (or SIGTERM) writes a checkpoint and exits; --resume continues from the newest one.`
-  return formatHelp(usage.join('\n       '), about, command.options, RESUME_HELP)
+  return formatHelp(usage.join('\n       '), about, command.options, [...RESUME_HELP, ...DIST_HELP])
 }
 
 export async function runCommand<I>(argv: readonly string[], command: RunCommand<I>): Promise<number> {
-  const args = parseArgs(argv, command.options, ['resume'])
+  const args = parseArgs(argv, command.options, ['resume', 'nprocPerNode', 'backend', 'distTimeout'])
   if (args.help) {
     process.stdout.write(runCommandHelp(command) + '\n')
     return 0
   }
-  const resume = args.options.resume as string | undefined
-  delete args.options.resume
+  const { resume, nprocPerNode, backend, distTimeout } = args.options as Record<string, string | undefined>
+  for (const k of ['resume', 'nprocPerNode', 'backend', 'distTimeout']) delete args.options[k]
+  // Several ranks: checked before any work (a bad variable, nccl on CPU, a port in use).
+  const env = readDistEnv()
+  const timeoutSeconds = distTimeout === undefined ? undefined : Number(distTimeout)
+  if (timeoutSeconds !== undefined && !(timeoutSeconds > 0)) throw new EdpoInputError(`--dist-timeout ${distTimeout}: expected seconds > 0`)
+  if (backend !== undefined && backend !== 'gloo' && backend !== 'nccl') throw new EdpoInputError(`--backend ${backend}: expected gloo or nccl`)
+  if (nprocPerNode !== undefined) {
+    const nproc = parseNproc(nprocPerNode)
+    if (env) throw new EdpoInputError(`--nproc-per-node starts its own ranks, but this process is already rank ${env.rank} of ${env.worldSize} (${env.source} set RANK): leave the flag out`)
+    const device = (args.options.device as string | undefined) ?? 'cpu'
+    if (backend === 'nccl' && !device.startsWith('cuda')) throw new EdpoInputError(`--backend nccl needs a CUDA device, but --device is ${device}: use --backend gloo on CPU`)
+    return launchWorkers({ nproc, args: [command.name, ...withoutFlag(argv, '--nproc-per-node')], graceSeconds: (timeoutSeconds ?? 300) + 30, log: (l) => process.stderr.write(l + '\n') })
+  }
+  if (!env && (backend !== undefined || distTimeout !== undefined))
+    throw new EdpoInputError(`--${backend !== undefined ? 'backend' : 'dist-timeout'} applies to several ranks: add --nproc-per-node N, or launch with torchrun or srun`)
+  const dist = env ? await DistGroup.join(env, { backend: backend as Backend | undefined, timeoutSeconds, device: (args.options.device as string | undefined) ?? 'cpu' }) : undefined
   // The option table validated the flags' shapes; create() validates the whole config with zod.
-  const trainer = await command.create(args.options as I, { resume })
+  const trainer = await command.create(args.options as I, { resume, dist })
+  if (dist) debugStepLog(trainer, dist.rank)
+  if (dist && dist.rank !== 0) return quietRank(trainer)
 
   const progress = new Progress(trainer.state.totalSteps, process.stdout, command.fields ?? TRAIN_FIELDS)
   const first = trainer.state.step
@@ -62,5 +86,39 @@ export async function runCommand<I>(argv: readonly string[], command: RunCommand
     return interrupt.exitCode() ?? 0
   } finally {
     interrupt.dispose()
+  }
+}
+
+/** A rank other than 0 trains silently (rank 0 reports); Ctrl-C stops it with the others. */
+async function quietRank(trainer: RunnableTrainer): Promise<number> {
+  const interrupt = onInterrupt(() => {})
+  try {
+    await trainer.train({ signal: interrupt.signal })
+    return interrupt.exitCode() ?? 0
+  } finally {
+    interrupt.dispose()
+  }
+}
+
+/**
+ * EDPO_DIST_DEBUG_DIR: each rank appends {step, beta, loss, peak_rss_mib} per optimizer step to
+ * rank-<r>.jsonl there, so a test (or a user chasing a divergence) can check every rank holds the
+ * same β, and bench/dist.ts can read each rank's peak memory.
+ */
+function debugStepLog(trainer: RunnableTrainer, rank: number): void {
+  const dir = process.env.EDPO_DIST_DEBUG_DIR
+  if (!dir) return
+  fs.mkdirSync(dir, { recursive: true })
+  const file = path.join(dir, `rank-${rank}.jsonl`)
+  trainer.on('step', (s) => fs.appendFileSync(file, JSON.stringify({ step: s.step, beta: s.beta, loss: s.metrics?.loss, peak_rss_mib: peakRssMiB() }) + '\n'))
+}
+
+/** This process's peak resident memory (VmHWM), in MiB; 0 where /proc is not there. */
+function peakRssMiB(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))
+    return m ? Number(m[1]) / 1024 : 0
+  } catch {
+    return 0
   }
 }

@@ -6,6 +6,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { EdpoInputError } from '../errors'
+import { optimizerFiles } from '../dist/optimizer-shards'
 import { readSafetensorsHeader } from '../io'
 import { EdpoFileError, fileError, isSystemError } from './fs-errors'
 
@@ -60,7 +61,8 @@ export function checkpointProblem(dir: string): string | undefined {
   }
   // The model: a full HF folder (config.json) or, for a LoRA run, a PEFT adapter folder.
   if (!fs.existsSync(path.join(dir, 'config.json')) && !fs.existsSync(path.join(dir, 'adapter_config.json'))) return 'config.json is missing'
-  if (!fs.existsSync(path.join(dir, 'optimizer.safetensors'))) return 'optimizer.safetensors is missing'
+  const optimizer = optimizerFiles(dir)
+  if ('problem' in optimizer) return optimizer.problem
   for (const file of Object.keys(filesUnder(dir)).filter((f) => f.endsWith('.safetensors'))) {
     try {
       readSafetensorsHeader(path.join(dir, file))
@@ -128,10 +130,15 @@ export class CheckpointManager {
     return stale
   }
 
+  /** The temporary folder checkpoint `step` is written into before its rename (`tag`: the writer's pid, or 0 for all ranks of a run). */
+  tempDir(step: number, tag: number = process.pid): string {
+    return path.join(this.runDir, `.checkpoint-${step}.tmp-${tag}`)
+  }
+
   /** Writes checkpoint `step` through `write(tempDir)`, marks it complete, renames it into place and prunes. */
-  async save(step: number, write: (dir: string) => Promise<void>): Promise<string> {
+  async save(step: number, write: (dir: string) => Promise<void>, tag?: number): Promise<string> {
     const final = path.join(this.runDir, `checkpoint-${step}`)
-    const temp = path.join(this.runDir, `.checkpoint-${step}.tmp-${process.pid}`)
+    const temp = this.tempDir(step, tag)
     try {
       fs.mkdirSync(this.runDir, { recursive: true })
       fs.rmSync(temp, { recursive: true, force: true })

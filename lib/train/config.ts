@@ -74,6 +74,11 @@ export const TRAIN_OPTIONS = {
   evalEvery: { aliases: ['eval_steps'], schema: z.number().int().min(0).default(0), kind: 'integer', help: 'evaluate every N steps (0: only at the end)' },
   saveEvery: { aliases: ['save_steps'], schema: z.number().int().min(0).default(0), kind: 'integer', help: 'checkpoint every N steps (0: only at the end)' },
   keepLast: { aliases: ['save_total_limit'], schema: count.default(2), kind: 'integer', help: 'checkpoints to keep' },
+  zeroStage: {
+    schema: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(0),
+    kind: 'integer',
+    help: 'several ranks: 1 shards the AdamW state (fp32 master, m, v) across ranks, 2 also the gradients (DeepSpeed ZeRO)',
+  },
   skipInvalid: { schema: z.boolean().default(false), kind: 'boolean', help: 'skip and count invalid rows instead of stopping' },
   dataFormat: {
     schema: z.enum(['auto', 'hh']).default('auto'),

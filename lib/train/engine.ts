@@ -6,13 +6,18 @@
 //            method.afterStep (β update, reference sync) → metrics → log / eval / checkpoint →
 //            until totalSteps, an abort signal or an error; always ends with a checkpoint.
 //   evaluate(), saveCheckpoint(), resume (through open-run.ts and trainer_state.json), events.
+// On several ranks (lib/dist/) the same loop runs on every rank: a DataParallel (dp) shards each
+// micro-batch, syncs gradients, gathers the step's statistics and shards the optimizer (ZeRO);
+// rank 0 writes metrics and checkpoints. With one process each dp hook is the identity.
 import { EventEmitter } from 'node:events'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { PairSampler } from '../data'
+import { DataParallel, type ZeroStage } from '../dist/data-parallel'
+import { loadOptimizerState, OPTIMIZER_FILE, optimizerShardFile } from '../dist/optimizer-shards'
 import { EdpoError } from '../errors'
-import { loadSafetensors, saveSafetensors } from '../io'
+import { saveSafetensors } from '../io'
 import { Tensor } from '../tensor'
 import { AdamW } from './adamw'
 import { CheckpointManager } from './checkpoints'
@@ -43,7 +48,7 @@ export type EngineConfig = Pick<
   TrainConfig,
   | 'model' | 'out' | 'overwriteOutputDir' | 'dtype' | 'device' | 'gradientCheckpointing' | 'batchSize' | 'gradAccumulation'
   | 'epochs' | 'maxSteps' | 'seed' | 'learningRate' | 'lrScheduler' | 'warmupRatio' | 'weightDecay' | 'adamBeta1' | 'adamBeta2'
-  | 'adamEpsilon' | 'maxGradNorm' | 'logEvery' | 'evalEvery' | 'saveEvery' | 'keepLast'
+  | 'adamEpsilon' | 'maxGradNorm' | 'logEvery' | 'evalEvery' | 'saveEvery' | 'keepLast' | 'zeroStage'
 >
 
 // Tokenizer and chat-template files copied next to each checkpoint, so it is a usable model folder.
@@ -56,6 +61,11 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
   private readonly sampler: PairSampler
   private readonly checkpoints: CheckpointManager
   private readonly metricsLog: MetricsLog
+  private readonly dp: DataParallel
+  /** The step of the last checkpoint written or resumed from (the same on every rank, unlike the folder listing). */
+  private savedStep: number | undefined
+  /** On several ranks: a stop all of them agreed on at the last step's gather. */
+  private stopAgreed = false
 
   /** @internal Trainers are made by their static create(). */
   protected constructor(
@@ -67,11 +77,16 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     const { config: c, resumed } = run
     this.config = c
     method.model.train().setGradientCheckpointing(c.gradientCheckpointing)
-    this.optimizer = new AdamW(method.model.trainableParameters(), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })
-    this.sampler = new PairSampler(method.train.length, { batchSize: c.batchSize, seed: c.seed, shuffle: true, state: resumed?.file.sampler })
+    // With LoRA only the adapters train (and are averaged and sharded).
+    const named = [...method.model.trainableParameters()]
+    this.dp = new DataParallel(run.dist, c.zeroStage as ZeroStage, named.map(([, p]) => p))
+    this.optimizer = new AdamW(this.dp.owned(named), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })
+    // The sampler draws global micro-batches (batch × world); each rank trains its block of each.
+    this.sampler = new PairSampler(method.train.length, { batchSize: c.batchSize * this.dp.world, seed: c.seed, shuffle: true, state: resumed?.file.sampler })
     const totalSteps = c.maxSteps ?? Math.ceil((c.epochs * this.sampler.batchesPerEpoch) / c.gradAccumulation)
     if (resumed) {
-      this.optimizer.loadState(loadSafetensors(path.join(resumed.dir, 'optimizer.safetensors')), resumed.file.step)
+      this.optimizer.loadState(loadOptimizerState(resumed.dir, this.dp.rank, this.dp.world, this.dp.sharded), resumed.file.step)
+      this.savedStep = resumed.file.step
       const own = Object.entries(method.savedState()).filter(([, v]) => typeof v === 'number')
       run.log(`resumed from ${resumed.dir} at step ${resumed.file.step}` + (own.length > 0 ? ` (${own.map(([k, v]) => `${k} = ${v}`).join(', ')})` : ''))
     }
@@ -83,8 +98,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
   /** Runs until totalSteps or `signal` aborts; always ends with a checkpoint of the last step. */
   async train(opts: { signal?: AbortSignal } = {}): Promise<TrainerState> {
     const { config: c, state } = this
-    while (state.step < state.totalSteps && !opts.signal?.aborted) {
-      const metrics = await this.trainStep()
+    while (state.step < state.totalSteps && !(this.dp.group ? this.stopAgreed : opts.signal?.aborted)) {
+      const metrics = await this.trainStep(opts.signal)
       const step = state.step
       if (step % c.logEvery === 0 || step === state.totalSteps) this.record('log', { step, ...metrics })
       this.emit('step', state)
@@ -92,20 +107,25 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
       if (c.saveEvery > 0 && step % c.saveEvery === 0 && step < state.totalSteps) await this.saveCheckpoint()
     }
     if (state.step === state.totalSteps) await this.evaluateAndLog()
-    if (this.checkpoints.latest()?.step !== state.step) await this.saveCheckpoint()
+    if (this.savedStep !== state.step) await this.saveCheckpoint()
     return state
   }
 
   /** One optimizer step over gradAccumulation micro-batches. */
-  private async trainStep(): Promise<Metrics> {
+  private async trainStep(signal?: AbortSignal): Promise<Metrics> {
     const c = this.config
     const started = performance.now()
     const stats: Tensor[] = []
+    const counts: number[][] = []
     let tokens = 0
     for (let k = 0; k < c.gradAccumulation; k++) {
-      const rows = this.sampler.next().indices.map((i) => this.method.train[i]!)
+      const global = this.sampler.next().indices.map((i) => this.method.train[i]!)
+      const rows = this.dp.shard(global)
+      counts.push(this.dp.counts(global.length))
+      if (rows.length === 0) continue
       const out = await this.method.microBatch(rows, { grad: true })
-      const scaled = out.loss.mul(1 / c.gradAccumulation)
+      const weight = this.dp.lossWeight(this.lossCount(rows), this.lossCount(global))
+      const scaled = out.loss.mul(weight / c.gradAccumulation)
       await scaled.backwardAsync()
       // Free device memory now rather than at the next garbage collection; the stats wait for the step's end.
       scaled.dispose()
@@ -113,14 +133,19 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
       stats.push(out.stats)
       tokens += out.tokens
     }
+    await this.dp.syncGradients()
     // The step's one read of the device (besides the gradient norm): every micro-batch's statistics.
-    const summary = this.method.summarize(readBack(stats), true)
+    const gathered = await this.dp.gatherStats(readBack(stats), counts, signal?.aborted ?? false, tokens)
+    this.stopAgreed = gathered.stop
+    tokens = gathered.tokens
+    const summary = this.method.summarize(gathered.views, true)
     if (!Number.isFinite(summary.loss)) throw this.badState('the loss is not finite')
-    const gradNorm = this.optimizer.clipGradNorm(c.maxGradNorm)
+    const gradNorm = await this.dp.clipGradNorm(c.maxGradNorm, () => this.optimizer.clipGradNorm(c.maxGradNorm))
     if (!Number.isFinite(gradNorm)) throw this.badState(`the gradient norm is ${gradNorm}`)
     const lr = c.learningRate * lrMultiplier(c.lrScheduler, this.state.step, this.state.totalSteps, c.warmupRatio)
     await this.optimizer.step(lr)
     this.optimizer.zeroGrad()
+    await this.dp.afterOptimizerStep()
     this.state.step += 1
     const position = this.sampler.state()
     const epoch = position.epoch + position.position / this.method.train.length
@@ -135,24 +160,44 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
   async evaluate(rows: readonly Row[] | undefined = this.method.eval): Promise<Metrics | undefined> {
     if (!rows || rows.length === 0) return undefined
     const stats: Tensor[] = []
-    for (let start = 0; start < rows.length; start += this.config.batchSize) {
-      const out = await this.method.microBatch(rows.slice(start, start + this.config.batchSize), { grad: false })
+    const counts: number[][] = []
+    const size = this.config.batchSize * this.dp.world
+    for (let start = 0; start < rows.length; start += size) {
+      const global = rows.slice(start, start + size)
+      const mine = this.dp.shard(global)
+      counts.push(this.dp.counts(global.length))
+      if (mine.length === 0) continue
+      const out = await this.method.microBatch(mine, { grad: false })
       out.loss.dispose()
       stats.push(out.stats)
     }
-    const summary = this.method.summarize(readBack(stats), false)
+    const summary = this.method.summarize((await this.dp.gatherStats(readBack(stats), counts, false)).views, false)
     return Object.fromEntries(Object.entries(summary).map(([k, v]) => [`eval_${k}`, v]))
   }
 
   /** Writes checkpoint-<step>: the HF model folder (with LoRA: the PEFT adapter folder) with tokenizer files, optimizer state, the method's files, trainer_state.json. */
   async saveCheckpoint(): Promise<string> {
-    const dir = await this.checkpoints.save(this.state.step, async (dir) => {
+    const { dp, state } = this
+    this.savedStep = state.step
+    const shard = dp.sharded ? optimizerShardFile(dp.rank, dp.world) : OPTIMIZER_FILE
+    if (!dp.isMain) {
+      // ZeRO: this rank's optimizer shard goes into rank 0's temporary folder between its two barriers.
+      if (dp.sharded) {
+        await dp.group!.barrier()
+        saveSafetensors(path.join(this.checkpoints.tempDir(state.step, 0), shard), this.optimizer.stateTensors())
+        await dp.group!.barrier()
+      }
+      return path.join(this.config.out, `checkpoint-${state.step}`)
+    }
+    const dir = await this.checkpoints.save(state.step, async (dir) => {
+      // The folder exists: the other ranks write their shards while rank 0 writes the rest.
+      if (dp.sharded) await dp.group!.barrier()
       await saveTrainedModel(this.method.model, dir, this.config.model)
       for (const f of TOKENIZER_FILES) {
         const src = path.join(this.config.model, f)
         if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f))
       }
-      saveSafetensors(path.join(dir, 'optimizer.safetensors'), this.optimizer.stateTensors())
+      saveSafetensors(path.join(dir, shard), this.optimizer.stateTensors())
       await this.method.saveFiles?.(dir)
       const s = this.state
       writeTrainerState(dir, {
@@ -164,7 +209,9 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
         sampler: this.sampler.state(),
         config: this.config,
       })
-    })
+      // Only when every rank has written its shard may the completion marker follow.
+      if (dp.sharded) await dp.group!.barrier()
+    }, dp.group ? 0 : undefined)
     this.emit('checkpoint', dir)
     return dir
   }
@@ -174,8 +221,12 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     if (metrics) this.record('eval', { step: this.state.step, ...metrics })
   }
 
+  private lossCount(rows: readonly Row[]): number {
+    return this.method.lossCount?.(rows) ?? rows.length
+  }
+
   private record(event: 'log' | 'eval', entry: Metrics & { step: number }): void {
-    this.metricsLog.write(entry)
+    if (this.dp.isMain) this.metricsLog.write(entry)
     this.emit(event, entry)
   }
 
@@ -187,6 +238,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
 
 /** One host read of several [rows, columns] float64 tensors: a row-major view per tensor. */
 function readBack(stats: readonly Tensor[]): Float64Array[] {
+  if (stats.length === 0) return []
   const all = Tensor.cat(stats)
   const host = all.toArray() as Float64Array
   all.dispose()

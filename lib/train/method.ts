@@ -34,6 +34,12 @@ export interface TrainingMethod<Row> {
    * never change the method's state (e.g. β accumulates only in training).
    */
   summarize(stats: readonly Float64Array[], training: boolean): StepSummary
+  /**
+   * What the micro-batch's mean loss divides by (default: its rows; SFT: its completion tokens),
+   * from the host rows alone: on several ranks each rank's loss is weighted by its share of the
+   * global micro-batch's count, so the ranks together train like one process (lib/dist/data-parallel.ts).
+   */
+  lossCount?(rows: readonly Row[]): number
   /** After the optimizer step (state.step is the new step): e.g. β update, reference sync; extra metrics. */
   afterStep?(state: TrainerState): Metrics
   /** Extra files of a checkpoint (TR-DPO's reference/), written into the temporary folder `dir`. */

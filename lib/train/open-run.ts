@@ -7,6 +7,7 @@ import * as path from 'node:path'
 import type { z } from 'zod'
 
 import type { LoadSftDataOptions } from '../data'
+import type { DistGroup } from '../dist/group'
 import { EdpoInputError } from '../errors'
 import { CausalLM, type ModelDtype } from '../model'
 import { formatZodError } from '../validate'
@@ -22,6 +23,8 @@ export interface CreateOptions {
   resume?: string
   /** Receives data reports and notices; default: standard error. */
   log?: (line: string) => void
+  /** Train as one rank of this process group (joinProcessGroup); rank 0 writes the run folder. */
+  dist?: DistGroup
 }
 
 interface RunFolderConfig {
@@ -30,6 +33,7 @@ interface RunFolderConfig {
   overwriteOutputDir: boolean
   dtype: ModelDtype
   device: string
+  zeroStage: number
 }
 
 /** A run about to start or continue: its config, the checkpoint resumed from, where notices go. */
@@ -37,6 +41,10 @@ export interface Run<C, S = object> {
   config: C
   resumed: { dir: string; file: SavedState<Record<string, unknown>> & S } | undefined
   log: (line: string) => void
+  /** The process group when this is one rank of several. */
+  dist?: DistGroup
+  /** A rank other than 0: it reads the run folder but writes nothing of the run's own files. */
+  follower?: boolean
 }
 
 export interface RunKind<C, S extends z.ZodRawShape> {
@@ -52,7 +60,9 @@ export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
   input: { overwriteOutputDir?: boolean },
   opts: CreateOptions,
 ): Run<C, z.infer<z.ZodObject<S>>> {
-  const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'))
+  const follower = opts.dist !== undefined && opts.dist.rank !== 0
+  // Rank 0 speaks for the run; the others' notices would repeat it.
+  const log = follower ? () => {} : (opts.log ?? ((line: string) => process.stderr.write(line + '\n')))
   if (opts.resume !== undefined && input.overwriteOutputDir)
     throw new EdpoInputError(`--resume ${opts.resume} continues a run; --overwrite-output-dir starts over: give one of them`)
   const from = opts.resume !== undefined ? openRunToResume(opts.resume, log) : undefined
@@ -60,9 +70,13 @@ export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
   const parsed = kind.config.safeParse(resumed ? resumedConfig(resumed.file.config, input, opts.resume!) : input)
   if (!parsed.success) throw new EdpoInputError(formatZodError(parsed.error, 'config'))
   const config = parsed.data
+  // Each rank of a GPU run uses its own device, cuda:LOCAL_RANK.
+  if (opts.dist && config.device.startsWith('cuda')) config.device = `cuda:${opts.dist.localRank}`
+  if (!opts.dist && config.zeroStage > 0) log(`note: --zero-stage ${config.zeroStage} shards across ranks; with one process it changes nothing`)
   // A missing device, run folder or model fails now, not after the data loads.
   checkDevice(config.device)
-  if (resumed) MetricsLog.truncateAfter(config.out, resumed.file.step, log)
+  if (follower) ensureFolderExists(config.out)
+  else if (resumed) MetricsLog.truncateAfter(config.out, resumed.file.step, log)
   else prepareNewRun(config.out, config.overwriteOutputDir, log)
   checkModelFolder(config.model, resumed ? `--model (as stored in ${resumed.dir})` : '--model')
   const reference = (config as { referenceModel?: string }).referenceModel
@@ -70,11 +84,35 @@ export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
   const adapter = (config as LoraConfig).adapter
   if (adapter !== undefined && !fs.existsSync(path.join(adapter, 'adapter_config.json')))
     throw new EdpoInputError(`--adapter ${adapter}: no adapter_config.json there (expected a PEFT LoRA adapter folder)`)
-  return { config, resumed, log }
+  return { config, resumed, log, dist: opts.dist, follower }
 }
 
-/** Options a resumed run may change: they extend or re-pace the run, not what it trains. */
-export const RESUME_EXTENDABLE = ['maxSteps', 'epochs', 'saveEvery', 'evalEvery', 'keepLast', 'logEvery'] as const
+/**
+ * openRun on every rank of a group: rank 0 first (it prepares or repairs the run folder), then the
+ * others, which only read it. Without a group, openRun.
+ */
+export async function openRunOnRanks<C extends RunFolderConfig, S extends z.ZodRawShape>(
+  kind: RunKind<C, S>,
+  input: { overwriteOutputDir?: boolean },
+  opts: CreateOptions,
+): Promise<Run<C, z.infer<z.ZodObject<S>>>> {
+  const group = opts.dist
+  if (!group) return openRun(kind, input, opts)
+  if (group.rank === 0) {
+    const run = openRun(kind, input, opts)
+    await group.barrier()
+    return run
+  }
+  await group.barrier()
+  return openRun(kind, input, opts)
+}
+
+function ensureFolderExists(dir: string): void {
+  if (!fs.existsSync(dir)) throw new EdpoInputError(`--out ${dir}: rank 0 should have created it; do all ranks see the same file system?`)
+}
+
+/** Options a resumed run may change: they extend or re-pace the run, not what it trains (ZeRO's optimizer state re-shards by name). */
+export const RESUME_EXTENDABLE = ['maxSteps', 'epochs', 'saveEvery', 'evalEvery', 'keepLast', 'logEvery', 'zeroStage'] as const
 
 const flagName = (name: string) => '--' + name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
 
@@ -134,7 +172,7 @@ export function dataOptions(run: Run<DataConfig>): LoadSftDataOptions {
     skipInvalid,
     seed,
     tokenizer: c.model,
-    invalidRowsFile: path.join(c.out, 'invalid-rows.jsonl'),
+    invalidRowsFile: run.follower ? undefined : path.join(c.out, 'invalid-rows.jsonl'),
     log: run.log,
   }
 }

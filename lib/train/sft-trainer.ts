@@ -5,14 +5,14 @@ import type { SftData, SftExample } from '../data'
 import type { CausalLM } from '../model'
 import { Engine, type TrainerEvents } from './engine'
 import { SFT_STATE, SftMethod } from './methods/sft'
-import { type CreateOptions, openRun } from './open-run'
+import { type CreateOptions, openRunOnRanks } from './open-run'
 import { type SftConfig, type SftConfigInput, sftConfigSchema } from './sft-config'
 
 export type SftTrainerEvents = TrainerEvents
 
 export class SftTrainer extends Engine<SftConfig, SftExample, SftMethod> {
   static async create(input: SftConfigInput, opts: CreateOptions = {}): Promise<SftTrainer> {
-    const run = openRun({ config: sftConfigSchema, state: SFT_STATE, what: 'an edpo sft checkpoint' }, input, opts)
+    const run = await openRunOnRanks({ config: sftConfigSchema, state: SFT_STATE, what: 'an edpo sft checkpoint' }, input, opts)
     return new SftTrainer(run, await SftMethod.load(run))
   }
 

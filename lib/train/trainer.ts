@@ -7,7 +7,7 @@ import type { CausalLM } from '../model'
 import { type TrainConfig, type TrainConfigInput, trainConfigSchema } from './config'
 import { Engine } from './engine'
 import { PREFERENCE_STATE, PreferenceMethod } from './methods/preference'
-import { type CreateOptions, openRun, type Run } from './open-run'
+import { type CreateOptions, openRunOnRanks, type Run } from './open-run'
 
 export { EdpoTrainingError, type TrainerEvents, TOKENIZER_FILES } from './engine'
 export type { CreateOptions } from './open-run'
@@ -19,7 +19,7 @@ export class Trainer extends Engine<TrainConfig, TokenizedPair, PreferenceMethod
   }
 
   static async create(input: TrainConfigInput, opts: CreateOptions = {}): Promise<Trainer> {
-    const run = openRun({ config: trainConfigSchema, state: PREFERENCE_STATE }, input, opts)
+    const run = await openRunOnRanks({ config: trainConfigSchema, state: PREFERENCE_STATE }, input, opts)
     return new Trainer(run, await PreferenceMethod.load(run))
   }
 

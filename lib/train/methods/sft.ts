@@ -44,6 +44,11 @@ export class SftMethod implements TrainingMethod<SftExample> {
     return { loss, stats, tokens: batch.tokens }
   }
 
+  /** The completion tokens the loss averages over (collateSequences' count: all but a prompt-less row's first). */
+  lossCount(rows: readonly SftExample[]): number {
+    return rows.reduce((n, r) => n + Math.max(0, r.completion.length - (r.prompt.length === 0 ? 1 : 0)), 0)
+  }
+
   /** Token-weighted over every row of the step (or evaluation): loss and token accuracy. */
   summarize(stats: readonly Float64Array[]): StepSummary {
     let logps = 0

@@ -1,0 +1,128 @@
+// 2 ranks × batch 4 train like 1 process × batch 8 (issue #12): the same examples per optimizer
+// step (one global order, sharded by rank), each rank's loss weighted by its share, gradients
+// averaged over ranks, β's statistics gathered from every rank. Checked for ε-DPO, DPO, TR-DPO
+// and SFT, with and without grad accumulation 2, and ZeRO-1/2 against ZeRO-0, on fp32 models:
+//   - β: each step's s_i are discrete decisions computed the same way from the same rows, so the
+//     β trajectory is equal up to the fp64 division's rounding (relative 1e-12);
+//   - losses: a rank evaluates its 4 pairs with shorter padding (other matmul shapes) and the
+//     mean is taken in two stages (per rank, then across ranks): fp32 sums of at most a few
+//     hundred terms, ~n·6e-8 ≈ 2e-5 relative, so the bound is 5e-5 relative;
+//   - weights: after 3 AdamW steps of lr 1e-3, |Δw| ≤ 1e-5. AdamW divides by √v + ε; with
+//     ε = 1e-6 a gradient difference δg moves a weight by at most lr·|δg|/ε per step, and fp32
+//     gradient differences here are ≲ 1e-9 (the fixture's gradients are ≲ 1e-1, relative 1e-8):
+//     3 · 1e-3 · 1e-9 / 1e-6 = 3e-6, bounded by 1e-5.
+// ZeRO-1/2 change only who updates which parameter (and the order of the gradient norm's sum),
+// so they must equal ZeRO-0 at the same bounds.
+import { spawn } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import t from 'tap'
+
+import { loadSafetensors } from '../lib/io'
+import { readMetrics } from '../lib/train/metrics-log'
+import { SftTrainer } from '../lib/train/sft-trainer'
+import { Trainer } from '../lib/train/trainer'
+import { tempDir } from './helpers/data-fixtures'
+import { exited } from './helpers/dist-run'
+import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
+
+const WORKER = path.join(__dirname, 'helpers', 'dist-worker.ts')
+
+interface Job {
+  kind: 'train' | 'sft'
+  config: Record<string, unknown>
+}
+
+function lastCheckpoint(out: string): string {
+  const steps = fs.readdirSync(out).filter((n) => /^checkpoint-\d+$/.test(n)).map((n) => Number(n.split('-')[1]))
+  return path.join(out, `checkpoint-${Math.max(...steps)}`)
+}
+
+function weights(out: string): Record<string, Float32Array> {
+  const tensors = loadSafetensors(path.join(lastCheckpoint(out), 'model.safetensors'))
+  return Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, v.toArray() as Float32Array]))
+}
+
+function compareRuns(t: { ok(v: boolean, m: string): void; equal(a: unknown, b: unknown, m: string): void; same(a: unknown, b: unknown, m: string): void }, label: string, a: string, b: string): void {
+  const ma = readMetrics(a).filter((m) => m.loss !== undefined)
+  const mb = readMetrics(b).filter((m) => m.loss !== undefined)
+  t.equal(ma.length, mb.length, `${label}: same number of logged steps`)
+  let lossRel = 0
+  let betaRel = 0
+  for (let i = 0; i < ma.length; i++) {
+    lossRel = Math.max(lossRel, Math.abs(ma[i]!.loss! - mb[i]!.loss!) / Math.abs(ma[i]!.loss!))
+    if (ma[i]!['kl/beta'] !== undefined) betaRel = Math.max(betaRel, Math.abs(ma[i]!['kl/beta']! - mb[i]!['kl/beta']!) / ma[i]!['kl/beta']!)
+  }
+  t.ok(lossRel <= 5e-5, `${label}: losses agree (max relative difference ${lossRel.toExponential(2)} ≤ 5e-5)`)
+  const evalA = readMetrics(a).filter((m) => m.eval_loss !== undefined)
+  const evalB = readMetrics(b).filter((m) => m.eval_loss !== undefined)
+  t.equal(evalA.length, 1, `${label}: one evaluation`)
+  const evalRel = Math.abs(evalA[0]!.eval_loss! - evalB[0]!.eval_loss!) / Math.abs(evalA[0]!.eval_loss!)
+  t.ok(evalRel <= 5e-5, `${label}: eval loss (rows sharded 4 / 3) agrees (relative difference ${evalRel.toExponential(2)})`)
+  if (ma.some((m) => m['kl/beta'] !== undefined)) t.ok(betaRel <= 1e-12, `${label}: β trajectory agrees (max relative difference ${betaRel.toExponential(2)})`)
+  const wa = weights(a)
+  const wb = weights(b)
+  t.same(Object.keys(wa).sort(), Object.keys(wb).sort(), `${label}: same tensors`)
+  let maxDiff = 0
+  for (const [k, va] of Object.entries(wa)) {
+    const vb = wb[k]!
+    for (let i = 0; i < va.length; i++) maxDiff = Math.max(maxDiff, Math.abs(va[i]! - vb[i]!))
+  }
+  t.ok(maxDiff <= 1e-5, `${label}: final weights agree (max |Δw| ${maxDiff.toExponential(2)} ≤ 1e-5)`)
+}
+
+t.test('2 ranks × batch 4 equal 1 process × batch 8; ZeRO-1/2 equal ZeRO-0', async (t) => {
+  const model = makeTrainableModel(t, 3)
+  const referenceModel = makeTrainableModel(t, 4)
+  const work = tempDir(t)
+  // 17 training rows: with global micro-batches of 8 the third holds one row, so rank 1 has
+  // none (its gradient counts as zero, its stats as absent); 7 eval rows split 4 / 3.
+  const data = writeToyPreferences(work, 17)
+  const evalData = writeToyPreferences(work, 7, 'eval.jsonl')
+  const base = { model, data: [data], evalData: [evalData], maxSteps: 3, learningRate: 1e-3, warmupRatio: 0, adamEpsilon: 1e-6, weightDecay: 0.01, maxLength: 32, seed: 5, logEvery: 1 }
+  const pref = { ...base, referenceModel, beta: 0.5, epsilon: 0.1, trDpoTau: 1 }
+  const cases: { label: string; kind: 'train' | 'sft'; config: Record<string, unknown> }[] = []
+  for (const accum of [1, 2]) {
+    for (const method of ['epsilon-dpo', 'dpo', 'tr-dpo']) cases.push({ label: `${method} accumulation ${accum}`, kind: 'train', config: { ...pref, method, gradAccumulation: accum } })
+    cases.push({ label: `sft accumulation ${accum}`, kind: 'sft', config: { ...base, gradAccumulation: accum } })
+  }
+  const out = (label: string, what: string) => path.join(work, `${label.replace(/ /g, '-')}-${what}`)
+  const jobs: Job[] = cases.map((c) => ({ kind: c.kind, config: { ...c.config, batchSize: 4, out: out(c.label, 'ranks') } }))
+  const zero = cases[3 + 1]! // epsilon-dpo, accumulation 2
+  for (const stage of [1, 2]) jobs.push({ kind: 'train', config: { ...zero.config, batchSize: 4, zeroStage: stage, out: out(zero.label, `zero${stage}`) } })
+
+  // The two ranks run every job in one pair of processes, while this process runs the baselines.
+  const jobFile = path.join(work, 'jobs.json')
+  fs.writeFileSync(jobFile, JSON.stringify(jobs))
+  const store = path.join(work, 'store')
+  const ranks = [0, 1].map((rank) =>
+    spawn(process.execPath, [...process.execArgv, WORKER, jobFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, OMP_NUM_THREADS: '1', RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), EDPO_DIST_STORE: store },
+    }),
+  )
+  const stderr = ['', '']
+  ranks.forEach((r, i) => r.stderr!.on('data', (d: Buffer) => (stderr[i] += d.toString())))
+  const ends = ranks.map((r) => exited(r, 900_000))
+
+  for (const c of cases) {
+    const config = { ...c.config, batchSize: 8, out: out(c.label, 'one') }
+    const trainer = c.kind === 'sft' ? await SftTrainer.create(config as never, { log: () => {} }) : await Trainer.create(config as never, { log: () => {} })
+    await trainer.train()
+  }
+  const results = await Promise.all(ends)
+  t.same(results.map((r) => r.code), [0, 0], `both ranks finished (stderr: ${stderr.join(' | ').slice(-2000)})`)
+
+  for (const c of cases) compareRuns(t, c.label, out(c.label, 'one'), out(c.label, 'ranks'))
+  for (const stage of [1, 2]) compareRuns(t, `ZeRO-${stage} vs ZeRO-0 (${zero.label})`, out(zero.label, 'ranks'), out(zero.label, `zero${stage}`))
+  // ZeRO shards: one optimizer file per rank, each with about half of the state.
+  const ck = lastCheckpoint(out(zero.label, 'zero1'))
+  const shardFiles = fs.readdirSync(ck).filter((n) => n.startsWith('optimizer')).sort()
+  t.same(shardFiles, ['optimizer-rank0-of-2.safetensors', 'optimizer-rank1-of-2.safetensors'], 'ZeRO-1 writes one optimizer shard per rank')
+  const full = fs.statSync(path.join(lastCheckpoint(out(zero.label, 'ranks')), 'optimizer.safetensors')).size
+  for (const f of shardFiles) {
+    const share = fs.statSync(path.join(ck, f)).size / full
+    t.ok(share > 0.25 && share < 0.75, `${f} holds ${(share * 100).toFixed(0)}% of the optimizer state (≈ 1/world)`)
+  }
+})

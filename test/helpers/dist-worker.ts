@@ -1,0 +1,32 @@
+// One rank of a test's data-parallel runs: joins the group from RANK / WORLD_SIZE /
+// EDPO_DIST_STORE once, then trains each job of the JSON file argv[2] in turn with a fresh
+// Trainer or SftTrainer on that group (so two processes serve many runs), printing "done <out>".
+import * as fs from 'node:fs'
+
+import { readDistEnv } from '../../lib/dist/env'
+import { DistGroup } from '../../lib/dist/group'
+import { SftTrainer } from '../../lib/train/sft-trainer'
+import { Trainer } from '../../lib/train/trainer'
+
+interface Job {
+  kind: 'train' | 'sft'
+  config: Record<string, unknown>
+}
+
+async function main(): Promise<void> {
+  const env = readDistEnv()
+  if (!env) throw new Error('dist-worker: RANK / WORLD_SIZE are not set')
+  const group = await DistGroup.join(env, { device: 'cpu', timeoutSeconds: 60 })
+  const jobs = JSON.parse(fs.readFileSync(process.argv[2]!, 'utf8')) as Job[]
+  for (const job of jobs) {
+    const opts = { dist: group, log: () => {} }
+    const trainer = job.kind === 'sft' ? await SftTrainer.create(job.config as never, opts) : await Trainer.create(job.config as never, opts)
+    await trainer.train()
+    process.stdout.write(`done ${job.config.out as string}\n`)
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`rank ${process.env.RANK}: ${(e as Error).stack ?? String(e)}\n`)
+  process.exit(1)
+})
