@@ -11,8 +11,11 @@ export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors'
 /** PEFT's prefix of every saved adapter tensor (PeftModel → LoraModel → the HF model). */
 export const PEFT_PREFIX = 'base_model.model.'
 
-/** The linear modules of a decoder layer, by the short name PEFT's target_modules uses. */
-export const LINEAR_MODULES = {
+/** A decoder layer's linear module, by the short name PEFT's target_modules uses. */
+export type LinearModule = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj'
+
+/** The linear modules of a decoder layer and their paths inside it. @internal */
+export const LINEAR_MODULES: Readonly<Record<LinearModule, string>> = {
   q_proj: 'self_attn.q_proj',
   k_proj: 'self_attn.k_proj',
   v_proj: 'self_attn.v_proj',
@@ -20,8 +23,7 @@ export const LINEAR_MODULES = {
   gate_proj: 'mlp.gate_proj',
   up_proj: 'mlp.up_proj',
   down_proj: 'mlp.down_proj',
-} as const
-export type LinearModule = keyof typeof LINEAR_MODULES
+}
 const LINEAR_NAMES = Object.keys(LINEAR_MODULES) as LinearModule[]
 
 /** LoRA options (PEFT's LoraConfig names in camelCase). */
