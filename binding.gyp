@@ -20,6 +20,7 @@
         "csrc/dist/process_group.cc",
         "csrc/models/causal_lm.cc",
         "csrc/models/checkpoint.cc",
+        "csrc/models/lora.cc",
         "csrc/models/generate.cc",
         "csrc/models/layers.cc",
         "csrc/ops/cpu/row_kernels_avx2.cc",

@@ -127,6 +127,88 @@ Napi::Value ModelLmHead(const Napi::CallbackInfo& info) {
   });
 }
 
+// modelShareBase(model) → a second model over the same base tensors (no copy), without adapters.
+Napi::Value ModelShareBase(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] { return wrap_model(info.Env(), model_arg(info[0])->share_base()); });
+}
+
+// modelAddLora(model, {r, alpha, dropout, useRslora, slots: [slot names], initSeed, dtype}).
+Napi::Value ModelAddLora(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    const ModelPtr model = model_arg(info[0]);
+    if (!info[1].IsObject()) throw Napi::TypeError::New(info.Env(), "lora: expected an object");
+    const auto o = info[1].As<Napi::Object>();
+    edpo::models::LoraSpec spec;
+    spec.r = int_field(o, "r");
+    spec.alpha = field(o, "alpha");
+    spec.dropout = field(o, "dropout");
+    spec.use_rslora = bool_field(o, "useRslora");
+    spec.init_seed = uint64_t(int_field(o, "initSeed"));
+    const std::string dtype = arg_string(o.Get("dtype"), "dtype");
+    TORCH_CHECK(dtype == "float32" || dtype == "float64", "lora dtype: expected float32 or float64, got ", dtype);
+    spec.dtype = dtype == "float64" ? at::kDouble : at::kFloat;
+    if (!o.Get("slots").IsArray()) throw Napi::TypeError::New(info.Env(), "slots: expected an array");
+    const auto slots = o.Get("slots").As<Napi::Array>();
+    for (uint32_t i = 0; i < slots.Length(); ++i) {
+      const std::string name = arg_string(slots.Get(i), "slots[]") + ".weight";
+      int found = -1;
+      for (int s = 0; s < edpo::models::kNumSlots; ++s)
+        if (name == edpo::models::layer_slot_name(s)) found = s;
+      TORCH_CHECK(found >= 0, "lora target modules: no projection '", name, "'");
+      spec.slots.push_back(found);
+    }
+    model->add_lora(spec);
+    return info.Env().Undefined();
+  });
+}
+
+// modelLoraParameters(model) → {names, tensors}: the live adapter tensors, PEFT order and names.
+Napi::Value ModelLoraParameters(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    const ModelPtr model = model_arg(info[0]);
+    std::vector<std::string> names;
+    std::vector<at::Tensor> tensors;
+    model->lora_parameters(names, tensors);
+    Napi::Env env = info.Env();
+    Napi::Array n = Napi::Array::New(env, names.size());
+    Napi::Array t = Napi::Array::New(env, tensors.size());
+    for (size_t i = 0; i < names.size(); ++i) {
+      n.Set(uint32_t(i), Napi::String::New(env, names[i]));
+      t.Set(uint32_t(i), TensorWrap::Wrap(env, tensors[i]));
+    }
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("names", n);
+    r.Set("tensors", t);
+    return r;
+  });
+}
+
+Napi::Value ModelMergeLora(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    model_arg(info[0])->merge_lora();
+    return info.Env().Undefined();
+  });
+}
+
+// modelLoraDropoutState(model[, {seed, forwards}]) → {seed, forwards}: the dropout masks' seed and
+// the training forwards that drew masks so far (sets both when given: an exact resume).
+Napi::Value ModelLoraDropoutState(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    const ModelPtr model = model_arg(info[0]);
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      if (!info[1].IsObject()) throw Napi::TypeError::New(info.Env(), "state: expected {seed, forwards}");
+      const auto o = info[1].As<Napi::Object>();
+      const int64_t seed = int_field(o, "seed"), forwards = int_field(o, "forwards");
+      TORCH_CHECK(seed >= 0 && forwards >= 0, "state: seed and forwards must be >= 0");
+      model->set_lora_dropout_state(uint64_t(seed), uint64_t(forwards));
+    }
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("seed", Napi::Number::New(info.Env(), double(model->lora().init_seed)));
+    r.Set("forwards", Napi::Number::New(info.Env(), double(model->lora_dropout_forwards())));
+    return r;
+  });
+}
+
 }  // namespace
 
 ModelPtr arg_model(const Napi::Value& v, const char* what) {
@@ -142,6 +224,11 @@ void InitModel(Napi::Env env, Napi::Object exports) {
                                       {"modelSetGradientCheckpointing", ModelSetGradientCheckpointing},
                                       {"modelClone", ModelClone},
                                       {"modelLmHead", ModelLmHead},
+                                      {"modelShareBase", ModelShareBase},
+                                      {"modelAddLora", ModelAddLora},
+                                      {"modelLoraParameters", ModelLoraParameters},
+                                      {"modelMergeLora", ModelMergeLora},
+                                      {"modelLoraDropoutState", ModelLoraDropoutState},
                                   });
 }
 

@@ -183,7 +183,8 @@ std::vector<OpDecl> declare() {
         {"grad", K::OptionalBoolean, "false: run without building an autograd graph.", 1},
         {"sequenceLengths", K::IntegerList,
          "Padding-free when not empty: the token count of each right-padded row; the rows run packed "
-         "without padding (each attends only to itself, positions from 0). Excludes attentionMask and positionIds."}},
+         "without padding (each attends only to itself, positions from 0). Excludes attentionMask and positionIds."},
+        {"adapters", K::OptionalBoolean, "false: the base model with its LoRA adapters off (the reference).", 1}},
        {{"logits", true, "[B,T,V] logits; absent when `logits` is false."},
         {"hidden", false, "[B,T,H] final hidden states (zeros on padding when padding-free)."}},
        [](const OpArgs& a) -> OpResults {
@@ -205,7 +206,7 @@ std::vector<OpDecl> declare() {
          // Grad mode is per thread: set it where the forward runs.
          at::AutoGradMode grad_mode(a.flag("grad"));
          const edpo::models::ForwardOutput out = a.model("model")->forward(
-             ids, a.tensor("attentionMask"), positions, nullptr, false, a.flag("logits"), lengths);
+             ids, a.tensor("attentionMask"), positions, nullptr, false, a.flag("logits"), lengths, a.flag("adapters"));
          return {out.logits, out.hidden};
        }});
   ops.push_back(
@@ -219,7 +220,8 @@ std::vector<OpDecl> declare() {
         {"topK", K::Integer, "0: no top-k cut."},
         {"seed", K::OptionalInteger, "Seeds a private generator (>= 0); absent: the global one."},
         {"eosTokenIds", K::IntegerList, "A row stops at any of these tokens."},
-        {"attentionMask", K::OptionalTensor, "[B,T] with zeros on the left for left-padded prompts."}},
+        {"attentionMask", K::OptionalTensor, "[B,T] with zeros on the left for left-padded prompts."},
+        {"adapters", K::OptionalBoolean, "false: the base model with its LoRA adapters off.", 1}},
        {{"tokens", false, "[B, T + n] int64: the prompts and what was generated."}},
        [](const OpArgs& a) -> OpResults {
          edpo::models::GenerateOptions o;
@@ -234,6 +236,7 @@ std::vector<OpDecl> declare() {
            o.seed = uint64_t(seed);
          }
          o.eos_token_ids = a.integer_list("eosTokenIds");
+         o.adapters = a.flag("adapters");
          return {edpo::models::generate(*a.model("model"), a.tensor("inputIds"), a.tensor("attentionMask"), o)};
        }});
   ops.push_back({"readTensors",

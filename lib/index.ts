@@ -28,6 +28,11 @@ export {
   type ForwardResult,
   type GenerateOptions,
   type SaveOptions,
+  type LoadAdapterOptions,
+  type SaveAdapterOptions,
+  type LoraOptions,
+  type LoraSettings,
+  type LinearModule,
 } from './model'
 export { Trainer, EdpoTrainingError, type TrainerEvents, type CreateOptions } from './train/trainer'
 export { TrainerState } from './train/trainer-state'

@@ -167,6 +167,24 @@ export interface NativeGroupOptions {
 /** An opaque handle owning one native CausalLM. */
 export type NativeModel = { readonly __nativeModel: unique symbol }
 
+/** @internal The LoRA dropout masks' seed and the training forwards that drew masks so far. */
+export interface LoraDropoutState {
+  seed: number
+  forwards: number
+}
+
+/** @internal What modelAddLora takes (lib/model/lora.ts resolves and checks it first). */
+export interface NativeLoraSpec {
+  r: number
+  alpha: number
+  dropout: number
+  useRslora: boolean
+  /** Projection names as in the HF module path: 'self_attn.q_proj', 'mlp.down_proj', … */
+  slots: string[]
+  initSeed: number
+  dtype: 'float32' | 'float64'
+}
+
 export interface Native extends NativeOps {
   NativeTensor: abstract new () => NativeTensor
   fromArray(data: HostArray, shape: number[], dtype?: DType, device?: string, requiresGrad?: boolean): NativeTensor
@@ -185,6 +203,11 @@ export interface Native extends NativeOps {
   modelSetTraining(model: NativeModel, training: boolean): void
   modelSetGradientCheckpointing(model: NativeModel, enabled: boolean): void
   modelClone(model: NativeModel): NativeModel
+  modelShareBase(model: NativeModel): NativeModel
+  modelAddLora(model: NativeModel, lora: NativeLoraSpec): void
+  modelLoraParameters(model: NativeModel): { names: string[]; tensors: NativeTensor[] }
+  modelMergeLora(model: NativeModel): void
+  modelLoraDropoutState(model: NativeModel, set?: LoraDropoutState): LoraDropoutState
   setThreads(threads: number): void
   distCreateGroup(options: NativeGroupOptions): Promise<NativeGroup>
   distAllreduce(group: NativeGroup, tensors: NativeTensor[], o: { max: boolean; average: boolean; grads: boolean; bucketBytes: number }): Promise<void>

@@ -204,6 +204,8 @@ export interface ModelForwardArgs {
   grad?: boolean
   /** Padding-free when not empty: the token count of each right-padded row; the rows run packed without padding (each attends only to itself, positions from 0). Excludes attentionMask and positionIds. */
   sequenceLengths: number[]
+  /** false: the base model with its LoRA adapters off (the reference). Default true. */
+  adapters?: boolean
 }
 
 /** What the native modelForward returns. */
@@ -234,6 +236,8 @@ export interface ModelGenerateArgs {
   eosTokenIds: number[]
   /** [B,T] with zeros on the left for left-padded prompts. */
   attentionMask?: Tensor
+  /** false: the base model with its LoRA adapters off. Default true. */
+  adapters?: boolean
 }
 
 /** What the native modelGenerate returns. */

@@ -80,7 +80,7 @@ CausalLM::CausalLM(ModelConfig config, std::vector<std::string> names, std::vect
 
 ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                                 const at::Tensor& position_ids, KvCache* cache, bool last_position_only,
-                                bool with_logits, const std::vector<int64_t>& row_lengths) const {
+                                bool with_logits, const std::vector<int64_t>& row_lengths, bool adapters) const {
   const ModelConfig& c = config_;
   TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong, "inputIds: expected int64 [B, T], got ",
               input_ids.scalar_type(), " ", input_ids.sizes());
@@ -134,10 +134,22 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
     ctx.segment_lengths = row_lengths;
   }
 
+  ctx.adapters = adapters && has_lora();
   bool needs_grad = false;
   for (const auto& t : tensors_) needs_grad = needs_grad || t.requires_grad();
+  if (ctx.adapters)
+    for (const LayerWeights& lw : layers_)
+      for (int s : lora_.slots) needs_grad = needs_grad || lw.lora_a[s].requires_grad() || lw.lora_b[s].requires_grad();
   at::AutoGradMode grad_mode(needs_grad && cache == nullptr && at::GradMode::is_enabled());
   const bool checkpoint = gradient_checkpointing && training && at::GradMode::is_enabled();
+  if (ctx.adapters) {
+    ctx.lora_scale = lora_.scale();
+    // Dropout only where PEFT applies it: a training forward (train mode, building a graph).
+    if (lora_.dropout > 0.0 && training && at::GradMode::is_enabled()) {
+      ctx.lora_dropout = lora_.dropout;
+      ctx.dropout_seed = lora_.init_seed ^ (dropout_forwards_.fetch_add(1) * 0x9e3779b97f4a7c15ULL + 1);
+    }
+  }
 
   const at::ScalarType dtype = embed_.scalar_type(), acc = acc_type(dtype);
   const at::Tensor freqs = positions.to(acc).unsqueeze(-1) * inverse_frequencies(c, acc, device);  // [B,T,hd/2]

@@ -4,6 +4,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,8 +39,24 @@ enum LayerSlot : int {
 };
 const char* layer_slot_name(int slot);  // "input_layernorm.weight", "self_attn.q_proj.bias", ...
 
+// A weight slot's LoRA adapter: y += scale·B(A(dropout(x))), A [r, in], B [out, r] (PEFT layout).
+// Defined only on adapted projection slots (kQ, kK, kV, kO, kGate, kUp, kDown).
 struct LayerWeights {
   at::Tensor w[kNumSlots];
+  at::Tensor lora_a[kNumSlots], lora_b[kNumSlots];
+};
+
+// LoRA settings of a model (lib/model/lora.ts validates them and writes them to adapter_config.json).
+struct LoraSpec {
+  int64_t r = 0;
+  double alpha = 0.0;
+  double dropout = 0.0;
+  bool use_rslora = false;
+  std::vector<int> slots;  // adapted weight slots (kQ, ..., kDown)
+  uint64_t init_seed = 0;  // A's kaiming-uniform draw (CPU generator, so every device gets the same A) and dropout
+  at::ScalarType dtype = at::kFloat;
+  // α/r, or α/√r with rsLoRA.
+  double scale() const;
 };
 
 // Tensors that are the same for every layer of one forward call.
@@ -53,6 +70,10 @@ struct ForwardContext {
   // attends only to itself, through segment_bias[layer][sequence] ([1, 1, n, n]). Empty: rows.
   std::vector<int64_t> segment_lengths;
   std::vector<std::vector<at::Tensor>> segment_bias;
+  bool adapters = false;        // add the LoRA terms (false: the base model, e.g. the reference)
+  double lora_scale = 0.0;
+  double lora_dropout = 0.0;    // > 0 only in a training forward that builds a graph
+  uint64_t dropout_seed = 0;    // per forward: the recompute of a checkpointed layer draws the same masks
 };
 
 // The additive mask of one sliding window (0 = none): 0 where a query may read a key, a large
@@ -93,13 +114,30 @@ class CausalLM : public std::enable_shared_from_this<CausalLM> {
   ForwardOutput forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                         const at::Tensor& position_ids, KvCache* cache = nullptr,
                         bool last_position_only = false, bool with_logits = true,
-                        const std::vector<int64_t>& row_lengths = {}) const;
+                        const std::vector<int64_t>& row_lengths = {}, bool adapters = true) const;
 
   // The output projection [V, H] (the embedding when tied); no architecture here has a bias.
   const at::Tensor& lm_head() const { return lm_head_; }
 
-  // A deep copy with requires_grad off and eval mode (the frozen reference).
+  // A deep copy with requires_grad off and eval mode (the frozen reference). Adapters are not copied.
   std::shared_ptr<CausalLM> clone_frozen() const;
+  // A second model over the same base tensors (no copy) and without adapters, in eval mode.
+  std::shared_ptr<CausalLM> share_base() const;
+
+  // LoRA (lora.cc). add_lora creates A (kaiming-uniform) and B (zeros) on every layer's spec.slots.
+  void add_lora(const LoraSpec& spec);
+  bool has_lora() const { return lora_.r > 0; }
+  const LoraSpec& lora() const { return lora_; }
+  // Adapter tensors in PEFT order and naming: "model.layers.<l>.<module>.lora_A.weight" / "lora_B".
+  void lora_parameters(std::vector<std::string>& names, std::vector<at::Tensor>& tensors) const;
+  // W ← W + scale·B·A in W's dtype, then drops the adapters.
+  void merge_lora();
+  // Dropout forwards drawn so far and their seed (restored on resume so the masks continue).
+  uint64_t lora_dropout_forwards() const { return dropout_forwards_.load(); }
+  void set_lora_dropout_state(uint64_t seed, uint64_t forwards) {
+    lora_.init_seed = seed;
+    dropout_forwards_.store(forwards);
+  }
 
   // One decoder layer (used directly and by the gradient-checkpoint Function).
   at::Tensor layer_forward(int64_t layer, const at::Tensor& x, const LayerWeights& w, const ForwardContext& ctx,
@@ -111,7 +149,12 @@ class CausalLM : public std::enable_shared_from_this<CausalLM> {
   std::vector<at::Tensor> tensors_;
   at::Tensor embed_, final_norm_, lm_head_;
   std::vector<LayerWeights> layers_;
+  LoraSpec lora_;
+  mutable std::atomic<uint64_t> dropout_forwards_{0};
 };
+
+// The LoRA term of slot `slot` in `layer` for input x (zeros-free: callers add it to the base output).
+at::Tensor lora_delta(const at::Tensor& x, const LayerWeights& w, int slot, int64_t layer, const ForwardContext& ctx);
 
 // Gradient checkpointing: runs `layer` saving only its input; backward recomputes it (checkpoint.cc).
 at::Tensor checkpointed_layer(std::shared_ptr<const CausalLM> model, int64_t layer, const at::Tensor& x,

@@ -12,17 +12,23 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Slot s of 3·kNumSlots: the weights, then the LoRA A and B tensors.
+at::Tensor& tensor_slot(LayerWeights& w, int s) {
+  return s < kNumSlots ? w.w[s] : s < 2 * kNumSlots ? w.lora_a[s - kNumSlots] : w.lora_b[s - 2 * kNumSlots];
+}
+
 // What the recompute needs besides tensors that autograd tracks.
 struct LayerState : torch::CustomClassHolder {
   std::shared_ptr<const CausalLM> model;
   int64_t layer = 0;
-  int slot_of_param[kNumSlots];  // index into the params list, -1 when the slot is absent
+  // Index into the params list of each weight, LoRA A and LoRA B slot; -1 when the slot is absent.
+  int slot_of_param[3 * kNumSlots];
   ForwardContext ctx;
 
   LayerWeights unpack(at::TensorList params) const {
     LayerWeights w;
-    for (int s = 0; s < kNumSlots; ++s)
-      if (slot_of_param[s] >= 0) w.w[s] = params[size_t(slot_of_param[s])];
+    for (int s = 0; s < 3 * kNumSlots; ++s)
+      if (slot_of_param[s] >= 0) tensor_slot(w, s) = params[size_t(slot_of_param[s])];
     return w;
   }
 };
@@ -73,9 +79,11 @@ at::Tensor checkpointed_layer(std::shared_ptr<const CausalLM> model, int64_t lay
   state->layer = layer;
   state->ctx = ctx;
   std::vector<at::Tensor> params;
-  for (int s = 0; s < kNumSlots; ++s) {
-    state->slot_of_param[s] = w.w[s].defined() ? int(params.size()) : -1;
-    if (w.w[s].defined()) params.push_back(w.w[s]);
+  LayerWeights all = w;
+  for (int s = 0; s < 3 * kNumSlots; ++s) {
+    const at::Tensor& t = tensor_slot(all, s);
+    state->slot_of_param[s] = t.defined() ? int(params.size()) : -1;
+    if (t.defined()) params.push_back(t);
   }
   return CheckpointedLayer::apply(x, at::TensorList(params), state);
 }

@@ -58,7 +58,7 @@ at::Tensor generate(const CausalLM& model, const at::Tensor& input_ids, const at
   KvCache cache;
   cache.k.resize(size_t(L));
   cache.v.resize(size_t(L));
-  at::Tensor logits = model.forward(ids, mask, positions, &cache, true).logits.select(1, 0);
+  at::Tensor logits = model.forward(ids, mask, positions, &cache, true, true, {}, o.adapters).logits.select(1, 0);
 
   at::Tensor finished = at::zeros({B}, ids.options().dtype(at::kBool));
   std::vector<at::Tensor> out{ids};
@@ -73,7 +73,7 @@ at::Tensor generate(const CausalLM& model, const at::Tensor& input_ids, const at
     out.push_back(next.unsqueeze(1));
     if (step + 1 == o.max_new_tokens || edpo::read_scalar<bool>(finished.all())) break;
     mask = at::cat({mask, at::ones({B, 1}, mask.options())}, 1);
-    logits = model.forward(next.unsqueeze(1), mask, next_pos, &cache, true).logits.select(1, 0);
+    logits = model.forward(next.unsqueeze(1), mask, next_pos, &cache, true, true, {}, o.adapters).logits.select(1, 0);
     next_pos = next_pos + 1;
   }
   return at::cat(out, 1);

@@ -12,6 +12,7 @@ struct GenerateOptions {
   bool has_seed = false;
   uint64_t seed = 0;
   std::vector<int64_t> eos_token_ids;  // a finished row repeats its eos token
+  bool adapters = true;                // false: the base model with its LoRA adapters off
 };
 
 // input_ids [B,T] int64, left padded when attention_mask [B,T] has zeros. Returns [B, T + n] int64,

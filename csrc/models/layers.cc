@@ -62,6 +62,13 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
 
+// Projection `slot` (its bias is the next slot), plus its LoRA term when adapters are on.
+at::Tensor project(const at::Tensor& x, const LayerWeights& lw, int slot, int64_t layer, const ForwardContext& ctx) {
+  at::Tensor y = linear(x, lw.w[slot], lw.w[slot + 1]);
+  if (ctx.adapters && lw.lora_a[slot].defined()) y = y + lora_delta(x, lw, slot, layer, ctx);
+  return y;
+}
+
 }  // namespace
 
 at::Tensor attention_bias(const ModelConfig& c, const ForwardContext& ctx, int64_t window, at::ScalarType dtype) {
@@ -99,9 +106,9 @@ at::Tensor CausalLM::layer_forward(int64_t layer, const at::Tensor& x, const Lay
 
   // Attention block.
   at::Tensor h = rms_norm(x, w[kInputNorm], c);
-  at::Tensor q = linear(h, w[kQ], w[kQBias]).view({B, T, c.num_heads, hd}).transpose(1, 2);
-  at::Tensor k = linear(h, w[kK], w[kKBias]).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
-  at::Tensor v = linear(h, w[kV], w[kVBias]).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
+  at::Tensor q = project(h, lw, kQ, layer, ctx).view({B, T, c.num_heads, hd}).transpose(1, 2);
+  at::Tensor k = project(h, lw, kK, layer, ctx).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
+  at::Tensor v = project(h, lw, kV, layer, ctx).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
   const at::Tensor cos = ctx.cos.unsqueeze(1), sin = ctx.sin.unsqueeze(1);
   q = apply_rope(q, cos, sin);
   k = apply_rope(k, cos, sin);
@@ -131,15 +138,15 @@ at::Tensor CausalLM::layer_forward(int64_t layer, const at::Tensor& x, const Lay
     }
     a = at::cat(parts, 2);
   }
-  a = linear(a.transpose(1, 2).reshape({B, T, c.num_heads * hd}), w[kO], w[kOBias]);
+  a = project(a.transpose(1, 2).reshape({B, T, c.num_heads * hd}), lw, kO, layer, ctx);
   if (c.gemma_norm) a = rms_norm(a, w[kPostAttnNorm], c);
   at::Tensor out = x + a;
 
   // MLP block.
   h = rms_norm(out, c.gemma_norm ? w[kPreFfNorm] : w[kPostAttnNorm], c);
-  at::Tensor gate = linear(h, w[kGate], w[kGateBias]);
+  at::Tensor gate = project(h, lw, kGate, layer, ctx);
   gate = c.gelu_tanh ? at::gelu(gate, "tanh") : at::silu(gate);
-  at::Tensor m = linear(gate * linear(h, w[kUp], w[kUpBias]), w[kDown], w[kDownBias]);
+  at::Tensor m = project(gate * project(h, lw, kUp, layer, ctx), lw, kDown, layer, ctx);
   if (c.gemma_norm) m = rms_norm(m, w[kPostFfNorm], c);
   return out + m;
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// The `edpo` command: edpo train | sft | eval | generate | demo | doctor.
+// The `edpo` command: edpo train | sft | eval | generate | merge-lora | plan | demo | doctor.
 import { formatFailure } from './failure'
 import { demoCommand } from './demo-command'
 import { doctorCommand, edpoVersion } from './doctor-command'
 import { evalCommand } from './eval-command'
 import { generateCommand } from './generate-command'
+import { mergeLoraCommand } from './merge-lora-command'
+import { planCommand } from './plan-command'
 import { sftCommand } from './sft-command'
 import { trainCommand } from './train-command'
 
@@ -14,6 +16,8 @@ commands:
   train      train a policy with ε-DPO, DPO or TR-DPO (edpo train --help)
   eval       preference accuracy, reward margins and KL(π‖π_ref) on held-out pairs
   generate   complete prompts with a model or a checkpoint
+  merge-lora fold a LoRA adapter into its base model (a full Hugging Face model folder)
+  plan       per-device memory of a training run (full fine-tuning or LoRA, 1 or N devices)
   sft        supervised fine-tuning on prompt/completion rows (masked-prompt cross-entropy)
   demo       the whole pipeline at toy scale: SFT, on-policy pairs, DPO / ε-DPO / TR-DPO, gold evaluation
   doctor     show the libtorch, CUDA and CPU kernels this install uses
@@ -25,6 +29,8 @@ const COMMANDS: Record<string, (argv: readonly string[]) => number | Promise<num
   sft: sftCommand,
   eval: evalCommand,
   generate: generateCommand,
+  'merge-lora': mergeLoraCommand,
+  plan: planCommand,
   demo: demoCommand,
   doctor: doctorCommand,
 }

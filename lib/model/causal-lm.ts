@@ -3,13 +3,29 @@
 import { z } from 'zod'
 
 import { EdpoInputError, native } from '../errors'
-import { type NativeModel, nativeAddon } from '../native'
+import { type LoraDropoutState, type NativeModel, nativeAddon } from '../native'
 import type { ModelGenerateArgs } from '../ops-generated'
 import { type OpMode, type OpReturn, runOp } from '../ops'
 import { liveTensorSchema, Tensor } from '../tensor'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import { loadSafetensorsAsync, saveSafetensors } from '../io'
 import { formatZodError } from '../validate'
-import { readCheckpointTensors, readConfigJson, writeCheckpoint } from './checkpoint-files'
+import { CONFIG_FILE, readCheckpointTensors, readConfigJson, writeCheckpoint } from './checkpoint-files'
 import { expectedTensors, type ModelConfig, nativeModelConfig, parseModelConfig } from './config'
+import {
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_WEIGHTS_FILE,
+  LINEAR_MODULES,
+  type LoraOptions,
+  type LoraSettings,
+  PEFT_PREFIX,
+  peftKey,
+  readAdapterConfig,
+  resolveLora,
+  writeAdapterConfig,
+} from './lora'
 
 export type ModelDtype = 'float32' | 'bfloat16' | 'float16' | 'float64'
 
@@ -59,6 +75,18 @@ export interface GenerateOptions {
    * tokens). The prompts are left-aligned into a left-padded batch, which the result holds.
    */
   lengths?: number[]
+}
+
+export interface LoadAdapterOptions {
+  /** Default true: the adapter trains. false loads it frozen. */
+  trainable?: boolean
+  /** Replaces adapter_config.json's lora_dropout (a training setting; the weights do not depend on it). */
+  dropout?: number
+}
+
+export interface SaveAdapterOptions {
+  /** adapter_config.json's base_model_name_or_path. Default: the folder the model was loaded from. */
+  baseModelNameOrPath?: string
 }
 
 export interface SaveOptions {
@@ -114,17 +142,42 @@ export class CausalLM {
   private readonly rawConfig: Record<string, unknown>
   private readonly storedTiedHead: boolean
   private trainingMode = false
+  /** The folder the base weights came from (adapter_config.json's base_model_name_or_path). */
+  private readonly sourceDir: string | undefined
+  private loraSettings: LoraSettings | undefined
+  /** > 0 inside withAdaptersDisabled(); a base view (adaptersDisabledView) is always off. */
+  private adaptersOff = 0
+  private readonly baseView: boolean
 
-  private constructor(handle: NativeModel, config: ModelConfig, rawConfig: Record<string, unknown>, storedTiedHead: boolean) {
+  private constructor(
+    handle: NativeModel,
+    config: ModelConfig,
+    rawConfig: Record<string, unknown>,
+    storedTiedHead: boolean,
+    sourceDir: string | undefined,
+    baseView = false,
+  ) {
     this.handle = handle
     this.config = config
     this.rawConfig = rawConfig
     this.storedTiedHead = storedTiedHead
+    this.sourceDir = sourceDir
+    this.baseView = baseView
   }
 
-  /** Loads config.json and the safetensors weights of a Hugging Face checkpoint folder. */
+  /**
+   * Loads config.json and the safetensors weights of a Hugging Face checkpoint folder. A PEFT
+   * adapter folder (adapter_config.json, no config.json) loads its base_model_name_or_path with
+   * the adapter on top (trainable as opts.trainable says).
+   */
   static async fromPretrained(dir: string, opts?: FromPretrainedOptions): Promise<CausalLM> {
     const o = parse(fromPretrainedSchema, opts, 'opts')
+    if (typeof dir === 'string' && !fs.existsSync(path.join(dir, CONFIG_FILE)) && fs.existsSync(path.join(dir, ADAPTER_CONFIG_FILE))) {
+      const base = readAdapterConfig(dir).baseModelNameOrPath
+      if (base === undefined) throw new EdpoInputError(`${path.join(dir, ADAPTER_CONFIG_FILE)}: no base_model_name_or_path; load the base model and call loadAdapter('${dir}')`)
+      const model = await CausalLM.fromPretrained(base, { ...o, trainable: false })
+      return model.loadAdapter(dir, { trainable: o?.trainable ?? true })
+    }
     const raw = readConfigJson(dir)
     const config = parseModelConfig(raw, `${dir}/config.json`)
     const { tensors, storedTiedHead } = await readCheckpointTensors(dir, expectedTensors(config), config.model_type)
@@ -138,7 +191,7 @@ export class CausalLM {
       return moved.handle
     })
     const handle = native(() => nativeAddon().createModel(nativeModelConfig(config), names, params))
-    return new CausalLM(handle, config, raw, storedTiedHead)
+    return new CausalLM(handle, config, raw, storedTiedHead, dir)
   }
 
   /** Logits and final hidden states; builds an autograd graph when parameters require grad. */
@@ -175,6 +228,150 @@ export class CausalLM {
     return (await runOp('modelGenerate', this.generateArgs(inputIds, opts), 'async')).tokens
   }
 
+  /**
+   * Adds LoRA adapters (PEFT numerics: y = W x + (α/r)·B(A(dropout(x))), A kaiming-uniform, B = 0)
+   * to the target projections of every layer and freezes the base. The adapters are fp32 (fp64
+   * over an fp64 base) whatever the base dtype.
+   */
+  addLora(options: LoraOptions): this {
+    this.attachLora(resolveLora(options))
+    return this
+  }
+
+  /** The LoRA settings when the model has adapters. */
+  get lora(): Readonly<LoraSettings> | undefined {
+    return this.loraSettings
+  }
+
+  /**
+   * Runs `fn` with the adapters off: forward, generate and the reference forward inside it see the
+   * base model (awaits `fn` when it returns a promise). Calls overlapping in time share the switch.
+   */
+  withAdaptersDisabled<T>(fn: () => T): T {
+    if (typeof fn !== 'function') throw new EdpoInputError('withAdaptersDisabled: expected a function')
+    this.adaptersOff += 1
+    let result: T
+    try {
+      result = fn()
+    } catch (e) {
+      this.adaptersOff -= 1
+      throw e
+    }
+    if (result instanceof Promise) return result.finally(() => (this.adaptersOff -= 1)) as T
+    this.adaptersOff -= 1
+    return result
+  }
+
+  /**
+   * The same model with its adapters always off, sharing the base weights (no copy) and the
+   * train/eval mode: the reference of LoRA preference training.
+   * @internal
+   */
+  adaptersDisabledView(): CausalLM {
+    return new CausalLM(this.handle, this.config, this.rawConfig, this.storedTiedHead, this.sourceDir, true)
+  }
+
+  /**
+   * A second model over the same base weights (no copy), without adapters, in eval mode: e.g. the
+   * base plus a frozen starting adapter as a reference.
+   * @internal
+   */
+  sharedBase(): CausalLM {
+    return new CausalLM(native(() => nativeAddon().modelShareBase(this.handle)), this.config, this.rawConfig, this.storedTiedHead, this.sourceDir)
+  }
+
+  /** Folds the adapters into the base weights (W ← W + scale·B·A in W's dtype) and removes them. */
+  mergeLora(): this {
+    if (!this.loraSettings) throw new EdpoInputError('mergeLora: the model has no LoRA adapters')
+    native(() => nativeAddon().modelMergeLora(this.handle))
+    this.loraSettings = undefined
+    return this
+  }
+
+  /**
+   * Adds the PEFT LoRA adapter saved in `dir` (adapter_config.json + adapter_model.safetensors).
+   * Every tensor must match this model's adapter tensors by name and shape.
+   */
+  async loadAdapter(dir: string, opts?: LoadAdapterOptions): Promise<this> {
+    if (typeof dir !== 'string' || dir === '') throw new EdpoInputError('loadAdapter: expected an adapter folder path')
+    const saved0 = readAdapterConfig(dir).settings
+    const settings = opts?.dropout === undefined ? saved0 : resolveLora({ ...saved0, dropout: opts.dropout }, undefined, 'loadAdapter')
+    const file = path.join(dir, ADAPTER_WEIGHTS_FILE)
+    if (!fs.existsSync(file)) throw new EdpoInputError(`${dir}: no ${ADAPTER_WEIGHTS_FILE}`)
+    const saved = await loadSafetensorsAsync(file)
+    try {
+      this.attachLora(settings)
+      const own = this.loraParameters()
+      for (const [key, t] of Object.entries(saved)) {
+        const into = own.get(key)
+        // PEFT also saves under the adapter's name (….lora_A.default.weight) in some versions.
+        if (!into)
+          throw new EdpoInputError(
+            `${file}: tensor '${key}' has no place in this model (its adapter tensors are ${PEFT_PREFIX}model.layers.<0..${this.config.num_hidden_layers - 1}>.<module>.lora_A/lora_B.weight for ${settings.targetModules.join(', ')}): an adapter for another architecture?`,
+          )
+        if (t.shape.join(',') !== into.shape.join(','))
+          throw new EdpoInputError(`${file}: tensor '${key}' has shape [${t.shape.join(', ')}], this model's is [${into.shape.join(', ')}]: an adapter for another architecture?`)
+      }
+      for (const key of own.keys()) if (!(key in saved)) throw new EdpoInputError(`${file}: tensor '${key}' is missing`)
+      for (const [key, into] of own) into.copyInPlace(saved[key]!)
+      if (opts?.trainable === false) for (const t of own.values()) t.requiresGrad = false
+    } catch (e) {
+      if (this.loraSettings) this.dropFailedLora()
+      throw e
+    } finally {
+      for (const t of Object.values(saved)) t.dispose()
+    }
+    return this
+  }
+
+  /** Writes the adapters as a PEFT adapter folder: adapter_config.json and adapter_model.safetensors. */
+  async saveAdapter(dir: string, opts?: SaveAdapterOptions): Promise<void> {
+    if (typeof dir !== 'string' || dir === '') throw new EdpoInputError('saveAdapter: expected a folder path')
+    if (!this.loraSettings) throw new EdpoInputError('saveAdapter: the model has no LoRA adapters')
+    fs.mkdirSync(dir, { recursive: true })
+    saveSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE), Object.fromEntries(this.loraParameters()), { format: 'pt' })
+    writeAdapterConfig(dir, this.loraSettings, opts?.baseModelNameOrPath ?? (this.sourceDir ? path.resolve(this.sourceDir) : null))
+  }
+
+  /** The live adapter tensors under their PEFT keys (base_model.model.<module path>.lora_A.weight …). */
+  loraParameters(): Map<string, Tensor> {
+    const { names, tensors } = native(() => nativeAddon().modelLoraParameters(this.handle))
+    return new Map(names.map((n, i) => [peftKey(n), new Tensor(tensors[i]!)]))
+  }
+
+  /** What an optimizer trains: the adapters when there are any, else every parameter. */
+  trainableParameters(): Map<string, Tensor> {
+    return this.loraSettings ? this.loraParameters() : this.namedParameters()
+  }
+
+  /**
+   * The LoRA dropout masks' seed and the training forwards that drew masks so far; a resumed run
+   * restores both to draw the masks the uninterrupted run would have drawn.
+   * @internal
+   */
+  loraDropoutState(set?: LoraDropoutState): LoraDropoutState {
+    return native(() => nativeAddon().modelLoraDropoutState(this.handle, set))
+  }
+
+  private attachLora(s: LoraSettings): void {
+    if (this.baseView) throw new EdpoInputError('addLora: this is a view of a model with its adapters off')
+    if (this.loraSettings) throw new EdpoInputError('addLora: the model already has LoRA adapters (mergeLora() first to stack another)')
+    const dtype = this.namedParameters().get('model.embed_tokens.weight')!.dtype === 'float64' ? 'float64' : 'float32'
+    const slots = s.targetModules.map((m) => LINEAR_MODULES[m])
+    native(() => nativeAddon().modelAddLora(this.handle, { r: s.r, alpha: s.alpha, dropout: s.dropout, useRslora: s.useRslora, slots, initSeed: s.seed, dtype }))
+    this.loraSettings = s
+  }
+
+  // A loadAdapter that failed after attaching leaves no adapter behind: B ← 0, then the merge
+  // adds exactly nothing to the base.
+  private dropFailedLora(): void {
+    for (const [key, t] of this.loraParameters()) {
+      t.requiresGrad = false
+      if (key.endsWith('lora_B.weight')) t.mulInPlace(0)
+    }
+    this.mergeLora()
+  }
+
   /** The live parameters by HF name (a tied lm_head is the embedding and not listed). */
   namedParameters(): Map<string, Tensor> {
     const { names, tensors } = native(() => nativeAddon().modelParameters(this.handle))
@@ -201,9 +398,9 @@ export class CausalLM {
     return this
   }
 
-  /** A frozen deep copy (no grad, eval mode): the reference model. */
+  /** A frozen deep copy (no grad, eval mode): the reference model. Adapters are not copied. */
   clone(): CausalLM {
-    return new CausalLM(native(() => nativeAddon().modelClone(this.handle)), this.config, this.rawConfig, this.storedTiedHead)
+    return new CausalLM(native(() => nativeAddon().modelClone(this.handle)), this.config, this.rawConfig, this.storedTiedHead, this.sourceDir)
   }
 
   /** Writes config.json and the weights (sharded past opts.maxShardBytes) in Hugging Face layout. */
@@ -233,6 +430,7 @@ export class CausalLM {
       seed: o.seed,
       eosTokenIds: eos,
       attentionMask: mask,
+      adapters: this.adaptersOn(),
     }
   }
 
@@ -242,9 +440,13 @@ export class CausalLM {
     const o = parse(forwardSchema, opts, 'opts')
     const args = {
       model: this.handle, inputIds: ids, attentionMask: o?.attentionMask, positionIds: o?.positionIds, logits, grad: o?.grad ?? true,
-      sequenceLengths: o?.sequenceLengths ?? [],
+      sequenceLengths: o?.sequenceLengths ?? [], adapters: this.adaptersOn(),
     }
     return runOp('modelForward', args, mode)
+  }
+
+  private adaptersOn(): boolean {
+    return !this.baseView && this.adaptersOff === 0
   }
 }
 

@@ -6,7 +6,10 @@ export {
   type ForwardResult,
   type GenerateOptions,
   type SaveOptions,
+  type LoadAdapterOptions,
+  type SaveAdapterOptions,
 } from './causal-lm'
+export { type LoraOptions, type LoraSettings, type LinearModule } from './lora'
 export {
   parseModelConfig,
   expectedTensors,

@@ -59,7 +59,8 @@ export function checkpointProblem(dir: string): string | undefined {
   } catch (e) {
     return `trainer_state.json is unreadable (${(e as Error).message})`
   }
-  if (!fs.existsSync(path.join(dir, 'config.json'))) return 'config.json is missing'
+  // The model: a full HF folder (config.json) or, for a LoRA run, a PEFT adapter folder.
+  if (!fs.existsSync(path.join(dir, 'config.json')) && !fs.existsSync(path.join(dir, 'adapter_config.json'))) return 'config.json is missing'
   const optimizer = optimizerFiles(dir)
   if ('problem' in optimizer) return optimizer.problem
   for (const file of Object.keys(filesUnder(dir)).filter((f) => f.endsWith('.safetensors'))) {

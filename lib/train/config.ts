@@ -4,6 +4,7 @@
 import { z } from 'zod'
 
 import { EdpoInputError } from '../errors'
+import { LORA_OPTIONS, usesLora, withLoraChecks } from './lora-options'
 
 export interface OptionSpec {
   schema: z.ZodType
@@ -110,6 +111,7 @@ export const TRAIN_OPTIONS = {
     kind: 'string',
     help: "'hh' reads Anthropic-HH raw transcripts (\\n\\nHuman: … \\n\\nAssistant: …) as turns; 'auto' detects them",
   },
+  ...LORA_OPTIONS,
 } satisfies Record<string, OptionSpec>
 
 export type TrainOptionName = keyof typeof TRAIN_OPTIONS
@@ -140,11 +142,16 @@ export function optionsObject<T extends Record<string, OptionSpec>>(table: T) {
   return z.object(shape).strict()
 }
 
-export const trainConfigSchema = optionsObject(TRAIN_OPTIONS)
-  .refine((c) => c.evalData === undefined || c.evalFraction === undefined, {
+export const trainConfigSchema = withLoraChecks(
+  optionsObject(TRAIN_OPTIONS).refine((c) => c.evalData === undefined || c.evalFraction === undefined, {
     message: 'give evalData or evalFraction, not both',
     path: ['evalFraction'],
-  })
+  }),
+).refine((c) => c.method !== 'tr-dpo' || !usesLora(c), {
+  message:
+    'tr-dpo moves the reference toward the policy, but with LoRA (--lora-r / --adapter) the reference is the base model with the adapters off, which cannot move: use --method epsilon-dpo or dpo with LoRA, or tr-dpo without LoRA',
+  path: ['method'],
+})
 
 /** A complete, validated training configuration (defaults filled in). */
 export type TrainConfig = z.infer<typeof trainConfigSchema>

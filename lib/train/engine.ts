@@ -21,6 +21,7 @@ import { saveSafetensors } from '../io'
 import { Tensor } from '../tensor'
 import { AdamW } from './adamw'
 import { CheckpointManager } from './checkpoints'
+import { saveTrainedModel } from './lora-run'
 import type { TrainConfig } from './config'
 import type { TrainingMethod } from './method'
 import { type Metrics, MetricsLog } from './metrics-log'
@@ -76,7 +77,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     const { config: c, resumed } = run
     this.config = c
     method.model.train().setGradientCheckpointing(c.gradientCheckpointing)
-    const named = [...method.model.namedParameters()]
+    // With LoRA only the adapters train (and are averaged and sharded).
+    const named = [...method.model.trainableParameters()]
     this.dp = new DataParallel(run.dist, c.zeroStage as ZeroStage, named.map(([, p]) => p))
     this.optimizer = new AdamW(this.dp.owned(named), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })
     // The sampler draws global micro-batches (batch × world); each rank trains its block of each.
@@ -175,7 +177,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     return Object.fromEntries(Object.entries(summary).map(([k, v]) => [`eval_${k}`, v]))
   }
 
-  /** Writes checkpoint-<step>: the HF model folder with tokenizer files, optimizer state, the method's files, trainer_state.json. */
+  /** Writes checkpoint-<step>: the HF model folder (with LoRA: the PEFT adapter folder) with tokenizer files, optimizer state, the method's files, trainer_state.json. */
   async saveCheckpoint(): Promise<string> {
     const { dp, state } = this
     this.savedStep = state.step
@@ -192,7 +194,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     const dir = await this.checkpoints.save(state.step, async (dir) => {
       // The folder exists: the other ranks write their shards while rank 0 writes the rest.
       if (dp.sharded) await dp.group!.barrier()
-      await this.method.model.save(dir)
+      await saveTrainedModel(this.method.model, dir, this.config.model)
       for (const f of TOKENIZER_FILES) {
         const src = path.join(this.config.model, f)
         if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f))

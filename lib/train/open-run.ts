@@ -12,6 +12,8 @@ import { EdpoInputError } from '../errors'
 import { CausalLM, type ModelDtype } from '../model'
 import { formatZodError } from '../validate'
 import { flagName } from './config'
+import { type LoraConfig, usesLora } from './lora-options'
+import { attachTrainedLora } from './lora-run'
 import { MetricsLog } from './metrics-log'
 import { checkDevice, checkModelFolder } from './preflight'
 import { openRunToResume, prepareNewRun } from './run-folder'
@@ -80,6 +82,9 @@ export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
   checkModelFolder(config.model, resumed ? `--model (as stored in ${resumed.dir})` : '--model')
   const reference = (config as { referenceModel?: string }).referenceModel
   if (reference !== undefined) checkModelFolder(reference, '--reference-model')
+  const adapter = (config as LoraConfig).adapter
+  if (adapter !== undefined && !fs.existsSync(path.join(adapter, 'adapter_config.json')))
+    throw new EdpoInputError(`--adapter ${adapter}: no adapter_config.json there (expected a PEFT LoRA adapter folder)`)
   return { config, resumed, log, dist: opts.dist, follower }
 }
 
@@ -132,9 +137,15 @@ function resumedConfig(stored: Record<string, unknown>, input: object, dir: stri
   return { ...stored, ...extended, out: dir }
 }
 
-/** The model a run trains: the checkpoint's when resuming, else config.model. */
-export function loadTrainedModel(run: Run<RunFolderConfig>): Promise<CausalLM> {
+/** The model a run trains: the checkpoint's when resuming, else config.model; with LoRA, the base with the run's adapters. */
+export async function loadTrainedModel(run: Run<RunFolderConfig & LoraConfig & { seed: number }>): Promise<CausalLM> {
   const { config: c, resumed } = run
+  if (usesLora(c)) {
+    run.log(`loading the base model from ${c.model} (${c.dtype}, ${c.device}, frozen) …`)
+    const model = await CausalLM.fromPretrained(c.model, { dtype: c.dtype, device: c.device, trainable: false })
+    await attachTrainedLora(model, c, resumed?.dir)
+    return model
+  }
   const dir = resumed ? resumed.dir : c.model
   // At 8B a load takes minutes: say what is happening.
   run.log(`loading the model from ${dir} (${c.dtype}, ${c.device}) …`)

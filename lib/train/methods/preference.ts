@@ -13,6 +13,7 @@ import { epsilonDpoLossFromHiddenAsync, sequenceStatsFromHiddenAsync } from '../
 import { checkInputErrors, pairRecordColumns } from '../../pair-record'
 import { Tensor } from '../../tensor'
 import { BetaController } from '../beta'
+import { loraReference } from '../lora-run'
 import type { TrainConfig } from '../config'
 import { withLabelNoise } from '../label-noise'
 import type { MicroBatchOutput, StepSummary, TrainingMethod } from '../method'
@@ -64,8 +65,12 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
     const policy = await loadTrainedModel(run)
     // The reference is the original model, except for TR-DPO, whose reference moves and is saved.
     const referenceDir = resumed && c.method === 'tr-dpo' ? path.join(resumed.dir, 'reference') : (c.referenceModel ?? c.model)
-    run.log(`loading the reference from ${referenceDir} (frozen) …`)
-    const reference = (await CausalLM.fromPretrained(referenceDir, { dtype: c.dtype, device: c.device, trainable: false })).eval()
+    // LoRA: the reference is the policy's own base (no second copy) unless --reference-model names one.
+    const reference =
+      policy.lora && c.referenceModel === undefined
+        ? await loraReference(policy, c)
+        : (run.log(`loading the reference from ${referenceDir} (frozen) …`),
+          (await CausalLM.fromPretrained(referenceDir, { dtype: c.dtype, device: c.device, trainable: false })).eval())
     const beta = new BetaController(resumed?.file.beta ?? c.beta, c.method === 'epsilon-dpo' ? c.epsilon : 0)
     const betaDpo =
       c.method === 'beta-dpo'

@@ -1,0 +1,97 @@
+// `edpo plan`: the per-device memory of a training run before it starts (lib/model/memory-plan.ts),
+// from a model folder or a bare config.json, full fine-tuning or LoRA, 1 or N devices with ZeRO 0–2.
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import { z } from 'zod'
+
+import { EdpoInputError } from '../errors'
+import { parseModelConfig } from '../model'
+import { readConfigJson } from '../model/checkpoint-files'
+import { resolveTargets } from '../model/lora'
+import { formatBytes, type MemoryPlan, planMemory } from '../model/memory-plan'
+import { TRAIN_OPTIONS, type OptionSpec } from '../train/config'
+import { LORA_OPTIONS } from '../train/lora-options'
+import { formatHelp, parseCommand } from './args'
+
+export const PLAN_OPTIONS = {
+  model: { schema: z.string().min(1), kind: 'string', help: 'model folder, or its config.json (no weights needed)' },
+  loraR: { ...LORA_OPTIONS.loraR, help: 'plan LoRA of rank r (default: full fine-tuning)' },
+  loraTargetModules: LORA_OPTIONS.loraTargetModules,
+  dtype: TRAIN_OPTIONS.dtype,
+  method: { schema: z.enum(['epsilon-dpo', 'dpo', 'tr-dpo', 'sft']).default('epsilon-dpo'), kind: 'string', help: 'preference methods run a reference; sft does not' },
+  batchSize: { ...TRAIN_OPTIONS.batchSize, help: 'preference pairs (sft: rows) per micro-batch and device' },
+  maxLength: TRAIN_OPTIONS.maxLength,
+  maxPromptLength: { ...TRAIN_OPTIONS.maxPromptLength, help: "prompt tokens per sequence; the loss's logits cover the rest" },
+  gradientCheckpointing: TRAIN_OPTIONS.gradientCheckpointing,
+  chunkTokens: TRAIN_OPTIONS.chunkTokens,
+  nprocPerNode: { schema: z.number().int().positive().default(1), kind: 'integer', help: 'data-parallel devices' },
+  zeroStage: {
+    schema: z.number().int().min(0).max(2).default(0),
+    kind: 'integer',
+    help: 'ZeRO stage (DeepSpeed meanings): 1 shards the fp32 master weights and AdamW moments, 2 also the gradients',
+  },
+} satisfies Record<string, OptionSpec>
+
+export const PLAN_HELP = formatHelp(
+  'edpo plan --model <dir | config.json> [--lora-r 16] [--dtype bfloat16] [--nproc-per-node N --zero-stage S] [--batch-size B --max-length T] [--gradient-checkpointing]',
+  'Prints the memory one device needs to train the model: weights, the reference, gradients, optimizer state, activations\n' +
+    "and the loss's logits (chunked as edpo runs it, and what materialising them would take). Reads only config.json.",
+  PLAN_OPTIONS,
+)
+
+export function planCommand(argv: readonly string[]): number {
+  const o = parseCommand(argv, PLAN_OPTIONS, PLAN_HELP, 'edpo plan')
+  if (!o) return 0
+  const file = o.model.endsWith('.json') ? o.model : path.join(o.model, 'config.json')
+  if (!fs.existsSync(file)) throw new EdpoInputError(`--model ${o.model}: no ${file}`)
+  const config = parseModelConfig(o.model.endsWith('.json') ? readJsonObject(file) : readConfigJson(o.model), file)
+  if (o.zeroStage > 0 && o.nprocPerNode === 1) throw new EdpoInputError('--zero-stage shards over --nproc-per-node devices: give --nproc-per-node N > 1')
+  if (o.method === 'tr-dpo' && o.loraR !== undefined) throw new EdpoInputError('--method tr-dpo moves the reference, which LoRA cannot (see edpo train --help)')
+  const targets = o.loraTargetModules ? resolveTargets(o.loraTargetModules.flatMap((t) => t.split(',')), '--lora-target-modules', 'edpo plan') : undefined
+  if (targets && o.loraR === undefined) throw new EdpoInputError('--lora-target-modules needs --lora-r')
+  const plan = planMemory(config, {
+    dtype: o.dtype,
+    loraR: o.loraR,
+    loraTargetModules: targets,
+    batchSize: o.batchSize,
+    maxLength: o.maxLength,
+    method: o.method === 'sft' ? 'sft' : 'preference',
+    gradientCheckpointing: o.gradientCheckpointing,
+    chunkTokens: o.chunkTokens ?? 0,
+    maxPromptLength: o.method === 'sft' ? 0 : o.maxPromptLength,
+    nprocPerNode: o.nprocPerNode,
+    zeroStage: o.zeroStage as 0 | 1 | 2,
+  })
+  process.stdout.write(formatPlan(plan, o.loraR, o.dtype, o.nprocPerNode, o.zeroStage) + '\n')
+  return 0
+}
+
+function readJsonObject(file: string): Record<string, unknown> {
+  let json: unknown
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'))
+  } catch (e) {
+    throw new EdpoInputError(`--model ${file}: not a readable JSON file (${(e as Error).message})`, { cause: e })
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new EdpoInputError(`--model ${file}: expected a JSON object`)
+  return json as Record<string, unknown>
+}
+
+/** The plan as a table, one row per holder of memory. */
+export function formatPlan(p: MemoryPlan, loraR: number | undefined, dtype: string, n: number, zero: number): string {
+  const what = loraR !== undefined ? `LoRA r=${loraR}` : 'full fine-tuning'
+  const m = (x: number) => `${(x / 1e6).toFixed(1)}M`
+  const rows: [string, number, string][] = [
+    ['weights', p.weights, `${m(p.parameters)} parameters in ${dtype}${loraR !== undefined ? ' + fp32 adapters' : ''}`],
+    ['reference', p.reference, p.reference > 0 ? 'a frozen copy of the weights' : loraR !== undefined ? 'the base with adapters off: no copy' : 'none'],
+    ['gradients', p.gradients, `${m(p.trainableParameters)} trainable${zero >= 2 ? `, sharded over ${n}` : ''}`],
+    ['optimizer state', p.optimizer, `AdamW m, v${loraR === undefined && (dtype === 'bfloat16' || dtype === 'float16') ? ' + fp32 master' : ''}${zero >= 1 ? `, sharded over ${n}` : ''}`],
+    ['activations', p.activations, 'kept for backward'],
+    ['loss logits', p.logitsChunked, `chunked (materialised: ${formatBytes(p.logitsMaterialised)})`],
+  ]
+  const lines = [`${what}, ${n} device${n > 1 ? 's' : ''}${zero > 0 ? `, ZeRO-${zero}` : ''}: per device`]
+  for (const [name, bytes, note] of rows) lines.push(`  ${name.padEnd(16)} ${formatBytes(bytes).padStart(11)}   ${note}`)
+  lines.push(`  ${'peak'.padEnd(16)} ${formatBytes(p.total).padStart(11)}   = weights + reference + optimizer + max(activations + logits, gradients + 1 layer)`)
+  return lines.join('\n')
+}

@@ -1,0 +1,136 @@
+// Per-device memory of a training run, from config.json alone (`edpo plan`): weights, the reference,
+// gradients, AdamW state, activations kept for backward and the loss's logits, for full fine-tuning
+// or LoRA, on 1 or N data-parallel devices with DeepSpeed's ZeRO stage meanings (1 shards the fp32
+// master weights and both moments, 2 also the gradients). Activations are counted from the tensors
+// this implementation's layer (csrc/models/layers.cc) keeps for backward.
+import { expectedTensors, type ModelConfig } from './config'
+import { LINEAR_MODULES, type LinearModule } from './lora'
+
+export type PlanDtype = 'float32' | 'bfloat16' | 'float16' | 'float64'
+
+export interface PlanOptions {
+  dtype: PlanDtype
+  /** LoRA rank; undefined: full fine-tuning. */
+  loraR?: number
+  loraTargetModules?: readonly LinearModule[]
+  /** Preference pairs (two sequences each) or, for SFT, sequences per micro-batch and device. */
+  batchSize: number
+  maxLength: number
+  /** 'preference': policy + reference forwards on chosen and rejected; 'sft': one model, one sequence per row. */
+  method: 'preference' | 'sft'
+  gradientCheckpointing: boolean
+  /** Completion tokens per chunk of the fused lm_head + loss; 0: edpo's default (≈ 32 Mi logits). */
+  chunkTokens: number
+  /** Prompt tokens per sequence: the loss's logits cover only the rest (the completion). */
+  maxPromptLength: number
+  nprocPerNode: number
+  zeroStage: 0 | 1 | 2
+}
+
+/** Bytes per device, by what holds them. */
+export interface MemoryPlan {
+  parameters: number
+  trainableParameters: number
+  weights: number
+  reference: number
+  gradients: number
+  optimizer: number
+  activations: number
+  /** The loss's logits as edpo computes them (chunked) … */
+  logitsChunked: number
+  /** … and what materialising [tokens, V] logits would take. */
+  logitsMaterialised: number
+  /** The step's peak: weights + reference + optimizer + max(activations + logits, gradients + one layer's activations). */
+  total: number
+}
+
+const BYTES: Record<PlanDtype, number> = { float32: 4, bfloat16: 2, float16: 2, float64: 8 }
+
+/** Elements the trainer's layer keeps for backward per token (E = activation bytes, acc = 4 or 8). */
+function layerActivationBytes(c: ModelConfig, E: number, acc: number, tokensPerSeq: number, lora: { r: number; inputs: number; targets: number } | undefined): number {
+  const H = c.hidden_size, I = c.intermediate_size
+  const hd = c.head_dim ?? H / c.num_attention_heads
+  const q = c.num_attention_heads * hd, kv = (c.num_key_value_heads ?? c.num_attention_heads) * hd
+  const rep = q / kv
+  // Two RMSNorms: the fp32 input (x itself in fp32) and the normed output in the activations' dtype.
+  const norms = 2 * (acc * H + E * H)
+  // Attention: q and k out of their projections and their rotated halves (RoPE), q after RoPE,
+  // k and v after repeat_kv (copies when heads share a kv head), and o_proj's input (a copy).
+  const attention = rep > 1 ? E * (6 * q + 2 * kv) : E * (4 * q + 4 * kv)
+  // The softmax output (kept by softmax and by the matmul with v), and its cast when E ≠ acc.
+  const scores = c.num_attention_heads * tokensPerSeq * (acc + (E === acc ? 0 : E))
+  // SwiGLU: gate, silu(gate), up and their product.
+  const mlp = E * 4 * I
+  // LoRA: each adapted input cast to the fp32 adapters (a new tensor only over a reduced base),
+  // plus each A output.
+  const adapters = lora ? (E === 4 ? 0 : lora.inputs * 4) + lora.r * 4 * lora.targets : 0
+  return norms + attention + scores + mlp + adapters
+}
+
+export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
+  const E = BYTES[o.dtype]
+  const acc = o.dtype === 'float64' ? 8 : 4
+  const reduced = E < 4
+  const shapes = expectedTensors(c)
+  let parameters = 0
+  for (const s of shapes.values()) parameters += s.reduce((a, b) => a * b, 1)
+
+  // LoRA: r·(in + out) per adapted projection and layer, fp32.
+  let loraParams = 0
+  let loraInputs = 0
+  if (o.loraR !== undefined) {
+    const targets = o.loraTargetModules ?? (Object.keys(LINEAR_MODULES) as LinearModule[])
+    for (const m of targets) {
+      const s = shapes.get(`model.layers.0.${LINEAR_MODULES[m]}.weight`)!
+      loraParams += o.loraR * (s[0]! + s[1]!)
+      loraInputs += s[1]!
+    }
+    loraParams *= c.num_hidden_layers
+  }
+  const lora = o.loraR !== undefined
+  const trainable = lora ? loraParams : parameters
+  const N = o.nprocPerNode
+  const shard = (stage: number) => (o.zeroStage >= stage ? N : 1)
+
+  const weights = parameters * E + (lora ? loraParams * 4 : 0)
+  // Full FT keeps a frozen copy of the base; LoRA's reference is the base with adapters off; SFT has none.
+  const reference = o.method === 'preference' && !lora ? parameters * E : 0
+  const gradBytes = lora ? 4 : E
+  const gradients = (trainable * gradBytes) / shard(2)
+  // AdamW: m and v in fp32 (the param dtype for fp32/fp64), plus an fp32 master copy of reduced-precision params.
+  const stateBytes = lora ? 8 : reduced ? 4 + 4 + 4 : 2 * E
+  const optimizer = (trainable * stateBytes) / shard(1)
+
+  const sequences = o.method === 'preference' ? 2 * o.batchSize : o.batchSize
+  const tokens = sequences * o.maxLength
+  const perLayer = layerActivationBytes(c, E, acc, o.maxLength, lora ? { r: o.loraR!, inputs: loraInputs, targets: (o.loraTargetModules ?? Object.keys(LINEAR_MODULES)).length } : undefined) * tokens
+  const layerInputs = E * c.hidden_size * tokens * c.num_hidden_layers
+  // With checkpointing: every layer's input plus one layer recomputed in backward.
+  const activations =
+    (o.gradientCheckpointing ? layerInputs + perLayer : perLayer * c.num_hidden_layers + layerInputs) +
+    // The embedding output and the final hidden states of the policy (and the reference's, no grad).
+    E * c.hidden_size * tokens * (o.method === 'preference' ? 3 : 2)
+  // Logits of the completion tokens (prompts assumed to fill maxPromptLength): the logits and their
+  // fp32 log-softmax per model, plus the gradient of the policy's. Materialised: every row at once;
+  // chunked: one chunk of rows at a time.
+  const V = c.vocab_size
+  const models = o.method === 'preference' ? 2 : 1
+  const rows = sequences * Math.max(1, o.maxLength - Math.min(o.maxPromptLength, o.maxLength - 1))
+  const rowsPerChunk = o.chunkTokens > 0 ? o.chunkTokens : Math.max(16, Math.floor(2 ** 25 / V))
+  const logitBytes = (n: number) => n * V * ((E + acc) * models + acc)
+  const logitsMaterialised = logitBytes(rows)
+  const logitsChunked = logitBytes(Math.min(rows, rowsPerChunk))
+  // Backward frees each layer's activations as it fills the gradients: the step's peak is the
+  // larger of (activations + loss) and (gradients + one layer's activations).
+  const layerShare = o.gradientCheckpointing ? perLayer : activations / c.num_hidden_layers
+  const total = weights + reference + optimizer + Math.max(activations + logitsChunked, gradients + layerShare)
+  return { parameters, trainableParameters: trainable, weights, reference, gradients, optimizer, activations, logitsChunked, logitsMaterialised, total }
+}
+
+/** Bytes as GiB / MiB text. */
+export function formatBytes(n: number): string {
+  if (n === 0) return '0'
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`
+  return `${(n / 2 ** 10).toFixed(1)} KiB`
+}
