@@ -9,6 +9,7 @@
         "csrc/addon.cc",
         "csrc/js_common.cc",
         "csrc/js_io.cc",
+        "csrc/js_memory.cc",
         "csrc/js_model.cc",
         "csrc/js_op_binding.cc",
         "csrc/js_op_table.cc",

@@ -3,6 +3,7 @@
 import { z } from 'zod'
 
 import { EdpoInputError, native } from '../errors'
+import { readSafetensorsHeader, readSafetensorsInBatches } from '../io'
 import { nativeAddon } from '../native'
 import { adamwStep, type AdamwStepArgs, adamwStepAsync } from '../ops'
 import { Tensor } from '../tensor'
@@ -110,19 +111,39 @@ export class AdamW {
 
   /** Restores what stateTensors() saved, copying into the existing state (same names and shapes). */
   loadState(tensors: Record<string, Tensor>, stepCount: number): void {
-    const take = (key: string, into: Tensor) => {
-      const t = tensors[key]
-      if (!t) throw new EdpoInputError(`optimizer state: missing tensor '${key}'`)
-      if (t.shape.join(',') !== into.shape.join(','))
-        throw new EdpoInputError(`optimizer state: '${key}' has shape [${t.shape}], expected [${into.shape}]`)
-      into.copyInPlace(t)
-    }
-    this.names.forEach((name, i) => {
-      take(`exp_avg.${name}`, this.expAvg[i]!)
-      take(`exp_avg_sq.${name}`, this.expAvgSq[i]!)
-      const m = this.master[i]
-      if (m) take(`master.${name}`, m)
-    })
+    const slots = this.stateTensors()
+    for (const key of Object.keys(slots)) if (!Object.hasOwn(tensors, key)) throw new EdpoInputError(`optimizer state: missing tensor '${key}'`)
+    for (const [key, into] of Object.entries(slots)) copyState(key, tensors[key]!, into)
     this.stepCount = stepCount
   }
+
+  /**
+   * loadState from a safetensors file (a checkpoint's optimizer.safetensors), read a batch at a
+   * time and copied into the state: the file's contents never sit in memory beside the state.
+   */
+  loadStateFile(file: string, stepCount: number): void {
+    const slots = this.stateTensors()
+    const stored = readSafetensorsHeader(file).tensors
+    for (const key of Object.keys(slots)) if (!Object.hasOwn(stored, key)) throw new EdpoInputError(`${file}: optimizer state: missing tensor '${key}'`)
+    readSafetensorsInBatches(
+      file,
+      (batch) => {
+        for (const [key, t] of Object.entries(batch)) {
+          try {
+            copyState(key, t, slots[key]!)
+          } finally {
+            t.dispose()
+          }
+        }
+      },
+      { names: Object.keys(slots) },
+    )
+    this.stepCount = stepCount
+  }
+}
+
+function copyState(key: string, t: Tensor, into: Tensor): void {
+  if (t.shape.join(',') !== into.shape.join(','))
+    throw new EdpoInputError(`optimizer state: '${key}' has shape [${t.shape}], expected [${into.shape}]`)
+  into.copyInPlace(t)
 }

@@ -12,12 +12,14 @@ import * as path from 'node:path'
 
 import { PairSampler } from '../data'
 import { EdpoError } from '../errors'
-import { loadSafetensors, saveSafetensors } from '../io'
+import { saveSafetensors } from '../io'
+import { trimHeap } from '../memory'
 import { Tensor } from '../tensor'
 import { AdamW } from './adamw'
 import { CheckpointManager } from './checkpoints'
 import type { TrainConfig } from './config'
 import type { TrainingMethod } from './method'
+import { memoryMetrics, memoryReport, memoryReportEnabled, resetMemoryPeaks } from './memory-report'
 import { type Metrics, MetricsLog } from './metrics-log'
 import type { Run } from './open-run'
 import { lrMultiplier } from './schedule'
@@ -70,7 +72,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     this.sampler = new PairSampler(method.train.length, { batchSize: c.batchSize, seed: c.seed, shuffle: true, state: resumed?.file.sampler })
     const totalSteps = c.maxSteps ?? Math.ceil((c.epochs * this.sampler.batchesPerEpoch) / c.gradAccumulation)
     if (resumed) {
-      this.optimizer.loadState(loadSafetensors(path.join(resumed.dir, 'optimizer.safetensors')), resumed.file.step)
+      this.optimizer.loadStateFile(path.join(resumed.dir, 'optimizer.safetensors'), resumed.file.step)
       const own = Object.entries(method.savedState()).filter(([, v]) => typeof v === 'number')
       run.log(`resumed from ${resumed.dir} at step ${resumed.file.step}` + (own.length > 0 ? ` (${own.map(([k, v]) => `${k} = ${v}`).join(', ')})` : ''))
     }
@@ -99,6 +101,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
   private async trainStep(): Promise<Metrics> {
     const c = this.config
     const started = performance.now()
+    const reportMemory = memoryReportEnabled()
+    if (reportMemory) resetMemoryPeaks()
     const stats: Tensor[] = []
     let tokens = 0
     for (let k = 0; k < c.gradAccumulation; k++) {
@@ -119,15 +123,31 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     if (!Number.isFinite(gradNorm)) throw this.badState(`the gradient norm is ${gradNorm}`)
     const lr = c.learningRate * lrMultiplier(c.lrScheduler, this.state.step, this.state.totalSteps, c.warmupRatio)
     await this.optimizer.step(lr)
+    // Before zeroGrad: the step's state is all live here (weights, master, moments, gradients).
+    const memory = reportMemory ? memoryMetrics(this.memoryReport()) : {}
     this.optimizer.zeroGrad()
+    // The step's activations and gradients are freed now: give their pages back, so RSS does not
+    // climb from step to step with what glibc keeps of them (bench/RESULTS.md, training memory).
+    trimHeap()
     this.state.step += 1
     const position = this.sampler.state()
     const epoch = position.epoch + position.position / this.method.train.length
     this.state.epoch = epoch
     const after = this.method.afterStep?.(this.state) ?? {}
     const seconds = (performance.now() - started) / 1000
-    this.state.metrics = { ...summary, grad_norm: gradNorm, learning_rate: lr, ...after, tokens_per_second: tokens / seconds, step_time: seconds, epoch }
+    this.state.metrics = { ...summary, grad_norm: gradNorm, learning_rate: lr, ...after, tokens_per_second: tokens / seconds, step_time: seconds, epoch, ...memory }
     return this.state.metrics
+  }
+
+  // The memory report's owners: the method's models, the optimizer's state, the gradients now.
+  private memoryReport(): ReturnType<typeof memoryReport> {
+    const policy = [...this.method.model.namedParameters().values()]
+    const reference = this.method.reference ? [...this.method.reference.namedParameters().values()] : []
+    const grads = policy.flatMap((p) => p.grad ?? [])
+    const report = memoryReport({ policy, reference, optimizerState: this.optimizer.stateTensors(), grads })
+    // These handles alias live tensors; disposing them frees nothing but the handles.
+    for (const t of [...policy, ...reference, ...grads]) t.dispose()
+    return report
   }
 
   /** The method's metrics (eval_-prefixed) on the eval split, or on `rows`; changes no state. */

@@ -24,6 +24,8 @@ export type StepSummary = Metrics & { loss: number }
 export interface TrainingMethod<Row> {
   /** The model the optimizer trains and each checkpoint saves. */
   readonly model: CausalLM
+  /** A frozen model the loss also runs (the preference methods' reference): counted in the memory report. */
+  readonly reference?: CausalLM
   readonly train: readonly Row[]
   readonly eval: readonly Row[] | undefined
   /** Loss and per-example statistics of `rows` (collated on the run's device); reads nothing back. */
