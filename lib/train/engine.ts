@@ -13,7 +13,7 @@ import * as path from 'node:path'
 import { PairSampler } from '../data'
 import { EdpoError } from '../errors'
 import { saveSafetensors } from '../io'
-import { trimHeap } from '../memory'
+import { memoryStats, trimHeap } from '../memory'
 import { Tensor } from '../tensor'
 import { AdamW } from './adamw'
 import { CheckpointManager } from './checkpoints'
@@ -103,11 +103,15 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     const started = performance.now()
     const reportMemory = memoryReportEnabled()
     if (reportMemory) resetMemoryPeaks()
+    let activations = 0
     const stats: Tensor[] = []
     let tokens = 0
     for (let k = 0; k < c.gradAccumulation; k++) {
       const rows = this.sampler.next().indices.map((i) => this.method.train[i]!)
+      const before = reportMemory ? memoryStats().tensorBytes : 0
       const out = await this.method.microBatch(rows, { grad: true })
+      // What the forward leaves alive for the backward (the graph's saved tensors): the activations.
+      if (reportMemory) activations = Math.max(activations, memoryStats().tensorBytes - before)
       const scaled = out.loss.mul(1 / c.gradAccumulation)
       await scaled.backwardAsync()
       // Free device memory now rather than at the next garbage collection; the stats wait for the step's end.
@@ -124,7 +128,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     const lr = c.learningRate * lrMultiplier(c.lrScheduler, this.state.step, this.state.totalSteps, c.warmupRatio)
     await this.optimizer.step(lr)
     // Before zeroGrad: the step's state is all live here (weights, master, moments, gradients).
-    const memory = reportMemory ? memoryMetrics(this.memoryReport()) : {}
+    const memory = reportMemory ? memoryMetrics(this.memoryReport(activations)) : {}
     this.optimizer.zeroGrad()
     // The step's activations and gradients are freed now: give their pages back, so RSS does not
     // climb from step to step with what glibc keeps of them (bench/RESULTS.md, training memory).
@@ -140,11 +144,11 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
   }
 
   // The memory report's owners: the method's models, the optimizer's state, the gradients now.
-  private memoryReport(): ReturnType<typeof memoryReport> {
+  private memoryReport(activations: number): ReturnType<typeof memoryReport> {
     const policy = [...this.method.model.namedParameters().values()]
     const reference = this.method.reference ? [...this.method.reference.namedParameters().values()] : []
     const grads = policy.flatMap((p) => p.grad ?? [])
-    const report = memoryReport({ policy, reference, optimizerState: this.optimizer.stateTensors(), grads })
+    const report = memoryReport({ policy, reference, optimizerState: this.optimizer.stateTensors(), grads, activations })
     // These handles alias live tensors; disposing them frees nothing but the handles.
     for (const t of [...policy, ...reference, ...grads]) t.dispose()
     return report

@@ -1,7 +1,7 @@
 // The memory report (EDPO_MEMORY_REPORT=1): where a training step's bytes are. Live tensor bytes
 // are split into the policy's and the reference's weights, the optimizer's fp32 master weights and
-// moments, the gradients, the activations (the peak of live tensors above that state during the
-// step: saved activations and op temporaries) and other (live tensors that are none of these);
+// moments, the gradients, the activations (what a forward keeps for its backward), the temporaries
+// (the step's peak above all that) and other (live tensors that are none of these);
 // beside them the allocator's totals, glibc's heaps and the process's RSS. Storage shared between
 // tensors (a tied lm_head, a reference that aliases the policy) counts once, in the first category.
 // The engine adds it to metrics.jsonl as flat `memory/<field>_bytes` entries.
@@ -20,8 +20,10 @@ export interface MemoryReport {
   master_weights: number
   optimizer_moments: number
   gradients: number
-  /** Peak live tensor bytes since the last report minus the state above (at its end). */
+  /** The largest micro-batch's forward: live tensor bytes after it minus before it (what autograd keeps for the backward). */
   activations: number
+  /** Peak live tensor bytes above the state and activations: op temporaries (the backward's, the optimizer's). */
+  temporaries: number
   /** Live tensors that are none of the above. */
   other: number
   /** The allocator's view: CPU tensor bytes live now, and at the peak since the last report. */
@@ -41,6 +43,8 @@ export interface MemoryOwners {
   reference?: Iterable<Tensor>
   optimizerState: Record<string, Tensor>
   grads: Iterable<Tensor>
+  /** Measured by the caller around the forward (see MemoryReport.activations). */
+  activations: number
 }
 
 /** True when EDPO_MEMORY_REPORT asks for the report ('1', 'true' or 'yes'). */
@@ -92,7 +96,8 @@ export function memoryReport(owners: MemoryOwners): MemoryReport {
     master_weights: master,
     optimizer_moments: momentBytes,
     gradients: grads,
-    activations: Math.max(0, stats.peakTensorBytes - stats.tensorBytes),
+    activations: owners.activations,
+    temporaries: Math.max(0, stats.peakTensorBytes - known - owners.activations),
     other: Math.max(0, stats.tensorBytes - known),
     tensors: stats.tensorBytes,
     peak_tensors: stats.peakTensorBytes,
