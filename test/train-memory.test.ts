@@ -1,11 +1,14 @@
 // Training memory on the tiny model: the memory report (EDPO_MEMORY_REPORT=1) accounts for every
 // live tensor byte in its categories (a tied lm_head counted once), and live tensor bytes do not
 // drift: after step 2 (and 3) they equal those after step 1, with gradient accumulation too.
+// Reading a checkpoint's tensors (weights, optimizer state) holds one batch at a time.
 import * as path from 'node:path'
 
 import t from 'tap'
 
+import { io, Tensor } from '../lib/index'
 import { nativeAddon } from '../lib/native'
+import { AdamW } from '../lib/train/adamw'
 import { readMetrics } from '../lib/train/metrics-log'
 import { Trainer } from '../lib/train/trainer'
 import { makeModelDir, tempDir, WORDS } from './helpers/data-fixtures'
@@ -72,4 +75,54 @@ t.test('without EDPO_MEMORY_REPORT the metrics have no memory fields', async (t)
   const trainer = await Trainer.create({ model: tiedModel(t).dir, data: [writeToyPreferences(work, 8)], out, batchSize: 2, maxSteps: 1, logEvery: 1, maxLength: 32 }, { log: () => {} })
   await trainer.train()
   t.notOk(Object.keys(readMetrics(out)[0]!).some((k) => k.startsWith('memory/')))
+})
+
+t.test('a safetensors file is read a batch at a time: never all of it at once', async (t) => {
+  const work = tempDir(t)
+  const file = path.join(work, 'w.safetensors')
+  const tensors = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`t${i}`, Tensor.full([64 * 1024], i)])) // 256 KiB each
+  io.saveSafetensors(file, tensors)
+  const addon = nativeAddon()
+  const before = addon.memoryStats().tensorBytes
+  addon.resetPeakMemory()
+  const seen: string[][] = []
+  io.readSafetensorsInBatches(
+    file,
+    (batch) => {
+      seen.push(Object.keys(batch))
+      for (const [name, x] of Object.entries(batch)) {
+        t.equal(x.toArray()[0], Number(name.slice(1)), `${name} holds its values`)
+        x.dispose()
+      }
+    },
+    { batchBytes: 512 * 1024 },
+  )
+  t.same(seen, [['t0', 't1'], ['t2', 't3'], ['t4', 't5'], ['t6', 't7']], 'two tensors (512 KiB) per read, in file order')
+  t.ok(addon.memoryStats().peakTensorBytes - before <= 512 * 1024, 'at most one batch was alive')
+  t.throws(() => io.readSafetensorsInBatches(file, () => {}, { batchBytes: 0 }), /batchBytes: expected a positive integer/)
+  t.throws(() => io.readSafetensorsInBatches(file, () => {}, { names: ['nope'] }), /no tensor named 'nope'/)
+})
+
+t.test('AdamW.loadStateFile restores what stateTensors() saved, into the existing state', async (t) => {
+  const work = tempDir(t)
+  const make = () => {
+    const p = Tensor.from(new Float32Array([1, -2, 3, 0.5]), [4], { dtype: 'bfloat16', requiresGrad: true })
+    return { p, opt: new AdamW([['w', p]], { weightDecay: 0.1 }) }
+  }
+  const a = make()
+  for (let k = 0; k < 3; k++) {
+    a.opt.zeroGrad()
+    a.p.mul(a.p).sum().backward()
+    await a.opt.step(0.01)
+  }
+  const file = path.join(work, 'optimizer.safetensors')
+  io.saveSafetensors(file, a.opt.stateTensors())
+  const b = make()
+  b.opt.loadStateFile(file, a.opt.stepCount)
+  t.equal(b.opt.stepCount, 3)
+  for (const [name, x] of Object.entries(a.opt.stateTensors())) t.same(Array.from(b.opt.stateTensors()[name]!.toArray() as Float32Array), Array.from(x.toArray() as Float32Array), name)
+  io.saveSafetensors(file, { 'exp_avg.w': Tensor.zeros([4]) })
+  t.throws(() => make().opt.loadStateFile(file, 1), /optimizer state: missing tensor 'exp_avg_sq.w'/)
+  io.saveSafetensors(file, { ...a.opt.stateTensors(), 'exp_avg.w': Tensor.zeros([5]) })
+  t.throws(() => make().opt.loadStateFile(file, 1), /'exp_avg.w' has shape \[5\], expected \[4\]/)
 })
