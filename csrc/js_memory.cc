@@ -6,7 +6,6 @@
 #include <c10/core/impl/alloc_cpu.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <atomic>
 #include <mutex>
@@ -58,21 +57,11 @@ struct CountingCpuAllocator final : public c10::Allocator {
 };
 
 // Above the default allocator's priority (0): every CPU tensor made after the addon loads.
-// Also: one glibc arena for the threads that start allocating from now on. Tensors are made on
-// whichever thread runs an op (the main thread, any of libuv's pool for the async ops), and a
-// block freed into one thread's arena cannot serve another's: with an arena per thread, a 0.5B
-// model's step kept ~1.5 GB of freed activations beyond its live tensors, and more each step;
-// with one, ~0.2 GB and flat, at the same CPU time (bench/RESULTS.md, training memory). Routing
-// blocks to mmap instead (MALLOC_MMAP_THRESHOLD_=1 MiB) also flattened RSS but cost 35% more CPU
-// time in page faults. MALLOC_ARENA_MAX or GLIBC_TUNABLES set by the user win.
 void install_counting_allocator() {
   static std::once_flag once;
   std::call_once(once, [] {
     static CountingCpuAllocator allocator;
     c10::SetCPUAllocator(&allocator, 1);
-#if defined(__GLIBC__)
-    if (std::getenv("MALLOC_ARENA_MAX") == nullptr && std::getenv("GLIBC_TUNABLES") == nullptr) mallopt(M_ARENA_MAX, 1);
-#endif
   });
 }
 
