@@ -4,7 +4,9 @@
 // (the step's peak above all that) and other (live tensors that are none of these);
 // beside them the allocator's totals, glibc's heaps and the process's RSS. Storage shared between
 // tensors (a tied lm_head, a reference that aliases the policy) counts once, in the first category.
-// The engine adds it to metrics.jsonl as flat `memory/<field>_bytes` entries.
+// The engine adds it to metrics.jsonl as flat `memory/<field>_bytes` entries. The allocator's
+// counts (tensors, peak_tensors, and so activations, temporaries, other) cover CPU tensors only;
+// the owners' categories count their storage on whatever device it is.
 import * as fs from 'node:fs'
 
 import { native } from '../errors'
