@@ -10,6 +10,7 @@
         "csrc/js_common.cc",
         "csrc/js_dist.cc",
         "csrc/js_io.cc",
+        "csrc/js_memory.cc",
         "csrc/js_model.cc",
         "csrc/js_op_binding.cc",
         "csrc/js_op_table.cc",

@@ -90,8 +90,7 @@ Napi::Value WriteTensors(const Napi::CallbackInfo& info) {
     if (!info[2].IsArray()) throw Napi::TypeError::New(info.Env(), "tensors: expected an array of Tensors");
     const auto array = info[2].As<Napi::Array>();
     std::vector<at::Tensor> tensors;
-    for (uint32_t i = 0; i < array.Length(); ++i)
-      tensors.push_back(TensorWrap::FromValue(array.Get(i), "tensors").detach().to(at::kCPU).contiguous());
+    for (uint32_t i = 0; i < array.Length(); ++i) tensors.push_back(TensorWrap::FromValue(array.Get(i), "tensors").detach());
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     TORCH_CHECK(fd >= 0, path, ": cannot create: ", std::strerror(errno));
     FileCloser closer{fd};
@@ -100,7 +99,12 @@ Napi::Value WriteTensors(const Napi::CallbackInfo& info) {
     for (int i = 0; i < 8; ++i) prefix[i] = static_cast<unsigned char>((length >> (8 * i)) & 0xffu);
     write_all(fd, reinterpret_cast<const char*>(prefix), 8, path);
     write_all(fd, reinterpret_cast<const char*>(header.Data()), header.ByteLength(), path);
-    for (const auto& t : tensors) write_all(fd, static_cast<const char*>(t.data_ptr()), t.nbytes(), path);
+    // Straight from each tensor's storage; only a device or non-contiguous tensor gets a host copy,
+    // one tensor at a time, so the file never exists in memory as a whole.
+    for (const auto& tensor : tensors) {
+      const at::Tensor t = tensor.to(at::kCPU).contiguous();
+      write_all(fd, static_cast<const char*>(t.data_ptr()), t.nbytes(), path);
+    }
     TORCH_CHECK(::fsync(fd) == 0, path, ": fsync failed: ", std::strerror(errno));
     return info.Env().Undefined();
   });

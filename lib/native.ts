@@ -164,6 +164,15 @@ export interface NativeGroupOptions {
   timeoutMs: number
 }
 
+/** csrc/js_memory.cc: CPU tensor bytes (counted by the addon's allocator) and glibc's heaps; the heap fields are absent without glibc ≥ 2.33. */
+export interface NativeMemoryStats {
+  tensorBytes: number
+  peakTensorBytes: number
+  heapBytes?: number
+  heapFreeBytes?: number
+  mmapBytes?: number
+}
+
 /** An opaque handle owning one native CausalLM. */
 export type NativeModel = { readonly __nativeModel: unique symbol }
 
@@ -197,6 +206,10 @@ export interface Native extends NativeOps {
   writeTensors(path: string, header: Uint8Array, tensors: NativeTensor[]): void
   clipGradNorm(params: NativeTensor[], maxNorm: number): number
   runtime(): NativeRuntime
+  memoryStats(): NativeMemoryStats
+  resetPeakMemory(): void
+  storageBytes(tensors: NativeTensor[]): number
+  trimHeap(): void
   createModel(config: NativeModelConfig, names: string[], tensors: NativeTensor[]): NativeModel
   modelLmHead(model: NativeModel): { weight: NativeTensor; finalLogitSoftcap: number }
   modelParameters(model: NativeModel): { names: string[]; tensors: NativeTensor[] }

@@ -10,6 +10,25 @@
 #include "host_sync.h"
 
 namespace edpo {
+namespace {
+
+// Elements per slice of an elementwise pass over a large tensor: 4 Mi (16 MiB in fp32).
+constexpr int64_t kSliceElements = int64_t(1) << 22;
+
+// The same-shaped `tensors` as consecutive slices of their flattened views, tensors.size() per
+// slice in the given order; the tensors themselves (one slice) when one is not contiguous.
+std::vector<at::Tensor> flat_slices(const std::vector<at::Tensor>& tensors) {
+  const int64_t n = tensors[0].numel();
+  bool flat = true;
+  for (const auto& t : tensors) flat = flat && t.is_contiguous();
+  if (!flat || n <= kSliceElements) return tensors;
+  std::vector<at::Tensor> out;
+  for (int64_t start = 0; start < n; start += kSliceElements)
+    for (const auto& t : tensors) out.push_back(t.view({-1}).narrow(0, start, std::min(kSliceElements, n - start)));
+  return out;
+}
+
+}  // namespace
 
 void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& master,
                 const std::vector<at::Tensor>& exp_avg, const std::vector<at::Tensor>& exp_avg_sq, int64_t step,
@@ -34,14 +53,21 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
     TORCH_CHECK(exp_avg[i].sizes() == param.sizes() && exp_avg_sq[i].sizes() == param.sizes() &&
                     target.sizes() == param.sizes(),
                 "adamw: state of parameter ", i, " has the wrong shape");
-    const at::Tensor grad = grad_raw.to(target.scalar_type());
-    at::Tensor m = exp_avg[i], v = exp_avg_sq[i];
-    target.mul_(1 - o.lr * o.weight_decay);
-    m.lerp_(grad, 1 - o.beta1);
-    v.mul_(o.beta2).addcmul_(grad, grad, 1 - o.beta2);
-    const at::Tensor denom = (v.sqrt() / bias_correction2_sqrt).add_(o.eps);
-    target.addcdiv_(m, denom, -step_size);
-    if (has_master) param.copy_(target);
+    // Slice by slice, so the temporaries (the gradient in the state's dtype, the denominator) are
+    // slice-sized: whole-tensor ones cost 3 × 545 MB on a 151936×896 embedding, above the state.
+    // Every operation is elementwise, so the result does not depend on the slicing.
+    const std::vector<at::Tensor> slices = flat_slices({param, target, exp_avg[i], exp_avg_sq[i], grad_raw});
+    for (size_t s = 0; s < slices.size(); s += 5) {
+      at::Tensor p = slices[s], t = slices[s + 1], m = slices[s + 2], v = slices[s + 3];
+      const at::Tensor grad = slices[s + 4].to(t.scalar_type());
+      t.mul_(1 - o.lr * o.weight_decay);
+      m.lerp_(grad, 1 - o.beta1);
+      v.mul_(o.beta2).addcmul_(grad, grad, 1 - o.beta2);
+      at::Tensor denom = v.sqrt();
+      denom.div_(bias_correction2_sqrt).add_(o.eps);
+      t.addcdiv_(m, denom, -step_size);
+      if (has_master) p.copy_(t);
+    }
   }
 }
 
@@ -50,10 +76,13 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
   at::NoGradGuard no_grad;
   // Per-parameter norms stay on the device; the global norm and the clip coefficient are computed
   // there too, so the whole clip costs one device->host read (the returned norm), not one per tensor.
+  // By slice: a reduction in fp64 of a bf16/fp32 tensor first copies it to fp64 on the CPU
+  // (1.1 GB for a 151936×896 embedding); ‖g‖ = ‖(‖slice‖ for each slice)‖.
   std::vector<at::Tensor> norms;
   for (const auto& p : params) {
     const at::Tensor g = p.grad();
-    if (g.defined()) norms.push_back(at::linalg_vector_norm(g, 2, c10::nullopt, false, at::kDouble));
+    if (!g.defined()) continue;
+    for (const auto& slice : flat_slices({g})) norms.push_back(at::linalg_vector_norm(slice, 2, c10::nullopt, false, at::kDouble));
   }
   if (norms.empty()) return 0;
   const at::Tensor norm = at::linalg_vector_norm(at::stack(norms), 2, c10::nullopt, false, at::kDouble);

@@ -23,6 +23,9 @@ double largest_finite(at::ScalarType t) {
   }
 }
 
+// Vocabulary rows per block of a reduced-precision head's gradient product (see head_backward).
+constexpr int64_t kGradVocabBlock = 16384;
+
 // Grads of reduced-precision heads are summed over chunks in fp32, then rounded once.
 at::ScalarType head_grad_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
@@ -139,10 +142,17 @@ HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, cons
     if (softcap > 0) dz = dz * (1 - (z / softcap).square());  // d(c·tanh(x/c))/dx
     if (want_hidden) out.hidden.index_copy_(0, ids, at::mm(dz, weight));
     if (want_weight) {
-      if (out.weight.scalar_type() == weight.scalar_type())
+      if (out.weight.scalar_type() == weight.scalar_type()) {
         out.weight.addmm_(dz.t(), h);
-      else
-        out.weight.add_(at::mm(dz.t(), h));
+      } else {
+        // By vocabulary block: the product's temporary is [block, H], not a second [V, H] beside
+        // the fp32 accumulator (272 MB for a bf16 151936×896 head).
+        const int64_t vocab = weight.size(0);
+        for (int64_t v0 = 0; v0 < vocab; v0 += kGradVocabBlock) {
+          const int64_t nv = std::min(kGradVocabBlock, vocab - v0);
+          out.weight.narrow(0, v0, nv).add_(at::mm(dz.narrow(1, v0, nv).t(), h));
+        }
+      }
     }
     if (want_bias) out.bias.add_(dz.sum(0, false, out.bias.scalar_type()));
   }

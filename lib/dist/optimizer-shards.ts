@@ -6,8 +6,6 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { EdpoInputError } from '../errors'
-import { loadSafetensors } from '../io'
-import type { Tensor } from '../tensor'
 
 export const OPTIMIZER_FILE = 'optimizer.safetensors'
 const SHARD = /^optimizer-rank(\d+)-of-(\d+)\.safetensors$/
@@ -27,11 +25,11 @@ export function optimizerFiles(dir: string): { files: string[] } | { problem: st
   return { files: Array.from({ length: world }, (_, r) => optimizerShardFile(r, world)) }
 }
 
-/** The state tensors a rank needs from checkpoint `dir`: its own shard when the layout matches, else every file (re-sharding by name). */
-export function loadOptimizerState(dir: string, rank: number, world: number, sharded: boolean): Record<string, Tensor> {
+/** The optimizer files a rank reads from checkpoint `dir`: its own shard when the layout matches, else every file (re-sharding by name). */
+export function optimizerStateFiles(dir: string, rank: number, world: number, sharded: boolean): string[] {
   const found = optimizerFiles(dir)
   if ('problem' in found) throw new EdpoInputError(`--resume ${dir}: ${found.problem}`)
   const own = optimizerShardFile(rank, world)
   const files = sharded && found.files.includes(own) && found.files.length === world ? [own] : found.files
-  return Object.assign({}, ...files.map((f) => loadSafetensors(path.join(dir, f))))
+  return files.map((f) => path.join(dir, f))
 }

@@ -2,6 +2,8 @@ export {
   loadSafetensors,
   loadSafetensorsAsync,
   readSafetensorsHeader,
+  readSafetensorsInBatches,
+  readSafetensorsInBatchesAsync,
   saveSafetensors,
   type SafetensorsEntry,
   type SafetensorsHeader,

@@ -162,6 +162,57 @@ function collect(names: readonly string[], handles: readonly Tensor[]): Record<s
   return out
 }
 
+/** @internal Bytes read per native call by the batch readers below: bounds what a reader holds beyond its result. */
+export const READ_BATCH_BYTES = 256 * 1024 * 1024
+
+// `names` (checked to exist) in file order, grouped into reads of at most `batchBytes` (a larger tensor alone).
+function batches(file: string, header: SafetensorsHeader, names: readonly string[] | undefined, batchBytes: number): string[][] {
+  if (names !== undefined && (!Array.isArray(names) || !names.every((n) => typeof n === 'string')))
+    throw new EdpoInputError('names: expected an array of tensor names')
+  if (!Number.isSafeInteger(batchBytes) || batchBytes < 1) throw new EdpoInputError(`batchBytes: expected a positive integer, got ${batchBytes}`)
+  const wanted = names ?? Object.keys(header.tensors)
+  for (const n of wanted) if (!Object.hasOwn(header.tensors, n)) throw bad(file, `names: no tensor named '${n}'`)
+  const ordered = [...wanted].sort((a, b) => header.tensors[a]!.dataOffsets[0] - header.tensors[b]!.dataOffsets[0])
+  const out: string[][] = []
+  let bytes = Infinity
+  for (const name of ordered) {
+    const [begin, end] = header.tensors[name]!.dataOffsets
+    if (bytes + (end - begin) > batchBytes) {
+      out.push([])
+      bytes = 0
+    }
+    out[out.length - 1]!.push(name)
+    bytes += end - begin
+  }
+  return out
+}
+
+/**
+ * Reads the named tensors (default: all) a batch of at most `batchBytes` at a time and hands each
+ * batch to `visit`, which takes ownership (copy, convert or keep, then dispose what it drops): a
+ * caller that copies into existing tensors never holds the file's contents twice.
+ */
+export function readSafetensorsInBatches(
+  file: string,
+  visit: (batch: Record<string, Tensor>) => void,
+  opts: { names?: readonly string[]; batchBytes?: number } = {},
+): void {
+  const header = readSafetensorsHeader(file)
+  for (const names of batches(file, header, opts.names, opts.batchBytes ?? READ_BATCH_BYTES))
+    visit(collect(names, readTensors(file, header, names, 'sync').tensors))
+}
+
+/** readSafetensorsInBatches with each read on the thread pool. */
+export async function readSafetensorsInBatchesAsync(
+  file: string,
+  visit: (batch: Record<string, Tensor>) => void | Promise<void>,
+  opts: { names?: readonly string[]; batchBytes?: number } = {},
+): Promise<void> {
+  const header = readSafetensorsHeader(file)
+  for (const names of batches(file, header, opts.names, opts.batchBytes ?? READ_BATCH_BYTES))
+    await visit(collect(names, (await readTensors(file, header, names, 'async')).tensors))
+}
+
 /** Loads every tensor of a safetensors file onto the CPU (bf16/fp16 included, kept as stored). */
 export function loadSafetensors(file: string): Record<string, Tensor> {
   const header = readSafetensorsHeader(file)

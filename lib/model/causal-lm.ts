@@ -180,15 +180,20 @@ export class CausalLM {
     }
     const raw = readConfigJson(dir)
     const config = parseModelConfig(raw, `${dir}/config.json`)
-    const { tensors, storedTiedHead } = await readCheckpointTensors(dir, expectedTensors(config), config.model_type)
     const dtype = o?.dtype ?? 'float32'
+    const device = o?.device ?? 'cpu'
+    // Converted batch by batch as read: one copy of the weights alive, not two.
+    const { tensors, storedTiedHead } = await readCheckpointTensors(dir, expectedTensors(config), config.model_type, (t) => {
+      if (t.dtype === dtype && device === 'cpu') return t
+      const moved = t.to(dtype, o?.device)
+      t.dispose()
+      return moved
+    })
     const names = [...tensors.keys()]
     const params = names.map((n) => {
       const t = tensors.get(n)!
-      const moved = t.dtype === dtype && (o?.device ?? 'cpu') === 'cpu' ? t : t.to(dtype, o?.device)
-      if (moved !== t) t.dispose() // keep one copy of the weights alive, not two
-      moved.requiresGrad = o?.trainable ?? true
-      return moved.handle
+      t.requiresGrad = o?.trainable ?? true
+      return t.handle
     })
     const handle = native(() => nativeAddon().createModel(nativeModelConfig(config), names, params))
     return new CausalLM(handle, config, raw, storedTiedHead, dir)

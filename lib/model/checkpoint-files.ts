@@ -5,7 +5,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { EdpoInputError } from '../errors'
-import { loadSafetensorsAsync, readSafetensorsHeader, saveSafetensors, type SafetensorsEntry } from '../io'
+import { readSafetensorsHeader, readSafetensorsInBatchesAsync, saveSafetensors, type SafetensorsEntry } from '../io'
 import type { Tensor } from '../tensor'
 
 export const CONFIG_FILE = 'config.json'
@@ -85,6 +85,8 @@ export async function readCheckpointTensors(
   dir: string,
   expected: Map<string, number[]>,
   modelType: string,
+  /** Applied to each tensor as soon as its batch is read (e.g. a dtype/device move that disposes the original). */
+  convert?: (t: Tensor) => Tensor,
 ): Promise<{ tensors: Map<string, Tensor>; storedTiedHead: boolean }> {
   const located = listCheckpointTensors(dir)
   // Missing tensors are reported against what lists the tensors: the single file or the index.
@@ -115,11 +117,13 @@ export async function readCheckpointTensors(
     const file = located.get(name)!.file
     byFile.set(file, [...(byFile.get(file) ?? []), name])
   }
+  // A batch at a time, each tensor converted as it arrives: a checkpoint in another dtype is never
+  // in memory whole beside the converted weights.
   const loaded = new Map<string, Tensor>()
-  for (const [file, names] of byFile) {
-    const part = await loadSafetensorsAsync(file, names)
-    for (const n of names) loaded.set(n, part[n]!)
-  }
+  for (const [file, names] of byFile)
+    await readSafetensorsInBatchesAsync(file, (batch) => {
+      for (const [n, t] of Object.entries(batch)) loaded.set(n, convert ? convert(t) : t)
+    }, { names })
   return { tensors: new Map([...expected.keys()].map((n) => [n, loaded.get(n)!])), storedTiedHead }
 }
 

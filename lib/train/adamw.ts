@@ -3,6 +3,7 @@
 import { z } from 'zod'
 
 import { EdpoInputError, native } from '../errors'
+import { readSafetensorsHeader, readSafetensorsInBatches } from '../io'
 import { nativeAddon } from '../native'
 import { adamwStep, type AdamwStepArgs, adamwStepAsync } from '../ops'
 import { Tensor } from '../tensor'
@@ -110,19 +111,45 @@ export class AdamW {
 
   /** Restores what stateTensors() saved, copying into the existing state (same names and shapes). */
   loadState(tensors: Record<string, Tensor>, stepCount: number): void {
-    const take = (key: string, into: Tensor) => {
-      const t = tensors[key]
-      if (!t) throw new EdpoInputError(`optimizer state: missing tensor '${key}'`)
-      if (t.shape.join(',') !== into.shape.join(','))
-        throw new EdpoInputError(`optimizer state: '${key}' has shape [${t.shape}], expected [${into.shape}]`)
-      into.copyInPlace(t)
-    }
-    this.names.forEach((name, i) => {
-      take(`exp_avg.${name}`, this.expAvg[i]!)
-      take(`exp_avg_sq.${name}`, this.expAvgSq[i]!)
-      const m = this.master[i]
-      if (m) take(`master.${name}`, m)
-    })
+    const slots = this.stateTensors()
+    for (const key of Object.keys(slots)) if (!Object.hasOwn(tensors, key)) throw new EdpoInputError(`optimizer state: missing tensor '${key}'`)
+    for (const [key, into] of Object.entries(slots)) copyState(key, tensors[key]!, into)
     this.stepCount = stepCount
   }
+
+  /**
+   * loadState from safetensors files (a checkpoint's optimizer.safetensors, or the ZeRO shards that
+   * hold this optimizer's parameters), read a batch at a time and copied into the state: the files'
+   * contents never sit in memory beside the state. Each file gives the entries it holds.
+   */
+  loadStateFiles(files: readonly string[], stepCount: number): void {
+    const slots = this.stateTensors()
+    const where = files.map((file) => ({ file, names: Object.keys(readSafetensorsHeader(file).tensors).filter((k) => Object.hasOwn(slots, k)) }))
+    for (const key of Object.keys(slots))
+      if (!where.some((w) => w.names.includes(key)))
+        throw new EdpoInputError(`${files.join(', ')}: optimizer state: missing tensor '${key}'`)
+    for (const { file, names } of where) {
+      if (names.length === 0) continue
+      readSafetensorsInBatches(
+        file,
+        (batch) => {
+          for (const [key, t] of Object.entries(batch)) {
+            try {
+              copyState(key, t, slots[key]!)
+            } finally {
+              t.dispose()
+            }
+          }
+        },
+        { names },
+      )
+    }
+    this.stepCount = stepCount
+  }
+}
+
+function copyState(key: string, t: Tensor, into: Tensor): void {
+  if (t.shape.join(',') !== into.shape.join(','))
+    throw new EdpoInputError(`optimizer state: '${key}' has shape [${t.shape}], expected [${into.shape}]`)
+  into.copyInPlace(t)
 }

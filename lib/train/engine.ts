@@ -15,15 +15,17 @@ import * as path from 'node:path'
 
 import { PairSampler } from '../data'
 import { DataParallel, type ZeroStage } from '../dist/data-parallel'
-import { loadOptimizerState, OPTIMIZER_FILE, optimizerShardFile } from '../dist/optimizer-shards'
+import { OPTIMIZER_FILE, optimizerStateFiles, optimizerShardFile } from '../dist/optimizer-shards'
 import { EdpoError } from '../errors'
 import { saveSafetensors } from '../io'
+import { memoryStats, trimHeap } from '../memory'
 import { Tensor } from '../tensor'
 import { AdamW } from './adamw'
 import { CheckpointManager } from './checkpoints'
 import { saveTrainedModel } from './lora-run'
 import type { TrainConfig } from './config'
 import type { TrainingMethod } from './method'
+import { memoryMetrics, memoryReport, memoryReportEnabled, resetMemoryPeaks } from './memory-report'
 import { type Metrics, MetricsLog } from './metrics-log'
 import type { Run } from './open-run'
 import { lrMultiplier } from './schedule'
@@ -87,7 +89,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     this.sampler = new PairSampler(method.train.length, { batchSize: c.batchSize * this.dp.world, seed: c.seed, shuffle: true, state: resumed?.file.sampler, lengths })
     const totalSteps = c.maxSteps ?? Math.ceil((c.epochs * this.sampler.batchesPerEpoch) / c.gradAccumulation)
     if (resumed) {
-      this.optimizer.loadState(loadOptimizerState(resumed.dir, this.dp.rank, this.dp.world, this.dp.sharded), resumed.file.step)
+      this.optimizer.loadStateFiles(optimizerStateFiles(resumed.dir, this.dp.rank, this.dp.world, this.dp.sharded), resumed.file.step)
       this.savedStep = resumed.file.step
       const own = Object.entries(method.savedState()).filter(([, v]) => typeof v === 'number')
       run.log(`resumed from ${resumed.dir} at step ${resumed.file.step}` + (own.length > 0 ? ` (${own.map(([k, v]) => `${k} = ${v}`).join(', ')})` : ''))
@@ -117,6 +119,9 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
   private async trainStep(signal?: AbortSignal): Promise<Metrics> {
     const c = this.config
     const started = performance.now()
+    const reportMemory = memoryReportEnabled()
+    if (reportMemory) resetMemoryPeaks()
+    let activations = 0
     const stats: Tensor[] = []
     const counts: number[][] = []
     let tokens = 0
@@ -125,7 +130,10 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
       const rows = this.dp.shard(global)
       counts.push(this.dp.counts(global.length))
       if (rows.length === 0) continue
+      const before = reportMemory ? memoryStats().tensorBytes : 0
       const out = await this.method.microBatch(rows, { grad: true })
+      // What the forward leaves alive for the backward (the graph's saved tensors): the activations.
+      if (reportMemory) activations = Math.max(activations, memoryStats().tensorBytes - before)
       const weight = this.dp.lossWeight(this.lossCount(rows), this.lossCount(global))
       const scaled = out.loss.mul(weight / c.gradAccumulation)
       await scaled.backwardAsync()
@@ -146,16 +154,32 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     if (!Number.isFinite(gradNorm)) throw this.badState(`the gradient norm is ${gradNorm}`)
     const lr = c.learningRate * lrMultiplier(c.lrScheduler, this.state.step, this.state.totalSteps, c.warmupRatio)
     await this.optimizer.step(lr)
+    // Before zeroGrad: the step's state is all live here (weights, master, moments, gradients).
+    const memory = reportMemory ? memoryMetrics(this.memoryReport(activations)) : {}
     this.optimizer.zeroGrad()
     await this.dp.afterOptimizerStep()
+    // The step's activations and gradients are freed now: give their pages back, so RSS does not
+    // climb from step to step with what glibc keeps of them (bench/RESULTS.md, training memory).
+    trimHeap()
     this.state.step += 1
     const position = this.sampler.state()
     const epoch = position.epoch + position.position / this.method.train.length
     this.state.epoch = epoch
     const after = this.method.afterStep?.(this.state) ?? {}
     const seconds = (performance.now() - started) / 1000
-    this.state.metrics = { ...summary, grad_norm: gradNorm, learning_rate: lr, ...after, tokens_per_second: tokens / seconds, step_time: seconds, epoch }
+    this.state.metrics = { ...summary, grad_norm: gradNorm, learning_rate: lr, ...after, tokens_per_second: tokens / seconds, step_time: seconds, epoch, ...memory }
     return this.state.metrics
+  }
+
+  // The memory report's owners: the method's models, the optimizer's state, the gradients now.
+  private memoryReport(activations: number): ReturnType<typeof memoryReport> {
+    const policy = [...this.method.model.namedParameters().values()]
+    const reference = this.method.reference ? [...this.method.reference.namedParameters().values()] : []
+    const grads = policy.flatMap((p) => p.grad ?? [])
+    const report = memoryReport({ policy, reference, optimizerState: this.optimizer.stateTensors(), grads, activations })
+    // These handles alias live tensors; disposing them frees nothing but the handles.
+    for (const t of [...policy, ...reference, ...grads]) t.dispose()
+    return report
   }
 
   /** The method's metrics (eval_-prefixed) on the eval split, or on `rows`; changes no state. */

@@ -24,6 +24,8 @@ export type StepSummary = Metrics & { loss: number }
 export interface TrainingMethod<Row> {
   /** The model the optimizer trains and each checkpoint saves. */
   readonly model: CausalLM
+  /** A frozen model the loss also runs (the preference methods' reference): counted in the memory report. */
+  readonly reference?: CausalLM
   readonly train: readonly Row[]
   readonly eval: readonly Row[] | undefined
   /** Tokens `row` puts in a batch row before padding (what --group-by-length groups by). */

@@ -1,0 +1,115 @@
+// The memory report (EDPO_MEMORY_REPORT=1): where a training step's bytes are. Live tensor bytes
+// are split into the policy's and the reference's weights, the optimizer's fp32 master weights and
+// moments, the gradients, the activations (what a forward keeps for its backward), the temporaries
+// (the step's peak above all that) and other (live tensors that are none of these);
+// beside them the allocator's totals, glibc's heaps and the process's RSS. Storage shared between
+// tensors (a tied lm_head, a reference that aliases the policy) counts once, in the first category.
+// The engine adds it to metrics.jsonl as flat `memory/<field>_bytes` entries. The allocator's
+// counts (tensors, peak_tensors, and so activations, temporaries, other) cover CPU tensors only;
+// the owners' categories count their storage on whatever device it is.
+import * as fs from 'node:fs'
+
+import { native } from '../errors'
+import { memoryStats, resetPeakTensorBytes } from '../memory'
+import { nativeAddon, type NativeTensor } from '../native'
+import type { Tensor } from '../tensor'
+import type { Metrics } from './metrics-log'
+
+/** One report, in bytes. */
+export interface MemoryReport {
+  policy_weights: number
+  reference_weights: number
+  master_weights: number
+  optimizer_moments: number
+  gradients: number
+  /** The largest micro-batch's forward: live tensor bytes after it minus before it (what autograd keeps for the backward). */
+  activations: number
+  /** Peak live tensor bytes above the state and activations: op temporaries (the backward's, the optimizer's). */
+  temporaries: number
+  /** Live tensors that are none of the above. */
+  other: number
+  /** The allocator's view: CPU tensor bytes live now, and at the peak since the last report. */
+  tensors: number
+  peak_tensors: number
+  /** glibc: bytes its heaps hold, and how many of them are free (freed but not given back). */
+  heap?: number
+  heap_free?: number
+  /** Resident set size now, and its peak since the last report (the whole run when the kernel's peak cannot be reset). */
+  rss: number
+  peak_rss: number
+}
+
+/** @internal What the report looks at; `grads` are the parameters' gradients at the time of the report. */
+export interface MemoryOwners {
+  policy: Iterable<Tensor>
+  reference?: Iterable<Tensor>
+  optimizerState: Record<string, Tensor>
+  grads: Iterable<Tensor>
+  /** Measured by the caller around the forward (see MemoryReport.activations). */
+  activations: number
+}
+
+/** True when EDPO_MEMORY_REPORT asks for the report ('1', 'true' or 'yes'). */
+export function memoryReportEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  return /^(1|true|yes)$/i.test(env.EDPO_MEMORY_REPORT ?? '')
+}
+
+function statusBytes(field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'))
+  return m ? Number(m[1]) * 1024 : 0
+}
+
+/**
+ * Starts a report window: the allocator's peak and (where the kernel allows writing
+ * /proc/self/clear_refs) the RSS peak restart from now.
+ */
+export function resetMemoryPeaks(): void {
+  resetPeakTensorBytes()
+  try {
+    fs.writeFileSync('/proc/self/clear_refs', '5')
+  } catch {
+    // Not Linux, or not allowed: peak_rss is then the peak since the process started.
+  }
+}
+
+/** @internal The report for `owners` now (live bytes) and since the last resetMemoryPeaks() (peaks). */
+export function memoryReport(owners: MemoryOwners): MemoryReport {
+  const addon = nativeAddon()
+  const seen: NativeTensor[] = []
+  // Each category's bytes are those its tensors add to the storages already counted.
+  const add = (tensors: Iterable<Tensor>): number => {
+    const before = seen.length > 0 ? native(() => addon.storageBytes(seen)) : 0
+    for (const t of tensors) seen.push(t.handle)
+    return native(() => addon.storageBytes(seen)) - before
+  }
+  const state = owners.optimizerState
+  const masters = Object.keys(state).filter((k) => k.startsWith('master.')).map((k) => state[k]!)
+  const moments = Object.keys(state).filter((k) => !k.startsWith('master.')).map((k) => state[k]!)
+  const policy = add(owners.policy)
+  const reference = add(owners.reference ?? [])
+  const master = add(masters)
+  const momentBytes = add(moments)
+  const grads = add(owners.grads)
+  const stats = memoryStats()
+  const known = policy + reference + master + momentBytes + grads
+  return {
+    policy_weights: policy,
+    reference_weights: reference,
+    master_weights: master,
+    optimizer_moments: momentBytes,
+    gradients: grads,
+    activations: owners.activations,
+    temporaries: Math.max(0, stats.peakTensorBytes - known - owners.activations),
+    other: Math.max(0, stats.tensorBytes - known),
+    tensors: stats.tensorBytes,
+    peak_tensors: stats.peakTensorBytes,
+    ...(stats.heapBytes !== undefined ? { heap: stats.heapBytes, heap_free: stats.heapFreeBytes ?? 0 } : {}),
+    rss: statusBytes('VmRSS'),
+    peak_rss: statusBytes('VmHWM'),
+  }
+}
+
+/** The report as metrics.jsonl fields: memory/<field>_bytes. */
+export function memoryMetrics(r: MemoryReport): Metrics {
+  return Object.fromEntries(Object.entries(r).map(([k, v]) => [`memory/${k}_bytes`, v as number]))
+}
