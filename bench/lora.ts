@@ -139,4 +139,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.env.EDPO_BENCH_KEEP) { const d = fs.mkdtempSync(path.join(os.tmpdir(), "lora-keep-")); writeModel(path.join(d, "33M"), "33M"); writeData(path.join(d, "33M", "data.jsonl")); console.log(d) } else void main()
+void main()

@@ -81,10 +81,12 @@ t.test('2 ranks × batch 4 equal 1 process × batch 8; ZeRO-1/2 equal ZeRO-0', a
   const data = writeToyPreferences(work, 17)
   const evalData = writeToyPreferences(work, 7, 'eval.jsonl')
   const base = { model, data: [data], evalData: [evalData], maxSteps: 3, learningRate: 1e-3, warmupRatio: 0, adamEpsilon: 1e-6, weightDecay: 0.01, maxLength: 32, seed: 5, logEvery: 1 }
-  const pref = { ...base, referenceModel, beta: 0.5, epsilon: 0.1, trDpoTau: 1 }
+  const pref = { ...base, referenceModel, beta: 0.5 }
+  // Each method takes only its own options (the Trainer rejects the others').
+  const own: Record<string, Record<string, unknown>> = { 'epsilon-dpo': { epsilon: 0.1 }, dpo: {}, 'tr-dpo': { trDpoTau: 1 } }
   const cases: { label: string; kind: 'train' | 'sft'; config: Record<string, unknown> }[] = []
   for (const accum of [1, 2]) {
-    for (const method of ['epsilon-dpo', 'dpo', 'tr-dpo']) cases.push({ label: `${method} accumulation ${accum}`, kind: 'train', config: { ...pref, method, gradAccumulation: accum } })
+    for (const method of ['epsilon-dpo', 'dpo', 'tr-dpo']) cases.push({ label: `${method} accumulation ${accum}`, kind: 'train', config: { ...pref, ...own[method], method, gradAccumulation: accum } })
     cases.push({ label: `sft accumulation ${accum}`, kind: 'sft', config: { ...base, gradAccumulation: accum } })
   }
   const out = (label: string, what: string) => path.join(work, `${label.replace(/ /g, '-')}-${what}`)
