@@ -1,5 +1,6 @@
 // Seed statistics for bench/paper: the mean with a Student-t 95% interval, and the percentile
 // bootstrap of a mean (for paired differences against DPO at the same seed).
+import { rng } from '../../lib/rng'
 
 export interface Interval {
   mean: number
@@ -23,14 +24,7 @@ export function meanCi(xs: readonly number[]): Interval {
 
 /** Percentile bootstrap 95% interval of the mean, `resamples` draws with a seeded generator. */
 export function bootstrapMeanCi(xs: readonly number[], resamples: number, seed: number): Interval {
-  let a = seed >>> 0
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const next = rng(seed)
   const n = xs.length
   const means = Array.from({ length: resamples }, () => {
     let s = 0

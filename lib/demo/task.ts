@@ -5,17 +5,10 @@
 // of behaviours, and its samples differ in quality: the preference "more sorted, right digits" is
 // learnable from pairs of them, but not already solved by the reference.
 
-/** A small seeded generator (mulberry32): the demo's data are a function of the seed alone. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { rng } from '../rng'
+
+// The demo's data are a function of the seed alone.
+export { rng }
 
 const int = (next: () => number, lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1))
 

@@ -3,18 +3,12 @@
 // Exactly round(p·N) pairs flip; which ones is a function of the seed alone (a partial
 // Fisher–Yates shuffle with mulberry32), so every method at one seed sees the same noisy data.
 import type { TokenizedPair } from '../data'
+import { rng } from '../rng'
 
 /** The flipped pairs' indices (ascending) among `count`, for fraction `p` and `seed`. */
 export function noisyPairIndices(count: number, p: number, seed: number): number[] {
   const n = Math.round(p * count)
-  let a = (seed ^ 0x5bd1e995) >>> 0
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const next = rng(seed ^ 0x5bd1e995)
   const order = Array.from({ length: count }, (_, i) => i)
   for (let i = 0; i < n; i++) {
     const j = i + Math.floor(next() * (count - i))

@@ -12,6 +12,7 @@ import { z } from 'zod'
 
 import { EdpoInputError } from '../../errors'
 import { PAIR_RECORD_COLUMNS } from '../../pair-record'
+import { nextUniform } from '../../rng'
 import { Tensor } from '../../tensor'
 
 /** The paper's hyperparameters: β0 (the base β), α (scale), ρ (filtered fraction), m (momentum). */
@@ -40,14 +41,6 @@ export interface BetaDpoCalibration {
 // β-DPO's own floor on β (the authors' clamp(min=1e-3)).
 const MIN_BETA = 1e-3
 
-/** mulberry32 with its 32-bit state exposed, so a checkpoint can resume the same draws. */
-function nextUniform(state: { rng: number }): number {
-  state.rng = (state.rng + 0x6d2b79f5) >>> 0
-  let t = state.rng
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
 
 /** `n` indices drawn without replacement with probabilities ∝ weights (as torch.multinomial). */
 export function sampleWithoutReplacement(weights: readonly number[], n: number, uniform: () => number): number[] {
