@@ -13,6 +13,7 @@ import { parseModelConfig } from '../lib/model'
 import { planMemory } from '../lib/model/memory-plan'
 import { tokenizerConfig, tokenizerJson, WORDS } from '../test/helpers/data-fixtures'
 import { peakRssSince, resetPeakRss, rssBytes } from './memory'
+import { llamaWeights } from './step-fixture'
 
 const MODELS = {
   tiny: { hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: WORDS.length },
@@ -24,24 +25,7 @@ const LORA_R = 16
 
 function writeModel(dir: string, name: ModelName): void {
   const c = { model_type: 'llama', rms_norm_eps: 1e-5, rope_theta: 10000, max_position_embeddings: 1024, tie_word_embeddings: false, hidden_act: 'silu', torch_dtype: 'float32', bos_token_id: 1, eos_token_id: 2, ...MODELS[name] }
-  Tensor.manualSeed(0)
-  const H = c.hidden_size, I = c.intermediate_size, kv = (c.num_key_value_heads * H) / c.num_attention_heads
-  const mat = (r: number, k: number) => Tensor.randn([r, k]).mul(1 / Math.sqrt(k))
-  const w: Record<string, Tensor> = { 'model.embed_tokens.weight': Tensor.randn([c.vocab_size, H]), 'model.norm.weight': Tensor.full([H], 1), 'lm_head.weight': mat(c.vocab_size, H) }
-  for (let l = 0; l < c.num_hidden_layers; l++) {
-    const p = `model.layers.${l}.`
-    Object.assign(w, {
-      [`${p}input_layernorm.weight`]: Tensor.full([H], 1),
-      [`${p}post_attention_layernorm.weight`]: Tensor.full([H], 1),
-      [`${p}self_attn.q_proj.weight`]: mat(H, H),
-      [`${p}self_attn.k_proj.weight`]: mat(kv, H),
-      [`${p}self_attn.v_proj.weight`]: mat(kv, H),
-      [`${p}self_attn.o_proj.weight`]: mat(H, H),
-      [`${p}mlp.gate_proj.weight`]: mat(I, H),
-      [`${p}mlp.up_proj.weight`]: mat(I, H),
-      [`${p}mlp.down_proj.weight`]: mat(H, I),
-    })
-  }
+  const w = llamaWeights(c)
   fs.mkdirSync(dir, { recursive: true })
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(c))
   fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson()))

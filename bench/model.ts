@@ -10,6 +10,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { CausalLM, io, runtime, Tensor } from '../lib/index'
+import { llamaWeights } from './step-fixture'
 
 const CONFIG = {
   model_type: 'llama',
@@ -37,27 +38,7 @@ interface Result {
 }
 
 function writeCheckpoint(dir: string): number {
-  Tensor.manualSeed(0)
-  const H = CONFIG.hidden_size, I = CONFIG.intermediate_size, hd = H / CONFIG.num_attention_heads
-  const kv = CONFIG.num_key_value_heads * hd
-  const mat = (r: number, c: number) => Tensor.randn([r, c]).mul(1 / Math.sqrt(c))
-  const w: Record<string, Tensor> = { 'model.embed_tokens.weight': Tensor.randn([CONFIG.vocab_size, H]) }
-  for (let l = 0; l < CONFIG.num_hidden_layers; l++) {
-    const p = `model.layers.${l}.`
-    Object.assign(w, {
-      [`${p}input_layernorm.weight`]: Tensor.full([H], 1),
-      [`${p}self_attn.q_proj.weight`]: mat(H, H),
-      [`${p}self_attn.k_proj.weight`]: mat(kv, H),
-      [`${p}self_attn.v_proj.weight`]: mat(kv, H),
-      [`${p}self_attn.o_proj.weight`]: mat(H, H),
-      [`${p}post_attention_layernorm.weight`]: Tensor.full([H], 1),
-      [`${p}mlp.gate_proj.weight`]: mat(I, H),
-      [`${p}mlp.up_proj.weight`]: mat(I, H),
-      [`${p}mlp.down_proj.weight`]: mat(H, I),
-    })
-  }
-  w['model.norm.weight'] = Tensor.full([H], 1)
-  w['lm_head.weight'] = mat(CONFIG.vocab_size, H)
+  const w = llamaWeights(CONFIG)
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(CONFIG))
   io.saveSafetensors(path.join(dir, 'model.safetensors'), w)
   const ids = BigInt64Array.from({ length: B * T }, (_, i) => BigInt((i * 7919 + 13) % CONFIG.vocab_size))

@@ -28,8 +28,8 @@ export function text(ids: number[]): string {
   return ids.filter((i) => i !== EOS).map((i) => `w${i}`).join(' ')
 }
 
-/** config.json, model.safetensors (seeded random weights) and the tokenizer; returns the parameter count. */
-export function writeLlama(dir: string, config: Record<string, number | string | boolean>): number {
+/** A llama's weights for `config` (HF names), seeded: scaled normal matrices, unit norms, an untied head. */
+export function llamaWeights(config: Readonly<Record<string, unknown>>): Record<string, Tensor> {
   const c = config as Record<string, number>
   Tensor.manualSeed(0)
   const H = c.hidden_size!, I = c.intermediate_size!, hd = H / c.num_attention_heads!, kv = c.num_key_value_heads! * hd
@@ -51,6 +51,13 @@ export function writeLlama(dir: string, config: Record<string, number | string |
   }
   t['model.norm.weight'] = Tensor.full([H], 1)
   t['lm_head.weight'] = mat(c.vocab_size!, H)
+  return t
+}
+
+/** config.json, model.safetensors (seeded random weights) and the tokenizer; returns the parameter count. */
+export function writeLlama(dir: string, config: Record<string, number | string | boolean>): number {
+  const t = llamaWeights(config)
+  const c = config as Record<string, number>
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, eos_token_id: EOS, pad_token_id: PAD }))
   io.saveSafetensors(path.join(dir, 'model.safetensors'), t)
   writeTokenizer(dir, c.vocab_size!)
