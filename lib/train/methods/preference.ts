@@ -94,31 +94,8 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
     const referenceHidden = await this.reference.forwardHiddenAsync(batch.inputIds, { ...layout, grad: false })
     const ph = this.model.lmHead()
     const rh = this.reference.lmHead()
-    if (this.betaDpo) {
-      const seq = await sequenceStatsFromHiddenAsync({
-        policyHidden,
-        policyHead: ph.weight,
-        policyBias: ph.bias,
-        referenceHidden,
-        referenceHead: rh.weight,
-        referenceBias: rh.bias,
-        labels: batch.labels,
-        lossMask: batch.lossMask,
-        finalLogitSoftcap: ph.finalLogitSoftcap || undefined,
-        chunkTokens: c.chunkTokens,
-        activeRows: batch.activeRows,
-      })
-      // β-DPO's one read per micro-batch: its filtering samples on the host from the margins.
-      const rows = 2 * batch.pairs
-      const both = Tensor.cat([seq.logps.detach(), seq.referenceLogps!, seq.tokenCount.to('float64'), seq.inputError.reshape([1]).to('float64')])
-      const host = both.toArray() as Float64Array
-      const sums = { policy: host.slice(0, rows), reference: host.slice(rows, 2 * rows), tokens: host.slice(2 * rows, 3 * rows) }
-      const out = betaDpoLoss(seq.logps, sums, this.betaDpo, o.grad, host[3 * rows]!, c.device)
-      if (o.grad) this.stepBetas.push(out.calibration.beta)
-      for (const t of [both, seq.correct, seq.tokenCount, seq.referenceLogps!, seq.kl, seq.inputError, policyHidden, referenceHidden, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows]) t?.dispose()
-      return { loss: out.loss, stats: out.record, tokens: 2 * batch.pairs * batch.length }
-    }
-    const out = await epsilonDpoLossFromHiddenAsync({
+    // What both fused ops read: the two models' hidden states and heads, and the completion tokens.
+    const heads = {
       policyHidden,
       policyHead: ph.weight,
       policyBias: ph.bias,
@@ -127,17 +104,33 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
       referenceBias: rh.bias,
       labels: batch.labels,
       lossMask: batch.lossMask,
-      beta: this.beta.beta,
-      epsilon: c.method === 'epsilon-dpo' ? c.epsilon : 0,
-      labelSmoothing: c.labelSmoothing,
-      bf16Criterion: c.criterionPrecision === 'bf16',
       finalLogitSoftcap: ph.finalLogitSoftcap || undefined,
       chunkTokens: c.chunkTokens,
       // Prompt rows are skipped by index from the collator's host mask: no device read to find them.
       activeRows: batch.activeRows,
+    }
+    // The autograd graph keeps what the backward needs; these handles are no longer used after the op.
+    const inputs = [policyHidden, referenceHidden, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows]
+    if (this.betaDpo) {
+      const seq = await sequenceStatsFromHiddenAsync(heads)
+      // β-DPO's one read per micro-batch: its filtering samples on the host from the margins.
+      const rows = 2 * batch.pairs
+      const both = Tensor.cat([seq.logps.detach(), seq.referenceLogps!, seq.tokenCount.to('float64'), seq.inputError.reshape([1]).to('float64')])
+      const host = both.toArray() as Float64Array
+      const sums = { policy: host.slice(0, rows), reference: host.slice(rows, 2 * rows), tokens: host.slice(2 * rows, 3 * rows) }
+      const out = betaDpoLoss(seq.logps, sums, this.betaDpo, o.grad, host[3 * rows]!, c.device)
+      if (o.grad) this.stepBetas.push(out.calibration.beta)
+      for (const t of [both, seq.correct, seq.tokenCount, seq.referenceLogps!, seq.kl, seq.inputError, ...inputs]) t?.dispose()
+      return { loss: out.loss, stats: out.record, tokens: 2 * batch.pairs * batch.length }
+    }
+    const out = await epsilonDpoLossFromHiddenAsync({
+      ...heads,
+      beta: this.beta.beta,
+      epsilon: c.method === 'epsilon-dpo' ? c.epsilon : 0,
+      labelSmoothing: c.labelSmoothing,
+      bf16Criterion: c.criterionPrecision === 'bf16',
     })
-    // The autograd graph keeps what the backward needs; these handles are no longer used.
-    for (const t of [policyHidden, referenceHidden, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows]) t.dispose()
+    for (const t of inputs) t.dispose()
     // The per-pair record is the step's stats, as the op returns it (device, float64 [B, k]).
     return { loss: out.loss, stats: out.record, tokens: 2 * batch.pairs * batch.length }
   }
