@@ -87,7 +87,8 @@ async function main(): Promise<void> {
     const nparams = writeCheckpoint(dir)
     const info = runtime()
     console.log(`llama ${(nparams / 1e6).toFixed(1)}M parameters, ${B}×${T} tokens, forward+backward, best of ${iters} steps × rounds`)
-    console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, ${new Date().toISOString()}`)
+    // Loading the addon set OMP_WAIT_POLICY (lib/native.ts) unless it was set; the baseline inherits it.
+    console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? ''}, load ${os.loadavg()[0]!.toFixed(2)}, ${new Date().toISOString()}`)
     const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
     const script = path.resolve(__dirname, '..', '..', 'bench', 'model_torch.py')
     const rounds = Number(process.env.EDPO_BENCH_ROUNDS ?? 2)

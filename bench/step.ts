@@ -152,7 +152,8 @@ async function main(): Promise<void> {
   const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
   const script = path.resolve(__dirname, '..', '..', 'bench', 'step_torch.py')
   console.log(`whole ε-DPO optimizer step, the best step (after 1 warm-up) of ${rounds} alternating rounds`)
-  console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, ${new Date().toISOString()}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+  // Loading the addon set OMP_WAIT_POLICY (lib/native.ts) unless it was set; the baseline inherits it.
+  console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? ''}, ${new Date().toISOString()}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
   const table: string[] = []
   for (const w of WORKLOADS.filter((x) => only === undefined || x.name === only)) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-step-'))

@@ -274,10 +274,20 @@ function checkCpuIsa(): void {
     throw new EdpoInputError(`EDPO_CPU_ISA: '${isa}' is not one of ${CPU_ISA_VALUES.join(', ')} (or unset for the widest the CPU supports)`)
 }
 
+// ATen's intra-op threads are libgomp's. By default they spin after each parallel region while
+// OpenBLAS (its own pthreads) runs the matmuls, so spinning and GEMM threads share the cores: on
+// a loaded 2-core machine 78% of a CPU training step went to that spin (bench/RESULTS.md). libgomp
+// reads its policy once, when the addon loads it; a policy the user set (OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT) wins. Child processes (dist ranks) inherit the same setting.
+function applyThreadWaitPolicy(): void {
+  if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE'
+}
+
 /** The addon, loaded once (prebuilds/ first, then build/Release via node-gyp-build). */
 export function nativeAddon(): Native {
   if (loaded) return loaded
   checkCpuIsa()
+  applyThreadWaitPolicy()
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const nodeGypBuild = require('node-gyp-build') as { (dir: string): unknown; resolve(dir: string): string }
