@@ -24,6 +24,7 @@
         "csrc/models/lora.cc",
         "csrc/models/generate.cc",
         "csrc/models/layers.cc",
+        "csrc/models/layer_kernels.cc",
         "csrc/ops/cpu/row_kernels_avx2.cc",
         "csrc/ops/cpu/row_kernels_avx512.cc",
         "csrc/ops/adamw.cc",

@@ -55,10 +55,13 @@ async function child(dir: string, dtype: 'float32' | 'bfloat16', checkpointing: 
   let loss = 0
   for (let i = 0; i <= iters; i++) {
     const t0 = process.hrtime.bigint()
-    const l = m.forward(ids).logits.mean()
+    const out = m.forward(ids)
+    const l = out.logits.mean()
     l.backward()
     loss = l.to('float32').item()
     for (const p of params) p.zeroGrad()
+    // Freed now, as PyTorch's refcounts free them: this loop never yields to run finalizers.
+    for (const x of [l, out.logits, out.hidden]) x?.dispose()
     if (i > 0) times.push(Number(process.hrtime.bigint() - t0) / 1e9)
   }
   const sec = Math.min(...times) // best step: the least disturbed by other load on the machine

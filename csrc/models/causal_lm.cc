@@ -1,5 +1,6 @@
 // CausalLM: weights by HF name, RoPE tables, the embedding → layers → norm → lm_head forward.
 #include "causal_lm.h"
+#include "layer_kernels.h"
 
 #include <ATen/core/grad_mode.h>
 
@@ -191,10 +192,14 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
                    : layer_forward(l, x, layers_[size_t(l)], ctx, cache);
   if (last_position_only) x = x.narrow(1, T - 1, 1);
   // Final norm: same RMSNorm flavour as the layers.
-  const at::Tensor xf = x.to(acc);
-  const at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, true) + c.rms_norm_eps);
   ForwardOutput out;
-  out.hidden = c.gemma_norm ? (normed * (final_norm_.to(acc) + 1.0)).to(dtype) : final_norm_ * normed.to(dtype);
+  if (fused_layer_kernels(x) && final_norm_.scalar_type() == x.scalar_type()) {
+    out.hidden = fused_rms_norm(x, at::Tensor(), final_norm_, c.rms_norm_eps, c.gemma_norm).first;
+  } else {
+    const at::Tensor xf = x.to(acc);
+    const at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, true) + c.rms_norm_eps);
+    out.hidden = c.gemma_norm ? (normed * (final_norm_.to(acc) + 1.0)).to(dtype) : final_norm_ * normed.to(dtype);
+  }
   if (packed) {
     // Back to the padded layout the loss reads; padding positions hold zeros.
     const at::Tensor flat = out.hidden.squeeze(0);

@@ -4,8 +4,11 @@
 
 #include <cmath>
 #include <limits>
+#include <tuple>
+#include <utility>
 
 #include "causal_lm.h"
+#include "layer_kernels.h"
 
 namespace edpo::models {
 namespace {
@@ -14,6 +17,8 @@ namespace {
 at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, const ModelConfig& c) {
+  if (fused_layer_kernels(x) && w.scalar_type() == x.scalar_type())
+    return fused_rms_norm(x, at::Tensor(), w, c.rms_norm_eps, c.gemma_norm).first;
   const at::ScalarType acc = acc_type(x.scalar_type());
   at::Tensor xf = x.to(acc);
   xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + c.rms_norm_eps);
@@ -26,8 +31,27 @@ at::Tensor rotate_half(const at::Tensor& x) {
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
+// x [B, T, heads, hd] (the projection's layout), cos/sin [B, T, hd]; returns [B, heads, T, hd].
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  return x * cos + rotate_half(x) * sin;  // cos/sin [B,1,T,hd] broadcast over heads
+  if (fused_layer_kernels(x) && cos.scalar_type() == x.scalar_type()) return fused_rope(x, cos, sin).transpose(1, 2);
+  const at::Tensor xt = x.transpose(1, 2), c = cos.unsqueeze(1), s = sin.unsqueeze(1);
+  return xt * c + rotate_half(xt) * s;  // cos/sin broadcast over heads
+}
+
+// x + residual and the RMSNorm of that sum: {normed, sum}, fused on the CPU.
+std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& w,
+                                               const ModelConfig& c) {
+  if (fused_layer_kernels(x) && w.scalar_type() == x.scalar_type() && residual.scalar_type() == x.scalar_type())
+    return fused_rms_norm(x, residual, w, c.rms_norm_eps, c.gemma_norm);
+  at::Tensor sum = x + residual;
+  return {rms_norm(sum, w, c), sum};
+}
+
+// The MLP's activation times its up projection: silu (SwiGLU, fused on the CPU) or gelu-tanh (GeGLU).
+at::Tensor gated(const at::Tensor& gate, const at::Tensor& up, const ModelConfig& c) {
+  if (c.gelu_tanh) return at::gelu(gate, "tanh") * up;
+  if (fused_layer_kernels(gate) && up.scalar_type() == gate.scalar_type()) return fused_swiglu(gate, up);
+  return at::silu(gate) * up;
 }
 
 // [B, nkv, S, hd] → [B, nkv·rep, S, hd]: head h reads kv head h / rep (HF repeat_kv).
@@ -106,12 +130,9 @@ at::Tensor CausalLM::layer_forward(int64_t layer, const at::Tensor& x, const Lay
 
   // Attention block.
   at::Tensor h = rms_norm(x, w[kInputNorm], c);
-  at::Tensor q = project(h, lw, kQ, layer, ctx).view({B, T, c.num_heads, hd}).transpose(1, 2);
-  at::Tensor k = project(h, lw, kK, layer, ctx).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
+  at::Tensor q = apply_rope(project(h, lw, kQ, layer, ctx).view({B, T, c.num_heads, hd}), ctx.cos, ctx.sin);
+  at::Tensor k = apply_rope(project(h, lw, kK, layer, ctx).view({B, T, c.num_kv_heads, hd}), ctx.cos, ctx.sin);
   at::Tensor v = project(h, lw, kV, layer, ctx).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
-  const at::Tensor cos = ctx.cos.unsqueeze(1), sin = ctx.sin.unsqueeze(1);
-  q = apply_rope(q, cos, sin);
-  k = apply_rope(k, cos, sin);
   if (cache != nullptr) {
     at::Tensor& ck = cache->k[size_t(layer)];
     at::Tensor& cv = cache->v[size_t(layer)];
@@ -140,13 +161,13 @@ at::Tensor CausalLM::layer_forward(int64_t layer, const at::Tensor& x, const Lay
   }
   a = project(a.transpose(1, 2).reshape({B, T, c.num_heads * hd}), lw, kO, layer, ctx);
   if (c.gemma_norm) a = rms_norm(a, w[kPostAttnNorm], c);
-  at::Tensor out = x + a;
+  // out = x + a, h = its norm (one pass on the CPU).
+  at::Tensor out;
+  std::tie(h, out) = add_rms_norm(x, a, c.gemma_norm ? w[kPreFfNorm] : w[kPostAttnNorm], c);
 
   // MLP block.
-  h = rms_norm(out, c.gemma_norm ? w[kPreFfNorm] : w[kPostAttnNorm], c);
-  at::Tensor gate = project(h, lw, kGate, layer, ctx);
-  gate = c.gelu_tanh ? at::gelu(gate, "tanh") : at::silu(gate);
-  at::Tensor m = project(gate * project(h, lw, kUp, layer, ctx), lw, kDown, layer, ctx);
+  const at::Tensor gate = project(h, lw, kGate, layer, ctx);
+  at::Tensor m = project(gated(gate, project(h, lw, kUp, layer, ctx), c), lw, kDown, layer, ctx);
   if (c.gemma_norm) m = rms_norm(m, w[kPostFfNorm], c);
   return out + m;
 }
