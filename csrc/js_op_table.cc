@@ -2,10 +2,13 @@
 // generated TypeScript argument types; invariants are checked by the ops themselves.
 #include "js_op_table.h"
 
+#include <cmath>
+
 #include "js_common.h"
 
 #include "models/causal_lm.h"
 #include "models/generate.h"
+#include "models/layer_kernels.h"
 #include "ops/adamw.h"
 #include "ops/arg_error.h"
 #include "ops/chunked_linear.h"
@@ -209,6 +212,38 @@ std::vector<OpDecl> declare() {
              ids, a.tensor("attentionMask"), positions, nullptr, false, a.flag("logits"), lengths, a.flag("adapters"));
          return {out.logits, out.hidden};
        }});
+  // The decoder layer's fused CPU kernels (models/layer_kernels.h), exposed for tests and benches.
+  ops.push_back({"fusedRmsNorm",
+                 "HF RMSNorm of input (+ residual) on the CPU in one pass, with a hand-written backward.",
+                 {{"input", K::Tensor, "[..., H] CPU float32, bfloat16 or float64."},
+                  {"residual", K::OptionalTensor, "Added to input first (same shape and dtype); `sum` returns the sum."},
+                  {"weight", K::Tensor, "[H], input's dtype."},
+                  {"eps", K::Number, "Added to the mean square, >= 0."},
+                  {"plusOne", K::OptionalBoolean, "gemma's flavour: scale by (1 + weight) in fp32, then cast."}},
+                 {{"output", false, "The normalized, scaled input."},
+                  {"sum", true, "input + residual, when residual is given."}},
+                 [](const OpArgs& a) -> OpResults {
+                   const double eps = a.number("eps");
+                   EDPO_ARG_CHECK(std::isfinite(eps) && eps >= 0, "eps: must be a finite number >= 0, got ", eps);
+                   auto out = edpo::models::fused_rms_norm(a.tensor("input"), a.tensor("residual"), a.tensor("weight"), eps,
+                                                           a.flag("plusOne"));
+                   return {out.first, out.second};
+                 }});
+  ops.push_back({"fusedRope",
+                 "Rotate-half rotary embedding x·cos + rotate_half(x)·sin on the CPU, with a hand-written backward.",
+                 {{"input", K::Tensor, "[B, T, heads, head_dim] CPU float32, bfloat16 or float64; head_dim even."},
+                  {"cos", K::Tensor, "[B, T, head_dim], input's dtype (receives no gradient)."},
+                  {"sin", K::Tensor, "[B, T, head_dim], input's dtype (receives no gradient)."}},
+                 {{"output", false, "[B, T, heads, head_dim]."}},
+                 [](const OpArgs& a) -> OpResults {
+                   return {edpo::models::fused_rope(a.tensor("input"), a.tensor("cos"), a.tensor("sin"))};
+                 }});
+  ops.push_back({"fusedSwiglu",
+                 "silu(gate) · up on the CPU in one pass, with a hand-written backward.",
+                 {{"gate", K::Tensor, "CPU float32, bfloat16 or float64."},
+                  {"up", K::Tensor, "gate's shape and dtype."}},
+                 {{"output", false, "silu(gate) · up."}},
+                 [](const OpArgs& a) -> OpResults { return {edpo::models::fused_swiglu(a.tensor("gate"), a.tensor("up"))}; }});
   ops.push_back(
       {"modelGenerate",
        "Samples (or greedily decodes) up to maxNewTokens per row with a CausalLM.",

@@ -14,7 +14,7 @@ export const INPUT_ERRORS = [
 ] as const
 
 /** The declared native ops, by name. */
-export const OP_NAMES = ['epsilonDpoLoss', 'epsilonDpoLossFromHidden', 'sequenceLogps', 'sequenceStatsFromHidden', 'adamwStep', 'modelForward', 'modelGenerate', 'readTensors'] as const
+export const OP_NAMES = ['epsilonDpoLoss', 'epsilonDpoLossFromHidden', 'sequenceLogps', 'sequenceStatsFromHidden', 'adamwStep', 'modelForward', 'fusedRmsNorm', 'fusedRope', 'fusedSwiglu', 'modelGenerate', 'readTensors'] as const
 
 /** Arguments of epsilonDpoLoss: The ε-DPO loss (spec §2–§5) from full logits, in one fused pass per token row. */
 export interface EpsilonDpoLossArgs {
@@ -216,6 +216,58 @@ export interface ModelForwardOutputs {
   hidden: Tensor
 }
 
+/** Arguments of fusedRmsNorm: HF RMSNorm of input (+ residual) on the CPU in one pass, with a hand-written backward. */
+export interface FusedRmsNormArgs {
+  /** [..., H] CPU float32, bfloat16 or float64. */
+  input: Tensor
+  /** Added to input first (same shape and dtype); `sum` returns the sum. */
+  residual?: Tensor
+  /** [H], input's dtype. */
+  weight: Tensor
+  /** Added to the mean square, >= 0. */
+  eps: number
+  /** gemma's flavour: scale by (1 + weight) in fp32, then cast. Default false. */
+  plusOne?: boolean
+}
+
+/** What the native fusedRmsNorm returns. */
+export interface FusedRmsNormOutputs {
+  /** The normalized, scaled input. */
+  output: Tensor
+  /** input + residual, when residual is given. */
+  sum?: Tensor
+}
+
+/** Arguments of fusedRope: Rotate-half rotary embedding x·cos + rotate_half(x)·sin on the CPU, with a hand-written backward. */
+export interface FusedRopeArgs {
+  /** [B, T, heads, head_dim] CPU float32, bfloat16 or float64; head_dim even. */
+  input: Tensor
+  /** [B, T, head_dim], input's dtype (receives no gradient). */
+  cos: Tensor
+  /** [B, T, head_dim], input's dtype (receives no gradient). */
+  sin: Tensor
+}
+
+/** What the native fusedRope returns. */
+export interface FusedRopeOutputs {
+  /** [B, T, heads, head_dim]. */
+  output: Tensor
+}
+
+/** Arguments of fusedSwiglu: silu(gate) · up on the CPU in one pass, with a hand-written backward. */
+export interface FusedSwigluArgs {
+  /** CPU float32, bfloat16 or float64. */
+  gate: Tensor
+  /** gate's shape and dtype. */
+  up: Tensor
+}
+
+/** What the native fusedSwiglu returns. */
+export interface FusedSwigluOutputs {
+  /** silu(gate) · up. */
+  output: Tensor
+}
+
 /** Arguments of modelGenerate: Samples (or greedily decodes) up to maxNewTokens per row with a CausalLM. */
 export interface ModelGenerateArgs {
   /** The model's handle (createModel). */
@@ -268,6 +320,9 @@ export interface OpTypes {
   sequenceStatsFromHidden: { args: SequenceStatsFromHiddenArgs; outputs: SequenceStatsFromHiddenOutputs }
   adamwStep: { args: AdamwStepArgs; outputs: AdamwStepOutputs }
   modelForward: { args: ModelForwardArgs; outputs: ModelForwardOutputs }
+  fusedRmsNorm: { args: FusedRmsNormArgs; outputs: FusedRmsNormOutputs }
+  fusedRope: { args: FusedRopeArgs; outputs: FusedRopeOutputs }
+  fusedSwiglu: { args: FusedSwigluArgs; outputs: FusedSwigluOutputs }
   modelGenerate: { args: ModelGenerateArgs; outputs: ModelGenerateOutputs }
   readTensors: { args: ReadTensorsArgs; outputs: ReadTensorsOutputs }
 }

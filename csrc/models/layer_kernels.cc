@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "../ops/arg_error.h"
 #include "../ops/autograd_function.h"
 
 namespace edpo::models {
@@ -324,51 +325,52 @@ class Swiglu : public torch::autograd::Function<Swiglu> {
   }
 };
 
-void check_same(const at::Tensor& a, const at::Tensor& b, const char* what) {
-  TORCH_CHECK(b.device() == a.device() && b.scalar_type() == a.scalar_type(), what, ": expected ", a.scalar_type(),
-              " on ", a.device(), ", got ", b.scalar_type(), " on ", b.device());
+void check_same(const at::Tensor& a, const at::Tensor& b, const char* a_name, const char* b_name) {
+  EDPO_ARG_CHECK(b.device() == a.device() && b.scalar_type() == a.scalar_type(), b_name, ": expected ", a_name, "'s ",
+                 a.scalar_type(), " on ", a.device(), ", got ", b.scalar_type(), " on ", b.device());
+}
+
+void check_input(const at::Tensor& x, const char* name) {
+  EDPO_ARG_CHECK(fused_layer_kernels(x), name, ": expected a CPU float32, bfloat16 or float64 tensor, got ",
+                 x.scalar_type(), " on ", x.device());
 }
 
 }  // namespace
 
 bool fused_layer_kernels(const at::Tensor& x) {
+  if (!x.defined() || !x.device().is_cpu()) return false;
   const at::ScalarType t = x.scalar_type();
-  return x.device().is_cpu() && (t == at::kFloat || t == at::kBFloat16 || t == at::kDouble);
+  return t == at::kFloat || t == at::kBFloat16 || t == at::kDouble;
 }
 
 std::pair<at::Tensor, at::Tensor> fused_rms_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& w,
                                                  double eps, bool plus_one) {
-  TORCH_CHECK(fused_layer_kernels(x), "rmsNorm: expected a CPU float32, bfloat16 or float64 input, got ",
-              x.scalar_type(), " on ", x.device());
-  TORCH_CHECK(x.dim() >= 1 && w.dim() == 1 && w.size(0) == x.size(-1), "rmsNorm: weight must be [", x.size(-1),
-              "], got ", w.sizes());
-  check_same(x, w, "rmsNorm weight");
-  if (residual.defined()) {
-    check_same(x, residual, "rmsNorm residual");
-    TORCH_CHECK(residual.sizes() == x.sizes(), "rmsNorm: residual must be ", x.sizes(), ", got ", residual.sizes());
-  }
+  check_input(x, "input");
+  EDPO_ARG_CHECK(x.dim() >= 1 && w.dim() == 1 && w.size(0) == x.size(-1), "weight: expected [", x.size(-1), "], got ",
+                 w.sizes());
+  check_same(x, w, "input", "weight");
   if (!residual.defined()) return {RmsNorm::apply(x, w, eps, plus_one)[0], at::Tensor()};
+  check_same(x, residual, "input", "residual");
+  EDPO_ARG_CHECK(residual.sizes() == x.sizes(), "residual: expected ", x.sizes(), ", got ", residual.sizes());
   const variable_list out = AddRmsNorm::apply(x, residual, w, eps, plus_one);
   return {out[0], out[1]};
 }
 
 at::Tensor fused_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  TORCH_CHECK(fused_layer_kernels(x), "rope: expected a CPU float32, bfloat16 or float64 input, got ",
-              x.scalar_type(), " on ", x.device());
-  TORCH_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "rope: input must be [B, T, heads, even head_dim], got ", x.sizes());
+  check_input(x, "input");
+  EDPO_ARG_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "input: expected [B, T, heads, even head_dim], got ", x.sizes());
   const std::vector<int64_t> table{x.size(0), x.size(1), x.size(3)};
-  TORCH_CHECK(cos.sizes() == table && sin.sizes() == table, "rope: cos and sin must be ", table, ", got ",
-              cos.sizes(), " and ", sin.sizes());
-  check_same(x, cos, "rope cos");
-  check_same(x, sin, "rope sin");
+  EDPO_ARG_CHECK(cos.sizes() == table, "cos: expected ", at::IntArrayRef(table), ", got ", cos.sizes());
+  EDPO_ARG_CHECK(sin.sizes() == table, "sin: expected ", at::IntArrayRef(table), ", got ", sin.sizes());
+  check_same(x, cos, "input", "cos");
+  check_same(x, sin, "input", "sin");
   return Rope::apply(x, cos, sin);
 }
 
 at::Tensor fused_swiglu(const at::Tensor& gate, const at::Tensor& up) {
-  TORCH_CHECK(fused_layer_kernels(gate), "swiglu: expected a CPU float32, bfloat16 or float64 input, got ",
-              gate.scalar_type(), " on ", gate.device());
-  TORCH_CHECK(gate.sizes() == up.sizes(), "swiglu: gate ", gate.sizes(), " and up ", up.sizes(), " differ");
-  check_same(gate, up, "swiglu up");
+  check_input(gate, "gate");
+  EDPO_ARG_CHECK(gate.sizes() == up.sizes(), "up: expected gate's shape ", gate.sizes(), ", got ", up.sizes());
+  check_same(gate, up, "gate", "up");
   return Swiglu::apply(gate, up);
 }
 
