@@ -193,7 +193,7 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
   if (last_position_only) x = x.narrow(1, T - 1, 1);
   // Final norm: same RMSNorm flavour as the layers.
   ForwardOutput out;
-  if (fused_layer_kernels(x) && final_norm_.scalar_type() == x.scalar_type()) {
+  if (model_uses_fused_layer_kernels(x) && final_norm_.scalar_type() == x.scalar_type()) {
     out.hidden = fused_rms_norm(x, at::Tensor(), final_norm_, c.rms_norm_eps, c.gemma_norm).first;
   } else {
     const at::Tensor xf = x.to(acc);

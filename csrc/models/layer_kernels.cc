@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "../ops/arg_error.h"
 #include "../ops/autograd_function.h"
@@ -24,26 +25,40 @@ inline A rnd(A v) {
   return A(T(v));
 }
 
-// e^x for fp32 lanes, vectorizable (no libm call): Cody–Waite reduction x = n·ln2 + f and Cephes'
-// degree-7 polynomial, ~1 ulp. Inputs are clamped to [-87, 88] (results stay normal numbers).
-inline float exp_lanes(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
-  float f = x - n * 0.693359375f;
+// Four fp32 lanes (SSE2, the x86-64 baseline; GCC vector extensions elsewhere too). Written as
+// vectors because GCC will not if-convert the clamp of a scalar loop into vector code.
+typedef float f32x4 __attribute__((vector_size(16)));
+typedef int32_t i32x4 __attribute__((vector_size(16)));
+
+// e^x per lane, no libm call: Cody–Waite reduction x = n·ln2 + f and Cephes' degree-7
+// polynomial, ~1 ulp. Inputs are clamped to [-87, 88] (results stay normal); NaN stays NaN.
+inline f32x4 exp_lanes(f32x4 x) {
+  const f32x4 zero{};
+  x = x < -87.0f ? zero - 87.0f : x;
+  x = x > 88.0f ? zero + 88.0f : x;
+  const f32x4 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  f32x4 f = x - n * 0.693359375f;
   f = f - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+  f32x4 p = zero + 1.9875691500e-4f;
   p = p * f + 1.3981999507e-3f;
   p = p * f + 8.3334519073e-3f;
   p = p * f + 4.1665795894e-2f;
   p = p * f + 1.6666665459e-1f;
   p = p * f + 5.0000001201e-1f;
   p = p * f * f + f + 1.0f;
-  const int32_t bits = (int32_t(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
+  const i32x4 bits = (__builtin_convertvector(n, i32x4) + 127) << 23;
+  f32x4 scale;
+  std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
-inline double exp_lanes(double x) { return std::exp(x); }
+
+// σ(g) = 1 / (1 + e^-g) of n ≤ 4 values (A = fp32), through the lanes above.
+template <typename T>
+inline f32x4 sigmoid4(const T* g, int64_t n, f32x4& gv) {
+  gv = f32x4{};
+  for (int64_t k = 0; k < n; ++k) gv[k] = float(g[k]);
+  return 1.0f / (1.0f + exp_lanes(-gv));
+}
 
 // Runs f(T{}, A{}) for the element type of t.
 template <typename F>
@@ -80,7 +95,7 @@ variable_list rms_norm_forward(AutogradContext* ctx, const at::Tensor& x_in, con
     T* yp = y.data_ptr<T>();
     T* sp = sum.defined() ? sum.data_ptr<T>() : nullptr;
     A* rs = rstd.data_ptr<A>();
-    at::parallel_for(0, R, grain(H), [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, R, grain(H), [=](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const T* xr = xp + r * H;
         const T* src = xr;
@@ -143,7 +158,7 @@ variable_list rms_norm_backward(AutogradContext* ctx, const variable_list& grads
     const A* rs = rstd.data_ptr<A>();
     T* gxp = need_x ? gx.data_ptr<T>() : nullptr;
     A* pp = need_w ? partial.data_ptr<A>() : nullptr;
-    auto rows = [&](int64_t begin, int64_t end, A* gw_acc) {
+    auto rows = [=](int64_t begin, int64_t end, A* gw_acc) {
       for (int64_t r = begin; r < end; ++r) {
         const T* sr = sp + r * H;
         const T* gr = gyp + r * H;
@@ -224,7 +239,7 @@ void rope_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin
   const T* cp = cos.data_ptr<T>();
   const T* sp = sin.data_ptr<T>();
   T* op = out.data_ptr<T>();
-  at::parallel_for(0, BT, grain(heads * hd), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, BT, grain(heads * hd), [=](int64_t begin, int64_t end) {
     for (int64_t bt = begin; bt < end; ++bt) {
       const T* c = cp + bt * hd;
       const T* s = sp + bt * hd;
@@ -283,10 +298,23 @@ class Swiglu : public torch::autograd::Function<Swiglu> {
       const T* gp = gate.data_ptr<T>();
       const T* up_p = up.data_ptr<T>();
       T* op = out.data_ptr<T>();
-      at::parallel_for(0, n, 32768, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const A g = A(gp[i]);
-          op[i] = T(rnd<T>(g / (A(1) + exp_lanes(-g))) * A(up_p[i]));  // silu rounded to T, as eager
+      at::parallel_for(0, n, 32768, [=](int64_t begin, int64_t end) {
+        if constexpr (std::is_same<A, float>::value) {
+          // silu(g) = g·σ(g), rounded to T as eager's silu output is, times up.
+          auto block = [&](int64_t i, int64_t m) {
+            f32x4 g;
+            const f32x4 sig = sigmoid4(gp + i, m, g);
+            const f32x4 silu = g * sig;
+            for (int64_t k = 0; k < m; ++k) op[i + k] = T(rnd<T>(silu[k]) * float(up_p[i + k]));
+          };
+          int64_t i = begin;
+          for (; i + 4 <= end; i += 4) block(i, 4);
+          if (i < end) block(i, end - i);
+        } else {
+          for (int64_t i = begin; i < end; ++i) {
+            const A g = A(gp[i]);
+            op[i] = T(g / (A(1) + std::exp(-g)) * A(up_p[i]));
+          }
         }
       });
     });
@@ -310,14 +338,30 @@ class Swiglu : public torch::autograd::Function<Swiglu> {
       const T* gop = go.data_ptr<T>();
       T* ggp = ggate.data_ptr<T>();
       T* gup_p = gup.data_ptr<T>();
-      at::parallel_for(0, n, 32768, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const A g = A(gp[i]), o = A(gop[i]);
-          const A sig = A(1) / (A(1) + exp_lanes(-g));
-          // eager: silu(g) = g / (1 + e^-g) rounded to T; its grad g_s = o·up rounded to T, then
-          // silu_backward: g_s · σ · (1 + g·(1 − σ)).
-          gup_p[i] = T(o * rnd<T>(g / (A(1) + exp_lanes(-g))));
-          ggp[i] = T(rnd<T>(o * A(up_p[i])) * sig * (A(1) + g * (A(1) - sig)));
+      // eager: silu(g) rounded to T; its grad g_s = o·up rounded to T, then silu_backward:
+      // g_s · σ · (1 + g·(1 − σ)).
+      at::parallel_for(0, n, 32768, [=](int64_t begin, int64_t end) {
+        if constexpr (std::is_same<A, float>::value) {
+          auto block = [&](int64_t i, int64_t m) {
+            f32x4 g;
+            const f32x4 sig = sigmoid4(gp + i, m, g);
+            const f32x4 silu = g * sig, slope = sig * (1.0f + g * (1.0f - sig));
+            for (int64_t k = 0; k < m; ++k) {
+              const float o = float(gop[i + k]);
+              gup_p[i + k] = T(o * rnd<T>(silu[k]));
+              ggp[i + k] = T(rnd<T>(o * float(up_p[i + k])) * slope[k]);
+            }
+          };
+          int64_t i = begin;
+          for (; i + 4 <= end; i += 4) block(i, 4);
+          if (i < end) block(i, end - i);
+        } else {
+          for (int64_t i = begin; i < end; ++i) {
+            const A g = A(gp[i]), o = A(gop[i]);
+            const A sig = A(1) / (A(1) + std::exp(-g));
+            gup_p[i] = T(o * g * sig);
+            ggp[i] = T(o * A(up_p[i]) * sig * (A(1) + g * (A(1) - sig)));
+          }
         }
       });
     });
@@ -341,6 +385,10 @@ bool fused_layer_kernels(const at::Tensor& x) {
   if (!x.defined() || !x.device().is_cpu()) return false;
   const at::ScalarType t = x.scalar_type();
   return t == at::kFloat || t == at::kBFloat16 || t == at::kDouble;
+}
+
+bool model_uses_fused_layer_kernels(const at::Tensor& x) {
+  return fused_layer_kernels(x) && x.scalar_type() != at::kBFloat16;
 }
 
 std::pair<at::Tensor, at::Tensor> fused_rms_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& w,

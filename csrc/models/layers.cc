@@ -17,7 +17,7 @@ namespace {
 at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, const ModelConfig& c) {
-  if (fused_layer_kernels(x) && w.scalar_type() == x.scalar_type())
+  if (model_uses_fused_layer_kernels(x) && w.scalar_type() == x.scalar_type())
     return fused_rms_norm(x, at::Tensor(), w, c.rms_norm_eps, c.gemma_norm).first;
   const at::ScalarType acc = acc_type(x.scalar_type());
   at::Tensor xf = x.to(acc);
@@ -33,7 +33,7 @@ at::Tensor rotate_half(const at::Tensor& x) {
 
 // x [B, T, heads, hd] (the projection's layout), cos/sin [B, T, hd]; returns [B, heads, T, hd].
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  if (fused_layer_kernels(x) && cos.scalar_type() == x.scalar_type()) return fused_rope(x, cos, sin).transpose(1, 2);
+  if (model_uses_fused_layer_kernels(x) && cos.scalar_type() == x.scalar_type()) return fused_rope(x, cos, sin).transpose(1, 2);
   const at::Tensor xt = x.transpose(1, 2), c = cos.unsqueeze(1), s = sin.unsqueeze(1);
   return xt * c + rotate_half(xt) * s;  // cos/sin broadcast over heads
 }
@@ -41,7 +41,7 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
 // x + residual and the RMSNorm of that sum: {normed, sum}, fused on the CPU.
 std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& w,
                                                const ModelConfig& c) {
-  if (fused_layer_kernels(x) && w.scalar_type() == x.scalar_type() && residual.scalar_type() == x.scalar_type())
+  if (model_uses_fused_layer_kernels(x) && w.scalar_type() == x.scalar_type() && residual.scalar_type() == x.scalar_type())
     return fused_rms_norm(x, residual, w, c.rms_norm_eps, c.gemma_norm);
   at::Tensor sum = x + residual;
   return {rms_norm(sum, w, c), sum};
@@ -50,7 +50,7 @@ std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Te
 // The MLP's activation times its up projection: silu (SwiGLU, fused on the CPU) or gelu-tanh (GeGLU).
 at::Tensor gated(const at::Tensor& gate, const at::Tensor& up, const ModelConfig& c) {
   if (c.gelu_tanh) return at::gelu(gate, "tanh") * up;
-  if (fused_layer_kernels(gate) && up.scalar_type() == gate.scalar_type()) return fused_swiglu(gate, up);
+  if (model_uses_fused_layer_kernels(gate) && up.scalar_type() == gate.scalar_type()) return fused_swiglu(gate, up);
   return at::silu(gate) * up;
 }
 
