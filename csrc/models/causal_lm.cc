@@ -187,9 +187,11 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
   // gemma: HF multiplies by √hidden cast to the activations' dtype.
   if (c.gemma_norm) x = x * at::scalar_tensor(std::sqrt(double(c.hidden_size)), x.options());
   std::shared_ptr<const CausalLM> self = checkpoint ? shared_from_this() : nullptr;
+  // The last layer is not checkpointed: backward would recompute it at once, so keeping its
+  // activations costs one layer's memory and saves one layer's forward.
   for (int64_t l = 0; l < c.num_layers; ++l)
-    x = checkpoint ? checkpointed_layer(self, l, x, layers_[size_t(l)], ctx)
-                   : layer_forward(l, x, layers_[size_t(l)], ctx, cache);
+    x = checkpoint && l + 1 < c.num_layers ? checkpointed_layer(self, l, x, layers_[size_t(l)], ctx)
+                                           : layer_forward(l, x, layers_[size_t(l)], ctx, cache);
   if (last_position_only) x = x.narrow(1, T - 1, 1);
   // Final norm: same RMSNorm flavour as the layers.
   ForwardOutput out;
