@@ -8,7 +8,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 B=.device
-rm -rf "$B"
+# Everything but prebuilt/ (an addon an earlier GPU run built and returned) is packed afresh.
+mkdir -p "$B"
+find "$B" -mindepth 1 -maxdepth 1 ! -name prebuilt -exec rm -rf {} +
 mkdir -p "$B/node-include" "$B/node_modules" "$B/dist"
 
 node_bin="$(command -v node)"

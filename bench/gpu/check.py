@@ -14,11 +14,14 @@
 
 Without CUDA (or with --cpu-only) it builds the CPU sources only and runs the same code paths at
 tiny sizes on the CPU: the op against float64 eager, chunked against materialised, and the timing
-harness. Exit status: 0 when every correctness check passed, 1 when one failed, 2 when the build
-failed. Performance targets are reported (pass/fail) but do not change the exit status.
+harness. Exit status: 0 when every check passed and every section ran, 1 when a correctness check
+failed (or a correctness section raised), 2 when only a timing section (timing, chunked bench,
+torch.compile) raised, 3 when the build failed. Performance targets are reported (pass/fail) but do
+not change the exit status.
 """
 import argparse
 import datetime
+import glob
 import importlib
 import inspect
 import json
@@ -36,24 +39,14 @@ import torch.nn.functional as F
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-CPU_SOURCES = [
-    "bench/gpu/torch_ext.cc",
-    "csrc/ops/epsilon_dpo.cc",
-    "csrc/ops/host_sync.cc",
-    "csrc/ops/op_checks.cc",
-    "csrc/ops/pair_loss.cc",
-    "csrc/ops/sequence_sums.cc",
-    "csrc/ops/chunked_linear.cc",
-    "csrc/ops/linear_head.cc",
-    "csrc/ops/sequence_stats.cc",
-    "csrc/ops/row_ops.cc",
-    "csrc/ops/row_ops_cpu.cc",
-    "csrc/ops/cpu/row_kernels_base.cc",
-    "csrc/ops/cpu/row_kernels_avx2.cc",
-    "csrc/ops/cpu/row_kernels_avx512.cc",
-]
+# Every op source (a glob, so a new op file cannot be forgotten here); the CUDA ones only with CUDA.
 CUDA_SOURCES = ["csrc/ops/row_ops_cuda.cc", "cuda/epsilon_dpo_kernels.cu"]
+CPU_SOURCES = ["bench/gpu/torch_ext.cc"] + sorted(
+    os.path.relpath(f, ROOT) for pattern in ("csrc/ops/*.cc", "csrc/ops/cpu/*.cc")
+    for f in glob.glob(os.path.join(ROOT, pattern)) if os.path.relpath(f, ROOT) not in CUDA_SOURCES)
 
+# Report.error's `where` prefixes of the timing sections: their errors exit 2, not 1.
+TIMING_SECTIONS = ("timing", "chunked section", "compile")
 BETA = 0.1
 EPS = 0.01
 
@@ -830,10 +823,10 @@ def evaluate_targets(report, meaningful):
     for r in report.data["timing"]:
         tag = f"N={r['N']} V={r['V']} {r['dtype']}"
         if "fused_fwd_pct_of_copy" in r:
-            add(f"fused op forward % of copy bandwidth ({tag})", r["fused_fwd_pct_of_copy"], ">= 80",
-                r["fused_fwd_pct_of_copy"] >= 80)
-            add(f"row-kernel forward % of copy bandwidth ({tag})", r["kernel_fwd_pct_of_copy"], ">= 80",
-                r["kernel_fwd_pct_of_copy"] >= 80)
+            add(f"fused op forward % of copy bandwidth ({tag})", r["fused_fwd_pct_of_copy"], ">= 85",
+                r["fused_fwd_pct_of_copy"] >= 85)
+            add(f"row-kernel forward % of copy bandwidth ({tag})", r["kernel_fwd_pct_of_copy"], ">= 85",
+                r["kernel_fwd_pct_of_copy"] >= 85)
         if "eager_over_fused_fwdbwd" in r:
             add(f"eager / fused fwd+bwd ({tag})", r["eager_over_fused_fwdbwd"], ">= 5", r["eager_over_fused_fwdbwd"] >= 5)
         if "compiled_over_fused_fwdbwd" in r:
@@ -974,7 +967,7 @@ def main():
         log("BUILD FAILED:\n" + msg[-6000:])
         report.write()
         print_table(report)
-        return 2
+        return 3
     report.write()
     if args.build_only:
         print_table(report)
@@ -1018,9 +1011,12 @@ def main():
     evaluate_targets(report, meaningful=cuda)
     report.write()
     print_table(report)
-    failed = bool(report.failures()) or bool(report.data["errors"])
-    log(f"done: {'FAILED' if failed else 'all correctness checks passed'}; results in {os.path.join(args.out, 'results.json')}")
-    return 1 if failed else 0
+    timing_errors = [e for e in report.data["errors"] if e["where"].startswith(TIMING_SECTIONS)]
+    wrong = bool(report.failures()) or len(timing_errors) < len(report.data["errors"])
+    status = 1 if wrong else 2 if timing_errors else 0
+    verdict = {0: "all checks passed", 1: "FAILED (correctness)", 2: "correct, but a timing section raised"}[status]
+    log(f"done: {verdict}; results in {os.path.join(args.out, 'results.json')}")
+    return status
 
 
 if __name__ == "__main__":

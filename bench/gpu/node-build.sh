@@ -2,6 +2,7 @@
 # On the GPU machine (no Node, no registry): unpacks what scripts/device-bundle.sh packed into
 # .device/ and builds the addon with cmake against that machine's PyTorch libtorch, CUDA on.
 #   bash bench/gpu/node-build.sh          → build/Release/edpo.node, node at /tmp/edpo-node/bin/node
+# EDPO_PREBUILT=1 installs .device/prebuilt/edpo.node (an earlier run's build) instead of building.
 # EDPO_CUDA=0 builds the CPU addon instead (a dry run on a machine without a GPU). A failed
 # compile keeps going (ninja -k 0), so one run shows every error. Log: $OUT/node-build.log.
 set -uo pipefail
@@ -19,10 +20,18 @@ mkdir -p /tmp/edpo-node/bin
 "$PY" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$B/node.xz" /tmp/edpo-node/bin/node
 chmod +x /tmp/edpo-node/bin/node
 export PATH="/tmp/edpo-node/bin:$PATH"
-for link in node_modules dist; do
-  [[ -e "$ROOT/$link" ]] || ln -s "$B/$link" "$ROOT/$link"
-done
+# node_modules as a link; dist as a copy, since the benches find bench/*.py from their real path.
+[[ -e "$ROOT/node_modules" ]] || ln -s "$B/node_modules" "$ROOT/node_modules"
+[[ -e "$ROOT/dist" ]] || cp -r "$B/dist" "$ROOT/dist"
 echo "node-build: node $(node -p process.version)" | tee "$LOG"
+
+if [[ -n "${EDPO_PREBUILT:-}" ]]; then
+  # The addon an earlier run on this kind of machine built (session.sh returns it stripped).
+  mkdir -p "$ROOT/build/Release"
+  cp "$B/prebuilt/edpo.node" "$ROOT/build/Release/edpo.node" || exit 2
+  node -e "const r = require('./dist/lib/index.js').runtime(); console.log('node-build: loaded the prebuilt addon', JSON.stringify(r))" 2>&1 | tee -a "$LOG"
+  exit "${PIPESTATUS[0]}"
+fi
 
 cuda="${EDPO_CUDA:-1}"
 extra=""
