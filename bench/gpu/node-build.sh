@@ -46,7 +46,7 @@ if [[ "$cuda" == "1" ]]; then
   [[ -n "$nccl_inc" && -f "$nccl_inc/nccl.h" ]] && extra+=" -I$nccl_inc"
   # ProcessGroupGloo.hpp includes gloo's headers: Debian's, carried, only if this torch has none.
   [[ -d "$torch_inc/gloo" ]] || extra+=" -I$B/gloo-include"
-  export EDPO_CUDA=1 EDPO_CUDA_ARCHS="${EDPO_CUDA_ARCHS:-90a}"
+  export EDPO_CUDA=1 EDPO_CUDA_ARCHS="${EDPO_CUDA_ARCHS:-90a}" TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}"
   export EDPO_CXX_STANDARD="${EDPO_CXX_STANDARD:-$(cd "$ROOT/bench/gpu" && "$PY" -c 'from check import cxx_standard; print(cxx_standard().replace("c++", ""))')}"
   echo "node-build: torch $prefix; C++$EDPO_CXX_STANDARD; arch $EDPO_CUDA_ARCHS; extra flags:$extra" | tee -a "$LOG"
 else
