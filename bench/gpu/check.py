@@ -713,6 +713,37 @@ def compile_section(report, device, cfgs, iters, warmup, seed, deadline):
         report.write()
 
 
+def profile_section(report, ext, device, B, T, V, dtype, seed):
+    """Where the fused op's time goes outside its row kernels: torch.profiler over a few fused
+    forward+backward calls; every ATen op and kernel with its count, CPU and device time."""
+    log(f"profile: fused fwd+bwd N={2 * B * T} V={V} {DTYPE_NAMES[dtype]}")
+    try:
+        a, b, labels, mask = timing_inputs(B, T, V, dtype, device, seed)
+        pol = a.requires_grad_(True)
+
+        def step():
+            pol.grad = None
+            ext.epsilon_dpo_loss(pol, b, labels, mask, BETA, EPS, 0.0)["loss"].backward()
+
+        for _ in range(3):
+            step()
+        sync(device)
+        acts = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            acts.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=acts) as prof:
+            for _ in range(5):
+                step()
+            sync(device)
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        table = prof.key_averages().table(sort_by=key, row_limit=40, max_name_column_width=60)
+        report.data["profile"] = {"N": 2 * B * T, "V": V, "dtype": DTYPE_NAMES[dtype], "calls": 5, "table": table}
+        log("profile (5 calls):\n" + table)
+    except Exception as exc:  # noqa: BLE001
+        report.error("timing profile", exc)
+    report.write()
+
+
 def chunked_section(report, ext, device, B, T, V, H, dtype, iters, warmup, seed, chunk_variants):
     """4. Memory and time from hidden states: eager vs materialised fused vs chunked."""
     N = 2 * B * T
@@ -1003,6 +1034,8 @@ def main():
     correctness_chunked(report, ext, device, chunk_cfgs, chunk_sizes, seed)
     if not args.skip_timing:
         timing_section(report, ext, device, timing_cfgs, iters, warmup, seed + 1000)
+        B0, T0_, V0, dt0 = timing_cfgs[0]
+        profile_section(report, ext, device, B0, T0_, V0, dt0, seed + 1500)
     if not args.skip_chunked_bench:
         chunked_section(report, ext, device, iters=iters, warmup=1, seed=seed + 2000, chunk_variants=chunk_variants,
                         **chunk_bench)

@@ -12,8 +12,9 @@
 #   step     bench:step --device cuda --dtype bfloat16 --only llama3-350m (the whole ε-DPO step
 #            against PyTorch eager, on a 357M llama with Llama-3's vocabulary).
 # Every stage is bounded: EDPO_SESSION_S (default 540) is the whole run's budget, and a stage that
-# would start with too little left is skipped and says so. Logs and JSON go to $OUT; the summary
-# is printed last. Exit status: 0 when every stage that ran passed, else 1.
+# would start with too little left is skipped and says so. The summary is printed last; $OUT keeps
+# results.json, node-e2e.json, kernel_check.json, machine.txt, edpo.node and logs.tgz (every log).
+# Exit status: 0 when every stage passed, else 1.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -99,4 +100,9 @@ for s in "${stages[@]}"; do
 done
 [[ -f "$OUT/results.json" ]] && python3 bench/gpu/check.py --print "$OUT/results.json" 2>/dev/null | tail -n 45
 grep -h "tokens/s = \|FAIL\|ERROR" "$OUT"/model.log "$OUT"/step.log "$OUT"/e2e.log 2>/dev/null | head -n 30
+# The device tool returns at most 8 files: the JSON results, the addon, and every log in one archive.
+(cd "$OUT" && tar czf /tmp/edpo-session-logs.tgz --exclude=logs.tgz --exclude=edpo.node --exclude=results.json \
+   --exclude=node-e2e.json --exclude=kernel_check.json --exclude=machine.txt . && \
+ mv /tmp/edpo-session-logs.tgz logs.tgz && find . -mindepth 1 -maxdepth 1 ! -name logs.tgz ! -name edpo.node ! -name results.json ! -name node-e2e.json \
+   ! -name kernel_check.json ! -name machine.txt -exec rm -rf {} +)
 exit $status
