@@ -8,7 +8,9 @@
 //   npm run bench:step            (EDPO_BENCH_ITERS=N timed steps per process, default 2 or 1;
 //                                  --only 33m|llama3-vocab|llama3-350m, --dtype float32|bfloat16,
 //                                  --device cpu|cuda[:N]: both engines on that device; the 350M
-//                                  workload runs only on cuda unless --only names it)
+//                                  workload runs only on cuda unless --only names it;
+//                                  EDPO_BENCH_STEP_CONFIG='{"chunkTokens":8192}': trainer options
+//                                  for edpo's side only, to see what a setting costs)
 import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -104,6 +106,15 @@ function prepare(dir: string, w: Workload): number {
   return nparams
 }
 
+/** EDPO_BENCH_STEP_CONFIG: a JSON object of trainer options; Trainer.create validates its keys. */
+function extraConfig(): Record<string, unknown> {
+  const raw = process.env.EDPO_BENCH_STEP_CONFIG
+  if (raw === undefined || raw === '') return {}
+  const parsed: unknown = JSON.parse(raw)
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`EDPO_BENCH_STEP_CONFIG: expected a JSON object, got ${raw}`)
+  return parsed as Record<string, unknown>
+}
+
 async function child(dir: string, dtype: 'float32' | 'bfloat16', iters: number, device: string): Promise<void> {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-step-run-'))
   const batch = io.loadSafetensors(path.join(dir, 'batch.safetensors'))
@@ -112,6 +123,7 @@ async function child(dir: string, dtype: 'float32' | 'bfloat16', iters: number, 
     {
       model: dir, data: [path.join(dir, 'pairs.jsonl')], out, batchSize: rows / 2, maxSteps: iters + 1, dtype, device,
       ...HYPER, lrScheduler: 'constant', warmupRatio: 0, maxLength: 4096, maxPromptLength: 4096, logEvery: 1000,
+      ...extraConfig(),
     },
     { log: () => {} },
   )

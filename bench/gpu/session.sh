@@ -10,7 +10,8 @@
 #   kernels  bench/gpu/run_kernels.sh: the raw kernels, their timing and compute-sanitizer;
 #   model    bench:model --device cuda (bf16, against PyTorch eager with SDPA);
 #   step     bench:step --device cuda --dtype bfloat16 --only llama3-350m (the whole ε-DPO step
-#            against PyTorch eager, on a 357M llama with Llama-3's vocabulary).
+#            against PyTorch eager, on a 357M llama with Llama-3's vocabulary);
+#   step-1chunk  the same with --chunk-tokens 8192 on edpo's side (the loss in one chunk).
 # Every stage is bounded: EDPO_SESSION_S (default 540) is the whole run's budget, and a stage that
 # would start with too little left is skipped and says so. The summary is printed last; $OUT keeps
 # results.json, node-e2e.json, kernel_check.json, machine.txt, edpo.node and logs.tgz (every log).
@@ -25,7 +26,7 @@ export EDPO_BENCH_PYTHON="${EDPO_BENCH_PYTHON:-$(command -v python3)}"
 export PATH="/tmp/edpo-node/bin:$PATH"
 BUDGET="${EDPO_SESSION_S:-540}"
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(build e2e check kernels model step)
+[[ ${#stages[@]} -gt 0 ]] || stages=(build e2e check kernels model step step-1chunk)
 declare -A result rcs
 
 wants() { local s; for s in "${stages[@]}"; do [[ "$s" == "$1" ]] && return 0; done; return 1; }
@@ -90,6 +91,9 @@ run_stage check 90 240 python3 bench/gpu/check.py --out "$OUT" --budget-s 170
 run_stage kernels 45 120 bash bench/gpu/run_kernels.sh
 run_stage model 60 120 env EDPO_BENCH_ROUNDS=2 node dist/bench/model.js --device cuda
 run_stage step 90 200 env EDPO_BENCH_ROUNDS=2 node dist/bench/step.js --device cuda --dtype bfloat16 --only llama3-350m
+# The same step with the loss over all completion tokens in one chunk: what chunking costs on a GPU.
+run_stage step-1chunk 60 150 env EDPO_BENCH_ROUNDS=1 'EDPO_BENCH_STEP_CONFIG={"chunkTokens":8192}' \
+  node dist/bench/step.js --device cuda --dtype bfloat16 --only llama3-350m
 
 echo
 echo "=== summary (${SECONDS} s)"
@@ -99,7 +103,7 @@ for s in "${stages[@]}"; do
   [[ "${rcs[$s]:-}" == 0 ]] || status=1
 done
 [[ -f "$OUT/results.json" ]] && python3 bench/gpu/check.py --print "$OUT/results.json" 2>/dev/null | tail -n 45
-grep -h "tokens/s = \|FAIL\|ERROR" "$OUT"/model.log "$OUT"/step.log "$OUT"/e2e.log 2>/dev/null | head -n 30
+grep -h "tokens/s = \|FAIL\|ERROR" "$OUT"/model.log "$OUT"/step.log "$OUT"/step-1chunk.log "$OUT"/e2e.log 2>/dev/null | head -n 30
 # The device tool returns at most 8 files: the JSON results, the addon, and every log in one archive.
 (cd "$OUT" && tar czf /tmp/edpo-session-logs.tgz --exclude=logs.tgz --exclude=edpo.node --exclude=results.json \
    --exclude=node-e2e.json --exclude=kernel_check.json --exclude=machine.txt . && \

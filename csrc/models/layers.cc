@@ -51,7 +51,11 @@ at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& k
                   const at::Tensor& bias) {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
   // No bias: plain causal attention (attention_bias), which SDPA's flash kernels run without a mask.
-  if (use_sdpa(c, q.scalar_type())) return at::scaled_dot_product_attention(q, k, v, bias, 0.0, !bias.defined(), c.attn_scale);
+  if (use_sdpa(c, q.scalar_type())) {
+    // An undefined tensor is not "no mask" to SDPA: it must get an empty optional.
+    if (!bias.defined()) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, true, c.attn_scale);
+    return at::scaled_dot_product_attention(q, k, v, bias, 0.0, false, c.attn_scale);
+  }
 #endif
   at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) * c.attn_scale;
   if (c.attn_softcap > 0.0) scores = at::tanh(scores / c.attn_softcap) * c.attn_softcap;
