@@ -34,26 +34,22 @@ if [[ -n "${EDPO_PREBUILT:-}" ]]; then
 fi
 
 cuda="${EDPO_CUDA:-1}"
-extra=""
 cmake_args=(-S "$ROOT" -B /tmp/edpo-cmake -G Ninja -DCMAKE_BUILD_TYPE=Release
             "-DCMAKE_JS_INC=$B/node-include" "-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=$ROOT/build/Release")
 if [[ "$cuda" == "1" ]]; then
   prefix="$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)')"
   cmake_args+=("-DCMAKE_PREFIX_PATH=$prefix")
-  torch_inc="$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "include"))')"
-  # ProcessGroupNCCL.hpp includes nccl.h: pip's torch keeps it in the nvidia-nccl wheel.
-  nccl_inc="$("$PY" -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "include"))' 2>/dev/null || true)"
-  [[ -n "$nccl_inc" && -f "$nccl_inc/nccl.h" ]] && extra+=" -I$nccl_inc"
-  # ProcessGroupGloo.hpp includes gloo's headers: Debian's, carried, only if this torch has none.
-  [[ -d "$torch_inc/gloo" ]] || extra+=" -I$B/gloo-include"
+  # CMakeLists.txt finds nccl.h in the nvidia-nccl wheel; Gloo's headers (pip's torch has none):
+  # Debian's, carried, where the machine has none of its own.
+  [[ -f /usr/include/gloo/config.h ]] || export EDPO_GLOO_INCLUDE="$B/gloo-include"
   export EDPO_CUDA=1 EDPO_CUDA_ARCHS="${EDPO_CUDA_ARCHS:-90a}" TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}"
   export EDPO_CXX_STANDARD="${EDPO_CXX_STANDARD:-$(cd "$ROOT/bench/gpu" && "$PY" -c 'from check import cxx_standard; print(cxx_standard().replace("c++", ""))')}"
-  echo "node-build: torch $prefix; C++$EDPO_CXX_STANDARD; arch $EDPO_CUDA_ARCHS; extra flags:$extra" | tee -a "$LOG"
+  echo "node-build: torch $prefix; C++$EDPO_CXX_STANDARD; arch $EDPO_CUDA_ARCHS; gloo headers ${EDPO_GLOO_INCLUDE:-/usr/include}" | tee -a "$LOG"
 else
   export EDPO_CUDA=0
 fi
 start=$SECONDS
-cmake "${cmake_args[@]}" "-DCMAKE_CXX_FLAGS=$extra" "-DCMAKE_CUDA_FLAGS=$extra" >>"$LOG" 2>&1 || {
+cmake "${cmake_args[@]}" >>"$LOG" 2>&1 || {
   tail -n 60 "$LOG"; echo "node-build: cmake configure failed" >&2; exit 2; }
 ninja -C /tmp/edpo-cmake -k 0 -j "${JOBS:-$(nproc)}" >>"$LOG" 2>&1
 status=$?
