@@ -41,6 +41,7 @@ CPU_SOURCES = [
     "csrc/ops/epsilon_dpo.cc",
     "csrc/ops/host_sync.cc",
     "csrc/ops/op_checks.cc",
+    "csrc/ops/pair_chunks.cc",
     "csrc/ops/pair_loss.cc",
     "csrc/ops/sequence_sums.cc",
     "csrc/ops/chunked_linear.cc",
