@@ -13,6 +13,8 @@
 // on its rejected rows, one unknown scalar per pair. Its open chunks add their ±weight-scaled
 // gradient to an accumulator of ∂W's shape (and ∂b's) and leave their ∂h rows unscaled; the chunk
 // where the pair ends adds γ·accumulator to ∂W and scales those ∂h rows. Exact, no recompute.
+// Where that accumulator would outweigh the chunks' logits (a wide head, a small chunk), the open
+// chunks are recomputed instead once their pair ends (see epsilon_dpo_loss_from_hidden).
 //
 // Measured against the recompute-in-backward version it replaces (bench/RESULTS.md): the chunked
 // path did 5 head matmuls per chunk where the materialised path does 4 (one extra policy matmul),
@@ -103,9 +105,19 @@ struct ChunkedEpsilonDpoLoss : public torch::autograd::Function<ChunkedEpsilonDp
       if (want.hidden) grad_hidden = at::zeros_like(policy_hidden);
       if (want.weight) grad_weight = head_grad_accumulator(policy_weight);
       if (want.bias) grad_bias = head_grad_accumulator(policy_bias);
-      if (want.weight && plan.any_open) open_weight = head_grad_accumulator(policy_weight);
-      if (want.bias && plan.any_open) open_bias = head_grad_accumulator(policy_bias);
+      if (want.weight && plan.any_open && !plan.recompute_open) open_weight = head_grad_accumulator(policy_weight);
+      if (want.bias && plan.any_open && !plan.recompute_open) open_bias = head_grad_accumulator(policy_bias);
     }
+    // A chunk's gradient from its policy logits and the rows' dL/d(label log-prob): ∂h rows, and ∂W
+    // and ∂b into the accumulators (the open pair's when `open`).
+    auto add_grads = [&](const at::Tensor& ids, const at::Tensor& h, const at::Tensor& policy,
+                         const at::Tensor& chunk_labels, const at::Tensor& lse, const at::Tensor& row_grad, bool open) {
+      at::Tensor dz = backward_rows(policy, chunk_labels, lse, row_grad);
+      if (softcap > 0) dz = dz * (1 - (policy / softcap).square());  // d(c·tanh(x/c))/dx
+      if (want.hidden) grad_hidden.index_copy_(0, ids, at::mm(dz, policy_weight));
+      if (want.weight) add_weight_grad(open ? open_weight : grad_weight, dz, h);
+      if (want.bias) (open ? open_bias : grad_bias).add_(dz.sum(0, false, grad_bias.scalar_type()));
+    };
 
     for (const PairChunk& c : plan.chunks) {
       const int64_t n = c.end - c.begin;
@@ -137,21 +149,30 @@ struct ChunkedEpsilonDpoLoss : public torch::autograd::Function<ChunkedEpsilonDp
           seq_grad.index_copy_(0, seqs, loss_grad_wrt_policy_sums(s, options.loss, pairs).to(acc));
         }
       }
-      if (!want.any()) continue;
+      if (!want.any() || (c.open && plan.recompute_open)) continue;
 
       // dL/d(label log-prob) of each row: its sequence's dL/dS (±1 while its pair is open) × weight.
       const at::Tensor coefficient = (c.open ? seq_sign : seq_grad).index_select(0, order_seq.narrow(0, c.begin, n));
-      at::Tensor dz = backward_rows(policy, chunk_labels, chunk_stats[kPolicyLse], coefficient * chunk_weight);
-      if (softcap > 0) dz = dz * (1 - (policy / softcap).square());  // d(c·tanh(x/c))/dx
+      add_grads(ids, h, policy, chunk_labels, chunk_stats[kPolicyLse], coefficient * chunk_weight, c.open);
       policy = at::Tensor();
-      if (want.hidden) grad_hidden.index_copy_(0, ids, at::mm(dz, policy_weight));
-      if (want.weight) add_weight_grad(c.open ? open_weight : grad_weight, dz, h);
-      if (want.bias) (c.open ? open_bias : grad_bias).add_(dz.sum(0, false, grad_bias.scalar_type()));
 
       if (c.finishes_open_pair >= 0) {
-        // The open pair's γ = dL/dS(chosen) is known: its unit-scale gradients take it.
+        // The open pair's γ = dL/dS(chosen) is known now.
         const int64_t p = c.finishes_open_pair;
         const at::Tensor gamma = seq_grad.narrow(0, p, 1);
+        if (plan.recompute_open) {
+          // Its open chunks again: policy logits, then the gradient with the known coefficients.
+          for (const auto& [b, e] : plan.open_ranges[p]) {
+            const at::Tensor open_ids = order.narrow(0, b, e - b);
+            const at::Tensor open_h = policy_hidden.index_select(0, open_ids);
+            const at::Tensor row_grad = seq_grad.index_select(0, order_seq.narrow(0, b, e - b)) *
+                                        row_weight.index_select(0, open_ids);
+            add_grads(open_ids, open_h, head_logits(open_h, policy_weight, policy_bias, softcap),
+                      labels.index_select(0, open_ids), stats[kPolicyLse].index_select(0, open_ids), row_grad, false);
+          }
+          continue;
+        }
+        // Its unit-scale gradients take it.
         if (want.weight) {
           grad_weight.addcmul_(open_weight, gamma.view({1, 1}).to(grad_weight.scalar_type()));
           open_weight.zero_();
@@ -163,8 +184,8 @@ struct ChunkedEpsilonDpoLoss : public torch::autograd::Function<ChunkedEpsilonDp
         if (want.hidden)
           for (const auto& [b, e] : plan.open_ranges[p]) {
             const at::Tensor open_ids = order.narrow(0, b, e - b);
-            grad_hidden.index_copy_(0, open_ids,
-                                    scaled(grad_hidden.index_select(0, open_ids), gamma.view({1, 1}), grad_hidden.scalar_type()));
+            grad_hidden.index_copy_(
+                0, open_ids, scaled(grad_hidden.index_select(0, open_ids), gamma.view({1, 1}), grad_hidden.scalar_type()));
           }
       }
     }
@@ -209,7 +230,6 @@ EpsilonDpoOutput epsilon_dpo_loss_from_hidden(const LinearHead& policy, const Li
     count_host_sync();  // the chunk plan is made on the host
     active_host = c.active.cpu();
   }
-  const PairChunkPlan plan = plan_pair_chunks(active_host, rows / 2, positions, c.chunk);
   const LinearHead p = matmul_ready(policy), r = matmul_ready(reference);
   const at::Tensor bias = bias_or_empty(p.bias, p.weight);
   const bool grad_mode = at::GradMode::is_enabled();
@@ -217,6 +237,22 @@ EpsilonDpoOutput epsilon_dpo_loss_from_hidden(const LinearHead& policy, const Li
   want.hidden = grad_mode && p.hidden.requires_grad();
   want.weight = grad_mode && p.weight.requires_grad();
   want.bias = grad_mode && has_bias(bias) && bias.requires_grad();
+  PairChunkPlan plan = plan_pair_chunks(active_host, rows / 2, positions, c.chunk);
+  if (plan.any_open && want.weight) {
+    // A pair longer than a chunk: its ∂W waits in an accumulator of ∂W's shape, worth `held` rows of
+    // both models' logits. The default chunk shrinks by that much, so the working memory stays at
+    // about two default chunks, when half a chunk is left; a caller's chunk keeps its size and takes
+    // the accumulator when it is no larger than the chunk's logits. Otherwise (a wide head: a
+    // 4096-wide fp32 accumulator outweighs 2^25/V rows) those chunks are recomputed once the pair
+    // ends: no extra memory, one more policy matmul on their rows.
+    const int64_t acc_bytes = int64_t(c10::elementSize(accumulation_dtype(p.weight.scalar_type())));
+    const int64_t held = (p.weight.size(1) * acc_bytes + 2 * p.weight.element_size() - 1) / (2 * p.weight.element_size());
+    const bool defaulted = options.chunk_tokens == 0;
+    if (defaulted && c.chunk - held >= c.chunk / 2)
+      plan = plan_pair_chunks(active_host, rows / 2, positions, c.chunk - held);
+    else if (defaulted || held > c.chunk)
+      plan.recompute_open = true;
+  }
   const variable_list out = ChunkedEpsilonDpoLoss::apply(
       p.hidden.reshape({-1, p.hidden.size(2)}), p.weight, bias, r.hidden.detach().reshape({-1, r.hidden.size(2)}),
       r.weight.detach(), bias_or_empty(r.bias, r.weight).detach(), c.labels, c.row_weight, c.input_error, plan, options,

@@ -30,6 +30,9 @@ struct PairChunkPlan {
   // For each pair that spans open chunks: the [begin, end) row ranges of those chunks, keyed by pair.
   std::vector<std::vector<std::pair<int64_t, int64_t>>> open_ranges;
   bool any_open = false;
+  // How the chunked op treats open chunks: false, their gradient goes to unit-scale accumulators;
+  // true, it is recomputed (policy logits again) once the pair ends. Chosen by the op.
+  bool recompute_open = false;
 };
 
 // `active_host`: ascending flat row ids (row = sequence·positions + t) on the CPU, of 2·pairs sequences.
