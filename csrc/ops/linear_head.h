@@ -1,6 +1,7 @@
 // The lm_head as the chunked ops see it: hidden states and a [V,H] weight (+ bias), turned into
 // one chunk of logits at a time, and the chunked backward through it. Shared by the ε-DPO op on
-// hidden states (chunked_linear.h) and the per-sequence log-prob op (sequence_stats.h).
+// hidden states (chunked_linear.h) and the per-sequence log-prob op (sequence_stats.h); the backward
+// below (head_backward) is the latter's.
 #pragma once
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
