@@ -13,6 +13,7 @@ import * as path from 'node:path'
 import { CausalLM, io, runtime, Tensor } from '../lib/index'
 import { torchPython } from './python'
 import { llamaWeights } from './step-fixture'
+import { DEVICE_PATTERN } from '../lib/tensor'
 
 const CONFIG = {
   model_type: 'llama',
@@ -89,7 +90,7 @@ async function main(): Promise<void> {
   if (argv[0] === '--child') return child(argv[1]!, argv[2] as 'float32' | 'bfloat16', argv[3] === '1', Number(argv[4]), argv[5]!)
   if (argv.length !== 0 && (argv.length !== 2 || argv[0] !== '--device')) throw new Error(`bench:model: unknown arguments '${argv.join(' ')}' (known: --device cpu|cuda[:N])`)
   const device = argv[1] ?? 'cpu'
-  if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new Error(`--device: '${device}' is not cpu, cuda or cuda:N`)
+  if (!DEVICE_PATTERN.test(device)) throw new Error(`--device: '${device}' is not cpu, cuda or cuda:N`)
   const onGpu = device !== 'cpu'
   const shape = onGpu ? SHAPES.gpu : SHAPES.cpu
   const iters = Number(process.env.EDPO_BENCH_ITERS ?? (onGpu ? 10 : 3))

@@ -20,6 +20,7 @@ import { io, runtime, Tensor } from '../lib/index'
 import { Trainer } from '../lib/train/trainer'
 import { torchPython } from './python'
 import { EOS, text, writeLlama } from './step-fixture'
+import { DEVICE_PATTERN } from '../lib/tensor'
 
 interface Workload {
   name: string
@@ -170,7 +171,7 @@ async function main(): Promise<void> {
   const known = new Set(['--only', '--dtype', '--device'])
   for (let i = 0; i < argv.length; i += 2) if (!known.has(argv[i]!)) throw new Error(`bench:step: unknown argument '${argv[i]}' (known: --only, --dtype, --device)`)
   const device = flag(argv, '--device') ?? 'cpu'
-  if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new Error(`--device: '${device}' is not cpu, cuda or cuda:N`)
+  if (!DEVICE_PATTERN.test(device)) throw new Error(`--device: '${device}' is not cpu, cuda or cuda:N`)
   const only = flag(argv, '--only')
   if (only !== undefined && !WORKLOADS.some((w) => w.name === only)) throw new Error(`--only: '${only}' is not one of ${WORKLOADS.map((w) => w.name).join(', ')}`)
   const dtypeFlag = flag(argv, '--dtype')

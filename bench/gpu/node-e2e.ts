@@ -17,6 +17,7 @@ import { type DType, ops, runtime, Tensor } from '../../lib/index'
 import { PAIR_RECORD_COLUMNS } from '../../lib/ops'
 import { rng } from '../../lib/rng'
 import { EOS, text, writeLlama } from '../step-fixture'
+import { DEVICE_PATTERN } from '../../lib/tensor'
 
 interface Check {
   section: string
@@ -240,7 +241,7 @@ function main(): number {
   for (let i = 0; i < argv.length; i += 2) {
     const [name, value] = [argv[i], argv[i + 1]]
     if (name === '--only' && (value === 'ops' || value === 'train')) only = value
-    else if (name === '--device' && value !== undefined && /^(cpu|cuda(:\d+)?)$/.test(value)) DEVICE = value
+    else if (name === '--device' && value !== undefined && DEVICE_PATTERN.test(value)) DEVICE = value
     else {
       console.error(`node-e2e: bad arguments '${argv.join(' ')}' (known: --only ops|train, --device cuda|cuda:N|cpu)`)
       return 2
