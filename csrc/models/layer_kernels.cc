@@ -52,13 +52,45 @@ inline f32x4 exp_lanes(f32x4 x) {
   return p * scale;
 }
 
-// σ(g) = 1 / (1 + e^-g) of n ≤ 4 values (A = fp32), through the lanes above.
-template <typename T>
-inline f32x4 sigmoid4(const T* g, int64_t n, f32x4& gv) {
-  gv = f32x4{};
-  for (int64_t k = 0; k < n; ++k) gv[k] = float(g[k]);
-  return 1.0f / (1.0f + exp_lanes(-gv));
+typedef uint32_t u32x4 __attribute__((vector_size(16)));
+
+// m ≤ 4 values of T as fp32 lanes (zeros past m), lanes rounded through T, and the lanes stored
+// as T. bf16 is the top half of fp32, rounded to nearest even (NaN stays NaN), as c10 rounds it.
+inline f32x4 load4(const float* p, int64_t m) {
+  f32x4 v{};
+  std::memcpy(&v, p, size_t(m) * 4);
+  return v;
 }
+inline f32x4 load4(const c10::BFloat16* p, int64_t m) {
+  uint16_t h[4] = {0, 0, 0, 0};
+  std::memcpy(h, p, size_t(m) * 2);
+  const u32x4 u = u32x4{h[0], h[1], h[2], h[3]} << 16;
+  f32x4 v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+inline u32x4 bf16_bits(f32x4 v) {
+  u32x4 u;
+  std::memcpy(&u, &v, sizeof u);
+  const u32x4 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return (u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded;
+}
+inline f32x4 round4(f32x4 v, float) { return v; }
+inline f32x4 round4(f32x4 v, c10::BFloat16) {
+  const u32x4 u = bf16_bits(v) << 16;
+  f32x4 r;
+  std::memcpy(&r, &u, sizeof r);
+  return r;
+}
+inline void store4(float* p, f32x4 v, int64_t m) { std::memcpy(p, &v, size_t(m) * 4); }
+inline void store4(c10::BFloat16* p, f32x4 v, int64_t m) {
+  const u32x4 u = bf16_bits(v);
+  const uint16_t h[4] = {uint16_t(u[0]), uint16_t(u[1]), uint16_t(u[2]), uint16_t(u[3])};
+  std::memcpy(p, h, size_t(m) * 2);
+}
+
+// σ(g) = 1 / (1 + e^-g) per lane.
+inline f32x4 sigmoid4(f32x4 g) { return 1.0f / (1.0f + exp_lanes(-g)); }
 
 // Runs f(T{}, A{}) for the element type of t.
 template <typename F>
@@ -302,10 +334,8 @@ class Swiglu : public torch::autograd::Function<Swiglu> {
         if constexpr (std::is_same<A, float>::value) {
           // silu(g) = g·σ(g), rounded to T as eager's silu output is, times up.
           auto block = [&](int64_t i, int64_t m) {
-            f32x4 g;
-            const f32x4 sig = sigmoid4(gp + i, m, g);
-            const f32x4 silu = g * sig;
-            for (int64_t k = 0; k < m; ++k) op[i + k] = T(rnd<T>(silu[k]) * float(up_p[i + k]));
+            const f32x4 g = load4(gp + i, m);
+            store4(op + i, round4(g * sigmoid4(g), T{}) * load4(up_p + i, m), m);
           };
           int64_t i = begin;
           for (; i + 4 <= end; i += 4) block(i, 4);
@@ -343,14 +373,9 @@ class Swiglu : public torch::autograd::Function<Swiglu> {
       at::parallel_for(0, n, 32768, [=](int64_t begin, int64_t end) {
         if constexpr (std::is_same<A, float>::value) {
           auto block = [&](int64_t i, int64_t m) {
-            f32x4 g;
-            const f32x4 sig = sigmoid4(gp + i, m, g);
-            const f32x4 silu = g * sig, slope = sig * (1.0f + g * (1.0f - sig));
-            for (int64_t k = 0; k < m; ++k) {
-              const float o = float(gop[i + k]);
-              gup_p[i + k] = T(o * rnd<T>(silu[k]));
-              ggp[i + k] = T(rnd<T>(o * float(up_p[i + k])) * slope[k]);
-            }
+            const f32x4 g = load4(gp + i, m), o = load4(gop + i, m), sig = sigmoid4(g);
+            store4(gup_p + i, o * round4(g * sig, T{}), m);
+            store4(ggp + i, round4(o * load4(up_p + i, m), T{}) * (sig * (1.0f + g * (1.0f - sig))), m);
           };
           int64_t i = begin;
           for (; i + 4 <= end; i += 4) block(i, 4);

@@ -12,8 +12,8 @@ namespace edpo::models {
 
 // True when the fused kernels take tensors of x's device and dtype (CPU float32, bfloat16, float64).
 bool fused_layer_kernels(const at::Tensor& x);
-// True where the model uses them: CPU float32 and float64. Their bf16 conversions are scalar, and
-// measured slower than ATen's vectorized bf16 ops (bench/RESULTS.md), so bf16 keeps the composition.
+// True where the model uses them: CPU float32 and float64. In bf16 they run on 4 SSE2 lanes and
+// measured slower than ATen's AVX2/AVX-512 bf16 ops (bench/RESULTS.md), so bf16 keeps the composition.
 bool model_uses_fused_layer_kernels(const at::Tensor& x);
 
 // HF RMSNorm of s = x + residual (residual undefined: s = x) along the last dim, accumulated in
