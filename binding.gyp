@@ -34,6 +34,7 @@
         "csrc/ops/host_sync.cc",
         "csrc/ops/linear_head.cc",
         "csrc/ops/op_checks.cc",
+        "csrc/ops/pair_chunks.cc",
         "csrc/ops/pair_loss.cc",
         "csrc/ops/row_ops.cc",
         "csrc/ops/row_ops_cpu.cc",

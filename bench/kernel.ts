@@ -1,7 +1,8 @@
 // npm run bench:kernel — forward+backward of the fused ε-DPO op against the eager composition
 // the reference trainer uses (four log-softmaxes over materialised [N,V] tensors, gathers and
 // sums), in one run, same inputs. Prints time, peak extra memory and their ratios.
-//   node dist/bench/kernel.js [--quick] [--reps N] [--json out.json] [--only logits|hidden|sft]
+//   node dist/bench/kernel.js [--quick] [--reps N] [--json out.json] [--only logits|hidden|sft] [--chunk N]
+// --chunk N: the chunked rows pass chunkTokens N (default: the op's own choice).
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
@@ -20,6 +21,7 @@ const quick = args.includes('--quick')
 const reps = Number(args[args.indexOf('--reps') + 1]) || (quick ? 2 : 3)
 const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined
+const chunkTokens = args.includes('--chunk') ? Number(args[args.indexOf('--chunk') + 1]) : undefined
 const BETA = 0.1
 const EPSILON = 0.01
 const STEPS = 512 // tokens per sequence; rows = tokens / STEPS
@@ -199,9 +201,10 @@ console.log('|' + header2.split('|').slice(1, -1).map(() => '---').join('|') + '
 const chunkedResults = []
 for (const c of chunkedConfigs) {
   const x = makeChunkedInputs(c)
-  const chunk = Math.max(16, Math.floor(2 ** 25 / c.vocab))
+  // The op's default chunk is 2^25/V rows, less room for ∂W's pair accumulator when pairs are longer (chunked_linear.cc).
+  const chunk = chunkTokens ?? `≤ ${Math.max(16, Math.floor(2 ** 25 / c.vocab))}`
   const m = measure(materialised, x, reps, zeroGrads)
-  const k = measure(chunked(undefined), x, reps, zeroGrads)
+  const k = measure(chunked(chunkTokens), x, reps, zeroGrads)
   chunkedResults.push({ ...c, chunk, materialisedMs: m.ms, chunkedMs: k.ms, materialisedPeakBytes: m.peakBytes, chunkedPeakBytes: k.peakBytes })
   const mib = (b: number) => (b / 2 ** 20).toFixed(0)
   console.log(

@@ -4,13 +4,16 @@
 // Engines alternate for EDPO_BENCH_ROUNDS rounds (default 2) and each keeps its best step, so
 // load from other processes skews both alike.
 //   npm run bench:model            (EDPO_BENCH_ITERS=N steps per process, default 3)
+//   npm run bench:model -- --device cuda   (bf16 only, a GPU-sized llama and batch: GPU_CONFIG)
 import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { CausalLM, io, runtime, Tensor } from '../lib/index'
+import { torchPython } from './python'
 import { llamaWeights } from './step-fixture'
+import { DEVICE_PATTERN } from '../lib/tensor'
 
 const CONFIG = {
   model_type: 'llama',
@@ -27,7 +30,9 @@ const CONFIG = {
   hidden_act: 'silu',
   torch_dtype: 'float32',
 }
-const [B, T] = [2, 256]
+// On a GPU the CPU model is launch-bound: a 160M llama at 8 × 1024 tokens fills the device.
+const GPU_CONFIG = { ...CONFIG, vocab_size: 32000, hidden_size: 1024, intermediate_size: 2816, num_attention_heads: 16, num_key_value_heads: 8, max_position_embeddings: 2048 }
+const SHAPES = { cpu: { config: CONFIG, B: 2, T: 256 }, gpu: { config: GPU_CONFIG, B: 8, T: 1024 } }
 
 interface Result {
   engine: string
@@ -37,19 +42,21 @@ interface Result {
   loss: number
 }
 
-function writeCheckpoint(dir: string): number {
-  const w = llamaWeights(CONFIG)
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(CONFIG))
+function writeCheckpoint(dir: string, shape: (typeof SHAPES)['cpu']): number {
+  const { config, B, T } = shape
+  const w = llamaWeights(config)
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config))
   io.saveSafetensors(path.join(dir, 'model.safetensors'), w)
-  const ids = BigInt64Array.from({ length: B * T }, (_, i) => BigInt((i * 7919 + 13) % CONFIG.vocab_size))
+  const ids = BigInt64Array.from({ length: B * T }, (_, i) => BigInt((i * 7919 + 13) % config.vocab_size))
   io.saveSafetensors(path.join(dir, 'ids.safetensors'), { input_ids: Tensor.from(ids, [B, T]) })
   return Object.values(w).reduce((s, t) => s + t.numel, 0)
 }
 
-async function child(dir: string, dtype: 'float32' | 'bfloat16', checkpointing: boolean, iters: number): Promise<void> {
-  const m = await CausalLM.fromPretrained(dir, { dtype })
+async function child(dir: string, dtype: 'float32' | 'bfloat16', checkpointing: boolean, iters: number, device: string): Promise<void> {
+  const m = await CausalLM.fromPretrained(dir, { dtype, device })
   m.train().setGradientCheckpointing(checkpointing)
-  const ids = io.loadSafetensors(path.join(dir, 'ids.safetensors')).input_ids!
+  const ids = io.loadSafetensors(path.join(dir, 'ids.safetensors')).input_ids!.to(device)
+  const [B, T] = ids.shape as [number, number]
   const params = [...m.namedParameters().values()]
   const times: number[] = []
   let loss = 0
@@ -63,7 +70,7 @@ async function child(dir: string, dtype: 'float32' | 'bfloat16', checkpointing: 
   }
   const sec = Math.min(...times) // best step: the least disturbed by other load on the machine
   const r: Result = {
-    engine: `edpo (libtorch ${runtime().libtorchVersion})${checkpointing ? ' + checkpointing' : ''}`,
+    engine: `edpo (libtorch ${runtime().libtorchVersion})${checkpointing ? ' + checkpointing' : ''}${device === 'cpu' ? '' : ` on ${device}`}`,
     seconds: sec,
     tokens_per_s: (B * T) / sec,
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,
@@ -80,28 +87,33 @@ function run(cmd: string, args: string[]): Result {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2)
-  if (argv[0] === '--child') return child(argv[1]!, argv[2] as 'float32' | 'bfloat16', argv[3] === '1', Number(argv[4]))
-  const iters = Number(process.env.EDPO_BENCH_ITERS ?? 3)
+  if (argv[0] === '--child') return child(argv[1]!, argv[2] as 'float32' | 'bfloat16', argv[3] === '1', Number(argv[4]), argv[5]!)
+  if (argv.length !== 0 && (argv.length !== 2 || argv[0] !== '--device')) throw new Error(`bench:model: unknown arguments '${argv.join(' ')}' (known: --device cpu|cuda[:N])`)
+  const device = argv[1] ?? 'cpu'
+  if (!DEVICE_PATTERN.test(device)) throw new Error(`--device: '${device}' is not cpu, cuda or cuda:N`)
+  const onGpu = device !== 'cpu'
+  const shape = onGpu ? SHAPES.gpu : SHAPES.cpu
+  const iters = Number(process.env.EDPO_BENCH_ITERS ?? (onGpu ? 10 : 3))
   const dir = process.env.EDPO_BENCH_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), "edpo-bench-model-"))
   try {
-    const nparams = writeCheckpoint(dir)
+    const nparams = writeCheckpoint(dir, shape)
     const info = runtime()
-    console.log(`llama ${(nparams / 1e6).toFixed(1)}M parameters, ${B}×${T} tokens, forward+backward, best of ${iters} steps × rounds`)
+    console.log(`llama ${(nparams / 1e6).toFixed(1)}M parameters, ${shape.B}×${shape.T} tokens on ${device}, forward+backward, best of ${iters} steps × rounds`)
     console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, ${new Date().toISOString()}`)
-    const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
+    const python = torchPython()
     const script = path.resolve(__dirname, '..', '..', 'bench', 'model_torch.py')
     const rounds = Number(process.env.EDPO_BENCH_ROUNDS ?? 2)
     const best = (a: Result | undefined, b: Result): Result =>
       !a ? b : { ...(a.seconds <= b.seconds ? a : b), peak_rss_mb: Math.max(a.peak_rss_mb, b.peak_rss_mb) }
     const rows: [string, Result][] = []
-    for (const dtype of ['float32', 'bfloat16'] as const) {
-      const n = dtype === 'float32' ? iters : Math.max(1, Math.ceil(iters / 2))
+    for (const dtype of onGpu ? (['bfloat16'] as const) : (['float32', 'bfloat16'] as const)) {
+      const n = dtype === 'float32' || onGpu ? iters : Math.max(1, Math.ceil(iters / 2))
       let ours: Result | undefined, ckpt: Result | undefined, torch: Result | undefined
       for (let r = 0; r < rounds; r++) {
-        ours = best(ours, run(process.execPath, [__filename, '--child', dir, dtype, '0', String(n)]))
-        if (dtype === 'float32') ckpt = best(ckpt, run(process.execPath, [__filename, '--child', dir, dtype, '1', String(n)]))
+        ours = best(ours, run(process.execPath, [__filename, '--child', dir, dtype, '0', String(n), device]))
+        if (dtype === 'float32') ckpt = best(ckpt, run(process.execPath, [__filename, '--child', dir, dtype, '1', String(n), device]))
         try {
-          torch = best(torch, run(python, [script, dir, dtype, String(n), String(info.threads)]))
+          torch = best(torch, run(python, [script, dir, dtype, String(n), String(info.threads), device]))
         } catch (e) {
           if (r === 0) console.error(`${dtype}: PyTorch baseline unavailable (${(e as Error).message.split('\n')[0]})`)
         }

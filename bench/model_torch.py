@@ -1,6 +1,7 @@
 """Eager PyTorch twin of bench/model.ts: the same llama (HF numerics), the same weights and ids
-read from the safetensors files the TS bench writes. Prints one JSON line.
-usage: /usr/bin/python3 bench/model_torch.py DIR DTYPE ITERS [THREADS]"""
+read from the safetensors files the TS bench writes. Prints one JSON line. On cuda, attention is
+F.scaled_dot_product_attention (causal), as edpo's on libtorch >= 2.1.
+usage: /usr/bin/python3 bench/model_torch.py DIR DTYPE ITERS [THREADS [DEVICE]]"""
 import json
 import math
 import os
@@ -44,16 +45,18 @@ def rotate_half(x):
 
 def forward(cfg, w, ids):
     B, T = ids.shape
+    dev = ids.device
+    sdpa = dev.type == "cuda" and hasattr(F, "scaled_dot_product_attention")
     H, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = H // nh
     eps = cfg["rms_norm_eps"]
     x = F.embedding(ids, w["model.embed_tokens.weight"])
     dtype = x.dtype
-    inv = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
-    freqs = torch.arange(T).float()[:, None] * inv[None, :]
+    inv = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.int64, device=dev).float() / hd))
+    freqs = torch.arange(T, device=dev).float()[:, None] * inv[None, :]
     emb = torch.cat((freqs, freqs), -1)
     cos, sin = emb.cos().to(dtype), emb.sin().to(dtype)
-    causal = torch.full((T, T), torch.finfo(torch.float32).min).triu(1)
+    causal = torch.full((T, T), torch.finfo(torch.float32).min, device=dev).triu(1)
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
@@ -65,9 +68,13 @@ def forward(cfg, w, ids):
         rep = nh // nkv
         k = k[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
         v = v[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
-        s = torch.matmul(q, k.transpose(2, 3)) * hd**-0.5
-        a = torch.softmax(s.float() + causal, dim=-1).to(dtype)
-        a = torch.matmul(a, v).transpose(1, 2).reshape(B, T, H)
+        if sdpa:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            s = torch.matmul(q, k.transpose(2, 3)) * hd**-0.5
+            a = torch.softmax(s.float() + causal, dim=-1).to(dtype)
+            a = torch.matmul(a, v)
+        a = a.transpose(1, 2).reshape(B, T, H)
         x = x + F.linear(a, w[p + "self_attn.o_proj.weight"])
         h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
         m = F.silu(F.linear(h, w[p + "mlp.gate_proj.weight"])) * F.linear(h, w[p + "mlp.up_proj.weight"])
@@ -79,10 +86,11 @@ def forward(cfg, w, ids):
 def main():
     d, dtype_name, iters = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else os.cpu_count())
+    device = torch.device(sys.argv[5] if len(sys.argv) > 5 else "cpu")
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_name]
     cfg = json.load(open(os.path.join(d, "config.json")))
-    w = {k: v.to(dtype).requires_grad_(True) for k, v in load_safetensors(os.path.join(d, "model.safetensors")).items()}
-    ids = load_safetensors(os.path.join(d, "ids.safetensors"))["input_ids"]
+    w = {k: v.to(device, dtype).requires_grad_(True) for k, v in load_safetensors(os.path.join(d, "model.safetensors")).items()}
+    ids = load_safetensors(os.path.join(d, "ids.safetensors"))["input_ids"].to(device)
     times = []
     for i in range(iters + 1):
         t0 = time.perf_counter()
@@ -90,16 +98,17 @@ def main():
         loss.backward()
         for p in w.values():
             p.grad = None
+        value = float(loss)  # a device->host read, as bench/model.ts reads its loss: the step is done
         if i > 0:
             times.append(time.perf_counter() - t0)
     sec = min(times)  # best step, as bench/model.ts does
     print(json.dumps({
-        "engine": f"pytorch {torch.__version__} eager",
+        "engine": f"pytorch {torch.__version__} eager" + (f" on {device}" if device.type != "cpu" else ""),
         "threads": torch.get_num_threads(),
         "seconds": sec,
         "tokens_per_s": ids.numel() / sec,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "loss": float(loss),
+        "loss": value,
     }))
 
 

@@ -6,7 +6,11 @@
 // the engines alternate for EDPO_BENCH_ROUNDS rounds (default 2) and each keeps its best step,
 // so load from other processes skews both alike. Prints the tokens/s ratio per workload.
 //   npm run bench:step            (EDPO_BENCH_ITERS=N timed steps per process, default 2 or 1;
-//                                  --only 33m|llama3-vocab, --dtype float32|bfloat16)
+//                                  --only 33m|llama3-vocab|llama3-350m, --dtype float32|bfloat16,
+//                                  --device cpu|cuda[:N]: both engines on that device; the 350M
+//                                  workload runs only on cuda unless --only names it;
+//                                  EDPO_BENCH_STEP_CONFIG='{"chunkTokens":8192}': trainer options
+//                                  for edpo's side only, to see what a setting costs)
 import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -14,7 +18,9 @@ import * as path from 'node:path'
 
 import { io, runtime, Tensor } from '../lib/index'
 import { Trainer } from '../lib/train/trainer'
+import { torchPython } from './python'
 import { EOS, text, writeLlama } from './step-fixture'
+import { DEVICE_PATTERN } from '../lib/tensor'
 
 interface Workload {
   name: string
@@ -25,6 +31,8 @@ interface Workload {
   completion: number
   /** Timed steps per process (after one warm-up step); EDPO_BENCH_ITERS overrides. */
   iters: number
+  /** Sized for a GPU: left out of a CPU run unless --only names it. */
+  gpu?: boolean
 }
 
 const LLAMA = { model_type: 'llama', hidden_act: 'silu', rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, torch_dtype: 'float32' }
@@ -46,6 +54,16 @@ const WORKLOADS: Workload[] = [
     prompt: 128,
     completion: 128,
     iters: 1, // a step takes seconds: the rounds give the samples
+  },
+  {
+    name: 'llama3-350m',
+    // A GPU-sized step: Llama-3's vocabulary on a 1024-wide, 8-layer body (357M), 4 pairs of 2×1024 tokens.
+    config: { ...LLAMA, vocab_size: 128256, hidden_size: 1024, intermediate_size: 2816, num_hidden_layers: 8, num_attention_heads: 16, num_key_value_heads: 8, max_position_embeddings: 2048 },
+    pairs: 4,
+    prompt: 512,
+    completion: 512,
+    iters: 3,
+    gpu: true,
   },
 ]
 
@@ -89,14 +107,24 @@ function prepare(dir: string, w: Workload): number {
   return nparams
 }
 
-async function child(dir: string, dtype: 'float32' | 'bfloat16', iters: number): Promise<void> {
+/** EDPO_BENCH_STEP_CONFIG: a JSON object of trainer options; Trainer.create validates its keys. */
+function extraConfig(): Record<string, unknown> {
+  const raw = process.env.EDPO_BENCH_STEP_CONFIG
+  if (raw === undefined || raw === '') return {}
+  const parsed: unknown = JSON.parse(raw)
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`EDPO_BENCH_STEP_CONFIG: expected a JSON object, got ${raw}`)
+  return parsed as Record<string, unknown>
+}
+
+async function child(dir: string, dtype: 'float32' | 'bfloat16', iters: number, device: string): Promise<void> {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-step-run-'))
   const batch = io.loadSafetensors(path.join(dir, 'batch.safetensors'))
   const [rows, T] = batch.input_ids!.shape as [number, number]
   const trainer = await Trainer.create(
     {
-      model: dir, data: [path.join(dir, 'pairs.jsonl')], out, batchSize: rows / 2, maxSteps: iters + 1, dtype,
+      model: dir, data: [path.join(dir, 'pairs.jsonl')], out, batchSize: rows / 2, maxSteps: iters + 1, dtype, device,
       ...HYPER, lrScheduler: 'constant', warmupRatio: 0, maxLength: 4096, maxPromptLength: 4096, logEvery: 1000,
+      ...extraConfig(),
     },
     { log: () => {} },
   )
@@ -115,7 +143,7 @@ async function child(dir: string, dtype: 'float32' | 'bfloat16', iters: number):
     else times.push(m.step_time!)
     if (times.length < iters) return
     const sec = Math.min(...times) // best step: the least disturbed by other load on the machine
-    const r: Result = { engine: `edpo (libtorch ${runtime().libtorchVersion})`, seconds: sec, tokens_per_s: (rows * T) / sec, peak_rss_mb: process.resourceUsage().maxRSS / 1024, first_logps: firstLogps }
+    const r: Result = { engine: `edpo (libtorch ${runtime().libtorchVersion})${device === 'cpu' ? '' : ` on ${device}`}`, seconds: sec, tokens_per_s: (rows * T) / sec, peak_rss_mb: process.resourceUsage().maxRSS / 1024, first_logps: firstLogps }
     console.log(JSON.stringify(r))
     fs.rmSync(out, { recursive: true, force: true })
     process.exit(0) // the timing is done: skip the final evaluation and checkpoint
@@ -139,9 +167,11 @@ function flag(argv: string[], name: string): string | undefined {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2)
-  if (argv[0] === '--child') return child(argv[1]!, argv[2] as 'float32' | 'bfloat16', Number(argv[3]))
-  const known = new Set(['--only', '--dtype'])
-  for (let i = 0; i < argv.length; i += 2) if (!known.has(argv[i]!)) throw new Error(`bench:step: unknown argument '${argv[i]}' (known: --only, --dtype)`)
+  if (argv[0] === '--child') return child(argv[1]!, argv[2] as 'float32' | 'bfloat16', Number(argv[3]), argv[4]!)
+  const known = new Set(['--only', '--dtype', '--device'])
+  for (let i = 0; i < argv.length; i += 2) if (!known.has(argv[i]!)) throw new Error(`bench:step: unknown argument '${argv[i]}' (known: --only, --dtype, --device)`)
+  const device = flag(argv, '--device') ?? 'cpu'
+  if (!DEVICE_PATTERN.test(device)) throw new Error(`--device: '${device}' is not cpu, cuda or cuda:N`)
   const only = flag(argv, '--only')
   if (only !== undefined && !WORKLOADS.some((w) => w.name === only)) throw new Error(`--only: '${only}' is not one of ${WORKLOADS.map((w) => w.name).join(', ')}`)
   const dtypeFlag = flag(argv, '--dtype')
@@ -149,12 +179,13 @@ async function main(): Promise<void> {
   const dtypes = dtypeFlag ? [dtypeFlag] : (['float32', 'bfloat16'] as const)
   const rounds = Number(process.env.EDPO_BENCH_ROUNDS ?? 2)
   const info = runtime()
-  const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
+  const python = torchPython()
   const script = path.resolve(__dirname, '..', '..', 'bench', 'step_torch.py')
-  console.log(`whole ε-DPO optimizer step, the best step (after 1 warm-up) of ${rounds} alternating rounds`)
+  console.log(`whole ε-DPO optimizer step on ${device}, the best step (after 1 warm-up) of ${rounds} alternating rounds`)
   console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, ${new Date().toISOString()}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
   const table: string[] = []
-  for (const w of WORKLOADS.filter((x) => only === undefined || x.name === only)) {
+  const onGpu = device !== 'cpu'
+  for (const w of WORKLOADS.filter((x) => (only === undefined ? onGpu || !x.gpu : x.name === only))) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-step-'))
     try {
       const nparams = prepare(dir, w)
@@ -165,8 +196,8 @@ async function main(): Promise<void> {
         const best = (a: Result | undefined, b: Result): Result =>
           !a ? b : { ...(a.seconds <= b.seconds ? a : b), peak_rss_mb: Math.max(a.peak_rss_mb, b.peak_rss_mb) }
         for (let r = 0; r < rounds; r++) {
-          ours = best(ours, run(process.execPath, [__filename, '--child', dir, dtype, String(iters)]))
-          torch = best(torch, run(python, [script, dir, dtype, String(iters), String(info.threads)]))
+          ours = best(ours, run(process.execPath, [__filename, '--child', dir, dtype, String(iters), device]))
+          torch = best(torch, run(python, [script, dir, dtype, String(iters), String(info.threads), device]))
         }
         const ratio = ours!.tokens_per_s / torch!.tokens_per_s
         console.log(`${shape}, ${dtype}: edpo / PyTorch tokens/s = ${ratio.toFixed(2)}× (load ${os.loadavg()[0]!.toFixed(2)})`)

@@ -9,7 +9,7 @@ with per-pair β, the logit metrics, backward, clip_grad_norm_ (HF max_grad_norm
 and zero_grad. Logits stay in the model's dtype, as the reference trainer keeps them. In bf16 the
 optimizer holds fp32 master weights and the bf16 weights are copied from them after each step, as
 DeepSpeed's bf16 mode does. Prints one JSON line.
-usage: /usr/bin/python3 bench/step_torch.py DIR DTYPE ITERS [THREADS]"""
+usage: /usr/bin/python3 bench/step_torch.py DIR DTYPE ITERS [THREADS [DEVICE]]"""
 import json
 import os
 import resource
@@ -32,10 +32,11 @@ def masked_logps(logits, labels, mask):
 def main():
     d, dtype_name, iters = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else os.cpu_count())
+    device = torch.device(sys.argv[5] if len(sys.argv) > 5 else "cpu")
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_name]
     cfg = json.load(open(os.path.join(d, "config.json")))
     hp = json.load(open(os.path.join(d, "hyper.json")))
-    weights = load_safetensors(os.path.join(d, "model.safetensors"))
+    weights = {k: v.to(device) for k, v in load_safetensors(os.path.join(d, "model.safetensors")).items()}
     policy = {k: v.to(dtype).requires_grad_(True) for k, v in weights.items()}
     reference = {k: v.to(dtype) for k, v in weights.items()}
     del weights
@@ -46,7 +47,7 @@ def main():
         eps=hp["adamEpsilon"], weight_decay=hp["weightDecay"],
     )
     batch = load_safetensors(os.path.join(d, "batch.safetensors"))
-    ids, loss_mask = batch["input_ids"], batch["loss_mask"].bool()
+    ids, loss_mask = batch["input_ids"].to(device), batch["loss_mask"].to(device).bool()
     B = ids.shape[0] // 2
     eps = hp["epsilon"]
     beta = hp["beta"]
@@ -96,7 +97,8 @@ def main():
         del ref_logits, logits, loss
     sec = min(times)  # best step, as bench/step.ts does
     print(json.dumps({
-        "engine": f"pytorch {torch.__version__} eager" + (" (fp32 master weights)" if mixed else ""),
+        "engine": f"pytorch {torch.__version__} eager" + (" (fp32 master weights)" if mixed else "")
+        + (f" on {device}" if device.type != "cpu" else ""),
         "threads": torch.get_num_threads(),
         "seconds": sec,
         "tokens_per_s": ids.numel() / sec,

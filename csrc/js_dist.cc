@@ -2,6 +2,8 @@
 // collectives, each a Promise settled off the JS thread (a collective waits on the other ranks).
 // Gradient variants take the parameters and work on their .grad, giving a parameter without one
 // a zero gradient first, so every rank sends the same buckets.
+#include <c10/core/GradMode.h>
+
 #include <memory>
 
 #include "dist/process_group.h"
@@ -100,7 +102,7 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info) {
     const int root = int(arg_int(o.Get("root"), "root"));
     const int64_t bucket = arg_int(o.Get("bucketBytes"), "bucketBytes");
     return Done(info.Env(), [=] {
-      at::NoGradGuard no_grad;  // parameters are leaves that require grad; the copy is not part of any graph
+      c10::NoGradGuard no_grad;  // parameters are leaves that require grad; the copy is not part of any graph
       group->broadcast(tensors, root, bucket);
     });
   });
@@ -138,7 +140,7 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
     return PromiseWorker::Run(
         info.Env(),
         [group, params, max_norm, norm] {
-          at::NoGradGuard no_grad;
+          c10::NoGradGuard no_grad;
           at::Tensor sq = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(params.empty() ? at::kCPU : params[0].device()));
           for (const auto& p : params)
             if (p.grad().defined()) sq.add_(at::linalg_vector_norm(p.grad(), 2, c10::nullopt, false, at::kDouble).pow(2));

@@ -43,14 +43,19 @@ void counted_free(void* data) {
   c10::free_cpu(base);
 }
 
+c10::DataPtr counted_alloc(size_t n) {
+  char* base = static_cast<char*>(c10::alloc_cpu(n + kHeader));
+  *reinterpret_cast<size_t*>(base) = n;
+  count(int64_t(n));
+  void* data = base + kHeader;
+  return {data, data, &counted_free, c10::Device(c10::DeviceType::CPU)};
+}
+
+// c10::Allocator::allocate is const in libtorch 1.13 and non-const in 2.x: both are defined, neither
+// marked `override`, so each libtorch finds the one it declares.
 struct CountingCpuAllocator final : public c10::Allocator {
-  c10::DataPtr allocate(size_t n) const override {
-    char* base = static_cast<char*>(c10::alloc_cpu(n + kHeader));
-    *reinterpret_cast<size_t*>(base) = n;
-    count(int64_t(n));
-    void* data = base + kHeader;
-    return {data, data, &counted_free, c10::Device(c10::DeviceType::CPU)};
-  }
+  c10::DataPtr allocate(size_t n) const { return counted_alloc(n); }  // NOLINT(modernize-use-override)
+  c10::DataPtr allocate(size_t n) { return counted_alloc(n); }        // NOLINT(modernize-use-override)
   c10::DeleterFnPtr raw_deleter() const override { return &counted_free; }
   // libtorch 2.x declares this pure virtual; 1.13 does not have it (so no `override`).
   void copy_data(void* dest, const void* src, std::size_t count) const { std::memcpy(dest, src, count); }

@@ -53,7 +53,9 @@ const ArgDecl kChunkTokens{"chunkTokens", K::OptionalInteger,
 const ArgDecl kActiveRows{
     "activeRows", K::OptionalTensor,
     "int64 [n]: the flat row indices (into the [R·T] rows) where lossMask is non-zero, ascending. A caller that "
-    "knows the mask on the host passes them so the op need not read the device (nonzero() would); checked."};
+    "knows the mask on the host passes them so the op need not read the device (nonzero() would); checked. On the "
+    "CPU (copied to the tensors' device once) or on that device; epsilonDpoLossFromHidden plans its chunks on the "
+    "host, so a device-side list costs it one read."};
 const std::vector<ResultDecl> kLossResults = {
     {"loss", false, "Mean loss over pairs, differentiable w.r.t. the policy's inputs."},
     {"record", false, "[B, k] float64 on the op's device, one row per pair: the columns of PAIR_RECORD_COLUMNS."},

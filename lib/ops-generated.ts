@@ -74,7 +74,7 @@ export interface EpsilonDpoLossFromHiddenArgs {
   finalLogitSoftcap?: number
   /** Completion tokens per chunk, >= 1; default ≈ 2^25 / V (128 MiB of fp32 logits per model). */
   chunkTokens?: number
-  /** int64 [n]: the flat row indices (into the [R·T] rows) where lossMask is non-zero, ascending. A caller that knows the mask on the host passes them so the op need not read the device (nonzero() would); checked. */
+  /** int64 [n]: the flat row indices (into the [R·T] rows) where lossMask is non-zero, ascending. A caller that knows the mask on the host passes them so the op need not read the device (nonzero() would); checked. On the CPU (copied to the tensors' device once) or on that device; epsilonDpoLossFromHidden plans its chunks on the host, so a device-side list costs it one read. */
   activeRows?: Tensor
 }
 
@@ -140,7 +140,7 @@ export interface SequenceStatsFromHiddenArgs {
   finalLogitSoftcap?: number
   /** Completion tokens per chunk, >= 1; default ≈ 2^25 / V (128 MiB of fp32 logits per model). */
   chunkTokens?: number
-  /** int64 [n]: the flat row indices (into the [R·T] rows) where lossMask is non-zero, ascending. A caller that knows the mask on the host passes them so the op need not read the device (nonzero() would); checked. */
+  /** int64 [n]: the flat row indices (into the [R·T] rows) where lossMask is non-zero, ascending. A caller that knows the mask on the host passes them so the op need not read the device (nonzero() would); checked. On the CPU (copied to the tensors' device once) or on that device; epsilonDpoLossFromHidden plans its chunks on the host, so a device-side list costs it one read. */
   activeRows?: Tensor
 }
 

@@ -18,7 +18,9 @@ export interface TensorOptions {
 }
 
 const dtypeSchema = z.enum(['float32', 'float64', 'bfloat16', 'float16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'])
-const deviceSchema = z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'")
+/** 'cpu', 'cuda' or 'cuda:N': every device string edpo accepts. @internal */
+export const DEVICE_PATTERN = /^(cpu|cuda(:\d+)?)$/
+const deviceSchema = z.string().regex(DEVICE_PATTERN, "expected 'cpu', 'cuda' or 'cuda:N'")
 const shapeSchema = z.array(z.number().int().nonnegative())
 const optionsSchema = z
   .object({ dtype: dtypeSchema.optional(), device: deviceSchema.optional(), requiresGrad: z.boolean().optional() })

@@ -14,11 +14,14 @@
 
 Without CUDA (or with --cpu-only) it builds the CPU sources only and runs the same code paths at
 tiny sizes on the CPU: the op against float64 eager, chunked against materialised, and the timing
-harness. Exit status: 0 when every correctness check passed, 1 when one failed, 2 when the build
-failed. Performance targets are reported (pass/fail) but do not change the exit status.
+harness. Exit status: 0 when every check passed and every section ran, 1 when a correctness check
+failed (or a correctness section raised), 2 when only a timing section (timing, chunked bench,
+torch.compile) raised, 3 when the build failed. Performance targets are reported (pass/fail) but do
+not change the exit status.
 """
 import argparse
 import datetime
+import glob
 import importlib
 import inspect
 import json
@@ -36,24 +39,14 @@ import torch.nn.functional as F
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-CPU_SOURCES = [
-    "bench/gpu/torch_ext.cc",
-    "csrc/ops/epsilon_dpo.cc",
-    "csrc/ops/host_sync.cc",
-    "csrc/ops/op_checks.cc",
-    "csrc/ops/pair_loss.cc",
-    "csrc/ops/sequence_sums.cc",
-    "csrc/ops/chunked_linear.cc",
-    "csrc/ops/linear_head.cc",
-    "csrc/ops/sequence_stats.cc",
-    "csrc/ops/row_ops.cc",
-    "csrc/ops/row_ops_cpu.cc",
-    "csrc/ops/cpu/row_kernels_base.cc",
-    "csrc/ops/cpu/row_kernels_avx2.cc",
-    "csrc/ops/cpu/row_kernels_avx512.cc",
-]
+# Every op source (a glob, so a new op file cannot be forgotten here); the CUDA ones only with CUDA.
 CUDA_SOURCES = ["csrc/ops/row_ops_cuda.cc", "cuda/epsilon_dpo_kernels.cu"]
+CPU_SOURCES = ["bench/gpu/torch_ext.cc"] + sorted(
+    os.path.relpath(f, ROOT) for pattern in ("csrc/ops/*.cc", "csrc/ops/cpu/*.cc")
+    for f in glob.glob(os.path.join(ROOT, pattern)) if os.path.relpath(f, ROOT) not in CUDA_SOURCES)
 
+# Report.error's `where` prefixes of the timing sections: their errors exit 2, not 1.
+TIMING_SECTIONS = ("timing", "chunked section", "compile")
 BETA = 0.1
 EPS = 0.01
 
@@ -720,6 +713,37 @@ def compile_section(report, device, cfgs, iters, warmup, seed, deadline):
         report.write()
 
 
+def profile_section(report, ext, device, B, T, V, dtype, seed):
+    """Where the fused op's time goes outside its row kernels: torch.profiler over a few fused
+    forward+backward calls; every ATen op and kernel with its count, CPU and device time."""
+    log(f"profile: fused fwd+bwd N={2 * B * T} V={V} {DTYPE_NAMES[dtype]}")
+    try:
+        a, b, labels, mask = timing_inputs(B, T, V, dtype, device, seed)
+        pol = a.requires_grad_(True)
+
+        def step():
+            pol.grad = None
+            ext.epsilon_dpo_loss(pol, b, labels, mask, BETA, EPS, 0.0)["loss"].backward()
+
+        for _ in range(3):
+            step()
+        sync(device)
+        acts = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            acts.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=acts) as prof:
+            for _ in range(5):
+                step()
+            sync(device)
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        table = prof.key_averages().table(sort_by=key, row_limit=40, max_name_column_width=60)
+        report.data["profile"] = {"N": 2 * B * T, "V": V, "dtype": DTYPE_NAMES[dtype], "calls": 5, "table": table}
+        log("profile (5 calls):\n" + table)
+    except Exception as exc:  # noqa: BLE001
+        report.error("timing profile", exc)
+    report.write()
+
+
 def chunked_section(report, ext, device, B, T, V, H, dtype, iters, warmup, seed, chunk_variants):
     """4. Memory and time from hidden states: eager vs materialised fused vs chunked."""
     N = 2 * B * T
@@ -830,10 +854,10 @@ def evaluate_targets(report, meaningful):
     for r in report.data["timing"]:
         tag = f"N={r['N']} V={r['V']} {r['dtype']}"
         if "fused_fwd_pct_of_copy" in r:
-            add(f"fused op forward % of copy bandwidth ({tag})", r["fused_fwd_pct_of_copy"], ">= 80",
-                r["fused_fwd_pct_of_copy"] >= 80)
-            add(f"row-kernel forward % of copy bandwidth ({tag})", r["kernel_fwd_pct_of_copy"], ">= 80",
-                r["kernel_fwd_pct_of_copy"] >= 80)
+            add(f"fused op forward % of copy bandwidth ({tag})", r["fused_fwd_pct_of_copy"], ">= 85",
+                r["fused_fwd_pct_of_copy"] >= 85)
+            add(f"row-kernel forward % of copy bandwidth ({tag})", r["kernel_fwd_pct_of_copy"], ">= 85",
+                r["kernel_fwd_pct_of_copy"] >= 85)
         if "eager_over_fused_fwdbwd" in r:
             add(f"eager / fused fwd+bwd ({tag})", r["eager_over_fused_fwdbwd"], ">= 5", r["eager_over_fused_fwdbwd"] >= 5)
         if "compiled_over_fused_fwdbwd" in r:
@@ -927,7 +951,9 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--budget-s", type=float, default=float(os.environ.get("EDPO_BUDGET_S", "360")),
                    help="after this many seconds optional parts (torch.compile) are skipped")
-    p.add_argument("--seed", type=int, default=None, help="default: fresh from os.urandom (recorded in results.json)")
+    p.add_argument("--seed", default="20261201",
+                   help="an integer (default 20261201: a rerun sees the same inputs), or 'random' for fresh inputs "
+                        "from os.urandom; recorded in results.json")
     p.add_argument("--verbose-build", action="store_true")
     p.add_argument("--print", metavar="RESULTS_JSON", help="only print the table of an earlier run's results.json")
     args = p.parse_args()
@@ -940,7 +966,12 @@ def main():
         return 0
 
     os.makedirs(args.out, exist_ok=True)
-    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(3), "little")
+    if args.seed == "random":
+        seed = int.from_bytes(os.urandom(3), "little")
+    elif re.fullmatch(r"\d+", args.seed):
+        seed = int(args.seed)
+    else:
+        p.error(f"--seed: expected an integer or 'random', got {args.seed!r}")
     have_cuda = torch.cuda.is_available()
     force_cuda_build = os.environ.get("EDPO_FORCE_CUDA_BUILD") == "1"  # compile-only test on a machine without a GPU
     cuda = have_cuda and not args.cpu_only
@@ -974,7 +1005,7 @@ def main():
         log("BUILD FAILED:\n" + msg[-6000:])
         report.write()
         print_table(report)
-        return 2
+        return 3
     report.write()
     if args.build_only:
         print_table(report)
@@ -1010,6 +1041,8 @@ def main():
     correctness_chunked(report, ext, device, chunk_cfgs, chunk_sizes, seed)
     if not args.skip_timing:
         timing_section(report, ext, device, timing_cfgs, iters, warmup, seed + 1000)
+        B0, T0_, V0, dt0 = timing_cfgs[0]
+        profile_section(report, ext, device, B0, T0_, V0, dt0, seed + 1500)
     if not args.skip_chunked_bench:
         chunked_section(report, ext, device, iters=iters, warmup=1, seed=seed + 2000, chunk_variants=chunk_variants,
                         **chunk_bench)
@@ -1018,9 +1051,12 @@ def main():
     evaluate_targets(report, meaningful=cuda)
     report.write()
     print_table(report)
-    failed = bool(report.failures()) or bool(report.data["errors"])
-    log(f"done: {'FAILED' if failed else 'all correctness checks passed'}; results in {os.path.join(args.out, 'results.json')}")
-    return 1 if failed else 0
+    timing_errors = [e for e in report.data["errors"] if e["where"].startswith(TIMING_SECTIONS)]
+    wrong = bool(report.failures()) or len(timing_errors) < len(report.data["errors"])
+    status = 1 if wrong else 2 if timing_errors else 0
+    verdict = {0: "all checks passed", 1: "FAILED (correctness)", 2: "correct, but a timing section raised"}[status]
+    log(f"done: {verdict}; results in {os.path.join(args.out, 'results.json')}")
+    return status
 
 
 if __name__ == "__main__":

@@ -4,13 +4,13 @@
 # float64 reference, times it against the eager composition, torch.compile and a device copy, and
 # measures the chunked path's memory. See bench/gpu/README.md.
 #
-#   OUT=/tmp/out bash bench/gpu/run.sh [--with-kernel-check] [--cpu-only] [check.py options...]
+#   OUT=/tmp/out bash bench/gpu/run.sh [--no-kernel-check] [--cpu-only] [check.py options...]
 #
 # Needs python3 with torch (CUDA build), nvcc and ninja; no Node, no network. Results:
 # $OUT/results.json, $OUT/run.log, $OUT/build.ninja (and build_error.log when the build fails).
-# --with-kernel-check also runs bench/gpu/run_kernels.sh (raw kernels, no torch; off by default).
-# Exit status: that of check.py (0 all correctness checks passed, 1 a check failed, 2 build failed),
-# or run_kernels.sh's when that alone failed.
+# On a GPU it also runs bench/gpu/run_kernels.sh (the raw kernels, no torch, and compute-sanitizer)
+# unless --no-kernel-check. Exit status: 0 all passed; 1 a correctness check failed (check.py or
+# the raw kernels); 2 only a timing section raised; 3 the build failed.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -22,14 +22,16 @@ export MAX_JOBS="${MAX_JOBS:-16}"
 export PYTHONDONTWRITEBYTECODE=1
 PY="${PYTHON:-python3}"
 
-with_kernel_check=0
+with_kernel_check=1
 args=()
 for arg in "$@"; do
   case "$arg" in
-    --with-kernel-check) with_kernel_check=1 ;;
+    --no-kernel-check) with_kernel_check=0 ;;
+    --cpu-only) with_kernel_check=0; args+=("$arg") ;;
     *) args+=("$arg") ;;
   esac
 done
+"$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null || with_kernel_check=0
 
 # cpp_extension finds nvcc through CUDA_HOME, else PATH, else /usr/local/cuda.
 if [[ -z "${CUDA_HOME:-}" ]] && ! command -v nvcc >/dev/null 2>&1 && [[ -x /usr/local/cuda/bin/nvcc ]]; then
@@ -55,7 +57,8 @@ if [[ $with_kernel_check -eq 1 ]]; then
   bash "$ROOT/bench/gpu/run_kernels.sh" 2>&1 | tee -a "$OUT/run.log"
   kstatus=${PIPESTATUS[0]}
   echo "run.sh: run_kernels.sh exited $kstatus" | tee -a "$OUT/run.log"
-  [[ $status -ne 0 ]] || status=$kstatus
+  # A raw-kernel failure (wrong values, a sanitizer finding, a failed build) is a correctness failure.
+  if [[ $kstatus -ne 0 && ( $status -eq 0 || $status -eq 2 ) ]]; then status=1; fi
   # Print check.py's table again so that it ends the output.
   [[ -f "$OUT/results.json" ]] && "$PY" "$ROOT/bench/gpu/check.py" --print "$OUT/results.json"
 fi

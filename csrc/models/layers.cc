@@ -50,7 +50,12 @@ bool use_sdpa(const ModelConfig& c, at::ScalarType dtype) {
 at::Tensor attend(const ModelConfig& c, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const at::Tensor& bias) {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-  if (use_sdpa(c, q.scalar_type())) return at::scaled_dot_product_attention(q, k, v, bias, 0.0, false, c.attn_scale);
+  // No bias: plain causal attention (attention_bias), which SDPA's flash kernels run without a mask.
+  if (use_sdpa(c, q.scalar_type())) {
+    // An undefined tensor is not "no mask" to SDPA: it must get an empty optional.
+    if (!bias.defined()) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, true, c.attn_scale);
+    return at::scaled_dot_product_attention(q, k, v, bias, 0.0, false, c.attn_scale);
+  }
 #endif
   at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) * c.attn_scale;
   if (c.attn_softcap > 0.0) scores = at::tanh(scores / c.attn_softcap) * c.attn_softcap;
@@ -72,6 +77,11 @@ at::Tensor project(const at::Tensor& x, const LayerWeights& lw, int slot, int64_
 }  // namespace
 
 at::Tensor attention_bias(const ModelConfig& c, const ForwardContext& ctx, int64_t window, at::ScalarType dtype) {
+  // SDPA's own causal flag replaces a mask that would only say "causal" (no padding, no window,
+  // no cached keys): on CUDA that picks the flash kernels, which take no bias.
+  const bool sdpa = use_sdpa(c, dtype);
+  if (sdpa && window <= 0 && !ctx.key_padding.defined() && ctx.query_positions.size(0) == ctx.key_positions.size(0))
+    return at::Tensor();
   const at::Tensor q = ctx.query_positions.unsqueeze(1);  // [T,1]
   const at::Tensor k = ctx.key_positions.unsqueeze(0);    // [1,S]
   at::Tensor masked = k > q;
@@ -81,7 +91,6 @@ at::Tensor attention_bias(const ModelConfig& c, const ForwardContext& ctx, int64
   // SDPA masks in the activations' dtype: a finite fill that bf16/fp16 can hold keeps fully
   // masked rows (left padding) uniform instead of NaN. Otherwise the scores are fp32/fp64 and
   // take HF's finfo(float32).min.
-  const bool sdpa = use_sdpa(c, dtype);
   const at::ScalarType bias_type = sdpa ? dtype : acc_type(dtype);
   const double fill = !sdpa ? double(std::numeric_limits<float>::lowest()) : dtype == at::kHalf ? -65504.0 : -1e30;
   return at::zeros(masked.sizes(), ctx.query_positions.options().dtype(bias_type)).masked_fill(masked, fill);

@@ -2,13 +2,28 @@
 // models' logits, the fused row pass reduces them to per-row statistics, and the chunk's logits
 // are dropped. Prompt tokens (mask 0) never reach the matmul.
 //
-// Gradients are recomputed in the backward pass rather than produced during the forward: the
-// gradient of a token row is dL/dS of its sequence times (onehot − softmax), and dL/dS depends on
-// every chunk of the pair (through S, S± and the step decision), so a forward-time gradient
-// would need a second sweep anyway. Recomputing in the backward costs one extra policy matmul per
-// chunk (the reference is never recomputed), keeps the op an ordinary autograd node (any upstream
-// gradient, e.g. 1/accumulation_steps, and no work at all under evaluation), and holds only the
-// per-row LSE between the passes: O(chunk·V + N) memory.
+// The gradient is produced in the forward, from the logits already there (Liger's approach),
+// instead of recomputing each chunk's policy logits in a backward pass. A row's logit gradient is
+// dL/dS of its sequence times (onehot − softmax), and dL/dS needs the sums of the whole pair
+// (S, S±, S_ref: the step decision, β_i and the margin), so chunks hold whole pairs
+// (pair_chunks.h): when a chunk's fused pass is done, the pairs that end in it have their dL/dS
+// (the gradient of loss_from_sequences itself on their [2m] sums) and the chunk's ∂h rows, ∂W and
+// ∂b follow at once. A pair longer than a chunk cannot wait in memory as logits; but ε-DPO's loss
+// sees a pair only through ρ = S(chosen) − S(rejected), so dL/dS is +γ on its chosen rows and −γ
+// on its rejected rows, one unknown scalar per pair. Its open chunks add their ±weight-scaled
+// gradient to an accumulator of ∂W's shape (and ∂b's) and leave their ∂h rows unscaled; the chunk
+// where the pair ends adds γ·accumulator to ∂W and scales those ∂h rows. Exact, no recompute.
+// Where that accumulator would outweigh the chunks' logits (a wide head, a small chunk), the open
+// chunks are recomputed instead once their pair ends (see epsilon_dpo_loss_from_hidden).
+//
+// Measured against the recompute-in-backward version it replaces (bench/RESULTS.md): the chunked
+// path did 5 head matmuls per chunk where the materialised path does 4 (one extra policy matmul),
+// and the extra pass read the chunk's logits again; now it does the same 4. The cost: ∂W (and the
+// open pair's accumulator, when a pair outgrows a chunk) lives from the forward to the backward,
+// which only scales it by the upstream gradient (1/accumulation steps, or anything else). Both are
+// [V,H]: memory stays independent of N. Under evaluation (no gradient wanted) none of it is done.
+// Overlapping the recompute was the other option; on a CPU the recompute is compute-bound on the
+// same cores, so overlap cannot hide it, and on a GPU one stream is already full with the matmuls.
 #include "chunked_linear.h"
 
 #include "autograd_function.h"
@@ -17,67 +32,184 @@
 
 #include "arg_error.h"
 #include "bf16_criterion.h"
+#include "host_sync.h"
 #include "op_checks.h"
+#include "pair_chunks.h"
 #include "row_stats.h"
 #include "row_ops.h"
 
 namespace edpo {
 namespace {
 
-struct ChunkedSequenceLogps : public torch::autograd::Function<ChunkedSequenceLogps> {
+// Which of the policy's head inputs want a gradient, decided before the Function's forward (where
+// grad mode is off).
+struct WantGrads {
+  bool hidden = false, weight = false, bias = false;
+  bool any() const { return hidden || weight || bias; }
+};
+
+// The sums (spec §3) of the sequences `seqs` (chosen ones first) from the rows' statistics.
+SequenceLogps sums_of(const at::Tensor& stats, const at::Tensor& criterion_rows, const at::Tensor& row_weight,
+                      const at::Tensor& seqs, int64_t positions, int64_t vocab) {
+  const int64_t sequences = row_weight.size(0) / positions, count = seqs.size(0);
+  const at::Tensor w = row_weight.view({sequences, positions}).index_select(0, seqs).reshape({-1});
+  auto rows_of = [&](const at::Tensor& t) {
+    return t.view({t.size(0), sequences, positions}).index_select(1, seqs).reshape({t.size(0), count * positions});
+  };
+  SequenceLogps s = sums_from_row_stats(rows_of(stats), w, count, vocab);
+  if (criterion_rows.defined()) s.criterion = bf16_criterion_sums(rows_of(criterion_rows), w, count);
+  return s;
+}
+
+// t·g in the accumulation dtype, then in `dtype` (a reduced-precision t is not multiplied in bf16).
+at::Tensor scaled(const at::Tensor& t, const at::Tensor& g, at::ScalarType dtype) {
+  const auto acc = accumulation_dtype(t.scalar_type());
+  return (t.to(acc) * g.to(acc)).to(dtype);
+}
+
+struct ChunkedEpsilonDpoLoss : public torch::autograd::Function<ChunkedEpsilonDpoLoss> {
+  static constexpr size_t kNumInputs = 13;
+
   static variable_list forward(AutogradContext* ctx, const at::Tensor& policy_hidden, const at::Tensor& policy_weight,
                                const at::Tensor& policy_bias, const at::Tensor& reference_hidden,
                                const at::Tensor& reference_weight, const at::Tensor& reference_bias,
-                               const at::Tensor& labels, const at::Tensor& row_weight, const at::Tensor& active,
-                               double epsilon, double softcap, int64_t chunk, int64_t sequences, bool bf16_criterion) {
+                               const at::Tensor& labels, const at::Tensor& row_weight, const at::Tensor& input_error,
+                               const PairChunkPlan& plan, const ChunkedOptions& options, int64_t positions,
+                               WantGrads want) {
     const int64_t rows = policy_hidden.size(0), vocab = policy_weight.size(0);
-    const int64_t count = active.size(0);
+    const int64_t sequences = rows / positions, pairs = sequences / 2;
+    const double epsilon = options.loss.epsilon, softcap = options.final_logit_softcap;
+    const bool bf16 = options.loss.bf16_criterion;
+    const auto acc = row_weight.scalar_type();
+    // The plan's index lists, copied once (non_blocking: pageable memory is staged, no device wait).
+    auto on_device = [&](const at::Tensor& host) { return host.to(policy_hidden.device(), at::kLong, true); };
+    const at::Tensor order = on_device(plan.order), order_seq = on_device(plan.order_sequence),
+                     finished = on_device(plan.finished_sequences);
+
     at::Tensor stats = at::zeros({kNumRowStats, rows}, row_weight.options());
     // --criterion-precision bf16: the bf16-rounded per-token log-probs, per chunk like the stats.
-    at::Tensor criterion_rows = bf16_criterion ? at::zeros({kNumCriterionRows, rows}, row_weight.options().dtype(at::kFloat))
-                                               : at::Tensor();
-    for (int64_t start = 0; start < count; start += chunk) {
-      const at::Tensor ids = active.narrow(0, start, std::min(chunk, count - start));
-      const at::Tensor policy = head_logits(policy_hidden.index_select(0, ids), policy_weight, policy_bias, softcap);
-      const at::Tensor reference = head_logits(reference_hidden.index_select(0, ids), reference_weight, reference_bias, softcap);
-      stats.index_copy_(1, ids,
-                        forward_rows(policy, reference, labels.index_select(0, ids), row_weight.index_select(0, ids), epsilon));
-      if (bf16_criterion)
-        criterion_rows.index_copy_(1, ids, bf16_criterion_rows(policy, reference, labels.index_select(0, ids), epsilon));
+    at::Tensor criterion_rows = bf16 ? at::zeros({kNumCriterionRows, rows}, row_weight.options().dtype(at::kFloat))
+                                     : at::Tensor();
+    // Every sequence's sums, filled as its pair ends (pairs without completion tokens keep zeros).
+    const auto f64 = row_weight.options().dtype(at::kDouble);
+    SequenceLogps all{at::zeros({sequences}, f64), at::zeros({sequences}, f64), at::zeros({sequences}, f64),
+                      at::zeros({sequences}, f64), at::zeros({sequences}, f64), at::zeros({sequences}, f64),
+                      vocab,                       input_error,
+                      bf16 ? at::zeros({kNumCriterionRows, sequences}, f64) : at::Tensor()};
+
+    // dL/dS per sequence as pairs end; ±1 (chosen/rejected) scales an open pair's rows meanwhile.
+    at::Tensor seq_grad, seq_sign, grad_hidden, grad_weight, grad_bias, open_weight, open_bias;
+    if (want.any()) {
+      seq_grad = at::zeros({sequences}, row_weight.options());
+      seq_sign = at::cat({at::ones({pairs}, row_weight.options()), at::full({pairs}, -1.0, row_weight.options())});
+      if (want.hidden) grad_hidden = at::zeros_like(policy_hidden);
+      if (want.weight) grad_weight = head_grad_accumulator(policy_weight);
+      if (want.bias) grad_bias = head_grad_accumulator(policy_bias);
+      if (want.weight && plan.any_open && !plan.recompute_open) open_weight = head_grad_accumulator(policy_weight);
+      if (want.bias && plan.any_open && !plan.recompute_open) open_bias = head_grad_accumulator(policy_bias);
     }
-    const SequenceLogps s = sums_from_row_stats(stats, row_weight, sequences, vocab);
-    const at::Tensor criterion = bf16_criterion ? bf16_criterion_sums(criterion_rows, row_weight, sequences)
-                                                : at::empty({0}, row_weight.options().dtype(at::kDouble));
-    save_for_head_backward(ctx, policy_hidden, policy_weight, policy_bias, labels, row_weight, active,
-                           stats[kPolicyLse].index_select(0, active), softcap, chunk, sequences);
-    ctx->mark_non_differentiable({s.reference, s.plus, s.minus, s.logit_sum, s.token_count, criterion});
-    return {s.policy, s.reference, s.plus, s.minus, s.logit_sum, s.token_count, criterion};
+    // A chunk's gradient from its policy logits and the rows' dL/d(label log-prob): ∂h rows, and ∂W
+    // and ∂b into the accumulators (the open pair's when `open`).
+    auto add_grads = [&](const at::Tensor& ids, const at::Tensor& h, const at::Tensor& policy,
+                         const at::Tensor& chunk_labels, const at::Tensor& lse, const at::Tensor& row_grad, bool open) {
+      at::Tensor dz = backward_rows(policy, chunk_labels, lse, row_grad);
+      if (softcap > 0) dz = dz * (1 - (policy / softcap).square());  // d(c·tanh(x/c))/dx
+      if (want.hidden) grad_hidden.index_copy_(0, ids, at::mm(dz, policy_weight));
+      if (want.weight) add_weight_grad(open ? open_weight : grad_weight, dz, h);
+      if (want.bias) (open ? open_bias : grad_bias).add_(dz.sum(0, false, grad_bias.scalar_type()));
+    };
+
+    for (const PairChunk& c : plan.chunks) {
+      const int64_t n = c.end - c.begin;
+      const at::Tensor ids = order.narrow(0, c.begin, n);
+      const at::Tensor h = policy_hidden.index_select(0, ids);
+      const at::Tensor chunk_labels = labels.index_select(0, ids), chunk_weight = row_weight.index_select(0, ids);
+      at::Tensor policy = head_logits(h, policy_weight, policy_bias, softcap);
+      at::Tensor chunk_stats;
+      {  // the reference's logits are dropped before the gradient's are made
+        const at::Tensor reference =
+            head_logits(reference_hidden.index_select(0, ids), reference_weight, reference_bias, softcap);
+        chunk_stats = forward_rows(policy, reference, chunk_labels, chunk_weight, epsilon);
+        if (bf16) criterion_rows.index_copy_(1, ids, bf16_criterion_rows(policy, reference, chunk_labels, epsilon));
+      }
+      stats.index_copy_(1, ids, chunk_stats);
+      if (c.finished_end > c.finished_begin) {
+        const at::Tensor seqs = finished.narrow(0, c.finished_begin, c.finished_end - c.finished_begin);
+        SequenceLogps s = sums_of(stats, criterion_rows, row_weight, seqs, positions, vocab);
+        for (auto [to, from] : {std::pair<at::Tensor*, const at::Tensor*>{&all.policy, &s.policy},
+                                {&all.reference, &s.reference},
+                                {&all.plus, &s.plus},
+                                {&all.minus, &s.minus},
+                                {&all.logit_sum, &s.logit_sum},
+                                {&all.token_count, &s.token_count}})
+          to->index_copy_(0, seqs, *from);
+        if (bf16) all.criterion.index_copy_(1, seqs, s.criterion);
+        if (want.any()) {
+          s.input_error = at::zeros({}, f64);
+          seq_grad.index_copy_(0, seqs, loss_grad_wrt_policy_sums(s, options.loss, pairs).to(acc));
+        }
+      }
+      if (!want.any() || (c.open && plan.recompute_open)) continue;
+
+      // dL/d(label log-prob) of each row: its sequence's dL/dS (±1 while its pair is open) × weight.
+      const at::Tensor coefficient = (c.open ? seq_sign : seq_grad).index_select(0, order_seq.narrow(0, c.begin, n));
+      add_grads(ids, h, policy, chunk_labels, chunk_stats[kPolicyLse], coefficient * chunk_weight, c.open);
+      policy = at::Tensor();
+
+      if (c.finishes_open_pair >= 0) {
+        // The open pair's γ = dL/dS(chosen) is known now.
+        const int64_t p = c.finishes_open_pair;
+        const at::Tensor gamma = seq_grad.narrow(0, p, 1);
+        if (plan.recompute_open) {
+          // Its open chunks again: policy logits, then the gradient with the known coefficients.
+          for (const auto& [b, e] : plan.open_ranges[p]) {
+            const at::Tensor open_ids = order.narrow(0, b, e - b);
+            const at::Tensor open_h = policy_hidden.index_select(0, open_ids);
+            const at::Tensor row_grad = seq_grad.index_select(0, order_seq.narrow(0, b, e - b)) *
+                                        row_weight.index_select(0, open_ids);
+            add_grads(open_ids, open_h, head_logits(open_h, policy_weight, policy_bias, softcap),
+                      labels.index_select(0, open_ids), stats[kPolicyLse].index_select(0, open_ids), row_grad, false);
+          }
+          continue;
+        }
+        // Its unit-scale gradients take it.
+        if (want.weight) {
+          grad_weight.addcmul_(open_weight, gamma.view({1, 1}).to(grad_weight.scalar_type()));
+          open_weight.zero_();
+        }
+        if (want.bias) {
+          grad_bias.addcmul_(open_bias, gamma.to(grad_bias.scalar_type()));
+          open_bias.zero_();
+        }
+        if (want.hidden)
+          for (const auto& [b, e] : plan.open_ranges[p]) {
+            const at::Tensor open_ids = order.narrow(0, b, e - b);
+            grad_hidden.index_copy_(
+                0, open_ids, scaled(grad_hidden.index_select(0, open_ids), gamma.view({1, 1}), grad_hidden.scalar_type()));
+          }
+      }
+    }
+
+    const EpsilonDpoOutput out = loss_from_sequences(all, options.loss, acc);
+    ctx->save_for_backward({grad_hidden, grad_weight, grad_bias});
+    ctx->saved_data["weight_dtype"] = int64_t(policy_weight.scalar_type());
+    ctx->mark_non_differentiable({out.record});
+    return {out.loss, out.record};
   }
 
+  // The gradients were made in the forward for an upstream gradient of 1: scale them by the real one.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return head_backward_from_sequences(ctx, grads, 14);
+    variable_list out(kNumInputs);
+    if (!grads[0].defined()) return out;
+    const auto saved = ctx->get_saved_variables();
+    const auto weight_dtype = static_cast<at::ScalarType>(ctx->saved_data["weight_dtype"].toInt());
+    const at::Tensor& g = grads[0];
+    if (saved[0].defined()) out[0] = scaled(saved[0], g, saved[0].scalar_type());
+    if (saved[1].defined()) out[1] = scaled(saved[1], g, weight_dtype);
+    if (saved[2].defined()) out[2] = scaled(saved[2], g, weight_dtype);
+    return out;
   }
 };
-
-// The sums, once the options are checked.
-SequenceLogps sequence_logps_from_hidden(const LinearHead& policy, const LinearHead& reference, const at::Tensor& labels,
-                                         const at::Tensor& loss_mask, const ChunkedOptions& options) {
-  check_head(policy, "policy");
-  const int64_t rows = policy.hidden.size(0), positions = policy.hidden.size(1), vocab = policy.weight.size(0);
-  EDPO_ARG_CHECK(rows > 0 && rows % 2 == 0,
-                 "policyHidden: the first dimension must be 2B > 0 (chosen rows, then rejected rows), got ", rows);
-  EDPO_ARG_CHECK(positions > 0, "policyHidden: T must be positive, got shape ", shape_str(policy.hidden));
-  check_reference_head(policy, reference);
-  const ChunkedCall c =
-      prepare_chunked_call(policy, labels, loss_mask, options.final_logit_softcap, options.chunk_tokens, options.active_rows);
-  const LinearHead p = matmul_ready(policy), r = matmul_ready(reference);
-  const variable_list out = ChunkedSequenceLogps::apply(
-      p.hidden.reshape({-1, p.hidden.size(2)}), p.weight, bias_or_empty(p.bias, p.weight),
-      r.hidden.detach().reshape({-1, r.hidden.size(2)}), r.weight.detach(), bias_or_empty(r.bias, r.weight).detach(),
-      c.labels, c.row_weight, c.active, options.loss.epsilon, options.final_logit_softcap, c.chunk, rows,
-      options.loss.bf16_criterion);
-  return SequenceLogps{out[0], out[1], out[2], out[3], out[4], out[5], vocab, c.input_error, out[6]};
-}
 
 }  // namespace
 
@@ -85,8 +217,47 @@ EpsilonDpoOutput epsilon_dpo_loss_from_hidden(const LinearHead& policy, const Li
                                               const at::Tensor& labels, const at::Tensor& loss_mask,
                                               const ChunkedOptions& options) {
   check_options(options.loss);
-  const SequenceLogps seq = sequence_logps_from_hidden(policy, reference, labels, loss_mask, options);
-  return loss_from_sequences(seq, options.loss, accumulation_dtype(policy.hidden.scalar_type()));
+  check_head(policy, "policy");
+  const int64_t rows = policy.hidden.size(0), positions = policy.hidden.size(1);
+  EDPO_ARG_CHECK(rows > 0 && rows % 2 == 0,
+                 "policyHidden: the first dimension must be 2B > 0 (chosen rows, then rejected rows), got ", rows);
+  EDPO_ARG_CHECK(positions > 0, "policyHidden: T must be positive, got shape ", shape_str(policy.hidden));
+  check_reference_head(policy, reference);
+  const ChunkedCall c =
+      prepare_chunked_call(policy, labels, loss_mask, options.final_logit_softcap, options.chunk_tokens, options.active_rows);
+  at::Tensor active_host = c.active_host;
+  if (!active_host.defined()) {
+    count_host_sync();  // the chunk plan is made on the host
+    active_host = c.active.cpu();
+  }
+  const LinearHead p = matmul_ready(policy), r = matmul_ready(reference);
+  const at::Tensor bias = bias_or_empty(p.bias, p.weight);
+  const bool grad_mode = at::GradMode::is_enabled();
+  WantGrads want;
+  want.hidden = grad_mode && p.hidden.requires_grad();
+  want.weight = grad_mode && p.weight.requires_grad();
+  want.bias = grad_mode && has_bias(bias) && bias.requires_grad();
+  PairChunkPlan plan = plan_pair_chunks(active_host, rows / 2, positions, c.chunk);
+  if (plan.any_open && want.weight) {
+    // A pair longer than a chunk: its ∂W waits in an accumulator of ∂W's shape, worth `held` rows of
+    // both models' logits. The default chunk shrinks by that much, so the working memory stays at
+    // about two default chunks, when half a chunk is left; a caller's chunk keeps its size and takes
+    // the accumulator when it is no larger than the chunk's logits. Otherwise (a wide head: a
+    // 4096-wide fp32 accumulator outweighs 2^25/V rows) those chunks are recomputed once the pair
+    // ends: no extra memory, one more policy matmul on their rows.
+    const int64_t acc_bytes = int64_t(c10::elementSize(accumulation_dtype(p.weight.scalar_type())));
+    const int64_t held = (p.weight.size(1) * acc_bytes + 2 * p.weight.element_size() - 1) / (2 * p.weight.element_size());
+    const bool defaulted = options.chunk_tokens == 0;
+    if (defaulted && c.chunk - held >= c.chunk / 2)
+      plan = plan_pair_chunks(active_host, rows / 2, positions, c.chunk - held);
+    else if (defaulted || held > c.chunk)
+      plan.recompute_open = true;
+  }
+  const variable_list out = ChunkedEpsilonDpoLoss::apply(
+      p.hidden.reshape({-1, p.hidden.size(2)}), p.weight, bias, r.hidden.detach().reshape({-1, r.hidden.size(2)}),
+      r.weight.detach(), bias_or_empty(r.bias, r.weight).detach(), c.labels, c.row_weight, c.input_error, plan, options,
+      positions, want);
+  return EpsilonDpoOutput{out[0], out[1]};
 }
 
 }  // namespace edpo

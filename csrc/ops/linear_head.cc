@@ -85,8 +85,13 @@ at::Tensor active_rows(const at::Tensor& given, const at::Tensor& row_weight, at
   }
   EDPO_ARG_CHECK(given.dim() == 1 && given.scalar_type() == at::kLong, "activeRows: expected a 1-D int64 tensor, got ",
                  given.scalar_type(), " of shape ", shape_str(given));
-  EDPO_ARG_CHECK(given.device() == row_weight.device(), "activeRows: device ", given.device(),
-                 " does not match the lossMask's ", row_weight.device());
+  EDPO_ARG_CHECK(given.device() == row_weight.device() || given.device().is_cpu(), "activeRows: device ",
+                 given.device(), " is neither the CPU nor the lossMask's ", row_weight.device());
+  if (given.device() != row_weight.device()) {
+    // A host-side list (the collator's) is copied once; non_blocking: pageable memory is staged
+    // by the driver, so the copy neither waits for the device nor outlives `given`.
+    return active_rows(given.to(row_weight.device(), at::kLong, /*non_blocking=*/true), row_weight, input_error);
+  }
   const int64_t rows = row_weight.size(0), n = given.size(0);
   // Exactly the non-zero rows: strictly ascending, each one on, as many as there are.
   const at::Tensor ascending =
@@ -123,6 +128,24 @@ at::Tensor head_logits(const at::Tensor& hidden, const at::Tensor& weight, const
   return softcap > 0 ? (at::tanh(z / softcap) * softcap).contiguous() : z.contiguous();
 }
 
+at::Tensor head_grad_accumulator(const at::Tensor& param) {
+  return at::zeros(param.sizes(), param.options().dtype(head_grad_dtype(param.scalar_type())));
+}
+
+void add_weight_grad(at::Tensor& acc, const at::Tensor& dz, const at::Tensor& h) {
+  if (acc.scalar_type() == dz.scalar_type()) {
+    acc.addmm_(dz.t(), h);
+    return;
+  }
+  // By vocabulary block: the product's temporary is [block, H], not a second [V, H] beside
+  // the fp32 accumulator (272 MB for a bf16 151936×896 head).
+  const int64_t vocab = acc.size(0);
+  for (int64_t v0 = 0; v0 < vocab; v0 += kGradVocabBlock) {
+    const int64_t nv = std::min(kGradVocabBlock, vocab - v0);
+    acc.narrow(0, v0, nv).add_(at::mm(dz.narrow(1, v0, nv).t(), h));
+  }
+}
+
 HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& bias,
                         const at::Tensor& labels, const at::Tensor& active, const at::Tensor& lse,
                         const at::Tensor& row_grad, double softcap, int64_t chunk, bool want_hidden, bool want_weight,
@@ -130,8 +153,8 @@ HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, cons
   want_bias = want_bias && has_bias(bias);
   HeadGrads out;
   if (want_hidden) out.hidden = at::zeros_like(hidden);
-  if (want_weight) out.weight = at::zeros(weight.sizes(), weight.options().dtype(head_grad_dtype(weight.scalar_type())));
-  if (want_bias) out.bias = at::zeros(bias.sizes(), bias.options().dtype(head_grad_dtype(bias.scalar_type())));
+  if (want_weight) out.weight = head_grad_accumulator(weight);
+  if (want_bias) out.bias = head_grad_accumulator(bias);
   const int64_t count = active.size(0);
   for (int64_t start = 0; start < count; start += chunk) {
     const int64_t n = std::min(chunk, count - start);
@@ -141,19 +164,7 @@ HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, cons
     at::Tensor dz = backward_rows(z, labels.index_select(0, ids), lse.narrow(0, start, n), row_grad.narrow(0, start, n));
     if (softcap > 0) dz = dz * (1 - (z / softcap).square());  // d(c·tanh(x/c))/dx
     if (want_hidden) out.hidden.index_copy_(0, ids, at::mm(dz, weight));
-    if (want_weight) {
-      if (out.weight.scalar_type() == weight.scalar_type()) {
-        out.weight.addmm_(dz.t(), h);
-      } else {
-        // By vocabulary block: the product's temporary is [block, H], not a second [V, H] beside
-        // the fp32 accumulator (272 MB for a bf16 151936×896 head).
-        const int64_t vocab = weight.size(0);
-        for (int64_t v0 = 0; v0 < vocab; v0 += kGradVocabBlock) {
-          const int64_t nv = std::min(kGradVocabBlock, vocab - v0);
-          out.weight.narrow(0, v0, nv).add_(at::mm(dz.narrow(1, v0, nv).t(), h));
-        }
-      }
-    }
+    if (want_weight) add_weight_grad(out.weight, dz, h);
     if (want_bias) out.bias.add_(dz.sum(0, false, out.bias.scalar_type()));
   }
   if (want_weight) out.weight = out.weight.to(weight.scalar_type());
@@ -173,6 +184,8 @@ ChunkedCall prepare_chunked_call(const LinearHead& policy, const at::Tensor& lab
   c.acc = accumulation_dtype(policy.hidden.scalar_type());
   c.row_weight = loss_mask.reshape({-1}).to(c.acc).contiguous();
   c.active = active_rows(active_rows_given, c.row_weight, c.input_error);
+  if (c.active.is_cpu()) c.active_host = c.active;
+  else if (active_rows_given.defined() && active_rows_given.is_cpu()) c.active_host = active_rows_given.contiguous();
   c.labels = labels.reshape({-1}).contiguous();
   return c;
 }

@@ -1,6 +1,7 @@
 // The lm_head as the chunked ops see it: hidden states and a [V,H] weight (+ bias), turned into
 // one chunk of logits at a time, and the chunked backward through it. Shared by the ε-DPO op on
-// hidden states (chunked_linear.h) and the per-sequence log-prob op (sequence_stats.h).
+// hidden states (chunked_linear.h) and the per-sequence log-prob op (sequence_stats.h); the backward
+// below (head_backward) is the latter's.
 #pragma once
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -38,6 +39,11 @@ bool has_bias(const at::Tensor& bias);
 // Logits of `hidden` rows [n,H]: h·Wᵀ + b, soft-capped when softcap > 0. Contiguous.
 at::Tensor head_logits(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& bias, double softcap);
 
+// A zero accumulator for a head parameter's gradient: fp32 for reduced-precision heads, fp64 for fp64.
+at::Tensor head_grad_accumulator(const at::Tensor& param);
+// acc [V,H] += dzᵀ·h for a chunk's logit gradients dz [n,V] and hidden states h [n,H].
+void add_weight_grad(at::Tensor& acc, const at::Tensor& dz, const at::Tensor& h);
+
 // Gradients through the head for rows `active` of `hidden` [N,H] (in chunks of `chunk`), given each
 // active row's policy LSE and its dL/d(log-prob of the label): dz = g·(onehot − softmax) recomputed
 // per chunk. Undefined where not wanted; reduced-precision head grads are summed in fp32.
@@ -52,11 +58,13 @@ HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, cons
 // What both chunked ops do before their autograd Function, once per call: labels and mask checked
 // against the policy's [R,T] (a device-side error flag where a check would read the device), the
 // soft-cap checked, the chunk size, the flat row weights in the accumulation dtype, and the rows
-// with a non-zero weight (the caller's `active_rows`, checked, or found on the device).
+// with a non-zero weight (the caller's `active_rows`, checked, or found on the device). The caller's
+// list may live on the CPU for tensors on a device: it is copied there once.
 struct ChunkedCall {
   int64_t rows = 0, positions = 0, vocab = 0, chunk = 0;
   at::ScalarType acc = at::kFloat;
   at::Tensor input_error, row_weight, active, labels;
+  at::Tensor active_host;  // the active rows on the CPU when that costs no device read, else undefined
 };
 ChunkedCall prepare_chunked_call(const LinearHead& policy, const at::Tensor& labels, const at::Tensor& loss_mask,
                                  double softcap, int64_t chunk_tokens, const at::Tensor& active_rows_given);

@@ -1,5 +1,7 @@
 #include "pair_loss.h"
 
+#include <torch/csrc/autograd/autograd.h>
+
 #include <cmath>
 
 #include "arg_error.h"
@@ -79,6 +81,16 @@ EpsilonDpoOutput loss_from_sequences(const SequenceLogps& seq, const EpsilonDpoO
   out.loss = losses.mean().to(loss_dtype);
   out.record = at::stack(columns, 1);
   return out;
+}
+
+at::Tensor loss_grad_wrt_policy_sums(const SequenceLogps& seq, const EpsilonDpoOptions& options, int64_t total_pairs) {
+  // Called inside an autograd Function's forward, where grad mode is off.
+  const at::AutoGradMode grad_mode(true);
+  SequenceLogps leaf = seq;
+  leaf.policy = seq.policy.detach().to(at::kDouble).requires_grad_(true);
+  const at::Tensor mean = loss_from_sequences(leaf, options, at::kDouble).loss;
+  const double pairs = double(seq.policy.size(0) / 2);
+  return torch::autograd::grad({mean}, {leaf.policy})[0] * (pairs / double(total_pairs));
 }
 
 }  // namespace edpo

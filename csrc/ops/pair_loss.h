@@ -54,4 +54,9 @@ void check_epsilon(double epsilon);
 EpsilonDpoOutput loss_from_sequences(const SequenceLogps& seq, const EpsilonDpoOptions& options,
                                      at::ScalarType loss_dtype);
 
+// dL/dS [2m] float64 for the m pairs of `seq` (chosen sequences, then rejected), where L is the mean
+// loss over `total_pairs` pairs that include them: the gradient of loss_from_sequences itself (through
+// autograd on these [2m] tensors), so the chunked op's forward-time gradient follows the same formula.
+at::Tensor loss_grad_wrt_policy_sums(const SequenceLogps& seq, const EpsilonDpoOptions& options, int64_t total_pairs);
+
 }  // namespace edpo

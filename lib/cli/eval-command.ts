@@ -15,6 +15,7 @@ import { type OptionSpec, TRAIN_OPTIONS } from '../train/config'
 import { readTrainerState } from '../train/trainer-state'
 import { formatZodError } from '../validate'
 import { formatHelp, parseArgs } from './args'
+import { DEVICE_PATTERN } from '../tensor'
 
 export const EVAL_OPTIONS = {
   model: { schema: z.string().min(1), kind: 'string', help: 'the policy: a model folder or a checkpoint-<step> folder' },
@@ -37,7 +38,7 @@ export const EVAL_OPTIONS = {
   truncationMode: TRAIN_OPTIONS.truncationMode,
   dataFormat: TRAIN_OPTIONS.dataFormat,
   dtype: { schema: z.enum(['float32', 'bfloat16', 'float16']).default('float32'), kind: 'string', help: 'weights dtype' },
-  device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
+  device: { schema: z.string().regex(DEVICE_PATTERN).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
   skipInvalid: { schema: z.boolean().default(false), kind: 'boolean', help: 'skip and count invalid rows' },
   json: { schema: z.boolean().default(false), kind: 'boolean', help: 'print the result as JSON' },
 } satisfies Record<string, OptionSpec>

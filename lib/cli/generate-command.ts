@@ -5,7 +5,7 @@ import { loadTokenizer } from '../data'
 import { EdpoInputError } from '../errors'
 import { CausalLM } from '../model'
 import { eosTokenIds } from '../model/eos-ids'
-import { Tensor } from '../tensor'
+import { Tensor, DEVICE_PATTERN } from '../tensor'
 import type { OptionSpec } from '../train/config'
 import { formatHelp, parseCommand } from './args'
 
@@ -19,7 +19,7 @@ export const GENERATE_OPTIONS = {
   topK: { schema: z.number().int().min(0).default(0), kind: 'integer', help: 'sample from the k most likely tokens (0: all)' },
   seed: { schema: z.number().int().min(0).default(0), kind: 'integer', help: 'sampling seed' },
   dtype: { schema: z.enum(['float32', 'bfloat16', 'float16']).default('float32'), kind: 'string', help: 'weights dtype' },
-  device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
+  device: { schema: z.string().regex(DEVICE_PATTERN).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
 } satisfies Record<string, OptionSpec>
 
 export const GENERATE_HELP = formatHelp(

@@ -36,7 +36,7 @@ export interface Batch {
   labels: Tensor
   /** float32 [2B, T]. */
   lossMask: Tensor
-  /** int64 [n]: the flat indices (into the 2B·T rows) where lossMask is 1, ascending; lets the chunked ops skip a device read. */
+  /** int64 [n] on the CPU: the flat indices (into the 2B·T rows) where lossMask is 1, ascending; lets the chunked ops skip a device read. */
   activeRows: Tensor
   /** Completion tokens per row, i.e. lossMask's row sums (host copy, for metrics). */
   completionTokens: Int32Array
@@ -91,7 +91,9 @@ export function collate(pairs: readonly TokenizedPair[], padTokenId: number, opt
     lossMask: Tensor.from(h.lossMask, shape, { device }),
     activeRows: (() => {
       const rows = activeRows(h.lossMask)
-      return Tensor.from(rows, [rows.length], { device })
+      // On the host: the ops copy it to the device themselves, and the chunked ε-DPO op plans its
+      // chunks from it with no device read.
+      return Tensor.from(rows, [rows.length])
     })(),
     completionTokens: h.completionTokens,
     rowLengths: h.rowLengths,

@@ -163,7 +163,7 @@ export interface SequenceBatch {
   labels: Tensor
   /** float32 [B, T]: 1 where labels[t] is a completion token. */
   lossMask: Tensor
-  /** int64 [n]: the flat indices where lossMask is 1, from the host mask (spares the chunked op a device read). */
+  /** int64 [n] on the CPU: the flat indices where lossMask is 1, from the host mask (spares the chunked ops a device read). */
   activeRows: Tensor
   /** Completion tokens in the batch (lossMask's sum). */
   tokens: number
@@ -206,7 +206,9 @@ export function collateSequences(rows: readonly { prompt: Int32Array; completion
     lossMask: Tensor.from(mask, shape, { device }),
     activeRows: (() => {
       const rows = activeRows(mask)
-      return Tensor.from(rows, [rows.length], { device })
+      // On the host: the ops copy it to the device themselves, and the chunked ε-DPO op plans its
+      // chunks from it with no device read.
+      return Tensor.from(rows, [rows.length])
     })(),
     tokens,
   }

@@ -6,7 +6,7 @@ import { EdpoInputError, native } from '../errors'
 import { type LoraDropoutState, type NativeModel, nativeAddon } from '../native'
 import type { ModelGenerateArgs } from '../ops-generated'
 import { type OpMode, type OpReturn, runOp } from '../ops'
-import { liveTensorSchema, Tensor } from '../tensor'
+import { liveTensorSchema, Tensor, DEVICE_PATTERN } from '../tensor'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
@@ -97,7 +97,7 @@ export interface SaveOptions {
 const fromPretrainedSchema = z
   .object({
     dtype: z.enum(['float32', 'bfloat16', 'float16', 'float64']).optional(),
-    device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'").optional(),
+    device: z.string().regex(DEVICE_PATTERN, "expected 'cpu', 'cuda' or 'cuda:N'").optional(),
     trainable: z.boolean().optional(),
   })
   .strict()

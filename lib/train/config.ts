@@ -5,6 +5,7 @@ import { z } from 'zod'
 
 import { EdpoInputError } from '../errors'
 import { LORA_OPTIONS, usesLora, withLoraChecks } from './lora-options'
+import { DEVICE_PATTERN } from '../tensor'
 
 export interface OptionSpec {
   schema: z.ZodType
@@ -81,7 +82,7 @@ export const TRAIN_OPTIONS = {
     kind: 'string',
     help: 'model weights dtype, also bf16, fp16, fp32 (bf16 keeps fp32 optimizer state)',
   },
-  device: { schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
+  device: { schema: z.string().regex(DEVICE_PATTERN).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
   gradientCheckpointing: { schema: z.boolean().default(false), kind: 'boolean', help: 'recompute each decoder layer in the backward pass' },
   // HF's group_by_length and TRL's padding_free are these options' snake_case names.
   groupByLength: {

@@ -1,0 +1,278 @@
+// The Node side of a GPU session (issue 16): the addon built against a CUDA libtorch, run through
+// its public API and CLI on the GPU, against the same code on the CPU.
+//   1. ops: ops.epsilonDpoLoss and ops.epsilonDpoLossFromHidden on cuda against the CPU op, on the
+//      same inputs (every record column, the steps, the loss and the gradients);
+//   2. train: `edpo train` of a tiny llama for 20 steps on cuda against the same run on the CPU
+//      (loss and β per step within 1e-3), also with --padding-free, --gradient-checkpointing and
+//      LoRA; and a bf16 run on cuda that must stay finite.
+// Writes $OUT/node-e2e.json; exit 1 when a check fails, 2 when the addon has no CUDA.
+//   node dist/bench/gpu/node-e2e.js [--only ops|train] [--device cuda|cuda:N|cpu]
+// --device cpu runs the "GPU" side on the CPU too: a dry run of this script on a machine without one.
+import { spawnSync } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+
+import { type DType, ops, runtime, Tensor } from '../../lib/index'
+import { PAIR_RECORD_COLUMNS } from '../../lib/ops'
+import { rng } from '../../lib/rng'
+import { EOS, text, writeLlama } from '../step-fixture'
+import { DEVICE_PATTERN } from '../../lib/tensor'
+
+interface Check {
+  section: string
+  name: string
+  ok: boolean
+  detail: string
+}
+const checks: Check[] = []
+const errors: string[] = []
+const figures: Record<string, unknown> = {}
+let DEVICE = 'cuda'
+
+
+function check(section: string, name: string, ok: boolean, detail: string): void {
+  checks.push({ section, name, ok, detail })
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${section}: ${name}: ${detail}`)
+}
+
+function host(t: Tensor): Float64Array {
+  return t.to('float64', 'cpu').toArray() as Float64Array
+}
+
+/** Largest |got − want| / (atol + rtol·|want|): ≤ 1 passes. NaN/∞ anywhere fails. */
+function worst(got: Float64Array, want: Float64Array, rtol: number, atol: number): number {
+  if (got.length !== want.length) return Infinity
+  let w = 0
+  for (let i = 0; i < got.length; i++) {
+    const a = got[i]!, b = want[i]!
+    if (Number.isNaN(a) !== Number.isNaN(b)) return Infinity
+    if (a === b) continue
+    const e = Math.abs(a - b) / (atol + rtol * Math.abs(b))
+    if (!(e <= w)) w = e
+  }
+  return w
+}
+
+/** ‖got − want‖ / ‖want‖. */
+function normError(got: Float64Array, want: Float64Array): number {
+  let d = 0, n = 0
+  for (let i = 0; i < want.length; i++) {
+    d += (got[i]! - want[i]!) ** 2
+    n += want[i]! ** 2
+  }
+  return Math.sqrt(d) / Math.max(Math.sqrt(n), 1e-300)
+}
+
+/** Labels and a prompt/completion mask; row 1 has no completion tokens; masked labels are −100. */
+function labelsAndMask(r: () => number, rows: number, steps: number, vocab: number): { labels: Tensor; mask: Tensor } {
+  const labels = new BigInt64Array(rows * steps)
+  const mask = new Float32Array(rows * steps)
+  for (let row = 0; row < rows; row++) {
+    const start = Math.floor(r() * steps * 0.7)
+    for (let k = 0; k < steps; k++) {
+      const on = k >= start && row !== 1
+      mask[row * steps + k] = on ? 1 : 0
+      labels[row * steps + k] = on ? BigInt(Math.floor(r() * vocab)) : -100n
+    }
+  }
+  return { labels: Tensor.from(labels, [rows, steps]), mask: Tensor.from(mask, [rows, steps]) }
+}
+
+// Sums of fp32/bf16 log-probs over ≤ 64 tokens accumulate in fp32 on both devices: 1e-5 relative.
+// The gradient is elementwise softmax-minus-one-hot in the logits' dtype: one rounding of that dtype.
+const GRAD_RTOL: Record<string, number> = { float32: 1e-5, bfloat16: 1e-2, float16: 2e-3 }
+
+function checkFusedOp(): void {
+  const cases: Array<[number, DType]> = [[7, 'float32'], [32000, 'bfloat16'], [50257, 'float16'], [128256, 'bfloat16'], [128256, 'float32']]
+  for (const [V, dtype] of cases) {
+    const B = 2, T = 48
+    const r = rng(V)
+    Tensor.manualSeed(V)
+    const policy = Tensor.randn([2 * B, T, V]).mul(2).to(dtype)
+    const reference = policy.to('float32').add(Tensor.randn([2 * B, T, V])).to(dtype)
+    const { labels, mask } = labelsAndMask(r, 2 * B, T, V)
+    const run = (device: string) => {
+      const p = policy.to(dtype, device).clone() // a fresh leaf per run, also where .to() is a no-op
+      p.requiresGrad = true
+      const out = ops.epsilonDpoLoss({ policyLogits: p, referenceLogits: reference.to(dtype, device), labels: labels.to(device), lossMask: mask.to(device), beta: 0.1, epsilon: 0.01 })
+      out.loss.backward()
+      return { record: host(out.record), loss: host(out.loss), grad: host(p.grad!) }
+    }
+    const cpu = run('cpu')
+    const gpu = run(DEVICE)
+    const k = PAIR_RECORD_COLUMNS.length
+    const bad: string[] = []
+    PAIR_RECORD_COLUMNS.forEach((col, c) => {
+      const g = Float64Array.from({ length: B }, (_, i) => gpu.record[i * k + c]!)
+      const w = Float64Array.from({ length: B }, (_, i) => cpu.record[i * k + c]!)
+      const e = worst(g, w, 1e-5, 1e-5)
+      if (!(e <= 1)) bad.push(`${col} (${e.toExponential(2)})`)
+    })
+    check('ops', `fused V=${V} ${dtype} record`, bad.length === 0, bad.length ? `off: ${bad.join(', ')}` : `all ${k} columns within 1e-5`)
+    const le = worst(gpu.loss, cpu.loss, 1e-5, 1e-6)
+    check('ops', `fused V=${V} ${dtype} loss`, le <= 1, `cuda ${gpu.loss[0]} cpu ${cpu.loss[0]}`)
+    const ge = worst(gpu.grad, cpu.grad, GRAD_RTOL[dtype]!, 1e-7)
+    check('ops', `fused V=${V} ${dtype} ∂loss/∂logits`, ge <= 1, `worst error / tolerance ${ge.toExponential(2)}, norm error ${normError(gpu.grad, cpu.grad).toExponential(2)}`)
+  }
+}
+
+function checkChunkedOp(): void {
+  // fp32: cuBLAS and the CPU BLAS sum H products in other orders (H·6e-8 relative); bf16 logits
+  // round once more on each side, so bf16 is checked norm-wise against its own rounding.
+  const cases: Array<[number, number, DType, number | undefined]> = [[50257, 256, 'float32', undefined], [50257, 256, 'float32', 37], [128256, 512, 'bfloat16', undefined]]
+  for (const [V, H, dtype, chunk] of cases) {
+    const B = 2, T = 40
+    const r = rng(V + H)
+    Tensor.manualSeed(V + 1)
+    const ph = Tensor.randn([2 * B, T, H]).to(dtype)
+    const pw = Tensor.randn([V, H]).mul(1 / Math.sqrt(H)).to(dtype)
+    const rh = ph.to('float32').add(Tensor.randn([2 * B, T, H]).mul(0.1)).to(dtype)
+    const rw = pw.to('float32').add(Tensor.randn([V, H]).mul(0.01 / Math.sqrt(H))).to(dtype)
+    const { labels, mask } = labelsAndMask(r, 2 * B, T, V)
+    const run = (device: string) => {
+      const h = ph.to(dtype, device).clone()
+      const w = pw.to(dtype, device).clone()
+      h.requiresGrad = true
+      w.requiresGrad = true
+      const out = ops.epsilonDpoLossFromHidden({
+        policyHidden: h, policyHead: w, referenceHidden: rh.to(dtype, device), referenceHead: rw.to(dtype, device),
+        labels: labels.to(device), lossMask: mask.to(device), beta: 0.1, epsilon: 0.01, chunkTokens: chunk,
+      })
+      out.loss.backward()
+      return { record: host(out.record), loss: host(out.loss), dh: host(h.grad!), dw: host(w.grad!), steps: host(out.steps) }
+    }
+    const cpu = run('cpu')
+    const gpu = run(DEVICE)
+    const tag = `chunked V=${V} H=${H} ${dtype} chunk=${chunk ?? 'default'}`
+    const rtol = dtype === 'float32' ? 1e-4 : 2e-2
+    const k = PAIR_RECORD_COLUMNS.length
+    const logps = (x: Float64Array) => Float64Array.from({ length: 4 * B }, (_, i) => x[Math.floor(i / 4) * k + (i % 4)]!)
+    const se = worst(logps(gpu.record), logps(cpu.record), rtol, 1e-3)
+    check('ops', `${tag} sequence log-probs`, se <= 1, `worst error / tolerance ${se.toExponential(2)} (rtol ${rtol})`)
+    const le = worst(gpu.loss, cpu.loss, rtol, 1e-5)
+    check('ops', `${tag} loss`, le <= 1, `cuda ${gpu.loss[0]} cpu ${cpu.loss[0]}`)
+    if (dtype === 'float32') check('ops', `${tag} steps`, gpu.steps.join() === cpu.steps.join(), `cuda [${gpu.steps.join()}] cpu [${cpu.steps.join()}]`)
+    const gtol = dtype === 'float32' ? 1e-4 : 3e-2
+    for (const [name, g, c] of [['∂h', gpu.dh, cpu.dh], ['∂W', gpu.dw, cpu.dw]] as const) {
+      const e = normError(g, c)
+      check('ops', `${tag} ${name}`, e <= gtol, `norm error ${e.toExponential(2)} (≤ ${gtol})`)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// edpo train on cuda against the CPU.
+
+const TINY = { model_type: 'llama', hidden_act: 'silu', rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, torch_dtype: 'float32', vocab_size: 512, hidden_size: 64, intermediate_size: 160, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256 }
+
+function writeData(file: string): void {
+  const r = rng(2026)
+  const seq = (n: number) => Array.from({ length: n }, () => 2 + Math.floor(r() * (TINY.vocab_size - 2)))
+  const len = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1))
+  const rows = Array.from({ length: 48 }, () => ({ prompt: text(seq(len(4, 24))), chosen: text([...seq(len(2, 16)), EOS]), rejected: text([...seq(len(2, 16)), EOS]) }))
+  fs.writeFileSync(file, rows.map((x) => JSON.stringify(x)).join('\n') + '\n')
+}
+
+interface StepMetrics {
+  step: number
+  loss: number
+  'kl/beta': number
+  'kl/avg_steps'?: number
+  grad_norm?: number
+}
+
+const CLI = path.resolve(__dirname, '..', '..', 'lib', 'cli', 'main.js')
+
+function train(model: string, data: string, name: string, extra: string[]): StepMetrics[] {
+  const out = path.join(path.dirname(model), name)
+  const args = [CLI, 'train', '--model', model, '--data', data, '--out', out, '--max-steps', '20', '--batch-size', '4', '--learning-rate', '1e-3', '--warmup-ratio', '0', '--lr-scheduler', 'constant', '--seed', '7', '--log-every', '1', ...extra]
+  const t0 = Date.now()
+  const p = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 26 })
+  figures[`train_${name}_s`] = (Date.now() - t0) / 1000
+  if (p.status !== 0) throw new Error(`edpo train ${extra.join(' ')} exited ${p.status ?? p.signal}:\n${(p.stderr || p.stdout).slice(-4000)}`)
+  const rows = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StepMetrics)
+  return rows.filter((m) => typeof m.loss === 'number' && typeof m['kl/beta'] === 'number')
+}
+
+function compareRuns(tag: string, got: StepMetrics[], want: StepMetrics[]): void {
+  check('train', `${tag}: steps logged`, got.length === 20 && want.length === 20, `cuda ${got.length}, cpu ${want.length}`)
+  let worstLoss = 0, worstBeta = 0, at = 0
+  for (let i = 0; i < Math.min(got.length, want.length); i++) {
+    const l = Math.abs(got[i]!.loss - want[i]!.loss) / Math.max(1, Math.abs(want[i]!.loss))
+    const b = Math.abs(got[i]!['kl/beta'] - want[i]!['kl/beta']) / Math.max(1e-12, Math.abs(want[i]!['kl/beta']))
+    if (!(l <= worstLoss)) (worstLoss = l), (at = got[i]!.step)
+    if (!(b <= worstBeta)) worstBeta = b
+  }
+  check('train', `${tag}: loss per step`, worstLoss <= 1e-3, `worst relative difference ${worstLoss.toExponential(2)} (step ${at}); final cuda ${got.at(-1)?.loss} cpu ${want.at(-1)?.loss}`)
+  check('train', `${tag}: β per step`, worstBeta <= 1e-3, `worst relative difference ${worstBeta.toExponential(2)}; final cuda ${got.at(-1)?.['kl/beta']} cpu ${want.at(-1)?.['kl/beta']}`)
+}
+
+function checkTrain(): void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-gpu-e2e-'))
+  try {
+    const model = path.join(dir, 'model')
+    fs.mkdirSync(model)
+    writeLlama(model, TINY)
+    const data = path.join(dir, 'pairs.jsonl')
+    writeData(data)
+    const cpu = train(model, data, 'cpu', ['--device', 'cpu'])
+    // The loss must move, or matching would prove little.
+    check('train', 'cpu run learns', cpu.length === 20 && cpu.at(-1)!.loss < cpu[0]!.loss - 0.05, `loss ${cpu[0]?.loss} → ${cpu.at(-1)?.loss}`)
+    compareRuns('cuda fp32', train(model, data, 'cuda', ['--device', DEVICE]), cpu)
+    compareRuns('cuda fp32 --padding-free', train(model, data, 'cuda-pf', ['--device', DEVICE, '--padding-free']), cpu)
+    compareRuns('cuda fp32 --gradient-checkpointing', train(model, data, 'cuda-gc', ['--device', DEVICE, '--gradient-checkpointing']), cpu)
+    const lora = ['--lora-r', '8', '--lora-dropout', '0']
+    compareRuns('cuda fp32 LoRA', train(model, data, 'cuda-lora', ['--device', DEVICE, ...lora]), train(model, data, 'cpu-lora', ['--device', 'cpu', ...lora]))
+    const bf16 = train(model, data, 'cuda-bf16', ['--device', DEVICE, '--dtype', 'bfloat16'])
+    const finite = bf16.length === 20 && bf16.every((m) => Number.isFinite(m.loss) && Number.isFinite(m['kl/beta']))
+    const drift = Math.max(...bf16.map((m, i) => Math.abs(m.loss - (cpu[i]?.loss ?? NaN))))
+    check('train', 'cuda bf16: 20 finite steps', finite, `final loss ${bf16.at(-1)?.loss} (fp32 cpu ${cpu.at(-1)?.loss}); largest |bf16 − fp32| loss ${drift.toFixed(4)}`)
+    figures.train_loss_cpu = cpu.map((m) => m.loss)
+    figures.train_beta_cpu = cpu.map((m) => m['kl/beta'])
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+function main(): number {
+  const argv = process.argv.slice(2)
+  let only: string | undefined
+  for (let i = 0; i < argv.length; i += 2) {
+    const [name, value] = [argv[i], argv[i + 1]]
+    if (name === '--only' && (value === 'ops' || value === 'train')) only = value
+    else if (name === '--device' && value !== undefined && DEVICE_PATTERN.test(value)) DEVICE = value
+    else {
+      console.error(`node-e2e: bad arguments '${argv.join(' ')}' (known: --only ops|train, --device cuda|cuda:N|cpu)`)
+      return 2
+    }
+  }
+  const rt = runtime()
+  figures.runtime = rt
+  figures.device = DEVICE
+  console.log(`node-e2e: libtorch ${rt.libtorchVersion}, cudaBuild ${rt.cudaBuild}, cudaAvailable ${rt.cudaAvailable}, device ${DEVICE}, ${new Date().toISOString()}`)
+  if (DEVICE !== 'cpu' && (!rt.cudaBuild || !rt.cudaAvailable)) {
+    console.error('node-e2e: this addon has no CUDA or sees no device')
+    return 2
+  }
+  const sections: Array<[string, () => void]> = [['ops', checkFusedOp], ['ops', checkChunkedOp], ['train', checkTrain]]
+  for (const [name, fn] of sections) {
+    if (only !== undefined && only !== name) continue
+    const t0 = Date.now()
+    try {
+      fn()
+    } catch (e) {
+      const msg = e instanceof Error ? (e.stack ?? e.message) : String(e)
+      errors.push(`${name}: ${msg}`)
+      console.log(`ERROR ${name}: ${msg}`)
+    }
+    figures[`${name}_${fn.name}_s`] = (Date.now() - t0) / 1000
+  }
+  const failed = checks.filter((c) => !c.ok)
+  const out = process.env.OUT
+  if (out) fs.writeFileSync(path.join(out, 'node-e2e.json'), JSON.stringify({ date: new Date().toISOString(), checks, errors, figures }, null, 1))
+  console.log(`node-e2e: ${checks.length - failed.length}/${checks.length} checks passed, ${errors.length} section error(s)`)
+  return failed.length || errors.length ? 1 : 0
+}
+
+process.exitCode = main()
