@@ -1,18 +1,25 @@
 // Full fine-tuning (policy + a frozen reference copy) against LoRA (the reference is the base with
-// the adapters off) in ε-DPO training: peak RSS above the process's start and step time, on the
-// tiny test llama and the 33M bench llama (bench/model.ts), each case in its own process; beside
-// each measured peak, `edpo plan`'s estimate for the same run and the ratio (planned / measured).
-//   npm run bench:lora            (EDPO_BENCH_STEPS=N optimizer steps per case, default 3)
+// the adapters off) in ε-DPO training, on the tiny test llama and the 33M bench llama
+// (bench/model.ts), each case in its own process, once with glibc's default malloc and once with
+// MALLOC_MMAP_THRESHOLD_=65536 (freed tensors go back to the OS at once). Beside each measurement,
+// `edpo plan`'s estimate for the same run and the ratio (planned / measured):
+// - tensors: the plan's peak against the peak of live tensor bytes (the addon's counting allocator);
+// - RSS: the plan's peak + runtime (the process's RSS once libtorch has run an op, measured here as
+//   `edpo plan` measures it) against the process's peak RSS (VmHWM);
+// and the step's wall and CPU time (user + system, all threads; the median of steps 2..N).
+//   npm run bench:lora            (EDPO_BENCH_STEPS=N optimizer steps per case, default 4)
 import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { io, runtime, Tensor, Trainer } from '../lib/index'
+import { memoryStats, resetPeakTensorBytes } from '../lib/memory'
 import { parseModelConfig } from '../lib/model'
 import { planMemory } from '../lib/model/memory-plan'
 import { tokenizerConfig, tokenizerJson, WORDS } from '../test/helpers/data-fixtures'
-import { peakRssSince, resetPeakRss, rssBytes } from './memory'
+import { writeLongPreferences } from '../test/helpers/train-fixtures'
+import { peakRssSince, rssBytes } from './memory'
 import { llamaWeights } from './step-fixture'
 
 const MODELS = {
@@ -33,26 +40,26 @@ function writeModel(dir: string, name: ModelName): void {
   io.saveSafetensors(path.join(dir, 'model.safetensors'), w)
 }
 
-// Rows long enough that every sequence is truncated to exactly MAX_LENGTH tokens.
-function writeData(file: string): void {
-  const words = WORDS.filter((x) => /^[a-z]+$/.test(x))
-  const text = (seed: number, n: number) => Array.from({ length: n }, (_, i) => words[(seed * 31 + i * 7) % words.length]).join(' ')
-  const rows = Array.from({ length: 32 }, (_, i) => ({ prompt: text(i, PROMPT + 16), chosen: text(i + 1, 64), rejected: text(i + 2, 64) }))
-  fs.writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n')
-}
-
 interface Result {
   model: ModelName
   lora: boolean
-  peak_mb: number
+  malloc: Malloc
+  runtime_mb: number
+  peak_tensors_mb: number
+  peak_rss_mb: number
   plan_mb: number
   step_s: number
+  cpu_s: number
 }
+const MALLOC = { default: {}, 'mmap threshold 64 KiB': { MALLOC_MMAP_THRESHOLD_: '65536' } } as const
+type Malloc = keyof typeof MALLOC
 
-async function child(dir: string, name: ModelName, lora: boolean, steps: number): Promise<void> {
-  Tensor.zeros([1]).dispose() // libtorch initialised before the baseline
-  const base = rssBytes()
-  resetPeakRss()
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
+async function child(dir: string, name: ModelName, lora: boolean, steps: number, malloc: Malloc): Promise<void> {
+  Tensor.zeros([1]).dispose() // libtorch initialised: the runtime, as `edpo plan` measures it
+  const runtimeBytes = rssBytes()
+  resetPeakTensorBytes()
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-lora-run-'))
   const trainer = await Trainer.create(
     {
@@ -69,9 +76,17 @@ async function child(dir: string, name: ModelName, lora: boolean, steps: number)
     { log: () => {} },
   )
   const times: number[] = []
-  trainer.on('step', (s) => times.push(s.metrics.step_time ?? NaN))
+  const cpu: number[] = []
+  let cpuMark = process.cpuUsage()
+  trainer.on('step', (s) => {
+    const used = process.cpuUsage(cpuMark)
+    cpuMark = process.cpuUsage()
+    times.push(s.metrics.step_time ?? NaN)
+    cpu.push((used.user + used.system) / 1e6)
+  })
   await trainer.train()
-  const peak = peakRssSince(base)
+  const peakRss = peakRssSince(0)
+  const peakTensors = memoryStats().peakTensorBytes
   fs.rmSync(out, { recursive: true, force: true })
   const config = parseModelConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), 'config.json')
   const plan = planMemory(config, {
@@ -85,38 +100,57 @@ async function child(dir: string, name: ModelName, lora: boolean, steps: number)
     maxPromptLength: PROMPT,
     nprocPerNode: 1,
     zeroStage: 0,
+    runtimeBytes,
   })
-  const r: Result = { model: name, lora, peak_mb: peak / 2 ** 20, plan_mb: plan.total / 2 ** 20, step_s: Math.min(...times.slice(1)) }
+  const mb = (n: number) => n / 2 ** 20
+  const r: Result = {
+    model: name,
+    lora,
+    malloc,
+    runtime_mb: mb(plan.runtime),
+    peak_tensors_mb: mb(peakTensors),
+    peak_rss_mb: mb(peakRss),
+    plan_mb: mb(plan.total),
+    step_s: median(times.slice(1)),
+    cpu_s: median(cpu.slice(1)),
+  }
   console.log(JSON.stringify(r))
 }
 
-function run(args: string[]): Result {
-  const p = spawnSync(process.execPath, [...process.execArgv, __filename, ...args], { encoding: 'utf8' })
+function run(args: string[], malloc: Malloc): Result {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...MALLOC[malloc] }
+  if (malloc === 'default') for (const k of Object.keys(env)) if (k.startsWith('MALLOC_')) delete env[k]
+  const p = spawnSync(process.execPath, [...process.execArgv, __filename, ...args, malloc], { encoding: 'utf8', env })
   if (p.status !== 0) throw new Error(`case ${args.join(' ')} failed:\n${p.stderr}`)
   return JSON.parse(p.stdout.trim().split('\n').pop()!) as Result
 }
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2)
-  if (argv[0] === '--child') return child(argv[1]!, argv[2] as ModelName, argv[3] === '1', Number(argv[4]))
-  const steps = Number(process.env.EDPO_BENCH_STEPS ?? 3)
+  if (argv[0] === '--child') return child(argv[1]!, argv[2] as ModelName, argv[3] === '1', Number(argv[4]), argv[5] as Malloc)
+  const steps = Number(process.env.EDPO_BENCH_STEPS ?? 4)
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-lora-'))
   try {
-    console.log(`ε-DPO, fp32, ${BATCH} pairs × ${MAX_LENGTH} tokens, best step of ${steps}; LoRA r=${LORA_R} on all 7 projections`)
+    console.log(`ε-DPO, fp32, ${BATCH} pairs × ${MAX_LENGTH} tokens, median of steps 2–${steps}; LoRA r=${LORA_R} on all 7 projections`)
     console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${runtime().threads} threads, ${new Date().toISOString()}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
-    console.log('| model | training | peak RSS above start | edpo plan | plan / measured | step time |')
-    console.log('|---|---|---|---|---|---|')
+    console.log('| model | training | malloc | peak tensors | plan | plan / tensors | peak RSS | plan + runtime | plan / RSS | step wall | step CPU |')
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|')
+    const f = (x: number) => `${x.toFixed(1)} MiB`
     for (const name of Object.keys(MODELS) as ModelName[]) {
       const dir = path.join(root, name)
       writeModel(dir, name)
-      writeData(path.join(dir, 'data.jsonl'))
-      const rows = [run(['--child', dir, name, '0', String(steps)]), run(['--child', dir, name, '1', String(steps)])]
+      writeLongPreferences(path.join(dir, 'data.jsonl'), 32, PROMPT + 16, 64) // every sequence truncated to MAX_LENGTH
+      const rows: Result[] = []
+      for (const lora of ['0', '1']) for (const malloc of Object.keys(MALLOC) as Malloc[]) rows.push(run(['--child', dir, name, lora, String(steps)], malloc))
       for (const r of rows)
         console.log(
-          `| ${name} | ${r.lora ? `LoRA r=${LORA_R}` : 'full FT (policy + reference copy)'} | ${r.peak_mb.toFixed(1)} MiB | ${r.plan_mb.toFixed(1)} MiB | ${(r.plan_mb / r.peak_mb).toFixed(2)} | ${(r.step_s * 1000).toFixed(0)} ms |`,
+          `| ${name} | ${r.lora ? `LoRA r=${LORA_R}` : 'full FT'} | ${r.malloc} | ${f(r.peak_tensors_mb)} | ${f(r.plan_mb)} | ${(r.plan_mb / r.peak_tensors_mb).toFixed(2)} | ` +
+            `${f(r.peak_rss_mb)} | ${f(r.plan_mb + r.runtime_mb)} | ${((r.plan_mb + r.runtime_mb) / r.peak_rss_mb).toFixed(2)} | ${(r.step_s * 1000).toFixed(0)} ms | ${(r.cpu_s * 1000).toFixed(0)} ms |`,
         )
-      const [full, lora] = rows as [Result, Result]
-      console.log(`| ${name} | LoRA / full | ${(lora.peak_mb / full.peak_mb).toFixed(2)}× | | | ${(lora.step_s / full.step_s).toFixed(2)}× |`)
+      const [fullDefault, fullMmap, loraDefault, loraMmap] = rows as [Result, Result, Result, Result]
+      for (const [what, a, b] of [['full FT', fullDefault, fullMmap], [`LoRA r=${LORA_R}`, loraDefault, loraMmap]] as const)
+        console.log(`| ${name} | ${what} | mmap threshold / default | | | | ${(b.peak_rss_mb / a.peak_rss_mb).toFixed(2)}× | | | ${(b.step_s / a.step_s).toFixed(2)}× | ${(b.cpu_s / a.cpu_s).toFixed(2)}× |`)
+      console.log(`| ${name} | LoRA / full | default | ${(loraDefault.peak_tensors_mb / fullDefault.peak_tensors_mb).toFixed(2)}× | | | ${(loraDefault.peak_rss_mb / fullDefault.peak_rss_mb).toFixed(2)}× | | | ${(loraDefault.step_s / fullDefault.step_s).toFixed(2)}× | ${(loraDefault.cpu_s / fullDefault.cpu_s).toFixed(2)}× |`)
     }
   } finally {
     fs.rmSync(root, { recursive: true, force: true })

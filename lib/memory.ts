@@ -1,5 +1,7 @@
 // Process memory as the addon sees it: CPU tensor bytes counted by its allocator (live, and the
 // peak since the last reset), and glibc's heaps. trimHeap() gives freed heap pages back to the OS.
+import * as fs from 'node:fs'
+
 import { native } from './errors'
 import { nativeAddon, type NativeMemoryStats } from './native'
 
@@ -19,4 +21,17 @@ export function resetPeakTensorBytes(): void {
  */
 export function trimHeap(): void {
   native(() => nativeAddon().trimHeap())
+}
+
+/**
+ * @internal This process's resident set size (VmRSS), in bytes; undefined where /proc/self/status
+ * cannot be read (not Linux).
+ */
+export function residentBytes(): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))
+    return m ? Number(m[1]) * 1024 : undefined
+  } catch {
+    return undefined
+  }
 }

@@ -8,6 +8,7 @@ import t from 'tap'
 
 import { createTokenizer } from '../lib/data'
 import { eosTokenIds } from '../lib/model/eos-ids'
+import { writeAdapterConfig } from '../lib/model/lora'
 import { tempDir, tokenizerConfig, tokenizerJson } from './helpers/data-fixtures'
 import { makeTrainableModel } from './helpers/train-fixtures'
 
@@ -34,6 +35,20 @@ t.test('eos ids come from the tokenizer, config.json and generation_config.json'
   t.throws(() => eosTokenIds(dir, 2), /generation_config\.json: eos_token_id must be a token id or a list of them/)
   fs.writeFileSync(path.join(dir, 'generation_config.json'), '{"eos_token_id": [1,')
   t.throws(() => eosTokenIds(dir, 2), /generation_config\.json: not valid JSON/)
+  t.end()
+})
+
+t.test("an adapter folder's eos ids include its base's config.json and generation_config.json", (t) => {
+  const base = tempDir(t)
+  fs.writeFileSync(path.join(base, 'config.json'), JSON.stringify({ eos_token_id: 5 }))
+  fs.writeFileSync(path.join(base, 'generation_config.json'), JSON.stringify({ eos_token_id: [5, 8] }))
+  const adapter = tempDir(t)
+  writeAdapterConfig(adapter, { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj'], useRslora: false, seed: 0 }, base)
+  t.same(eosTokenIds(adapter, 2), [2, 5, 8], 'the base named by base_model_name_or_path')
+  fs.writeFileSync(path.join(adapter, 'generation_config.json'), JSON.stringify({ eos_token_id: 11 }))
+  t.same(eosTokenIds(adapter, 2), [2, 5, 8, 11], "and the adapter folder's own generation_config.json")
+  fs.writeFileSync(path.join(base, 'generation_config.json'), JSON.stringify({ eos_token_id: -1 }))
+  t.throws(() => eosTokenIds(adapter, 2), new RegExp(`${base}/generation_config\\.json: eos_token_id must be`), "a bad base file is named")
   t.end()
 })
 

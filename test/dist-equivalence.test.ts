@@ -12,7 +12,10 @@
 //     gradient differences here are ≲ 1e-9 (the fixture's gradients are ≲ 1e-1, relative 1e-8):
 //     3 · 1e-3 · 1e-9 / 1e-6 = 3e-6, bounded by 1e-5.
 // ZeRO-1/2 change only who updates which parameter (and the order of the gradient norm's sum),
-// so they must equal ZeRO-0 at the same bounds.
+// so they must equal ZeRO-0 at the same bounds. LoRA (ε-DPO against the base with adapters off,
+// and SFT) trains only the adapters, whose gradients are averaged like any other: the same bounds
+// apply to the adapter weights (adapter_model.safetensors). Its dropout is 0 here: each rank draws
+// its own masks, so with dropout two ranks are a different (equally valid) sample of 1 process.
 import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -39,8 +42,11 @@ function lastCheckpoint(out: string): string {
   return path.join(out, `checkpoint-${Math.max(...steps)}`)
 }
 
+// The trained weights: the full model, or a LoRA run's adapters.
 function weights(out: string): Record<string, Float32Array> {
-  const tensors = loadSafetensors(path.join(lastCheckpoint(out), 'model.safetensors'))
+  const ck = lastCheckpoint(out)
+  const adapter = path.join(ck, 'adapter_model.safetensors')
+  const tensors = loadSafetensors(fs.existsSync(adapter) ? adapter : path.join(ck, 'model.safetensors'))
   return Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, v.toArray() as Float32Array]))
 }
 
@@ -84,15 +90,21 @@ t.test('2 ranks × batch 4 equal 1 process × batch 8; ZeRO-1/2 equal ZeRO-0', a
   const pref = { ...base, referenceModel, beta: 0.5 }
   // Each method takes only its own options (the Trainer rejects the others').
   const own: Record<string, Record<string, unknown>> = { 'epsilon-dpo': { epsilon: 0.1 }, dpo: {}, 'tr-dpo': { trDpoTau: 1 } }
+  const lora = { loraR: 4, loraAlpha: 8, loraDropout: 0 }
   const cases: { label: string; kind: 'train' | 'sft'; config: Record<string, unknown> }[] = []
   for (const accum of [1, 2]) {
     for (const method of ['epsilon-dpo', 'dpo', 'tr-dpo']) cases.push({ label: `${method} accumulation ${accum}`, kind: 'train', config: { ...pref, ...own[method], method, gradAccumulation: accum } })
     cases.push({ label: `sft accumulation ${accum}`, kind: 'sft', config: { ...base, gradAccumulation: accum } })
+    // LoRA's reference is the base with the adapters off: no referenceModel.
+    cases.push({ label: `epsilon-dpo LoRA accumulation ${accum}`, kind: 'train', config: { ...base, beta: 0.5, ...own['epsilon-dpo'], ...lora, method: 'epsilon-dpo', gradAccumulation: accum } })
   }
+  cases.push({ label: 'sft LoRA accumulation 2', kind: 'sft', config: { ...base, ...lora, gradAccumulation: 2 } })
   const out = (label: string, what: string) => path.join(work, `${label.replace(/ /g, '-')}-${what}`)
   const jobs: Job[] = cases.map((c) => ({ kind: c.kind, config: { ...c.config, batchSize: 4, out: out(c.label, 'ranks') } }))
-  const zero = cases[3 + 1]! // epsilon-dpo, accumulation 2
+  const zero = cases.find((c) => c.label === 'epsilon-dpo accumulation 2')!
   for (const stage of [1, 2]) jobs.push({ kind: 'train', config: { ...zero.config, batchSize: 4, zeroStage: stage, out: out(zero.label, `zero${stage}`) } })
+  const zeroLora = cases.find((c) => c.label === 'epsilon-dpo LoRA accumulation 2')!
+  jobs.push({ kind: 'train', config: { ...zeroLora.config, batchSize: 4, zeroStage: 2, out: out(zeroLora.label, 'zero2') } })
 
   // The two ranks run every job in one pair of processes, while this process runs the baselines.
   const jobFile = path.join(work, 'jobs.json')
@@ -118,6 +130,7 @@ t.test('2 ranks × batch 4 equal 1 process × batch 8; ZeRO-1/2 equal ZeRO-0', a
 
   for (const c of cases) compareRuns(t, c.label, out(c.label, 'one'), out(c.label, 'ranks'))
   for (const stage of [1, 2]) compareRuns(t, `ZeRO-${stage} vs ZeRO-0 (${zero.label})`, out(zero.label, 'ranks'), out(zero.label, `zero${stage}`))
+  compareRuns(t, `ZeRO-2 vs ZeRO-0 (${zeroLora.label})`, out(zeroLora.label, 'ranks'), out(zeroLora.label, 'zero2'))
   // ZeRO shards: one optimizer file per rank, each with about half of the state.
   const ck = lastCheckpoint(out(zero.label, 'zero1'))
   const shardFiles = fs.readdirSync(ck).filter((n) => n.startsWith('optimizer')).sort()

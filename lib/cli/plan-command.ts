@@ -6,10 +6,12 @@ import * as path from 'node:path'
 import { z } from 'zod'
 
 import { EdpoInputError } from '../errors'
+import { residentBytes } from '../memory'
 import { parseModelConfig } from '../model'
 import { readConfigJson } from '../model/checkpoint-files'
 import { resolveTargets } from '../model/lora'
 import { formatBytes, type MemoryPlan, planMemory } from '../model/memory-plan'
+import { Tensor } from '../tensor'
 import { TRAIN_OPTIONS, type OptionSpec } from '../train/config'
 import { LORA_OPTIONS } from '../train/lora-options'
 import { formatHelp, parseCommand } from './args'
@@ -36,7 +38,8 @@ export const PLAN_OPTIONS = {
 export const PLAN_HELP = formatHelp(
   'edpo plan --model <dir | config.json> [--lora-r 16] [--dtype bfloat16] [--nproc-per-node N --zero-stage S] [--batch-size B --max-length T] [--gradient-checkpointing]',
   'Prints the memory one device needs to train the model: weights, the reference, gradients, optimizer state, activations\n' +
-    "and the loss's logits (chunked as edpo runs it, and what materialising them would take). Reads only config.json.",
+    "and the loss's logits (chunked as edpo runs it, and what materialising them would take), and the runtime: this\n" +
+    'process with node, libtorch and edpo loaded, which a CPU run holds beside its tensors. Reads only config.json.',
   PLAN_OPTIONS,
 )
 
@@ -62,9 +65,17 @@ export function planCommand(argv: readonly string[]): number {
     maxPromptLength: o.method === 'sft' ? 0 : o.maxPromptLength,
     nprocPerNode: o.nprocPerNode,
     zeroStage: o.zeroStage as 0 | 1 | 2,
+    runtimeBytes: measureRuntime(),
   })
   process.stdout.write(formatPlan(plan, o.loraR, o.dtype, o.nprocPerNode, o.zeroStage) + '\n')
   return 0
+}
+
+// The resident size of this process once libtorch has run an op: the same node, libtorch and
+// addon a training process starts from (bench/lora.ts measures its runs from the same point).
+function measureRuntime(): number {
+  Tensor.zeros([1]).dispose()
+  return residentBytes() ?? 0
 }
 
 function readJsonObject(file: string): Record<string, unknown> {
@@ -89,9 +100,11 @@ export function formatPlan(p: MemoryPlan, loraR: number | undefined, dtype: stri
     ['optimizer state', p.optimizer, `AdamW m, v${loraR === undefined && (dtype === 'bfloat16' || dtype === 'float16') ? ' + fp32 master' : ''}${zero >= 1 ? `, sharded over ${n}` : ''}`],
     ['activations', p.activations, 'kept for backward'],
     ['loss logits', p.logitsChunked, `chunked (materialised: ${formatBytes(p.logitsMaterialised)})`],
+    ['layer temporaries', p.layerTemporaries, 'the forward beside the kept activations (the reference\'s layer, attention scores)'],
   ]
   const lines = [`${what}, ${n} device${n > 1 ? 's' : ''}${zero > 0 ? `, ZeRO-${zero}` : ''}: per device`]
-  for (const [name, bytes, note] of rows) lines.push(`  ${name.padEnd(16)} ${formatBytes(bytes).padStart(11)}   ${note}`)
-  lines.push(`  ${'peak'.padEnd(16)} ${formatBytes(p.total).padStart(11)}   = weights + reference + optimizer + max(activations + logits, gradients + 1 layer)`)
+  for (const [name, bytes, note] of rows) lines.push(`  ${name.padEnd(17)} ${formatBytes(bytes).padStart(11)}   ${note}`)
+  lines.push(`  ${'peak'.padEnd(17)} ${formatBytes(p.total).padStart(11)}   = weights + reference + optimizer + max(activations + max(logits, layer temporaries), gradients + 1 layer)`)
+  if (p.runtime > 0) lines.push(`  ${'on CPU'.padEnd(17)} ${formatBytes(p.total + p.runtime).padStart(11)}   = peak + ${formatBytes(p.runtime)} runtime (node, libtorch, edpo: this process's RSS)`)
   return lines.join('\n')
 }

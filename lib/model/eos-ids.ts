@@ -1,11 +1,13 @@
 // Every id that ends a generation: the tokenizer's eos_token, config.json's eos_token_id and
 // generation_config.json's eos_token_id (Llama-3-Instruct lists <|end_of_text|> and <|eot_id|>
 // there; stopping on the first alone runs past the end of the turn). Files from strangers: read
-// defensively, and a malformed value is an error naming the file and key.
+// defensively, and a malformed value is an error naming the file and key. A PEFT adapter folder
+// has no config.json of its own: its base's files (base_model_name_or_path) count too.
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { EdpoInputError } from '../errors'
+import { ADAPTER_CONFIG_FILE, readAdapterConfig } from './lora'
 
 function idsIn(dir: string, file: string): number[] {
   const full = path.join(dir, file)
@@ -24,7 +26,13 @@ function idsIn(dir: string, file: string): number[] {
   return list as number[]
 }
 
-/** The sorted, distinct end-of-sequence ids of a model folder, starting from the tokenizer's. */
+/** The sorted, distinct end-of-sequence ids of a model (or adapter) folder, starting from the tokenizer's. */
 export function eosTokenIds(dir: string, tokenizerEos: number): number[] {
-  return [...new Set([tokenizerEos, ...idsIn(dir, 'config.json'), ...idsIn(dir, 'generation_config.json')])].sort((a, b) => a - b)
+  const dirs = [dir]
+  if (!fs.existsSync(path.join(dir, 'config.json')) && fs.existsSync(path.join(dir, ADAPTER_CONFIG_FILE))) {
+    const base = readAdapterConfig(dir).baseModelNameOrPath
+    if (base !== undefined) dirs.push(base)
+  }
+  const ids = dirs.flatMap((d) => [...idsIn(d, 'config.json'), ...idsIn(d, 'generation_config.json')])
+  return [...new Set([tokenizerEos, ...ids])].sort((a, b) => a - b)
 }

@@ -25,6 +25,8 @@ export interface PlanOptions {
   maxPromptLength: number
   nprocPerNode: number
   zeroStage: 0 | 1 | 2
+  /** Resident bytes of the process before any model is loaded (node, libtorch, edpo), measured by the caller; 0 if unknown. */
+  runtimeBytes?: number
 }
 
 /** Bytes per device, by what holds them. */
@@ -40,8 +42,12 @@ export interface MemoryPlan {
   logitsChunked: number
   /** … and what materialising [tokens, V] logits would take. */
   logitsMaterialised: number
-  /** The step's peak: weights + reference + optimizer + max(activations + logits, gradients + one layer's activations). */
+  /** The forward's working set beside the kept activations: the reference's layer (no grad) or the policy's attention temporaries. */
+  layerTemporaries: number
+  /** The step's peak of tensor bytes: weights + reference + optimizer + max(activations + max(logits, layer temporaries), gradients + one layer's activations). */
   total: number
+  /** The process before training (PlanOptions.runtimeBytes): a CPU run's resident peak is runtime + total. */
+  runtime: number
 }
 
 const BYTES: Record<PlanDtype, number> = { float32: 4, bfloat16: 2, float16: 2, float64: 8 }
@@ -52,19 +58,26 @@ function layerActivationBytes(c: ModelConfig, E: number, acc: number, tokensPerS
   const hd = c.head_dim ?? H / c.num_attention_heads
   const q = c.num_attention_heads * hd, kv = (c.num_key_value_heads ?? c.num_attention_heads) * hd
   const rep = q / kv
-  // Two RMSNorms: the fp32 input (x itself in fp32) and the normed output in the activations' dtype.
-  const norms = 2 * (acc * H + E * H)
+  // Two RMSNorms: the fp32 input (x itself in fp32) and, when the norm's weight trains, the normed
+  // output in the activations' dtype that the multiplication by the weight keeps for its gradient
+  // (LoRA freezes the norms: autograd then keeps only the weight).
+  const norms = 2 * (acc * H + (lora ? 0 : E * H))
   // Attention: q and k out of their projections and their rotated halves (RoPE), q after RoPE,
   // k and v after repeat_kv (copies when heads share a kv head), and o_proj's input (a copy).
   const attention = rep > 1 ? E * (6 * q + 2 * kv) : E * (4 * q + 4 * kv)
   // The softmax output (kept by softmax and by the matmul with v), and its cast when E ≠ acc.
-  const scores = c.num_attention_heads * tokensPerSeq * (acc + (E === acc ? 0 : E))
+  const scores = scoreElements(c, tokensPerSeq) * (acc + (E === acc ? 0 : E))
   // SwiGLU: gate, silu(gate), up and their product.
   const mlp = E * 4 * I
   // LoRA: each adapted input cast to the fp32 adapters (a new tensor only over a reduced base),
   // plus each A output.
   const adapters = lora ? (E === 4 ? 0 : lora.inputs * 4) + lora.r * 4 * lora.targets : 0
   return norms + attention + scores + mlp + adapters
+}
+
+/** Attention score elements per token of one layer: heads × key positions. */
+function scoreElements(c: ModelConfig, tokensPerSeq: number): number {
+  return c.num_attention_heads * tokensPerSeq
 }
 
 export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
@@ -120,11 +133,21 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const logitBytes = (n: number) => n * V * ((E + acc) * models + acc)
   const logitsMaterialised = logitBytes(rows)
   const logitsChunked = logitBytes(Math.min(rows, rowsPerChunk))
+  // Inside a layer's forward the eager attention (csrc/models/layers.cc attend) holds the scaled
+  // scores and the masked scores (fp32, plus the scores' own dtype when E ≠ acc) beside the
+  // softmax until its matmul with v returns: two or three score-sized temporaries that no layer keeps.
+  // (libtorch ≥ 2.1 may run SDPA instead, which holds fewer.)
+  const scoreTemporaries = scoreElements(c, o.maxLength) * tokens * (2 * acc + (E === acc ? 0 : E))
+  // After the policy's forward has kept every layer's activations, the reference's forward runs
+  // without grad: it holds one layer's tensors at a time (the same set the policy's layer keeps,
+  // the softmax included) plus those temporaries. SFT has only the policy's own temporaries.
+  const layerTemporaries = o.method === 'preference' ? perLayer + scoreTemporaries : scoreTemporaries
   // Backward frees each layer's activations as it fills the gradients: the step's peak is the
-  // larger of (activations + loss) and (gradients + one layer's activations).
+  // larger of (activations + the loss's or the forward's working set) and (gradients + one layer's activations).
   const layerShare = o.gradientCheckpointing ? perLayer : activations / c.num_hidden_layers
-  const total = weights + reference + optimizer + Math.max(activations + logitsChunked, gradients + layerShare)
-  return { parameters, trainableParameters: trainable, weights, reference, gradients, optimizer, activations, logitsChunked, logitsMaterialised, total }
+  const total = weights + reference + optimizer + Math.max(activations + Math.max(logitsChunked, layerTemporaries), gradients + layerShare)
+  const runtime = o.runtimeBytes ?? 0
+  return { parameters, trainableParameters: trainable, weights, reference, gradients, optimizer, activations, logitsChunked, logitsMaterialised, layerTemporaries, total, runtime }
 }
 
 /** Bytes as GiB / MiB text. */

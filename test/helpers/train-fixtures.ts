@@ -28,3 +28,14 @@ export function writeToyPreferences(dir: string, n: number, name = 'prefs.jsonl'
   fs.mkdirSync(dir, { recursive: true })
   return writeJsonl(path.join(dir, name), rows)
 }
+
+/**
+ * `n` rows of lowercase words, prompts of `promptWords` and answers of `answerWords` words (one
+ * token each), so that with max length < promptWords + answerWords every sequence is truncated to
+ * exactly that length (memory measurements of a known shape).
+ */
+export function writeLongPreferences(file: string, n: number, promptWords: number, answerWords: number): string {
+  const words = WORDS.filter((x) => /^[a-z]+$/.test(x))
+  const text = (seed: number, k: number) => Array.from({ length: k }, (_, i) => words[(seed * 31 + i * 7) % words.length]).join(' ')
+  return writeJsonl(file, Array.from({ length: n }, (_, i) => ({ prompt: text(i, promptWords), chosen: text(i + 1, answerWords), rejected: text(i + 2, answerWords) })))
+}
