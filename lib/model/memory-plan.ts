@@ -27,6 +27,8 @@ export interface PlanOptions {
   zeroStage: 0 | 1 | 2
   /** Resident bytes of the process before any model is loaded (node, libtorch, edpo), measured by the caller; 0 if unknown. */
   runtimeBytes?: number
+  /** 'cpu' (default) or 'cuda': on the CPU, fp32/fp64 layers run edpo's fused RMSNorm, RoPE and SwiGLU, which keep less. */
+  device?: 'cpu' | 'cuda'
 }
 
 /** Bytes per device, by what holds them. */
@@ -53,7 +55,7 @@ export interface MemoryPlan {
 const BYTES: Record<PlanDtype, number> = { float32: 4, bfloat16: 2, float16: 2, float64: 8 }
 
 /** Elements the trainer's layer keeps for backward per token (E = activation bytes, acc = 4 or 8). */
-function layerActivationBytes(c: ModelConfig, E: number, acc: number, tokensPerSeq: number, lora: { r: number; inputs: number; targets: number } | undefined): number {
+function layerActivationBytes(c: ModelConfig, E: number, acc: number, tokensPerSeq: number, lora: { r: number; inputs: number; targets: number } | undefined, fused: boolean): number {
   const H = c.hidden_size, I = c.intermediate_size
   const hd = c.head_dim ?? H / c.num_attention_heads
   const q = c.num_attention_heads * hd, kv = (c.num_key_value_heads ?? c.num_attention_heads) * hd
@@ -61,14 +63,18 @@ function layerActivationBytes(c: ModelConfig, E: number, acc: number, tokensPerS
   // Two RMSNorms: the fp32 input (x itself in fp32) and, when the norm's weight trains, the normed
   // output in the activations' dtype that the multiplication by the weight keeps for its gradient
   // (LoRA freezes the norms: autograd then keeps only the weight).
-  const norms = 2 * (acc * H + (lora ? 0 : E * H))
+  // The fused CPU kernels (csrc/models/layer_kernels.cc) keep the input (or the residual sum) and
+  // one rstd per token, and their output is a new tensor that the next projections keep.
+  const norms = fused ? 2 * (2 * E * H + acc) : 2 * (acc * H + (lora ? 0 : E * H))
   // Attention: q and k out of their projections and their rotated halves (RoPE), q after RoPE,
   // k and v after repeat_kv (copies when heads share a kv head), and o_proj's input (a copy).
-  const attention = rep > 1 ? E * (6 * q + 2 * kv) : E * (4 * q + 4 * kv)
+  // Fused RoPE keeps only the shared cos/sin tables, not q, k and their rotated halves.
+  const attention = fused ? (rep > 1 ? E * 4 * q : E * (2 * q + 2 * kv)) : rep > 1 ? E * (6 * q + 2 * kv) : E * (4 * q + 4 * kv)
   // The softmax output (kept by softmax and by the matmul with v), and its cast when E ≠ acc.
   const scores = scoreElements(c, tokensPerSeq) * (acc + (E === acc ? 0 : E))
   // SwiGLU: gate, silu(gate), up and their product.
-  const mlp = E * 4 * I
+  // (the fused CPU SwiGLU keeps gate and up only).
+  const mlp = E * (fused ? 2 : 4) * I
   // LoRA: each adapted input cast to the fp32 adapters (a new tensor only over a reduced base),
   // plus each A output.
   const adapters = lora ? (E === 4 ? 0 : lora.inputs * 4) + lora.r * 4 * lora.targets : 0
@@ -116,7 +122,9 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
 
   const sequences = o.method === 'preference' ? 2 * o.batchSize : o.batchSize
   const tokens = sequences * o.maxLength
-  const perLayer = layerActivationBytes(c, E, acc, o.maxLength, lora ? { r: o.loraR!, inputs: loraInputs, targets: (o.loraTargetModules ?? Object.keys(LINEAR_MODULES)).length } : undefined) * tokens
+  // model_uses_fused_layer_kernels: CPU tensors other than bf16/fp16.
+  const fused = (o.device ?? 'cpu') === 'cpu' && E >= 4
+  const perLayer = layerActivationBytes(c, E, acc, o.maxLength, lora ? { r: o.loraR!, inputs: loraInputs, targets: (o.loraTargetModules ?? Object.keys(LINEAR_MODULES)).length } : undefined, fused) * tokens
   const layerInputs = E * c.hidden_size * tokens * c.num_hidden_layers
   // With checkpointing: every layer's input plus one layer recomputed in backward.
   const activations =
