@@ -105,9 +105,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         o.loss = loss_options(beta, epsilon, label_smoothing);
         o.final_logit_softcap = final_logit_softcap;
         o.chunk_tokens = chunk_tokens;
-        return output_dict(edpo::epsilon_dpo_loss_from_hidden(head(policy_hidden, policy_weight, policy_bias),
-                                                              head(reference_hidden, reference_weight, reference_bias),
-                                                              labels, loss_mask, o));
+        // The op runs autograd inside its forward (dL/dS for the pairs a chunk ends), which the
+        // engine refuses under the GIL: release it for the op, take it back for the dict.
+        const auto out = [&] {
+          py::gil_scoped_release no_gil;
+          return edpo::epsilon_dpo_loss_from_hidden(head(policy_hidden, policy_weight, policy_bias),
+                                                    head(reference_hidden, reference_weight, reference_bias), labels,
+                                                    loss_mask, o);
+        }();
+        return output_dict(out);
       },
       "Chunked ε-DPO loss from hidden states [2B,T,H] and lm_head weights [V,H] (same dict as epsilon_dpo_loss)",
       py::arg("policy_hidden"), py::arg("policy_weight"), py::arg("policy_bias") = py::none(),
