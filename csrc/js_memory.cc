@@ -1,18 +1,26 @@
-// Where the bytes are: a counting wrapper around libtorch's CPU allocator (live and peak tensor
-// bytes, whichever thread allocates), glibc's view of its heaps (what freed tensors leave behind),
+// Where the bytes are: the addon's CPU allocator, which counts live and peak tensor bytes
+// (whichever thread allocates) and keeps freed large blocks in a bounded cache for reuse (Linux),
+// glibc's view of its heaps (what freed small tensors leave behind),
 // and the de-duplicated storage bytes of a list of tensors (aliases such as a tied lm_head count
 // once). lib/memory.ts turns these into the memory report.
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <map>
 #include <mutex>
 #include <unordered_set>
+#include <utility>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
+#endif
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 #include "js_common.h"
@@ -22,32 +30,190 @@ namespace {
 
 std::atomic<int64_t> live_bytes{0};
 std::atomic<int64_t> peak_bytes{0};
+// The peak of live tensor bytes over the process's life (resetPeakMemory leaves it): the bound of
+// the block cache below.
+std::atomic<int64_t> high_water{0};
 
-// Each block carries its size in a header in front of the data, so the data pointer stays the
-// context (raw_allocate / raw_deleter keep working) and no table or lock is needed on free.
-// 64 bytes keeps the data at the allocator's 64-byte alignment.
+// Each block carries a header in front of the data: the data pointer stays the context
+// (raw_allocate / raw_deleter keep working) and free needs no table to learn the size or the path
+// the block came from. 64 bytes keeps the data at the allocator's 64-byte alignment.
 constexpr size_t kHeader = 64;
+enum class Path : uint32_t { kHeap = 0x68656170, kMapped = 0x6d617070 };
+struct Header {
+  size_t bytes;    // what the tensor asked for (the counted bytes)
+  Path path;       // c10::alloc_cpu (glibc) or mmap (the cached large blocks)
+  size_t length;   // kMapped: the mapping's length (page-rounded, header included)
+  uint64_t freed;  // kMapped, while cached: when it was freed (the eviction order)
+};
+static_assert(sizeof(Header) <= kHeader, "the header fits in front of the data");
 
 void count(int64_t delta) {
   const int64_t now = live_bytes.fetch_add(delta, std::memory_order_relaxed) + delta;
-  int64_t peak = peak_bytes.load(std::memory_order_relaxed);
-  while (now > peak && !peak_bytes.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  for (std::atomic<int64_t>* mark : {&peak_bytes, &high_water}) {
+    int64_t peak = mark->load(std::memory_order_relaxed);
+    while (now > peak && !mark->compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
   }
 }
 
+#if defined(__linux__)
+#define EDPO_BLOCK_CACHE 1
+// Large blocks (activations, logits, gradients) bypass glibc: each is its own mapping, and a freed
+// one waits in a cache keyed by its length for the next request of that length. A training loop
+// repeats its shapes step after step, so after the first step its large tensors come from the
+// cache without page faults or the kernel's zeroing; and unlike glibc's heaps, which keep what a
+// step freed wherever it lies, the cache is bounded: mapped-but-free bytes + live tensor bytes never
+// exceed the process's peak of live tensor bytes, so the tensors' share of RSS follows that peak
+// (what `edpo plan` predicts). Small blocks stay with glibc, whose bins are fast for them.
+// 256 KiB: below it a page-rounded mapping wastes up to 1.6% and mmap's syscalls cost more per byte
+// than they save (bench/RESULTS.md, the tensor block cache).
+constexpr size_t kLargeBlock = 256 * 1024;
+
+size_t page_size() {
+  static const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+class BlockCache {
+ public:
+  // A block of `length` bytes: a cached one of that length, else one resized from the cached
+  // block nearest in length (mremap keeps its pages: no faults for what it already had), else a
+  // new mapping. Returns nullptr when the kernel refuses (the caller throws c10's out-of-memory).
+  Header* take(size_t n, size_t length) {
+    std::lock_guard<std::mutex> lock(mu_);
+    slack_ += int64_t(length - n);
+    // The most recently freed block of that length: its pages are the likeliest still in cache.
+    auto after = by_length_.upper_bound({length, UINT64_MAX});
+    if (after != by_length_.begin() && std::prev(after)->first.first == length) {
+      hits_++;
+      return remove(std::prev(after));
+    }
+    misses_++;
+    // The bound: what tensors hold (live bytes + the pages their mappings round up to + cached)
+    // + length ≤ max(high water, live + length). Release the oldest cached blocks until it holds;
+    // the nearest block is resized rather than released. Oldest first, not largest first: in a
+    // training step the forward asks again, in order, for what the last backward freed, so a
+    // block that sat unasked through a whole phase is the least likely to be asked for; and
+    // releasing the largest would drop the logits-sized blocks that every step needs.
+    const int64_t live = live_bytes.load(std::memory_order_relaxed);
+    const int64_t limit = std::max(high_water.load(std::memory_order_relaxed), live + int64_t(length));
+    Header* reuse = nearest(length);
+    int64_t resident = live + slack_ - int64_t(length - n) + cached_ + int64_t(length);
+    if (reuse != nullptr) resident -= int64_t(reuse->length);  // taken from the cache and resized
+    while (resident > limit && !by_age_.empty()) {
+      auto oldest = by_age_.begin();
+      Header* h = oldest->second;
+      if (h == reuse) {
+        if (by_age_.size() == 1) break;
+        h = std::next(oldest)->second;
+      }
+      resident -= int64_t(h->length);
+      remove(by_length_.find({h->length, h->freed}));
+      unmap(h);
+    }
+    if (reuse != nullptr) {
+      remove(by_length_.find({reuse->length, reuse->freed}));
+      void* moved = mremap(reuse, reuse->length, length, MREMAP_MAYMOVE);
+      if (moved != MAP_FAILED) {
+        resized_++;
+        Header* h = static_cast<Header*>(moved);
+        h->length = length;
+        return h;
+      }
+      unmap(reuse);
+    }
+    void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+    Header* h = static_cast<Header*>(p);
+    h->length = length;
+    return h;
+  }
+
+  void give(Header* h) {
+    std::lock_guard<std::mutex> lock(mu_);
+    slack_ -= int64_t(h->length - h->bytes);
+    h->freed = ++clock_;
+    by_length_.emplace(std::make_pair(h->length, h->freed), h);
+    by_age_.emplace(h->freed, h);
+    cached_ += int64_t(h->length);
+  }
+
+  struct Stats {
+    int64_t cached;
+    uint64_t hits, misses, resized;
+  };
+  Stats stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {cached_, hits_, misses_, resized_};
+  }
+
+ private:
+  using ByLength = std::map<std::pair<size_t, uint64_t>, Header*>;
+
+  Header* remove(ByLength::iterator it) {
+    Header* h = it->second;
+    by_age_.erase(h->freed);
+    by_length_.erase(it);
+    cached_ -= int64_t(h->length);
+    return h;
+  }
+
+  // The cached block whose length is nearest `length` (the fewest pages to fault in or give back).
+  Header* nearest(size_t length) {
+    auto above = by_length_.lower_bound({length, 0});
+    Header* best = above != by_length_.end() ? above->second : nullptr;
+    if (above != by_length_.begin()) {
+      Header* below = std::prev(above)->second;
+      if (best == nullptr || length - below->length < best->length - length) best = below;
+    }
+    return best;
+  }
+
+  static void unmap(Header* h) { munmap(h, h->length); }
+
+  std::mutex mu_;
+  ByLength by_length_;                 // (length, when freed) → block
+  std::map<uint64_t, Header*> by_age_;  // when freed → block: the eviction order
+  int64_t cached_ = 0;  // bytes mapped by cached blocks
+  int64_t slack_ = 0;   // bytes live mapped blocks hold beyond what their tensors asked for
+  uint64_t clock_ = 0, hits_ = 0, misses_ = 0, resized_ = 0;
+};
+
+BlockCache& block_cache() {
+  static BlockCache* cache = new BlockCache();  // never destroyed: tensors may be freed at exit
+  return *cache;
+}
+#endif
+
 void counted_free(void* data) {
   if (data == nullptr) return;
-  char* base = static_cast<char*>(data) - kHeader;
-  const size_t n = *reinterpret_cast<size_t*>(base);
-  count(-int64_t(n));
-  c10::free_cpu(base);
+  Header* h = reinterpret_cast<Header*>(static_cast<char*>(data) - kHeader);
+  count(-int64_t(h->bytes));
+#if defined(EDPO_BLOCK_CACHE)
+  if (h->path == Path::kMapped) return block_cache().give(h);
+#endif
+  c10::free_cpu(h);
 }
 
 c10::DataPtr counted_alloc(size_t n) {
-  char* base = static_cast<char*>(c10::alloc_cpu(n + kHeader));
-  *reinterpret_cast<size_t*>(base) = n;
+  Header* h = nullptr;
+#if defined(EDPO_BLOCK_CACHE)
+  if (n >= kLargeBlock) {
+    const size_t page = page_size();
+    const size_t length = (n + kHeader + page - 1) / page * page;
+    h = block_cache().take(n, length);
+    // c10's own message for a failed CPU allocation, so callers see the usual out-of-memory error.
+    TORCH_CHECK(h != nullptr, "DefaultCPUAllocator: can't allocate memory: you tried to allocate ", n, " bytes.");
+    h->path = Path::kMapped;
+  }
+#endif
+  if (h == nullptr) {
+    h = static_cast<Header*>(c10::alloc_cpu(n + kHeader));
+    h->path = Path::kHeap;
+  }
+  h->bytes = n;
   count(int64_t(n));
-  void* data = base + kHeader;
+  void* data = reinterpret_cast<char*>(h) + kHeader;
   return {data, data, &counted_free, c10::Device(c10::DeviceType::CPU)};
 }
 
@@ -70,15 +236,24 @@ void install_counting_allocator() {
   });
 }
 
-// memoryStats() → {tensorBytes, peakTensorBytes, heapBytes, heapFreeBytes, mmapBytes}: the CPU
-// tensor bytes live now and at the peak since resetPeakMemory(); glibc's heaps (all arenas), the
-// free bytes they hold (retained, still counted in RSS unless trimmed) and its mmap'd blocks.
+// memoryStats() → {tensorBytes, peakTensorBytes, cachedBytes, cacheHits, cacheMisses, cacheResized,
+// heapBytes, heapFreeBytes, mmapBytes}: the CPU tensor bytes live now and at the peak since
+// resetPeakMemory(); the block cache (bytes mapped by freed large blocks, and how requests were
+// served); glibc's heaps (all arenas), the free bytes they hold (retained, still counted in RSS
+// unless trimmed) and its mmap'd blocks (the large tensor blocks are not among them: the cache maps those).
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
     Napi::Env env = info.Env();
     Napi::Object r = Napi::Object::New(env);
     r.Set("tensorBytes", Napi::Number::New(env, double(live_bytes.load())));
     r.Set("peakTensorBytes", Napi::Number::New(env, double(peak_bytes.load())));
+#if defined(EDPO_BLOCK_CACHE)
+    const BlockCache::Stats c = block_cache().stats();
+    r.Set("cachedBytes", Napi::Number::New(env, double(c.cached)));
+    r.Set("cacheHits", Napi::Number::New(env, double(c.hits)));
+    r.Set("cacheMisses", Napi::Number::New(env, double(c.misses)));
+    r.Set("cacheResized", Napi::Number::New(env, double(c.resized)));
+#endif
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
     const struct mallinfo2 m = mallinfo2();
     r.Set("heapBytes", Napi::Number::New(env, double(m.arena)));

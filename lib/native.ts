@@ -168,6 +168,13 @@ export interface NativeGroupOptions {
 export interface NativeMemoryStats {
   tensorBytes: number
   peakTensorBytes: number
+  /** Linux: bytes of freed large tensor blocks the addon's allocator keeps mapped for reuse (bounded by the peak of live tensor bytes). */
+  cachedBytes?: number
+  /** Linux: large-block requests served by a cached block of the same length, and those that were not (resized from the nearest cached block, or newly mapped). */
+  cacheHits?: number
+  cacheMisses?: number
+  /** Linux: misses served by resizing the cached block nearest in length (mremap keeps its pages). */
+  cacheResized?: number
   heapBytes?: number
   heapFreeBytes?: number
   mmapBytes?: number
