@@ -31,6 +31,8 @@ export interface MemoryReport {
   /** The allocator's view: CPU tensor bytes live now, and at the peak since the last report. */
   tensors: number
   peak_tensors: number
+  /** Linux: freed large tensor blocks the addon's allocator keeps mapped for reuse (live + cached stays under the peak of live tensor bytes). */
+  tensor_cache?: number
   /** glibc: bytes its heaps hold, and how many of them are free (freed but not given back). */
   heap?: number
   heap_free?: number
@@ -103,6 +105,7 @@ export function memoryReport(owners: MemoryOwners): MemoryReport {
     other: Math.max(0, stats.tensorBytes - known),
     tensors: stats.tensorBytes,
     peak_tensors: stats.peakTensorBytes,
+    ...(stats.cachedBytes !== undefined ? { tensor_cache: stats.cachedBytes } : {}),
     ...(stats.heapBytes !== undefined ? { heap: stats.heapBytes, heap_free: stats.heapFreeBytes ?? 0 } : {}),
     rss: statusBytes('VmRSS'),
     peak_rss: statusBytes('VmHWM'),
