@@ -1,7 +1,9 @@
 // Full fine-tuning (policy + a frozen reference copy) against LoRA (the reference is the base with
 // the adapters off) in ε-DPO training, on the tiny test llama and the 33M bench llama
 // (bench/model.ts), each case in its own process, once with glibc's default malloc and once with
-// MALLOC_MMAP_THRESHOLD_=65536 (freed tensors go back to the OS at once). Beside each measurement,
+// MALLOC_MMAP_THRESHOLD_=65536 (freed blocks go back to the OS at once; on Linux the addon's
+// allocator maps tensors of 256 KiB and more itself, so there the threshold moves only the smaller
+// ones: the two rows show that glibc's settings no longer decide RSS). Beside each measurement,
 // `edpo plan`'s estimate for the same run and the ratio (planned / measured):
 // - tensors: the plan's peak against the peak of live tensor bytes (the addon's counting allocator);
 // - RSS: the plan's peak + runtime (the process's RSS once libtorch has run an op, measured here as

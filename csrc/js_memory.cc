@@ -63,8 +63,8 @@ void count(int64_t delta) {
 // repeats its shapes step after step, so after the first step its large tensors come from the
 // cache without page faults or the kernel's zeroing; and unlike glibc's heaps, which keep what a
 // step freed wherever it lies, the cache is bounded: mapped-but-free bytes + live tensor bytes never
-// exceed the process's peak of live tensor bytes, so the tensors' share of RSS follows that peak
-// (what `edpo plan` predicts). Small blocks stay with glibc, whose bins are fast for them.
+// exceed the process's peak of live tensor bytes by more than 1/16, so the tensors' share of RSS
+// follows that peak (what `edpo plan` predicts). Small blocks stay with glibc, whose bins are fast for them.
 // 256 KiB, by measurement on the 33M llama's step (bench/RESULTS.md, the tensor block cache): 64 KiB
 // gives the same faults, time and RSS with 4× the mappings; from 1 MiB up the blocks left to glibc
 // hold RSS above the plan again (+24% at 1 MiB, +117% at 4 MiB).
@@ -78,9 +78,10 @@ size_t page_size() {
 
 class BlockCache {
  public:
-  // A block of `length` bytes: a cached one of that length, else one resized from the cached
-  // block nearest in length (mremap keeps its pages: no faults for what it already had), else a
-  // new mapping. Returns nullptr when the kernel refuses (the caller throws c10's out-of-memory).
+  // A block of `length` bytes: a cached one of that length, else a new mapping while the bound
+  // allows it, else one resized from the cached block nearest in length (mremap keeps its pages:
+  // no faults for what it already had). Returns nullptr when the kernel refuses (the caller
+  // throws c10's out-of-memory error).
   Header* take(size_t n, size_t length) {
     std::lock_guard<std::mutex> lock(mu_);
     slack_ += int64_t(length - n);
@@ -92,15 +93,21 @@ class BlockCache {
     }
     misses_++;
     // The bound: what tensors hold (live bytes + the pages their mappings round up to + cached)
-    // + length ≤ max(high water, live + length). Release the oldest cached blocks until it holds;
-    // the nearest block is resized rather than released. Oldest first, not largest first: in a
-    // training step the forward asks again, in order, for what the last backward freed, so a
-    // block that sat unasked through a whole phase is the least likely to be asked for; and
-    // releasing the largest would drop the logits-sized blocks that every step needs.
+    // + length ≤ max(high water × 17/16, live + length). A new mapping while that holds, so the
+    // cache fills up to every length a step asks for; past it, the cached block nearest in length
+    // is resized, and the oldest others are released until the bound holds. The 1/16 above the
+    // peak: a step's lengths peak at different times, so their per-length peaks add up to more
+    // than the peak of their sum; with no headroom every step re-made ~70–160 blocks from other
+    // lengths and faulted their new pages (bf16 33M step 4% slower than glibc's heap), with 1/16
+    // nearly none (bench/RESULTS.md, the tensor block cache). Oldest first, not largest first: a
+    // forward asks again, in order, for what the last backward freed, so a block that sat unasked
+    // through a whole phase is the least likely to be asked for; releasing the largest would drop
+    // the logits-sized blocks that every step needs.
     const int64_t live = live_bytes.load(std::memory_order_relaxed);
-    const int64_t limit = std::max(high_water.load(std::memory_order_relaxed), live + int64_t(length));
-    Header* reuse = nearest(length);
+    const int64_t high = high_water.load(std::memory_order_relaxed);
+    const int64_t limit = std::max(high + high / 16, live + int64_t(length));
     int64_t resident = live + slack_ - int64_t(length - n) + cached_ + int64_t(length);
+    Header* reuse = resident <= limit ? nullptr : nearest(length);
     if (reuse != nullptr) resident -= int64_t(reuse->length);  // taken from the cache and resized
     while (resident > limit && !by_age_.empty()) {
       auto oldest = by_age_.begin();
@@ -126,7 +133,10 @@ class BlockCache {
       unmap(reuse);
     }
     void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return nullptr;
+    if (p == MAP_FAILED) {
+      slack_ -= int64_t(length - n);  // nothing was allocated
+      return nullptr;
+    }
     // Transparent huge pages where the kernel leaves them to madvise: one fault maps 2 MiB rather
     // than 4 KiB (the 33M llama's step: ~45% fewer page faults, ~2% faster; RSS unchanged).
     if (length >= kHugePage) madvise(p, length, MADV_HUGEPAGE);

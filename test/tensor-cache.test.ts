@@ -1,7 +1,7 @@
 // The CPU allocator's cache of large tensor blocks (csrc/js_memory.cc, Linux): a freed block of
-// ≥ 256 KiB is kept mapped and handed to the next request of its length; a miss resizes the cached
-// block nearest in length or maps a new one, releasing cached blocks so that live + cached bytes
-// stay under the peak of live tensor bytes. The live/peak counts stay exact, and every tensor gets
+// ≥ 256 KiB is kept mapped and handed to the next request of its length; a miss maps a new block
+// or resizes the cached one nearest in length, releasing cached blocks so that live + cached bytes
+// stay under the peak of live tensor bytes + 1/16. The live/peak counts stay exact, and every tensor gets
 // its own memory. This file never calls resetPeakMemory, so peakTensorBytes is the process's high
 // water mark, the cache's bound.
 import { execFileSync } from 'node:child_process'
@@ -37,8 +37,8 @@ t.test('a request above the peak releases the cached blocks', { skip: !linux && 
   for (const x of blocks) x.dispose()
   const s0 = stats()
   t.ok(s0.cached >= 8 * 256 * 1024, `the freed blocks are cached (${s0.cached} bytes)`)
-  // More than the peak leaves room for: the cache must give back all it holds (one block may be resized into it).
-  const floats = Math.ceil((s0.peak - s0.tensors + 4 * MiB) / 4)
+  // More than the peak (+ 1/16) leaves room for: the cache must give back all it holds (one block may be resized into it).
+  const floats = Math.ceil((s0.peak + s0.peak / 16 - s0.tensors + 4 * MiB) / 4)
   const big = Tensor.full([floats], 1)
   const s1 = stats()
   t.equal(s1.cached, 0, 'nothing left in the cache')
@@ -94,7 +94,7 @@ t.test('tensors in cached blocks do not alias each other', { skip: !linux && 'th
   t.end()
 })
 
-t.test('live + cached bytes stay under the peak of live bytes; the counts stay exact', { skip: !linux && 'the block cache is Linux-only' }, (t) => {
+t.test('live + cached bytes stay under the peak of live bytes + 1/16; the counts stay exact', { skip: !linux && 'the block cache is Linux-only' }, (t) => {
   const base = stats().tensors
   let seed = 12345
   const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
@@ -119,10 +119,10 @@ t.test('live + cached bytes stay under the peak of live bytes; the counts stay e
     if (s.tensors !== base + liveBytes) exact = false
     blocks = Math.max(blocks, live.length)
     // What rounding to pages adds: each block maps < a page + 64 bytes beyond its tensor.
-    worst = Math.max(worst, s.tensors + s.cached - (s.peak + blocks * ROUNDING))
+    worst = Math.max(worst, s.tensors + s.cached - (s.peak + Math.floor(s.peak / 16) + blocks * ROUNDING))
   }
   t.ok(exact, 'tensorBytes equals the live tensors to the byte after every step')
-  t.ok(worst <= 0, `live + cached ≤ peak live + page rounding (worst margin ${worst} bytes)`)
+  t.ok(worst <= 0, `live + cached ≤ peak live × 17/16 + page rounding (worst margin ${worst} bytes)`)
   t.ok(
     live.every(({ x, value }) => allEqual(x, value)),
     'every live tensor still holds the value it was filled with',
