@@ -98,8 +98,9 @@ class BlockCache {
     // is resized, and the oldest others are released until the bound holds. The 1/16 above the
     // peak: a step's lengths peak at different times, so their per-length peaks add up to more
     // than the peak of their sum; with no headroom every step re-made ~70–160 blocks from other
-    // lengths and faulted their new pages (bf16 33M step 3–17% slower than glibc's heap), with 1/16
-    // nearly none (bench/RESULTS.md, the tensor block cache). Oldest first, not largest first: a
+    // lengths and faulted their new pages (bf16 33M step 3–17% slower than glibc's heap); 1/16
+    // leaves 14 (fp32) and 80 (bf16) misses of ~500 and ~1000 requests (bench/RESULTS.md, the
+    // allocator's block cache). Oldest first, not largest first: a
     // forward asks again, in order, for what the last backward freed, so a block that sat unasked
     // through a whole phase is the least likely to be asked for; releasing the largest would drop
     // the logits-sized blocks that every step needs.
