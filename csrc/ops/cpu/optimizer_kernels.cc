@@ -27,12 +27,18 @@ using Bf16 = uint16_t;
 template <typename S, typename P>
 inline S load(P x) { return S(x); }
 template <>
-inline float load<float, Bf16>(Bf16 x) { return __builtin_bit_cast(float, uint32_t(x) << 16); }
+inline float load<float, Bf16>(Bf16 x) {
+  const uint32_t u = uint32_t(x) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
 template <typename P, typename S>
 inline P store(S x) { return P(x); }
 template <>
 inline Bf16 store<Bf16, float>(float f) {
-  const uint32_t u = __builtin_bit_cast(uint32_t, f);
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
   const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
   return Bf16(f != f ? 0x7FC0u : rounded);
 }
