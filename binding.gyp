@@ -30,6 +30,7 @@
         "csrc/ops/adamw.cc",
         "csrc/ops/bf16_criterion.cc",
         "csrc/ops/chunked_linear.cc",
+        "csrc/ops/cpu/optimizer_kernels.cc",
         "csrc/ops/cpu/row_kernels_base.cc",
         "csrc/ops/epsilon_dpo.cc",
         "csrc/ops/host_sync.cc",
@@ -58,7 +59,7 @@
       ],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp-simd", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp-simd", "-fno-math-errno", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "libraries": [
         "-L<!(node scripts/torch-paths.js libdir)",
         "-Wl,-rpath,<!(node scripts/torch-paths.js libdir)",

@@ -70,3 +70,22 @@ t.test('edpo plan prints the rows; bad flags are named', (t) => {
   t.match(edpo(['plan', '--model', dir]).stderr, /no .*config\.json/)
   t.end()
 })
+
+t.test('edpo plan --device: a GPU plan has no runtime row and the ATen layer\'s fp32 activations', (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'llama3-8b.json')
+  fs.writeFileSync(file, JSON.stringify(LLAMA3_8B))
+  const activations = (out: string) => /^ {2}activations +(.+?) {3}/m.exec(out)?.[1]
+  const cpu = edpo(['plan', '--model', file, '--dtype', 'float32'])
+  const gpu = edpo(['plan', '--model', file, '--dtype', 'float32', '--device', 'cuda'])
+  t.equal(gpu.status, 0, gpu.stderr)
+  t.match(cpu.stdout, /^ {2}on CPU /m)
+  t.notMatch(gpu.stdout, /on CPU/)
+  // The same numbers as the API's plan for each device.
+  const o: PlanOptions = { ...base, dtype: 'float32', gradientCheckpointing: false }
+  const api = (device: 'cpu' | 'cuda') => planMemory(parseModelConfig(LLAMA3_8B, file), { ...o, device }).activations
+  t.ok(api('cuda') > api('cpu'), 'the GPU layer keeps more in fp32')
+  t.not(activations(gpu.stdout), activations(cpu.stdout))
+  t.match(edpo(['plan', '--model', file, '--device', 'tpu']).stderr, /--device/)
+  t.end()
+})

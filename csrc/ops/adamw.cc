@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "arg_error.h"
+#include "cpu/optimizer_kernels.h"
 #include "host_sync.h"
 
 namespace edpo {
@@ -53,6 +54,14 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
     TORCH_CHECK(exp_avg[i].sizes() == param.sizes() && exp_avg_sq[i].sizes() == param.sizes() &&
                     target.sizes() == param.sizes(),
                 "adamw: state of parameter ", i, " has the wrong shape");
+    // On the CPU, one fused pass (cpu/optimizer_kernels.cc): no temporaries, each state element read
+    // and written once instead of once per op.
+    if (cpu::adamw_update_supported(param, target, exp_avg[i], exp_avg_sq[i], grad_raw)) {
+      at::Tensor m = exp_avg[i], v = exp_avg_sq[i];
+      cpu::adamw_update(param, target, m, v, grad_raw,
+                        {1 - o.lr * o.weight_decay, o.beta1, o.beta2, bias_correction2_sqrt, o.eps, -step_size});
+      continue;
+    }
     // Slice by slice, so the temporaries (the gradient in the state's dtype, the denominator) are
     // slice-sized: whole-tensor ones cost 3 × 545 MB on a 151936×896 embedding, above the state.
     // Every operation is elementwise, so the result does not depend on the slicing.
@@ -74,26 +83,36 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
   EDPO_ARG_CHECK(std::isfinite(max_norm) && max_norm >= 0, "maxGradNorm: must be a finite number >= 0, got ", max_norm);
   at::NoGradGuard no_grad;
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return 0;
+  bool on_cpu = true;
+  for (const auto& g : grads) on_cpu = on_cpu && cpu::grad_square_sum_supported(g);
+  if (on_cpu) {
+    // On the CPU the norm is on the host already: one fp64 pass over each gradient, and the
+    // gradients are touched again only when they are clipped.
+    double sum = 0;
+    for (const auto& g : grads) sum += cpu::grad_square_sum(g);
+    const double norm = std::sqrt(sum);
+    const double coef = max_norm / (norm + 1e-6);
+    if (max_norm > 0 && std::isfinite(norm) && coef < 1)
+      for (auto& g : grads) g.mul_(coef);
+    return norm;
+  }
   // Per-parameter norms stay on the device; the global norm and the clip coefficient are computed
   // there too, so the whole clip costs one device->host read (the returned norm), not one per tensor.
   // By slice: a reduction in fp64 of a bf16/fp32 tensor first copies it to fp64 on the CPU
   // (1.1 GB for a 151936×896 embedding); ‖g‖ = ‖(‖slice‖ for each slice)‖.
   std::vector<at::Tensor> norms;
-  for (const auto& p : params) {
-    const at::Tensor g = p.grad();
-    if (!g.defined()) continue;
+  for (const auto& g : grads)
     for (const auto& slice : flat_slices({g})) norms.push_back(at::linalg_vector_norm(slice, 2, c10::nullopt, false, at::kDouble));
-  }
-  if (norms.empty()) return 0;
   const at::Tensor norm = at::linalg_vector_norm(at::stack(norms), 2, c10::nullopt, false, at::kDouble);
   if (max_norm > 0) {
     // Scale only by a coefficient < 1, and never by a non-finite one (the trainer reports those).
     const at::Tensor coef = max_norm / (norm + 1e-6);
     const at::Tensor scale = at::where(at::logical_and(at::isfinite(norm), coef < 1), coef, at::ones_like(coef));
-    for (const auto& p : params) {
-      at::Tensor g = p.mutable_grad();
-      if (g.defined()) g.mul_(scale.to(g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
-    }
+    for (auto& g : grads) g.mul_(scale.to(g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
   }
   return read_scalar<double>(norm);
 }

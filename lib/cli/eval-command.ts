@@ -57,20 +57,23 @@ export const EVAL_HELP = formatHelp(
 
 /**
  * The reference a checkpoint's run trained against: TR-DPO's moving reference saved beside it, or
- * the stored config's referenceModel, or its model. An error says to pass --reference-model when
- * `dir` is not an edpo checkpoint.
+ * the stored config's referenceModel, or its model; a LoRA run started from --adapter trained
+ * against its base with that adapter on (frozen), so that adapter comes too. An error says to pass
+ * --reference-model when `dir` is not an edpo checkpoint.
  */
-function referenceOfCheckpoint(dir: string): string {
+function referenceOfCheckpoint(dir: string): { dir: string; adapter?: string } {
   const stateFile = path.join(dir, 'trainer_state.json')
   if (!fs.existsSync(stateFile)) throw new EdpoInputError(`--reference-model is required: ${dir} is not an edpo checkpoint (no trainer_state.json to read the run's reference from)`)
   // The trainers' own reader: the same checks and messages as --resume.
   const { file: state } = readTrainerState(dir, { kind: z.literal('sft').optional() }, 'an edpo checkpoint; or pass --reference-model')
   if (state.kind === 'sft') throw new EdpoInputError(`${dir} is an SFT checkpoint: it has no reference model; pass --reference-model`)
   const config = state.config
-  if (config.method === 'tr-dpo' && fs.existsSync(path.join(dir, 'reference'))) return path.join(dir, 'reference')
+  if (config.method === 'tr-dpo' && fs.existsSync(path.join(dir, 'reference'))) return { dir: path.join(dir, 'reference') }
   const ref = config.referenceModel ?? config.model
   if (typeof ref !== 'string' || ref === '') throw new EdpoInputError(`${stateFile}: no config.model to take the reference from; pass --reference-model`)
-  return ref
+  const adapter = config.referenceModel === undefined ? config.adapter : undefined
+  if (adapter !== undefined && (typeof adapter !== 'string' || adapter === '')) throw new EdpoInputError(`${stateFile}: config.adapter must be a folder name; pass --reference-model`)
+  return adapter === undefined ? { dir: ref } : { dir: ref, adapter }
 }
 
 export async function evalCommand(argv: readonly string[]): Promise<number> {
@@ -83,9 +86,11 @@ export async function evalCommand(argv: readonly string[]): Promise<number> {
   if (!r.success) throw new EdpoInputError(formatZodError(r.error, 'edpo eval'))
   const o = r.data as { [K in keyof typeof EVAL_OPTIONS]: z.infer<(typeof EVAL_OPTIONS)[K]['schema']> }
   const load = (dir: string) => CausalLM.fromPretrained(dir, { dtype: o.dtype, device: o.device })
-  const referenceDir = o.referenceModel ?? referenceOfCheckpoint(o.model)
+  const referenceOf = o.referenceModel !== undefined ? { dir: o.referenceModel } : referenceOfCheckpoint(o.model)
   const policy = (await load(o.model)).eval()
-  const reference = (await load(referenceDir)).clone()
+  // Loaded frozen, not cloned: clone() drops adapters, and an adapter folder named as the reference is base + adapter.
+  const reference = (await CausalLM.fromPretrained(referenceOf.dir, { dtype: o.dtype, device: o.device, trainable: false })).eval()
+  if (referenceOf.adapter !== undefined) await reference.loadAdapter(referenceOf.adapter, { trainable: false })
   let preference: PreferenceEval | undefined
   if (o.data) {
     const data = await loadPreferenceData({

@@ -21,6 +21,7 @@ export const PLAN_OPTIONS = {
   loraR: { ...LORA_OPTIONS.loraR, help: 'plan LoRA of rank r (default: full fine-tuning)' },
   loraTargetModules: LORA_OPTIONS.loraTargetModules,
   dtype: TRAIN_OPTIONS.dtype,
+  device: { ...TRAIN_OPTIONS.device, help: "'cpu', 'cuda' or 'cuda:N': the CPU runs fused layer kernels that keep less for backward (fp32/fp64), and its plan adds this process's runtime" },
   method: { schema: z.enum(['epsilon-dpo', 'dpo', 'tr-dpo', 'sft']).default('epsilon-dpo'), kind: 'string', help: 'preference methods run a reference; sft does not' },
   batchSize: { ...TRAIN_OPTIONS.batchSize, help: 'preference pairs (sft: rows) per micro-batch and device' },
   maxLength: TRAIN_OPTIONS.maxLength,
@@ -36,7 +37,7 @@ export const PLAN_OPTIONS = {
 } satisfies Record<string, OptionSpec>
 
 export const PLAN_HELP = formatHelp(
-  'edpo plan --model <dir | config.json> [--lora-r 16] [--dtype bfloat16] [--nproc-per-node N --zero-stage S] [--batch-size B --max-length T] [--gradient-checkpointing]',
+  'edpo plan --model <dir | config.json> [--lora-r 16] [--dtype bfloat16] [--device cuda] [--nproc-per-node N --zero-stage S] [--batch-size B --max-length T] [--gradient-checkpointing]',
   'Prints the memory one device needs to train the model: weights, the reference, gradients, optimizer state, activations\n' +
     "and the loss's logits (chunked as edpo runs it, and what materialising them would take), and the runtime: this\n" +
     'process with node, libtorch and edpo loaded, which a CPU run holds beside its tensors. Reads only config.json.',
@@ -65,7 +66,9 @@ export function planCommand(argv: readonly string[]): number {
     maxPromptLength: o.method === 'sft' ? 0 : o.maxPromptLength,
     nprocPerNode: o.nprocPerNode,
     zeroStage: o.zeroStage as 0 | 1 | 2,
-    runtimeBytes: measureRuntime(),
+    device: o.device === 'cpu' ? 'cpu' : 'cuda',
+    // The runtime is host memory: it shares a CPU run's RSS, not a GPU's memory.
+    runtimeBytes: o.device === 'cpu' ? measureRuntime() : 0,
   })
   process.stdout.write(formatPlan(plan, o.loraR, o.dtype, o.nprocPerNode, o.zeroStage) + '\n')
   return 0
