@@ -150,7 +150,7 @@ function copyBound(x: Inputs, reps: number): number {
 
 const rt = runtime()
 console.log(`edpo bench:kernel — libtorch ${rt.libtorchVersion}, ${rt.threads} threads, ${new Date().toISOString()}`)
-console.log(`median of ${reps} runs after one warm-up; forward + backward; peak extra = peak RSS above the inputs\n`)
+console.log(`median of ${reps} runs after one warm-up; forward + backward; peak extra = peak live tensor bytes above the inputs\n`)
 const header =
   '| N tokens | V | dtype | fused ms | eager ms | speed-up | copy-bound ms | fused / bound | fused peak extra MiB | of which not ∂logits | eager peak extra MiB | memory ratio |'
 console.log(header)
