@@ -17,11 +17,22 @@ interface Config {
 }
 
 const args = process.argv.slice(2)
+// Every argument is used or rejected: a mistyped flag must not run the whole bench silently.
+const VALUED = new Set(['--reps', '--json', '--only', '--chunk'])
+for (let i = 0; i < args.length; i++) {
+  if (VALUED.has(args[i]!)) {
+    if (args[i + 1] === undefined) throw new Error(`bench:kernel: ${args[i]} needs a value`)
+    i++
+  } else if (args[i] !== '--quick') throw new Error(`bench:kernel: unknown argument '${args[i]}' (known: --quick, --reps N, --json FILE, --only logits|hidden|sft, --chunk N)`)
+}
 const quick = args.includes('--quick')
-const reps = Number(args[args.indexOf('--reps') + 1]) || (quick ? 2 : 3)
+const reps = args.includes('--reps') ? Number(args[args.indexOf('--reps') + 1]) : quick ? 2 : 3
 const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined
 const chunkTokens = args.includes('--chunk') ? Number(args[args.indexOf('--chunk') + 1]) : undefined
+if (only !== undefined && !['logits', 'hidden', 'sft'].includes(only)) throw new Error(`bench:kernel: --only '${only}' is not logits, hidden or sft`)
+if (args.includes('--reps') && !(Number.isInteger(reps) && reps > 0)) throw new Error(`bench:kernel: --reps '${args[args.indexOf('--reps') + 1]}' is not a positive integer`)
+if (chunkTokens !== undefined && !(Number.isInteger(chunkTokens) && chunkTokens > 0)) throw new Error(`bench:kernel: --chunk '${args[args.indexOf('--chunk') + 1]}' is not a positive integer`)
 const BETA = 0.1
 const EPSILON = 0.01
 const STEPS = 512 // tokens per sequence; rows = tokens / STEPS
