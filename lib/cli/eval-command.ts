@@ -85,11 +85,11 @@ export async function evalCommand(argv: readonly string[]): Promise<number> {
   const r = schema.safeParse(args.options)
   if (!r.success) throw new EdpoInputError(formatZodError(r.error, 'edpo eval'))
   const o = r.data as { [K in keyof typeof EVAL_OPTIONS]: z.infer<(typeof EVAL_OPTIONS)[K]['schema']> }
-  const load = (dir: string) => CausalLM.fromPretrained(dir, { dtype: o.dtype, device: o.device })
+  const load = (dir: string, trainable = true) => CausalLM.fromPretrained(dir, { dtype: o.dtype, device: o.device, trainable })
   const referenceOf = o.referenceModel !== undefined ? { dir: o.referenceModel } : referenceOfCheckpoint(o.model)
   const policy = (await load(o.model)).eval()
   // Loaded frozen, not cloned: clone() drops adapters, and an adapter folder named as the reference is base + adapter.
-  const reference = (await CausalLM.fromPretrained(referenceOf.dir, { dtype: o.dtype, device: o.device, trainable: false })).eval()
+  const reference = (await load(referenceOf.dir, false)).eval()
   if (referenceOf.adapter !== undefined) await reference.loadAdapter(referenceOf.adapter, { trainable: false })
   let preference: PreferenceEval | undefined
   if (o.data) {
