@@ -52,3 +52,16 @@ t.test('tensors: int64 ids, mask and labels, float32 loss mask, shape [2B, T]', 
   t.throws(() => data.collate([], PAD), new EdpoInputError('collate: a batch needs at least one pair'))
   t.end()
 })
+
+t.test('padded: set when some row is shorter than the batch; paddingLayout drops a mask of ones', (t) => {
+  const padded = data.collate(pairs, PAD)
+  t.equal(padded.padded, true)
+  t.same(Object.keys(data.paddingLayout(padded)), ['attentionMask'], 'a padded batch keeps its mask')
+  // One pair whose chosen and rejected rows have the same length: nothing is padded.
+  const even = data.collate([pair('b:1', [11, 12], [21, 2], [31, 2])], PAD)
+  t.equal(even.padded, false)
+  t.same(Array.from(even.attentionMask.toArray() as BigInt64Array).map(Number), [1, 1, 1, 1, 1, 1, 1, 1])
+  t.same(data.paddingLayout(even), {}, 'a mask of ones is left out')
+  t.same(Object.keys(data.paddingLayout({ attentionMask: even.attentionMask })), ['attentionMask'], 'a batch that does not say keeps its mask')
+  t.end()
+})

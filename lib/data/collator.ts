@@ -22,6 +22,8 @@ export interface HostBatch {
   completionTokens: Int32Array
   /** Tokens per row before its padding (prompt + completion). */
   rowLengths: Int32Array
+  /** Some row is shorter than `length` (attentionMask has a 0). */
+  padded: boolean
   sources: string[]
 }
 
@@ -42,6 +44,8 @@ export interface Batch {
   completionTokens: Int32Array
   /** Tokens per row before its padding (host copy: a padding-free forward packs the rows by it). */
   rowLengths: Int32Array
+  /** Some row is shorter than `length`. When none is, the mask says nothing and forwards leave it out (paddingLayout). */
+  padded: boolean
   sources: string[]
 }
 
@@ -74,7 +78,8 @@ export function collateHost(pairs: readonly TokenizedPair[], padTokenId: number)
     completionTokens[r] = L - Math.max(P, 1)
     rowLengths[r] = L
   })
-  return { pairs: B, length: T, inputIds, attentionMask, labels, lossMask, completionTokens, rowLengths, sources: pairs.map((p) => p.source) }
+  const padded = rowLengths.some((L) => L < T)
+  return { pairs: B, length: T, inputIds, attentionMask, labels, lossMask, completionTokens, rowLengths, padded, sources: pairs.map((p) => p.source) }
 }
 
 /** Collates pairs into tensors on `device` (default cpu). */
@@ -97,8 +102,19 @@ export function collate(pairs: readonly TokenizedPair[], padTokenId: number, opt
     })(),
     completionTokens: h.completionTokens,
     rowLengths: h.rowLengths,
+    padded: h.padded,
     sources: h.sources,
   }
+}
+
+/**
+ * The attention layout of a forward over a collated batch: its mask only when some row is padded.
+ * A mask of ones adds nothing, and without one libtorch ≥ 2.1 runs SDPA's causal (flash) kernels
+ * instead of the masked ones (the same values: the mask would only repeat "causal").
+ */
+export function paddingLayout(batch: { attentionMask: Tensor; padded?: boolean }): { attentionMask?: Tensor } {
+  // A batch that does not say (a caller's own LabelledRows) keeps its mask.
+  return batch.padded === false ? {} : { attentionMask: batch.attentionMask }
 }
 
 /** The flat indices where `mask` is non-zero, ascending (what the chunked ops' activeRows expects). */

@@ -13,7 +13,7 @@ import { type RowIssue, validateRows } from './validate'
 import { writeInvalidRows } from './invalid-rows'
 import { type UnknownTokenReport, UnknownTokenCount, unknownTokenWarning } from './unknown-tokens'
 
-export { type Batch, type HostBatch, IGNORE_INDEX, collate, collateHost } from './collator'
+export { type Batch, type HostBatch, IGNORE_INDEX, collate, collateHost, paddingLayout } from './collator'
 export { type ChatTemplate, type TextPair, applyChatTemplate, compileChatTemplate } from './chat-template'
 export { type Message, type PreferencePair, type RowErrorReason, type RowFormat, RowError, type SftPair, normalizeRow, normalizeSftRow } from './formats'
 export { type LoadSftDataOptions, type SequenceBatch, type SftData, type SftExample, collateSequences, loadSftData, tokenizeSftExample } from './sft-data'

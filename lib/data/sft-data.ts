@@ -167,6 +167,8 @@ export interface SequenceBatch {
   activeRows: Tensor
   /** Completion tokens in the batch (lossMask's sum). */
   tokens: number
+  /** Some row is shorter than `length` (attentionMask has a 0); see paddingLayout. */
+  padded: boolean
 }
 
 /** Prompt + completion rows, right-padded; the loss mask covers completion labels only. */
@@ -211,5 +213,6 @@ export function collateSequences(rows: readonly { prompt: Int32Array; completion
       return Tensor.from(rows, [rows.length])
     })(),
     tokens,
+    padded: rows.some((r) => r.prompt.length + r.completion.length < T),
   }
 }

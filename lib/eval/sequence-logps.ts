@@ -2,14 +2,14 @@
 // `modelSequenceStats` runs a model (and a reference) to its final hidden states and reduces them
 // through the chunked lm_head op, so no [B,T,V] logits exist: what SFT, evaluation and the gold
 // KL use. The logits forms stay for callers that already hold logits.
-import type { SequenceBatch } from '../data'
+import { paddingLayout, type SequenceBatch } from '../data'
 import { EdpoInputError } from '../errors'
 import type { CausalLM } from '../model'
 import { type SequenceStatsResult, sequenceStatsFromHiddenAsync } from '../ops'
 import type { Tensor } from '../tensor'
 
 /** What the op needs of a collated batch (pairs or SFT rows): ids, attention mask, labels, mask. */
-export type LabelledRows = Pick<SequenceBatch, 'inputIds' | 'attentionMask' | 'labels' | 'lossMask'> & {
+export type LabelledRows = Pick<SequenceBatch, 'inputIds' | 'attentionMask' | 'labels' | 'lossMask'> & Partial<Pick<SequenceBatch, 'padded'>> & {
   /** The flat indices where lossMask is non-zero (collate gives them): spares the op a device read. */
   activeRows?: Tensor
 }
@@ -20,7 +20,7 @@ export type LabelledRows = Pick<SequenceBatch, 'inputIds' | 'attentionMask' | 'l
  * disposed before returning.
  */
 export async function modelSequenceStats(model: CausalLM, batch: LabelledRows, o: { reference?: CausalLM; grad?: boolean } = {}): Promise<SequenceStatsResult> {
-  const forward = { attentionMask: batch.attentionMask }
+  const forward = paddingLayout(batch)
   const hidden = await model.forwardHiddenAsync(batch.inputIds, { ...forward, grad: o.grad ?? false })
   const referenceHidden = o.reference ? await o.reference.forwardHiddenAsync(batch.inputIds, { ...forward, grad: false }) : undefined
   const head = model.lmHead()

@@ -6,7 +6,7 @@ import * as path from 'node:path'
 
 import { z } from 'zod'
 
-import { collate, loadPreferenceData, type PreferenceData, type TokenizedPair } from '../../data'
+import { collate, loadPreferenceData, paddingLayout, type PreferenceData, type TokenizedPair } from '../../data'
 import { EdpoInputError } from '../../errors'
 import { CausalLM } from '../../model'
 import { epsilonDpoLossFromHiddenAsync, sequenceStatsFromHiddenAsync } from '../../ops'
@@ -89,7 +89,7 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
     const c = this.config
     const batch = collate(rows, this.data.tokenizer.padTokenId, { device: c.device })
     // Padding-free: the rows' lengths (host) replace the mask; the hidden states come back padded.
-    const layout = c.paddingFree ? { sequenceLengths: Array.from(batch.rowLengths) } : { attentionMask: batch.attentionMask }
+    const layout = c.paddingFree ? { sequenceLengths: Array.from(batch.rowLengths) } : paddingLayout(batch)
     const policyHidden = await this.model.forwardHiddenAsync(batch.inputIds, { ...layout, grad: o.grad })
     const referenceHidden = await this.reference.forwardHiddenAsync(batch.inputIds, { ...layout, grad: false })
     const ph = this.model.lmHead()
