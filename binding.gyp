@@ -15,6 +15,7 @@
         "csrc/js_op_binding.cc",
         "csrc/js_op_table.cc",
         "csrc/js_optim.cc",
+        "csrc/js_profiler.cc",
         "csrc/js_runtime.cc",
         "csrc/js_tensor.cc",
         "csrc/js_tensor_ops.cc",

@@ -10,7 +10,11 @@
 //                                  --device cpu|cuda[:N]: both engines on that device; the 350M
 //                                  workload runs only on cuda unless --only names it;
 //                                  EDPO_BENCH_STEP_CONFIG='{"chunkTokens":8192}': trainer options
-//                                  for edpo's side only, to see what a setting costs)
+//                                  for edpo's side only, to see what a setting costs;
+//                                  --profile DIR: in the first round each engine profiles one more
+//                                  step after its timed ones (--profile-steps; step_torch.py's
+//                                  EDPO_BENCH_PROFILE), written to DIR/<engine>-<workload>-<dtype>/,
+//                                  and the two section tables print side by side)
 import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -116,13 +120,16 @@ function extraConfig(): Record<string, unknown> {
   return parsed as Record<string, unknown>
 }
 
-async function child(dir: string, dtype: 'float32' | 'bfloat16', iters: number, device: string): Promise<void> {
+async function child(dir: string, dtype: 'float32' | 'bfloat16', iters: number, device: string, profileDir: string | undefined): Promise<void> {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-step-run-'))
+  // A profiled step runs after the timed ones: its synchronisations do not touch their times.
+  const profileStep = profileDir ? iters + 2 : undefined
   const batch = io.loadSafetensors(path.join(dir, 'batch.safetensors'))
   const [rows, T] = batch.input_ids!.shape as [number, number]
   const trainer = await Trainer.create(
     {
-      model: dir, data: [path.join(dir, 'pairs.jsonl')], out, batchSize: rows / 2, maxSteps: iters + 1, dtype, device,
+      model: dir, data: [path.join(dir, 'pairs.jsonl')], out, batchSize: rows / 2, maxSteps: profileStep ?? iters + 1, dtype, device,
+      ...(profileStep ? { profileSteps: String(profileStep) } : {}),
       ...HYPER, lrScheduler: 'constant', warmupRatio: 0, maxLength: 4096, maxPromptLength: 4096, logEvery: 1000,
       ...extraConfig(),
     },
@@ -137,22 +144,44 @@ async function child(dir: string, dtype: 'float32' | 'bfloat16', iters: number, 
   })
   const times: number[] = []
   let firstLogps = NaN
-  trainer.on('step', (state) => {
-    const m = state.metrics as Record<string, number>
-    if (state.step === 1) firstLogps = m['logps/chosen']!
-    else times.push(m.step_time!)
-    if (times.length < iters) return
+  const report = () => {
     const sec = Math.min(...times) // best step: the least disturbed by other load on the machine
     const r: Result = { engine: `edpo (libtorch ${runtime().libtorchVersion})${device === 'cpu' ? '' : ` on ${device}`}`, seconds: sec, tokens_per_s: (rows * T) / sec, peak_rss_mb: process.resourceUsage().maxRSS / 1024, first_logps: firstLogps }
     console.log(JSON.stringify(r))
     fs.rmSync(out, { recursive: true, force: true })
     process.exit(0) // the timing is done: skip the final evaluation and checkpoint
+  }
+  trainer.on('step', (state) => {
+    const m = state.metrics as Record<string, number>
+    if (state.step === 1) firstLogps = m['logps/chosen']!
+    else if (state.step <= iters + 1) times.push(m.step_time!)
+    if (times.length === iters && profileStep === undefined) report()
+  })
+  trainer.on('profile', (summary) => {
+    fs.cpSync(path.dirname(summary), profileDir!, { recursive: true })
+    report()
   })
   await trainer.train()
 }
 
-function run(cmd: string, args: string[]): Result {
-  const p = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 24 })
+/** The mean ms of each section over a sections.json's steps (edpo's --profile-steps or step_torch.py's). */
+function meanSections(file: string): Map<string, number> {
+  const steps = (JSON.parse(fs.readFileSync(file, 'utf8')) as { steps: { sections: [string, number][] }[] }).steps
+  const out = new Map<string, number>()
+  for (const s of steps) for (const [name, ms] of s.sections) out.set(name, (out.get(name) ?? 0) + ms / steps.length)
+  return out
+}
+
+/** Both engines' sections side by side (a section one engine lacks is blank there). */
+function sectionsTable(ours: Map<string, number>, torch: Map<string, number>): string[] {
+  const names = [...new Set([...ours.keys(), ...torch.keys()])]
+  const cell = (m: Map<string, number>, n: string) => (m.has(n) ? m.get(n)!.toFixed(2) : '')
+  const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0).toFixed(2)
+  return ['| section | edpo ms | PyTorch ms |', '|---|---:|---:|', ...names.map((n) => `| ${n} | ${cell(ours, n)} | ${cell(torch, n)} |`), `| **step** | ${total(ours)} | ${total(torch)} |`]
+}
+
+function run(cmd: string, args: string[], env: Record<string, string> = {}): Result {
+  const p = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, ...env } })
   if (p.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${p.status ?? p.signal}):\n${p.stderr}`)
   return JSON.parse(p.stdout.trim().split('\n').pop()!) as Result
 }
@@ -167,9 +196,10 @@ function flag(argv: string[], name: string): string | undefined {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2)
-  if (argv[0] === '--child') return child(argv[1]!, argv[2] as 'float32' | 'bfloat16', Number(argv[3]), argv[4]!)
-  const known = new Set(['--only', '--dtype', '--device'])
-  for (let i = 0; i < argv.length; i += 2) if (!known.has(argv[i]!)) throw new Error(`bench:step: unknown argument '${argv[i]}' (known: --only, --dtype, --device)`)
+  if (argv[0] === '--child') return child(argv[1]!, argv[2] as 'float32' | 'bfloat16', Number(argv[3]), argv[4]!, argv[5])
+  const known = new Set(['--only', '--dtype', '--device', '--profile'])
+  for (let i = 0; i < argv.length; i += 2) if (!known.has(argv[i]!)) throw new Error(`bench:step: unknown argument '${argv[i]}' (known: --only, --dtype, --device, --profile)`)
+  const profileRoot = flag(argv, '--profile')
   const device = flag(argv, '--device') ?? 'cpu'
   if (!DEVICE_PATTERN.test(device)) throw new Error(`--device: '${device}' is not cpu, cuda or cuda:N`)
   const only = flag(argv, '--only')
@@ -196,12 +226,18 @@ async function main(): Promise<void> {
         let ours: Result | undefined, torch: Result | undefined
         const best = (a: Result | undefined, b: Result): Result =>
           !a ? b : { ...(a.seconds <= b.seconds ? a : b), peak_rss_mb: Math.max(a.peak_rss_mb, b.peak_rss_mb) }
+        const profiles = profileRoot ? { ours: path.resolve(profileRoot, `edpo-${w.name}-${dtype}`), torch: path.resolve(profileRoot, `pytorch-${w.name}-${dtype}`) } : undefined
         for (let r = 0; r < rounds; r++) {
-          ours = best(ours, run(process.execPath, [__filename, '--child', dir, dtype, String(iters), device]))
-          torch = best(torch, run(python, [script, dir, dtype, String(iters), String(info.threads), device]))
+          const profile = r === 0 ? profiles : undefined
+          ours = best(ours, run(process.execPath, [__filename, '--child', dir, dtype, String(iters), device, ...(profile ? [profile.ours] : [])]))
+          torch = best(torch, run(python, [script, dir, dtype, String(iters), String(info.threads), device], profile ? { EDPO_BENCH_PROFILE: profile.torch } : {}))
         }
         const ratio = ours!.tokens_per_s / torch!.tokens_per_s
         console.log(`${shape}, ${dtype}: edpo / PyTorch tokens/s = ${ratio.toFixed(2)}× (load ${os.loadavg()[0]!.toFixed(2)})`)
+        if (profiles) {
+          console.log(`profiled step (${profiles.ours}, ${profiles.torch}):`)
+          for (const line of sectionsTable(meanSections(path.join(profiles.ours, 'sections.json')), meanSections(path.join(profiles.torch, 'sections.json')))) console.log(line)
+        }
         for (const x of [ours!, torch!])
           table.push(`| ${w.name} | ${dtype} | ${x.engine} | ${x.seconds.toFixed(3)} | ${x.tokens_per_s.toFixed(0)} | ${x.peak_rss_mb.toFixed(0)} | ${x.first_logps.toFixed(3)} |`)
         table.push(`| ${w.name} | ${dtype} | **ratio** | | **${ratio.toFixed(2)}×** | | |`)

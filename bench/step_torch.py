@@ -9,6 +9,9 @@ with per-pair β, the logit metrics, backward, clip_grad_norm_ (HF max_grad_norm
 and zero_grad. Logits stay in the model's dtype, as the reference trainer keeps them. In bf16 the
 optimizer holds fp32 master weights and the bf16 weights are copied from them after each step, as
 DeepSpeed's bf16 mode does. Prints one JSON line.
+With EDPO_BENCH_PROFILE=DIR, one more step after the timed ones is profiled as edpo's
+--profile-steps does: the wall time per section with the device synchronised at each border
+(DIR/sections.json) and torch.profiler's op table (DIR/summary.txt).
 usage: /usr/bin/python3 bench/step_torch.py DIR DTYPE ITERS [THREADS [DEVICE]]"""
 import json
 import os
@@ -55,14 +58,35 @@ def main():
     labels = torch.roll(ids, shifts=-1, dims=1)
     labels[~loss_mask] = 0
 
+    profile_dir = os.environ.get("EDPO_BENCH_PROFILE") or None
+    sections = []
+
+    def lap(name):
+        # Only in the profiled step: the section ends when the device work it queued has.
+        if not profiling:
+            return
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        now = time.perf_counter()
+        sections.append([name, (now - lap.last) * 1000])
+        lap.last = now
+
     times, first_logps = [], None
-    for i in range(iters + 1):
-        t0 = time.perf_counter()
+    profiler = None
+    for i in range(iters + 1 + (1 if profile_dir else 0)):
+        profiling = profile_dir is not None and i == iters + 1
+        if profiling:
+            activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+            profiler = torch.profiler.profile(activities=activities)
+            profiler.__enter__()
+        t0 = lap.last = time.perf_counter()
         with torch.no_grad():
             ref_logits = forward(cfg, reference, ids)
             ref_logps = masked_logps(ref_logits, labels, loss_mask)
             ref_metrics = (ref_logits[:B][loss_mask[:B]].mean(), ref_logits[B:][loss_mask[B:]].mean())
+        lap("reference forward")
         logits = forward(cfg, policy, ids)
+        lap("policy forward")
         logps = masked_logps(logits, labels, loss_mask)
         plus = masked_logps((1 + eps) * logits - eps * ref_logits, labels, loss_mask)
         minus = masked_logps((1 - eps) * logits + eps * ref_logits, labels, loss_mask)
@@ -74,24 +98,40 @@ def main():
         chosen_rewards = pair_beta * (logps[:B] - ref_logps[:B]).detach()
         rejected_rewards = pair_beta * (logps[B:] - ref_logps[B:]).detach()
         mean_logits = (logits[:B][loss_mask[:B]].mean(), logits[B:][loss_mask[B:]].mean())
+        lap("loss")
         loss.backward()
+        lap("backward")
         if mixed:
             for k, p in policy.items():
                 master[k].grad = p.grad.float()
                 p.grad = None
         torch.nn.utils.clip_grad_norm_(list(master.values()), hp["maxGradNorm"])
+        lap("clip")
         opt.step()
+        lap("optimizer")
         opt.zero_grad(set_to_none=True)
+        lap("zero grad")
         if mixed:
             with torch.no_grad():
                 for k, p in policy.items():
                     p.copy_(master[k])
+            lap("master to weights")
         # The callback's β update and the logged metrics (each an .item(), as the trainer logs them).
         beta = beta / (1 + eps * steps.float().mean().item())
         metrics = [loss.item(), chosen_rewards.mean().item(), rejected_rewards.mean().item()]
         metrics += [m.item() for m in mean_logits + ref_metrics]
         if i == 0:
             first_logps = logps[:B].mean().item()
+        elif profiling:
+            lap("rest of the step")
+            profiler.__exit__(None, None, None)
+            os.makedirs(profile_dir, exist_ok=True)
+            with open(os.path.join(profile_dir, "sections.json"), "w") as f:
+                json.dump({"device": str(device), "steps": [{"step": i + 1, "sections": sections}]}, f, indent=1)
+            sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+            with open(os.path.join(profile_dir, "summary.txt"), "w") as f:
+                f.write(profiler.key_averages().table(sort_by=sort, row_limit=40))
+            profiler.export_chrome_trace(os.path.join(profile_dir, "trace.json"))
         else:
             times.append(time.perf_counter() - t0)
         del ref_logits, logits, loss

@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   edpo_js::InitOptim(env, exports);
   edpo_js::InitModel(env, exports);
   edpo_js::InitDist(env, exports);
+  edpo_js::InitProfiler(env, exports);
   return exports;
 }
 

@@ -115,11 +115,15 @@ Napi::Promise PromiseWorker::Run(Napi::Env env, Work work, Finish finish) {
 
 PromiseWorker::PromiseWorker(Napi::Env env, Work work, Finish finish)
     : Napi::AsyncWorker(env, "edpo"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
-      finish_(std::move(finish)) {}
+      finish_(std::move(finish)) {
+  if (profiler_active()) profiled_state_ = std::make_unique<at::ThreadLocalState>();
+}
 
 void PromiseWorker::Execute() {
   try {
     apply_thread_setting();
+    std::unique_ptr<at::ThreadLocalStateGuard> profiled;
+    if (profiled_state_) profiled = std::make_unique<at::ThreadLocalStateGuard>(*profiled_state_);
     work_();
   } catch (const std::exception& e) {
     input_error_ = dynamic_cast<const edpo::ArgumentError*>(&e) != nullptr;

@@ -5,8 +5,10 @@
 #include <napi.h>
 
 #include <ATen/ATen.h>
+#include <ATen/ThreadLocalState.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 #include <utility>
@@ -103,6 +105,9 @@ class PromiseWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error& error) override;
   Napi::Promise::Deferred deferred_;
   bool input_error_ = false;  // the work threw edpo::ArgumentError
+  // While the profiler runs: the JS thread's thread-local state (the profiler's among it), applied
+  // around the work so its ops are recorded too.
+  std::unique_ptr<at::ThreadLocalState> profiled_state_;
   Work work_;
   Finish finish_;
 };
@@ -125,5 +130,8 @@ void InitOptim(Napi::Env env, Napi::Object exports);
 void InitModel(Napi::Env env, Napi::Object exports);
 void InitDist(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);
+void InitProfiler(Napi::Env env, Napi::Object exports);
+// Whether profilerStart has run without its profilerStop (js_profiler.cc).
+bool profiler_active();
 
 }  // namespace edpo_js

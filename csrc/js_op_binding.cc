@@ -4,6 +4,8 @@
 // return an object of the declared results. opDeclarations() exports the table itself.
 #include <memory>
 
+#include <ATen/record_function.h>
+
 #include "js_common.h"
 #include "js_op_table.h"
 
@@ -142,10 +144,17 @@ Napi::Object wrap_results(Napi::Env env, const OpDecl& op, const OpResults& resu
   return out;
 }
 
+// Runs the op inside a user scope named after it: a profile (--profile-steps) shows which of the
+// addon's ops each ATen op and kernel ran in.
+OpResults run_recorded(const OpDecl& op, const OpArgs& args) {
+  RECORD_USER_SCOPE(op.name.c_str());
+  return op.run(args);
+}
+
 Napi::Value run_sync(const OpDecl& op, const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const auto args = read_args(op, info);
-    return wrap_results(info.Env(), op, op.run(*args));
+    return wrap_results(info.Env(), op, run_recorded(op, *args));
   });
 }
 
@@ -155,7 +164,7 @@ Napi::Value run_async(const OpDecl& op, const Napi::CallbackInfo& info) {
     auto results = std::make_shared<OpResults>();
     const OpDecl* decl = &op;  // the table is static
     return PromiseWorker::Run(
-        info.Env(), [decl, args, results] { *results = decl->run(*args); },
+        info.Env(), [decl, args, results] { *results = run_recorded(*decl, *args); },
         [decl, results](Napi::Env env) -> Napi::Value { return wrap_results(env, *decl, *results); });
   });
 }

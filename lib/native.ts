@@ -180,6 +180,17 @@ export interface NativeMemoryStats {
   mmapBytes?: number
 }
 
+/** csrc/js_profiler.cc: the events libtorch's profiler recorded, as columns (one entry per event). */
+export interface NativeProfile {
+  names: string[]
+  /** 1: a device event (a kernel, a copy, a memset), 0: a host op. */
+  onDevice: Uint8Array
+  startUs: Float64Array
+  durationUs: Float64Array
+  /** The host thread (0 for device events). */
+  thread: Float64Array
+}
+
 /** An opaque handle owning one native CausalLM. */
 export type NativeModel = { readonly __nativeModel: unique symbol }
 
@@ -217,6 +228,8 @@ export interface Native extends NativeOps {
   resetPeakMemory(): void
   storageBytes(tensors: NativeTensor[]): number
   trimHeap(): void
+  profilerStart(cuda: boolean): void
+  profilerStop(): NativeProfile
   createModel(config: NativeModelConfig, names: string[], tensors: NativeTensor[]): NativeModel
   modelLmHead(model: NativeModel): { weight: NativeTensor; finalLogitSoftcap: number }
   modelParameters(model: NativeModel): { names: string[]; tensors: NativeTensor[] }

@@ -78,6 +78,7 @@ export async function runCommand<I>(argv: readonly string[], command: RunCommand
   trainer.on('log', (m) => progress.update(m.step, m, first))
   trainer.on('eval', (m) => progress.note(`eval @ step ${m.step}: ${command.describeEval(m)}`))
   trainer.on('checkpoint', (dir) => progress.note(`checkpoint: ${dir}`))
+  trainer.on('profile', (file) => progress.note(`profile: ${file}`))
 
   const interrupt = onInterrupt((line) => progress.note(line))
   try {

@@ -6,6 +6,7 @@ import { z } from 'zod'
 import { EdpoInputError } from '../errors'
 import { LORA_OPTIONS, usesLora, withLoraChecks } from './lora-options'
 import { DEVICE_PATTERN } from '../tensor'
+import { parseStepRange } from './step-profiler'
 
 export interface OptionSpec {
   schema: z.ZodType
@@ -97,6 +98,11 @@ export const TRAIN_OPTIONS = {
   },
   chunkTokens: { schema: count.optional(), kind: 'integer', help: 'completion tokens per chunk of the fused lm_head + loss' },
   seed: { schema: z.number().int().min(0).default(42), kind: 'integer', help: 'data order seed' },
+  profileSteps: {
+    schema: z.string().refine((v) => parseStepRange(v) !== undefined, { message: "expected a step or a range of optimizer steps, 'A' or 'A-B' with 1 ≤ A ≤ B" }).optional(),
+    kind: 'string',
+    help: "profile optimizer steps A-B (e.g. 3-4): time per section of the step and libtorch's profiler trace, in <out>/profile/",
+  },
   logEvery: { aliases: ['logging_steps'], schema: count.default(1), kind: 'integer', help: 'log metrics every N optimizer steps' },
   evalEvery: { aliases: ['eval_steps'], schema: z.number().int().min(0).default(0), kind: 'integer', help: 'evaluate every N steps (0: only at the end)' },
   saveEvery: { aliases: ['save_steps'], schema: z.number().int().min(0).default(0), kind: 'integer', help: 'checkpoint every N steps (0: only at the end)' },

@@ -29,6 +29,7 @@ import { memoryMetrics, memoryReport, memoryReportEnabled, resetMemoryPeaks } fr
 import { type Metrics, MetricsLog } from './metrics-log'
 import type { Run } from './open-run'
 import { lrMultiplier } from './schedule'
+import { parseStepRange, StepProfiler } from './step-profiler'
 import { hfTrainerStateFields, TrainerState, writeTrainerState } from './trainer-state'
 
 /** Training stopped on a bad state (non-finite loss or gradient). */
@@ -43,6 +44,8 @@ export interface TrainerEvents {
   step: [TrainerState]
   eval: [Metrics & { step: number }]
   checkpoint: [string]
+  /** --profile-steps: the summary.md written after the range's last step. */
+  profile: [string]
 }
 
 /** The settings the engine itself reads (both option tables have them). */
@@ -50,7 +53,7 @@ export type EngineConfig = Pick<
   TrainConfig,
   | 'model' | 'out' | 'overwriteOutputDir' | 'dtype' | 'device' | 'gradientCheckpointing' | 'groupByLength' | 'batchSize' | 'gradAccumulation'
   | 'epochs' | 'maxSteps' | 'seed' | 'learningRate' | 'lrScheduler' | 'warmupRatio' | 'weightDecay' | 'adamBeta1' | 'adamBeta2'
-  | 'adamEpsilon' | 'maxGradNorm' | 'logEvery' | 'evalEvery' | 'saveEvery' | 'keepLast' | 'zeroStage'
+  | 'adamEpsilon' | 'maxGradNorm' | 'logEvery' | 'evalEvery' | 'saveEvery' | 'keepLast' | 'zeroStage' | 'profileSteps'
 >
 
 // Tokenizer and chat-template files copied next to each checkpoint, so it is a usable model folder.
@@ -68,6 +71,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
   private savedStep: number | undefined
   /** On several ranks: a stop all of them agreed on at the last step's gather. */
   private stopAgreed = false
+  /** --profile-steps. */
+  private readonly profiler: StepProfiler | undefined
 
   /** @internal Trainers are made by their static create(). */
   protected constructor(
@@ -97,18 +102,27 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     this.checkpoints = new CheckpointManager(c.out, c.keepLast)
     this.metricsLog = new MetricsLog(c.out)
     this.state = new TrainerState(resumed?.file.step ?? 0, totalSteps, 0, this.sampler.currentEpoch)
+    const range = c.profileSteps === undefined ? undefined : parseStepRange(c.profileSteps)
+    const profileDir = path.join(c.out, 'profile', this.dp.world > 1 ? `rank-${this.dp.rank}` : '')
+    this.profiler = range ? new StepProfiler(range, c.device, profileDir) : undefined
   }
 
   /** Runs until totalSteps or `signal` aborts; always ends with a checkpoint of the last step. */
   async train(opts: { signal?: AbortSignal } = {}): Promise<TrainerState> {
     const { config: c, state } = this
-    while (state.step < state.totalSteps && !(this.dp.group ? this.stopAgreed : opts.signal?.aborted)) {
-      const metrics = await this.trainStep(opts.signal)
-      const step = state.step
-      if (step % c.logEvery === 0 || step === state.totalSteps) this.record('log', { step, ...metrics })
-      this.emit('step', state)
-      if (c.evalEvery > 0 && step % c.evalEvery === 0 && step < state.totalSteps) await this.evaluateAndLog()
-      if (c.saveEvery > 0 && step % c.saveEvery === 0 && step < state.totalSteps) await this.saveCheckpoint()
+    try {
+      while (state.step < state.totalSteps && !(this.dp.group ? this.stopAgreed : opts.signal?.aborted)) {
+        const metrics = await this.trainStep(opts.signal)
+        const step = state.step
+        if (step % c.logEvery === 0 || step === state.totalSteps) this.record('log', { step, ...metrics })
+        this.emit('step', state)
+        if (c.evalEvery > 0 && step % c.evalEvery === 0 && step < state.totalSteps) await this.evaluateAndLog()
+        if (c.saveEvery > 0 && step % c.saveEvery === 0 && step < state.totalSteps) await this.saveCheckpoint()
+      }
+    } finally {
+      // A run that stopped inside the profiled range: the profiler stops, and what it has is written.
+      const summary = this.profiler?.finish()
+      if (summary) this.emit('profile', summary)
     }
     if (state.step === state.totalSteps) await this.evaluateAndLog()
     if (this.savedStep !== state.step) await this.saveCheckpoint()
@@ -119,6 +133,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
   private async trainStep(signal?: AbortSignal): Promise<Metrics> {
     const c = this.config
     const started = performance.now()
+    const profiler = this.profiler?.beginStep(this.state.step + 1) ? this.profiler : undefined
+    const lap = profiler ? (section: string) => profiler.lap(section) : undefined
     const reportMemory = memoryReportEnabled()
     if (reportMemory) resetMemoryPeaks()
     let activations = 0
@@ -131,12 +147,14 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
       counts.push(this.dp.counts(global.length))
       if (rows.length === 0) continue
       const before = reportMemory ? memoryStats().tensorBytes : 0
-      const out = await this.method.microBatch(rows, { grad: true })
+      const out = await this.method.microBatch(rows, { grad: true, lap })
+      lap?.('loss')
       // What the forward leaves alive for the backward (the graph's saved tensors): the activations.
       if (reportMemory) activations = Math.max(activations, memoryStats().tensorBytes - before)
       const weight = this.dp.lossWeight(this.lossCount(rows), this.lossCount(global))
       const scaled = out.loss.mul(weight / c.gradAccumulation)
       await scaled.backwardAsync()
+      lap?.('backward')
       // Free device memory now rather than at the next garbage collection; the stats wait for the step's end.
       scaled.dispose()
       out.loss.dispose()
@@ -144,23 +162,29 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
       tokens += out.tokens
     }
     await this.dp.syncGradients()
+    lap?.('gradient sync')
     // The step's one read of the device (besides the gradient norm): every micro-batch's statistics.
     const gathered = await this.dp.gatherStats(readBack(stats), counts, signal?.aborted ?? false, tokens)
     this.stopAgreed = gathered.stop
     tokens = gathered.tokens
     const summary = this.method.summarize(gathered.views, true)
     if (!Number.isFinite(summary.loss)) throw this.badState('the loss is not finite')
+    lap?.('read stats')
     const gradNorm = await this.dp.clipGradNorm(c.maxGradNorm, () => this.optimizer.clipGradNorm(c.maxGradNorm))
     if (!Number.isFinite(gradNorm)) throw this.badState(`the gradient norm is ${gradNorm}`)
+    lap?.('clip')
     const lr = c.learningRate * lrMultiplier(c.lrScheduler, this.state.step, this.state.totalSteps, c.warmupRatio)
     await this.optimizer.step(lr)
+    lap?.('optimizer')
     // Before zeroGrad: the step's state is all live here (weights, master, moments, gradients).
     const memory = reportMemory ? memoryMetrics(this.memoryReport(activations)) : {}
     this.optimizer.zeroGrad()
     await this.dp.afterOptimizerStep()
+    lap?.('zero grad')
     // The step's activations and gradients are freed now: give their pages back, so RSS does not
     // climb from step to step with what glibc keeps of them (bench/RESULTS.md, training memory).
     trimHeap()
+    lap?.('trim heap')
     this.state.step += 1
     const position = this.sampler.state()
     const epoch = position.epoch + position.position / this.method.train.length
@@ -168,6 +192,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     const after = this.method.afterStep?.(this.state) ?? {}
     const seconds = (performance.now() - started) / 1000
     this.state.metrics = { ...summary, grad_norm: gradNorm, learning_rate: lr, ...after, tokens_per_second: tokens / seconds, step_time: seconds, epoch, ...memory }
+    const written = profiler?.endStep(this.state.step)
+    if (written) this.emit('profile', written)
     return this.state.metrics
   }
 

@@ -30,8 +30,12 @@ export interface TrainingMethod<Row> {
   readonly eval: readonly Row[] | undefined
   /** Tokens `row` puts in a batch row before padding (what --group-by-length groups by). */
   rowLength(row: Row): number
-  /** Loss and per-example statistics of `rows` (collated on the run's device); reads nothing back. */
-  microBatch(rows: readonly Row[], o: { grad: boolean }): Promise<MicroBatchOutput>
+  /**
+   * Loss and per-example statistics of `rows` (collated on the run's device); reads nothing back.
+   * `lap`, in a profiled step (--profile-steps): called as each part ends ('batch', 'policy
+   * forward', …), it ends that section of the step's profile; the engine's own lap after the call is 'loss'.
+   */
+  microBatch(rows: readonly Row[], o: { grad: boolean; lap?: (section: string) => void }): Promise<MicroBatchOutput>
   /**
    * Metrics from the host copy of the micro-batches' stats (one row-major view per micro-batch,
    * read together once per step or evaluation). `training` is false for evaluation, whose metrics

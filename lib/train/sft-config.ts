@@ -9,7 +9,7 @@ import { withLoraChecks } from './lora-options'
 const SHARED = [
   'model', 'data', 'evalData', 'evalFraction', 'out', 'overwriteOutputDir', 'lrScheduler', 'warmupRatio', 'weightDecay', 'adamBeta1', 'adamBeta2',
   'adamEpsilon', 'maxGradNorm', 'batchSize', 'gradAccumulation', 'epochs', 'maxSteps', 'maxLength', 'maxPromptLength', 'maxCompletionLength', 'truncationMode', 'dtype',
-  'device', 'gradientCheckpointing', 'groupByLength', 'seed', 'logEvery', 'evalEvery', 'saveEvery', 'keepLast', 'zeroStage', 'skipInvalid',
+  'device', 'gradientCheckpointing', 'groupByLength', 'seed', 'profileSteps', 'logEvery', 'evalEvery', 'saveEvery', 'keepLast', 'zeroStage', 'skipInvalid',
   'loraR', 'loraAlpha', 'loraDropout', 'loraTargetModules', 'useRslora', 'adapter',
 ] as const
 

@@ -85,13 +85,16 @@ export class PreferenceMethod implements TrainingMethod<TokenizedPair> {
   }
 
   /** Policy forward (with or without grad), reference forward (never), then the fused chunked loss. */
-  async microBatch(rows: readonly TokenizedPair[], o: { grad: boolean }): Promise<MicroBatchOutput> {
+  async microBatch(rows: readonly TokenizedPair[], o: { grad: boolean; lap?: (section: string) => void }): Promise<MicroBatchOutput> {
     const c = this.config
     const batch = collate(rows, this.data.tokenizer.padTokenId, { device: c.device })
+    o.lap?.('batch')
     // Padding-free: the rows' lengths (host) replace the mask; the hidden states come back padded.
     const layout = c.paddingFree ? { sequenceLengths: Array.from(batch.rowLengths) } : paddingLayout(batch)
     const policyHidden = await this.model.forwardHiddenAsync(batch.inputIds, { ...layout, grad: o.grad })
+    o.lap?.('policy forward')
     const referenceHidden = await this.reference.forwardHiddenAsync(batch.inputIds, { ...layout, grad: false })
+    o.lap?.('reference forward')
     const ph = this.model.lmHead()
     const rh = this.reference.lmHead()
     // What both fused ops read: the two models' hidden states and heads, and the completion tokens.

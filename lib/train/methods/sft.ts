@@ -38,9 +38,11 @@ export class SftMethod implements TrainingMethod<SftExample> {
   }
 
   /** Token-mean NLL of the completions; stats per row: [Σ logps, argmax hits, tokens] (float64). */
-  async microBatch(rows: readonly SftExample[], o: { grad: boolean }): Promise<MicroBatchOutput> {
+  async microBatch(rows: readonly SftExample[], o: { grad: boolean; lap?: (section: string) => void }): Promise<MicroBatchOutput> {
     const batch = collateSequences(rows, this.data.tokenizer.padTokenId, { device: this.config.device })
+    o.lap?.('batch')
     const s = await modelSequenceStats(this.model, batch, { grad: o.grad })
+    o.lap?.('forward')
     const loss = s.logps.sum().mul(-1 / Math.max(1, batch.tokens))
     const columns = [s.logps.detach(), s.correct, s.tokenCount].map((t) => t.to('float64'))
     const stats = Tensor.stack(columns, 1)
