@@ -208,6 +208,20 @@ function compareRuns(tag: string, got: StepMetrics[], want: StepMetrics[]): void
   check('train', `${tag}: β per step`, worstBeta <= 1e-3, `worst relative difference ${worstBeta.toExponential(2)}; final cuda ${got.at(-1)?.['kl/beta']} cpu ${want.at(-1)?.['kl/beta']}`)
 }
 
+function checkProfile(dir: string): void {
+  const files = ['sections.json', 'trace.json', 'summary.md'].filter((f) => fs.existsSync(path.join(dir, f)))
+  check('train', 'profile: files written', files.length === 3, `${files.join(', ')} in ${dir}`)
+  if (files.length < 3) return
+  const steps = (JSON.parse(fs.readFileSync(path.join(dir, 'sections.json'), 'utf8')) as { steps: { step: number; sections: [string, number][] }[] }).steps
+  check('train', 'profile: sections of steps 3 and 4', steps.map((s) => s.step).join() === '3,4' && steps.every((s) => s.sections.length >= 10), steps.map((s) => `${s.step}: ${s.sections.map(([n, ms]) => `${n} ${ms.toFixed(2)}`).join(', ')}`).join('; '))
+  const events = (JSON.parse(fs.readFileSync(path.join(dir, 'trace.json'), 'utf8')) as { traceEvents: { pid: number; ph: string; name: string }[] }).traceEvents.filter((e) => e.ph === 'X')
+  const onDevice = events.filter((e) => e.pid === 1).length
+  const scopes = events.filter((e) => e.name === 'modelForward').length
+  const wantDevice = DEVICE !== 'cpu'
+  check('train', 'profile: trace', (onDevice > 0) === wantDevice && scopes === 4, `${events.length} events, ${onDevice} on the device (${wantDevice ? 'want some' : 'want none'}), modelForward scopes ${scopes} (want 4)`)
+  figures.profile_summary = fs.readFileSync(path.join(dir, 'summary.md'), 'utf8').split('\n').slice(0, 40)
+}
+
 function checkTrain(): void {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-gpu-e2e-'))
   try {
@@ -219,7 +233,9 @@ function checkTrain(): void {
     const cpu = train(model, data, 'cpu', ['--device', 'cpu'])
     // The loss must move, or matching would prove little.
     check('train', 'cpu run learns', cpu.length === 20 && cpu.at(-1)!.loss < cpu[0]!.loss - 0.05, `loss ${cpu[0]?.loss} → ${cpu.at(-1)?.loss}`)
-    compareRuns('cuda fp32', train(model, data, 'cuda', ['--device', DEVICE]), cpu)
+    // Profiled steps 3-4 (--profile-steps) must train the same, and record the device's kernels.
+    compareRuns('cuda fp32 (steps 3-4 profiled)', train(model, data, 'cuda', ['--device', DEVICE, '--profile-steps', '3-4']), cpu)
+    checkProfile(path.join(dir, 'cuda', 'profile', 'steps-3-4'))
     compareRuns('cuda fp32 --padding-free', train(model, data, 'cuda-pf', ['--device', DEVICE, '--padding-free']), cpu)
     compareRuns('cuda fp32 --gradient-checkpointing', train(model, data, 'cuda-gc', ['--device', DEVICE, '--gradient-checkpointing']), cpu)
     const lora = ['--lora-r', '8', '--lora-dropout', '0']
