@@ -61,12 +61,15 @@ if [[ -n "$TORCH_INC" || -d /usr/include/torch ]]; then
   [[ -f "$SHIM/cuda_cmake_macros.h" ]] || echo '#define C10_CUDA_BUILD_SHARED_LIBS' > "$SHIM/cuda_cmake_macros.h"
   inc=(-I"$OUT_DIR/shim" -I"$(dirname "$(dirname "$NVCC")")/include")
   for d in $TORCH_INC; do inc+=(-I"$d"); done
-  start=$SECONDS
-  if ! g++ -std=c++17 -fsyntax-only -Wall -DEDPO_WITH_CUDA "${inc[@]}" csrc/ops/row_ops_cuda.cc; then
-    echo "compile-cuda: FAILED syntax check of csrc/ops/row_ops_cuda.cc" >&2
-    exit 1
-  fi
-  echo "compile-cuda: ok csrc/ops/row_ops_cuda.cc (syntax check against CPU libtorch headers, $((SECONDS - start)) s)"
+  # Also the sources whose EDPO_WITH_CUDA branches call it.
+  for f in csrc/ops/row_ops_cuda.cc csrc/ops/pair_loss.cc csrc/ops/sequence_sums.cc; do
+    start=$SECONDS
+    if ! g++ -std=c++17 -fsyntax-only -Wall -DEDPO_WITH_CUDA "${inc[@]}" "$f"; then
+      echo "compile-cuda: FAILED syntax check of $f" >&2
+      exit 1
+    fi
+    echo "compile-cuda: ok $f (syntax check against CPU libtorch headers, $((SECONDS - start)) s)"
+  done
   # The NCCL process group (csrc/dist/process_group.cc) is compiled only by CUDA builds; its c10d
   # header needs nccl.h, which the CUDA toolkit does not always ship.
   if echo '#include <nccl.h>' | g++ -x c++ -fsyntax-only "${inc[@]}" - 2>/dev/null; then

@@ -10,7 +10,9 @@
 #   kernels  bench/gpu/run_kernels.sh: the raw kernels, their timing and compute-sanitizer;
 #   model    bench:model --device cuda (bf16, against PyTorch eager with SDPA);
 #   step     bench:step --device cuda --dtype bfloat16 --only llama3-350m (the whole ε-DPO step
-#            against PyTorch eager, on a 357M llama with Llama-3's vocabulary);
+#            against PyTorch eager, on a 357M llama with Llama-3's vocabulary), then one profiled
+#            step per engine (--profile): both section tables side by side in step.log, the
+#            summaries and Chrome traces in logs.tgz (step-profile/);
 #   step-1chunk  the same with --chunk-tokens 8192 on edpo's side (the loss in one chunk).
 # Every stage is bounded: EDPO_SESSION_S (default 540) is the whole run's budget, and a stage that
 # would start with too little left is skipped and says so. The summary is printed last; $OUT keeps
@@ -90,7 +92,8 @@ run_stage e2e 60 200 node dist/bench/gpu/node-e2e.js
 run_stage check 90 240 python3 bench/gpu/check.py --out "$OUT" --budget-s 170
 run_stage kernels 45 120 bash bench/gpu/run_kernels.sh
 run_stage model 60 120 env EDPO_BENCH_ROUNDS=2 node dist/bench/model.js --device cuda
-run_stage step 90 200 env EDPO_BENCH_ROUNDS=2 node dist/bench/step.js --device cuda --dtype bfloat16 --only llama3-350m
+# --profile: one more step per engine, profiled: the sections side by side in step.log, traces in logs.tgz.
+run_stage step 90 200 env EDPO_BENCH_ROUNDS=2 node dist/bench/step.js --device cuda --dtype bfloat16 --only llama3-350m --profile "$OUT/step-profile"
 # The same step with the loss over all completion tokens in one chunk: what chunking costs on a GPU.
 run_stage step-1chunk 60 150 env EDPO_BENCH_ROUNDS=1 'EDPO_BENCH_STEP_CONFIG={"chunkTokens":8192}' \
   node dist/bench/step.js --device cuda --dtype bfloat16 --only llama3-350m

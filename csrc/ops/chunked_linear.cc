@@ -7,7 +7,7 @@
 // dL/dS of its sequence times (onehot − softmax), and dL/dS needs the sums of the whole pair
 // (S, S±, S_ref: the step decision, β_i and the margin), so chunks hold whole pairs
 // (pair_chunks.h): when a chunk's fused pass is done, the pairs that end in it have their dL/dS
-// (the gradient of loss_from_sequences itself on their [2m] sums) and the chunk's ∂h rows, ∂W and
+// (pair_loss's dL/dS on their [2m] sums) and the chunk's ∂h rows, ∂W and
 // ∂b follow at once. A pair longer than a chunk cannot wait in memory as logits; but ε-DPO's loss
 // sees a pair only through ρ = S(chosen) − S(rejected), so dL/dS is +γ on its chosen rows and −γ
 // on its rejected rows, one unknown scalar per pair. Its open chunks add their ±weight-scaled
@@ -146,7 +146,7 @@ struct ChunkedEpsilonDpoLoss : public torch::autograd::Function<ChunkedEpsilonDp
         if (bf16) all.criterion.index_copy_(1, seqs, s.criterion);
         if (want.any()) {
           s.input_error = at::zeros({}, f64);
-          seq_grad.index_copy_(0, seqs, loss_grad_wrt_policy_sums(s, options.loss, pairs).to(acc));
+          seq_grad.index_copy_(0, seqs, pair_loss(s, options.loss, at::kDouble, pairs).grad_sums.to(acc));
         }
       }
       if (!want.any() || (c.open && plan.recompute_open)) continue;
@@ -190,7 +190,7 @@ struct ChunkedEpsilonDpoLoss : public torch::autograd::Function<ChunkedEpsilonDp
       }
     }
 
-    const EpsilonDpoOutput out = loss_from_sequences(all, options.loss, acc);
+    const PairLoss out = pair_loss(all, options.loss, acc, pairs);
     ctx->save_for_backward({grad_hidden, grad_weight, grad_bias});
     ctx->saved_data["weight_dtype"] = int64_t(policy_weight.scalar_type());
     ctx->mark_non_differentiable({out.record});

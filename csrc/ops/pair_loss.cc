@@ -1,11 +1,12 @@
 #include "pair_loss.h"
 
-#include <torch/csrc/autograd/autograd.h>
+#include "autograd_function.h"
 
 #include <cmath>
 
 #include "arg_error.h"
 #include "bf16_criterion.h"
+#include "row_ops.h"
 
 namespace edpo {
 
@@ -28,69 +29,78 @@ void check_epsilon(double epsilon) {
                  epsilon);
 }
 
-EpsilonDpoOutput loss_from_sequences(const SequenceLogps& seq, const EpsilonDpoOptions& o, at::ScalarType loss_dtype) {
-  const int64_t pairs = seq.policy.size(0) / 2;
-  auto chosen = [&](const at::Tensor& t) { return t.narrow(0, 0, pairs); };
-  auto rejected = [&](const at::Tensor& t) { return t.narrow(0, pairs, pairs); };
+namespace {
 
-  // Step decision (spec §4): strict inequalities on detached float64 log-ratios, or on the
-  // bf16-rounded ones of the authors' trainer (--criterion-precision bf16, spec §8).
-  const at::Tensor policy_detached = seq.policy.detach();
-  at::Tensor rho, rho_plus, rho_minus;
-  if (o.bf16_criterion) {
-    EDPO_ARG_CHECK(seq.criterion.defined() && seq.criterion.numel() > 0, "bf16Criterion: no bf16 sums were computed");
-    auto ratio = [&](int k) { return bf16_log_ratio(chosen(seq.criterion[k]), rejected(seq.criterion[k])); };
-    rho = ratio(kCriterionPolicy);
-    rho_plus = ratio(kCriterionPlus);
-    rho_minus = ratio(kCriterionMinus);
-  } else {
-    rho = chosen(policy_detached) - rejected(policy_detached);
-    rho_plus = chosen(seq.plus) - rejected(seq.plus);
-    rho_minus = chosen(seq.minus) - rejected(seq.minus);
-  }
+// [B] float64 steps s_i from the bf16-rounded sums (--criterion-precision bf16, spec §8).
+at::Tensor bf16_steps(const SequenceLogps& seq, int64_t pairs) {
+  EDPO_ARG_CHECK(seq.criterion.defined() && seq.criterion.numel() > 0, "bf16Criterion: no bf16 sums were computed");
+  auto ratio = [&](int k) {
+    return bf16_log_ratio(seq.criterion[k].narrow(0, 0, pairs), seq.criterion[k].narrow(0, pairs, pairs));
+  };
+  const at::Tensor rho = ratio(kCriterionPolicy), rho_plus = ratio(kCriterionPlus), rho_minus = ratio(kCriterionMinus);
   const at::Tensor relax = (rho_plus > rho).logical_and(rho > rho_minus);
   const at::Tensor tighten = (rho_minus > rho).logical_and(rho > rho_plus);
-  const at::Tensor steps = relax.to(at::kDouble) - tighten.to(at::kDouble);
-  const at::Tensor betas = o.beta / (steps * o.epsilon + 1.0);
+  return (relax.to(at::kDouble) - tighten.to(at::kDouble)).contiguous();
+}
 
-  // Loss (spec §5): gradient only through S of the policy.
-  const at::Tensor rho_ref = chosen(seq.reference) - rejected(seq.reference);
-  const at::Tensor margin = betas * ((chosen(seq.policy) - rejected(seq.policy)) - rho_ref);
-  at::Tensor losses = -at::log_sigmoid(margin) * (1.0 - o.label_smoothing);
-  if (o.label_smoothing > 0) losses = losses - at::log_sigmoid(-margin) * o.label_smoothing;
+// The differentiable loss of loss_from_sequences: dL/dS is made with the loss, in the forward.
+struct PairLossFunction : public torch::autograd::Function<PairLossFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& policy_sums, const SequenceLogps& seq,
+                               const EpsilonDpoOptions& options, int64_t loss_dtype) {
+    (void)policy_sums;  // seq.policy: the same values, given as a tensor argument for autograd
+    const PairLoss out = pair_loss(seq, options, static_cast<at::ScalarType>(loss_dtype), seq.policy.size(0) / 2);
+    ctx->save_for_backward({out.grad_sums});
+    ctx->mark_non_differentiable({out.record});
+    return {out.loss, out.record};
+  }
 
-  std::vector<at::Tensor> columns(kNumPairColumns);
-  columns[kChosenLogps] = chosen(policy_detached);
-  columns[kRejectedLogps] = rejected(policy_detached);
-  columns[kRefChosenLogps] = chosen(seq.reference);
-  columns[kRefRejectedLogps] = rejected(seq.reference);
-  columns[kChosenRewards] = betas * (chosen(policy_detached) - chosen(seq.reference));
-  columns[kRejectedRewards] = betas * (rejected(policy_detached) - rejected(seq.reference));
-  columns[kStep] = steps;
-  columns[kBeta] = betas;
-  columns[kLoss] = losses.detach();
-  const at::Tensor token_mean_logits = seq.logit_sum / double(seq.vocab);
-  columns[kChosenLogitSum] = chosen(token_mean_logits);
-  columns[kRejectedLogitSum] = rejected(token_mean_logits);
-  columns[kChosenTokens] = chosen(seq.token_count);
-  columns[kRejectedTokens] = rejected(seq.token_count);
-  columns[kInputError] = seq.input_error.to(at::kDouble).expand({pairs});
-  for (auto& c : columns) c = c.to(at::kDouble);
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor grad_sums = ctx->get_saved_variables()[0];
+    at::Tensor grad_policy;
+    if (grads[0].defined()) grad_policy = grad_sums * grads[0].to(at::kDouble);
+    return {grad_policy, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
 
-  EpsilonDpoOutput out;
-  out.loss = losses.mean().to(loss_dtype);
-  out.record = at::stack(columns, 1);
+}  // namespace
+
+PairLoss pair_loss(const SequenceLogps& seq, const EpsilonDpoOptions& o, at::ScalarType loss_dtype,
+                   int64_t total_pairs) {
+  const int64_t sequences = seq.policy.size(0), pairs = sequences / 2;
+  auto f64 = [](const at::Tensor& t) { return t.detach().to(at::kDouble).contiguous(); };
+  const at::Tensor policy = f64(seq.policy), reference = f64(seq.reference), plus = f64(seq.plus),
+                   minus = f64(seq.minus), logit_sum = f64(seq.logit_sum), token_count = f64(seq.token_count);
+  const at::Tensor input_error =
+      seq.input_error.defined() ? f64(seq.input_error.reshape({})) : at::zeros({}, policy.options());
+  const at::Tensor steps = o.bf16_criterion ? bf16_steps(seq, pairs) : at::Tensor();
+  const PairSums sums{policy.data_ptr<double>(),    reference.data_ptr<double>(),
+                      plus.data_ptr<double>(),      minus.data_ptr<double>(),
+                      logit_sum.data_ptr<double>(), token_count.data_ptr<double>(),
+                      steps.defined() ? steps.data_ptr<double>() : nullptr, input_error.data_ptr<double>()};
+  const PairConstants constants{o.beta, o.epsilon, o.label_smoothing, double(seq.vocab), double(total_pairs)};
+  PairLoss out;
+  out.record = at::empty({pairs, kNumPairColumns}, policy.options());
+  out.grad_sums = at::empty({sequences}, policy.options());
+#ifdef EDPO_WITH_CUDA
+  if (policy.is_cuda()) {
+    out.loss = pair_loss_cuda(sums, pairs, constants, out.record, out.grad_sums).to(loss_dtype);
+    return out;
+  }
+#endif
+  TORCH_CHECK(policy.is_cpu(), "pair_loss: tensors on ", policy.device(), " need a CUDA build of edpo");
+  double* record = out.record.data_ptr<double>();
+  double* grad = out.grad_sums.data_ptr<double>();
+  double total = 0;
+  for (int64_t i = 0; i < pairs; ++i)
+    total += pair_terms(sums, pairs, i, constants, record + i * kNumPairColumns, grad + i, grad + pairs + i);
+  out.loss = at::scalar_tensor(total / double(pairs), policy.options()).to(loss_dtype);
   return out;
 }
 
-at::Tensor loss_grad_wrt_policy_sums(const SequenceLogps& seq, const EpsilonDpoOptions& options, int64_t total_pairs) {
-  // Called inside an autograd Function's forward, where grad mode is off.
-  const at::AutoGradMode grad_mode(true);
-  SequenceLogps leaf = seq;
-  leaf.policy = seq.policy.detach().to(at::kDouble).requires_grad_(true);
-  const at::Tensor mean = loss_from_sequences(leaf, options, at::kDouble).loss;
-  const double pairs = double(seq.policy.size(0) / 2);
-  return torch::autograd::grad({mean}, {leaf.policy})[0] * (pairs / double(total_pairs));
+EpsilonDpoOutput loss_from_sequences(const SequenceLogps& seq, const EpsilonDpoOptions& options,
+                                     at::ScalarType loss_dtype) {
+  const variable_list out = PairLossFunction::apply(seq.policy, seq, options, int64_t(loss_dtype));
+  return EpsilonDpoOutput{out[0], out[1]};
 }
 
 }  // namespace edpo

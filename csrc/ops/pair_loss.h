@@ -1,8 +1,10 @@
 // The per-pair half of ε-DPO (spec §4–§5): step decisions, per-pair β_i, the loss and the reward
-// metrics, from per-sequence sums. A few float64 ATen ops on [B]-sized tensors, on any device.
+// metrics, from per-sequence sums: pair_math.h's formula over every pair, in a host loop for CPU
+// tensors and in one kernel for CUDA ones.
 #pragma once
 #include <ATen/ATen.h>
 
+#include "pair_math.h"
 #include "sequence_sums.h"
 
 namespace edpo {
@@ -18,25 +20,6 @@ struct EpsilonDpoOptions {
   bool bf16_criterion = false;
 };
 
-// Columns of the per-pair record: everything the trainer and the metrics need of one pair, in one
-// float64 [B, kNumPairColumns] tensor, so a whole optimizer step is read to the host at once.
-enum PairColumn : int {
-  kChosenLogps = 0,   // S(i)
-  kRejectedLogps,     // S(B+i)
-  kRefChosenLogps,    // S_ref(i)
-  kRefRejectedLogps,  // S_ref(B+i)
-  kChosenRewards,     // β_i·(S(i) − S_ref(i))
-  kRejectedRewards,   // β_i·(S(B+i) − S_ref(B+i))
-  kStep,              // s_i ∈ {−1, 0, +1}
-  kBeta,              // β_i = β / (1 + ε·s_i)
-  kLoss,              // L_i
-  kChosenLogitSum,    // Σ_t mask·mean_j a_j over the chosen row (sum of per-token mean logits)
-  kRejectedLogitSum,  // the same over the rejected row
-  kChosenTokens,      // Σ_t mask over the chosen row
-  kRejectedTokens,    // the same over the rejected row
-  kInputError,        // the call's device-side input-error flag (op_checks.h kInputError* bits), every row
-  kNumPairColumns
-};
 // Column names as the TypeScript API spells them, in PairColumn order.
 extern const char* const kPairColumnNames[kNumPairColumns];
 
@@ -49,14 +32,21 @@ struct EpsilonDpoOutput {
 void check_options(const EpsilonDpoOptions& options);
 void check_epsilon(double epsilon);
 
-// Steps, per-pair β and the loss from per-sequence sums (spec §4–§5). `loss_dtype` is the loss's
-// dtype (float32, or float64 for float64 logits); the record is always float64.
+// What the pair math gives for the pairs of a SequenceLogps (chosen sequences, then rejected).
+struct PairLoss {
+  at::Tensor loss;       // scalar mean of L_i over these pairs, in the requested dtype; no graph
+  at::Tensor record;     // [B, kNumPairColumns] float64
+  at::Tensor grad_sums;  // [2B] float64: dL/dS, L the mean loss over `total_pairs` pairs
+};
+
+// Steps, per-pair β, the loss, the record and dL/dS from per-sequence sums (spec §4–§5), with no
+// autograd graph. `total_pairs` (≥ the pairs of `seq`) is what the gradient's mean divides by.
+PairLoss pair_loss(const SequenceLogps& seq, const EpsilonDpoOptions& options, at::ScalarType loss_dtype,
+                   int64_t total_pairs);
+
+// The same as a differentiable loss: gradient through seq.policy (S of the policy) only. `loss_dtype`
+// is the loss's dtype (float32, or float64 for float64 logits); the record is always float64.
 EpsilonDpoOutput loss_from_sequences(const SequenceLogps& seq, const EpsilonDpoOptions& options,
                                      at::ScalarType loss_dtype);
-
-// dL/dS [2m] float64 for the m pairs of `seq` (chosen sequences, then rejected), where L is the mean
-// loss over `total_pairs` pairs that include them: the gradient of loss_from_sequences itself (through
-// autograd on these [2m] tensors), so the chunked op's forward-time gradient follows the same formula.
-at::Tensor loss_grad_wrt_policy_sums(const SequenceLogps& seq, const EpsilonDpoOptions& options, int64_t total_pairs);
 
 }  // namespace edpo

@@ -5,6 +5,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include "pair_math.h"
+
 namespace edpo {
 
 at::ScalarType accumulation_dtype(at::ScalarType logits_dtype);
@@ -28,6 +30,16 @@ at::Tensor forward_rows_cuda(const at::Tensor& policy, const at::Tensor& referen
                              const at::Tensor& row_weight, double epsilon);
 at::Tensor backward_rows_cuda(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
                               const at::Tensor& row_grad);
+
+// sequence_sums_cuda's [sequences] float64 results, in this order.
+enum SequenceSum : int { kSumPolicy = 0, kSumReference, kSumPlus, kSumMinus, kSumLogits, kSumTokens, kNumSequenceSums };
+// CUDA builds only, one kernel each: the masked per-sequence sums of a float32 [kNumRowStats, N]
+// stats block (sums_from_row_stats; one [sequences] tensor each), dL/dS → float32 per-row weights (row_grads_from_sequences), and
+// pair_math.h over every pair, writing `record` and `grad_sums` and returning the mean loss (float64).
+std::vector<at::Tensor> sequence_sums_cuda(const at::Tensor& stats, const at::Tensor& row_weight, int64_t sequences);
+at::Tensor row_grads_cuda(const at::Tensor& grad_sequences, const at::Tensor& row_weight, int64_t sequences);
+at::Tensor pair_loss_cuda(const PairSums& sums, int64_t pairs, const PairConstants& constants, at::Tensor& record,
+                          at::Tensor& grad_sums);
 
 
 }  // namespace edpo

@@ -1,9 +1,11 @@
-// CUDA side of the fused per-row pass (built only with EDPO_WITH_CUDA): checks what the raw
-// launchers in cuda/epsilon_dpo_kernels.h assume, then calls them on the current stream.
+// CUDA side of the fused per-row pass and of the per-sequence and per-pair steps after it (built
+// only with EDPO_WITH_CUDA): checks what the raw launchers in cuda/epsilon_dpo_kernels.h and
+// cuda/pair_kernels.h assume, then calls them on the current stream.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include "../../cuda/epsilon_dpo_kernels.h"
+#include "../../cuda/pair_kernels.h"
 #include "row_stats.h"
 #include "row_ops.h"
 
@@ -54,6 +56,54 @@ at::Tensor backward_rows_cuda(const at::Tensor& policy, const at::Tensor& labels
                                         c10::cuda::getCurrentCUDAStream().stream()),
                "edpo_cuda::backward_rows");
   return grad;
+}
+
+std::vector<at::Tensor> sequence_sums_cuda(const at::Tensor& stats, const at::Tensor& row_weight, int64_t sequences) {
+  const c10::cuda::CUDAGuard device_guard(stats.device());
+  TORCH_CHECK(stats.scalar_type() == at::kFloat && stats.dim() == 2 && stats.size(0) == kNumRowStats,
+              "sequence_sums_cuda: expected float32 [", int(kNumRowStats), ", N] stats, got ", stats.scalar_type(), " ",
+              stats.sizes());
+  const int64_t rows = stats.size(1);
+  TORCH_CHECK(sequences > 0 && rows % sequences == 0 && row_weight.numel() == rows,
+              "sequence_sums_cuda: ", rows, " rows are not ", sequences, " sequences of equal length");
+  const at::Tensor s = stats.contiguous(), w = row_weight.to(at::kFloat).contiguous();
+  std::vector<at::Tensor> out;
+  edpo_cuda::SequenceSumsOut ptrs{};
+  for (int k = 0; k < kNumSequenceSums; ++k) {
+    out.push_back(at::empty({sequences}, stats.options().dtype(at::kDouble)));
+    ptrs.sums[k] = out.back().data_ptr<double>();
+  }
+  check_launch(edpo_cuda::sequence_sums(s.data_ptr<float>(), w.data_ptr<float>(), sequences, rows / sequences, ptrs,
+                                        c10::cuda::getCurrentCUDAStream().stream()),
+               "edpo_cuda::sequence_sums");
+  return out;
+}
+
+at::Tensor row_grads_cuda(const at::Tensor& grad_sequences, const at::Tensor& row_weight, int64_t sequences) {
+  const c10::cuda::CUDAGuard device_guard(row_weight.device());
+  const int64_t rows = row_weight.numel();
+  TORCH_CHECK(sequences > 0 && rows % sequences == 0 && grad_sequences.numel() == sequences,
+              "row_grads_cuda: ", rows, " rows are not ", sequences, " sequences of equal length");
+  const at::Tensor g = grad_sequences.to(row_weight.device(), at::kDouble).contiguous();
+  const at::Tensor w = row_weight.to(at::kFloat).contiguous();
+  at::Tensor out = at::empty({rows}, w.options());
+  check_launch(edpo_cuda::row_grads(g.data_ptr<double>(), w.data_ptr<float>(), sequences, rows / sequences,
+                                    out.data_ptr<float>(), c10::cuda::getCurrentCUDAStream().stream()),
+               "edpo_cuda::row_grads");
+  return out;
+}
+
+at::Tensor pair_loss_cuda(const PairSums& sums, int64_t pairs, const PairConstants& constants, at::Tensor& record,
+                          at::Tensor& grad_sums) {
+  const c10::cuda::CUDAGuard device_guard(record.device());
+  TORCH_CHECK(record.is_contiguous() && grad_sums.is_contiguous() && record.scalar_type() == at::kDouble &&
+                  grad_sums.scalar_type() == at::kDouble,
+              "pair_loss_cuda: record and grad_sums must be contiguous float64");
+  at::Tensor loss = at::empty({}, record.options());
+  check_launch(edpo_cuda::pair_loss(sums, pairs, constants, record.data_ptr<double>(), grad_sums.data_ptr<double>(),
+                                    loss.data_ptr<double>(), c10::cuda::getCurrentCUDAStream().stream()),
+               "edpo_cuda::pair_loss");
+  return loss;
 }
 
 }  // namespace edpo
