@@ -7,11 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define EDPO_HOST_DEVICE __host__ __device__
-#else
-#define EDPO_HOST_DEVICE
-#endif
+#include "host_device.h"
 
 namespace edpo {
 

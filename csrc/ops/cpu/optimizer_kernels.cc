@@ -47,21 +47,11 @@ inline Bf16 store<Bf16, float>(float f) {
 // picks which of ATen's two lerp forms applies (|1 − β1| < 0.5), outside the loop so it vectorises.
 template <typename S, typename P, bool kLowWeight>
 inline __attribute__((always_inline)) void update_range(P* __restrict param, S* __restrict target, S* __restrict m, S* __restrict v,
-                  const P* __restrict grad, int64_t begin, int64_t end, const S decay, const S w, const S beta2,
-                  const S c2, const S bias2, const S eps, const S step) {
+                  const P* __restrict grad, int64_t begin, int64_t end, const AdamWElementScalars<S> s) {
   constexpr bool kMaster = !std::is_same<S, P>::value;
-  const S one = S(1);
 #pragma omp simd
   for (int64_t i = begin; i < end; ++i) {
-    const S g = load<S>(grad[i]);
-    const S t = target[i] * decay;
-    const S mi = kLowWeight ? m[i] + w * (g - m[i]) : g - (g - m[i]) * (one - w);
-    const S vi = v[i] * beta2 + c2 * g * g;
-    const S denom = std::sqrt(vi) / bias2 + eps;
-    const S ti = t + step * mi / denom;
-    m[i] = mi;
-    v[i] = vi;
-    target[i] = ti;
+    const S ti = adamw_element<S, kLowWeight>(load<S>(grad[i]), target[i], m[i], v[i], s);
     if constexpr (kMaster) param[i] = store<P>(ti);
   }
 }
@@ -72,9 +62,8 @@ inline __attribute__((always_inline)) void update_range(P* __restrict param, S* 
 #define EDPO_OPTIM_AVX2 1
 template <typename S, typename P, bool kLowWeight>
 __attribute__((target("avx2,fma"))) void update_range_avx2(P* param, S* target, S* m, S* v, const P* grad,
-                                                          int64_t begin, int64_t end, S decay, S w, S beta2, S c2,
-                                                          S bias2, S eps, S step) {
-  update_range<S, P, kLowWeight>(param, target, m, v, grad, begin, end, decay, w, beta2, c2, bias2, eps, step);
+                                                          int64_t begin, int64_t end, const AdamWElementScalars<S> s) {
+  update_range<S, P, kLowWeight>(param, target, m, v, grad, begin, end, s);
 }
 bool has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 #else
@@ -84,15 +73,13 @@ bool has_avx2() { return false; }
 
 template <typename S, typename P, bool kLowWeight>
 void update(P* param, S* target, S* m, S* v, const P* grad, int64_t n, const AdamWScalars& sc) {
-  // Each scalar rounded to S once, as ATen converts a Scalar argument to the tensor's dtype.
-  const S decay = S(sc.decay), w = S(1 - sc.beta1), beta2 = S(sc.beta2), c2 = S(1 - sc.beta2);
-  const S bias2 = S(sc.bias2_sqrt), eps = S(sc.eps), step = S(sc.neg_step_size);
+  const AdamWElementScalars<S> s = element_scalars<S>(sc);
   const bool wide = has_avx2();
   at::parallel_for(0, n, kGrain, [=](int64_t begin, int64_t end) {
 #if EDPO_OPTIM_AVX2
-    if (wide) return update_range_avx2<S, P, kLowWeight>(param, target, m, v, grad, begin, end, decay, w, beta2, c2, bias2, eps, step);
+    if (wide) return update_range_avx2<S, P, kLowWeight>(param, target, m, v, grad, begin, end, s);
 #endif
-    update_range<S, P, kLowWeight>(param, target, m, v, grad, begin, end, decay, w, beta2, c2, bias2, eps, step);
+    update_range<S, P, kLowWeight>(param, target, m, v, grad, begin, end, s);
   });
 }
 
@@ -101,7 +88,7 @@ void update_as(at::Tensor& param, at::Tensor& target, at::Tensor& m, at::Tensor&
                const AdamWScalars& sc) {
   auto* p = reinterpret_cast<P*>(param.data_ptr());
   const auto* g = reinterpret_cast<const P*>(grad.data_ptr());
-  if (std::abs(1 - sc.beta1) < 0.5)
+  if (adamw_low_weight(sc))
     update<S, P, true>(p, target.data_ptr<S>(), m.data_ptr<S>(), v.data_ptr<S>(), g, param.numel(), sc);
   else
     update<S, P, false>(p, target.data_ptr<S>(), m.data_ptr<S>(), v.data_ptr<S>(), g, param.numel(), sc);

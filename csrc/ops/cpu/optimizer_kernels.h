@@ -5,18 +5,13 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include "../adamw_math.h"
+
 namespace edpo {
 namespace cpu {
 
-// The scalars of one AdamW step, as torch.optim.AdamW's single-tensor path applies them.
-struct AdamWScalars {
-  double decay;          // 1 − lr·weight_decay
-  double beta1;          // m ← lerp(m, g, 1 − β1)
-  double beta2;          // v ← β2·v + (1 − β2)·g²
-  double bias2_sqrt;     // √(1 − β2^t)
-  double eps;
-  double neg_step_size;  // −lr / (1 − β1^t)
-};
+// The step's scalars (adamw_math.h), shared with the CUDA update.
+using edpo::AdamWScalars;
 
 // Whether adamw_update can take these tensors: all on the CPU and contiguous, the state (target,
 // exp_avg, exp_avg_sq) float32 or float64, the parameter and its gradient of one dtype (the state's,
