@@ -62,7 +62,8 @@ if [[ -n "$TORCH_INC" || -d /usr/include/torch ]]; then
   inc=(-I"$OUT_DIR/shim" -I"$(dirname "$(dirname "$NVCC")")/include")
   for d in $TORCH_INC; do inc+=(-I"$d"); done
   # Also the sources whose EDPO_WITH_CUDA branches call it.
-  for f in csrc/ops/row_ops_cuda.cc csrc/ops/pair_loss.cc csrc/ops/sequence_sums.cc; do
+  for f in csrc/ops/row_ops_cuda.cc csrc/ops/optimizer_cuda.cc csrc/ops/pair_loss.cc csrc/ops/sequence_sums.cc \
+           csrc/ops/adamw.cc; do
     start=$SECONDS
     if ! g++ -std=c++17 -fsyntax-only -Wall -DEDPO_WITH_CUDA "${inc[@]}" "$f"; then
       echo "compile-cuda: FAILED syntax check of $f" >&2

@@ -40,7 +40,8 @@ import torch.nn.functional as F
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 # Every op source (a glob, so a new op file cannot be forgotten here); the CUDA ones only with CUDA.
-CUDA_SOURCES = ["csrc/ops/row_ops_cuda.cc", "cuda/epsilon_dpo_kernels.cu", "cuda/pair_kernels.cu"]
+CUDA_SOURCES = ["csrc/ops/row_ops_cuda.cc", "csrc/ops/optimizer_cuda.cc", "cuda/epsilon_dpo_kernels.cu",
+                "cuda/optimizer_kernels.cu", "cuda/pair_kernels.cu"]
 CPU_SOURCES = ["bench/gpu/torch_ext.cc"] + sorted(
     os.path.relpath(f, ROOT) for pattern in ("csrc/ops/*.cc", "csrc/ops/cpu/*.cc")
     for f in glob.glob(os.path.join(ROOT, pattern)) if os.path.relpath(f, ROOT) not in CUDA_SOURCES)

@@ -2,6 +2,8 @@
 // its public API and CLI on the GPU, against the same code on the CPU.
 //   1. ops: ops.epsilonDpoLoss and ops.epsilonDpoLossFromHidden on cuda against the CPU op, on the
 //      same inputs (every record column, the steps, the loss and the gradients);
+//   1b. optimizer: 3 AdamW steps with gradient clipping (the fused CUDA kernels) against the CPU's
+//      fused pass, fp32 and bf16/fp16 with fp32 masters: norms, master weights, moments, parameters;
 //   2. train: `edpo train` of a tiny llama for 20 steps on cuda against the same run on the CPU
 //      (loss and β per step within 1e-3), also with --padding-free, --gradient-checkpointing and
 //      LoRA; and a bf16 run on cuda that must stay finite.
@@ -18,6 +20,7 @@ import { PAIR_RECORD_COLUMNS } from '../../lib/ops'
 import { rng } from '../../lib/rng'
 import { EOS, text, writeLlama } from '../step-fixture'
 import { DEVICE_PATTERN } from '../../lib/tensor'
+import { AdamW } from '../../lib/train/adamw'
 
 interface Check {
   section: string
@@ -166,6 +169,55 @@ function checkChunkedOp(): void {
 
 const TINY = { model_type: 'llama', hidden_act: 'silu', rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, torch_dtype: 'float32', vocab_size: 512, hidden_size: 64, intermediate_size: 160, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256 }
 
+// Relative error of `got` against `want`, elementwise: max |got − want| / max(|want|, floor).
+function relativeError(got: Float64Array, want: Float64Array, floor: number): number {
+  let worst = 0
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / Math.max(Math.abs(want[i]!), floor))
+  return worst
+}
+
+function checkOptimizer(): void {
+  const r = rng(11)
+  const shapes = [[257, 33], [1000], [7]]
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
+    const make = (device: string) => {
+      Tensor.manualSeed(5)
+      const named: [string, Tensor][] = shapes.map((shape, i) => {
+        const p = Tensor.randn(shape).to(dtype).to(dtype, device)
+        p.requiresGrad = true
+        return [`p${i}`, p]
+      })
+      return named
+    }
+    const cpu = make('cpu')
+    const gpu = make(DEVICE)
+    const weights = shapes.map((shape) => Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r() * 4 - 2))
+    const optimizers = [new AdamW(cpu, { weightDecay: 0.1 }), new AdamW(gpu, { weightDecay: 0.1 })]
+    const norms: number[][] = [[], []]
+    for (let step = 0; step < 3; step++) {
+      ;[cpu, gpu].forEach((named, k) => {
+        named.forEach(([, p], i) => {
+          const w = Tensor.from(weights[i]!, shapes[i]!).to(dtype, p.device)
+          p.mul(w).mul(step + 1).sum().backward()
+        })
+        norms[k]!.push(optimizers[k]!.clipGradNorm(step === 1 ? 1e9 : 0.5)) // steps 0 and 2 clip, step 1 does not
+        optimizers[k]!.stepSync(1e-2)
+        optimizers[k]!.zeroGrad()
+      })
+    }
+    const normError = Math.max(...norms[0]!.map((n, i) => Math.abs(norms[1]![i]! - n) / n))
+    check('ops', `optimizer ${dtype}: clipped gradient norms`, normError <= 1e-6, `cpu [${norms[0]!.map((n) => n.toFixed(6))}], ${DEVICE} [${norms[1]!.map((n) => n.toFixed(6))}], worst relative ${normError.toExponential(2)}`)
+    const [cs, gs] = optimizers.map((o) => o.stateTensors())
+    let worstState = 0
+    for (const key of Object.keys(cs!)) worstState = Math.max(worstState, relativeError(host(gs![key]!), host(cs![key]!), 1e-3))
+    check('ops', `optimizer ${dtype}: master weights and moments`, worstState <= 1e-5, `worst relative error ${worstState.toExponential(2)} over ${Object.keys(cs!).length} state tensors`)
+    // A parameter is its master rounded to its dtype: equal, or one rounding apart where the masters differ in the last bits.
+    const ulp = dtype === 'float32' ? 1e-6 : dtype === 'bfloat16' ? 2 ** -7 : 2 ** -10
+    const worstParam = Math.max(...cpu.map(([, p], i) => relativeError(host(gpu[i]![1]), host(p), 1e-2)))
+    check('ops', `optimizer ${dtype}: parameters`, worstParam <= ulp, `worst relative error ${worstParam.toExponential(2)} (≤ ${ulp.toExponential(1)})`)
+  }
+}
+
 function writeData(file: string): void {
   const r = rng(2026)
   const seq = (n: number) => Array.from({ length: n }, () => 2 + Math.floor(r() * (TINY.vocab_size - 2)))
@@ -271,7 +323,7 @@ function main(): number {
     console.error('node-e2e: this addon has no CUDA or sees no device')
     return 2
   }
-  const sections: Array<[string, () => void]> = [['ops', checkFusedOp], ['ops', checkChunkedOp], ['train', checkTrain]]
+  const sections: Array<[string, () => void]> = [['ops', checkFusedOp], ['ops', checkChunkedOp], ['ops', checkOptimizer], ['train', checkTrain]]
   for (const [name, fn] of sections) {
     if (only !== undefined && only !== name) continue
     const t0 = Date.now()

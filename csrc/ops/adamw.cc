@@ -9,6 +9,9 @@
 #include "arg_error.h"
 #include "cpu/optimizer_kernels.h"
 #include "host_sync.h"
+#ifdef EDPO_WITH_CUDA
+#include "optimizer_cuda.h"
+#endif
 
 namespace edpo {
 namespace {
@@ -54,14 +57,21 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
     TORCH_CHECK(exp_avg[i].sizes() == param.sizes() && exp_avg_sq[i].sizes() == param.sizes() &&
                     target.sizes() == param.sizes(),
                 "adamw: state of parameter ", i, " has the wrong shape");
-    // On the CPU, one fused pass (cpu/optimizer_kernels.cc): no temporaries, each state element read
-    // and written once instead of once per op.
+    // One fused pass (cpu/optimizer_kernels.cc; on CUDA cuda/optimizer_kernels.cu): no temporaries,
+    // each state element read and written once instead of once per op.
+    const AdamWScalars scalars{1 - o.lr * o.weight_decay, o.beta1, o.beta2, bias_correction2_sqrt, o.eps, -step_size};
     if (cpu::adamw_update_supported(param, target, exp_avg[i], exp_avg_sq[i], grad_raw)) {
       at::Tensor m = exp_avg[i], v = exp_avg_sq[i];
-      cpu::adamw_update(param, target, m, v, grad_raw,
-                        {1 - o.lr * o.weight_decay, o.beta1, o.beta2, bias_correction2_sqrt, o.eps, -step_size});
+      cpu::adamw_update(param, target, m, v, grad_raw, scalars);
       continue;
     }
+#ifdef EDPO_WITH_CUDA
+    if (cuda::adamw_update_supported(param, target, exp_avg[i], exp_avg_sq[i], grad_raw)) {
+      at::Tensor m = exp_avg[i], v = exp_avg_sq[i];
+      cuda::adamw_update(param, target, m, v, grad_raw, scalars);
+      continue;
+    }
+#endif
     // Slice by slice, so the temporaries (the gradient in the state's dtype, the denominator) are
     // slice-sized: whole-tensor ones cost 3 × 545 MB on a 151936×896 embedding, above the state.
     // Every operation is elementwise, so the result does not depend on the slicing.
@@ -100,6 +110,11 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
       for (auto& g : grads) g.mul_(coef);
     return norm;
   }
+#ifdef EDPO_WITH_CUDA
+  // On CUDA: fp64 block sums, the norm, the factor and the scaling, all on the device (a launch per
+  // gradient and pass, one in all for the norm); the one read is the returned norm.
+  if (cuda::clip_supported(grads)) return read_scalar<double>(cuda::clip_grad_norm(grads, max_norm)[0]);
+#endif
   // Per-parameter norms stay on the device; the global norm and the clip coefficient are computed
   // there too, so the whole clip costs one device->host read (the returned norm), not one per tensor.
   // By slice: a reduction in fp64 of a bf16/fp32 tensor first copies it to fp64 on the CPU
