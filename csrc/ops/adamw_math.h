@@ -39,14 +39,9 @@ AdamWElementScalars<S> element_scalars(const AdamWScalars& sc) {
 // ATen's lerp form for weight w: the low-weight one when |w| < 0.5.
 inline bool adamw_low_weight(const AdamWScalars& sc) { return (1 - sc.beta1) < 0.5 && (1 - sc.beta1) > -0.5; }
 
-EDPO_HOST_DEVICE inline float adamw_sqrt(float x) {
-#if defined(__CUDA_ARCH__)
-  return sqrtf(x);
-#else
-  return std::sqrt(x);
-#endif
-}
-EDPO_HOST_DEVICE inline double adamw_sqrt(double x) {
+// CUDA's device sqrt has float and double overloads, correctly rounded like std::sqrt.
+template <typename S>
+EDPO_HOST_DEVICE inline S adamw_sqrt(S x) {
 #if defined(__CUDA_ARCH__)
   return sqrt(x);
 #else
