@@ -105,6 +105,16 @@ t.test('SFT: a range past the run ends with the run, and is written', async (t) 
   t.same(p.sections[0]!.sections.map(([n]) => n).slice(0, 3), ['batch', 'forward', 'loss'])
 })
 
+t.test('--profile-steps outside the run: said once, nothing written', async (t) => {
+  const work = tempDir(t)
+  const out = path.join(work, 'run')
+  const lines: string[] = []
+  const trainer = await Trainer.create({ ...base, maxSteps: 2, profileSteps: '5-6', model: makeTrainableModel(t), data: [writeToyPreferences(work, 8)], out }, { log: (l: string) => lines.push(l) })
+  await trainer.train()
+  t.equal(lines.filter((l) => /--profile-steps 5-6 lies outside this run's steps 1-2/.test(l)).length, 1)
+  t.notOk(fs.existsSync(path.join(out, 'profile')), 'no profile folder')
+})
+
 t.test('--profile-steps: a bad range names the option', async (t) => {
   const work = tempDir(t)
   for (const bad of ['3-2', '0', 'all']) {

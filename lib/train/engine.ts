@@ -105,6 +105,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     const range = c.profileSteps === undefined ? undefined : parseStepRange(c.profileSteps)
     const profileDir = path.join(c.out, 'profile', this.dp.world > 1 ? `rank-${this.dp.rank}` : '')
     this.profiler = range ? new StepProfiler(range, c.device, profileDir) : undefined
+    if (range && (range.last <= this.state.step || range.first > totalSteps))
+      run.log(`note: --profile-steps ${c.profileSteps} lies outside this run's steps ${this.state.step + 1}-${totalSteps}: nothing will be profiled`)
   }
 
   /** Runs until totalSteps or `signal` aborts; always ends with a checkpoint of the last step. */
