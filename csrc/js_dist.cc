@@ -8,6 +8,7 @@
 
 #include "dist/process_group.h"
 #include "js_common.h"
+#include "ops/adamw.h"
 #include "ops/arg_error.h"
 
 namespace edpo_js {
@@ -141,20 +142,16 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
         info.Env(),
         [group, params, max_norm, norm] {
           c10::NoGradGuard no_grad;
-          at::Tensor sq = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(params.empty() ? at::kCPU : params[0].device()));
+          std::vector<at::Tensor> grads;
           for (const auto& p : params)
-            if (p.grad().defined()) sq.add_(at::linalg_vector_norm(p.grad(), 2, c10::nullopt, false, at::kDouble).pow(2));
+            if (p.grad().defined()) grads.push_back(p.grad());
+          // This rank's Σ g² (as clipGradNorm computes it: fp64, no fp64 copy of a gradient), on its
+          // gradients' device; a rank that owns none adds a zero on its parameters' device.
+          const at::Tensor sq = grads.empty()
+              ? at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(params.empty() ? at::kCPU : params[0].device()))
+              : edpo::grad_square_sum(grads);
           group->allreduce({sq}, false, false, int64_t(1) << 20);
-          const at::Tensor total = sq.sqrt();
-          if (max_norm > 0) {
-            const at::Tensor coef = max_norm / (total + 1e-6);
-            const at::Tensor scale = at::where(at::logical_and(at::isfinite(total), coef < 1), coef, at::ones_like(coef));
-            for (const auto& p : params) {
-              at::Tensor g = p.mutable_grad();
-              if (g.defined()) g.mul_(scale.to(g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
-            }
-          }
-          *norm = total.cpu().item<double>();
+          *norm = edpo::clip_by_square_sum(grads, sq, max_norm);
         },
         [norm](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *norm); });
   });

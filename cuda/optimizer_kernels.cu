@@ -82,25 +82,27 @@ __global__ void __launch_bounds__(kThreads) square_sum_kernel(const P* __restric
   if (threadIdx.x == 0) partials[blockIdx.x] = partial[0];
 }
 
-constexpr int kFinishThreads = 1024;
+constexpr int kSumThreads = 1024;
 
-__global__ void __launch_bounds__(kFinishThreads) finish_norm_kernel(const double* __restrict__ partials, int64_t count,
-                                                                    double max_norm, double* __restrict__ norm_scale) {
-  __shared__ double partial[kFinishThreads];
+__global__ void __launch_bounds__(kSumThreads) sum_partials_kernel(const double* __restrict__ partials, int64_t count,
+                                                                  double* __restrict__ sum) {
+  __shared__ double partial[kSumThreads];
   double acc = 0;
-  for (int64_t i = threadIdx.x; i < count; i += kFinishThreads) acc += partials[i];
+  for (int64_t i = threadIdx.x; i < count; i += kSumThreads) acc += partials[i];
   partial[threadIdx.x] = acc;
   __syncthreads();
-  for (int stride = kFinishThreads / 2; stride > 0; stride /= 2) {
+  for (int stride = kSumThreads / 2; stride > 0; stride /= 2) {
     if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
     __syncthreads();
   }
-  if (threadIdx.x == 0) {
-    const double norm = sqrt(partial[0]);
-    const double coef = max_norm / (norm + 1e-6);
-    norm_scale[0] = norm;
-    norm_scale[1] = max_norm > 0 && isfinite(norm) && coef < 1 ? coef : 1.0;
-  }
+  if (threadIdx.x == 0) *sum = partial[0];
+}
+
+__global__ void clip_factor_kernel(const double* __restrict__ square_sum, double max_norm, double* __restrict__ norm_scale) {
+  const double norm = sqrt(*square_sum);
+  const double coef = max_norm / (norm + 1e-6);
+  norm_scale[0] = norm;
+  norm_scale[1] = max_norm > 0 && isfinite(norm) && coef < 1 ? coef : 1.0;
 }
 
 template <typename P>
@@ -157,9 +159,14 @@ cudaError_t square_sum_partials(ParamDtype dtype, const void* grad, int64_t n, d
   return cudaGetLastError();
 }
 
-cudaError_t finish_norm(const double* partials, int64_t count, double max_norm, double* norm_scale, cudaStream_t stream) {
+cudaError_t sum_partials(const double* partials, int64_t count, double* sum, cudaStream_t stream) {
   if (count < 0) return cudaErrorInvalidValue;
-  finish_norm_kernel<<<1, kFinishThreads, 0, stream>>>(partials, count, max_norm, norm_scale);
+  sum_partials_kernel<<<1, kSumThreads, 0, stream>>>(partials, count, sum);
+  return cudaGetLastError();
+}
+
+cudaError_t clip_factor(const double* square_sum, double max_norm, double* norm_scale, cudaStream_t stream) {
+  clip_factor_kernel<<<1, 1, 0, stream>>>(square_sum, max_norm, norm_scale);
   return cudaGetLastError();
 }
 

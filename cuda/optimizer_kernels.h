@@ -25,10 +25,13 @@ constexpr int64_t kSquareSumBlock = 8192;
 inline int64_t square_sum_blocks(int64_t n) { return (n + kSquareSumBlock - 1) / kSquareSumBlock; }
 cudaError_t square_sum_partials(ParamDtype dtype, const void* grad, int64_t n, double* partials, cudaStream_t stream);
 
-// norm_scale[0] = √(Σ partials[0..count)), summed in a fixed order; norm_scale[1] = the clip factor
-// max_norm / (norm + 1e-6) when max_norm > 0, the norm is finite and that factor is < 1, else 1
-// (torch.nn.utils.clip_grad_norm_'s rule, as adamw.cc's CPU path applies it).
-cudaError_t finish_norm(const double* partials, int64_t count, double max_norm, double* norm_scale, cudaStream_t stream);
+// *sum = Σ partials[0..count), added in a fixed order.
+cudaError_t sum_partials(const double* partials, int64_t count, double* sum, cudaStream_t stream);
+
+// norm_scale[0] = √(*square_sum); norm_scale[1] = the clip factor max_norm / (norm + 1e-6) when
+// max_norm > 0, the norm is finite and that factor is < 1, else 1 (torch.nn.utils.clip_grad_norm_'s
+// rule, as adamw.cc's CPU path applies it).
+cudaError_t clip_factor(const double* square_sum, double max_norm, double* norm_scale, cudaStream_t stream);
 
 // grad ← grad · norm_scale[1] (read on the device; nothing is written when it is 1), the product in
 // float32 (float64 for F64) and rounded once to the gradient's dtype, as ATen's mul_ by a scalar.

@@ -90,6 +90,26 @@ t.test('clipGradNorm returns the norm and scales to maxNorm', (t) => {
   t.end()
 })
 
+t.test('clipGradNorm over a strided (transposed) gradient: the ATen path, the same norm and clip', (t) => {
+  // A transposed leaf gets a gradient with its strides, which the one-pass CPU kernels do not take.
+  const values = Float32Array.from({ length: 12 }, (_, i) => (i % 5) - 2.5)
+  const strided = Tensor.from(values, [3, 4]).transpose(0, 1)
+  strided.requiresGrad = true
+  const dense = Tensor.from(values, [3, 4]).transpose(0, 1).contiguous()
+  dense.requiresGrad = true
+  for (const p of [strided, dense]) p.mul(p).sum().mul(0.5).backward() // grad = values
+  const norm = Math.sqrt(values.reduce((a, x) => a + x * x, 0))
+  const got = [strided, dense].map((p) => new AdamW([['p', p]]).clipGradNorm(1))
+  for (const n of got) t.ok(Math.abs(n - norm) <= 1e-12 * norm, `norm ${n}, float64 ${norm}`)
+  const scale = 1 / (norm + 1e-6)
+  for (const p of [strided, dense]) {
+    const g = Array.from(p.grad!.contiguous().toArray() as Float32Array)
+    const want = Array.from(p.detach().contiguous().toArray() as Float32Array, (x) => x * scale)
+    t.ok(close(g, want, 1e-6).ok, 'clipped by maxNorm / (norm + 1e-6)')
+  }
+  t.end()
+})
+
 t.test('state round trip restores the trajectory exactly', async (t) => {
   const run = async (steps: number, restoreAt?: number) => {
     const p = Tensor.from(new Float32Array([1, 2, 3]), [3], { requiresGrad: true })

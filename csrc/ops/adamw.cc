@@ -90,46 +90,63 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
   }
 }
 
-double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
-  EDPO_ARG_CHECK(std::isfinite(max_norm) && max_norm >= 0, "maxGradNorm: must be a finite number >= 0, got ", max_norm);
+at::Tensor grad_square_sum(const std::vector<at::Tensor>& grads) {
   at::NoGradGuard no_grad;
-  std::vector<at::Tensor> grads;
-  for (const auto& p : params)
-    if (p.grad().defined()) grads.push_back(p.grad());
-  if (grads.empty()) return 0;
+  if (grads.empty()) return at::zeros({1}, at::TensorOptions().dtype(at::kDouble));
   bool on_cpu = true;
   for (const auto& g : grads) on_cpu = on_cpu && cpu::grad_square_sum_supported(g);
   if (on_cpu) {
-    // On the CPU the norm is on the host already: one fp64 pass over each gradient, and the
-    // gradients are touched again only when they are clipped.
+    // On the CPU: one fp64 pass over each gradient, no fp64 copy of it.
     double sum = 0;
     for (const auto& g : grads) sum += cpu::grad_square_sum(g);
-    const double norm = std::sqrt(sum);
-    const double coef = max_norm / (norm + 1e-6);
-    if (max_norm > 0 && std::isfinite(norm) && coef < 1)
-      for (auto& g : grads) g.mul_(coef);
-    return norm;
+    return at::full({1}, sum, at::TensorOptions().dtype(at::kDouble));
   }
 #ifdef EDPO_WITH_CUDA
-  // On CUDA: fp64 block sums, the norm, the factor and the scaling, all on the device (a launch per
-  // gradient and pass, one in all for the norm); the one read is the returned norm.
-  if (cuda::clip_supported(grads)) return read_scalar<double>(cuda::clip_grad_norm(grads, max_norm)[0]);
+  // On CUDA: fixed fp64 block sums, then one kernel adds them (a launch per gradient, one more in all).
+  if (cuda::clip_supported(grads)) return cuda::grad_square_sum(grads);
 #endif
-  // Per-parameter norms stay on the device; the global norm and the clip coefficient are computed
-  // there too, so the whole clip costs one device->host read (the returned norm), not one per tensor.
-  // By slice: a reduction in fp64 of a bf16/fp32 tensor first copies it to fp64 on the CPU
-  // (1.1 GB for a 151936×896 embedding); ‖g‖ = ‖(‖slice‖ for each slice)‖.
+  // Elsewhere, by slice: a reduction in fp64 of a bf16/fp32 tensor first copies it to fp64
+  // (1.1 GB for a 151936×896 embedding); Σ g² = Σ over slices of ‖slice‖².
   std::vector<at::Tensor> norms;
   for (const auto& g : grads)
     for (const auto& slice : flat_slices({g})) norms.push_back(at::linalg_vector_norm(slice, 2, c10::nullopt, false, at::kDouble));
-  const at::Tensor norm = at::linalg_vector_norm(at::stack(norms), 2, c10::nullopt, false, at::kDouble);
+  return at::stack(norms).square().sum().reshape({1});
+}
+
+double clip_by_square_sum(const std::vector<at::Tensor>& grads, const at::Tensor& square_sum, double max_norm) {
+  EDPO_ARG_CHECK(std::isfinite(max_norm) && max_norm >= 0, "maxGradNorm: must be a finite number >= 0, got ", max_norm);
+  at::NoGradGuard no_grad;
+  if (square_sum.is_cpu()) {
+    // The norm is on the host already; the gradients are touched again only when they are clipped.
+    const double norm = std::sqrt(square_sum.item<double>());
+    const double coef = max_norm / (norm + 1e-6);
+    if (max_norm > 0 && std::isfinite(norm) && coef < 1)
+      for (const auto& g : grads) at::Tensor(g).mul_(coef);
+    return norm;
+  }
+#ifdef EDPO_WITH_CUDA
+  // The factor and the scaling on the device; the one read is the returned norm.
+  if (cuda::clip_supported(grads)) return read_scalar<double>(cuda::clip_by_square_sum(grads, square_sum, max_norm)[0]);
+#endif
+  // The norm and the clip coefficient stay on the device too: the whole clip costs one
+  // device->host read (the returned norm).
+  const at::Tensor norm = square_sum.reshape({}).sqrt();
   if (max_norm > 0) {
     // Scale only by a coefficient < 1, and never by a non-finite one (the trainer reports those).
     const at::Tensor coef = max_norm / (norm + 1e-6);
     const at::Tensor scale = at::where(at::logical_and(at::isfinite(norm), coef < 1), coef, at::ones_like(coef));
-    for (auto& g : grads) g.mul_(scale.to(g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
+    for (const auto& g : grads) at::Tensor(g).mul_(scale.to(g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
   }
   return read_scalar<double>(norm);
+}
+
+double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+  EDPO_ARG_CHECK(std::isfinite(max_norm) && max_norm >= 0, "maxGradNorm: must be a finite number >= 0, got ", max_norm);
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return 0;
+  return clip_by_square_sum(grads, grad_square_sum(grads), max_norm);
 }
 
 }  // namespace edpo

@@ -27,4 +27,10 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
 // Returns the norm before clipping (inf/NaN when a gradient is not finite; nothing is scaled then).
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
 
+// The same in two halves, so that several ranks can add their sums in between (js_dist.cc):
+// Σ g² over `grads` as a float64 [1] tensor on their device (the CPU when there are none), and the
+// clip of `grads` given the global Σ g² (on the CPU or their device), returning the norm.
+at::Tensor grad_square_sum(const std::vector<at::Tensor>& grads);
+double clip_by_square_sum(const std::vector<at::Tensor>& grads, const at::Tensor& square_sum, double max_norm);
+
 }  // namespace edpo

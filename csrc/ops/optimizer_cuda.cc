@@ -62,22 +62,32 @@ bool clip_supported(const std::vector<at::Tensor>& grads) {
   return true;
 }
 
-at::Tensor clip_grad_norm(const std::vector<at::Tensor>& grads, double max_norm) {
+at::Tensor grad_square_sum(const std::vector<at::Tensor>& grads) {
   const c10::cuda::CUDAGuard device_guard(grads[0].device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   int64_t blocks = 0;
   for (const auto& g : grads) blocks += edpo_cuda::square_sum_blocks(g.numel());
   const auto f64 = grads[0].options().dtype(at::kDouble);
   const at::Tensor partials = at::empty({std::max<int64_t>(blocks, 1)}, f64);
-  at::Tensor norm_scale = at::empty({2}, f64);
+  at::Tensor sum = at::empty({1}, f64);
   double* p = partials.data_ptr<double>();
   for (const auto& g : grads) {
     check_launch(edpo_cuda::square_sum_partials(param_dtype(g.scalar_type()), g.data_ptr(), g.numel(), p, stream),
                  "edpo_cuda::square_sum_partials");
     p += edpo_cuda::square_sum_blocks(g.numel());
   }
-  check_launch(edpo_cuda::finish_norm(partials.data_ptr<double>(), blocks, max_norm, norm_scale.data_ptr<double>(), stream),
-               "edpo_cuda::finish_norm");
+  check_launch(edpo_cuda::sum_partials(partials.data_ptr<double>(), blocks, sum.data_ptr<double>(), stream),
+               "edpo_cuda::sum_partials");
+  return sum;
+}
+
+at::Tensor clip_by_square_sum(const std::vector<at::Tensor>& grads, const at::Tensor& square_sum, double max_norm) {
+  const c10::cuda::CUDAGuard device_guard(grads[0].device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const at::Tensor sum = square_sum.to(grads[0].device(), at::kDouble).contiguous();
+  at::Tensor norm_scale = at::empty({2}, sum.options());
+  check_launch(edpo_cuda::clip_factor(sum.data_ptr<double>(), max_norm, norm_scale.data_ptr<double>(), stream),
+               "edpo_cuda::clip_factor");
   for (const auto& g : grads)
     check_launch(edpo_cuda::scale_grad(param_dtype(g.scalar_type()), g.data_ptr(), g.numel(),
                                        norm_scale.data_ptr<double>(), stream),

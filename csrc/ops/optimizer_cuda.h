@@ -20,9 +20,11 @@ void adamw_update(at::Tensor& param, at::Tensor& target, at::Tensor& exp_avg, at
 
 // Every gradient contiguous on one CUDA device, in float32, float64, bfloat16 or float16.
 bool clip_supported(const std::vector<at::Tensor>& grads);
-// The global norm (fp64 block sums in a fixed order) and the clip, on the device: returns a float64
-// [2] device tensor {norm, the factor applied (1 when none)}; the caller reads it once.
-at::Tensor clip_grad_norm(const std::vector<at::Tensor>& grads, double max_norm);
+// Σ g² over every gradient (fp64 block sums, added in a fixed order): a float64 [1] device tensor.
+at::Tensor grad_square_sum(const std::vector<at::Tensor>& grads);
+// The clip given the global Σ g² (a float64 device tensor), on the device: returns a float64 [2]
+// device tensor {norm, the factor applied (1 when none)}; the caller reads it once.
+at::Tensor clip_by_square_sum(const std::vector<at::Tensor>& grads, const at::Tensor& square_sum, double max_norm);
 
 }  // namespace cuda
 }  // namespace edpo
