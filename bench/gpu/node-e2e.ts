@@ -183,7 +183,7 @@ function checkOptimizer(): void {
     const make = (device: string) => {
       Tensor.manualSeed(5)
       const named: [string, Tensor][] = shapes.map((shape, i) => {
-        const p = Tensor.randn(shape).to(dtype).to(dtype, device)
+        const p = Tensor.randn(shape).to(dtype, device)
         p.requiresGrad = true
         return [`p${i}`, p]
       })

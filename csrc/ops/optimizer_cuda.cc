@@ -5,6 +5,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "../../cuda/optimizer_kernels.h"
+#include "cuda_launch.h"
 
 namespace edpo {
 namespace cuda {
@@ -24,10 +25,6 @@ edpo_cuda::ParamDtype param_dtype(at::ScalarType t) {
   edpo_cuda::ParamDtype d{};
   TORCH_CHECK(param_dtype(t, &d), "optimizer kernels: unsupported dtype ", t);
   return d;
-}
-
-void check_launch(cudaError_t err, const char* what) {
-  TORCH_CHECK(err == cudaSuccess, what, " failed: ", cudaGetErrorString(err));
 }
 
 }  // namespace

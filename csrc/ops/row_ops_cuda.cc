@@ -6,6 +6,7 @@
 
 #include "../../cuda/epsilon_dpo_kernels.h"
 #include "../../cuda/pair_kernels.h"
+#include "cuda_launch.h"
 #include "row_stats.h"
 #include "row_ops.h"
 
@@ -21,10 +22,6 @@ edpo_cuda::Dtype kernel_dtype(at::ScalarType t) {
       TORCH_CHECK(false, "policyLogits: CUDA kernels take float32, bfloat16 or float16 logits, got ", t,
                   " (float64 runs on the CPU)");
   }
-}
-
-void check_launch(cudaError_t err, const char* what) {
-  TORCH_CHECK(err == cudaSuccess, what, " failed: ", cudaGetErrorString(err));
 }
 
 }  // namespace
