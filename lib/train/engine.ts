@@ -134,9 +134,11 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
   /** One optimizer step over gradAccumulation micro-batches. */
   private async trainStep(signal?: AbortSignal): Promise<Metrics> {
     const c = this.config
-    const started = performance.now()
+    // Before the clock starts: starting the profiler is not part of the step (its sections and
+    // step_time then cover the same span).
     const profiler = this.profiler?.beginStep(this.state.step + 1) ? this.profiler : undefined
     const lap = profiler ? (section: string) => profiler.lap(section) : undefined
+    const started = performance.now()
     const reportMemory = memoryReportEnabled()
     if (reportMemory) resetMemoryPeaks()
     let activations = 0
