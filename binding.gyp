@@ -40,7 +40,7 @@
         "csrc/ops/pair_chunks.cc",
         "csrc/ops/pair_loss.cc",
         "csrc/ops/row_ops.cc",
-        "csrc/ops/row_ops_cpu.cc",
+        "csrc/ops/cpu/row_ops_cpu.cc",
         "csrc/ops/sequence_stats.cc",
         "csrc/ops/sequence_sums.cc"
       ],

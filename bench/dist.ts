@@ -14,9 +14,9 @@ import * as path from 'node:path'
 import { writeRandomLlama } from '../lib/demo/init-model'
 import { demoAssets } from '../lib/demo/pipeline'
 import { makePrompts, rng } from '../lib/demo/task'
-import { readDistEnv } from '../lib/dist/env'
-import { DistGroup } from '../lib/dist/group'
-import { Tensor } from '../lib/tensor'
+import { readDistEnv } from '../lib/distributed/env'
+import { DistGroup } from '../lib/distributed/group'
+import { Tensor } from '../lib/core/tensor'
 import { readMetrics } from '../lib/train/metrics-log'
 
 const CLI = path.join(__dirname, '..', 'lib', 'cli', 'main.js')

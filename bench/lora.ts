@@ -16,7 +16,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { io, runtime, Tensor, Trainer } from '../lib/index'
-import { memoryStats, resetPeakTensorBytes } from '../lib/memory'
+import { memoryStats, resetPeakTensorBytes } from '../lib/core/memory'
 import { parseModelConfig } from '../lib/model'
 import { planMemory } from '../lib/model/memory-plan'
 import { tokenizerConfig, tokenizerJson, WORDS } from '../test/helpers/data-fixtures'

@@ -1,7 +1,7 @@
 // Median wall time and peak extra tensor memory of a benchmark body, after one warm-up run. The
 // memory is the addon's count of live CPU tensor bytes, not RSS: the allocator keeps freed blocks
 // for reuse (up to the peak), so RSS would show an earlier row's peak, not this body's.
-import { memoryStats, resetPeakTensorBytes } from '../lib/memory'
+import { memoryStats, resetPeakTensorBytes } from '../lib/core/memory'
 
 export interface Measured {
   ms: number

@@ -13,7 +13,7 @@ import * as path from 'node:path'
 import { CausalLM, io, runtime, Tensor } from '../lib/index'
 import { torchPython } from './python'
 import { llamaWeights } from './step-fixture'
-import { DEVICE_PATTERN } from '../lib/tensor'
+import { DEVICE_PATTERN } from '../lib/core/tensor'
 
 const CONFIG = {
   model_type: 'llama',
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
     const nparams = writeCheckpoint(dir, shape)
     const info = runtime()
     console.log(`llama ${(nparams / 1e6).toFixed(1)}M parameters, ${shape.B}×${shape.T} tokens on ${device}, forward+backward, best of ${iters} steps × rounds`)
-    // Loading the addon set OMP_WAIT_POLICY (lib/native.ts) unless it was set; the baseline inherits it.
+    // Loading the addon set OMP_WAIT_POLICY (lib/core/native.ts) unless it was set; the baseline inherits it.
     console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? ''}, load ${os.loadavg()[0]!.toFixed(2)}, ${new Date().toISOString()}`)
     const python = torchPython()
     const script = path.resolve(__dirname, '..', '..', 'bench', 'model_torch.py')

@@ -11,7 +11,7 @@ import * as path from 'node:path'
 
 import { writeRandomLlama } from '../lib/demo/init-model'
 import { runtime, Tensor } from '../lib/index'
-import { nativeAddon } from '../lib/native'
+import { nativeAddon } from '../lib/core/native'
 import { Trainer } from '../lib/train/trainer'
 
 const args = process.argv.slice(2)

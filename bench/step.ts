@@ -24,7 +24,7 @@ import { io, runtime, Tensor } from '../lib/index'
 import { Trainer } from '../lib/train/trainer'
 import { torchPython } from './python'
 import { EOS, text, writeLlama } from './step-fixture'
-import { DEVICE_PATTERN } from '../lib/tensor'
+import { DEVICE_PATTERN } from '../lib/core/tensor'
 
 interface Workload {
   name: string
@@ -212,7 +212,7 @@ async function main(): Promise<void> {
   const python = torchPython()
   const script = path.resolve(__dirname, '..', '..', 'bench', 'step_torch.py')
   console.log(`whole ε-DPO optimizer step on ${device}, the best step (after 1 warm-up) of ${rounds} alternating rounds`)
-  // Loading the addon set OMP_WAIT_POLICY (lib/native.ts) unless it was set; the baseline inherits it.
+  // Loading the addon set OMP_WAIT_POLICY (lib/core/native.ts) unless it was set; the baseline inherits it.
   console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? ''}, ${new Date().toISOString()}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
   const table: string[] = []
   const onGpu = device !== 'cpu'

@@ -15,9 +15,9 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { saveSafetensors } from '../lib/io'
-import { trimHeap } from '../lib/memory'
-import { runtime } from '../lib/runtime'
-import { Tensor } from '../lib/tensor'
+import { trimHeap } from '../lib/core/memory'
+import { runtime } from '../lib/core/runtime'
+import { Tensor } from '../lib/core/tensor'
 import { Trainer } from '../lib/train/trainer'
 import type { Metrics } from '../lib/train/metrics-log'
 import { peakRssSince, resetPeakRss, rssBytes } from './memory'
@@ -128,7 +128,7 @@ interface Phase {
 
 // The child: one training run, a peak-RSS window per phase.
 async function child(model: string, data: string, out: string, gradAccumulation: number, steps: number, gradientCheckpointing: boolean): Promise<void> {
-  const { nativeAddon } = await import('../lib/native')
+  const { nativeAddon } = await import('../lib/core/native')
   const addon = nativeAddon()
   const phases: Phase[] = []
   let started = performance.now()

@@ -2,13 +2,13 @@
  * edpo: ε-DPO (Direct Preference Optimization with an instance-level adaptive KL penalty,
  * arXiv 2502.13177) on libtorch, from TypeScript.
  */
-export { Tensor, type DType, type TensorData, type TensorOptions, type HostArray } from './tensor'
-export * as ops from './ops'
-export type { EpsilonDpoLossArgs, EpsilonDpoLossFromHiddenArgs, EpsilonDpoLossResult, SequenceLogpsResult } from './ops'
+export { Tensor, type DType, type TensorData, type TensorOptions, type HostArray } from './core/tensor'
+export * as ops from './core/ops'
+export type { EpsilonDpoLossArgs, EpsilonDpoLossFromHiddenArgs, EpsilonDpoLossResult, SequenceLogpsResult } from './core/ops'
 export * as io from './io'
-export { runtime, setThreads, type RuntimeInfo } from './runtime'
-export type { NativeRuntime } from './native'
-export { EdpoError, EdpoInputError, EdpoNativeError } from './errors'
+export { runtime, setThreads, type RuntimeInfo } from './core/runtime'
+export type { NativeRuntime } from './core/native'
+export { EdpoError, EdpoInputError, EdpoNativeError } from './core/errors'
 export { EdpoFileError } from './train/fs-errors'
 export * as data from './data'
 export {
@@ -42,7 +42,7 @@ export { TRAIN_OPTIONS, trainConfigSchema, type TrainConfig, type TrainConfigInp
 export * as evaluation from './eval'
 export { SftTrainer, type SftTrainerEvents } from './train/sft-trainer'
 export { SFT_OPTIONS, sftConfigSchema, type SftConfig, type SftConfigInput } from './train/sft-config'
-export { DistGroup, BUCKET_BYTES, type Backend, type JoinOptions } from './dist/group'
-export { readDistEnv, type DistEnv, type Env } from './dist/env'
+export { DistGroup, BUCKET_BYTES, type Backend, type JoinOptions } from './distributed/group'
+export { readDistEnv, type DistEnv, type Env } from './distributed/env'
 export { runDemo, type DemoResult, type DemoHooks, type MethodResult, type Method } from './demo/pipeline'
 export { DEMO_OPTIONS, demoSchema, type DemoInput, type DemoConfig } from './demo/config'

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compile-only check of every CUDA source (cuda/*.cu, bench/gpu/*.cu) for sm_80 and sm_90a.
+# Compile-only check of every CUDA source (csrc/ops/cuda/*.cu, bench/gpu/*.cu) for sm_80 and sm_90a.
 # Needs nvcc but no GPU and no CUDA libraries beyond the runtime headers, so CI can run it.
 # Objects go to build/cuda-check/. Usage: bash scripts/compile-cuda.sh   (from any directory)
 set -euo pipefail
@@ -29,7 +29,7 @@ FLAGS=(-O3 -std=c++17 -Xcompiler -Wall --threads 0
        -gencode arch=compute_90a,code=sm_90a)
 
 shopt -s nullglob
-SOURCES=(cuda/*.cu bench/gpu/*.cu)
+SOURCES=(csrc/ops/cuda/*.cu bench/gpu/*.cu)
 shopt -u nullglob
 if [[ ${#SOURCES[@]} -eq 0 ]]; then
   echo "compile-cuda: no .cu files under cuda/ or bench/gpu/" >&2
@@ -51,7 +51,7 @@ for src in "${SOURCES[@]}"; do
 done
 echo "compile-cuda: $count file(s) compiled for sm_80 and sm_90a in $((SECONDS - start_all)) s"
 
-# The C++ glue that calls the kernels (csrc/ops/row_ops_cuda.cc) is only built by CUDA builds;
+# The C++ glue that calls the kernels (csrc/ops/cuda/row_ops_cuda.cc) is only built by CUDA builds;
 # a syntax check against the CPU libtorch's headers (which ship c10/cuda but not its generated
 # cmake macros header, supplied here) keeps it from rotting between GPU runs.
 TORCH_INC="$(node scripts/torch-paths.js include 2>/dev/null || true)"
@@ -62,7 +62,7 @@ if [[ -n "$TORCH_INC" || -d /usr/include/torch ]]; then
   inc=(-I"$OUT_DIR/shim" -I"$(dirname "$(dirname "$NVCC")")/include")
   for d in $TORCH_INC; do inc+=(-I"$d"); done
   # Also the sources whose EDPO_WITH_CUDA branches call it.
-  for f in csrc/ops/row_ops_cuda.cc csrc/ops/optimizer_cuda.cc csrc/ops/pair_loss.cc csrc/ops/sequence_sums.cc \
+  for f in csrc/ops/cuda/row_ops_cuda.cc csrc/ops/cuda/optimizer_cuda.cc csrc/ops/pair_loss.cc csrc/ops/sequence_sums.cc \
            csrc/ops/adamw.cc; do
     start=$SECONDS
     if ! g++ -std=c++17 -fsyntax-only -Wall -DEDPO_WITH_CUDA "${inc[@]}" "$f"; then
@@ -84,5 +84,5 @@ if [[ -n "$TORCH_INC" || -d /usr/include/torch ]]; then
     echo "compile-cuda: nccl.h not found; skipped the NCCL syntax check of csrc/dist/process_group.cc"
   fi
 else
-  echo "compile-cuda: libtorch headers not found; skipped the syntax check of csrc/ops/row_ops_cuda.cc"
+  echo "compile-cuda: libtorch headers not found; skipped the syntax check of csrc/ops/cuda/row_ops_cuda.cc"
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Writes lib/ops-generated.ts, the TypeScript side of the native op declarations
+// Writes lib/core/ops-generated.ts, the TypeScript side of the native op declarations
 // (csrc/js_op_table.cc), from the built addon's opDeclarations(). Run after changing the table:
 //   node scripts/gen-op-types.js          (writes the file)
 //   node scripts/gen-op-types.js --check  (exit 1 when the committed file is stale)
@@ -9,7 +9,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 
 const root = path.join(__dirname, '..')
-const target = path.join(root, 'lib', 'ops-generated.ts')
+const target = path.join(root, 'lib', 'core', 'ops-generated.ts')
 
 const typeName = (op) => op.name[0].toUpperCase() + op.name.slice(1)
 const tsType = {
@@ -83,7 +83,7 @@ if (require.main === module) {
   if (process.argv.includes('--check')) {
     const current = fs.existsSync(target) ? fs.readFileSync(target, 'utf8') : ''
     if (current !== text) {
-      console.error('lib/ops-generated.ts is stale: run node scripts/gen-op-types.js')
+      console.error('lib/core/ops-generated.ts is stale: run node scripts/gen-op-types.js')
       process.exit(1)
     }
   } else {

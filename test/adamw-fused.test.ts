@@ -5,7 +5,7 @@
 import t from 'tap'
 
 import { type DType, Tensor } from '../lib/index'
-import { adamwStepAsync } from '../lib/ops'
+import { adamwStepAsync } from '../lib/core/ops'
 import { AdamW } from '../lib/train/adamw'
 
 const N = 3 * 32768 + 13 // three tasks of the kernel's grain and an odd tail

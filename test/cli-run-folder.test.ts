@@ -8,7 +8,7 @@ import * as path from 'node:path'
 import t from 'tap'
 
 import { formatFailure } from '../lib/cli/failure'
-import { EdpoInputError } from '../lib/errors'
+import { EdpoInputError } from '../lib/core/errors'
 import { tempDir } from './helpers/data-fixtures'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 

@@ -7,9 +7,9 @@ import * as path from 'node:path'
 
 import t from 'tap'
 
-import { readDistEnv } from '../lib/dist/env'
-import { DistGroup } from '../lib/dist/group'
-import { EdpoInputError } from '../lib/errors'
+import { readDistEnv } from '../lib/distributed/env'
+import { DistGroup } from '../lib/distributed/group'
+import { EdpoInputError } from '../lib/core/errors'
 import { checkpointProblem } from '../lib/train/checkpoints'
 import { readMetrics } from '../lib/train/metrics-log'
 import { Trainer } from '../lib/train/trainer'

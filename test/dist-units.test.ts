@@ -5,9 +5,9 @@ import * as path from 'node:path'
 
 import t from 'tap'
 
-import { partitionOwners, shardOf, shardSizes } from '../lib/dist/data-parallel'
-import { withoutFlag, parseNproc } from '../lib/dist/launcher'
-import { optimizerFiles, optimizerShardFile } from '../lib/dist/optimizer-shards'
+import { partitionOwners, shardOf, shardSizes } from '../lib/distributed/data-parallel'
+import { withoutFlag, parseNproc } from '../lib/distributed/launcher'
+import { optimizerFiles, optimizerShardFile } from '../lib/distributed/optimizer-shards'
 import { tempDir } from './helpers/data-fixtures'
 
 t.test('rows: contiguous blocks in rank order, sizes differing by at most one', (t) => {

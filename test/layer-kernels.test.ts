@@ -4,7 +4,7 @@
 import t from 'tap'
 
 import { Tensor } from '../lib/index'
-import { runOp } from '../lib/ops'
+import { runOp } from '../lib/core/ops'
 import { close, describe } from './helpers/assert'
 
 type Dtype = 'float32' | 'bfloat16' | 'float64'

@@ -9,7 +9,7 @@ import t from 'tap'
 
 import { CausalLM, io, ops, Tensor } from '../lib/index'
 import { parseModelConfig } from '../lib/model/config'
-import { nativeAddon, type NativeTensor } from '../lib/native'
+import { nativeAddon, type NativeTensor } from '../lib/core/native'
 import { ids, tinyConfig, tinyWeights, writeTiny } from './helpers/tiny-models'
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-arg-errors-'))

@@ -1,4 +1,4 @@
-// lib/ops-generated.ts is generated from the built addon's op table (csrc/js_op_table.cc); this
+// lib/core/ops-generated.ts is generated from the built addon's op table (csrc/js_op_table.cc); this
 // fails when the two drift apart (run `node scripts/gen-op-types.js` after changing the table).
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -6,13 +6,13 @@ import * as path from 'node:path'
 import t from 'tap'
 
 import { ops, Tensor } from '../lib/index'
-import { nativeAddon } from '../lib/native'
+import { nativeAddon } from '../lib/core/native'
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const gen = require('../scripts/gen-op-types.js') as { generate(d: unknown): string; loadDeclarations(): unknown; target: string }
 
-t.test('the committed lib/ops-generated.ts equals a fresh generation from the addon', (t) => {
-  t.equal(fs.readFileSync(path.join(__dirname, '..', 'lib', 'ops-generated.ts'), 'utf8'), gen.generate(nativeAddon().opDeclarations()))
+t.test('the committed lib/core/ops-generated.ts equals a fresh generation from the addon', (t) => {
+  t.equal(fs.readFileSync(path.join(__dirname, '..', 'lib', 'core', 'ops-generated.ts'), 'utf8'), gen.generate(nativeAddon().opDeclarations()))
   t.end()
 })
 

@@ -24,7 +24,7 @@ t.test('npm pack → install with PREBUILDS_ONLY=1 → use', async (t) => {
   }[]
   t.comment(`npm pack took ${((Date.now() - started) / 1000).toFixed(1)} s`)
   const files = packed[0]!.files.map((f) => f.path)
-  for (const needed of ['dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/cli/main.js', 'esm/index.mjs', 'prebuilds/linux-x64/edpo.node', 'binding.gyp', 'CMakeLists.txt', 'csrc/ops/epsilon_dpo.cc', 'cuda/epsilon_dpo_kernels.cu', 'scripts/install.js', 'scripts/torch-paths.js', 'assets/demo/tokenizer.json', 'README.md', 'LICENSE'])
+  for (const needed of ['dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/cli/main.js', 'esm/index.mjs', 'prebuilds/linux-x64/edpo.node', 'binding.gyp', 'CMakeLists.txt', 'csrc/ops/epsilon_dpo.cc', 'csrc/ops/cuda/epsilon_dpo_kernels.cu', 'scripts/install.js', 'scripts/torch-paths.js', 'assets/demo/tokenizer.json', 'README.md', 'LICENSE'])
     t.ok(files.includes(needed), `tarball has ${needed}`)
   for (const f of files) t.notMatch(f, /^(test|bench|build|dist\/bench|\.ci|runs|examples)\//, `no ${f}`)
   t.ok(packed[0]!.size < 5 * 2 ** 20, `tarball ${(packed[0]!.size / 2 ** 20).toFixed(2)} MiB < 5 MiB`)

@@ -7,7 +7,7 @@ import * as path from 'node:path'
 import t from 'tap'
 
 import { EdpoInputError } from '../lib/index'
-import type { NativeProfile } from '../lib/native'
+import type { NativeProfile } from '../lib/core/native'
 import { SftTrainer } from '../lib/train/sft-trainer'
 import { opTotals, parseStepRange } from '../lib/train/step-profiler'
 import { Trainer } from '../lib/train/trainer'

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process'
 import t from 'tap'
 
 import { Tensor } from '../lib/index'
-import { memoryStats } from '../lib/memory'
+import { memoryStats } from '../lib/core/memory'
 
 const linux = process.platform === 'linux'
 const MiB = 1024 * 1024

@@ -1,5 +1,5 @@
 // ATen's OpenMP threads sleep between parallel regions instead of spinning against OpenBLAS's
-// threads (lib/native.ts), unless the user chose a policy. OMP_DISPLAY_ENV=VERBOSE makes libgomp
+// threads (lib/core/native.ts), unless the user chose a policy. OMP_DISPLAY_ENV=VERBOSE makes libgomp
 // print the spin count it took when the addon loaded it (its default is 300000), so this checks
 // what libgomp uses, not just the variable.
 import { spawnSync } from 'node:child_process'

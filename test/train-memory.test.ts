@@ -7,7 +7,7 @@ import * as path from 'node:path'
 import t from 'tap'
 
 import { io, Tensor } from '../lib/index'
-import { nativeAddon } from '../lib/native'
+import { nativeAddon } from '../lib/core/native'
 import { AdamW } from '../lib/train/adamw'
 import { readMetrics } from '../lib/train/metrics-log'
 import { Trainer } from '../lib/train/trainer'

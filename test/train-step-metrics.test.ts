@@ -2,7 +2,7 @@
 // different sizes do not count as equals, and the mean logits are token-weighted.
 import t from 'tap'
 
-import { PAIR_RECORD_COLUMNS, pairRecordColumns } from '../lib/pair-record'
+import { PAIR_RECORD_COLUMNS, pairRecordColumns } from '../lib/core/pair-record'
 import { preferenceMetrics } from '../lib/train/step-metrics'
 
 function record(rows: Partial<Record<(typeof PAIR_RECORD_COLUMNS)[number], number>>[]) {

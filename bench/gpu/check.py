@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GPU check of the ε-DPO op through PyTorch (issue 6, section 2). Run by bench/gpu/run.sh.
 
-1. Builds csrc/ops + cuda/epsilon_dpo_kernels.cu with bench/gpu/torch_ext.cc into a PyTorch
+1. Builds csrc/ops + csrc/ops/cuda/epsilon_dpo_kernels.cu with bench/gpu/torch_ext.cc into a PyTorch
    extension (torch.utils.cpp_extension.load, ninja).
 2. Correctness: the CUDA op against the same op on CPU tensors and against a float64 eager
    composition of spec §2–§5 (bf16/fp16/fp32, V ∈ {32000, 128256, 256000}); the chunked op
@@ -40,8 +40,8 @@ import torch.nn.functional as F
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 # Every op source (a glob, so a new op file cannot be forgotten here); the CUDA ones only with CUDA.
-CUDA_SOURCES = ["csrc/ops/row_ops_cuda.cc", "csrc/ops/optimizer_cuda.cc", "cuda/epsilon_dpo_kernels.cu",
-                "cuda/optimizer_kernels.cu", "cuda/pair_kernels.cu"]
+CUDA_SOURCES = ["csrc/ops/cuda/row_ops_cuda.cc", "csrc/ops/cuda/optimizer_cuda.cc", "csrc/ops/cuda/epsilon_dpo_kernels.cu",
+                "csrc/ops/cuda/optimizer_kernels.cu", "csrc/ops/cuda/pair_kernels.cu"]
 CPU_SOURCES = ["bench/gpu/torch_ext.cc"] + sorted(
     os.path.relpath(f, ROOT) for pattern in ("csrc/ops/*.cc", "csrc/ops/cpu/*.cc")
     for f in glob.glob(os.path.join(ROOT, pattern)) if os.path.relpath(f, ROOT) not in CUDA_SOURCES)

@@ -1,4 +1,4 @@
-// Standalone correctness and bandwidth check of cuda/epsilon_dpo_kernels.cu (no torch).
+// Standalone correctness and bandwidth check of csrc/ops/cuda/epsilon_dpo_kernels.cu (no torch).
 //
 //   kernel_check            correctness cases, then timing (rows = 4096, V in {32000, 128256})
 //   kernel_check --quick    a few small correctness cases only (for compute-sanitizer)
@@ -9,7 +9,7 @@
 // Timing: cudaEvent medians of the forward, the backward, and a device-to-device copy of the bytes the
 // forward reads (2·rows·V·sizeof(T)) as the bandwidth ceiling. JSON goes to $OUT/kernel_check.json
 // (or ./kernel_check.json). Exit status: 0 all good, 1 a correctness failure, 2 a CUDA error.
-#include "../../cuda/epsilon_dpo_kernels.h"
+#include "../../csrc/ops/cuda/epsilon_dpo_kernels.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

@@ -16,10 +16,10 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { type DType, ops, runtime, Tensor } from '../../lib/index'
-import { PAIR_RECORD_COLUMNS } from '../../lib/ops'
-import { rng } from '../../lib/rng'
+import { PAIR_RECORD_COLUMNS } from '../../lib/core/ops'
+import { rng } from '../../lib/core/rng'
 import { EOS, text, writeLlama } from '../step-fixture'
-import { DEVICE_PATTERN } from '../../lib/tensor'
+import { DEVICE_PATTERN } from '../../lib/core/tensor'
 import { AdamW } from '../../lib/train/adamw'
 
 interface Check {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build bench/gpu/kernel_check.cu with cuda/epsilon_dpo_kernels.cu and run it on this machine's GPU:
+# Build bench/gpu/kernel_check.cu with csrc/ops/cuda/epsilon_dpo_kernels.cu and run it on this machine's GPU:
 # correctness against an fp64 reference, then timing. Then, if compute-sanitizer is installed, a small
 # configuration under memcheck and racecheck. Needs a GPU, nvcc and the CUDA runtime only (no torch).
 #
@@ -43,7 +43,7 @@ mkdir -p "$BUILD_DIR"
 echo "run_kernels: building $BIN with $NVCC ${ARCH_FLAGS[*]}"
 start=$SECONDS
 "$NVCC" -O3 -std=c++17 -Xcompiler -Wall -lineinfo "${ARCH_FLAGS[@]}" \
-  cuda/epsilon_dpo_kernels.cu bench/gpu/kernel_check.cu -o "$BIN"
+  csrc/ops/cuda/epsilon_dpo_kernels.cu bench/gpu/kernel_check.cu -o "$BIN"
 echo "run_kernels: built in $((SECONDS - start)) s"
 
 LOG=/dev/null

@@ -1,5 +1,5 @@
 // PyTorch binding of the ε-DPO op for bench/gpu/check.py: the same C++ sources as the npm addon
-// (csrc/ops/*, cuda/epsilon_dpo_kernels.cu), built by torch.utils.cpp_extension.load instead of
+// (csrc/ops/*, csrc/ops/cuda/epsilon_dpo_kernels.cu), built by torch.utils.cpp_extension.load instead of
 // node-gyp/cmake-js, so the op can be checked and timed against PyTorch on a GPU machine without Node.
 //
 // The ops build their autograd graph with torch::autograd::Function, so a returned loss keeps its

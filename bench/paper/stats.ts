@@ -1,6 +1,6 @@
 // Seed statistics for bench/paper: the mean with a Student-t 95% interval, and the percentile
 // bootstrap of a mean (for paired differences against DPO at the same seed).
-import { rng } from '../../lib/rng'
+import { rng } from '../../lib/core/rng'
 
 export interface Interval {
   mean: number

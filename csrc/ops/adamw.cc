@@ -10,7 +10,7 @@
 #include "cpu/optimizer_kernels.h"
 #include "host_sync.h"
 #ifdef EDPO_WITH_CUDA
-#include "optimizer_cuda.h"
+#include "cuda/optimizer_cuda.h"
 #endif
 
 namespace edpo {

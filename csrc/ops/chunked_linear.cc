@@ -35,7 +35,7 @@
 #include "host_sync.h"
 #include "op_checks.h"
 #include "pair_chunks.h"
-#include "row_stats.h"
+#include "math/row_stats.h"
 #include "row_ops.h"
 
 namespace edpo {

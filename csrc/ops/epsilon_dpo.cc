@@ -4,7 +4,7 @@
 #include "autograd_function.h"
 
 #include "bf16_criterion.h"
-#include "row_stats.h"
+#include "math/row_stats.h"
 #include "row_ops.h"
 
 namespace edpo {

@@ -4,7 +4,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
-#include "pair_math.h"
+#include "math/pair_math.h"
 #include "sequence_sums.h"
 
 namespace edpo {

@@ -5,7 +5,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
-#include "pair_math.h"
+#include "math/pair_math.h"
 
 namespace edpo {
 

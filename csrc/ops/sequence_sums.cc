@@ -1,7 +1,7 @@
 #include "sequence_sums.h"
 
 #include "row_ops.h"
-#include "row_stats.h"
+#include "math/row_stats.h"
 
 namespace edpo {
 

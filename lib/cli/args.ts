@@ -7,9 +7,9 @@ import YAML from 'yaml'
 
 import type { z } from 'zod'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { flagName, type OptionSpec, optionsObject } from '../train/config'
-import { formatZodError } from '../validate'
+import { formatZodError } from '../core/validate'
 import { trlNearMiss, trlValueKey } from './trl-names'
 
 const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
@@ -181,7 +181,7 @@ export function readConfigFile(file: string, table: Record<string, OptionSpec>):
 /** The --resume flag of train and sft, for their --help. */
 export const RESUME_HELP = [['--resume <run dir>', 'continue that run from its newest complete checkpoint (its stored options are used)']] as const
 
-/** The launch flags of train and sft (lib/dist/), for their --help: how many processes, not what they train. */
+/** The launch flags of train and sft (lib/distributed/), for their --help: how many processes, not what they train. */
 export const DIST_HELP = [
   ['--nproc-per-node <n>', 'start n ranks on this machine (data-parallel; --batch-size is per rank); under torchrun or srun, leave it out'],
   ['--backend <gloo|nccl>', 'collective backend of several ranks (default: nccl on CUDA, gloo on CPU)'],

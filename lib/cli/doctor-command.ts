@@ -1,12 +1,12 @@
 // `edpo doctor`: what this install runs on: the edpo version, which binary loaded (prebuild or
 // source build), the BLAS as measured, threads, libtorch, CPU kernels and CUDA devices.
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { packageRoot } from '../native'
-import { runtime, type RuntimeInfo } from '../runtime'
-import { Tensor } from '../tensor'
+import { packageRoot } from '../core/native'
+import { runtime, type RuntimeInfo } from '../core/runtime'
+import { Tensor } from '../core/tensor'
 
 /**
  * Below this a 512×512 fp32 matmul is running on the reference BLAS. Measured on this project's

@@ -7,15 +7,15 @@ import * as path from 'node:path'
 import { z } from 'zod'
 
 import { loadPreferenceData, loadTokenizer } from '../data'
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { evaluatePreferences, type GoldEval, type PreferenceEval } from '../eval'
 import { evaluateWithGold, loadGoldJudge, readPrompts } from '../eval/gold'
 import { CausalLM } from '../model'
 import { type OptionSpec, TRAIN_OPTIONS } from '../train/config'
 import { readTrainerState } from '../train/trainer-state'
-import { formatZodError } from '../validate'
+import { formatZodError } from '../core/validate'
 import { formatHelp, parseArgs } from './args'
-import { DEVICE_PATTERN } from '../tensor'
+import { DEVICE_PATTERN } from '../core/tensor'
 
 export const EVAL_OPTIONS = {
   model: { schema: z.string().min(1), kind: 'string', help: 'the policy: a model folder or a checkpoint-<step> folder' },

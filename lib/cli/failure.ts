@@ -2,7 +2,7 @@
 // folders) and file-system errors (EROFS, EACCES, ENOSPC, ... with the path at fault) print as one
 // message without a stack trace; only an unexpected failure (a bug) keeps its stack. EDPO_DEBUG=1
 // adds the stack (and its causes) to every error.
-import { EdpoError } from '../errors'
+import { EdpoError } from '../core/errors'
 import { describeCause, isSystemError } from '../train/fs-errors'
 
 function stackWithCauses(e: unknown): string {

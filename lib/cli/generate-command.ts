@@ -2,10 +2,10 @@
 import { z } from 'zod'
 
 import { loadTokenizer } from '../data'
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { CausalLM } from '../model'
 import { eosTokenIds } from '../model/eos-ids'
-import { Tensor, DEVICE_PATTERN } from '../tensor'
+import { Tensor, DEVICE_PATTERN } from '../core/tensor'
 import type { OptionSpec } from '../train/config'
 import { formatHelp, parseCommand } from './args'
 

@@ -5,7 +5,7 @@ import * as path from 'node:path'
 
 import { z } from 'zod'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { CausalLM, type ModelDtype } from '../model'
 import { listCheckpointTensors } from '../model/checkpoint-files'
 import { readAdapterConfig } from '../model/lora'

@@ -2,7 +2,7 @@
 // that maps onto another option (bf16: true → dtype bfloat16), a setting edpo fixes (loss_type:
 // sigmoid), and near-misses whose meaning differs ("did you mean …"). Plain renames live in the
 // option table itself (OptionSpec.aliases).
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 
 /** A TRL key whose value sets another option: `kind` is how its flag reads a value (a bare
  *  boolean flag, or a value after it); `set` gives the option it sets, or undefined to accept and

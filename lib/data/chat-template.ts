@@ -4,7 +4,7 @@
 // a generation prompt, each completion as the rest of the full conversation.
 import { Template } from '@huggingface/jinja'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { type Message, type PreferencePair, RowError } from './formats'
 
 export type TextPair = Extract<PreferencePair, { kind: 'text' }>

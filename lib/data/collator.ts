@@ -2,8 +2,8 @@
 // rejected of the same pairs; each row is prompt then completion, right-padded to the longest row
 // of this batch. labels[r,t] is the token at t+1 (already shifted) and -100 where lossMask is 0;
 // lossMask is 1 exactly where labels[r,t] is a completion token.
-import { EdpoInputError } from '../errors'
-import { Tensor } from '../tensor'
+import { EdpoInputError } from '../core/errors'
+import { Tensor } from '../core/tensor'
 import type { TokenizedPair } from './tokenize-pairs'
 
 export const IGNORE_INDEX = -100

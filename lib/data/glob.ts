@@ -3,7 +3,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 
 const MAGIC = /[*?[]/
 

@@ -2,8 +2,8 @@
 // row that was skipped, dropped or truncated. Batching is separate (PairSampler + collate).
 import { z } from 'zod'
 
-import { EdpoInputError } from '../errors'
-import { formatZodError } from '../validate'
+import { EdpoInputError } from '../core/errors'
+import { formatZodError } from '../core/validate'
 import { expandPaths } from './glob'
 import { readFiles } from './readers'
 import { epochPermutation } from './sampler'

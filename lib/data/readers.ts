@@ -5,7 +5,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 
 export interface RawRow {
   /** "file:line" (JSONL, JSON) or "file:row N" (Parquet, 1-based). */

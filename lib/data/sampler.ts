@@ -4,8 +4,8 @@
 // data yields exactly the batches the original would have yielded next.
 import { z } from 'zod'
 
-import { EdpoInputError } from '../errors'
-import { formatZodError } from '../validate'
+import { EdpoInputError } from '../core/errors'
+import { formatZodError } from '../core/validate'
 
 export interface SamplerState {
   epoch: number

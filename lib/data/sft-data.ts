@@ -4,8 +4,8 @@
 // readers and glob expansion as preference data, tokenized with TRL's rules (prompt and completion
 // separately, EOS appended, prompt keeps its end, prompt + completion keeps its start), and
 // collated into right-padded rows whose loss mask covers the completion only.
-import { EdpoInputError } from '../errors'
-import { Tensor } from '../tensor'
+import { EdpoInputError } from '../core/errors'
+import { Tensor } from '../core/tensor'
 import { expandPaths } from './glob'
 import { applyChatTemplate } from './chat-template'
 import { normalizeSftRow, RowError, type SftPair } from './formats'

@@ -7,7 +7,7 @@ import * as path from 'node:path'
 
 import { Tokenizer } from '@huggingface/tokenizers'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { type ChatTemplate, compileChatTemplate, selectChatTemplate } from './chat-template'
 
 export interface PreferenceTokenizer {

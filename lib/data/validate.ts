@@ -1,7 +1,7 @@
 // Validates every row before training starts. Without skipInvalid the first problems stop the run
 // (file:line and the field named); with it, bad rows are skipped and counted by reason. Either
 // way nothing is dropped silently.
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { type ChatTemplate, type TextPair, applyChatTemplate } from './chat-template'
 import { isHhRow, type RowErrorReason, RowError, type RowFormat, normalizeRow } from './formats'
 import type { RawRow } from './readers'

@@ -2,9 +2,9 @@
 // preset (full or --quick) and any flag overrides its preset value.
 import { z } from 'zod'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { type OptionSpec, optionsObject } from '../train/config'
-import { formatZodError } from '../validate'
+import { formatZodError } from '../core/validate'
 
 const count = z.number().int().positive()
 

@@ -5,7 +5,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { saveSafetensors } from '../io'
-import { Tensor } from '../tensor'
+import { Tensor } from '../core/tensor'
 
 export interface TinyLlamaShape {
   vocabSize: number

@@ -5,7 +5,7 @@
 // of behaviours, and its samples differ in quality: the preference "more sorted, right digits" is
 // learnable from pairs of them, but not already solved by the reference.
 
-import { rng } from '../rng'
+import { rng } from '../core/rng'
 
 // The demo's data are a function of the seed alone.
 export { rng }

@@ -7,9 +7,9 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { collateSequences, expandPaths, type PreferenceTokenizer, readFiles } from '../data'
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import type { CausalLM } from '../model'
-import { Tensor } from '../tensor'
+import { Tensor } from '../core/tensor'
 import { modelSequenceStats } from './sequence-logps'
 
 export type GoldReward = (prompt: string, completion: string) => number | Promise<number>

@@ -4,8 +4,8 @@
 // chunked lm_head op (no [2B,T,V] logits).
 import { collate, type PreferenceTokenizer, type TokenizedPair } from '../data'
 import type { CausalLM } from '../model'
-import { checkInputErrors } from '../pair-record'
-import { Tensor } from '../tensor'
+import { checkInputErrors } from '../core/pair-record'
+import { Tensor } from '../core/tensor'
 import { modelSequenceStats } from './sequence-logps'
 
 export interface PreferenceEvalOptions {

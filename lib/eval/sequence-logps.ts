@@ -3,10 +3,10 @@
 // through the chunked lm_head op, so no [B,T,V] logits exist: what SFT, evaluation and the gold
 // KL use. The logits forms stay for callers that already hold logits.
 import { paddingLayout, type SequenceBatch } from '../data'
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import type { CausalLM } from '../model'
-import { type SequenceStatsResult, sequenceStatsFromHiddenAsync } from '../ops'
-import type { Tensor } from '../tensor'
+import { type SequenceStatsResult, sequenceStatsFromHiddenAsync } from '../core/ops'
+import type { Tensor } from '../core/tensor'
 
 /** What the op needs of a collated batch (pairs or SFT rows): ids, attention mask, labels, mask. */
 export type LabelledRows = Pick<SequenceBatch, 'inputIds' | 'attentionMask' | 'labels' | 'lossMask'> & Partial<Pick<SequenceBatch, 'padded'>> & {

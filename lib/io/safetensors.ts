@@ -4,10 +4,10 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { EdpoInputError, native } from '../errors'
-import { type DType, nativeAddon } from '../native'
-import { type OpMode, type OpReturn, runOp } from '../ops'
-import { Tensor, tensorProblem } from '../tensor'
+import { EdpoInputError, native } from '../core/errors'
+import { type DType, nativeAddon } from '../core/native'
+import { type OpMode, type OpReturn, runOp } from '../core/ops'
+import { Tensor, tensorProblem } from '../core/tensor'
 
 const TO_DTYPE: Record<string, DType> = {
   F64: 'float64',

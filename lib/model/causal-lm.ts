@@ -2,16 +2,16 @@
 // safetensors checkpoint folder, running on the native runtime (csrc/models).
 import { z } from 'zod'
 
-import { EdpoInputError, native } from '../errors'
-import { type LoraDropoutState, type NativeModel, nativeAddon } from '../native'
-import type { ModelGenerateArgs } from '../ops-generated'
-import { type OpMode, type OpReturn, runOp } from '../ops'
-import { liveTensorSchema, Tensor, DEVICE_PATTERN } from '../tensor'
+import { EdpoInputError, native } from '../core/errors'
+import { type LoraDropoutState, type NativeModel, nativeAddon } from '../core/native'
+import type { ModelGenerateArgs } from '../core/ops-generated'
+import { type OpMode, type OpReturn, runOp } from '../core/ops'
+import { liveTensorSchema, Tensor, DEVICE_PATTERN } from '../core/tensor'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { loadSafetensorsAsync, saveSafetensors } from '../io'
-import { formatZodError } from '../validate'
+import { formatZodError } from '../core/validate'
 import { CONFIG_FILE, readCheckpointTensors, readConfigJson, writeCheckpoint } from './checkpoint-files'
 import { expectedTensors, type ModelConfig, nativeModelConfig, parseModelConfig } from './config'
 import {

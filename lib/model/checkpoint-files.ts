@@ -4,9 +4,9 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { readSafetensorsHeader, readSafetensorsInBatchesAsync, saveSafetensors, type SafetensorsEntry } from '../io'
-import type { Tensor } from '../tensor'
+import type { Tensor } from '../core/tensor'
 
 export const CONFIG_FILE = 'config.json'
 export const SINGLE_FILE = 'model.safetensors'

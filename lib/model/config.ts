@@ -3,9 +3,9 @@
 // resolved form the native forward reads.
 import { z } from 'zod'
 
-import { EdpoInputError } from '../errors'
-import type { NativeModelConfig } from '../native'
-import { formatZodError } from '../validate'
+import { EdpoInputError } from '../core/errors'
+import type { NativeModelConfig } from '../core/native'
+import { formatZodError } from '../core/validate'
 
 const int = z.number().int()
 const positive = int.positive()

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { ADAPTER_CONFIG_FILE, readAdapterConfig } from './lora'
 
 function idsIn(dir: string, file: string): number[] {

@@ -2,12 +2,12 @@
 // bf16/fp16 parameters. The update itself runs natively on the thread pool.
 import { z } from 'zod'
 
-import { EdpoInputError, native } from '../errors'
+import { EdpoInputError, native } from '../core/errors'
 import { readSafetensorsHeader, readSafetensorsInBatches } from '../io'
-import { nativeAddon } from '../native'
-import { adamwStep, type AdamwStepArgs, adamwStepAsync } from '../ops'
-import { Tensor } from '../tensor'
-import { formatZodError } from '../validate'
+import { nativeAddon } from '../core/native'
+import { adamwStep, type AdamwStepArgs, adamwStepAsync } from '../core/ops'
+import { Tensor } from '../core/tensor'
+import { formatZodError } from '../core/validate'
 
 export interface AdamWOptions {
   /** Default (0.9, 0.999), as PyTorch. */

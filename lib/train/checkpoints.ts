@@ -5,8 +5,8 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { EdpoInputError } from '../errors'
-import { optimizerFiles } from '../dist/optimizer-shards'
+import { EdpoInputError } from '../core/errors'
+import { optimizerFiles } from '../distributed/optimizer-shards'
 import { readSafetensorsHeader } from '../io'
 import { EdpoFileError, fileError, isSystemError } from './fs-errors'
 

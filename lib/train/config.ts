@@ -3,9 +3,9 @@
 // derived from this table.
 import { z } from 'zod'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { LORA_OPTIONS, usesLora, withLoraChecks } from './lora-options'
-import { DEVICE_PATTERN } from '../tensor'
+import { DEVICE_PATTERN } from '../core/tensor'
 import { parseStepRange } from './step-profiler'
 
 export interface OptionSpec {

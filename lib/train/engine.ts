@@ -6,7 +6,7 @@
 //            method.afterStep (β update, reference sync) → metrics → log / eval / checkpoint →
 //            until totalSteps, an abort signal or an error; always ends with a checkpoint.
 //   evaluate(), saveCheckpoint(), resume (through open-run.ts and trainer_state.json), events.
-// On several ranks (lib/dist/) the same loop runs on every rank: a DataParallel (dp) shards each
+// On several ranks (lib/distributed/) the same loop runs on every rank: a DataParallel (dp) shards each
 // micro-batch, syncs gradients, gathers the step's statistics and shards the optimizer (ZeRO);
 // rank 0 writes metrics and checkpoints. With one process each dp hook is the identity.
 import { EventEmitter } from 'node:events'
@@ -14,12 +14,12 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { PairSampler } from '../data'
-import { DataParallel, type ZeroStage } from '../dist/data-parallel'
-import { OPTIMIZER_FILE, optimizerStateFiles, optimizerShardFile } from '../dist/optimizer-shards'
-import { EdpoError } from '../errors'
+import { DataParallel, type ZeroStage } from '../distributed/data-parallel'
+import { OPTIMIZER_FILE, optimizerStateFiles, optimizerShardFile } from '../distributed/optimizer-shards'
+import { EdpoError } from '../core/errors'
 import { saveSafetensors } from '../io'
-import { memoryStats, trimHeap } from '../memory'
-import { Tensor } from '../tensor'
+import { memoryStats, trimHeap } from '../core/memory'
+import { Tensor } from '../core/tensor'
 import { AdamW } from './adamw'
 import { CheckpointManager } from './checkpoints'
 import { saveTrainedModel } from './lora-run'

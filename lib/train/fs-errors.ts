@@ -3,7 +3,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { EdpoError } from '../errors'
+import { EdpoError } from '../core/errors'
 
 /** A file or folder edpo could not create, read or write; `message` names it and the cause. */
 export class EdpoFileError extends EdpoError {

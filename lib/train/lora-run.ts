@@ -3,7 +3,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import type { CausalLM } from '../model'
 import { ADAPTER_CONFIG_FILE, type LoraNames, type LoraSettings, readAdapterConfig, resolveLora } from '../model/lora'
 import type { LoraConfig } from './lora-options'

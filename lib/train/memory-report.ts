@@ -9,10 +9,10 @@
 // the owners' categories count their storage on whatever device it is.
 import * as fs from 'node:fs'
 
-import { native } from '../errors'
-import { memoryStats, resetPeakTensorBytes } from '../memory'
-import { nativeAddon, type NativeTensor } from '../native'
-import type { Tensor } from '../tensor'
+import { native } from '../core/errors'
+import { memoryStats, resetPeakTensorBytes } from '../core/memory'
+import { nativeAddon, type NativeTensor } from '../core/native'
+import type { Tensor } from '../core/tensor'
 import type { Metrics } from './metrics-log'
 
 /** One report, in bytes. */

@@ -4,7 +4,7 @@
 // accumulation, clipping, AdamW, schedule, logging, evaluation, checkpoints, resume), so a new
 // method (LoRA, β-DPO) is one file here, never a second loop.
 import type { CausalLM } from '../model'
-import type { Tensor } from '../tensor'
+import type { Tensor } from '../core/tensor'
 import type { Metrics } from './metrics-log'
 import type { TrainerState } from './trainer-state'
 
@@ -45,7 +45,7 @@ export interface TrainingMethod<Row> {
   /**
    * What the micro-batch's mean loss divides by (default: its rows; SFT: its completion tokens),
    * from the host rows alone: on several ranks each rank's loss is weighted by its share of the
-   * global micro-batch's count, so the ranks together train like one process (lib/dist/data-parallel.ts).
+   * global micro-batch's count, so the ranks together train like one process (lib/distributed/data-parallel.ts).
    */
   lossCount?(rows: readonly Row[]): number
   /** After the optimizer step (state.step is the new step): e.g. β update, reference sync; extra metrics. */

@@ -3,10 +3,10 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { parseModelConfig } from '../model/config'
 import { readConfigJson } from '../model/checkpoint-files'
-import { runtime } from '../runtime'
+import { runtime } from '../core/runtime'
 
 // "org/name" with no such folder here: almost surely a Hugging Face Hub id.
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 import { type CheckpointInfo, CheckpointManager } from './checkpoints'
 import { ensureWritableFolder } from './fs-errors'
 

@@ -1,7 +1,7 @@
 // Per-step preference metrics (spec §7, names as TRL logs them), from host copies of the ε-DPO
 // op's per-pair records (lib/pair-record.ts) of the micro-batches of one optimizer step, or of an
 // evaluation pass. The records stay on the device until the step ends; one read brings them all.
-import type { PairRecordColumns } from '../pair-record'
+import type { PairRecordColumns } from '../core/pair-record'
 import type { Metrics } from './metrics-log'
 
 /**

@@ -11,9 +11,9 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { native } from '../errors'
-import { nativeAddon, type NativeProfile } from '../native'
-import { Tensor } from '../tensor'
+import { native } from '../core/errors'
+import { nativeAddon, type NativeProfile } from '../core/native'
+import { Tensor } from '../core/tensor'
 
 /** A parsed --profile-steps: the first and last optimizer step (1-based, inclusive). */
 export interface StepRange {

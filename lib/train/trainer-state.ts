@@ -7,8 +7,8 @@ import * as path from 'node:path'
 import { z } from 'zod'
 
 import type { SamplerState } from '../data'
-import { EdpoInputError } from '../errors'
-import { formatZodError } from '../validate'
+import { EdpoInputError } from '../core/errors'
+import { formatZodError } from '../core/validate'
 import { type Metrics, readMetrics } from './metrics-log'
 
 /** Live progress of a Trainer (trainer.state). */

@@ -3,8 +3,8 @@
 // Trainer or SftTrainer on that group (so two processes serve many runs), printing "done <out>".
 import * as fs from 'node:fs'
 
-import { readDistEnv } from '../../lib/dist/env'
-import { DistGroup } from '../../lib/dist/group'
+import { readDistEnv } from '../../lib/distributed/env'
+import { DistGroup } from '../../lib/distributed/group'
 import { SftTrainer } from '../../lib/train/sft-trainer'
 import { Trainer } from '../../lib/train/trainer'
 

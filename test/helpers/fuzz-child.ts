@@ -8,7 +8,7 @@ import * as path from 'node:path'
 
 import { CausalLM, io, ops, Tensor } from '../../lib/index'
 import { parseModelConfig } from '../../lib/model/config'
-import { nativeAddon, type NativeTensor } from '../../lib/native'
+import { nativeAddon, type NativeTensor } from '../../lib/core/native'
 import { ids, tinyConfig, tinyWeights, writeTiny } from './tiny-models'
 
 interface Case {

@@ -5,7 +5,7 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
-#include "../adamw_math.h"
+#include "../math/adamw_math.h"
 
 namespace edpo {
 namespace cpu {

@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "../row_stats.h"  // the [kNumRowStats, rows] output layout
+#include "../math/row_stats.h"  // the [kNumRowStats, rows] output layout
 
 namespace edpo {
 namespace cpu {

@@ -10,10 +10,10 @@
 // floats back once per micro-batch; the fused ε-DPO path reads nothing until the step's end.
 import { z } from 'zod'
 
-import { EdpoInputError } from '../../errors'
-import { PAIR_RECORD_COLUMNS } from '../../pair-record'
-import { nextUniform } from '../../rng'
-import { Tensor } from '../../tensor'
+import { EdpoInputError } from '../../core/errors'
+import { PAIR_RECORD_COLUMNS } from '../../core/pair-record'
+import { nextUniform } from '../../core/rng'
+import { Tensor } from '../../core/tensor'
 
 /** The paper's hyperparameters: β0 (the base β), α (scale), ρ (filtered fraction), m (momentum). */
 export interface BetaDpoOptions {

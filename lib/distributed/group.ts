@@ -1,9 +1,9 @@
 // A c10d process group (csrc/js_dist.cc) as the trainer uses it: join from the environment
 // (env.ts), then bucketed collectives on Tensors. Every wait is bounded by the group's timeout
 // (--dist-timeout): a rank that died or hangs turns into an error naming this rank.
-import { EdpoInputError, nativeAsync } from '../errors'
-import { nativeAddon, type NativeGroup } from '../native'
-import { Tensor } from '../tensor'
+import { EdpoInputError, nativeAsync } from '../core/errors'
+import { nativeAddon, type NativeGroup } from '../core/native'
+import { Tensor } from '../core/tensor'
 import { type DistEnv, isLoopback } from './env'
 
 /** DDP's default bucket: about 25 MB of gradients per all-reduce message. */

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <cuda_runtime.h>
 
-#include "../csrc/ops/row_stats.h"
+#include "../math/row_stats.h"
 
 namespace edpo_cuda {
 

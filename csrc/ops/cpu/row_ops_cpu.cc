@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "cpu/row_kernels.h"
-#include "row_ops.h"
+#include "row_kernels.h"
+#include "../row_ops.h"
 
 namespace edpo {
 namespace {

@@ -4,7 +4,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "../../cuda/optimizer_kernels.h"
+#include "optimizer_kernels.h"
 #include "cuda_launch.h"
 
 namespace edpo {

@@ -11,9 +11,9 @@
 //     method's summarize (β's s̄, metrics) sees exactly one process's step on every rank, and a
 //     stop request (Ctrl-C) on any rank stops all of them after the same step.
 // With one process (no group) every hook is the identity, so single-process runs are unchanged.
-import { nativeAsync } from '../errors'
-import { nativeAddon } from '../native'
-import { Tensor } from '../tensor'
+import { nativeAsync } from '../core/errors'
+import { nativeAddon } from '../core/native'
+import { Tensor } from '../core/tensor'
 import type { DistGroup } from './group'
 
 export type ZeroStage = 0 | 1 | 2

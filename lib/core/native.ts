@@ -59,7 +59,7 @@ export type NativeOps = {
   [N in keyof OpTypes as `${N}Async`]: (args: Handles<OpTypes[N]['args']>) => Promise<Handles<OpTypes[N]['outputs']>>
 }
 
-/** The op table itself, as opDeclarations() returns it (scripts/gen-op-types.js turns it into lib/ops-generated.ts). */
+/** The op table itself, as opDeclarations() returns it (scripts/gen-op-types.js turns it into lib/core/ops-generated.ts). */
 export interface OpDeclarations {
   ops: {
     name: string
@@ -283,7 +283,7 @@ function loadFailure(cause: unknown): Error {
   )
 }
 
-/** Values of EDPO_CPU_ISA, the cap on the CPU kernels' instruction set (csrc/ops/row_ops_cpu.cc). */
+/** Values of EDPO_CPU_ISA, the cap on the CPU kernels' instruction set (csrc/ops/cpu/row_ops_cpu.cc). */
 export const CPU_ISA_VALUES = ['base', 'avx2', 'avx512'] as const
 
 // The kernels read EDPO_CPU_ISA once and ignore values they do not know; a typo would silently

@@ -2,7 +2,7 @@
 // set (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT; SLURM_PROCID, SLURM_NTASKS,
 // SLURM_LOCALID under srun) or that edpo's own launcher sets (it adds EDPO_DIST_STORE: a
 // FileStore path, so nothing listens on a socket for a one-machine run). Checked before any work.
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 
 export interface DistEnv {
   rank: number

@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "adamw_math.h"
+#include "../math/adamw_math.h"
 
 namespace edpo {
 namespace cuda {

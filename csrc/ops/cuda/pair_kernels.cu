@@ -3,7 +3,7 @@
 // every reduction runs in a fixed order, so a call gives the same bits every time.
 #include "pair_kernels.h"
 
-#include "../csrc/ops/row_stats.h"
+#include "../math/row_stats.h"
 
 namespace edpo_cuda {
 namespace {

@@ -4,11 +4,11 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "../../cuda/epsilon_dpo_kernels.h"
-#include "../../cuda/pair_kernels.h"
+#include "epsilon_dpo_kernels.h"
+#include "pair_kernels.h"
 #include "cuda_launch.h"
-#include "row_stats.h"
-#include "row_ops.h"
+#include "../math/row_stats.h"
+#include "../row_ops.h"
 
 namespace edpo {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cuda_runtime.h>
 
-#include "../csrc/ops/adamw_math.h"
+#include "../math/adamw_math.h"
 
 namespace edpo_cuda {
 

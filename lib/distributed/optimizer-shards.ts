@@ -5,7 +5,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import { EdpoInputError } from '../errors'
+import { EdpoInputError } from '../core/errors'
 
 export const OPTIMIZER_FILE = 'optimizer.safetensors'
 const SHARD = /^optimizer-rank(\d+)-of-(\d+)\.safetensors$/

@@ -1,5 +1,5 @@
 // ops: the native ops as typed functions. Each op is declared once, in C++ (csrc/js_op_table.cc:
-// arguments, results, docs); lib/ops-generated.ts is generated from that table, and one wrapper
+// arguments, results, docs); lib/core/ops-generated.ts is generated from that table, and one wrapper
 // turns a declaration into `op(args)` and `opAsync(args)`. The ops check every argument themselves
 // (errors name the argument: EdpoInputError for what the caller passed).
 import { native, nativeAsync } from './errors'

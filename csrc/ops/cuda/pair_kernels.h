@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cuda_runtime.h>
 
-#include "../csrc/ops/pair_math.h"
+#include "../math/pair_math.h"
 
 namespace edpo_cuda {
 
