@@ -1,4 +1,4 @@
-// The README's Data example runs as written, on small files laid out as it names them.
+// docs/data.md's example runs as written, on small files laid out as it names them.
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as vm from 'node:vm'
@@ -10,9 +10,9 @@ import { parquetWriteBuffer } from 'hyparquet-writer'
 import * as edpo from '../lib/index'
 import { makeModelDir, tempDir, writeJsonl } from './helpers/data-fixtures'
 
-t.test('README example of data.loadPreferenceData', async (t) => {
-  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8')
-  const code = /```ts\n([\s\S]*?)```/.exec(readme.slice(readme.indexOf('## Data')))?.[1]
+t.test('docs/data.md example of data.loadPreferenceData', async (t) => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', 'docs', 'data.md'), 'utf8')
+  const code = /```ts\n([\s\S]*?)```/.exec(readme)?.[1]
   t.ok(code, 'found the example')
   const dir = tempDir(t)
   fs.mkdirSync(path.join(dir, 'prefs'))

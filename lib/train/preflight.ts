@@ -31,7 +31,7 @@ export function checkDevice(device: string): void {
   const r = runtime()
   if (!r.cudaBuild)
     throw new EdpoInputError(
-      `--device ${device}: this edpo build is CPU-only. For GPUs, build from source against a CUDA libtorch: EDPO_CUDA=1 npm rebuild edpo (see the README's install section)`,
+      `--device ${device}: this edpo build is CPU-only. For GPUs, build from source against a CUDA libtorch: EDPO_CUDA=1 npm rebuild edpo (see docs/install.md)`,
     )
   if (!r.cudaAvailable) throw new EdpoInputError(`--device ${device}: this is a CUDA build, but libtorch sees no CUDA device (check the driver and CUDA_VISIBLE_DEVICES)`)
 }
