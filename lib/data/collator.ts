@@ -1,3 +1,4 @@
+// The one row collator, for preference and SFT batches (a preference batch is 2B rows).
 // Pairs → one batch in the layout of docs/epsilon-dpo.md §1: rows 0..B-1 chosen, B..2B-1 the
 // rejected of the same pairs; each row is prompt then completion, right-padded to the longest row
 // of this batch. labels[r,t] is the token at t+1 (already shifted) and -100 where lossMask is 0;
@@ -8,10 +9,8 @@ import type { TokenizedPair } from './tokenize-pairs'
 
 export const IGNORE_INDEX = -100
 
-/** The batch as host arrays, row-major [2B, T]. */
-export interface HostBatch {
-  /** Pairs B; the batch has 2B rows. */
-  pairs: number
+/** Prompt + completion rows as host arrays, row-major [rows, T], right-padded. */
+export interface HostRows {
   /** Columns: the longest prompt + completion row. */
   length: number
   inputIds: BigInt64Array
@@ -24,21 +23,27 @@ export interface HostBatch {
   rowLengths: Int32Array
   /** Some row is shorter than `length` (attentionMask has a 0). */
   padded: boolean
+}
+
+/** A preference batch as host arrays: 2B rows, chosen then rejected. */
+export interface HostBatch extends HostRows {
+  /** Pairs B; the batch has 2B rows. */
+  pairs: number
   sources: string[]
 }
 
-export interface Batch {
-  pairs: number
+/** Rows as tensors on the run's device (the layout every forward and chunked op reads). */
+export interface RowTensors {
   length: number
-  /** int64 [2B, T]. */
+  /** int64 [rows, T]. */
   inputIds: Tensor
-  /** int64 [2B, T]: 1 on tokens, 0 on padding. */
+  /** int64 [rows, T]: 1 on tokens, 0 on padding. */
   attentionMask: Tensor
-  /** int64 [2B, T]: next token, -100 where lossMask is 0. */
+  /** int64 [rows, T]: the token at t+1; the masked label (-100, or a pad id) where lossMask is 0. */
   labels: Tensor
-  /** float32 [2B, T]. */
+  /** float32 [rows, T]: 1 where labels[t] is a completion token. */
   lossMask: Tensor
-  /** int64 [n] on the CPU: the flat indices (into the 2B·T rows) where lossMask is 1, ascending; lets the chunked ops skip a device read. */
+  /** int64 [n] on the CPU: the flat indices where lossMask is 1, ascending, from the host mask (spares the chunked ops a device read). */
   activeRows: Tensor
   /** Completion tokens per row, i.e. lossMask's row sums (host copy, for metrics). */
   completionTokens: Int32Array
@@ -46,23 +51,32 @@ export interface Batch {
   rowLengths: Int32Array
   /** Some row is shorter than `length`. When none is, the mask says nothing and forwards leave it out (paddingLayout). */
   padded: boolean
+}
+
+/** A preference batch: rows 0..B-1 chosen, B..2B-1 the rejected of the same pairs. */
+export interface Batch extends RowTensors {
+  pairs: number
   sources: string[]
 }
 
-export function collateHost(pairs: readonly TokenizedPair[], padTokenId: number): HostBatch {
-  if (pairs.length === 0) throw new EdpoInputError('collate: a batch needs at least one pair')
-  const B = pairs.length
-  const rows: [Int32Array, Int32Array][] = [...pairs.map((p) => [p.prompt, p.chosen] as [Int32Array, Int32Array]),
-    ...pairs.map((p) => [p.prompt, p.rejected] as [Int32Array, Int32Array])]
-  const T = Math.max(...rows.map(([p, c]) => p.length + c.length))
-  const n = 2 * B * T
+/** An SFT (or scoring) batch: one row per example. */
+export interface SequenceBatch extends RowTensors {
+  rows: number
+  /** Completion tokens in the batch (lossMask's sum). */
+  tokens: number
+}
+
+/** The one row collator: prompt + completion rows, right-padded, labels shifted, the loss mask on completion labels only. */
+export function collateHostRows(rows: readonly { prompt: Int32Array; completion: Int32Array }[], padTokenId: number, maskedLabel: number): HostRows {
+  const T = Math.max(...rows.map((r) => r.prompt.length + r.completion.length))
+  const n = rows.length * T
   const inputIds = new BigInt64Array(n).fill(BigInt(padTokenId))
   const attentionMask = new BigInt64Array(n)
-  const labels = new BigInt64Array(n).fill(BigInt(IGNORE_INDEX))
+  const labels = new BigInt64Array(n).fill(BigInt(maskedLabel))
   const lossMask = new Float32Array(n)
-  const completionTokens = new Int32Array(2 * B)
-  const rowLengths = new Int32Array(2 * B)
-  rows.forEach(([prompt, completion], r) => {
+  const completionTokens = new Int32Array(rows.length)
+  const rowLengths = new Int32Array(rows.length)
+  rows.forEach(({ prompt, completion }, r) => {
     const base = r * T
     const P = prompt.length
     const L = P + completion.length
@@ -70,41 +84,55 @@ export function collateHost(pairs: readonly TokenizedPair[], padTokenId: number)
       inputIds[base + t] = BigInt(t < P ? prompt[t]! : completion[t - P]!)
       attentionMask[base + t] = 1n
     }
-    // Position t predicts token t+1; it counts when that token is a completion token.
+    // Position t predicts token t+1; it counts when that token is a completion token (with no
+    // prompt, the first completion token has nothing to be predicted from).
     for (let t = Math.max(P - 1, 0); t < L - 1; t++) {
       labels[base + t] = BigInt(completion[t + 1 - P]!)
       lossMask[base + t] = 1
     }
-    completionTokens[r] = L - Math.max(P, 1)
+    completionTokens[r] = Math.max(L - Math.max(P, 1), 0)
     rowLengths[r] = L
   })
-  const padded = rowLengths.some((L) => L < T)
-  return { pairs: B, length: T, inputIds, attentionMask, labels, lossMask, completionTokens, rowLengths, padded, sources: pairs.map((p) => p.source) }
+  return { length: T, inputIds, attentionMask, labels, lossMask, completionTokens, rowLengths, padded: rowLengths.some((L) => L < T) }
 }
 
-/** Collates pairs into tensors on `device` (default cpu). */
-export function collate(pairs: readonly TokenizedPair[], padTokenId: number, opts: { device?: string } = {}): Batch {
-  const h = collateHost(pairs, padTokenId)
-  const shape = [2 * h.pairs, h.length]
-  const device = opts.device
+/** The pairs' 2B rows (chosen, then rejected), collated on the host; masked labels are -100. */
+export function collateHost(pairs: readonly TokenizedPair[], padTokenId: number): HostBatch {
+  if (pairs.length === 0) throw new EdpoInputError('collate: a batch needs at least one pair')
+  const rows = [...pairs.map((p) => ({ prompt: p.prompt, completion: p.chosen })), ...pairs.map((p) => ({ prompt: p.prompt, completion: p.rejected }))]
+  return { pairs: pairs.length, ...collateHostRows(rows, padTokenId, IGNORE_INDEX), sources: pairs.map((p) => p.source) }
+}
+
+/** Host rows → tensors on `device` (default cpu). */
+function toDevice(h: HostRows, device: string | undefined): RowTensors {
+  const shape = [h.rowLengths.length, h.length]
+  // activeRows stays on the host: the ops copy it to the device themselves, and the chunked ops
+  // plan their chunks from it with no device read.
+  const active = activeRows(h.lossMask)
   return {
-    pairs: h.pairs,
     length: h.length,
     inputIds: Tensor.from(h.inputIds, shape, { device }),
     attentionMask: Tensor.from(h.attentionMask, shape, { device }),
     labels: Tensor.from(h.labels, shape, { device }),
     lossMask: Tensor.from(h.lossMask, shape, { device }),
-    activeRows: (() => {
-      const rows = activeRows(h.lossMask)
-      // On the host: the ops copy it to the device themselves, and the chunked ε-DPO op plans its
-      // chunks from it with no device read.
-      return Tensor.from(rows, [rows.length])
-    })(),
+    activeRows: Tensor.from(active, [active.length]),
     completionTokens: h.completionTokens,
     rowLengths: h.rowLengths,
     padded: h.padded,
-    sources: h.sources,
   }
+}
+
+/** Collates pairs into tensors on `device` (default cpu). */
+export function collate(pairs: readonly TokenizedPair[], padTokenId: number, opts: { device?: string } = {}): Batch {
+  const h = collateHost(pairs, padTokenId)
+  return { pairs: h.pairs, ...toDevice(h, opts.device), sources: h.sources }
+}
+
+/** Prompt + completion rows (SFT, scoring), right-padded; masked labels are `padTokenId` (any valid id will do). */
+export function collateSequences(rows: readonly { prompt: Int32Array; completion: Int32Array }[], padTokenId: number, opts: { device?: string } = {}): SequenceBatch {
+  if (rows.length === 0) throw new EdpoInputError('collateSequences: a batch needs at least one row')
+  const h = collateHostRows(rows, padTokenId, padTokenId)
+  return { rows: rows.length, ...toDevice(h, opts.device), tokens: h.completionTokens.reduce((a, b) => a + b, 0) }
 }
 
 /**

@@ -5,11 +5,9 @@
 // separately, EOS appended, prompt keeps its end, prompt + completion keeps its start), and
 // collated into right-padded rows whose loss mask covers the completion only.
 import { EdpoInputError } from '../core/errors'
-import { Tensor } from '../core/tensor'
 import { expandPaths } from './glob'
 import { applyChatTemplate } from './chat-template'
 import { normalizeSftRow, RowError, type SftPair } from './formats'
-import { activeRows } from './collator'
 import { writeInvalidRows } from './invalid-rows'
 import { type RawRow, readFiles } from './readers'
 import { epochPermutation } from './sampler'
@@ -150,69 +148,4 @@ export async function loadSftData(o: LoadSftDataOptions): Promise<SftData> {
   }
   if (train.length === 0) throw new EdpoInputError('sft: no training examples')
   return { train, eval: evalSplit, tokenizer }
-}
-
-export interface SequenceBatch {
-  rows: number
-  length: number
-  /** int64 [B, T], right-padded. */
-  inputIds: Tensor
-  /** int64 [B, T]: 1 on tokens. */
-  attentionMask: Tensor
-  /** int64 [B, T]: the token at t+1; padTokenId where lossMask is 0 (any valid id will do). */
-  labels: Tensor
-  /** float32 [B, T]: 1 where labels[t] is a completion token. */
-  lossMask: Tensor
-  /** int64 [n] on the CPU: the flat indices where lossMask is 1, from the host mask (spares the chunked ops a device read). */
-  activeRows: Tensor
-  /** Completion tokens in the batch (lossMask's sum). */
-  tokens: number
-  /** Some row is shorter than `length` (attentionMask has a 0); see paddingLayout. */
-  padded: boolean
-}
-
-/** Prompt + completion rows, right-padded; the loss mask covers completion labels only. */
-export function collateSequences(rows: readonly { prompt: Int32Array; completion: Int32Array }[], padTokenId: number, opts: { device?: string } = {}): SequenceBatch {
-  if (rows.length === 0) throw new EdpoInputError('collateSequences: a batch needs at least one row')
-  const B = rows.length
-  const T = Math.max(...rows.map((r) => r.prompt.length + r.completion.length))
-  const ids = new BigInt64Array(B * T).fill(BigInt(padTokenId))
-  const attention = new BigInt64Array(B * T)
-  const labels = new BigInt64Array(B * T).fill(BigInt(padTokenId))
-  const mask = new Float32Array(B * T)
-  let tokens = 0
-  rows.forEach(({ prompt, completion }, r) => {
-    const base = r * T
-    const P = prompt.length
-    const L = P + completion.length
-    for (let t = 0; t < L; t++) {
-      ids[base + t] = BigInt(t < P ? prompt[t]! : completion[t - P]!)
-      attention[base + t] = 1n
-    }
-    // Position t predicts token t+1; only completion tokens count (with no prompt, the first
-    // completion token has nothing to be predicted from).
-    for (let t = Math.max(P - 1, 0); t < L - 1; t++) {
-      labels[base + t] = BigInt(completion[t + 1 - P]!)
-      mask[base + t] = 1
-      tokens++
-    }
-  })
-  const shape = [B, T]
-  const device = opts.device
-  return {
-    rows: B,
-    length: T,
-    inputIds: Tensor.from(ids, shape, { device }),
-    attentionMask: Tensor.from(attention, shape, { device }),
-    labels: Tensor.from(labels, shape, { device }),
-    lossMask: Tensor.from(mask, shape, { device }),
-    activeRows: (() => {
-      const rows = activeRows(mask)
-      // On the host: the ops copy it to the device themselves, and the chunked ε-DPO op plans its
-      // chunks from it with no device read.
-      return Tensor.from(rows, [rows.length])
-    })(),
-    tokens,
-    padded: rows.some((r) => r.prompt.length + r.completion.length < T),
-  }
 }
