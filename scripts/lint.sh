@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The formatter and linter, as CI runs them (.ci/run): Biome for the TypeScript/JavaScript
+# (biome.json), clang-format for the C++/CUDA (.clang-format). `bash scripts/lint.sh --fix`
+# rewrites the files instead of checking them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fix=${1:-}
+if [ "$fix" = --fix ]; then npx biome check --write .; else npx biome check .; fi
+command -v clang-format >/dev/null || { echo "lint: clang-format not found (Debian/Ubuntu: apt-get install clang-format)" >&2; exit 1; }
+mapfile -t cxx < <(git ls-files 'csrc/*.cc' 'csrc/*.h' 'csrc/*.cu' 'bench/gpu/*.cc' 'bench/gpu/*.cu' 'bench/gpu/*.h')
+if [ "$fix" = --fix ]; then clang-format -i "${cxx[@]}"; else clang-format --dry-run -Werror "${cxx[@]}"; fi
+echo "lint: biome and clang-format clean (${#cxx[@]} C++/CUDA files)"
