@@ -36,7 +36,7 @@ t.test('node-gyp and cmake-js build the same CPU sources', (t) => {
 t.test('every source file is built', (t) => {
   const cmake = fs.readFileSync(path.join(root, 'CMakeLists.txt'), 'utf8')
   const built = new Set([...cmakeList(cmake, 'EDPO_SOURCES'), ...cmakeList(cmake, 'EDPO_CUDA_SOURCES')])
-  for (const file of [...walk('csrc', /\.cc$/), ...walk('cuda', /\.cu$/)]) t.ok(built.has(file), `${file} is in a build`)
+  for (const file of [...walk('csrc', /\.(cc|cu)$/)]) t.ok(built.has(file), `${file} is in a build`)
   for (const file of built) t.ok(fs.existsSync(path.join(root, file)), `${file} exists`)
   t.end()
 })
