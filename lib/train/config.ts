@@ -7,7 +7,7 @@ import { z } from 'zod'
 import { EdpoInputError } from '../core/errors'
 import { LORA_OPTIONS, usesLora, withLoraChecks } from './lora-options'
 import { DEVICE_PATTERN } from '../core/tensor'
-import { DEFAULT_TRAIN_METHOD, methodHelp, methodOptions, METHODS, type TrainMethod, type TrainMethodOptions, TRAIN_METHODS } from './methods'
+import { DEFAULT_TRAIN_METHOD, methodOptions, METHODS, methodWithoutLora, type TrainMethod, type TrainMethodOptions, TRAIN_METHODS } from './methods'
 import { PREFERENCE_OPTIONS } from './methods/preference-base'
 import { flagName, type OptionInputs, type OptionSpec, type OptionTable, type OptionValues, optionsObject } from './option-table'
 import { parseStepRange } from './step-profiler'
@@ -95,7 +95,7 @@ export const RUN_OPTIONS = { ...RUN_FOLDER_OPTIONS, ...ENGINE_OPTIONS }
 export type RunConfig = OptionValues<typeof RUN_OPTIONS>
 
 const METHOD_OPTION = {
-  method: { schema: z.enum(TRAIN_METHODS).default(DEFAULT_TRAIN_METHOD), kind: 'string', help: methodHelp(TRAIN_METHODS, DEFAULT_TRAIN_METHOD) },
+  method: { schema: z.enum(TRAIN_METHODS).default(DEFAULT_TRAIN_METHOD), kind: 'string', help: 'the training method (the list above); each reads only its own options' },
 } satisfies OptionTable
 
 /** `edpo train`'s table: the run's options, --method, the preference methods' shared options and each method's own. */
@@ -170,6 +170,6 @@ export const trainConfigSchema = withLoraChecks(
       path: ['evalFraction'],
     }) as unknown as z.ZodType<TrainConfig, TrainConfigInput>,
 ).superRefine((c, ctx) => {
-  const why = (METHODS[c.method] as { withoutLora?: string }).withoutLora
+  const why = methodWithoutLora(c.method)
   if (why !== undefined && usesLora(c)) ctx.addIssue({ code: 'custom', message: why, path: ['method'] })
 })

@@ -64,6 +64,9 @@ export interface TrainingMethod<Row, S extends object = Record<string, unknown>>
   savedState(): S
 }
 
+/** Where a checkpoint of a method whose reference moves keeps that reference. */
+export const REFERENCE_DIR = 'reference'
+
 /** How a method uses a reference model: none (reference-free), a frozen one, or one that moves and each checkpoint saves (reference/). */
 export type ReferenceUse = 'none' | 'frozen' | 'moving'
 

@@ -33,14 +33,14 @@ export function methodSpec(name: unknown): Methods[MethodName] | undefined {
   return typeof name === 'string' && Object.hasOwn(METHODS, name) ? METHODS[name as MethodName] : undefined
 }
 
-/** Whether `name` runs a reference, and how (`edpo plan`, `edpo eval`). */
-export function methodReference(name: MethodName): ReferenceUse {
-  return METHODS[name].reference
+/** Whether the method `name` (e.g. a stored config's) runs a reference, and how; undefined for an unknown name. */
+export function methodReference(name: unknown): ReferenceUse | undefined {
+  return methodSpec(name)?.reference
 }
 
-/** `--method`'s help line, from the list. */
-export function methodHelp(names: readonly MethodName[], fallback?: MethodName): string {
-  return names.map((n) => (n === fallback ? `${n} (default)` : n)).join(', ')
+/** Why `name` cannot train LoRA adapters, where it cannot (TR-DPO: its reference must move). */
+export function methodWithoutLora(name: MethodName): string | undefined {
+  return (METHODS[name] as Pick<MethodSpec, 'withoutLora'>).withoutLora
 }
 
 type UnionToIntersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: infer I) => void ? I : never

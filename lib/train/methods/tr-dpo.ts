@@ -6,7 +6,7 @@ import * as path from 'node:path'
 import { z } from 'zod'
 
 import type { TokenizedPair } from '../../data'
-import type { MethodSpec } from '../method'
+import { type MethodSpec, REFERENCE_DIR } from '../method'
 import type { Metrics } from '../metrics-log'
 import type { Run } from '../open-run'
 import type { OptionTable, OptionValues } from '../option-table'
@@ -54,9 +54,6 @@ export class TrDpoMethod extends EpsilonDpoMethod {
     await this.reference!.save(path.join(dir, REFERENCE_DIR))
   }
 }
-
-/** Where a TR-DPO checkpoint keeps its reference. */
-export const REFERENCE_DIR = 'reference'
 
 export const TR_DPO = {
   title: 'TR-DPO',
