@@ -36,6 +36,10 @@ export class Trainer extends Engine<TrainConfig, TokenizedPair, PreferenceMethod
   get reference(): CausalLM | undefined {
     return this.method.reference
   }
+  /** The β the method trains with now (ε-DPO: the global β after the last step; β-DPO: the last step's batch β). */
+  get beta(): number {
+    return this.method.currentBeta
+  }
   get data(): PreferenceData {
     return this.method.data
   }

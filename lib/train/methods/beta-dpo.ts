@@ -211,6 +211,8 @@ type BetaDpoSaved = BetaState & { betaDpo: BetaDpoState }
 export class BetaDpoMethod extends PreferenceMethod {
   /** The batch β of each training micro-batch of the current step. */
   private stepBetas: number[] = []
+  /** Their mean over the last step (kl/beta). */
+  private lastStepBeta: number | undefined
 
   constructor(
     parts: PreferenceParts,
@@ -238,7 +240,13 @@ export class BetaDpoMethod extends PreferenceMethod {
     const s = this.calibrator.state
     const betas = this.stepBetas
     this.stepBetas = []
-    return { 'kl/beta': betas.reduce((a, b) => a + b, 0) / Math.max(1, betas.length), 'beta_dpo/m0': s.m0, 'beta_dpo/sigma': s.sigma }
+    this.lastStepBeta = betas.reduce((a, b) => a + b, 0) / Math.max(1, betas.length)
+    return { 'kl/beta': this.lastStepBeta, 'beta_dpo/m0': s.m0, 'beta_dpo/sigma': s.sigma }
+  }
+
+  /** β-DPO's β is per batch: the last step's mean (β0 before any step). */
+  override get currentBeta(): number {
+    return this.lastStepBeta ?? this.beta.beta
   }
 
   override savedState(): BetaDpoSaved {

@@ -43,6 +43,12 @@ export function methodWithoutLora(name: MethodName): string | undefined {
   return (METHODS[name] as Pick<MethodSpec, 'withoutLora'>).withoutLora
 }
 
+/** Of `values`, those `name` declares as its own options: what a caller driving several methods passes to each. */
+export function ownOptions<V extends Record<string, unknown>>(name: TrainMethod, values: V): Partial<V> {
+  const own = METHODS[name].options as OptionTable
+  return Object.fromEntries(Object.entries(values).filter(([key]) => Object.hasOwn(own, key))) as Partial<V>
+}
+
 type UnionToIntersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: infer I) => void ? I : never
 /** Every train method's own options, in one table (what `edpo train`'s flags add). */
 export type TrainMethodOptions = UnionToIntersection<Methods[TrainMethod]['options']>

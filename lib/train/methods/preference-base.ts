@@ -143,7 +143,7 @@ export abstract class PreferenceMethod implements TrainingMethod<TokenizedPair, 
   get eval(): readonly TokenizedPair[] | undefined {
     return this.data.eval
   }
-  /** The global β the next micro-batch uses. */
+  /** The β the method trains with now: the global β the next micro-batch uses. */
   get currentBeta(): number {
     return this.beta.beta
   }
