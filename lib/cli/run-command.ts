@@ -102,7 +102,7 @@ async function quietRank(trainer: RunnableTrainer): Promise<number> {
 }
 
 /**
- * EDPO_DIST_DEBUG_DIR: each rank appends {step, beta, loss, peak_rss_mib} per optimizer step to
+ * EDPO_DIST_DEBUG_DIR: each rank appends {the method's state (β), step, loss, peak_rss_mib} per optimizer step to
  * rank-<r>.jsonl there, so a test (or a user chasing a divergence) can check every rank holds the
  * same β, and bench/dist.ts can read each rank's peak memory.
  */

@@ -63,11 +63,13 @@ export const TR_DPO = {
   options: TR_DPO_OPTIONS,
   state: BETA_STATE,
   withoutLora:
-    'tr-dpo moves the reference toward the policy, but with LoRA (--lora-r / --adapter) the reference is the base model with the adapters off, which cannot move: use --method epsilon-dpo or dpo with LoRA, or tr-dpo without LoRA',
+    'tr-dpo moves the reference toward the policy, but with LoRA (--lora-r / --adapter) the reference is the base model with the adapters off, ' +
+    'which cannot move: use --method epsilon-dpo or dpo with LoRA, or tr-dpo without LoRA',
   async load(run: Run<TrDpoConfig, BetaState>) {
     // A resumed run continues from the reference its checkpoint saved.
     const referenceDir = run.resumed ? path.join(run.resumed.dir, REFERENCE_DIR) : undefined
     const c = run.config
-    return new TrDpoMethod(await loadPreferenceParts(run, { reference: 'moving', referenceDir }), c.labelSmoothing, { trDpoMode: c.trDpoMode, trDpoTau: c.trDpoTau, trDpoAlpha: c.trDpoAlpha })
+    const parts = await loadPreferenceParts(run, { reference: 'moving', referenceDir })
+    return new TrDpoMethod(parts, c.labelSmoothing, { trDpoMode: c.trDpoMode, trDpoTau: c.trDpoTau, trDpoAlpha: c.trDpoAlpha })
   },
 } satisfies MethodSpec<PreferenceConfig, TokenizedPair, typeof TR_DPO_OPTIONS, typeof BETA_STATE>
