@@ -143,8 +143,8 @@ export function storedTrainConfig(stored: Record<string, unknown>): Record<strin
 }
 
 // The options every train config has; each method's config adds its own (and only its own).
-const COMMON_TRAIN_OPTIONS = { ...RUN_FOLDER_OPTIONS, ...PREFERENCE_OPTIONS, ...ENGINE_OPTIONS }
-type CommonTrainConfig = OptionValues<typeof COMMON_TRAIN_OPTIONS>
+export const COMMON_TRAIN_OPTIONS = { ...RUN_FOLDER_OPTIONS, ...PREFERENCE_OPTIONS, ...ENGINE_OPTIONS }
+export type CommonTrainConfig = OptionValues<typeof COMMON_TRAIN_OPTIONS>
 
 /** A complete, validated training configuration (defaults filled in); of the method options, only its method's are there. */
 export type TrainConfig = CommonTrainConfig & { method: TrainMethod } & Partial<OptionValues<TrainMethodOptions>>

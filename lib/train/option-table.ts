@@ -18,17 +18,18 @@ export interface OptionSpec {
 
 export type OptionTable = Record<string, OptionSpec>
 
-type Shape<T extends OptionTable> = { [K in keyof T]: T[K]['schema'] }
+/** The zod shape of a table: each option's schema. */
+export type OptionShape<T extends OptionTable> = { [K in keyof T]: T[K]['schema'] }
 /** The validated values of a table's options (defaults filled in; optional ones may be absent). */
-export type OptionValues<T extends OptionTable> = z.output<z.ZodObject<Shape<T>>>
+export type OptionValues<T extends OptionTable> = z.output<z.ZodObject<OptionShape<T>>>
 /** What a user may write for a table's options. */
-export type OptionInputs<T extends OptionTable> = z.input<z.ZodObject<Shape<T>>>
+export type OptionInputs<T extends OptionTable> = z.input<z.ZodObject<OptionShape<T>>>
 
 /** The command-line flag of an option: learningRate → --learning-rate. */
 export const flagName = (name: string): string => '--' + name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
 
 /** The zod object schema of an option table (strict: unknown keys are errors). */
 export function optionsObject<T extends OptionTable>(table: T) {
-  const shape = Object.fromEntries(Object.entries(table).map(([k, v]) => [k, v.schema])) as Shape<T>
+  const shape = Object.fromEntries(Object.entries(table).map(([k, v]) => [k, v.schema])) as OptionShape<T>
   return z.object(shape).strict()
 }

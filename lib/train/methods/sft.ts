@@ -14,7 +14,8 @@ import type { SftConfig } from '../sft-config'
 
 /** What this method adds to trainer_state.json: a tag, so a DPO run cannot resume an SFT checkpoint. */
 export const SFT_STATE = { kind: z.literal('sft') }
-type SftSaved = { kind: 'sft' }
+/** SFT's trainer_state.json field. */
+export type SftSaved = { kind: 'sft' }
 
 /** SFT's own defaults over the run's options. */
 export const SFT_OPTIONS_OWN = {
