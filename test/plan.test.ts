@@ -17,7 +17,7 @@ const LLAMA3_8B = {
   vocab_size: 128256, rms_norm_eps: 1e-5, rope_theta: 500000, max_position_embeddings: 8192, tie_word_embeddings: false, hidden_act: 'silu',
 }
 const config = parseModelConfig(LLAMA3_8B, 'config.json')
-const base: PlanOptions = { dtype: 'bfloat16', batchSize: 1, maxLength: 1024, maxPromptLength: 512, method: 'preference', gradientCheckpointing: true, chunkTokens: 0, nprocPerNode: 1, zeroStage: 0 }
+const base: PlanOptions = { dtype: 'bfloat16', batchSize: 1, maxLength: 1024, maxPromptLength: 512, data: 'pairs', reference: true, gradientCheckpointing: true, chunkTokens: 0, nprocPerNode: 1, zeroStage: 0 }
 const P = 8_030_261_248
 
 t.test('full fine-tuning: 2 + 2 + 2 + 12 bytes per parameter, ZeRO shards', (t) => {
@@ -34,7 +34,7 @@ t.test('full fine-tuning: 2 + 2 + 2 + 12 bytes per parameter, ZeRO shards', (t) 
   t.equal(z2.gradients, (2 * P) / 8)
   t.equal(z2.weights, 2 * P, 'weights are never sharded (stage 3 would)')
   t.ok(z2.total < one.total && z2.total > 4 * P, 'ZeRO-2 saves most of the optimizer state, not the weights')
-  t.equal(planMemory(config, { ...base, method: 'sft' }).reference, 0, 'SFT has no reference')
+  t.equal(planMemory(config, { ...base, data: 'sequences', reference: false }).reference, 0, 'SFT has no reference')
   t.end()
 })
 

@@ -5,6 +5,7 @@ import * as path from 'node:path'
 import { DEMO_OPTIONS, type DemoInput } from '../demo/config'
 import { runDemo } from '../demo/pipeline'
 import { formatTable, resultsTable } from '../demo/report'
+import { METHODS, TRAIN_METHODS } from '../train/methods'
 import { formatHelp, parseArgs } from './args'
 import { duration, Progress, type ProgressFields, TRAIN_FIELDS } from './progress'
 
@@ -17,9 +18,7 @@ export const DEMO_HELP = formatHelp(
 const PHASES: Record<string, [string, ProgressFields]> = {
   sft: ['SFT reference', [['loss', 'loss'], ['token acc', 'token_accuracy']]],
   label: ['sample + label', []],
-  dpo: ['DPO', TRAIN_FIELDS],
-  'epsilon-dpo': ['ε-DPO', TRAIN_FIELDS],
-  'tr-dpo': ['TR-DPO', TRAIN_FIELDS],
+  ...Object.fromEntries(TRAIN_METHODS.map((name) => [name, [METHODS[name].title, TRAIN_FIELDS]])),
   eval: ['gold evaluation', []],
 }
 

@@ -12,6 +12,8 @@ import { evaluatePreferences, type GoldEval, type PreferenceEval } from '../eval
 import { evaluateWithGold, loadGoldJudge, readPrompts } from '../eval/gold'
 import { CausalLM } from '../model'
 import { type OptionSpec, TRAIN_OPTIONS } from '../train/config'
+import { REFERENCE_DIR } from '../train/method'
+import { methodReference } from '../train/methods'
 import { readTrainerState } from '../train/trainer-state'
 import { formatZodError } from '../core/validate'
 import { formatHelp, parseArgs } from './args'
@@ -68,7 +70,8 @@ function referenceOfCheckpoint(dir: string): { dir: string; adapter?: string } {
   const { file: state } = readTrainerState(dir, { kind: z.literal('sft').optional() }, 'an edpo checkpoint; or pass --reference-model')
   if (state.kind === 'sft') throw new EdpoInputError(`${dir} is an SFT checkpoint: it has no reference model; pass --reference-model`)
   const config = state.config
-  if (config.method === 'tr-dpo' && fs.existsSync(path.join(dir, 'reference'))) return { dir: path.join(dir, 'reference') }
+  // A method whose reference moves saved it beside the checkpoint.
+  if (methodReference(config.method) === 'moving' && fs.existsSync(path.join(dir, REFERENCE_DIR))) return { dir: path.join(dir, REFERENCE_DIR) }
   const ref = config.referenceModel ?? config.model
   if (typeof ref !== 'string' || ref === '') throw new EdpoInputError(`${stateFile}: no config.model to take the reference from; pass --reference-model`)
   const adapter = config.referenceModel === undefined ? config.adapter : undefined

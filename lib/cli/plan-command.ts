@@ -13,6 +13,7 @@ import { resolveTargets } from '../model/lora'
 import { formatBytes, type MemoryPlan, planMemory } from '../model/memory-plan'
 import { Tensor } from '../core/tensor'
 import { TRAIN_OPTIONS, type OptionSpec } from '../train/config'
+import { DEFAULT_TRAIN_METHOD, METHOD_NAMES, METHODS, methodWithoutLora } from '../train/methods'
 import { LORA_OPTIONS } from '../train/lora-options'
 import { formatHelp, parseCommand } from './args'
 
@@ -22,7 +23,11 @@ export const PLAN_OPTIONS = {
   loraTargetModules: LORA_OPTIONS.loraTargetModules,
   dtype: TRAIN_OPTIONS.dtype,
   device: { ...TRAIN_OPTIONS.device, help: "'cpu', 'cuda' or 'cuda:N': the CPU runs fused layer kernels that keep less for backward (fp32/fp64), and its plan adds this process's runtime" },
-  method: { schema: z.enum(['epsilon-dpo', 'dpo', 'tr-dpo', 'sft']).default('epsilon-dpo'), kind: 'string', help: 'preference methods run a reference; sft does not' },
+  method: {
+    schema: z.enum(METHOD_NAMES).default(DEFAULT_TRAIN_METHOD),
+    kind: 'string',
+    help: 'the training method: it says whether a reference runs, and pairs or single rows',
+  },
   batchSize: { ...TRAIN_OPTIONS.batchSize, help: 'preference pairs (sft: rows) per micro-batch and device' },
   maxLength: TRAIN_OPTIONS.maxLength,
   maxPromptLength: { ...TRAIN_OPTIONS.maxPromptLength, help: "prompt tokens per sequence; the loss's logits cover the rest" },
@@ -51,7 +56,9 @@ export function planCommand(argv: readonly string[]): number {
   if (!fs.existsSync(file)) throw new EdpoInputError(`--model ${o.model}: no ${file}`)
   const config = parseModelConfig(o.model.endsWith('.json') ? readJsonObject(file) : readConfigJson(o.model), file)
   if (o.zeroStage > 0 && o.nprocPerNode === 1) throw new EdpoInputError('--zero-stage shards over --nproc-per-node devices: give --nproc-per-node N > 1')
-  if (o.method === 'tr-dpo' && o.loraR !== undefined) throw new EdpoInputError('--method tr-dpo moves the reference, which LoRA cannot (see edpo train --help)')
+  const method = METHODS[o.method]
+  const withoutLora = methodWithoutLora(o.method)
+  if (withoutLora !== undefined && o.loraR !== undefined) throw new EdpoInputError(`--method ${o.method} --lora-r: ${withoutLora}`)
   const targets = o.loraTargetModules ? resolveTargets(o.loraTargetModules.flatMap((t) => t.split(',')), '--lora-target-modules', 'edpo plan') : undefined
   if (targets && o.loraR === undefined) throw new EdpoInputError('--lora-target-modules needs --lora-r')
   const plan = planMemory(config, {
@@ -60,10 +67,11 @@ export function planCommand(argv: readonly string[]): number {
     loraTargetModules: targets,
     batchSize: o.batchSize,
     maxLength: o.maxLength,
-    method: o.method === 'sft' ? 'sft' : 'preference',
+    data: method.data,
+    reference: method.reference !== 'none',
     gradientCheckpointing: o.gradientCheckpointing,
     chunkTokens: o.chunkTokens ?? 0,
-    maxPromptLength: o.method === 'sft' ? 0 : o.maxPromptLength,
+    maxPromptLength: method.data === 'sequences' ? 0 : o.maxPromptLength,
     nprocPerNode: o.nprocPerNode,
     zeroStage: o.zeroStage as 0 | 1 | 2,
     device: o.device === 'cpu' ? 'cpu' : 'cuda',

@@ -4,6 +4,7 @@ import { z } from 'zod'
 
 import { EdpoInputError } from '../core/errors'
 import { type OptionSpec, optionsObject } from '../train/config'
+import { TRAIN_METHODS, type TrainMethod } from '../train/methods'
 import { formatZodError } from '../core/validate'
 
 const count = z.number().int().positive()
@@ -14,7 +15,7 @@ export const DEMO_OPTIONS = {
   seed: { schema: z.number().int().min(0).default(42), kind: 'integer', help: 'seed of data, initial weights, sampling and data order' },
   beta: { schema: z.number().positive().default(0.5), kind: 'number', help: 'β of DPO, TR-DPO and ε-DPO (its initial value); 0.5 suits the toy task' },
   epsilon: { schema: z.number().min(0).lt(1).default(0.01), kind: 'number', help: "ε-DPO's ε (the paper's default)" },
-  methods: { schema: z.array(z.enum(['dpo', 'epsilon-dpo', 'tr-dpo', 'beta-dpo'])).min(1).default(['dpo', 'epsilon-dpo', 'tr-dpo']), kind: 'strings', help: 'methods to train (repeatable)' },
+  methods: { schema: z.array(z.enum(TRAIN_METHODS)).min(1).default(['dpo', 'epsilon-dpo', 'tr-dpo']), kind: 'strings', help: 'methods to train (repeatable)' },
   learningRate: { schema: z.number().positive().optional(), kind: 'number', help: 'preference-training learning rate (default: the preset)' },
   epochs: { schema: z.number().positive().optional(), kind: 'number', help: 'preference-training epochs (default: the preset)' },
   sftSteps: { schema: count.optional(), kind: 'integer', help: 'SFT optimizer steps of the reference (default: the preset)' },
@@ -56,7 +57,7 @@ export interface DemoConfig extends DemoSizes {
   seed: number
   beta: number
   epsilon: number
-  methods: ('dpo' | 'epsilon-dpo' | 'tr-dpo' | 'beta-dpo')[]
+  methods: TrainMethod[]
   trDpoTau: number | undefined
   gold: string | undefined
 }

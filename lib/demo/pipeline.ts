@@ -19,6 +19,7 @@ import { EdpoInputError } from '../core/errors'
 import { CausalLM } from '../model'
 import { type Metrics, readMetrics } from '../train/metrics-log'
 import { SftTrainer } from '../train/sft-trainer'
+import { ownOptions, type TrainMethod } from '../train/methods'
 import { Trainer } from '../train/trainer'
 import { type DemoConfig, type DemoInput, demoConfig } from './config'
 import { writeRandomLlama } from './init-model'
@@ -35,7 +36,7 @@ export function demoAssets(): string {
   throw new Error('edpo demo: assets/demo/tokenizer.json is missing from this install')
 }
 
-export type Method = 'dpo' | 'epsilon-dpo' | 'tr-dpo' | 'beta-dpo'
+export type Method = TrainMethod
 
 export interface MethodResult {
   method: Method | 'reference'
@@ -218,8 +219,12 @@ export async function trainAndEvaluate(p: Prepared, c: DemoConfig, run: RunSpec,
         keepLast: 1,
         labelNoise: run.labelNoise ?? 0,
         // Each method gets only its own options (the Trainer rejects the others').
-        ...(run.method === 'epsilon-dpo' ? { epsilon: run.epsilon, criterionPrecision: run.criterionPrecision ?? 'fp32' } : {}),
-        ...(run.method === 'tr-dpo' ? { trDpoMode: run.trDpoMode ?? 'soft', trDpoTau: c.trDpoTau ?? Math.max(1, Math.round(totalSteps / 8)) } : {}),
+        ...ownOptions(run.method, {
+          epsilon: run.epsilon,
+          criterionPrecision: run.criterionPrecision ?? 'fp32',
+          trDpoMode: run.trDpoMode ?? 'soft',
+          trDpoTau: c.trDpoTau ?? Math.max(1, Math.round(totalSteps / 8)),
+        }),
       },
       { log: () => {} },
     )
@@ -233,8 +238,8 @@ export async function trainAndEvaluate(p: Prepared, c: DemoConfig, run: RunSpec,
   const { samples, ...summary } = gold
   writeJsonl(path.join(run.out, 'samples.jsonl'), samples)
   const curve = readMetrics(run.out).filter((m) => 'loss' in m)
-  // β-DPO's β is per batch: its last one; the others' is the trainer's global β.
-  const finalBeta = run.method === 'beta-dpo' ? curve.at(-1)?.['kl/beta'] : trainer.state.beta
+  // The β the method ended with (β-DPO's is per batch: its last step's).
+  const finalBeta = trainer.beta
   return {
     result: { method: run.method, gold: summary, preferenceAccuracy: acc.accuracy, finalBeta, steps: trainer.state.step, runDir: run.out },
     curve,

@@ -4,11 +4,12 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { curvesSpec, winRateKlSpec, writeSvg } from '../eval/plots'
+import { METHODS, TRAIN_METHODS } from '../train/methods'
 import type { DemoResult } from './pipeline'
 
 type ReportInput = Omit<DemoResult, 'files'>
 
-const NAMES: Record<string, string> = { reference: 'reference (SFT)', dpo: 'DPO', 'epsilon-dpo': 'ε-DPO', 'tr-dpo': 'TR-DPO', 'beta-dpo': 'β-DPO' }
+const NAMES: Record<string, string> = { reference: 'reference (SFT)', ...Object.fromEntries(TRAIN_METHODS.map((n) => [n, METHODS[n].title])) }
 const CURVE_METRICS: [string, string][] = [
   ['loss', 'loss'],
   ['rewards/accuracies', 'reward accuracy'],

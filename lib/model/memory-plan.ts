@@ -16,8 +16,10 @@ export interface PlanOptions {
   /** Preference pairs (two sequences each) or, for SFT, sequences per micro-batch and device. */
   batchSize: number
   maxLength: number
-  /** 'preference': policy + reference forwards on chosen and rejected; 'sft': one model, one sequence per row. */
-  method: 'preference' | 'sft'
+  /** What one example is: a preference pair (chosen and rejected: two sequences) or one sequence (SFT). */
+  data: 'pairs' | 'sequences'
+  /** Whether the method runs a reference forward (the method registry says: lib/train/methods/index.ts). */
+  reference: boolean
   gradientCheckpointing: boolean
   /** Completion tokens per chunk of the fused lm_head + loss; 0: edpo's default (≈ 32 Mi logits). */
   chunkTokens: number
@@ -112,15 +114,15 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const shard = (stage: number) => (o.zeroStage >= stage ? N : 1)
 
   const weights = parameters * E + (lora ? loraParams * 4 : 0)
-  // Full FT keeps a frozen copy of the base; LoRA's reference is the base with adapters off; SFT has none.
-  const reference = o.method === 'preference' && !lora ? parameters * E : 0
+  // Full FT keeps a frozen copy of the base; LoRA's reference is the base with adapters off; a reference-free method has none.
+  const reference = o.reference && !lora ? parameters * E : 0
   const gradBytes = lora ? 4 : E
   const gradients = (trainable * gradBytes) / shard(2)
   // AdamW: m and v in fp32 (the param dtype for fp32/fp64), plus an fp32 master copy of reduced-precision params.
   const stateBytes = lora ? 8 : reduced ? 4 + 4 + 4 : 2 * E
   const optimizer = (trainable * stateBytes) / shard(1)
 
-  const sequences = o.method === 'preference' ? 2 * o.batchSize : o.batchSize
+  const sequences = o.data === 'pairs' ? 2 * o.batchSize : o.batchSize
   const tokens = sequences * o.maxLength
   // model_uses_fused_layer_kernels: CPU tensors other than bf16/fp16.
   const fused = (o.device ?? 'cpu') === 'cpu' && E >= 4
@@ -130,12 +132,12 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const activations =
     (o.gradientCheckpointing ? layerInputs + perLayer : perLayer * c.num_hidden_layers + layerInputs) +
     // The embedding output and the final hidden states of the policy (and the reference's, no grad).
-    E * c.hidden_size * tokens * (o.method === 'preference' ? 3 : 2)
+    E * c.hidden_size * tokens * (o.reference ? 3 : 2)
   // Logits of the completion tokens (prompts assumed to fill maxPromptLength): the logits and their
   // fp32 log-softmax per model, plus the gradient of the policy's. Materialised: every row at once;
   // chunked: one chunk of rows at a time.
   const V = c.vocab_size
-  const models = o.method === 'preference' ? 2 : 1
+  const models = o.reference ? 2 : 1
   const rows = sequences * Math.max(1, o.maxLength - Math.min(o.maxPromptLength, o.maxLength - 1))
   const rowsPerChunk = o.chunkTokens > 0 ? o.chunkTokens : Math.max(16, Math.floor(2 ** 25 / V))
   const logitBytes = (n: number) => n * V * ((E + acc) * models + acc)
@@ -148,8 +150,8 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const scoreTemporaries = scoreElements(c, o.maxLength) * tokens * (2 * acc + (E === acc ? 0 : E))
   // After the policy's forward has kept every layer's activations, the reference's forward runs
   // without grad: it holds one layer's tensors at a time (the same set the policy's layer keeps,
-  // the softmax included) plus those temporaries. SFT has only the policy's own temporaries.
-  const layerTemporaries = o.method === 'preference' ? perLayer + scoreTemporaries : scoreTemporaries
+  // the softmax included) plus those temporaries. Without a reference only the policy's own temporaries.
+  const layerTemporaries = o.reference ? perLayer + scoreTemporaries : scoreTemporaries
   // Backward frees each layer's activations as it fills the gradients: the step's peak is the
   // larger of (activations + the loss's or the forward's working set) and (gradients + one layer's activations).
   const layerShare = o.gradientCheckpointing ? perLayer : activations / c.num_hidden_layers
