@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   const stop = new AbortController()
   process.once('SIGINT', () => stop.abort())
   const state = await trainer.train({ signal: AbortSignal.any([stop.signal, AbortSignal.timeout(600_000)]) })
-  console.log(JSON.stringify({ event: 'done', step: state.step, beta: state.beta }))
+  console.log(JSON.stringify({ event: 'done', step: state.step, beta: state.method.beta }))
 }
 
 main().catch((e) => {

@@ -8,7 +8,7 @@ import * as path from 'node:path'
 import t from 'tap'
 
 import { Tensor } from '../lib/index'
-import { noisyPairIndices } from '../lib/train/label-noise'
+import { noisyPairIndices } from '../lib/train/methods/label-noise'
 import { readMetrics } from '../lib/train/metrics-log'
 import { BetaDpoCalibrator, betaDpoLoss, sampleWithoutReplacement } from '../lib/train/methods/beta-dpo'
 import { Trainer } from '../lib/train/trainer'

@@ -109,7 +109,7 @@ t.test('a trainer with groupByLength: grouped batches, and a resumed run ends bi
   await first.train({ signal: abort.signal })
   const resumed = await (await Trainer.create({}, { log: () => {}, resume: cut })).train()
   t.equal(resumed.step, 14)
-  t.equal(resumed.beta, whole.beta)
+  t.equal(resumed.method.beta, whole.method.beta)
   const weights = (dir: string) => Object.fromEntries(Object.entries(io.loadSafetensors(path.join(dir, 'model.safetensors'))).map(([n, x]) => [n, Array.from(x.toArray() as Float32Array)]))
   t.same(weights(path.join(cut, 'checkpoint-14')), weights(path.join(full, 'checkpoint-14')), 'same weights')
   const strip = (m: Record<string, number>) => ({ ...m, tokens_per_second: 0, step_time: 0 })

@@ -70,7 +70,7 @@ t.test('ε-DPO run: metrics, β trajectory, learning, checkpoints', async (t) =>
     t.ok(Math.abs(train[k]!['kl/beta']! - want) < 1e-15, `β at step ${k + 1}`)
   }
   t.ok(train.some((l) => l['kl/avg_steps'] !== 0), 'the perturbation moved β')
-  t.ok(Math.abs(state.beta - train[5]!['kl/beta']! / (1 + 0.05 * train[5]!['kl/avg_steps']!)) < 1e-15)
+  t.ok(Math.abs(state.method.beta - train[5]!['kl/beta']! / (1 + 0.05 * train[5]!['kl/avg_steps']!)) < 1e-15)
   // Learnable toy set: the loss falls and the chosen answer wins.
   t.ok(train[5]!.loss! < train[0]!.loss!, `loss ${train[0]!.loss} → ${train[5]!.loss}`)
   t.ok(train[5]!['rewards/accuracies']! > 0.5)
@@ -80,7 +80,7 @@ t.test('ε-DPO run: metrics, β trajectory, learning, checkpoints', async (t) =>
   t.ok(fs.existsSync(path.join(ckpt, 'tokenizer.json')) && fs.existsSync(path.join(ckpt, 'optimizer.safetensors')))
   const state6 = JSON.parse(fs.readFileSync(path.join(ckpt, 'trainer_state.json'), 'utf8'))
   t.equal(state6.step, 6)
-  t.equal(state6.beta, state.beta)
+  t.equal(state6.beta, state.method.beta)
   const reloaded = await CausalLM.fromPretrained(ckpt)
   const trained = trainer.policy.namedParameters().get('model.norm.weight')!.toArray() as Float32Array
   t.same(Array.from(reloaded.namedParameters().get('model.norm.weight')!.toArray() as Float32Array), Array.from(trained))
@@ -131,7 +131,7 @@ t.test('resume after an interruption ends with the same weights, β and metrics'
   const resumed = await (await Trainer.create({}, { ...quiet, resume: cut })).train()
 
   t.equal(resumed.step, 6)
-  t.equal(resumed.beta, whole.beta)
+  t.equal(resumed.method.beta, whole.method.beta)
   t.same(weights(path.join(cut, 'checkpoint-6')), weights(path.join(full, 'checkpoint-6')))
   const strip = (m: Record<string, number>) => ({ ...m, tokens_per_second: 0, step_time: 0 })
   t.same(readMetrics(cut).map(strip), readMetrics(full).map(strip))

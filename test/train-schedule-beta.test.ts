@@ -1,7 +1,7 @@
 // Learning-rate schedules (transformers' formulas) and the global β update of spec §6.
 import t from 'tap'
 
-import { BetaController } from '../lib/train/beta'
+import { BetaController } from '../lib/train/methods/beta'
 import { lrMultiplier, warmupSteps } from '../lib/train/schedule'
 
 t.test('cosine with warm-up, as get_cosine_schedule_with_warmup', (t) => {

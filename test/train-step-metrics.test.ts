@@ -3,7 +3,7 @@
 import t from 'tap'
 
 import { PAIR_RECORD_COLUMNS, pairRecordColumns } from '../lib/core/pair-record'
-import { preferenceMetrics } from '../lib/train/step-metrics'
+import { preferenceMetrics } from '../lib/train/methods/step-metrics'
 
 function record(rows: Partial<Record<(typeof PAIR_RECORD_COLUMNS)[number], number>>[]) {
   const k = PAIR_RECORD_COLUMNS.length

@@ -62,5 +62,5 @@ t.test('2 micro-batches: gradient, per-pair β and the β update', async (t) => 
   const avg = steps.reduce((a, b) => a + b, 0) / steps.length
   t.equal(logs[0]!['kl/beta'], beta, 'both micro-batches used the step-start β')
   t.ok(Math.abs(logs[0]!['kl/avg_steps']! - avg) < 1e-15, 's̄ over all 6 pairs of the step')
-  t.ok(Math.abs(state.beta - beta / (1 + epsilon * avg)) < 1e-15, 'β ← β/(1 + ε·s̄), once')
+  t.ok(Math.abs(state.method.beta - beta / (1 + epsilon * avg)) < 1e-15, 'β ← β/(1 + ε·s̄), once')
 })

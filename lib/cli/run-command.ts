@@ -111,7 +111,7 @@ function debugStepLog(trainer: RunnableTrainer, rank: number): void {
   if (!dir) return
   fs.mkdirSync(dir, { recursive: true })
   const file = path.join(dir, `rank-${rank}.jsonl`)
-  trainer.on('step', (s) => fs.appendFileSync(file, JSON.stringify({ step: s.step, beta: s.beta, loss: s.metrics?.loss, peak_rss_mib: peakRssMiB() }) + '\n'))
+  trainer.on('step', (s) => fs.appendFileSync(file, JSON.stringify({ ...s.method, step: s.step, loss: s.metrics?.loss, peak_rss_mib: peakRssMiB() }) + '\n'))
 }
 
 /** This process's peak resident memory (VmHWM), in MiB; 0 where /proc is not there. */

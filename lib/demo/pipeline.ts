@@ -234,7 +234,7 @@ export async function trainAndEvaluate(p: Prepared, c: DemoConfig, run: RunSpec,
   writeJsonl(path.join(run.out, 'samples.jsonl'), samples)
   const curve = readMetrics(run.out).filter((m) => 'loss' in m)
   // β-DPO's β is per batch: its last one; the others' is the trainer's global β.
-  const finalBeta = run.method === 'beta-dpo' ? curve.at(-1)?.['kl/beta'] : trainer.state.beta
+  const finalBeta = run.method === 'beta-dpo' ? curve.at(-1)?.['kl/beta'] : trainer.state.method.beta
   return {
     result: { method: run.method, gold: summary, preferenceAccuracy: acc.accuracy, finalBeta, steps: trainer.state.step, runDir: run.out },
     curve,

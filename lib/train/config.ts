@@ -1,27 +1,19 @@
 // The one description of a training run's settings: each option's zod schema, default and help
 // text. The Trainer's options, `edpo train --flags`, config files (YAML/JSON) and `--help` are all
-// derived from this table.
+// derived from these tables: RUN_OPTIONS, which every run has (`edpo sft` too), the preference
+// methods' shared options (methods/preference-base.ts) and each method's own (methods/index.ts).
 import { z } from 'zod'
 
 import { EdpoInputError } from '../core/errors'
 import { LORA_OPTIONS, usesLora, withLoraChecks } from './lora-options'
 import { DEVICE_PATTERN } from '../core/tensor'
+import { DEFAULT_TRAIN_METHOD, methodHelp, methodOptions, METHODS, type TrainMethod, type TrainMethodOptions, TRAIN_METHODS } from './methods'
+import { PREFERENCE_OPTIONS } from './methods/preference-base'
+import { flagName, type OptionInputs, type OptionSpec, type OptionTable, type OptionValues, optionsObject } from './option-table'
 import { parseStepRange } from './step-profiler'
 
-export interface OptionSpec {
-  schema: z.ZodType
-  help: string
-  /** For CLI parsing: how a flag's text becomes a value. */
-  kind: 'string' | 'number' | 'integer' | 'boolean' | 'strings'
-  /** TRL / Hugging Face TrainingArguments names of the same setting (snake_case), accepted as
-   *  config keys and as flags (kebab-case). */
-  aliases?: readonly string[]
-  /** The training methods that read this option; giving it with another method is an error. */
-  methods?: readonly TrainMethod[]
-}
-
-export const TRAIN_METHODS = ['epsilon-dpo', 'dpo', 'tr-dpo', 'beta-dpo'] as const
-export type TrainMethod = (typeof TRAIN_METHODS)[number]
+export { flagName, type OptionSpec, optionsObject } from './option-table'
+export { TRAIN_METHODS, type TrainMethod } from './methods'
 
 // Short dtype names as TRL users write them.
 const DTYPE_SHORT: Record<string, string> = { bf16: 'bfloat16', fp16: 'float16', fp32: 'float32', fp64: 'float64' }
@@ -30,9 +22,9 @@ const positive = z.number().positive()
 const nonNegative = z.number().min(0)
 const count = z.number().int().positive()
 
-export const TRAIN_OPTIONS = {
+/** Where a run starts from and writes to (the first options of every run's table). */
+const RUN_FOLDER_OPTIONS = {
   model: { aliases: ['model_name_or_path'], schema: z.string().min(1), kind: 'string', help: 'Hugging Face model folder (config.json, *.safetensors, tokenizer.json)' },
-  referenceModel: { schema: z.string().min(1).optional(), kind: 'string', help: 'reference model folder (default: a frozen copy of --model)' },
   data: { schema: z.array(z.string().min(1)).min(1), kind: 'strings', help: 'training data: JSONL, JSON or Parquet files or globs (repeatable)' },
   evalData: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'evaluation data files or globs' },
   evalFraction: { schema: z.number().gt(0).lt(1).optional(), kind: 'number', help: 'hold out this fraction of --data for evaluation' },
@@ -42,22 +34,10 @@ export const TRAIN_OPTIONS = {
     kind: 'boolean',
     help: "start over in a non-empty --out: removes an earlier run's metrics.jsonl, invalid-rows.jsonl and checkpoint-<step>/ (other files are kept)",
   },
-  method: { schema: z.enum(TRAIN_METHODS).default('epsilon-dpo'), kind: 'string', help: 'epsilon-dpo (default), dpo, tr-dpo or beta-dpo' },
-  beta: { schema: positive.default(0.1), kind: 'number', help: 'initial KL coefficient β' },
-  epsilon: { methods: ['epsilon-dpo'], schema: z.number().min(0).lt(1).default(0.01), kind: 'number', help: 'ε-DPO perturbation size ε (epsilon-dpo only)' },
-  criterionPrecision: { methods: ['epsilon-dpo'],
-    schema: z.enum(['fp32', 'bf16']).default('fp32'),
-    kind: 'string',
-    help: "epsilon-dpo: precision of the step decision; bf16 rounds the mixtures' log-probs and sums as the authors' eager bf16 trainer does (docs/epsilon-dpo.md)",
-  },
-  betaDpoAlpha: { methods: ['beta-dpo'], schema: z.number().min(0).default(0.6), kind: 'number', help: 'beta-dpo: α, β = β0·(1 + α·(M̄ − M0)) per micro-batch (docs/beta-dpo.md)' },
-  betaDpoRho: { methods: ['beta-dpo'], schema: z.number().min(0).lt(1).default(0.2), kind: 'number', help: 'beta-dpo: ρ, the fraction of each micro-batch filtered out' },
-  betaDpoMomentum: { methods: ['beta-dpo'], schema: z.number().min(0).lt(1).default(0.9), kind: 'number', help: 'beta-dpo: m, momentum of the margin statistics M0 and σ' },
-  labelNoise: { schema: z.number().min(0).max(1).default(0), kind: 'number', help: 'swap chosen and rejected in this fraction of the training pairs (seeded by --seed)' },
-  labelSmoothing: { schema: z.number().min(0).max(0.5).default(0), kind: 'number', help: 'conservative label smoothing ℓ' },
-  trDpoMode: { methods: ['tr-dpo'], schema: z.enum(['hard', 'soft']).default('soft'), kind: 'string', help: 'tr-dpo: hard copy or soft mix of the policy into the reference' },
-  trDpoTau: { methods: ['tr-dpo'], aliases: ['ref_model_sync_steps'], schema: count.default(64), kind: 'integer', help: 'tr-dpo: update the reference every τ optimizer steps' },
-  trDpoAlpha: { methods: ['tr-dpo'], aliases: ['ref_model_mixup_alpha'], schema: z.number().min(0).max(1).default(0.6), kind: 'number', help: 'tr-dpo soft: ref ← α·θ + (1−α)·ref' },
+} satisfies OptionTable
+
+/** The engine's, the data's and LoRA's options: with RUN_FOLDER_OPTIONS, what every run reads. */
+const ENGINE_OPTIONS = {
   learningRate: { schema: positive.default(5e-7), kind: 'number', help: 'peak learning rate' },
   lrScheduler: { aliases: ['lr_scheduler_type'], schema: z.enum(['cosine', 'linear', 'constant']).default('cosine'), kind: 'string', help: 'learning-rate schedule after warm-up' },
   warmupRatio: { schema: z.number().min(0).max(1).default(0.1), kind: 'number', help: 'fraction of steps of linear warm-up' },
@@ -85,18 +65,12 @@ export const TRAIN_OPTIONS = {
   },
   device: { schema: z.string().regex(DEVICE_PATTERN).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
   gradientCheckpointing: { schema: z.boolean().default(false), kind: 'boolean', help: 'recompute each decoder layer in the backward pass' },
-  // HF's group_by_length and TRL's padding_free are these options' snake_case names.
+  // HF's group_by_length is this option's snake_case name.
   groupByLength: {
     schema: z.boolean().default(false),
     kind: 'boolean',
     help: 'batch examples of similar lengths together (less padding); the order stays shuffled per epoch',
   },
-  paddingFree: {
-    schema: z.boolean().default(false),
-    kind: 'boolean',
-    help: 'run the model on the batch without its padding: rows packed back to back, each attending only to itself',
-  },
-  chunkTokens: { schema: count.optional(), kind: 'integer', help: 'completion tokens per chunk of the fused lm_head + loss' },
   seed: { schema: z.number().int().min(0).default(42), kind: 'integer', help: 'data order seed' },
   profileSteps: {
     schema: z.string().refine((v) => parseStepRange(v) !== undefined, { message: "expected a step or a range of optimizer steps, 'A' or 'A-B' with 1 ≤ A ≤ B" }).optional(),
@@ -113,29 +87,39 @@ export const TRAIN_OPTIONS = {
     help: 'several ranks: 1 shards the AdamW state (fp32 master, m, v) across ranks, 2 also the gradients (DeepSpeed ZeRO)',
   },
   skipInvalid: { schema: z.boolean().default(false), kind: 'boolean', help: 'skip and count invalid rows instead of stopping' },
-  dataFormat: {
-    schema: z.enum(['auto', 'hh']).default('auto'),
-    kind: 'string',
-    help: "'hh' reads Anthropic-HH raw transcripts (\\n\\nHuman: … \\n\\nAssistant: …) as turns; 'auto' detects them",
-  },
   ...LORA_OPTIONS,
-} satisfies Record<string, OptionSpec>
+} satisfies OptionTable
+
+/** What every run reads, whatever its method: `edpo sft`'s table is this (with SFT's defaults). */
+export const RUN_OPTIONS = { ...RUN_FOLDER_OPTIONS, ...ENGINE_OPTIONS }
+export type RunConfig = OptionValues<typeof RUN_OPTIONS>
+
+const METHOD_OPTION = {
+  method: { schema: z.enum(TRAIN_METHODS).default(DEFAULT_TRAIN_METHOD), kind: 'string', help: methodHelp(TRAIN_METHODS, DEFAULT_TRAIN_METHOD) },
+} satisfies OptionTable
+
+/** `edpo train`'s table: the run's options, --method, the preference methods' shared options and each method's own. */
+export const TRAIN_OPTIONS = {
+  ...RUN_FOLDER_OPTIONS,
+  ...METHOD_OPTION,
+  ...PREFERENCE_OPTIONS,
+  ...methodOptions(TRAIN_METHODS),
+  ...ENGINE_OPTIONS,
+}
 
 export type TrainOptionName = keyof typeof TRAIN_OPTIONS
-
-/** The command-line flag of an option: learningRate → --learning-rate. */
-export const flagName = (name: string): string => '--' + name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
 
 /**
  * Rejects options the user gave that the chosen method never reads (e.g. --epsilon with --method
  * dpo): they would be silently unused. Only keys present in `input` count, not defaults.
  */
 export function checkMethodOptions(input: Readonly<Record<string, unknown>>): void {
-  const method = input.method ?? 'epsilon-dpo'
+  const method = input.method ?? DEFAULT_TRAIN_METHOD
   if (!(TRAIN_METHODS as readonly unknown[]).includes(method)) return // the schema names a bad --method
-  const unused = Object.entries(TRAIN_OPTIONS as Record<string, OptionSpec>).filter(
-    ([name, spec]) => input[name] !== undefined && spec.methods !== undefined && !spec.methods.includes(method as TrainMethod),
-  )
+  // In the flags' alphabetical order, whatever order the registry lists the methods in.
+  const unused = Object.entries(TRAIN_OPTIONS as OptionTable)
+    .filter(([name, spec]) => input[name] !== undefined && spec.methods !== undefined && !spec.methods.includes(method as TrainMethod))
+    .sort(([a], [b]) => flagName(a).localeCompare(flagName(b)))
   if (unused.length > 0)
     throw new EdpoInputError(
       unused.map(([name, spec]) => `${flagName(name)} applies only to --method ${spec.methods!.join(' or ')}`).join('; ') +
@@ -143,24 +127,49 @@ export function checkMethodOptions(input: Readonly<Record<string, unknown>>): vo
     )
 }
 
-/** The zod object schema of an option table (strict: unknown keys are errors). */
-export function optionsObject<T extends Record<string, OptionSpec>>(table: T) {
-  const shape = Object.fromEntries(Object.entries(table).map(([k, v]) => [k, v.schema])) as { [K in keyof T]: T[K]['schema'] }
-  return z.object(shape).strict()
+/**
+ * A checkpoint's stored config as this version reads it: earlier versions filled in every
+ * method's defaults (a DPO run stored epsilon: 0.01), which no user gave (checkMethodOptions
+ * rejected them), so the options of methods other than the stored one are dropped.
+ */
+export function storedTrainConfig(stored: Record<string, unknown>): Record<string, unknown> {
+  const method = stored.method ?? DEFAULT_TRAIN_METHOD
+  return Object.fromEntries(
+    Object.entries(stored).filter(([name]) => {
+      const spec = (TRAIN_OPTIONS as OptionTable)[name]
+      return spec?.methods === undefined || spec.methods.includes(method as TrainMethod)
+    }),
+  )
 }
 
-export const trainConfigSchema = withLoraChecks(
-  optionsObject(TRAIN_OPTIONS).refine((c) => c.evalData === undefined || c.evalFraction === undefined, {
-    message: 'give evalData or evalFraction, not both',
-    path: ['evalFraction'],
-  }),
-).refine((c) => c.method !== 'tr-dpo' || !usesLora(c), {
-  message:
-    'tr-dpo moves the reference toward the policy, but with LoRA (--lora-r / --adapter) the reference is the base model with the adapters off, which cannot move: use --method epsilon-dpo or dpo with LoRA, or tr-dpo without LoRA',
-  path: ['method'],
-})
+// The options every train config has; each method's config adds its own (and only its own).
+const COMMON_TRAIN_OPTIONS = { ...RUN_FOLDER_OPTIONS, ...PREFERENCE_OPTIONS, ...ENGINE_OPTIONS }
+type CommonTrainConfig = OptionValues<typeof COMMON_TRAIN_OPTIONS>
 
-/** A complete, validated training configuration (defaults filled in). */
-export type TrainConfig = z.infer<typeof trainConfigSchema>
+/** A complete, validated training configuration (defaults filled in); of the method options, only its method's are there. */
+export type TrainConfig = CommonTrainConfig & { method: TrainMethod } & Partial<OptionValues<TrainMethodOptions>>
 /** What a user may pass: everything but model, data and out is optional. */
-export type TrainConfigInput = z.input<typeof trainConfigSchema>
+export type TrainConfigInput = OptionInputs<typeof COMMON_TRAIN_OPTIONS> & {
+  method?: TrainMethod
+} & Partial<OptionInputs<TrainMethodOptions>>
+
+// One object per method: the common options, `method` fixed to it, and its own options (strict:
+// another method's option is an unknown key, so a DPO config has no ε).
+const perMethod = TRAIN_METHODS.map((name) =>
+  optionsObject({ ...COMMON_TRAIN_OPTIONS, ...(METHODS[name].options as OptionTable), method: { ...METHOD_OPTION.method, schema: z.literal(name) } }),
+)
+
+export const trainConfigSchema = withLoraChecks(
+  z
+    .preprocess(
+      (v) => (typeof v === 'object' && v !== null && (v as { method?: unknown }).method === undefined ? { ...v, method: DEFAULT_TRAIN_METHOD } : v),
+      z.discriminatedUnion('method', perMethod as unknown as [(typeof perMethod)[number], ...(typeof perMethod)[number][]]),
+    )
+    .refine((c) => (c as { evalData?: unknown }).evalData === undefined || (c as { evalFraction?: unknown }).evalFraction === undefined, {
+      message: 'give evalData or evalFraction, not both',
+      path: ['evalFraction'],
+    }) as unknown as z.ZodType<TrainConfig, TrainConfigInput>,
+).superRefine((c, ctx) => {
+  const why = (METHODS[c.method] as { withoutLora?: string }).withoutLora
+  if (why !== undefined && usesLora(c)) ctx.addIssue({ code: 'custom', message: why, path: ['method'] })
+})

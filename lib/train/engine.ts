@@ -23,7 +23,7 @@ import { Tensor } from '../core/tensor'
 import { AdamW } from './adamw'
 import { CheckpointManager } from './checkpoints'
 import { saveTrainedModel } from './lora-run'
-import type { TrainConfig } from './config'
+import type { RunConfig } from './config'
 import type { TrainingMethod } from './method'
 import { memoryMetrics, memoryReport, memoryReportEnabled, resetMemoryPeaks } from './memory-report'
 import { type Metrics, MetricsLog } from './metrics-log'
@@ -39,29 +39,27 @@ export class EdpoTrainingError extends EdpoError {
   }
 }
 
-export interface TrainerEvents {
+export interface TrainerEvents<S extends object = Record<string, unknown>> {
   log: [Metrics & { step: number }]
-  step: [TrainerState]
+  step: [TrainerState<S>]
   eval: [Metrics & { step: number }]
   checkpoint: [string]
   /** --profile-steps: the summary.md written after the range's last step. */
   profile: [string]
 }
 
-/** The settings the engine itself reads (both option tables have them). */
-export type EngineConfig = Pick<
-  TrainConfig,
-  | 'model' | 'out' | 'overwriteOutputDir' | 'dtype' | 'device' | 'gradientCheckpointing' | 'groupByLength' | 'batchSize' | 'gradAccumulation'
-  | 'epochs' | 'maxSteps' | 'seed' | 'learningRate' | 'lrScheduler' | 'warmupRatio' | 'weightDecay' | 'adamBeta1' | 'adamBeta2'
-  | 'adamEpsilon' | 'maxGradNorm' | 'logEvery' | 'evalEvery' | 'saveEvery' | 'keepLast' | 'zeroStage' | 'profileSteps'
->
+/** The settings the engine reads: what every run has (RUN_OPTIONS). */
+export type EngineConfig = RunConfig
 
 // Tokenizer and chat-template files copied next to each checkpoint, so it is a usable model folder.
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']
 
-export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> = TrainingMethod<Row>> extends EventEmitter<TrainerEvents> {
+/** The method's own state, as trainer.state.method holds it. */
+type StateOf<M> = M extends TrainingMethod<unknown, infer S> ? S : never
+
+export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, object> = TrainingMethod<Row>> extends EventEmitter<TrainerEvents<StateOf<M>>> {
   readonly config: C
-  readonly state: TrainerState
+  readonly state: TrainerState<StateOf<M>>
   private readonly optimizer: AdamW
   private readonly sampler: PairSampler
   private readonly checkpoints: CheckpointManager
@@ -76,7 +74,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
 
   /** @internal Trainers are made by their static create(). */
   protected constructor(
-    run: Run<C>,
+    run: Run<C, object>,
     /** @internal The loss plug-in (methods/). */
     protected readonly method: M,
   ) {
@@ -101,7 +99,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     }
     this.checkpoints = new CheckpointManager(c.out, c.keepLast)
     this.metricsLog = new MetricsLog(c.out)
-    this.state = new TrainerState(resumed?.file.step ?? 0, totalSteps, 0, this.sampler.currentEpoch)
+    this.state = new TrainerState(resumed?.file.step ?? 0, totalSteps, this.sampler.currentEpoch, method.savedState() as StateOf<M>)
     const range = c.profileSteps === undefined ? undefined : parseStepRange(c.profileSteps)
     const profileDir = path.join(c.out, 'profile', this.dp.world > 1 ? `rank-${this.dp.rank}` : '')
     this.profiler = range ? new StepProfiler(range, c.device, profileDir) : undefined
@@ -110,7 +108,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
   }
 
   /** Runs until totalSteps or `signal` aborts; always ends with a checkpoint of the last step. */
-  async train(opts: { signal?: AbortSignal } = {}): Promise<TrainerState> {
+  async train(opts: { signal?: AbortSignal } = {}): Promise<TrainerState<StateOf<M>>> {
     const { config: c, state } = this
     try {
       while (state.step < state.totalSteps && !(this.dp.group ? this.stopAgreed : opts.signal?.aborted)) {
@@ -194,6 +192,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row> =
     const epoch = position.epoch + position.position / this.method.train.length
     this.state.epoch = epoch
     const after = this.method.afterStep?.(this.state) ?? {}
+    this.state.method = this.method.savedState() as StateOf<M>
     const seconds = (performance.now() - started) / 1000
     this.state.metrics = { ...summary, grad_norm: gradNorm, learning_rate: lr, ...after, tokens_per_second: tokens / seconds, step_time: seconds, epoch, ...memory }
     const written = profiler?.endStep(this.state.step)

@@ -1,11 +1,18 @@
-// What a training method plugs into the engine (lib/train/engine.ts): its data, the model it
-// trains, the loss of one micro-batch, how a step's statistics become metrics, what it does after
-// each optimizer step and what it adds to a checkpoint. The engine owns everything else (sampler,
-// accumulation, clipping, AdamW, schedule, logging, evaluation, checkpoints, resume), so a new
-// method (LoRA, β-DPO) is one file here, never a second loop.
+// What a training method plugs into the engine (lib/train/engine.ts). The contract, in short: a
+// micro-batch in, a loss and a per-example record out (both left on the device); the step's
+// records read back once become its metrics; a hook after each optimizer step; the method's own
+// trainer_state.json fields and checkpoint files. The engine owns everything else (sampler,
+// accumulation, clipping, AdamW, schedule, logging, evaluation, checkpoints, resume).
+// A method is one file in methods/ that exports a MethodSpec (its options, its state, whether it
+// runs a reference, how it loads), listed once in methods/index.ts; the preference methods build
+// on methods/preference-base.ts, so each is its loss and little else.
+import type { z } from 'zod'
+
 import type { CausalLM } from '../model'
 import type { Tensor } from '../core/tensor'
 import type { Metrics } from './metrics-log'
+import type { Run } from './open-run'
+import type { OptionTable, OptionValues } from './option-table'
 import type { TrainerState } from './trainer-state'
 
 /** One micro-batch's result, all on the device: the engine reads nothing of it per micro-batch. */
@@ -21,10 +28,11 @@ export interface MicroBatchOutput {
 /** Metrics of a step or an evaluation pass; `loss` is what the finite-loss check looks at. */
 export type StepSummary = Metrics & { loss: number }
 
-export interface TrainingMethod<Row> {
+export interface TrainingMethod<Row, S extends object = Record<string, unknown>> {
   /** The model the optimizer trains and each checkpoint saves. */
   readonly model: CausalLM
-  /** A frozen model the loss also runs (the preference methods' reference): counted in the memory report. */
+  /** A frozen model the loss also runs (the preference methods' reference): counted in the memory
+   *  report. Absent for reference-free methods (SFT; SimPO-like losses). */
   readonly reference?: CausalLM
   readonly train: readonly Row[]
   readonly eval: readonly Row[] | undefined
@@ -49,9 +57,30 @@ export interface TrainingMethod<Row> {
    */
   lossCount?(rows: readonly Row[]): number
   /** After the optimizer step (state.step is the new step): e.g. β update, reference sync; extra metrics. */
-  afterStep?(state: TrainerState): Metrics
+  afterStep?(state: TrainerState<S>): Metrics
   /** Extra files of a checkpoint (TR-DPO's reference/), written into the temporary folder `dir`. */
   saveFiles?(dir: string): Promise<void>
-  /** The method's own trainer_state.json fields (β, kind). */
-  savedState(): Record<string, unknown>
+  /** The method's own trainer_state.json fields (β, kind), validated on resume by its spec's `state`. */
+  savedState(): S
+}
+
+/** How a method uses a reference model: none (reference-free), a frozen one, or one that moves and each checkpoint saves (reference/). */
+export type ReferenceUse = 'none' | 'frozen' | 'moving'
+
+/** A method as the registry (methods/index.ts) lists it. */
+export interface MethodSpec<C = unknown, Row = unknown, O extends OptionTable = OptionTable, S extends z.ZodRawShape = z.ZodRawShape> {
+  /** How reports and plots name it (ε-DPO). */
+  title: string
+  /** One line for --help. */
+  about: string
+  /** What one training example is: a preference pair (two rows; `edpo train --method`) or one sequence (`edpo sft`). */
+  data: 'pairs' | 'sequences'
+  reference: ReferenceUse
+  /** The options only this method reads (an error with any other method). */
+  options: O
+  /** Its trainer_state.json fields, checked on resume. */
+  state: S
+  /** Why the method cannot train LoRA adapters, where it cannot. */
+  withoutLora?: string
+  load(run: Run<C & OptionValues<O>, z.infer<z.ZodObject<S>>>): Promise<TrainingMethod<Row, z.infer<z.ZodObject<S>>>>
 }

@@ -9,13 +9,14 @@ import type { z } from 'zod'
 import type { LoadSftDataOptions } from '../data'
 import type { DistGroup } from '../distributed/group'
 import { EdpoInputError } from '../core/errors'
-import { CausalLM, type ModelDtype } from '../model'
+import { CausalLM } from '../model'
 import { formatZodError } from '../core/validate'
-import { flagName } from './config'
-import { type LoraConfig, usesLora } from './lora-options'
+import type { RunConfig } from './config'
+import { usesLora } from './lora-options'
 import { attachTrainedLora } from './lora-run'
 import { MetricsLog } from './metrics-log'
 import { checkDevice, checkModelFolder } from './preflight'
+import { flagName } from './option-table'
 import { openRunToResume, prepareNewRun } from './run-folder'
 import { readTrainerState, type SavedState } from './trainer-state'
 
@@ -26,15 +27,6 @@ export interface CreateOptions {
   log?: (line: string) => void
   /** Train as one rank of this process group (joinProcessGroup); rank 0 writes the run folder. */
   dist?: DistGroup
-}
-
-interface RunFolderConfig {
-  model: string
-  out: string
-  overwriteOutputDir: boolean
-  dtype: ModelDtype
-  device: string
-  zeroStage: number
 }
 
 /** A run about to start or continue: its config, the checkpoint resumed from, where notices go. */
@@ -48,29 +40,29 @@ export interface Run<C, S = object> {
   follower?: boolean
 }
 
-export interface RunKind<C, S extends z.ZodRawShape> {
+export interface RunKind<C> {
   config: z.ZodType<C>
-  /** The method's own trainer_state.json fields (e.g. {beta} or {kind: 'sft'}). */
-  state: S
+  /** The trainer_state.json fields of the method `config` runs (e.g. {beta} or {kind: 'sft'}), checked on resume. */
+  state(config: C): z.ZodRawShape
+  /** A stored config as this version reads it (e.g. without the other methods' options an older version filled in). */
+  stored?(config: Record<string, unknown>): Record<string, unknown>
   /** Names the kind of checkpoint in errors about its trainer_state.json. */
   what?: string
 }
 
-export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
-  kind: RunKind<C, S>,
-  input: { overwriteOutputDir?: boolean },
-  opts: CreateOptions,
-): Run<C, z.infer<z.ZodObject<S>>> {
+export function openRun<C extends RunConfig, S extends object>(kind: RunKind<C>, input: { overwriteOutputDir?: boolean }, opts: CreateOptions): Run<C, S> {
   const follower = opts.dist !== undefined && opts.dist.rank !== 0
   // Rank 0 speaks for the run; the others' notices would repeat it.
   const log = follower ? () => {} : (opts.log ?? ((line: string) => process.stderr.write(line + '\n')))
   if (opts.resume !== undefined && input.overwriteOutputDir)
     throw new EdpoInputError(`--resume ${opts.resume} continues a run; --overwrite-output-dir starts over: give one of them`)
   const from = opts.resume !== undefined ? openRunToResume(opts.resume, log) : undefined
-  const resumed = from ? readTrainerState(from.dir, kind.state, kind.what) : undefined
-  const parsed = kind.config.safeParse(resumed ? resumedConfig(resumed.file.config, input, opts.resume!) : input)
+  const stored = from ? readTrainerState(from.dir, {}, kind.what).file.config : undefined
+  const parsed = kind.config.safeParse(stored ? resumedConfig(kind.stored?.(stored) ?? stored, input, opts.resume!) : input)
   if (!parsed.success) throw new EdpoInputError(formatZodError(parsed.error, 'config'))
   const config = parsed.data
+  // The method's own fields, now that the config says which method the checkpoint ran.
+  const resumed = from ? (readTrainerState(from.dir, kind.state(config), kind.what) as Run<C, S>['resumed']) : undefined
   // Each rank of a GPU run uses its own device, cuda:LOCAL_RANK.
   if (opts.dist && config.device.startsWith('cuda')) config.device = `cuda:${opts.dist.localRank}`
   if (!opts.dist && config.zeroStage > 0) log(`note: --zero-stage ${config.zeroStage} shards across ranks; with one process it changes nothing`)
@@ -82,7 +74,7 @@ export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
   checkModelFolder(config.model, resumed ? `--model (as stored in ${resumed.dir})` : '--model')
   const reference = (config as { referenceModel?: string }).referenceModel
   if (reference !== undefined) checkModelFolder(reference, '--reference-model')
-  const adapter = (config as LoraConfig).adapter
+  const adapter = config.adapter
   if (adapter !== undefined && !fs.existsSync(path.join(adapter, 'adapter_config.json')))
     throw new EdpoInputError(`--adapter ${adapter}: no adapter_config.json there (expected a PEFT LoRA adapter folder)`)
   return { config, resumed, log, dist: opts.dist, follower }
@@ -92,20 +84,16 @@ export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
  * openRun on every rank of a group: rank 0 first (it prepares or repairs the run folder), then the
  * others, which only read it. Without a group, openRun.
  */
-export async function openRunOnRanks<C extends RunFolderConfig, S extends z.ZodRawShape>(
-  kind: RunKind<C, S>,
-  input: { overwriteOutputDir?: boolean },
-  opts: CreateOptions,
-): Promise<Run<C, z.infer<z.ZodObject<S>>>> {
+export async function openRunOnRanks<C extends RunConfig, S extends object>(kind: RunKind<C>, input: { overwriteOutputDir?: boolean }, opts: CreateOptions): Promise<Run<C, S>> {
   const group = opts.dist
-  if (!group) return openRun(kind, input, opts)
+  if (!group) return openRun<C, S>(kind, input, opts)
   if (group.rank === 0) {
-    const run = openRun(kind, input, opts)
+    const run = openRun<C, S>(kind, input, opts)
     await group.barrier()
     return run
   }
   await group.barrier()
-  return openRun(kind, input, opts)
+  return openRun<C, S>(kind, input, opts)
 }
 
 function ensureFolderExists(dir: string): void {
@@ -138,7 +126,7 @@ function resumedConfig(stored: Record<string, unknown>, input: object, dir: stri
 }
 
 /** The model a run trains: the checkpoint's when resuming, else config.model; with LoRA, the base with the run's adapters. */
-export async function loadTrainedModel(run: Run<RunFolderConfig & LoraConfig & { seed: number }>): Promise<CausalLM> {
+export async function loadTrainedModel(run: Run<RunConfig>): Promise<CausalLM> {
   const { config: c, resumed } = run
   if (usesLora(c)) {
     run.log(`loading the base model from ${c.model} (${c.dtype}, ${c.device}, frozen) …`)
@@ -152,11 +140,8 @@ export async function loadTrainedModel(run: Run<RunFolderConfig & LoraConfig & {
   return CausalLM.fromPretrained(dir, { dtype: c.dtype, device: c.device })
 }
 
-/** The settings every data loader takes from a run's config (both option tables have them). */
-type DataConfig = Pick<RunFolderConfig, 'model' | 'out'> & Omit<LoadSftDataOptions, 'tokenizer' | 'invalidRowsFile' | 'log'>
-
 /** Loader options for a run: its files, split, truncation and seed; skipped rows go to invalid-rows.jsonl in the run folder. */
-export function dataOptions(run: Run<DataConfig>): LoadSftDataOptions {
+export function dataOptions(run: Run<RunConfig>): LoadSftDataOptions {
   const c = run.config
   run.log(`reading and tokenizing ${[...c.data, ...(c.evalData ?? [])].join(', ')} …`)
   const { data, evalData, evalFraction, maxLength, maxPromptLength, maxCompletionLength, truncationMode, skipInvalid, seed } = c

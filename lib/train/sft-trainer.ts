@@ -4,16 +4,16 @@
 import type { SftData, SftExample } from '../data'
 import type { CausalLM } from '../model'
 import { Engine, type TrainerEvents } from './engine'
-import { SFT_STATE, SftMethod } from './methods/sft'
+import { SFT, type SftMethod } from './methods/sft'
 import { type CreateOptions, openRunOnRanks } from './open-run'
 import { type SftConfig, type SftConfigInput, sftConfigSchema } from './sft-config'
 
-export type SftTrainerEvents = TrainerEvents
+export type SftTrainerEvents = TrainerEvents<{ kind: 'sft' }>
 
 export class SftTrainer extends Engine<SftConfig, SftExample, SftMethod> {
   static async create(input: SftConfigInput, opts: CreateOptions = {}): Promise<SftTrainer> {
-    const run = await openRunOnRanks({ config: sftConfigSchema, state: SFT_STATE, what: 'an edpo sft checkpoint' }, input, opts)
-    return new SftTrainer(run, await SftMethod.load(run))
+    const run = await openRunOnRanks<SftConfig, { kind: 'sft' }>({ config: sftConfigSchema, state: () => SFT.state, what: 'an edpo sft checkpoint' }, input, opts)
+    return new SftTrainer(run, await SFT.load(run))
   }
 
   get model(): CausalLM {

@@ -9,17 +9,17 @@ import { z } from 'zod'
 import type { SamplerState } from '../data'
 import { EdpoInputError } from '../core/errors'
 import { formatZodError } from '../core/validate'
+import type { RunConfig } from './config'
 import { type Metrics, readMetrics } from './metrics-log'
 
-/** Live progress of a Trainer (trainer.state). */
-export class TrainerState {
+/** Live progress of a Trainer (trainer.state); `method` is the method's own state (e.g. ε-DPO's {beta}), as its checkpoint saves it. */
+export class TrainerState<S extends object = Record<string, unknown>> {
   metrics: Metrics = {}
   constructor(
     public step: number,
     public totalSteps: number,
-    /** ε-DPO's current β (0 for SFT, where it has no meaning). */
-    public beta: number,
     public epoch: number,
+    public method: S,
   ) {}
 }
 
@@ -62,22 +62,13 @@ export function readTrainerState<S extends z.ZodRawShape>(dir: string, method: S
   return { dir, file: r.data as SavedState<Record<string, unknown>> & z.infer<z.ZodObject<S>> }
 }
 
-/** The run settings the Hugging Face fields report (both option tables have them). */
-interface HfReported {
-  out: string
-  epochs: number
-  logEvery: number
-  evalEvery: number
-  saveEvery: number
-  batchSize: number
-}
 
 /**
  * The fields of Hugging Face's trainer_state.json, so its tooling (log_history plots, step and
  * epoch readers) reads an edpo checkpoint; edpo's own fields sit beside them. log_history is
  * metrics.jsonl up to this step, in order.
  */
-export function hfTrainerStateFields(step: number, totalSteps: number, epoch: number, c: HfReported): Record<string, unknown> {
+export function hfTrainerStateFields(step: number, totalSteps: number, epoch: number, c: RunConfig): Record<string, unknown> {
   return {
     global_step: step,
     max_steps: totalSteps,

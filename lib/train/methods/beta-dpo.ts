@@ -10,10 +10,32 @@
 // floats back once per micro-batch; the fused ε-DPO path reads nothing until the step's end.
 import { z } from 'zod'
 
+import type { TokenizedPair } from '../../data'
 import { EdpoInputError } from '../../core/errors'
 import { PAIR_RECORD_COLUMNS } from '../../core/pair-record'
 import { nextUniform } from '../../core/rng'
 import { Tensor } from '../../core/tensor'
+import type { MethodSpec } from '../method'
+import type { Metrics } from '../metrics-log'
+import type { Run } from '../open-run'
+import type { OptionTable, OptionValues } from '../option-table'
+import {
+  BETA_STATE,
+  type BetaState,
+  loadPreferenceParts,
+  type PairBatch,
+  type PreferenceConfig,
+  PreferenceMethod,
+  type PreferenceParts,
+  REFERENCE_OPTIONS,
+} from './preference-base'
+
+export const BETA_DPO_OPTIONS = {
+  ...REFERENCE_OPTIONS,
+  betaDpoAlpha: { schema: z.number().min(0).default(0.6), kind: 'number', help: 'beta-dpo: α, β = β0·(1 + α·(M̄ − M0)) per micro-batch (docs/beta-dpo.md)' },
+  betaDpoRho: { schema: z.number().min(0).lt(1).default(0.2), kind: 'number', help: 'beta-dpo: ρ, the fraction of each micro-batch filtered out' },
+  betaDpoMomentum: { schema: z.number().min(0).lt(1).default(0.9), kind: 'number', help: 'beta-dpo: m, momentum of the margin statistics M0 and σ' },
+} satisfies OptionTable
 
 /** The paper's hyperparameters: β0 (the base β), α (scale), ρ (filtered fraction), m (momentum). */
 export interface BetaDpoOptions {
@@ -181,3 +203,61 @@ export function betaDpoLoss(
   }
   return { loss, record: Tensor.from(record, [B, k], { device }), calibration: cal }
 }
+
+/** β-DPO's trainer_state.json: the (unchanging) β0 as every preference method keeps it, and the calibrator's state. */
+export const BETA_DPO_SAVED = { ...BETA_STATE, betaDpo: BETA_DPO_STATE }
+type BetaDpoSaved = BetaState & { betaDpo: BetaDpoState }
+
+export class BetaDpoMethod extends PreferenceMethod {
+  /** The batch β of each training micro-batch of the current step. */
+  private stepBetas: number[] = []
+
+  constructor(
+    parts: PreferenceParts,
+    private readonly calibrator: BetaDpoCalibrator,
+  ) {
+    super(parts)
+  }
+
+  /** Sequence sums of both models, one read of them (its filtering samples on the host from the margins), then the loss. */
+  protected async pairLoss(batch: PairBatch): Promise<{ loss: Tensor; record: Tensor }> {
+    const seq = await this.sequenceStats({ ...batch, heads: this.withReference(batch.heads) })
+    const rows = 2 * batch.pairs
+    const both = Tensor.cat([seq.logps.detach(), seq.referenceLogps!, seq.tokenCount.to('float64'), seq.inputError.reshape([1]).to('float64')])
+    const host = both.toArray() as Float64Array
+    const sums = { policy: host.slice(0, rows), reference: host.slice(rows, 2 * rows), tokens: host.slice(2 * rows, 3 * rows) }
+    const out = betaDpoLoss(seq.logps, sums, this.calibrator, batch.grad, host[3 * rows]!, this.config.device)
+    if (batch.grad) this.stepBetas.push(out.calibration.beta)
+    for (const t of [both, seq.correct, seq.tokenCount, seq.referenceLogps!, seq.kl, seq.inputError]) t?.dispose()
+    return { loss: out.loss, record: out.record }
+  }
+
+  /** The step's mean batch β and the momentum statistics. */
+  override afterStep(): Metrics {
+    this.beta.finishStep()
+    const s = this.calibrator.state
+    const betas = this.stepBetas
+    this.stepBetas = []
+    return { 'kl/beta': betas.reduce((a, b) => a + b, 0) / Math.max(1, betas.length), 'beta_dpo/m0': s.m0, 'beta_dpo/sigma': s.sigma }
+  }
+
+  override savedState(): BetaDpoSaved {
+    return { beta: this.beta.beta, betaDpo: this.calibrator.state }
+  }
+}
+
+type BetaDpoConfig = PreferenceConfig & OptionValues<typeof BETA_DPO_OPTIONS>
+
+export const BETA_DPO = {
+  title: 'β-DPO',
+  about: 'β-DPO: a batch-level β and β-guided filtering of the pairs (--beta-dpo-alpha, --beta-dpo-rho, --beta-dpo-momentum)',
+  data: 'pairs',
+  reference: 'frozen',
+  options: BETA_DPO_OPTIONS,
+  state: BETA_DPO_SAVED,
+  async load(run: Run<BetaDpoConfig, BetaDpoSaved>) {
+    const c = run.config
+    const calibrator = new BetaDpoCalibrator({ beta0: c.beta, alpha: c.betaDpoAlpha, rho: c.betaDpoRho, momentum: c.betaDpoMomentum }, c.seed, run.resumed?.file.betaDpo)
+    return new BetaDpoMethod(await loadPreferenceParts(run, { reference: 'frozen' }), calibrator)
+  },
+} satisfies MethodSpec<PreferenceConfig, TokenizedPair, typeof BETA_DPO_OPTIONS, typeof BETA_DPO_SAVED>

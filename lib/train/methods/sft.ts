@@ -7,14 +7,21 @@ import { collateSequences, loadSftData, type SftData, type SftExample } from '..
 import { modelSequenceStats } from '../../eval/sequence-logps'
 import type { CausalLM } from '../../model'
 import { Tensor } from '../../core/tensor'
-import type { MicroBatchOutput, StepSummary, TrainingMethod } from '../method'
+import type { MethodSpec, MicroBatchOutput, StepSummary, TrainingMethod } from '../method'
 import { dataOptions, loadTrainedModel, type Run } from '../open-run'
+import type { OptionTable } from '../option-table'
 import type { SftConfig } from '../sft-config'
 
 /** What this method adds to trainer_state.json: a tag, so a DPO run cannot resume an SFT checkpoint. */
 export const SFT_STATE = { kind: z.literal('sft') }
+type SftSaved = { kind: 'sft' }
 
-export class SftMethod implements TrainingMethod<SftExample> {
+/** SFT's own defaults over the run's options. */
+export const SFT_OPTIONS_OWN = {
+  learningRate: { schema: z.number().positive().default(1e-5), kind: 'number', help: 'peak learning rate' },
+} satisfies OptionTable
+
+export class SftMethod implements TrainingMethod<SftExample, SftSaved> {
   private constructor(
     readonly config: SftConfig,
     readonly model: CausalLM,
@@ -28,7 +35,7 @@ export class SftMethod implements TrainingMethod<SftExample> {
     return this.data.eval
   }
 
-  static async load(run: Run<SftConfig>): Promise<SftMethod> {
+  static async load(run: Run<SftConfig, SftSaved>): Promise<SftMethod> {
     const data = await loadSftData(dataOptions(run))
     return new SftMethod(run.config, await loadTrainedModel(run), data)
   }
@@ -69,7 +76,17 @@ export class SftMethod implements TrainingMethod<SftExample> {
     return { loss: -logps / Math.max(1, tokens), token_accuracy: correct / Math.max(1, tokens) }
   }
 
-  savedState(): { kind: 'sft' } {
+  savedState(): SftSaved {
     return { kind: 'sft' }
   }
 }
+
+export const SFT = {
+  title: 'SFT',
+  about: 'supervised fine-tuning: cross-entropy on the completion tokens (edpo sft)',
+  data: 'sequences',
+  reference: 'none',
+  options: SFT_OPTIONS_OWN,
+  state: SFT_STATE,
+  load: (run: Run<SftConfig, SftSaved>) => SftMethod.load(run),
+} satisfies MethodSpec<SftConfig, SftExample, typeof SFT_OPTIONS_OWN, typeof SFT_STATE>

@@ -2,8 +2,8 @@
 // controlled noise under which the paper's instance-level adaptivity argument can be measured.
 // Exactly round(p·N) pairs flip; which ones is a function of the seed alone (a partial
 // Fisher–Yates shuffle with mulberry32), so every method at one seed sees the same noisy data.
-import type { TokenizedPair } from '../data'
-import { rng } from '../core/rng'
+import type { TokenizedPair } from '../../data'
+import { rng } from '../../core/rng'
 
 /** The flipped pairs' indices (ascending) among `count`, for fraction `p` and `seed`. */
 export function noisyPairIndices(count: number, p: number, seed: number): number[] {

@@ -1,8 +1,8 @@
 // Per-step preference metrics (spec §7, names as TRL logs them), from host copies of the ε-DPO
 // op's per-pair records (lib/pair-record.ts) of the micro-batches of one optimizer step, or of an
 // evaluation pass. The records stay on the device until the step ends; one read brings them all.
-import type { PairRecordColumns } from '../core/pair-record'
-import type { Metrics } from './metrics-log'
+import type { PairRecordColumns } from '../../core/pair-record'
+import type { Metrics } from '../metrics-log'
 
 /**
  * Every metric is a mean over all pairs of the step, so batches of different sizes weigh by their

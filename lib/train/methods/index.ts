@@ -1,0 +1,63 @@
+// The method registry: every training method by the name `--method` and config files use. The
+// commands' --method choices and help, the training config's schema (each method's own options,
+// an error with another method), resume (each method's trainer_state.json fields) and `edpo plan`
+// (whether a method runs a reference) all read this one list. Adding a method: its file in this
+// folder, one line here.
+import type { MethodSpec, ReferenceUse } from '../method'
+import type { OptionSpec, OptionTable } from '../option-table'
+import { BETA_DPO } from './beta-dpo'
+import { DPO, EPSILON_DPO } from './epsilon-dpo'
+import { SFT } from './sft'
+import { TR_DPO } from './tr-dpo'
+
+/** Every method; the first is `edpo train`'s default. */
+export const METHODS = {
+  'epsilon-dpo': EPSILON_DPO,
+  dpo: DPO,
+  'tr-dpo': TR_DPO,
+  'beta-dpo': BETA_DPO,
+  sft: SFT,
+} as const satisfies Record<string, Pick<MethodSpec, 'data' | 'reference' | 'options' | 'state'>>
+
+export type MethodName = keyof typeof METHODS
+type Methods = typeof METHODS
+/** The methods `edpo train --method` runs: those trained on preference pairs. */
+export type TrainMethod = { [K in MethodName]: Methods[K]['data'] extends 'pairs' ? K : never }[MethodName]
+
+export const METHOD_NAMES = Object.keys(METHODS) as [MethodName, ...MethodName[]]
+export const TRAIN_METHODS = METHOD_NAMES.filter((name) => METHODS[name].data === 'pairs') as [TrainMethod, ...TrainMethod[]]
+export const DEFAULT_TRAIN_METHOD: TrainMethod = TRAIN_METHODS[0]
+
+/** The spec of `name`, or undefined when no method is called so (e.g. in a stranger's trainer_state.json). */
+export function methodSpec(name: unknown): Methods[MethodName] | undefined {
+  return typeof name === 'string' && Object.hasOwn(METHODS, name) ? METHODS[name as MethodName] : undefined
+}
+
+/** Whether `name` runs a reference, and how (`edpo plan`, `edpo eval`). */
+export function methodReference(name: MethodName): ReferenceUse {
+  return METHODS[name].reference
+}
+
+/** `--method`'s help line, from the list. */
+export function methodHelp(names: readonly MethodName[], fallback?: MethodName): string {
+  return names.map((n) => (n === fallback ? `${n} (default)` : n)).join(', ')
+}
+
+type UnionToIntersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: infer I) => void ? I : never
+/** Every train method's own options, in one table (what `edpo train`'s flags add). */
+export type TrainMethodOptions = UnionToIntersection<Methods[TrainMethod]['options']>
+
+/**
+ * The options of `names`, each tagged with the methods that declare it (`methods`: an error with
+ * any other method). An option several methods declare (labelSmoothing) is listed once; its
+ * flag's value check and help come from the first, each method's config from its own.
+ */
+export function methodOptions(names: readonly TrainMethod[]): TrainMethodOptions {
+  const table: Record<string, OptionSpec> = {}
+  for (const name of names)
+    for (const [key, spec] of Object.entries(METHODS[name].options as OptionTable)) {
+      const seen = table[key]
+      table[key] = seen ? { ...seen, methods: [...seen.methods!, name] } : { ...spec, methods: [name] }
+    }
+  return table as TrainMethodOptions
+}
