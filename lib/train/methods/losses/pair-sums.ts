@@ -13,6 +13,8 @@ export interface PairSums {
   tokens: Tensor
   /** Σ_t log π_ref(y_t): the frozen reference's (never differentiated); for the methods that use one. */
   reference?: Tensor
+  /** The per-sequence op's input-error flag (a scalar), copied into the record's inputError column. */
+  inputError?: Tensor
 }
 
 /** Columns of a baseline's per-pair record (float64 [B, k]); a method leaves the ones it has not at 0. */
@@ -35,6 +37,8 @@ export const BASELINE_RECORD_COLUMNS = [
   'kl',
   'chosenTokens',
   'rejectedTokens',
+  // The per-sequence op's device-side input-error flag (INPUT_ERRORS), the same on every pair.
+  'inputError',
 ] as const
 export type BaselineRecordColumn = (typeof BASELINE_RECORD_COLUMNS)[number]
 
@@ -55,6 +59,7 @@ export interface SplitSums {
   rejectedTokens: Tensor
   refChosen?: Tensor
   refRejected?: Tensor
+  inputError?: Tensor
 }
 
 /** Checks the shapes (one even-length vector each) and splits the rows into chosen and rejected. */
@@ -80,6 +85,7 @@ export function splitPairSums(method: string, s: PairSums, needsReference: boole
     rejectedTokens: tokens.narrow(0, B, B),
     refChosen: ref?.narrow(0, 0, B),
     refRejected: ref?.narrow(0, B, B),
+    inputError: s.inputError,
   }
 }
 
@@ -115,7 +121,8 @@ export function log1mExp(x: Tensor): Tensor {
 export function pairRecord(s: SplitSums, columns: Partial<Record<BaselineRecordColumn, Tensor | number>>): Tensor {
   const device = s.chosen.device
   const cols = BASELINE_RECORD_COLUMNS.map((name) => {
-    const v = name === 'chosenTokens' ? s.chosenTokens : name === 'rejectedTokens' ? s.rejectedTokens : columns[name]
+    const own = { chosenTokens: s.chosenTokens, rejectedTokens: s.rejectedTokens, inputError: s.inputError?.reshape([]) } as Partial<Record<BaselineRecordColumn, Tensor>>
+    const v = name in own ? own[name] : columns[name]
     if (v === undefined) return Tensor.zeros([s.pairs], { dtype: 'float64', device })
     if (typeof v === 'number') return Tensor.full([s.pairs], v, { dtype: 'float64', device })
     const d = v.detach().to('float64')
