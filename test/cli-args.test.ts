@@ -7,7 +7,7 @@ import * as path from 'node:path'
 import t from 'tap'
 
 import { formatHelp, parseArgs } from '../lib/cli/args'
-import { TRAIN_OPTIONS, trainConfigSchema } from '../lib/train/config'
+import { TRAIN_METHODS, TRAIN_OPTIONS, trainConfigSchema } from '../lib/train/config'
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-cli-'))
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -113,7 +113,9 @@ t.test('value errors name what the user typed, never the internal camelCase path
 
 t.test('--help shows enum choices, TRL names, required options and --resume', (t) => {
   const help = formatHelp('edpo train [options]', 'Train.', TRAIN_OPTIONS, [['--resume <run dir>', 'continue']])
-  t.match(help, /--method <epsilon-dpo\|dpo\|tr-dpo\|beta-dpo>/)
+  // Every method of the registry, the comparison set included.
+  t.match(help, `--method <${TRAIN_METHODS.join('|')}>`)
+  for (const m of ['epsilon-dpo', 'dpo', 'tr-dpo', 'beta-dpo', 'ipo', 'simpo', 'cpo', 'orpo', 'r-dpo', 'slic-hf', 'hinge', 'rrhf', 'kto']) t.ok(TRAIN_METHODS.includes(m as never), `--method ${m}`)
   t.match(help, /--dtype <float32\|bfloat16\|float16\|float64>/)
   t.match(help, /--batch-size <value> .*\[TRL: per_device_train_batch_size\]/)
   t.match(help, /--model <value> .*\(required\)/)

@@ -6,8 +6,16 @@
 import type { MethodSpec, ReferenceUse } from '../method'
 import type { OptionSpec, OptionTable } from '../option-table'
 import { BETA_DPO } from './beta-dpo'
+import { CPO } from './cpo'
 import { DPO, EPSILON_DPO } from './epsilon-dpo'
+import { IPO } from './ipo'
+import { KTO } from './kto'
+import { ORPO } from './orpo'
+import { R_DPO } from './r-dpo'
+import { RRHF } from './rrhf'
 import { SFT } from './sft'
+import { SIMPO } from './simpo'
+import { SLIC_HF } from './slic-hf'
 import { TR_DPO } from './tr-dpo'
 
 /** Every method; the first is `edpo train`'s default. */
@@ -16,6 +24,16 @@ export const METHODS = {
   dpo: DPO,
   'tr-dpo': TR_DPO,
   'beta-dpo': BETA_DPO,
+  // The paper's comparison set (docs/methods.md); hinge is TRL's loss_type name for SLiC-HF.
+  ipo: IPO,
+  simpo: SIMPO,
+  cpo: CPO,
+  orpo: ORPO,
+  'r-dpo': R_DPO,
+  'slic-hf': SLIC_HF,
+  hinge: SLIC_HF,
+  rrhf: RRHF,
+  kto: KTO,
   sft: SFT,
 } as const satisfies Record<string, Pick<MethodSpec, 'data' | 'reference' | 'options' | 'state'>>
 

@@ -1,0 +1,89 @@
+// What the paper's comparison set (IPO, SimPO, CPO, ORPO, R-DPO, SLiC-HF, RRHF, KTO) shares on
+// top of the preference base: the per-sequence sums of the 2B rows from the chunked op (no
+// [B, T, V] logits; the reference's only where the method has one), one loss of losses/, and
+// metrics in TRL's names from its per-pair record (BASELINE_RECORD_COLUMNS). β stays as given.
+import type { TokenizedPair } from '../../data'
+import { checkInputErrors } from '../../core/pair-record'
+import type { Tensor } from '../../core/tensor'
+import type { MicroBatchOutput, StepSummary } from '../method'
+import type { Metrics } from '../metrics-log'
+import { BASELINE_RECORD_COLUMNS, type BaselineLoss, type BaselineRecordColumn, type PairSums } from './losses'
+import { type PairBatch, PreferenceMethod, type PreferenceParts } from './preference-base'
+
+/** The TRL metrics a method adds to the common ones (rewards/*, logps/*, loss). */
+export type BaselineMetric = 'nll_loss' | 'log_odds_ratio' | 'log_odds_chosen' | 'kl'
+
+const METRIC_COLUMN: Record<BaselineMetric, BaselineRecordColumn> = {
+  nll_loss: 'nll',
+  log_odds_ratio: 'logOddsRatio',
+  log_odds_chosen: 'logOdds',
+  kl: 'kl',
+}
+
+/** What a loss may read besides the sums: the micro-batch and its rows (KTO's KL rows), the method's models. */
+export interface BaselineContext {
+  batch: PairBatch
+  rows: readonly TokenizedPair[]
+  method: BaselineMethod
+}
+
+export interface BaselineSpec {
+  /** The loss of one micro-batch's sums, with the run's β. */
+  loss(sums: PairSums, beta: number, ctx: BaselineContext): Promise<BaselineLoss> | BaselineLoss
+  metrics: readonly BaselineMetric[]
+}
+
+export class BaselineMethod extends PreferenceMethod {
+  constructor(
+    parts: PreferenceParts,
+    private readonly spec: BaselineSpec,
+  ) {
+    super(parts)
+  }
+
+  private rows: readonly TokenizedPair[] = []
+
+  override microBatch(rows: readonly TokenizedPair[], o: { grad: boolean; lap?: (section: string) => void }): Promise<MicroBatchOutput> {
+    this.rows = rows
+    return super.microBatch(rows, o)
+  }
+
+  protected async pairLoss(batch: PairBatch): Promise<{ loss: Tensor; record: Tensor }> {
+    const stats = await this.sequenceStats(batch)
+    const sums = { policy: stats.logps, tokens: stats.tokenCount, reference: stats.referenceLogps, inputError: stats.inputError }
+    const out = await this.spec.loss(sums, this.beta.beta, { batch, rows: this.rows, method: this })
+    for (const t of [stats.correct, stats.kl, stats.tokenCount, stats.referenceLogps, stats.inputError]) t?.dispose()
+    return out
+  }
+
+  /** Metrics of the step's pairs, as TRL names them; every one a mean over the pairs. */
+  override summarize(stats: readonly Float64Array[], _training: boolean): StepSummary {
+    const k = BASELINE_RECORD_COLUMNS.length
+    const rows = stats.flatMap((s) => Array.from({ length: s.length / k }, (_, i) => s.subarray(i * k, (i + 1) * k)))
+    const col = (name: BaselineRecordColumn) => rows.map((r) => r[BASELINE_RECORD_COLUMNS.indexOf(name)]!)
+    checkInputErrors(col('inputError'))
+    const chosen = col('chosenRewards')
+    const rejected = col('rejectedRewards')
+    const margins = chosen.map((v, i) => v - rejected[i]!)
+    const out: Metrics & { loss: number } = {
+      loss: mean(col('loss')),
+      'rewards/chosen': mean(chosen),
+      'rewards/rejected': mean(rejected),
+      'rewards/accuracies': mean(margins.map((m) => (m > 0 ? 1 : 0))),
+      'rewards/margins': mean(margins),
+      'logps/chosen': mean(col('chosenLogps')),
+      'logps/rejected': mean(col('rejectedLogps')),
+    }
+    for (const m of this.spec.metrics) out[m] = mean(col(METRIC_COLUMN[m]))
+    return out
+  }
+
+  /** β is fixed for these methods: nothing moves after a step. */
+  override afterStep(): Metrics {
+    return {}
+  }
+}
+
+function mean(xs: readonly number[]): number {
+  return xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length
+}

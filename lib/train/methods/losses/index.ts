@@ -1,0 +1,10 @@
+// The baseline preference losses of the paper's comparison set, one file each (docs/methods.md).
+export { cpoLoss, type CpoOptions } from './cpo'
+export { ipoLoss, type IpoOptions } from './ipo'
+export { type KtoKlSums, ktoLoss, type KtoOptions } from './kto'
+export { ORPO_MAX_MEAN_LOGP, orpoLoss, type OrpoOptions } from './orpo'
+export { BASELINE_RECORD_COLUMNS, type BaselineLoss, type BaselineRecordColumn, type PairSums } from './pair-sums'
+export { rDpoLoss, type RDpoOptions } from './r-dpo'
+export { rrhfLoss, type RrhfOptions } from './rrhf'
+export { simpoLoss, type SimpoOptions } from './simpo'
+export { slicHfLoss, type SlicHfOptions } from './slic-hf'
