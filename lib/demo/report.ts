@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { curvesSpec, winRateKlSpec, writeSvg } from '../eval/plots'
-import type { DemoResult } from './pipeline'
+import type { DemoResult } from './result'
 
 type ReportInput = Omit<DemoResult, 'files'>
 
