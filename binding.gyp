@@ -14,6 +14,8 @@
         "csrc/js_model.cc",
         "csrc/js_op_binding.cc",
         "csrc/js_op_table.cc",
+        "csrc/js_op_table_kernels.cc",
+        "csrc/js_op_table_loss.cc",
         "csrc/js_optim.cc",
         "csrc/js_profiler.cc",
         "csrc/js_runtime.cc",

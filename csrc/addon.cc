@@ -9,14 +9,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // First: the counting CPU allocator must see the tensors the other Init* make.
   edpo_js::InitMemory(env, exports);
   edpo_js::TensorWrap::Init(env, exports);
-  edpo_js::InitTensorFactories(env, exports);
   edpo_js::InitOps(env, exports);
-  edpo_js::InitIo(env, exports);
-  edpo_js::InitRuntime(env, exports);
-  edpo_js::InitOptim(env, exports);
-  edpo_js::InitModel(env, exports);
   edpo_js::InitDist(env, exports);
-  edpo_js::InitProfiler(env, exports);
   return exports;
 }
 

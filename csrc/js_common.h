@@ -122,15 +122,11 @@ void set_configured_threads(int threads);
 using NamedCallback = std::pair<const char*, Napi::Value (*)(const Napi::CallbackInfo&)>;
 void export_functions(Napi::Env env, Napi::Object exports, std::initializer_list<NamedCallback> functions);
 
-void InitTensorFactories(Napi::Env env, Napi::Object exports);
+// Every declared entry (js_op_table.h) and opDeclarations().
 void InitOps(Napi::Env env, Napi::Object exports);
-void InitIo(Napi::Env env, Napi::Object exports);
-void InitRuntime(Napi::Env env, Napi::Object exports);
-void InitOptim(Napi::Env env, Napi::Object exports);
-void InitModel(Napi::Env env, Napi::Object exports);
 void InitDist(Napi::Env env, Napi::Object exports);
+// Installs the counting CPU allocator (before any tensor is made).
 void InitMemory(Napi::Env env, Napi::Object exports);
-void InitProfiler(Napi::Env env, Napi::Object exports);
 // Whether profilerStart has run without its profilerStop (js_profiler.cc).
 bool profiler_active();
 

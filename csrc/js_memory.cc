@@ -24,6 +24,7 @@
 #endif
 
 #include "js_common.h"
+#include "js_op_table.h"
 
 namespace edpo_js {
 namespace {
@@ -253,80 +254,108 @@ void install_counting_allocator() {
   });
 }
 
-// memoryStats() → {tensorBytes, peakTensorBytes, cachedBytes, cacheHits, cacheMisses, cacheResized,
-// heapBytes, heapFreeBytes, mmapBytes}: the CPU tensor bytes live now and at the peak since
-// resetPeakMemory(); the block cache (bytes mapped by freed large blocks, and how requests were
-// served); glibc's heaps (all arenas), the free bytes they hold (retained, still counted in RSS
-// unless trimmed) and its mmap'd blocks (the large tensor blocks are not among them: the cache maps those).
-Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    Napi::Env env = info.Env();
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("tensorBytes", Napi::Number::New(env, double(live_bytes.load())));
-    r.Set("peakTensorBytes", Napi::Number::New(env, double(peak_bytes.load())));
-#if defined(EDPO_BLOCK_CACHE)
-    const BlockCache::Stats c = block_cache().stats();
-    r.Set("cachedBytes", Napi::Number::New(env, double(c.cached)));
-    r.Set("cacheHits", Napi::Number::New(env, double(c.hits)));
-    r.Set("cacheMisses", Napi::Number::New(env, double(c.misses)));
-    r.Set("cacheResized", Napi::Number::New(env, double(c.resized)));
-#endif
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
-    const struct mallinfo2 m = mallinfo2();
-    r.Set("heapBytes", Napi::Number::New(env, double(m.arena)));
-    r.Set("heapFreeBytes", Napi::Number::New(env, double(m.fordblks)));
-    r.Set("mmapBytes", Napi::Number::New(env, double(m.hblkhd)));
-#endif
-    return r;
-  });
-}
-
-Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
-  peak_bytes.store(live_bytes.load());
-  return info.Env().Undefined();
-}
-
-// storageBytes(tensors) → the bytes of their distinct storages (shared storage counted once).
-Napi::Value StorageBytes(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    std::unordered_set<const void*> seen;
-    double total = 0;
-    for (const auto& t : arg_tensor_list(info[0], "tensors", false)) {
-      const c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
-      if (seen.insert(s).second) total += double(s->nbytes());
-    }
-    return Napi::Number::New(info.Env(), total);
-  });
-}
-
 // Below this many free bytes in glibc's heaps, trimHeap() leaves them: malloc_trim walks every
 // free chunk and madvises its pages (0.1-0.9 ms per step of the tiny test llama with 2.5-13 MB
 // free, up to 9% of its step, measured with --profile-steps), while mallinfo2 only sums the bins
 // (~0.01 ms). What stays is bounded by this, not growing from step to step.
 constexpr size_t kTrimFreeBytes = size_t(8) << 20;
 
-// trimHeap() gives the free pages glibc's heaps hold back to the OS (malloc_trim) once they add up
-// to kTrimFreeBytes.
-Napi::Value TrimHeap(const Napi::CallbackInfo& info) {
+// Gives the free pages glibc's heaps hold back to the OS (malloc_trim) once they add up to
+// kTrimFreeBytes.
+void trim_heap() {
 #if defined(__GLIBC__)
 #if __GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33)
-  if (mallinfo2().fordblks < kTrimFreeBytes) return info.Env().Undefined();
+  if (mallinfo2().fordblks < kTrimFreeBytes) return;
 #endif
   malloc_trim(0);
 #endif
-  return info.Env().Undefined();
+}
+
+// The bytes of the tensors' distinct storages (shared storage counted once).
+double storage_bytes(const std::vector<at::Tensor>& tensors) {
+  std::unordered_set<const void*> seen;
+  double total = 0;
+  for (const auto& t : tensors) {
+    const c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
+    if (seen.insert(s).second) total += double(s->nbytes());
+  }
+  return total;
+}
+
+// The CPU tensor bytes live now and at the peak since resetPeakMemory(); the block cache (bytes
+// mapped by freed large blocks, and how requests were served); glibc's heaps (all arenas), the
+// free bytes they hold (retained, still counted in RSS unless trimmed) and its mmap'd blocks (the
+// large tensor blocks are not among them: the cache maps those). Absent fields: not on this build.
+OpResults memory_stats() {
+  OpResults r(9);
+  r[0] = double(live_bytes.load());
+  r[1] = double(peak_bytes.load());
+#if defined(EDPO_BLOCK_CACHE)
+  const BlockCache::Stats c = block_cache().stats();
+  r[2] = double(c.cached);
+  r[3] = double(c.hits);
+  r[4] = double(c.misses);
+  r[5] = double(c.resized);
+#endif
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  const struct mallinfo2 m = mallinfo2();
+  r[6] = double(m.arena);
+  r[7] = double(m.fordblks);
+  r[8] = double(m.hblkhd);
+#endif
+  return r;
 }
 
 }  // namespace
 
-void InitMemory(Napi::Env env, Napi::Object exports) {
-  install_counting_allocator();
-  export_functions(env, exports, {
-                                      {"memoryStats", MemoryStats},
-                                      {"resetPeakMemory", ResetPeakMemory},
-                                      {"storageBytes", StorageBytes},
-                                      {"trimHeap", TrimHeap},
-                                  });
+void InitMemory(Napi::Env, Napi::Object) { install_counting_allocator(); }
+
+void declare_memory_ops(std::vector<OpDecl>& ops) {
+  using R = ResultKind;
+  const auto number = [](const char* name, bool optional, const char* doc) { return ResultDecl{name, optional, doc, R::Number}; };
+  ops.push_back({"memoryStats",
+                 "CPU tensor bytes (counted by the addon's allocator) and glibc's heaps; the heap fields are absent without "
+                 "glibc ≥ 2.33.",
+                 {},
+                 {number("tensorBytes", false, "CPU tensor bytes live now."),
+                  number("peakTensorBytes", false, "Their peak since resetPeakMemory()."),
+                  number("cachedBytes", true,
+                         "Linux: bytes of freed large tensor blocks the addon's allocator keeps mapped for reuse (bounded by "
+                         "the peak of live tensor bytes)."),
+                  number("cacheHits", true,
+                         "Linux: large-block requests served by a cached block of the same length (cacheMisses: those that "
+                         "were not: resized from the nearest cached block, or newly mapped)."),
+                  number("cacheMisses", true, "Linux: large-block requests no cached block of the same length served."),
+                  number("cacheResized", true, "Linux: misses served by resizing the cached block nearest in length (mremap keeps its pages)."),
+                  number("heapBytes", true, "glibc: the bytes of its heaps (all arenas)."),
+                  number("heapFreeBytes", true, "glibc: the free bytes its heaps hold (still counted in RSS unless trimmed)."),
+                  number("mmapBytes", true, "glibc: its mmap'd blocks.")},
+                 [](const OpArgs&) { return memory_stats(); },
+                 Call::Positional, Mode::Sync, Returns::Fields, "NativeMemoryStats"});
+  ops.push_back({"resetPeakMemory",
+                 "Starts a new peak of live CPU tensor bytes (memoryStats().peakTensorBytes) from the bytes live now.",
+                 {},
+                 {},
+                 [](const OpArgs&) -> OpResults {
+                   peak_bytes.store(live_bytes.load());
+                   return {};
+                 },
+                 Call::Positional, Mode::Sync, Returns::Value});
+  ops.push_back({"storageBytes",
+                 "The bytes of the tensors' distinct storages (aliases such as a tied lm_head count once).",
+                 {{"tensors", ArgKind::TensorList, "The tensors."}},
+                 {number("bytes", false, "Their storages' bytes.")},
+                 [](const OpArgs& a) -> OpResults { return {storage_bytes(a.list("tensors"))}; },
+                 Call::Positional, Mode::Sync, Returns::Value});
+  ops.push_back({"trimHeap",
+                 "Gives the free pages glibc's heaps hold back to the OS once they add up to 8 MiB.",
+                 {},
+                 {},
+                 [](const OpArgs&) -> OpResults {
+                   trim_heap();
+                   return {};
+                 },
+                 Call::Positional, Mode::Sync, Returns::Value});
 }
 
 }  // namespace edpo_js

@@ -1,13 +1,17 @@
-// The native ops, each declared once: name, doc, arguments (name, kind, doc, default), results and
-// the function that runs it. js_op_binding.cc turns every declaration into `name` and `nameAsync`
-// on the addon and exports the declarations (opDeclarations()), from which
-// scripts/gen-op-types.js writes the TypeScript types (lib/ops-generated.ts).
+// Every entry of the addon, each declared once: name, doc, how JS calls it, arguments (name, kind,
+// doc, default, bound), results and the function that runs it. js_op_binding.cc turns every
+// declaration into its JS function(s) (and the Tensor.op methods) with one strict argument reader,
+// and exports the declarations (opDeclarations()), from which scripts/gen-op-types.js writes the
+// TypeScript surface (lib/core/ops-generated.ts). Each area declares its entries beside their code
+// (declare_*_ops below); op_table() lists them in a fixed order.
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include <cmath>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -15,38 +19,47 @@
 namespace edpo::models {
 class CausalLM;
 }
-namespace Napi {
-class Value;
+namespace edpo::dist {
+class Group;
 }
+namespace Napi {
+class Env;
+class Value;
+}  // namespace Napi
 
 namespace edpo_js {
 
 using ModelPtr = std::shared_ptr<edpo::models::CausalLM>;
-
-// One tensor's bytes in a file (readTensors).
-struct ReadEntry {
-  std::string name;
-  at::ScalarType dtype;
-  std::vector<int64_t> shape;
-  int64_t offset;  // absolute file offset
-  int64_t nbytes;
-};
+using GroupPtr = std::shared_ptr<edpo::dist::Group>;
 
 enum class ArgKind {
   Tensor,
   OptionalTensor,
   TensorList,          // an array of Tensors
   NullableTensorList,  // an array of Tensors and nulls (e.g. the master copies only some parameters have)
+  TensorOrNumber,      // a Tensor or a number (the right operand of arithmetic)
   Number,
   OptionalNumber,
   Integer,
   OptionalInteger,
   Boolean,
   OptionalBoolean,
-  IntegerList,    // an array of integers
+  IntegerList,    // an array of integers (any sign: dims, a reshape target)
+  OptionalDims,   // an integer (named without its trailing s in errors) or an array of them; absent: all dims
+  Shape,          // an array of integers >= 0
   String,
-  Model,          // a model handle (createModel, modelClone)
-  ReadEntryList   // an array of {name, dtype, shape, offset, nbytes}: tensors' bytes in a file
+  OptionalString,
+  StringList,
+  DType,          // a dtype name ('float32', ...)
+  OptionalDType,
+  OptionalDevice,  // 'cpu', 'cuda' or 'cuda:N'
+  HostArray,       // Float32Array, Float64Array, Int32Array, BigInt64Array or Uint8Array: copied into a flat CPU tensor
+  Bytes,           // a Uint8Array, copied
+  Model,           // a model handle (createModel, modelClone)
+  Group,           // a process group handle (distCreateGroup)
+  Object,          // an object of the declared `fields`, read strictly
+  OptionalObject,
+  ObjectList       // an array of such objects; field errors name `arg[].field`
 };
 
 struct ArgDecl {
@@ -54,44 +67,103 @@ struct ArgDecl {
   ArgKind kind;
   std::string doc;
   double fallback = 0;  // the value of an absent optional number, integer or boolean (0: false)
+  // Numbers and integers: the least value accepted (NaN: any); the reader rejects others by name.
+  double min = NAN;
+  std::vector<ArgDecl> fields = {};  // Object, OptionalObject and ObjectList: the fields
+  std::string type_name = {};        // Object kinds: the TypeScript interface the generator writes
 };
+
+enum class ResultKind { Tensor, TensorList, Number, Boolean, String, StringList, Model, Group, Uint8Array, Float64Array };
 
 struct ResultDecl {
   std::string name;
-  bool optional;  // absent from the result object when the op leaves it undefined
+  bool optional;  // absent from the result object when the entry leaves it undefined
   std::string doc;
-  bool list = false;  // an array of Tensors
+  ResultKind kind = ResultKind::Tensor;
+};
+
+// How JS calls an entry.
+enum class Call {
+  Object,      // name(args): one argument object
+  Positional,  // name(a, b, ...): the declared arguments in order
+  Method       // tensor.op(name, a, b, ...): like Positional, on the tensor `self` (OpArgs::self)
+};
+// Where it runs.
+enum class Mode {
+  SyncAndAsync,  // `name` on the JS thread and `nameAsync` (a Promise) on the thread pool
+  Sync,          // on the JS thread only
+  Async          // `name` returns a Promise, run on the thread pool (collectives wait on other ranks)
+};
+// What it returns.
+enum class Returns {
+  Fields,  // an object of the declared results (absent optional ones left out)
+  Value    // the one declared result itself; no results: undefined
 };
 
 // One call's arguments, read and type-checked by the binding on the JS thread.
 struct OpArgs {
-  std::map<std::string, at::Tensor> tensors;  // absent optional tensors are undefined
+  at::Tensor self;                                        // Call::Method: the tensor the op runs on
+  std::map<std::string, at::Tensor> tensors;              // absent optional tensors are undefined
   std::map<std::string, std::vector<at::Tensor>> lists;  // null entries are undefined
-  std::map<std::string, double> numbers;      // absent optional numbers hold their fallback
-  std::map<std::string, bool> flags;         // booleans; absent optional ones hold their fallback
+  std::map<std::string, double> numbers;                  // absent optional numbers hold their fallback
+  std::map<std::string, bool> flags;                      // booleans; absent optional ones hold their fallback
   std::map<std::string, std::vector<int64_t>> integer_lists;
-  std::map<std::string, std::string> strings;
+  std::map<std::string, std::string> strings;            // absent optional strings are empty
+  std::map<std::string, std::vector<std::string>> string_lists;
+  std::map<std::string, at::ScalarType> dtypes;
+  std::map<std::string, c10::Device> devices;
+  std::map<std::string, std::vector<uint8_t>> bytes;
   std::map<std::string, ModelPtr> models;
-  std::map<std::string, std::vector<ReadEntry>> read_entries;
-  std::set<std::string> given;                // the names the caller passed
+  std::map<std::string, GroupPtr> groups;
+  std::map<std::string, std::vector<std::shared_ptr<const OpArgs>>> objects;  // one entry for Object kinds
+  std::set<std::string> given;                            // the names the caller passed
   at::Tensor tensor(const std::string& name) const { return tensors.at(name); }
   bool flag(const std::string& name) const { return flags.at(name); }
   const std::vector<int64_t>& integer_list(const std::string& name) const { return integer_lists.at(name); }
   const std::string& string(const std::string& name) const { return strings.at(name); }
+  const std::vector<std::string>& string_list(const std::string& name) const { return string_lists.at(name); }
+  at::ScalarType dtype(const std::string& name) const { return dtypes.at(name); }
   const ModelPtr& model(const std::string& name) const { return models.at(name); }
-  const std::vector<ReadEntry>& entries(const std::string& name) const { return read_entries.at(name); }
+  const GroupPtr& group(const std::string& name) const { return groups.at(name); }
   const std::vector<at::Tensor>& list(const std::string& name) const { return lists.at(name); }
+  const std::vector<uint8_t>& byte_array(const std::string& name) const { return bytes.at(name); }
   double number(const std::string& name) const { return numbers.at(name); }
+  int64_t integer(const std::string& name) const { return int64_t(numbers.at(name)); }
+  const OpArgs& object(const std::string& name) const { return *objects.at(name).at(0); }
+  const std::vector<std::shared_ptr<const OpArgs>>& object_list(const std::string& name) const { return objects.at(name); }
   bool has(const std::string& name) const { return given.count(name) > 0; }
+  // An OptionalDims argument: the dims given, or all of `self`'s.
+  std::vector<int64_t> dims(const std::string& name) const;
+  // An OptionalDType / OptionalDevice argument, when given.
+  std::optional<at::ScalarType> optional_dtype(const std::string& name) const;
+  std::optional<c10::Device> optional_device(const std::string& name) const;
 };
 
-// One result: a Tensor (undefined: an absent optional result) or, for a `list` result, Tensors.
+// One result. Default-constructed: absent (an optional result left out, or undefined).
 struct OpResult {
-  OpResult(at::Tensor t) : tensor(std::move(t)) {}  // NOLINT(google-explicit-constructor)
-  OpResult(std::vector<at::Tensor> l) : list(std::move(l)), is_list(true) {}  // NOLINT(google-explicit-constructor)
+  enum class Type { Absent, Tensor, TensorList, Number, Boolean, String, StringList, Model, Group, Uint8Array, Float64Array };
+  OpResult() = default;
+  OpResult(at::Tensor t) : tensor(std::move(t)), type(tensor.defined() ? Type::Tensor : Type::Absent) {}  // NOLINT
+  OpResult(std::vector<at::Tensor> l) : list(std::move(l)), type(Type::TensorList) {}                     // NOLINT
+  OpResult(double n) : number(n), type(Type::Number) {}                                                    // NOLINT
+  OpResult(bool b) : number(b ? 1 : 0), type(Type::Boolean) {}                                             // NOLINT
+  OpResult(std::string s) : text(std::move(s)), type(Type::String) {}                                      // NOLINT
+  OpResult(const char* s) : text(s), type(Type::String) {}                                                  // NOLINT
+  OpResult(std::vector<std::string> s) : texts(std::move(s)), type(Type::StringList) {}                    // NOLINT
+  OpResult(ModelPtr m) : model(std::move(m)), type(Type::Model) {}                                         // NOLINT
+  OpResult(GroupPtr g) : group(std::move(g)), type(Type::Group) {}                                         // NOLINT
+  OpResult(std::vector<uint8_t> b) : bytes(std::move(b)), type(Type::Uint8Array) {}                        // NOLINT
+  OpResult(std::vector<double> d) : doubles(std::move(d)), type(Type::Float64Array) {}                     // NOLINT
   at::Tensor tensor;
   std::vector<at::Tensor> list;
-  bool is_list = false;
+  double number = 0;
+  std::string text;
+  std::vector<std::string> texts;
+  ModelPtr model;
+  GroupPtr group;
+  std::vector<uint8_t> bytes;
+  std::vector<double> doubles;
+  Type type = Type::Absent;
 };
 
 // Results in declared order.
@@ -103,6 +175,10 @@ struct OpDecl {
   std::vector<ArgDecl> args;
   std::vector<ResultDecl> results;
   std::function<OpResults(const OpArgs&)> run;
+  Call call = Call::Object;
+  Mode mode = Mode::SyncAndAsync;
+  Returns returns = Returns::Fields;
+  std::string outputs_name = {};  // Returns::Fields outside Call::Object: the TypeScript interface of the result
 };
 
 struct InputErrorDecl {
@@ -111,11 +187,23 @@ struct InputErrorDecl {
 };
 
 const std::vector<OpDecl>& op_table();
-// Readers of the model and readEntryList kinds (TypeErrors naming `what`), each next to its kin.
-ModelPtr arg_model(const Napi::Value& v, const char* what);                              // js_model.cc
-std::vector<ReadEntry> arg_read_entries(const Napi::Value& v, const std::string& what);  // js_io.cc
-// Reads the entries' bytes from the file at `path` into new CPU tensors (js_io.cc).
-std::vector<at::Tensor> read_tensors(const std::string& path, const std::vector<ReadEntry>& entries);
+// Each area's entries, beside their code.
+void declare_tensor_ops(std::vector<OpDecl>& ops);   // js_tensor_ops.cc: factories and Tensor.op methods
+void declare_loss_ops(std::vector<OpDecl>& ops);     // js_op_table_loss.cc: the ε-DPO and sequence ops
+void declare_kernel_ops(std::vector<OpDecl>& ops);   // js_op_table_kernels.cc: the decoder layer's fused kernels
+void declare_optim_ops(std::vector<OpDecl>& ops);    // js_optim.cc
+void declare_model_ops(std::vector<OpDecl>& ops);    // js_model.cc
+void declare_io_ops(std::vector<OpDecl>& ops);       // js_io.cc
+void declare_runtime_ops(std::vector<OpDecl>& ops);  // js_runtime.cc
+void declare_memory_ops(std::vector<OpDecl>& ops);   // js_memory.cc
+void declare_profiler_ops(std::vector<OpDecl>& ops);  // js_profiler.cc
+
+// Readers of the handle kinds (TypeErrors naming `what`), each next to its kin.
+ModelPtr arg_model(const Napi::Value& v, const char* what);  // js_model.cc
+GroupPtr arg_group(const Napi::Value& v, const char* what);  // js_op_binding.cc (no c10d header needed)
+// The JS values of the handle results (Externals owning the pointer).
+Napi::Value wrap_model(Napi::Env env, ModelPtr model);  // js_model.cc
+Napi::Value wrap_group(Napi::Env env, GroupPtr group);  // js_op_binding.cc
 // The columns of the ε-DPO ops' per-pair `record` (ops/pair_loss.h PairColumn), in order.
 std::vector<std::string> pair_record_columns();
 // The bits of the device-side `inputError` flag and the message each stands for (ops/op_checks.h).

@@ -10,6 +10,7 @@
 #include <atomic>
 
 #include "js_common.h"
+#include "js_op_table.h"
 
 namespace edpo_js {
 namespace {
@@ -35,63 +36,65 @@ double duration_us(const E& e, long) {
   return double(e.durationUs());
 }
 
-// profilerStart(cuda) — cuda: also record the device's kernels and copies.
-Napi::Value ProfilerStart(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    if (!info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), "cuda: expected a boolean");
-    const bool cuda = info[0].As<Napi::Boolean>().Value();
-    TORCH_CHECK(!cuda || at::hasCUDA(), "profile: device kernels asked for, but this addon has no CUDA device");
-    TORCH_CHECK(!active.load(), "profile: the profiler is already running");
-    using torch::profiler::impl::ActivityType;
-    using torch::profiler::impl::ProfilerConfig;
-    using torch::profiler::impl::ProfilerState;
-    std::set<ActivityType> activities{ActivityType::CPU};
-    if (cuda) activities.insert(ActivityType::CUDA);
-    torch::autograd::profiler::enableProfiler(ProfilerConfig(ProfilerState::KINETO), activities);
-    active.store(true);
-    return info.Env().Undefined();
-  });
+// cuda: also record the device's kernels and copies.
+void profiler_start(bool cuda) {
+  TORCH_CHECK(!cuda || at::hasCUDA(), "profile: device kernels asked for, but this addon has no CUDA device");
+  TORCH_CHECK(!active.load(), "profile: the profiler is already running");
+  using torch::profiler::impl::ActivityType;
+  using torch::profiler::impl::ProfilerConfig;
+  using torch::profiler::impl::ProfilerState;
+  std::set<ActivityType> activities{ActivityType::CPU};
+  if (cuda) activities.insert(ActivityType::CUDA);
+  torch::autograd::profiler::enableProfiler(ProfilerConfig(ProfilerState::KINETO), activities);
+  active.store(true);
 }
 
-// profilerStop() → { names, onDevice, startUs, durationUs, thread }: one entry per event.
-Napi::Value ProfilerStop(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    TORCH_CHECK(active.load(), "profile: the profiler is not running");
-    std::unique_ptr<torch::autograd::profiler::ProfilerResult> result = torch::autograd::profiler::disableProfiler();
-    active.store(false);
-    Napi::Env env = info.Env();
-    const auto& events = result->events();
-    const size_t n = events.size();
-    Napi::Array names = Napi::Array::New(env, n);
-    Napi::Uint8Array on_device = Napi::Uint8Array::New(env, n);
-    Napi::Float64Array start = Napi::Float64Array::New(env, n);
-    Napi::Float64Array duration = Napi::Float64Array::New(env, n);
-    Napi::Float64Array thread = Napi::Float64Array::New(env, n);
-    for (size_t i = 0; i < n; ++i) {
-      const auto& e = events[i];
-      names.Set(uint32_t(i), Napi::String::New(env, e.name()));
-      on_device[i] = e.deviceType() == c10::DeviceType::CPU ? 0 : 1;
-      start[i] = start_us(e, 0);
-      duration[i] = duration_us(e, 0);
-      thread[i] = double(e.startThreadId());
-    }
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("names", names);
-    out.Set("onDevice", on_device);
-    out.Set("startUs", start);
-    out.Set("durationUs", duration);
-    out.Set("thread", thread);
-    return out;
-  });
+// { names, onDevice, startUs, durationUs, thread }: one entry per event.
+OpResults profiler_stop() {
+  TORCH_CHECK(active.load(), "profile: the profiler is not running");
+  std::unique_ptr<torch::autograd::profiler::ProfilerResult> result = torch::autograd::profiler::disableProfiler();
+  active.store(false);
+  const auto& events = result->events();
+  const size_t n = events.size();
+  std::vector<std::string> names(n);
+  std::vector<uint8_t> on_device(n);
+  std::vector<double> start(n), duration(n), thread(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto& e = events[i];
+    names[i] = e.name();
+    on_device[i] = e.deviceType() == c10::DeviceType::CPU ? 0 : 1;
+    start[i] = start_us(e, 0);
+    duration[i] = duration_us(e, 0);
+    thread[i] = double(e.startThreadId());
+  }
+  return {names, on_device, start, duration, thread};
 }
 
 }  // namespace
 
 bool profiler_active() { return active.load(std::memory_order_relaxed); }
 
-void InitProfiler(Napi::Env env, Napi::Object exports) {
-  exports.Set("profilerStart", Napi::Function::New(env, ProfilerStart));
-  exports.Set("profilerStop", Napi::Function::New(env, ProfilerStop));
+void declare_profiler_ops(std::vector<OpDecl>& ops) {
+  using R = ResultKind;
+  ops.push_back({"profilerStart",
+                 "Starts libtorch's profiler (Kineto's collector) for `--profile-steps`.",
+                 {{"cuda", ArgKind::Boolean, "Also record the device's kernels and copies."}},
+                 {},
+                 [](const OpArgs& a) -> OpResults {
+                   profiler_start(a.flag("cuda"));
+                   return {};
+                 },
+                 Call::Positional, Mode::Sync, Returns::Value});
+  ops.push_back({"profilerStop",
+                 "Stops the profiler: the events it recorded, as columns (one entry per event).",
+                 {},
+                 {{"names", false, "Each event's name.", R::StringList},
+                  {"onDevice", false, "1: a device event (a kernel, a copy, a memset), 0: a host op.", R::Uint8Array},
+                  {"startUs", false, "Start, in µs.", R::Float64Array},
+                  {"durationUs", false, "Duration, in µs.", R::Float64Array},
+                  {"thread", false, "The host thread (0 for device events).", R::Float64Array}},
+                 [](const OpArgs&) { return profiler_stop(); },
+                 Call::Positional, Mode::Sync, Returns::Fields, "NativeProfile"});
 }
 
 }  // namespace edpo_js

@@ -1,10 +1,11 @@
-// runtime(): what this addon runs on, for edpo.runtime() / `edpo doctor` and benchmarks.
+// runtime(): what this addon runs on, for edpo.runtime() / `edpo doctor` and benchmarks; setThreads.
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <torch/version.h>
 #include <ATen/Context.h>
 
 #include "js_common.h"
+#include "js_op_table.h"
 #include "ops/host_sync.h"
 #include "ops/row_ops.h"
 
@@ -13,45 +14,51 @@
 #endif
 
 namespace edpo_js {
-namespace {
 
-Napi::Value Runtime(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    Napi::Env env = info.Env();
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("libtorchVersion", Napi::String::New(env, TORCH_VERSION));
-    r.Set("cudaBuild", Napi::Boolean::New(env,
+void declare_runtime_ops(std::vector<OpDecl>& ops) {
+  using K = ArgKind;
+  using R = ResultKind;
+  ops.push_back({"runtime",
+                 "What this addon runs on.",
+                 {},
+                 {{"libtorchVersion", false, "The libtorch it was built against.", R::String},
+                  {"cudaBuild", false, "Built with the CUDA kernels.", R::Boolean},
+                  {"cudaAvailable", false, "A CUDA device is usable.", R::Boolean},
+                  {"cpuKernels", false,
+                   "Instruction set of the CPU kernels: 'avx512', 'avx2' or 'base' (cap it with EDPO_CPU_ISA=base|avx2).",
+                   R::String},
+                  {"threads", false, "libtorch's intra-op threads.", R::Number},
+                  {"buildSystem", false, "'node-gyp' or 'cmake-js'.", R::String},
+                  {"parallelInfo", false, "libtorch's account of its thread pools.", R::String},
+                  {"hostSyncs", false,
+                   "Device→host reads so far (Tensor.item/toArray, nonzero(), the clip's norm, ...): each one a sync on CUDA.",
+                   R::Number}},
+                 [](const OpArgs&) -> OpResults {
 #ifdef EDPO_WITH_CUDA
-                                          true
+                   const bool cuda_build = true;
 #else
-                                          false
+                   const bool cuda_build = false;
 #endif
-                                          ));
-    r.Set("cudaAvailable", Napi::Boolean::New(env, at::hasCUDA()));
-    r.Set("cpuKernels", Napi::String::New(env, edpo::cpu_kernel_isa()));
-    r.Set("threads", Napi::Number::New(env, at::get_num_threads()));
-    r.Set("buildSystem", Napi::String::New(env, EDPO_BUILD_SYSTEM));
-    r.Set("parallelInfo", Napi::String::New(env, at::get_parallel_info()));
-    r.Set("hostSyncs", Napi::Number::New(env, double(edpo::host_syncs())));
-    return r;
-  });
-}
-
-Napi::Value SetThreads(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&] {
-    const double n = arg_number(info[0], "threads");
-    TORCH_CHECK(n >= 1 && n == double(int(n)), "threads: expected an integer >= 1, got ", n);
-    set_configured_threads(int(n));
-    apply_thread_setting();
-    return info.Env().Undefined();
-  });
-}
-
-}  // namespace
-
-void InitRuntime(Napi::Env env, Napi::Object exports) {
-  exports.Set("runtime", Napi::Function::New(env, Runtime));
-  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+                   return {TORCH_VERSION,
+                           cuda_build,
+                           at::hasCUDA(),
+                           edpo::cpu_kernel_isa(),
+                           double(at::get_num_threads()),
+                           EDPO_BUILD_SYSTEM,
+                           at::get_parallel_info(),
+                           double(edpo::host_syncs())};
+                 },
+                 Call::Positional, Mode::Sync, Returns::Fields, "NativeRuntime"});
+  ops.push_back({"setThreads",
+                 "Sets libtorch's intra-op threads, on this thread and on every worker before it runs an op.",
+                 {{"threads", K::Integer, "The thread count.", 0, 1}},
+                 {},
+                 [](const OpArgs& a) -> OpResults {
+                   set_configured_threads(int(a.integer("threads")));
+                   apply_thread_setting();
+                   return {};
+                 },
+                 Call::Positional, Mode::Sync, Returns::Value});
 }
 
 }  // namespace edpo_js

@@ -1,9 +1,13 @@
 #!/usr/bin/env node
-// Writes lib/core/ops-generated.ts, the TypeScript side of the native op declarations
-// (csrc/js_op_table.cc), from the built addon's opDeclarations(). Run after changing the table:
+// Writes lib/core/ops-generated.ts, the typed surface of the whole addon, from the declarations of
+// its entries (csrc/js_op_table.h, each area's declare_*_ops) as the built addon's
+// opDeclarations() returns them. Run after changing a declaration:
 //   node scripts/gen-op-types.js          (writes the file)
 //   node scripts/gen-op-types.js --check  (exit 1 when the committed file is stale)
 // test/ops-generated.test.ts runs the check, so the TypeScript types cannot drift from C++.
+// The file imports types only from lib/core/native-types.ts, so it sits below native.ts and
+// tensor.ts in the import graph; an op's argument and output types take the tensor type as T
+// (NativeTensor for the raw addon, Tensor for lib/core/ops.ts).
 'use strict'
 const fs = require('node:fs')
 const path = require('node:path')
@@ -12,61 +16,155 @@ const root = path.join(__dirname, '..')
 const target = path.join(root, 'lib', 'core', 'ops-generated.ts')
 
 const typeName = (op) => op.name[0].toUpperCase() + op.name.slice(1)
-const tsType = {
-  tensor: 'Tensor',
-  optionalTensor: 'Tensor',
-  tensorList: 'Tensor[]',
-  nullableTensorList: '(Tensor | null)[]',
-  number: 'number',
-  optionalNumber: 'number',
-  integer: 'number',
-  optionalInteger: 'number',
-  boolean: 'boolean',
-  optionalBoolean: 'boolean',
-  integerList: 'number[]',
-  string: 'string',
-  model: 'NativeModel',
-  readEntryList: 'NativeReadEntry[]',
+// T: the tensor type of the interface being written.
+const argType = {
+  tensor: (T) => T,
+  optionalTensor: (T) => T,
+  tensorList: (T) => `${T}[]`,
+  nullableTensorList: (T) => `(${T} | null)[]`,
+  tensorOrNumber: (T) => `${T} | number`,
+  number: () => 'number',
+  optionalNumber: () => 'number',
+  integer: () => 'number',
+  optionalInteger: () => 'number',
+  boolean: () => 'boolean',
+  optionalBoolean: () => 'boolean',
+  integerList: () => 'number[]',
+  optionalDims: () => 'number | number[]',
+  shape: () => 'number[]',
+  string: () => 'string',
+  optionalString: () => 'string',
+  stringList: () => 'string[]',
+  dtype: () => 'DType',
+  optionalDtype: () => 'DType',
+  optionalDevice: () => 'string',
+  hostArray: () => 'HostArray',
+  bytes: () => 'Uint8Array',
+  model: () => 'NativeModel',
+  group: () => 'NativeGroup',
+  object: (T, a) => a.typeName,
+  optionalObject: (T, a) => a.typeName,
+  objectList: (T, a) => `${a.typeName}[]`,
+}
+const resultType = {
+  tensor: (T) => T,
+  tensorList: (T) => `${T}[]`,
+  number: () => 'number',
+  boolean: () => 'boolean',
+  string: () => 'string',
+  stringList: () => 'string[]',
+  model: () => 'NativeModel',
+  group: () => 'NativeGroup',
+  uint8Array: () => 'Uint8Array',
+  float64Array: () => 'Float64Array',
+}
+const tsArg = (a, T) => {
+  const f = argType[a.kind]
+  if (!f) throw new Error(`gen-op-types: argument ${a.name}: unknown kind ${a.kind}`)
+  return f(T, a)
+}
+const tsResult = (r, T) => {
+  const f = resultType[r.kind]
+  if (!f) throw new Error(`gen-op-types: result ${r.name}: unknown kind ${r.kind}`)
+  return f(T)
 }
 const isOptional = (kind) => kind.startsWith('optional') // a nullableTensorList is required; its entries may be null
 const doc = (text, indent) => `${indent}/** ${text.replace(/\*\//g, '*\\/')} */\n`
 const quote = (s) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`
+const argDoc = (a) => {
+  const dflt = a.default !== undefined ? ` Default ${a.default}.` : ''
+  return a.doc + (a.doc.includes('default') ? '' : dflt)
+}
+
+/** `name?: type` members of an interface, each with its doc. */
+function argMembers(args, T) {
+  return args.map((a) => doc(argDoc(a), '  ') + `  ${a.name}${isOptional(a.kind) ? '?' : ''}: ${tsArg(a, T)}\n`).join('')
+}
+function resultMembers(results, T) {
+  return results.map((r) => doc(r.doc, '  ') + `  ${r.name}${r.optional ? '?' : ''}: ${tsResult(r, T)}\n`).join('')
+}
 
 /** The file's text for one opDeclarations() value. */
 function generate(decls) {
+  const objectOps = decls.ops.filter((o) => o.call === 'object')
+  const methods = decls.ops.filter((o) => o.call === 'method')
+  const entries = decls.ops.filter((o) => o.call !== 'method')
+  // Named interfaces (options objects, result shapes) are written once; a name used twice must
+  // mean the same members.
+  const named = new Map()
+  const nameInterface = (name, what, body) => {
+    const text = `\n/** ${what} */\nexport interface ${name} {\n${body}}\n`
+    const seen = named.get(name)
+    if (seen !== undefined && seen.body !== body) throw new Error(`gen-op-types: ${name} is declared twice with different members`)
+    if (seen === undefined) named.set(name, { text, body })
+  }
+  const collect = (args, owner) => {
+    for (const a of args) {
+      if (!a.fields) continue
+      collect(a.fields, owner)
+      nameInterface(a.typeName, `${owner}'s ${a.name}: ${a.doc}`, argMembers(a.fields, 'NativeTensor'))
+    }
+  }
+  for (const op of entries) {
+    collect(op.args, op.name)
+    if (op.call !== 'object' && op.returns === 'fields')
+      nameInterface(op.outputsName, `What ${op.name} returns.`, resultMembers(op.results, 'NativeTensor'))
+  }
+
   let out = ''
-  out += '// Generated by scripts/gen-op-types.js from the addon\'s opDeclarations() (csrc/js_op_table.cc).\n'
-  out += '// Do not edit: change the C++ table, rebuild, run the script. test/ops-generated.test.ts checks it.\n'
-  out += "import type { NativeModel, NativeReadEntry } from './native'\n"
-  out += "import type { Tensor } from './tensor'\n\n"
-  out += '/** Columns of the ε-DPO ops\' per-pair `record` ([B, k] float64), in order. */\n'
+  out += "// Generated by scripts/gen-op-types.js from the addon's opDeclarations() (csrc/js_op_table.h).\n"
+  out += '// Do not edit: change the C++ declarations, rebuild, run the script. test/ops-generated.test.ts checks it.\n'
+  out += "import type { DType, HostArray, NativeGroup, NativeModel, NativeTensor, OpDeclarations } from './native-types'\n\n"
+  out += "/** Columns of the ε-DPO ops' per-pair `record` ([B, k] float64), in order. */\n"
   out += `export const PAIR_RECORD_COLUMNS = [${decls.pairRecordColumns.map(quote).join(', ')}] as const\n\n`
   out += '/** Bits of the device-side `inputError` flag (and record column): what each one means. */\n'
   out += 'export const INPUT_ERRORS = [\n'
   for (const e of decls.inputErrors) out += `  { bit: ${e.bit}, message: ${quote(e.message)} },\n`
   out += '] as const\n\n'
-  out += '/** The declared native ops, by name. */\n'
-  out += `export const OP_NAMES = [${decls.ops.map((o) => quote(o.name)).join(', ')}] as const\n`
-  for (const op of decls.ops) {
+  out += '/** The declared native ops that take one argument object (name and nameAsync), by name. */\n'
+  out += `export const OP_NAMES = [${objectOps.map((o) => quote(o.name)).join(', ')}] as const\n`
+  for (const op of objectOps) {
     const T = typeName(op)
     out += `\n/** Arguments of ${op.name}: ${op.doc} */\n`
-    out += `export interface ${T}Args {\n`
-    for (const a of op.args) {
-      const dflt = a.default !== undefined ? ` Default ${a.default}.` : ''
-      out += doc(a.doc + (a.doc.includes('default') ? '' : dflt), '  ')
-      out += `  ${a.name}${isOptional(a.kind) ? '?' : ''}: ${tsType[a.kind]}\n`
-    }
-    out += '}\n\n'
+    out += `export interface ${T}Args<T> {\n${argMembers(op.args, 'T')}}\n\n`
     out += `/** What the native ${op.name} returns. */\n`
-    out += `export interface ${T}Outputs {\n`
-    for (const r of op.results) {
-      out += doc(r.doc, '  ')
-      out += `  ${r.name}${r.optional ? '?' : ''}: Tensor${r.list ? '[]' : ''}\n`
-    }
-    out += '}\n'
+    out += `export interface ${T}Outputs<T> {\n${resultMembers(op.results, 'T')}}\n`
   }
-  out += '\n/** Arguments and outputs of every declared op. */\nexport interface OpTypes {\n'
-  for (const op of decls.ops) out += `  ${op.name}: { args: ${typeName(op)}Args; outputs: ${typeName(op)}Outputs }\n`
+  out += '\n/** Arguments and outputs of every op that takes one argument object; T is the tensor type. */\nexport interface OpTypes<T> {\n'
+  for (const op of objectOps) out += `  ${op.name}: { args: ${typeName(op)}Args<T>; outputs: ${typeName(op)}Outputs<T> }\n`
+  out += '}\n'
+  for (const { text } of named.values()) out += text
+  out += '\n/** The Tensor.op methods (tensor.op(name, ...args)): each one\'s arguments after the name; T is the tensor type. */\n'
+  out += 'export interface TensorOpTypes<T> {\n'
+  for (const op of methods) {
+    const params = op.args.map((a) => `${a.name}${isOptional(a.kind) ? '?' : ''}: ${tsArg(a, 'T')}`)
+    out += doc(op.doc, '  ') + `  ${op.name}: [${params.join(', ')}]\n`
+  }
+  out += '}\n'
+  out += '\n/** The addon: every declared entry, the NativeTensor class and opDeclarations(). */\nexport interface Native {\n'
+  out += '  NativeTensor: abstract new () => NativeTensor\n'
+  out += '  /** The declarations this surface is generated from. */\n'
+  out += '  opDeclarations(): OpDeclarations\n'
+  for (const op of entries) {
+    if (op.call === 'object') {
+      const T = typeName(op)
+      const sig = `(args: ${T}Args<NativeTensor>)`
+      const outputs = `${T}Outputs<NativeTensor>`
+      if (op.mode !== 'async') out += doc(op.doc, '  ') + `  ${op.name}${sig}: ${outputs}\n`
+      if (op.mode !== 'sync') {
+        const name = op.mode === 'async' ? op.name : `${op.name}Async`
+        out += doc(op.mode === 'async' ? op.doc : `${op.name} on the thread pool.`, '  ') + `  ${name}${sig}: Promise<${outputs}>\n`
+      }
+      continue
+    }
+    const params = op.args.map((a) => `${a.name}${isOptional(a.kind) ? '?' : ''}: ${tsArg(a, 'NativeTensor')}`)
+    let value = 'void'
+    if (op.returns === 'fields') value = op.outputsName
+    else if (op.results.length > 0) value = tsResult(op.results[0], 'NativeTensor')
+    if (op.mode === 'syncAndAsync') throw new Error(`gen-op-types: ${op.name}: only object-call ops have an Async twin`)
+    const returns = op.mode === 'async' ? `Promise<${value}>` : value
+    out += doc(op.doc, '  ') + `  ${op.name}(${params.join(', ')}): ${returns}\n`
+  }
   out += '}\n'
   return out
 }

@@ -142,7 +142,7 @@ t.test('foreign handles and coercion errors name the argument', (t) => {
   t.throws(() => x.handle.op('sum', {}), /dims: expected an integer or an array of integers/)
   t.throws(() => x.handle.op('sum', ['a']), /dims\[0\]: expected a number/)
   t.throws(() => x.handle.op('sum', undefined, 'yes'), /keepdim: expected a boolean/)
-  t.throws(() => raw.cat([x.handle, Object.create(raw.NativeTensor.prototype) as NativeTensor], 0), /tensors: expected a Tensor/)
+  t.throws(() => raw.cat([x.handle, Object.create(raw.NativeTensor.prototype) as NativeTensor], 0), /tensors\[1\]: expected a Tensor/)
   t.throws(() => raw.readTensors({ path: path.join(dir, 'x'), entries: [1 as never] }), /entries\[0\]: expected an object/)
   t.throws(() => x.handle.op('reshape', 'abc'), /shape: expected an array of integers/)
   t.end()

@@ -16,14 +16,53 @@ t.test('the committed lib/core/ops-generated.ts equals a fresh generation from t
   t.end()
 })
 
-t.test('every declared op is bound as name and nameAsync, and nothing else op-like', (t) => {
+// The dist* entries of csrc/js_dist.cc are still typed by hand (lib/core/native.ts).
+const HAND_TYPED = new Set(['distCreateGroup', 'distAllreduce', 'distReduce', 'distBroadcast', 'distAllgather', 'distBarrier', 'distClipGradNorm', 'distNcclAvailable'])
+
+t.test('the addon is exactly the declared entries: each bound as its mode says, Tensor.op methods on tensors', (t) => {
   const decls = nativeAddon().opDeclarations()
   const addon = nativeAddon() as unknown as Record<string, unknown>
+  const expected = new Set(['NativeTensor', 'opDeclarations', ...HAND_TYPED])
+  const x = Tensor.zeros([2])
   for (const op of decls.ops) {
+    if (op.call === 'method') {
+      t.equal(addon[op.name], undefined, `${op.name}: a Tensor.op method, not on the module`)
+      // Known to the tensor's op dispatch: a wrong first argument (or one too many) is named, not an unknown op.
+      const first = op.args[0]
+      if (first === undefined) t.throws(() => x.handle.op(op.name, 1), { message: new RegExp(`^${op.name}: expected at most 0 arguments`) }, op.name)
+      else t.throws(() => x.handle.op(op.name, ...op.args.map(() => Symbol('bad'))), { message: new RegExp(`^${first.name}: `) }, op.name)
+      continue
+    }
+    expected.add(op.name)
     t.type(addon[op.name], 'function', op.name)
-    t.type(addon[`${op.name}Async`], 'function', `${op.name}Async`)
+    if (op.mode === 'syncAndAsync') expected.add(`${op.name}Async`)
+    else t.equal(addon[`${op.name}Async`], undefined, `${op.name}: no Async twin`)
   }
+  t.same(Object.keys(addon).filter((k) => !expected.has(k)), [], 'no entry outside the table')
+  t.same([...expected].filter((k) => !(k in addon)), [], 'every declared entry bound')
+  t.throws(() => x.handle.op('nope'), /op: unknown tensor op 'nope'/)
   t.same([...ops.PAIR_RECORD_COLUMNS], decls.pairRecordColumns)
+  t.end()
+})
+
+t.test('the readers of the kinds beyond the ops: positional counts, options objects, host arrays, bounds', (t) => {
+  const raw = nativeAddon() as unknown as Record<string, (...a: unknown[]) => unknown>
+  t.throws(() => raw.setThreads!(1, 2), /^setThreads: expected at most 1 arguments \(threads\), got 2/)
+  t.throws(() => raw.setThreads!(0), /^threads: must be >= 1, got 0/)
+  t.throws(() => raw.manualSeed!(-1), /^seed: must be >= 0, got -1/)
+  t.throws(() => raw.fromArray!([1, 2], [2]), /^data: expected a typed array/)
+  t.throws(() => raw.fromArray!(new Int16Array(2), [2]), /^data: expected Float32Array, Float64Array/)
+  t.throws(() => raw.fromArray!(new Float32Array(3), [2]), /^data: has 3 elements but shape \[2\] needs 2/)
+  t.throws(() => raw.full!([2], 1, 'float33'), /^dtype: unknown dtype 'float33'/)
+  t.throws(() => raw.writeTensors!('/nonexistent/x', 'abc', []), /^header: expected a Uint8Array/)
+  t.throws(() => raw.createModel!({ modelType: 'llama' }, [], []), /^vocabSize: missing \(expected a number\)/)
+  t.throws(() => raw.readTensors!({ path: 'x', entries: [{ name: 'a', dtype: 'float32', shape: [1], offset: 0, nbytes: 4, extra: 1 }] }), /^entries\[0\]: unknown field 'extra'/)
+  t.throws(() => raw.readTensors!({ path: 'x', entries: [{ name: 'a', dtype: 'float32', shape: [-1], offset: 0, nbytes: 4 }] }), /^entries\[\]\.shape\[0\]: expected an integer >= 0/)
+  t.throws(() => raw.modelClone!({}), /^model: expected a model handle/)
+  const stats = nativeAddon().memoryStats()
+  t.type(stats.tensorBytes, 'number')
+  t.type(nativeAddon().runtime().libtorchVersion, 'string')
+  t.type(nativeAddon().storageBytes([Tensor.zeros([4]).handle]), 'number')
   t.end()
 })
 

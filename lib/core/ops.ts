@@ -1,30 +1,37 @@
-// ops: the native ops as typed functions. Each op is declared once, in C++ (csrc/js_op_table.cc:
+// ops: the native ops as typed functions. Each op is declared once, in C++ (csrc/js_op_table.h:
 // arguments, results, docs); lib/core/ops-generated.ts is generated from that table, and one wrapper
 // turns a declaration into `op(args)` and `opAsync(args)`. The ops check every argument themselves
 // (errors name the argument: EdpoInputError for what the caller passed).
 import { native, nativeAsync } from './errors'
 import { nativeAddon, type NativeTensor } from './native'
-import type {
-  AdamwStepArgs,
-  EpsilonDpoLossArgs,
-  EpsilonDpoLossFromHiddenArgs,
-  EpsilonDpoLossOutputs,
-  OpTypes,
-  SequenceLogpsArgs,
-  SequenceLogpsOutputs,
-  SequenceStatsFromHiddenArgs,
-  SequenceStatsFromHiddenOutputs,
-} from './ops-generated'
+import type * as generated from './ops-generated'
 import { pairColumn, type PairRecordColumn } from './pair-record'
 import { Tensor } from './tensor'
 
-export type { AdamwStepArgs, EpsilonDpoLossArgs, EpsilonDpoLossFromHiddenArgs, EpsilonDpoLossOutputs, SequenceLogpsArgs, SequenceLogpsOutputs, SequenceStatsFromHiddenArgs, SequenceStatsFromHiddenOutputs }
+/** Arguments of ops.adamwStep. */
+export type AdamwStepArgs = generated.AdamwStepArgs<Tensor>
+/** Arguments of ops.epsilonDpoLoss. */
+export type EpsilonDpoLossArgs = generated.EpsilonDpoLossArgs<Tensor>
+/** Arguments of ops.epsilonDpoLossFromHidden. */
+export type EpsilonDpoLossFromHiddenArgs = generated.EpsilonDpoLossFromHiddenArgs<Tensor>
+/** What the native ε-DPO ops return (ops wraps it in EpsilonDpoLossResult). */
+export type EpsilonDpoLossOutputs = generated.EpsilonDpoLossOutputs<Tensor>
+/** Arguments of ops.sequenceLogps. */
+export type SequenceLogpsArgs = generated.SequenceLogpsArgs<Tensor>
+/** Outputs of ops.sequenceLogps. */
+export type SequenceLogpsOutputs = generated.SequenceLogpsOutputs<Tensor>
+/** Arguments of ops.sequenceStatsFromHidden. */
+export type SequenceStatsFromHiddenArgs = generated.SequenceStatsFromHiddenArgs<Tensor>
+/** Outputs of ops.sequenceStatsFromHidden. */
+export type SequenceStatsFromHiddenOutputs = generated.SequenceStatsFromHiddenOutputs<Tensor>
 export { checkInputErrors, INPUT_ERRORS, PAIR_RECORD_COLUMNS, pairColumn, type PairRecordColumn, type PairRecordColumns, pairRecordColumns } from './pair-record'
 /** Outputs of ops.sequenceLogps: per-row [2B] float64 sums. */
 export type SequenceLogpsResult = SequenceLogpsOutputs
 /** Outputs of ops.sequenceStatsFromHidden: per-sequence sums [R] (float64) over the masked tokens. */
 export type SequenceStatsResult = SequenceStatsFromHiddenOutputs
 
+/** Every object-call op's arguments and outputs, with Tensors. @internal */
+export type OpTypes = generated.OpTypes<Tensor>
 type OpName = keyof OpTypes
 type RawOutputs = Record<string, NativeTensor | NativeTensor[] | undefined>
 

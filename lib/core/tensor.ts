@@ -3,6 +3,7 @@ import { z } from 'zod'
 
 import { EdpoInputError, native, nativeAsync } from './errors'
 import { type DType, type HostArray, type NativeTensor, nativeAddon } from './native'
+import type { TensorOpTypes } from './ops-generated'
 import { formatZodError } from './validate'
 
 export type { DType, HostArray } from './native'
@@ -195,9 +196,10 @@ export class Tensor {
     this.h.dispose()
   }
 
-  private op(name: string, ...args: unknown[]): Tensor {
+  /** A declared Tensor.op method (csrc/js_tensor_ops.cc) on this tensor. */
+  private op<N extends keyof TensorOpTypes<Tensor>>(name: N, ...args: TensorOpTypes<Tensor>[N]): Tensor {
     // A Tensor without a native handle reaches native code as itself and is rejected there by name.
-    const unwrapped = args.map((a) => (a instanceof Tensor && handleState((a as { handle?: unknown }).handle) !== 'foreign' ? a.handle : a))
+    const unwrapped = (args as unknown[]).map((a) => (a instanceof Tensor && handleState((a as { handle?: unknown }).handle) !== 'foreign' ? a.handle : a))
     return new Tensor(native(() => this.h.op(name, ...unwrapped)))
   }
 

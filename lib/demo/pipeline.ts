@@ -25,6 +25,7 @@ import { type DemoConfig, type DemoInput, demoConfig } from './config'
 import { writeRandomLlama } from './init-model'
 import { labelPairs } from './labelling'
 import { writeReport } from './report'
+import type { DemoResult, Method, MethodResult } from './result'
 import { demonstrations, makePrompts } from './task'
 
 /** The shipped tokenizer (assets/demo), found from lib/demo or dist/lib/demo. */
@@ -36,28 +37,7 @@ export function demoAssets(): string {
   throw new Error('edpo demo: assets/demo/tokenizer.json is missing from this install')
 }
 
-export type Method = TrainMethod
-
-export interface MethodResult {
-  method: Method | 'reference'
-  gold: Omit<GoldEval, 'samples'>
-  /** Held-out labelled pairs: share where the implicit reward prefers the gold-chosen completion. */
-  preferenceAccuracy: number | undefined
-  finalBeta: number | undefined
-  steps: number
-  runDir: string
-}
-
-export interface DemoResult {
-  config: DemoConfig
-  judge: string
-  data: { trainPairs: number; ties: number; empty: number; heldOutPairs: number }
-  results: MethodResult[]
-  /** Per-step training metrics of each method (for plots and the β trajectory). */
-  curves: Record<string, (Metrics & { step: number })[]>
-  files: { report: string; results: string; plots: string[] }
-  seconds: Record<string, number>
-}
+export type { DemoResult, Method, MethodResult } from './result'
 
 export interface DemoHooks {
   /** Progress of a phase: done of total units (steps, prompts), with the latest metrics when training. */

@@ -5,7 +5,7 @@ import * as path from 'node:path'
 
 import { curvesSpec, winRateKlSpec, writeSvg } from '../eval/plots'
 import { METHODS, TRAIN_METHODS } from '../train/methods'
-import type { DemoResult } from './pipeline'
+import type { DemoResult } from './result'
 
 type ReportInput = Omit<DemoResult, 'files'>
 

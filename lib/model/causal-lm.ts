@@ -4,7 +4,7 @@ import { z } from 'zod'
 
 import { EdpoInputError, native } from '../core/errors'
 import { type LoraDropoutState, type NativeModel, nativeAddon } from '../core/native'
-import type { ModelGenerateArgs } from '../core/ops-generated'
+import type * as generated from '../core/ops-generated'
 import { type OpMode, type OpReturn, runOp } from '../core/ops'
 import { liveTensorSchema, Tensor, DEVICE_PATTERN } from '../core/tensor'
 import * as fs from 'node:fs'
@@ -419,7 +419,7 @@ export class CausalLM {
     writeCheckpoint(dir, params, config, o?.maxShardBytes ?? 5_000_000_000)
   }
 
-  private generateArgs(inputIds: Tensor, opts: GenerateOptions): ModelGenerateArgs {
+  private generateArgs(inputIds: Tensor, opts: GenerateOptions): generated.ModelGenerateArgs<Tensor> {
     let ids = parse(tensorSchema, inputIds, 'inputIds')
     const o = parse(generateSchema, opts, 'opts')
     let mask = o.attentionMask
