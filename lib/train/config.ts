@@ -14,85 +14,8 @@ import { parseStepRange } from './step-profiler'
 
 export { flagName, type OptionSpec, optionsObject } from './option-table'
 export { TRAIN_METHODS, type TrainMethod } from './methods'
-
-// Short dtype names as TRL users write them.
-const DTYPE_SHORT: Record<string, string> = { bf16: 'bfloat16', fp16: 'float16', fp32: 'float32', fp64: 'float64' }
-
-const positive = z.number().positive()
-const nonNegative = z.number().min(0)
-const count = z.number().int().positive()
-
-/** Where a run starts from and writes to (the first options of every run's table). */
-const RUN_FOLDER_OPTIONS = {
-  model: { aliases: ['model_name_or_path'], schema: z.string().min(1), kind: 'string', help: 'Hugging Face model folder (config.json, *.safetensors, tokenizer.json)' },
-  data: { schema: z.array(z.string().min(1)).min(1), kind: 'strings', help: 'training data: JSONL, JSON or Parquet files or globs (repeatable)' },
-  evalData: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'evaluation data files or globs' },
-  evalFraction: { schema: z.number().gt(0).lt(1).optional(), kind: 'number', help: 'hold out this fraction of --data for evaluation' },
-  out: { aliases: ['output_dir'], schema: z.string().min(1), kind: 'string', help: 'run folder: metrics.jsonl and checkpoint-<step>/' },
-  overwriteOutputDir: {
-    schema: z.boolean().default(false),
-    kind: 'boolean',
-    help: "start over in a non-empty --out: removes an earlier run's metrics.jsonl, invalid-rows.jsonl and checkpoint-<step>/ (other files are kept)",
-  },
-} satisfies OptionTable
-
-/** The engine's, the data's and LoRA's options: with RUN_FOLDER_OPTIONS, what every run reads. */
-const ENGINE_OPTIONS = {
-  learningRate: { schema: positive.default(5e-7), kind: 'number', help: 'peak learning rate' },
-  lrScheduler: { aliases: ['lr_scheduler_type'], schema: z.enum(['cosine', 'linear', 'constant']).default('cosine'), kind: 'string', help: 'learning-rate schedule after warm-up' },
-  warmupRatio: { schema: z.number().min(0).max(1).default(0.1), kind: 'number', help: 'fraction of steps of linear warm-up' },
-  weightDecay: { schema: nonNegative.default(0), kind: 'number', help: 'AdamW weight decay' },
-  adamBeta1: { aliases: ['adam_beta1'], schema: z.number().min(0).lt(1).default(0.9), kind: 'number', help: 'AdamW β1' },
-  adamBeta2: { aliases: ['adam_beta2'], schema: z.number().min(0).lt(1).default(0.999), kind: 'number', help: 'AdamW β2' },
-  adamEpsilon: { aliases: ['adam_epsilon'], schema: positive.default(1e-8), kind: 'number', help: 'AdamW ε' },
-  maxGradNorm: { schema: nonNegative.default(1), kind: 'number', help: 'clip the global gradient norm (0: off)' },
-  batchSize: { aliases: ['per_device_train_batch_size'], schema: count.default(8), kind: 'integer', help: 'preference pairs per micro-batch' },
-  gradAccumulation: { aliases: ['gradient_accumulation_steps'], schema: count.default(1), kind: 'integer', help: 'micro-batches per optimizer step' },
-  epochs: { aliases: ['num_train_epochs'], schema: positive.default(1), kind: 'number', help: 'passes over the data (ignored with --max-steps)' },
-  maxSteps: { schema: count.optional(), kind: 'integer', help: 'optimizer steps to run (overrides --epochs)' },
-  maxLength: { schema: count.default(1024), kind: 'integer', help: 'tokens per sequence (prompt + completion); keeps the start' },
-  maxPromptLength: { schema: count.default(512), kind: 'integer', help: 'prompt tokens; --truncation-mode picks the end kept' },
-  maxCompletionLength: { schema: count.optional(), kind: 'integer', help: 'completion tokens (EOS included); keeps the start' },
-  truncationMode: {
-    schema: z.enum(['keep_end', 'keep_start']).default('keep_end'),
-    kind: 'string',
-    help: 'which end of a prompt longer than --max-prompt-length is kept',
-  },
-  dtype: {
-    schema: z.preprocess((v) => DTYPE_SHORT[v as string] ?? v, z.enum(['float32', 'bfloat16', 'float16', 'float64'])).default('float32'),
-    kind: 'string',
-    help: 'model weights dtype, also bf16, fp16, fp32 (bf16 keeps fp32 optimizer state)',
-  },
-  device: { schema: z.string().regex(DEVICE_PATTERN).default('cpu'), kind: 'string', help: "'cpu', 'cuda' or 'cuda:N'" },
-  gradientCheckpointing: { schema: z.boolean().default(false), kind: 'boolean', help: 'recompute each decoder layer in the backward pass' },
-  // HF's group_by_length is this option's snake_case name.
-  groupByLength: {
-    schema: z.boolean().default(false),
-    kind: 'boolean',
-    help: 'batch examples of similar lengths together (less padding); the order stays shuffled per epoch',
-  },
-  seed: { schema: z.number().int().min(0).default(42), kind: 'integer', help: 'data order seed' },
-  profileSteps: {
-    schema: z.string().refine((v) => parseStepRange(v) !== undefined, { message: "expected a step or a range of optimizer steps, 'A' or 'A-B' with 1 ≤ A ≤ B" }).optional(),
-    kind: 'string',
-    help: "profile optimizer steps A-B (e.g. 3-4): time per section of the step and libtorch's profiler trace, in <out>/profile/",
-  },
-  logEvery: { aliases: ['logging_steps'], schema: count.default(1), kind: 'integer', help: 'log metrics every N optimizer steps' },
-  evalEvery: { aliases: ['eval_steps'], schema: z.number().int().min(0).default(0), kind: 'integer', help: 'evaluate every N steps (0: only at the end)' },
-  saveEvery: { aliases: ['save_steps'], schema: z.number().int().min(0).default(0), kind: 'integer', help: 'checkpoint every N steps (0: only at the end)' },
-  keepLast: { aliases: ['save_total_limit'], schema: count.default(2), kind: 'integer', help: 'checkpoints to keep' },
-  zeroStage: {
-    schema: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(0),
-    kind: 'integer',
-    help: 'several ranks: 1 shards the AdamW state (fp32 master, m, v) across ranks, 2 also the gradients (DeepSpeed ZeRO)',
-  },
-  skipInvalid: { schema: z.boolean().default(false), kind: 'boolean', help: 'skip and count invalid rows instead of stopping' },
-  ...LORA_OPTIONS,
-} satisfies OptionTable
-
-/** What every run reads, whatever its method: `edpo sft`'s table is this (with SFT's defaults). */
-export const RUN_OPTIONS = { ...RUN_FOLDER_OPTIONS, ...ENGINE_OPTIONS }
-export type RunConfig = OptionValues<typeof RUN_OPTIONS>
+import { RUN_FOLDER_OPTIONS, ENGINE_OPTIONS, RUN_OPTIONS, type RunConfig } from './run-options'
+export { RUN_OPTIONS, type RunConfig } from './run-options'
 
 const METHOD_OPTION = {
   method: { schema: z.enum(TRAIN_METHODS).default(DEFAULT_TRAIN_METHOD), kind: 'string', help: 'the training method (the list above); each reads only its own options' },

@@ -3,7 +3,7 @@
 // LoRA is on when --lora-r or --adapter is given; the other LoRA options need one of them.
 import { z } from 'zod'
 
-import type { OptionSpec } from './config'
+import type { OptionSpec } from './option-table'
 
 export const LORA_OPTIONS = {
   loraR: {

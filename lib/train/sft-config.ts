@@ -2,7 +2,7 @@
 // own defaults (methods/sft.ts), so flags, config files and --help share the descriptions of `edpo train`.
 import { z } from 'zod'
 
-import { RUN_OPTIONS } from './config'
+import { RUN_OPTIONS } from './run-options'
 import { withLoraChecks } from './lora-options'
 import { SFT_OPTIONS_OWN } from './methods/sft'
 import { type OptionTable, optionsObject } from './option-table'

@@ -9,7 +9,7 @@ import { z } from 'zod'
 import type { SamplerState } from '../data'
 import { EdpoInputError } from '../core/errors'
 import { formatZodError } from '../core/validate'
-import type { RunConfig } from './config'
+import type { RunConfig } from './run-options'
 import { type Metrics, readMetrics } from './metrics-log'
 
 /** Live progress of a Trainer (trainer.state); `method` is the method's own state (e.g. ε-DPO's {beta}), as its checkpoint saves it. */

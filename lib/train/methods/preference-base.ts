@@ -15,7 +15,7 @@ import { type SequenceStatsResult, sequenceStatsFromHiddenAsync } from '../../co
 import { checkInputErrors, pairRecordColumns } from '../../core/pair-record'
 import type { Tensor } from '../../core/tensor'
 import { CausalLM } from '../../model'
-import type { RunConfig } from '../config'
+import type { RunConfig } from '../run-options'
 import { loraReference } from '../lora-run'
 import type { MicroBatchOutput, ReferenceUse, StepSummary, TrainingMethod } from '../method'
 import type { Metrics } from '../metrics-log'

@@ -9,8 +9,8 @@ import type { CausalLM } from '../../model'
 import { Tensor } from '../../core/tensor'
 import type { MethodSpec, MicroBatchOutput, StepSummary, TrainingMethod } from '../method'
 import { dataOptions, loadTrainedModel, type Run } from '../open-run'
-import type { OptionTable } from '../option-table'
-import type { SftConfig } from '../sft-config'
+import type { OptionTable, OptionValues } from '../option-table'
+import type { RunConfig } from '../run-options'
 
 /** What this method adds to trainer_state.json: a tag, so a DPO run cannot resume an SFT checkpoint. */
 export const SFT_STATE = { kind: z.literal('sft') }
@@ -21,6 +21,9 @@ export type SftSaved = { kind: 'sft' }
 export const SFT_OPTIONS_OWN = {
   learningRate: { schema: z.number().positive().default(1e-5), kind: 'number', help: 'peak learning rate' },
 } satisfies OptionTable
+
+/** `edpo sft`'s settings (sft-config.ts builds their schema from the same tables). */
+type SftConfig = RunConfig & OptionValues<typeof SFT_OPTIONS_OWN>
 
 export class SftMethod implements TrainingMethod<SftExample, SftSaved> {
   private constructor(
