@@ -11,13 +11,14 @@ const SHARED = [
   'adamEpsilon', 'maxGradNorm', 'batchSize', 'gradAccumulation', 'epochs', 'maxSteps', 'maxLength', 'maxPromptLength', 'maxCompletionLength', 'truncationMode', 'dtype',
   'device', 'gradientCheckpointing', 'groupByLength', 'seed', 'profileSteps', 'logEvery', 'evalEvery', 'saveEvery', 'keepLast', 'zeroStage', 'skipInvalid',
   'loraR', 'loraAlpha', 'loraDropout', 'loraTargetModules', 'useRslora', 'adapter',
+  'dataSplit', 'evalDataSplit', 'dataConfig', 'modelRevision', 'reportTo', 'loggingDir', 'runName',
 ] as const
 
 const shared = Object.fromEntries(SHARED.map((k) => [k, TRAIN_OPTIONS[k]])) as { [K in (typeof SHARED)[number]]: (typeof TRAIN_OPTIONS)[K] }
 
 export const SFT_OPTIONS = {
   ...shared,
-  model: { ...TRAIN_OPTIONS.model, help: 'the model to fine-tune: a Hugging Face folder (config.json, *.safetensors, tokenizer.json)' },
+  model: { ...TRAIN_OPTIONS.model, help: 'the model to fine-tune: a Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a Hub id org/name[@revision]' },
   data: { ...TRAIN_OPTIONS.data, help: 'training rows {prompt, completion} (or {prompt, chosen}): JSONL, JSON or Parquet files or globs' },
   learningRate: { schema: z.number().positive().default(1e-5), kind: 'number', help: 'peak learning rate' },
 } satisfies Record<string, OptionSpec>
