@@ -8,6 +8,7 @@ import { LORA_OPTIONS, usesLora, withLoraChecks } from './lora-options'
 import { DEVICE_PATTERN } from '../core/tensor'
 import { parseStepRange } from './step-profiler'
 import { validRevision } from '../hub/hub-id'
+import { stepsOrFraction } from './step-fractions'
 
 export interface OptionSpec {
   schema: z.ZodType
@@ -134,9 +135,9 @@ export const TRAIN_OPTIONS = {
     kind: 'string',
     help: "profile optimizer steps A-B (e.g. 3-4): time per section of the step and libtorch's profiler trace, in <out>/profile/",
   },
-  logEvery: { aliases: ['logging_steps'], schema: count.default(1), kind: 'integer', help: 'log metrics every N optimizer steps' },
-  evalEvery: { aliases: ['eval_steps'], schema: z.number().int().min(0).default(0), kind: 'integer', help: 'evaluate every N steps (0: only at the end)' },
-  saveEvery: { aliases: ['save_steps'], schema: z.number().int().min(0).default(0), kind: 'integer', help: 'checkpoint every N steps (0: only at the end)' },
+  logEvery: { aliases: ['logging_steps'], schema: stepsOrFraction(1).default(1), kind: 'number', help: "log metrics every N optimizer steps (< 1: that fraction of the run's steps)" },
+  evalEvery: { aliases: ['eval_steps'], schema: stepsOrFraction(0).default(0), kind: 'number', help: "evaluate every N steps (0: only at the end; < 1: that fraction of the run's steps)" },
+  saveEvery: { aliases: ['save_steps'], schema: stepsOrFraction(0).default(0), kind: 'number', help: "checkpoint every N steps (0: only at the end; < 1: that fraction of the run's steps)" },
   reportTo: {
     aliases: ['report_to'],
     schema: z.enum(['none', 'tensorboard']).default('none'),

@@ -15,6 +15,7 @@ import { flagName } from './config'
 import { type LoraConfig, usesLora } from './lora-options'
 import { attachTrainedLora } from './lora-run'
 import { MetricsLog } from './metrics-log'
+import { HUB_ONLY_OPTIONS } from '../hub/resolve-options'
 import { checkDevice, checkModelFolder } from './preflight'
 import { openRunToResume, prepareNewRun } from './run-folder'
 import { readTrainerState, type SavedState } from './trainer-state'
@@ -71,6 +72,10 @@ export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
   const parsed = kind.config.safeParse(resumed ? resumedConfig(resumed.file.config, input, opts.resume!) : input)
   if (!parsed.success) throw new EdpoInputError(formatZodError(parsed.error, 'config'))
   const config = parsed.data
+  // Hub-only options are used up where Hub ids are resolved (resolveHubOptions); here they would do nothing.
+  const unresolved = HUB_ONLY_OPTIONS.filter((k) => (config as Record<string, unknown>)[k] !== undefined)
+  if (unresolved.length > 0)
+    throw new EdpoInputError(`${unresolved.map(flagName).join(', ')}: Hub options; pass the options through resolveHubOptions() (edpo's commands do) before creating a trainer`)
   // Each rank of a GPU run uses its own device, cuda:LOCAL_RANK.
   if (opts.dist && config.device.startsWith('cuda')) config.device = `cuda:${opts.dist.localRank}`
   if (!opts.dist && config.zeroStage > 0) log(`note: --zero-stage ${config.zeroStage} shards across ranks; with one process it changes nothing`)
@@ -79,6 +84,7 @@ export function openRun<C extends RunFolderConfig, S extends z.ZodRawShape>(
   if (follower) ensureFolderExists(config.out)
   else if (resumed) MetricsLog.truncateAfter(config.out, resumed.file.step, log)
   else prepareNewRun(config.out, config.overwriteOutputDir, log)
+  if (!follower) MetricsLog.configure(config.out, reportingOf(config))
   checkModelFolder(config.model, resumed ? `--model (as stored in ${resumed.dir})` : '--model')
   const reference = (config as { referenceModel?: string }).referenceModel
   if (reference !== undefined) checkModelFolder(reference, '--reference-model')
@@ -106,6 +112,12 @@ export async function openRunOnRanks<C extends RunFolderConfig, S extends z.ZodR
   }
   await group.barrier()
   return openRun(kind, input, opts)
+}
+
+/** --report-to, --logging-dir and --run-name of a config (absent in older stored configs: none). */
+function reportingOf(config: object): { reportTo: 'none' | 'tensorboard'; loggingDir?: string; runName?: string } {
+  const c = config as { reportTo?: 'none' | 'tensorboard'; loggingDir?: string; runName?: string }
+  return { reportTo: c.reportTo ?? 'none', loggingDir: c.loggingDir, runName: c.runName }
 }
 
 function ensureFolderExists(dir: string): void {

@@ -8,6 +8,7 @@ import { checkMethodOptions, type TrainConfig, type TrainConfigInput, trainConfi
 import { Engine } from './engine'
 import { PREFERENCE_STATE, PreferenceMethod } from './methods/preference'
 import { type CreateOptions, openRunOnRanks, type Run } from './open-run'
+import { applyStepFractions } from './step-fractions'
 
 export { EdpoTrainingError, type TrainerEvents, TOKENIZER_FILES } from './engine'
 export type { CreateOptions } from './open-run'
@@ -22,7 +23,9 @@ export class Trainer extends Engine<TrainConfig, TokenizedPair, PreferenceMethod
     // A resumed run's options are checked against its stored ones instead (open-run.ts).
     if (opts.resume === undefined) checkMethodOptions(input)
     const run = await openRunOnRanks({ config: trainConfigSchema, state: PREFERENCE_STATE }, input, opts)
-    return new Trainer(run, await PreferenceMethod.load(run))
+    const trainer = new Trainer(run, await PreferenceMethod.load(run))
+    applyStepFractions(trainer.config, trainer.state.totalSteps)
+    return trainer
   }
 
   /** The model being trained. */
