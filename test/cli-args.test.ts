@@ -81,13 +81,17 @@ t.test("TRL's names: every alias as a flag and as a config key gives the same op
   const base = { model: 'm', data: ['d'], out: 'o' }
   for (const [name, spec] of Object.entries(TRAIN_OPTIONS) as [string, { aliases?: readonly string[]; kind: string }][]) {
     for (const alias of spec.aliases ?? []) {
-      const value = spec.kind === 'string' ? (name === 'lrScheduler' ? 'linear' : 'x') : spec.kind === 'number' ? 0.5 : 3
-      const flag = parseArgs(['--model', 'm', '--data', 'd', '--out', 'o', `--${alias.replace(/_/g, '-')}`, String(value)], TRAIN_OPTIONS)
+      const choice: Record<string, string> = { lrScheduler: 'linear', reportTo: 'tensorboard', data: 'd' }
+      const value = spec.kind === 'string' || spec.kind === 'strings' ? (choice[name] ?? 'x') : spec.kind === 'number' ? 0.5 : 3
+      const expected = spec.kind === 'strings' ? [value] : value
+      // dataset_name is --data itself: given instead of it, not beside it.
+      const given = name === 'data' ? ['--model', 'm', '--out', 'o'] : ['--model', 'm', '--data', 'd', '--out', 'o']
+      const flag = parseArgs([...given, `--${alias.replace(/_/g, '-')}`, String(value)], TRAIN_OPTIONS)
       const file = path.join(dir, `alias-${alias}.yaml`)
-      fs.writeFileSync(file, `model: m\ndata: d\nout: o\n${alias}: ${value}\n`)
+      fs.writeFileSync(file, `model: m\n${name === 'data' ? '' : 'data: d\n'}out: o\n${alias}: ${value}\n`)
       const fromFile = parseArgs(['--config', file], TRAIN_OPTIONS)
-      t.same(flag.options, { ...base, [name]: value }, `--${alias.replace(/_/g, '-')} → ${name}`)
-      t.same(fromFile.options, { ...base, [name]: value }, `${alias}: in a config file → ${name}`)
+      t.same(flag.options, { ...base, [name]: expected }, `--${alias.replace(/_/g, '-')} → ${name}`)
+      t.same(fromFile.options, { ...base, [name]: expected }, `${alias}: in a config file → ${name}`)
     }
   }
   const trl = path.join(dir, 'trl.yaml')

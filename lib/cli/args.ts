@@ -55,19 +55,29 @@ function checkValue(spec: OptionSpec, typed: string, value: unknown): unknown {
   return value
 }
 
-/** Resolves one option written as `key` (camelCase); returns [option name, value] or undefined to drop. */
-function resolve(key: string, value: unknown, typed: string, table: Record<string, OptionSpec>, index: Map<string, string>): [string, unknown] | undefined {
+/** Resolves one option written as `key` (camelCase); returns [option name, value] (maybe marked
+ *  'default': only when not given otherwise) or undefined to drop. `extra` names flags outside
+ *  the table that a TRL key may set (ddp_timeout → distTimeout). */
+function resolve(
+  key: string,
+  value: unknown,
+  typed: string,
+  table: Record<string, OptionSpec>,
+  index: Map<string, string>,
+  extra: readonly string[] = [],
+): [string, unknown, 'default'?] | undefined {
   const name = index.get(key)
   if (name !== undefined) return [name, checkValue(table[name]!, typed, value)]
   const valueKey = trlValueKey(key)
   if (valueKey) {
     const set = valueKey.set(value, typed)
-    if (set && table[set[0]]) return [set[0], checkValue(table[set[0]]!, typed, set[1])]
+    if (set && table[set[0]]) return [set[0], checkValue(table[set[0]]!, typed, set[1]), set[2]]
+    if (set && extra.includes(set[0])) return set
     if (set) throw new EdpoInputError(`${typed}: not an option of this command`)
     return undefined
   }
   const hint = trlNearMiss(key)
-  throw new EdpoInputError(`${typed}: unknown option${hint ? `; ${hint}` : ' (see --help)'}`)
+  throw new EdpoInputError(`${typed}: ${hint === undefined ? 'unknown option (see --help)' : hint.startsWith('did you mean') ? `unknown option; ${hint}` : hint}`)
 }
 
 /**
@@ -129,13 +139,13 @@ export function parseArgs(argv: readonly string[], table: Record<string, OptionS
     } else {
       v = coerce(spec, rawFlag, value())
     }
-    const r = resolve(key, v, `--${rawFlag}`, table, index)
-    if (r) {
+    const r = resolve(key, v, `--${rawFlag}`, table, index, extra)
+    if (r && !(r[2] === 'default' && flags[r[0]] !== undefined)) {
       flags[r[0]] = r[1]
       typed[r[0]] = `--${rawFlag}`
     }
   }
-  const fromFile = config ? readConfigFile(config, table) : { options: {}, typed: {} }
+  const fromFile = config ? readConfigFile(config, table, extra) : { options: {}, typed: {} }
   const options = { ...fromFile.options, ...flags }
   if (!help && flags.resume === undefined) {
     for (const [name, spec] of Object.entries(table)) {
@@ -146,8 +156,38 @@ export function parseArgs(argv: readonly string[], table: Record<string, OptionS
   return { options, help, typed: { ...fromFile.typed, ...typed } }
 }
 
-/** A YAML or JSON object of options: camelCase, snake_case or kebab-case keys, and TRL's names. */
-export function readConfigFile(file: string, table: Record<string, OptionSpec>): { options: Record<string, unknown>; typed: Record<string, string> } {
+// Sections research repos wrap TRL keys in (model:, dataset:, training_args: …): their keys are
+// read as top-level keys. A mapping under any key that is not an option is such a section.
+function flattenSections(parsed: Record<string, unknown>, file: string, index: Map<string, string>): [string, string, unknown][] {
+  const out: [string, string, unknown][] = []
+  const seen = new Map<string, string>()
+  const walk = (obj: Record<string, unknown>, prefix: string, depth: number) => {
+    for (const [key, raw] of Object.entries(obj)) {
+      const isSection = typeof raw === 'object' && raw !== null && !Array.isArray(raw) && index.get(camel(key.replace(/_/g, '-'))) === undefined
+      if (isSection && depth < 3) {
+        walk(raw as Record<string, unknown>, `${prefix}${key}.`, depth + 1)
+        continue
+      }
+      const earlier = seen.get(key)
+      if (earlier !== undefined) throw new EdpoInputError(`${file}: ${prefix}${key} is also given as ${earlier}: give it once`)
+      seen.set(key, `${prefix}${key}`)
+      out.push([key, `${prefix}${key}`, raw])
+    }
+  }
+  walk(parsed, '', 0)
+  return out
+}
+
+/**
+ * A YAML or JSON object of options: camelCase, snake_case or kebab-case keys, and TRL's names,
+ * at the top level or in sections. Every key that cannot be honoured is reported in one message,
+ * one line each with what to do, so a TRL config is fixed in one pass.
+ */
+export function readConfigFile(
+  file: string,
+  table: Record<string, OptionSpec>,
+  extra: readonly string[] = [],
+): { options: Record<string, unknown>; typed: Record<string, string> } {
   let text: string
   try {
     text = fs.readFileSync(file, 'utf8')
@@ -156,7 +196,7 @@ export function readConfigFile(file: string, table: Record<string, OptionSpec>):
   }
   let parsed: unknown
   try {
-    parsed = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text)
+    parsed = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text, { maxAliasCount: 100 })
   } catch (e) {
     throw new EdpoInputError(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'} (${(e as Error).message})`)
   }
@@ -165,16 +205,31 @@ export function readConfigFile(file: string, table: Record<string, OptionSpec>):
   const index = nameIndex(table)
   const options: Record<string, unknown> = {}
   const typed: Record<string, string> = {}
-  for (const [key, raw] of Object.entries(parsed)) {
+  const defaults: [string, unknown, string][] = []
+  const problems: string[] = []
+  for (const [key, written, raw] of flattenSections(parsed as Record<string, unknown>, file, index)) {
     const name = index.get(camel(key.replace(/_/g, '-')))
     // A single path where a list is expected is a one-element list.
     const value = name !== undefined && table[name]!.kind === 'strings' && typeof raw === 'string' ? [raw] : raw
-    const r = resolve(camel(key.replace(/_/g, '-')), value, `${file}: ${key}`, table, index)
-    if (r) {
-      options[r[0]] = r[1]
-      typed[r[0]] = `${key} in ${file}`
+    try {
+      const r = resolve(camel(key.replace(/_/g, '-')), value, `${written} in ${file}`, table, index, extra)
+      if (r?.[2] === 'default') defaults.push([r[0], r[1], `${written} in ${file}`])
+      else if (r) {
+        options[r[0]] = r[1]
+        typed[r[0]] = `${written} in ${file}`
+      }
+    } catch (e) {
+      if (!(e instanceof EdpoInputError)) throw e
+      problems.push(e.message.replace(` in ${file}:`, ':'))
     }
   }
+  if (problems.length === 1) throw new EdpoInputError(`${file}: ${problems[0]}`)
+  if (problems.length > 1) throw new EdpoInputError(`${file}: ${problems.length} keys edpo cannot take as written:\n${problems.map((p) => `  ${p}`).join('\n')}`)
+  for (const [name, value, how] of defaults)
+    if (options[name] === undefined) {
+      options[name] = value
+      typed[name] = how
+    }
   return { options, typed }
 }
 

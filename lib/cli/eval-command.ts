@@ -18,15 +18,19 @@ import { readTrainerState } from '../train/trainer-state'
 import { formatZodError } from '../core/validate'
 import { formatHelp, parseArgs } from './args'
 import { DEVICE_PATTERN } from '../core/tensor'
+import { resolveHubOptions } from '../hub/resolve-options'
 
 export const EVAL_OPTIONS = {
-  model: { schema: z.string().min(1), kind: 'string', help: 'the policy: a model folder or a checkpoint-<step> folder' },
+  model: { aliases: ['model_name_or_path'], schema: z.string().min(1), kind: 'string', help: 'the policy: a model folder, a checkpoint-<step> folder or a Hub id org/name[@revision]' },
+  modelRevision: TRAIN_OPTIONS.modelRevision,
   referenceModel: {
     schema: z.string().min(1).optional(),
     kind: 'string',
     help: "the reference model folder (default: for a checkpoint-<step> --model, the reference its run trained against)",
   },
-  data: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'evaluation pairs: JSONL, JSON or Parquet files or globs' },
+  data: { aliases: ['dataset_name'], schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'evaluation pairs: JSONL, JSON or Parquet files or globs, or a Hub dataset id' },
+  dataSplit: { ...TRAIN_OPTIONS.dataSplit, aliases: ['dataset_test_split'], help: 'with a Hub dataset id in --data: the split to evaluate on (default test)' },
+  dataConfig: TRAIN_OPTIONS.dataConfig,
   gold: { schema: z.string().min(1).optional(), kind: 'string', help: 'judge module (CommonJS or ESM) exporting reward(prompt, completion) → number' },
   prompts: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'with --gold: rows with a prompt field (JSONL, JSON or Parquet)' },
   temperature: { schema: z.number().positive().default(1), kind: 'number', help: 'with --gold: sampling temperature' },
@@ -85,7 +89,10 @@ export async function evalCommand(argv: readonly string[]): Promise<number> {
     process.stdout.write(EVAL_HELP + '\n')
     return 0
   }
-  const r = schema.safeParse(args.options)
+  const shapes = schema.safeParse(args.options)
+  if (!shapes.success) throw new EdpoInputError(formatZodError(shapes.error, 'edpo eval'))
+  // Hub ids become cache paths here, before any model or data code runs.
+  const r = schema.safeParse(await resolveHubOptions(args.options, { typed: args.typed, defaultDataSplit: 'test' }))
   if (!r.success) throw new EdpoInputError(formatZodError(r.error, 'edpo eval'))
   const o = r.data as { [K in keyof typeof EVAL_OPTIONS]: z.infer<(typeof EVAL_OPTIONS)[K]['schema']> }
   const load = (dir: string, trainable = true) => CausalLM.fromPretrained(dir, { dtype: o.dtype, device: o.device, trainable })

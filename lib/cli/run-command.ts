@@ -9,6 +9,7 @@ import { readDistEnv } from '../distributed/env'
 import { type Backend, DistGroup } from '../distributed/group'
 import { launchWorkers, parseNproc, withoutFlag } from '../distributed/launcher'
 import { EdpoInputError } from '../core/errors'
+import { resolveHubOptionsOnRanks } from '../hub/resolve-options'
 import type { OptionSpec } from '../train/config'
 import type { Engine, EngineConfig } from '../train/engine'
 import type { Metrics } from '../train/metrics-log'
@@ -65,11 +66,16 @@ export async function runCommand<I>(argv: readonly string[], command: RunCommand
     if (backend === 'nccl' && !device.startsWith('cuda')) throw new EdpoInputError(`--backend nccl needs a CUDA device, but --device is ${device}: use --backend gloo on CPU`)
     return launchWorkers({ nproc, args: [command.name, ...withoutFlag(argv, '--nproc-per-node')], graceSeconds: (timeoutSeconds ?? 300) + 30, log: (l) => process.stderr.write(l + '\n') })
   }
-  if (!env && (backend !== undefined || distTimeout !== undefined))
+  // TRL's ddp_timeout in a config file describes several ranks; one process has nothing to wait for.
+  if (!env && backend === undefined && distTimeout !== undefined && args.typed.distTimeout?.includes(' in ')) {
+    process.stderr.write(`note: ${args.typed.distTimeout} applies to several ranks; this run has one process\n`)
+  } else if (!env && (backend !== undefined || distTimeout !== undefined))
     throw new EdpoInputError(`--${backend !== undefined ? 'backend' : 'dist-timeout'} applies to several ranks: add --nproc-per-node N, or launch with torchrun or srun`)
   const dist = env ? await DistGroup.join(env, { backend: backend as Backend | undefined, timeoutSeconds, device: (args.options.device as string | undefined) ?? 'cpu' }) : undefined
+  // Hub ids become cache paths here, before any model or data code runs (rank 0 downloads).
+  const input = await resolveHubOptionsOnRanks(args.options, dist, { typed: args.typed })
   // The option table validated the flags' shapes; create() validates the whole config with zod.
-  const trainer = await command.create(args.options as I, { resume, dist })
+  const trainer = await command.create(input as I, { resume, dist })
   if (dist) debugStepLog(trainer, dist.rank)
   if (dist && dist.rank !== 0) return quietRank(trainer)
 

@@ -6,6 +6,7 @@ import { Template } from '@huggingface/jinja'
 
 import { EdpoInputError } from '../core/errors'
 import { type Message, type PreferencePair, RowError } from './formats'
+import { OverBudget, renderWithinBudget } from './template-budget'
 
 export type TextPair = Extract<PreferencePair, { kind: 'text' }>
 
@@ -29,11 +30,18 @@ export function compileChatTemplate(source: string, variables: Readonly<Record<s
   return {
     source,
     render(messages, opts) {
-      return template.render({
-        ...variables,
-        messages: messages.map((m) => ({ role: m.role, content: m.content })),
-        add_generation_prompt: opts.addGenerationPrompt,
-      })
+      try {
+        return renderWithinBudget(template, {
+          ...variables,
+          messages: messages.map((m) => ({ role: m.role, content: m.content })),
+          add_generation_prompt: opts.addGenerationPrompt,
+        })
+      } catch (e) {
+        // A template over budget is the template's fault, not the row's: it stops the run.
+        if (e instanceof OverBudget)
+          throw new EdpoInputError(`${where}: the chat template went over its rendering budget (${e.message}); edpo stops templates that loop or grow without bound: fix or replace this template`, { cause: e })
+        throw e
+      }
     },
   }
 }
@@ -87,7 +95,7 @@ export function applyChatTemplate(template: ChatTemplate, pair: PreferencePair):
     prompt = prompt.slice(0, Math.min(commonPrefixLength(prompt, fullChosen), commonPrefixLength(prompt, fullRejected)))
     return { kind: 'text', prompt, chosen: fullChosen.slice(prompt.length), rejected: fullRejected.slice(prompt.length) }
   } catch (e) {
-    if (e instanceof RowError) throw e
+    if (e instanceof RowError || e instanceof EdpoInputError) throw e
     throw new RowError('chat template failed', '', `chat template: ${(e as Error).message}`)
   }
 }

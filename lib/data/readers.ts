@@ -4,6 +4,7 @@
 // whether it stops the run or is skipped and counted.
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import * as zlib from 'node:zlib'
 
 import { EdpoInputError } from '../core/errors'
 
@@ -15,12 +16,23 @@ export interface RawRow {
   error?: string
 }
 
-/** Reads one file; the format comes from the extension (.jsonl/.ndjson, .json, .parquet). */
+/** Reads one file; the format comes from the extension (.jsonl/.ndjson, .json, .parquet; JSON and JSONL also gzipped, .gz). */
 export async function readFile(file: string): Promise<RawRow[]> {
   const ext = path.extname(file).toLowerCase()
   if (ext === '.parquet') return readParquet(file)
   if (ext === '.jsonl' || ext === '.ndjson' || ext === '.json') return readJsonBuffer(file, fs.readFileSync(file))
-  throw new EdpoInputError(`${file}: unknown data format '${ext}' (expected .jsonl, .ndjson, .json or .parquet)`)
+  const inner = ext === '.gz' ? path.extname(file.slice(0, -3)).toLowerCase() : ''
+  if (inner === '.jsonl' || inner === '.ndjson' || inner === '.json') return readJsonBuffer(file, gunzip(file))
+  throw new EdpoInputError(`${file}: unknown data format '${ext}' (expected .jsonl, .ndjson, .json, .parquet, or .jsonl.gz / .json.gz)`)
+}
+
+// Hub datasets ship JSONL gzipped (Anthropic/hh-rlhf): inflated in memory, like the plain file is read.
+function gunzip(file: string): Buffer {
+  try {
+    return zlib.gunzipSync(fs.readFileSync(file))
+  } catch (e) {
+    throw new EdpoInputError(`${file}: not a readable gzip file (${(e as Error).message})`, { cause: e })
+  }
 }
 
 /** Reads files in order and concatenates their rows. */

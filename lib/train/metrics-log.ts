@@ -6,12 +6,26 @@ import * as path from 'node:path'
 
 import { EdpoInputError } from '../core/errors'
 import { fileError } from './fs-errors'
+import { TensorBoardWriter } from './tensorboard'
 
 export type Metrics = Record<string, number>
 type Entry = Metrics & { step: number }
 
+/** Where else a run's metrics go (--report-to, --logging-dir, --run-name). */
+export interface Reporting {
+  reportTo: 'none' | 'tensorboard'
+  loggingDir?: string
+  runName?: string
+}
+
+// Set by openRun for a run folder before its trainer makes the log, so every trainer's log reports
+// the same way without each passing the options down.
+const reportingByRun = new Map<string, Reporting>()
+
 export class MetricsLog {
   readonly file: string
+  /** With --report-to tensorboard: the event file written beside metrics.jsonl. */
+  readonly tensorboard: TensorBoardWriter | undefined
 
   constructor(runDir: string) {
     this.file = path.join(runDir, 'metrics.jsonl')
@@ -20,6 +34,15 @@ export class MetricsLog {
     } catch (e) {
       throw fileError('cannot create', runDir, e)
     }
+    const r = reportingByRun.get(path.resolve(runDir))
+    this.tensorboard = r?.reportTo === 'tensorboard' ? new TensorBoardWriter(path.join(r.loggingDir ?? runDir, r.runName ?? '')) : undefined
+  }
+
+  /** The reporting of the run in `runDir` (checked: --logging-dir without TensorBoard would write nothing). */
+  static configure(runDir: string, reporting: Reporting): void {
+    if (reporting.loggingDir !== undefined && reporting.reportTo !== 'tensorboard')
+      throw new EdpoInputError(`--logging-dir ${reporting.loggingDir} (TRL: logging_dir) is where TensorBoard event files go: add --report-to tensorboard (report_to: tensorboard), or remove it`)
+    reportingByRun.set(path.resolve(runDir), reporting)
   }
 
   write(entry: Entry): void {
@@ -28,6 +51,7 @@ export class MetricsLog {
     } catch (e) {
       throw fileError('cannot write', this.file, e)
     }
+    this.tensorboard?.scalars(entry.step, entry)
   }
 
   /**

@@ -15,6 +15,7 @@ import type { RunConfig } from './run-options'
 import { usesLora } from './lora-options'
 import { attachTrainedLora } from './lora-run'
 import { MetricsLog } from './metrics-log'
+import { HUB_ONLY_OPTIONS } from '../hub/resolve-options'
 import { checkDevice, checkModelFolder } from './preflight'
 import { flagName } from './option-table'
 import { openRunToResume, prepareNewRun } from './run-folder'
@@ -61,6 +62,10 @@ export function openRun<C extends RunConfig, S extends object>(kind: RunKind<C>,
   const parsed = kind.config.safeParse(stored ? resumedConfig(kind.stored?.(stored) ?? stored, input, opts.resume!) : input)
   if (!parsed.success) throw new EdpoInputError(formatZodError(parsed.error, 'config'))
   const config = parsed.data
+  // Hub-only options are used up where Hub ids are resolved (resolveHubOptions); here they would do nothing.
+  const unresolved = HUB_ONLY_OPTIONS.filter((k) => (config as Record<string, unknown>)[k] !== undefined)
+  if (unresolved.length > 0)
+    throw new EdpoInputError(`${unresolved.map(flagName).join(', ')}: Hub options; pass the options through resolveHubOptions() (edpo's commands do) before creating a trainer`)
   // The method's own fields, now that the config says which method the checkpoint ran.
   const resumed = from ? (readTrainerState(from.dir, kind.state(config), kind.what) as Run<C, S>['resumed']) : undefined
   // Each rank of a GPU run uses its own device, cuda:LOCAL_RANK.
@@ -71,6 +76,7 @@ export function openRun<C extends RunConfig, S extends object>(kind: RunKind<C>,
   if (follower) ensureFolderExists(config.out)
   else if (resumed) MetricsLog.truncateAfter(config.out, resumed.file.step, log)
   else prepareNewRun(config.out, config.overwriteOutputDir, log)
+  if (!follower) MetricsLog.configure(config.out, reportingOf(config))
   checkModelFolder(config.model, resumed ? `--model (as stored in ${resumed.dir})` : '--model')
   const reference = (config as { referenceModel?: string }).referenceModel
   if (reference !== undefined) checkModelFolder(reference, '--reference-model')
@@ -94,6 +100,12 @@ export async function openRunOnRanks<C extends RunConfig, S extends object>(kind
   }
   await group.barrier()
   return openRun<C, S>(kind, input, opts)
+}
+
+/** --report-to, --logging-dir and --run-name of a config (absent in older stored configs: none). */
+function reportingOf(config: object): { reportTo: 'none' | 'tensorboard'; loggingDir?: string; runName?: string } {
+  const c = config as { reportTo?: 'none' | 'tensorboard'; loggingDir?: string; runName?: string }
+  return { reportTo: c.reportTo ?? 'none', loggingDir: c.loggingDir, runName: c.runName }
 }
 
 function ensureFolderExists(dir: string): void {

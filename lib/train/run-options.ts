@@ -7,6 +7,8 @@ import { DEVICE_PATTERN } from '../core/tensor'
 import { LORA_OPTIONS } from './lora-options'
 import type { OptionSpec, OptionTable, OptionValues } from './option-table'
 import { parseStepRange } from './step-profiler'
+import { validRevision } from '../hub/hub-id'
+import { stepsOrFraction } from './step-fractions'
 
 
 // Short dtype names as TRL users write them.
@@ -18,9 +20,39 @@ const count = z.number().int().positive()
 
 /** Where a run starts from and writes to (the first options of every run's table). */
 export const RUN_FOLDER_OPTIONS = {
-  model: { aliases: ['model_name_or_path'], schema: z.string().min(1), kind: 'string', help: 'Hugging Face model folder (config.json, *.safetensors, tokenizer.json)' },
-  data: { schema: z.array(z.string().min(1)).min(1), kind: 'strings', help: 'training data: JSONL, JSON or Parquet files or globs (repeatable)' },
-  evalData: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'evaluation data files or globs' },
+  model: {
+    aliases: ['model_name_or_path'],
+    schema: z.string().min(1),
+    kind: 'string',
+    help: 'Hugging Face model folder (config.json, *.safetensors, tokenizer.json), or a Hub id org/name[@revision] (the Hub cache first, downloaded when missing)',
+  },
+  data: {
+    aliases: ['dataset_name'],
+    schema: z.array(z.string().min(1)).min(1),
+    kind: 'strings',
+    help: 'training data: JSONL, JSON or Parquet files or globs (repeatable), or a Hub dataset id org/name (see --data-split)',
+  },
+  evalData: { schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'evaluation data files or globs, or a Hub dataset id' },
+  // Hub ids (lib/hub/): these four are used up where the command resolves ids to cache paths.
+  dataSplit: {
+    aliases: ['dataset_train_split'],
+    schema: z.string().regex(/^[\w.-]+$/).optional(),
+    kind: 'string',
+    help: 'with a Hub dataset id (org/name) in --data: the split to train on (default train)',
+  },
+  evalDataSplit: {
+    aliases: ['dataset_test_split'],
+    schema: z.string().regex(/^[\w.-]+$/).optional(),
+    kind: 'string',
+    help: "with a Hub dataset id: the split to evaluate on, of --eval-data's dataset or, without --eval-data, of --data's (default test)",
+  },
+  dataConfig: { aliases: ['dataset_config'], schema: z.string().regex(/^[\w.-]+$/).optional(), kind: 'string', help: "with a Hub dataset id: the dataset card's config (or the repo's folder) to read" },
+  modelRevision: {
+    aliases: ['model_revision'],
+    schema: z.string().refine(validRevision, { message: 'expected a branch, tag or commit' }).optional(),
+    kind: 'string',
+    help: 'with a Hub model id in --model: the branch, tag or commit (default main; org/name@rev also works)',
+  },
   evalFraction: { schema: z.number().gt(0).lt(1).optional(), kind: 'number', help: 'hold out this fraction of --data for evaluation' },
   out: { aliases: ['output_dir'], schema: z.string().min(1), kind: 'string', help: 'run folder: metrics.jsonl and checkpoint-<step>/' },
   overwriteOutputDir: {
@@ -71,9 +103,22 @@ export const ENGINE_OPTIONS = {
     kind: 'string',
     help: "profile optimizer steps A-B (e.g. 3-4): time per section of the step and libtorch's profiler trace, in <out>/profile/",
   },
-  logEvery: { aliases: ['logging_steps'], schema: count.default(1), kind: 'integer', help: 'log metrics every N optimizer steps' },
-  evalEvery: { aliases: ['eval_steps'], schema: z.number().int().min(0).default(0), kind: 'integer', help: 'evaluate every N steps (0: only at the end)' },
-  saveEvery: { aliases: ['save_steps'], schema: z.number().int().min(0).default(0), kind: 'integer', help: 'checkpoint every N steps (0: only at the end)' },
+  logEvery: { aliases: ['logging_steps'], schema: stepsOrFraction(1).default(1), kind: 'number', help: "log metrics every N optimizer steps (< 1: that fraction of the run's steps)" },
+  evalEvery: { aliases: ['eval_steps'], schema: stepsOrFraction(0).default(0), kind: 'number', help: "evaluate every N steps (0: only at the end; < 1: that fraction of the run's steps)" },
+  saveEvery: { aliases: ['save_steps'], schema: stepsOrFraction(0).default(0), kind: 'number', help: "checkpoint every N steps (0: only at the end; < 1: that fraction of the run's steps)" },
+  reportTo: {
+    aliases: ['report_to'],
+    schema: z.enum(['none', 'tensorboard']).default('none'),
+    kind: 'string',
+    help: 'tensorboard: also write TensorBoard event files (beside metrics.jsonl, or in --logging-dir)',
+  },
+  loggingDir: { aliases: ['logging_dir'], schema: z.string().min(1).optional(), kind: 'string', help: 'with --report-to tensorboard: the folder of the event files (default: the run folder)' },
+  runName: {
+    aliases: ['run_name'],
+    schema: z.string().regex(/^[\w.@+-]+$/, { message: "letters, digits and . _ - @ + only (it names a folder)" }).optional(),
+    kind: 'string',
+    help: "a name for the run, stored in its trainer_state.json; with --report-to tensorboard the event files go in <logging dir>/<run name>/",
+  },
   keepLast: { aliases: ['save_total_limit'], schema: count.default(2), kind: 'integer', help: 'checkpoints to keep' },
   zeroStage: {
     schema: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(0),

@@ -9,7 +9,7 @@ import { type OptionTable, optionsObject } from './option-table'
 
 export const SFT_OPTIONS = {
   ...RUN_OPTIONS,
-  model: { ...RUN_OPTIONS.model, help: 'the model to fine-tune: a Hugging Face folder (config.json, *.safetensors, tokenizer.json)' },
+  model: { ...RUN_OPTIONS.model, help: 'the model to fine-tune: a Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a Hub id org/name[@revision]' },
   data: { ...RUN_OPTIONS.data, help: 'training rows {prompt, completion} (or {prompt, chosen}): JSONL, JSON or Parquet files or globs' },
   ...SFT_OPTIONS_OWN,
 } satisfies OptionTable

@@ -6,6 +6,7 @@ import type { CausalLM } from '../model'
 import { Engine, type TrainerEvents } from './engine'
 import { SFT, type SftMethod } from './methods/sft'
 import { type CreateOptions, openRunOnRanks } from './open-run'
+import { applyStepFractions } from './step-fractions'
 import { type SftConfig, type SftConfigInput, sftConfigSchema } from './sft-config'
 
 export type SftTrainerEvents = TrainerEvents<{ kind: 'sft' }>
@@ -13,7 +14,9 @@ export type SftTrainerEvents = TrainerEvents<{ kind: 'sft' }>
 export class SftTrainer extends Engine<SftConfig, SftExample, SftMethod> {
   static async create(input: SftConfigInput, opts: CreateOptions = {}): Promise<SftTrainer> {
     const run = await openRunOnRanks<SftConfig, { kind: 'sft' }>({ config: sftConfigSchema, state: () => SFT.state, what: 'an edpo sft checkpoint' }, input, opts)
-    return new SftTrainer(run, await SFT.load(run))
+    const trainer = new SftTrainer(run, await SFT.load(run))
+    applyStepFractions(trainer.config, trainer.state.totalSteps)
+    return trainer
   }
 
   get model(): CausalLM {

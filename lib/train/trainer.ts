@@ -9,6 +9,7 @@ import { Engine } from './engine'
 import { METHODS } from './methods'
 import type { BetaState, PreferenceMethod } from './methods/preference-base'
 import { type CreateOptions, openRunOnRanks, type Run } from './open-run'
+import { applyStepFractions } from './step-fractions'
 
 export { EdpoTrainingError, type TrainerEvents, TOKENIZER_FILES } from './engine'
 export type { CreateOptions } from './open-run'
@@ -25,7 +26,9 @@ export class Trainer extends Engine<TrainConfig, TokenizedPair, PreferenceMethod
     const run = await openRunOnRanks<TrainConfig, BetaState>(kind, input, opts)
     // The schema checked the config against this method's own options: its load reads them.
     const load = METHODS[run.config.method].load as (run: Run<TrainConfig, BetaState>) => Promise<PreferenceMethod>
-    return new Trainer(run, await load(run))
+    const trainer = new Trainer(run, await load(run))
+    applyStepFractions(trainer.config, trainer.state.totalSteps)
+    return trainer
   }
 
   /** The model being trained. */

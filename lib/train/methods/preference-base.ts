@@ -46,7 +46,7 @@ export const PREFERENCE_OPTIONS = {
 
 /** What a method that runs a reference adds to its own options (a reference-free one rejects it). */
 export const REFERENCE_OPTIONS = {
-  referenceModel: { schema: z.string().min(1).optional(), kind: 'string', help: 'reference model folder (default: a frozen copy of --model)' },
+  referenceModel: { schema: z.string().min(1).optional(), kind: 'string', help: 'reference model folder or Hub id (default: a frozen copy of --model)' },
 } satisfies OptionTable
 
 /** A preference run's settings as the base reads them; each method reads its own options besides. */
