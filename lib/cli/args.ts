@@ -157,13 +157,15 @@ export function parseArgs(argv: readonly string[], table: Record<string, OptionS
 }
 
 // Sections research repos wrap TRL keys in (model:, dataset:, training_args: …): their keys are
-// read as top-level keys. A mapping under any key that is not an option is such a section.
+// read as top-level keys. No edpo option takes a mapping, so a mapping is a section, except under
+// a TRL key edpo answers itself (lr_scheduler_kwargs: {…} gets its own line).
 function flattenSections(parsed: Record<string, unknown>, file: string, index: Map<string, string>): [string, string, unknown][] {
   const out: [string, string, unknown][] = []
   const seen = new Map<string, string>()
   const walk = (obj: Record<string, unknown>, prefix: string, depth: number) => {
     for (const [key, raw] of Object.entries(obj)) {
-      const isSection = typeof raw === 'object' && raw !== null && !Array.isArray(raw) && index.get(camel(key.replace(/_/g, '-'))) === undefined
+      const k = camel(key.replace(/_/g, '-'))
+      const isSection = typeof raw === 'object' && raw !== null && !Array.isArray(raw) && trlNearMiss(k) === undefined && trlValueKey(k) === undefined
       if (isSection && depth < 3) {
         walk(raw as Record<string, unknown>, `${prefix}${key}.`, depth + 1)
         continue

@@ -21,8 +21,6 @@ const precision = (dtype: string): ValueKey => ({
 // torch_dtype / dtype as transformers writes them ("auto" reads the model's config: edpo asks for one dtype).
 const TORCH_DTYPES: Record<string, string> = { bfloat16: 'bfloat16', float16: 'float16', float32: 'float32', float64: 'float64', bf16: 'bfloat16', fp16: 'float16', fp32: 'float32' }
 
-const oneOf = (v: unknown): string | undefined => (typeof v === 'string' ? v : Array.isArray(v) && v.length === 1 && typeof v[0] === 'string' ? v[0] : undefined)
-
 const TRL_VALUE_KEYS: Record<string, ValueKey> = {
   bf16: precision('bfloat16'),
   fp16: precision('float16'),
@@ -59,16 +57,6 @@ const TRL_VALUE_KEYS: Record<string, ValueKey> = {
       // the build has them, the math kernel otherwise): the same function eager and sdpa compute.
       if (v === 'sdpa' || v === 'eager' || v === 'flash_attention_2') return undefined
       throw new EdpoInputError(`${typed}: expected sdpa, eager or flash_attention_2 (edpo runs libtorch's SDPA, its flash path where available), got ${JSON.stringify(v)}`)
-    },
-  },
-  reportTo: {
-    kind: 'string',
-    set: (v, typed) => {
-      const one = Array.isArray(v) && v.length === 0 ? 'none' : oneOf(v)
-      if (one === 'none' || one === 'tensorboard') return ['reportTo', one]
-      throw new EdpoInputError(
-        `${typed}: edpo writes metrics.jsonl and, with report_to: tensorboard, TensorBoard event files; got ${JSON.stringify(v)}: not supported. Use report_to: tensorboard (wandb and others can sync TensorBoard logs, e.g. \`wandb sync --sync-tensorboard <dir>\`) or report_to: none`,
-      )
     },
   },
   trustRemoteCode: {

@@ -55,7 +55,8 @@ export async function fetchSnapshot(req: RepoRequest, select: FileSelector, sett
 
 async function fromCache(repoDir: string, req: RepoRequest, select: FileSelector): Promise<{ snapshot?: Snapshot; missing: string }> {
   const commit = readRef(repoDir, req.revision)
-  if (commit === undefined || !fs.existsSync(snapshotFolder(repoDir, commit))) return { missing: `the revision (no refs/${req.revision})` }
+  if (commit === undefined) return { missing: `no refs/${req.revision}` }
+  if (!fs.existsSync(snapshotFolder(repoDir, commit))) return { missing: `no snapshots/${commit}/` }
   const present = snapshotFiles(repoDir, commit).filter((f) => cachedFile(repoDir, commit, f, req.what) !== undefined)
   const read = async (file: string) => {
     const p = cachedFile(repoDir, commit, file, `${req.what}: ${file}`)

@@ -108,7 +108,16 @@ export const ENGINE_OPTIONS = {
   saveEvery: { aliases: ['save_steps'], schema: stepsOrFraction(0).default(0), kind: 'number', help: "checkpoint every N steps (0: only at the end; < 1: that fraction of the run's steps)" },
   reportTo: {
     aliases: ['report_to'],
-    schema: z.enum(['none', 'tensorboard']).default('none'),
+    // HF writes a list too: [tensorboard], [] or none.
+    schema: z
+      .preprocess(
+        (v) => (Array.isArray(v) && v.length === 0 ? 'none' : Array.isArray(v) && v.length === 1 ? v[0] : v),
+        z.enum(['none', 'tensorboard'], {
+          message:
+            'edpo writes metrics.jsonl and, with tensorboard, TensorBoard event files; other backends are not supported. Use tensorboard (wandb and others can sync TensorBoard logs, e.g. `wandb sync --sync-tensorboard <dir>`) or none',
+        }),
+      )
+      .default('none'),
     kind: 'string',
     help: 'tensorboard: also write TensorBoard event files (beside metrics.jsonl, or in --logging-dir)',
   },
