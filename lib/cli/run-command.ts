@@ -7,7 +7,7 @@ import * as path from 'node:path'
 
 import { readDistEnv } from '../distributed/env'
 import { type Backend, DistGroup } from '../distributed/group'
-import { launchWorkers, parseNproc, withoutFlag } from '../distributed/launcher'
+import { exitWithLauncher, launchWorkers, parseNproc, withoutFlag } from '../distributed/launcher'
 import { EdpoInputError } from '../core/errors'
 import type { OptionSpec } from '../train/config'
 import type { Engine, EngineConfig } from '../train/engine'
@@ -65,6 +65,8 @@ export async function runCommand<I>(argv: readonly string[], command: RunCommand
     if (backend === 'nccl' && !device.startsWith('cuda')) throw new EdpoInputError(`--backend nccl needs a CUDA device, but --device is ${device}: use --backend gloo on CPU`)
     return launchWorkers({ nproc, args: [command.name, ...withoutFlag(argv, '--nproc-per-node')], graceSeconds: (timeoutSeconds ?? 300) + 30, log: (l) => process.stderr.write(l + '\n') })
   }
+  // A worker of edpo's own launcher goes when the launcher goes.
+  if (env?.source === 'edpo launcher') exitWithLauncher()
   if (!env && (backend !== undefined || distTimeout !== undefined))
     throw new EdpoInputError(`--${backend !== undefined ? 'backend' : 'dist-timeout'} applies to several ranks: add --nproc-per-node N, or launch with torchrun or srun`)
   const dist = env ? await DistGroup.join(env, { backend: backend as Backend | undefined, timeoutSeconds, device: (args.options.device as string | undefined) ?? 'cpu' }) : undefined
