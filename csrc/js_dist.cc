@@ -5,6 +5,11 @@
 #include <c10/core/GradMode.h>
 
 #include <memory>
+#if defined(__linux__)
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+#endif
 
 #include "dist/process_group.h"
 #include "js_common.h"
@@ -159,6 +164,23 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
 
 Napi::Value NcclAvailable(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), edpo::dist::nccl_available()); }
 
+// distExitWithParent(parentPid) → whether the parent is still parentPid. On Linux the kernel
+// then sends this process SIGKILL when its parent dies (PR_SET_PDEATHSIG), even by SIGKILL:
+// a launcher's workers never outlive it. The check after prctl closes the race with a parent
+// that died before (this process was then re-parented).
+Napi::Value ExitWithParent(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const int64_t parent = arg_int(info[0], "parentPid");
+#if defined(__linux__)
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) throw std::runtime_error("prctl(PR_SET_PDEATHSIG) failed");
+    return Napi::Boolean::New(info.Env(), int64_t(getppid()) == parent);
+#else
+    (void)parent;
+    throw std::runtime_error("distExitWithParent: Linux only (other platforms watch the launcher's pipe)");
+#endif
+  });
+}
+
 }  // namespace
 
 void InitDist(Napi::Env env, Napi::Object exports) {
@@ -172,6 +194,7 @@ void InitDist(Napi::Env env, Napi::Object exports) {
                        {"distBarrier", Barrier},
                        {"distClipGradNorm", ClipGradNorm},
                        {"distNcclAvailable", NcclAvailable},
+                       {"distExitWithParent", ExitWithParent},
                    });
 }
 

@@ -124,6 +124,29 @@ t.test('several ranks from the command line', async (t) => {
     for (const c of checkpoints(out)) t.equal(checkpointProblem(path.join(out, c)), undefined, `${c} is complete`)
   })
 
+  t.test('SIGKILL of the launcher: no worker is left behind', async (t) => {
+    const out = path.join(work, 'orphaned')
+    const launcher = startCli(['train', ...common, '--out', out, '--max-steps', '100000', '--nproc-per-node', '2', '--dist-timeout', '60'])
+    const end = exited(launcher, 300_000)
+    // Once both ranks train (a logged step), so each has set up its watch on the launcher.
+    await until('a logged step', () => fs.existsSync(path.join(out, 'metrics.jsonl')) && readMetrics(out).length > 0, 240_000)
+    const workers = [0, 1].map((rank) => rankPid(launcher.pid!, rank))
+    t.ok(workers.every((p) => p !== undefined), `found both ranks (${workers.join(', ')})`)
+    launcher.kill('SIGKILL')
+    await end
+    const alive = (pid: number) => {
+      try {
+        // A zombie (state Z) has exited already; only its parent's reaping is left.
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+        return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
+      } catch {
+        return false
+      }
+    }
+    await until('every worker to exit', () => workers.every((p) => !alive(p!)), 30_000)
+    t.pass('both workers exited within 30 s of the launcher')
+  })
+
   t.test('Ctrl-C on the launcher: every rank stops after the same step and one checkpoint is written', async (t) => {
     const out = path.join(work, 'interrupted')
     const launcher = startCli(['train', ...common, '--out', out, '--max-steps', '100000', '--nproc-per-node', '2', '--dist-timeout', '60'])

@@ -7,7 +7,7 @@ import * as path from 'node:path'
 
 import { readDistEnv } from '../distributed/env'
 import { type Backend, DistGroup } from '../distributed/group'
-import { launchWorkers, parseNproc, withoutFlag } from '../distributed/launcher'
+import { exitWithLauncher, launchWorkers, parseNproc, withoutFlag } from '../distributed/launcher'
 import { EdpoInputError } from '../core/errors'
 import { resolveHubOptionsOnRanks } from '../hub/resolve-options'
 import type { OptionSpec } from '../train/config'
@@ -66,6 +66,8 @@ export async function runCommand<I>(argv: readonly string[], command: RunCommand
     if (backend === 'nccl' && !device.startsWith('cuda')) throw new EdpoInputError(`--backend nccl needs a CUDA device, but --device is ${device}: use --backend gloo on CPU`)
     return launchWorkers({ nproc, args: [command.name, ...withoutFlag(argv, '--nproc-per-node')], graceSeconds: (timeoutSeconds ?? 300) + 30, log: (l) => process.stderr.write(l + '\n') })
   }
+  // A worker of edpo's own launcher goes when the launcher goes.
+  if (env?.source === 'edpo launcher') exitWithLauncher()
   // TRL's ddp_timeout in a config file describes several ranks; one process has nothing to wait for.
   if (!env && backend === undefined && distTimeout !== undefined && args.typed.distTimeout?.includes(' in ')) {
     process.stderr.write(`note: ${args.typed.distTimeout} applies to several ranks; this run has one process\n`)

@@ -45,6 +45,8 @@ export interface Native extends generated.Native {
   distBarrier(group: NativeGroup): Promise<void>
   distClipGradNorm(group: NativeGroup, params: NativeTensor[], maxNorm: number): Promise<number>
   distNcclAvailable(): boolean
+  /** Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); false when the parent is no longer `parentPid`. */
+  distExitWithParent(parentPid: number): boolean
 }
 
 /** The package root: the nearest folder above this file holding edpo's package.json (from lib/ or dist/lib/). */

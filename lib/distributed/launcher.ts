@@ -4,13 +4,21 @@
 // machine nothing listens on a network socket (Gloo's own connections bind to 127.0.0.1).
 // Ctrl-C or SIGTERM is passed on once to every worker (they finish the step together and write
 // one checkpoint); a worker that dies is named, and the others, whose next collective fails,
-// are killed if they have not stopped within the timeout.
+// are killed if they have not stopped within the timeout. Should the launcher itself die, even
+// by SIGKILL (no handler runs), its workers exit too: each asks the kernel for SIGKILL when its
+// parent goes (PR_SET_PDEATHSIG, Linux), and each watches a pipe from the launcher whose EOF
+// means the same (every platform; Node cannot call prctl itself, hence both).
 import { type ChildProcess, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
+import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { EdpoInputError } from '../core/errors'
+import { nativeAddon } from '../core/native'
+
+/** The worker's end of the launcher's lifeline pipe (a file descriptor number). */
+const LIFELINE_FD = 3
 
 export interface LaunchOptions {
   /** Workers to start (--nproc-per-node). */
@@ -78,9 +86,12 @@ export function launchWorkers(o: LaunchOptions): Promise<number> {
         LOCAL_WORLD_SIZE: String(o.nproc),
         EDPO_DIST_STORE: path.join(dir, 'store'),
         OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? String(threads),
+        EDPO_LAUNCHER_PID: String(process.pid),
+        EDPO_LAUNCHER_FD: String(LIFELINE_FD),
       }
       // Own process group: a terminal's Ctrl-C reaches the launcher only, which passes it on once.
-      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...o.args], { env, stdio: 'inherit', detached: true })
+      // fd 3 is the lifeline: the launcher never writes to it; its end closes when the launcher dies.
+      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...o.args], { env, stdio: ['inherit', 'inherit', 'inherit', 'pipe'], detached: true })
       children.push(child)
       running.add(rank)
       child.on('exit', (code, signal) => {
@@ -107,4 +118,26 @@ export function launchWorkers(o: LaunchOptions): Promise<number> {
       })
     }
   })
+}
+
+/**
+ * In a worker that edpo's launcher started (EDPO_LAUNCHER_PID set): exit as soon as the launcher
+ * is gone. The kernel's parent-death signal covers a worker busy in native code; the pipe's EOF
+ * covers platforms without it. A launcher that died before this ran is caught by its pid.
+ */
+export function exitWithLauncher(env: Readonly<Record<string, string | undefined>> = process.env, log: (line: string) => void = (l) => process.stderr.write(l + '\n')): void {
+  const pid = env.EDPO_LAUNCHER_PID
+  if (pid === undefined) return
+  const gone = () => {
+    log(`rank ${env.RANK ?? '?'}: the edpo launcher (pid ${pid}) is gone; stopping`)
+    process.exit(1)
+  }
+  if (process.platform === 'linux' && nativeAddon().distExitWithParent(Number(pid)) === false) return gone()
+  if (env.EDPO_LAUNCHER_FD === undefined) return
+  const lifeline = new net.Socket({ fd: Number(env.EDPO_LAUNCHER_FD), readable: true, writable: false })
+  lifeline.on('end', gone)
+  lifeline.on('error', gone)
+  lifeline.resume()
+  // The pipe must not keep a finished worker alive.
+  lifeline.unref()
 }
