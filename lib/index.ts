@@ -46,6 +46,8 @@ export type { OptionShape, OptionSpec, OptionTable, OptionValues, OptionInputs }
 export * as evaluation from './eval'
 export { SftTrainer, type SftTrainerEvents } from './train/sft-trainer'
 export { SFT_OPTIONS, sftConfigSchema, type SftConfig, type SftConfigInput } from './train/sft-config'
+export { resolveHubOptions, HUB_ONLY_OPTIONS, type ResolveHubOptions } from './hub/resolve-options'
+export { hubSettings, type HubSettings } from './hub/settings'
 export { DistGroup, BUCKET_BYTES, type Backend, type JoinOptions } from './distributed/group'
 export { readDistEnv, type DistEnv, type Env } from './distributed/env'
 export { runDemo, type DemoResult, type DemoHooks, type MethodResult, type Method } from './demo/pipeline'

@@ -12,7 +12,14 @@ import { tempDir, writeJsonl } from './helpers/data-fixtures'
 import { makeTrainableModel } from './helpers/train-fixtures'
 
 const MAIN = path.join(__dirname, '..', 'lib', 'cli', 'main.ts')
-const edpo = (args: string[], cwd?: string) => spawnSync(process.execPath, [...process.execArgv, MAIN, ...args], { encoding: 'utf8', timeout: 120_000, cwd })
+// Hub ids are looked up in an empty cache, offline: the tests never touch the network.
+const edpo = (args: string[], cwd?: string) =>
+  spawnSync(process.execPath, [...process.execArgv, MAIN, ...args], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    cwd,
+    env: { ...process.env, HF_HUB_OFFLINE: '1', HF_HUB_CACHE: path.join(cwd ?? '/nonexistent', 'empty-hub-cache') },
+  })
 
 t.test('model folders are checked first, with what to do', (t) => {
   const work = tempDir(t)
@@ -20,7 +27,7 @@ t.test('model folders are checked first, with what to do', (t) => {
   const base = ['--data', path.join(work, 'missing.jsonl'), '--out', path.join(work, 'run')]
   const hub = edpo(['train', '--model', 'meta-llama/Meta-Llama-3-8B-Instruct', ...base], work)
   t.equal(hub.status, 1)
-  t.match(hub.stderr, /^edpo: --model meta-llama\/Meta-Llama-3-8B-Instruct: no such folder\. edpo does not download models: fetch the folder first \(e\.g\. `huggingface-cli download meta-llama\/Meta-Llama-3-8B-Instruct --local-dir \.\/Meta-Llama-3-8B-Instruct`\)/m)
+  t.match(hub.stderr, /^edpo: --model meta-llama\/Meta-Llama-3-8B-Instruct: HF_HUB_OFFLINE=1, and the cache .* lacks what the run needs of meta-llama\/Meta-Llama-3-8B-Instruct \(revision main\): no refs\/main\. Unset HF_HUB_OFFLINE to download it, or fetch it with `huggingface-cli download meta-llama\/Meta-Llama-3-8B-Instruct`/m)
   t.notMatch(hub.stderr, /tokenizer\.json/, 'not the old tokenizer.json message')
   t.match(edpo(['train', '--model', path.join(work, 'nope'), ...base]).stderr, /--model .*nope: no such folder \(a Hugging Face model folder/)
   t.match(edpo(['train', '--model', work, ...base]).stderr, /--model .*: no config\.json, so not a Hugging Face model folder/)
@@ -28,8 +35,8 @@ t.test('model folders are checked first, with what to do', (t) => {
   fs.mkdirSync(gpt2)
   fs.writeFileSync(path.join(gpt2, 'config.json'), JSON.stringify({ model_type: 'gpt2' }))
   t.match(edpo(['train', '--model', gpt2, ...base]).stderr, /config\.json: model_type "gpt2" is not supported \(expected one of llama, mistral, qwen2, gemma2\)/)
-  t.match(edpo(['sft', '--model', 'org/model', ...base], work).stderr, /--model org\/model: no such folder\. edpo does not download models/)
-  t.match(edpo(['train', '--model', makeTrainableModel(t), '--reference-model', 'org/ref', ...base], work).stderr, /--reference-model org\/ref: no such folder/)
+  t.match(edpo(['sft', '--model', 'org/model', ...base], work).stderr, /--model org\/model: HF_HUB_OFFLINE=1, and the cache/)
+  t.match(edpo(['train', '--model', makeTrainableModel(t), '--reference-model', 'org/ref', ...base], work).stderr, /--reference-model org\/ref: HF_HUB_OFFLINE=1, and the cache/)
   t.end()
 })
 

@@ -107,7 +107,7 @@ async function listRepo(req: RepoRequest, settings: HubSettings): Promise<Listed
     if (e instanceof EdpoInputError) throw e
     const status = (e as { statusCode?: unknown }).statusCode
     if (typeof status === 'number') throw hubStatusError(status, req.repo, req.kind, req.what, settings.tokenSource, settings.endpoint)
-    throw new EdpoInputError(`${req.what}: cannot list ${req.repo} on ${settings.endpoint} (${(e as Error).message}); set HF_HUB_OFFLINE=1 to use only the local cache`, { cause: e })
+    throw new EdpoInputError(`${req.what}: not a local path, and cannot list ${req.repo} on ${settings.endpoint} (${(e as Error).message}); set HF_HUB_OFFLINE=1 to use only the local cache`, { cause: e })
   }
   return out
 }

@@ -16,7 +16,7 @@ export function checkModelFolder(dir: string, flag: string): void {
   if (!fs.existsSync(dir)) {
     if (HUB_ID.test(dir))
       throw new EdpoInputError(
-        `${flag} ${dir}: no such folder. edpo does not download models: fetch the folder first (e.g. \`huggingface-cli download ${dir} --local-dir ./${path.basename(dir)}\`) and pass ${flag} ./${path.basename(dir)}`,
+        `${flag} ${dir}: no such folder. A Hub id is resolved by edpo's commands; through the API, pass the options through resolveHubOptions() first (or fetch it: \`huggingface-cli download ${dir} --local-dir ./${path.basename(dir)}\`)`,
       )
     throw new EdpoInputError(`${flag} ${dir}: no such folder (a Hugging Face model folder: config.json, *.safetensors, tokenizer.json)`)
   }
