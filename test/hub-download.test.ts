@@ -1,5 +1,5 @@
-// Hub ids end to end against a loopback Hub (helpers/fake-hub.ts) through the real
-// @huggingface/hub client (HF_ENDPOINT): the Python cache layout written and read back, a gated
+// Hub ids end to end against a loopback Hub (helpers/fake-hub.ts) through edpo's own
+// tree listing and downloads (HF_ENDPOINT): the Python cache layout written and read back, a gated
 // repo, a dropped connection resumed, a wrong size and a wrong hash refused, a '..' file name
 // refused, HF_HUB_OFFLINE=1, and local paths untouched.
 import * as fs from 'node:fs'
@@ -78,6 +78,41 @@ t.test('a model by Hub id: downloaded once into the Python layout, then found of
   const before = hub.requests.length
   await resolveHubOptions({ model: 'edpo-test/tiny-llama' }, { settings, ...quiet })
   t.equal(hub.requests.length, before, 'the cache first: no request when everything is there')
+})
+
+t.test("the tree listing: every page followed with the token, a next page on another origin and malformed entries refused", async (t) => {
+  const model = makeTrainableModel(t)
+  const files = fs.readdirSync(model)
+  const hub = await startFakeHub({ 'org/paged': modelRepo(model, { pageSize: 1, token: 'hf_pages' }) })
+  t.teardown(hub.close)
+  const settings = hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: tempDir(t), HF_TOKEN: 'hf_pages' })
+  const out = await resolveHubOptions({ model: 'org/paged' }, { settings, ...quiet })
+  t.same(fs.readdirSync(out.model!).sort(), files.sort(), 'files from every page')
+  const pages = hub.requests.filter((r) => r.url.startsWith('/api/'))
+  t.equal(pages.length, files.length, 'one request per page of one entry')
+  t.ok(pages.every((r) => r.authorization === 'Bearer hf_pages'), 'the token on every page (same origin)')
+
+  const elsewhere = await startFakeHub({})
+  t.teardown(elsewhere.close)
+  const hostile = await startFakeHub({ 'org/hostile': modelRepo(model, { pageSize: 1, nextPageOrigin: elsewhere.url }) })
+  t.teardown(hostile.close)
+  await t.rejects(
+    resolveHubOptions({ model: 'org/hostile' }, { settings: hubSettings({ HF_ENDPOINT: hostile.url, HF_HUB_CACHE: tempDir(t), HF_TOKEN: 'hf_x' }), ...quiet }),
+    /--model org\/hostile: the Hub's listing of org\/hostile points its next page at another origin/,
+  )
+  t.equal(elsewhere.requests.length, 0, 'nothing, and so no token, went to the other origin')
+
+  for (const [entry, why] of [
+    [{ type: 'file', path: 'x.json', size: 3, oid: 'not-a-sha' }, /oid is not a git sha1/],
+    [{ type: 'file', path: 'w.safetensors', size: 134, oid: 'b'.repeat(40), lfs: { oid: 'zz', size: 5 } }, /lfs\.oid is not a sha256/],
+    [{ type: 'file', path: 'y.json', size: -1, oid: 'b'.repeat(40) }, /\(size\)/],
+    [{ type: 'symlink', path: 'z' }, /type symlink/],
+    ['text', /not an object/],
+  ] as const) {
+    const bad = await startFakeHub({ 'org/malformed': modelRepo(model, { extraEntry: entry }) })
+    await t.rejects(resolveHubOptions({ model: 'org/malformed' }, { settings: hubSettings({ HF_ENDPOINT: bad.url, HF_HUB_CACHE: tempDir(t) }), ...quiet }), why)
+    await bad.close()
+  }
 })
 
 t.test('HF_HUB_OFFLINE=1 with a file missing names the repo and the file', async (t) => {

@@ -1,17 +1,16 @@
 // The files a run needs from one Hub repo at one revision, as local paths in the cache's
 // snapshots/<commit>/: from the cache alone when it has them (offline first), else listed through
-// @huggingface/hub and downloaded (download.ts). `select` picks the needed files from the repo's
+// the tree API (tree-listing.ts) and downloaded (download.ts). `select` picks the needed files from the repo's
 // file list; it may read small files it chose (a weight index, a dataset card) through `read`.
 import * as fs from 'node:fs'
 
-import { listFiles } from '@huggingface/hub'
-
 import { EdpoInputError } from '../core/errors'
 import { blobFile, cachedFile, linkIntoSnapshot, readRef, repoFolder, snapshotFiles, snapshotFolder, writeRef, COMMIT } from './cache-layout'
-import { downloadBlob, type ExpectedFile } from './download'
+import { downloadBlob } from './download'
 import { hubFetch, hubStatusError } from './http'
 import type { RepoKind } from './hub-id'
 import type { HubSettings } from './settings'
+import { type ListedFile, listRepoFiles } from './tree-listing'
 
 export interface RepoRequest {
   kind: RepoKind
@@ -75,8 +74,7 @@ async function fromCache(repoDir: string, req: RepoRequest, select: FileSelector
   return { snapshot: { dir: snapshotFolder(repoDir, commit), commit, files }, missing: '' }
 }
 
-interface Listed extends ExpectedFile {
-  path: string
+interface Listed extends ListedFile {
   etag: string
 }
 
@@ -86,30 +84,8 @@ function resolveUrl(settings: HubSettings, req: RepoRequest, revision: string, f
 }
 
 async function listRepo(req: RepoRequest, settings: HubSettings): Promise<Listed[]> {
-  const out: Listed[] = []
-  try {
-    const entries = listFiles({
-      repo: { type: req.kind, name: req.repo },
-      revision: req.revision,
-      recursive: true,
-      hubUrl: settings.endpoint,
-      ...(settings.token ? { accessToken: settings.token } : {}),
-    })
-    for await (const e of entries) {
-      if (e.type !== 'file') continue
-      const sha256 = e.lfs?.oid
-      const gitSha1 = sha256 === undefined ? e.oid : undefined
-      const etag = sha256 ?? gitSha1
-      if (etag === undefined) throw new EdpoInputError(`${req.what}: the Hub's listing gives no hash for ${e.path}`)
-      out.push({ path: e.path, size: e.lfs?.size ?? e.size, sha256, gitSha1, etag })
-    }
-  } catch (e) {
-    if (e instanceof EdpoInputError) throw e
-    const status = (e as { statusCode?: unknown }).statusCode
-    if (typeof status === 'number') throw hubStatusError(status, req.repo, req.kind, req.what, settings.tokenSource, settings.endpoint)
-    throw new EdpoInputError(`${req.what}: not a local path, and cannot list ${req.repo} on ${settings.endpoint} (${(e as Error).message}); set HF_HUB_OFFLINE=1 to use only the local cache`, { cause: e })
-  }
-  return out
+  const files = await listRepoFiles({ ...req, endpoint: settings.endpoint, token: settings.token, tokenSource: settings.tokenSource })
+  return files.map((f) => ({ ...f, etag: (f.sha256 ?? f.gitSha1)! }))
 }
 
 /** The commit a revision points to now: X-Repo-Commit of a HEAD on one of its files (as Python asks). */

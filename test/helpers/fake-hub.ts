@@ -1,5 +1,5 @@
-// A loopback stand-in for the Hugging Face Hub's file endpoints, enough for @huggingface/hub's
-// listFiles and for edpo's downloads: GET /api/{models,datasets}/<repo>/tree/<rev>?recursive=true,
+// A loopback stand-in for the Hugging Face Hub's file endpoints, enough for edpo's
+// listing and downloads: GET /api/{models,datasets}/<repo>/tree/<rev>?recursive=true,
 // and HEAD/GET /[datasets/]<repo>/resolve/<rev>/<path> with X-Repo-Commit, ETag (git sha1) or
 // X-Linked-Etag/X-Linked-Size (LFS sha256) and a redirect of LFS files to /cdn/<sha256>, Range
 // requests (206), gated repos (401 without the right token), and faults to inject per file.
@@ -21,7 +21,12 @@ export interface FakeRepo {
   files: Record<string, FakeFile>
   /** Only this bearer token may read it (401 otherwise). */
   token?: string
-  /** Paths listed (and served) that a hostile server might send, e.g. '../../evil'. */
+  /** Tree entries per page; more pages follow through `Link: <…>; rel="next"`, as the Hub pages. */
+  pageSize?: number
+  /** A hostile listing: the next-page link points at this origin instead of the Hub's own. */
+  nextPageOrigin?: string
+  /** A hostile listing: this raw entry is appended to the last page. */
+  extraEntry?: unknown
 }
 
 export interface Served {
@@ -61,7 +66,16 @@ export async function startFakeHub(repos: Record<string, FakeRepo>): Promise<{ u
         oid: gitSha1(f.lfs ? Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha256(f.bytes)}\nsize ${f.bytes.length}\n`) : f.bytes),
         ...(f.lfs ? { lfs: { oid: sha256(f.bytes), size: f.bytes.length, pointerSize: 134 } } : {}),
       }))
-      return void res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(list))
+      if (repo.extraEntry !== undefined) list.push(repo.extraEntry as (typeof list)[number])
+      const size = repo.pageSize ?? list.length
+      const cursor = Number(url.searchParams.get('cursor') ?? 0)
+      const headers: Record<string, string> = { 'Content-Type': 'application/json' }
+      if (cursor + size < list.length) {
+        const next = new URL(req.url ?? '/', repo.nextPageOrigin ?? `http://${req.headers.host}`)
+        next.searchParams.set('cursor', String(cursor + size))
+        headers.Link = `<${next.toString()}>; rel="next"`
+      }
+      return void res.writeHead(200, headers).end(JSON.stringify(list.slice(cursor, cursor + size)))
     }
     const cdn = /^\/cdn\/([0-9a-f]{64})$/.exec(url.pathname)
     if (cdn) {
