@@ -6,6 +6,7 @@ import * as path from 'node:path'
 
 import t from 'tap'
 
+import { trainConfigSchema } from '../lib/train/config'
 import { METHODS } from '../lib/train/methods'
 import { readMetrics } from '../lib/train/metrics-log'
 import { Trainer } from '../lib/train/trainer'
@@ -88,4 +89,15 @@ t.test('options the method never reads, and KTO with one pair per micro-batch, a
   await t.rejects(Trainer.create({ ...base, method: 'simpo', referenceModel: model }, quiet), /--reference-model applies only to .*; this run's method is simpo/)
   await t.rejects(Trainer.create({ ...base, method: 'orpo', epsilon: 0.1 }, quiet), /--epsilon applies only to --method epsilon-dpo/)
   await t.rejects(Trainer.create({ ...base, method: 'kto', batchSize: 1 }, quiet), /--method kto: --batch-size must be at least 2/)
+  // RRHF has no β, so --beta is an error there, not a silently unused flag.
+  await t.rejects(Trainer.create({ ...base, method: 'rrhf', beta: 0.2 }, quiet), /--beta applies only to --method .*; this run's method is rrhf/)
+})
+
+t.test("each method's own β default: SimPO's paper setting, TRL's 0.1 elsewhere, none for RRHF", (t) => {
+  const base = { model: 'm', data: ['d'], out: 'o' }
+  t.equal(trainConfigSchema.parse({ ...base, method: 'simpo' }).beta, 2)
+  for (const method of ['epsilon-dpo', 'dpo', 'ipo', 'cpo', 'orpo', 'r-dpo', 'slic-hf', 'kto'] as const) t.equal(trainConfigSchema.parse({ ...base, method }).beta, 0.1, method)
+  t.notOk('beta' in trainConfigSchema.parse({ ...base, method: 'rrhf' }), 'no β in an RRHF config')
+  t.same(METHODS.rrhf.state, {}, 'nor in its trainer_state.json')
+  t.end()
 })

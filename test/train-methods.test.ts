@@ -90,7 +90,8 @@ t.test("a method's options are an error with any other method, and absent from i
   t.equal(eps.method, 'epsilon-dpo', 'the default method')
   t.equal(eps.epsilon, 0.01, "its own options' defaults are filled in")
   t.notOk('betaDpoRho' in eps)
-  t.same(ownOptions('tr-dpo', { epsilon: 0.1, trDpoTau: 3, beta: 1 }), { trDpoTau: 3 }, 'ownOptions keeps the keys the method declares')
+  t.same(ownOptions('tr-dpo', { epsilon: 0.1, trDpoTau: 3, beta: 1 }), { trDpoTau: 3, beta: 1 }, 'ownOptions keeps the keys the method declares')
+  t.same(ownOptions('rrhf', { beta: 1, rrhfLambda: 2 }), { rrhfLambda: 2 }, 'RRHF declares no β')
   t.end()
 })
 

@@ -12,6 +12,7 @@ export function trainCommand(argv: readonly string[]): Promise<number> {
     options: TRAIN_OPTIONS,
     create: (input, opts) => Trainer.create(input, opts),
     describeEval: (m) => `loss ${m.eval_loss?.toFixed(4)}, accuracy ${m['eval_rewards/accuracies']?.toFixed(3)}, margin ${m['eval_rewards/margins']?.toFixed(4)}`,
-    describeEnd: (state) => `, β ${state.method.beta}`,
+    // RRHF has no β: nothing to report.
+    describeEnd: (state) => (state.method.beta === undefined ? '' : `, β ${state.method.beta}`),
   })
 }

@@ -8,7 +8,7 @@ import type { Tensor } from '../../core/tensor'
 import type { MicroBatchOutput, StepSummary } from '../method'
 import type { Metrics } from '../metrics-log'
 import { BASELINE_RECORD_COLUMNS, type BaselineLoss, type BaselineRecordColumn, type PairSums } from './losses'
-import { type PairBatch, PreferenceMethod, type PreferenceParts } from './preference-base'
+import { type BetaState, type PairBatch, PreferenceMethod, type PreferenceParts } from './preference-base'
 
 /** The TRL metrics a method adds to the common ones (rewards/*, logps/*, loss). */
 export type BaselineMetric = 'nll_loss' | 'log_odds_ratio' | 'log_odds_chosen' | 'kl'
@@ -37,6 +37,8 @@ export class BaselineMethod extends PreferenceMethod {
   constructor(
     parts: PreferenceParts,
     private readonly spec: BaselineSpec,
+    /** Whether the method reads β (RRHF does not: nothing of it is saved). */
+    private readonly hasBeta: boolean,
   ) {
     super(parts)
   }
@@ -81,6 +83,11 @@ export class BaselineMethod extends PreferenceMethod {
   /** β is fixed for these methods: nothing moves after a step. */
   override afterStep(): Metrics {
     return {}
+  }
+
+  /** No β field for a method without β; baseline-specs.ts types that spec's state as empty. */
+  override savedState(): BetaState {
+    return this.hasBeta ? super.savedState() : ({} as BetaState)
   }
 }
 

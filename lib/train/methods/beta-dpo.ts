@@ -28,9 +28,11 @@ import {
   PreferenceMethod,
   type PreferenceParts,
   REFERENCE_OPTIONS,
+  BETA_OPTIONS,
 } from './preference-base'
 
 export const BETA_DPO_OPTIONS = {
+  ...BETA_OPTIONS,
   ...REFERENCE_OPTIONS,
   betaDpoAlpha: { schema: z.number().min(0).default(0.6), kind: 'number', help: 'beta-dpo: α, β = β0·(1 + α·(M̄ − M0)) per micro-batch (docs/beta-dpo.md)' },
   betaDpoRho: { schema: z.number().min(0).lt(1).default(0.2), kind: 'number', help: 'beta-dpo: ρ, the fraction of each micro-batch filtered out' },

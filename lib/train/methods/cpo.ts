@@ -4,8 +4,10 @@ import { z } from 'zod'
 import type { OptionTable } from '../option-table'
 import { cpoLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
+import { BETA_OPTIONS } from './preference-base'
 
 export const CPO_OPTIONS = {
+  ...BETA_OPTIONS,
   cpoAlpha: { schema: z.number().min(0).default(1), kind: 'number', help: 'cpo: λ, the weight of the chosen completions\u2019 NLL' },
 } satisfies OptionTable
 

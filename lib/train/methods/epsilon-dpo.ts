@@ -10,6 +10,7 @@ import type { MethodSpec } from '../method'
 import type { Run } from '../open-run'
 import type { OptionTable, OptionValues } from '../option-table'
 import {
+  BETA_OPTIONS,
   BETA_STATE,
   type BetaState,
   loadPreferenceParts,
@@ -22,6 +23,7 @@ import {
 
 /** DPO's options (also TR-DPO's, which is DPO with a moving reference). */
 export const DPO_OPTIONS = {
+  ...BETA_OPTIONS,
   ...REFERENCE_OPTIONS,
   labelSmoothing: { schema: z.number().min(0).max(0.5).default(0), kind: 'number', help: 'conservative label smoothing ℓ (epsilon-dpo, dpo, tr-dpo)' },
 } satisfies OptionTable

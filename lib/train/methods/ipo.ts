@@ -1,12 +1,12 @@
 // IPO (losses/ipo.ts): τ is --beta, as in TRL's DPOTrainer loss_type 'ipo'.
 import { ipoLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
-import { REFERENCE_OPTIONS } from './preference-base'
+import { betaOption, REFERENCE_OPTIONS } from './preference-base'
 
 export const IPO = baselineMethod({
   title: 'IPO',
   about: 'IPO: squared distance of the per-token log-ratio margin from 1/(2τ), τ = --beta (TRL loss_type ipo)',
   reference: 'frozen',
-  options: { ...REFERENCE_OPTIONS },
+  options: { ...betaOption(0.1, 'ipo: τ, the regularisation (TRL\u2019s beta for loss_type ipo)'), ...REFERENCE_OPTIONS },
   make: () => ({ loss: (sums, beta) => ipoLoss(sums, { tau: beta }), metrics: [] }),
 })

@@ -12,9 +12,10 @@ import type { OptionTable } from '../option-table'
 import type { BaselineContext } from './baseline-base'
 import { baselineMethod } from './baseline-specs'
 import { type KtoKlSums, ktoLoss, type PairSums } from './losses'
-import { REFERENCE_OPTIONS } from './preference-base'
+import { BETA_OPTIONS, REFERENCE_OPTIONS } from './preference-base'
 
 export const KTO_OPTIONS = {
+  ...BETA_OPTIONS,
   ...REFERENCE_OPTIONS,
   desirableWeight: { schema: z.number().min(0).default(1), kind: 'number', help: 'kto: λ_D, the weight of the desirable (chosen) examples' },
   undesirableWeight: { schema: z.number().min(0).default(1), kind: 'number', help: 'kto: λ_U, the weight of the undesirable (rejected) examples' },

@@ -28,7 +28,6 @@ import { preferenceMetrics } from './step-metrics'
 
 /** The options of every preference method (the `edpo train` table adds them to the run's). */
 export const PREFERENCE_OPTIONS = {
-  beta: { schema: z.number().positive().default(0.1), kind: 'number', help: 'initial KL coefficient β' },
   labelNoise: { schema: z.number().min(0).max(1).default(0), kind: 'number', help: 'swap chosen and rejected in this fraction of the training pairs (seeded by --seed)' },
   // TRL's padding_free is this option's snake_case name.
   paddingFree: {
@@ -44,13 +43,23 @@ export const PREFERENCE_OPTIONS = {
   },
 } satisfies OptionTable
 
+/**
+ * β, declared by each method that reads it, with its own default and meaning (the KL coefficient;
+ * SimPO's reward scale; ORPO's λ); a method without one (RRHF) rejects --beta.
+ */
+export function betaOption(defaultBeta: number, help: string) {
+  return { beta: { schema: z.number().positive().default(defaultBeta), kind: 'number', help } } satisfies OptionTable
+}
+/** The KL coefficient β of the DPO family and of the baselines that follow TRL's default. */
+export const BETA_OPTIONS = betaOption(0.1, 'β: the KL coefficient (initial for epsilon-dpo; 0.1 for every method but simpo, whose default is 2; rrhf has none)')
+
 /** What a method that runs a reference adds to its own options (a reference-free one rejects it). */
 export const REFERENCE_OPTIONS = {
   referenceModel: { schema: z.string().min(1).optional(), kind: 'string', help: 'reference model folder or Hub id (default: a frozen copy of --model)' },
 } satisfies OptionTable
 
 /** A preference run's settings as the base reads them; each method reads its own options besides. */
-export type PreferenceConfig = RunConfig & OptionValues<typeof PREFERENCE_OPTIONS> & { method: string; referenceModel?: string }
+export type PreferenceConfig = RunConfig & OptionValues<typeof PREFERENCE_OPTIONS> & { method: string; referenceModel?: string; beta?: number }
 
 /** What every preference method keeps in trainer_state.json: the global β to continue with. */
 export const BETA_STATE = { beta: z.number().positive() }
@@ -91,7 +100,8 @@ export async function loadPreferenceParts(
         ? await loraReference(policy, c)
         : (run.log(`loading the reference from ${referenceDir} (frozen) …`),
           (await CausalLM.fromPretrained(referenceDir, { dtype: c.dtype, device: c.device, trainable: false })).eval())
-  const beta = new BetaController(resumed?.file.beta ?? c.beta, o.epsilon ?? 0)
+  // A method without β (RRHF) still gets a controller, at 0, that its loss never reads and its state never saves.
+  const beta = new BetaController(resumed?.file.beta ?? c.beta ?? 0, o.epsilon ?? 0)
   return { config: c, model: policy, reference, data, beta }
 }
 

@@ -1,12 +1,14 @@
-// SimPO (losses/simpo.ts): reference-free, length-normalised, target margin γ. Its paper's
-// setting is --beta 2 with γ = 1 (γ/β = 0.5); --beta's default is every preference method's 0.1.
+// SimPO (losses/simpo.ts): reference-free, length-normalised, target margin γ. Its defaults are
+// its paper's setting, β = 2 with γ = 1 (γ/β = 0.5), not TRL's CPOConfig 0.1 and 0.5.
 import { z } from 'zod'
 
 import type { OptionTable } from '../option-table'
 import { simpoLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
+import { betaOption } from './preference-base'
 
 export const SIMPO_OPTIONS = {
+  ...betaOption(2, 'simpo: β, the reward scale (the paper: 2.0; TRL\u2019s CPOConfig default is 0.1)'),
   simpoGamma: { schema: z.number().min(0).default(1), kind: 'number', help: 'simpo: γ, the target reward margin (the paper: 1.0 with --beta 2)' },
 } satisfies OptionTable
 

@@ -5,8 +5,10 @@ import { z } from 'zod'
 import type { OptionTable } from '../option-table'
 import { slicHfLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
+import { BETA_OPTIONS } from './preference-base'
 
 export const SLIC_HF_OPTIONS = {
+  ...BETA_OPTIONS,
   slicLambda: { schema: z.number().min(0).default(0.1), kind: 'number', help: 'slic-hf: λ, the weight of the chosen completions\u2019 NLL' },
 } satisfies OptionTable
 
