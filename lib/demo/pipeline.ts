@@ -19,7 +19,7 @@ import { EdpoInputError } from '../core/errors'
 import { CausalLM } from '../model'
 import { type Metrics, readMetrics } from '../train/metrics-log'
 import { SftTrainer } from '../train/sft-trainer'
-import { ownOptions, type TrainMethod } from '../train/methods'
+import { METHODS, ownOptions, type TrainMethod } from '../train/methods'
 import { Trainer } from '../train/trainer'
 import { type DemoConfig, type DemoInput, demoConfig } from './config'
 import { writeRandomLlama } from './init-model'
@@ -175,6 +175,8 @@ export interface RunSpec {
   criterionPrecision?: 'fp32' | 'bf16'
   /** Fraction of training pairs with chosen and rejected swapped (default 0). */
   labelNoise?: number
+  /** Other method options (e.g. simpoGamma); like β and ε, each goes only to a method that declares it. */
+  options?: Readonly<Record<string, number>>
 }
 
 /** Steps 4-5 for one method: train from the shared reference, then the gold and preference evaluation. */
@@ -204,6 +206,7 @@ export async function trainAndEvaluate(p: Prepared, c: DemoConfig, run: RunSpec,
           criterionPrecision: run.criterionPrecision ?? 'fp32',
           trDpoMode: run.trDpoMode ?? 'soft',
           trDpoTau: c.trDpoTau ?? Math.max(1, Math.round(totalSteps / 8)),
+          ...run.options,
         }),
       },
       { log: () => {} },
@@ -214,12 +217,13 @@ export async function trainAndEvaluate(p: Prepared, c: DemoConfig, run: RunSpec,
   })
   const policy = trainer.policy.eval()
   const gold = await timer.time(`${run.method} eval`, () => evaluateWithGold({ ...p.goldOptions, policy, referenceSamples: p.refSamples }))
-  const acc = await evaluatePreferences({ policy, reference: p.referenceModel, pairs: p.heldOut, tokenizer: p.goldOptions.tokenizer, beta: run.beta, batchSize: 32 })
+  // The accuracy is the sign of β·margin, the same for any β > 0: a method without β (RRHF) uses 1.
+  const acc = await evaluatePreferences({ policy, reference: p.referenceModel, pairs: p.heldOut, tokenizer: p.goldOptions.tokenizer, beta: run.beta > 0 ? run.beta : 1, batchSize: 32 })
   const { samples, ...summary } = gold
   writeJsonl(path.join(run.out, 'samples.jsonl'), samples)
   const curve = readMetrics(run.out).filter((m) => 'loss' in m)
-  // The β the method ended with (β-DPO's is per batch: its last step's).
-  const finalBeta = trainer.beta
+  // The β the method ended with (β-DPO's is per batch: its last step's); none for a method without β (RRHF).
+  const finalBeta = Object.hasOwn(METHODS[run.method].options, 'beta') ? trainer.beta : undefined
   return {
     result: { method: run.method, gold: summary, preferenceAccuracy: acc.accuracy, finalBeta, steps: trainer.state.step, runDir: run.out },
     curve,

@@ -16,6 +16,17 @@ const TR_SOFT = '#e45756'
 const TR_HARD = '#9e2a2b'
 const BETA_DPO = '#54a24b'
 const REFERENCE = '#888888'
+// The paper's comparison set (docs/methods.md), by the titles the registry gives them.
+const BASELINES: [RegExp, string][] = [
+  [/^ipo\b/, '#72b7b2'],
+  [/^simpo\b/, '#b279a2'],
+  [/^cpo\b/, '#d4a800'],
+  [/^orpo\b/, '#ff9da6'],
+  [/^r-dpo\b/, '#9d755d'],
+  [/^(slic-hf|hinge)\b/, '#17becf'],
+  [/^rrhf\b/, '#8c8c1a'],
+  [/^kto\b/, '#5e3c99'],
+]
 
 /** The style of a series named after its method (unknown names get a stable palette colour). */
 export function seriesStyle(name: string): SeriesStyle {
@@ -30,6 +41,7 @@ export function seriesStyle(name: string): SeriesStyle {
   }
   if (/^dpo\b/.test(n)) return style(DPO)
   if (/^reference/.test(n)) return style(REFERENCE)
+  for (const [re, color] of BASELINES) if (re.test(n)) return style(color)
   let h = 0
   for (const ch of n) h = (Math.imul(h, 31) + ch.charCodeAt(0)) >>> 0
   return style(PALETTE[6 + (h % 4)]!)
