@@ -3,7 +3,7 @@
 // (b) ops.epsilonDpoLossFromHidden, which never holds more than a chunk of logits.
 import { maskedTokenLogps } from '../lib/eval/sequence-logps'
 import { ops, Tensor } from '../lib/index'
-import { type Measured } from './measure'
+import type { Measured } from './measure'
 
 export interface ChunkedConfig {
   tokens: number

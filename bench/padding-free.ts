@@ -35,14 +35,20 @@ interface Result {
 // Box–Muller on a seeded LCG: the same lengths every run.
 function normals(seed: number): () => number {
   let s = seed >>> 0
-  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0), (s + 1) / 4294967297)
+  const u = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return (s + 1) / 4294967297
+  }
   return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u())
 }
 
 function writeData(dir: string, pairs: number): void {
   const n = normals(7)
   let s = 99
-  const id = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), 2 + (s % (CONFIG.vocab_size - 2)))
+  const id = () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0
+    return 2 + (s % (CONFIG.vocab_size - 2))
+  }
   const len = (d: typeof PROMPT) => Math.round(Math.min(d.max, Math.max(d.min, d.mean + d.sd * n())))
   const seq = (k: number) => Array.from({ length: k }, id)
   const rows = Array.from({ length: pairs }, () => ({

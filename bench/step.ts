@@ -89,7 +89,10 @@ function prepare(dir: string, w: Workload): number {
   const nparams = writeLlama(dir, w.config)
   // Deterministic ids in [2, V): the prompt, then the completion ending in EOS.
   let s = 12345
-  const id = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), 2 + (s % (c.vocab_size! - 2)))
+  const id = () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0
+    return 2 + (s % (c.vocab_size! - 2))
+  }
   const seq = (n: number) => Array.from({ length: n }, id)
   const rows: number[][] = []
   const pairs = Array.from({ length: w.pairs }, () => {

@@ -103,7 +103,10 @@ const WORDS = (
 /** `n` conversational pairs: prompts of 40–120 words, completions of 100–250 words (seeded). */
 function writeData(file: string, n: number): void {
   let state = 12345
-  const rand = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  const rand = () => {
+    state = (state * 1103515245 + 12345) % 2 ** 31
+    return state / 2 ** 31
+  }
   const text = (lo: number, hi: number) => Array.from({ length: lo + Math.floor(rand() * (hi - lo + 1)) }, () => WORDS[Math.floor(rand() * WORDS.length)]!).join(' ')
   const rows = Array.from({ length: n }, () => ({
     prompt: [{ role: 'user', content: text(40, 120) }],

@@ -42,9 +42,9 @@ const argType = {
   bytes: () => 'Uint8Array',
   model: () => 'NativeModel',
   group: () => 'NativeGroup',
-  object: (T, a) => a.typeName,
-  optionalObject: (T, a) => a.typeName,
-  objectList: (T, a) => `${a.typeName}[]`,
+  object: (_T, a) => a.typeName,
+  optionalObject: (_T, a) => a.typeName,
+  objectList: (_T, a) => `${a.typeName}[]`,
 }
 const resultType = {
   tensor: (T) => T,

@@ -5,9 +5,9 @@
 // Only production dependencies exist in a user's install, so the build tools are looked up the
 // way the package managers provide them, never as devDependencies.
 'use strict'
-const fs = require('fs')
-const path = require('path')
-const { spawnSync } = require('child_process')
+const fs = require('node:fs')
+const path = require('node:path')
+const { spawnSync } = require('node:child_process')
 
 const root = path.resolve(__dirname, '..')
 

@@ -5,9 +5,9 @@
 // a file walk; a rebuild goes through ccache when it is installed. Output goes to stderr so that
 // `npm pack --json` stays parseable.
 'use strict'
-const fs = require('fs')
-const path = require('path')
-const { spawnSync } = require('child_process')
+const fs = require('node:fs')
+const path = require('node:path')
+const { spawnSync } = require('node:child_process')
 
 const root = path.resolve(__dirname, '..')
 const prebuild = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'edpo.node')

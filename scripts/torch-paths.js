@@ -3,8 +3,8 @@
 // Order: $LIBTORCH (an unpacked libtorch or a PyTorch install's torch/ folder), $Torch_DIR
 // (the folder holding TorchConfig.cmake), then Debian's libtorch-dev under /usr.
 'use strict'
-const fs = require('fs')
-const path = require('path')
+const fs = require('node:fs')
+const path = require('node:path')
 
 function prefixFromTorchDir(dir) {
   // <prefix>/share/cmake/Torch, <prefix>/lib/<triplet>/cmake/Torch, ...: walk up to include/torch.

@@ -2,7 +2,7 @@
 // differences). Skips cleanly where there is no CUDA build or no GPU.
 import t from 'tap'
 
-import { type DType, ops, runtime, Tensor } from '../lib/index'
+import { type DType, ops, runtime, type Tensor } from '../lib/index'
 import { close, describe } from './helpers/assert'
 import { makeCase } from './helpers/reference'
 

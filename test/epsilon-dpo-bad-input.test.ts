@@ -1,7 +1,7 @@
 // Bad inputs to the op throw errors that name the argument; none of them crashes the process.
 import t from 'tap'
 
-import { EdpoInputError, EdpoNativeError, ops, Tensor } from '../lib/index'
+import { EdpoInputError, type EdpoNativeError, ops, Tensor } from '../lib/index'
 
 const B = 2
 const T = 3

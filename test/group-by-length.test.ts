@@ -95,7 +95,10 @@ t.test('a trainer with groupByLength: grouped batches, and a resumed run ends bi
   // The batches the trainer runs are padded to their longest row: the grouped order's.
   const forward = trainer.policy.forwardHiddenAsync.bind(trainer.policy)
   const widths: number[] = []
-  trainer.policy.forwardHiddenAsync = (ids, o) => (widths.push(ids.shape[1]!), forward(ids, o))
+  trainer.policy.forwardHiddenAsync = (ids, o) => {
+    widths.push(ids.shape[1]!)
+    return forward(ids, o)
+  }
   const whole = await trainer.train()
   const groupedWidths = Array.from({ length: 10 }, (_, b) => Math.max(...Array.from(expected.subarray(4 * b, 4 * b + 4), length)))
   t.same(widths.slice(0, 10), groupedWidths, 'the first epoch runs the grouped batches')

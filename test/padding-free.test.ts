@@ -9,7 +9,7 @@ import * as path from 'node:path'
 
 import t from 'tap'
 
-import { CausalLM, data, ops, Tensor } from '../lib/index'
+import { CausalLM, data, ops, type Tensor } from '../lib/index'
 import { Trainer } from '../lib/train/trainer'
 import { close, describe } from './helpers/assert'
 import { tempDir } from './helpers/data-fixtures'
@@ -111,7 +111,10 @@ t.test('a trainer run with paddingFree logs the padded run\'s losses and gradien
     // The forward calls the method makes: packed exactly when paddingFree.
     const forward = trainer.policy.forwardHiddenAsync.bind(trainer.policy)
     const layouts = new Set<string>()
-    trainer.policy.forwardHiddenAsync = (ids, o) => (layouts.add(o?.sequenceLengths ? 'packed' : 'padded'), forward(ids, o))
+    trainer.policy.forwardHiddenAsync = (ids, o) => {
+      layouts.add(o?.sequenceLengths ? 'packed' : 'padded')
+      return forward(ids, o)
+    }
     const seen: Record<string, number>[] = []
     trainer.on('log', (m) => seen.push(m as Record<string, number>))
     await trainer.train()

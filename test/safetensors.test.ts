@@ -65,6 +65,12 @@ t.test('async load reads a subset', async (t) => {
   await t.rejects(io.loadSafetensorsAsync(file, ['z']), /no tensor named 'z'/)
 })
 
+/** Writes `bytes` to `file` and returns its path. */
+function writeFile(file: string, bytes: Buffer): string {
+  fs.writeFileSync(file, bytes)
+  return file
+}
+
 function writeRaw(name: string, header: unknown, data: Buffer, sizeOverride?: number): string {
   const json = Buffer.from(typeof header === 'string' ? header : JSON.stringify(header))
   const prefix = Buffer.alloc(8)
@@ -77,7 +83,7 @@ function writeRaw(name: string, header: unknown, data: Buffer, sizeOverride?: nu
 t.test('damaged files give errors naming the file and tensor', (t) => {
   const eight = Buffer.alloc(8)
   const cases: [string, string, RegExp][] = [
-    ['short', (fs.writeFileSync(path.join(dir, 'short'), Buffer.alloc(3)), path.join(dir, 'short')), /short: not a safetensors file: 3 bytes/],
+    ['short', writeFile(path.join(dir, 'short'), Buffer.alloc(3)), /short: not a safetensors file: 3 bytes/],
     ['huge header', writeRaw('huge', {}, eight, 1 << 30), /header length 1073741824 exceeds the file/],
     ['bad json', writeRaw('json', '{"a": ', eight), /header is not valid JSON/],
     ['dtype', writeRaw('dtype', { w: { dtype: 'F8', shape: [2], data_offsets: [0, 8] } }, eight), /tensor 'w': unsupported dtype "F8"/],

@@ -132,7 +132,7 @@ t.test('bad rows name file:line', async (t) => {
   const model = makeTrainableModel(t)
   const work = tempDir(t)
   const file = writeJsonl(path.join(work, 'bad.jsonl'), [{ prompt: 'hello', completion: 'world' }, { prompt: 'hello', answer: 'world' }])
-  await t.rejects(SftTrainer.create({ model, data: [file], out: path.join(work, 'r') }, quiet), new RegExp(`bad\\.jsonl:2: completion: missing`))
+  await t.rejects(SftTrainer.create({ model, data: [file], out: path.join(work, 'r') }, quiet), /bad\.jsonl:2: completion: missing/)
   await t.rejects(SftTrainer.create({ model, data: [file], out: path.join(work, 'r'), learningRate: -1 }, quiet), /learningRate/)
 })
 

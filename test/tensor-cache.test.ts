@@ -97,7 +97,10 @@ t.test('tensors in cached blocks do not alias each other', { skip: !linux && 'th
 t.test('live + cached bytes stay under the peak of live bytes + 1/16; the counts stay exact', { skip: !linux && 'the block cache is Linux-only' }, (t) => {
   const base = stats().tensors
   let seed = 12345
-  const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  const random = (): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31
+    return seed / 2 ** 31
+  }
   const live: { x: Tensor; value: number }[] = []
   let liveBytes = 0
   let blocks = 0

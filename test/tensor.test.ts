@@ -91,6 +91,6 @@ t.test('runtime reports the engine and its threads', (t) => {
   const r = runtime()
   t.match(r.libtorchVersion, /^\d+\.\d+/)
   t.ok(r.threads >= 1)
-  t.ok(r.addonPath && r.addonPath.endsWith('.node'))
+  t.ok(r.addonPath?.endsWith('.node'))
   t.end()
 })

@@ -40,16 +40,21 @@ function fields(buf: Buffer): Field[] {
       shift += 7n
     }
   }
+  const take = (n: number) => {
+    const v = buf.subarray(i, i + n)
+    i += n
+    return v
+  }
   while (i < buf.length) {
     const key = Number(varint())
     const wire = key & 7
     const no = key >> 3
     if (wire === 0) out.push({ no, wire, value: varint() })
-    else if (wire === 1) out.push({ no, wire, value: buf.subarray(i, (i += 8)) })
-    else if (wire === 5) out.push({ no, wire, value: buf.subarray(i, (i += 4)) })
+    else if (wire === 1) out.push({ no, wire, value: take(8) })
+    else if (wire === 5) out.push({ no, wire, value: take(4) })
     else if (wire === 2) {
       const n = Number(varint())
-      out.push({ no, wire, value: buf.subarray(i, (i += n)) })
+      out.push({ no, wire, value: take(n) })
     } else throw new Error(`wire type ${wire}`)
   }
   return out
@@ -87,7 +92,7 @@ t.test('metrics go to an event file beside metrics.jsonl that a reader from the 
   const dir = tempDir(t)
   MetricsLog.configure(dir, { reportTo: 'tensorboard', runName: 'run-1' })
   const log = new MetricsLog(dir)
-  log.write({ step: 1, loss: 0.6931, 'rewards/accuracies': 0.5 })
+  log.write({ step: 1, loss: 0.7, 'rewards/accuracies': 0.5 })
   log.write({ step: 2, loss: 0.5, eval_loss: 0.25 })
   const files = fs.readdirSync(path.join(dir, 'run-1'))
   t.equal(files.length, 1)
@@ -96,7 +101,7 @@ t.test('metrics go to an event file beside metrics.jsonl that a reader from the 
   t.equal(events[0]!.fileVersion, 'brain.Event:2', 'the first record names the format version')
   t.equal(events.length, 3)
   t.equal(events[1]!.step, 1)
-  t.ok(Math.abs(events[1]!.scalars.loss! - 0.6931) < 1e-6, 'float32 scalar')
+  t.ok(Math.abs(events[1]!.scalars.loss! - 0.7) < 1e-6, 'float32 scalar')
   t.equal(events[1]!.scalars['rewards/accuracies'], 0.5)
   t.same(events[2]!.scalars, { loss: 0.5, eval_loss: 0.25 })
   t.ok(Math.abs(events[2]!.wallTime - Date.now() / 1000) < 60, 'wall time in seconds')

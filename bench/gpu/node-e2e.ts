@@ -253,7 +253,10 @@ function compareRuns(tag: string, got: StepMetrics[], want: StepMetrics[]): void
   for (let i = 0; i < Math.min(got.length, want.length); i++) {
     const l = Math.abs(got[i]!.loss - want[i]!.loss) / Math.max(1, Math.abs(want[i]!.loss))
     const b = Math.abs(got[i]!['kl/beta'] - want[i]!['kl/beta']) / Math.max(1e-12, Math.abs(want[i]!['kl/beta']))
-    if (!(l <= worstLoss)) (worstLoss = l), (at = got[i]!.step)
+    if (!(l <= worstLoss)) {
+      worstLoss = l
+      at = got[i]!.step
+    }
     if (!(b <= worstBeta)) worstBeta = b
   }
   check('train', `${tag}: loss per step`, worstLoss <= 1e-3, `worst relative difference ${worstLoss.toExponential(2)} (step ${at}); final cuda ${got.at(-1)?.loss} cpu ${want.at(-1)?.loss}`)

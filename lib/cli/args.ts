@@ -159,7 +159,7 @@ export function parseArgs(argv: readonly string[], table: Record<string, OptionS
 // Sections research repos wrap TRL keys in (model:, dataset:, training_args: …): their keys are
 // read as top-level keys. No edpo option takes a mapping, so a mapping is a section, except under
 // a TRL key edpo answers itself (lr_scheduler_kwargs: {…} gets its own line).
-function flattenSections(parsed: Record<string, unknown>, file: string, index: Map<string, string>): [string, string, unknown][] {
+function flattenSections(parsed: Record<string, unknown>, file: string): [string, string, unknown][] {
   const out: [string, string, unknown][] = []
   const seen = new Map<string, string>()
   const walk = (obj: Record<string, unknown>, prefix: string, depth: number) => {
@@ -209,7 +209,7 @@ export function readConfigFile(
   const typed: Record<string, string> = {}
   const defaults: [string, unknown, string][] = []
   const problems: string[] = []
-  for (const [key, written, raw] of flattenSections(parsed as Record<string, unknown>, file, index)) {
+  for (const [key, written, raw] of flattenSections(parsed as Record<string, unknown>, file)) {
     const name = index.get(camel(key.replace(/_/g, '-')))
     // A single path where a list is expected is a one-element list.
     const value = name !== undefined && table[name]!.kind === 'strings' && typeof raw === 'string' ? [raw] : raw

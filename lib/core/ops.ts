@@ -109,6 +109,7 @@ const COLUMN_VIEWS = {
  * device, columns PAIR_RECORD_COLUMNS). The per-pair fields are views of the record, computed when
  * read (each a new Tensor; nothing is copied to the host): keep `record` to read a step at once.
  */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface types the column views that COLUMN_VIEWS defines on the prototype below
 export class EpsilonDpoLossResult {
   /** Mean loss over pairs, differentiable w.r.t. the policy's inputs. */
   readonly loss: Tensor
@@ -131,7 +132,6 @@ export class EpsilonDpoLossResult {
   get steps(): Tensor {
     return this.record.narrow(1, pairColumn('step'), 1).squeeze(1).to('int64')
   }
-  /** β_i = β / (1 + ε·s_i). */
   /** Mean raw policy logit over chosen completion tokens × vocabulary (a scalar; 0 without tokens). */
   get meanChosenLogits(): Tensor {
     return this.meanLogits('chosenLogitSum', 'chosenTokens')

@@ -23,7 +23,7 @@ export { PairSampler, type SamplerOptions, type SamplerState, epochPermutation, 
 export { type PreferenceTokenizer, createTokenizer, loadTokenizer } from './tokenizer'
 export { type TokenizeResult, type TokenizedPair, type TruncationOptions, tokenizePair } from './tokenize-pairs'
 export { type RowIssue, type ValidatedRows, describeIssues, validateRows } from './validate'
-export { type UnknownTokenReport } from './unknown-tokens'
+export type { UnknownTokenReport } from './unknown-tokens'
 
 export interface LoadPreferenceDataOptions extends TruncationOptions {
   /** Files or globs: .jsonl/.ndjson, .json (array or lines), .parquet. */
@@ -112,7 +112,7 @@ async function loadSplit(patterns: string | string[], what: string, tokenizer: P
   let truncated = 0
   const unknown = new UnknownTokenCount()
   for (const { source, pair } of valid.pairs) {
-    let r
+    let r: ReturnType<typeof tokenizePair>
     try {
       r = tokenizePair(pair, source, tokenizer, o)
     } catch (e) {

@@ -132,7 +132,10 @@ export function exitWithLauncher(env: Readonly<Record<string, string | undefined
     log(`rank ${env.RANK ?? '?'}: the edpo launcher (pid ${pid}) is gone; stopping`)
     process.exit(1)
   }
-  if (process.platform === 'linux' && nativeAddon().distExitWithParent(Number(pid)) === false) return gone()
+  if (process.platform === 'linux' && nativeAddon().distExitWithParent(Number(pid)) === false) {
+    gone()
+    return
+  }
   if (env.EDPO_LAUNCHER_FD === undefined) return
   const lifeline = new net.Socket({ fd: Number(env.EDPO_LAUNCHER_FD), readable: true, writable: false })
   lifeline.on('end', gone)

@@ -78,7 +78,7 @@ export async function resolveHubOptions(options: Record<string, unknown>, opts: 
   const trainSplit = hubOnly.dataSplit ?? opts.defaultDataSplit ?? 'train'
   // TRL's dataset_test_split: the same dataset's other split feeds evaluation.
   if (out.evalData === undefined && hubOnly.evalDataSplit !== undefined) {
-    const hub = ids.data.map((id, i) => (id ? id : undefined)).filter((id): id is HubId => id !== undefined)
+    const hub = ids.data.map((id) => (id ? id : undefined)).filter((id): id is HubId => id !== undefined)
     const evalFiles: string[] = []
     for (const id of hub) evalFiles.push(...(await dataset(id, typed('evalDataSplit', '--eval-data-split'), hubOnly.evalDataSplit)))
     out.evalData = evalFiles

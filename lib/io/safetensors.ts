@@ -7,7 +7,7 @@ import * as path from 'node:path'
 import { EdpoInputError, native } from '../core/errors'
 import { type DType, nativeAddon } from '../core/native'
 import { type OpMode, type OpReturn, runOp } from '../core/ops'
-import { Tensor, tensorProblem } from '../core/tensor'
+import { type Tensor, tensorProblem } from '../core/tensor'
 
 const TO_DTYPE: Record<string, DType> = {
   F64: 'float64',

@@ -9,7 +9,7 @@ export {
   type LoadAdapterOptions,
   type SaveAdapterOptions,
 } from './causal-lm'
-export { type LoraOptions, type LoraSettings, type LinearModule } from './lora'
+export type { LoraOptions, LoraSettings, LinearModule } from './lora'
 export {
   parseModelConfig,
   expectedTensors,

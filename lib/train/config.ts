@@ -5,16 +5,14 @@
 import { z } from 'zod'
 
 import { EdpoInputError } from '../core/errors'
-import { LORA_OPTIONS, usesLora, withLoraChecks } from './lora-options'
-import { DEVICE_PATTERN } from '../core/tensor'
+import { usesLora, withLoraChecks } from './lora-options'
 import { DEFAULT_TRAIN_METHOD, methodOptions, METHODS, methodWithoutLora, type TrainMethod, type TrainMethodOptions, TRAIN_METHODS } from './methods'
 import { PREFERENCE_OPTIONS } from './methods/preference-base'
-import { flagName, type OptionInputs, type OptionSpec, type OptionTable, type OptionValues, optionsObject } from './option-table'
-import { parseStepRange } from './step-profiler'
+import { flagName, type OptionInputs, type OptionTable, type OptionValues, optionsObject } from './option-table'
 
 export { flagName, type OptionSpec, optionsObject } from './option-table'
 export { TRAIN_METHODS, type TrainMethod } from './methods'
-import { RUN_FOLDER_OPTIONS, ENGINE_OPTIONS, RUN_OPTIONS, type RunConfig } from './run-options'
+import { RUN_FOLDER_OPTIONS, ENGINE_OPTIONS, } from './run-options'
 export { RUN_OPTIONS, type RunConfig } from './run-options'
 
 const METHOD_OPTION = {

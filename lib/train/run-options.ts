@@ -2,10 +2,9 @@
 // open-run.ts, the engine and trainer_state.json read. config.ts adds the methods' tables.
 import { z } from 'zod'
 
-import { EdpoInputError } from '../core/errors'
 import { DEVICE_PATTERN } from '../core/tensor'
 import { LORA_OPTIONS } from './lora-options'
-import type { OptionSpec, OptionTable, OptionValues } from './option-table'
+import type { OptionTable, OptionValues } from './option-table'
 import { parseStepRange } from './step-profiler'
 import { validRevision } from '../hub/hub-id'
 import { stepsOrFraction } from './step-fractions'

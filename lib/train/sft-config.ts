@@ -1,6 +1,6 @@
 // `edpo sft` settings: the options every run has (RUN_OPTIONS, lib/train/config.ts) with SFT's
 // own defaults (methods/sft.ts), so flags, config files and --help share the descriptions of `edpo train`.
-import { z } from 'zod'
+import type { z } from 'zod'
 
 import { RUN_OPTIONS } from './run-options'
 import { withLoraChecks } from './lora-options'

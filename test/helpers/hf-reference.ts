@@ -59,7 +59,7 @@ function rmsNorm(x: Float64Array, w: Float64Array, eps: number, gemma: boolean):
 }
 
 function invFreq(c: RefConfig, d: number): number[] {
-  const f = Array.from({ length: d / 2 }, (_, i) => 1 / Math.pow(c.rope_theta, (2 * i) / d))
+  const f = Array.from({ length: d / 2 }, (_, i) => 1 / c.rope_theta ** ((2 * i) / d))
   const s = c.rope_scaling
   if (!s || s.rope_type === 'default') return f
   if (s.rope_type === 'linear') return f.map((v) => v / s.factor)
@@ -103,7 +103,7 @@ export function referenceLogits(c: RefConfig, w: W, ids: number[][], mask?: numb
   const H = c.hidden_size, V = c.vocab_size, I = c.intermediate_size
   const nh = c.num_attention_heads, nkv = c.num_key_value_heads ?? nh, hd = c.head_dim ?? H / nh
   const gemma = c.model_type === 'gemma2'
-  const scale = gemma ? Math.pow(c.query_pre_attn_scalar!, -0.5) : Math.pow(hd, -0.5)
+  const scale = gemma ? c.query_pre_attn_scalar! ** -0.5 : hd ** -0.5
   const freqs = invFreq(c, hd)
   const opt = (n: string) => w.get(n)
   const T = ids[0]!.length

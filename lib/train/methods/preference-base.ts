@@ -98,11 +98,15 @@ export async function loadPreferenceParts(
       ? undefined
       : policy.lora && c.referenceModel === undefined
         ? await loraReference(policy, c)
-        : (run.log(`loading the reference from ${referenceDir} (frozen) …`),
-          (await CausalLM.fromPretrained(referenceDir, { dtype: c.dtype, device: c.device, trainable: false })).eval())
+        : await loadFrozenReference(run, referenceDir)
   // A method without β (RRHF) still gets a controller, at 0, that its loss never reads and its state never saves.
   const beta = new BetaController(resumed?.file.beta ?? c.beta ?? 0, o.epsilon ?? 0)
   return { config: c, model: policy, reference, data, beta }
+}
+
+async function loadFrozenReference(run: Run<PreferenceConfig, Partial<BetaState>>, dir: string): Promise<CausalLM> {
+  run.log(`loading the reference from ${dir} (frozen) …`)
+  return (await CausalLM.fromPretrained(dir, { dtype: run.config.dtype, device: run.config.device, trainable: false })).eval()
 }
 
 /** What the fused ops read of one micro-batch: both models' final hidden states and heads, and the completion tokens. */
