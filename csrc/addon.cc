@@ -10,7 +10,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   edpo_js::InitMemory(env, exports);
   edpo_js::TensorWrap::Init(env, exports);
   edpo_js::InitOps(env, exports);
-  edpo_js::InitDist(env, exports);
   return exports;
 }
 

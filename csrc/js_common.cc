@@ -185,8 +185,4 @@ std::vector<at::Tensor> arg_tensor_list(const Napi::Value& v, const std::string&
   return out;
 }
 
-void export_functions(Napi::Env env, Napi::Object exports, std::initializer_list<NamedCallback> functions) {
-  for (const auto& [name, callback] : functions) exports.Set(name, Napi::Function::New(env, callback));
-}
-
 }  // namespace edpo_js

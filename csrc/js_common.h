@@ -118,13 +118,8 @@ void apply_thread_setting();
 int configured_threads();
 void set_configured_threads(int threads);
 
-// Registers plain functions on the module object by name.
-using NamedCallback = std::pair<const char*, Napi::Value (*)(const Napi::CallbackInfo&)>;
-void export_functions(Napi::Env env, Napi::Object exports, std::initializer_list<NamedCallback> functions);
-
 // Every declared entry (js_op_table.h) and opDeclarations().
 void InitOps(Napi::Env env, Napi::Object exports);
-void InitDist(Napi::Env env, Napi::Object exports);
 // Installs the counting CPU allocator (before any tensor is made).
 void InitMemory(Napi::Env env, Napi::Object exports);
 // Whether profilerStart has run without its profilerStop (js_profiler.cc).

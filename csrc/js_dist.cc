@@ -1,10 +1,13 @@
-// dist* entry points: a c10d process group handle (an External owning a shared_ptr) and its
-// collectives, each a Promise settled off the JS thread (a collective waits on the other ranks).
-// Gradient variants take the parameters and work on their .grad, giving a parameter without one
-// a zero gradient first, so every rank sends the same buckets.
+// The dist* entries: a c10d process group handle and its collectives, declared in the op table
+// like every other entry (Mode::Async: each a Promise settled off the JS thread, since a
+// collective waits on the other ranks). Gradient variants take the parameters and work on their
+// .grad, giving a parameter without one a zero gradient first, so every rank sends the same buckets.
 #include <c10/core/GradMode.h>
 
+#include <chrono>
+#include <cmath>
 #include <memory>
+#include <stdexcept>
 #if defined(__linux__)
 #include <signal.h>
 #include <sys/prctl.h>
@@ -12,28 +15,15 @@
 #endif
 
 #include "dist/process_group.h"
-#include "js_common.h"
+#include "js_op_table.h"
 #include "ops/adamw.h"
 #include "ops/arg_error.h"
 
 namespace edpo_js {
 namespace {
 
-using GroupPtr = std::shared_ptr<edpo::dist::Group>;
-
-GroupPtr arg_group(const Napi::Value& v) {
-  if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), "group: expected a process group handle");
-  return *v.As<Napi::External<GroupPtr>>().Data();
-}
-
-std::string opt_string(const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
-  return v.IsUndefined() ? std::string() : arg_string(v, key);
-}
-
 // The parameters' gradients (created as zeros where absent), or the tensors themselves.
-std::vector<at::Tensor> targets(const Napi::Value& v, bool grads) {
-  auto tensors = arg_tensor_list(v, "tensors", false);
+std::vector<at::Tensor> targets(std::vector<at::Tensor> tensors, bool grads) {
   if (!grads) return tensors;
   std::vector<at::Tensor> out;
   out.reserve(tensors.size());
@@ -44,158 +34,129 @@ std::vector<at::Tensor> targets(const Napi::Value& v, bool grads) {
   return out;
 }
 
-Napi::Promise Done(Napi::Env env, std::function<void()> work) {
-  return PromiseWorker::Run(env, std::move(work), [](Napi::Env e) { return e.Undefined(); });
+const ArgDecl kGroup{"group", ArgKind::Group, "The process group (distCreateGroup)."};
+const ArgDecl kTensors{"tensors", ArgKind::TensorList, "The tensors, or with grads the parameters whose .grad is meant."};
+const ArgDecl kBucket{"bucketBytes", ArgKind::Integer, "Bytes per flattened bucket (one collective each).", 0, 1};
+const ArgDecl kRoot{"root", ArgKind::Integer, "The rank that sends (broadcast) or receives (reduce).", 0, 0};
+const ArgDecl kGrads{"grads", ArgKind::Boolean, "Work on the tensors' gradients, not the tensors."};
+const ArgDecl kAverage{"average", ArgKind::Boolean, "Divide the sum by the world size."};
+
+ArgDecl options(std::vector<ArgDecl> fields, const char* type_name) {
+  return {"o", ArgKind::Object, "The collective's settings.", 0, NAN, std::move(fields), type_name};
 }
 
-// distCreateGroup({backend, rank, worldSize, storePath?, host?, port?, tcpClientOnly?, glooInterface?, glooHostname?, timeoutMs})
-Napi::Value CreateGroup(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "distCreateGroup: expected an options object");
-    const auto o = info[0].As<Napi::Object>();
-    edpo::dist::GroupOptions g;
-    g.backend = arg_string(o.Get("backend"), "backend");
-    g.rank = int(arg_int(o.Get("rank"), "rank"));
-    g.world_size = int(arg_int(o.Get("worldSize"), "worldSize"));
-    g.store_path = opt_string(o, "storePath");
-    g.host = opt_string(o, "host");
-    g.port = o.Get("port").IsUndefined() ? 0 : int(arg_int(o.Get("port"), "port"));
-    g.tcp_client_only = o.Get("tcpClientOnly").ToBoolean();
-    g.gloo_interface = opt_string(o, "glooInterface");
-    g.gloo_hostname = opt_string(o, "glooHostname");
-    g.timeout = std::chrono::milliseconds(arg_int(o.Get("timeoutMs"), "timeoutMs"));
-    auto out = std::make_shared<GroupPtr>();
-    return PromiseWorker::Run(
-        info.Env(), [g, out] { *out = edpo::dist::create_group(g); },
-        [out](Napi::Env env) -> Napi::Value {
-          return Napi::External<GroupPtr>::New(env, new GroupPtr(*out), [](Napi::Env, GroupPtr* p) { delete p; });
-        });
-  });
+// The global norm over every rank's `params` (each rank passing the ones whose gradients it owns,
+// ZeRO-2), clipped to maxNorm (0: never), with clipGradNorm's formula: coef = maxNorm / (norm +
+// 1e-6), applied only when < 1 and finite.
+double clip_grad_norm_across(edpo::dist::Group& group, const std::vector<at::Tensor>& params, double max_norm) {
+  EDPO_ARG_CHECK(std::isfinite(max_norm) && max_norm >= 0, "maxGradNorm: must be a finite number >= 0, got ", max_norm);
+  c10::NoGradGuard no_grad;
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  // This rank's Σ g² (as clipGradNorm computes it: fp64, no fp64 copy of a gradient), on its
+  // gradients' device; a rank that owns none adds a zero on its parameters' device.
+  const at::Tensor sq = grads.empty()
+      ? at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(params.empty() ? at::kCPU : params[0].device()))
+      : edpo::grad_square_sum(grads);
+  group.allreduce({sq}, false, false, int64_t(1) << 20);
+  return edpo::clip_by_square_sum(grads, sq, max_norm);
 }
 
-// distAllreduce(group, tensors, {max, average, grads, bucketBytes})
-Napi::Value Allreduce(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    auto group = arg_group(info[0]);
-    const auto o = info[2].As<Napi::Object>();
-    const bool grads = o.Get("grads").ToBoolean();
-    auto tensors = targets(info[1], grads);
-    const bool max = o.Get("max").ToBoolean(), average = o.Get("average").ToBoolean();
-    const int64_t bucket = arg_int(o.Get("bucketBytes"), "bucketBytes");
-    return Done(info.Env(), [=] { group->allreduce(tensors, max, average, bucket); });
-  });
-}
-
-// distReduce(group, tensors, {root, average, grads, bucketBytes})
-Napi::Value Reduce(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    auto group = arg_group(info[0]);
-    const auto o = info[2].As<Napi::Object>();
-    auto tensors = targets(info[1], o.Get("grads").ToBoolean());
-    const int root = int(arg_int(o.Get("root"), "root"));
-    const bool average = o.Get("average").ToBoolean();
-    const int64_t bucket = arg_int(o.Get("bucketBytes"), "bucketBytes");
-    return Done(info.Env(), [=] { group->reduce(tensors, root, average, bucket); });
-  });
-}
-
-// distBroadcast(group, tensors, {root, bucketBytes})
-Napi::Value Broadcast(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    auto group = arg_group(info[0]);
-    const auto o = info[2].As<Napi::Object>();
-    auto tensors = targets(info[1], false);
-    const int root = int(arg_int(o.Get("root"), "root"));
-    const int64_t bucket = arg_int(o.Get("bucketBytes"), "bucketBytes");
-    return Done(info.Env(), [=] {
-      c10::NoGradGuard no_grad;  // parameters are leaves that require grad; the copy is not part of any graph
-      group->broadcast(tensors, root, bucket);
-    });
-  });
-}
-
-// distAllgather(group, tensor) → [world, ...shape]
-Napi::Value Allgather(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    auto group = arg_group(info[0]);
-    const at::Tensor t = TensorWrap::FromValue(info[1], "tensor");
-    auto out = std::make_shared<at::Tensor>();
-    return PromiseWorker::Run(
-        info.Env(), [group, t, out] { *out = group->allgather(t); },
-        [out](Napi::Env env) -> Napi::Value { return TensorWrap::Wrap(env, *out); });
-  });
-}
-
-Napi::Value Barrier(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    auto group = arg_group(info[0]);
-    return Done(info.Env(), [group] { group->barrier(); });
-  });
-}
-
-// distClipGradNorm(group, params, maxNorm) → the global norm over every rank's `params` (each
-// rank passing the ones whose gradients it owns, ZeRO-2), clipping them to maxNorm (0: never).
-// Same formula as clipGradNorm: coef = maxNorm / (norm + 1e-6), applied only when < 1 and finite.
-Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    auto group = arg_group(info[0]);
-    auto params = arg_tensor_list(info[1], "params", false);
-    const double max_norm = arg_number(info[2], "maxNorm");
-    EDPO_ARG_CHECK(std::isfinite(max_norm) && max_norm >= 0, "maxGradNorm: must be a finite number >= 0, got ", max_norm);
-    auto norm = std::make_shared<double>(0);
-    return PromiseWorker::Run(
-        info.Env(),
-        [group, params, max_norm, norm] {
-          c10::NoGradGuard no_grad;
-          std::vector<at::Tensor> grads;
-          for (const auto& p : params)
-            if (p.grad().defined()) grads.push_back(p.grad());
-          // This rank's Σ g² (as clipGradNorm computes it: fp64, no fp64 copy of a gradient), on its
-          // gradients' device; a rank that owns none adds a zero on its parameters' device.
-          const at::Tensor sq = grads.empty()
-              ? at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(params.empty() ? at::kCPU : params[0].device()))
-              : edpo::grad_square_sum(grads);
-          group->allreduce({sq}, false, false, int64_t(1) << 20);
-          *norm = edpo::clip_by_square_sum(grads, sq, max_norm);
-        },
-        [norm](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *norm); });
-  });
-}
-
-Napi::Value NcclAvailable(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), edpo::dist::nccl_available()); }
-
-// distExitWithParent(parentPid) → whether the parent is still parentPid. On Linux the kernel
-// then sends this process SIGKILL when its parent dies (PR_SET_PDEATHSIG), even by SIGKILL:
-// a launcher's workers never outlive it. The check after prctl closes the race with a parent
-// that died before (this process was then re-parented).
-Napi::Value ExitWithParent(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    const int64_t parent = arg_int(info[0], "parentPid");
+// Whether the parent is still parentPid. On Linux the kernel then sends this process SIGKILL when
+// its parent dies (PR_SET_PDEATHSIG), even by SIGKILL: a launcher's workers never outlive it. The
+// check after prctl closes the race with a parent that died before (this process was re-parented).
+bool exit_with_parent(int64_t parent) {
 #if defined(__linux__)
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) throw std::runtime_error("prctl(PR_SET_PDEATHSIG) failed");
-    return Napi::Boolean::New(info.Env(), int64_t(getppid()) == parent);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) throw std::runtime_error("prctl(PR_SET_PDEATHSIG) failed");
+  return int64_t(getppid()) == parent;
 #else
-    (void)parent;
-    throw std::runtime_error("distExitWithParent: Linux only (other platforms watch the launcher's pipe)");
+  (void)parent;
+  throw std::runtime_error("distExitWithParent: Linux only (other platforms watch the launcher's pipe)");
 #endif
-  });
 }
 
 }  // namespace
 
-void InitDist(Napi::Env env, Napi::Object exports) {
-  export_functions(env, exports,
-                   {
-                       {"distCreateGroup", CreateGroup},
-                       {"distAllreduce", Allreduce},
-                       {"distReduce", Reduce},
-                       {"distBroadcast", Broadcast},
-                       {"distAllgather", Allgather},
-                       {"distBarrier", Barrier},
-                       {"distClipGradNorm", ClipGradNorm},
-                       {"distNcclAvailable", NcclAvailable},
-                       {"distExitWithParent", ExitWithParent},
-                   });
+void declare_dist_ops(std::vector<OpDecl>& ops) {
+  using K = ArgKind;
+  const auto async = [&ops](std::string name, std::string doc, std::vector<ArgDecl> args, std::vector<ResultDecl> results,
+                            std::function<OpResults(const OpArgs&)> run) {
+    ops.push_back({std::move(name), std::move(doc), std::move(args), std::move(results), std::move(run), Call::Positional,
+                   Mode::Async, Returns::Value});
+  };
+  async("distCreateGroup", "A c10d process group: a FileStore at storePath, else a TCPStore at host:port; Gloo or NCCL.",
+        {{"options", K::Object, "The group's settings.", 0, NAN,
+          {{"backend", K::String, "'gloo' or 'nccl'."},
+           {"rank", K::Integer, "This process's rank.", 0, 0},
+           {"worldSize", K::Integer, "The number of ranks.", 0, 1},
+           {"storePath", K::OptionalString, "A FileStore's file (one machine); else the TCPStore below."},
+           {"host", K::OptionalString, "The TCPStore's address (rank 0 serves it)."},
+           {"port", K::OptionalInteger, "The TCPStore's port.", 0, 0},
+           {"tcpClientOnly", K::OptionalBoolean, "torchrun >= 2's agent serves the store itself (TORCHELASTIC_USE_AGENT_STORE)."},
+           {"glooInterface", K::OptionalString, "GLOO_SOCKET_IFNAME: the network interface Gloo binds."},
+           {"glooHostname", K::OptionalString, "The address Gloo binds, where no interface is named."},
+           {"timeoutMs", K::Integer, "How long any collective or store wait may take.", 0, 1}},
+          "NativeGroupOptions"}},
+        {{"group", false, "The group handle.", ResultKind::Group}}, [](const OpArgs& a) -> OpResults {
+          const OpArgs& o = a.object("options");
+          edpo::dist::GroupOptions g;
+          g.backend = o.string("backend");
+          g.rank = int(o.integer("rank"));
+          g.world_size = int(o.integer("worldSize"));
+          g.store_path = o.string("storePath");
+          g.host = o.string("host");
+          g.port = int(o.integer("port"));
+          g.tcp_client_only = o.flag("tcpClientOnly");
+          g.gloo_interface = o.string("glooInterface");
+          g.gloo_hostname = o.string("glooHostname");
+          g.timeout = std::chrono::milliseconds(o.integer("timeoutMs"));
+          return {edpo::dist::create_group(g)};
+        });
+  async("distAllreduce", "Sums (or averages, or takes the max of) the tensors over every rank, in place, bucket by bucket.",
+        {kGroup, kTensors,
+         options({{"max", K::Boolean, "The elementwise max instead of the sum."}, kAverage, kGrads, kBucket}, "NativeAllreduceOptions")},
+        {}, [](const OpArgs& a) -> OpResults {
+          const OpArgs& o = a.object("o");
+          a.group("group")->allreduce(targets(a.list("tensors"), o.flag("grads")), o.flag("max"), o.flag("average"), o.integer("bucketBytes"));
+          return {};
+        });
+  async("distReduce", "Sums (or averages) the tensors onto rank root, bucket by bucket; the other ranks' tensors are left unspecified.",
+        {kGroup, kTensors, options({kRoot, kAverage, kGrads, kBucket}, "NativeReduceOptions")}, {},
+        [](const OpArgs& a) -> OpResults {
+          const OpArgs& o = a.object("o");
+          a.group("group")->reduce(targets(a.list("tensors"), o.flag("grads")), int(o.integer("root")), o.flag("average"), o.integer("bucketBytes"));
+          return {};
+        });
+  async("distBroadcast", "Copies rank root's tensors into every rank's, in place, bucket by bucket.",
+        {kGroup, kTensors, options({kRoot, kBucket}, "NativeBroadcastOptions")}, {}, [](const OpArgs& a) -> OpResults {
+          const OpArgs& o = a.object("o");
+          c10::NoGradGuard no_grad;  // parameters are leaves that require grad; the copy is not part of any graph
+          a.group("group")->broadcast(a.list("tensors"), int(o.integer("root")), o.integer("bucketBytes"));
+          return {};
+        });
+  async("distAllgather", "Every rank's `tensor`, stacked: [world, ...shape].", {kGroup, {"tensor", K::Tensor, "This rank's tensor."}},
+        {{"gathered", false, "[world, ...shape].", ResultKind::Tensor}},
+        [](const OpArgs& a) -> OpResults { return {a.group("group")->allgather(a.tensor("tensor"))}; });
+  async("distBarrier", "Waits until every rank has reached it.", {kGroup}, {}, [](const OpArgs& a) -> OpResults {
+    a.group("group")->barrier();
+    return {};
+  });
+  async("distClipGradNorm",
+        "The global gradient norm over every rank's params (each rank passing those whose gradients it owns), clipping them to maxNorm.",
+        {kGroup, {"params", K::TensorList, "This rank's parameters (their .grad is used)."},
+         {"maxNorm", K::Number, "The largest norm let through (0: never clip)."}},
+        {{"norm", false, "The global norm before clipping.", ResultKind::Number}},
+        [](const OpArgs& a) -> OpResults { return {clip_grad_norm_across(*a.group("group"), a.list("params"), a.number("maxNorm"))}; });
+  ops.push_back({"distNcclAvailable", "Whether this build has NCCL.", {}, {{"available", false, "Whether NCCL is there.", ResultKind::Boolean}},
+                 [](const OpArgs&) -> OpResults { return {edpo::dist::nccl_available()}; }, Call::Positional, Mode::Sync,
+                 Returns::Value});
+  ops.push_back({"distExitWithParent",
+                 "Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); false when the parent is no longer parentPid.",
+                 {{"parentPid", K::Integer, "The launcher's pid.", 0, 1}},
+                 {{"sameParent", false, "Whether the parent is still parentPid.", ResultKind::Boolean}},
+                 [](const OpArgs& a) -> OpResults { return {exit_with_parent(a.integer("parentPid"))}; }, Call::Positional,
+                 Mode::Sync, Returns::Value});
 }
 
 }  // namespace edpo_js

@@ -20,6 +20,7 @@ const std::vector<OpDecl>& op_table() {
     declare_runtime_ops(ops);
     declare_memory_ops(ops);
     declare_profiler_ops(ops);
+    declare_dist_ops(ops);
     return ops;
   }();
   return table;

@@ -197,6 +197,7 @@ void declare_io_ops(std::vector<OpDecl>& ops);       // js_io.cc
 void declare_runtime_ops(std::vector<OpDecl>& ops);  // js_runtime.cc
 void declare_memory_ops(std::vector<OpDecl>& ops);   // js_memory.cc
 void declare_profiler_ops(std::vector<OpDecl>& ops);  // js_profiler.cc
+void declare_dist_ops(std::vector<OpDecl>& ops);      // js_dist.cc: the process group and its collectives
 
 // Readers of the handle kinds (TypeErrors naming `what`), each next to its kin.
 ModelPtr arg_model(const Napi::Value& v, const char* what);  // js_model.cc

@@ -5,7 +5,6 @@ import * as path from 'node:path'
 
 import { EdpoInputError } from './errors'
 import type * as generated from './ops-generated'
-import type { NativeGroup, NativeTensor } from './native-types'
 
 export type { DType, HostArray, NativeGroup, NativeModel, NativeTensor, OpDeclarations } from './native-types'
 export type {
@@ -13,6 +12,7 @@ export type {
   NativeLmHead,
   NativeLoraSpec,
   NativeMemoryStats,
+  NativeGroupOptions,
   NativeModelConfig,
   NativeNamedTensors,
   NativeProfile,
@@ -20,34 +20,8 @@ export type {
   NativeRuntime,
 } from './ops-generated'
 
-/** distCreateGroup's options: a FileStore at storePath, else a TCPStore at host:port. */
-export interface NativeGroupOptions {
-  backend: 'gloo' | 'nccl'
-  rank: number
-  worldSize: number
-  storePath?: string
-  host?: string
-  port?: number
-  /** torchrun ≥ 2's agent serves the store itself (TORCHELASTIC_USE_AGENT_STORE). */
-  tcpClientOnly?: boolean
-  glooInterface?: string
-  glooHostname?: string
-  timeoutMs: number
-}
-
-/** The addon: the generated surface (every declared entry) and the dist* entries of csrc/js_dist.cc. */
-export interface Native extends generated.Native {
-  distCreateGroup(options: NativeGroupOptions): Promise<NativeGroup>
-  distAllreduce(group: NativeGroup, tensors: NativeTensor[], o: { max: boolean; average: boolean; grads: boolean; bucketBytes: number }): Promise<void>
-  distReduce(group: NativeGroup, tensors: NativeTensor[], o: { root: number; average: boolean; grads: boolean; bucketBytes: number }): Promise<void>
-  distBroadcast(group: NativeGroup, tensors: NativeTensor[], o: { root: number; bucketBytes: number }): Promise<void>
-  distAllgather(group: NativeGroup, tensor: NativeTensor): Promise<NativeTensor>
-  distBarrier(group: NativeGroup): Promise<void>
-  distClipGradNorm(group: NativeGroup, params: NativeTensor[], maxNorm: number): Promise<number>
-  distNcclAvailable(): boolean
-  /** Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); false when the parent is no longer `parentPid`. */
-  distExitWithParent(parentPid: number): boolean
-}
+/** The addon: exactly the generated surface (every entry declared in csrc's op table). */
+export type Native = generated.Native
 
 /** The package root: the nearest folder above this file holding edpo's package.json (from lib/ or dist/lib/). */
 export const packageRoot = findPackageRoot(__dirname)

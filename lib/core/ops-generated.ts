@@ -486,6 +486,62 @@ export interface NativeProfile {
   thread: Float64Array
 }
 
+/** distCreateGroup's options: The group's settings. */
+export interface NativeGroupOptions {
+  /** 'gloo' or 'nccl'. */
+  backend: string
+  /** This process's rank. */
+  rank: number
+  /** The number of ranks. */
+  worldSize: number
+  /** A FileStore's file (one machine); else the TCPStore below. */
+  storePath?: string
+  /** The TCPStore's address (rank 0 serves it). */
+  host?: string
+  /** The TCPStore's port. Default 0. */
+  port?: number
+  /** torchrun >= 2's agent serves the store itself (TORCHELASTIC_USE_AGENT_STORE). Default false. */
+  tcpClientOnly?: boolean
+  /** GLOO_SOCKET_IFNAME: the network interface Gloo binds. */
+  glooInterface?: string
+  /** The address Gloo binds, where no interface is named. */
+  glooHostname?: string
+  /** How long any collective or store wait may take. */
+  timeoutMs: number
+}
+
+/** distAllreduce's o: The collective's settings. */
+export interface NativeAllreduceOptions {
+  /** The elementwise max instead of the sum. */
+  max: boolean
+  /** Divide the sum by the world size. */
+  average: boolean
+  /** Work on the tensors' gradients, not the tensors. */
+  grads: boolean
+  /** Bytes per flattened bucket (one collective each). */
+  bucketBytes: number
+}
+
+/** distReduce's o: The collective's settings. */
+export interface NativeReduceOptions {
+  /** The rank that sends (broadcast) or receives (reduce). */
+  root: number
+  /** Divide the sum by the world size. */
+  average: boolean
+  /** Work on the tensors' gradients, not the tensors. */
+  grads: boolean
+  /** Bytes per flattened bucket (one collective each). */
+  bucketBytes: number
+}
+
+/** distBroadcast's o: The collective's settings. */
+export interface NativeBroadcastOptions {
+  /** The rank that sends (broadcast) or receives (reduce). */
+  root: number
+  /** Bytes per flattened bucket (one collective each). */
+  bucketBytes: number
+}
+
 /** The Tensor.op methods (tensor.op(name, ...args)): each one's arguments after the name; T is the tensor type. */
 export interface TensorOpTypes<T> {
   /** self + other. */
@@ -671,4 +727,22 @@ export interface Native {
   profilerStart(cuda: boolean): void
   /** Stops the profiler: the events it recorded, as columns (one entry per event). */
   profilerStop(): NativeProfile
+  /** A c10d process group: a FileStore at storePath, else a TCPStore at host:port; Gloo or NCCL. */
+  distCreateGroup(options: NativeGroupOptions): Promise<NativeGroup>
+  /** Sums (or averages, or takes the max of) the tensors over every rank, in place, bucket by bucket. */
+  distAllreduce(group: NativeGroup, tensors: NativeTensor[], o: NativeAllreduceOptions): Promise<void>
+  /** Sums (or averages) the tensors onto rank root, bucket by bucket; the other ranks' tensors are left unspecified. */
+  distReduce(group: NativeGroup, tensors: NativeTensor[], o: NativeReduceOptions): Promise<void>
+  /** Copies rank root's tensors into every rank's, in place, bucket by bucket. */
+  distBroadcast(group: NativeGroup, tensors: NativeTensor[], o: NativeBroadcastOptions): Promise<void>
+  /** Every rank's `tensor`, stacked: [world, ...shape]. */
+  distAllgather(group: NativeGroup, tensor: NativeTensor): Promise<NativeTensor>
+  /** Waits until every rank has reached it. */
+  distBarrier(group: NativeGroup): Promise<void>
+  /** The global gradient norm over every rank's params (each rank passing those whose gradients it owns), clipping them to maxNorm. */
+  distClipGradNorm(group: NativeGroup, params: NativeTensor[], maxNorm: number): Promise<number>
+  /** Whether this build has NCCL. */
+  distNcclAvailable(): boolean
+  /** Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); false when the parent is no longer parentPid. */
+  distExitWithParent(parentPid: number): boolean
 }
