@@ -14,6 +14,7 @@
 #include <unistd.h>
 #endif
 
+#include "dist/grad_reducer.h"
 #include "dist/process_group.h"
 #include "js_op_table.h"
 #include "ops/adamw.h"
@@ -148,6 +149,43 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
          {"maxNorm", K::Number, "The largest norm let through (0: never clip)."}},
         {{"norm", false, "The global norm before clipping.", ResultKind::Number}},
         [](const OpArgs& a) -> OpResults { return {clip_grad_norm_across(*a.group("group"), a.list("params"), a.number("maxNorm"))}; });
+  ops.push_back({"distReducerCreate",
+                 "Hooks on every parameter's gradient accumulation (csrc/dist/grad_reducer.h) that reduce its gradients bucket by "
+                 "bucket during an armed backward.",
+                 {kGroup, {"params", K::TensorList, "The parameters, in registration order."},
+                  options({kBucket, {"owners", K::IntegerList, "ZeRO-2: each parameter's owner rank (reduce onto it); empty: all-reduce."}},
+                          "NativeReducerOptions")},
+                 {{"reducer", false, "The reducer handle.", ResultKind::Reducer}},
+                 [](const OpArgs& a) -> OpResults {
+                   const OpArgs& o = a.object("o");
+                   const auto& params = a.list("params");
+                   std::vector<int> owners;
+                   for (const int64_t r : o.integer_list("owners")) owners.push_back(int(r));
+                   EDPO_ARG_CHECK(owners.empty() || owners.size() == params.size(), "o.owners: expected one rank per parameter (",
+                                  params.size(), "), got ", owners.size());
+                   return {std::make_shared<edpo::dist::GradReducer>(a.group("group"), params, o.integer("bucketBytes"), std::move(owners))};
+                 },
+                 Call::Positional, Mode::Sync, Returns::Value});
+  const ArgDecl reducer{"reducer", K::Reducer, "The reducer (distReducerCreate)."};
+  ops.push_back({"distReducerArm", "The next backward reduces the gradients as autograd produces them (the last micro-batch's).", {reducer},
+                 {}, [](const OpArgs& a) -> OpResults {
+                   a.reducer("reducer")->arm();
+                   return {};
+                 },
+                 Call::Positional, Mode::Sync, Returns::Value});
+  ops.push_back({"distReducerFinish",
+                 "After the armed backward: starts the buckets it did not, waits for every one, and leaves this rank's gradients averaged.",
+                 {reducer},
+                 {{"buckets", false, "The number of buckets.", ResultKind::Number},
+                  {"startedInBackward", false, "Buckets whose collective the backward's hooks started.", ResultKind::Number},
+                  {"startedBeforeLastHook", false, "Buckets started when the backward's last hook fired.", ResultKind::Number},
+                  {"peakGradientBytes", false, "This rank's gradient and bucket bytes at their peak over the backward and the wait.",
+                   ResultKind::Number}},
+                 [](const OpArgs& a) -> OpResults {
+                   const auto s = a.reducer("reducer")->finish();
+                   return {double(s.buckets), double(s.started_in_backward), double(s.started_before_last_hook), double(s.peak_gradient_bytes)};
+                 },
+                 Call::Positional, Mode::Async, Returns::Fields, "ReducerStats"});
   ops.push_back({"distNcclAvailable", "Whether this build has NCCL.", {}, {{"available", false, "Whether NCCL is there.", ResultKind::Boolean}},
                  [](const OpArgs&) -> OpResults { return {edpo::dist::nccl_available()}; }, Call::Positional, Mode::Sync,
                  Returns::Value});

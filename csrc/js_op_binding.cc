@@ -67,6 +67,7 @@ constexpr KindInfo kKinds[] = {
     {ArgKind::Bytes, "bytes", "a Uint8Array", false},
     {ArgKind::Model, "model", "a model handle", false},
     {ArgKind::Group, "group", "a process group handle", false},
+    {ArgKind::Reducer, "reducer", "a gradient reducer handle", false},
     {ArgKind::Object, "object", "an object", false},
     {ArgKind::OptionalObject, "optionalObject", "an object", true},
     {ArgKind::ObjectList, "objectList", "an array", false},
@@ -88,6 +89,7 @@ const char* result_kind_name(ResultKind k) {
     case ResultKind::StringList: return "stringList";
     case ResultKind::Model: return "model";
     case ResultKind::Group: return "group";
+    case ResultKind::Reducer: return "reducer";
     case ResultKind::Uint8Array: return "uint8Array";
     case ResultKind::Float64Array: return "float64Array";
   }
@@ -241,6 +243,9 @@ void read_arg(Napi::Env env, const ArgDecl& a, const Napi::Value& v, const std::
     case ArgKind::Group:
       args.groups[a.name] = as_input_error(env, [&] { return arg_group(v, name); });
       break;
+    case ArgKind::Reducer:
+      args.reducers[a.name] = as_input_error(env, [&] { return arg_reducer(v, name); });
+      break;
     case ArgKind::Object:
     case ArgKind::OptionalObject:
       if (!absent) args.objects[a.name] = {read_object(env, a.fields, v, what, "")};
@@ -321,6 +326,7 @@ Napi::Value to_js(Napi::Env env, const OpResult& r) {
     }
     case OpResult::Type::Model: return wrap_model(env, r.model);
     case OpResult::Type::Group: return wrap_group(env, r.group);
+    case OpResult::Type::Reducer: return wrap_reducer(env, r.reducer);
     case OpResult::Type::Uint8Array: {
       Napi::Uint8Array out = Napi::Uint8Array::New(env, r.bytes.size());
       if (!r.bytes.empty()) std::memcpy(out.Data(), r.bytes.data(), r.bytes.size());
@@ -454,6 +460,15 @@ GroupPtr arg_group(const Napi::Value& v, const char* what) {
 
 Napi::Value wrap_group(Napi::Env env, GroupPtr group) {
   return Napi::External<GroupPtr>::New(env, new GroupPtr(std::move(group)), [](Napi::Env, GroupPtr* p) { delete p; });
+}
+
+ReducerPtr arg_reducer(const Napi::Value& v, const char* what) {
+  if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a gradient reducer handle");
+  return *v.As<Napi::External<ReducerPtr>>().Data();
+}
+
+Napi::Value wrap_reducer(Napi::Env env, ReducerPtr reducer) {
+  return Napi::External<ReducerPtr>::New(env, new ReducerPtr(std::move(reducer)), [](Napi::Env, ReducerPtr* p) { delete p; });
 }
 
 // tensor.op(name, ...args): the declared Call::Method entry `name` on this tensor. libtorch's own

@@ -21,7 +21,8 @@ class CausalLM;
 }
 namespace edpo::dist {
 class Group;
-}
+class GradReducer;
+}  // namespace edpo::dist
 namespace Napi {
 class Env;
 class Value;
@@ -31,6 +32,7 @@ namespace edpo_js {
 
 using ModelPtr = std::shared_ptr<edpo::models::CausalLM>;
 using GroupPtr = std::shared_ptr<edpo::dist::Group>;
+using ReducerPtr = std::shared_ptr<edpo::dist::GradReducer>;
 
 enum class ArgKind {
   Tensor,
@@ -57,6 +59,7 @@ enum class ArgKind {
   Bytes,           // a Uint8Array, copied
   Model,           // a model handle (createModel, modelClone)
   Group,           // a process group handle (distCreateGroup)
+  Reducer,         // a gradient reducer handle (distReducerCreate)
   Object,          // an object of the declared `fields`, read strictly
   OptionalObject,
   ObjectList       // an array of such objects; field errors name `arg[].field`
@@ -73,7 +76,7 @@ struct ArgDecl {
   std::string type_name = {};        // Object kinds: the TypeScript interface the generator writes
 };
 
-enum class ResultKind { Tensor, TensorList, Number, Boolean, String, StringList, Model, Group, Uint8Array, Float64Array };
+enum class ResultKind { Tensor, TensorList, Number, Boolean, String, StringList, Model, Group, Reducer, Uint8Array, Float64Array };
 
 struct ResultDecl {
   std::string name;
@@ -115,6 +118,7 @@ struct OpArgs {
   std::map<std::string, std::vector<uint8_t>> bytes;
   std::map<std::string, ModelPtr> models;
   std::map<std::string, GroupPtr> groups;
+  std::map<std::string, ReducerPtr> reducers;
   std::map<std::string, std::vector<std::shared_ptr<const OpArgs>>> objects;  // one entry for Object kinds
   std::set<std::string> given;                            // the names the caller passed
   at::Tensor tensor(const std::string& name) const { return tensors.at(name); }
@@ -125,6 +129,7 @@ struct OpArgs {
   at::ScalarType dtype(const std::string& name) const { return dtypes.at(name); }
   const ModelPtr& model(const std::string& name) const { return models.at(name); }
   const GroupPtr& group(const std::string& name) const { return groups.at(name); }
+  const ReducerPtr& reducer(const std::string& name) const { return reducers.at(name); }
   const std::vector<at::Tensor>& list(const std::string& name) const { return lists.at(name); }
   const std::vector<uint8_t>& byte_array(const std::string& name) const { return bytes.at(name); }
   double number(const std::string& name) const { return numbers.at(name); }
@@ -141,7 +146,7 @@ struct OpArgs {
 
 // One result. Default-constructed: absent (an optional result left out, or undefined).
 struct OpResult {
-  enum class Type { Absent, Tensor, TensorList, Number, Boolean, String, StringList, Model, Group, Uint8Array, Float64Array };
+  enum class Type { Absent, Tensor, TensorList, Number, Boolean, String, StringList, Model, Group, Reducer, Uint8Array, Float64Array };
   OpResult() = default;
   OpResult(at::Tensor t) : tensor(std::move(t)), type(tensor.defined() ? Type::Tensor : Type::Absent) {}  // NOLINT
   OpResult(std::vector<at::Tensor> l) : list(std::move(l)), type(Type::TensorList) {}                     // NOLINT
@@ -152,6 +157,7 @@ struct OpResult {
   OpResult(std::vector<std::string> s) : texts(std::move(s)), type(Type::StringList) {}                    // NOLINT
   OpResult(ModelPtr m) : model(std::move(m)), type(Type::Model) {}                                         // NOLINT
   OpResult(GroupPtr g) : group(std::move(g)), type(Type::Group) {}                                         // NOLINT
+  OpResult(ReducerPtr r) : reducer(std::move(r)), type(Type::Reducer) {}                                   // NOLINT
   OpResult(std::vector<uint8_t> b) : bytes(std::move(b)), type(Type::Uint8Array) {}                        // NOLINT
   OpResult(std::vector<double> d) : doubles(std::move(d)), type(Type::Float64Array) {}                     // NOLINT
   at::Tensor tensor;
@@ -161,6 +167,7 @@ struct OpResult {
   std::vector<std::string> texts;
   ModelPtr model;
   GroupPtr group;
+  ReducerPtr reducer;
   std::vector<uint8_t> bytes;
   std::vector<double> doubles;
   Type type = Type::Absent;
@@ -201,10 +208,12 @@ void declare_dist_ops(std::vector<OpDecl>& ops);      // js_dist.cc: the process
 
 // Readers of the handle kinds (TypeErrors naming `what`), each next to its kin.
 ModelPtr arg_model(const Napi::Value& v, const char* what);  // js_model.cc
-GroupPtr arg_group(const Napi::Value& v, const char* what);  // js_op_binding.cc (no c10d header needed)
+GroupPtr arg_group(const Napi::Value& v, const char* what);      // js_op_binding.cc (no c10d header needed)
+ReducerPtr arg_reducer(const Napi::Value& v, const char* what);  // js_op_binding.cc
 // The JS values of the handle results (Externals owning the pointer).
 Napi::Value wrap_model(Napi::Env env, ModelPtr model);  // js_model.cc
-Napi::Value wrap_group(Napi::Env env, GroupPtr group);  // js_op_binding.cc
+Napi::Value wrap_group(Napi::Env env, GroupPtr group);        // js_op_binding.cc
+Napi::Value wrap_reducer(Napi::Env env, ReducerPtr reducer);  // js_op_binding.cc
 // The columns of the ε-DPO ops' per-pair `record` (ops/pair_loss.h PairColumn), in order.
 std::vector<std::string> pair_record_columns();
 // The bits of the device-side `inputError` flag and the message each stands for (ops/op_checks.h).

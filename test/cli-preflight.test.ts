@@ -76,7 +76,7 @@ t.test('--resume extends a run with --max-steps and refuses other changes, namin
   t.ok(fs.existsSync(path.join(out, 'checkpoint-3')), 'the run went on to step 3')
   const changed = edpo(['train', '--resume', out, '--max-steps', '4', '--beta', '0.5', '--learning-rate', '1e-5'])
   t.equal(changed.status, 1)
-  t.match(changed.stderr, /--resume .*: a resumed run keeps its stored options; these differ: --beta 0\.5 \(the run has 0\.1\); --learning-rate 0\.00001 \(the run has 0\.001\)\. Only --max-steps, --epochs, --save-every, --eval-every, --keep-last, --log-every, --zero-stage may change on resume/)
+  t.match(changed.stderr, /--resume .*: a resumed run keeps its stored options; these differ: --beta 0\.5 \(the run has 0\.1\); --learning-rate 0\.00001 \(the run has 0\.001\)\. Only --max-steps, --epochs, --save-every, --eval-every, --keep-last, --log-every, --zero-stage, --grad-overlap, --bucket-mb may change on resume/)
   t.notOk(fs.existsSync(path.join(out, 'checkpoint-4')), 'nothing ran')
 })
 

@@ -22,12 +22,11 @@ import * as path from 'node:path'
 
 import t from 'tap'
 
-import { loadSafetensors } from '../lib/io'
 import { readMetrics } from '../lib/train/metrics-log'
 import { SftTrainer } from '../lib/train/sft-trainer'
 import { Trainer } from '../lib/train/trainer'
 import { tempDir } from './helpers/data-fixtures'
-import { exited } from './helpers/dist-run'
+import { exited, lastCheckpoint, weightDifference } from './helpers/dist-run'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 
 const WORKER = path.join(__dirname, 'helpers', 'dist-worker.ts')
@@ -35,19 +34,6 @@ const WORKER = path.join(__dirname, 'helpers', 'dist-worker.ts')
 interface Job {
   kind: 'train' | 'sft'
   config: Record<string, unknown>
-}
-
-function lastCheckpoint(out: string): string {
-  const steps = fs.readdirSync(out).filter((n) => /^checkpoint-\d+$/.test(n)).map((n) => Number(n.split('-')[1]))
-  return path.join(out, `checkpoint-${Math.max(...steps)}`)
-}
-
-// The trained weights: the full model, or a LoRA run's adapters.
-function weights(out: string): Record<string, Float32Array> {
-  const ck = lastCheckpoint(out)
-  const adapter = path.join(ck, 'adapter_model.safetensors')
-  const tensors = loadSafetensors(fs.existsSync(adapter) ? adapter : path.join(ck, 'model.safetensors'))
-  return Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, v.toArray() as Float32Array]))
 }
 
 function compareRuns(t: { ok(v: boolean, m: string): void; equal(a: unknown, b: unknown, m: string): void; same(a: unknown, b: unknown, m: string): void }, label: string, a: string, b: string): void {
@@ -67,14 +53,7 @@ function compareRuns(t: { ok(v: boolean, m: string): void; equal(a: unknown, b: 
   const evalRel = Math.abs(evalA[0]!.eval_loss! - evalB[0]!.eval_loss!) / Math.abs(evalA[0]!.eval_loss!)
   t.ok(evalRel <= 5e-5, `${label}: eval loss (rows sharded 4 / 3) agrees (relative difference ${evalRel.toExponential(2)})`)
   if (ma.some((m) => m['kl/beta'] !== undefined)) t.ok(betaRel <= 1e-12, `${label}: β trajectory agrees (max relative difference ${betaRel.toExponential(2)})`)
-  const wa = weights(a)
-  const wb = weights(b)
-  t.same(Object.keys(wa).sort(), Object.keys(wb).sort(), `${label}: same tensors`)
-  let maxDiff = 0
-  for (const [k, va] of Object.entries(wa)) {
-    const vb = wb[k]!
-    for (let i = 0; i < va.length; i++) maxDiff = Math.max(maxDiff, Math.abs(va[i]! - vb[i]!))
-  }
+  const maxDiff = weightDifference(t, label, a, b)
   t.ok(maxDiff <= 1e-5, `${label}: final weights agree (max |Δw| ${maxDiff.toExponential(2)} ≤ 1e-5)`)
 }
 

@@ -110,6 +110,26 @@ class GroupImpl final : public Group {
     return at::stack(output[0]);
   }
 
+  std::unique_ptr<Pending> start_sum(const at::Tensor& flat, int root) override {
+    TORCH_CHECK(flat.is_contiguous(), "start_sum: the bucket must be contiguous");
+    if (root >= 0) check_root(root, "reduce");
+    const char* what = root < 0 ? "all-reduce" : "reduce";
+    std::vector<at::Tensor> io{flat};
+    try {
+      if (root < 0) {
+        c10d::AllreduceOptions o;
+        o.timeout = timeout_;
+        return std::make_unique<InFlight>(this, what, pg_->allreduce(io, o));
+      }
+      c10d::ReduceOptions o;
+      o.rootRank = root;
+      o.timeout = timeout_;
+      return std::make_unique<InFlight>(this, what, pg_->reduce(io, o));
+    } catch (const std::exception& e) {
+      throw failure(what, e);
+    }
+  }
+
   void barrier() override {
     wait("barrier", [&] {
       c10d::BarrierOptions o;
@@ -119,6 +139,25 @@ class GroupImpl final : public Group {
   }
 
  private:
+  class InFlight final : public Pending {
+   public:
+    InFlight(const GroupImpl* group, const char* what, c10::intrusive_ptr<c10d::Work> work)
+        : group_(group), what_(what), work_(std::move(work)) {}
+    bool done() override { return work_->isCompleted(); }
+    void wait() override {
+      try {
+        work_->wait();
+      } catch (const std::exception& e) {
+        throw group_->failure(what_, e);
+      }
+    }
+
+   private:
+    const GroupImpl* group_;
+    const char* what_;
+    c10::intrusive_ptr<c10d::Work> work_;
+  };
+
   void check_root(int root, const char* what) const {
     EDPO_ARG_CHECK(root >= 0 && root < size(), what, ": root rank must be in [0, ", size(), "), got ", root);
   }

@@ -29,6 +29,15 @@ struct GroupOptions {
   std::chrono::milliseconds timeout{300000};
 };
 
+// A collective in flight (Group::start_sum): done() polls, wait() blocks (bounded by the group's
+// timeout) and throws the group's message naming this rank.
+class Pending {
+ public:
+  virtual ~Pending() = default;
+  virtual bool done() = 0;
+  virtual void wait() = 0;
+};
+
 class Group {
  public:
   virtual ~Group() = default;
@@ -46,6 +55,9 @@ class Group {
   // [world, ...shape]: every rank's `tensor` (same shape and dtype on all ranks).
   virtual at::Tensor allgather(const at::Tensor& tensor) = 0;
   virtual void barrier() = 0;
+  // Starts summing the contiguous `flat` over ranks in place, onto every rank (root < 0: an
+  // all-reduce) or onto rank `root` only (a reduce), and returns at once (GradReducer's buckets).
+  virtual std::unique_ptr<Pending> start_sum(const at::Tensor& flat, int root) = 0;
 };
 
 // Rendezvous and connect (blocks until every rank has joined or the timeout passes).

@@ -49,6 +49,8 @@ export type NativeModel = { readonly __nativeModel: unique symbol }
 
 /** An opaque handle owning one c10d process group (csrc/js_dist.cc). */
 export type NativeGroup = { readonly __nativeGroup: unique symbol }
+/** A gradient reducer (csrc/dist/grad_reducer.h). */
+export type NativeReducer = { readonly __nativeReducer: unique symbol }
 
 /** One declared argument, as opDeclarations() returns it. */
 export interface ArgDeclaration {

@@ -6,7 +6,7 @@ import * as path from 'node:path'
 import { EdpoInputError } from './errors'
 import type * as generated from './ops-generated'
 
-export type { DType, HostArray, NativeGroup, NativeModel, NativeTensor, OpDeclarations } from './native-types'
+export type { DType, HostArray, NativeGroup, NativeModel, NativeReducer, NativeTensor, OpDeclarations } from './native-types'
 export type {
   LoraDropoutState,
   NativeLmHead,
@@ -18,6 +18,7 @@ export type {
   NativeProfile,
   NativeReadEntry,
   NativeRuntime,
+  ReducerStats,
 } from './ops-generated'
 
 /** The addon: exactly the generated surface (every entry declared in csrc's op table). */

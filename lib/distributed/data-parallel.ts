@@ -4,7 +4,9 @@
 //     share of the global count (pairs, or completion tokens for SFT), so the average over ranks
 //     is the global batch's mean exactly as one process would compute it;
 //   - gradients: averaged over ranks in ~25 MB buckets (ZeRO 0/1), or reduced onto the rank that
-//     owns each parameter (ZeRO-2, DeepSpeed's reduce-scatter of gradients);
+//     owns each parameter (ZeRO-2, DeepSpeed's reduce-scatter of gradients); by default during the
+//     last micro-batch's backward, bucket by bucket as autograd produces them (GradReducer), with
+//     --grad-overlap false after it;
 //   - optimizer: ZeRO-1/2 give each rank the AdamW state (fp32 master, m, v) of a contiguous,
 //     size-balanced slice of the parameters; owners broadcast their updated parameters;
 //   - statistics: every rank's per-example stats are gathered, in the global order, so the
@@ -14,7 +16,8 @@
 import { nativeAsync } from '../core/errors'
 import { nativeAddon } from '../core/native'
 import { Tensor } from '../core/tensor'
-import type { DistGroup } from './group'
+import type { ReducerStats } from '../core/native'
+import { BUCKET_BYTES, type DistGroup, type GradReducer } from './group'
 
 export type ZeroStage = 0 | 1 | 2
 
@@ -52,22 +55,52 @@ export interface GatheredStats {
   tokens: number
 }
 
+/** How gradients travel between ranks. */
+export interface GradientSync {
+  /** Reduce during the backward, bucket by bucket (default true); false: after it. */
+  overlap?: boolean
+  /** Bytes per bucket (default BUCKET_BYTES, DDP's 25 MB). */
+  bucketBytes?: number
+}
+
 export class DataParallel {
   readonly rank: number
   readonly world: number
   /** Owner rank of each parameter, in model order (all 0 without ZeRO). */
   private readonly owners: number[]
   private columns: number | undefined
+  private readonly bucketBytes: number
+  /** With overlap: the hooks that reduce gradients during the last micro-batch's backward. */
+  private readonly reducer: GradReducer | undefined
+  /** What the last step's reducer did (with overlap). */
+  lastReduction: ReducerStats | undefined
 
   constructor(
     readonly group: DistGroup | undefined,
     readonly zeroStage: ZeroStage,
     private readonly params: readonly Tensor[],
+    sync: GradientSync = {},
   ) {
     this.rank = group?.rank ?? 0
     this.world = group?.worldSize ?? 1
     const sharded = group !== undefined && zeroStage > 0
     this.owners = sharded ? partitionOwners(params.map((p) => p.numel), this.world) : params.map(() => this.rank)
+    this.bucketBytes = Math.max(1, Math.round(sync.bucketBytes ?? BUCKET_BYTES))
+    if (group && (sync.overlap ?? true) && params.length > 0)
+      this.reducer = group.gradReducer(params, { bucketBytes: this.bucketBytes, ...(zeroStage >= 2 ? { owners: this.owners } : {}) })
+  }
+
+  /** Whether gradients are reduced during the backward. */
+  get overlapped(): boolean {
+    return this.reducer !== undefined
+  }
+
+  /**
+   * Before the last micro-batch of a step, whether or not this rank has rows in it: that backward
+   * reduces as it goes (the earlier ones accumulate locally, like DDP's no_sync).
+   */
+  beforeLastBackward(): void {
+    this.reducer?.arm()
   }
 
   get isMain(): boolean {
@@ -97,14 +130,34 @@ export class DataParallel {
     return this.group && globalCount > 0 ? (this.world * localCount) / globalCount : 1
   }
 
-  /** After the backward passes of a step: gradients averaged (ZeRO 0/1) or reduced onto their owners (ZeRO-2). */
+  /**
+   * After the backward passes of a step: gradients averaged (ZeRO 0/1) or reduced onto their
+   * owners (ZeRO-2, the other ranks' copies freed). With overlap this only waits for what the
+   * last backward started.
+   */
   async syncGradients(): Promise<void> {
     const g = this.group
     if (!g) return
-    if (this.zeroStage < 2) return g.averageGradients(this.params)
-    for (let r = 0; r < this.world; r++) await g.reduceGradients(this.byOwner(r), r)
+    if (this.reducer) {
+      // The buckets the backward started, and any it did not reach, waited for.
+      this.lastReduction = await this.reducer.finish()
+      return
+    }
+    if (this.zeroStage < 2) return g.averageGradients(this.params, this.bucketBytes)
+    for (let r = 0; r < this.world; r++) await g.reduceGradients(this.byOwner(r), r, this.bucketBytes)
     // Another rank owns these: what is left here is a partial sum; free it.
     for (let i = 0; i < this.params.length; i++) if (this.owners[i] !== this.rank) this.params[i]!.zeroGrad()
+  }
+
+  /**
+   * With overlap, what the step's reduction did, on this rank: its buckets, how many the backward
+   * started, and how many had started when its last gradient arrived (> 0: communication ran
+   * while the backward computed).
+   */
+  reductionMetrics(): Record<string, number> {
+    const r = this.lastReduction
+    if (!r) return {}
+    return { 'dist/buckets': r.buckets, 'dist/buckets_started_in_backward': r.startedInBackward, 'dist/buckets_started_before_last_hook': r.startedBeforeLastHook }
   }
 
   /** The global gradient norm, clipped to maxNorm; `local` clips what this process holds (one process, ZeRO 0). */

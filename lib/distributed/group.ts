@@ -1,8 +1,8 @@
 // A c10d process group (csrc/js_dist.cc) as the trainer uses it: join from the environment
 // (env.ts), then bucketed collectives on Tensors. Every wait is bounded by the group's timeout
 // (--dist-timeout): a rank that died or hangs turns into an error naming this rank.
-import { EdpoInputError, nativeAsync } from '../core/errors'
-import { nativeAddon, type NativeGroup } from '../core/native'
+import { EdpoInputError, native, nativeAsync } from '../core/errors'
+import { nativeAddon, type NativeGroup, type NativeReducer, type ReducerStats } from '../core/native'
 import { Tensor } from '../core/tensor'
 import { type DistEnv, isLoopback } from './env'
 
@@ -60,13 +60,13 @@ export class DistGroup {
   }
 
   /** The parameters' gradients averaged over ranks, in ~25 MB buckets (a missing gradient counts as zero). */
-  averageGradients(params: readonly Tensor[]): Promise<void> {
-    return nativeAsync(() => nativeAddon().distAllreduce(this.handle, params.map((t) => t.handle), { max: false, average: true, grads: true, bucketBytes: BUCKET_BYTES }))
+  averageGradients(params: readonly Tensor[], bucketBytes = BUCKET_BYTES): Promise<void> {
+    return nativeAsync(() => nativeAddon().distAllreduce(this.handle, params.map((t) => t.handle), { max: false, average: true, grads: true, bucketBytes }))
   }
 
   /** The parameters' gradients averaged onto rank `root` (ZeRO-2: the owner of these parameters). */
-  reduceGradients(params: readonly Tensor[], root: number): Promise<void> {
-    return nativeAsync(() => nativeAddon().distReduce(this.handle, params.map((t) => t.handle), { root, average: true, grads: true, bucketBytes: BUCKET_BYTES }))
+  reduceGradients(params: readonly Tensor[], root: number, bucketBytes = BUCKET_BYTES): Promise<void> {
+    return nativeAsync(() => nativeAddon().distReduce(this.handle, params.map((t) => t.handle), { root, average: true, grads: true, bucketBytes }))
   }
 
   /** Rank `root`'s values into every rank's tensors (ZeRO's all-gather of updated parameters). */
@@ -83,8 +83,34 @@ export class DistGroup {
     return nativeAsync(() => nativeAddon().distBarrier(this.handle))
   }
 
+  /**
+   * Hooks on every parameter's gradient accumulation that reduce the gradients in buckets of
+   * about `bucketBytes` while the backward runs: all-reduced, or with `owners` (each parameter's
+   * owner rank, ZeRO-2) reduced onto the owner, the other ranks' copies freed.
+   */
+  gradReducer(params: readonly Tensor[], o: { bucketBytes: number; owners?: readonly number[] }): GradReducer {
+    const handle = native(() => nativeAddon().distReducerCreate(this.handle, params.map((p) => p.handle), { bucketBytes: o.bucketBytes, owners: o.owners ? [...o.owners] : [] }))
+    return new GradReducer(handle)
+  }
+
   /** Global gradient norm over every rank's `owned` parameters, clipped to maxNorm (ZeRO-2). */
   clipGradNorm(owned: readonly Tensor[], maxNorm: number): Promise<number> {
     return nativeAsync(() => nativeAddon().distClipGradNorm(this.handle, owned.map((t) => t.handle), maxNorm))
+  }
+}
+
+/** Gradients reduced during the backward (DistGroup.gradReducer; csrc/dist/grad_reducer.h). */
+export class GradReducer {
+  /** @internal */
+  constructor(private readonly handle: NativeReducer) {}
+
+  /** The next backward reduces (call it before the last micro-batch's backward of a step). */
+  arm(): void {
+    native(() => nativeAddon().distReducerArm(this.handle))
+  }
+
+  /** After the armed backward: waits for every bucket; this rank's gradients are then averaged over ranks. */
+  finish(): Promise<ReducerStats> {
+    return nativeAsync(() => nativeAddon().distReducerFinish(this.handle))
   }
 }

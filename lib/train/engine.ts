@@ -25,7 +25,7 @@ import { CheckpointManager } from './checkpoints'
 import { saveTrainedModel } from './lora-run'
 import type { RunConfig } from './run-options'
 import type { TrainingMethod } from './method'
-import { memoryMetrics, memoryReport, memoryReportEnabled, resetMemoryPeaks } from './memory-report'
+import { gradientBytes, memoryMetrics, memoryReport, memoryReportEnabled, resetMemoryPeaks } from './memory-report'
 import { type Metrics, MetricsLog } from './metrics-log'
 import type { Run } from './open-run'
 import { lrMultiplier } from './schedule'
@@ -65,6 +65,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
   private readonly checkpoints: CheckpointManager
   private readonly metricsLog: MetricsLog
   private readonly dp: DataParallel
+  /** The parameters that train (with LoRA the adapters), in model order. */
+  private readonly trainable: Tensor[]
   /** The step of the last checkpoint written or resumed from (the same on every rank, unlike the folder listing). */
   private savedStep: number | undefined
   /** On several ranks: a stop all of them agreed on at the last step's gather. */
@@ -84,7 +86,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     method.model.train().setGradientCheckpointing(c.gradientCheckpointing)
     // With LoRA only the adapters train (and are averaged and sharded).
     const named = [...method.model.trainableParameters()]
-    this.dp = new DataParallel(run.dist, c.zeroStage as ZeroStage, named.map(([, p]) => p))
+    this.trainable = named.map(([, p]) => p)
+    this.dp = new DataParallel(run.dist, c.zeroStage as ZeroStage, this.trainable, { overlap: c.gradOverlap, bucketBytes: c.bucketMb * 2 ** 20 })
     this.optimizer = new AdamW(this.dp.owned(named), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })
     // The sampler draws global micro-batches (batch × world); each rank trains its block of each.
     // --group-by-length: the order is a function of the lengths too, which resume recomputes from the same data.
@@ -147,6 +150,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       const global = this.sampler.next().indices.map((i) => this.method.train[i]!)
       const rows = this.dp.shard(global)
       counts.push(this.dp.counts(global.length))
+      // Every rank arms, with rows or without: the reduction's collectives must match.
+      if (k === c.gradAccumulation - 1) this.dp.beforeLastBackward()
       if (rows.length === 0) continue
       const before = reportMemory ? memoryStats().tensorBytes : 0
       const out = await this.method.microBatch(rows, { grad: true, lap })
@@ -163,6 +168,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       stats.push(out.stats)
       tokens += out.tokens
     }
+    // Without the reducer each rank builds every gradient before the sync: that is the step's peak.
+    const peakGradients = reportMemory && !this.dp.overlapped ? gradientBytes(this.trainable) : 0
     await this.dp.syncGradients()
     lap?.('gradient sync')
     // The step's one read of the device (besides the gradient norm): every micro-batch's statistics.
@@ -179,7 +186,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     await this.optimizer.step(lr)
     lap?.('optimizer')
     // Before zeroGrad: the step's state is all live here (weights, master, moments, gradients).
-    const memory = reportMemory ? memoryMetrics(this.memoryReport(activations)) : {}
+    const memory = reportMemory ? memoryMetrics(this.memoryReport(activations, Math.max(peakGradients, this.dp.lastReduction?.peakGradientBytes ?? 0))) : {}
     this.optimizer.zeroGrad()
     await this.dp.afterOptimizerStep()
     lap?.('zero grad')
@@ -194,18 +201,18 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     const after = this.method.afterStep?.(this.state) ?? {}
     this.state.method = this.method.savedState() as StateOf<M>
     const seconds = (performance.now() - started) / 1000
-    this.state.metrics = { ...summary, grad_norm: gradNorm, learning_rate: lr, ...after, tokens_per_second: tokens / seconds, step_time: seconds, epoch, ...memory }
+    this.state.metrics = { ...summary, grad_norm: gradNorm, learning_rate: lr, ...after, tokens_per_second: tokens / seconds, step_time: seconds, epoch, ...this.dp.reductionMetrics(), ...memory }
     const written = profiler?.endStep(this.state.step)
     if (written) this.emit('profile', written)
     return this.state.metrics
   }
 
   // The memory report's owners: the method's models, the optimizer's state, the gradients now.
-  private memoryReport(activations: number): ReturnType<typeof memoryReport> {
+  private memoryReport(activations: number, peakGradients: number): ReturnType<typeof memoryReport> {
     const policy = [...this.method.model.namedParameters().values()]
     const reference = this.method.reference ? [...this.method.reference.namedParameters().values()] : []
     const grads = policy.flatMap((p) => p.grad ?? [])
-    const report = memoryReport({ policy, reference, optimizerState: this.optimizer.stateTensors(), grads, activations })
+    const report = memoryReport({ policy, reference, optimizerState: this.optimizer.stateTensors(), grads, peakGradients, activations })
     // These handles alias live tensors; disposing them frees nothing but the handles.
     for (const t of [...policy, ...reference, ...grads]) t.dispose()
     return report

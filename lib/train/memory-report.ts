@@ -22,6 +22,12 @@ export interface MemoryReport {
   master_weights: number
   optimizer_moments: number
   gradients: number
+  /**
+   * This rank's gradient bytes at their peak in the step: the full set after the backward, or with
+   * the reducer (several ranks, --grad-overlap) its count over the last backward, gradients plus
+   * the buckets it holds. At ZeRO-2 that stays near the owned share plus the buckets in flight.
+   */
+  peak_gradients: number
   /** The largest micro-batch's forward: live tensor bytes after it minus before it (what autograd keeps for the backward). */
   activations: number
   /** Peak live tensor bytes above the state and activations: op temporaries (the backward's, the optimizer's). */
@@ -47,6 +53,8 @@ export interface MemoryOwners {
   reference?: Iterable<Tensor>
   optimizerState: Record<string, Tensor>
   grads: Iterable<Tensor>
+  /** The step's peak of gradient bytes, as the caller measured it (default: `grads` now). */
+  peakGradients?: number
   /** Measured by the caller around the forward (see MemoryReport.activations). */
   activations: number
 }
@@ -100,6 +108,7 @@ export function memoryReport(owners: MemoryOwners): MemoryReport {
     master_weights: master,
     optimizer_moments: momentBytes,
     gradients: grads,
+    peak_gradients: Math.max(grads, owners.peakGradients ?? 0),
     activations: owners.activations,
     temporaries: Math.max(0, stats.peakTensorBytes - known - owners.activations),
     other: Math.max(0, stats.tensorBytes - known),
@@ -110,6 +119,14 @@ export function memoryReport(owners: MemoryOwners): MemoryReport {
     rss: statusBytes('VmRSS'),
     peak_rss: statusBytes('VmHWM'),
   }
+}
+
+/** Bytes of the storage behind `params`' gradients now (each storage once). */
+export function gradientBytes(params: Iterable<Tensor>): number {
+  const grads = [...params].flatMap((p) => p.grad ?? [])
+  const bytes = grads.length > 0 ? native(() => nativeAddon().storageBytes(grads.map((g) => g.handle))) : 0
+  for (const g of grads) g.dispose()
+  return bytes
 }
 
 /** The report as metrics.jsonl fields: memory/<field>_bytes. */

@@ -113,7 +113,7 @@ function ensureFolderExists(dir: string): void {
 }
 
 /** Options a resumed run may change: they extend or re-pace the run, not what it trains (ZeRO's optimizer state re-shards by name). */
-export const RESUME_EXTENDABLE = ['maxSteps', 'epochs', 'saveEvery', 'evalEvery', 'keepLast', 'logEvery', 'zeroStage'] as const
+export const RESUME_EXTENDABLE = ['maxSteps', 'epochs', 'saveEvery', 'evalEvery', 'keepLast', 'logEvery', 'zeroStage', 'gradOverlap', 'bucketMb'] as const
 
 /**
  * The stored config of a resumed run with the user's extensions applied. Any other option the user

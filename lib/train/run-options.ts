@@ -131,7 +131,18 @@ export const ENGINE_OPTIONS = {
   zeroStage: {
     schema: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(0),
     kind: 'integer',
-    help: 'several ranks: 1 shards the AdamW state (fp32 master, m, v) across ranks, 2 also the gradients (DeepSpeed ZeRO)',
+    help: 'several ranks: 1 shards the AdamW state (fp32 master, m, v) across ranks, 2 also the gradients, reduced onto their owners during the backward (DeepSpeed ZeRO)',
+  },
+  gradOverlap: {
+    schema: z.boolean().default(true),
+    kind: 'boolean',
+    help: "several ranks: reduce gradients bucket by bucket during the backward, overlapped with it (false: after the backward)",
+  },
+  bucketMb: {
+    aliases: ['ddp_bucket_cap_mb'],
+    schema: positive.default(25),
+    kind: 'number',
+    help: 'several ranks: MiB of gradients per reduction bucket',
   },
   skipInvalid: { schema: z.boolean().default(false), kind: 'boolean', help: 'skip and count invalid rows instead of stopping' },
   ...LORA_OPTIONS,

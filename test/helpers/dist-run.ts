@@ -1,7 +1,10 @@
 // Runs `edpo train|sft` as a subprocess (one process, or N ranks through --nproc-per-node) with
 // one thread per process, every run bounded by a timeout; returns its output and exit status.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import * as fs from 'node:fs'
 import * as path from 'node:path'
+
+import { loadSafetensors } from '../../lib/io'
 
 export const MAIN = path.join(__dirname, '..', '..', 'lib', 'cli', 'main.ts')
 
@@ -36,4 +39,31 @@ export function exited(child: ChildProcess, timeoutMs: number): Promise<{ code: 
       resolve({ code, signal, ms: Date.now() - start })
     })
   })
+}
+
+/** The newest checkpoint-<step> folder of a run. */
+export function lastCheckpoint(out: string): string {
+  const steps = fs.readdirSync(out).filter((n) => /^checkpoint-\d+$/.test(n)).map((n) => Number(n.split('-')[1]))
+  return path.join(out, `checkpoint-${Math.max(...steps)}`)
+}
+
+/** A run's trained weights: the full model, or a LoRA run's adapters. */
+export function trainedWeights(out: string): Record<string, Float32Array> {
+  const ck = lastCheckpoint(out)
+  const adapter = path.join(ck, 'adapter_model.safetensors')
+  const tensors = loadSafetensors(fs.existsSync(adapter) ? adapter : path.join(ck, 'model.safetensors'))
+  return Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, v.toArray() as Float32Array]))
+}
+
+/** The largest |Δw| between two runs' trained weights (checking they hold the same tensors). */
+export function weightDifference(t: { same(a: unknown, b: unknown, m: string): void }, label: string, a: string, b: string): number {
+  const wa = trainedWeights(a)
+  const wb = trainedWeights(b)
+  t.same(Object.keys(wa).sort(), Object.keys(wb).sort(), `${label}: same tensors`)
+  let maxDiff = 0
+  for (const [k, va] of Object.entries(wa)) {
+    const vb = wb[k]!
+    for (let i = 0; i < va.length; i++) maxDiff = Math.max(maxDiff, Math.abs(va[i]! - vb[i]!))
+  }
+  return maxDiff
 }

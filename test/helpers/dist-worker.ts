@@ -2,6 +2,7 @@
 // EDPO_DIST_STORE once, then trains each job of the JSON file argv[2] in turn with a fresh
 // Trainer or SftTrainer on that group (so two processes serve many runs), printing "done <out>".
 import * as fs from 'node:fs'
+import * as path from 'node:path'
 
 import { readDistEnv } from '../../lib/distributed/env'
 import { DistGroup } from '../../lib/distributed/group'
@@ -11,6 +12,8 @@ import { Trainer } from '../../lib/train/trainer'
 interface Job {
   kind: 'train' | 'sft'
   config: Record<string, unknown>
+  /** Append each step's metrics as this rank saw them to <out>/rank-<r>-steps.jsonl. */
+  stepLog?: boolean
 }
 
 async function main(): Promise<void> {
@@ -21,6 +24,8 @@ async function main(): Promise<void> {
   for (const job of jobs) {
     const opts = { dist: group, log: () => {} }
     const trainer = job.kind === 'sft' ? await SftTrainer.create(job.config as never, opts) : await Trainer.create(job.config as never, opts)
+    const log = path.join(job.config.out as string, `rank-${env.rank}-steps.jsonl`)
+    if (job.stepLog) trainer.on('step', (s) => fs.appendFileSync(log, JSON.stringify({ step: s.step, ...s.metrics }) + '\n'))
     await trainer.train()
     process.stdout.write(`done ${job.config.out as string}\n`)
   }
