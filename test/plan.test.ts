@@ -34,6 +34,16 @@ t.test('full fine-tuning: 2 + 2 + 2 + 12 bytes per parameter, ZeRO shards', (t) 
   t.equal(z2.gradients, (2 * P) / 8)
   t.equal(z2.weights, 2 * P, 'weights are never sharded (stage 3 would)')
   t.ok(z2.total < one.total && z2.total > 4 * P, 'ZeRO-2 saves most of the optimizer state, not the weights')
+  // During the backward ZeRO-2 holds, beside its share, the buckets in flight: two reducing and
+  // the one filling with its flattened copy, where the largest gradient (the 128256 × 4096
+  // embedding or lm_head) is a bucket of its own.
+  const B = 25 * 2 ** 20
+  t.equal(z2.gradientBuckets, 2 * B + 2 * 128256 * 4096, 'ZeRO-2: two 25 MiB buckets reducing + the largest gradient filling')
+  t.equal(one.gradientBuckets, 0, 'one device reduces nothing')
+  t.equal(z1.gradientBuckets, B, "ZeRO-0/1: one bucket's flattened copy")
+  const z2off = planMemory(config, { ...base, nprocPerNode: 8, zeroStage: 2, gradOverlap: false })
+  t.equal(z2off.gradients + z2off.gradientBuckets, 2 * P, 'ZeRO-2 without overlap builds every gradient during the backward')
+  t.ok(z2off.total > z2.total, 'so its peak is higher')
   t.equal(planMemory(config, { ...base, data: 'sequences', reference: false }).reference, 0, 'SFT has no reference')
   t.end()
 })
@@ -63,7 +73,7 @@ t.test('edpo plan prints the rows; bad flags are named', (t) => {
   const r = edpo(['plan', '--model', file, '--dtype', 'bf16', '--lora-r', '16', '--nproc-per-node', '8', '--zero-stage', '2'])
   t.equal(r.status, 0, r.stderr)
   t.match(r.stdout, /LoRA r=16, 8 devices, ZeRO-2: per device/)
-  for (const row of ['weights', 'reference', 'gradients', 'optimizer state', 'activations', 'loss logits', 'peak']) t.match(r.stdout, new RegExp(`^  ${row} `, 'm'))
+  for (const row of ['weights', 'reference', 'gradients', 'gradient buckets', 'optimizer state', 'activations', 'loss logits', 'peak']) t.match(r.stdout, new RegExp(`^  ${row} `, 'm'))
   t.match(edpo(['plan', '--model', file, '--zero-stage', '3']).stderr, /--zero-stage: .*2/)
   t.match(edpo(['plan', '--model', file, '--zero-stage', '1']).stderr, /--zero-stage shards over --nproc-per-node devices/)
   t.match(edpo(['plan', '--model', file, '--lora-r', '4', '--lora-target-modules', 'wq']).stderr, /'wq' is not a linear module of this model/)

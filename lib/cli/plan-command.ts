@@ -39,6 +39,8 @@ export const PLAN_OPTIONS = {
     kind: 'integer',
     help: 'ZeRO stage (DeepSpeed meanings): 1 shards the fp32 master weights and AdamW moments, 2 also the gradients',
   },
+  gradOverlap: TRAIN_OPTIONS.gradOverlap,
+  bucketMb: TRAIN_OPTIONS.bucketMb,
 } satisfies Record<string, OptionSpec>
 
 export const PLAN_HELP = formatHelp(
@@ -74,11 +76,13 @@ export function planCommand(argv: readonly string[]): number {
     maxPromptLength: method.data === 'sequences' ? 0 : o.maxPromptLength,
     nprocPerNode: o.nprocPerNode,
     zeroStage: o.zeroStage as 0 | 1 | 2,
+    bucketBytes: o.bucketMb * 2 ** 20,
+    gradOverlap: o.gradOverlap,
     device: o.device === 'cpu' ? 'cpu' : 'cuda',
     // The runtime is host memory: it shares a CPU run's RSS, not a GPU's memory.
     runtimeBytes: o.device === 'cpu' ? measureRuntime() : 0,
   })
-  process.stdout.write(formatPlan(plan, o.loraR, o.dtype, o.nprocPerNode, o.zeroStage) + '\n')
+  process.stdout.write(formatPlan(plan, o.loraR, o.dtype, o.nprocPerNode, o.zeroStage, o.gradOverlap) + '\n')
   return 0
 }
 
@@ -100,14 +104,21 @@ function readJsonObject(file: string): Record<string, unknown> {
   return json as Record<string, unknown>
 }
 
+/** What the 'gradient buckets' row counts: what a rank holds beside its gradients during the backward. */
+function bucketNote(zero: number, overlap: boolean): string {
+  if (zero < 2) return overlap ? "during the backward: one bucket's flattened copy" : 'none: reduced after the backward, in place'
+  return overlap ? 'during the backward: the buckets reducing onto their owners, and the one filling' : 'during the backward: every other gradient, until the sync (--grad-overlap false)'
+}
+
 /** The plan as a table, one row per holder of memory. */
-export function formatPlan(p: MemoryPlan, loraR: number | undefined, dtype: string, n: number, zero: number): string {
+export function formatPlan(p: MemoryPlan, loraR: number | undefined, dtype: string, n: number, zero: number, overlap = true): string {
   const what = loraR !== undefined ? `LoRA r=${loraR}` : 'full fine-tuning'
   const m = (x: number) => `${(x / 1e6).toFixed(1)}M`
   const rows: [string, number, string][] = [
     ['weights', p.weights, `${m(p.parameters)} parameters in ${dtype}${loraR !== undefined ? ' + fp32 adapters' : ''}`],
     ['reference', p.reference, p.reference > 0 ? 'a frozen copy of the weights' : loraR !== undefined ? 'the base with adapters off: no copy' : 'none'],
     ['gradients', p.gradients, `${m(p.trainableParameters)} trainable${zero >= 2 ? `, sharded over ${n}` : ''}`],
+    ...(n > 1 ? [['gradient buckets', p.gradientBuckets, bucketNote(zero, overlap)] as [string, number, string]] : []),
     ['optimizer state', p.optimizer, `AdamW m, v${loraR === undefined && (dtype === 'bfloat16' || dtype === 'float16') ? ' + fp32 master' : ''}${zero >= 1 ? `, sharded over ${n}` : ''}`],
     ['activations', p.activations, 'kept for backward'],
     ['loss logits', p.logitsChunked, `chunked (materialised: ${formatBytes(p.logitsMaterialised)})`],
@@ -115,7 +126,7 @@ export function formatPlan(p: MemoryPlan, loraR: number | undefined, dtype: stri
   ]
   const lines = [`${what}, ${n} device${n > 1 ? 's' : ''}${zero > 0 ? `, ZeRO-${zero}` : ''}: per device`]
   for (const [name, bytes, note] of rows) lines.push(`  ${name.padEnd(17)} ${formatBytes(bytes).padStart(11)}   ${note}`)
-  lines.push(`  ${'peak'.padEnd(17)} ${formatBytes(p.total).padStart(11)}   = weights + reference + optimizer + max(activations + max(logits, layer temporaries), gradients + 1 layer)`)
+  lines.push(`  ${'peak'.padEnd(17)} ${formatBytes(p.total).padStart(11)}   = weights + reference + optimizer + max(activations + max(logits, layer temporaries), gradients + gradient buckets + 1 layer)`)
   if (p.runtime > 0) lines.push(`  ${'on CPU'.padEnd(17)} ${formatBytes(p.total + p.runtime).padStart(11)}   = peak + ${formatBytes(p.runtime)} runtime (node, libtorch, edpo: this process's RSS)`)
   return lines.join('\n')
 }

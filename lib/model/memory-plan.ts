@@ -1,7 +1,8 @@
 // Per-device memory of a training run, from config.json alone (`edpo plan`): weights, the reference,
 // gradients, AdamW state, activations kept for backward and the loss's logits, for full fine-tuning
 // or LoRA, on 1 or N data-parallel devices with DeepSpeed's ZeRO stage meanings (1 shards the fp32
-// master weights and both moments, 2 also the gradients). Activations are counted from the tensors
+// master weights and both moments, 2 also the gradients, as edpo's GradReducer runs it: each rank
+// keeps its own share and the buckets in flight). Activations are counted from the tensors
 // this implementation's layer (csrc/models/layers.cc) keeps for backward.
 import { expectedTensors, type ModelConfig } from './config'
 import { LINEAR_MODULES, type LinearModule } from './lora'
@@ -27,6 +28,10 @@ export interface PlanOptions {
   maxPromptLength: number
   nprocPerNode: number
   zeroStage: 0 | 1 | 2
+  /** Several devices: bytes per gradient bucket (default 25 MiB, --bucket-mb). */
+  bucketBytes?: number
+  /** Several devices: gradients reduced during the backward (default true, --grad-overlap). */
+  gradOverlap?: boolean
   /** Resident bytes of the process before any model is loaded (node, libtorch, edpo), measured by the caller; 0 if unknown. */
   runtimeBytes?: number
   /** 'cpu' (default) or 'cuda': on the CPU, fp32/fp64 layers run edpo's fused RMSNorm, RoPE and SwiGLU, which keep less. */
@@ -39,7 +44,15 @@ export interface MemoryPlan {
   trainableParameters: number
   weights: number
   reference: number
+  /** This device's gradients at rest: all of them, or at ZeRO-2 its own share. */
   gradients: number
+  /**
+   * Several devices, during the backward: gradient bytes beside `gradients`. ZeRO-2 with overlap:
+   * the buckets in flight (two non-owned buckets reducing, plus the one filling and its flattened
+   * copy, where one tensor larger than a bucket is a bucket); without overlap every non-owned
+   * gradient until the sync. ZeRO-0/1: one bucket's flattened copy.
+   */
+  gradientBuckets: number
   optimizer: number
   activations: number
   /** The loss's logits as edpo computes them (chunked) … */
@@ -48,7 +61,7 @@ export interface MemoryPlan {
   logitsMaterialised: number
   /** The forward's working set beside the kept activations: the reference's layer (no grad) or the policy's attention temporaries. */
   layerTemporaries: number
-  /** The step's peak of tensor bytes: weights + reference + optimizer + max(activations + max(logits, layer temporaries), gradients + one layer's activations). */
+  /** The step's peak of tensor bytes: weights + reference + optimizer + max(activations + max(logits, layer temporaries), gradients + gradient buckets + one layer's activations). */
   total: number
   /** The process before training (PlanOptions.runtimeBytes): a CPU run's resident peak is runtime + total. */
   runtime: number
@@ -118,6 +131,7 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const reference = o.reference && !lora ? parameters * E : 0
   const gradBytes = lora ? 4 : E
   const gradients = (trainable * gradBytes) / shard(2)
+  const gradientBuckets = N > 1 ? inFlightGradientBytes(o, trainable * gradBytes, gradients, largestTrainable(shapes, lora, o) * gradBytes) : 0
   // AdamW: m and v in fp32 (the param dtype for fp32/fp64), plus an fp32 master copy of reduced-precision params.
   const stateBytes = lora ? 8 : reduced ? 4 + 4 + 4 : 2 * E
   const optimizer = (trainable * stateBytes) / shard(1)
@@ -155,9 +169,31 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   // Backward frees each layer's activations as it fills the gradients: the step's peak is the
   // larger of (activations + the loss's or the forward's working set) and (gradients + one layer's activations).
   const layerShare = o.gradientCheckpointing ? perLayer : activations / c.num_hidden_layers
-  const total = weights + reference + optimizer + Math.max(activations + Math.max(logitsChunked, layerTemporaries), gradients + layerShare)
+  const total = weights + reference + optimizer + Math.max(activations + Math.max(logitsChunked, layerTemporaries), gradients + gradientBuckets + layerShare)
   const runtime = o.runtimeBytes ?? 0
-  return { parameters, trainableParameters: trainable, weights, reference, gradients, optimizer, activations, logitsChunked, logitsMaterialised, layerTemporaries, total, runtime }
+  return { parameters, trainableParameters: trainable, weights, reference, gradients, gradientBuckets, optimizer, activations, logitsChunked, logitsMaterialised, layerTemporaries, total, runtime }
+}
+
+/** Elements of the largest trainable tensor: a bucket of its own when it exceeds the bucket size. */
+function largestTrainable(shapes: Map<string, number[]>, lora: boolean, o: PlanOptions): number {
+  if (lora) {
+    // Each adapter pair is r × in and out × r; the largest is the widest projection's.
+    let widest = 0
+    for (const s of shapes.values()) if (s.length === 2) widest = Math.max(widest, s[0]!, s[1]!)
+    return o.loraR! * widest
+  }
+  let largest = 0
+  for (const s of shapes.values()) largest = Math.max(largest, s.reduce((a, b) => a * b, 1))
+  return largest
+}
+
+/** MemoryPlan.gradientBuckets: of `full` gradient bytes this device keeps `kept`; `largest` is the largest gradient's. */
+function inFlightGradientBytes(o: PlanOptions, full: number, kept: number, largest: number): number {
+  const bucket = o.bucketBytes ?? 25 * 2 ** 20
+  const nonOwned = full - kept
+  if (o.zeroStage < 2) return (o.gradOverlap ?? true) ? Math.min(bucket, full) : 0
+  if (!(o.gradOverlap ?? true)) return nonOwned
+  return Math.min(nonOwned, 2 * bucket + Math.max(largest, 2 * bucket))
 }
 
 /** Bytes as GiB / MiB text. */
