@@ -4,7 +4,9 @@
 //      same global batch (8 pairs), on a tiny llama and a ~33M llama;
 //   2. Gloo all-reduce of 100 MB between 2 ranks (algorithm bandwidth; for 2 ranks the bus
 //      bandwidth, 2(n−1)/n × size / time, is the same number);
-//   3. per-rank peak RSS and optimizer-state bytes at ZeRO 0/1/2 (2 ranks, the ~33M llama).
+//   3. per-rank peak RSS, optimizer-state bytes and step time at ZeRO 0/1/2 (2 ranks, the ~33M
+//      llama), with gradients reduced during the backward (--grad-overlap, the default) and, at
+//      ZeRO 0 and 2, after it (--grad-overlap false).
 //   npm run bench:dist       (EDPO_BENCH_STEPS=N optimizer steps per run, default 5)
 import { spawn, spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -40,17 +42,19 @@ function writeData(file: string, n: number): void {
 
 interface RunResult {
   tokensPerSecond: number
+  /** Median seconds per optimizer step (after the first). */
+  stepSeconds: number
   perRank: { peakRssMiB: number }[]
   optimizerBytes: number[]
   wallSeconds: number
 }
 
-function train(work: string, name: string, model: string, data: string, o: { ranks: number; threads: number; zero?: number }): RunResult {
+function train(work: string, name: string, model: string, data: string, o: { ranks: number; threads: number; zero?: number; overlap?: boolean }): RunResult {
   const out = path.join(work, name)
   const debug = path.join(work, `${name}-debug`)
   const batch = 8 / o.ranks
   const args = [CLI, 'train', '--model', model, '--data', data, '--out', out, '--batch-size', String(batch), '--max-steps', String(STEPS), '--max-length', '96', '--learning-rate', '1e-4', '--warmup-ratio', '0']
-  if (o.ranks > 1) args.push('--nproc-per-node', String(o.ranks), '--dist-timeout', '600', '--zero-stage', String(o.zero ?? 0))
+  if (o.ranks > 1) args.push('--nproc-per-node', String(o.ranks), '--dist-timeout', '600', '--zero-stage', String(o.zero ?? 0), '--grad-overlap', String(o.overlap ?? true))
   const env = { ...process.env, OMP_NUM_THREADS: String(o.threads), ...(o.ranks > 1 ? { EDPO_DIST_DEBUG_DIR: debug } : {}) }
   const started = performance.now()
   const r = spawnSync(process.execPath, args, { env, encoding: 'utf8', timeout: 1_800_000 })
@@ -65,7 +69,8 @@ function train(work: string, name: string, model: string, data: string, o: { ran
       })
     : []
   // The first step includes warm-up (allocations, the first rendezvous messages).
-  return { tokensPerSecond: median(steps.slice(1).map((m) => m.tokens_per_second!)), perRank, optimizerBytes, wallSeconds: (performance.now() - started) / 1000 }
+  const later = steps.slice(1)
+  return { tokensPerSecond: median(later.map((m) => m.tokens_per_second!)), stepSeconds: median(later.map((m) => m.step_time!)), perRank, optimizerBytes, wallSeconds: (performance.now() - started) / 1000 }
 }
 
 /** One rank of the all-reduce measurement (run by main with RANK etc. set). */
@@ -121,12 +126,13 @@ async function main(): Promise<void> {
     const mb = (25 * 1024 * 1024 * 4) / 1e6
     console.log(`\nGloo all-reduce, 2 ranks on loopback, 100 MiB float32 (${mb.toFixed(0)} MB): ${(seconds * 1000).toFixed(0)} ms median of 5 → ${(mb / 1000 / seconds).toFixed(2)} GB/s (load ${load()})`)
 
-    console.log('\n| ZeRO stage (2 ranks, 33M, fp32) | rank 0 peak RSS MiB | rank 1 peak RSS MiB | optimizer state per rank MiB | tok/s |')
-    console.log('|---|---|---|---|---|')
-    for (const zero of [0, 1, 2]) {
-      const r = train(work, `zero${zero}`, dirs['33M']!, data, { ranks: 2, threads: 1, zero })
+    console.log('\n| ZeRO stage (2 ranks, 33M, fp32) | gradient sync | rank 0 peak RSS MiB | rank 1 peak RSS MiB | optimizer state per rank MiB | step s | tok/s | load |')
+    console.log('|---|---|---|---|---|---|---|---|')
+    for (const [zero, overlap] of [[0, true], [0, false], [1, true], [2, true], [2, false]] as const) {
+      const r = train(work, `zero${zero}-${overlap ? 'overlap' : 'after'}`, dirs['33M']!, data, { ranks: 2, threads: 1, zero, overlap })
       const perRankState = r.optimizerBytes.length === 1 ? [r.optimizerBytes[0]!, r.optimizerBytes[0]!] : r.optimizerBytes
-      console.log(`| ${zero} | ${r.perRank[0]!.peakRssMiB.toFixed(0)} | ${r.perRank[1]!.peakRssMiB.toFixed(0)} | ${perRankState.map((b) => (b / 2 ** 20).toFixed(0)).join(' / ')} | ${r.tokensPerSecond.toFixed(0)} |`)
+      const sync = overlap ? 'during the backward' : 'after it'
+      console.log(`| ${zero} | ${sync} | ${r.perRank[0]!.peakRssMiB.toFixed(0)} | ${r.perRank[1]!.peakRssMiB.toFixed(0)} | ${perRankState.map((b) => (b / 2 ** 20).toFixed(0)).join(' / ')} | ${r.stepSeconds.toFixed(2)} | ${r.tokensPerSecond.toFixed(0)} | ${load()} |`)
     }
   } finally {
     fs.rmSync(work, { recursive: true, force: true })
