@@ -21,6 +21,9 @@ import * as path from 'node:path'
 
 import t from 'tap'
 
+import { nativeAddon, type NativeReducer } from '../lib/core/native'
+import { Tensor } from '../lib/core/tensor'
+import { DistGroup } from '../lib/distributed/group'
 import { Trainer } from '../lib/train/trainer'
 import { tempDir } from './helpers/data-fixtures'
 import { exited, trainedWeights, weightDifference } from './helpers/dist-run'
@@ -101,4 +104,20 @@ t.test('gradients reduced during the backward: same weights as after it and as 1
       }
     }
   }
+})
+
+t.test('the reducer names what it is given wrong', async (t) => {
+  const work = tempDir(t)
+  const env = { rank: 0, worldSize: 1, localRank: 0, store: { kind: 'file' as const, path: path.join(work, 'store') }, source: 'torchrun' as const }
+  const group = await DistGroup.join(env, { device: 'cpu', timeoutSeconds: 10 })
+  const w = Tensor.from(new Float32Array([1, 2, 3]), [3], { requiresGrad: true })
+  t.throws(() => group.gradReducer([w], { bucketBytes: 1024, owners: [0, 0] }), /o\.owners: expected one rank per parameter \(1\), got 2/)
+  t.throws(() => group.gradReducer([w], { bucketBytes: 0 }), /bucketBytes/)
+  t.throws(() => nativeAddon().distReducerArm({} as NativeReducer), /reducer: expected a gradient reducer handle/)
+  // A one-rank reducer over a parameter that the backward never reached: its gradient is zero.
+  const reducer = group.gradReducer([w], { bucketBytes: 1024 })
+  reducer.arm()
+  const stats = await reducer.finish()
+  t.equal(stats.buckets, 1)
+  t.equal(stats.startedInBackward, 0, 'no backward ran, so finish started the bucket')
 })
