@@ -42,8 +42,9 @@
         "csrc/ops/op_checks.cc",
         "csrc/ops/pair_chunks.cc",
         "csrc/ops/pair_loss.cc",
-        "csrc/ops/row_ops.cc",
-        "csrc/ops/cpu/row_ops_cpu.cc",
+        "csrc/ops/backend.cc",
+        "csrc/ops/cpu/cpu_backend.cc",
+        "csrc/ops/cpu/cpu_isa.cc",
         "csrc/ops/sequence_stats.cc",
         "csrc/ops/sequence_sums.cc"
       ],

@@ -7,7 +7,8 @@
 #include "js_common.h"
 #include "js_op_table.h"
 #include "ops/host_sync.h"
-#include "ops/row_ops.h"
+#include "ops/cpu/cpu_isa.h"
+#include "ops/backend.h"
 
 #ifndef EDPO_BUILD_SYSTEM
 #define EDPO_BUILD_SYSTEM "unknown"
@@ -27,6 +28,9 @@ void declare_runtime_ops(std::vector<OpDecl>& ops) {
                   {"cpuKernels", false,
                    "Instruction set of the CPU kernels: 'avx512', 'avx2' or 'base' (cap it with EDPO_CPU_ISA=base|avx2).",
                    R::String},
+                  {"optimizerKernels", false,
+                   "Instruction set the optimizer's last CPU update ran with ('none' before any): the same probe and cap.",
+                   R::String},
                   {"threads", false, "libtorch's intra-op threads.", R::Number},
                   {"buildSystem", false, "'node-gyp' or 'cmake-js'.", R::String},
                   {"parallelInfo", false, "libtorch's account of its thread pools.", R::String},
@@ -34,15 +38,12 @@ void declare_runtime_ops(std::vector<OpDecl>& ops) {
                    "Device→host reads so far (Tensor.item/toArray, nonzero(), the clip's norm, ...): each one a sync on CUDA.",
                    R::Number}},
                  [](const OpArgs&) -> OpResults {
-#ifdef EDPO_WITH_CUDA
-                   const bool cuda_build = true;
-#else
-                   const bool cuda_build = false;
-#endif
+                   const char* optimizer = edpo::cpu::last_optimizer_isa();
                    return {TORCH_VERSION,
-                           cuda_build,
+                           edpo::find_backend(c10::DeviceType::CUDA) != nullptr,
                            at::hasCUDA(),
-                           edpo::cpu_kernel_isa(),
+                           edpo::cpu::isa_name(edpo::cpu::isa()),
+                           optimizer != nullptr ? optimizer : "none",
                            double(at::get_num_threads()),
                            EDPO_BUILD_SYSTEM,
                            at::get_parallel_info(),

@@ -51,7 +51,7 @@ for src in "${SOURCES[@]}"; do
 done
 echo "compile-cuda: $count file(s) compiled for sm_80 and sm_90a in $((SECONDS - start_all)) s"
 
-# The C++ glue that calls the kernels (csrc/ops/cuda/row_ops_cuda.cc) is only built by CUDA builds;
+# The CUDA backend's C++ glue (csrc/ops/cuda/cuda_backend.cc, optimizer_cuda.cc) is only built by CUDA builds;
 # a syntax check against the CPU libtorch's headers (which ship c10/cuda but not its generated
 # cmake macros header, supplied here) keeps it from rotting between GPU runs.
 TORCH_INC="$(node scripts/torch-paths.js include 2>/dev/null || true)"
@@ -61,9 +61,7 @@ if [[ -n "$TORCH_INC" || -d /usr/include/torch ]]; then
   [[ -f "$SHIM/cuda_cmake_macros.h" ]] || echo '#define C10_CUDA_BUILD_SHARED_LIBS' > "$SHIM/cuda_cmake_macros.h"
   inc=(-I"$OUT_DIR/shim" -I"$(dirname "$(dirname "$NVCC")")/include")
   for d in $TORCH_INC; do inc+=(-I"$d"); done
-  # Also the sources whose EDPO_WITH_CUDA branches call it.
-  for f in csrc/ops/cuda/row_ops_cuda.cc csrc/ops/cuda/optimizer_cuda.cc csrc/ops/pair_loss.cc csrc/ops/sequence_sums.cc \
-           csrc/ops/adamw.cc; do
+  for f in csrc/ops/cuda/cuda_backend.cc csrc/ops/cuda/optimizer_cuda.cc; do
     start=$SECONDS
     if ! g++ -std=c++17 -fsyntax-only -Wall -DEDPO_WITH_CUDA "${inc[@]}" "$f"; then
       echo "compile-cuda: FAILED syntax check of $f" >&2
@@ -84,5 +82,5 @@ if [[ -n "$TORCH_INC" || -d /usr/include/torch ]]; then
     echo "compile-cuda: nccl.h not found; skipped the NCCL syntax check of csrc/dist/process_group.cc"
   fi
 else
-  echo "compile-cuda: libtorch headers not found; skipped the syntax check of csrc/ops/cuda/row_ops_cuda.cc"
+  echo "compile-cuda: libtorch headers not found; skipped the syntax check of csrc/ops/cuda/cuda_backend.cc"
 fi

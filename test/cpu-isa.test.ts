@@ -36,6 +36,35 @@ interface ChildResult {
   grad: number[]
 }
 
+interface AdamWStep {
+  dtype: 'float32' | 'bfloat16'
+  weights: number[]
+}
+
+// The child's parameters (isa-child.ts), one AdamW step in fp64 (torch.optim.AdamW, betas
+// (0.9, 0.999), eps 1e-8), then rounded to the parameter's dtype for bf16 (its fp32 master holds
+// the unrounded value).
+function adamwFirstStep(dtype: AdamWStep['dtype'], lr: number, weightDecay: number): number[] {
+  const n = 4099
+  const round = (x: number) => (dtype === 'bfloat16' ? bf16(x) : Math.fround(x))
+  return Array.from({ length: n }, (_, i) => {
+    const p = round(Math.fround(Math.sin(i * 0.37) * 2))
+    const g = round(Math.fround(Math.cos(i * 0.11) + 0.05))
+    const m = 0.1 * g / (1 - 0.9)
+    const v = 0.001 * g * g
+    const denom = Math.sqrt(v) / Math.sqrt(1 - 0.999) + 1e-8
+    return round(p * (1 - lr * weightDecay) - lr * (m / denom))
+  })
+}
+
+// Round to bfloat16, to nearest even (as the kernels and c10 do).
+function bf16(x: number): number {
+  const f = new Float32Array([x])
+  const u = new Uint32Array(f.buffer)
+  u[0] = ((u[0]! + 0x7fff + ((u[0]! >>> 16) & 1)) >>> 16) << 16
+  return f[0]!
+}
+
 const best = runtime().cpuKernels
 const isas = ['base', 'avx2', 'avx512'].filter((isa) => isa === 'base' || best === 'avx512' || (best === 'avx2' && isa === 'avx2'))
 
@@ -46,8 +75,19 @@ for (const isa of isas) {
       encoding: 'utf8',
       maxBuffer: 256 * 1024 * 1024,
     })
-    const child = JSON.parse(out) as { isa: string; results: ChildResult[] }
+    const child = JSON.parse(out) as { isa: string; optimizerBefore: string; optimizerIsa: string; results: ChildResult[]; steps: AdamWStep[] }
     t.equal(child.isa, isa, 'the child ran the requested kernels')
+    // One probe for every CPU kernel: the optimizer's update has a base and an AVX2 build (an
+    // AVX-512 CPU runs the AVX2 one: the update is memory-bound), and the cap reaches it.
+    t.equal(child.optimizerBefore, 'none', 'no update before the step')
+    t.equal(child.optimizerIsa, isa === 'base' ? 'base' : 'avx2', `the optimizer obeys EDPO_CPU_ISA=${isa}`)
+    for (const step of child.steps) {
+      // Against the first step in fp64: either build's fp32 arithmetic is within a few ulps of it
+      // (1e-6 relative), and a bf16 weight within one bf16 ulp (2⁻⁸ relative).
+      const want = adamwFirstStep(step.dtype, 1e-2, 0.1)
+      const cmp = close(step.weights, want, step.dtype === 'bfloat16' ? 2 ** -8 : 1e-6, 1e-7)
+      t.ok(cmp.ok, `AdamW ${step.dtype} under ${isa}: ${describe(cmp)}`)
+    }
     specs.forEach((spec, i) => {
       const got = child.results[i]!
       const c = makeCase(spec)

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 # Every op source (a glob, so a new op file cannot be forgotten here); the CUDA ones only with CUDA.
-CUDA_SOURCES = ["csrc/ops/cuda/row_ops_cuda.cc", "csrc/ops/cuda/optimizer_cuda.cc", "csrc/ops/cuda/epsilon_dpo_kernels.cu",
+CUDA_SOURCES = ["csrc/ops/cuda/cuda_backend.cc", "csrc/ops/cuda/optimizer_cuda.cc", "csrc/ops/cuda/epsilon_dpo_kernels.cu",
                 "csrc/ops/cuda/optimizer_kernels.cu", "csrc/ops/cuda/pair_kernels.cu"]
 CPU_SOURCES = ["bench/gpu/torch_ext.cc"] + sorted(
     os.path.relpath(f, ROOT) for pattern in ("csrc/ops/*.cc", "csrc/ops/cpu/*.cc")

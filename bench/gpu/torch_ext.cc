@@ -12,7 +12,8 @@
 
 #include "../../csrc/ops/chunked_linear.h"
 #include "../../csrc/ops/epsilon_dpo.h"
-#include "../../csrc/ops/row_ops.h"
+#include "../../csrc/ops/backend.h"
+#include "../../csrc/ops/cpu/cpu_isa.h"
 
 namespace {
 
@@ -137,5 +138,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("policy"), py::arg("reference"), py::arg("labels"), py::arg("weight"), py::arg("epsilon"));
   m.def("backward_rows", &edpo::backward_rows, "[N,V] policy, [N] labels, [N] lse, [N] row_grad -> [N,V] grad",
         py::arg("policy"), py::arg("labels"), py::arg("lse"), py::arg("row_grad"));
-  m.def("cpu_kernel_isa", []() { return std::string(edpo::cpu_kernel_isa()); });
+  m.def("cpu_kernel_isa", []() { return std::string(edpo::cpu::isa_name(edpo::cpu::isa())); });
 }

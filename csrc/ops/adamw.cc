@@ -7,11 +7,8 @@
 #include <cmath>
 
 #include "arg_error.h"
-#include "cpu/optimizer_kernels.h"
+#include "backend.h"
 #include "host_sync.h"
-#ifdef EDPO_WITH_CUDA
-#include "cuda/optimizer_cuda.h"
-#endif
 
 namespace edpo {
 namespace {
@@ -57,21 +54,15 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
     TORCH_CHECK(exp_avg[i].sizes() == param.sizes() && exp_avg_sq[i].sizes() == param.sizes() &&
                     target.sizes() == param.sizes(),
                 "adamw: state of parameter ", i, " has the wrong shape");
-    // One fused pass (cpu/optimizer_kernels.cc; on CUDA cuda/optimizer_kernels.cu): no temporaries,
-    // each state element read and written once instead of once per op.
+    // One fused pass (the device's backend: cpu/optimizer_kernels.cc, cuda/optimizer_kernels.cu):
+    // no temporaries, each state element read and written once instead of once per op.
     const AdamWScalars scalars{1 - o.lr * o.weight_decay, o.beta1, o.beta2, bias_correction2_sqrt, o.eps, -step_size};
-    if (cpu::adamw_update_supported(param, target, exp_avg[i], exp_avg_sq[i], grad_raw)) {
+    const Backend* backend = find_backend(param.device().type());
+    if (backend != nullptr && backend->adamw_supported(param, target, exp_avg[i], exp_avg_sq[i], grad_raw)) {
       at::Tensor m = exp_avg[i], v = exp_avg_sq[i];
-      cpu::adamw_update(param, target, m, v, grad_raw, scalars);
+      backend->adamw_update(param, target, m, v, grad_raw, scalars);
       continue;
     }
-#ifdef EDPO_WITH_CUDA
-    if (cuda::adamw_update_supported(param, target, exp_avg[i], exp_avg_sq[i], grad_raw)) {
-      at::Tensor m = exp_avg[i], v = exp_avg_sq[i];
-      cuda::adamw_update(param, target, m, v, grad_raw, scalars);
-      continue;
-    }
-#endif
     // Slice by slice, so the temporaries (the gradient in the state's dtype, the denominator) are
     // slice-sized: whole-tensor ones cost 3 × 545 MB on a 151936×896 embedding, above the state.
     // Every operation is elementwise, so the result does not depend on the slicing.
@@ -93,18 +84,10 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
 at::Tensor grad_square_sum(const std::vector<at::Tensor>& grads) {
   at::NoGradGuard no_grad;
   if (grads.empty()) return at::zeros({1}, at::TensorOptions().dtype(at::kDouble));
-  bool on_cpu = true;
-  for (const auto& g : grads) on_cpu = on_cpu && cpu::grad_square_sum_supported(g);
-  if (on_cpu) {
-    // On the CPU: one fp64 pass over each gradient, no fp64 copy of it.
-    double sum = 0;
-    for (const auto& g : grads) sum += cpu::grad_square_sum(g);
-    return at::full({1}, sum, at::TensorOptions().dtype(at::kDouble));
-  }
-#ifdef EDPO_WITH_CUDA
-  // On CUDA: fixed fp64 block sums, then one kernel adds them (a launch per gradient, one more in all).
-  if (cuda::clip_supported(grads)) return cuda::grad_square_sum(grads);
-#endif
+  // The device's one-pass sum (CPU: fp64 over each gradient, no fp64 copy; CUDA: fixed fp64 block
+  // sums, then one kernel adds them), when it takes every gradient.
+  const Backend* backend = find_backend(grads[0].device().type());
+  if (backend != nullptr && backend->square_sum_supported(grads)) return backend->grad_square_sum(grads);
   // Elsewhere, by slice: a reduction in fp64 of a bf16/fp32 tensor first copies it to fp64
   // (1.1 GB for a 151936×896 embedding); Σ g² = Σ over slices of ‖slice‖².
   std::vector<at::Tensor> norms;
@@ -124,10 +107,10 @@ double clip_by_square_sum(const std::vector<at::Tensor>& grads, const at::Tensor
       for (const auto& g : grads) at::Tensor(g).mul_(coef);
     return norm;
   }
-#ifdef EDPO_WITH_CUDA
-  // The factor and the scaling on the device; the one read is the returned norm.
-  if (cuda::clip_supported(grads)) return read_scalar<double>(cuda::clip_by_square_sum(grads, square_sum, max_norm)[0]);
-#endif
+  // The factor and the scaling on the device, where the backend has them; the one read is the norm.
+  const Backend* backend = grads.empty() ? nullptr : find_backend(grads[0].device().type());
+  if (backend != nullptr && backend->clip_by_square_sum != nullptr && backend->square_sum_supported(grads))
+    return read_scalar<double>(backend->clip_by_square_sum(grads, square_sum, max_norm)[0]);
   // The norm and the clip coefficient stay on the device too: the whole clip costs one
   // device->host read (the returned norm).
   const at::Tensor norm = square_sum.reshape({}).sqrt();

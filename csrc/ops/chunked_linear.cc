@@ -36,7 +36,7 @@
 #include "op_checks.h"
 #include "pair_chunks.h"
 #include "math/row_stats.h"
-#include "row_ops.h"
+#include "backend.h"
 
 namespace edpo {
 namespace {

@@ -5,7 +5,7 @@
 
 #include "bf16_criterion.h"
 #include "math/row_stats.h"
-#include "row_ops.h"
+#include "backend.h"
 
 namespace edpo {
 namespace {

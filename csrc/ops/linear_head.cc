@@ -8,7 +8,7 @@
 #include "arg_error.h"
 #include "host_sync.h"
 #include "op_checks.h"
-#include "row_ops.h"
+#include "backend.h"
 #include "sequence_sums.h"
 
 namespace edpo {

@@ -6,7 +6,7 @@
 
 #include "arg_error.h"
 #include "bf16_criterion.h"
-#include "row_ops.h"
+#include "backend.h"
 
 namespace edpo {
 
@@ -81,19 +81,7 @@ PairLoss pair_loss(const SequenceLogps& seq, const EpsilonDpoOptions& o, at::Sca
   PairLoss out;
   out.record = at::empty({pairs, kNumPairColumns}, policy.options());
   out.grad_sums = at::empty({sequences}, policy.options());
-#ifdef EDPO_WITH_CUDA
-  if (policy.is_cuda()) {
-    out.loss = pair_loss_cuda(sums, pairs, constants, out.record, out.grad_sums).to(loss_dtype);
-    return out;
-  }
-#endif
-  TORCH_CHECK(policy.is_cpu(), "pair_loss: tensors on ", policy.device(), " need a CUDA build of edpo");
-  double* record = out.record.data_ptr<double>();
-  double* grad = out.grad_sums.data_ptr<double>();
-  double total = 0;
-  for (int64_t i = 0; i < pairs; ++i)
-    total += pair_terms(sums, pairs, i, constants, record + i * kNumPairColumns, grad + i, grad + pairs + i);
-  out.loss = at::scalar_tensor(total / double(pairs), policy.options()).to(loss_dtype);
+  out.loss = backend_for(policy.device(), "pair_loss").pair_loss(sums, pairs, constants, out.record, out.grad_sums).to(loss_dtype);
   return out;
 }
 

@@ -1,20 +1,18 @@
 #include "sequence_sums.h"
 
-#include "row_ops.h"
+#include "backend.h"
 #include "math/row_stats.h"
 
 namespace edpo {
 
 SequenceLogps sums_from_row_stats(const at::Tensor& stats, const at::Tensor& row_weight, int64_t sequences,
                                   int64_t vocab) {
-#ifdef EDPO_WITH_CUDA
-  // One kernel instead of ~20 small ATen ops (sums, casts, views) per call.
-  if (stats.is_cuda()) {
-    const std::vector<at::Tensor> sums = sequence_sums_cuda(stats, row_weight, sequences);
+  const Backend* backend = find_backend(stats.device().type());
+  if (backend != nullptr && backend->sequence_sums != nullptr) {
+    const std::vector<at::Tensor> sums = backend->sequence_sums(stats, row_weight, sequences);
     return SequenceLogps{sums[kSumPolicy], sums[kSumReference], sums[kSumPlus], sums[kSumMinus],
                          sums[kSumLogits], sums[kSumTokens],    vocab};
   }
-#endif
   const int64_t positions = row_weight.size(0) / sequences;
   // Masked sums in float64 whatever the row precision (spec §8).
   const at::Tensor w = row_weight.to(at::kDouble).view({sequences, positions});
@@ -26,9 +24,9 @@ SequenceLogps sums_from_row_stats(const at::Tensor& stats, const at::Tensor& row
 
 at::Tensor row_grads_from_sequences(const at::Tensor& grad_sequences, const at::Tensor& row_weight, int64_t sequences,
                                     at::ScalarType dtype) {
-#ifdef EDPO_WITH_CUDA
-  if (row_weight.is_cuda() && dtype == at::kFloat) return row_grads_cuda(grad_sequences, row_weight, sequences);
-#endif
+  const Backend* backend = find_backend(row_weight.device().type());
+  if (backend != nullptr && backend->row_grads != nullptr && dtype == at::kFloat)
+    return backend->row_grads(grad_sequences, row_weight, sequences);
   const int64_t positions = row_weight.size(0) / sequences;
   return (grad_sequences.to(at::kDouble).view({sequences, 1}) * row_weight.to(at::kDouble).view({sequences, positions}))
       .reshape({-1})

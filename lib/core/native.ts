@@ -55,7 +55,7 @@ function loadFailure(cause: unknown): Error {
   )
 }
 
-/** Values of EDPO_CPU_ISA, the cap on the CPU kernels' instruction set (csrc/ops/cpu/row_ops_cpu.cc). */
+/** Values of EDPO_CPU_ISA, the cap on the CPU kernels' instruction set (csrc/ops/cpu/cpu_isa.cc). */
 export const CPU_ISA_VALUES = ['base', 'avx2', 'avx512'] as const
 
 // The kernels read EDPO_CPU_ISA once and ignore values they do not know; a typo would silently

@@ -440,6 +440,8 @@ export interface NativeRuntime {
   cudaAvailable: boolean
   /** Instruction set of the CPU kernels: 'avx512', 'avx2' or 'base' (cap it with EDPO_CPU_ISA=base|avx2). */
   cpuKernels: string
+  /** Instruction set the optimizer's last CPU update ran with ('none' before any): the same probe and cap. */
+  optimizerKernels: string
   /** libtorch's intra-op threads. */
   threads: number
   /** 'node-gyp' or 'cmake-js'. */

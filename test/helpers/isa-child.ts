@@ -1,6 +1,7 @@
 // Child process for test/cpu-isa.test.ts: runs the op under the instruction set capped by
-// EDPO_CPU_ISA and prints its outputs and gradients as JSON.
-import { ops, runtime, Tensor } from '../../lib/index'
+// EDPO_CPU_ISA and prints its outputs and gradients as JSON, then one AdamW step per parameter
+// dtype (the optimizer's one-pass CPU kernel: the cap must reach it too) and the ISA it ran with.
+import { AdamW, ops, runtime, Tensor } from '../../lib/index'
 import { type CaseOptions, makeCase } from './reference'
 
 const specs = JSON.parse(process.argv[2]!) as CaseOptions[]
@@ -24,4 +25,17 @@ const results = specs.map((spec) => {
     grad: arr(policy.grad!),
   }
 })
-process.stdout.write(JSON.stringify({ isa: runtime().cpuKernels, results }))
+const before = runtime().optimizerKernels
+// 4099 elements: a whole number of vector lanes plus a tail, on every build.
+const n = 4099
+const initial = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 2)
+const direction = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.11) + 0.05)
+const adamw = (['float32', 'bfloat16'] as const).map((dtype) => {
+  const p = Tensor.from(initial, [n], { dtype, requiresGrad: true })
+  p.mul(Tensor.from(direction, [n], { dtype })).sum().backward()
+  const opt = new AdamW([['w', p]], { weightDecay: 0.1 })
+  return opt.step(1e-2).then(() => ({ dtype, weights: Array.from(p.to('float64').toArray() as Float64Array) }))
+})
+Promise.all(adamw).then((steps) => {
+  process.stdout.write(JSON.stringify({ isa: runtime().cpuKernels, optimizerBefore: before, optimizerIsa: runtime().optimizerKernels, results, steps }))
+})

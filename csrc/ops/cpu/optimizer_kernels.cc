@@ -2,6 +2,8 @@
 // vectorise the square root); ATen's thread pool splits them.
 #include "optimizer_kernels.h"
 
+#include "cpu_isa.h"
+
 #include <ATen/Parallel.h>
 #include <c10/util/Half.h>
 
@@ -57,7 +59,8 @@ inline __attribute__((always_inline)) void update_range(P* __restrict param, S* 
 }
 
 // The same loop built for AVX2 + FMA (8 fp32 lanes, and bf16 packing the base SSE2 build does two
-// lanes at a time), chosen at run time. The row kernels dispatch the same way (row_ops_cpu.cc).
+// lanes at a time), chosen at run time by cpu_isa.h's probe, which the row kernels use too (an
+// AVX-512 CPU runs this AVX2 build: the update is memory-bound).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define EDPO_OPTIM_AVX2 1
 template <typename S, typename P, bool kLowWeight>
@@ -65,16 +68,19 @@ __attribute__((target("avx2,fma"))) void update_range_avx2(P* param, S* target, 
                                                           int64_t begin, int64_t end, const AdamWElementScalars<S> s) {
   update_range<S, P, kLowWeight>(param, target, m, v, grad, begin, end, s);
 }
-bool has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+Isa update_isa() { return isa() == Isa::kBase ? Isa::kBase : Isa::kAvx2; }
 #else
 #define EDPO_OPTIM_AVX2 0
-bool has_avx2() { return false; }
+Isa update_isa() { return Isa::kBase; }
 #endif
 
 template <typename S, typename P, bool kLowWeight>
 void update(P* param, S* target, S* m, S* v, const P* grad, int64_t n, const AdamWScalars& sc) {
   const AdamWElementScalars<S> s = element_scalars<S>(sc);
-  const bool wide = has_avx2();
+  const Isa used = update_isa();
+  note_optimizer_isa(used);
+  const bool wide = used == Isa::kAvx2;
+  (void)wide;  // unread where there is no AVX2 build
   at::parallel_for(0, n, kGrain, [=](int64_t begin, int64_t end) {
 #if EDPO_OPTIM_AVX2
     if (wide) return update_range_avx2<S, P, kLowWeight>(param, target, m, v, grad, begin, end, s);

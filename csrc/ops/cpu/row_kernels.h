@@ -1,5 +1,5 @@
 // CPU row kernels of the fused ε-DPO op: the declarations shared by the SIMD builds
-// (row_kernels_base.cc, row_kernels_avx2.cc, row_kernels_avx512.cc) and the dispatcher (row_ops_cpu.cc).
+// (row_kernels_base.cc, row_kernels_avx2.cc, row_kernels_avx512.cc) and the dispatcher (cpu_backend.cc).
 // Raw pointers only: the SIMD builds must not pull in ATen inline code (see row_kernels_impl.h).
 #pragma once
 #include <cstdint>

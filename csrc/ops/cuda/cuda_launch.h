@@ -1,5 +1,5 @@
 // CUDA builds only: a raw launcher's cudaError_t as a c10::Error naming the launcher (the glue in
-// row_ops_cuda.cc and optimizer_cuda.cc).
+// cuda_backend.cc and optimizer_cuda.cc).
 #pragma once
 #include <c10/util/Exception.h>
 #include <cuda_runtime.h>

@@ -1,6 +1,6 @@
-// CUDA builds only (EDPO_WITH_CUDA): the optimizer step's kernels (cuda/optimizer_kernels.h) on
-// ATen tensors, for adamw.cc. Each *_supported says whether the tensors fit the kernel; otherwise
-// adamw.cc keeps its ATen composition.
+// CUDA builds only: the optimizer step's kernels (cuda/optimizer_kernels.h) on ATen tensors, in
+// the CUDA backend's table (cuda_backend.cc). Each *_supported says whether the tensors fit the
+// kernel; otherwise adamw.cc keeps its ATen composition.
 #pragma once
 #include <ATen/ATen.h>
 

@@ -1,14 +1,16 @@
-// CUDA side of the fused per-row pass and of the per-sequence and per-pair steps after it (built
-// only with EDPO_WITH_CUDA): checks what the raw launchers in cuda/epsilon_dpo_kernels.h and
-// cuda/pair_kernels.h assume, then calls them on the current stream.
+// The CUDA backend (backend.h), linked only into CUDA builds: checks what the raw launchers of
+// epsilon_dpo_kernels.h and pair_kernels.h assume and calls them on the current stream; the
+// optimizer's kernels through optimizer_cuda.h.
+#include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "epsilon_dpo_kernels.h"
-#include "pair_kernels.h"
-#include "cuda_launch.h"
+#include "../backend.h"
 #include "../math/row_stats.h"
-#include "../row_ops.h"
+#include "cuda_launch.h"
+#include "epsilon_dpo_kernels.h"
+#include "optimizer_cuda.h"
+#include "pair_kernels.h"
 
 namespace edpo {
 namespace {
@@ -24,9 +26,7 @@ edpo_cuda::Dtype kernel_dtype(at::ScalarType t) {
   }
 }
 
-}  // namespace
-
-at::Tensor forward_rows_cuda(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
+at::Tensor forward_rows(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
                              const at::Tensor& row_weight, double epsilon) {
   const c10::cuda::CUDAGuard device_guard(policy.device());
   const auto dtype = kernel_dtype(policy.scalar_type());
@@ -42,7 +42,7 @@ at::Tensor forward_rows_cuda(const at::Tensor& policy, const at::Tensor& referen
   return stats;
 }
 
-at::Tensor backward_rows_cuda(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
+at::Tensor backward_rows(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
                               const at::Tensor& row_grad) {
   const c10::cuda::CUDAGuard device_guard(policy.device());
   const auto dtype = kernel_dtype(policy.scalar_type());
@@ -55,7 +55,7 @@ at::Tensor backward_rows_cuda(const at::Tensor& policy, const at::Tensor& labels
   return grad;
 }
 
-std::vector<at::Tensor> sequence_sums_cuda(const at::Tensor& stats, const at::Tensor& row_weight, int64_t sequences) {
+std::vector<at::Tensor> sequence_sums(const at::Tensor& stats, const at::Tensor& row_weight, int64_t sequences) {
   const c10::cuda::CUDAGuard device_guard(stats.device());
   TORCH_CHECK(stats.scalar_type() == at::kFloat && stats.dim() == 2 && stats.size(0) == kNumRowStats,
               "sequence_sums_cuda: expected float32 [", int(kNumRowStats), ", N] stats, got ", stats.scalar_type(), " ",
@@ -76,7 +76,7 @@ std::vector<at::Tensor> sequence_sums_cuda(const at::Tensor& stats, const at::Te
   return out;
 }
 
-at::Tensor row_grads_cuda(const at::Tensor& grad_sequences, const at::Tensor& row_weight, int64_t sequences) {
+at::Tensor row_grads(const at::Tensor& grad_sequences, const at::Tensor& row_weight, int64_t sequences) {
   const c10::cuda::CUDAGuard device_guard(row_weight.device());
   const int64_t rows = row_weight.numel();
   TORCH_CHECK(sequences > 0 && rows % sequences == 0 && grad_sequences.numel() == sequences,
@@ -90,7 +90,7 @@ at::Tensor row_grads_cuda(const at::Tensor& grad_sequences, const at::Tensor& ro
   return out;
 }
 
-at::Tensor pair_loss_cuda(const PairSums& sums, int64_t pairs, const PairConstants& constants, at::Tensor& record,
+at::Tensor pair_loss(const PairSums& sums, int64_t pairs, const PairConstants& constants, at::Tensor& record,
                           at::Tensor& grad_sums) {
   const c10::cuda::CUDAGuard device_guard(record.device());
   TORCH_CHECK(record.is_contiguous() && grad_sums.is_contiguous() && record.scalar_type() == at::kDouble &&
@@ -103,4 +103,24 @@ at::Tensor pair_loss_cuda(const PairSums& sums, int64_t pairs, const PairConstan
   return loss;
 }
 
+Backend table() {
+  Backend b;
+  b.name = "cuda";
+  b.forward_rows = &forward_rows;
+  b.backward_rows = &backward_rows;
+  b.sequence_sums = &sequence_sums;  // one kernel instead of ~20 small ATen ops per call
+  b.row_grads = &row_grads;
+  b.pair_loss = &pair_loss;
+  b.adamw_supported = &cuda::adamw_update_supported;
+  b.adamw_update = &cuda::adamw_update;
+  b.square_sum_supported = &cuda::clip_supported;
+  b.grad_square_sum = &cuda::grad_square_sum;
+  b.clip_by_square_sum = &cuda::clip_by_square_sum;
+  return b;
+}
+
+const Backend kCuda = table();
+const BackendRegistration kRegistered(c10::DeviceType::CUDA, &kCuda);
+
+}  // namespace
 }  // namespace edpo

@@ -1,46 +1,25 @@
-// CPU side of the fused per-row pass: picks the SIMD build once, splits rows across libtorch's
-// intra-op threads, and maps ATen dtypes onto the raw kernels of cpu/row_kernels.h.
+// The CPU backend (backend.h): the fused row pass split across libtorch's intra-op threads on
+// the row kernels of the build cpu_isa.h picks, the pair loss as a host loop over pair_math.h,
+// and the optimizer's one-pass kernels. ATen forms serve the per-sequence sums.
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 
-#include <cstdlib>
-#include <string>
-
+#include "../backend.h"
+#include "../math/row_stats.h"
+#include "cpu_isa.h"
+#include "optimizer_kernels.h"
 #include "row_kernels.h"
-#include "../row_ops.h"
 
 namespace edpo {
 namespace {
 
-enum class Isa { kBase, kAvx2, kAvx512 };
-
-// The widest instruction set both the CPU and the OS support (cpu_supports checks XSAVE state),
-// capped by EDPO_CPU_ISA=base|avx2 (tests use it to run every variant on one machine).
-Isa detect_isa() {
-  Isa best = Isa::kBase;
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl"))
-    best = Isa::kAvx512;
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    best = Isa::kAvx2;
-#endif
-  const char* cap = std::getenv("EDPO_CPU_ISA");
-  if (cap != nullptr && std::string(cap) == "base") return Isa::kBase;
-  if (cap != nullptr && std::string(cap) == "avx2" && best == Isa::kAvx512) return Isa::kAvx2;
-  return best;
-}
-
-Isa cpu_isa() {
-  static const Isa isa = detect_isa();
-  return isa;
-}
+using cpu::Isa;
 
 template <typename T, typename Acc>
 cpu::RowKernels<T, Acc> pick_kernels() {
-  switch (cpu_isa()) {
+  switch (cpu::isa()) {
     case Isa::kAvx512: return cpu::avx512::kernels<T, Acc>();
     case Isa::kAvx2: return cpu::avx2::kernels<T, Acc>();
     default: return cpu::base::kernels<T, Acc>();
@@ -101,22 +80,8 @@ void check_overflow(const at::Tensor& policy, const at::Tensor& reference, const
   }
 }
 
-}  // namespace
-
-const char* cpu_kernel_isa() {
-  switch (cpu_isa()) {
-    case Isa::kAvx512: return "avx512";
-    case Isa::kAvx2: return "avx2";
-    default: return "base";
-  }
-}
-
-at::ScalarType accumulation_dtype(at::ScalarType logits_dtype) {
-  return logits_dtype == at::kDouble ? at::kDouble : at::kFloat;
-}
-
-at::Tensor forward_rows_cpu(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
-                            const at::Tensor& row_weight, double epsilon) {
+at::Tensor forward_rows(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
+                        const at::Tensor& row_weight, double epsilon) {
   const auto acc = accumulation_dtype(policy.scalar_type());
   at::Tensor stats = at::empty({kNumRowStats, policy.size(0)}, policy.options().dtype(acc));
   switch (policy.scalar_type()) {
@@ -130,8 +95,8 @@ at::Tensor forward_rows_cpu(const at::Tensor& policy, const at::Tensor& referenc
   return stats;
 }
 
-at::Tensor backward_rows_cpu(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
-                             const at::Tensor& row_grad) {
+at::Tensor backward_rows(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
+                         const at::Tensor& row_grad) {
   at::Tensor grad = at::empty_like(policy, at::MemoryFormat::Contiguous);
   switch (policy.scalar_type()) {
     case at::kFloat: run_backward<float, float>(policy, labels, lse, row_grad, grad); break;
@@ -143,4 +108,44 @@ at::Tensor backward_rows_cpu(const at::Tensor& policy, const at::Tensor& labels,
   return grad;
 }
 
+at::Tensor pair_loss(const PairSums& sums, int64_t pairs, const PairConstants& constants, at::Tensor& record,
+                     at::Tensor& grad_sums) {
+  double* rec = record.data_ptr<double>();
+  double* grad = grad_sums.data_ptr<double>();
+  double total = 0;
+  for (int64_t i = 0; i < pairs; ++i)
+    total += pair_terms(sums, pairs, i, constants, rec + i * kNumPairColumns, grad + i, grad + pairs + i);
+  return at::scalar_tensor(total / double(pairs), record.options());
+}
+
+bool square_sum_supported(const std::vector<at::Tensor>& grads) {
+  for (const auto& g : grads)
+    if (!cpu::grad_square_sum_supported(g)) return false;
+  return true;
+}
+
+// One fp64 pass over each gradient, no fp64 copy of it; the sum is on the host already.
+at::Tensor grad_square_sum(const std::vector<at::Tensor>& grads) {
+  double sum = 0;
+  for (const auto& g : grads) sum += cpu::grad_square_sum(g);
+  return at::full({1}, sum, at::TensorOptions().dtype(at::kDouble));
+}
+
+Backend table() {
+  Backend b;
+  b.name = "cpu";
+  b.forward_rows = &forward_rows;
+  b.backward_rows = &backward_rows;
+  b.pair_loss = &pair_loss;
+  b.adamw_supported = &cpu::adamw_update_supported;
+  b.adamw_update = &cpu::adamw_update;
+  b.square_sum_supported = &square_sum_supported;
+  b.grad_square_sum = &grad_square_sum;
+  return b;
+}
+
+const Backend kCpu = table();
+const BackendRegistration kRegistered(c10::DeviceType::CPU, &kCpu);
+
+}  // namespace
 }  // namespace edpo
