@@ -40,13 +40,11 @@
         "csrc/ops/host_sync.cc",
         "csrc/ops/linear_head.cc",
         "csrc/ops/op_checks.cc",
-        "csrc/ops/pair_chunks.cc",
         "csrc/ops/pair_loss.cc",
         "csrc/ops/backend.cc",
         "csrc/ops/cpu/cpu_backend.cc",
         "csrc/ops/cpu/cpu_isa.cc",
-        "csrc/ops/sequence_stats.cc",
-        "csrc/ops/sequence_sums.cc"
+        "csrc/ops/sequence_stats.cc"
       ],
       "include_dirs": [
         "<!@(node -p \"require('node-addon-api').include\")",

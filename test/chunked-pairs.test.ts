@@ -1,5 +1,5 @@
 // ops.epsilonDpoLossFromHidden makes its gradient in the forward, over chunks of whole pairs
-// (csrc/ops/pair_chunks.h, chunked_linear.cc). Pairs longer than a chunk take one of two exact
+// (the chunk plan of csrc/ops/chunked_linear.cc). Pairs longer than a chunk take one of two exact
 // routes: a unit-scale accumulator (the chunk's logits can hold it) or a recompute once the pair
 // ends (they cannot). Both, against the materialised op in float64 and fp64 finite differences,
 // with prompts, right padding, an empty completion, odd vocabularies, bias, soft-capping, label

@@ -6,7 +6,7 @@
 // instead of recomputing each chunk's policy logits in a backward pass. A row's logit gradient is
 // dL/dS of its sequence times (onehot − softmax), and dL/dS needs the sums of the whole pair
 // (S, S±, S_ref: the step decision, β_i and the margin), so chunks hold whole pairs
-// (pair_chunks.h): when a chunk's fused pass is done, the pairs that end in it have their dL/dS
+// (the chunk plan below): when a chunk's fused pass is done, the pairs that end in it have their dL/dS
 // (pair_loss's dL/dS on their [2m] sums) and the chunk's ∂h rows, ∂W and
 // ∂b follow at once. A pair longer than a chunk cannot wait in memory as logits; but ε-DPO's loss
 // sees a pair only through ρ = S(chosen) − S(rejected), so dL/dS is +γ on its chosen rows and −γ
@@ -28,18 +28,113 @@
 
 #include "autograd_function.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "arg_error.h"
 #include "bf16_criterion.h"
 #include "host_sync.h"
 #include "op_checks.h"
-#include "pair_chunks.h"
 #include "math/row_stats.h"
 #include "backend.h"
 
 namespace edpo {
 namespace {
+
+// The chunk plan: the op's completion tokens in pair-major
+// order (pair i's chosen rows, then its rejected rows, then pair i+1's), cut into chunks of at most
+// `chunk` rows that end on a pair boundary wherever a pair fits. Once a chunk's rows are through
+// the fused pass, every pair that ends in it has its sums, hence its coefficient dL/dS, so the
+// chunk's gradient is produced while its logits are still there. A pair longer than a chunk spans
+// "open" chunks that hold only its rows; their gradient waits, in unit scale, for the pair's end.
+// Built on the host from the active rows (no device read when they are host-side already).
+struct PairChunk {
+  int64_t begin = 0, end = 0;  // rows [begin, end) of PairChunkPlan::order
+  // Pairs whose last row lies in this chunk: [finished_begin, finished_end) of finished_sequences.
+  int64_t finished_begin = 0, finished_end = 0;
+  // All rows belong to a pair that continues past this chunk (the open pair).
+  bool open = false;
+  // The pair this chunk finishes after it spanned earlier open chunks, else -1.
+  int64_t finishes_open_pair = -1;
+};
+
+struct PairChunkPlan {
+  at::Tensor order;               // [n] int64 (host): the active flat rows, pair-major
+  at::Tensor order_sequence;      // [n] int64 (host): the sequence (0..2B-1) of each row of `order`
+  at::Tensor finished_sequences;  // int64 (host): per chunk, its finished pairs' chosen sequences, then their rejected ones
+  std::vector<PairChunk> chunks;
+  // For each pair that spans open chunks: the [begin, end) row ranges of those chunks, keyed by pair.
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> open_ranges;
+  bool any_open = false;
+  // How the chunked op treats open chunks: false, their gradient goes to unit-scale accumulators;
+  // true, it is recomputed (policy logits again) once the pair ends. Chosen by the op.
+  bool recompute_open = false;
+};
+
+// `active_host`: ascending flat row ids (row = sequence·positions + t) on the CPU, of 2·pairs sequences.
+PairChunkPlan plan_pair_chunks(const at::Tensor& active_host, int64_t pairs, int64_t positions, int64_t chunk) {
+  const at::Tensor active = active_host.contiguous();
+  const int64_t n = active.size(0), sequences = 2 * pairs;
+  const int64_t* ids = active.data_ptr<int64_t>();
+
+  // The ascending ids hold each sequence's rows contiguously: where each one starts.
+  std::vector<int64_t> seq_start(sequences + 1, 0);
+  for (int64_t k = 0; k < n; ++k) ++seq_start[ids[k] / positions + 1];
+  for (int64_t s = 0; s < sequences; ++s) seq_start[s + 1] += seq_start[s];
+
+  PairChunkPlan plan;
+  plan.order = at::empty({n}, at::kLong);
+  plan.order_sequence = at::empty({n}, at::kLong);
+  int64_t* order = plan.order.data_ptr<int64_t>();
+  int64_t* order_seq = plan.order_sequence.data_ptr<int64_t>();
+  std::vector<int64_t> pair_begin(pairs), pair_end(pairs);
+  int64_t pos = 0;
+  for (int64_t i = 0; i < pairs; ++i) {
+    pair_begin[i] = pos;
+    for (const int64_t s : {i, pairs + i})
+      for (int64_t k = seq_start[s]; k < seq_start[s + 1]; ++k) {
+        order[pos] = ids[k];
+        order_seq[pos++] = s;
+      }
+    pair_end[i] = pos;
+  }
+
+  std::vector<int64_t> finished;
+  plan.open_ranges.resize(pairs);
+  int64_t next_pair = 0;
+  for (int64_t begin = 0; begin < n;) {
+    PairChunk c;
+    c.begin = begin;
+    c.end = std::min(begin + chunk, n);
+    if (c.end < n) {
+      // The pair holding the first row past the chunk (empty pairs end where they begin: skipped).
+      const int64_t q = std::upper_bound(pair_end.begin(), pair_end.end(), c.end) - pair_end.begin();
+      if (pair_begin[q] < c.end) {
+        if (pair_begin[q] > begin) {
+          c.end = pair_begin[q];  // q starts the next chunk
+        } else {
+          c.open = true;  // q is longer than what is left of a chunk: this chunk is all q's
+          plan.open_ranges[q].emplace_back(c.begin, c.end);
+          plan.any_open = true;
+        }
+      }
+    }
+    c.finished_begin = int64_t(finished.size());
+    std::vector<int64_t> done;
+    for (; next_pair < pairs && pair_end[next_pair] <= c.end; ++next_pair)
+      if (pair_end[next_pair] > pair_begin[next_pair]) done.push_back(next_pair);
+    for (const int64_t i : done) finished.push_back(i);
+    for (const int64_t i : done) finished.push_back(pairs + i);
+    c.finished_end = int64_t(finished.size());
+    if (!done.empty() && !plan.open_ranges[done.front()].empty()) c.finishes_open_pair = done.front();
+    plan.chunks.push_back(c);
+    begin = c.end;
+  }
+  plan.finished_sequences = at::tensor(finished, at::kLong);
+  return plan;
+}
+
 
 // Which of the policy's head inputs want a gradient, decided before the Function's forward (where
 // grad mode is off).

@@ -1,12 +1,12 @@
 // The ε-DPO op on full logits (spec §2–§5). Pure C++/ATen: no N-API, so C++ harnesses (bench/gpu)
 // link it directly. The per-token work is one fused pass per row (backend.h: cpu/row_kernels_impl.h
-// on CPU, csrc/ops/cuda/epsilon_dpo_kernels.cu on GPU); sequence_sums.h and pair_loss.h do the rest.
+// on CPU, csrc/ops/cuda/epsilon_dpo_kernels.cu on GPU); pair_loss.h does the rest.
 #pragma once
 #include <ATen/ATen.h>
 
 #include "op_checks.h"
 #include "pair_loss.h"
-#include "sequence_sums.h"
+#include "pair_loss.h"
 
 namespace edpo {
 

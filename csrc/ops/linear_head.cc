@@ -9,7 +9,7 @@
 #include "host_sync.h"
 #include "op_checks.h"
 #include "backend.h"
-#include "sequence_sums.h"
+#include "pair_loss.h"
 
 namespace edpo {
 namespace {

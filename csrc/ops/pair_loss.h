@@ -1,13 +1,37 @@
-// The per-pair half of ε-DPO (spec §4–§5): step decisions, per-pair β_i, the loss and the reward
-// metrics, from per-sequence sums: pair_math.h's formula over every pair, in a host loop for CPU
-// tensors and in one kernel for CUDA ones.
+// From per-row statistics to the pairs and back (spec §3–§5): the per-sequence sums of the
+// row_stats.h block, the per-pair half of ε-DPO over them (step decisions, per-pair β_i, the loss
+// and the reward metrics: pair_math.h's formula over every pair, on the device's backend), and
+// dL/dS per sequence back to per-row gradient weights. Shared by the op on logits, the chunked op
+// and sequence_stats.
 #pragma once
 #include <ATen/ATen.h>
 
 #include "math/pair_math.h"
-#include "sequence_sums.h"
 
 namespace edpo {
+
+// Per-sequence masked sums over the 2B stacked rows (spec §3). All [2B] float64.
+// `policy` carries the autograd graph back to the policy logits; the rest carry none.
+struct SequenceLogps {
+  at::Tensor policy;       // S
+  at::Tensor reference;    // S_ref
+  at::Tensor plus;         // S+
+  at::Tensor minus;        // S-
+  at::Tensor logit_sum;    // Σ_t mask·Σ_j a_j  (mean-logit metric)
+  at::Tensor token_count;  // Σ_t mask
+  int64_t vocab = 0;       // V, for the mean-logit metric
+  at::Tensor input_error;  // float64 scalar: check_labels_and_mask's flag (0 when the inputs are valid)
+  // --criterion-precision bf16 only: [kNumCriterionRows, 2B] float64 bf16-rounded sums of the policy,
+  // plus and minus rows (bf16_criterion.h), from which the step decision is taken. Else empty.
+  at::Tensor criterion;
+};
+
+// Per-sequence sums from a [kNumRowStats, N] row-stats tensor and the [N] row weights (the mask).
+SequenceLogps sums_from_row_stats(const at::Tensor& stats, const at::Tensor& row_weight, int64_t sequences,
+                                  int64_t vocab);
+// dL/d(row log-prob) for each of the N rows from dL/dS per sequence: g_seq · mask, in `dtype`.
+at::Tensor row_grads_from_sequences(const at::Tensor& grad_sequences, const at::Tensor& row_weight, int64_t sequences,
+                                    at::ScalarType dtype);
 
 // Upper bound on β: larger values only turn σ(β·z) into a step function, and overflow the float32 loss.
 constexpr double kMaxBeta = 1e6;

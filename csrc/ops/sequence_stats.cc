@@ -7,7 +7,7 @@
 #include "arg_error.h"
 #include "op_checks.h"
 #include "backend.h"
-#include "sequence_sums.h"
+#include "pair_loss.h"
 
 namespace edpo {
 namespace {

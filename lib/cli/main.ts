@@ -7,13 +7,12 @@ import { evalCommand } from './eval-command'
 import { generateCommand } from './generate-command'
 import { mergeLoraCommand } from './merge-lora-command'
 import { planCommand } from './plan-command'
-import { sftCommand } from './sft-command'
-import { trainCommand } from './train-command'
+import { sftCommand, trainCommand } from './run-command'
 
 const USAGE = `usage: edpo <command> [options]
 
 commands:
-  train      train a policy with ε-DPO, DPO or TR-DPO (edpo train --help)
+  train      train a policy on preference pairs: ε-DPO, DPO and the comparison set (edpo train --help)
   eval       preference accuracy, reward margins and KL(π‖π_ref) on held-out pairs
   generate   complete prompts with a model or a checkpoint
   merge-lora fold a LoRA adapter into its base model (a full Hugging Face model folder)

@@ -1,4 +1,5 @@
-// What `edpo train` and `edpo sft` share: flags / --config / --resume → a trainer, a progress bar,
+// The commands that train, `edpo train` (preference pairs, --method) and `edpo sft`, and what they
+// share: flags / --config / --resume → a trainer, a progress bar,
 // eval and checkpoint notes, and stopping from outside (interrupt.ts): the first Ctrl-C or SIGTERM
 // finishes the current step, writes a checkpoint and exits 130 / 143; a second exits at once.
 // Errors go up to main.ts, which prints them (failure.ts) and exits 1.
@@ -10,10 +11,14 @@ import { type Backend, DistGroup } from '../distributed/group'
 import { exitWithLauncher, launchWorkers, parseNproc, withoutFlag } from '../distributed/launcher'
 import { EdpoInputError } from '../core/errors'
 import { resolveHubOptionsOnRanks } from '../hub/resolve-options'
-import type { OptionSpec } from '../train/config'
+import { type OptionSpec, TRAIN_OPTIONS, type TrainConfigInput } from '../train/config'
 import type { Engine, EngineConfig } from '../train/engine'
+import { METHODS, TRAIN_METHODS } from '../train/methods'
 import type { Metrics } from '../train/metrics-log'
 import type { CreateOptions } from '../train/open-run'
+import { SFT_OPTIONS, type SftConfigInput } from '../train/sft-config'
+import { SftTrainer } from '../train/sft-trainer'
+import { Trainer } from '../train/trainer'
 import type { TrainerState } from '../train/trainer-state'
 import { DIST_HELP, formatHelp, parseArgs, RESUME_HELP } from './args'
 import { onInterrupt } from './interrupt'
@@ -130,4 +135,33 @@ function peakRssMiB(): number {
   } catch {
     return 0
   }
+}
+
+/** `edpo train`: preference pairs, with --method's loss. */
+export function trainCommand(argv: readonly string[]): Promise<number> {
+  return runCommand<TrainConfigInput>(argv, {
+    name: 'train',
+    example: 'run',
+    about: `Trains the policy on preference pairs with --method, writing metrics.jsonl and checkpoints:\n${TRAIN_METHODS.map((n) => `  ${n.padEnd(12)} ${METHODS[n].about}`).join('\n')}`,
+    options: TRAIN_OPTIONS,
+    create: (input, opts) => Trainer.create(input, opts),
+    describeEval: (m) => `loss ${m.eval_loss?.toFixed(4)}, accuracy ${m['eval_rewards/accuracies']?.toFixed(3)}, margin ${m['eval_rewards/margins']?.toFixed(4)}`,
+    // RRHF has no β: nothing to report.
+    describeEnd: (state) => (state.method.beta === undefined ? '' : `, β ${state.method.beta}`),
+  })
+}
+
+/** `edpo sft`: supervised fine-tuning (masked-prompt cross-entropy), with the same machinery. */
+export function sftCommand(argv: readonly string[]): Promise<number> {
+  const about = 'Supervised fine-tuning on {prompt, completion} rows: cross-entropy on the completion tokens only (the prompt is masked).\nWrites metrics.jsonl and checkpoint-<step>/ model folders.'
+  const fields = [['loss', 'loss'], ['token acc', 'token_accuracy']] as const
+  return runCommand<SftConfigInput>(argv, {
+    name: 'sft',
+    example: 'sft',
+    about,
+    options: SFT_OPTIONS,
+    fields,
+    create: (input, opts) => SftTrainer.create(input, opts),
+    describeEval: (m) => `loss ${m.eval_loss?.toFixed(4)}, token accuracy ${m.eval_token_accuracy?.toFixed(3)}`,
+  })
 }
