@@ -70,7 +70,9 @@ export function zeroGrads(x: ChunkedInputs): void {
 /** SFT before the chunked path: full logits, log-softmax + gather (maskedTokenLogps), backward. */
 export function sftMaterialised(x: ChunkedInputs): number {
   const logits = x.policyHidden.matmul(x.policyHead.transpose(0, 1))
-  const loss = maskedTokenLogps(logits, x.labels, x.lossMask).sum().mul(-1 / x.labels.numel)
+  const loss = maskedTokenLogps(logits, x.labels, x.lossMask)
+    .sum()
+    .mul(-1 / x.labels.numel)
   loss.backward()
   logits.dispose()
   return loss.item()

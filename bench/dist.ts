@@ -24,8 +24,30 @@ import { readMetrics } from '../lib/train/metrics-log'
 const CLI = path.join(__dirname, '..', 'lib', 'cli', 'main.js')
 const STEPS = Number(process.env.EDPO_BENCH_STEPS ?? 5)
 const MODELS = {
-  tiny: { vocabSize: 99, hiddenSize: 64, intermediateSize: 128, layers: 2, heads: 4, kvHeads: 2, maxPositions: 128, bosTokenId: 1, eosTokenId: 2, padTokenId: 0 },
-  '33M': { vocabSize: 8192, hiddenSize: 512, intermediateSize: 1536, layers: 8, heads: 8, kvHeads: 4, maxPositions: 128, bosTokenId: 1, eosTokenId: 2, padTokenId: 0 },
+  tiny: {
+    vocabSize: 99,
+    hiddenSize: 64,
+    intermediateSize: 128,
+    layers: 2,
+    heads: 4,
+    kvHeads: 2,
+    maxPositions: 128,
+    bosTokenId: 1,
+    eosTokenId: 2,
+    padTokenId: 0,
+  },
+  '33M': {
+    vocabSize: 8192,
+    hiddenSize: 512,
+    intermediateSize: 1536,
+    layers: 8,
+    heads: 8,
+    kvHeads: 4,
+    maxPositions: 128,
+    bosTokenId: 1,
+    eosTokenId: 2,
+    padTokenId: 0,
+  },
 }
 
 function median(xs: number[]): number {
@@ -53,24 +75,58 @@ function train(work: string, name: string, model: string, data: string, o: { ran
   const out = path.join(work, name)
   const debug = path.join(work, `${name}-debug`)
   const batch = 8 / o.ranks
-  const args = [CLI, 'train', '--model', model, '--data', data, '--out', out, '--batch-size', String(batch), '--max-steps', String(STEPS), '--max-length', '96', '--learning-rate', '1e-4', '--warmup-ratio', '0']
-  if (o.ranks > 1) args.push('--nproc-per-node', String(o.ranks), '--dist-timeout', '600', '--zero-stage', String(o.zero ?? 0), '--grad-overlap', String(o.overlap ?? true))
+  const args = [
+    CLI,
+    'train',
+    '--model',
+    model,
+    '--data',
+    data,
+    '--out',
+    out,
+    '--batch-size',
+    String(batch),
+    '--max-steps',
+    String(STEPS),
+    '--max-length',
+    '96',
+    '--learning-rate',
+    '1e-4',
+    '--warmup-ratio',
+    '0',
+  ]
+  if (o.ranks > 1)
+    args.push('--nproc-per-node', String(o.ranks), '--dist-timeout', '600', '--zero-stage', String(o.zero ?? 0), '--grad-overlap', String(o.overlap ?? true))
   const env = { ...process.env, OMP_NUM_THREADS: String(o.threads), ...(o.ranks > 1 ? { EDPO_DIST_DEBUG_DIR: debug } : {}) }
   const started = performance.now()
   const r = spawnSync(process.execPath, args, { env, encoding: 'utf8', timeout: 1_800_000 })
   if (r.status !== 0) throw new Error(`${name}: edpo train failed (${r.status}): ${r.stderr.slice(-2000)}`)
   const steps = readMetrics(out).filter((m) => m.tokens_per_second !== undefined)
   const ckpt = path.join(out, `checkpoint-${STEPS}`)
-  const optimizerBytes = fs.readdirSync(ckpt).filter((f) => f.startsWith('optimizer')).sort().map((f) => fs.statSync(path.join(ckpt, f)).size)
-  const perRank = o.ranks > 1
-    ? Array.from({ length: o.ranks }, (_, r) => {
-        const lines = fs.readFileSync(path.join(debug, `rank-${r}.jsonl`), 'utf8').trim().split('\n')
-        return { peakRssMiB: (JSON.parse(lines.at(-1)!) as { peak_rss_mib: number }).peak_rss_mib }
-      })
-    : []
+  const optimizerBytes = fs
+    .readdirSync(ckpt)
+    .filter((f) => f.startsWith('optimizer'))
+    .sort()
+    .map((f) => fs.statSync(path.join(ckpt, f)).size)
+  const perRank =
+    o.ranks > 1
+      ? Array.from({ length: o.ranks }, (_, r) => {
+          const lines = fs
+            .readFileSync(path.join(debug, `rank-${r}.jsonl`), 'utf8')
+            .trim()
+            .split('\n')
+          return { peakRssMiB: (JSON.parse(lines.at(-1)!) as { peak_rss_mib: number }).peak_rss_mib }
+        })
+      : []
   // The first step includes warm-up (allocations, the first rendezvous messages).
   const later = steps.slice(1)
-  return { tokensPerSecond: median(later.map((m) => m.tokens_per_second!)), stepSeconds: median(later.map((m) => m.step_time!)), perRank, optimizerBytes, wallSeconds: (performance.now() - started) / 1000 }
+  return {
+    tokensPerSecond: median(later.map((m) => m.tokens_per_second!)),
+    stepSeconds: median(later.map((m) => m.step_time!)),
+    perRank,
+    optimizerBytes,
+    wallSeconds: (performance.now() - started) / 1000,
+  }
 }
 
 /** One rank of the all-reduce measurement (run by main with RANK etc. set). */
@@ -88,23 +144,33 @@ async function allreduceWorker(): Promise<void> {
   if (group.rank === 0) process.stdout.write(JSON.stringify({ seconds: median(times) }) + '\n')
 }
 
-
 async function main(): Promise<void> {
   if (process.argv.includes('--allreduce-worker')) return allreduceWorker()
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-dist-'))
   try {
     const data = path.join(work, 'pairs.jsonl')
     writeData(data, 256)
-    const load = () => os.loadavg().map((l) => l.toFixed(1)).join(' ')
+    const load = () =>
+      os
+        .loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')
     console.log(`edpo bench:dist — ${os.cpus()[0]?.model} × ${os.availableParallelism()}, ${STEPS} steps per run, global batch 8 pairs, load ${load()}`)
     console.log('\n| model | 1 process × 2 threads tok/s | 2 ranks × 1 thread tok/s | ratio | load |')
     console.log('|---|---|---|---|---|')
     const dirs: Record<string, string> = {}
     for (const [name, shape] of Object.entries(MODELS)) {
-      dirs[name] = writeRandomLlama(path.join(work, `model-${name}`), shape, 1, ['tokenizer.json', 'tokenizer_config.json'].map((f) => path.join(demoAssets(), f)))
+      dirs[name] = writeRandomLlama(
+        path.join(work, `model-${name}`),
+        shape,
+        1,
+        ['tokenizer.json', 'tokenizer_config.json'].map((f) => path.join(demoAssets(), f)),
+      )
       const one = train(work, `${name}-one`, dirs[name]!, data, { ranks: 1, threads: 2 })
       const two = train(work, `${name}-two`, dirs[name]!, data, { ranks: 2, threads: 1 })
-      console.log(`| ${name} | ${one.tokensPerSecond.toFixed(0)} | ${two.tokensPerSecond.toFixed(0)} | ${(two.tokensPerSecond / one.tokensPerSecond).toFixed(2)}× | ${load()} |`)
+      console.log(
+        `| ${name} | ${one.tokensPerSecond.toFixed(0)} | ${two.tokensPerSecond.toFixed(0)} | ${(two.tokensPerSecond / one.tokensPerSecond).toFixed(2)}× | ${load()} |`,
+      )
     }
 
     const store = path.join(work, 'allreduce-store')
@@ -124,15 +190,27 @@ async function main(): Promise<void> {
     )
     const { seconds } = JSON.parse(outputs[0]!.trim()) as { seconds: number }
     const mb = (25 * 1024 * 1024 * 4) / 1e6
-    console.log(`\nGloo all-reduce, 2 ranks on loopback, 100 MiB float32 (${mb.toFixed(0)} MB): ${(seconds * 1000).toFixed(0)} ms median of 5 → ${(mb / 1000 / seconds).toFixed(2)} GB/s (load ${load()})`)
+    console.log(
+      `\nGloo all-reduce, 2 ranks on loopback, 100 MiB float32 (${mb.toFixed(0)} MB): ${(seconds * 1000).toFixed(0)} ms median of 5 → ${(mb / 1000 / seconds).toFixed(2)} GB/s (load ${load()})`,
+    )
 
-    console.log('\n| ZeRO stage (2 ranks, 33M, fp32) | gradient sync | rank 0 peak RSS MiB | rank 1 peak RSS MiB | optimizer state per rank MiB | step s | tok/s | load |')
+    console.log(
+      '\n| ZeRO stage (2 ranks, 33M, fp32) | gradient sync | rank 0 peak RSS MiB | rank 1 peak RSS MiB | optimizer state per rank MiB | step s | tok/s | load |',
+    )
     console.log('|---|---|---|---|---|---|---|---|')
-    for (const [zero, overlap] of [[0, true], [0, false], [1, true], [2, true], [2, false]] as const) {
+    for (const [zero, overlap] of [
+      [0, true],
+      [0, false],
+      [1, true],
+      [2, true],
+      [2, false],
+    ] as const) {
       const r = train(work, `zero${zero}-${overlap ? 'overlap' : 'after'}`, dirs['33M']!, data, { ranks: 2, threads: 1, zero, overlap })
       const perRankState = r.optimizerBytes.length === 1 ? [r.optimizerBytes[0]!, r.optimizerBytes[0]!] : r.optimizerBytes
       const sync = overlap ? 'during the backward' : 'after it'
-      console.log(`| ${zero} | ${sync} | ${r.perRank[0]!.peakRssMiB.toFixed(0)} | ${r.perRank[1]!.peakRssMiB.toFixed(0)} | ${perRankState.map((b) => (b / 2 ** 20).toFixed(0)).join(' / ')} | ${r.stepSeconds.toFixed(2)} | ${r.tokensPerSecond.toFixed(0)} | ${load()} |`)
+      console.log(
+        `| ${zero} | ${sync} | ${r.perRank[0]!.peakRssMiB.toFixed(0)} | ${r.perRank[1]!.peakRssMiB.toFixed(0)} | ${perRankState.map((b) => (b / 2 ** 20).toFixed(0)).join(' / ')} | ${r.stepSeconds.toFixed(2)} | ${r.tokensPerSecond.toFixed(0)} | ${load()} |`,
+      )
     }
   } finally {
     fs.rmSync(work, { recursive: true, force: true })

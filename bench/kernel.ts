@@ -23,7 +23,8 @@ for (let i = 0; i < args.length; i++) {
   if (VALUED.has(args[i]!)) {
     if (args[i + 1] === undefined) throw new Error(`bench:kernel: ${args[i]} needs a value`)
     i++
-  } else if (args[i] !== '--quick') throw new Error(`bench:kernel: unknown argument '${args[i]}' (known: --quick, --reps N, --json FILE, --only logits|hidden|sft, --chunk N)`)
+  } else if (args[i] !== '--quick')
+    throw new Error(`bench:kernel: unknown argument '${args[i]}' (known: --quick, --reps N, --json FILE, --only logits|hidden|sft, --chunk N)`)
 }
 const quick = args.includes('--quick')
 const reps = args.includes('--reps') ? Number(args[args.indexOf('--reps') + 1]) : quick ? 2 : 3
@@ -31,16 +32,17 @@ const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : und
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined
 const chunkTokens = args.includes('--chunk') ? Number(args[args.indexOf('--chunk') + 1]) : undefined
 if (only !== undefined && !['logits', 'hidden', 'sft'].includes(only)) throw new Error(`bench:kernel: --only '${only}' is not logits, hidden or sft`)
-if (args.includes('--reps') && !(Number.isInteger(reps) && reps > 0)) throw new Error(`bench:kernel: --reps '${args[args.indexOf('--reps') + 1]}' is not a positive integer`)
-if (chunkTokens !== undefined && !(Number.isInteger(chunkTokens) && chunkTokens > 0)) throw new Error(`bench:kernel: --chunk '${args[args.indexOf('--chunk') + 1]}' is not a positive integer`)
+if (args.includes('--reps') && !(Number.isInteger(reps) && reps > 0))
+  throw new Error(`bench:kernel: --reps '${args[args.indexOf('--reps') + 1]}' is not a positive integer`)
+if (chunkTokens !== undefined && !(Number.isInteger(chunkTokens) && chunkTokens > 0))
+  throw new Error(`bench:kernel: --chunk '${args[args.indexOf('--chunk') + 1]}' is not a positive integer`)
 const BETA = 0.1
 const EPSILON = 0.01
 const STEPS = 512 // tokens per sequence; rows = tokens / STEPS
 
 const configs: Config[] = []
 for (const tokens of quick ? [1024] : [2048, 4096])
-  for (const vocab of quick ? [32000] : [32000, 128256])
-    for (const dtype of ['float32', 'bfloat16'] as DType[]) configs.push({ tokens, vocab, dtype })
+  for (const vocab of quick ? [32000] : [32000, 128256]) for (const dtype of ['float32', 'bfloat16'] as DType[]) configs.push({ tokens, vocab, dtype })
 
 interface Inputs {
   policy: Tensor
@@ -129,11 +131,13 @@ function eager(x: Inputs): number {
     const beta = BETA / (1 + EPSILON * step)
     const z = beta * (rho - (r[i]! - r[B + i]!))
     loss += Math.log1p(Math.exp(-z)) / B
-    const g = (-beta / (1 + Math.exp(z))) / B
+    const g = -beta / (1 + Math.exp(z)) / B
     weights[i] = g
     weights[B + i] = -g
   }
-  S.mul(Tensor.from(weights, [rows], { dtype: 'float32' })).sum().backward()
+  S.mul(Tensor.from(weights, [rows], { dtype: 'float32' }))
+    .sum()
+    .backward()
   return loss
 }
 
@@ -165,7 +169,15 @@ console.log(`median of ${reps} runs after one warm-up; forward + backward; peak 
 const header =
   '| N tokens | V | dtype | fused ms | eager ms | speed-up | copy-bound ms | fused / bound | fused peak extra MiB | of which not ∂logits | eager peak extra MiB | memory ratio |'
 console.log(header)
-console.log('|' + header.split('|').slice(1, -1).map(() => '---').join('|') + '|')
+console.log(
+  '|' +
+    header
+      .split('|')
+      .slice(1, -1)
+      .map(() => '---')
+      .join('|') +
+    '|',
+)
 const results = []
 for (const c of only === undefined || only === 'logits' ? configs : []) {
   const x = makeInputs(c)
@@ -205,10 +217,17 @@ console.log('bf16 eager rounds its log-probs to bf16 (as the reference trainer d
 const chunkedConfigs: ChunkedConfig[] =
   only !== undefined && only !== 'hidden' ? [] : quick ? [{ tokens: 512, hidden: 128, vocab: 32000 }] : [{ tokens: 1024, hidden: 256, vocab: 128256 }]
 console.log('\nFrom hidden states: materialised logits (h·Wᵀ, fused op, backward through the matmul) vs chunked')
-const header2 =
-  '| N tokens | H | V | chunk | materialised ms | chunked ms | time ratio | materialised peak extra MiB | chunked peak extra MiB | memory ratio |'
+const header2 = '| N tokens | H | V | chunk | materialised ms | chunked ms | time ratio | materialised peak extra MiB | chunked peak extra MiB | memory ratio |'
 console.log(header2)
-console.log('|' + header2.split('|').slice(1, -1).map(() => '---').join('|') + '|')
+console.log(
+  '|' +
+    header2
+      .split('|')
+      .slice(1, -1)
+      .map(() => '---')
+      .join('|') +
+    '|',
+)
 const chunkedResults = []
 for (const c of chunkedConfigs) {
   const x = makeChunkedInputs(c)
@@ -232,9 +251,18 @@ console.log('Both peaks include ∂W (V·H) and ∂h (N·H), which both paths pr
 const sftConfigs: ChunkedConfig[] =
   only !== undefined && only !== 'sft' ? [] : quick ? [{ tokens: 512, hidden: 128, vocab: 32000 }] : [{ tokens: 1024, hidden: 256, vocab: 128256 }]
 console.log('\nSFT from hidden states: materialised logits + log-softmax vs chunked sequenceStatsFromHidden')
-const header3 = '| N tokens | H | V | materialised ms | chunked ms | time ratio | materialised peak extra MiB | chunked peak extra MiB | chunked / materialised memory |'
+const header3 =
+  '| N tokens | H | V | materialised ms | chunked ms | time ratio | materialised peak extra MiB | chunked peak extra MiB | chunked / materialised memory |'
 console.log(header3)
-console.log('|' + header3.split('|').slice(1, -1).map(() => '---').join('|') + '|')
+console.log(
+  '|' +
+    header3
+      .split('|')
+      .slice(1, -1)
+      .map(() => '---')
+      .join('|') +
+    '|',
+)
 const sftResults = []
 for (const c of sftConfigs) {
   const x = makeChunkedInputs(c)

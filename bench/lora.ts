@@ -33,7 +33,18 @@ const [BATCH, MAX_LENGTH, PROMPT] = [4, 128, 96]
 const LORA_R = 16
 
 function writeModel(dir: string, name: ModelName): void {
-  const c = { model_type: 'llama', rms_norm_eps: 1e-5, rope_theta: 10000, max_position_embeddings: 1024, tie_word_embeddings: false, hidden_act: 'silu', torch_dtype: 'float32', bos_token_id: 1, eos_token_id: 2, ...MODELS[name] }
+  const c = {
+    model_type: 'llama',
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    max_position_embeddings: 1024,
+    tie_word_embeddings: false,
+    hidden_act: 'silu',
+    torch_dtype: 'float32',
+    bos_token_id: 1,
+    eos_token_id: 2,
+    ...MODELS[name],
+  }
   const w = llamaWeights(c)
   fs.mkdirSync(dir, { recursive: true })
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(c))
@@ -135,7 +146,12 @@ async function main(): Promise<void> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-lora-'))
   try {
     console.log(`ε-DPO, fp32, ${BATCH} pairs × ${MAX_LENGTH} tokens, median of steps 2–${steps}; LoRA r=${LORA_R} on all 7 projections`)
-    console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${runtime().threads} threads, ${new Date().toISOString()}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+    console.log(
+      `${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${runtime().threads} threads, ${new Date().toISOString()}, load ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
+    )
     console.log('| model | training | malloc | peak tensors | plan | plan / tensors | peak RSS | plan + runtime | plan / RSS | step wall | step CPU |')
     console.log('|---|---|---|---|---|---|---|---|---|---|---|')
     const f = (x: number) => `${x.toFixed(1)} MiB`
@@ -151,9 +167,16 @@ async function main(): Promise<void> {
             `${f(r.peak_rss_mb)} | ${f(r.plan_mb + r.runtime_mb)} | ${((r.plan_mb + r.runtime_mb) / r.peak_rss_mb).toFixed(2)} | ${(r.step_s * 1000).toFixed(0)} ms | ${(r.cpu_s * 1000).toFixed(0)} ms |`,
         )
       const [fullDefault, fullMmap, loraDefault, loraMmap] = rows as [Result, Result, Result, Result]
-      for (const [what, a, b] of [['full FT', fullDefault, fullMmap], [`LoRA r=${LORA_R}`, loraDefault, loraMmap]] as const)
-        console.log(`| ${name} | ${what} | mmap threshold / default | | | | ${(b.peak_rss_mb / a.peak_rss_mb).toFixed(2)}× | | | ${(b.step_s / a.step_s).toFixed(2)}× | ${(b.cpu_s / a.cpu_s).toFixed(2)}× |`)
-      console.log(`| ${name} | LoRA / full | default | ${(loraDefault.peak_tensors_mb / fullDefault.peak_tensors_mb).toFixed(2)}× | | | ${(loraDefault.peak_rss_mb / fullDefault.peak_rss_mb).toFixed(2)}× | | | ${(loraDefault.step_s / fullDefault.step_s).toFixed(2)}× | ${(loraDefault.cpu_s / fullDefault.cpu_s).toFixed(2)}× |`)
+      for (const [what, a, b] of [
+        ['full FT', fullDefault, fullMmap],
+        [`LoRA r=${LORA_R}`, loraDefault, loraMmap],
+      ] as const)
+        console.log(
+          `| ${name} | ${what} | mmap threshold / default | | | | ${(b.peak_rss_mb / a.peak_rss_mb).toFixed(2)}× | | | ${(b.step_s / a.step_s).toFixed(2)}× | ${(b.cpu_s / a.cpu_s).toFixed(2)}× |`,
+        )
+      console.log(
+        `| ${name} | LoRA / full | default | ${(loraDefault.peak_tensors_mb / fullDefault.peak_tensors_mb).toFixed(2)}× | | | ${(loraDefault.peak_rss_mb / fullDefault.peak_rss_mb).toFixed(2)}× | | | ${(loraDefault.step_s / fullDefault.step_s).toFixed(2)}× | ${(loraDefault.cpu_s / fullDefault.cpu_s).toFixed(2)}× |`,
+      )
     }
   } finally {
     fs.rmSync(root, { recursive: true, force: true })

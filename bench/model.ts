@@ -31,7 +31,15 @@ const CONFIG = {
   torch_dtype: 'float32',
 }
 // On a GPU the CPU model is launch-bound: a 160M llama at 8 × 1024 tokens fills the device.
-const GPU_CONFIG = { ...CONFIG, vocab_size: 32000, hidden_size: 1024, intermediate_size: 2816, num_attention_heads: 16, num_key_value_heads: 8, max_position_embeddings: 2048 }
+const GPU_CONFIG = {
+  ...CONFIG,
+  vocab_size: 32000,
+  hidden_size: 1024,
+  intermediate_size: 2816,
+  num_attention_heads: 16,
+  num_key_value_heads: 8,
+  max_position_embeddings: 2048,
+}
 const SHAPES = { cpu: { config: CONFIG, B: 2, T: 256 }, gpu: { config: GPU_CONFIG, B: 8, T: 1024 } }
 
 interface Result {
@@ -91,19 +99,22 @@ function run(cmd: string, args: string[]): Result {
 async function main(): Promise<void> {
   const argv = process.argv.slice(2)
   if (argv[0] === '--child') return child(argv[1]!, argv[2] as 'float32' | 'bfloat16', argv[3] === '1', Number(argv[4]), argv[5]!)
-  if (argv.length !== 0 && (argv.length !== 2 || argv[0] !== '--device')) throw new Error(`bench:model: unknown arguments '${argv.join(' ')}' (known: --device cpu|cuda[:N])`)
+  if (argv.length !== 0 && (argv.length !== 2 || argv[0] !== '--device'))
+    throw new Error(`bench:model: unknown arguments '${argv.join(' ')}' (known: --device cpu|cuda[:N])`)
   const device = argv[1] ?? 'cpu'
   if (!DEVICE_PATTERN.test(device)) throw new Error(`--device: '${device}' is not cpu, cuda or cuda:N`)
   const onGpu = device !== 'cpu'
   const shape = onGpu ? SHAPES.gpu : SHAPES.cpu
   const iters = Number(process.env.EDPO_BENCH_ITERS ?? (onGpu ? 10 : 3))
-  const dir = process.env.EDPO_BENCH_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), "edpo-bench-model-"))
+  const dir = process.env.EDPO_BENCH_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-model-'))
   try {
     const nparams = writeCheckpoint(dir, shape)
     const info = runtime()
     console.log(`llama ${(nparams / 1e6).toFixed(1)}M parameters, ${shape.B}×${shape.T} tokens on ${device}, forward+backward, best of ${iters} steps × rounds`)
     // Loading the addon set OMP_WAIT_POLICY (lib/core/native.ts) unless it was set; the baseline inherits it.
-    console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? ''}, load ${os.loadavg()[0]!.toFixed(2)}, ${new Date().toISOString()}`)
+    console.log(
+      `${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? ''}, load ${os.loadavg()[0]!.toFixed(2)}, ${new Date().toISOString()}`,
+    )
     const python = torchPython()
     const script = path.resolve(__dirname, '..', '..', 'bench', 'model_torch.py')
     const rounds = Number(process.env.EDPO_BENCH_ROUNDS ?? 2)

@@ -17,8 +17,19 @@ import { EOS, text, writeLlama } from './step-fixture'
 
 // A small llama body: the ratio is about padding, so the body only has to be a transformer.
 const CONFIG = {
-  model_type: 'llama', hidden_act: 'silu', rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, torch_dtype: 'float32',
-  vocab_size: 8192, hidden_size: 256, intermediate_size: 768, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 2048,
+  model_type: 'llama',
+  hidden_act: 'silu',
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
+  torch_dtype: 'float32',
+  vocab_size: 8192,
+  hidden_size: 256,
+  intermediate_size: 768,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 2048,
 }
 const PAIRS_PER_STEP = 8
 const PROMPT = { mean: 150, sd: 80, min: 8, max: 512 }
@@ -63,8 +74,20 @@ async function child(dir: string, dtype: 'float32' | 'bfloat16', paddingFree: bo
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-bench-pf-run-'))
   const trainer = await Trainer.create(
     {
-      model: dir, data: [path.join(dir, 'pairs.jsonl')], out, batchSize: PAIRS_PER_STEP, maxSteps: steps + 1, dtype, paddingFree,
-      learningRate: 1e-6, lrScheduler: 'constant', warmupRatio: 0, maxLength: 4096, maxPromptLength: 4096, logEvery: 1000, seed: 1,
+      model: dir,
+      data: [path.join(dir, 'pairs.jsonl')],
+      out,
+      batchSize: PAIRS_PER_STEP,
+      maxSteps: steps + 1,
+      dtype,
+      paddingFree,
+      learningRate: 1e-6,
+      lrScheduler: 'constant',
+      warmupRatio: 0,
+      maxLength: 4096,
+      maxPromptLength: 4096,
+      logEvery: 1000,
+      seed: 1,
     },
     { log: () => {} },
   )
@@ -79,7 +102,8 @@ async function child(dir: string, dtype: 'float32' | 'bfloat16', paddingFree: bo
     if (state.step <= steps) return
     // Steps 2..steps+1 took the pairs at positions [8, 8·(steps+1)) of the data's permutation.
     const perm = epochPermutation(pairs.length, 1, 0)
-    let tokens = 0, padded = 0
+    let tokens = 0,
+      padded = 0
     for (let k = 1; k <= steps; k++) {
       const batch = Array.from(perm.subarray(k * PAIRS_PER_STEP, (k + 1) * PAIRS_PER_STEP), (i) => pairs[i]!)
       const rows = batch.flatMap((p) => [p.prompt.length + p.chosen.length, p.prompt.length + p.rejected.length])
@@ -116,9 +140,18 @@ async function main(): Promise<void> {
   try {
     const nparams = writeLlama(dir, CONFIG)
     writeData(dir, PAIRS_PER_STEP * (steps + 1))
-    console.log(`padding-free vs padded ε-DPO steps: llama ${(nparams / 1e6).toFixed(1)}M (hidden ${CONFIG.hidden_size}, ${CONFIG.num_hidden_layers} layers), ${dtype}, ${PAIRS_PER_STEP} pairs/step,`)
-    console.log(`prompts ~N(${PROMPT.mean}, ${PROMPT.sd}) in [${PROMPT.min}, ${PROMPT.max}], completions ~N(${COMPLETION.mean}, ${COMPLETION.sd}) in [${COMPLETION.min}, ${COMPLETION.max}]; ${steps} steps after 1 warm-up, best of ${rounds} alternating rounds`)
-    console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${runtime().threads} threads, ${new Date().toISOString()}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+    console.log(
+      `padding-free vs padded ε-DPO steps: llama ${(nparams / 1e6).toFixed(1)}M (hidden ${CONFIG.hidden_size}, ${CONFIG.num_hidden_layers} layers), ${dtype}, ${PAIRS_PER_STEP} pairs/step,`,
+    )
+    console.log(
+      `prompts ~N(${PROMPT.mean}, ${PROMPT.sd}) in [${PROMPT.min}, ${PROMPT.max}], completions ~N(${COMPLETION.mean}, ${COMPLETION.sd}) in [${COMPLETION.min}, ${COMPLETION.max}]; ${steps} steps after 1 warm-up, best of ${rounds} alternating rounds`,
+    )
+    console.log(
+      `${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${runtime().threads} threads, ${new Date().toISOString()}, load ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
+    )
     const best: Record<string, Result | undefined> = {}
     for (let r = 0; r < rounds; r++) {
       for (const pf of [false, true]) {
@@ -127,13 +160,21 @@ async function main(): Promise<void> {
         if (!best[key] || x.seconds < best[key]!.seconds) best[key] = x
       }
     }
-    const padded = best.padded!, free = best['padding-free']!
+    const padded = best.padded!,
+      free = best['padding-free']!
     const worst = Math.max(...padded.losses.map((l, i) => Math.abs(l - free.losses[i]!) / Math.abs(l)))
     console.log(`| layout | s for ${steps} steps | real tokens/s | padded tokens in the batches | peak RSS (MB) |`)
     console.log('|---|---|---|---|---|')
-    for (const [name, x] of [['padded', padded], ['padding-free', free]] as const)
-      console.log(`| ${name} | ${x.seconds.toFixed(2)} | ${(x.tokens / x.seconds).toFixed(0)} | ${x.padded_tokens} (real ${x.tokens}, ${((100 * x.tokens) / x.padded_tokens).toFixed(0)}%) | ${x.peak_rss_mb.toFixed(0)} |`)
-    console.log(`padding-free / padded tokens/s = ${(padded.seconds / free.seconds).toFixed(2)}× (load ${os.loadavg()[0]!.toFixed(2)}); losses agree to ${worst.toExponential(1)} relative`)
+    for (const [name, x] of [
+      ['padded', padded],
+      ['padding-free', free],
+    ] as const)
+      console.log(
+        `| ${name} | ${x.seconds.toFixed(2)} | ${(x.tokens / x.seconds).toFixed(0)} | ${x.padded_tokens} (real ${x.tokens}, ${((100 * x.tokens) / x.padded_tokens).toFixed(0)}%) | ${x.peak_rss_mb.toFixed(0)} |`,
+      )
+    console.log(
+      `padding-free / padded tokens/s = ${(padded.seconds / free.seconds).toFixed(2)}× (load ${os.loadavg()[0]!.toFixed(2)}); losses agree to ${worst.toExponential(1)} relative`,
+    )
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }

@@ -15,24 +15,39 @@ export function writeTokenizer(dir: string, vocab: number): void {
   const v: Record<string, number> = { '<pad>': PAD, '</s>': EOS }
   for (let i = 2; i < vocab; i++) v[`w${i}`] = i
   const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })
-  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({
-    version: '1.0', truncation: null, padding: null, added_tokens: [special(PAD, '<pad>'), special(EOS, '</s>')],
-    normalizer: null, pre_tokenizer: { type: 'WhitespaceSplit' }, post_processor: null, decoder: null,
-    model: { type: 'WordLevel', vocab: v, unk_token: '<pad>' },
-  }))
+  fs.writeFileSync(
+    path.join(dir, 'tokenizer.json'),
+    JSON.stringify({
+      version: '1.0',
+      truncation: null,
+      padding: null,
+      added_tokens: [special(PAD, '<pad>'), special(EOS, '</s>')],
+      normalizer: null,
+      pre_tokenizer: { type: 'WhitespaceSplit' },
+      post_processor: null,
+      decoder: null,
+      model: { type: 'WordLevel', vocab: v, unk_token: '<pad>' },
+    }),
+  )
   fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ eos_token: '</s>', pad_token: '<pad>' }))
 }
 
 /** The text of token ids (EOS left out: the data pipeline appends it to completions). */
 export function text(ids: number[]): string {
-  return ids.filter((i) => i !== EOS).map((i) => `w${i}`).join(' ')
+  return ids
+    .filter((i) => i !== EOS)
+    .map((i) => `w${i}`)
+    .join(' ')
 }
 
 /** A llama's weights for `config` (HF names), seeded: scaled normal matrices, unit norms, an untied head. */
 export function llamaWeights(config: Readonly<Record<string, unknown>>): Record<string, Tensor> {
   const c = config as Record<string, number>
   Tensor.manualSeed(0)
-  const H = c.hidden_size!, I = c.intermediate_size!, hd = H / c.num_attention_heads!, kv = c.num_key_value_heads! * hd
+  const H = c.hidden_size!,
+    I = c.intermediate_size!,
+    hd = H / c.num_attention_heads!,
+    kv = c.num_key_value_heads! * hd
   const mat = (r: number, cols: number) => Tensor.randn([r, cols]).mul(1 / Math.sqrt(cols))
   const t: Record<string, Tensor> = { 'model.embed_tokens.weight': Tensor.randn([c.vocab_size!, H]) }
   for (let l = 0; l < c.num_hidden_layers!; l++) {

@@ -34,7 +34,11 @@ function timed<F extends (...a: never[]) => unknown>(fn: F, name = fn.name): F {
     } finally {
       depth--
     }
-    if (result instanceof Promise) return result.finally(() => { nativeMs += performance.now() - t0; perName.set(name, (perName.get(name) ?? 0) + performance.now() - t0) })
+    if (result instanceof Promise)
+      return result.finally(() => {
+        nativeMs += performance.now() - t0
+        perName.set(name, (perName.get(name) ?? 0) + performance.now() - t0)
+      })
     nativeMs += performance.now() - t0
     perName.set(name, (perName.get(name) ?? 0) + performance.now() - t0)
     return result
@@ -57,7 +61,16 @@ async function main(): Promise<void> {
   const vocab = (JSON.parse(fs.readFileSync(tokenizerFiles[0]!, 'utf8')) as { model: { vocab: Record<string, number> } }).model.vocab
   const model = writeRandomLlama(
     path.join(work, 'model'),
-    { vocabSize: Object.keys(vocab).length, hiddenSize: 64, intermediateSize: 128, layers: 2, heads: 4, kvHeads: 2, maxPositions: 128, eosTokenId: vocab['</s>'] ?? 2 },
+    {
+      vocabSize: Object.keys(vocab).length,
+      hiddenSize: 64,
+      intermediateSize: 128,
+      layers: 2,
+      heads: 4,
+      kvHeads: 2,
+      maxPositions: 128,
+      eosTokenId: vocab['</s>'] ?? 2,
+    },
     1,
     tokenizerFiles,
   )
@@ -76,7 +89,19 @@ async function main(): Promise<void> {
     else if (typeof v === 'function') addon[key] = timed(v as (...a: never[]) => unknown, key)
   }
   const trainer = await Trainer.create(
-    { model, data: [data], out: path.join(work, 'run'), batchSize: 4, gradAccumulation: accumulation, maxSteps: steps + 2, saveEvery: 0, evalEvery: 0, logEvery: 1000, warmupRatio: 0, maxLength: 64 },
+    {
+      model,
+      data: [data],
+      out: path.join(work, 'run'),
+      batchSize: 4,
+      gradAccumulation: accumulation,
+      maxSteps: steps + 2,
+      saveEvery: 0,
+      evalEvery: 0,
+      logEvery: 1000,
+      warmupRatio: 0,
+      maxLength: 64,
+    },
     { log: () => {} },
   )
   const perStep: { wall: number; native: number; syncs: number }[] = []
@@ -101,7 +126,8 @@ async function main(): Promise<void> {
   console.log(
     `| ${tail.length} | ${accumulation} | ${wall.toFixed(1)} | ${(wall - overhead).toFixed(1)} | ${overhead.toFixed(1)} | ${((100 * overhead) / wall).toFixed(1)}% | ${median(tail.map((s) => s.syncs))} |`,
   )
-  if (process.env.EDPO_BENCH_DETAIL) for (const [k, v] of [...perName].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.error(k, (v / (steps + 2)).toFixed(2), 'ms/step')
+  if (process.env.EDPO_BENCH_DETAIL)
+    for (const [k, v] of [...perName].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.error(k, (v / (steps + 2)).toFixed(2), 'ms/step')
   fs.rmSync(work, { recursive: true, force: true })
 }
 

@@ -44,7 +44,16 @@ const WORKLOADS: Workload[] = [
   {
     name: '33m',
     // bench/model.ts's llama: 33.6M parameters.
-    config: { ...LLAMA, vocab_size: 8192, hidden_size: 512, intermediate_size: 1536, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 4, max_position_embeddings: 1024 },
+    config: {
+      ...LLAMA,
+      vocab_size: 8192,
+      hidden_size: 512,
+      intermediate_size: 1536,
+      num_hidden_layers: 8,
+      num_attention_heads: 8,
+      num_key_value_heads: 4,
+      max_position_embeddings: 1024,
+    },
     pairs: 2,
     prompt: 128,
     completion: 128,
@@ -53,7 +62,16 @@ const WORKLOADS: Workload[] = [
   {
     name: 'llama3-vocab',
     // Llama-3's vocabulary on a small body: the loss over V = 128256 dominates the step.
-    config: { ...LLAMA, vocab_size: 128256, hidden_size: 512, intermediate_size: 1536, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 4, max_position_embeddings: 1024 },
+    config: {
+      ...LLAMA,
+      vocab_size: 128256,
+      hidden_size: 512,
+      intermediate_size: 1536,
+      num_hidden_layers: 4,
+      num_attention_heads: 8,
+      num_key_value_heads: 4,
+      max_position_embeddings: 1024,
+    },
     pairs: 2,
     prompt: 128,
     completion: 128,
@@ -62,7 +80,16 @@ const WORKLOADS: Workload[] = [
   {
     name: 'llama3-350m',
     // A GPU-sized step: Llama-3's vocabulary on a 1024-wide, 8-layer body (357M), 4 pairs of 2×1024 tokens.
-    config: { ...LLAMA, vocab_size: 128256, hidden_size: 1024, intermediate_size: 2816, num_hidden_layers: 8, num_attention_heads: 16, num_key_value_heads: 8, max_position_embeddings: 2048 },
+    config: {
+      ...LLAMA,
+      vocab_size: 128256,
+      hidden_size: 1024,
+      intermediate_size: 2816,
+      num_hidden_layers: 8,
+      num_attention_heads: 16,
+      num_key_value_heads: 8,
+      max_position_embeddings: 2048,
+    },
     pairs: 4,
     prompt: 512,
     completion: 512,
@@ -103,7 +130,10 @@ function prepare(dir: string, w: Workload): number {
   })
   for (const p of pairs) rows.push([...p.prompt, ...p.chosen])
   for (const p of pairs) rows.push([...p.prompt, ...p.rejected])
-  fs.writeFileSync(path.join(dir, 'pairs.jsonl'), pairs.map((p) => JSON.stringify({ prompt: text(p.prompt), chosen: text(p.chosen), rejected: text(p.rejected) })).join('\n') + '\n')
+  fs.writeFileSync(
+    path.join(dir, 'pairs.jsonl'),
+    pairs.map((p) => JSON.stringify({ prompt: text(p.prompt), chosen: text(p.chosen), rejected: text(p.rejected) })).join('\n') + '\n',
+  )
   const T = w.prompt + w.completion
   const ids = BigInt64Array.from(rows.flat(), (x) => BigInt(x))
   // Loss positions as the collator makes them: position t predicts a completion token t+1.
@@ -131,9 +161,20 @@ async function child(dir: string, dtype: 'float32' | 'bfloat16', iters: number, 
   const [rows, T] = batch.input_ids!.shape as [number, number]
   const trainer = await Trainer.create(
     {
-      model: dir, data: [path.join(dir, 'pairs.jsonl')], out, batchSize: rows / 2, maxSteps: profileStep ?? iters + 1, dtype, device,
+      model: dir,
+      data: [path.join(dir, 'pairs.jsonl')],
+      out,
+      batchSize: rows / 2,
+      maxSteps: profileStep ?? iters + 1,
+      dtype,
+      device,
       ...(profileStep ? { profileSteps: String(profileStep) } : {}),
-      ...HYPER, lrScheduler: 'constant', warmupRatio: 0, maxLength: 4096, maxPromptLength: 4096, logEvery: 1000,
+      ...HYPER,
+      lrScheduler: 'constant',
+      warmupRatio: 0,
+      maxLength: 4096,
+      maxPromptLength: 4096,
+      logEvery: 1000,
       ...extraConfig(),
     },
     { log: () => {} },
@@ -149,7 +190,13 @@ async function child(dir: string, dtype: 'float32' | 'bfloat16', iters: number, 
   let firstLogps = NaN
   const report = () => {
     const sec = Math.min(...times) // best step: the least disturbed by other load on the machine
-    const r: Result = { engine: `edpo (libtorch ${runtime().libtorchVersion})${device === 'cpu' ? '' : ` on ${device}`}`, seconds: sec, tokens_per_s: (rows * T) / sec, peak_rss_mb: process.resourceUsage().maxRSS / 1024, first_logps: firstLogps }
+    const r: Result = {
+      engine: `edpo (libtorch ${runtime().libtorchVersion})${device === 'cpu' ? '' : ` on ${device}`}`,
+      seconds: sec,
+      tokens_per_s: (rows * T) / sec,
+      peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+      first_logps: firstLogps,
+    }
     console.log(JSON.stringify(r))
     fs.rmSync(out, { recursive: true, force: true })
     process.exit(0) // the timing is done: skip the final evaluation and checkpoint
@@ -180,7 +227,12 @@ function sectionsTable(ours: Map<string, number>, torch: Map<string, number>): s
   const names = [...new Set([...ours.keys(), ...torch.keys()])]
   const cell = (m: Map<string, number>, n: string) => (m.has(n) ? m.get(n)!.toFixed(2) : '')
   const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0).toFixed(2)
-  return ['| section | edpo ms | PyTorch ms |', '|---|---:|---:|', ...names.map((n) => `| ${n} | ${cell(ours, n)} | ${cell(torch, n)} |`), `| **step** | ${total(ours)} | ${total(torch)} |`]
+  return [
+    '| section | edpo ms | PyTorch ms |',
+    '|---|---:|---:|',
+    ...names.map((n) => `| ${n} | ${cell(ours, n)} | ${cell(torch, n)} |`),
+    `| **step** | ${total(ours)} | ${total(torch)} |`,
+  ]
 }
 
 function run(cmd: string, args: string[], env: Record<string, string> = {}): Result {
@@ -201,12 +253,14 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2)
   if (argv[0] === '--child') return child(argv[1]!, argv[2] as 'float32' | 'bfloat16', Number(argv[3]), argv[4]!, argv[5])
   const known = new Set(['--only', '--dtype', '--device', '--profile'])
-  for (let i = 0; i < argv.length; i += 2) if (!known.has(argv[i]!)) throw new Error(`bench:step: unknown argument '${argv[i]}' (known: --only, --dtype, --device, --profile)`)
+  for (let i = 0; i < argv.length; i += 2)
+    if (!known.has(argv[i]!)) throw new Error(`bench:step: unknown argument '${argv[i]}' (known: --only, --dtype, --device, --profile)`)
   const profileRoot = flag(argv, '--profile')
   const device = flag(argv, '--device') ?? 'cpu'
   if (!DEVICE_PATTERN.test(device)) throw new Error(`--device: '${device}' is not cpu, cuda or cuda:N`)
   const only = flag(argv, '--only')
-  if (only !== undefined && !WORKLOADS.some((w) => w.name === only)) throw new Error(`--only: '${only}' is not one of ${WORKLOADS.map((w) => w.name).join(', ')}`)
+  if (only !== undefined && !WORKLOADS.some((w) => w.name === only))
+    throw new Error(`--only: '${only}' is not one of ${WORKLOADS.map((w) => w.name).join(', ')}`)
   const dtypeFlag = flag(argv, '--dtype')
   if (dtypeFlag !== undefined && dtypeFlag !== 'float32' && dtypeFlag !== 'bfloat16') throw new Error(`--dtype: '${dtypeFlag}' is not float32 or bfloat16`)
   const dtypes = dtypeFlag ? [dtypeFlag] : (['float32', 'bfloat16'] as const)
@@ -216,7 +270,12 @@ async function main(): Promise<void> {
   const script = path.resolve(__dirname, '..', '..', 'bench', 'step_torch.py')
   console.log(`whole ε-DPO optimizer step on ${device}, the best step (after 1 warm-up) of ${rounds} alternating rounds`)
   // Loading the addon set OMP_WAIT_POLICY (lib/core/native.ts) unless it was set; the baseline inherits it.
-  console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? ''}, ${new Date().toISOString()}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+  console.log(
+    `${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? ''}, ${new Date().toISOString()}, load ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  )
   const table: string[] = []
   const onGpu = device !== 'cpu'
   for (const w of WORKLOADS.filter((x) => (only === undefined ? onGpu || !x.gpu : x.name === only))) {
@@ -229,20 +288,28 @@ async function main(): Promise<void> {
         let ours: Result | undefined, torch: Result | undefined
         const best = (a: Result | undefined, b: Result): Result =>
           !a ? b : { ...(a.seconds <= b.seconds ? a : b), peak_rss_mb: Math.max(a.peak_rss_mb, b.peak_rss_mb) }
-        const profiles = profileRoot ? { ours: path.resolve(profileRoot, `edpo-${w.name}-${dtype}`), torch: path.resolve(profileRoot, `pytorch-${w.name}-${dtype}`) } : undefined
+        const profiles = profileRoot
+          ? { ours: path.resolve(profileRoot, `edpo-${w.name}-${dtype}`), torch: path.resolve(profileRoot, `pytorch-${w.name}-${dtype}`) }
+          : undefined
         for (let r = 0; r < rounds; r++) {
           const profile = r === 0 ? profiles : undefined
           ours = best(ours, run(process.execPath, [__filename, '--child', dir, dtype, String(iters), device, ...(profile ? [profile.ours] : [])]))
-          torch = best(torch, run(python, [script, dir, dtype, String(iters), String(info.threads), device], profile ? { EDPO_BENCH_PROFILE: profile.torch } : {}))
+          torch = best(
+            torch,
+            run(python, [script, dir, dtype, String(iters), String(info.threads), device], profile ? { EDPO_BENCH_PROFILE: profile.torch } : {}),
+          )
         }
         const ratio = ours!.tokens_per_s / torch!.tokens_per_s
         console.log(`${shape}, ${dtype}: edpo / PyTorch tokens/s = ${ratio.toFixed(2)}× (load ${os.loadavg()[0]!.toFixed(2)})`)
         if (profiles) {
           console.log(`profiled step (${profiles.ours}, ${profiles.torch}):`)
-          for (const line of sectionsTable(meanSections(path.join(profiles.ours, 'sections.json')), meanSections(path.join(profiles.torch, 'sections.json')))) console.log(line)
+          for (const line of sectionsTable(meanSections(path.join(profiles.ours, 'sections.json')), meanSections(path.join(profiles.torch, 'sections.json'))))
+            console.log(line)
         }
         for (const x of [ours!, torch!])
-          table.push(`| ${w.name} | ${dtype} | ${x.engine} | ${x.seconds.toFixed(3)} | ${x.tokens_per_s.toFixed(0)} | ${x.peak_rss_mb.toFixed(0)} | ${x.first_logps.toFixed(3)} |`)
+          table.push(
+            `| ${w.name} | ${dtype} | ${x.engine} | ${x.seconds.toFixed(3)} | ${x.tokens_per_s.toFixed(0)} | ${x.peak_rss_mb.toFixed(0)} | ${x.first_logps.toFixed(3)} |`,
+          )
         table.push(`| ${w.name} | ${dtype} | **ratio** | | **${ratio.toFixed(2)}×** | | |`)
       }
     } finally {

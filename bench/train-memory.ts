@@ -107,7 +107,8 @@ function writeData(file: string, n: number): void {
     state = (state * 1103515245 + 12345) % 2 ** 31
     return state / 2 ** 31
   }
-  const text = (lo: number, hi: number) => Array.from({ length: lo + Math.floor(rand() * (hi - lo + 1)) }, () => WORDS[Math.floor(rand() * WORDS.length)]!).join(' ')
+  const text = (lo: number, hi: number) =>
+    Array.from({ length: lo + Math.floor(rand() * (hi - lo + 1)) }, () => WORDS[Math.floor(rand() * WORDS.length)]!).join(' ')
   const rows = Array.from({ length: n }, () => ({
     prompt: [{ role: 'user', content: text(40, 120) }],
     chosen: [{ role: 'assistant', content: text(100, 250) }],
@@ -146,12 +147,34 @@ async function child(model: string, data: string, out: string, gradAccumulation:
     const m = addon.memoryStats()
     const used = process.cpuUsage(cpu)
     const seconds = (performance.now() - started) / 1000
-    phases.push({ phase, peakRss: peakRssSince(0), endRss: rssBytes(), peakTensors: m.peakTensorBytes, endTensors: m.tensorBytes, seconds, user: used.user / 1e6, system: used.system / 1e6, memory })
+    phases.push({
+      phase,
+      peakRss: peakRssSince(0),
+      endRss: rssBytes(),
+      peakTensors: m.peakTensorBytes,
+      endTensors: m.tensorBytes,
+      seconds,
+      user: used.user / 1e6,
+      system: used.system / 1e6,
+      memory,
+    })
     begin()
   }
   begin()
   const trainer = await Trainer.create(
-    { model, data: [data], out, dtype: 'bfloat16', batchSize: 2, maxLength: 512, maxSteps: steps, gradAccumulation, gradientCheckpointing, logEvery: 1, saveEvery: 0 },
+    {
+      model,
+      data: [data],
+      out,
+      dtype: 'bfloat16',
+      batchSize: 2,
+      maxLength: 512,
+      maxSteps: steps,
+      gradAccumulation,
+      gradientCheckpointing,
+      logEvery: 1,
+      saveEvery: 0,
+    },
     { log: (line) => process.stderr.write(line + '\n') },
   )
   end('load')
@@ -171,7 +194,10 @@ const memAvailable = () => Number(/^MemAvailable:\s+(\d+) kB/m.exec(fs.readFileS
 // available memory falls under 1 GiB (the machine is shared; an RSS ulimit is not enforced on Linux).
 function runChild(args: string[], maxRss: number): Promise<Phase[]> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [__filename, '--child', ...args], { env: { ...process.env, EDPO_MEMORY_REPORT: '1' }, stdio: ['ignore', 'pipe', 'inherit'] })
+    const p = spawn(process.execPath, [__filename, '--child', ...args], {
+      env: { ...process.env, EDPO_MEMORY_REPORT: '1' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
     let stdout = ''
     let killed = ''
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
@@ -228,10 +254,20 @@ async function main(): Promise<void> {
       `qwen2 ${(params / 1e6).toFixed(1)}M parameters (${shape.layers} layers, hidden ${shape.hidden}, vocab ${shape.vocab}, tied), bf16, batch 2 × max length 512, ` +
         `grad accumulation ${gradAccumulation}, ${steps} steps${checkpointing ? ', gradient checkpointing' : ''}; watchdog at ${gb(maxRss)} GB RSS`,
     )
-    console.log(`${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, libtorch ${info.libtorchVersion}, ${new Date().toISOString()}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`)
+    console.log(
+      `${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${info.threads} threads, libtorch ${info.libtorchVersion}, ${new Date().toISOString()}, load ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    )
     const phases = await runChild([model, data, path.join(work, 'run'), String(gradAccumulation), String(steps), checkpointing ? '1' : '0'], maxRss)
     report(phases, params)
-    console.log(`load at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`)
+    console.log(
+      `load at the end ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    )
   } finally {
     fs.rmSync(work, { recursive: true, force: true })
   }
@@ -250,7 +286,9 @@ function report(phases: Phase[], params: number): void {
       `master ${gb(get('master_weights'))}, moments ${gb(get('optimizer_moments'))}, gradients ${gb(get('gradients'))}; ` +
       `activations ${gb(activations)} GB (kept by a forward for its backward, largest micro-batch); temporaries at the peak ${gb(temporaries)} GB`,
   )
-  console.log('| phase | wall s | CPU s (user + sys) | peak RSS (GB) | peak RSS / (state + activations) | peak live tensors (GB) | RSS after (GB) | live tensors after (GB) |')
+  console.log(
+    '| phase | wall s | CPU s (user + sys) | peak RSS (GB) | peak RSS / (state + activations) | peak live tensors (GB) | RSS after (GB) | live tensors after (GB) |',
+  )
   console.log('|---|---|---|---|---|---|---|---|')
   for (const p of phases)
     console.log(

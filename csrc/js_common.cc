@@ -26,7 +26,9 @@ Napi::Error coded_error(Napi::Env env, const std::string& message, const char* c
 }  // namespace
 
 Napi::Error make_error(Napi::Env env, const std::string& message) { return coded_error(env, message, "EDPO_NATIVE"); }
-Napi::Error make_input_error(Napi::Env env, const std::string& message) { return coded_error(env, message, "EDPO_INPUT"); }
+Napi::Error make_input_error(Napi::Env env, const std::string& message) {
+  return coded_error(env, message, "EDPO_INPUT");
+}
 Napi::Error make_error(Napi::Env env, const std::exception& e) {
   if (dynamic_cast<const edpo::ArgumentError*>(&e) != nullptr) return make_input_error(env, e.what());
   return make_error(env, error_message(e));
@@ -114,7 +116,9 @@ Napi::Promise PromiseWorker::Run(Napi::Env env, Work work, Finish finish) {
 }
 
 PromiseWorker::PromiseWorker(Napi::Env env, Work work, Finish finish)
-    : Napi::AsyncWorker(env, "edpo"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
+    : Napi::AsyncWorker(env, "edpo"),
+      deferred_(Napi::Promise::Deferred::New(env)),
+      work_(std::move(work)),
       finish_(std::move(finish)) {
   if (profiler_active()) profiled_state_ = std::make_unique<at::ThreadLocalState>();
 }

@@ -36,7 +36,8 @@ std::vector<at::Tensor> targets(std::vector<at::Tensor> tensors, bool grads) {
 }
 
 const ArgDecl kGroup{"group", ArgKind::Group, "The process group (distCreateGroup)."};
-const ArgDecl kTensors{"tensors", ArgKind::TensorList, "The tensors, or with grads the parameters whose .grad is meant."};
+const ArgDecl kTensors{"tensors", ArgKind::TensorList,
+                       "The tensors, or with grads the parameters whose .grad is meant."};
 const ArgDecl kBucket{"bucketBytes", ArgKind::Integer, "Bytes per flattened bucket (one collective each).", 0, 1};
 const ArgDecl kRoot{"root", ArgKind::Integer, "The rank that sends (broadcast) or receives (reduce).", 0, 0};
 const ArgDecl kGrads{"grads", ArgKind::Boolean, "Work on the tensors' gradients, not the tensors."};
@@ -57,9 +58,11 @@ double clip_grad_norm_across(edpo::dist::Group& group, const std::vector<at::Ten
     if (p.grad().defined()) grads.push_back(p.grad());
   // This rank's Σ g² (as clipGradNorm computes it: fp64, no fp64 copy of a gradient), on its
   // gradients' device; a rank that owns none adds a zero on its parameters' device.
-  const at::Tensor sq = grads.empty()
-      ? at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(params.empty() ? at::kCPU : params[0].device()))
-      : edpo::grad_square_sum(grads);
+  const at::Tensor sq =
+      grads.empty()
+          ? at::zeros({1},
+                      at::TensorOptions().dtype(at::kDouble).device(params.empty() ? at::kCPU : params[0].device()))
+          : edpo::grad_square_sum(grads);
   group.allreduce({sq}, false, false, int64_t(1) << 20);
   return edpo::clip_by_square_sum(grads, sq, max_norm);
 }
@@ -81,20 +84,26 @@ bool exit_with_parent(int64_t parent) {
 
 void declare_dist_ops(std::vector<OpDecl>& ops) {
   using K = ArgKind;
-  const auto async = [&ops](std::string name, std::string doc, std::vector<ArgDecl> args, std::vector<ResultDecl> results,
-                            std::function<OpResults(const OpArgs&)> run) {
-    ops.push_back({std::move(name), std::move(doc), std::move(args), std::move(results), std::move(run), Call::Positional,
-                   Mode::Async, Returns::Value});
+  const auto async = [&ops](std::string name, std::string doc, std::vector<ArgDecl> args,
+                            std::vector<ResultDecl> results, std::function<OpResults(const OpArgs&)> run) {
+    ops.push_back({std::move(name), std::move(doc), std::move(args), std::move(results), std::move(run),
+                   Call::Positional, Mode::Async, Returns::Value});
   };
-  async("distCreateGroup", "A c10d process group: a FileStore at storePath, else a TCPStore at host:port; Gloo or NCCL.",
-        {{"options", K::Object, "The group's settings.", 0, NAN,
+  async("distCreateGroup",
+        "A c10d process group: a FileStore at storePath, else a TCPStore at host:port; Gloo or NCCL.",
+        {{"options",
+          K::Object,
+          "The group's settings.",
+          0,
+          NAN,
           {{"backend", K::String, "'gloo' or 'nccl'."},
            {"rank", K::Integer, "This process's rank.", 0, 0},
            {"worldSize", K::Integer, "The number of ranks.", 0, 1},
            {"storePath", K::OptionalString, "A FileStore's file (one machine); else the TCPStore below."},
            {"host", K::OptionalString, "The TCPStore's address (rank 0 serves it)."},
            {"port", K::OptionalInteger, "The TCPStore's port.", 0, 0},
-           {"tcpClientOnly", K::OptionalBoolean, "torchrun >= 2's agent serves the store itself (TORCHELASTIC_USE_AGENT_STORE)."},
+           {"tcpClientOnly", K::OptionalBoolean,
+            "torchrun >= 2's agent serves the store itself (TORCHELASTIC_USE_AGENT_STORE)."},
            {"glooInterface", K::OptionalString, "GLOO_SOCKET_IFNAME: the network interface Gloo binds."},
            {"glooHostname", K::OptionalString, "The address Gloo binds, where no interface is named."},
            {"timeoutMs", K::Integer, "How long any collective or store wait may take.", 0, 1}},
@@ -114,21 +123,27 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
           g.timeout = std::chrono::milliseconds(o.integer("timeoutMs"));
           return {edpo::dist::create_group(g)};
         });
-  async("distAllreduce", "Sums (or averages, or takes the max of) the tensors over every rank, in place, bucket by bucket.",
+  async("distAllreduce",
+        "Sums (or averages, or takes the max of) the tensors over every rank, in place, bucket by bucket.",
         {kGroup, kTensors,
-         options({{"max", K::Boolean, "The elementwise max instead of the sum."}, kAverage, kGrads, kBucket}, "NativeAllreduceOptions")},
+         options({{"max", K::Boolean, "The elementwise max instead of the sum."}, kAverage, kGrads, kBucket},
+                 "NativeAllreduceOptions")},
         {}, [](const OpArgs& a) -> OpResults {
           const OpArgs& o = a.object("o");
-          a.group("group")->allreduce(targets(a.list("tensors"), o.flag("grads")), o.flag("max"), o.flag("average"), o.integer("bucketBytes"));
+          a.group("group")->allreduce(targets(a.list("tensors"), o.flag("grads")), o.flag("max"), o.flag("average"),
+                                      o.integer("bucketBytes"));
           return {};
         });
-  async("distReduce", "Sums (or averages) the tensors onto rank root, bucket by bucket; the other ranks' tensors are left unspecified.",
-        {kGroup, kTensors, options({kRoot, kAverage, kGrads, kBucket}, "NativeReduceOptions")}, {},
-        [](const OpArgs& a) -> OpResults {
-          const OpArgs& o = a.object("o");
-          a.group("group")->reduce(targets(a.list("tensors"), o.flag("grads")), int(o.integer("root")), o.flag("average"), o.integer("bucketBytes"));
-          return {};
-        });
+  async(
+      "distReduce",
+      "Sums (or averages) the tensors onto rank root, bucket by bucket; the other ranks' tensors are left unspecified.",
+      {kGroup, kTensors, options({kRoot, kAverage, kGrads, kBucket}, "NativeReduceOptions")}, {},
+      [](const OpArgs& a) -> OpResults {
+        const OpArgs& o = a.object("o");
+        a.group("group")->reduce(targets(a.list("tensors"), o.flag("grads")), int(o.integer("root")), o.flag("average"),
+                                 o.integer("bucketBytes"));
+        return {};
+      });
   async("distBroadcast", "Copies rank root's tensors into every rank's, in place, bucket by bucket.",
         {kGroup, kTensors, options({kRoot, kBucket}, "NativeBroadcastOptions")}, {}, [](const OpArgs& a) -> OpResults {
           const OpArgs& o = a.object("o");
@@ -136,7 +151,8 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
           a.group("group")->broadcast(a.list("tensors"), int(o.integer("root")), o.integer("bucketBytes"));
           return {};
         });
-  async("distAllgather", "Every rank's `tensor`, stacked: [world, ...shape].", {kGroup, {"tensor", K::Tensor, "This rank's tensor."}},
+  async("distAllgather", "Every rank's `tensor`, stacked: [world, ...shape].",
+        {kGroup, {"tensor", K::Tensor, "This rank's tensor."}},
         {{"gathered", false, "[world, ...shape].", ResultKind::Tensor}},
         [](const OpArgs& a) -> OpResults { return {a.group("group")->allgather(a.tensor("tensor"))}; });
   async("distBarrier", "Waits until every rank has reached it.", {kGroup}, {}, [](const OpArgs& a) -> OpResults {
@@ -144,57 +160,87 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
     return {};
   });
   async("distClipGradNorm",
-        "The global gradient norm over every rank's params (each rank passing those whose gradients it owns), clipping them to maxNorm.",
-        {kGroup, {"params", K::TensorList, "This rank's parameters (their .grad is used)."},
+        "The global gradient norm over every rank's params (each rank passing those whose gradients it owns), clipping "
+        "them to maxNorm.",
+        {kGroup,
+         {"params", K::TensorList, "This rank's parameters (their .grad is used)."},
          {"maxNorm", K::Number, "The largest norm let through (0: never clip)."}},
-        {{"norm", false, "The global norm before clipping.", ResultKind::Number}},
-        [](const OpArgs& a) -> OpResults { return {clip_grad_norm_across(*a.group("group"), a.list("params"), a.number("maxNorm"))}; });
-  ops.push_back({"distReducerCreate",
-                 "Hooks on every parameter's gradient accumulation (csrc/dist/grad_reducer.h) that reduce its gradients bucket by "
-                 "bucket during an armed backward.",
-                 {kGroup, {"params", K::TensorList, "The parameters, in registration order."},
-                  options({kBucket, {"owners", K::IntegerList, "ZeRO-2: each parameter's owner rank (reduce onto it); empty: all-reduce."}},
-                          "NativeReducerOptions")},
-                 {{"reducer", false, "The reducer handle.", ResultKind::Reducer}},
-                 [](const OpArgs& a) -> OpResults {
-                   const OpArgs& o = a.object("o");
-                   const auto& params = a.list("params");
-                   std::vector<int> owners;
-                   for (const int64_t r : o.integer_list("owners")) owners.push_back(int(r));
-                   EDPO_ARG_CHECK(owners.empty() || owners.size() == params.size(), "o.owners: expected one rank per parameter (",
-                                  params.size(), "), got ", owners.size());
-                   return {std::make_shared<edpo::dist::GradReducer>(a.group("group"), params, o.integer("bucketBytes"), std::move(owners))};
-                 },
-                 Call::Positional, Mode::Sync, Returns::Value});
+        {{"norm", false, "The global norm before clipping.", ResultKind::Number}}, [](const OpArgs& a) -> OpResults {
+          return {clip_grad_norm_across(*a.group("group"), a.list("params"), a.number("maxNorm"))};
+        });
+  ops.push_back(
+      {"distReducerCreate",
+       "Hooks on every parameter's gradient accumulation (csrc/dist/grad_reducer.h) that reduce its gradients bucket "
+       "by "
+       "bucket during an armed backward.",
+       {kGroup,
+        {"params", K::TensorList, "The parameters, in registration order."},
+        options(
+            {kBucket,
+             {"owners", K::IntegerList, "ZeRO-2: each parameter's owner rank (reduce onto it); empty: all-reduce."}},
+            "NativeReducerOptions")},
+       {{"reducer", false, "The reducer handle.", ResultKind::Reducer}},
+       [](const OpArgs& a) -> OpResults {
+         const OpArgs& o = a.object("o");
+         const auto& params = a.list("params");
+         std::vector<int> owners;
+         for (const int64_t r : o.integer_list("owners")) owners.push_back(int(r));
+         EDPO_ARG_CHECK(owners.empty() || owners.size() == params.size(), "o.owners: expected one rank per parameter (",
+                        params.size(), "), got ", owners.size());
+         return {std::make_shared<edpo::dist::GradReducer>(a.group("group"), params, o.integer("bucketBytes"),
+                                                           std::move(owners))};
+       },
+       Call::Positional,
+       Mode::Sync,
+       Returns::Value});
   const ArgDecl reducer{"reducer", K::Reducer, "The reducer (distReducerCreate)."};
-  ops.push_back({"distReducerArm", "The next backward reduces the gradients as autograd produces them (the last micro-batch's).", {reducer},
-                 {}, [](const OpArgs& a) -> OpResults {
+  ops.push_back({"distReducerArm",
+                 "The next backward reduces the gradients as autograd produces them (the last micro-batch's).",
+                 {reducer},
+                 {},
+                 [](const OpArgs& a) -> OpResults {
                    a.reducer("reducer")->arm();
                    return {};
                  },
-                 Call::Positional, Mode::Sync, Returns::Value});
-  ops.push_back({"distReducerFinish",
-                 "After the armed backward: starts the buckets it did not, waits for every one, and leaves this rank's gradients averaged.",
-                 {reducer},
-                 {{"buckets", false, "The number of buckets.", ResultKind::Number},
-                  {"startedInBackward", false, "Buckets whose collective the backward's hooks started.", ResultKind::Number},
-                  {"startedBeforeLastHook", false, "Buckets started when the backward's last hook fired.", ResultKind::Number},
-                  {"peakGradientBytes", false, "This rank's gradient and bucket bytes at their peak over the backward and the wait.",
-                   ResultKind::Number}},
-                 [](const OpArgs& a) -> OpResults {
-                   const auto s = a.reducer("reducer")->finish();
-                   return {double(s.buckets), double(s.started_in_backward), double(s.started_before_last_hook), double(s.peak_gradient_bytes)};
-                 },
-                 Call::Positional, Mode::Async, Returns::Fields, "ReducerStats"});
-  ops.push_back({"distNcclAvailable", "Whether this build has NCCL.", {}, {{"available", false, "Whether NCCL is there.", ResultKind::Boolean}},
-                 [](const OpArgs&) -> OpResults { return {edpo::dist::nccl_available()}; }, Call::Positional, Mode::Sync,
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
+  ops.push_back(
+      {"distReducerFinish",
+       "After the armed backward: starts the buckets it did not, waits for every one, and leaves this rank's gradients "
+       "averaged.",
+       {reducer},
+       {{"buckets", false, "The number of buckets.", ResultKind::Number},
+        {"startedInBackward", false, "Buckets whose collective the backward's hooks started.", ResultKind::Number},
+        {"startedBeforeLastHook", false, "Buckets started when the backward's last hook fired.", ResultKind::Number},
+        {"peakGradientBytes", false,
+         "This rank's gradient and bucket bytes at their peak over the backward and the wait.", ResultKind::Number}},
+       [](const OpArgs& a) -> OpResults {
+         const auto s = a.reducer("reducer")->finish();
+         return {double(s.buckets), double(s.started_in_backward), double(s.started_before_last_hook),
+                 double(s.peak_gradient_bytes)};
+       },
+       Call::Positional,
+       Mode::Async,
+       Returns::Fields,
+       "ReducerStats"});
+  ops.push_back({"distNcclAvailable",
+                 "Whether this build has NCCL.",
+                 {},
+                 {{"available", false, "Whether NCCL is there.", ResultKind::Boolean}},
+                 [](const OpArgs&) -> OpResults { return {edpo::dist::nccl_available()}; },
+                 Call::Positional,
+                 Mode::Sync,
                  Returns::Value});
   ops.push_back({"distExitWithParent",
-                 "Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); false when the parent is no longer parentPid.",
+                 "Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); false when the parent is no "
+                 "longer parentPid.",
                  {{"parentPid", K::Integer, "The launcher's pid.", 0, 1}},
                  {{"sameParent", false, "Whether the parent is still parentPid.", ResultKind::Boolean}},
-                 [](const OpArgs& a) -> OpResults { return {exit_with_parent(a.integer("parentPid"))}; }, Call::Positional,
-                 Mode::Sync, Returns::Value});
+                 [](const OpArgs& a) -> OpResults { return {exit_with_parent(a.integer("parentPid"))}; },
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
 }
 
 }  // namespace edpo_js

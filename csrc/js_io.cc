@@ -34,7 +34,8 @@ void read_all(int fd, char* dst, int64_t nbytes, int64_t offset, const std::stri
 }  // namespace
 
 // Reads the entries' bytes from the file at `path` into new CPU tensors.
-std::vector<at::Tensor> read_tensors(const std::string& path, const std::vector<std::shared_ptr<const OpArgs>>& entries) {
+std::vector<at::Tensor> read_tensors(const std::string& path,
+                                     const std::vector<std::shared_ptr<const OpArgs>>& entries) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   TORCH_CHECK(fd >= 0, path, ": cannot open: ", std::strerror(errno));
   FileCloser closer{fd};
@@ -45,8 +46,8 @@ std::vector<at::Tensor> read_tensors(const std::string& path, const std::vector<
     const std::string& name = e.string("name");
     const int64_t nbytes = int64_t(e.number("nbytes"));
     at::Tensor t = at::empty(e.integer_list("shape"), at::TensorOptions().dtype(e.dtype("dtype")));
-    TORCH_CHECK(int64_t(t.nbytes()) == nbytes, path, ": tensor '", name, "' has ", nbytes, " bytes but dtype and shape need ",
-                t.nbytes());
+    TORCH_CHECK(int64_t(t.nbytes()) == nbytes, path, ": tensor '", name, "' has ", nbytes,
+                " bytes but dtype and shape need ", t.nbytes());
     read_all(fd, static_cast<char*>(t.data_ptr()), nbytes, int64_t(e.number("offset")), path, name);
     out.push_back(std::move(t));
   }
@@ -90,30 +91,38 @@ void write_tensors(const std::string& path, const std::vector<uint8_t>& header, 
 
 void declare_io_ops(std::vector<OpDecl>& ops) {
   using K = ArgKind;
-  ops.push_back({"readTensors",
-                 "Reads tensors' bytes from a file into new CPU tensors (the safetensors reader in lib/io).",
-                 {{"path", K::String, "The file."},
-                  {"entries", K::ObjectList, "Per tensor: its name, dtype, shape, absolute offset and byte count.", 0, NAN,
-                   {{"name", K::String, "The tensor's name (for errors)."},
-                    {"dtype", K::DType, "Its dtype."},
-                    {"shape", K::Shape, "Its shape."},
-                    {"offset", K::Number, "Absolute file offset of its bytes."},
-                    {"nbytes", K::Number, "Its byte count."}},
-                   "NativeReadEntry"}},
-                 {{"tensors", false, "The tensors, in the entries' order.", ResultKind::TensorList}},
-                 [](const OpArgs& a) -> OpResults { return {read_tensors(a.string("path"), a.object_list("entries"))}; }});
-  ops.push_back({"writeTensors",
-                 "Writes a safetensors file: the 8-byte little-endian header length, the header, then each tensor's bytes "
-                 "in order, straight from its storage.",
-                 {{"path", K::String, "The file (created or truncated)."},
-                  {"header", K::Bytes, "The JSON header, already laid out by lib/io."},
-                  {"tensors", K::TensorList, "The tensors, in the header's order."}},
-                 {},
-                 [](const OpArgs& a) -> OpResults {
-                   write_tensors(a.string("path"), a.byte_array("header"), a.list("tensors"));
-                   return {};
-                 },
-                 Call::Positional, Mode::Sync, Returns::Value});
+  ops.push_back(
+      {"readTensors",
+       "Reads tensors' bytes from a file into new CPU tensors (the safetensors reader in lib/io).",
+       {{"path", K::String, "The file."},
+        {"entries",
+         K::ObjectList,
+         "Per tensor: its name, dtype, shape, absolute offset and byte count.",
+         0,
+         NAN,
+         {{"name", K::String, "The tensor's name (for errors)."},
+          {"dtype", K::DType, "Its dtype."},
+          {"shape", K::Shape, "Its shape."},
+          {"offset", K::Number, "Absolute file offset of its bytes."},
+          {"nbytes", K::Number, "Its byte count."}},
+         "NativeReadEntry"}},
+       {{"tensors", false, "The tensors, in the entries' order.", ResultKind::TensorList}},
+       [](const OpArgs& a) -> OpResults { return {read_tensors(a.string("path"), a.object_list("entries"))}; }});
+  ops.push_back(
+      {"writeTensors",
+       "Writes a safetensors file: the 8-byte little-endian header length, the header, then each tensor's bytes "
+       "in order, straight from its storage.",
+       {{"path", K::String, "The file (created or truncated)."},
+        {"header", K::Bytes, "The JSON header, already laid out by lib/io."},
+        {"tensors", K::TensorList, "The tensors, in the header's order."}},
+       {},
+       [](const OpArgs& a) -> OpResults {
+         write_tensors(a.string("path"), a.byte_array("header"), a.list("tensors"));
+         return {};
+       },
+       Call::Positional,
+       Mode::Sync,
+       Returns::Value});
 }
 
 }  // namespace edpo_js

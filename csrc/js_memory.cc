@@ -190,10 +190,10 @@ class BlockCache {
   static void unmap(Header* h) { munmap(h, h->length); }
 
   std::mutex mu_;
-  ByLength by_length_;                 // (length, when freed) → block
+  ByLength by_length_;                  // (length, when freed) → block
   std::map<uint64_t, Header*> by_age_;  // when freed → block: the eviction order
-  int64_t cached_ = 0;  // bytes mapped by cached blocks
-  int64_t slack_ = 0;   // bytes live mapped blocks hold beyond what their tensors asked for
+  int64_t cached_ = 0;                  // bytes mapped by cached blocks
+  int64_t slack_ = 0;                   // bytes live mapped blocks hold beyond what their tensors asked for
   uint64_t clock_ = 0, hits_ = 0, misses_ = 0, resized_ = 0;
 };
 
@@ -312,26 +312,33 @@ void InitMemory(Napi::Env, Napi::Object) { install_counting_allocator(); }
 
 void declare_memory_ops(std::vector<OpDecl>& ops) {
   using R = ResultKind;
-  const auto number = [](const char* name, bool optional, const char* doc) { return ResultDecl{name, optional, doc, R::Number}; };
-  ops.push_back({"memoryStats",
-                 "CPU tensor bytes (counted by the addon's allocator) and glibc's heaps; the heap fields are absent without "
-                 "glibc ≥ 2.33.",
-                 {},
-                 {number("tensorBytes", false, "CPU tensor bytes live now."),
-                  number("peakTensorBytes", false, "Their peak since resetPeakMemory()."),
-                  number("cachedBytes", true,
-                         "Linux: bytes of freed large tensor blocks the addon's allocator keeps mapped for reuse (bounded by "
-                         "the peak of live tensor bytes)."),
-                  number("cacheHits", true,
-                         "Linux: large-block requests served by a cached block of the same length (cacheMisses: those that "
-                         "were not: resized from the nearest cached block, or newly mapped)."),
-                  number("cacheMisses", true, "Linux: large-block requests no cached block of the same length served."),
-                  number("cacheResized", true, "Linux: misses served by resizing the cached block nearest in length (mremap keeps its pages)."),
-                  number("heapBytes", true, "glibc: the bytes of its heaps (all arenas)."),
-                  number("heapFreeBytes", true, "glibc: the free bytes its heaps hold (still counted in RSS unless trimmed)."),
-                  number("mmapBytes", true, "glibc: its mmap'd blocks.")},
-                 [](const OpArgs&) { return memory_stats(); },
-                 Call::Positional, Mode::Sync, Returns::Fields, "NativeMemoryStats"});
+  const auto number = [](const char* name, bool optional, const char* doc) {
+    return ResultDecl{name, optional, doc, R::Number};
+  };
+  ops.push_back(
+      {"memoryStats",
+       "CPU tensor bytes (counted by the addon's allocator) and glibc's heaps; the heap fields are absent without "
+       "glibc ≥ 2.33.",
+       {},
+       {number("tensorBytes", false, "CPU tensor bytes live now."),
+        number("peakTensorBytes", false, "Their peak since resetPeakMemory()."),
+        number("cachedBytes", true,
+               "Linux: bytes of freed large tensor blocks the addon's allocator keeps mapped for reuse (bounded by "
+               "the peak of live tensor bytes)."),
+        number("cacheHits", true,
+               "Linux: large-block requests served by a cached block of the same length (cacheMisses: those that "
+               "were not: resized from the nearest cached block, or newly mapped)."),
+        number("cacheMisses", true, "Linux: large-block requests no cached block of the same length served."),
+        number("cacheResized", true,
+               "Linux: misses served by resizing the cached block nearest in length (mremap keeps its pages)."),
+        number("heapBytes", true, "glibc: the bytes of its heaps (all arenas)."),
+        number("heapFreeBytes", true, "glibc: the free bytes its heaps hold (still counted in RSS unless trimmed)."),
+        number("mmapBytes", true, "glibc: its mmap'd blocks.")},
+       [](const OpArgs&) { return memory_stats(); },
+       Call::Positional,
+       Mode::Sync,
+       Returns::Fields,
+       "NativeMemoryStats"});
   ops.push_back({"resetPeakMemory",
                  "Starts a new peak of live CPU tensor bytes (memoryStats().peakTensorBytes) from the bytes live now.",
                  {},
@@ -340,13 +347,17 @@ void declare_memory_ops(std::vector<OpDecl>& ops) {
                    peak_bytes.store(live_bytes.load());
                    return {};
                  },
-                 Call::Positional, Mode::Sync, Returns::Value});
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
   ops.push_back({"storageBytes",
                  "The bytes of the tensors' distinct storages (aliases such as a tied lm_head count once).",
                  {{"tensors", ArgKind::TensorList, "The tensors."}},
                  {number("bytes", false, "Their storages' bytes.")},
                  [](const OpArgs& a) -> OpResults { return {storage_bytes(a.list("tensors"))}; },
-                 Call::Positional, Mode::Sync, Returns::Value});
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
   ops.push_back({"trimHeap",
                  "Gives the free pages glibc's heaps hold back to the OS once they add up to 8 MiB.",
                  {},
@@ -355,7 +366,9 @@ void declare_memory_ops(std::vector<OpDecl>& ops) {
                    trim_heap();
                    return {};
                  },
-                 Call::Positional, Mode::Sync, Returns::Value});
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
 }
 
 }  // namespace edpo_js

@@ -28,11 +28,11 @@ void check_forward_args(const OpArgs& a) {
   EDPO_ARG_CHECK(!a.tensor("attentionMask").defined() && !positions.defined(),
                  "sequenceLengths: padding-free rows take no attentionMask or positionIds");
   EDPO_ARG_CHECK(ids.dim() == 2 && int64_t(lengths.size()) == ids.size(0),
-                 "sequenceLengths: expected one length per row of inputIds (", ids.dim() == 2 ? ids.size(0) : -1, "), got ",
-                 lengths.size());
+                 "sequenceLengths: expected one length per row of inputIds (", ids.dim() == 2 ? ids.size(0) : -1,
+                 "), got ", lengths.size());
   for (size_t b = 0; b < lengths.size(); ++b)
-    EDPO_ARG_CHECK(lengths[b] >= 1 && lengths[b] <= ids.size(1), "sequenceLengths[", b, "]: ", lengths[b], " is not in [1, ",
-                   ids.size(1), "]");
+    EDPO_ARG_CHECK(lengths[b] >= 1 && lengths[b] <= ids.size(1), "sequenceLengths[", b, "]: ", lengths[b],
+                   " is not in [1, ", ids.size(1), "]");
 }
 
 const std::vector<ArgDecl> kConfigFields = {
@@ -166,42 +166,44 @@ void declare_model_ops(std::vector<OpDecl>& ops) {
              ids, a.tensor("attentionMask"), positions, nullptr, false, a.flag("logits"), lengths, a.flag("adapters"));
          return {out.logits, out.hidden};
        }});
-  ops.push_back(
-      {"modelGenerate",
-       "Samples (or greedily decodes) up to maxNewTokens per row with a CausalLM.",
-       {model,
-        input_ids,
-        {"maxNewTokens", K::Integer, "Tokens to add per row, >= 0."},
-        {"temperature", K::Number, "0: greedy."},
-        {"topP", K::Number, "Nucleus sampling mass in (0, 1]."},
-        {"topK", K::Integer, "0: no top-k cut."},
-        {"seed", K::OptionalInteger, "Seeds a private generator (>= 0); absent: the global one.", 0, 0},
-        {"eosTokenIds", K::IntegerList, "A row stops at any of these tokens."},
-        {"attentionMask", K::OptionalTensor, "[B,T] with zeros on the left for left-padded prompts."},
-        {"adapters", K::OptionalBoolean, "false: the base model with its LoRA adapters off.", 1}},
-       {{"tokens", false, "[B, T + n] int64: the prompts and what was generated."}},
-       [](const OpArgs& a) -> OpResults {
-         edpo::models::GenerateOptions o;
-         o.max_new_tokens = int64_t(a.number("maxNewTokens"));
-         o.temperature = a.number("temperature");
-         o.top_p = a.number("topP");
-         o.top_k = int64_t(a.number("topK"));
-         if (a.has("seed")) {
-           o.has_seed = true;
-           o.seed = uint64_t(a.integer("seed"));
-         }
-         o.eos_token_ids = a.integer_list("eosTokenIds");
-         o.adapters = a.flag("adapters");
-         return {edpo::models::generate(*a.model("model"), a.tensor("inputIds"), a.tensor("attentionMask"), o)};
-       }});
+  ops.push_back({"modelGenerate",
+                 "Samples (or greedily decodes) up to maxNewTokens per row with a CausalLM.",
+                 {model,
+                  input_ids,
+                  {"maxNewTokens", K::Integer, "Tokens to add per row, >= 0."},
+                  {"temperature", K::Number, "0: greedy."},
+                  {"topP", K::Number, "Nucleus sampling mass in (0, 1]."},
+                  {"topK", K::Integer, "0: no top-k cut."},
+                  {"seed", K::OptionalInteger, "Seeds a private generator (>= 0); absent: the global one.", 0, 0},
+                  {"eosTokenIds", K::IntegerList, "A row stops at any of these tokens."},
+                  {"attentionMask", K::OptionalTensor, "[B,T] with zeros on the left for left-padded prompts."},
+                  {"adapters", K::OptionalBoolean, "false: the base model with its LoRA adapters off.", 1}},
+                 {{"tokens", false, "[B, T + n] int64: the prompts and what was generated."}},
+                 [](const OpArgs& a) -> OpResults {
+                   edpo::models::GenerateOptions o;
+                   o.max_new_tokens = int64_t(a.number("maxNewTokens"));
+                   o.temperature = a.number("temperature");
+                   o.top_p = a.number("topP");
+                   o.top_k = int64_t(a.number("topK"));
+                   if (a.has("seed")) {
+                     o.has_seed = true;
+                     o.seed = uint64_t(a.integer("seed"));
+                   }
+                   o.eos_token_ids = a.integer_list("eosTokenIds");
+                   o.adapters = a.flag("adapters");
+                   return {
+                       edpo::models::generate(*a.model("model"), a.tensor("inputIds"), a.tensor("attentionMask"), o)};
+                 }});
   const auto one_model = [&](const char* name, const char* doc, std::vector<ResultDecl> results, Returns returns,
                              std::function<OpResults(const OpArgs&)> run, std::vector<ArgDecl> more = {}) {
     std::vector<ArgDecl> args{model};
     args.insert(args.end(), more.begin(), more.end());
-    ops.push_back({name, doc, std::move(args), std::move(results), std::move(run), Call::Positional, Mode::Sync, returns});
+    ops.push_back(
+        {name, doc, std::move(args), std::move(results), std::move(run), Call::Positional, Mode::Sync, returns});
   };
-  const std::vector<ResultDecl> named = {{"names", false, "The tensors' names (Hugging Face module paths).", R::StringList},
-                                         {"tensors", false, "The live tensors (not copies), in the names' order.", R::TensorList}};
+  const std::vector<ResultDecl> named = {
+      {"names", false, "The tensors' names (Hugging Face module paths).", R::StringList},
+      {"tensors", false, "The live tensors (not copies), in the names' order.", R::TensorList}};
   ops.push_back({"createModel",
                  "A CausalLM over the given tensors, which become its parameters as they are.",
                  {{"config", K::Object, "The resolved config (lib/model/config.ts builds it).", 0, NAN, kConfigFields,
@@ -213,7 +215,9 @@ void declare_model_ops(std::vector<OpDecl>& ops) {
                    return {ModelPtr(std::make_shared<CausalLM>(read_config(a.object("config")), a.string_list("names"),
                                                                a.list("tensors")))};
                  },
-                 Call::Positional, Mode::Sync, Returns::Value});
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
   one_model("modelLmHead", "The lm_head the loss ops take.",
             {{"weight", false, "[V,H] (the embedding when tied).", R::Tensor},
              {"finalLogitSoftcap", false, "Final logit soft-capping (0: none).", R::Number}},
@@ -233,15 +237,16 @@ void declare_model_ops(std::vector<OpDecl>& ops) {
               return {};
             },
             {{"training", K::Boolean, "true: training mode."}});
-  one_model("modelSetGradientCheckpointing", "Recompute each decoder layer in the backward pass instead of keeping its activations.",
-            {}, Returns::Value,
+  one_model("modelSetGradientCheckpointing",
+            "Recompute each decoder layer in the backward pass instead of keeping its activations.", {}, Returns::Value,
             [](const OpArgs& a) -> OpResults {
               a.model("model")->gradient_checkpointing = a.flag("enabled");
               return {};
             },
             {{"enabled", K::Boolean, "true: checkpoint every layer."}});
-  one_model("modelClone", "A deep copy with requires_grad off, in eval mode.", {{"model", false, "The copy's handle.", R::Model}},
-            Returns::Value, [](const OpArgs& a) -> OpResults { return {a.model("model")->clone_frozen()}; });
+  one_model("modelClone", "A deep copy with requires_grad off, in eval mode.",
+            {{"model", false, "The copy's handle.", R::Model}}, Returns::Value,
+            [](const OpArgs& a) -> OpResults { return {a.model("model")->clone_frozen()}; });
   one_model("modelShareBase", "A second model over the same base tensors (no copy), without adapters.",
             {{"model", false, "The new model's handle.", R::Model}}, Returns::Value,
             [](const OpArgs& a) -> OpResults { return {a.model("model")->share_base()}; });
@@ -250,8 +255,8 @@ void declare_model_ops(std::vector<OpDecl>& ops) {
               a.model("model")->add_lora(read_lora(a.object("lora")));
               return {};
             },
-            {{"lora", K::Object, "The adapters (lib/model/lora.ts resolves and checks them first).", 0, NAN, kLoraFields,
-              "NativeLoraSpec"}});
+            {{"lora", K::Object, "The adapters (lib/model/lora.ts resolves and checks them first).", 0, NAN,
+              kLoraFields, "NativeLoraSpec"}});
   one_model("modelLoraParameters", "The live adapter tensors, in PEFT's order and names.", named, Returns::Fields,
             [](const OpArgs& a) {
               std::vector<std::string> names;
@@ -260,10 +265,11 @@ void declare_model_ops(std::vector<OpDecl>& ops) {
               return named_tensors(names, tensors);
             });
   ops.back().outputs_name = "NativeNamedTensors";
-  one_model("modelMergeLora", "Folds the adapters into the base weights.", {}, Returns::Value, [](const OpArgs& a) -> OpResults {
-    a.model("model")->merge_lora();
-    return {};
-  });
+  one_model("modelMergeLora", "Folds the adapters into the base weights.", {}, Returns::Value,
+            [](const OpArgs& a) -> OpResults {
+              a.model("model")->merge_lora();
+              return {};
+            });
   one_model("modelLoraDropoutState",
             "The LoRA dropout masks' seed and the training forwards that drew masks so far; sets both first when given "
             "(an exact resume).",
@@ -276,7 +282,11 @@ void declare_model_ops(std::vector<OpDecl>& ops) {
               }
               return {double(m->lora().init_seed), double(m->lora_dropout_forwards())};
             },
-            {{"state", K::OptionalObject, "The state to set.", 0, NAN,
+            {{"state",
+              K::OptionalObject,
+              "The state to set.",
+              0,
+              NAN,
               {{"seed", K::Integer, kSeedResult.doc, 0, 0}, {"forwards", K::Integer, kForwardsResult.doc, 0, 0}},
               "LoraDropoutState"}});
   ops.back().outputs_name = "LoraDropoutState";

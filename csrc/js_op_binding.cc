@@ -81,17 +81,28 @@ const KindInfo& kind_info(ArgKind k) {
 
 const char* result_kind_name(ResultKind k) {
   switch (k) {
-    case ResultKind::Tensor: return "tensor";
-    case ResultKind::TensorList: return "tensorList";
-    case ResultKind::Number: return "number";
-    case ResultKind::Boolean: return "boolean";
-    case ResultKind::String: return "string";
-    case ResultKind::StringList: return "stringList";
-    case ResultKind::Model: return "model";
-    case ResultKind::Group: return "group";
-    case ResultKind::Reducer: return "reducer";
-    case ResultKind::Uint8Array: return "uint8Array";
-    case ResultKind::Float64Array: return "float64Array";
+    case ResultKind::Tensor:
+      return "tensor";
+    case ResultKind::TensorList:
+      return "tensorList";
+    case ResultKind::Number:
+      return "number";
+    case ResultKind::Boolean:
+      return "boolean";
+    case ResultKind::String:
+      return "string";
+    case ResultKind::StringList:
+      return "stringList";
+    case ResultKind::Model:
+      return "model";
+    case ResultKind::Group:
+      return "group";
+    case ResultKind::Reducer:
+      return "reducer";
+    case ResultKind::Uint8Array:
+      return "uint8Array";
+    case ResultKind::Float64Array:
+      return "float64Array";
   }
   return "?";
 }
@@ -127,13 +138,19 @@ at::Tensor arg_host_array(const Napi::Value& v, const std::string& what) {
   if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), what + ": expected a typed array");
   const auto array = v.As<Napi::TypedArray>();
   switch (array.TypedArrayType()) {
-    case napi_float32_array: return copy_array<Napi::Float32Array>(array, at::kFloat);
-    case napi_float64_array: return copy_array<Napi::Float64Array>(array, at::kDouble);
-    case napi_int32_array: return copy_array<Napi::Int32Array>(array, at::kInt);
-    case napi_bigint64_array: return copy_array<Napi::BigInt64Array>(array, at::kLong);
-    case napi_uint8_array: return copy_array<Napi::Uint8Array>(array, at::kByte);
+    case napi_float32_array:
+      return copy_array<Napi::Float32Array>(array, at::kFloat);
+    case napi_float64_array:
+      return copy_array<Napi::Float64Array>(array, at::kDouble);
+    case napi_int32_array:
+      return copy_array<Napi::Int32Array>(array, at::kInt);
+    case napi_bigint64_array:
+      return copy_array<Napi::BigInt64Array>(array, at::kLong);
+    case napi_uint8_array:
+      return copy_array<Napi::Uint8Array>(array, at::kByte);
     default:
-      throw Napi::TypeError::New(v.Env(), what + ": expected Float32Array, Float64Array, Int32Array, BigInt64Array or Uint8Array");
+      throw Napi::TypeError::New(
+          v.Env(), what + ": expected Float32Array, Float64Array, Int32Array, BigInt64Array or Uint8Array");
   }
 }
 
@@ -151,7 +168,8 @@ void check_min(const ArgDecl& a, const std::string& what, double value) {
   if (std::isnan(a.min)) return;
   const bool integer = a.kind == ArgKind::Integer || a.kind == ArgKind::OptionalInteger;
   if (integer ? value >= a.min : std::isfinite(value) && value >= a.min) return;
-  throw edpo::ArgumentError(c10::str(what, integer ? ": must be >= " : ": must be a finite number >= ", a.min, ", got ", value));
+  throw edpo::ArgumentError(
+      c10::str(what, integer ? ": must be >= " : ": must be a finite number >= ", a.min, ", got ", value));
 }
 
 std::shared_ptr<OpArgs> read_object(Napi::Env env, const std::vector<ArgDecl>& decls, const Napi::Value& value,
@@ -168,11 +186,13 @@ void read_arg(Napi::Env env, const ArgDecl& a, const Napi::Value& v, const std::
   switch (a.kind) {
     case ArgKind::Tensor:
     case ArgKind::OptionalTensor:
-      args.tensors[a.name] = absent ? at::Tensor() : as_input_error(env, [&] { return TensorWrap::FromValue(v, name); });
+      args.tensors[a.name] =
+          absent ? at::Tensor() : as_input_error(env, [&] { return TensorWrap::FromValue(v, name); });
       break;
     case ArgKind::TensorList:
     case ArgKind::NullableTensorList:
-      args.lists[a.name] = as_input_error(env, [&] { return arg_tensor_list(v, what, a.kind == ArgKind::NullableTensorList); });
+      args.lists[a.name] =
+          as_input_error(env, [&] { return arg_tensor_list(v, what, a.kind == ArgKind::NullableTensorList); });
       break;
     case ArgKind::TensorOrNumber:
       if (v.IsNumber())
@@ -225,7 +245,8 @@ void read_arg(Napi::Env env, const ArgDecl& a, const Napi::Value& v, const std::
       if (!absent) args.dtypes[a.name] = as_input_error(env, [&] { return parse_dtype(arg_string(v, name), name); });
       break;
     case ArgKind::OptionalDevice:
-      if (!absent) args.devices.emplace(a.name, as_input_error(env, [&] { return parse_device(arg_string(v, name), name); }));
+      if (!absent)
+        args.devices.emplace(a.name, as_input_error(env, [&] { return parse_device(arg_string(v, name), name); }));
       break;
     case ArgKind::HostArray:
       args.tensors[a.name] = as_input_error(env, [&] { return arg_host_array(v, what); });
@@ -272,7 +293,8 @@ std::shared_ptr<OpArgs> read_object(Napi::Env env, const std::vector<ArgDecl>& d
     const std::string key = keys.Get(i).ToString().Utf8Value();
     bool known = false;
     for (const auto& a : decls) known = known || a.name == key;
-    if (!known) throw make_input_error(env, what + ": unknown field '" + key + "' (expected " + declared_names(decls) + ")");
+    if (!known)
+      throw make_input_error(env, what + ": unknown field '" + key + "' (expected " + declared_names(decls) + ")");
   }
   auto args = std::make_shared<OpArgs>();
   for (const auto& a : decls) read_arg(env, a, object.Get(a.name), field_prefix + a.name, *args);
@@ -292,7 +314,8 @@ std::shared_ptr<OpArgs> read_args(const OpDecl& op, const Napi::CallbackInfo& in
       bool known = false;
       for (const auto& a : op.args) known = known || a.name == key;
       if (!known)
-        throw make_input_error(env, op.name + ": unknown argument '" + key + "' (expected " + declared_names(op.args) + ")");
+        throw make_input_error(env,
+                               op.name + ": unknown argument '" + key + "' (expected " + declared_names(op.args) + ")");
     }
     auto args = std::make_shared<OpArgs>();
     for (const auto& a : op.args) read_arg(env, a, object.Get(a.name), a.name, *args);
@@ -309,24 +332,32 @@ std::shared_ptr<OpArgs> read_args(const OpDecl& op, const Napi::CallbackInfo& in
 
 Napi::Value to_js(Napi::Env env, const OpResult& r) {
   switch (r.type) {
-    case OpResult::Type::Absent: return env.Undefined();
-    case OpResult::Type::Tensor: return TensorWrap::Wrap(env, r.tensor);
+    case OpResult::Type::Absent:
+      return env.Undefined();
+    case OpResult::Type::Tensor:
+      return TensorWrap::Wrap(env, r.tensor);
     case OpResult::Type::TensorList: {
       Napi::Array list = Napi::Array::New(env, r.list.size());
       for (size_t j = 0; j < r.list.size(); ++j) list.Set(uint32_t(j), TensorWrap::Wrap(env, r.list[j]));
       return list;
     }
-    case OpResult::Type::Number: return Napi::Number::New(env, r.number);
-    case OpResult::Type::Boolean: return Napi::Boolean::New(env, r.number != 0);
-    case OpResult::Type::String: return Napi::String::New(env, r.text);
+    case OpResult::Type::Number:
+      return Napi::Number::New(env, r.number);
+    case OpResult::Type::Boolean:
+      return Napi::Boolean::New(env, r.number != 0);
+    case OpResult::Type::String:
+      return Napi::String::New(env, r.text);
     case OpResult::Type::StringList: {
       Napi::Array list = Napi::Array::New(env, r.texts.size());
       for (size_t j = 0; j < r.texts.size(); ++j) list.Set(uint32_t(j), Napi::String::New(env, r.texts[j]));
       return list;
     }
-    case OpResult::Type::Model: return wrap_model(env, r.model);
-    case OpResult::Type::Group: return wrap_group(env, r.group);
-    case OpResult::Type::Reducer: return wrap_reducer(env, r.reducer);
+    case OpResult::Type::Model:
+      return wrap_model(env, r.model);
+    case OpResult::Type::Group:
+      return wrap_group(env, r.group);
+    case OpResult::Type::Reducer:
+      return wrap_reducer(env, r.reducer);
     case OpResult::Type::Uint8Array: {
       Napi::Uint8Array out = Napi::Uint8Array::New(env, r.bytes.size());
       if (!r.bytes.empty()) std::memcpy(out.Data(), r.bytes.data(), r.bytes.size());
@@ -404,9 +435,7 @@ Napi::Object arg_decl_js(Napi::Env env, const ArgDecl& a) {
   return d;
 }
 
-const char* call_name(Call c) {
-  return c == Call::Object ? "object" : c == Call::Positional ? "positional" : "method";
-}
+const char* call_name(Call c) { return c == Call::Object ? "object" : c == Call::Positional ? "positional" : "method"; }
 const char* mode_name(Mode m) { return m == Mode::SyncAndAsync ? "syncAndAsync" : m == Mode::Sync ? "sync" : "async"; }
 
 Napi::Value OpDeclarations(const Napi::CallbackInfo& info) {
@@ -468,7 +497,8 @@ ReducerPtr arg_reducer(const Napi::Value& v, const char* what) {
 }
 
 Napi::Value wrap_reducer(Napi::Env env, ReducerPtr reducer) {
-  return Napi::External<ReducerPtr>::New(env, new ReducerPtr(std::move(reducer)), [](Napi::Env, ReducerPtr* p) { delete p; });
+  return Napi::External<ReducerPtr>::New(env, new ReducerPtr(std::move(reducer)),
+                                         [](Napi::Env, ReducerPtr* p) { delete p; });
 }
 
 // tensor.op(name, ...args): the declared Call::Method entry `name` on this tensor. libtorch's own
@@ -506,7 +536,8 @@ void InitOps(Napi::Env env, Napi::Object exports) {
       continue;
     }
     exports.Set(op.name, Napi::Function::New(env, sync, op.name));
-    if (op.mode == Mode::SyncAndAsync) exports.Set(op.name + "Async", Napi::Function::New(env, async, op.name + "Async"));
+    if (op.mode == Mode::SyncAndAsync)
+      exports.Set(op.name + "Async", Napi::Function::New(env, async, op.name + "Async"));
   }
   exports.Set("opDeclarations", Napi::Function::New(env, OpDeclarations, "opDeclarations"));
 }

@@ -46,13 +46,13 @@ enum class ArgKind {
   OptionalInteger,
   Boolean,
   OptionalBoolean,
-  IntegerList,    // an array of integers (any sign: dims, a reshape target)
-  OptionalDims,   // an integer (named without its trailing s in errors) or an array of them; absent: all dims
-  Shape,          // an array of integers >= 0
+  IntegerList,   // an array of integers (any sign: dims, a reshape target)
+  OptionalDims,  // an integer (named without its trailing s in errors) or an array of them; absent: all dims
+  Shape,         // an array of integers >= 0
   String,
   OptionalString,
   StringList,
-  DType,          // a dtype name ('float32', ...)
+  DType,  // a dtype name ('float32', ...)
   OptionalDType,
   OptionalDevice,  // 'cpu', 'cuda' or 'cuda:N'
   HostArray,       // Float32Array, Float64Array, Int32Array, BigInt64Array or Uint8Array: copied into a flat CPU tensor
@@ -62,7 +62,7 @@ enum class ArgKind {
   Reducer,         // a gradient reducer handle (distReducerCreate)
   Object,          // an object of the declared `fields`, read strictly
   OptionalObject,
-  ObjectList       // an array of such objects; field errors name `arg[].field`
+  ObjectList  // an array of such objects; field errors name `arg[].field`
 };
 
 struct ArgDecl {
@@ -76,7 +76,19 @@ struct ArgDecl {
   std::string type_name = {};        // Object kinds: the TypeScript interface the generator writes
 };
 
-enum class ResultKind { Tensor, TensorList, Number, Boolean, String, StringList, Model, Group, Reducer, Uint8Array, Float64Array };
+enum class ResultKind {
+  Tensor,
+  TensorList,
+  Number,
+  Boolean,
+  String,
+  StringList,
+  Model,
+  Group,
+  Reducer,
+  Uint8Array,
+  Float64Array
+};
 
 struct ResultDecl {
   std::string name;
@@ -105,13 +117,13 @@ enum class Returns {
 
 // One call's arguments, read and type-checked by the binding on the JS thread.
 struct OpArgs {
-  at::Tensor self;                                        // Call::Method: the tensor the op runs on
-  std::map<std::string, at::Tensor> tensors;              // absent optional tensors are undefined
+  at::Tensor self;                                       // Call::Method: the tensor the op runs on
+  std::map<std::string, at::Tensor> tensors;             // absent optional tensors are undefined
   std::map<std::string, std::vector<at::Tensor>> lists;  // null entries are undefined
-  std::map<std::string, double> numbers;                  // absent optional numbers hold their fallback
-  std::map<std::string, bool> flags;                      // booleans; absent optional ones hold their fallback
+  std::map<std::string, double> numbers;                 // absent optional numbers hold their fallback
+  std::map<std::string, bool> flags;                     // booleans; absent optional ones hold their fallback
   std::map<std::string, std::vector<int64_t>> integer_lists;
-  std::map<std::string, std::string> strings;            // absent optional strings are empty
+  std::map<std::string, std::string> strings;  // absent optional strings are empty
   std::map<std::string, std::vector<std::string>> string_lists;
   std::map<std::string, at::ScalarType> dtypes;
   std::map<std::string, c10::Device> devices;
@@ -120,7 +132,7 @@ struct OpArgs {
   std::map<std::string, GroupPtr> groups;
   std::map<std::string, ReducerPtr> reducers;
   std::map<std::string, std::vector<std::shared_ptr<const OpArgs>>> objects;  // one entry for Object kinds
-  std::set<std::string> given;                            // the names the caller passed
+  std::set<std::string> given;                                                // the names the caller passed
   at::Tensor tensor(const std::string& name) const { return tensors.at(name); }
   bool flag(const std::string& name) const { return flags.at(name); }
   const std::vector<int64_t>& integer_list(const std::string& name) const { return integer_lists.at(name); }
@@ -135,7 +147,9 @@ struct OpArgs {
   double number(const std::string& name) const { return numbers.at(name); }
   int64_t integer(const std::string& name) const { return int64_t(numbers.at(name)); }
   const OpArgs& object(const std::string& name) const { return *objects.at(name).at(0); }
-  const std::vector<std::shared_ptr<const OpArgs>>& object_list(const std::string& name) const { return objects.at(name); }
+  const std::vector<std::shared_ptr<const OpArgs>>& object_list(const std::string& name) const {
+    return objects.at(name);
+  }
   bool has(const std::string& name) const { return given.count(name) > 0; }
   // An OptionalDims argument: the dims given, or all of `self`'s.
   std::vector<int64_t> dims(const std::string& name) const;
@@ -146,20 +160,33 @@ struct OpArgs {
 
 // One result. Default-constructed: absent (an optional result left out, or undefined).
 struct OpResult {
-  enum class Type { Absent, Tensor, TensorList, Number, Boolean, String, StringList, Model, Group, Reducer, Uint8Array, Float64Array };
+  enum class Type {
+    Absent,
+    Tensor,
+    TensorList,
+    Number,
+    Boolean,
+    String,
+    StringList,
+    Model,
+    Group,
+    Reducer,
+    Uint8Array,
+    Float64Array
+  };
   OpResult() = default;
   OpResult(at::Tensor t) : tensor(std::move(t)), type(tensor.defined() ? Type::Tensor : Type::Absent) {}  // NOLINT
   OpResult(std::vector<at::Tensor> l) : list(std::move(l)), type(Type::TensorList) {}                     // NOLINT
-  OpResult(double n) : number(n), type(Type::Number) {}                                                    // NOLINT
-  OpResult(bool b) : number(b ? 1 : 0), type(Type::Boolean) {}                                             // NOLINT
-  OpResult(std::string s) : text(std::move(s)), type(Type::String) {}                                      // NOLINT
-  OpResult(const char* s) : text(s), type(Type::String) {}                                                  // NOLINT
-  OpResult(std::vector<std::string> s) : texts(std::move(s)), type(Type::StringList) {}                    // NOLINT
-  OpResult(ModelPtr m) : model(std::move(m)), type(Type::Model) {}                                         // NOLINT
-  OpResult(GroupPtr g) : group(std::move(g)), type(Type::Group) {}                                         // NOLINT
-  OpResult(ReducerPtr r) : reducer(std::move(r)), type(Type::Reducer) {}                                   // NOLINT
-  OpResult(std::vector<uint8_t> b) : bytes(std::move(b)), type(Type::Uint8Array) {}                        // NOLINT
-  OpResult(std::vector<double> d) : doubles(std::move(d)), type(Type::Float64Array) {}                     // NOLINT
+  OpResult(double n) : number(n), type(Type::Number) {}                                                   // NOLINT
+  OpResult(bool b) : number(b ? 1 : 0), type(Type::Boolean) {}                                            // NOLINT
+  OpResult(std::string s) : text(std::move(s)), type(Type::String) {}                                     // NOLINT
+  OpResult(const char* s) : text(s), type(Type::String) {}                                                // NOLINT
+  OpResult(std::vector<std::string> s) : texts(std::move(s)), type(Type::StringList) {}                   // NOLINT
+  OpResult(ModelPtr m) : model(std::move(m)), type(Type::Model) {}                                        // NOLINT
+  OpResult(GroupPtr g) : group(std::move(g)), type(Type::Group) {}                                        // NOLINT
+  OpResult(ReducerPtr r) : reducer(std::move(r)), type(Type::Reducer) {}                                  // NOLINT
+  OpResult(std::vector<uint8_t> b) : bytes(std::move(b)), type(Type::Uint8Array) {}                       // NOLINT
+  OpResult(std::vector<double> d) : doubles(std::move(d)), type(Type::Float64Array) {}                    // NOLINT
   at::Tensor tensor;
   std::vector<at::Tensor> list;
   double number = 0;
@@ -195,23 +222,23 @@ struct InputErrorDecl {
 
 const std::vector<OpDecl>& op_table();
 // Each area's entries, beside their code.
-void declare_tensor_ops(std::vector<OpDecl>& ops);   // js_tensor_ops.cc: factories and Tensor.op methods
-void declare_loss_ops(std::vector<OpDecl>& ops);     // js_op_table_loss.cc: the ε-DPO and sequence ops
-void declare_kernel_ops(std::vector<OpDecl>& ops);   // js_op_table_kernels.cc: the decoder layer's fused kernels
-void declare_optim_ops(std::vector<OpDecl>& ops);    // js_optim.cc
-void declare_model_ops(std::vector<OpDecl>& ops);    // js_model.cc
-void declare_io_ops(std::vector<OpDecl>& ops);       // js_io.cc
-void declare_runtime_ops(std::vector<OpDecl>& ops);  // js_runtime.cc
-void declare_memory_ops(std::vector<OpDecl>& ops);   // js_memory.cc
+void declare_tensor_ops(std::vector<OpDecl>& ops);    // js_tensor_ops.cc: factories and Tensor.op methods
+void declare_loss_ops(std::vector<OpDecl>& ops);      // js_op_table_loss.cc: the ε-DPO and sequence ops
+void declare_kernel_ops(std::vector<OpDecl>& ops);    // js_op_table_kernels.cc: the decoder layer's fused kernels
+void declare_optim_ops(std::vector<OpDecl>& ops);     // js_optim.cc
+void declare_model_ops(std::vector<OpDecl>& ops);     // js_model.cc
+void declare_io_ops(std::vector<OpDecl>& ops);        // js_io.cc
+void declare_runtime_ops(std::vector<OpDecl>& ops);   // js_runtime.cc
+void declare_memory_ops(std::vector<OpDecl>& ops);    // js_memory.cc
 void declare_profiler_ops(std::vector<OpDecl>& ops);  // js_profiler.cc
 void declare_dist_ops(std::vector<OpDecl>& ops);      // js_dist.cc: the process group and its collectives
 
 // Readers of the handle kinds (TypeErrors naming `what`), each next to its kin.
-ModelPtr arg_model(const Napi::Value& v, const char* what);  // js_model.cc
+ModelPtr arg_model(const Napi::Value& v, const char* what);      // js_model.cc
 GroupPtr arg_group(const Napi::Value& v, const char* what);      // js_op_binding.cc (no c10d header needed)
 ReducerPtr arg_reducer(const Napi::Value& v, const char* what);  // js_op_binding.cc
 // The JS values of the handle results (Externals owning the pointer).
-Napi::Value wrap_model(Napi::Env env, ModelPtr model);  // js_model.cc
+Napi::Value wrap_model(Napi::Env env, ModelPtr model);        // js_model.cc
 Napi::Value wrap_group(Napi::Env env, GroupPtr group);        // js_op_binding.cc
 Napi::Value wrap_reducer(Napi::Env env, ReducerPtr reducer);  // js_op_binding.cc
 // The columns of the ε-DPO ops' per-pair `record` (ops/pair_loss.h PairColumn), in order.

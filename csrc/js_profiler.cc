@@ -84,7 +84,9 @@ void declare_profiler_ops(std::vector<OpDecl>& ops) {
                    profiler_start(a.flag("cuda"));
                    return {};
                  },
-                 Call::Positional, Mode::Sync, Returns::Value});
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
   ops.push_back({"profilerStop",
                  "Stops the profiler: the events it recorded, as columns (one entry per event).",
                  {},
@@ -94,7 +96,10 @@ void declare_profiler_ops(std::vector<OpDecl>& ops) {
                   {"durationUs", false, "Duration, in µs.", R::Float64Array},
                   {"thread", false, "The host thread (0 for device events).", R::Float64Array}},
                  [](const OpArgs&) { return profiler_stop(); },
-                 Call::Positional, Mode::Sync, Returns::Fields, "NativeProfile"});
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Fields,
+                 "NativeProfile"});
 }
 
 }  // namespace edpo_js

@@ -24,26 +24,25 @@ struct AddonData {
 }  // namespace
 
 void TensorWrap::Init(Napi::Env env, Napi::Object exports) {
-  Napi::Function ctor = DefineClass(
-      env, "NativeTensor",
-      {
-          InstanceMethod("shape", &TensorWrap::Shape),
-          InstanceMethod("dtype", &TensorWrap::Dtype),
-          InstanceMethod("device", &TensorWrap::Device),
-          InstanceMethod("requiresGrad", &TensorWrap::RequiresGrad),
-          InstanceMethod("setRequiresGrad", &TensorWrap::SetRequiresGrad),
-          InstanceMethod("grad", &TensorWrap::Grad),
-          InstanceMethod("zeroGrad", &TensorWrap::ZeroGrad),
-          InstanceMethod("backward", &TensorWrap::Backward),
-          InstanceMethod("backwardAsync", &TensorWrap::BackwardAsync),
-          InstanceMethod("item", &TensorWrap::Item),
-          InstanceMethod("toArray", &TensorWrap::ToArray),
-          InstanceMethod("to", &TensorWrap::To),
-          InstanceMethod("dispose", &TensorWrap::Dispose),
-          InstanceMethod("isDisposed", &TensorWrap::IsDisposed),
-          InstanceMethod("numel", &TensorWrap::Numel),
-          InstanceMethod("op", &TensorWrap::Op),
-      });
+  Napi::Function ctor = DefineClass(env, "NativeTensor",
+                                    {
+                                        InstanceMethod("shape", &TensorWrap::Shape),
+                                        InstanceMethod("dtype", &TensorWrap::Dtype),
+                                        InstanceMethod("device", &TensorWrap::Device),
+                                        InstanceMethod("requiresGrad", &TensorWrap::RequiresGrad),
+                                        InstanceMethod("setRequiresGrad", &TensorWrap::SetRequiresGrad),
+                                        InstanceMethod("grad", &TensorWrap::Grad),
+                                        InstanceMethod("zeroGrad", &TensorWrap::ZeroGrad),
+                                        InstanceMethod("backward", &TensorWrap::Backward),
+                                        InstanceMethod("backwardAsync", &TensorWrap::BackwardAsync),
+                                        InstanceMethod("item", &TensorWrap::Item),
+                                        InstanceMethod("toArray", &TensorWrap::ToArray),
+                                        InstanceMethod("to", &TensorWrap::To),
+                                        InstanceMethod("dispose", &TensorWrap::Dispose),
+                                        InstanceMethod("isDisposed", &TensorWrap::IsDisposed),
+                                        InstanceMethod("numel", &TensorWrap::Numel),
+                                        InstanceMethod("op", &TensorWrap::Op),
+                                    });
   auto* data = new AddonData();
   data->tensor_constructor = Napi::Persistent(ctor);
   env.SetInstanceData<AddonData>(data);
@@ -69,7 +68,8 @@ at::Tensor TensorWrap::FromValue(const Napi::Value& v, const char* what) {
   // passes InstanceOf but wraps nothing; ObjectWrap::Unwrap would throw a bare "Invalid argument".
   void* wrapped = nullptr;
   if (napi_unwrap(v.Env(), v, &wrapped) != napi_ok || wrapped == nullptr)
-    throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a Tensor, got an object without a native tensor");
+    throw Napi::TypeError::New(v.Env(),
+                               std::string(what) + ": expected a Tensor, got an object without a native tensor");
   return static_cast<TensorWrap*>(wrapped)->tensor(what);
 }
 
@@ -161,7 +161,8 @@ Napi::Value TensorWrap::SetRequiresGrad(const Napi::CallbackInfo& info) {
     const bool value = info[0].As<Napi::Boolean>().Value();
     const at::Tensor& t = tensor("requiresGrad");
     // libtorch's set_requires_grad ignores the flag on non-leaves; say so instead.
-    TORCH_CHECK(t.is_leaf(), "requiresGrad: can only be set on a leaf tensor (this one is computed by an op; use detach())");
+    TORCH_CHECK(t.is_leaf(),
+                "requiresGrad: can only be set on a leaf tensor (this one is computed by an op; use detach())");
     TORCH_CHECK(!value || t.is_floating_point(),
                 "requiresGrad: only floating-point tensors can require gradients, got ", dtype_name(t.scalar_type()));
     tensor_.set_requires_grad(value);
@@ -227,17 +228,26 @@ Napi::Value TensorWrap::ToArray(const Napi::CallbackInfo& info) {
     const at::Tensor t = tensor("tensor").detach().to(at::kCPU).contiguous();
     Napi::Env env = info.Env();
     switch (t.scalar_type()) {
-      case at::kFloat: return copy_out<Napi::Float32Array>(env, t);
-      case at::kDouble: return copy_out<Napi::Float64Array>(env, t);
-      case at::kLong: return copy_out<Napi::BigInt64Array>(env, t);
-      case at::kInt: return copy_out<Napi::Int32Array>(env, t);
-      case at::kShort: return copy_out<Napi::Int16Array>(env, t);
-      case at::kChar: return copy_out<Napi::Int8Array>(env, t);
+      case at::kFloat:
+        return copy_out<Napi::Float32Array>(env, t);
+      case at::kDouble:
+        return copy_out<Napi::Float64Array>(env, t);
+      case at::kLong:
+        return copy_out<Napi::BigInt64Array>(env, t);
+      case at::kInt:
+        return copy_out<Napi::Int32Array>(env, t);
+      case at::kShort:
+        return copy_out<Napi::Int16Array>(env, t);
+      case at::kChar:
+        return copy_out<Napi::Int8Array>(env, t);
       case at::kByte:
-      case at::kBool: return copy_out<Napi::Uint8Array>(env, t);
+      case at::kBool:
+        return copy_out<Napi::Uint8Array>(env, t);
       case at::kBFloat16:
-      case at::kHalf: return copy_out<Napi::Uint16Array>(env, t);  // raw bits; .to('float32') for values
-      default: TORCH_CHECK(false, "toArray: unsupported dtype ", t.scalar_type());
+      case at::kHalf:
+        return copy_out<Napi::Uint16Array>(env, t);  // raw bits; .to('float32') for values
+      default:
+        TORCH_CHECK(false, "toArray: unsupported dtype ", t.scalar_type());
     }
   });
 }

@@ -29,14 +29,26 @@ at::TensorOptions factory_options(const OpArgs& a) {
 }
 
 void factory(std::vector<OpDecl>& ops, const char* name, const char* doc, std::vector<ArgDecl> args, Fn run) {
-  ops.push_back({name, doc, std::move(args), {kTensorResult},
-                 [run](const OpArgs& a) -> OpResults { return {run(a)}; }, Call::Positional, Mode::Sync, Returns::Value});
+  ops.push_back({name,
+                 doc,
+                 std::move(args),
+                 {kTensorResult},
+                 [run](const OpArgs& a) -> OpResults { return {run(a)}; },
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
 }
 
 // A Tensor.op method on `self`.
 void method(std::vector<OpDecl>& ops, const char* name, const char* doc, std::vector<ArgDecl> args, Fn run) {
-  ops.push_back({name, doc, std::move(args), {{"output", false, "The result.", ResultKind::Tensor}},
-                 [run](const OpArgs& a) -> OpResults { return {run(a)}; }, Call::Method, Mode::Sync, Returns::Value});
+  ops.push_back({name,
+                 doc,
+                 std::move(args),
+                 {{"output", false, "The result.", ResultKind::Tensor}},
+                 [run](const OpArgs& a) -> OpResults { return {run(a)}; },
+                 Call::Method,
+                 Mode::Sync,
+                 Returns::Value});
 }
 
 // Arithmetic with a Tensor or a number as the right operand.
@@ -69,8 +81,8 @@ at::Tensor from_array(const OpArgs& a) {
   const at::Tensor flat = a.tensor("data");
   const std::vector<int64_t>& shape = a.integer_list("shape");
   const int64_t numel = c10::multiply_integers(shape);
-  TORCH_CHECK(flat.numel() == numel, "data: has ", flat.numel(), " elements but shape ", c10::IntArrayRef(shape), " needs ",
-              numel);
+  TORCH_CHECK(flat.numel() == numel, "data: has ", flat.numel(), " elements but shape ", c10::IntArrayRef(shape),
+              " needs ", numel);
   at::Tensor t = flat.view(shape);
   if (const auto dtype = a.optional_dtype("dtype")) t = t.to(*dtype);
   if (const auto device = a.optional_device("device")) t = t.to(*device);
@@ -83,7 +95,8 @@ at::Tensor from_array(const OpArgs& a) {
 }
 
 void declare_factories(std::vector<OpDecl>& ops) {
-  factory(ops, "fromArray", "A new tensor of `shape` holding a copy of `data` (its dtype: the array's type, then `dtype`).",
+  factory(ops, "fromArray",
+          "A new tensor of `shape` holding a copy of `data` (its dtype: the array's type, then `dtype`).",
           {{"data", K::HostArray, "The values, row-major."},
            kShape,
            {"dtype", K::OptionalDType, "Converts to this dtype; default: the array's type."},
@@ -93,14 +106,20 @@ void declare_factories(std::vector<OpDecl>& ops) {
   factory(ops, "full", "A new tensor of `shape` filled with `value`.",
           {kShape, {"value", K::Number, "The fill value."}, kDtype, kDevice},
           [](const OpArgs& a) { return at::full(a.integer_list("shape"), a.number("value"), factory_options(a)); });
-  factory(ops, "randn", "Standard normal samples from libtorch's global generator (see manualSeed).", {kShape, kDtype, kDevice},
+  factory(ops, "randn", "Standard normal samples from libtorch's global generator (see manualSeed).",
+          {kShape, kDtype, kDevice},
           [](const OpArgs& a) { return at::randn(a.integer_list("shape"), factory_options(a)); });
-  ops.push_back({"manualSeed", "Seeds libtorch's global generator.", {{"seed", K::Integer, "The seed.", 0, 0}}, {},
+  ops.push_back({"manualSeed",
+                 "Seeds libtorch's global generator.",
+                 {{"seed", K::Integer, "The seed.", 0, 0}},
+                 {},
                  [](const OpArgs& a) -> OpResults {
                    at::manual_seed(uint64_t(a.integer("seed")));
                    return {};
                  },
-                 Call::Positional, Mode::Sync, Returns::Value});
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
   const std::vector<ArgDecl> join_args = {{"tensors", K::TensorList, "The tensors."},
                                           {"dim", K::OptionalInteger, "The dimension; default 0."}};
   factory(ops, "cat", "The tensors joined along an existing dimension.", join_args, join<cat_tensors>);
@@ -110,14 +129,22 @@ void declare_factories(std::vector<OpDecl>& ops) {
 void declare_methods(std::vector<OpDecl>& ops) {
   using T = const at::Tensor&;
   using S = const at::Scalar&;
-  binary(ops, "add", "self + other.", [](T a, T b) { return a + b; }, [](T a, S b) { return a + b; });
-  binary(ops, "sub", "self − other.", [](T a, T b) { return a - b; }, [](T a, S b) { return a - b; });
-  binary(ops, "mul", "self · other.", [](T a, T b) { return a * b; }, [](T a, S b) { return a * b; });
-  binary(ops, "div", "self / other.", [](T a, T b) { return a / b; }, [](T a, S b) { return a / b; });
-  binary(ops, "gt", "self > other (bool).", [](T a, T b) { return a.gt(b); }, [](T a, S b) { return a.gt(b); });
-  binary(ops, "lt", "self < other (bool).", [](T a, T b) { return a.lt(b); }, [](T a, S b) { return a.lt(b); });
-  binary(ops, "eq", "self == other (bool).", [](T a, T b) { return a.eq(b); }, [](T a, S b) { return a.eq(b); });
-  binary(ops, "pow", "self ** other.", [](T a, T b) { return a.pow(b); }, [](T a, S b) { return a.pow(b); });
+  binary(
+      ops, "add", "self + other.", [](T a, T b) { return a + b; }, [](T a, S b) { return a + b; });
+  binary(
+      ops, "sub", "self − other.", [](T a, T b) { return a - b; }, [](T a, S b) { return a - b; });
+  binary(
+      ops, "mul", "self · other.", [](T a, T b) { return a * b; }, [](T a, S b) { return a * b; });
+  binary(
+      ops, "div", "self / other.", [](T a, T b) { return a / b; }, [](T a, S b) { return a / b; });
+  binary(
+      ops, "gt", "self > other (bool).", [](T a, T b) { return a.gt(b); }, [](T a, S b) { return a.gt(b); });
+  binary(
+      ops, "lt", "self < other (bool).", [](T a, T b) { return a.lt(b); }, [](T a, S b) { return a.lt(b); });
+  binary(
+      ops, "eq", "self == other (bool).", [](T a, T b) { return a.eq(b); }, [](T a, S b) { return a.eq(b); });
+  binary(
+      ops, "pow", "self ** other.", [](T a, T b) { return a.pow(b); }, [](T a, S b) { return a.pow(b); });
   method(ops, "logicalAnd", "self && other (bool).", {{"other", K::Tensor, "The right operand."}},
          [](const OpArgs& a) { return a.self.logical_and(a.tensor("other")); });
   unary(ops, "neg", "−self.", [](T t) { return -t; });
@@ -131,10 +158,12 @@ void declare_methods(std::vector<OpDecl>& ops) {
   unary(ops, "isfinite", "Where self is finite (bool).", [](T t) { return at::isfinite(t); });
   unary(ops, "detach", "self, cut from the autograd graph (shares storage).", [](T t) { return t.detach(); });
   unary(ops, "clone", "A copy of self.", [](T t) { return t.clone(); });
-  unary(ops, "contiguous", "self in row-major layout (self itself when it already is).", [](T t) { return t.contiguous(); });
+  unary(ops, "contiguous", "self in row-major layout (self itself when it already is).",
+        [](T t) { return t.contiguous(); });
   method(ops, "logSoftmax", "log(softmax(self)) along dim.", {kDim},
          [](const OpArgs& a) { return a.self.log_softmax(a.integer("dim")); });
-  method(ops, "softmax", "softmax(self) along dim.", {kDim}, [](const OpArgs& a) { return a.self.softmax(a.integer("dim")); });
+  method(ops, "softmax", "softmax(self) along dim.", {kDim},
+         [](const OpArgs& a) { return a.self.softmax(a.integer("dim")); });
   method(ops, "gather", "self's values at `index` along dim.", {kDim, {"index", K::Tensor, "int64 indices."}},
          [](const OpArgs& a) { return a.self.gather(a.integer("dim"), a.tensor("index")); });
   method(ops, "sum", "Sum over dims.", {kDims, kKeepdim},
@@ -179,8 +208,8 @@ void declare_methods(std::vector<OpDecl>& ops) {
     if (a.tensors.count("other") == 0) return target.mul_(a.number("other"));
     return target.mul_(a.tensor("other"));
   });
-  method(ops, "copyInPlace", "Copies source into self, in place and outside autograd.", {{"source", K::Tensor, "The values."}},
-         [](const OpArgs& a) {
+  method(ops, "copyInPlace", "Copies source into self, in place and outside autograd.",
+         {{"source", K::Tensor, "The values."}}, [](const OpArgs& a) {
            at::NoGradGuard no_grad;
            at::Tensor target = a.self;
            return target.copy_(a.tensor("source"));

@@ -109,8 +109,7 @@ function generate(decls) {
   }
   for (const op of entries) {
     collect(op.args, op.name)
-    if (op.call !== 'object' && op.returns === 'fields')
-      nameInterface(op.outputsName, `What ${op.name} returns.`, resultMembers(op.results, 'NativeTensor'))
+    if (op.call !== 'object' && op.returns === 'fields') nameInterface(op.outputsName, `What ${op.name} returns.`, resultMembers(op.results, 'NativeTensor'))
   }
 
   let out = ''
@@ -136,7 +135,7 @@ function generate(decls) {
   for (const op of objectOps) out += `  ${op.name}: { args: ${typeName(op)}Args<T>; outputs: ${typeName(op)}Outputs<T> }\n`
   out += '}\n'
   for (const { text } of named.values()) out += text
-  out += '\n/** The Tensor.op methods (tensor.op(name, ...args)): each one\'s arguments after the name; T is the tensor type. */\n'
+  out += "\n/** The Tensor.op methods (tensor.op(name, ...args)): each one's arguments after the name; T is the tensor type. */\n"
   out += 'export interface TensorOpTypes<T> {\n'
   for (const op of methods) {
     const params = op.args.map((a) => `${a.name}${isOptional(a.kind) ? '?' : ''}: ${tsArg(a, 'T')}`)

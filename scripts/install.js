@@ -80,19 +80,22 @@ function main() {
       require('node-gyp-build').resolve(root)
       return // a prebuild (or an earlier build) is there
     } catch {
-      if (process.env.PREBUILDS_ONLY)
-        fail(`no prebuilt binary for ${process.platform}-${process.arch} (napi) and PREBUILDS_ONLY is set, so nothing is built.`)
+      if (process.env.PREBUILDS_ONLY) fail(`no prebuilt binary for ${process.platform}-${process.arch} (napi) and PREBUILDS_ONLY is set, so nothing is built.`)
     }
   }
 
   const tool = cuda ? findCmakeJs() : findNodeGyp()
   if (!tool) {
     if (cuda)
-      fail('EDPO_CUDA=1 builds with cmake-js, which is not installed. Install it next to edpo and rebuild:\n' +
-        '  npm install cmake-js && EDPO_CUDA=1 npm rebuild edpo   (or: npm install -g cmake-js)')
-    fail('a source build needs node-gyp, which was not found (npm bundles it; pnpm and yarn may not).\n' +
-      'Install it and rebuild: npm install -g node-gyp && npm rebuild edpo --build-from-source\n' +
-      '(or, in yarn/pnpm projects: add node-gyp as a dev dependency, or put node-gyp on PATH).')
+      fail(
+        'EDPO_CUDA=1 builds with cmake-js, which is not installed. Install it next to edpo and rebuild:\n' +
+          '  npm install cmake-js && EDPO_CUDA=1 npm rebuild edpo   (or: npm install -g cmake-js)',
+      )
+    fail(
+      'a source build needs node-gyp, which was not found (npm bundles it; pnpm and yarn may not).\n' +
+        'Install it and rebuild: npm install -g node-gyp && npm rebuild edpo --build-from-source\n' +
+        '(or, in yarn/pnpm projects: add node-gyp as a dev dependency, or put node-gyp on PATH).',
+    )
   }
 
   const torch = spawnSync(process.execPath, [path.join(__dirname, 'torch-paths.js'), 'check'], { encoding: 'utf8' })

@@ -50,6 +50,12 @@ if (mtime(prebuild) < newest(['csrc', 'binding.gyp', 'scripts/torch-paths.js']))
 } else process.stderr.write(`edpo prepack: ${path.relative(root, prebuild)} is up to date\n`)
 
 // dist/: tsc when a .ts file or tsconfig.json is newer than its output.
-if (mtime(tsOut) < Math.max(newest(['lib', 'bench'], (f) => f.endsWith('.ts')), mtime(path.join(root, 'tsconfig.json'))))
+if (
+  mtime(tsOut) <
+  Math.max(
+    newest(['lib', 'bench'], (f) => f.endsWith('.ts')),
+    mtime(path.join(root, 'tsconfig.json')),
+  )
+)
   run(bin('tsc'), ['-p', 'tsconfig.json'])
 else process.stderr.write('edpo prepack: dist/ is up to date\n')

@@ -27,8 +27,7 @@ function locate() {
   for (const c of candidates) {
     const include = path.join(c.prefix, 'include')
     if (!fs.existsSync(path.join(include, 'torch', 'csrc', 'api', 'include'))) continue
-    const libdirs = [path.join(c.prefix, 'lib'), path.join(c.prefix, 'lib', 'x86_64-linux-gnu'),
-      path.join(c.prefix, 'lib', 'aarch64-linux-gnu')]
+    const libdirs = [path.join(c.prefix, 'lib'), path.join(c.prefix, 'lib', 'x86_64-linux-gnu'), path.join(c.prefix, 'lib', 'aarch64-linux-gnu')]
     const libdir = libdirs.find((d) => fs.existsSync(path.join(d, 'libtorch_cpu.so')))
     if (!libdir) continue
     return { ...c, include, libdir }
@@ -38,8 +37,7 @@ function locate() {
 
 // The C++ ABI libtorch was built with, from its CMake config (PyTorch wheels before 2.7 used 0).
 function abi(found) {
-  const configs = [path.join(found.prefix, 'share', 'cmake', 'Torch', 'TorchConfig.cmake'),
-    path.join(found.libdir, 'cmake', 'Torch', 'TorchConfig.cmake')]
+  const configs = [path.join(found.prefix, 'share', 'cmake', 'Torch', 'TorchConfig.cmake'), path.join(found.libdir, 'cmake', 'Torch', 'TorchConfig.cmake')]
   for (const f of configs) {
     if (!fs.existsSync(f)) continue
     const m = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(fs.readFileSync(f, 'utf8'))
@@ -51,15 +49,16 @@ function abi(found) {
 const found = locate()
 const what = process.argv[2]
 if (!found) {
-  process.stderr.write('edpo: libtorch not found. Install it (Debian/Ubuntu: apt-get install libtorch-dev ' +
-    'libopenblas0-pthread), or set LIBTORCH=/path/to/libtorch (the folder with include/ and lib/), ' +
-    'or Torch_DIR=/path/to/share/cmake/Torch.\n')
+  process.stderr.write(
+    'edpo: libtorch not found. Install it (Debian/Ubuntu: apt-get install libtorch-dev ' +
+      'libopenblas0-pthread), or set LIBTORCH=/path/to/libtorch (the folder with include/ and lib/), ' +
+      'or Torch_DIR=/path/to/share/cmake/Torch.\n',
+  )
   process.exit(1)
 }
 const out = {
   // /usr/include is a default search path; naming it with -I breaks libstdc++'s #include_next.
-  include: [found.include, path.join(found.include, 'torch', 'csrc', 'api', 'include')]
-    .filter((d) => d !== '/usr/include').join(' '),
+  include: [found.include, path.join(found.include, 'torch', 'csrc', 'api', 'include')].filter((d) => d !== '/usr/include').join(' '),
   libdir: found.libdir,
   abi: abi(found),
   check: `libtorch from ${found.from}: ${found.prefix}`,

@@ -32,12 +32,20 @@ const RTOL: Record<string, number> = { float64: 1e-12, float32: 2e-6, bfloat16: 
 for (const dtype of ['float64', 'float32', 'bfloat16', 'float16'] as DType[]) {
   for (const beta1 of [0.9, 0.3]) {
     t.test(`${dtype}, β1 = ${beta1}: ${N} elements as torch.optim.AdamW`, async (t) => {
-      const p = Tensor.from(Float64Array.from({ length: N }, (_, i) => start(i)), [N], { dtype, requiresGrad: true })
+      const p = Tensor.from(
+        Float64Array.from({ length: N }, (_, i) => start(i)),
+        [N],
+        { dtype, requiresGrad: true },
+      )
       const p0 = p.to('float64').toArray() as Float64Array
       const opt = new AdamW([['w', p]], { betas: [beta1, 0.95], eps: 1e-8, weightDecay: 0.1 })
       const applied: Float64Array[] = []
       for (let k = 0; k < 3; k++) {
-        const c = Tensor.from(Float64Array.from({ length: N }, (_, i) => grad(i, k)), [N], { dtype })
+        const c = Tensor.from(
+          Float64Array.from({ length: N }, (_, i) => grad(i, k)),
+          [N],
+          { dtype },
+        )
         applied.push(c.to('float64').toArray() as Float64Array) // the gradient as the dtype holds it
         opt.zeroGrad()
         p.mul(c).sum().backward() // d/dp Σ p·c = c
@@ -50,7 +58,15 @@ for (const dtype of ['float64', 'float32', 'bfloat16', 'float16'] as DType[]) {
       let worst = 0
       let at = 0
       for (let i = 0; i < N; i++) {
-        const want = reference(p0[i]!, applied.map((g) => g[i]!), 1e-2, beta1, 0.95, 1e-8, 0.1)
+        const want = reference(
+          p0[i]!,
+          applied.map((g) => g[i]!),
+          1e-2,
+          beta1,
+          0.95,
+          1e-8,
+          0.1,
+        )
         const err = Math.abs(got[i]! - want) / (RTOL[dtype]! * Math.max(1, Math.abs(want)))
         if (err > worst) [worst, at] = [err, i]
       }
@@ -69,7 +85,11 @@ for (const dtype of ['float64', 'float32', 'bfloat16', 'float16'] as DType[]) {
 
 t.test('a parameter the fused pass does not take (non-contiguous state) still updates as torch', async (t) => {
   // Moments that are transposed views: the op runs the ATen composition for this parameter.
-  const p = Tensor.from(Float64Array.from({ length: 12 }, (_, i) => start(i)), [3, 4], { dtype: 'float32', requiresGrad: true })
+  const p = Tensor.from(
+    Float64Array.from({ length: 12 }, (_, i) => start(i)),
+    [3, 4],
+    { dtype: 'float32', requiresGrad: true },
+  )
   const p0 = p.to('float64').toArray() as Float64Array
   const expAvg = Tensor.zeros([4, 3], { dtype: 'float32' }).transpose(0, 1)
   const expAvgSq = Tensor.zeros([4, 3], { dtype: 'float32' }).transpose(0, 1)
@@ -78,13 +98,34 @@ t.test('a parameter the fused pass does not take (non-contiguous state) still up
     const g = Array.from({ length: 12 }, (_, i) => grad(i, k))
     gs.push(g)
     p.zeroGrad()
-    p.mul(Tensor.from(Float64Array.from(g), [3, 4], { dtype: 'float32' })).sum().backward()
-    await adamwStepAsync({ params: [p], master: [null], expAvg: [expAvg], expAvgSq: [expAvgSq], step: k + 1, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 })
+    p.mul(Tensor.from(Float64Array.from(g), [3, 4], { dtype: 'float32' }))
+      .sum()
+      .backward()
+    await adamwStepAsync({
+      params: [p],
+      master: [null],
+      expAvg: [expAvg],
+      expAvgSq: [expAvgSq],
+      step: k + 1,
+      lr: 1e-2,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0.1,
+    })
   }
   const got = p.to('float64').toArray() as Float64Array
   let worst = 0
   for (let i = 0; i < 12; i++) {
-    const want = reference(p0[i]!, gs.map((g) => Math.fround(g[i]!)), 1e-2, 0.9, 0.999, 1e-8, 0.1)
+    const want = reference(
+      p0[i]!,
+      gs.map((g) => Math.fround(g[i]!)),
+      1e-2,
+      0.9,
+      0.999,
+      1e-8,
+      0.1,
+    )
     worst = Math.max(worst, Math.abs(got[i]! - want) / (2e-6 * Math.max(1, Math.abs(want))))
   }
   t.ok(worst <= 1, `every element within 2e-6 (worst ${worst.toFixed(2)}× the tolerance)`)
@@ -94,8 +135,20 @@ t.test('a parameter the fused pass does not take (non-contiguous state) still up
 for (const dtype of ['float64', 'float32', 'bfloat16', 'float16'] as DType[]) {
   t.test(`clipGradNorm over ${dtype} gradients: the fp64 norm of every element, clipping only above maxNorm`, (t) => {
     const sizes = [N, 5, 40000]
-    const params = sizes.map((n, j) => Tensor.from(Float64Array.from({ length: n }, (_, i) => start(i + j)), [n], { dtype, requiresGrad: true }))
-    const coefs = sizes.map((n, j) => Tensor.from(Float64Array.from({ length: n }, (_, i) => grad(i, j)), [n], { dtype }))
+    const params = sizes.map((n, j) =>
+      Tensor.from(
+        Float64Array.from({ length: n }, (_, i) => start(i + j)),
+        [n],
+        { dtype, requiresGrad: true },
+      ),
+    )
+    const coefs = sizes.map((n, j) =>
+      Tensor.from(
+        Float64Array.from({ length: n }, (_, i) => grad(i, j)),
+        [n],
+        { dtype },
+      ),
+    )
     params.forEach((p, j) => p.mul(coefs[j]!).sum().backward())
     const held = params.map((p) => p.grad!.to('float64').toArray() as Float64Array)
     let sq = 0
@@ -105,7 +158,11 @@ for (const dtype of ['float64', 'float32', 'bfloat16', 'float16'] as DType[]) {
     // fp64 sums of ~2e5 terms in another order: ~n·1.1e-16 relative.
     t.ok(Math.abs(opt.clipGradNorm(0) - norm) <= 1e-10 * norm, 'maxNorm 0: the norm')
     t.ok(Math.abs(opt.clipGradNorm(2 * norm) - norm) <= 1e-10 * norm, 'maxNorm above the norm: the norm')
-    t.same(params.map((p) => Array.from(p.grad!.to('float64').toArray() as Float64Array)), held.map((g) => Array.from(g)), 'not clipped')
+    t.same(
+      params.map((p) => Array.from(p.grad!.to('float64').toArray() as Float64Array)),
+      held.map((g) => Array.from(g)),
+      'not clipped',
+    )
     opt.clipGradNorm(norm / 4)
     const scale = norm / 4 / (norm + 1e-6)
     const after = params.map((p) => p.grad!.to('float64').toArray() as Float64Array)

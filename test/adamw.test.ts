@@ -39,7 +39,9 @@ for (const [dtype, rtol] of [
     for (const g of grads) {
       opt.zeroGrad()
       // d/dp Σ p·g = g
-      p.mul(Tensor.from(Float64Array.from(g), [3, 4], { dtype })).sum().backward()
+      p.mul(Tensor.from(Float64Array.from(g), [3, 4], { dtype }))
+        .sum()
+        .backward()
       await opt.step(1e-2)
     }
     const want = referenceAdamW(p0, grads, 1e-2, 0.9, 0.95, 1e-8, 0.1)
@@ -122,7 +124,10 @@ t.test('state round trip restores the trajectory exactly', async (t) => {
         opt.loadState(saved, count)
       }
       opt.zeroGrad()
-      p.mul(p).mul(k + 1).sum().backward()
+      p.mul(p)
+        .mul(k + 1)
+        .sum()
+        .backward()
       await opt.step(0.01)
     }
     return Array.from(p.toArray() as Float32Array)

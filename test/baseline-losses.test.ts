@@ -233,7 +233,10 @@ t.test('bad inputs name the method and the argument', (t) => {
   t.throws(() => simpoLoss(sums, { beta: 0, gamma: 1 }), /simpo: beta must be a finite number > 0; got 0/)
   t.throws(() => rrhfLoss(sums, { lambda: -1 }), /rrhf: lambda must be a finite number >= 0/)
   t.throws(() => slicHfLoss(sums, { beta: Number.NaN, lambda: 1 }), /slic-hf: beta/)
-  t.throws(() => ktoLoss(sums, { policy: kl.policy, reference: Tensor.zeros([2], { dtype: 'float64' }) }, { beta: 0.1, desirableWeight: 1, undesirableWeight: 1 }), /kto: the KL rows/)
+  t.throws(
+    () => ktoLoss(sums, { policy: kl.policy, reference: Tensor.zeros([2], { dtype: 'float64' }) }, { beta: 0.1, desirableWeight: 1, undesirableWeight: 1 }),
+    /kto: the KL rows/,
+  )
   t.end()
 })
 
@@ -310,7 +313,10 @@ for (const m of models) {
       const g = fdGradient(c, host)
       for (const l of [h, w]) l.zeroGrad()
       // A fresh graph per case (a backward frees the saved tensors).
-      rowSums(h, w).mul(Tensor.from(Float64Array.from(g), [g.length])).sum().backward()
+      rowSums(h, w)
+        .mul(Tensor.from(Float64Array.from(g), [g.length]))
+        .sum()
+        .backward()
       const wantGrads = [h, w].map((l) => l.grad!.toArray() as Float64Array)
       const wantLoss = mean(c.want(host))
       for (const chunkTokens of [1, 4, undefined]) {

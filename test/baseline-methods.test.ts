@@ -15,7 +15,14 @@ import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixture
 
 const quiet = { log: () => {} }
 const BASELINES = ['ipo', 'simpo', 'cpo', 'orpo', 'r-dpo', 'slic-hf', 'hinge', 'rrhf', 'kto'] as const
-const EXTRA: Record<string, string[]> = { cpo: ['nll_loss'], orpo: ['nll_loss', 'log_odds_ratio', 'log_odds_chosen'], 'slic-hf': ['nll_loss'], hinge: ['nll_loss'], rrhf: ['nll_loss'], kto: ['kl'] }
+const EXTRA: Record<string, string[]> = {
+  cpo: ['nll_loss'],
+  orpo: ['nll_loss', 'log_odds_ratio', 'log_odds_chosen'],
+  'slic-hf': ['nll_loss'],
+  hinge: ['nll_loss'],
+  rrhf: ['nll_loss'],
+  kto: ['kl'],
+}
 const strip = (m: Record<string, number>) => ({ ...m, tokens_per_second: 0, step_time: 0 })
 
 for (const method of BASELINES) {
@@ -27,9 +34,24 @@ for (const method of BASELINES) {
     await (await Trainer.create({ ...config, out: full }, quiet)).train()
     const metrics = readMetrics(full).filter((m) => 'loss' in m)
     t.equal(metrics.length, 4)
-    for (const key of ['loss', 'rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins', 'logps/chosen', 'logps/rejected', ...(EXTRA[method] ?? [])])
-      t.ok(metrics.every((m) => Number.isFinite(m[key])), `${key} logged`)
-    t.ok(metrics.some((m) => m.loss !== metrics[0]!.loss), `the loss moves: ${metrics.map((m) => m.loss).join(', ')}`)
+    for (const key of [
+      'loss',
+      'rewards/chosen',
+      'rewards/rejected',
+      'rewards/accuracies',
+      'rewards/margins',
+      'logps/chosen',
+      'logps/rejected',
+      ...(EXTRA[method] ?? []),
+    ])
+      t.ok(
+        metrics.every((m) => Number.isFinite(m[key])),
+        `${key} logged`,
+      )
+    t.ok(
+      metrics.some((m) => m.loss !== metrics[0]!.loss),
+      `the loss moves: ${metrics.map((m) => m.loss).join(', ')}`,
+    )
 
     const cut = path.join(work, 'cut')
     const first = await Trainer.create({ ...config, out: cut }, quiet)
@@ -72,12 +94,17 @@ t.test('--padding-free gives the padded run’s losses', async (t) => {
     const run = async (paddingFree: boolean) => {
       const out = path.join(work, `${method}-${paddingFree}`)
       await (await Trainer.create({ model, data, out, method, batchSize: 3, maxSteps: 2, learningRate: 2e-3, maxLength: 32, paddingFree }, quiet)).train()
-      return readMetrics(out).filter((m) => 'loss' in m).map((m) => m.loss!)
+      return readMetrics(out)
+        .filter((m) => 'loss' in m)
+        .map((m) => m.loss!)
     }
     const padded = await run(false)
     const packed = await run(true)
     // fp32 tiny model: the packed attention sums in another order.
-    t.ok(packed.every((l, i) => Math.abs(l - padded[i]!) <= 1e-5 * Math.max(1, Math.abs(padded[i]!))), `${method}: ${packed.join(', ')} vs ${padded.join(', ')}`)
+    t.ok(
+      packed.every((l, i) => Math.abs(l - padded[i]!) <= 1e-5 * Math.max(1, Math.abs(padded[i]!))),
+      `${method}: ${packed.join(', ')} vs ${padded.join(', ')}`,
+    )
   }
 })
 
@@ -86,7 +113,10 @@ t.test('options the method never reads, and KTO with one pair per micro-batch, a
   const work = tempDir(t)
   const base = { model, data: [writeToyPreferences(work, 6)], out: path.join(work, 'bad'), maxLength: 32 }
   await t.rejects(Trainer.create({ ...base, method: 'cpo', simpoGamma: 1 }, quiet), /--simpo-gamma applies only to --method simpo/)
-  await t.rejects(Trainer.create({ ...base, method: 'simpo', referenceModel: model }, quiet), /--reference-model applies only to .*; this run's method is simpo/)
+  await t.rejects(
+    Trainer.create({ ...base, method: 'simpo', referenceModel: model }, quiet),
+    /--reference-model applies only to .*; this run's method is simpo/,
+  )
   await t.rejects(Trainer.create({ ...base, method: 'orpo', epsilon: 0.1 }, quiet), /--epsilon applies only to --method epsilon-dpo/)
   await t.rejects(Trainer.create({ ...base, method: 'kto', batchSize: 1 }, quiet), /--method kto: --batch-size must be at least 2/)
   // RRHF has no β, so --beta is an error there, not a silently unused flag.
@@ -96,7 +126,8 @@ t.test('options the method never reads, and KTO with one pair per micro-batch, a
 t.test("each method's own β default: SimPO's paper setting, TRL's 0.1 elsewhere, none for RRHF", (t) => {
   const base = { model: 'm', data: ['d'], out: 'o' }
   t.equal(trainConfigSchema.parse({ ...base, method: 'simpo' }).beta, 2)
-  for (const method of ['epsilon-dpo', 'dpo', 'ipo', 'cpo', 'orpo', 'r-dpo', 'slic-hf', 'kto'] as const) t.equal(trainConfigSchema.parse({ ...base, method }).beta, 0.1, method)
+  for (const method of ['epsilon-dpo', 'dpo', 'ipo', 'cpo', 'orpo', 'r-dpo', 'slic-hf', 'kto'] as const)
+    t.equal(trainConfigSchema.parse({ ...base, method }).beta, 0.1, method)
   t.notOk('beta' in trainConfigSchema.parse({ ...base, method: 'rrhf' }), 'no β in an RRHF config')
   t.same(METHODS.rrhf.state, {}, 'nor in its trainer_state.json')
   t.end()

@@ -105,7 +105,10 @@ t.test('training with beta-dpo: metrics, checkpointed state and an exact resume'
   // The policy starts as the reference: every margin and M0 are 0, so the first β is β0 exactly.
   t.equal(metrics[0]!['kl/beta'], 0.5)
   // (Step 1 runs at learning rate 0 in the warm-up, so step 2 starts from the reference too.)
-  t.ok(metrics.slice(2).every((m) => m['kl/beta']! >= 1e-3 && m['kl/beta'] !== 0.5), `then β moves: ${metrics.map((m) => m['kl/beta']).join(', ')}`)
+  t.ok(
+    metrics.slice(2).every((m) => m['kl/beta']! >= 1e-3 && m['kl/beta'] !== 0.5),
+    `then β moves: ${metrics.map((m) => m['kl/beta']).join(', ')}`,
+  )
   const state = JSON.parse(fs.readFileSync(path.join(full, 'checkpoint-4', 'trainer_state.json'), 'utf8')) as { betaDpo: { batches: number } }
   t.equal(state.betaDpo.batches, 4, 'one calibration per training micro-batch')
 
@@ -130,7 +133,10 @@ t.test('label noise flips round(p·N) seeded pairs, the same ones for every meth
   const work = tempDir(t)
   const data = writeToyPreferences(work, 40)
   const lines: string[] = []
-  const trainer = await Trainer.create({ model, data: [data], out: path.join(work, 'noisy'), labelNoise: 0.25, maxSteps: 1, batchSize: 8, maxLength: 32 }, { log: (l) => lines.push(l) })
+  const trainer = await Trainer.create(
+    { model, data: [data], out: path.join(work, 'noisy'), labelNoise: 0.25, maxSteps: 1, batchSize: 8, maxLength: 32 },
+    { log: (l) => lines.push(l) },
+  )
   const flipped = new Set(noisyPairIndices(40, 0.25, 42))
   const clean = await Trainer.create({ model, data: [data], out: path.join(work, 'clean'), maxSteps: 1, batchSize: 8, maxLength: 32 }, quiet)
   trainer.data.train.forEach((p, i) => {
@@ -138,6 +144,12 @@ t.test('label noise flips round(p·N) seeded pairs, the same ones for every meth
     if (flipped.has(i)) t.same([p.chosen, p.rejected], [q.rejected, q.chosen])
     else t.same([p.chosen, p.rejected], [q.chosen, q.rejected])
   })
-  t.ok(lines.some((l) => /swapped in 10 of 40/.test(l)), 'says how many pairs were flipped')
-  await t.rejects(Trainer.create({ model, data: [data], out: path.join(work, 'x'), method: 'dpo', criterionPrecision: 'bf16' }, quiet), /--criterion-precision applies only to --method epsilon-dpo/)
+  t.ok(
+    lines.some((l) => /swapped in 10 of 40/.test(l)),
+    'says how many pairs were flipped',
+  )
+  await t.rejects(
+    Trainer.create({ model, data: [data], out: path.join(work, 'x'), method: 'dpo', criterionPrecision: 'bf16' }, quiet),
+    /--criterion-precision applies only to --method epsilon-dpo/,
+  )
 })

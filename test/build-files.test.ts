@@ -22,9 +22,9 @@ function cmakeList(text: string, name: string): string[] {
 }
 
 t.test('node-gyp and cmake-js build the same CPU sources', (t) => {
-  const gyp = JSON.parse(
-    fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, ''),
-  ) as { targets: { target_name: string; sources: string[] }[] }
+  const gyp = JSON.parse(fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, '')) as {
+    targets: { target_name: string; sources: string[] }[]
+  }
   const cmake = fs.readFileSync(path.join(root, 'CMakeLists.txt'), 'utf8')
   const target = gyp.targets[0]!
   t.equal(target.target_name, 'edpo')

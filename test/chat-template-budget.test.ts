@@ -19,7 +19,12 @@ for (const [name, source] of Object.entries(BOMBS)) {
     const template = compileChatTemplate(source, { eos_token: '</s>' }, '/models/stranger: chat_template')
     const heapBefore = process.memoryUsage().heapUsed
     const start = performance.now()
-    const pair = { kind: 'conversational' as const, prompt: [{ role: 'user' as const, content: 'hi' }], chosen: [{ role: 'assistant' as const, content: 'a' }], rejected: [{ role: 'assistant' as const, content: 'b' }] }
+    const pair = {
+      kind: 'conversational' as const,
+      prompt: [{ role: 'user' as const, content: 'hi' }],
+      chosen: [{ role: 'assistant' as const, content: 'a' }],
+      rejected: [{ role: 'assistant' as const, content: 'b' }],
+    }
     const err = (() => {
       try {
         applyChatTemplate(template, pair as never)
@@ -37,7 +42,11 @@ for (const [name, source] of Object.entries(BOMBS)) {
 }
 
 t.test('an ordinary template renders as before', (t) => {
-  const template = compileChatTemplate("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}", {}, 'x')
+  const template = compileChatTemplate(
+    "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}",
+    {},
+    'x',
+  )
   t.equal(template.render([{ role: 'user', content: 'hi' }], { addGenerationPrompt: true }), '<user>hi<assistant>')
   t.end()
 })

@@ -110,12 +110,26 @@ for (const s of setups) {
     const want = grads(x)
     const tol = s.dtype === 'float64' ? 1e-10 : 1e-5
     const nearTie = nearTies(x, s, epsilon, tol)
-    t.ok(nearTie.some((tie) => !tie), 'some pairs are clear of ties')
+    t.ok(
+      nearTie.some((tie) => !tie),
+      'some pairs are clear of ties',
+    )
     // 1 and 3 split sequences across chunks; 1000 holds everything in one chunk; undefined = default.
     for (const chunkTokens of [1, 3, 1000, undefined]) {
       zeroGrads(x)
       const chunked = ops.epsilonDpoLossFromHidden({ ...x, beta, epsilon, finalLogitSoftcap: s.softcap, chunkTokens })
-      for (const key of ['loss', 'betas', 'chosenLogps', 'rejectedLogps', 'refChosenLogps', 'refRejectedLogps', 'chosenRewards', 'rejectedRewards', 'meanChosenLogits', 'meanRejectedLogits'] as const) {
+      for (const key of [
+        'loss',
+        'betas',
+        'chosenLogps',
+        'rejectedLogps',
+        'refChosenLogps',
+        'refRejectedLogps',
+        'chosenRewards',
+        'rejectedRewards',
+        'meanChosenLogits',
+        'meanRejectedLogits',
+      ] as const) {
         const cmp = close(chunked[key].to('float64').toArray() as Float64Array, materialised[key].to('float64').toArray() as Float64Array, tol, tol)
         t.ok(cmp.ok, `chunk ${chunkTokens}: ${key}: ${describe(cmp)}`)
       }
@@ -173,7 +187,10 @@ t.test('bad input names the argument', (t) => {
   t.throws(() => ops.epsilonDpoLossFromHidden({ ...args, policyHead: Tensor.zeros([50, 8], { dtype: 'float64' }) }), /policyHead: dtype/)
   t.throws(() => ops.epsilonDpoLossFromHidden({ ...args, policyBias: Tensor.zeros([49]) }), /policyBias: expected shape \[50\]/)
   t.throws(() => ops.epsilonDpoLossFromHidden({ ...args, referenceHidden: Tensor.zeros([2, 5, 8]) }), /referenceHidden: shape/)
-  t.throws(() => ops.epsilonDpoLossFromHidden({ ...args, labels: Tensor.full([2, 4], 50, { dtype: 'int64' }) }), /labels: values at unmasked positions must lie in \[0, 50\)/)
+  t.throws(
+    () => ops.epsilonDpoLossFromHidden({ ...args, labels: Tensor.full([2, 4], 50, { dtype: 'int64' }) }),
+    /labels: values at unmasked positions must lie in \[0, 50\)/,
+  )
   t.throws(() => ops.epsilonDpoLossFromHidden({ ...args, chunkTokens: 0 }), /chunkTokens: must be >= 1, got 0/)
   t.throws(() => ops.epsilonDpoLossFromHidden({ ...args, chunkTokens: 1.5 }), /chunkTokens: expected an integer, got 1.5/)
   t.throws(() => ops.epsilonDpoLossFromHidden({ ...args, finalLogitSoftcap: -1 }), /finalLogitSoftcap: must be 0 \(off\) or a number in/)

@@ -111,7 +111,18 @@ function gradients(x: Inputs): Float64Array[] {
 }
 
 const names = ['hidden', 'head', 'bias']
-const keys = ['loss', 'betas', 'chosenLogps', 'rejectedLogps', 'refChosenLogps', 'refRejectedLogps', 'chosenRewards', 'rejectedRewards', 'meanChosenLogits', 'meanRejectedLogits'] as const
+const keys = [
+  'loss',
+  'betas',
+  'chosenLogps',
+  'rejectedLogps',
+  'refChosenLogps',
+  'refRejectedLogps',
+  'chosenRewards',
+  'rejectedRewards',
+  'meanChosenLogits',
+  'meanRejectedLogits',
+] as const
 
 // chunk rows vs held = H/2 rows (an fp64 accumulator of ∂W's shape, in rows of both models' fp64
 // logits): chunk ≥ held takes the accumulator, chunk < held recomputes; 1000 is one chunk.
@@ -124,29 +135,35 @@ const cases: Array<{ c: Case; chunks: number[] }> = [
 ]
 
 for (const { c, chunks } of cases) {
-  t.test(`B=${c.B} T=${c.T} H=${c.H} V=${c.V}${c.bias ? ' +bias' : ''}${c.softcap ? ` softcap ${c.softcap}` : ''}${c.labelSmoothing ? ` ℓ=${c.labelSmoothing}` : ''}${c.bf16Criterion ? ' bf16 criterion' : ''}`, (t) => {
-    const x = tensors(raw(c))
-    const want = materialised(x, c)
-    want.loss.backward()
-    const wantGrads = gradients(x)
-    const wantSteps = want.steps.toArray() as BigInt64Array
-    t.ok(Array.from(wantSteps).some((s) => s !== 0n), 'some pairs take a step (the criterion is exercised)')
-    for (const chunkTokens of chunks) {
-      for (const g of [x.policyHidden, x.policyHead, x.policyBias]) g?.zeroGrad()
-      const got = ops.epsilonDpoLossFromHidden({ ...x, ...options(c), chunkTokens })
-      for (const key of keys) {
-        const cmp = close(got[key].toArray() as Float64Array, want[key].toArray() as Float64Array, 1e-10, 1e-12)
-        t.ok(cmp.ok, `chunk ${chunkTokens}: ${key}: ${describe(cmp)}`)
+  t.test(
+    `B=${c.B} T=${c.T} H=${c.H} V=${c.V}${c.bias ? ' +bias' : ''}${c.softcap ? ` softcap ${c.softcap}` : ''}${c.labelSmoothing ? ` ℓ=${c.labelSmoothing}` : ''}${c.bf16Criterion ? ' bf16 criterion' : ''}`,
+    (t) => {
+      const x = tensors(raw(c))
+      const want = materialised(x, c)
+      want.loss.backward()
+      const wantGrads = gradients(x)
+      const wantSteps = want.steps.toArray() as BigInt64Array
+      t.ok(
+        Array.from(wantSteps).some((s) => s !== 0n),
+        'some pairs take a step (the criterion is exercised)',
+      )
+      for (const chunkTokens of chunks) {
+        for (const g of [x.policyHidden, x.policyHead, x.policyBias]) g?.zeroGrad()
+        const got = ops.epsilonDpoLossFromHidden({ ...x, ...options(c), chunkTokens })
+        for (const key of keys) {
+          const cmp = close(got[key].toArray() as Float64Array, want[key].toArray() as Float64Array, 1e-10, 1e-12)
+          t.ok(cmp.ok, `chunk ${chunkTokens}: ${key}: ${describe(cmp)}`)
+        }
+        t.same(Array.from(got.steps.toArray() as BigInt64Array), Array.from(wantSteps), `chunk ${chunkTokens}: steps`)
+        got.loss.backward()
+        gradients(x).forEach((g, i) => {
+          const cmp = close(g, wantGrads[i]!, 1e-9, 1e-12)
+          t.ok(cmp.ok, `chunk ${chunkTokens}: gradient w.r.t. ${names[i]}: ${describe(cmp)}`)
+        })
       }
-      t.same(Array.from(got.steps.toArray() as BigInt64Array), Array.from(wantSteps), `chunk ${chunkTokens}: steps`)
-      got.loss.backward()
-      gradients(x).forEach((g, i) => {
-        const cmp = close(g, wantGrads[i]!, 1e-9, 1e-12)
-        t.ok(cmp.ok, `chunk ${chunkTokens}: gradient w.r.t. ${names[i]}: ${describe(cmp)}`)
-      })
-    }
-    t.end()
-  })
+      t.end()
+    },
+  )
 }
 
 t.test('the gradient matches fp64 finite differences of the loss, on both routes for long pairs', (t) => {
@@ -190,9 +207,17 @@ t.test('the gradient made in the forward takes the upstream gradient (accumulati
     ops.epsilonDpoLossFromHidden({ ...x, ...options(c), chunkTokens }).loss.backward()
     const unit = gradients(x)
     for (const g of [x.policyHidden, x.policyHead, x.policyBias]) g?.zeroGrad()
-    ops.epsilonDpoLossFromHidden({ ...x, ...options(c), chunkTokens }).loss.mul(-0.3).backward()
+    ops
+      .epsilonDpoLossFromHidden({ ...x, ...options(c), chunkTokens })
+      .loss.mul(-0.3)
+      .backward()
     gradients(x).forEach((g, i) => {
-      const cmp = close(g, unit[i]!.map((v) => -0.3 * v), 1e-12, 1e-15)
+      const cmp = close(
+        g,
+        unit[i]!.map((v) => -0.3 * v),
+        1e-12,
+        1e-15,
+      )
       t.ok(cmp.ok, `H ${H}, chunk ${chunkTokens}: ${names[i]}: ${describe(cmp)}`)
     })
   }
@@ -203,7 +228,11 @@ t.test('activeRows may be the host list; a wrong one is rejected', (t) => {
   const c: Case = { B: 2, T: 8, H: 4, V: 13, seed: 41 }
   const base = raw(c)
   const x = tensors(base)
-  const rows = BigInt64Array.from(Array.from(base.mask.entries()).filter(([, m]) => m !== 0).map(([i]) => BigInt(i)))
+  const rows = BigInt64Array.from(
+    Array.from(base.mask.entries())
+      .filter(([, m]) => m !== 0)
+      .map(([i]) => BigInt(i)),
+  )
   const without = ops.epsilonDpoLossFromHidden({ ...x, ...options(c), chunkTokens: 3 })
   const withRows = ops.epsilonDpoLossFromHidden({ ...x, ...options(c), chunkTokens: 3, activeRows: Tensor.from(rows, [rows.length]) })
   t.equal(withRows.loss.item(), without.loss.item())

@@ -14,7 +14,21 @@ t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
 
 t.test('flags map to options with their types', (t) => {
   const a = parseArgs(
-    ['--model', 'm', '--data', 'a.jsonl', '--data=b/*.parquet', '--out', 'runs/x', '--beta', '0.05', '--gradient-checkpointing', '--no-skip-invalid', '--max-steps', '10'],
+    [
+      '--model',
+      'm',
+      '--data',
+      'a.jsonl',
+      '--data=b/*.parquet',
+      '--out',
+      'runs/x',
+      '--beta',
+      '0.05',
+      '--gradient-checkpointing',
+      '--no-skip-invalid',
+      '--max-steps',
+      '10',
+    ],
     TRAIN_OPTIONS,
   )
   t.same(a.options, {
@@ -62,7 +76,11 @@ t.test('--help lists every option with its default', (t) => {
 
 t.test('list options take every value up to the next flag; stray arguments are errors', (t) => {
   const base = ['--model', 'm', '--out', 'o']
-  t.same(parseArgs([...base, '--data', 'a.jsonl', 'b.jsonl', 'c.parquet', '--beta', '0.2'], TRAIN_OPTIONS).options.data, ['a.jsonl', 'b.jsonl', 'c.parquet'], 'a shell-expanded glob')
+  t.same(
+    parseArgs([...base, '--data', 'a.jsonl', 'b.jsonl', 'c.parquet', '--beta', '0.2'], TRAIN_OPTIONS).options.data,
+    ['a.jsonl', 'b.jsonl', 'c.parquet'],
+    'a shell-expanded glob',
+  )
   t.same(parseArgs([...base, '--data', 'a.jsonl', '--data', 'b.jsonl'], TRAIN_OPTIONS).options.data, ['a.jsonl', 'b.jsonl'], 'repeated')
   t.throws(() => parseArgs([...base, '--beta', '0.2', 'oops', '--data', 'a'], TRAIN_OPTIONS), /unexpected argument 'oops' after 0.2: options are --flags/)
   t.throws(() => parseArgs(['stray'], TRAIN_OPTIONS), /unexpected argument 'stray'/)
@@ -95,20 +113,32 @@ t.test("TRL's names: every alias as a flag and as a config key gives the same op
     }
   }
   const trl = path.join(dir, 'trl.yaml')
-  fs.writeFileSync(trl, 'model_name_or_path: m\noutput_dir: o\ndata: d\nbf16: true\nloss_type: sigmoid\nper_device_train_batch_size: 4\ngradient_checkpointing: true\n')
+  fs.writeFileSync(
+    trl,
+    'model_name_or_path: m\noutput_dir: o\ndata: d\nbf16: true\nloss_type: sigmoid\nper_device_train_batch_size: 4\ngradient_checkpointing: true\n',
+  )
   t.same(parseArgs(['--config', trl], TRAIN_OPTIONS).options, { ...base, dtype: 'bfloat16', batchSize: 4, gradientCheckpointing: true }, 'a TRL config file')
   t.same(parseArgs(['--model', 'm', '--data', 'd', '--out', 'o', '--bf16'], TRAIN_OPTIONS).options.dtype, 'bfloat16', '--bf16')
   t.equal(trainConfigSchema.parse({ ...base, dtype: 'bf16' }).dtype, 'bfloat16', '--dtype bf16')
   t.equal(trainConfigSchema.parse({ ...base, dtype: 'fp16' }).dtype, 'float16', '--dtype fp16')
   fs.writeFileSync(trl, 'model: m\ndata: d\nout: o\nloss_type: ipo\n')
-  t.throws(() => parseArgs(['--config', trl], TRAIN_OPTIONS), /trl.yaml: loss_type: edpo trains the sigmoid \(DPO\) loss only, got "ipo"; did you mean --method/)
+  t.throws(
+    () => parseArgs(['--config', trl], TRAIN_OPTIONS),
+    /trl.yaml: loss_type: edpo trains the sigmoid \(DPO\) loss only, got "ipo"; did you mean --method/,
+  )
   fs.writeFileSync(trl, 'model: m\ndata: d\nout: o\nwarmup_steps: 100\n')
-  t.throws(() => parseArgs(['--config', trl], TRAIN_OPTIONS), /trl.yaml: warmup_steps: unknown option; did you mean --warmup-ratio \(TRL: warmup_steps counts steps/)
+  t.throws(
+    () => parseArgs(['--config', trl], TRAIN_OPTIONS),
+    /trl.yaml: warmup_steps: unknown option; did you mean --warmup-ratio \(TRL: warmup_steps counts steps/,
+  )
   t.end()
 })
 
 t.test('value errors name what the user typed, never the internal camelCase path', (t) => {
-  t.throws(() => parseArgs(['--model', 'm', '--data', 'd', '--out', 'o', '--per-device-train-batch-size', '2.5'], TRAIN_OPTIONS), /^--per-device-train-batch-size: .*\(got 2.5\)/)
+  t.throws(
+    () => parseArgs(['--model', 'm', '--data', 'd', '--out', 'o', '--per-device-train-batch-size', '2.5'], TRAIN_OPTIONS),
+    /^--per-device-train-batch-size: .*\(got 2.5\)/,
+  )
   const file = path.join(dir, 'badvalue.yaml')
   fs.writeFileSync(file, 'model: m\ndata: d\nout: o\nmethod: ppo\n')
   t.throws(() => parseArgs(['--config', file], TRAIN_OPTIONS), /badvalue.yaml: method: .*"ppo"/)
@@ -119,7 +149,8 @@ t.test('--help shows enum choices, TRL names, required options and --resume', (t
   const help = formatHelp('edpo train [options]', 'Train.', TRAIN_OPTIONS, [['--resume <run dir>', 'continue']])
   // Every method of the registry, the comparison set included.
   t.match(help, `--method <${TRAIN_METHODS.join('|')}>`)
-  for (const m of ['epsilon-dpo', 'dpo', 'tr-dpo', 'beta-dpo', 'ipo', 'simpo', 'cpo', 'orpo', 'r-dpo', 'slic-hf', 'hinge', 'rrhf', 'kto']) t.ok(TRAIN_METHODS.includes(m as never), `--method ${m}`)
+  for (const m of ['epsilon-dpo', 'dpo', 'tr-dpo', 'beta-dpo', 'ipo', 'simpo', 'cpo', 'orpo', 'r-dpo', 'slic-hf', 'hinge', 'rrhf', 'kto'])
+    t.ok(TRAIN_METHODS.includes(m as never), `--method ${m}`)
   t.match(help, /--dtype <float32\|bfloat16\|float16\|float64>/)
   t.match(help, /--batch-size <value> .*\[TRL: per_device_train_batch_size\]/)
   t.match(help, /--model <value> .*\(required\)/)

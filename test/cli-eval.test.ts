@@ -26,7 +26,7 @@ t.test('the reference comes from the checkpoint, and the data is labelled eval',
   t.match(implicit.stderr, /^eval: /m, 'the summary calls the pairs eval')
   t.notMatch(implicit.stderr, /^train: /m)
   const explicit = edpo(['eval', '--model', ckpt, '--reference-model', model, '--data', data, '--json'])
-  t.same(JSON.parse(implicit.stdout), JSON.parse(explicit.stdout), 'the same as naming the run\'s reference')
+  t.same(JSON.parse(implicit.stdout), JSON.parse(explicit.stdout), "the same as naming the run's reference")
   const plain = edpo(['eval', '--model', model, '--data', data])
   t.equal(plain.status, 1)
   t.match(plain.stderr, /--reference-model is required: .* is not an edpo checkpoint \(no trainer_state\.json/)
@@ -37,10 +37,17 @@ t.test('a LoRA run started from --adapter: the reference is the base with that a
   const model = makeTrainableModel(t)
   const data = writeToyPreferences(work, 8)
   const sftOut = path.join(work, 'sft')
-  await (await SftTrainer.create({ model, data: [data], out: sftOut, batchSize: 4, maxSteps: 2, learningRate: 1e-2, maxLength: 32, loraR: 4 }, { log: () => {} })).train()
+  await (
+    await SftTrainer.create({ model, data: [data], out: sftOut, batchSize: 4, maxSteps: 2, learningRate: 1e-2, maxLength: 32, loraR: 4 }, { log: () => {} })
+  ).train()
   const adapter = path.join(sftOut, 'checkpoint-2')
   const out = path.join(work, 'dpo')
-  await (await Trainer.create({ model, data: [data], out, batchSize: 4, maxSteps: 2, learningRate: 1e-2, warmupRatio: 0, maxLength: 32, method: 'dpo', adapter, loraDropout: 0 }, { log: () => {} })).train()
+  await (
+    await Trainer.create(
+      { model, data: [data], out, batchSize: 4, maxSteps: 2, learningRate: 1e-2, warmupRatio: 0, maxLength: 32, method: 'dpo', adapter, loraDropout: 0 },
+      { log: () => {} },
+    )
+  ).train()
   const ckpt = path.join(out, 'checkpoint-2')
   const run = (extra: string[]) => {
     const r = edpo(['eval', '--model', ckpt, '--data', data, '--json', ...extra])

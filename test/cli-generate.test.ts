@@ -19,8 +19,14 @@ t.test('JSON lines, one per prompt, in order', (t) => {
   const model = makeTrainableModel(t)
   const r = edpo(['generate', '--model', model, '--prompt', 'how are you ?', 'hello world !', '--max-new-tokens', '5'])
   t.equal(r.status, 0, r.stderr)
-  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { prompt: string; completion: string })
-  t.same(lines.map((l) => l.prompt), ['how are you ?', 'hello world !'])
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { prompt: string; completion: string })
+  t.same(
+    lines.map((l) => l.prompt),
+    ['how are you ?', 'hello world !'],
+  )
   t.ok(lines.every((l) => typeof l.completion === 'string'))
   t.end()
 })
@@ -48,7 +54,7 @@ t.test("an adapter folder's eos ids include its base's config.json and generatio
   fs.writeFileSync(path.join(adapter, 'generation_config.json'), JSON.stringify({ eos_token_id: 11 }))
   t.same(eosTokenIds(adapter, 2), [2, 5, 8, 11], "and the adapter folder's own generation_config.json")
   fs.writeFileSync(path.join(base, 'generation_config.json'), JSON.stringify({ eos_token_id: -1 }))
-  t.throws(() => eosTokenIds(adapter, 2), new RegExp(`${base}/generation_config\\.json: eos_token_id must be`), "a bad base file is named")
+  t.throws(() => eosTokenIds(adapter, 2), new RegExp(`${base}/generation_config\\.json: eos_token_id must be`), 'a bad base file is named')
   t.end()
 })
 

@@ -27,16 +27,25 @@ t.test('model folders are checked first, with what to do', (t) => {
   const base = ['--data', path.join(work, 'missing.jsonl'), '--out', path.join(work, 'run')]
   const hub = edpo(['train', '--model', 'meta-llama/Meta-Llama-3-8B-Instruct', ...base], work)
   t.equal(hub.status, 1)
-  t.match(hub.stderr, /^edpo: --model meta-llama\/Meta-Llama-3-8B-Instruct: HF_HUB_OFFLINE=1, and the cache .* lacks what the run needs of meta-llama\/Meta-Llama-3-8B-Instruct \(revision main\): no refs\/main\. Unset HF_HUB_OFFLINE to download it, or fetch it with `huggingface-cli download meta-llama\/Meta-Llama-3-8B-Instruct`/m)
+  t.match(
+    hub.stderr,
+    /^edpo: --model meta-llama\/Meta-Llama-3-8B-Instruct: HF_HUB_OFFLINE=1, and the cache .* lacks what the run needs of meta-llama\/Meta-Llama-3-8B-Instruct \(revision main\): no refs\/main\. Unset HF_HUB_OFFLINE to download it, or fetch it with `huggingface-cli download meta-llama\/Meta-Llama-3-8B-Instruct`/m,
+  )
   t.notMatch(hub.stderr, /tokenizer\.json/, 'not the old tokenizer.json message')
   t.match(edpo(['train', '--model', path.join(work, 'nope'), ...base]).stderr, /--model .*nope: no such folder \(a Hugging Face model folder/)
   t.match(edpo(['train', '--model', work, ...base]).stderr, /--model .*: no config\.json, so not a Hugging Face model folder/)
   const gpt2 = path.join(work, 'gpt2')
   fs.mkdirSync(gpt2)
   fs.writeFileSync(path.join(gpt2, 'config.json'), JSON.stringify({ model_type: 'gpt2' }))
-  t.match(edpo(['train', '--model', gpt2, ...base]).stderr, /config\.json: model_type "gpt2" is not supported \(expected one of llama, mistral, qwen2, gemma2\)/)
+  t.match(
+    edpo(['train', '--model', gpt2, ...base]).stderr,
+    /config\.json: model_type "gpt2" is not supported \(expected one of llama, mistral, qwen2, gemma2\)/,
+  )
   t.match(edpo(['sft', '--model', 'org/model', ...base], work).stderr, /--model org\/model: HF_HUB_OFFLINE=1, and the cache/)
-  t.match(edpo(['train', '--model', makeTrainableModel(t), '--reference-model', 'org/ref', ...base], work).stderr, /--reference-model org\/ref: HF_HUB_OFFLINE=1, and the cache/)
+  t.match(
+    edpo(['train', '--model', makeTrainableModel(t), '--reference-model', 'org/ref', ...base], work).stderr,
+    /--reference-model org\/ref: HF_HUB_OFFLINE=1, and the cache/,
+  )
   t.end()
 })
 
@@ -76,7 +85,10 @@ t.test('--resume extends a run with --max-steps and refuses other changes, namin
   t.ok(fs.existsSync(path.join(out, 'checkpoint-3')), 'the run went on to step 3')
   const changed = edpo(['train', '--resume', out, '--max-steps', '4', '--beta', '0.5', '--learning-rate', '1e-5'])
   t.equal(changed.status, 1)
-  t.match(changed.stderr, /--resume .*: a resumed run keeps its stored options; these differ: --beta 0\.5 \(the run has 0\.1\); --learning-rate 0\.00001 \(the run has 0\.001\)\. Only --max-steps, --epochs, --save-every, --eval-every, --keep-last, --log-every, --zero-stage, --grad-overlap, --bucket-mb may change on resume/)
+  t.match(
+    changed.stderr,
+    /--resume .*: a resumed run keeps its stored options; these differ: --beta 0\.5 \(the run has 0\.1\); --learning-rate 0\.00001 \(the run has 0\.001\)\. Only --max-steps, --epochs, --save-every, --eval-every, --keep-last, --log-every, --zero-stage, --grad-overlap, --bucket-mb may change on resume/,
+  )
   t.notOk(fs.existsSync(path.join(out, 'checkpoint-4')), 'nothing ran')
 })
 
@@ -87,7 +99,14 @@ t.test('progress while the data and the models load', (t) => {
   const r = edpo(['train', '--model', model, '--data', data, '--out', path.join(work, 'run'), '--max-steps', '1', '--batch-size', '1', '--max-length', '32'])
   t.equal(r.status, 0, r.stderr)
   const order = ['reading and tokenizing', 'train: 1 row', 'loading the model from', 'loading the reference from'].map((s) => r.stderr.indexOf(s))
-  t.ok(order.every((i) => i >= 0), `each line is there:\n${r.stderr}`)
-  t.same([...order].sort((a, b) => a - b), order, 'in the order the work happens')
+  t.ok(
+    order.every((i) => i >= 0),
+    `each line is there:\n${r.stderr}`,
+  )
+  t.same(
+    [...order].sort((a, b) => a - b),
+    order,
+    'in the order the work happens',
+  )
   t.end()
 })

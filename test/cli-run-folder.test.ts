@@ -24,7 +24,11 @@ t.test('SIGTERM (SLURM, Kubernetes) writes one checkpoint and exits 143', async 
   const work = tempDir(t)
   const data = writeToyPreferences(work, 64)
   const out = path.join(work, 'run')
-  const child = spawn(process.execPath, [...process.execArgv, MAIN, 'train', '--model', model, '--data', data, '--out', out, '--batch-size', '2', '--max-steps', '400', '--max-length', '32'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(
+    process.execPath,
+    [...process.execArgv, MAIN, 'train', '--model', model, '--data', data, '--out', out, '--batch-size', '2', '--max-steps', '400', '--max-length', '32'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
   let stdout = ''
   let stderr = ''
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
@@ -53,7 +57,10 @@ t.test('SIGTERM (SLURM, Kubernetes) writes one checkpoint and exits 143', async 
   // The same folder again without --resume: refused, with the ways out.
   const again = edpo(['train', '--model', model, '--data', data, '--out', out, '--max-steps', '2'])
   t.equal(again.code, 1)
-  t.match(again.stderr, new RegExp(`^edpo: --out ${out}: the folder is not empty .*pass --resume ${out} to continue that run, --overwrite-output-dir to replace it`))
+  t.match(
+    again.stderr,
+    new RegExp(`^edpo: --out ${out}: the folder is not empty .*pass --resume ${out} to continue that run, --overwrite-output-dir to replace it`),
+  )
   t.notMatch(again.stderr, /\n\s+at /, 'no stack trace')
 })
 

@@ -21,7 +21,17 @@ const specs: CaseOptions[] = [
   { pairs: 1, steps: 3, vocab: 4103, seed: 26, policyNegInf: [[0, 2048]] },
   { pairs: 1, steps: 3, vocab: 5003, seed: 27, policyNegInf: [[1000, 4500]] },
   { pairs: 1, steps: 3, vocab: 4500, seed: 28, policyNegInf: [[2040, 4500]] },
-  { pairs: 1, steps: 3, vocab: 7000, seed: 29, policyNegInf: [[0, 5], [2047, 2049], [4096, 6500]] },
+  {
+    pairs: 1,
+    steps: 3,
+    vocab: 7000,
+    seed: 29,
+    policyNegInf: [
+      [0, 5],
+      [2047, 2049],
+      [4096, 6500],
+    ],
+  },
   { pairs: 1, steps: 3, vocab: 5000, seed: 30, dtype: 'bfloat16', policyNegInf: [[0, 4200]] },
   { pairs: 1, steps: 4, vocab: 7, seed: 31, policyNegInf: [[0, 3]] },
 ]
@@ -50,7 +60,7 @@ function adamwFirstStep(dtype: AdamWStep['dtype'], lr: number, weightDecay: numb
   return Array.from({ length: n }, (_, i) => {
     const p = round(Math.fround(Math.sin(i * 0.37) * 2))
     const g = round(Math.fround(Math.cos(i * 0.11) + 0.05))
-    const m = 0.1 * g / (1 - 0.9)
+    const m = (0.1 * g) / (1 - 0.9)
     const v = 0.001 * g * g
     const denom = Math.sqrt(v) / Math.sqrt(1 - 0.999) + 1e-8
     return round(p * (1 - lr * weightDecay) - lr * (m / denom))

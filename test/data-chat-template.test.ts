@@ -43,7 +43,8 @@ t.test('a prompt ending with an assistant message is continued, without a genera
 })
 
 t.test('special tokens written as AddedToken objects reach the template as strings; eos_token usable', (t) => {
-  const llama2ish = "{% for m in messages %}{% if m.role == 'user' %}{{ bos_token }}[INST] {{ m.content }} [/INST]{% else %} {{ m.content }}{{ eos_token }}{% endif %}{% endfor %}"
+  const llama2ish =
+    "{% for m in messages %}{% if m.role == 'user' %}{{ bos_token }}[INST] {{ m.content }} [/INST]{% else %} {{ m.content }}{{ eos_token }}{% endif %}{% endfor %}"
   const dir = makeModelDir(t, tokenizerConfig({ chat_template: llama2ish }))
   const tok = data.loadTokenizer(dir)
   t.same(tok.specialTokens, { bos_token: '<s>', eos_token: '</s>', pad_token: '<pad>' })
@@ -61,10 +62,21 @@ t.test('raise_exception in a template becomes a row error', (t) => {
 })
 
 t.test('template sources: a named list picks "default"; chat_template.jinja wins; bad templates are refused', (t) => {
-  const listed = makeModelDir(t, tokenizerConfig({ chat_template: [{ name: 'tool_use', template: 'TOOLS' }, { name: 'default', template: CHAT_TEMPLATE }] }))
+  const listed = makeModelDir(
+    t,
+    tokenizerConfig({
+      chat_template: [
+        { name: 'tool_use', template: 'TOOLS' },
+        { name: 'default', template: CHAT_TEMPLATE },
+      ],
+    }),
+  )
   t.equal(data.loadTokenizer(listed).chatTemplate!.source, CHAT_TEMPLATE)
   const noDefault = makeModelDir(t, tokenizerConfig({ chat_template: [{ name: 'tool_use', template: 'TOOLS' }] }))
-  t.throws(() => data.loadTokenizer(noDefault), new EdpoInputError(`${noDefault}: tokenizer_config.json: chat_template: a list of templates needs one named 'default' (found 'tool_use')`))
+  t.throws(
+    () => data.loadTokenizer(noDefault),
+    new EdpoInputError(`${noDefault}: tokenizer_config.json: chat_template: a list of templates needs one named 'default' (found 'tool_use')`),
+  )
   const jinja = makeModelDir(t)
   fs.writeFileSync(path.join(jinja, 'chat_template.jinja'), '{{ messages[0].content }}')
   t.equal(data.loadTokenizer(jinja).chatTemplate!.render([user('x')], { addGenerationPrompt: false }), 'x')
@@ -85,7 +97,8 @@ t.test('published templates: Llama-3 Instruct and ChatML', (t) => {
   const llama = data.applyChatTemplate(data.compileChatTemplate(LLAMA3, { bos_token: '<|begin_of_text|>', eos_token: '<|eot_id|>' }), row)
   t.same(llama, {
     kind: 'text',
-    prompt: '<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n',
+    prompt:
+      '<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n',
     chosen: 'Hello!<|eot_id|>',
     rejected: 'Go away.<|eot_id|>',
   })

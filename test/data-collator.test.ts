@@ -6,7 +6,10 @@ import t from 'tap'
 import { EdpoInputError, data } from '../lib/index'
 
 const pair = (source: string, prompt: number[], chosen: number[], rejected: number[]): data.TokenizedPair => ({
-  source, prompt: Int32Array.from(prompt), chosen: Int32Array.from(chosen), rejected: Int32Array.from(rejected),
+  source,
+  prompt: Int32Array.from(prompt),
+  chosen: Int32Array.from(chosen),
+  rejected: Int32Array.from(rejected),
 })
 
 const PAD = 0
@@ -19,14 +22,24 @@ t.test('host batch: rows, padding, shifted labels and loss mask (worked example)
   const b = data.collateHost(pairs, PAD)
   t.equal(b.pairs, 2)
   t.equal(b.length, 5, 'padded to the longest row of this batch only')
-  const rows = (a: ArrayLike<bigint | number>) => Array.from({ length: 4 }, (_, r) => Array.from(a).slice(r * 5, r * 5 + 5).map(Number))
+  const rows = (a: ArrayLike<bigint | number>) =>
+    Array.from({ length: 4 }, (_, r) =>
+      Array.from(a)
+        .slice(r * 5, r * 5 + 5)
+        .map(Number),
+    )
   t.same(rows(b.inputIds), [
     [11, 12, 21, 22, 2], // chosen 0
     [13, 23, 2, PAD, PAD], // chosen 1
     [11, 12, 31, 2, PAD], // rejected 0
     [13, 32, 33, 34, 2], // rejected 1
   ])
-  t.same(rows(b.attentionMask), [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+  t.same(rows(b.attentionMask), [
+    [1, 1, 1, 1, 1],
+    [1, 1, 1, 0, 0],
+    [1, 1, 1, 1, 0],
+    [1, 1, 1, 1, 1],
+  ])
   // labels[r,t] = token t+1 where that token is a completion token.
   t.same(rows(b.labels), [
     [X, 21, 22, 2, X],
@@ -34,7 +47,12 @@ t.test('host batch: rows, padding, shifted labels and loss mask (worked example)
     [X, 31, 2, X, X],
     [32, 33, 34, 2, X],
   ])
-  t.same(rows(b.lossMask), [[0, 1, 1, 1, 0], [1, 1, 0, 0, 0], [0, 1, 1, 0, 0], [1, 1, 1, 1, 0]])
+  t.same(rows(b.lossMask), [
+    [0, 1, 1, 1, 0],
+    [1, 1, 0, 0, 0],
+    [0, 1, 1, 0, 0],
+    [1, 1, 1, 1, 0],
+  ])
   t.same(Array.from(b.completionTokens), [3, 2, 2, 4])
   t.same(b.sources, ['a:1', 'a:2'])
   t.end()
@@ -42,7 +60,12 @@ t.test('host batch: rows, padding, shifted labels and loss mask (worked example)
 
 t.test('tensors: int64 ids, mask and labels, float32 loss mask, shape [2B, T]', (t) => {
   const b = data.collate(pairs.slice(0, 1), PAD)
-  for (const [name, tensor, dtype] of [['inputIds', b.inputIds, 'int64'], ['attentionMask', b.attentionMask, 'int64'], ['labels', b.labels, 'int64'], ['lossMask', b.lossMask, 'float32']] as const) {
+  for (const [name, tensor, dtype] of [
+    ['inputIds', b.inputIds, 'int64'],
+    ['attentionMask', b.attentionMask, 'int64'],
+    ['labels', b.labels, 'int64'],
+    ['lossMask', b.lossMask, 'float32'],
+  ] as const) {
     t.same(tensor.shape, [2, 5], `${name} shape: one pair, longest row 2 + 3`)
     t.equal(tensor.dtype, dtype, `${name} dtype`)
   }

@@ -17,11 +17,21 @@ t.test('preference data: all skipped rows in the file, not only the first three'
   const invalidRowsFile = path.join(dir, 'invalid-rows.jsonl')
   const lines: string[] = []
   await data.loadPreferenceData({ data: file, evalData: evalFile, tokenizer: makeModelDir(t), skipInvalid: true, invalidRowsFile, log: (l) => lines.push(l) })
-  const rows = fs.readFileSync(invalidRowsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>)
+  const rows = fs
+    .readFileSync(invalidRowsFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, string>)
   t.equal(rows.length, 19)
   t.same(rows[0], { split: 'train', source: `${file}:2`, field: 'chosen', reason: 'missing field', message: `${file}:2: chosen: missing` })
   t.same(rows[17]!.source, `${file}:19`)
-  t.same(rows[18], { split: 'eval', source: `${evalFile}:2`, field: 'rejected', reason: 'wrong type', message: `${evalFile}:2: rejected: expected a string, got number` })
+  t.same(rows[18], {
+    split: 'eval',
+    source: `${evalFile}:2`,
+    field: 'rejected',
+    reason: 'wrong type',
+    message: `${evalFile}:2: rejected: expected a string, got number`,
+  })
   t.match(lines[0], new RegExp(`^train: 19 rows .* skipped 18 invalid \\(18 missing field\\); all skipped rows in ${invalidRowsFile}$`))
   t.equal(lines[4], `  ... 15 more in ${invalidRowsFile}`, 'a place the user can open, not report.invalid')
 })
@@ -30,7 +40,13 @@ t.test('no skipped rows: no file (and a stale one from an earlier start is remov
   const dir = tempDir(t)
   const invalidRowsFile = path.join(dir, 'invalid-rows.jsonl')
   fs.writeFileSync(invalidRowsFile, '{}\n')
-  await data.loadPreferenceData({ data: writeJsonl(path.join(dir, 'p.jsonl'), [good]), tokenizer: makeModelDir(t), skipInvalid: true, invalidRowsFile, log: () => {} })
+  await data.loadPreferenceData({
+    data: writeJsonl(path.join(dir, 'p.jsonl'), [good]),
+    tokenizer: makeModelDir(t),
+    skipInvalid: true,
+    invalidRowsFile,
+    log: () => {},
+  })
   t.notOk(fs.existsSync(invalidRowsFile))
 })
 
@@ -46,11 +62,27 @@ t.test('all rows invalid: the error says where the list is', async (t) => {
 
 t.test('SFT data: the same file, with the field at fault', async (t) => {
   const dir = tempDir(t)
-  const file = writeJsonl(path.join(dir, 'sft.jsonl'), [{ prompt: 'hello', completion: 'world' }, { prompt: 3, completion: 'x' }, { prompt: 'a', completion: '' }, 'text'])
+  const file = writeJsonl(path.join(dir, 'sft.jsonl'), [
+    { prompt: 'hello', completion: 'world' },
+    { prompt: 3, completion: 'x' },
+    { prompt: 'a', completion: '' },
+    'text',
+  ])
   const invalidRowsFile = path.join(dir, 'invalid-rows.jsonl')
   const lines: string[] = []
   await data.loadSftData({ data: [file], tokenizer: makeModelDir(t), skipInvalid: true, invalidRowsFile, log: (l) => lines.push(l) })
-  const rows = fs.readFileSync(invalidRowsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>)
-  t.same(rows.map((r) => [r.source, r.field, r.reason]), [[`${file}:2`, 'prompt', 'wrong type'], [`${file}:3`, 'completion', 'empty field'], [`${file}:4`, '', 'not an object']])
+  const rows = fs
+    .readFileSync(invalidRowsFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, string>)
+  t.same(
+    rows.map((r) => [r.source, r.field, r.reason]),
+    [
+      [`${file}:2`, 'prompt', 'wrong type'],
+      [`${file}:3`, 'completion', 'empty field'],
+      [`${file}:4`, '', 'not an object'],
+    ],
+  )
   t.equal(lines[0], `data: 4 rows → 1 examples; skipped 3 invalid (all listed in ${invalidRowsFile})`)
 })

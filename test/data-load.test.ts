@@ -16,35 +16,60 @@ t.test('three formats in three file types, read through a glob', async (t) => {
   const model = makeModelDir(t)
   const dir = tempDir(t)
   writeJsonl(path.join(dir, 'a.jsonl'), [{ prompt: 'how are you ?', chosen: 'fine', rejected: 'bad' }])
-  fs.writeFileSync(path.join(dir, 'b.json'), JSON.stringify([{ prompt: [user('hello')], chosen: [assistant('hello !')], rejected: [assistant('bad')] }], null, 2))
-  fs.writeFileSync(path.join(dir, 'c.parquet'), Buffer.from(parquetWriteBuffer({ columnData: [
-    { name: 'chosen', data: ['Human: how are you ? Assistant: good thanks'] },
-    { name: 'rejected', data: ['Human: how are you ? Assistant: bad'] },
-  ] })))
+  fs.writeFileSync(
+    path.join(dir, 'b.json'),
+    JSON.stringify([{ prompt: [user('hello')], chosen: [assistant('hello !')], rejected: [assistant('bad')] }], null, 2),
+  )
+  fs.writeFileSync(
+    path.join(dir, 'c.parquet'),
+    Buffer.from(
+      parquetWriteBuffer({
+        columnData: [
+          { name: 'chosen', data: ['Human: how are you ? Assistant: good thanks'] },
+          { name: 'rejected', data: ['Human: how are you ? Assistant: bad'] },
+        ],
+      }),
+    ),
+  )
   const lines: string[] = []
   const out = await data.loadPreferenceData({ data: path.join(dir, '*'), tokenizer: model, log: (l) => lines.push(l) })
-  t.same(out.train.map((p) => [p.source, Array.from(p.prompt), Array.from(p.chosen), Array.from(p.rejected)]), [
-    [`${path.join(dir, 'a.jsonl')}:1`, ids('how are you ?'), ids('fine </s>'), ids('bad </s>')],
-    [`${path.join(dir, 'b.json')}:2`, ids('<s> <|user|> hello <|end|> <|assistant|>'), ids('hello ! <|end|> </s>'), ids('bad <|end|> </s>')],
-    [`${path.join(dir, 'c.parquet')}:row 1`, ids('Human : how are you ? Assistant :'), ids('good thanks </s>'), ids('bad </s>')],
-  ])
+  t.same(
+    out.train.map((p) => [p.source, Array.from(p.prompt), Array.from(p.chosen), Array.from(p.rejected)]),
+    [
+      [`${path.join(dir, 'a.jsonl')}:1`, ids('how are you ?'), ids('fine </s>'), ids('bad </s>')],
+      [`${path.join(dir, 'b.json')}:2`, ids('<s> <|user|> hello <|end|> <|assistant|>'), ids('hello ! <|end|> </s>'), ids('bad <|end|> </s>')],
+      [`${path.join(dir, 'c.parquet')}:row 1`, ids('Human : how are you ? Assistant :'), ids('good thanks </s>'), ids('bad </s>')],
+    ],
+  )
   t.equal(out.eval, undefined)
   t.equal(out.tokenizer.eosTokenId, ids('</s>')[0])
-  t.same(out.report.train, { files: ['a.jsonl', 'b.json', 'c.parquet'].map((f) => path.join(dir, f)), rows: 3, pairs: 3, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0, unknownTokens: { tokens: 0, rows: 0 } })
+  t.same(out.report.train, {
+    files: ['a.jsonl', 'b.json', 'c.parquet'].map((f) => path.join(dir, f)),
+    rows: 3,
+    pairs: 3,
+    skipped: {},
+    invalid: [],
+    droppedPromptTooLong: 0,
+    truncated: 0,
+    unknownTokens: { tokens: 0, rows: 0 },
+  })
   t.same(lines, ['train: 3 rows from 3 files → 3 pairs'])
 })
 
 function badFile(dir: string): string {
   const file = path.join(dir, 'bad.jsonl')
-  fs.writeFileSync(file, [
-    JSON.stringify({ prompt: 'hello', chosen: 'fine', rejected: 'bad' }),
-    '{"prompt": "hello", "chosen": "fine",',
-    JSON.stringify({ prompt: 'hello', rejected: 'bad' }),
-    JSON.stringify({ prompt: 'hello', chosen: '', rejected: 'bad' }),
-    JSON.stringify({ prompt: 'hello', chosen: ['fine'], rejected: 'bad' }),
-    JSON.stringify({ prompt: 'hello', chosen: 'same', rejected: 'same' }),
-    JSON.stringify({ prompt: 'the cat', chosen: 'sat', rejected: 'ran' }),
-  ].join('\n'))
+  fs.writeFileSync(
+    file,
+    [
+      JSON.stringify({ prompt: 'hello', chosen: 'fine', rejected: 'bad' }),
+      '{"prompt": "hello", "chosen": "fine",',
+      JSON.stringify({ prompt: 'hello', rejected: 'bad' }),
+      JSON.stringify({ prompt: 'hello', chosen: '', rejected: 'bad' }),
+      JSON.stringify({ prompt: 'hello', chosen: ['fine'], rejected: 'bad' }),
+      JSON.stringify({ prompt: 'hello', chosen: 'same', rejected: 'same' }),
+      JSON.stringify({ prompt: 'the cat', chosen: 'sat', rejected: 'ran' }),
+    ].join('\n'),
+  )
   return file
 }
 
@@ -67,22 +92,33 @@ t.test('skipInvalid skips, counts by reason and prints the summary; nothing is s
   const file = badFile(tempDir(t))
   const lines: string[] = []
   const out = await data.loadPreferenceData({ data: file, tokenizer: makeModelDir(t), skipInvalid: true, log: (l) => lines.push(l) })
-  t.same(out.train.map((p) => p.source), [`${file}:1`, `${file}:7`])
+  t.same(
+    out.train.map((p) => p.source),
+    [`${file}:1`, `${file}:7`],
+  )
   t.same(out.report.train.skipped, { 'malformed JSON': 1, 'missing field': 1, 'empty field': 1, 'wrong type': 1, 'chosen identical to rejected': 1 })
-  t.same(out.report.train.invalid.map((i) => [i.source, i.reason, i.field]), [
-    [`${file}:2`, 'malformed JSON', ''],
-    [`${file}:3`, 'missing field', 'chosen'],
-    [`${file}:4`, 'empty field', 'chosen'],
-    [`${file}:5`, 'wrong type', 'chosen'],
-    [`${file}:6`, 'chosen identical to rejected', 'rejected'],
+  t.same(
+    out.report.train.invalid.map((i) => [i.source, i.reason, i.field]),
+    [
+      [`${file}:2`, 'malformed JSON', ''],
+      [`${file}:3`, 'missing field', 'chosen'],
+      [`${file}:4`, 'empty field', 'chosen'],
+      [`${file}:5`, 'wrong type', 'chosen'],
+      [`${file}:6`, 'chosen identical to rejected', 'rejected'],
+    ],
+  )
+  t.same(lines.slice(0, 1), [
+    'train: 7 rows from 1 file → 2 pairs; skipped 5 invalid (1 malformed JSON, 1 missing field, 1 empty field, 1 wrong type, 1 chosen identical to rejected)',
   ])
-  t.same(lines.slice(0, 1), ['train: 7 rows from 1 file → 2 pairs; skipped 5 invalid (1 malformed JSON, 1 missing field, 1 empty field, 1 wrong type, 1 chosen identical to rejected)'])
   t.match(lines[1], new RegExp(`^  skipped ${file}:2: malformed JSON`))
   t.same(lines.slice(2), [`  skipped ${file}:3: chosen: missing`, `  skipped ${file}:4: chosen: empty`, '  ... 2 more in report.invalid'])
 })
 
 t.test('more than ten bad rows: the first ten in full, then a count', async (t) => {
-  const file = writeJsonl(path.join(tempDir(t), 'many.jsonl'), Array.from({ length: 13 }, () => ({ prompt: 'p' })))
+  const file = writeJsonl(
+    path.join(tempDir(t), 'many.jsonl'),
+    Array.from({ length: 13 }, () => ({ prompt: 'p' })),
+  )
   const err = (await data.loadPreferenceData({ data: file, tokenizer: makeModelDir(t) }).catch((e: unknown) => e)) as Error
   const lines = err.message.split('\n')
   t.equal(lines.length, 12)
@@ -100,7 +136,10 @@ t.test('truncation report: prompts that fill maxLength are dropped and counted, 
   ])
   const lines: string[] = []
   const out = await data.loadPreferenceData({ data: file, tokenizer: makeModelDir(t), maxLength: 6, log: (l) => lines.push(l) })
-  t.same(out.train.map((p) => Array.from(p.chosen)), [ids('fine </s>'), ids('i am')])
+  t.same(
+    out.train.map((p) => Array.from(p.chosen)),
+    [ids('fine </s>'), ids('i am')],
+  )
   t.match(out.report.train, { rows: 3, pairs: 2, droppedPromptTooLong: 1, truncated: 1 })
   t.same(lines, ['train: 3 rows from 1 file → 2 pairs; dropped 1 whose prompt alone fills maxLength 6; truncated 1'])
 })
@@ -109,12 +148,18 @@ t.test('evaluation split: evalData files, or a seeded evalFraction held out from
   const dir = tempDir(t)
   const model = makeModelDir(t)
   const words = ['hello', 'world', 'how', 'are', 'you', 'fine', 'good', 'thanks', 'cat', 'dog']
-  const file = writeJsonl(path.join(dir, 'train.jsonl'), words.map((w) => ({ prompt: w, chosen: 'good', rejected: 'bad' })))
+  const file = writeJsonl(
+    path.join(dir, 'train.jsonl'),
+    words.map((w) => ({ prompt: w, chosen: 'good', rejected: 'bad' })),
+  )
   const evalFile = writeJsonl(path.join(dir, 'eval.jsonl'), [{ prompt: 'hello', chosen: 'fine', rejected: 'bad' }])
   const lines: string[] = []
   const withFile = await data.loadPreferenceData({ data: file, evalData: [evalFile], tokenizer: model, log: (l) => lines.push(l) })
   t.equal(withFile.train.length, 10)
-  t.same(withFile.eval!.map((p) => p.source), [`${evalFile}:1`])
+  t.same(
+    withFile.eval!.map((p) => p.source),
+    [`${evalFile}:1`],
+  )
   t.same(lines, ['train: 10 rows from 1 file → 10 pairs', 'eval: 1 row from 1 file → 1 pair'])
 
   const split = (seed: number) => data.loadPreferenceData({ data: file, evalFraction: 0.3, seed, tokenizer: model, log: () => {} })
@@ -124,22 +169,44 @@ t.test('evaluation split: evalData files, or a seeded evalFraction held out from
   const sources = (ps: data.TokenizedPair[]) => ps.map((p) => p.source)
   t.same([...sources(a.train), ...sources(a.eval!)].sort(), Array.from({ length: 10 }, (_, i) => `${file}:${i + 1}`).sort(), 'disjoint and complete')
   t.same(sources((await split(1)).eval!), sources(a.eval!), 'same seed, same split')
-  t.same(sources(a.train), [...sources(a.train)].sort((x, y) => Number(x.split(':').pop()) - Number(y.split(':').pop())), 'file order kept')
-  t.same(a.report.eval, { files: [file], rows: 3, pairs: 3, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0, unknownTokens: { tokens: 0, rows: 0 } })
+  t.same(
+    sources(a.train),
+    [...sources(a.train)].sort((x, y) => Number(x.split(':').pop()) - Number(y.split(':').pop())),
+    'file order kept',
+  )
+  t.same(a.report.eval, {
+    files: [file],
+    rows: 3,
+    pairs: 3,
+    skipped: {},
+    invalid: [],
+    droppedPromptTooLong: 0,
+    truncated: 0,
+    unknownTokens: { tokens: 0, rows: 0 },
+  })
   t.equal(a.report.train.pairs, 7)
 })
 
 t.test('bad options, and conversational rows without a chat template', async (t) => {
   const file = writeJsonl(path.join(tempDir(t), 'chat.jsonl'), [{ prompt: [user('hello')], chosen: 'fine', rejected: 'bad' }])
   const model = makeModelDir(t)
-  await t.rejects(data.loadPreferenceData({ data: file, tokenizer: model, maxLength: 0 }), { name: 'EdpoInputError', message: /^loadPreferenceData\.maxLength: / })
-  await t.rejects(data.loadPreferenceData({ data: file, evalData: file, evalFraction: 0.1, tokenizer: model }),
-    new EdpoInputError('loadPreferenceData.evalFraction: give evalData or evalFraction, not both'))
+  await t.rejects(data.loadPreferenceData({ data: file, tokenizer: model, maxLength: 0 }), {
+    name: 'EdpoInputError',
+    message: /^loadPreferenceData\.maxLength: /,
+  })
+  await t.rejects(
+    data.loadPreferenceData({ data: file, evalData: file, evalFraction: 0.1, tokenizer: model }),
+    new EdpoInputError('loadPreferenceData.evalFraction: give evalData or evalFraction, not both'),
+  )
   await t.rejects(data.loadPreferenceData({ data: file, evalFraction: 1.5, tokenizer: model }), { message: /^loadPreferenceData\.evalFraction: / })
-  await t.rejects(data.loadPreferenceData({ data: file, evalFraction: 0.1, tokenizer: model, log: () => {} }),
-    new EdpoInputError('loadPreferenceData.evalFraction: 0.1 of 1 pairs leaves an empty split'))
+  await t.rejects(
+    data.loadPreferenceData({ data: file, evalFraction: 0.1, tokenizer: model, log: () => {} }),
+    new EdpoInputError('loadPreferenceData.evalFraction: 0.1 of 1 pairs leaves an empty split'),
+  )
   await t.rejects(data.loadPreferenceData({ data: [], tokenizer: model }), { message: /^loadPreferenceData\.data: / })
   const plain = makeModelDir(t, tokenizerConfig({ chat_template: undefined }))
-  await t.rejects(data.loadPreferenceData({ data: file, tokenizer: plain }),
-    new EdpoInputError(`${file}:1: the row is conversational but the tokenizer has no chat_template (tokenizer_config.json or chat_template.jinja)`))
+  await t.rejects(
+    data.loadPreferenceData({ data: file, tokenizer: plain }),
+    new EdpoInputError(`${file}:1: the row is conversational but the tokenizer has no chat_template (tokenizer_config.json or chat_template.jinja)`),
+  )
 })

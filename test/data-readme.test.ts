@@ -19,11 +19,26 @@ t.test('docs/data.md example of data.loadPreferenceData', async (t) => {
   fs.mkdirSync(path.join(dir, 'models'))
   fs.renameSync(makeModelDir(t), path.join(dir, 'models', 'my-sft'))
   const words = ['hello', 'world', 'how', 'are', 'you', 'fine', 'good', 'thanks', 'cat', 'dog']
-  writeJsonl(path.join(dir, 'prefs', 'a.jsonl'), words.map((w) => ({ prompt: w, chosen: 'good', rejected: 'bad' })))
-  writeJsonl(path.join(dir, 'prefs', 'b.jsonl'), words.map((w) => ({ prompt: [{ role: 'user', content: w }], chosen: 'fine', rejected: 'bad' })))
-  fs.writeFileSync(path.join(dir, 'more.parquet'), Buffer.from(parquetWriteBuffer({ columnData: [
-    { name: 'prompt', data: ['the cat sat'] }, { name: 'chosen', data: ['good'] }, { name: 'rejected', data: ['bad'] },
-  ] })))
+  writeJsonl(
+    path.join(dir, 'prefs', 'a.jsonl'),
+    words.map((w) => ({ prompt: w, chosen: 'good', rejected: 'bad' })),
+  )
+  writeJsonl(
+    path.join(dir, 'prefs', 'b.jsonl'),
+    words.map((w) => ({ prompt: [{ role: 'user', content: w }], chosen: 'fine', rejected: 'bad' })),
+  )
+  fs.writeFileSync(
+    path.join(dir, 'more.parquet'),
+    Buffer.from(
+      parquetWriteBuffer({
+        columnData: [
+          { name: 'prompt', data: ['the cat sat'] },
+          { name: 'chosen', data: ['good'] },
+          { name: 'rejected', data: ['bad'] },
+        ],
+      }),
+    ),
+  )
   const js = ts.transpileModule(`${code!.replace(/^import .*\n/m, '')}\nreturn { train, held, batch, sampler }`, {
     compilerOptions: { target: ts.ScriptTarget.ES2022 },
   }).outputText
@@ -31,7 +46,10 @@ t.test('docs/data.md example of data.loadPreferenceData', async (t) => {
   process.chdir(dir)
   t.teardown(() => process.chdir(cwd))
   const run = vm.runInNewContext(`(async () => {\n${js}\n})()`, { data: edpo.data }) as Promise<{
-    train: unknown[]; held: unknown[]; batch: edpo.data.Batch; sampler: edpo.data.PairSampler
+    train: unknown[]
+    held: unknown[]
+    batch: edpo.data.Batch
+    sampler: edpo.data.PairSampler
   }>
   const out = await run
   t.equal(out.train.length + out.held.length, 21)

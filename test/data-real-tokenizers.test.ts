@@ -30,7 +30,14 @@ const TURNS = [
   '   leading and trailing spaces   ',
   'Emoji 🙂 and accents: café, naïve, Ångström.',
 ]
-const ANSWERS = ['Paris.', 'Rain taps the window —\nleaves let go, one by one,\nthe gutter hums low.', 'A function calling itself on a smaller input.', 'おはようございます (ohayō gozaimasu).', 'Noted.', '🙂 Merci!']
+const ANSWERS = [
+  'Paris.',
+  'Rain taps the window —\nleaves let go, one by one,\nthe gutter hums low.',
+  'A function calling itself on a smaller input.',
+  'おはようございます (ohayō gozaimasu).',
+  'Noted.',
+  '🙂 Merci!',
+]
 
 /** 24 conversational rows: single and multi-turn, with and without a system message. */
 function conversations(): { prompt: { role: string; content: string }[]; chosen: { role: string; content: string }[]; rejected: string }[] {
@@ -40,7 +47,12 @@ function conversations(): { prompt: { role: string; content: string }[]; chosen:
     const a = ANSWERS[(i * 5) % ANSWERS.length]!
     const prompt = [
       ...(i % 3 === 0 ? [{ role: 'system', content: 'You are a helpful assistant.' }] : []),
-      ...(i % 4 === 1 ? [{ role: 'user', content: TURNS[(i + 1) % TURNS.length]! }, { role: 'assistant', content: ANSWERS[(i + 2) % ANSWERS.length]! }] : []),
+      ...(i % 4 === 1
+        ? [
+            { role: 'user', content: TURNS[(i + 1) % TURNS.length]! },
+            { role: 'assistant', content: ANSWERS[(i + 2) % ANSWERS.length]! },
+          ]
+        : []),
       { role: 'user', content: q },
     ]
     rows.push({ prompt, chosen: [{ role: 'assistant', content: a }], rejected: `Not ${i}.` })
@@ -82,12 +94,23 @@ t.test('UltraFeedback, Anthropic-HH and content-part layouts train a step with t
   const work = tempDir(t)
   const model = path.join(work, 'tiny-llama3')
   const tokenizerFiles = ['tokenizer.json', 'tokenizer_config.json'].map((f) => path.join(modelsOf('llama3'), f))
-  writeRandomLlama(model, { vocabSize: 128256, hiddenSize: 16, intermediateSize: 32, layers: 1, heads: 2, kvHeads: 1, maxPositions: 256, bosTokenId: 128000, eosTokenId: 128001 }, 3, tokenizerFiles)
+  writeRandomLlama(
+    model,
+    { vocabSize: 128256, hiddenSize: 16, intermediateSize: 32, layers: 1, heads: 2, kvHeads: 1, maxPositions: 256, bosTokenId: 128000, eosTokenId: 128001 },
+    3,
+    tokenizerFiles,
+  )
   const ultrafeedback = Array.from({ length: 4 }, (_, i) => ({
     prompt: TURNS[i]!,
     prompt_id: `id${i}`,
-    chosen: [{ role: 'user', content: TURNS[i]! }, { role: 'assistant', content: ANSWERS[i]! }],
-    rejected: [{ role: 'user', content: TURNS[i]! }, { role: 'assistant', content: 'I do not know.' }],
+    chosen: [
+      { role: 'user', content: TURNS[i]! },
+      { role: 'assistant', content: ANSWERS[i]! },
+    ],
+    rejected: [
+      { role: 'user', content: TURNS[i]! },
+      { role: 'assistant', content: 'I do not know.' },
+    ],
     messages: [],
     score_chosen: 8,
     score_rejected: 3,
@@ -100,12 +123,32 @@ t.test('UltraFeedback, Anthropic-HH and content-part layouts train a step with t
   const parts = Array.from({ length: 4 }, (_, i) => ({
     prompt: [{ role: 'user', content: [{ type: 'text', text: TURNS[i]! }] }],
     chosen: [{ role: 'assistant', content: [{ type: 'text', text: ANSWERS[i]! }] }],
-    rejected: [{ role: 'assistant', content: [{ type: 'text', text: 'I do not ' }, { type: 'text', text: 'know.' }] }],
+    rejected: [
+      {
+        role: 'assistant',
+        content: [
+          { type: 'text', text: 'I do not ' },
+          { type: 'text', text: 'know.' },
+        ],
+      },
+    ],
   }))
-  for (const [name, rows] of [['ultrafeedback', ultrafeedback], ['hh', hh], ['content-parts', parts]] as const) {
+  for (const [name, rows] of [
+    ['ultrafeedback', ultrafeedback],
+    ['hh', hh],
+    ['content-parts', parts],
+  ] as const) {
     const lines: string[] = []
     const trainer = await Trainer.create(
-      { model, data: [writeJsonl(path.join(work, `${name}.jsonl`), rows)], out: path.join(work, `run-${name}`), batchSize: 2, maxSteps: 1, maxLength: 128, learningRate: 1e-3 },
+      {
+        model,
+        data: [writeJsonl(path.join(work, `${name}.jsonl`), rows)],
+        out: path.join(work, `run-${name}`),
+        batchSize: 2,
+        maxSteps: 1,
+        maxLength: 128,
+        learningRate: 1e-3,
+      },
       { log: (l) => lines.push(l) },
     )
     t.equal(trainer.data.train.length, 4, `${name}: every row became a pair`)

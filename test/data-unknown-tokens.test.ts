@@ -19,7 +19,9 @@ t.test('preference data: a warning with the count and an example row', async (t)
   const out = await data.loadPreferenceData({ data: file, tokenizer: makeModelDir(t), log: (l) => lines.push(l) })
   t.same(out.report.train.unknownTokens, { tokens: 4, rows: 2, example: `${file}:2` })
   const warnings = lines.filter((l) => l.startsWith('warning:'))
-  t.same(warnings, [`warning: train: 4 tokens in 2 rows are not in the tokenizer's vocabulary and became [UNK] (first in ${file}:2); check that the model folder's tokenizer is the one this data was written for`])
+  t.same(warnings, [
+    `warning: train: 4 tokens in 2 rows are not in the tokenizer's vocabulary and became [UNK] (first in ${file}:2); check that the model folder's tokenizer is the one this data was written for`,
+  ])
 })
 
 t.test('no unknown words: no warning', async (t) => {
@@ -27,7 +29,10 @@ t.test('no unknown words: no warning', async (t) => {
   const lines: string[] = []
   const out = await data.loadPreferenceData({ data: file, tokenizer: makeModelDir(t), log: (l) => lines.push(l) })
   t.same(out.report.train.unknownTokens, { tokens: 0, rows: 0 })
-  t.same(lines.filter((l) => l.startsWith('warning:')), [])
+  t.same(
+    lines.filter((l) => l.startsWith('warning:')),
+    [],
+  )
 })
 
 t.test('an unknown token written literally in the text is not counted', (t) => {
@@ -44,8 +49,16 @@ t.test('an unknown token written literally in the text is not counted', (t) => {
 })
 
 t.test('SFT data warns the same way', async (t) => {
-  const file = writeJsonl(path.join(tempDir(t), 'sft.jsonl'), [{ prompt: 'hello', completion: 'world' }, { prompt: 'hello', completion: 'wombat' }])
+  const file = writeJsonl(path.join(tempDir(t), 'sft.jsonl'), [
+    { prompt: 'hello', completion: 'world' },
+    { prompt: 'hello', completion: 'wombat' },
+  ])
   const lines: string[] = []
   await data.loadSftData({ data: [file], tokenizer: makeModelDir(t), log: (l) => lines.push(l) })
-  t.same(lines.filter((l) => l.startsWith('warning:')), [`warning: data: 1 token in 1 row is not in the tokenizer's vocabulary and became [UNK] (first in ${file}:2); check that the model folder's tokenizer is the one this data was written for`])
+  t.same(
+    lines.filter((l) => l.startsWith('warning:')),
+    [
+      `warning: data: 1 token in 1 row is not in the tokenizer's vocabulary and became [UNK] (first in ${file}:2); check that the model folder's tokenizer is the one this data was written for`,
+    ],
+  )
 })

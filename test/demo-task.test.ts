@@ -12,7 +12,8 @@ import { loadGoldJudge, scoreSamples } from '../lib/eval/gold'
 import { EdpoInputError } from '../lib/index'
 import { tempDir } from './helpers/data-fixtures'
 
-const close = (t: { ok(v: boolean, m: string): unknown }, got: number, want: number, what: string) => t.ok(Math.abs(got - want) < 1e-12, `${what}: ${got} vs ${want}`)
+const close = (t: { ok(v: boolean, m: string): unknown }, got: number, want: number, what: string) =>
+  t.ok(Math.abs(got - want) < 1e-12, `${what}: ${got} vs ${want}`)
 
 t.test('gold reward: worked examples', (t) => {
   t.equal(promptDigits('4719='), '4719')
@@ -44,7 +45,14 @@ t.test('labelling: the higher reward is chosen, ties and empty completions are d
   const r = labelPairs(prompts, a, b, ra, rb)
   t.equal(r.ties, 1)
   t.equal(r.empty, 1)
-  t.same(r.pairs.map((p) => [p.chosen, p.rejected]), [['1479', '4719'], ['1479', '4719']], 'order of a and b does not matter')
+  t.same(
+    r.pairs.map((p) => [p.chosen, p.rejected]),
+    [
+      ['1479', '4719'],
+      ['1479', '4719'],
+    ],
+    'order of a and b does not matter',
+  )
   t.ok(r.pairs.every((p) => p.chosenReward > p.rejectedReward))
   t.end()
 })
@@ -53,7 +61,10 @@ t.test('task: seeded prompts, bubble passes and imperfect demonstrations', (t) =
   const p = makePrompts(200, 7)
   t.same(p, makePrompts(200, 7), 'the same seed gives the same prompts')
   t.notSame(p, makePrompts(200, 8))
-  t.ok(p.every((x) => /^\d{4,6}=$/.test(x)), 'four to six digits and =')
+  t.ok(
+    p.every((x) => /^\d{4,6}=$/.test(x)),
+    'four to six digits and =',
+  )
   t.equal(bubblePasses('4719', 0), '4719')
   t.equal(bubblePasses('4719', 1), '4179')
   t.equal(bubblePasses('4719', 3), '1479')
@@ -63,7 +74,10 @@ t.test('task: seeded prompts, bubble passes and imperfect demonstrations', (t) =
   const perfect = rewards.filter((r) => r === 1).length
   // Demonstrations vary in quality: some perfect, many not (that is what preferences can fix).
   t.ok(perfect > 20 && perfect < 160, `${perfect} of 200 perfect`)
-  t.ok(rewards.some((r) => r < 0.75), 'some are worse than a copy')
+  t.ok(
+    rewards.some((r) => r < 0.75),
+    'some are worse than a copy',
+  )
   t.end()
 })
 

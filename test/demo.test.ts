@@ -22,7 +22,8 @@ t.test('edpo demo --quick', async (t) => {
 
   // Files: report, results, two SVG plots (lib/eval/svg.ts), each method's run folder and samples.
   for (const f of [r.files.report, r.files.results, ...r.files.plots]) t.ok(fs.statSync(f).size > 500, `${path.basename(f)} written`)
-  for (const f of r.files.plots) t.match(fs.readFileSync(f, 'utf8'), /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"[\s\S]*<\/svg>\s*$/, `${path.basename(f)} is an SVG`)
+  for (const f of r.files.plots)
+    t.match(fs.readFileSync(f, 'utf8'), /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"[\s\S]*<\/svg>\s*$/, `${path.basename(f)} is an SVG`)
   t.match(fs.readFileSync(r.files.plots[0]!, 'utf8'), /optimizer step[\s\S]*ε-DPO/, 'training curves name their axis and methods')
   const report = fs.readFileSync(r.files.report, 'utf8')
   t.match(report, /\| method \| win rate vs ref \| mean gold reward \| KL\(π‖π_ref\) \|/)
@@ -37,7 +38,11 @@ t.test('edpo demo --quick', async (t) => {
     for (const [k, v] of Object.entries(m.gold)) t.ok(Number.isFinite(v), `${m.method} ${k} = ${v}`)
     if (m.method !== 'reference') t.ok(m.preferenceAccuracy! >= 0 && m.preferenceAccuracy! <= 1)
   }
-  for (const [method, lines] of Object.entries(r.curves)) t.ok(lines.every((l) => Number.isFinite(l.loss) && Number.isFinite(l['kl/beta'])), `${method} curves finite`)
+  for (const [method, lines] of Object.entries(r.curves))
+    t.ok(
+      lines.every((l) => Number.isFinite(l.loss) && Number.isFinite(l['kl/beta'])),
+      `${method} curves finite`,
+    )
 
   // The reference against itself: zero KL; the methods beat its samples on the gold reward.
   const by = Object.fromEntries(r.results.map((m) => [m.method, m]))
@@ -56,13 +61,37 @@ t.test('edpo demo --quick', async (t) => {
   t.ok(ok, `β follows β/(1+ε·s̄) over ${eps.length} steps`)
   const last = eps[eps.length - 1]!
   t.ok(Math.abs(by['epsilon-dpo']!.finalBeta! - last['kl/beta']! / (1 + 0.01 * last['kl/avg_steps']!)) < 1e-15, 'final β')
-  t.ok(eps.every((l) => Math.abs(l['kl/avg_steps']! - (l['kl/p_epsilon_steps']! - l['kl/n_epsilon_steps']!)) < 1e-12), 's̄ = share(+1) − share(−1)')
-  t.ok(eps.some((l) => l['kl/avg_steps'] !== 0), 'the perturbation moved β')
-  t.ok(readMetrics(path.join(out, 'dpo')).filter((l) => 'loss' in l).every((l) => l['kl/beta'] === 0.5 && l['kl/p_epsilon_steps'] === 0), 'DPO keeps β')
+  t.ok(
+    eps.every((l) => Math.abs(l['kl/avg_steps']! - (l['kl/p_epsilon_steps']! - l['kl/n_epsilon_steps']!)) < 1e-12),
+    's̄ = share(+1) − share(−1)',
+  )
+  t.ok(
+    eps.some((l) => l['kl/avg_steps'] !== 0),
+    'the perturbation moved β',
+  )
+  t.ok(
+    readMetrics(path.join(out, 'dpo'))
+      .filter((l) => 'loss' in l)
+      .every((l) => l['kl/beta'] === 0.5 && l['kl/p_epsilon_steps'] === 0),
+    'DPO keeps β',
+  )
 
   // `edpo eval --gold` with the shipped judge on the demo's checkpoints gives a win rate like the demo's.
   const dpo = path.join(out, 'dpo', `checkpoint-${by.dpo!.steps}`)
-  const cli = edpo(['eval', '--model', dpo, '--reference-model', by.reference!.runDir, '--gold', path.join(__dirname, '..', 'lib', 'demo', 'gold-reward.ts'), '--prompts', path.join(out, 'data', 'prefs-heldout.jsonl'), '--max-new-tokens', '10', '--json'])
+  const cli = edpo([
+    'eval',
+    '--model',
+    dpo,
+    '--reference-model',
+    by.reference!.runDir,
+    '--gold',
+    path.join(__dirname, '..', 'lib', 'demo', 'gold-reward.ts'),
+    '--prompts',
+    path.join(out, 'data', 'prefs-heldout.jsonl'),
+    '--max-new-tokens',
+    '10',
+    '--json',
+  ])
   t.equal(cli.status, 0, cli.stderr)
   const gold = JSON.parse(cli.stdout).gold
   t.ok(gold.winRate > 0.5 && gold.kl > 0, `CLI gold win rate ${gold.winRate}, KL ${gold.kl}`)
@@ -70,9 +99,27 @@ t.test('edpo demo --quick', async (t) => {
 
 t.test('edpo demo on the command line: progress per phase, the table and the file paths', (t) => {
   const out = path.join(tempDir(t), 'small')
-  const r = edpo(['demo', '--quick', '--out', out, '--sft-steps', '20', '--train-prompts', '64', '--eval-prompts', '32', '--methods', 'dpo', '--methods', 'epsilon-dpo', '--epochs', '1'])
+  const r = edpo([
+    'demo',
+    '--quick',
+    '--out',
+    out,
+    '--sft-steps',
+    '20',
+    '--train-prompts',
+    '64',
+    '--eval-prompts',
+    '32',
+    '--methods',
+    'dpo',
+    '--methods',
+    'epsilon-dpo',
+    '--epochs',
+    '1',
+  ])
   t.equal(r.status, 0, r.stderr)
-  for (const phase of ['SFT reference +step 20/20', 'sample \\+ label', 'DPO +step', 'ε-DPO +step \\d+/\\d+ +loss [\\d.]+ +acc [\\d.]+ +β', 'gold evaluation']) t.match(r.stdout, new RegExp(phase), phase)
+  for (const phase of ['SFT reference +step 20/20', 'sample \\+ label', 'DPO +step', 'ε-DPO +step \\d+/\\d+ +loss [\\d.]+ +acc [\\d.]+ +β', 'gold evaluation'])
+    t.match(r.stdout, new RegExp(phase), phase)
   t.match(r.stdout, /method +win rate vs ref +mean gold reward +KL\(π‖π_ref\)/)
   t.match(r.stdout, /reference \(SFT\) +[\d.]+% +[-\d.]+ +0\.000/)
   t.match(r.stdout, /ε-DPO +[\d.]+% /)

@@ -29,7 +29,10 @@ function freePort(): Promise<number> {
 }
 
 function checkpoints(out: string): string[] {
-  return fs.readdirSync(out).filter((n) => /^checkpoint-\d+$/.test(n)).sort()
+  return fs
+    .readdirSync(out)
+    .filter((n) => /^checkpoint-\d+$/.test(n))
+    .sort()
 }
 
 async function until(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
@@ -59,19 +62,45 @@ t.test('several ranks from the command line', async (t) => {
   const model = makeTrainableModel(t, 3)
   const work = tempDir(t)
   const data = writeToyPreferences(work, 32)
-  const common = ['--model', model, '--data', data, '--learning-rate', '1e-3', '--warmup-ratio', '0', '--max-length', '32', '--beta', '0.5', '--epsilon', '0.1', '--batch-size', '2', '--seed', '3']
+  const common = [
+    '--model',
+    model,
+    '--data',
+    data,
+    '--learning-rate',
+    '1e-3',
+    '--warmup-ratio',
+    '0',
+    '--max-length',
+    '32',
+    '--beta',
+    '0.5',
+    '--epsilon',
+    '0.1',
+    '--batch-size',
+    '2',
+    '--seed',
+    '3',
+  ]
 
   t.test('launcher, ZeRO-1: β equal on every rank, rank-0 metrics, checkpoints resume bit-exactly over torchrun-style variables', async (t) => {
     const full = path.join(work, 'full')
     const debug = path.join(work, 'debug')
-    const r = runCli(['train', ...common, '--out', full, '--max-steps', '4', '--save-every', '2', '--zero-stage', '1', '--nproc-per-node', '2', '--dist-timeout', '60'], { EDPO_DIST_DEBUG_DIR: debug })
+    const r = runCli(
+      ['train', ...common, '--out', full, '--max-steps', '4', '--save-every', '2', '--zero-stage', '1', '--nproc-per-node', '2', '--dist-timeout', '60'],
+      { EDPO_DIST_DEBUG_DIR: debug },
+    )
     t.equal(r.status, 0, `the launcher succeeds (stderr: ${r.stderr.slice(-1500)})`)
     // Each line: {step, beta, loss, peak_rss_mib}; memory is each rank's own, β and the loss must be equal.
     const perRank = [0, 1].map((rank) =>
-      fs.readFileSync(path.join(debug, `rank-${rank}.jsonl`), 'utf8').trim().split('\n').map((l) => {
-        const { step, beta, loss } = JSON.parse(l) as { step: number; beta: number; loss: number }
-        return { step, beta, loss }
-      }),
+      fs
+        .readFileSync(path.join(debug, `rank-${rank}.jsonl`), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => {
+          const { step, beta, loss } = JSON.parse(l) as { step: number; beta: number; loss: number }
+          return { step, beta, loss }
+        }),
     )
     t.equal(perRank[0]!.length, 4, 'rank 0 logged β for 4 steps')
     t.same(perRank[1], perRank[0], 'every rank holds the same β (and loss) at every step')
@@ -89,12 +118,22 @@ t.test('several ranks from the command line', async (t) => {
     fs.writeFileSync(path.join(cut, 'metrics.jsonl'), fs.readFileSync(path.join(full, 'metrics.jsonl'), 'utf8').split('\n').slice(0, 2).join('\n') + '\n')
     const port = await freePort()
     const ranks = [0, 1].map((rank) =>
-      startCli(['train', '--resume', cut, '--dist-timeout', '60'], { RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) }),
+      startCli(['train', '--resume', cut, '--dist-timeout', '60'], {
+        RANK: String(rank),
+        WORLD_SIZE: '2',
+        LOCAL_RANK: String(rank),
+        MASTER_ADDR: '127.0.0.1',
+        MASTER_PORT: String(port),
+      }),
     )
     const err = ['', '']
     ranks.forEach((c, i) => c.stderr!.on('data', (d: Buffer) => (err[i] += d.toString())))
     const ends = await Promise.all(ranks.map((c) => exited(c, 240_000)))
-    t.same(ends.map((e) => e.code), [0, 0], `both resumed ranks finish (${err.join(' | ').slice(-1500)})`)
+    t.same(
+      ends.map((e) => e.code),
+      [0, 0],
+      `both resumed ranks finish (${err.join(' | ').slice(-1500)})`,
+    )
     for (const file of ['model.safetensors', 'optimizer-rank0-of-2.safetensors', 'optimizer-rank1-of-2.safetensors'])
       t.ok(fs.readFileSync(path.join(cut, 'checkpoint-4', file)).equals(fs.readFileSync(path.join(full, 'checkpoint-4', file))), `resume is bit-exact: ${file}`)
 
@@ -107,7 +146,22 @@ t.test('several ranks from the command line', async (t) => {
 
   t.test('kill -9 of one rank ends the other within the timeout; no partial checkpoint becomes the latest', async (t) => {
     const out = path.join(work, 'killed')
-    const launcher = startCli(['train', ...common, '--out', out, '--max-steps', '100000', '--save-every', '3', '--zero-stage', '2', '--nproc-per-node', '2', '--dist-timeout', '20'])
+    const launcher = startCli([
+      'train',
+      ...common,
+      '--out',
+      out,
+      '--max-steps',
+      '100000',
+      '--save-every',
+      '3',
+      '--zero-stage',
+      '2',
+      '--nproc-per-node',
+      '2',
+      '--dist-timeout',
+      '20',
+    ])
     let stderr = ''
     launcher.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
     const end = exited(launcher, 300_000)
@@ -131,7 +185,10 @@ t.test('several ranks from the command line', async (t) => {
     // Once both ranks train (a logged step), so each has set up its watch on the launcher.
     await until('a logged step', () => fs.existsSync(path.join(out, 'metrics.jsonl')) && readMetrics(out).length > 0, 240_000)
     const workers = [0, 1].map((rank) => rankPid(launcher.pid!, rank))
-    t.ok(workers.every((p) => p !== undefined), `found both ranks (${workers.join(', ')})`)
+    t.ok(
+      workers.every((p) => p !== undefined),
+      `found both ranks (${workers.join(', ')})`,
+    )
     launcher.kill('SIGKILL')
     await end
     const alive = (pid: number) => {
@@ -159,16 +216,25 @@ t.test('several ranks from the command line', async (t) => {
     t.equal(r.code, 130, `the launcher exits 130 (${stderr.slice(-1000)})`)
     const saved = checkpoints(out)
     t.equal(saved.length, 1, 'one checkpoint')
-    const last = readMetrics(out).filter((m) => m.loss !== undefined).at(-1)!.step
+    const last = readMetrics(out)
+      .filter((m) => m.loss !== undefined)
+      .at(-1)!.step
     t.equal(saved[0], `checkpoint-${last}`, 'at the last step every rank trained')
     t.equal(checkpointProblem(path.join(out, saved[0]!)), undefined, 'complete')
   })
 
   t.test('bad input fails before any work, naming what is wrong', async (t) => {
-    t.throws(() => readDistEnv({ WORLD_SIZE: '2' }), new EdpoInputError('WORLD_SIZE is set but RANK is not: set both (torchrun and srun do), or neither for one process'))
+    t.throws(
+      () => readDistEnv({ WORLD_SIZE: '2' }),
+      new EdpoInputError('WORLD_SIZE is set but RANK is not: set both (torchrun and srun do), or neither for one process'),
+    )
     t.throws(() => readDistEnv({ RANK: '2', WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '1' }), /RANK=2: expected an integer in \[0, 1\]/)
     t.throws(() => readDistEnv({ RANK: '0', WORLD_SIZE: '2' }), /without MASTER_ADDR/)
-    t.same(readDistEnv({ SLURM_PROCID: '1', SLURM_NTASKS: '4', SLURM_LOCALID: '1', MASTER_ADDR: 'node0', MASTER_PORT: '29500' })?.rank, 1, 'srun tasks are ranks')
+    t.same(
+      readDistEnv({ SLURM_PROCID: '1', SLURM_NTASKS: '4', SLURM_LOCALID: '1', MASTER_ADDR: 'node0', MASTER_PORT: '29500' })?.rank,
+      1,
+      'srun tasks are ranks',
+    )
     const env = { rank: 0, worldSize: 1, localRank: 0, store: { kind: 'file' as const, path: path.join(work, 's') }, source: 'torchrun' as const }
     await t.rejects(DistGroup.join(env, { device: 'cpu', backend: 'nccl' }), /--backend nccl needs a CUDA device/)
     // A port in use: rank 0 cannot serve the rendezvous.

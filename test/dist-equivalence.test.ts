@@ -36,7 +36,12 @@ interface Job {
   config: Record<string, unknown>
 }
 
-function compareRuns(t: { ok(v: boolean, m: string): void; equal(a: unknown, b: unknown, m: string): void; same(a: unknown, b: unknown, m: string): void }, label: string, a: string, b: string): void {
+function compareRuns(
+  t: { ok(v: boolean, m: string): void; equal(a: unknown, b: unknown, m: string): void; same(a: unknown, b: unknown, m: string): void },
+  label: string,
+  a: string,
+  b: string,
+): void {
   const ma = readMetrics(a).filter((m) => m.loss !== undefined)
   const mb = readMetrics(b).filter((m) => m.loss !== undefined)
   t.equal(ma.length, mb.length, `${label}: same number of logged steps`)
@@ -65,17 +70,34 @@ t.test('2 ranks × batch 4 equal 1 process × batch 8; ZeRO-1/2 equal ZeRO-0', a
   // none (its gradient counts as zero, its stats as absent); 7 eval rows split 4 / 3.
   const data = writeToyPreferences(work, 17)
   const evalData = writeToyPreferences(work, 7, 'eval.jsonl')
-  const base = { model, data: [data], evalData: [evalData], maxSteps: 3, learningRate: 1e-3, warmupRatio: 0, adamEpsilon: 1e-6, weightDecay: 0.01, maxLength: 32, seed: 5, logEvery: 1 }
+  const base = {
+    model,
+    data: [data],
+    evalData: [evalData],
+    maxSteps: 3,
+    learningRate: 1e-3,
+    warmupRatio: 0,
+    adamEpsilon: 1e-6,
+    weightDecay: 0.01,
+    maxLength: 32,
+    seed: 5,
+    logEvery: 1,
+  }
   const pref = { ...base, referenceModel, beta: 0.5 }
   // Each method takes only its own options (the Trainer rejects the others').
   const own: Record<string, Record<string, unknown>> = { 'epsilon-dpo': { epsilon: 0.1 }, dpo: {}, 'tr-dpo': { trDpoTau: 1 } }
   const lora = { loraR: 4, loraAlpha: 8, loraDropout: 0 }
   const cases: { label: string; kind: 'train' | 'sft'; config: Record<string, unknown> }[] = []
   for (const accum of [1, 2]) {
-    for (const method of ['epsilon-dpo', 'dpo', 'tr-dpo']) cases.push({ label: `${method} accumulation ${accum}`, kind: 'train', config: { ...pref, ...own[method], method, gradAccumulation: accum } })
+    for (const method of ['epsilon-dpo', 'dpo', 'tr-dpo'])
+      cases.push({ label: `${method} accumulation ${accum}`, kind: 'train', config: { ...pref, ...own[method], method, gradAccumulation: accum } })
     cases.push({ label: `sft accumulation ${accum}`, kind: 'sft', config: { ...base, gradAccumulation: accum } })
     // LoRA's reference is the base with the adapters off: no referenceModel.
-    cases.push({ label: `epsilon-dpo LoRA accumulation ${accum}`, kind: 'train', config: { ...base, beta: 0.5, ...own['epsilon-dpo'], ...lora, method: 'epsilon-dpo', gradAccumulation: accum } })
+    cases.push({
+      label: `epsilon-dpo LoRA accumulation ${accum}`,
+      kind: 'train',
+      config: { ...base, beta: 0.5, ...own['epsilon-dpo'], ...lora, method: 'epsilon-dpo', gradAccumulation: accum },
+    })
   }
   cases.push({ label: 'sft LoRA accumulation 2', kind: 'sft', config: { ...base, ...lora, gradAccumulation: 2 } })
   const out = (label: string, what: string) => path.join(work, `${label.replace(/ /g, '-')}-${what}`)
@@ -105,14 +127,21 @@ t.test('2 ranks × batch 4 equal 1 process × batch 8; ZeRO-1/2 equal ZeRO-0', a
     await trainer.train()
   }
   const results = await Promise.all(ends)
-  t.same(results.map((r) => r.code), [0, 0], `both ranks finished (stderr: ${stderr.join(' | ').slice(-2000)})`)
+  t.same(
+    results.map((r) => r.code),
+    [0, 0],
+    `both ranks finished (stderr: ${stderr.join(' | ').slice(-2000)})`,
+  )
 
   for (const c of cases) compareRuns(t, c.label, out(c.label, 'one'), out(c.label, 'ranks'))
   for (const stage of [1, 2]) compareRuns(t, `ZeRO-${stage} vs ZeRO-0 (${zero.label})`, out(zero.label, 'ranks'), out(zero.label, `zero${stage}`))
   compareRuns(t, `ZeRO-2 vs ZeRO-0 (${zeroLora.label})`, out(zeroLora.label, 'ranks'), out(zeroLora.label, 'zero2'))
   // ZeRO shards: one optimizer file per rank, each with about half of the state.
   const ck = lastCheckpoint(out(zero.label, 'zero1'))
-  const shardFiles = fs.readdirSync(ck).filter((n) => n.startsWith('optimizer')).sort()
+  const shardFiles = fs
+    .readdirSync(ck)
+    .filter((n) => n.startsWith('optimizer'))
+    .sort()
   t.same(shardFiles, ['optimizer-rank0-of-2.safetensors', 'optimizer-rank1-of-2.safetensors'], 'ZeRO-1 writes one optimizer shard per rank')
   const full = fs.statSync(path.join(lastCheckpoint(out(zero.label, 'ranks')), 'optimizer.safetensors')).size
   for (const f of shardFiles) {

@@ -34,7 +34,11 @@ const WORKER = path.join(__dirname, 'helpers', 'dist-worker.ts')
 type Step = Record<string, number>
 
 function steps(out: string, rank: number): Step[] {
-  return fs.readFileSync(path.join(out, `rank-${rank}-steps.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Step)
+  return fs
+    .readFileSync(path.join(out, `rank-${rank}-steps.jsonl`), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Step)
 }
 
 t.test('gradients reduced during the backward: same weights as after it and as 1 process; ZeRO-2 frees what it does not own', async (t) => {
@@ -43,20 +47,55 @@ t.test('gradients reduced during the backward: same weights as after it and as 1
   const work = tempDir(t)
   // 16 rows: every global micro-batch of 8 gives each rank 4, so every rank runs every backward.
   const data = writeToyPreferences(work, 16)
-  const base = { model, referenceModel, data: [data], method: 'epsilon-dpo', beta: 0.5, epsilon: 0.1, maxSteps: 3, learningRate: 1e-3, warmupRatio: 0, adamEpsilon: 1e-6, weightDecay: 0.01, maxLength: 32, seed: 5, logEvery: 1 }
+  const base = {
+    model,
+    referenceModel,
+    data: [data],
+    method: 'epsilon-dpo',
+    beta: 0.5,
+    epsilon: 0.1,
+    maxSteps: 3,
+    learningRate: 1e-3,
+    warmupRatio: 0,
+    adamEpsilon: 1e-6,
+    weightDecay: 0.01,
+    maxLength: 32,
+    seed: 5,
+    logEvery: 1,
+  }
   const out = (what: string) => path.join(work, what)
   const jobs: { kind: 'train'; config: Record<string, unknown>; stepLog: boolean }[] = []
   for (const accum of [1, 2])
     for (const stage of [0, 2])
       for (const overlap of [true, false])
-        jobs.push({ kind: 'train', stepLog: true, config: { ...base, gradAccumulation: accum, batchSize: 4, zeroStage: stage, gradOverlap: overlap, bucketMb: 1 / 1024, out: out(`a${accum}-z${stage}-${overlap ? 'on' : 'off'}`) } })
+        jobs.push({
+          kind: 'train',
+          stepLog: true,
+          config: {
+            ...base,
+            gradAccumulation: accum,
+            batchSize: 4,
+            zeroStage: stage,
+            gradOverlap: overlap,
+            bucketMb: 1 / 1024,
+            out: out(`a${accum}-z${stage}-${overlap ? 'on' : 'off'}`),
+          },
+        })
   const jobFile = path.join(work, 'jobs.json')
   fs.writeFileSync(jobFile, JSON.stringify(jobs))
   const store = path.join(work, 'store')
   const ranks = [0, 1].map((rank) =>
     spawn(process.execPath, [...process.execArgv, WORKER, jobFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, OMP_NUM_THREADS: '1', EDPO_MEMORY_REPORT: '1', RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), EDPO_DIST_STORE: store },
+      env: {
+        ...process.env,
+        OMP_NUM_THREADS: '1',
+        EDPO_MEMORY_REPORT: '1',
+        RANK: String(rank),
+        WORLD_SIZE: '2',
+        LOCAL_RANK: String(rank),
+        EDPO_DIST_STORE: store,
+      },
     }),
   )
   const stderr = ['', '']
@@ -67,7 +106,11 @@ t.test('gradients reduced during the backward: same weights as after it and as 1
     await trainer.train()
   }
   const results = await Promise.all(ends)
-  t.same(results.map((r) => r.code), [0, 0], `both ranks finished (stderr: ${stderr.join(' | ').slice(-2000)})`)
+  t.same(
+    results.map((r) => r.code),
+    [0, 0],
+    `both ranks finished (stderr: ${stderr.join(' | ').slice(-2000)})`,
+  )
 
   // Every trained parameter's fp32 gradient: the full set one rank would hold.
   const sizes = Object.values(trainedWeights(out('a1-one'))).map((w) => w.length * 4)
@@ -86,10 +129,18 @@ t.test('gradients reduced during the backward: same weights as after it and as 1
       for (const rank of [0, 1]) {
         const s = steps(on, rank)
         t.equal(s.length, 3, `${label}, rank ${rank}: 3 steps logged`)
-        t.ok(s.every((m) => m['dist/buckets']! > 1), `${label}, rank ${rank}: several buckets (${s[0]!['dist/buckets']})`)
-        t.ok(s.every((m) => m['dist/buckets_started_before_last_hook']! >= 1),
-          `${label}, rank ${rank}: buckets started before the backward's last gradient (${s.map((m) => m['dist/buckets_started_before_last_hook']).join(', ')} of ${s[0]!['dist/buckets']})`)
-        t.ok(steps(off, rank).every((m) => m['dist/buckets'] === undefined), `${label}, rank ${rank}: overlap off reduces after the backward`)
+        t.ok(
+          s.every((m) => m['dist/buckets']! > 1),
+          `${label}, rank ${rank}: several buckets (${s[0]!['dist/buckets']})`,
+        )
+        t.ok(
+          s.every((m) => m['dist/buckets_started_before_last_hook']! >= 1),
+          `${label}, rank ${rank}: buckets started before the backward's last gradient (${s.map((m) => m['dist/buckets_started_before_last_hook']).join(', ')} of ${s[0]!['dist/buckets']})`,
+        )
+        t.ok(
+          steps(off, rank).every((m) => m['dist/buckets'] === undefined),
+          `${label}, rank ${rank}: overlap off reduces after the backward`,
+        )
         const peak = Math.max(...s.map((m) => m['memory/peak_gradients_bytes']!))
         const peakOff = Math.max(...steps(off, rank).map((m) => m['memory/peak_gradients_bytes']!))
         t.ok(peakOff >= fullGradBytes, `${label}, rank ${rank}: overlap off builds every gradient (peak ${peakOff} ≥ ${fullGradBytes} bytes)`)
@@ -98,8 +149,10 @@ t.test('gradients reduced during the backward: same weights as after it and as 1
           t.ok(atRest < 0.6 * fullGradBytes, `${label}, rank ${rank}: after the step it holds only its own gradients (${atRest} of ${fullGradBytes} bytes)`)
           // Its own gradients, the (at most 2) non-owned buckets in flight, and the one being flattened.
           if (accum === 1)
-            t.ok(peak < fullGradBytes && peak <= atRest + 3 * bucketBytes,
-              `${label}, rank ${rank}: peak gradient bytes ${peak} < the full ${fullGradBytes}, within its own ${atRest} + 3 buckets of ≤ ${bucketBytes}: non-owned gradients freed`)
+            t.ok(
+              peak < fullGradBytes && peak <= atRest + 3 * bucketBytes,
+              `${label}, rank ${rank}: peak gradient bytes ${peak} < the full ${fullGradBytes}, within its own ${atRest} + 3 buckets of ≤ ${bucketBytes}: non-owned gradients freed`,
+            )
         }
       }
     }

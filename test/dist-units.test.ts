@@ -15,8 +15,15 @@ t.test('rows: contiguous blocks in rank order, sizes differing by at most one', 
   t.same(shardSizes(5, 2), [3, 2])
   t.same(shardSizes(1, 2), [1, 0], 'a rank may get no row at an epoch end')
   const rows = [10, 11, 12, 13, 14]
-  t.same([0, 1, 2].map((r) => shardOf(rows, r, 3)), [[10, 11], [12, 13], [14]])
-  t.same([0, 1, 2].flatMap((r) => shardOf(rows, r, 3)), rows, 'the blocks concatenate back to the global order')
+  t.same(
+    [0, 1, 2].map((r) => shardOf(rows, r, 3)),
+    [[10, 11], [12, 13], [14]],
+  )
+  t.same(
+    [0, 1, 2].flatMap((r) => shardOf(rows, r, 3)),
+    rows,
+    'the blocks concatenate back to the global order',
+  )
   t.end()
 })
 
@@ -24,10 +31,17 @@ t.test('parameters: contiguous owners, balanced by size', (t) => {
   const numels = [4096, 64, 64, 4096, 64, 64, 4096, 64, 64, 4096, 4096]
   for (const world of [1, 2, 3, 4]) {
     const owners = partitionOwners(numels, world)
-    t.same([...owners].sort((a, b) => a - b), owners, `world ${world}: owners ascend (contiguous runs)`)
+    t.same(
+      [...owners].sort((a, b) => a - b),
+      owners,
+      `world ${world}: owners ascend (contiguous runs)`,
+    )
     const loads = Array.from({ length: world }, (_, r) => numels.filter((_, i) => owners[i] === r).reduce((a, b) => a + b, 0))
     const total = numels.reduce((a, b) => a + b, 0)
-    t.ok(loads.every((l) => Math.abs(l - total / world) <= 4096), `world ${world}: each rank within one tensor of total/world (${loads.join(', ')})`)
+    t.ok(
+      loads.every((l) => Math.abs(l - total / world) <= 4096),
+      `world ${world}: each rank within one tensor of total/world (${loads.join(', ')})`,
+    )
   }
   t.end()
 })

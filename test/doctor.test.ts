@@ -16,7 +16,12 @@ const MAIN = path.join(root, 'dist', 'lib', 'cli', 'main.js')
 function doctor(env: NodeJS.ProcessEnv = {}): Map<string, string> {
   const r = spawnSync(process.execPath, [MAIN, 'doctor'], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 })
   if (r.status !== 0) throw new Error(`edpo doctor exited ${r.status}: ${r.stderr}`)
-  return new Map(r.stdout.trim().split('\n').map((l) => [l.slice(0, 16).trim(), l.slice(16)] as [string, string]))
+  return new Map(
+    r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, 16).trim(), l.slice(16)] as [string, string]),
+  )
 }
 
 t.test('edpo doctor shows every field', async (t) => {
@@ -43,15 +48,25 @@ t.test('the BLAS verdict and the addon kind', async (t) => {
   t.match(blasVerdict(7.1, '/usr/lib/x86_64-linux-gnu/blas/libblas.so.3'), /^reference BLAS \(slow; install libopenblas0-pthread\): 7\.1 GFLOP\/s/)
   t.match(blasVerdict(97, '/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3'), /^OpenBLAS: 97\.0 GFLOP\/s/)
   t.match(blasVerdict(300, undefined), /^optimised BLAS: 300\.0 GFLOP\/s/, 'a libtorch with MKL inside maps no libblas')
-  t.match(addonKind({ addonPath: path.join(root, 'prebuilds', 'linux-x64', 'edpo.node'), buildSystem: 'node-gyp', cudaBuild: false }), /^prebuild, prebuilds\/linux-x64\/edpo\.node \(node-gyp\)$/)
-  t.match(addonKind({ addonPath: path.join(root, 'build', 'Release', 'edpo.node'), buildSystem: 'cmake-js', cudaBuild: true }), /^source build, build\/Release\/edpo\.node \(cmake-js \+ CUDA\)$/)
+  t.match(
+    addonKind({ addonPath: path.join(root, 'prebuilds', 'linux-x64', 'edpo.node'), buildSystem: 'node-gyp', cudaBuild: false }),
+    /^prebuild, prebuilds\/linux-x64\/edpo\.node \(node-gyp\)$/,
+  )
+  t.match(
+    addonKind({ addonPath: path.join(root, 'build', 'Release', 'edpo.node'), buildSystem: 'cmake-js', cudaBuild: true }),
+    /^source build, build\/Release\/edpo\.node \(cmake-js \+ CUDA\)$/,
+  )
 })
 
 // Debian's libtorch links libblas.so.3; the reference one first on the library path takes over.
 const referenceBlas = [process.env.EDPO_TEST_REFERENCE_BLAS, '/usr/lib/x86_64-linux-gnu/blas', '/usr/lib/aarch64-linux-gnu/blas'].find(
   (d): d is string => d !== undefined && fs.existsSync(path.join(d, 'libblas.so.3')),
 )
-t.test('the reference BLAS is called slow', { skip: referenceBlas ? false : 'no reference libblas.so.3 here (Debian: libblas3, or EDPO_TEST_REFERENCE_BLAS)' }, async (t) => {
-  const d = doctor({ LD_LIBRARY_PATH: referenceBlas })
-  t.match(d.get('BLAS'), /^reference BLAS \(slow; install libopenblas0-pthread\): [\d.]+ GFLOP\/s/)
-})
+t.test(
+  'the reference BLAS is called slow',
+  { skip: referenceBlas ? false : 'no reference libblas.so.3 here (Debian: libblas3, or EDPO_TEST_REFERENCE_BLAS)' },
+  async (t) => {
+    const d = doctor({ LD_LIBRARY_PATH: referenceBlas })
+    t.match(d.get('BLAS'), /^reference BLAS \(slow; install libopenblas0-pthread\): [\d.]+ GFLOP\/s/)
+  },
+)

@@ -18,13 +18,28 @@ const good = () => ({
 
 const cases: [string, Record<string, unknown>, RegExp, typeof EdpoInputError | typeof EdpoNativeError][] = [
   ['2-D policy', { policyLogits: Tensor.zeros([2 * B, V]) }, /policyLogits: expected a 3-D/, EdpoInputError],
-  ['odd row count', { policyLogits: Tensor.zeros([3, T, V]), referenceLogits: Tensor.zeros([3, T, V]) }, /policyLogits: the first dimension must be 2B/, EdpoInputError],
+  [
+    'odd row count',
+    { policyLogits: Tensor.zeros([3, T, V]), referenceLogits: Tensor.zeros([3, T, V]) },
+    /policyLogits: the first dimension must be 2B/,
+    EdpoInputError,
+  ],
   ['reference shape', { referenceLogits: Tensor.zeros([2 * B, T, V + 1]) }, /referenceLogits: shape/, EdpoInputError],
   ['reference dtype', { referenceLogits: Tensor.zeros([2 * B, T, V], { dtype: 'float64' }) }, /referenceLogits: dtype/, EdpoInputError],
-  ['integer logits', { policyLogits: Tensor.zeros([2 * B, T, V], { dtype: 'int32' }), referenceLogits: Tensor.zeros([2 * B, T, V], { dtype: 'int32' }) }, /policyLogits: expected float32/, EdpoInputError],
+  [
+    'integer logits',
+    { policyLogits: Tensor.zeros([2 * B, T, V], { dtype: 'int32' }), referenceLogits: Tensor.zeros([2 * B, T, V], { dtype: 'int32' }) },
+    /policyLogits: expected float32/,
+    EdpoInputError,
+  ],
   ['labels shape', { labels: Tensor.zeros([2 * B, T + 1], { dtype: 'int64' }) }, /labels: expected shape/, EdpoInputError],
   ['labels dtype', { labels: Tensor.zeros([2 * B, T], { dtype: 'int32' }) }, /labels: expected int64/, EdpoInputError],
-  ['label too large', { labels: Tensor.full([2 * B, T], V, { dtype: 'int64' }) }, /labels: values at unmasked positions must lie in \[0, 5\), found 5/, EdpoInputError],
+  [
+    'label too large',
+    { labels: Tensor.full([2 * B, T], V, { dtype: 'int64' }) },
+    /labels: values at unmasked positions must lie in \[0, 5\), found 5/,
+    EdpoInputError,
+  ],
   ['label negative', { labels: Tensor.full([2 * B, T], -1, { dtype: 'int64' }) }, /labels: .*found -1/, EdpoInputError],
   ['mask shape', { lossMask: Tensor.full([2 * B], 1) }, /lossMask: expected shape/, EdpoInputError],
   ['mask NaN', { lossMask: Tensor.full([2 * B, T], NaN) }, /lossMask: contains a non-finite value/, EdpoInputError],

@@ -27,7 +27,12 @@ function eagerBf16Steps(c: Case, epsilon: number): number[] {
     return bf16(f32(perToken).mul(mask).sum(1))
   }
   const B = c.pairs
-  const ratio = (s: Tensor) => Array.from(bf16(f32(s.narrow(0, 0, B)).sub(f32(s.narrow(0, B, B)))).to('float64').toArray() as Float64Array)
+  const ratio = (s: Tensor) =>
+    Array.from(
+      bf16(f32(s.narrow(0, 0, B)).sub(f32(s.narrow(0, B, B))))
+        .to('float64')
+        .toArray() as Float64Array,
+    )
   const rho = ratio(sums(a))
   const rhoPlus = ratio(sums(plus))
   const rhoMinus = ratio(sums(minus))
@@ -71,7 +76,10 @@ t.test('long sequences: bf16 rounding ties most pairs that fp32 separates (spec 
 })
 
 t.test('the chunked op on hidden states decides as the op on their logits', (t) => {
-  const B = 10, T = 16, H = 12, V = 321
+  const B = 10,
+    T = 16,
+    H = 12,
+    V = 321
   Tensor.manualSeed(7)
   const hidden = Tensor.randn([2 * B, T, H]).to('float64')
   const refHidden = Tensor.randn([2 * B, T, H]).to('float64')

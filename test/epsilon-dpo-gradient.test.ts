@@ -43,7 +43,10 @@ t.test('fp64 finite differences match the analytic gradient', (t) => {
     t.ok(cmp.ok, `labelSmoothing=${labelSmoothing}: ${describe(cmp)}`)
     // Rows with an all-zero mask get exactly zero gradient.
     const rowSize = 3 * 7
-    t.ok(analytic.subarray(2 * rowSize, 3 * rowSize).every((v) => v === 0), 'empty row has zero gradient')
+    t.ok(
+      analytic.subarray(2 * rowSize, 3 * rowSize).every((v) => v === 0),
+      'empty row has zero gradient',
+    )
   }
   t.end()
 })
@@ -84,6 +87,14 @@ t.test('chosenLogps-style outputs carry no gradient; loss.backward accumulates',
   const once = Float32Array.from(policy.grad!.toArray() as Float32Array)
   ops.epsilonDpoLoss(args).loss.backward()
   const twice = policy.grad!.toArray() as Float32Array
-  t.ok(close(twice, Array.from(once, (v) => 2 * v), 1e-6, 1e-12).ok, 'second backward adds to .grad')
+  t.ok(
+    close(
+      twice,
+      Array.from(once, (v) => 2 * v),
+      1e-6,
+      1e-12,
+    ).ok,
+    'second backward adds to .grad',
+  )
   t.end()
 })

@@ -29,7 +29,10 @@ t.test('logits near the float32 maximum are reported, not turned into NaN', (t) 
   huge[2 * 11 + 5] = 3.3e38 // row 2 = sequence 0, last step: always a completion token
   const reference = Tensor.from(huge, c.reference.shape)
   t.throws(() => ops.epsilonDpoLoss(args({ referenceLogits: reference })), /policyLogits\/referenceLogits: row 2 .* holds finite logits up to 3\.3\d*e\+38/)
-  t.throws(() => ops.sequenceLogps({ policyLogits: c.policy, referenceLogits: reference, labels: c.labels, lossMask: c.mask, epsilon: 0.01 }), /too large for the Float kernel/)
+  t.throws(
+    () => ops.sequenceLogps({ policyLogits: c.policy, referenceLogits: reference, labels: c.labels, lossMask: c.mask, epsilon: 0.01 }),
+    /too large for the Float kernel/,
+  )
   // Large but representable after scaling: exact against the fp64 reference.
   const big = Float32Array.from(c.policy.toArray() as Float32Array, (v, i) => (i % 11 === 3 ? 1e30 : v))
   const policy = Tensor.from(big, c.policy.shape)
@@ -82,7 +85,10 @@ t.test('epsilonDpoLossFromHidden runs fp16 heads on the CPU (in fp32) and return
     policyHead: Tensor.from(r(13 * 8, 2), [13, 8], { dtype, requiresGrad: true }),
     referenceHidden: Tensor.from(r(rows * 3 * 8, 3), [rows, 3, 8], { dtype }),
     referenceHead: Tensor.from(r(13 * 8, 4), [13, 8], { dtype }),
-    labels: Tensor.from(BigInt64Array.from({ length: rows * 3 }, (_, i) => BigInt((i * 5) % 13)), [rows, 3]),
+    labels: Tensor.from(
+      BigInt64Array.from({ length: rows * 3 }, (_, i) => BigInt((i * 5) % 13)),
+      [rows, 3],
+    ),
     lossMask: Tensor.full([rows, 3], 1),
     beta: 0.5,
     epsilon: 0.05,

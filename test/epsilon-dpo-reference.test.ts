@@ -106,12 +106,7 @@ for (const spec of specs) {
       const cmp = close(f64(out[key].toArray() as Float32Array), ref, dtype === 'float64' ? 1e-12 : 1e-5, 1e-6)
       t.ok(cmp.ok, `${key}: ${describe(cmp)}`)
     }
-    const logitCmp = close(
-      [out.meanChosenLogits.item(), out.meanRejectedLogits.item()],
-      [want.meanChosenLogits, want.meanRejectedLogits],
-      1e-4,
-      1e-5,
-    )
+    const logitCmp = close([out.meanChosenLogits.item(), out.meanRejectedLogits.item()], [want.meanChosenLogits, want.meanRejectedLogits], 1e-4, 1e-5)
     t.ok(logitCmp.ok, `mean logits: ${describe(logitCmp)}`)
     t.end()
   })

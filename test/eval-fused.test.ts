@@ -40,7 +40,7 @@ t.test('evaluatePreferences and modelSequenceStats match the full-logits computa
     }
     const lp = p.logSoftmax(-1)
     const lr = r.logSoftmax(-1)
-    kl += (lp.exp().mul(lp.sub(lr)).sum(-1).mul(batch.lossMask.to('float64')).sum().item())
+    kl += lp.exp().mul(lp.sub(lr)).sum(-1).mul(batch.lossMask.to('float64')).sum().item()
 
     // The same rows through modelSequenceStats (policy only, as SFT calls it).
     const fused = await modelSequenceStats(policy, batch)

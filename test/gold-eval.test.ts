@@ -34,8 +34,15 @@ t.test('sampling, sampled log-ratios and win rates', async (t) => {
   const o = { maxNewTokens: 6, seed: 3, temperature: 1 }
   const a = await sampleCompletions(policy, tokenizer, PROMPTS, o)
   t.same(a, await sampleCompletions(policy, tokenizer, PROMPTS, o), 'the same seed gives the same samples')
-  t.notSame(a.map((s) => s.text), (await sampleCompletions(policy, tokenizer, PROMPTS, { ...o, seed: 4 })).map((s) => s.text))
-  t.same(a.map((s) => s.prompt), PROMPTS, 'samples come back in prompt order (grouped by length inside)')
+  t.notSame(
+    a.map((s) => s.text),
+    (await sampleCompletions(policy, tokenizer, PROMPTS, { ...o, seed: 4 })).map((s) => s.text),
+  )
+  t.same(
+    a.map((s) => s.prompt),
+    PROMPTS,
+    'samples come back in prompt order (grouped by length inside)',
+  )
   for (const s of a) {
     const eos = Array.from(s.completionIds).indexOf(tokenizer.eosTokenId)
     t.ok(eos < 0 ? s.completionIds.length === 6 : eos === s.completionIds.length - 1, 'cut right after the first EOS, or at maxNewTokens')
@@ -53,7 +60,8 @@ t.test('sampling, sampled log-ratios and win rates', async (t) => {
   t.equal(constant.winRate, 0.5)
   t.equal(constant.meanReward, 1)
   const longer = await run({ name: 'length', reward: (_p, c) => c.length })
-  const byHand = longer.samples.reduce((w, s) => w + (s.policy.length > s.reference.length ? 1 : s.policy.length === s.reference.length ? 0.5 : 0), 0) / PROMPTS.length
+  const byHand =
+    longer.samples.reduce((w, s) => w + (s.policy.length > s.reference.length ? 1 : s.policy.length === s.reference.length ? 0.5 : 0), 0) / PROMPTS.length
   t.equal(longer.winRate, byHand)
   // evaluateWithGold batches all 6 samples at once while `ratios` used batches of 4: fp32 forwards of
   // differently padded batches differ in the last bits (the EPYC runner saw 3.6e-7 on 5.37), so the

@@ -22,7 +22,11 @@ t.test('a grouped epoch: a permutation; each mega-batch sorted by decreasing len
   const mega = Math.min(Math.floor(LENGTHS.length / (4 * batchSize)), 50) * batchSize // 12·4 = 48
   for (const epoch of [0, 1]) {
     const perm = Array.from(data.lengthGroupedPermutation(LENGTHS, batchSize, 5, epoch))
-    t.same([...perm].sort((a, b) => a - b), LENGTHS.map((_, i) => i), `epoch ${epoch}: every example once`)
+    t.same(
+      [...perm].sort((a, b) => a - b),
+      LENGTHS.map((_, i) => i),
+      `epoch ${epoch}: every example once`,
+    )
     t.equal(LENGTHS[perm[0]!], Math.max(...LENGTHS), `epoch ${epoch}: the longest example comes first`)
     // Each mega-batch holds the shuffled epoch's examples of its slice, in non-increasing length
     // (its first element may be the one swapped with the longest, so it is left out).
@@ -30,8 +34,14 @@ t.test('a grouped epoch: a permutation; each mega-batch sorted by decreasing len
     for (let start = 0; start < perm.length; start += mega) {
       const group = perm.slice(start, start + mega)
       const slice = new Set(random.slice(start, start + mega))
-      t.ok(group.slice(1).every((i) => slice.has(i)), `mega-batch at ${start}: the epoch's shuffled examples of its slice`)
-      t.ok(group.slice(2).every((i, k) => LENGTHS[i]! <= LENGTHS[group[k + 1]!]!), `mega-batch at ${start}: sorted by decreasing length`)
+      t.ok(
+        group.slice(1).every((i) => slice.has(i)),
+        `mega-batch at ${start}: the epoch's shuffled examples of its slice`,
+      )
+      t.ok(
+        group.slice(2).every((i, k) => LENGTHS[i]! <= LENGTHS[group[k + 1]!]!),
+        `mega-batch at ${start}: sorted by decreasing length`,
+      )
     }
   }
   t.not(data.lengthGroupedPermutation(LENGTHS, batchSize, 5, 0).join(), data.lengthGroupedPermutation(LENGTHS, batchSize, 5, 1).join(), 'epochs differ')
@@ -43,7 +53,9 @@ t.test('grouping cuts the padding of the batches', (t) => {
   const padded = (perm: ArrayLike<number>, batchSize: number) => {
     let sum = 0
     for (let s = 0; s < perm.length; s += batchSize) {
-      const batch = Array.from(perm).slice(s, s + batchSize).map((i) => LENGTHS[i]!)
+      const batch = Array.from(perm)
+        .slice(s, s + batchSize)
+        .map((i) => LENGTHS[i]!)
       sum += batch.length * Math.max(...batch)
     }
     return sum
@@ -59,7 +71,11 @@ t.test('a grouped sampler resumes exactly, across epochs; bad lengths are named'
   const take = (s: data.PairSampler, n: number) => Array.from({ length: n }, () => s.next())
   const opts = { batchSize: 5, seed: 9, lengths: LENGTHS }
   const whole = take(new data.PairSampler(LENGTHS.length, opts), 100)
-  t.same(whole.slice(0, 41).flatMap((b) => b.indices), Array.from(data.lengthGroupedPermutation(LENGTHS, 5, 9, 0)), 'epoch 0 is the grouped permutation')
+  t.same(
+    whole.slice(0, 41).flatMap((b) => b.indices),
+    Array.from(data.lengthGroupedPermutation(LENGTHS, 5, 9, 0)),
+    'epoch 0 is the grouped permutation',
+  )
   for (const cut of [0, 1, 17, 40, 41, 63]) {
     const s = new data.PairSampler(LENGTHS.length, opts)
     take(s, cut)
@@ -83,13 +99,31 @@ t.test('a trainer with groupByLength: grouped batches, and a resumed run ends bi
     rejected: ['bad', ...words.slice(3, 3 + ((i * 7) % 6))].join(' '),
   }))
   const prefs = writeJsonl(path.join(work, 'prefs.jsonl'), rows)
-  const config = { model, data: [prefs], batchSize: 4, maxSteps: 14, learningRate: 2e-3, epsilon: 0.05, beta: 0.5, saveEvery: 3, maxLength: 32, warmupRatio: 0, groupByLength: true, seed: 4 }
+  const config = {
+    model,
+    data: [prefs],
+    batchSize: 4,
+    maxSteps: 14,
+    learningRate: 2e-3,
+    epsilon: 0.05,
+    beta: 0.5,
+    saveEvery: 3,
+    maxLength: 32,
+    warmupRatio: 0,
+    groupByLength: true,
+    seed: 4,
+  }
   const full = path.join(work, 'full')
   const trainer = await Trainer.create({ ...config, out: full }, { log: () => {} })
   // The first batch holds the longest pair (the grouped order), which a shuffled order rarely does.
   const pairs = trainer.data.train
   const length = (i: number) => pairs[i]!.prompt.length + Math.max(pairs[i]!.chosen.length, pairs[i]!.rejected.length)
-  const expected = data.lengthGroupedPermutation(pairs.map((_, i) => length(i)), 4, 4, 0)
+  const expected = data.lengthGroupedPermutation(
+    pairs.map((_, i) => length(i)),
+    4,
+    4,
+    0,
+  )
   const longest = Math.max(...pairs.map((_, i) => length(i)))
   t.equal(length(expected[0]!), longest, 'the grouped order starts with the longest pair')
   // The batches the trainer runs are padded to their longest row: the grouped order's.
@@ -113,7 +147,8 @@ t.test('a trainer with groupByLength: grouped batches, and a resumed run ends bi
   const resumed = await (await Trainer.create({}, { log: () => {}, resume: cut })).train()
   t.equal(resumed.step, 14)
   t.equal(resumed.method.beta, whole.method.beta)
-  const weights = (dir: string) => Object.fromEntries(Object.entries(io.loadSafetensors(path.join(dir, 'model.safetensors'))).map(([n, x]) => [n, Array.from(x.toArray() as Float32Array)]))
+  const weights = (dir: string) =>
+    Object.fromEntries(Object.entries(io.loadSafetensors(path.join(dir, 'model.safetensors'))).map(([n, x]) => [n, Array.from(x.toArray() as Float32Array)]))
   t.same(weights(path.join(cut, 'checkpoint-14')), weights(path.join(full, 'checkpoint-14')), 'same weights')
   const strip = (m: Record<string, number>) => ({ ...m, tokens_per_second: 0, step_time: 0 })
   t.same(readMetrics(cut).map(strip), readMetrics(full).map(strip), 'same metrics')

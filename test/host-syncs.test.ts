@@ -19,7 +19,22 @@ async function syncsPerStep(t: Tap.Test, gradAccumulation: number): Promise<{ pe
   const model = makeTrainableModel(t, 3)
   const work = tempDir(t)
   const trainer = await Trainer.create(
-    { model, data: [writeToyPreferences(work, 32)], out: path.join(work, 'run'), dtype: 'float32', batchSize: 2, gradAccumulation, maxSteps: 3, learningRate: 1e-3, warmupRatio: 0, maxGradNorm: 1, beta: 0.1, epsilon: 0.01, maxLength: 32, seed: 7 },
+    {
+      model,
+      data: [writeToyPreferences(work, 32)],
+      out: path.join(work, 'run'),
+      dtype: 'float32',
+      batchSize: 2,
+      gradAccumulation,
+      maxSteps: 3,
+      learningRate: 1e-3,
+      warmupRatio: 0,
+      maxGradNorm: 1,
+      beta: 0.1,
+      epsilon: 0.01,
+      maxLength: 32,
+      seed: 7,
+    },
     { log: () => {} },
   )
   // Between two 'step' events lies exactly one optimizer step (and its logging).
@@ -41,7 +56,14 @@ t.test('preference evaluation reads the device at most once per batch', async (t
   const { trainer } = await syncsPerStep(t, 1)
   const pairs = trainer.data.train.slice(0, 6)
   const before = syncs()
-  const r = await evaluatePreferences({ policy: trainer.policy, reference: trainer.reference, pairs, tokenizer: trainer.data.tokenizer, beta: 0.1, batchSize: 2 })
+  const r = await evaluatePreferences({
+    policy: trainer.policy,
+    reference: trainer.reference,
+    pairs,
+    tokenizer: trainer.data.tokenizer,
+    beta: 0.1,
+    batchSize: 2,
+  })
   t.equal(r.pairs, 6)
   t.ok(syncs() - before <= 3, `${syncs() - before} host reads for 3 batches`)
   t.ok(Number.isFinite(r.kl) && r.kl >= 0, `kl ${r.kl}`)

@@ -30,12 +30,20 @@ t.test('princeton-nlp/llama3-ultrafeedback', async (t) => {
 })
 
 t.test('Anthropic/hh-rlhf', async (t) => {
-  const helpfulAndHarmless = ['harmless-base/train.jsonl.gz', 'helpful-base/train.jsonl.gz', 'helpful-online/train.jsonl.gz', 'helpful-rejection-sampled/train.jsonl.gz']
+  const helpfulAndHarmless = [
+    'harmless-base/train.jsonl.gz',
+    'helpful-base/train.jsonl.gz',
+    'helpful-online/train.jsonl.gz',
+    'helpful-rejection-sampled/train.jsonl.gz',
+  ]
   t.same(await pick(HH, cards.hh, 'train'), helpfulAndHarmless, "the card's default config")
   t.same(await pick(HH, cards.hh, 'test', 'harmless-base'), ['harmless-base/test.jsonl.gz'], 'a config with data_dir')
   t.same(await pick(HH, cards.hhOld, 'train'), helpfulAndHarmless, 'the older card: every <folder>/train* file')
   t.same(await pick(HH, cards.hhOld, 'test', 'helpful-base'), ['helpful-base/test.jsonl.gz'], 'a folder as the config')
-  await t.rejects(pick(HH, cards.hh, 'train', 'nope'), /no config 'nope' in the dataset card: give --data-config \(TRL: dataset_config\) one of all, harmless-base, helpful-base, red-team-attempts/)
+  await t.rejects(
+    pick(HH, cards.hh, 'train', 'nope'),
+    /no config 'nope' in the dataset card: give --data-config \(TRL: dataset_config\) one of all, harmless-base, helpful-base, red-team-attempts/,
+  )
 })
 
 t.test('conventions, and the files seen when nothing fits', async (t) => {

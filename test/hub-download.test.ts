@@ -52,8 +52,14 @@ t.test('a model by Hub id: downloaded once into the Python layout, then found of
   t.equal(out.model, snapshot, '--model is now the snapshot folder')
   t.same(fs.readdirSync(snapshot).sort(), fs.readdirSync(model).sort(), 'every file edpo reads, no others')
   for (const f of fs.readdirSync(model)) t.same(fs.readFileSync(path.join(snapshot, f)), fs.readFileSync(path.join(model, f)), f)
-  t.ok(hub.requests.some((r) => r.url.startsWith('/cdn/')), 'the LFS weights came through the redirect')
-  t.notOk(hub.requests.some((r) => r.url.startsWith('/cdn/') && r.authorization), 'no token follows a redirect to another origin')
+  t.ok(
+    hub.requests.some((r) => r.url.startsWith('/cdn/')),
+    'the LFS weights came through the redirect',
+  )
+  t.notOk(
+    hub.requests.some((r) => r.url.startsWith('/cdn/') && r.authorization),
+    'no token follows a redirect to another origin',
+  )
 
   // The same tree as Python's huggingface_hub writes, made by hand.
   const python = tempDir(t)
@@ -80,7 +86,7 @@ t.test('a model by Hub id: downloaded once into the Python layout, then found of
   t.equal(hub.requests.length, before, 'the cache first: no request when everything is there')
 })
 
-t.test("the tree listing: every page followed with the token, a next page on another origin and malformed entries refused", async (t) => {
+t.test('the tree listing: every page followed with the token, a next page on another origin and malformed entries refused', async (t) => {
   const model = makeTrainableModel(t)
   const files = fs.readdirSync(model)
   const hub = await startFakeHub({ 'org/paged': modelRepo(model, { pageSize: 1, token: 'hf_pages' }) })
@@ -90,7 +96,10 @@ t.test("the tree listing: every page followed with the token, a next page on ano
   t.same(fs.readdirSync(out.model!).sort(), files.sort(), 'files from every page')
   const pages = hub.requests.filter((r) => r.url.startsWith('/api/'))
   t.equal(pages.length, files.length, 'one request per page of one entry')
-  t.ok(pages.every((r) => r.authorization === 'Bearer hf_pages'), 'the token on every page (same origin)')
+  t.ok(
+    pages.every((r) => r.authorization === 'Bearer hf_pages'),
+    'the token on every page (same origin)',
+  )
 
   const elsewhere = await startFakeHub({})
   t.teardown(elsewhere.close)
@@ -123,7 +132,10 @@ t.test('HF_HUB_OFFLINE=1 with a file missing names the repo and the file', async
   fs.mkdirSync(path.join(repo, 'snapshots', COMMIT), { recursive: true })
   fs.writeFileSync(path.join(repo, 'snapshots', COMMIT, 'config.json'), '{}')
   const settings = hubSettings({ HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' })
-  await t.rejects(resolveHubOptions({ model: 'org/name' }, { settings, ...quiet }), /--model org\/name: HF_HUB_OFFLINE=1, and the cache .*models--org--name lacks what the run needs of org\/name \(revision main\): no model\.safetensors/)
+  await t.rejects(
+    resolveHubOptions({ model: 'org/name' }, { settings, ...quiet }),
+    /--model org\/name: HF_HUB_OFFLINE=1, and the cache .*models--org--name lacks what the run needs of org\/name \(revision main\): no model\.safetensors/,
+  )
   await t.rejects(resolveHubOptions({ model: 'org/other' }, { settings, ...quiet }), /--model org\/other: HF_HUB_OFFLINE=1.*no refs\/main/)
   await t.rejects(resolveHubOptions({ model: 'org/name@v2' }, { settings, ...quiet }), /revision v2\): no refs\/v2/)
 })
@@ -133,16 +145,28 @@ t.test('a gated repo: 401 names the repo and how to give a token; the token is n
   const hub = await startFakeHub({ 'meta-llama/gated': modelRepo(model, { token: 'hf_secret123' }) })
   t.teardown(hub.close)
   const cache = tempDir(t)
-  const err = await resolveHubOptions({ model: 'meta-llama/gated' }, { settings: hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_HOME: cache }), ...quiet }).catch((e: Error) => e)
+  const err = await resolveHubOptions(
+    { model: 'meta-llama/gated' },
+    { settings: hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_HOME: cache }), ...quiet },
+  ).catch((e: Error) => e)
   t.ok(err instanceof EdpoInputError)
-  t.match((err as Error).message, /--model meta-llama\/gated: meta-llama\/gated is gated or private \(the Hub answered 401\).*HF_TOKEN=hf_….*huggingface-cli login/)
-  const wrong = await resolveHubOptions({ model: 'meta-llama/gated' }, { settings: hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_TOKEN: 'hf_wrong456' }), ...quiet }).catch((e: Error) => e)
+  t.match(
+    (err as Error).message,
+    /--model meta-llama\/gated: meta-llama\/gated is gated or private \(the Hub answered 401\).*HF_TOKEN=hf_….*huggingface-cli login/,
+  )
+  const wrong = await resolveHubOptions(
+    { model: 'meta-llama/gated' },
+    { settings: hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_TOKEN: 'hf_wrong456' }), ...quiet },
+  ).catch((e: Error) => e)
   t.match((wrong as Error).message, /the token from HF_TOKEN was refused/)
   t.notMatch((wrong as Error).message, /hf_wrong456/, 'the token is not in the message')
   // The stored token (HF_HOME/token) is used.
   fs.writeFileSync(path.join(cache, 'token'), 'hf_secret123\n')
   const lines: string[] = []
-  const ok = await resolveHubOptions({ model: 'meta-llama/gated' }, { settings: hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_HOME: cache }), log: (l) => lines.push(l) })
+  const ok = await resolveHubOptions(
+    { model: 'meta-llama/gated' },
+    { settings: hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_HOME: cache }), log: (l) => lines.push(l) },
+  )
   t.match(String(ok.model), /models--meta-llama--gated/)
   t.notMatch(lines.join('\n'), /hf_secret123/, 'the token never appears in the log')
 })
@@ -175,7 +199,11 @@ t.test('a dropped connection resumes with a Range request; a second run resumes 
   t.equal(partial.length, 1, 'an .incomplete file, never a blob that looks complete')
   t.notOk(fs.existsSync(path.join(blobs, sha256(repo2.files['model.safetensors']!.bytes))), 'no blob under the final name')
   const out2 = await resolveHubOptions({ model: 'org/m2' }, { settings: settings2, ...quiet })
-  t.same(fs.readFileSync(path.join(String(out2.model), 'model.safetensors')), fs.readFileSync(path.join(model, 'model.safetensors')), 'the next run completes it')
+  t.same(
+    fs.readFileSync(path.join(String(out2.model), 'model.safetensors')),
+    fs.readFileSync(path.join(model, 'model.safetensors')),
+    'the next run completes it',
+  )
   t.match(hub2.requests.filter((r) => r.url.startsWith('/cdn/')).at(-1)!.range, /^bytes=[1-9]\d*-$/, 'from where the last stopped')
 })
 
@@ -192,7 +220,8 @@ t.test('a wrong size and a wrong hash are refused; nothing is kept under the blo
     await t.rejects(resolveHubOptions({ model: 'org/bad' }, { settings: hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache }), ...quiet }), message, fault)
     const blobs = path.join(cache, 'models--org--bad', 'blobs')
     t.notOk(fs.readdirSync(blobs).includes(sha256(repo.files['model.safetensors']!.bytes)), `${fault}: no blob`)
-    for (const f of fs.readdirSync(blobs).filter((f) => f.endsWith('.incomplete'))) t.ok(fs.statSync(path.join(blobs, f)).size <= repo.files['model.safetensors']!.bytes.length, `${fault}: never past the announced size`)
+    for (const f of fs.readdirSync(blobs).filter((f) => f.endsWith('.incomplete')))
+      t.ok(fs.statSync(path.join(blobs, f)).size <= repo.files['model.safetensors']!.bytes.length, `${fault}: never past the announced size`)
     await hub.close()
   }
   // A regular file whose bytes do not match its git sha1.
@@ -200,7 +229,10 @@ t.test('a wrong size and a wrong hash are refused; nothing is kept under the blo
   repo.files['config.json']!.fault = 'corrupt'
   const hub = await startFakeHub({ 'org/bad2': repo })
   t.teardown(hub.close)
-  await t.rejects(resolveHubOptions({ model: 'org/bad2' }, { settings: hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: tempDir(t) }), ...quiet }), /config\.json: its git sha1 is .* refused/)
+  await t.rejects(
+    resolveHubOptions({ model: 'org/bad2' }, { settings: hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: tempDir(t) }), ...quiet }),
+    /config\.json: its git sha1 is .* refused/,
+  )
 })
 
 t.test("file names with '..' and bad ids never leave the cache", async (t) => {
@@ -212,9 +244,15 @@ t.test("file names with '..' and bad ids never leave the cache", async (t) => {
   const hub = await startFakeHub({ 'org/evil': repo })
   t.teardown(hub.close)
   const cache = tempDir(t)
-  await t.rejects(resolveHubOptions({ model: 'org/evil' }, { settings: hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: path.join(cache, 'hub') }), ...quiet }), /refused the file name "\.\.\/\.\.\/\.\.\/evil\.safetensors"/)
+  await t.rejects(
+    resolveHubOptions({ model: 'org/evil' }, { settings: hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: path.join(cache, 'hub') }), ...quiet }),
+    /refused the file name "\.\.\/\.\.\/\.\.\/evil\.safetensors"/,
+  )
   t.notOk(fs.existsSync(path.join(cache, 'evil.safetensors')))
-  await t.rejects(resolveHubOptions({ model: 'org/x@../../etc' }, { settings: hubSettings({ HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' }), ...quiet }), /not a valid revision/)
+  await t.rejects(
+    resolveHubOptions({ model: 'org/x@../../etc' }, { settings: hubSettings({ HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' }), ...quiet }),
+    /not a valid revision/,
+  )
   // A cache symlink that leads outside the repo's folder is refused, not followed.
   const r = path.join(cache, 'models--org--link')
   fs.mkdirSync(path.join(r, 'snapshots', COMMIT), { recursive: true })

@@ -59,13 +59,33 @@ export function findCycle(graph: Map<string, string[]>, ignore: readonly [string
 }
 
 t.test('the cycle finder finds a cycle and names it, and passes a DAG', (t) => {
-  t.same(findCycle(new Map([['a', ['b']], ['b', ['c']], ['c', ['a']]])), ['a', 'b', 'c', 'a'])
-  t.same(findCycle(new Map([['a', ['b', 'c']], ['b', ['c']], ['c', []]])), undefined)
-  t.same(importsOf(path.join(lib, 'core', 'x.ts'), "import type { A } from './native'\n// import { B } from './tensor'\nexport * from './ops'\nconst m = import('./errors')"), [
-    path.join(lib, 'core', 'native.ts'),
-    path.join(lib, 'core', 'ops.ts'),
-    path.join(lib, 'core', 'errors.ts'),
-  ])
+  t.same(
+    findCycle(
+      new Map([
+        ['a', ['b']],
+        ['b', ['c']],
+        ['c', ['a']],
+      ]),
+    ),
+    ['a', 'b', 'c', 'a'],
+  )
+  t.same(
+    findCycle(
+      new Map([
+        ['a', ['b', 'c']],
+        ['b', ['c']],
+        ['c', []],
+      ]),
+    ),
+    undefined,
+  )
+  t.same(
+    importsOf(
+      path.join(lib, 'core', 'x.ts'),
+      "import type { A } from './native'\n// import { B } from './tensor'\nexport * from './ops'\nconst m = import('./errors')",
+    ),
+    [path.join(lib, 'core', 'native.ts'), path.join(lib, 'core', 'ops.ts'), path.join(lib, 'core', 'errors.ts')],
+  )
   t.end()
 })
 

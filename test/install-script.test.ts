@@ -46,7 +46,11 @@ t.test('node-gyp: npm_config_node_gyp, then beside npm_execpath, then PATH', asy
   const npmCli = write(path.join(dir, 'npm', 'bin', 'npm-cli.js'), '')
   const bundled = write(path.join(dir, 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'), '')
   t.equal(install.findNodeGyp({ npm_execpath: npmCli }, empty)?.file, bundled)
-  t.equal(install.findNodeGyp({ npm_config_node_gyp: path.join(dir, 'gone.js'), npm_execpath: npmCli }, empty)?.file, bundled, 'a stale npm_config_node_gyp is skipped')
+  t.equal(
+    install.findNodeGyp({ npm_config_node_gyp: path.join(dir, 'gone.js'), npm_execpath: npmCli }, empty)?.file,
+    bundled,
+    'a stale npm_config_node_gyp is skipped',
+  )
 
   // yarn/pnpm without a bundled node-gyp: one on PATH is run as it is.
   const yarn = write(path.join(dir, 'yarn', 'bin', 'yarn.js'), '')
@@ -77,7 +81,11 @@ t.test('install.js: clear messages when a build tool is missing', async (t) => {
   t.match(cuda.stderr, /EDPO_CUDA=1 builds with cmake-js, which is not installed/)
   t.match(cuda.stderr, /npm install cmake-js && EDPO_CUDA=1 npm rebuild edpo/)
 
-  const cpu = spawnSync(process.execPath, [path.join(pkg, 'scripts', 'install.js')], { cwd: pkg, encoding: 'utf8', env: { ...base, npm_config_build_from_source: 'true' } })
+  const cpu = spawnSync(process.execPath, [path.join(pkg, 'scripts', 'install.js')], {
+    cwd: pkg,
+    encoding: 'utf8',
+    env: { ...base, npm_config_build_from_source: 'true' },
+  })
   t.equal(cpu.status, 1)
   t.match(cpu.stderr, /needs node-gyp, which was not found/)
   t.match(cpu.stderr, /npm install -g node-gyp && npm rebuild edpo --build-from-source/)
@@ -87,7 +95,10 @@ t.test('install.js: runs the node-gyp npm names, with `rebuild`, in the package 
   const dir = tempDir(t)
   const pkg = bareInstall(dir)
   const log = path.join(dir, 'ran.json')
-  const fake = write(path.join(dir, 'fake-node-gyp.js'), `require('fs').writeFileSync(${JSON.stringify(log)}, JSON.stringify({ args: process.argv.slice(2), cwd: process.cwd() }))`)
+  const fake = write(
+    path.join(dir, 'fake-node-gyp.js'),
+    `require('fs').writeFileSync(${JSON.stringify(log)}, JSON.stringify({ args: process.argv.slice(2), cwd: process.cwd() }))`,
+  )
   const r = spawnSync(process.execPath, [path.join(pkg, 'scripts', 'install.js')], {
     cwd: pkg,
     encoding: 'utf8',

@@ -25,7 +25,7 @@ function asF64(x: Tensor): Tensor {
 
 // cos and sin of random angles [B, T, hd] (the RoPE tables), in float64.
 function tables(shape: number[]): [Tensor, Tensor] {
-  const angle = (Tensor.randn(shape, { dtype: 'float64' }).mul(3).toArray() as Float64Array)
+  const angle = Tensor.randn(shape, { dtype: 'float64' }).mul(3).toArray() as Float64Array
   return [Tensor.from(angle.map(Math.cos), shape), Tensor.from(angle.map(Math.sin), shape)]
 }
 
@@ -53,21 +53,31 @@ function swigluRef(gate: Tensor, up: Tensor): Tensor {
   return gate.mul(gate.sigmoid()).mul(up)
 }
 
-const fusedRms = (eps: number, plusOne: boolean, residual: boolean) => (xs: Tensor[]): Tensor => {
-  const o = runOp('fusedRmsNorm', { input: xs[0]!, residual: residual ? xs[1] : undefined, weight: xs[residual ? 2 : 1]!, eps, plusOne }, 'sync')
-  // Both outputs feed the loss, as in a layer (the sum is the next residual).
-  return residual ? o.output.add(o.sum!.mul(0.5)) : o.output
-}
-const eagerRms = (eps: number, plusOne: boolean, residual: boolean) => (xs: Tensor[]): Tensor => {
-  const s = residual ? xs[0]!.add(xs[1]!) : xs[0]!
-  const y = rmsRef(s, xs[residual ? 2 : 1]!, eps, plusOne)
-  return residual ? y.add(s.mul(0.5)) : y
-}
+const fusedRms =
+  (eps: number, plusOne: boolean, residual: boolean) =>
+  (xs: Tensor[]): Tensor => {
+    const o = runOp('fusedRmsNorm', { input: xs[0]!, residual: residual ? xs[1] : undefined, weight: xs[residual ? 2 : 1]!, eps, plusOne }, 'sync')
+    // Both outputs feed the loss, as in a layer (the sum is the next residual).
+    return residual ? o.output.add(o.sum!.mul(0.5)) : o.output
+  }
+const eagerRms =
+  (eps: number, plusOne: boolean, residual: boolean) =>
+  (xs: Tensor[]): Tensor => {
+    const s = residual ? xs[0]!.add(xs[1]!) : xs[0]!
+    const y = rmsRef(s, xs[residual ? 2 : 1]!, eps, plusOne)
+    return residual ? y.add(s.mul(0.5)) : y
+  }
 
 // Relative-to-scale tolerance: fp32 sums of H terms, bf16's 2^-8 through a few roundings.
 const tolerance = (dtype: Dtype, width: number): number => (dtype === 'bfloat16' ? 3e-2 : 2e-6 * Math.sqrt(width) + 1e-6)
 
-function compare(t: Tap.Test, what: string, got: { out: Float64Array; grads: Float64Array[] }, want: { out: Float64Array; grads: Float64Array[] }, tol: number): void {
+function compare(
+  t: Tap.Test,
+  what: string,
+  got: { out: Float64Array; grads: Float64Array[] },
+  want: { out: Float64Array; grads: Float64Array[] },
+  tol: number,
+): void {
   const c = close(got.out, want.out, tol, tol * maxAbs(want.out))
   t.ok(c.ok, `${what} output: ${describe(c)}`)
   got.grads.forEach((g, i) => {
@@ -79,7 +89,11 @@ function compare(t: Tap.Test, what: string, got: { out: Float64Array; grads: Flo
 t.test('fused kernels match the eager float64 composition (fp32, bf16, odd widths)', async (t) => {
   Tensor.manualSeed(7)
   for (const dtype of ['float32', 'bfloat16'] as const) {
-    for (const [rows, width] of [[7, 37], [3, 129], [1, 3]] as const) {
+    for (const [rows, width] of [
+      [7, 37],
+      [3, 129],
+      [1, 3],
+    ] as const) {
       for (const plusOne of [false, true]) {
         for (const residual of [false, true]) {
           const inputs = [leaf([rows, width], dtype, 2), ...(residual ? [leaf([rows, width], dtype)] : []), leaf([width], dtype, 0.5, plusOne ? 0 : 1)]
@@ -90,7 +104,11 @@ t.test('fused kernels match the eager float64 composition (fp32, bf16, odd width
         }
       }
     }
-    for (const [B, T, heads, hd] of [[2, 5, 3, 6], [1, 3, 1, 2], [1, 2, 2, 130]] as const) {
+    for (const [B, T, heads, hd] of [
+      [2, 5, 3, 6],
+      [1, 3, 1, 2],
+      [1, 2, 2, 130],
+    ] as const) {
       const x = leaf([B, T, heads, hd], dtype)
       const [cos, sin] = tables([B, T, hd]).map((c) => c.to(dtype))
       const r = Tensor.randn([B, T, heads, hd], { dtype: 'float64' })
@@ -149,14 +167,34 @@ t.test('fp64 gradients match central differences', async (t) => {
 t.test('bad inputs are input errors naming the argument', async (t) => {
   const x = Tensor.zeros([2, 4])
   const bad: [string, () => unknown, RegExp][] = [
-    ['fp16 input', () => runOp('fusedRmsNorm', { input: x.to('float16'), weight: Tensor.zeros([4], { dtype: 'float16' }), eps: 1e-6 }, 'sync'), /input: expected a CPU float32/],
+    [
+      'fp16 input',
+      () => runOp('fusedRmsNorm', { input: x.to('float16'), weight: Tensor.zeros([4], { dtype: 'float16' }), eps: 1e-6 }, 'sync'),
+      /input: expected a CPU float32/,
+    ],
     ['weight width', () => runOp('fusedRmsNorm', { input: x, weight: Tensor.zeros([3]), eps: 1e-6 }, 'sync'), /weight: expected \[4\]/],
-    ['weight dtype', () => runOp('fusedRmsNorm', { input: x, weight: Tensor.zeros([4], { dtype: 'float64' }), eps: 1e-6 }, 'sync'), /weight: expected input's Float/],
-    ['residual shape', () => runOp('fusedRmsNorm', { input: x, residual: Tensor.zeros([4]), weight: Tensor.zeros([4]), eps: 1e-6 }, 'sync'), /residual: expected/],
+    [
+      'weight dtype',
+      () => runOp('fusedRmsNorm', { input: x, weight: Tensor.zeros([4], { dtype: 'float64' }), eps: 1e-6 }, 'sync'),
+      /weight: expected input's Float/,
+    ],
+    [
+      'residual shape',
+      () => runOp('fusedRmsNorm', { input: x, residual: Tensor.zeros([4]), weight: Tensor.zeros([4]), eps: 1e-6 }, 'sync'),
+      /residual: expected/,
+    ],
     ['negative eps', () => runOp('fusedRmsNorm', { input: x, weight: Tensor.zeros([4]), eps: -1 }, 'sync'), /eps: must be/],
     ['rope rank', () => runOp('fusedRope', { input: x, cos: x, sin: x }, 'sync'), /input: expected \[B, T, heads, even head_dim\]/],
-    ['rope odd head_dim', () => runOp('fusedRope', { input: Tensor.zeros([1, 2, 1, 3]), cos: Tensor.zeros([1, 2, 3]), sin: Tensor.zeros([1, 2, 3]) }, 'sync'), /even head_dim/],
-    ['rope table', () => runOp('fusedRope', { input: Tensor.zeros([1, 2, 1, 4]), cos: Tensor.zeros([1, 3, 4]), sin: Tensor.zeros([1, 2, 4]) }, 'sync'), /cos: expected \[1, 2, 4\]/],
+    [
+      'rope odd head_dim',
+      () => runOp('fusedRope', { input: Tensor.zeros([1, 2, 1, 3]), cos: Tensor.zeros([1, 2, 3]), sin: Tensor.zeros([1, 2, 3]) }, 'sync'),
+      /even head_dim/,
+    ],
+    [
+      'rope table',
+      () => runOp('fusedRope', { input: Tensor.zeros([1, 2, 1, 4]), cos: Tensor.zeros([1, 3, 4]), sin: Tensor.zeros([1, 2, 4]) }, 'sync'),
+      /cos: expected \[1, 2, 4\]/,
+    ],
     ['swiglu shapes', () => runOp('fusedSwiglu', { gate: x, up: Tensor.zeros([4, 2]) }, 'sync'), /up: expected gate's shape/],
     ['swiglu dtype', () => runOp('fusedSwiglu', { gate: x, up: x.to('bfloat16') }, 'sync'), /up: expected gate's Float/],
   ]

@@ -28,7 +28,31 @@ t.test('edpo sft --lora-r, then edpo merge-lora', async (t) => {
   const work = tempDir(t)
   const data = writeToyPreferences(work, 16)
   const out = path.join(work, 'sft')
-  const r = edpo(['sft', '--model', model, '--data', data, '--out', out, '--max-steps', '2', '--batch-size', '4', '--max-length', '32', '--learning-rate', '0.01', '--lora-r', '4', '--lora-alpha', '8', '--lora-target-modules', 'q_proj', 'v_proj', 'down_proj'])
+  const r = edpo([
+    'sft',
+    '--model',
+    model,
+    '--data',
+    data,
+    '--out',
+    out,
+    '--max-steps',
+    '2',
+    '--batch-size',
+    '4',
+    '--max-length',
+    '32',
+    '--learning-rate',
+    '0.01',
+    '--lora-r',
+    '4',
+    '--lora-alpha',
+    '8',
+    '--lora-target-modules',
+    'q_proj',
+    'v_proj',
+    'down_proj',
+  ])
   t.equal(r.code, 0, r.stderr)
   const ckpt = path.join(out, 'checkpoint-2')
   t.ok(fs.existsSync(path.join(ckpt, 'adapter_model.safetensors')) && !fs.existsSync(path.join(ckpt, 'model.safetensors')))
@@ -65,7 +89,10 @@ t.test('edpo merge-lora keeps a bf16 base in bf16', async (t) => {
   const r = edpo(['merge-lora', '--adapter', adapter, '--base', base, '--out', merged])
   t.equal(r.code, 0, r.stderr)
   const tensors = io.loadSafetensors(path.join(merged, 'model.safetensors'))
-  t.ok(Object.values(tensors).every((x) => x.dtype === 'bfloat16'), 'every merged tensor is bf16')
+  t.ok(
+    Object.values(tensors).every((x) => x.dtype === 'bfloat16'),
+    'every merged tensor is bf16',
+  )
   t.equal(JSON.parse(fs.readFileSync(path.join(merged, 'config.json'), 'utf8')).torch_dtype, 'bfloat16')
   // W + (α/r)·B·A computed in fp32 and rounded once to bf16.
   const w = (await CausalLM.fromPretrained(base, { dtype: 'float32' })).namedParameters().get('model.layers.0.self_attn.q_proj.weight')!
@@ -89,7 +116,10 @@ t.test('bad LoRA flags name the flag', async (t) => {
   fs.writeFileSync(yaml, 'lora_r: 4\nlora_alpha: .inf\n')
   t.match(edpo([...base, '--out', path.join(work, 'c'), '--config', yaml]).stderr, /lora_alpha/)
   const mods = edpo([...base, '--out', path.join(work, 'd'), '--lora-r', '4', '--lora-target-modules', 'query_key_value'])
-  t.match(mods.stderr, /--lora-target-modules: 'query_key_value' is not a linear module of this model; its linear modules are q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj/)
+  t.match(
+    mods.stderr,
+    /--lora-target-modules: 'query_key_value' is not a linear module of this model; its linear modules are q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj/,
+  )
   t.match(edpo([...base, '--out', path.join(work, 'e'), '--lora-dropout', '0.1']).stderr, /--lora-dropout needs --lora-r/)
   t.match(edpo([...base, '--out', path.join(work, 'f'), '--lora-r', '4', '--method', 'tr-dpo']).stderr, /tr-dpo moves the reference/)
 })

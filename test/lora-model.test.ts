@@ -13,8 +13,14 @@ import { type Arch, ids, tinyConfig, tinyWeights, writeTiny } from './helpers/ti
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-lora-'))
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }))
-const prompt = ids([[5, 17, 3, 99, 42, 8], [11, 4, 88, 23, 2, 0]])
-const mask = ids([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]])
+const prompt = ids([
+  [5, 17, 3, 99, 42, 8],
+  [11, 4, 88, 23, 2, 0],
+])
+const mask = ids([
+  [1, 1, 1, 1, 1, 1],
+  [1, 1, 1, 1, 1, 0],
+])
 
 function modelDir(arch: Arch, overrides = {}): string {
   const config = tinyConfig(arch, overrides)
@@ -23,7 +29,8 @@ function modelDir(arch: Arch, overrides = {}): string {
   return dir
 }
 
-const load = (arch: Arch, dtype: 'float32' | 'float64' | 'bfloat16' = 'float32', overrides = {}) => CausalLM.fromPretrained(modelDir(arch, overrides), { dtype })
+const load = (arch: Arch, dtype: 'float32' | 'float64' | 'bfloat16' = 'float32', overrides = {}) =>
+  CausalLM.fromPretrained(modelDir(arch, overrides), { dtype })
 const logits = (m: CausalLM) => Array.from(m.forward(prompt, { attentionMask: mask, grad: false }).logits.to('float64').toArray() as Float64Array)
 
 // Gives every B a deterministic non-zero value so the adapters change the model.
@@ -42,12 +49,22 @@ t.test('B = 0: the adapted model equals the base; adapters off is the base after
   const before = logits(m)
   m.addLora({ r: 4, alpha: 8, dropout: 0 })
   t.same(logits(m), before, 'B = 0: identical logits')
-  t.ok([...m.namedParameters().values()].every((p) => !p.requiresGrad), 'the base is frozen')
-  t.ok([...m.loraParameters().values()].every((p) => p.requiresGrad && p.dtype === 'float32'), 'adapters train, in fp32')
+  t.ok(
+    [...m.namedParameters().values()].every((p) => !p.requiresGrad),
+    'the base is frozen',
+  )
+  t.ok(
+    [...m.loraParameters().values()].every((p) => p.requiresGrad && p.dtype === 'float32'),
+    'adapters train, in fp32',
+  )
   perturbB(m)
   const adapted = logits(m)
   t.notSame(adapted, before, 'B ≠ 0 changes the logits')
-  t.same(m.withAdaptersDisabled(() => logits(m)), before, 'withAdaptersDisabled: the base')
+  t.same(
+    m.withAdaptersDisabled(() => logits(m)),
+    before,
+    'withAdaptersDisabled: the base',
+  )
   t.same(await m.withAdaptersDisabled(async () => logits(m)), before, 'async fn too')
   t.same(logits(m), adapted, 'adapters back on after the call')
   t.same(logits(m.adaptersDisabledView()), before, 'the disabled view (the LoRA reference) is the base')
@@ -56,7 +73,10 @@ t.test('B = 0: the adapted model equals the base; adapters off is the base after
   const base16 = logits(b)
   b.addLora({ r: 2, targetModules: ['q_proj', 'v_proj'] })
   t.same(logits(b), base16, 'bf16 base, B = 0: identical')
-  t.same([...b.loraParameters().values()].map((p) => p.dtype), Array(8).fill('float32'))
+  t.same(
+    [...b.loraParameters().values()].map((p) => p.dtype),
+    Array(8).fill('float32'),
+  )
 })
 
 t.test('finite differences on A and B (fp64), with and without gradient checkpointing', async (t) => {
@@ -70,7 +90,10 @@ t.test('finite differences on A and B (fp64), with and without gradient checkpoi
     const loss = () => m.forward(prompt, { attentionMask: mask }).logits.mul(r).sum()
     loss().backward()
     const params = m.loraParameters()
-    t.ok([...m.namedParameters().values()].every((p) => p.grad === undefined), 'no base grads')
+    t.ok(
+      [...m.namedParameters().values()].every((p) => p.grad === undefined),
+      'no base grads',
+    )
     const probes: [string, number][] = [
       ['base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight', 5],
       ['base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight', 7],
@@ -132,7 +155,16 @@ t.test('mergeLora: merged forward equals the unmerged one; saveAdapter / loadAda
   // PEFT file names, keys and config fields.
   t.same(fs.readdirSync(dir).sort(), ['adapter_config.json', 'adapter_model.safetensors'])
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8'))
-  t.match(cfg, { peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, lora_alpha: 16, lora_dropout: 0.1, bias: 'none', use_rslora: false, base_model_name_or_path: modelDir('mistral') })
+  t.match(cfg, {
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    r: 4,
+    lora_alpha: 16,
+    lora_dropout: 0.1,
+    bias: 'none',
+    use_rslora: false,
+    base_model_name_or_path: modelDir('mistral'),
+  })
   t.same(cfg.target_modules, ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'])
   const saved = io.loadSafetensors(path.join(dir, 'adapter_model.safetensors'))
   const layers = m.config.num_hidden_layers
@@ -186,7 +218,10 @@ t.test('bad inputs name the setting, the module names, the mismatched tensor', a
   const dir = path.join(root, 'wide-adapter')
   await other.saveAdapter(dir)
   const fresh = await load('llama')
-  await t.rejects(fresh.loadAdapter(dir), /tensor 'base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight' has shape \[2, 96\], this model's is \[2, 64\]/)
+  await t.rejects(
+    fresh.loadAdapter(dir),
+    /tensor 'base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight' has shape \[2, 96\], this model's is \[2, 64\]/,
+  )
   t.equal(fresh.lora, undefined, 'a failed load leaves no adapter')
   t.same(logits(fresh), logits(await load('llama')), 'and the base unchanged')
   // Extra layers: the tensor with no place is named.
@@ -199,7 +234,10 @@ t.test('bad inputs name the setting, the module names, the mismatched tensor', a
   const dora = path.join(root, 'dora')
   fs.mkdirSync(dora)
   fs.copyFileSync(path.join(dir, 'adapter_model.safetensors'), path.join(dora, 'adapter_model.safetensors'))
-  fs.writeFileSync(path.join(dora, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['q_proj'], use_dora: true }))
+  fs.writeFileSync(
+    path.join(dora, 'adapter_config.json'),
+    JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['q_proj'], use_dora: true }),
+  )
   await t.rejects((await load('llama')).loadAdapter(dora), /use_dora is true; edpo supports only PEFT's default/)
   fs.writeFileSync(path.join(dora, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: '.*proj' }))
   await t.rejects((await load('llama')).loadAdapter(dora), /target_modules is the pattern/)

@@ -22,15 +22,27 @@ function setup(t: { teardown(fn: () => void): void }) {
   return { model, work, data }
 }
 
-const host = (file: string) =>
-  Object.fromEntries(Object.entries(io.loadSafetensors(file)).map(([n, x]) => [n, Array.from(x.toArray() as Float32Array)]))
+const host = (file: string) => Object.fromEntries(Object.entries(io.loadSafetensors(file)).map(([n, x]) => [n, Array.from(x.toArray() as Float32Array)]))
 
 t.test('ε-DPO with LoRA: ln 2 at step 1, only adapters change, PEFT checkpoint', async (t) => {
   const { model, work, data } = setup(t)
   const out = path.join(work, 'run')
   const baseBefore = host(path.join(model, 'model.safetensors'))
   const trainer = await Trainer.create(
-    { model, data: [data], out, batchSize: 4, maxSteps: 4, learningRate: 5e-3, warmupRatio: 0, beta: 0.5, maxLength: 32, loraR: 4, loraAlpha: 8, loraDropout: 0 },
+    {
+      model,
+      data: [data],
+      out,
+      batchSize: 4,
+      maxSteps: 4,
+      learningRate: 5e-3,
+      warmupRatio: 0,
+      beta: 0.5,
+      maxLength: 32,
+      loraR: 4,
+      loraAlpha: 8,
+      loraDropout: 0,
+    },
     quiet,
   )
   t.equal(trainer.reference.lora, undefined, 'the reference has no adapters')
@@ -46,10 +58,20 @@ t.test('ε-DPO with LoRA: ln 2 at step 1, only adapters change, PEFT checkpoint'
   t.same(Array.from(ref.get('model.embed_tokens.weight')!.toArray() as Float32Array), baseBefore['model.embed_tokens.weight'])
   const ckpt = path.join(out, 'checkpoint-4')
   const files = fs.readdirSync(ckpt).sort()
-  for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors', 'trainer_state.json', 'tokenizer.json']) t.ok(files.includes(f), f)
+  for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors', 'trainer_state.json', 'tokenizer.json'])
+    t.ok(files.includes(f), f)
   t.notOk(files.includes('model.safetensors'), 'no full model copy')
   const cfg = JSON.parse(fs.readFileSync(path.join(ckpt, 'adapter_config.json'), 'utf8'))
-  t.match(cfg, { peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, lora_alpha: 8, lora_dropout: 0, bias: 'none', use_rslora: false, base_model_name_or_path: path.resolve(model) })
+  t.match(cfg, {
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    r: 4,
+    lora_alpha: 8,
+    lora_dropout: 0,
+    bias: 'none',
+    use_rslora: false,
+    base_model_name_or_path: path.resolve(model),
+  })
   const opt = Object.keys(io.loadSafetensors(path.join(ckpt, 'optimizer.safetensors')))
   t.ok(opt.length > 0 && opt.every((k) => /lora_[AB]\.weight$/.test(k)), 'optimizer state holds adapters only')
   // The checkpoint loads as a model (base + adapter) and reproduces the trained policy.
@@ -60,7 +82,20 @@ t.test('ε-DPO with LoRA: ln 2 at step 1, only adapters change, PEFT checkpoint'
 
 t.test('LoRA resume (with dropout) is bit-exact', async (t) => {
   const { model, work, data } = setup(t)
-  const config = { model, data: [data], batchSize: 4, gradAccumulation: 2, maxSteps: 5, learningRate: 3e-3, beta: 0.5, saveEvery: 2, maxLength: 32, loraR: 2, loraDropout: 0.3, gradientCheckpointing: true }
+  const config = {
+    model,
+    data: [data],
+    batchSize: 4,
+    gradAccumulation: 2,
+    maxSteps: 5,
+    learningRate: 3e-3,
+    beta: 0.5,
+    saveEvery: 2,
+    maxLength: 32,
+    loraR: 2,
+    loraDropout: 0.3,
+    gradientCheckpointing: true,
+  }
   const full = path.join(work, 'full')
   await (await Trainer.create({ ...config, out: full }, quiet)).train()
   const cut = path.join(work, 'cut')
@@ -81,12 +116,20 @@ t.test('LoRA resume (with dropout) is bit-exact', async (t) => {
 t.test('SFT LoRA, then DPO from that adapter: the reference is base + adapter (ln 2 again)', async (t) => {
   const { model, work, data } = setup(t)
   const sftOut = path.join(work, 'sft')
-  await (await SftTrainer.create({ model, data: [data], out: sftOut, batchSize: 4, maxSteps: 3, learningRate: 1e-2, maxLength: 32, loraR: 4, loraTargetModules: ['q_proj,v_proj'] }, quiet)).train()
+  await (
+    await SftTrainer.create(
+      { model, data: [data], out: sftOut, batchSize: 4, maxSteps: 3, learningRate: 1e-2, maxLength: 32, loraR: 4, loraTargetModules: ['q_proj,v_proj'] },
+      quiet,
+    )
+  ).train()
   const adapter = path.join(sftOut, 'checkpoint-3')
   const cfg = JSON.parse(fs.readFileSync(path.join(adapter, 'adapter_config.json'), 'utf8'))
   t.same(cfg.target_modules, ['q_proj', 'v_proj'])
   const out = path.join(work, 'dpo')
-  const trainer = await Trainer.create({ model, data: [data], out, batchSize: 4, maxSteps: 1, learningRate: 1e-3, maxLength: 32, method: 'dpo', adapter, loraDropout: 0 }, quiet)
+  const trainer = await Trainer.create(
+    { model, data: [data], out, batchSize: 4, maxSteps: 1, learningRate: 1e-3, maxLength: 32, method: 'dpo', adapter, loraDropout: 0 },
+    quiet,
+  )
   t.same(trainer.reference.loraParameters().size, trainer.policy.loraParameters().size, 'the reference carries the starting adapter')
   await trainer.train()
   const first = readMetrics(out).find((l) => 'loss' in l)!
@@ -104,7 +147,10 @@ t.test('LoRA option checks', async (t) => {
   await t.rejects(Trainer.create({ ...base, out: path.join(work, 'a'), method: 'tr-dpo', loraR: 4 }, quiet), /tr-dpo moves the reference toward the policy/)
   await t.rejects(Trainer.create({ ...base, out: path.join(work, 'b'), loraAlpha: 16 }, quiet), /--lora-alpha needs --lora-r/)
   await t.rejects(Trainer.create({ ...base, out: path.join(work, 'c'), loraR: 0 }, quiet), /loraR/)
-  await t.rejects(Trainer.create({ ...base, out: path.join(work, 'd'), loraR: 2, loraTargetModules: ['q_proj', 'c_attn'] }, quiet), /--lora-target-modules: 'c_attn' is not a linear module of this model; its linear modules are q_proj/)
+  await t.rejects(
+    Trainer.create({ ...base, out: path.join(work, 'd'), loraR: 2, loraTargetModules: ['q_proj', 'c_attn'] }, quiet),
+    /--lora-target-modules: 'c_attn' is not a linear module of this model; its linear modules are q_proj/,
+  )
   await t.rejects(Trainer.create({ ...base, out: path.join(work, 'e'), adapter: work }, quiet), /--adapter .*: no adapter_config\.json/)
   await t.rejects(SftTrainer.create({ ...base, out: path.join(work, 'f'), useRslora: true }, quiet), /--use-rslora needs --lora-r/)
 })

@@ -24,7 +24,10 @@ function bytesOf(dir: string): Map<string, { dtype: string; shape: number[]; byt
   return out
 }
 
-for (const [arch, dtype] of [['llama', 'float32'], ['gemma2', 'bfloat16']] as const) {
+for (const [arch, dtype] of [
+  ['llama', 'float32'],
+  ['gemma2', 'bfloat16'],
+] as const) {
   t.test(`${arch} ${dtype}: load → save → load keeps names, shapes, dtypes, bytes and logits`, async (t) => {
     const config = tinyConfig(arch)
     const src = writeTiny(path.join(root, `${arch}-src`), config, tinyWeights(config), dtype)
@@ -32,7 +35,8 @@ for (const [arch, dtype] of [['llama', 'float32'], ['gemma2', 'bfloat16']] as co
     const out = path.join(root, `${arch}-out`)
     await a.save(out)
     t.same(fs.readdirSync(out).sort(), ['config.json', 'model.safetensors'])
-    const want = bytesOf(src), got = bytesOf(out)
+    const want = bytesOf(src),
+      got = bytesOf(out)
     t.same([...got.keys()].sort(), [...want.keys()].sort(), 'same tensor names')
     if (arch === 'gemma2') t.notOk(got.has('lm_head.weight'), 'tied head not written')
     for (const [name, w] of want) {
@@ -62,7 +66,10 @@ t.test('a tiny shard limit writes shards + index that load back; a later single 
   const index = JSON.parse(fs.readFileSync(path.join(out, 'model.safetensors.index.json'), 'utf8'))
   const params = [...a.namedParameters()]
   t.same(Object.keys(index.weight_map).sort(), params.map(([n]) => n).sort())
-  t.equal(index.metadata.total_size, params.reduce((s, [, p]) => s + p.numel * 4, 0))
+  t.equal(
+    index.metadata.total_size,
+    params.reduce((s, [, p]) => s + p.numel * 4, 0),
+  )
   const b = await CausalLM.fromPretrained(out)
   t.same(Array.from(b.forward(prompt).logits.toArray() as Float32Array), Array.from(a.forward(prompt).logits.toArray() as Float32Array))
   await a.save(out)
@@ -95,23 +102,40 @@ t.test('bad checkpoints give errors naming the tensor, file and expected shape',
     edit(w)
     io.saveSafetensors(path.join(dir, 'model.safetensors'), Object.fromEntries(w))
   }
-  await bad('missing', (d) => rewrite(d, (w) => w.delete('model.layers.1.mlp.up_proj.weight')),
-    /model\.safetensors: tensor 'model\.layers\.1\.mlp\.up_proj\.weight' is missing \(expected shape \[96, 64\]/)
-  await bad('extra', (d) => rewrite(d, (w) => w.set('model.layers.0.mlp.extra', good.get('model.norm.weight')!)),
-    /model\.safetensors: unexpected tensor 'model\.layers\.0\.mlp\.extra' \[64\]/)
-  await bad('shape', (d) => rewrite(d, (w) => w.set('model.norm.weight', good.get('model.layers.0.mlp.up_proj.weight')!)),
-    /model\.safetensors: tensor 'model\.norm\.weight' has shape \[96, 64\], expected \[64\]/)
+  await bad(
+    'missing',
+    (d) => rewrite(d, (w) => w.delete('model.layers.1.mlp.up_proj.weight')),
+    /model\.safetensors: tensor 'model\.layers\.1\.mlp\.up_proj\.weight' is missing \(expected shape \[96, 64\]/,
+  )
+  await bad(
+    'extra',
+    (d) => rewrite(d, (w) => w.set('model.layers.0.mlp.extra', good.get('model.norm.weight')!)),
+    /model\.safetensors: unexpected tensor 'model\.layers\.0\.mlp\.extra' \[64\]/,
+  )
+  await bad(
+    'shape',
+    (d) => rewrite(d, (w) => w.set('model.norm.weight', good.get('model.layers.0.mlp.up_proj.weight')!)),
+    /model\.safetensors: tensor 'model\.norm\.weight' has shape \[96, 64\], expected \[64\]/,
+  )
   const cfg = (d: string, text: string) => fs.writeFileSync(path.join(d, 'config.json'), text)
-  await bad('model_type', (d) => cfg(d, JSON.stringify({ ...config, model_type: 'gpt2' })), /model_type "gpt2" is not supported \(expected one of llama, mistral, qwen2, gemma2\)/)
+  await bad(
+    'model_type',
+    (d) => cfg(d, JSON.stringify({ ...config, model_type: 'gpt2' })),
+    /model_type "gpt2" is not supported \(expected one of llama, mistral, qwen2, gemma2\)/,
+  )
   await bad('malformed json', (d) => cfg(d, '{"model_type": "llama",'), /config\.json: not valid JSON/)
   await bad('bad field', (d) => cfg(d, JSON.stringify({ ...config, hidden_size: 'big' })), /config\.json\.hidden_size: /)
   await bad('rope', (d) => cfg(d, JSON.stringify({ ...config, rope_scaling: { rope_type: 'yarn', factor: 2 } })), /rope_scaling type 'yarn' is not supported/)
   await bad('missing config', (d) => fs.rmSync(path.join(d, 'config.json')), /config\.json: cannot read/)
-  await bad('index names a missing shard', (d) => {
-    fs.rmSync(path.join(d, 'model.safetensors'))
-    const map = Object.fromEntries([...good.keys()].map((n) => [n, 'model-00001-of-00002.safetensors']))
-    fs.writeFileSync(path.join(d, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 1 }, weight_map: map }))
-  }, /tensor '[^']+' is in model-00001-of-00002\.safetensors, which does not exist/)
+  await bad(
+    'index names a missing shard',
+    (d) => {
+      fs.rmSync(path.join(d, 'model.safetensors'))
+      const map = Object.fromEntries([...good.keys()].map((n) => [n, 'model-00001-of-00002.safetensors']))
+      fs.writeFileSync(path.join(d, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 1 }, weight_map: map }))
+    },
+    /tensor '[^']+' is in model-00001-of-00002\.safetensors, which does not exist/,
+  )
   await bad('no weights', (d) => fs.rmSync(path.join(d, 'model.safetensors')), /no model\.safetensors and no model\.safetensors\.index\.json/)
   await t.rejects(CausalLM.fromPretrained(path.join(root, 'bad-missing'), { dtype: 'int8' as 'float32' }), /opts\.dtype/)
 })

@@ -30,7 +30,10 @@ const rowsOf = (x: Tensor): number[][] => {
  * another order, so a near-tie may go either way. Returns a description of the first miss.
  */
 function notGreedy(m: CausalLM, row: number[], promptLength: number): string | undefined {
-  const logits = m.forward(ids([row])).logits.to('float64').toArray() as Float64Array
+  const logits = m
+    .forward(ids([row]))
+    .logits.to('float64')
+    .toArray() as Float64Array
   const V = logits.length / row.length
   for (let pos = promptLength; pos < row.length; pos++) {
     const next = logits.subarray((pos - 1) * V, pos * V)
@@ -42,15 +45,28 @@ function notGreedy(m: CausalLM, row: number[], promptLength: number): string | u
 
 t.test('seeded sampling is reproducible', async (t) => {
   const m = await load('llama')
-  const prompt = ids([[5, 17, 3], [9, 8, 7]])
+  const prompt = ids([
+    [5, 17, 3],
+    [9, 8, 7],
+  ])
   const opts = { maxNewTokens: 12, temperature: 1.3, topK: 50, topP: 0.95 }
   const a = rowsOf(m.generate(prompt, { ...opts, seed: 42 }))
   const b = rowsOf(await m.generateAsync(prompt, { ...opts, seed: 42 }))
   const c = rowsOf(m.generate(prompt, { ...opts, seed: 43 }))
   t.same(a, b, 'same seed, same tokens')
   t.notSame(a, c, 'another seed, other tokens')
-  t.same(a.map((r) => r.length), [15, 15])
-  t.same(a.map((r) => r.slice(0, 3)), [[5, 17, 3], [9, 8, 7]], 'prompt kept')
+  t.same(
+    a.map((r) => r.length),
+    [15, 15],
+  )
+  t.same(
+    a.map((r) => r.slice(0, 3)),
+    [
+      [5, 17, 3],
+      [9, 8, 7],
+    ],
+    'prompt kept',
+  )
   const k1 = rowsOf(m.generate(prompt, { ...opts, topK: 1, seed: 1 }))
   const greedy = rowsOf(m.generate(prompt, { maxNewTokens: 12 }))
   t.same(k1, greedy, 'top-k 1 is greedy')
@@ -59,7 +75,10 @@ t.test('seeded sampling is reproducible', async (t) => {
 for (const arch of ['llama', 'mistral', 'gemma2'] as const) {
   t.test(`${arch}: greedy decoding equals the forward's argmax step by step`, async (t) => {
     const m = await load(arch)
-    const prompt = ids([[5, 17, 3, 99, 42], [11, 4, 88, 23, 6]])
+    const prompt = ids([
+      [5, 17, 3, 99, 42],
+      [11, 4, 88, 23, 6],
+    ])
     const out = m.generate(prompt, { maxNewTokens: 6 })
     t.same(out.shape, [2, 11])
     for (const [b, row] of rowsOf(out).entries()) {
@@ -72,10 +91,14 @@ for (const arch of ['llama', 'mistral', 'gemma2'] as const) {
 t.test('left-padded batch generation is greedy for each unpadded sequence', async (t) => {
   for (const arch of ['llama', 'qwen2'] as const) {
     const m = await load(arch)
-    const a = [5, 17, 3, 99, 42, 8, 61], b = [11, 4, 88]
+    const a = [5, 17, 3, 99, 42, 8, 61],
+      b = [11, 4, 88]
     const batch = m.generate(ids([a, [0, 0, 0, 0, ...b]]), {
       maxNewTokens: 5,
-      attentionMask: ids([[1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1]]),
+      attentionMask: ids([
+        [1, 1, 1, 1, 1, 1, 1],
+        [0, 0, 0, 0, 1, 1, 1],
+      ]),
     })
     // Each row's new tokens must be greedy for its own unpadded sequence: padding that leaked into
     // attention or positions moves the logits by far more than the rounding bound.
@@ -91,14 +114,21 @@ t.test('left-padded batch generation is greedy for each unpadded sequence', asyn
 
 t.test('eos finishes rows: they repeat eos, and generation stops when all are done', async (t) => {
   const m = await load('llama')
-  const prompt = ids([[5, 17, 3], [9, 8, 7]])
+  const prompt = ids([
+    [5, 17, 3],
+    [9, 8, 7],
+  ])
   const greedy = rowsOf(m.generate(prompt, { maxNewTokens: 4 }))
   const eos = greedy[0]![3]!
   const out = rowsOf(m.generate(prompt, { maxNewTokens: 4, eosTokenId: eos }))
   t.equal(out[0]![3], eos)
   if (greedy[1]!.slice(3).includes(eos)) t.pass('row 1 also hits eos')
   else t.same(out[1], greedy[1], 'row 1 runs to maxNewTokens')
-  t.same(out[0]!.slice(4), out[0]!.slice(4).map(() => eos), 'finished row repeats eos')
+  t.same(
+    out[0]!.slice(4),
+    out[0]!.slice(4).map(() => eos),
+    'finished row repeats eos',
+  )
   const single = rowsOf(m.generate(ids([[5, 17, 3]]), { maxNewTokens: 4, eosTokenId: [eos] }))
   t.same(single[0]!.length, 4, 'a single finished row stops early')
 })

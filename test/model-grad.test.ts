@@ -12,8 +12,14 @@ import { type Arch, ids, tinyConfig, tinyWeights, writeTiny } from './helpers/ti
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-model-grad-'))
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }))
-const prompt = ids([[5, 17, 3, 99, 42, 8], [11, 4, 88, 23, 2, 0]])
-const mask = ids([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]])
+const prompt = ids([
+  [5, 17, 3, 99, 42, 8],
+  [11, 4, 88, 23, 2, 0],
+])
+const mask = ids([
+  [1, 1, 1, 1, 1, 1],
+  [1, 1, 1, 1, 1, 0],
+])
 
 async function load(arch: Arch, dtype: 'float32' | 'float64' | 'bfloat16' = 'float32', overrides = {}): Promise<CausalLM> {
   const config = tinyConfig(arch, overrides)
@@ -118,8 +124,14 @@ t.test('bf16 forward + backward runs and gives finite bf16 grads', async (t) => 
 t.test('clone() is a frozen, independent copy', async (t) => {
   const m = await load('llama')
   const ref = m.clone()
-  t.ok([...m.namedParameters().values()].every((p) => p.requiresGrad), 'policy parameters require grad')
-  t.ok([...ref.namedParameters().values()].every((p) => !p.requiresGrad), 'reference parameters are frozen')
+  t.ok(
+    [...m.namedParameters().values()].every((p) => p.requiresGrad),
+    'policy parameters require grad',
+  )
+  t.ok(
+    [...ref.namedParameters().values()].every((p) => !p.requiresGrad),
+    'reference parameters are frozen',
+  )
   const before = ref.forward(prompt).logits
   t.notOk(before.requiresGrad, 'reference forward builds no graph')
   t.same(Array.from(before.toArray() as Float32Array), Array.from(m.forward(prompt).logits.toArray() as Float32Array))

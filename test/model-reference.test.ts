@@ -26,14 +26,17 @@ const rightPad = [
 
 // Compares logits of rows at positions where mask = 1 (padding queries are unspecified).
 function compare(t: Tap.Test, got: Float64Array | Float32Array, want: Float64Array, mask: number[][], V: number, what: string) {
-  const g: number[] = [], w: number[] = []
-  mask.forEach((r, b) => r.forEach((m, i) => {
-    if (!m) return
-    for (let v = 0; v < V; v++) {
-      g.push(got[(b * r.length + i) * V + v]!)
-      w.push(want[(b * r.length + i) * V + v]!)
-    }
-  }))
+  const g: number[] = [],
+    w: number[] = []
+  mask.forEach((r, b) =>
+    r.forEach((m, i) => {
+      if (!m) return
+      for (let v = 0; v < V; v++) {
+        g.push(got[(b * r.length + i) * V + v]!)
+        w.push(want[(b * r.length + i) * V + v]!)
+      }
+    }),
+  )
   const maxAbs = w.reduce((a, x) => Math.max(a, Math.abs(x)), 0)
   t.ok(maxAbs > 0.5, `${what}: logits are not trivially small (max |logit| ${maxAbs.toFixed(3)})`)
   const c = close(g, w, 1e-5, 1e-5 * maxAbs)
@@ -78,7 +81,10 @@ for (const [name, arch, overrides] of cases) {
     // Left padding with explicit positions (how generate feeds prompts).
     const left = [[0, 0, 5, 17, 3, 99, 42, 8, 61], rows[0]!]
     const leftMask = [[0, 0, 1, 1, 1, 1, 1, 1, 1], rightPad[0]!]
-    const pos = [[1, 1, 0, 1, 2, 3, 4, 5, 6], [0, 1, 2, 3, 4, 5, 6, 7, 8]]
+    const pos = [
+      [1, 1, 0, 1, 2, 3, 4, 5, 6],
+      [0, 1, 2, 3, 4, 5, 6, 7, 8],
+    ]
     const out = await model.forwardAsync(ids(left), { attentionMask: ids(leftMask), positionIds: ids(pos) })
     compare(t, out.logits.toArray() as Float32Array, referenceLogits(config, host, left, leftMask, pos), leftMask, V, 'left padding + positions')
   })

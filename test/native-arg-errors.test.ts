@@ -135,7 +135,13 @@ t.test('foreign handles and coercion errors name the argument', (t) => {
   t.throws(() => foreign().shape, /tensor: not a Tensor with a native handle/)
   t.throws(() => (Object.create(Tensor.prototype) as Tensor).sum(), /tensor: not a Tensor with a native handle/)
   t.throws(() => Tensor.cat([x, foreign()]), /tensors\[1\]: expected a Tensor/)
-  const base = { referenceLogits: Tensor.zeros([2, 1, 3]), labels: Tensor.zeros([2, 1], { dtype: 'int64' }), lossMask: Tensor.full([2, 1], 1), beta: 0.1, epsilon: 0 }
+  const base = {
+    referenceLogits: Tensor.zeros([2, 1, 3]),
+    labels: Tensor.zeros([2, 1], { dtype: 'int64' }),
+    lossMask: Tensor.full([2, 1], 1),
+    beta: 0.1,
+    epsilon: 0,
+  }
   t.throws(() => ops.epsilonDpoLoss({ ...base, policyLogits: foreign() }), /policyLogits: expected a Tensor/)
   // The raw addon: node-addon-api's "An array was expected" / "A number was expected" / "Invalid argument".
   const raw = nativeAddon()

@@ -37,8 +37,16 @@ t.test('the addon is exactly the declared entries: each bound as its mode says, 
     if (op.mode === 'syncAndAsync') expected.add(`${op.name}Async`)
     else t.equal(addon[`${op.name}Async`], undefined, `${op.name}: no Async twin`)
   }
-  t.same(Object.keys(addon).filter((k) => !expected.has(k)), [], 'no entry outside the table')
-  t.same([...expected].filter((k) => !(k in addon)), [], 'every declared entry bound')
+  t.same(
+    Object.keys(addon).filter((k) => !expected.has(k)),
+    [],
+    'no entry outside the table',
+  )
+  t.same(
+    [...expected].filter((k) => !(k in addon)),
+    [],
+    'every declared entry bound',
+  )
   t.throws(() => x.handle.op('nope'), /op: unknown tensor op 'nope'/)
   t.same([...ops.PAIR_RECORD_COLUMNS], decls.pairRecordColumns)
   t.end()
@@ -55,8 +63,14 @@ t.test('the readers of the kinds beyond the ops: positional counts, options obje
   t.throws(() => raw.full!([2], 1, 'float33'), /^dtype: unknown dtype 'float33'/)
   t.throws(() => raw.writeTensors!('/nonexistent/x', 'abc', []), /^header: expected a Uint8Array/)
   t.throws(() => raw.createModel!({ modelType: 'llama' }, [], []), /^vocabSize: missing \(expected a number\)/)
-  t.throws(() => raw.readTensors!({ path: 'x', entries: [{ name: 'a', dtype: 'float32', shape: [1], offset: 0, nbytes: 4, extra: 1 }] }), /^entries\[0\]: unknown field 'extra'/)
-  t.throws(() => raw.readTensors!({ path: 'x', entries: [{ name: 'a', dtype: 'float32', shape: [-1], offset: 0, nbytes: 4 }] }), /^entries\[\]\.shape\[0\]: expected an integer >= 0/)
+  t.throws(
+    () => raw.readTensors!({ path: 'x', entries: [{ name: 'a', dtype: 'float32', shape: [1], offset: 0, nbytes: 4, extra: 1 }] }),
+    /^entries\[0\]: unknown field 'extra'/,
+  )
+  t.throws(
+    () => raw.readTensors!({ path: 'x', entries: [{ name: 'a', dtype: 'float32', shape: [-1], offset: 0, nbytes: 4 }] }),
+    /^entries\[\]\.shape\[0\]: expected an integer >= 0/,
+  )
   t.throws(() => raw.modelClone!({}), /^model: expected a model handle/)
   const stats = nativeAddon().memoryStats()
   t.type(stats.tensorBytes, 'number')
@@ -87,7 +101,18 @@ t.test('the generic reader names missing, mistyped and unknown arguments', (t) =
 
 t.test('list arguments: entries are named by index, null only where the declaration allows it', (t) => {
   const p = Tensor.zeros([3])
-  const args = { params: [p], master: [null], expAvg: [Tensor.zeros([3])], expAvgSq: [Tensor.zeros([3])], step: 1, lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }
+  const args = {
+    params: [p],
+    master: [null],
+    expAvg: [Tensor.zeros([3])],
+    expAvgSq: [Tensor.zeros([3])],
+    step: 1,
+    lr: 0.1,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+  }
   t.doesNotThrow(() => ops.adamwStep(args))
   const call = (a: Record<string, unknown>) => () => ops.adamwStep(a as unknown as Parameters<typeof ops.adamwStep>[0])
   t.throws(call({ ...args, expAvg: [null] }), { name: 'EdpoInputError', message: /^expAvg\[0\]: expected a Tensor/ })

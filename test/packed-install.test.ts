@@ -24,7 +24,22 @@ t.test('npm pack → install with PREBUILDS_ONLY=1 → use', async (t) => {
   }[]
   t.comment(`npm pack took ${((Date.now() - started) / 1000).toFixed(1)} s`)
   const files = packed[0]!.files.map((f) => f.path)
-  for (const needed of ['dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/cli/main.js', 'esm/index.mjs', 'prebuilds/linux-x64/edpo.node', 'binding.gyp', 'CMakeLists.txt', 'csrc/ops/epsilon_dpo.cc', 'csrc/ops/cuda/epsilon_dpo_kernels.cu', 'scripts/install.js', 'scripts/torch-paths.js', 'assets/demo/tokenizer.json', 'README.md', 'LICENSE'])
+  for (const needed of [
+    'dist/lib/index.js',
+    'dist/lib/index.d.ts',
+    'dist/lib/cli/main.js',
+    'esm/index.mjs',
+    'prebuilds/linux-x64/edpo.node',
+    'binding.gyp',
+    'CMakeLists.txt',
+    'csrc/ops/epsilon_dpo.cc',
+    'csrc/ops/cuda/epsilon_dpo_kernels.cu',
+    'scripts/install.js',
+    'scripts/torch-paths.js',
+    'assets/demo/tokenizer.json',
+    'README.md',
+    'LICENSE',
+  ])
     t.ok(files.includes(needed), `tarball has ${needed}`)
   for (const f of files) t.notMatch(f, /^(test|bench|build|dist\/bench|\.ci|runs|examples)\//, `no ${f}`)
   t.ok(packed[0]!.size < 5 * 2 ** 20, `tarball ${(packed[0]!.size / 2 ** 20).toFixed(2)} MiB < 5 MiB`)
@@ -49,9 +64,16 @@ t.test('npm pack → install with PREBUILDS_ONLY=1 → use', async (t) => {
   for (const heavy of ['vega', 'vega-lite', 'cmake-js', 'node-gyp']) t.notOk(installedPackages.includes(`node_modules/${heavy}`), `${heavy} not installed`)
 
   // The demo's plots draw from the installed package alone.
-  const plot = spawnSync(process.execPath, ['-e', `
+  const plot = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `
     const { renderSvg, curvesSpec } = require(${JSON.stringify(path.join(installed, 'dist', 'lib', 'eval', 'plots.js'))})
-    process.stdout.write(renderSvg(curvesSpec('t', [1, 2, 3].map((step) => ({ run: 'ε-DPO', step, metric: 'loss', value: 1 / step })))))`], { cwd: project, encoding: 'utf8' })
+    process.stdout.write(renderSvg(curvesSpec('t', [1, 2, 3].map((step) => ({ run: 'ε-DPO', step, metric: 'loss', value: 1 / step })))))`,
+    ],
+    { cwd: project, encoding: 'utf8' },
+  )
   t.equal(plot.status, 0, plot.stderr)
   t.match(plot.stdout, /^<svg [\s\S]*optimizer step[\s\S]*ε-DPO[\s\S]*<\/svg>\s*$/)
 
@@ -76,7 +98,15 @@ t.test('npm pack → install with PREBUILDS_ONLY=1 → use', async (t) => {
   t.equal(result.step, 2)
   t.match(result.addon, /node_modules\/edpo\/prebuilds\/linux-x64\/edpo\.node$/, 'the prebuilt binary was loaded')
 
-  const esm = spawnSync(process.execPath, ['--input-type=module', '-e', "import { Tensor, ops, Trainer, CausalLM } from 'edpo'; console.log(typeof Trainer, typeof CausalLM, typeof ops.epsilonDpoLoss, Tensor.zeros([3]).shape.join())"], { cwd: project, encoding: 'utf8' })
+  const esm = spawnSync(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      "import { Tensor, ops, Trainer, CausalLM } from 'edpo'; console.log(typeof Trainer, typeof CausalLM, typeof ops.epsilonDpoLoss, Tensor.zeros([3]).shape.join())",
+    ],
+    { cwd: project, encoding: 'utf8' },
+  )
   t.equal(esm.stdout.trim(), 'function function function 3', esm.stderr)
 
   const doctor = spawnSync(process.execPath, [path.join(installed, 'dist', 'lib', 'cli', 'main.js'), 'doctor'], { cwd: project, encoding: 'utf8' })

@@ -21,7 +21,10 @@ t.teardown(() => fs.rmSync(root, { recursive: true, force: true }))
 
 // 2 pairs of different prompt and completion lengths: rows of 9, 11, 7 and 4 tokens, right-padded to 11.
 const pair = (source: string, prompt: number[], chosen: number[], rejected: number[]): data.TokenizedPair => ({
-  source, prompt: Int32Array.from(prompt), chosen: Int32Array.from(chosen), rejected: Int32Array.from(rejected),
+  source,
+  prompt: Int32Array.from(prompt),
+  chosen: Int32Array.from(chosen),
+  rejected: Int32Array.from(rejected),
 })
 const PAIRS = [pair('a:1', [5, 17, 3, 99, 42], [8, 11, 4, 2], [23, 2]), pair('a:2', [7, 61], [30, 31, 32, 33, 34, 35, 36, 37, 2], [9, 2])]
 
@@ -34,12 +37,24 @@ async function load(arch: Arch, seed = 11): Promise<CausalLM> {
 const host = (x: Tensor) => Float64Array.from(x.toArray() as Float64Array)
 
 // The ε-DPO loss of the batch on the given hidden states, and every parameter's gradient.
-function lossAndGrads(policy: CausalLM, reference: CausalLM, batch: data.Batch, layout: object): { hidden: Float64Array; loss: number; grads: Map<string, Float64Array> } {
+function lossAndGrads(
+  policy: CausalLM,
+  reference: CausalLM,
+  batch: data.Batch,
+  layout: object,
+): { hidden: Float64Array; loss: number; grads: Map<string, Float64Array> } {
   const policyHidden = policy.forward(batch.inputIds, layout).hidden
   const referenceHidden = reference.forward(batch.inputIds, { ...layout, grad: false }).hidden
   const out = ops.epsilonDpoLossFromHidden({
-    policyHidden, policyHead: policy.lmHead().weight, referenceHidden, referenceHead: reference.lmHead().weight,
-    labels: batch.labels, lossMask: batch.lossMask, beta: 0.5, epsilon: 0.05, finalLogitSoftcap: policy.lmHead().finalLogitSoftcap || undefined,
+    policyHidden,
+    policyHead: policy.lmHead().weight,
+    referenceHidden,
+    referenceHead: reference.lmHead().weight,
+    labels: batch.labels,
+    lossMask: batch.lossMask,
+    beta: 0.5,
+    epsilon: 0.05,
+    finalLogitSoftcap: policy.lmHead().finalLogitSoftcap || undefined,
     activeRows: batch.activeRows,
   })
   out.loss.backward()
@@ -65,7 +80,8 @@ t.test('packed rows give the padded hidden states, loss and gradients (fp64)', a
       // Real positions agree; padding positions are zeros in the packed layout.
       const H = policy.config.hidden_size
       const T = batch.length
-      const real: number[] = [], realPacked: number[] = []
+      const real: number[] = [],
+        realPacked: number[] = []
       let padding = 0
       batch.rowLengths.forEach((n, r) => {
         for (let k = 0; k < T * H; k++) {
@@ -95,17 +111,34 @@ t.test('bad sequenceLengths name the argument', async (t) => {
   t.throws(() => m.forward(batch.inputIds, { sequenceLengths: [9, 6, 11] }), /sequenceLengths: expected one length per row of inputIds \(4\), got 3/)
   t.throws(() => m.forward(batch.inputIds, { sequenceLengths: [9, 6, 12, 4] }), /sequenceLengths\[2\]: 12 is not in \[1, 11\]/)
   t.throws(() => m.forward(batch.inputIds, { sequenceLengths: [9, 0, 11, 4] }), /sequenceLengths/)
-  t.throws(() => m.forward(batch.inputIds, { sequenceLengths: [9, 6, 11, 4], attentionMask: batch.attentionMask }), /sequenceLengths: padding-free rows take no attentionMask or positionIds/)
+  t.throws(
+    () => m.forward(batch.inputIds, { sequenceLengths: [9, 6, 11, 4], attentionMask: batch.attentionMask }),
+    /sequenceLengths: padding-free rows take no attentionMask or positionIds/,
+  )
 })
 
-t.test('a trainer run with paddingFree logs the padded run\'s losses and gradient norms', async (t) => {
+t.test("a trainer run with paddingFree logs the padded run's losses and gradient norms", async (t) => {
   const model = makeTrainableModel(t, 5)
   const work = tempDir(t)
   const prefs = writeToyPreferences(work, 12)
   const metrics = async (paddingFree: boolean) => {
     const out = path.join(work, `run-${paddingFree}`)
     const trainer = await Trainer.create(
-      { model, data: [prefs], out, dtype: 'float64', batchSize: 4, maxSteps: 3, learningRate: 1e-3, warmupRatio: 0, beta: 0.5, epsilon: 0.05, maxLength: 32, seed: 3, paddingFree },
+      {
+        model,
+        data: [prefs],
+        out,
+        dtype: 'float64',
+        batchSize: 4,
+        maxSteps: 3,
+        learningRate: 1e-3,
+        warmupRatio: 0,
+        beta: 0.5,
+        epsilon: 0.05,
+        maxLength: 32,
+        seed: 3,
+        paddingFree,
+      },
       { log: () => {} },
     )
     // The forward calls the method makes: packed exactly when paddingFree.
@@ -125,7 +158,12 @@ t.test('a trainer run with paddingFree logs the padded run\'s losses and gradien
   const packed = await metrics(true)
   t.equal(packed.length, 3)
   for (const key of ['loss', 'grad_norm', 'logps/chosen', 'logps/rejected', 'kl/avg_steps']) {
-    const c = close(packed.map((m) => m[key]!), padded.map((m) => m[key]!), 1e-9, 1e-12)
+    const c = close(
+      packed.map((m) => m[key]!),
+      padded.map((m) => m[key]!),
+      1e-9,
+      1e-12,
+    )
     t.ok(c.ok, `${key}: ${describe(c)}`)
   }
 })

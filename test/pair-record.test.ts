@@ -33,7 +33,11 @@ t.test('record columns match the fp64 reference', (t) => {
   check(r.beta, want.betas, 'beta')
   check([r.loss.reduce((a, b) => a + b, 0) / B], [want.loss], 'mean of per-pair losses')
   check([r.chosenLogitSum.reduce((a, b) => a + b, 0) / r.chosenTokens.reduce((a, b) => a + b, 0)], [want.meanChosenLogits], 'chosen logit sums / tokens')
-  check([r.rejectedLogitSum.reduce((a, b) => a + b, 0) / r.rejectedTokens.reduce((a, b) => a + b, 0)], [want.meanRejectedLogits], 'rejected logit sums / tokens')
+  check(
+    [r.rejectedLogitSum.reduce((a, b) => a + b, 0) / r.rejectedTokens.reduce((a, b) => a + b, 0)],
+    [want.meanRejectedLogits],
+    'rejected logit sums / tokens',
+  )
   t.same(Array.from(r.inputError), [0, 0, 0, 0], 'no input error on valid input')
   // The fields are views of the record, with today's dtypes.
   t.equal(out.steps.dtype, 'int64')
@@ -48,12 +52,22 @@ t.test('one read of several records equals the fields read one by one', (t) => {
     const c = makeCase({ pairs: 2, steps: 5, vocab: 7, seed, dtype: 'float32' })
     return ops.epsilonDpoLoss({ policyLogits: c.policy, referenceLogits: c.reference, labels: c.labels, lossMask: c.mask, beta, epsilon })
   })
-  const r = ops.pairRecordColumns(Float64Array.from(Tensor.cat(outs.map((o) => o.record), 0).toArray() as Float64Array))
+  const r = ops.pairRecordColumns(
+    Float64Array.from(
+      Tensor.cat(
+        outs.map((o) => o.record),
+        0,
+      ).toArray() as Float64Array,
+    ),
+  )
   t.equal(r.pairs, 6)
   const oneByOne = outs.flatMap((o) => Array.from(o.chosenRewards.toArray() as Float32Array))
   const cmp = close(Array.from(r.chosenRewards), oneByOne, 1e-6, 1e-6)
   t.ok(cmp.ok, `chosenRewards: ${describe(cmp)}`)
-  t.same(Array.from(r.step), outs.flatMap((o) => Array.from(o.steps.toArray() as BigInt64Array, Number)))
+  t.same(
+    Array.from(r.step),
+    outs.flatMap((o) => Array.from(o.steps.toArray() as BigInt64Array, Number)),
+  )
   t.end()
 })
 
@@ -66,7 +80,7 @@ t.test('input-error flags become EdpoInputError naming the argument', (t) => {
   t.end()
 })
 
-t.test('activeRows must be the mask\'s non-zero rows (checked, on the CPU, eagerly)', (t) => {
+t.test("activeRows must be the mask's non-zero rows (checked, on the CPU, eagerly)", (t) => {
   const hidden = Tensor.randn([2, 3, 4])
   const head = Tensor.randn([5, 4])
   const labels = Tensor.zeros([2, 3], { dtype: 'int64' })
@@ -76,9 +90,18 @@ t.test('activeRows must be the mask\'s non-zero rows (checked, on the CPU, eager
   const plain = ops.sequenceStatsFromHidden(args).logps.toArray() as Float64Array
   const given = ops.sequenceStatsFromHidden({ ...args, activeRows: rows([1, 2, 3, 5]) }).logps.toArray() as Float64Array
   t.same(Array.from(given), Array.from(plain))
-  for (const bad of [[1, 2, 3], [1, 2, 3, 4], [2, 1, 3, 5], [1, 1, 3, 5], [1, 2, 3, 9]]) {
+  for (const bad of [
+    [1, 2, 3],
+    [1, 2, 3, 4],
+    [2, 1, 3, 5],
+    [1, 1, 3, 5],
+    [1, 2, 3, 9],
+  ]) {
     t.throws(() => ops.sequenceStatsFromHidden({ ...args, activeRows: rows(bad) }), { name: 'EdpoInputError', message: /^activeRows: must list/ }, `[${bad}]`)
   }
-  t.throws(() => ops.sequenceStatsFromHidden({ ...args, activeRows: Tensor.zeros([4]) }), { name: 'EdpoInputError', message: /^activeRows: expected a 1-D int64 tensor/ })
+  t.throws(() => ops.sequenceStatsFromHidden({ ...args, activeRows: Tensor.zeros([4]) }), {
+    name: 'EdpoInputError',
+    message: /^activeRows: expected a 1-D int64 tensor/,
+  })
   t.end()
 })

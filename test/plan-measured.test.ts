@@ -25,7 +25,14 @@ const RUN = path.join(__dirname, 'helpers', 'memory-report-run.ts')
 
 // The last step's memory report of a run in its own process (nothing of another run alive).
 function measure(model: string, data: string, out: string, lora: boolean): Record<string, number> {
-  const options = { batchSize: BATCH, maxLength: MAX_LENGTH, maxPromptLength: PROMPT, maxSteps: 2, learningRate: 1e-3, ...(lora ? { loraR: LORA_R, loraDropout: 0 } : {}) }
+  const options = {
+    batchSize: BATCH,
+    maxLength: MAX_LENGTH,
+    maxPromptLength: PROMPT,
+    maxSteps: 2,
+    learningRate: 1e-3,
+    ...(lora ? { loraR: LORA_R, loraDropout: 0 } : {}),
+  }
   const r = spawnSync(process.execPath, [...process.execArgv, RUN, model, data, out, JSON.stringify(options)], { encoding: 'utf8', timeout: 300_000 })
   if (r.status !== 0) throw new Error(`memory-report-run failed: ${r.stderr}`)
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, number>

@@ -13,11 +13,32 @@ import { planMemory, type PlanOptions } from '../lib/model/memory-plan'
 import { tempDir } from './helpers/data-fixtures'
 
 const LLAMA3_8B = {
-  model_type: 'llama', hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8,
-  vocab_size: 128256, rms_norm_eps: 1e-5, rope_theta: 500000, max_position_embeddings: 8192, tie_word_embeddings: false, hidden_act: 'silu',
+  model_type: 'llama',
+  hidden_size: 4096,
+  intermediate_size: 14336,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  num_key_value_heads: 8,
+  vocab_size: 128256,
+  rms_norm_eps: 1e-5,
+  rope_theta: 500000,
+  max_position_embeddings: 8192,
+  tie_word_embeddings: false,
+  hidden_act: 'silu',
 }
 const config = parseModelConfig(LLAMA3_8B, 'config.json')
-const base: PlanOptions = { dtype: 'bfloat16', batchSize: 1, maxLength: 1024, maxPromptLength: 512, data: 'pairs', reference: true, gradientCheckpointing: true, chunkTokens: 0, nprocPerNode: 1, zeroStage: 0 }
+const base: PlanOptions = {
+  dtype: 'bfloat16',
+  batchSize: 1,
+  maxLength: 1024,
+  maxPromptLength: 512,
+  data: 'pairs',
+  reference: true,
+  gradientCheckpointing: true,
+  chunkTokens: 0,
+  nprocPerNode: 1,
+  zeroStage: 0,
+}
 const P = 8_030_261_248
 
 t.test('full fine-tuning: 2 + 2 + 2 + 12 bytes per parameter, ZeRO shards', (t) => {
@@ -73,7 +94,8 @@ t.test('edpo plan prints the rows; bad flags are named', (t) => {
   const r = edpo(['plan', '--model', file, '--dtype', 'bf16', '--lora-r', '16', '--nproc-per-node', '8', '--zero-stage', '2'])
   t.equal(r.status, 0, r.stderr)
   t.match(r.stdout, /LoRA r=16, 8 devices, ZeRO-2: per device/)
-  for (const row of ['weights', 'reference', 'gradients', 'gradient buckets', 'optimizer state', 'activations', 'loss logits', 'peak']) t.match(r.stdout, new RegExp(`^  ${row} `, 'm'))
+  for (const row of ['weights', 'reference', 'gradients', 'gradient buckets', 'optimizer state', 'activations', 'loss logits', 'peak'])
+    t.match(r.stdout, new RegExp(`^  ${row} `, 'm'))
   t.match(edpo(['plan', '--model', file, '--zero-stage', '3']).stderr, /--zero-stage: .*2/)
   t.match(edpo(['plan', '--model', file, '--zero-stage', '1']).stderr, /--zero-stage shards over --nproc-per-node devices/)
   t.match(edpo(['plan', '--model', file, '--lora-r', '4', '--lora-target-modules', 'wq']).stderr, /'wq' is not a linear module of this model/)
@@ -81,7 +103,7 @@ t.test('edpo plan prints the rows; bad flags are named', (t) => {
   t.end()
 })
 
-t.test('edpo plan --device: a GPU plan has no runtime row and the ATen layer\'s fp32 activations', (t) => {
+t.test("edpo plan --device: a GPU plan has no runtime row and the ATen layer's fp32 activations", (t) => {
   const dir = tempDir(t)
   const file = path.join(dir, 'llama3-8b.json')
   fs.writeFileSync(file, JSON.stringify(LLAMA3_8B))

@@ -20,7 +20,12 @@ function balanced(svg: string): boolean {
   return stack.length === 0
 }
 
-const paths = (svg: string) => [...svg.matchAll(/<path d="([^"]+)" fill="none" stroke="(#[0-9a-f]{6})"/g)].map((m) => ({ d: m[1]!, color: m[2]!, points: [...m[1]!.matchAll(/[ML](-?[\d.]+),(-?[\d.]+)/g)].map((p) => [Number(p[1]), Number(p[2])]) }))
+const paths = (svg: string) =>
+  [...svg.matchAll(/<path d="([^"]+)" fill="none" stroke="(#[0-9a-f]{6})"/g)].map((m) => ({
+    d: m[1]!,
+    color: m[2]!,
+    points: [...m[1]!.matchAll(/[ML](-?[\d.]+),(-?[\d.]+)/g)].map((p) => [Number(p[1]), Number(p[2])]),
+  }))
 
 t.test('moving average: centred, 9 wide, shorter at the ends', async (t) => {
   t.same(movingAverage([1, 2, 3, 4, 5], 1), [1.5, 2, 3, 4, 4.5])
@@ -43,7 +48,7 @@ t.test('nice ticks and their labels', async (t) => {
   t.equal(tickFormat(10)(60), '60')
 })
 
-t.test('training curves: one panel per metric, one line per run, in the data\'s place', async (t) => {
+t.test("training curves: one panel per metric, one line per run, in the data's place", async (t) => {
   const rows = ['DPO', 'ε-DPO'].flatMap((run, r) =>
     Array.from({ length: 30 }, (_, i) => [
       { run, step: i + 1, metric: 'loss', value: 0.7 - 0.01 * i },
@@ -66,10 +71,17 @@ t.test('training curves: one panel per metric, one line per run, in the data\'s 
   t.ok(loss.at(-1)![1] > loss[0]![1], 'falling loss is drawn falling')
   t.ok(loss.at(-1)![0] > loss[0]![0], 'steps go left to right')
   const betaDpo = lines[2]!.points
-  t.ok(betaDpo.every((p) => p[1] === betaDpo[0]![1]), 'a constant β is a horizontal line')
+  t.ok(
+    betaDpo.every((p) => p[1] === betaDpo[0]![1]),
+    'a constant β is a horizontal line',
+  )
   // All points sit inside the drawing.
   const [w, h] = [/width="([\d.]+)"/.exec(svg)![1], /height="([\d.]+)"/.exec(svg)![1]].map(Number)
-  for (const l of lines) t.ok(l.points.every(([x, y]) => x! >= 0 && x! <= w! && y! >= 0 && y! <= h!), 'inside the canvas')
+  for (const l of lines)
+    t.ok(
+      l.points.every(([x, y]) => x! >= 0 && x! <= w! && y! >= 0 && y! <= h!),
+      'inside the canvas',
+    )
 })
 
 t.test('win rate against KL: a point per row, a line per method, labels, percent axis', async (t) => {
@@ -105,15 +117,23 @@ t.test('no charting library among the production dependencies', async (t) => {
 t.test('a method keeps its colour in every chart, whatever the order of the series', async (t) => {
   const curve = (run: string) => [1, 2].map((step) => ({ run, step, metric: 'loss', value: 1 / step }))
   const curves = paths(renderSvg(curvesSpec('c', [...curve('ε-DPO'), ...curve('DPO')])))
-  const pareto = paths(renderSvg(winRateKlSpec('p', [
-    { method: 'TR-DPO', kl: 1, winRate: 0.5 },
-    { method: 'DPO', kl: 2, winRate: 0.6 },
-    { method: 'ε-DPO (ε = 0.01)', kl: 3, winRate: 0.7, klRange: [2.5, 3.5], winRateRange: [0.65, 0.75] },
-  ])))
+  const pareto = paths(
+    renderSvg(
+      winRateKlSpec('p', [
+        { method: 'TR-DPO', kl: 1, winRate: 0.5 },
+        { method: 'DPO', kl: 2, winRate: 0.6 },
+        { method: 'ε-DPO (ε = 0.01)', kl: 3, winRate: 0.7, klRange: [2.5, 3.5], winRateRange: [0.65, 0.75] },
+      ]),
+    ),
+  )
   t.equal(curves[1]!.color, pareto[1]!.color, 'DPO')
   t.equal(curves[0]!.color, pareto[2]!.color, 'ε-DPO (ε = 0.01 is the demo default)')
   t.not(pareto[0]!.color, pareto[1]!.color)
   const bars = renderSvg(winRateKlSpec('p', [{ method: 'β-DPO', kl: 3, winRate: 0.7, klRange: [2.5, 3.5], winRateRange: [0.65, 0.75] }]))
-  t.equal([...bars.matchAll(/<line x1="[\d.]+" y1="[\d.]+" x2="[\d.]+" y2="[\d.]+" stroke="#[0-9a-f]{6}" stroke-width="1"\/>/g)].length, 2, 'one horizontal and one vertical error bar')
+  t.equal(
+    [...bars.matchAll(/<line x1="[\d.]+" y1="[\d.]+" x2="[\d.]+" y2="[\d.]+" stroke="#[0-9a-f]{6}" stroke-width="1"\/>/g)].length,
+    2,
+    'one horizontal and one vertical error bar',
+  )
   t.match(renderSvg(curvesSpec('c', curve('ε-DPO (ε = 0.01, bf16)'))), /stroke-dasharray/, 'the bf16 criterion is dashed')
 })

@@ -87,9 +87,17 @@ t.test('damaged files give errors naming the file and tensor', (t) => {
     ['huge header', writeRaw('huge', {}, eight, 1 << 30), /header length 1073741824 exceeds the file/],
     ['bad json', writeRaw('json', '{"a": ', eight), /header is not valid JSON/],
     ['dtype', writeRaw('dtype', { w: { dtype: 'F8', shape: [2], data_offsets: [0, 8] } }, eight), /tensor 'w': unsupported dtype "F8"/],
-    ['size', writeRaw('size', { w: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, eight), /tensor 'w': data_offsets span 8 bytes but float32 \[3\] needs 12/],
+    [
+      'size',
+      writeRaw('size', { w: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, eight),
+      /tensor 'w': data_offsets span 8 bytes but float32 \[3\] needs 12/,
+    ],
     ['past end', writeRaw('end', { w: { dtype: 'F64', shape: [2], data_offsets: [0, 16] } }, eight), /tensor 'w': data ends at byte 16, past the end/],
-    ['overlap', writeRaw('overlap', { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, eight), /tensor 'b': data starts at byte 4, expected 8/],
+    [
+      'overlap',
+      writeRaw('overlap', { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, eight),
+      /tensor 'b': data starts at byte 4, expected 8/,
+    ],
     ['hole', writeRaw('hole', { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, eight), /data section has 8 bytes but the tensors cover 4/],
     ['shape', writeRaw('shape', { a: { dtype: 'F32', shape: [-2], data_offsets: [0, 8] } }, eight), /tensor 'a': shape must be/],
     ['missing', path.join(dir, 'does-not-exist.safetensors'), /does-not-exist.safetensors: cannot open/],
@@ -108,6 +116,9 @@ t.test('save is atomic: a failed write leaves the old file and no temporary', (t
   disposed.dispose()
   t.throws(() => io.saveSafetensors(file, { a: Tensor.full([2], 5), b: disposed }), /disposed/)
   t.same(Array.from(io.loadSafetensors(file).a!.toArray() as Float32Array), [1, 1])
-  t.same(fs.readdirSync(dir).filter((f) => f.includes('.tmp')), [])
+  t.same(
+    fs.readdirSync(dir).filter((f) => f.includes('.tmp')),
+    [],
+  )
   t.end()
 })

@@ -141,7 +141,10 @@ t.test('bad inputs name the argument', (t) => {
   const x = build({ R: 2, T: 3, H: 8, V: 17, seed: 11, dtype: 'float32' })
   t.throws(() => ops.sequenceStatsFromHidden({ ...x, referenceHead: undefined }), /referenceHidden\/referenceHead: give both or neither/)
   t.throws(() => ops.sequenceStatsFromHidden({ ...x, referenceHead: Tensor.zeros([18, 8]) }), /referenceHead: vocabulary 18 does not match policyHead 17/)
-  t.throws(() => ops.sequenceStatsFromHidden({ ...x, labels: Tensor.full([2, 3], 17, { dtype: 'int64' }), lossMask: Tensor.full([2, 3], 1) }), /labels: values at unmasked positions must lie in \[0, 17\)/)
+  t.throws(
+    () => ops.sequenceStatsFromHidden({ ...x, labels: Tensor.full([2, 3], 17, { dtype: 'int64' }), lossMask: Tensor.full([2, 3], 1) }),
+    /labels: values at unmasked positions must lie in \[0, 17\)/,
+  )
   t.throws(() => ops.sequenceStatsFromHidden({ ...x, policyHead: Tensor.zeros([17, 9]) }), /policyHead: expected shape \[V, 8\]/)
   t.throws(() => ops.sequenceStatsFromHidden({ ...x, chunkTokens: 0 }), /chunkTokens/)
   t.throws(() => ops.sequenceStatsFromHidden({ ...x, finalLogitSoftcap: 1e39 }), /finalLogitSoftcap/)

@@ -18,7 +18,10 @@ const PROMPTS = ['how are you ?', 'hello world !', 'the cat sat .', 'the dog ran
 const ANSWERS = ['i am good .', 'good , thanks !', 'the cat sat .', 'the dog ran !', 'i am fine .', 'hello dog !']
 
 function writeSft(dir: string, n = 48): string {
-  return writeJsonl(path.join(dir, 'sft.jsonl'), Array.from({ length: n }, (_, i) => ({ prompt: PROMPTS[i % 6]!, completion: ANSWERS[i % 6]! })))
+  return writeJsonl(
+    path.join(dir, 'sft.jsonl'),
+    Array.from({ length: n }, (_, i) => ({ prompt: PROMPTS[i % 6]!, completion: ANSWERS[i % 6]! })),
+  )
 }
 
 function weights(dir: string): Record<string, number[]> {
@@ -74,7 +77,10 @@ t.test('the SFT loss is the completion-only cross-entropy (host recomputation)',
   }
   t.ok(Math.abs(got - nll / count) < 1e-4, `loss ${got} vs host ${nll / count}`)
   t.ok(Math.abs(allNll / allCount - nll / count) > 1e-3, 'including the prompt tokens would give another value')
-  t.equal(count, examples.reduce((a, e) => a + e.completion.length, 0))
+  t.equal(
+    count,
+    examples.reduce((a, e) => a + e.completion.length, 0),
+  )
 })
 
 function idsTensor(seq: number[]) {
@@ -85,13 +91,20 @@ t.test('the loss falls; checkpoints are model folders with tokenizer files', asy
   const model = makeTrainableModel(t)
   const work = tempDir(t)
   const out = path.join(work, 'run')
-  const trainer = await SftTrainer.create({ model, data: [writeSft(work)], evalFraction: 0.25, out, batchSize: 8, maxSteps: 20, learningRate: 3e-3, warmupRatio: 0, maxLength: 32 }, quiet)
+  const trainer = await SftTrainer.create(
+    { model, data: [writeSft(work)], evalFraction: 0.25, out, batchSize: 8, maxSteps: 20, learningRate: 3e-3, warmupRatio: 0, maxLength: 32 },
+    quiet,
+  )
   const before = (await trainer.evaluate())!.eval_loss!
   await trainer.train()
   const lines = readMetrics(out)
   const train = lines.filter((l) => 'loss' in l)
   t.equal(train.length, 20)
-  for (const key of ['loss', 'token_accuracy', 'grad_norm', 'learning_rate', 'tokens_per_second', 'epoch']) t.ok(train.every((l) => Number.isFinite(l[key])), key)
+  for (const key of ['loss', 'token_accuracy', 'grad_norm', 'learning_rate', 'tokens_per_second', 'epoch'])
+    t.ok(
+      train.every((l) => Number.isFinite(l[key])),
+      key,
+    )
   t.ok(train[19]!.loss! < 0.5 * train[0]!.loss!, `train loss ${train[0]!.loss} → ${train[19]!.loss}`)
   const after = lines.find((l) => 'eval_loss' in l)!.eval_loss!
   t.ok(after < before, `eval loss ${before} → ${after}`)
@@ -108,7 +121,17 @@ t.test('the loss falls; checkpoints are model folders with tokenizer files', asy
 t.test('resume after an interruption ends with the same weights and metrics', async (t) => {
   const model = makeTrainableModel(t)
   const work = tempDir(t)
-  const config = { model, data: [writeSft(work)], batchSize: 8, gradAccumulation: 2, maxSteps: 6, learningRate: 2e-3, saveEvery: 2, warmupRatio: 0.2, maxLength: 32 }
+  const config = {
+    model,
+    data: [writeSft(work)],
+    batchSize: 8,
+    gradAccumulation: 2,
+    maxSteps: 6,
+    learningRate: 2e-3,
+    saveEvery: 2,
+    warmupRatio: 0.2,
+    maxLength: 32,
+  }
   const full = path.join(work, 'full')
   await (await SftTrainer.create({ ...config, out: full }, quiet)).train()
   const cut = path.join(work, 'cut')
@@ -118,7 +141,13 @@ t.test('resume after an interruption ends with the same weights and metrics', as
     if (s.step === 3) abort.abort()
   })
   await first.train({ signal: abort.signal })
-  t.same(fs.readdirSync(cut).filter((n) => n.startsWith('checkpoint-')).sort(), ['checkpoint-2', 'checkpoint-3'])
+  t.same(
+    fs
+      .readdirSync(cut)
+      .filter((n) => n.startsWith('checkpoint-'))
+      .sort(),
+    ['checkpoint-2', 'checkpoint-3'],
+  )
   const resumed = await (await SftTrainer.create({}, { ...quiet, resume: cut })).train()
   t.equal(resumed.step, 6)
   t.same(weights(path.join(cut, 'checkpoint-6')), weights(path.join(full, 'checkpoint-6')))
@@ -131,7 +160,10 @@ t.test('resume after an interruption ends with the same weights and metrics', as
 t.test('bad rows name file:line', async (t) => {
   const model = makeTrainableModel(t)
   const work = tempDir(t)
-  const file = writeJsonl(path.join(work, 'bad.jsonl'), [{ prompt: 'hello', completion: 'world' }, { prompt: 'hello', answer: 'world' }])
+  const file = writeJsonl(path.join(work, 'bad.jsonl'), [
+    { prompt: 'hello', completion: 'world' },
+    { prompt: 'hello', answer: 'world' },
+  ])
   await t.rejects(SftTrainer.create({ model, data: [file], out: path.join(work, 'r') }, quiet), /bad\.jsonl:2: completion: missing/)
   await t.rejects(SftTrainer.create({ model, data: [file], out: path.join(work, 'r'), learningRate: -1 }, quiet), /learningRate/)
 })
@@ -157,7 +189,10 @@ t.test('bf16 weights: the loss is computed in fp32 and still falls', async (t) =
   const model = makeTrainableModel(t)
   const work = tempDir(t)
   const out = path.join(work, 'bf16')
-  const trainer = await SftTrainer.create({ model, data: [writeSft(work)], out, batchSize: 8, maxSteps: 10, learningRate: 3e-3, warmupRatio: 0, maxLength: 32, dtype: 'bfloat16' }, quiet)
+  const trainer = await SftTrainer.create(
+    { model, data: [writeSft(work)], out, batchSize: 8, maxSteps: 10, learningRate: 3e-3, warmupRatio: 0, maxLength: 32, dtype: 'bfloat16' },
+    quiet,
+  )
   await trainer.train()
   const train = readMetrics(out).filter((l) => 'loss' in l)
   t.ok(train.every((l) => Number.isFinite(l.loss)))

@@ -17,7 +17,8 @@ import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixture
 t.test('parseStepRange: A or A-B with 1 <= A <= B', (t) => {
   t.same(parseStepRange('3'), { first: 3, last: 3 })
   t.same(parseStepRange('2-5'), { first: 2, last: 5 })
-  for (const bad of ['', '0', '0-2', '3-2', '-1', '2-', 'a', '1.5', '2-3-4', ' 2', '99999999999999999999']) t.equal(parseStepRange(bad), undefined, JSON.stringify(bad))
+  for (const bad of ['', '0', '0-2', '3-2', '-1', '2-', 'a', '1.5', '2-3-4', ' 2', '99999999999999999999'])
+    t.equal(parseStepRange(bad), undefined, JSON.stringify(bad))
   t.end()
 })
 
@@ -29,39 +30,56 @@ t.test('opTotals: self time nests per thread, device busy time is the union of i
     durationUs: Float64Array.from(rows.map((r) => r[3])),
     thread: Float64Array.from(rows.map((r) => r[4])),
   })
-  const totals = opTotals(ev([
-    // thread 1: linear [0, 100) holds matmul [10, 90), which holds mm [20, 80)
-    ['aten::linear', 0, 0, 100, 1],
-    ['aten::matmul', 0, 10, 80, 1],
-    ['aten::mm', 0, 20, 60, 1],
-    // after them on thread 1, and one on thread 2 overlapping in time (not nested: another thread)
-    ['aten::add', 0, 100, 5, 1],
-    ['aten::mm', 0, 30, 40, 2],
-    // device: two overlapping kernels and one apart: busy = [0, 30) ∪ [50, 60) = 40
-    ['gemm', 1, 0, 20, 0],
-    ['gemm', 1, 10, 20, 0],
-    ['softmax', 1, 50, 10, 0],
-  ]))
+  const totals = opTotals(
+    ev([
+      // thread 1: linear [0, 100) holds matmul [10, 90), which holds mm [20, 80)
+      ['aten::linear', 0, 0, 100, 1],
+      ['aten::matmul', 0, 10, 80, 1],
+      ['aten::mm', 0, 20, 60, 1],
+      // after them on thread 1, and one on thread 2 overlapping in time (not nested: another thread)
+      ['aten::add', 0, 100, 5, 1],
+      ['aten::mm', 0, 30, 40, 2],
+      // device: two overlapping kernels and one apart: busy = [0, 30) ∪ [50, 60) = 40
+      ['gemm', 1, 0, 20, 0],
+      ['gemm', 1, 10, 20, 0],
+      ['softmax', 1, 50, 10, 0],
+    ]),
+  )
   const host = Object.fromEntries(totals.host.map((o) => [o.name, [o.calls, o.us]]))
   t.same(host, { 'aten::linear': [1, 20], 'aten::matmul': [1, 20], 'aten::mm': [2, 100], 'aten::add': [1, 5] })
   t.equal(totals.host[0]!.name, 'aten::mm', 'sorted by self time')
-  t.same(totals.device.map((o) => [o.name, o.calls, o.us]), [['gemm', 2, 40], ['softmax', 1, 10]])
+  t.same(
+    totals.device.map((o) => [o.name, o.calls, o.us]),
+    [
+      ['gemm', 2, 40],
+      ['softmax', 1, 10],
+    ],
+  )
   t.equal(totals.deviceBusyUs, 40)
   t.end()
 })
 
 const base = { batchSize: 2, gradAccumulation: 2, logEvery: 1000, maxLength: 32 }
 
-function readProfile(dir: string): { sections: { step: number; sections: [string, number][] }[]; trace: { name: string; tid: number; pid: number }[]; summary: string } {
+function readProfile(dir: string): {
+  sections: { step: number; sections: [string, number][] }[]
+  trace: { name: string; tid: number; pid: number }[]
+  summary: string
+} {
   const sections = JSON.parse(fs.readFileSync(path.join(dir, 'sections.json'), 'utf8')) as { steps: { step: number; sections: [string, number][] }[] }
-  const trace = (JSON.parse(fs.readFileSync(path.join(dir, 'trace.json'), 'utf8')) as { traceEvents: { name: string; tid: number; pid: number; ph: string }[] }).traceEvents.filter((e) => e.ph === 'X')
+  const trace = (
+    JSON.parse(fs.readFileSync(path.join(dir, 'trace.json'), 'utf8')) as { traceEvents: { name: string; tid: number; pid: number; ph: string }[] }
+  ).traceEvents.filter((e) => e.ph === 'X')
   return { sections: sections.steps, trace, summary: fs.readFileSync(path.join(dir, 'summary.md'), 'utf8') }
 }
 
 t.test('ε-DPO: steps 2-3 profiled, every section timed, worker-thread ops in the trace', async (t) => {
   const work = tempDir(t)
   const out = path.join(work, 'run')
-  const trainer = await Trainer.create({ ...base, maxSteps: 4, profileSteps: '2-3', model: makeTrainableModel(t), data: [writeToyPreferences(work, 40)], out }, { log: () => {} })
+  const trainer = await Trainer.create(
+    { ...base, maxSteps: 4, profileSteps: '2-3', model: makeTrainableModel(t), data: [writeToyPreferences(work, 40)], out },
+    { log: () => {} },
+  )
   const written: string[] = []
   const stepTimes = new Map<number, number>()
   trainer.on('profile', (f) => written.push(f))
@@ -70,9 +88,29 @@ t.test('ε-DPO: steps 2-3 profiled, every section timed, worker-thread ops in th
   const dir = path.join(out, 'profile', 'steps-2-3')
   t.same(written, [path.join(dir, 'summary.md')], 'one profile, announced once')
   const p = readProfile(dir)
-  t.same(p.sections.map((s) => s.step), [2, 3])
+  t.same(
+    p.sections.map((s) => s.step),
+    [2, 3],
+  )
   for (const s of p.sections) {
-    t.same(s.sections.map(([n]) => n), ['batch', 'policy forward', 'reference forward', 'loss', 'backward', 'gradient sync', 'read stats', 'clip', 'optimizer', 'zero grad', 'trim heap', 'rest of the step'], `step ${s.step}: the sections in order (2 micro-batches add up)`)
+    t.same(
+      s.sections.map(([n]) => n),
+      [
+        'batch',
+        'policy forward',
+        'reference forward',
+        'loss',
+        'backward',
+        'gradient sync',
+        'read stats',
+        'clip',
+        'optimizer',
+        'zero grad',
+        'trim heap',
+        'rest of the step',
+      ],
+      `step ${s.step}: the sections in order (2 micro-batches add up)`,
+    )
     const sum = s.sections.reduce((a, [, ms]) => a + ms, 0)
     const wall = stepTimes.get(s.step)!
     // The sections run from the step's start to just after its step_time was taken.
@@ -97,11 +135,17 @@ t.test('ε-DPO: steps 2-3 profiled, every section timed, worker-thread ops in th
 t.test('SFT: a range past the run ends with the run, and is written', async (t) => {
   const work = tempDir(t)
   const out = path.join(work, 'run')
-  const data = writeJsonl(path.join(work, 'sft.jsonl'), Array.from({ length: 20 }, (_, i) => ({ prompt: 'how are you ?', completion: i % 2 ? 'i am good .' : 'good , thanks !' })))
+  const data = writeJsonl(
+    path.join(work, 'sft.jsonl'),
+    Array.from({ length: 20 }, (_, i) => ({ prompt: 'how are you ?', completion: i % 2 ? 'i am good .' : 'good , thanks !' })),
+  )
   const trainer = await SftTrainer.create({ ...base, maxSteps: 2, profileSteps: '2-9', model: makeTrainableModel(t), data: [data], out }, { log: () => {} })
   await trainer.train()
   const p = readProfile(path.join(out, 'profile', 'step-2'))
-  t.same(p.sections.map((s) => s.step), [2])
+  t.same(
+    p.sections.map((s) => s.step),
+    [2],
+  )
   t.same(p.sections[0]!.sections.map(([n]) => n).slice(0, 3), ['batch', 'forward', 'loss'])
 })
 
@@ -109,7 +153,10 @@ t.test('--profile-steps outside the run: said once, nothing written', async (t) 
   const work = tempDir(t)
   const out = path.join(work, 'run')
   const lines: string[] = []
-  const trainer = await Trainer.create({ ...base, maxSteps: 2, profileSteps: '5-6', model: makeTrainableModel(t), data: [writeToyPreferences(work, 8)], out }, { log: (l: string) => lines.push(l) })
+  const trainer = await Trainer.create(
+    { ...base, maxSteps: 2, profileSteps: '5-6', model: makeTrainableModel(t), data: [writeToyPreferences(work, 8)], out },
+    { log: (l: string) => lines.push(l) },
+  )
   await trainer.train()
   t.equal(lines.filter((l) => /--profile-steps 5-6 lies outside this run's steps 1-2/.test(l)).length, 1)
   t.notOk(fs.existsSync(path.join(out, 'profile')), 'no profile folder')
@@ -118,7 +165,10 @@ t.test('--profile-steps outside the run: said once, nothing written', async (t) 
 t.test('--profile-steps: a bad range names the option', async (t) => {
   const work = tempDir(t)
   for (const bad of ['3-2', '0', 'all']) {
-    const error = await Trainer.create({ ...base, maxSteps: 2, profileSteps: bad, model: makeTrainableModel(t), data: [writeToyPreferences(work, 8)], out: path.join(work, 'run') }, { log: () => {} }).then(
+    const error = await Trainer.create(
+      { ...base, maxSteps: 2, profileSteps: bad, model: makeTrainableModel(t), data: [writeToyPreferences(work, 8)], out: path.join(work, 'run') },
+      { log: () => {} },
+    ).then(
       () => undefined,
       (e: unknown) => e,
     )

@@ -135,29 +135,33 @@ t.test('live + cached bytes stay under the peak of live bytes + 1/16; the counts
   t.end()
 })
 
-t.test('blocks freed and taken on worker threads (async backward) while the JS thread allocates', { skip: !linux && 'the block cache is Linux-only' }, async (t) => {
-  const base = stats().tensors
-  const n = 512
-  const graphs = Array.from({ length: 4 }, (_, k) => {
-    const x = Tensor.full([n, n], k + 1)
-    x.requiresGrad = true
-    return { x, loss: x.mul(x).sum() }
-  })
-  const running = Promise.all(graphs.map((g) => g.loss.backwardAsync()))
-  let ok = true
-  for (let i = 0; i < 50; i++) {
-    const y = Tensor.full([n * n + 1024 * (i % 3)], i)
-    ok &&= allEqual(y, i)
-    y.dispose()
-  }
-  await running
-  t.ok(ok, 'the JS thread’s tensors held their values')
-  for (const [k, g] of graphs.entries()) {
-    const grad = g.x.grad!
-    t.ok(allEqual(grad, 2 * (k + 1)), `graph ${k}: d/dx sum(x²) = 2x`)
-    grad.dispose()
-    g.loss.dispose()
-    g.x.dispose()
-  }
-  t.equal(stats().tensors, base, 'everything freed: the live count is back')
-})
+t.test(
+  'blocks freed and taken on worker threads (async backward) while the JS thread allocates',
+  { skip: !linux && 'the block cache is Linux-only' },
+  async (t) => {
+    const base = stats().tensors
+    const n = 512
+    const graphs = Array.from({ length: 4 }, (_, k) => {
+      const x = Tensor.full([n, n], k + 1)
+      x.requiresGrad = true
+      return { x, loss: x.mul(x).sum() }
+    })
+    const running = Promise.all(graphs.map((g) => g.loss.backwardAsync()))
+    let ok = true
+    for (let i = 0; i < 50; i++) {
+      const y = Tensor.full([n * n + 1024 * (i % 3)], i)
+      ok &&= allEqual(y, i)
+      y.dispose()
+    }
+    await running
+    t.ok(ok, 'the JS thread’s tensors held their values')
+    for (const [k, g] of graphs.entries()) {
+      const grad = g.x.grad!
+      t.ok(allEqual(grad, 2 * (k + 1)), `graph ${k}: d/dx sum(x²) = 2x`)
+      grad.dispose()
+      g.loss.dispose()
+      g.x.dispose()
+    }
+    t.equal(stats().tensors, base, 'everything freed: the live count is back')
+  },
+)

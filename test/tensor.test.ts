@@ -25,7 +25,14 @@ t.test('from() keeps or converts the dtype', (t) => {
   const i = Tensor.from(new BigInt64Array([1n, -2n, 3n]), [3])
   t.equal(i.dtype, 'int64')
   t.same(Array.from(i.toArray() as BigInt64Array), [1n, -2n, 3n])
-  t.same(Array.from(Tensor.from(new Int32Array([7, 8]), [2]).to('float64').toArray() as Float64Array), [7, 8])
+  t.same(
+    Array.from(
+      Tensor.from(new Int32Array([7, 8]), [2])
+        .to('float64')
+        .toArray() as Float64Array,
+    ),
+    [7, 8],
+  )
   t.same(Array.from(Tensor.from(new Uint8Array([0, 1, 2]), [3], { dtype: 'bool' }).toArray() as Uint8Array), [0, 1, 1])
   t.equal(Tensor.from(new Float32Array([2.5]), []).item(), 2.5)
   t.end()

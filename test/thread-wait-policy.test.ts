@@ -13,10 +13,14 @@ function policySeen(env: Record<string, string>): { stderr: string; variable: st
   const clean = { ...process.env }
   delete clean.OMP_WAIT_POLICY
   delete clean.GOMP_SPINCOUNT
-  const p = spawnSync(process.execPath, [...process.execArgv, '-e', `require(${JSON.stringify(lib)}).runtime(); console.log(process.env.OMP_WAIT_POLICY ?? '')`], {
-    env: { ...clean, OMP_DISPLAY_ENV: 'VERBOSE', ...env },
-    encoding: 'utf8',
-  })
+  const p = spawnSync(
+    process.execPath,
+    [...process.execArgv, '-e', `require(${JSON.stringify(lib)}).runtime(); console.log(process.env.OMP_WAIT_POLICY ?? '')`],
+    {
+      env: { ...clean, OMP_DISPLAY_ENV: 'VERBOSE', ...env },
+      encoding: 'utf8',
+    },
+  )
   if (p.status !== 0) throw new Error(p.stderr)
   return { stderr: p.stderr, variable: p.stdout.trim() }
 }

@@ -52,7 +52,21 @@ t.test('ε-DPO run: metrics, β trajectory, learning, checkpoints', async (t) =>
   const { model, work, data } = base(t)
   const out = path.join(work, 'run')
   const trainer = await Trainer.create(
-    { model, data: [data], out, batchSize: 4, gradAccumulation: 2, maxSteps: 6, learningRate: 3e-3, warmupRatio: 0, beta: 0.5, epsilon: 0.05, evalFraction: 0.25, saveEvery: 3, maxLength: 32 },
+    {
+      model,
+      data: [data],
+      out,
+      batchSize: 4,
+      gradAccumulation: 2,
+      maxSteps: 6,
+      learningRate: 3e-3,
+      warmupRatio: 0,
+      beta: 0.5,
+      epsilon: 0.05,
+      evalFraction: 0.25,
+      saveEvery: 3,
+      maxLength: 32,
+    },
     quiet,
   )
   const state = await trainer.train()
@@ -61,7 +75,11 @@ t.test('ε-DPO run: metrics, β trajectory, learning, checkpoints', async (t) =>
   const train = lines.filter((l) => 'loss' in l)
   const evals = lines.filter((l) => 'eval_loss' in l)
   t.equal(train.length, 6)
-  for (const key of SPEC_METRICS) t.ok(train.every((l) => Number.isFinite(l[key])), `${key} logged and finite`)
+  for (const key of SPEC_METRICS)
+    t.ok(
+      train.every((l) => Number.isFinite(l[key])),
+      `${key} logged and finite`,
+    )
   t.ok(evals.length >= 1 && Object.keys(evals[0]!).some((k) => k === 'eval_rewards/accuracies'))
   // Spec §6: β_{k+1} = β_k / (1 + ε·s̄_k), with kl/beta the β a step used.
   t.equal(train[0]!['kl/beta'], 0.5)
@@ -69,14 +87,23 @@ t.test('ε-DPO run: metrics, β trajectory, learning, checkpoints', async (t) =>
     const want = train[k - 1]!['kl/beta']! / (1 + 0.05 * train[k - 1]!['kl/avg_steps']!)
     t.ok(Math.abs(train[k]!['kl/beta']! - want) < 1e-15, `β at step ${k + 1}`)
   }
-  t.ok(train.some((l) => l['kl/avg_steps'] !== 0), 'the perturbation moved β')
+  t.ok(
+    train.some((l) => l['kl/avg_steps'] !== 0),
+    'the perturbation moved β',
+  )
   t.ok(Math.abs(state.method.beta - train[5]!['kl/beta']! / (1 + 0.05 * train[5]!['kl/avg_steps']!)) < 1e-15)
   // Learnable toy set: the loss falls and the chosen answer wins.
   t.ok(train[5]!.loss! < train[0]!.loss!, `loss ${train[0]!.loss} → ${train[5]!.loss}`)
   t.ok(train[5]!['rewards/accuracies']! > 0.5)
   // Checkpoints at 3 and 6 reload as models, with tokenizer files beside them.
   const ckpt = path.join(out, 'checkpoint-6')
-  t.same(fs.readdirSync(out).filter((n) => n.startsWith('checkpoint-')).sort(), ['checkpoint-3', 'checkpoint-6'])
+  t.same(
+    fs
+      .readdirSync(out)
+      .filter((n) => n.startsWith('checkpoint-'))
+      .sort(),
+    ['checkpoint-3', 'checkpoint-6'],
+  )
   t.ok(fs.existsSync(path.join(ckpt, 'tokenizer.json')) && fs.existsSync(path.join(ckpt, 'optimizer.safetensors')))
   const state6 = JSON.parse(fs.readFileSync(path.join(ckpt, 'trainer_state.json'), 'utf8'))
   t.equal(state6.step, 6)
@@ -103,10 +130,13 @@ t.test('epsilon 0 is exactly DPO', async (t) => {
   t.ok(a.metrics.every((m) => m['kl/beta'] === 0.1 && m['kl/p_epsilon_steps'] === 0))
 })
 
-t.test("an option of another method is an error, not silently unused", async (t) => {
+t.test('an option of another method is an error, not silently unused', async (t) => {
   const { model, work, data } = base(t)
   const out = path.join(work, 'unused')
-  await t.rejects(Trainer.create({ model, data: [data], out, method: 'dpo', epsilon: 0.3 }, quiet), /--epsilon applies only to --method epsilon-dpo; this run's method is dpo/)
+  await t.rejects(
+    Trainer.create({ model, data: [data], out, method: 'dpo', epsilon: 0.3 }, quiet),
+    /--epsilon applies only to --method epsilon-dpo; this run's method is dpo/,
+  )
   await t.rejects(
     Trainer.create({ model, data: [data], out, trDpoTau: 4, betaDpoRho: 0.1 }, quiet),
     /--beta-dpo-rho applies only to --method beta-dpo; --tr-dpo-tau applies only to --method tr-dpo; this run's method is epsilon-dpo: remove them/,
@@ -116,7 +146,19 @@ t.test("an option of another method is an error, not silently unused", async (t)
 
 t.test('resume after an interruption ends with the same weights, β and metrics', async (t) => {
   const { model, work, data } = base(t)
-  const config = { model, data: [data], batchSize: 4, gradAccumulation: 2, maxSteps: 6, learningRate: 2e-3, epsilon: 0.05, beta: 0.5, saveEvery: 2, maxLength: 32, warmupRatio: 0.2 }
+  const config = {
+    model,
+    data: [data],
+    batchSize: 4,
+    gradAccumulation: 2,
+    maxSteps: 6,
+    learningRate: 2e-3,
+    epsilon: 0.05,
+    beta: 0.5,
+    saveEvery: 2,
+    maxLength: 32,
+    warmupRatio: 0.2,
+  }
   const full = path.join(work, 'full')
   const whole = await (await Trainer.create({ ...config, out: full }, quiet)).train()
 
@@ -127,7 +169,13 @@ t.test('resume after an interruption ends with the same weights, β and metrics'
     if (s.step === 3) abort.abort() // "Ctrl-C" after step 3: a checkpoint of step 3 is written
   })
   await first.train({ signal: abort.signal })
-  t.same(fs.readdirSync(cut).filter((n) => n.startsWith('checkpoint-')).sort(), ['checkpoint-2', 'checkpoint-3'])
+  t.same(
+    fs
+      .readdirSync(cut)
+      .filter((n) => n.startsWith('checkpoint-'))
+      .sort(),
+    ['checkpoint-2', 'checkpoint-3'],
+  )
   const resumed = await (await Trainer.create({}, { ...quiet, resume: cut })).train()
 
   t.equal(resumed.step, 6)
@@ -139,7 +187,22 @@ t.test('resume after an interruption ends with the same weights, β and metrics'
 
 t.test('TR-DPO hard sync copies the policy into the reference every τ steps', async (t) => {
   const { model, work, data } = base(t)
-  const trainer = await Trainer.create({ model, data: [data], out: path.join(work, 'tr'), method: 'tr-dpo', trDpoMode: 'hard', trDpoTau: 2, batchSize: 4, maxSteps: 2, learningRate: 1e-3, warmupRatio: 0, maxLength: 32 }, quiet)
+  const trainer = await Trainer.create(
+    {
+      model,
+      data: [data],
+      out: path.join(work, 'tr'),
+      method: 'tr-dpo',
+      trDpoMode: 'hard',
+      trDpoTau: 2,
+      batchSize: 4,
+      maxSteps: 2,
+      learningRate: 1e-3,
+      warmupRatio: 0,
+      maxLength: 32,
+    },
+    quiet,
+  )
   let afterFirst: number[] = []
   let policyAfterFirst: number[] = []
   trainer.on('step', (s) => {
@@ -158,17 +221,64 @@ t.test('TR-DPO hard sync copies the policy into the reference every τ steps', a
 
 t.test('a non-finite loss stops with the step and the last checkpoint', async (t) => {
   const { model, work, data } = base(t)
-  const trainer = await Trainer.create({ model, data: [data], out: path.join(work, 'nan'), batchSize: 4, maxSteps: 4, learningRate: 1e30, warmupRatio: 0, maxGradNorm: 0, saveEvery: 1, maxLength: 32 }, quiet)
+  const trainer = await Trainer.create(
+    {
+      model,
+      data: [data],
+      out: path.join(work, 'nan'),
+      batchSize: 4,
+      maxSteps: 4,
+      learningRate: 1e30,
+      warmupRatio: 0,
+      maxGradNorm: 0,
+      saveEvery: 1,
+      maxLength: 32,
+    },
+    quiet,
+  )
   await t.rejects(trainer.train(), EdpoTrainingError)
   await t.rejects(
-    (await Trainer.create({ model, data: [data], out: path.join(work, 'nan2'), batchSize: 4, maxSteps: 4, learningRate: 1e30, warmupRatio: 0, maxGradNorm: 0, saveEvery: 1, maxLength: 32 }, quiet)).train(),
+    (
+      await Trainer.create(
+        {
+          model,
+          data: [data],
+          out: path.join(work, 'nan2'),
+          batchSize: 4,
+          maxSteps: 4,
+          learningRate: 1e30,
+          warmupRatio: 0,
+          maxGradNorm: 0,
+          saveEvery: 1,
+          maxLength: 32,
+        },
+        quiet,
+      )
+    ).train(),
     /step \d: (the loss is not finite|the gradient norm is (NaN|Infinity)); stopped\. Last checkpoint: .*checkpoint-1/,
   )
 })
 
 t.test('TR-DPO soft sync mixes the policy into the reference: ref ← α·θ + (1−α)·ref', async (t) => {
   const { model, work, data } = base(t)
-  const trainer = await Trainer.create({ model, data: [data], out: path.join(work, 'soft'), method: 'tr-dpo', trDpoMode: 'soft', trDpoAlpha: 0.25, trDpoTau: 1, batchSize: 4, maxSteps: 1, learningRate: 1e-3, warmupRatio: 0, maxLength: 32, dtype: 'float64' }, quiet)
+  const trainer = await Trainer.create(
+    {
+      model,
+      data: [data],
+      out: path.join(work, 'soft'),
+      method: 'tr-dpo',
+      trDpoMode: 'soft',
+      trDpoAlpha: 0.25,
+      trDpoTau: 1,
+      batchSize: 4,
+      maxSteps: 1,
+      learningRate: 1e-3,
+      warmupRatio: 0,
+      maxLength: 32,
+      dtype: 'float64',
+    },
+    quiet,
+  )
   const before = new Map([...trainer.reference.namedParameters()].map(([n, p]) => [n, Float64Array.from(p.toArray() as Float64Array)]))
   await trainer.train()
   const policy = trainer.policy.namedParameters()

@@ -42,13 +42,19 @@ const base = { batchSize: 3, gradAccumulation: 4, maxSteps: 3, logEvery: 1000, m
 
 t.test('ε-DPO: one host read per step over 4 micro-batches', async (t) => {
   const work = tempDir(t)
-  const trainer = await Trainer.create({ ...base, model: makeTrainableModel(t), data: [writeToyPreferences(work, 40)], out: path.join(work, 'run') }, { log: () => {} })
+  const trainer = await Trainer.create(
+    { ...base, model: makeTrainableModel(t), data: [writeToyPreferences(work, 40)], out: path.join(work, 'run') },
+    { log: () => {} },
+  )
   t.same(await readsPerStep(trainer, countReads(t)), [1, 1, 1])
 })
 
 t.test('SFT: one host read per step over 4 micro-batches', async (t) => {
   const work = tempDir(t)
-  const data = writeJsonl(path.join(work, 'sft.jsonl'), Array.from({ length: 40 }, (_, i) => ({ prompt: 'how are you ?', completion: i % 2 ? 'i am good .' : 'good , thanks !' })))
+  const data = writeJsonl(
+    path.join(work, 'sft.jsonl'),
+    Array.from({ length: 40 }, (_, i) => ({ prompt: 'how are you ?', completion: i % 2 ? 'i am good .' : 'good , thanks !' })),
+  )
   const trainer = await SftTrainer.create({ ...base, model: makeTrainableModel(t), data: [data], out: path.join(work, 'run') }, { log: () => {} })
   t.same(await readsPerStep(trainer, countReads(t)), [1, 1, 1])
 })

@@ -14,7 +14,18 @@ t.test("Hugging Face's trainer_state.json fields, with edpo's beside them", asyn
   const work = tempDir(t)
   const out = path.join(work, 'run')
   const trainer = await Trainer.create(
-    { model: makeTrainableModel(t), data: [writeToyPreferences(work, 16)], out, batchSize: 4, maxSteps: 3, saveEvery: 2, keepLast: 3, learningRate: 1e-3, maxLength: 32, evalFraction: 0.25 },
+    {
+      model: makeTrainableModel(t),
+      data: [writeToyPreferences(work, 16)],
+      out,
+      batchSize: 4,
+      maxSteps: 3,
+      saveEvery: 2,
+      keepLast: 3,
+      learningRate: 1e-3,
+      maxLength: 32,
+      evalFraction: 0.25,
+    },
     { log: () => {} },
   )
   await trainer.train()
@@ -28,9 +39,16 @@ t.test("Hugging Face's trainer_state.json fields, with edpo's beside them", asyn
   t.equal(three.logging_steps, 1)
   t.equal(three.save_steps, 2)
   t.equal(three.best_metric, null)
-  t.same((two.log_history as { step: number }[]).map((e) => e.step), [1, 2], 'checkpoint-2 holds the log up to step 2')
+  t.same(
+    (two.log_history as { step: number }[]).map((e) => e.step),
+    [1, 2],
+    'checkpoint-2 holds the log up to step 2',
+  )
   t.same(three.log_history, readMetrics(out), 'the last checkpoint holds all of metrics.jsonl (train and eval lines)')
-  t.ok((three.log_history as Record<string, number>[]).some((e) => 'eval_loss' in e), 'eval lines included')
+  t.ok(
+    (three.log_history as Record<string, number>[]).some((e) => 'eval_loss' in e),
+    'eval lines included',
+  )
   // edpo's own fields are still there for --resume.
   for (const key of ['step', 'totalSteps', 'beta', 'sampler', 'config']) t.ok(key in three, key)
 })

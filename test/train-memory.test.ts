@@ -35,7 +35,17 @@ t.test('the memory report splits live tensor bytes by owner; they do not grow fr
   const model = tiedModel(t)
   const out = path.join(work, 'run')
   const trainer = await Trainer.create(
-    { model: model.dir, data: [writeToyPreferences(work, 24)], out, dtype: 'bfloat16', batchSize: 2, gradAccumulation: 3, maxSteps: 3, logEvery: 1, maxLength: 32 },
+    {
+      model: model.dir,
+      data: [writeToyPreferences(work, 24)],
+      out,
+      dtype: 'bfloat16',
+      batchSize: 2,
+      gradAccumulation: 3,
+      maxSteps: 3,
+      logEvery: 1,
+      maxLength: 32,
+    },
     { log: () => {} },
   )
   // The allocator's count when each step has finished (after zeroGrad: weights and optimizer state).
@@ -56,7 +66,10 @@ t.test('the memory report splits live tensor bytes by owner; they do not grow fr
   t.equal(m['memory/master_weights_bytes'], 4 * n, 'fp32 master weights, once')
   t.equal(m['memory/optimizer_moments_bytes'], 8 * n, 'fp32 m and v')
   t.equal(m['memory/gradients_bytes'], 2 * n, 'bf16 gradients, no fp32 copies beside them')
-  const known = ['policy_weights', 'reference_weights', 'master_weights', 'optimizer_moments', 'gradients', 'other'].reduce((s, k) => s + m[`memory/${k}_bytes`]!, 0)
+  const known = ['policy_weights', 'reference_weights', 'master_weights', 'optimizer_moments', 'gradients', 'other'].reduce(
+    (s, k) => s + m[`memory/${k}_bytes`]!,
+    0,
+  )
   t.equal(known, m['memory/tensors_bytes'], 'the categories add up to the live tensor bytes')
   t.ok(m['memory/peak_tensors_bytes']! >= m['memory/tensors_bytes']!, 'the step peak is at least what is live at its end')
   t.ok(m['memory/activations_bytes']! > 0, 'the forward keeps activations for the backward')
@@ -72,7 +85,10 @@ t.test('without EDPO_MEMORY_REPORT the metrics have no memory fields', async (t)
   })
   const work = tempDir(t)
   const out = path.join(work, 'run')
-  const trainer = await Trainer.create({ model: tiedModel(t).dir, data: [writeToyPreferences(work, 8)], out, batchSize: 2, maxSteps: 1, logEvery: 1, maxLength: 32 }, { log: () => {} })
+  const trainer = await Trainer.create(
+    { model: tiedModel(t).dir, data: [writeToyPreferences(work, 8)], out, batchSize: 2, maxSteps: 1, logEvery: 1, maxLength: 32 },
+    { log: () => {} },
+  )
   await trainer.train()
   t.notOk(Object.keys(readMetrics(out)[0]!).some((k) => k.startsWith('memory/')))
 })
@@ -97,7 +113,16 @@ t.test('a safetensors file is read a batch at a time: never all of it at once', 
     },
     { batchBytes: 512 * 1024 },
   )
-  t.same(seen, [['t0', 't1'], ['t2', 't3'], ['t4', 't5'], ['t6', 't7']], 'two tensors (512 KiB) per read, in file order')
+  t.same(
+    seen,
+    [
+      ['t0', 't1'],
+      ['t2', 't3'],
+      ['t4', 't5'],
+      ['t6', 't7'],
+    ],
+    'two tensors (512 KiB) per read, in file order',
+  )
   t.ok(addon.memoryStats().peakTensorBytes - before <= 512 * 1024, 'at most one batch was alive')
   t.throws(() => io.readSafetensorsInBatches(file, () => {}, { batchBytes: 0 }), /batchBytes: expected a positive integer/)
   t.throws(() => io.readSafetensorsInBatches(file, () => {}, { names: ['nope'] }), /no tensor named 'nope'/)
@@ -120,7 +145,8 @@ t.test('AdamW.loadStateFiles restores what stateTensors() saved, into the existi
   const b = make()
   b.opt.loadStateFiles([file], a.opt.stepCount)
   t.equal(b.opt.stepCount, 3)
-  for (const [name, x] of Object.entries(a.opt.stateTensors())) t.same(Array.from(b.opt.stateTensors()[name]!.toArray() as Float32Array), Array.from(x.toArray() as Float32Array), name)
+  for (const [name, x] of Object.entries(a.opt.stateTensors()))
+    t.same(Array.from(b.opt.stateTensors()[name]!.toArray() as Float32Array), Array.from(x.toArray() as Float32Array), name)
   io.saveSafetensors(file, { 'exp_avg.w': Tensor.zeros([4]) })
   t.throws(() => make().opt.loadStateFiles([file], 1), /optimizer state: missing tensor 'exp_avg_sq.w'/)
   io.saveSafetensors(file, { ...a.opt.stateTensors(), 'exp_avg.w': Tensor.zeros([5]) })

@@ -58,7 +58,10 @@ t.test('only the registry names the methods', (t) => {
 })
 
 t.test("the commands' method choices come from the registry", (t) => {
-  t.same(TRAIN_METHODS, METHOD_NAMES.filter((n) => METHODS[n].data === 'pairs'))
+  t.same(
+    TRAIN_METHODS,
+    METHOD_NAMES.filter((n) => METHODS[n].data === 'pairs'),
+  )
   const methodSchema = TRAIN_OPTIONS.method.schema
   for (const name of TRAIN_METHODS) t.ok(methodSchema.safeParse(name).success, `--method ${name}`)
   t.notOk(methodSchema.safeParse('sft').success, 'sft is `edpo sft`, not a --method of edpo train')
@@ -76,7 +79,11 @@ t.test("a method's options are an error with any other method, and absent from i
       const value = spec.schema.parse(undefined) ?? (spec.kind === 'string' ? 'x' : 1)
       const input = { ...base, method, [name]: value }
       const flag = '--' + name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
-      t.throws(() => checkMethodOptions(input), new RegExp(`${flag} applies only to --method ${spec.methods.join(' or ')}; this run's method is ${method}`), `${flag} with ${method}`)
+      t.throws(
+        () => checkMethodOptions(input),
+        new RegExp(`${flag} applies only to --method ${spec.methods.join(' or ')}; this run's method is ${method}`),
+        `${flag} with ${method}`,
+      )
       // The schema alone (what a resumed config meets) rejects it too.
       t.notOk(trainConfigSchema.safeParse(input).success, `${flag} in a ${method} config`)
       checked++
@@ -123,7 +130,16 @@ t.test('a checkpoint that stored every method\u2019s defaults resumes bit-exact'
   const file = path.join(cut, 'checkpoint-2', 'trainer_state.json')
   const state = JSON.parse(fs.readFileSync(file, 'utf8'))
   t.notOk('epsilon' in state.config, 'this version stores only the method\u2019s own options')
-  const old = { epsilon: 0.01, criterionPrecision: 'fp32', betaDpoAlpha: 0.6, betaDpoRho: 0.2, betaDpoMomentum: 0.9, trDpoMode: 'soft', trDpoTau: 64, trDpoAlpha: 0.6 }
+  const old = {
+    epsilon: 0.01,
+    criterionPrecision: 'fp32',
+    betaDpoAlpha: 0.6,
+    betaDpoRho: 0.2,
+    betaDpoMomentum: 0.9,
+    trDpoMode: 'soft',
+    trDpoTau: 64,
+    trDpoAlpha: 0.6,
+  }
   t.same(storedTrainConfig({ ...state.config, ...old }), state.config, 'the other methods\u2019 options are dropped')
   fs.writeFileSync(file, JSON.stringify({ ...state, config: { ...state.config, ...old } }))
   // The completion marker lists each file's size: the rewritten file's too.

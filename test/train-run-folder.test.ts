@@ -97,7 +97,11 @@ t.test('a kill while pruning never leaves a partial folder under a checkpoint na
   await t.rejects(writeFake(m, 10), /killed/)
   restore()
   t.ok(killed, 'the prune was interrupted')
-  t.same(m.list().map((c) => c.step), [10], 'checkpoint-5 is no longer listed')
+  t.same(
+    m.list().map((c) => c.step),
+    [10],
+    'checkpoint-5 is no longer listed',
+  )
   t.equal(checkpointProblem(m.latest()!.dir), undefined)
   t.same(fs.readdirSync(run).filter((n) => n.startsWith('.trash-')).length, 1, 'the half-deleted folder is under a trash name')
   // The next resume removes it.
@@ -127,16 +131,24 @@ t.test('a corrupt newest checkpoint: fall back to the previous complete one, or 
   fs.truncateSync(path.join(newest, 'optimizer.safetensors'), 3)
   const lines: string[] = []
   t.equal(openRunToResume(run, (l) => lines.push(l)).step, 2)
-  t.match(lines.join('\n'), new RegExp(`warning: ${newest} is incomplete or corrupt \\(optimizer.safetensors has 3 bytes, 10 were written\\); resuming from .*checkpoint-2 instead`))
+  t.match(
+    lines.join('\n'),
+    new RegExp(`warning: ${newest} is incomplete or corrupt \\(optimizer.safetensors has 3 bytes, 10 were written\\); resuming from .*checkpoint-2 instead`),
+  )
   t.ok(fs.existsSync(`${newest}.incomplete`), 'kept aside for inspection, no longer listed')
-  t.same(m.list().map((c) => c.step), [2])
+  t.same(
+    m.list().map((c) => c.step),
+    [2],
+  )
 
   const only = path.join(tempDir(t), 'only')
   const dir = await writeFake(new CheckpointManager(only, 1), 3)
   fs.writeFileSync(path.join(dir, 'trainer_state.json'), '{"step": 3, "bet')
   t.throws(() => openRunToResume(only, () => {}), {
     name: 'EdpoInputError',
-    message: new RegExp(`^--resume ${only}: ${dir} is incomplete or corrupt \\(trainer_state.json has 16 bytes, 10 were written\\), and no older checkpoint is complete$`),
+    message: new RegExp(
+      `^--resume ${only}: ${dir} is incomplete or corrupt \\(trainer_state.json has 16 bytes, 10 were written\\), and no older checkpoint is complete$`,
+    ),
   })
 })
 
@@ -145,10 +157,17 @@ t.test('metrics.jsonl: truncation on resume drops a torn last line with a warnin
   const log = new MetricsLog(run)
   for (let s = 1; s <= 4; s++) log.write({ step: s, loss: 1 / s })
   fs.appendFileSync(log.file, '{"step": 5, "lo') // disk full mid-line
-  t.same(readMetrics(run).map((m) => m.step), [1, 2, 3, 4], 'readers skip it')
+  t.same(
+    readMetrics(run).map((m) => m.step),
+    [1, 2, 3, 4],
+    'readers skip it',
+  )
   const lines: string[] = []
   MetricsLog.truncateAfter(run, 3, (l) => lines.push(l))
-  t.same(readMetrics(run).map((m) => m.step), [1, 2, 3])
+  t.same(
+    readMetrics(run).map((m) => m.step),
+    [1, 2, 3],
+  )
   t.match(lines[0], /metrics.jsonl:5: dropped a torn last line/)
   t.equal(fs.readFileSync(log.file, 'utf8').endsWith('}\n'), true, 'the next line appends cleanly')
   // A bad line elsewhere is not a torn write: an error naming file:line.

@@ -52,8 +52,16 @@ t.test('overwriteOutputDir: a 2-step run over a 4-step one keeps its own checkpo
   const config = { model, data: [data], out, batchSize: 4, learningRate: 1e-3, maxLength: 32, keepLast: 1 }
   await (await Trainer.create({ ...config, maxSteps: 4 }, quiet)).train()
   await (await Trainer.create({ ...config, maxSteps: 2, overwriteOutputDir: true }, quiet)).train()
-  t.same(fs.readdirSync(out).filter((n) => n.startsWith('checkpoint')), ['checkpoint-2'])
-  t.same(readMetrics(out).filter((m) => 'loss' in m).map((m) => m.step), [1, 2])
+  t.same(
+    fs.readdirSync(out).filter((n) => n.startsWith('checkpoint')),
+    ['checkpoint-2'],
+  )
+  t.same(
+    readMetrics(out)
+      .filter((m) => 'loss' in m)
+      .map((m) => m.step),
+    [1, 2],
+  )
 })
 
 t.test('an unwritable run folder fails first, naming the folder and the cause', async (t) => {
@@ -66,15 +74,28 @@ t.test('an unwritable run folder fails first, naming the folder and the cause', 
   })
   // Read-only file system: mkdir's real cause, not Node's recursive-mkdir ENOENT.
   const out = path.join(work, 'ro', 'run')
-  await withFs('mkdirSync', ((p: fs.PathLike) => {
-    throw errno('EROFS', 'mkdir', String(p))
-  }) as typeof fs.mkdirSync, async () => {
-    await t.rejects(SftTrainer.create({ ...NOWHERE, out }, quiet), { name: 'EdpoFileError', message: `--out ${out}: cannot create the run folder ${out}: read-only file system (EROFS)` })
-  })
+  await withFs(
+    'mkdirSync',
+    ((p: fs.PathLike) => {
+      throw errno('EROFS', 'mkdir', String(p))
+    }) as typeof fs.mkdirSync,
+    async () => {
+      await t.rejects(SftTrainer.create({ ...NOWHERE, out }, quiet), {
+        name: 'EdpoFileError',
+        message: `--out ${out}: cannot create the run folder ${out}: read-only file system (EROFS)`,
+      })
+    },
+  )
   // sysfs refuses new folders and files even to root.
   if (process.platform === 'linux' && fs.existsSync('/sys/kernel')) {
-    await t.rejects(Trainer.create({ ...NOWHERE, out: '/sys/edpo-test/run' }, quiet), { name: 'EdpoFileError', message: /^--out \/sys\/edpo-test\/run: cannot create the run folder/ })
-    await t.rejects(Trainer.create({ ...NOWHERE, out: '/sys/kernel' }, quiet), { name: 'EdpoFileError', message: /^--out \/sys\/kernel: the run folder \/sys\/kernel is not writable: / })
+    await t.rejects(Trainer.create({ ...NOWHERE, out: '/sys/edpo-test/run' }, quiet), {
+      name: 'EdpoFileError',
+      message: /^--out \/sys\/edpo-test\/run: cannot create the run folder/,
+    })
+    await t.rejects(Trainer.create({ ...NOWHERE, out: '/sys/kernel' }, quiet), {
+      name: 'EdpoFileError',
+      message: /^--out \/sys\/kernel: the run folder \/sys\/kernel is not writable: /,
+    })
   }
 })
 
@@ -90,11 +111,15 @@ t.test('a full disk names the file being written', async (t) => {
   )
   t.same(fs.readdirSync(run), [], 'nothing left behind')
   const log = new MetricsLog(run)
-  await withFs('appendFileSync', ((p: fs.PathOrFileDescriptor) => {
-    throw errno('ENOSPC', 'write', String(p))
-  }) as typeof fs.appendFileSync, async () => {
-    t.throws(() => log.write({ step: 1, loss: 1 }), { name: 'EdpoFileError', message: `cannot write ${log.file}: no space left on device (ENOSPC)` })
-  })
+  await withFs(
+    'appendFileSync',
+    ((p: fs.PathOrFileDescriptor) => {
+      throw errno('ENOSPC', 'write', String(p))
+    }) as typeof fs.appendFileSync,
+    async () => {
+      t.throws(() => log.write({ step: 1, loss: 1 }), { name: 'EdpoFileError', message: `cannot write ${log.file}: no space left on device (ENOSPC)` })
+    },
+  )
 })
 
 t.test('resume after a kill: corrupt newest checkpoint, duplicate and torn metrics lines', async (t) => {
@@ -114,7 +139,9 @@ t.test('resume after a kill: corrupt newest checkpoint, duplicate and torn metri
   t.match(text, /checkpoint-4 is incomplete or corrupt \(model.safetensors has 100 bytes, \d+ were written\); resuming from .*checkpoint-2 instead/)
   t.match(text, /metrics.jsonl:\d+: dropped a torn last line/)
   await resumed.train()
-  const steps = readMetrics(out).filter((m) => 'loss' in m).map((m) => m.step)
+  const steps = readMetrics(out)
+    .filter((m) => 'loss' in m)
+    .map((m) => m.step)
   t.same(steps, [1, 2, 3, 4], 'one line per step: nothing duplicated')
 })
 
@@ -126,8 +153,15 @@ t.test('--skip-invalid writes every skipped row to <out>/invalid-rows.jsonl', as
   const out = path.join(work, 'run')
   const lines: string[] = []
   await SftTrainer.create({ model, data: [file], out, skipInvalid: true, maxSteps: 1, maxLength: 32 }, { log: (l) => lines.push(l) })
-  const listed = fs.readFileSync(path.join(out, 'invalid-rows.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
-  t.same(listed.map((r) => [r.split, r.source, r.field, r.reason]), [9, 10, 11, 12, 13].map((n) => ['train', `${file}:${n}`, 'completion', 'missing field']))
+  const listed = fs
+    .readFileSync(path.join(out, 'invalid-rows.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+  t.same(
+    listed.map((r) => [r.split, r.source, r.field, r.reason]),
+    [9, 10, 11, 12, 13].map((n) => ['train', `${file}:${n}`, 'completion', 'missing field']),
+  )
   const summary = lines.find((l) => l.startsWith('data: '))
   t.match(summary, `skipped 5 invalid (all listed in ${path.join(out, 'invalid-rows.jsonl')})`)
 })

@@ -24,7 +24,24 @@ t.test('2 micro-batches: gradient, per-pair β and the β update', async (t) => 
   // gradient the trainer used is read back as g = −sign(d)·eps·|d/lr|/(1 − |d/lr|).
   const adamEpsilon = 1
   const trainer = await Trainer.create(
-    { model, referenceModel, data: [writeToyPreferences(work, 16)], out: path.join(work, 'run'), dtype: 'float64', batchSize: 3, gradAccumulation: 2, maxSteps: 1, learningRate: lr, warmupRatio: 0, adamEpsilon, maxGradNorm: 0, beta, epsilon, maxLength: 32, seed: 7 },
+    {
+      model,
+      referenceModel,
+      data: [writeToyPreferences(work, 16)],
+      out: path.join(work, 'run'),
+      dtype: 'float64',
+      batchSize: 3,
+      gradAccumulation: 2,
+      maxSteps: 1,
+      learningRate: lr,
+      warmupRatio: 0,
+      adamEpsilon,
+      maxGradNorm: 0,
+      beta,
+      epsilon,
+      maxLength: 32,
+      seed: 7,
+    },
     { log: () => {} },
   )
   const head = trainer.policy.namedParameters().get('lm_head.weight')!
@@ -34,19 +51,36 @@ t.test('2 micro-batches: gradient, per-pair β and the β update', async (t) => 
   const sampler = new data.PairSampler(trainer.data.train.length, { batchSize: 3, seed: 7, shuffle: true })
   const steps: number[] = []
   for (let k = 0; k < 2; k++) {
-    const batch = data.collate(sampler.next().indices.map((i) => trainer.data.train[i]!), trainer.data.tokenizer.padTokenId)
+    const batch = data.collate(
+      sampler.next().indices.map((i) => trainer.data.train[i]!),
+      trainer.data.tokenizer.padTokenId,
+    )
     const policy = await trainer.policy.forwardAsync(batch.inputIds, { attentionMask: batch.attentionMask })
     const reference = await trainer.reference.forwardAsync(batch.inputIds, { attentionMask: batch.attentionMask, grad: false })
-    const c = { pairs: batch.pairs, steps: batch.length, vocab: policy.logits.shape[2]!, policy: policy.logits, reference: reference.logits, labels: batch.labels, mask: batch.lossMask }
+    const c = {
+      pairs: batch.pairs,
+      steps: batch.length,
+      vocab: policy.logits.shape[2]!,
+      policy: policy.logits,
+      reference: reference.logits,
+      labels: batch.labels,
+      mask: batch.lossMask,
+    }
     const ref = referenceLoss(c, beta, epsilon)
     steps.push(...ref.steps)
     const labels = batch.labels.where(batch.lossMask.gt(0), Tensor.zeros(batch.labels.shape, { dtype: 'int64' }))
     const S = policy.logits.logSoftmax(-1).gather(2, labels.unsqueeze(-1)).squeeze(-1).mul(batch.lossMask.to('float64')).sum(1)
-    S.mul(Tensor.from(sequenceGradients(ref, batch.pairs), [2 * batch.pairs])).sum().mul(0.5).backward()
+    S.mul(Tensor.from(sequenceGradients(ref, batch.pairs), [2 * batch.pairs]))
+      .sum()
+      .mul(0.5)
+      .backward()
   }
   const want = Float64Array.from(head.grad!.toArray() as Float64Array)
   for (const p of trainer.policy.namedParameters().values()) p.zeroGrad()
-  t.ok(steps.some((s) => s !== 0), `steps ${steps}`)
+  t.ok(
+    steps.some((s) => s !== 0),
+    `steps ${steps}`,
+  )
 
   const logs: Record<string, number>[] = []
   trainer.on('log', (m) => logs.push(m))

@@ -17,7 +17,10 @@ const MAIN = path.join(__dirname, '..', 'lib', 'cli', 'main.ts')
 
 function edpo(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((ok) => {
-    const child = spawn(process.execPath, [...process.execArgv, MAIN, ...args], { env: { ...process.env, OMP_NUM_THREADS: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [...process.execArgv, MAIN, ...args], {
+      env: { ...process.env, OMP_NUM_THREADS: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))
@@ -43,7 +46,11 @@ t.test('a TRL YAML with Hub ids trains', async (t) => {
     'edpo-test/hh-toy': {
       kind: 'dataset',
       commit: 'c'.repeat(40),
-      files: { 'README.md': { bytes: Buffer.from('---\nlicense: mit\n---\n') }, 'helpful-base/train.jsonl.gz': { bytes: gz }, 'helpful-base/test.jsonl.gz': { bytes: gz } },
+      files: {
+        'README.md': { bytes: Buffer.from('---\nlicense: mit\n---\n') },
+        'helpful-base/train.jsonl.gz': { bytes: gz },
+        'helpful-base/test.jsonl.gz': { bytes: gz },
+      },
     },
   })
   t.teardown(hub.close)
@@ -80,11 +87,28 @@ t.test('a TRL YAML with Hub ids trains', async (t) => {
   t.equal(ok.code, 0, ok.stderr)
   t.match(ok.stderr, /downloading model\.safetensors/)
   t.match(ok.stderr, /split train is helpful-base\/train\.jsonl\.gz/)
-  const metrics = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss?: number })
-  t.same(metrics.filter((m) => m.loss !== undefined).map((m) => m.step), [2, 4], 'logging_steps 0.5 of 4 steps: every 2')
-  t.ok(fs.readdirSync(out).some((f) => f.startsWith('events.out.tfevents.')), 'TensorBoard events beside metrics.jsonl')
-  t.ok(fs.existsSync(path.join(cache, 'hub', 'datasets--edpo-test--hh-toy', 'snapshots', 'c'.repeat(40), 'helpful-base', 'train.jsonl.gz')), 'the dataset in the Python cache layout')
-  t.notOk(fs.existsSync(path.join(cache, 'hub', 'datasets--edpo-test--hh-toy', 'snapshots', 'c'.repeat(40), 'helpful-base', 'test.jsonl.gz')), 'only the split it needs')
+  const metrics = fs
+    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { step: number; loss?: number })
+  t.same(
+    metrics.filter((m) => m.loss !== undefined).map((m) => m.step),
+    [2, 4],
+    'logging_steps 0.5 of 4 steps: every 2',
+  )
+  t.ok(
+    fs.readdirSync(out).some((f) => f.startsWith('events.out.tfevents.')),
+    'TensorBoard events beside metrics.jsonl',
+  )
+  t.ok(
+    fs.existsSync(path.join(cache, 'hub', 'datasets--edpo-test--hh-toy', 'snapshots', 'c'.repeat(40), 'helpful-base', 'train.jsonl.gz')),
+    'the dataset in the Python cache layout',
+  )
+  t.notOk(
+    fs.existsSync(path.join(cache, 'hub', 'datasets--edpo-test--hh-toy', 'snapshots', 'c'.repeat(40), 'helpful-base', 'test.jsonl.gz')),
+    'only the split it needs',
+  )
 })
 
 t.test('ten keys edpo cannot honour: one message, one line each, with what to do', (t) => {
@@ -119,7 +143,18 @@ t.test('ten keys edpo cannot honour: one message, one line each, with what to do
   const lines = err!.message.split('\n')
   t.match(lines[0], /trl\.yaml: 10 keys edpo cannot take as written:$/)
   t.equal(lines.length, 11)
-  for (const [i, key] of ['remove_unused_columns', 'dataloader_num_workers', 'tf32', 'push_to_hub', 'lr_scheduler_kwargs', 'precompute_ref_log_probs', 'rpo_alpha', 'use_liger_kernel', 'generate_during_eval', 'deepspeed'].entries())
+  for (const [i, key] of [
+    'remove_unused_columns',
+    'dataloader_num_workers',
+    'tf32',
+    'push_to_hub',
+    'lr_scheduler_kwargs',
+    'precompute_ref_log_probs',
+    'rpo_alpha',
+    'use_liger_kernel',
+    'generate_during_eval',
+    'deepspeed',
+  ].entries())
     t.match(lines[i + 1], new RegExp(`^  ${key}: (remove it: edpo always does this|not supported|.*--zero-stage)`), key)
   t.end()
 })
@@ -127,15 +162,34 @@ t.test('ten keys edpo cannot honour: one message, one line each, with what to do
 t.test('TRL keys with an exact meaning map onto edpo options; trust_remote_code and other backends are refused', (t) => {
   const dir = tempDir(t)
   const file = path.join(dir, 'map.yaml')
-  const write = (extra: string) => fs.writeFileSync(file, `model:\n  model_name_or_path: m\n  torch_dtype: bfloat16\n  use_peft: true\n  lora_alpha: 16\ndataset:\n  dataset_name: d\n  dataset_config: helpful-base\n  dataset_test_split: test\ntraining_args:\n  output_dir: o\n  optim: adamw_torch_fused\n  run_name: exp1\n  report_to: none\n  ddp_timeout: 1800\n${extra}`)
+  const write = (extra: string) =>
+    fs.writeFileSync(
+      file,
+      `model:\n  model_name_or_path: m\n  torch_dtype: bfloat16\n  use_peft: true\n  lora_alpha: 16\ndataset:\n  dataset_name: d\n  dataset_config: helpful-base\n  dataset_test_split: test\ntraining_args:\n  output_dir: o\n  optim: adamw_torch_fused\n  run_name: exp1\n  report_to: none\n  ddp_timeout: 1800\n${extra}`,
+    )
   write('')
   const { options } = parseArgs(['--config', file], TRAIN_OPTIONS, ['distTimeout'])
-  t.same(options, { model: 'm', dtype: 'bfloat16', loraR: 16, loraAlpha: 16, data: ['d'], dataConfig: 'helpful-base', evalDataSplit: 'test', out: 'o', runName: 'exp1', reportTo: 'none', distTimeout: '1800' })
+  t.same(options, {
+    model: 'm',
+    dtype: 'bfloat16',
+    loraR: 16,
+    loraAlpha: 16,
+    data: ['d'],
+    dataConfig: 'helpful-base',
+    evalDataSplit: 'test',
+    out: 'o',
+    runName: 'exp1',
+    reportTo: 'none',
+    distTimeout: '1800',
+  })
   write('  lora_r: 8\n')
   t.equal(parseArgs(['--config', file], TRAIN_OPTIONS, ['distTimeout']).options.loraR, 8, 'use_peft keeps an explicit lora_r')
   write('  trust_remote_code: true\n')
   t.throws(() => parseArgs(['--config', file], TRAIN_OPTIONS, ['distTimeout']), /trust_remote_code: refused: edpo runs no code from a model repo/)
   fs.writeFileSync(file, 'model: m\ndata: d\nout: o\nreport_to: [wandb]\n')
-  t.throws(() => parseArgs(['--config', file], TRAIN_OPTIONS), /report_to: edpo writes metrics\.jsonl .*other backends are not supported\. Use tensorboard \(wandb and others can sync TensorBoard logs/)
+  t.throws(
+    () => parseArgs(['--config', file], TRAIN_OPTIONS),
+    /report_to: edpo writes metrics\.jsonl .*other backends are not supported\. Use tensorboard \(wandb and others can sync TensorBoard logs/,
+  )
   t.end()
 })

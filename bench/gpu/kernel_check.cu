@@ -27,14 +27,14 @@
 
 using edpo_cuda::Dtype;
 
-#define CK(call)                                                                                 \
-  do {                                                                                           \
-    const cudaError_t err_ = (call);                                                             \
-    if (err_ != cudaSuccess) {                                                                   \
-      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(err_), __FILE__,    \
-                   __LINE__, cudaGetErrorString(err_));                                          \
-      std::exit(2);                                                                              \
-    }                                                                                            \
+#define CK(call)                                                                                       \
+  do {                                                                                                 \
+    const cudaError_t err_ = (call);                                                                   \
+    if (err_ != cudaSuccess) {                                                                         \
+      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(err_), __FILE__, __LINE__, \
+                   cudaGetErrorString(err_));                                                          \
+      std::exit(2);                                                                                    \
+    }                                                                                                  \
   } while (0)
 
 namespace {
@@ -80,11 +80,17 @@ bool is_pos_zero_bits(const T& v) {
 template <typename T>
 void grad_tolerance(double& rtol, double& atol);
 template <>
-void grad_tolerance<float>(double& rtol, double& atol) { rtol = 0.0, atol = 1e-5; }
+void grad_tolerance<float>(double& rtol, double& atol) {
+  rtol = 0.0, atol = 1e-5;
+}
 template <>
-void grad_tolerance<__nv_bfloat16>(double& rtol, double& atol) { rtol = 1e-2, atol = 1e-6; }
+void grad_tolerance<__nv_bfloat16>(double& rtol, double& atol) {
+  rtol = 1e-2, atol = 1e-6;
+}
 template <>
-void grad_tolerance<__half>(double& rtol, double& atol) { rtol = 2e-3, atol = 1e-6; }
+void grad_tolerance<__half>(double& rtol, double& atol) {
+  rtol = 2e-3, atol = 1e-6;
+}
 
 // splitmix64: seeded, fast, identical on every platform.
 struct Rng {
@@ -123,9 +129,12 @@ enum class Dist {
 
 const char* dist_name(Dist d) {
   switch (d) {
-    case Dist::Normal: return "normal";
-    case Dist::Spread30: return "spread30";
-    case Dist::NegInf: return "neginf";
+    case Dist::Normal:
+      return "normal";
+    case Dist::Spread30:
+      return "spread30";
+    case Dist::NegInf:
+      return "neginf";
   }
   return "?";
 }
@@ -255,8 +264,8 @@ int run_case(const Case& c, uint64_t seed, bool verbose) {
   grad_tolerance<T>(grad_rtol, grad_atol);
   double worst_fwd = 0, worst_grad = 0;  // error / tolerance
   std::vector<double> a(V), b(V);
-  static const char* kFields[6] = {"policy_logp", "reference_logp", "plus_logp", "minus_logp", "logit_sum",
-                                   "policy_lse"};
+  static const char* kFields[6] = {"policy_logp", "reference_logp", "plus_logp",
+                                   "minus_logp",  "logit_sum",      "policy_lse"};
   for (int64_t r = 0; r < R; ++r) {
     const T* gr = grad.data() + c.off_g + r * V;
     if (weight[r] == 0.f) {
@@ -276,8 +285,10 @@ int run_case(const Case& c, uint64_t seed, bool verbose) {
       // Row sums: fp32 rounding scales with Σ|a_j|, not with the (possibly cancelled) sum itself.
       const double tol = 2e-4 + 1e-5 * std::fabs(want[f]) + (f == 4 ? 1e-6 * ref.sum_abs : 0.0);
       const double got = out[f * R + r];
-      if (!close_enough(got, want[f], tol)) fail.report(kFields[f], dn, c, r, -1, got, want[f], tol);
-      else if (std::isfinite(want[f])) worst_fwd = std::max(worst_fwd, std::fabs(got - want[f]) / tol);
+      if (!close_enough(got, want[f], tol))
+        fail.report(kFields[f], dn, c, r, -1, got, want[f], tol);
+      else if (std::isfinite(want[f]))
+        worst_fwd = std::max(worst_fwd, std::fabs(got - want[f]) / tol);
     }
     const double g = row_grad[r];
     for (int64_t j = 0; j < V; ++j) {
@@ -288,8 +299,10 @@ int run_case(const Case& c, uint64_t seed, bool verbose) {
       const double slack = 8 * 0x1.0p-24 * (std::fabs(ref.lse) + 1) * std::fabs(g) * p;
       const double tol = grad_atol + grad_rtol * std::fabs(want_g) + slack;
       const double got = H<T>::to(gr[j]);
-      if (!close_enough(got, want_g, tol)) fail.report("grad", dn, c, r, j, got, want_g, tol);
-      else if (std::isfinite(want_g)) worst_grad = std::max(worst_grad, std::fabs(got - want_g) / tol);
+      if (!close_enough(got, want_g, tol))
+        fail.report("grad", dn, c, r, j, got, want_g, tol);
+      else if (std::isfinite(want_g))
+        worst_grad = std::max(worst_grad, std::fabs(got - want_g) / tol);
     }
   }
   // Padding around the gradient must be untouched (still 0xff poison).
@@ -326,8 +339,7 @@ int check_arguments() {
   edpo_cuda::RowStats st{f + 100, f + 200, f + 300, f + 400, f + 500, f + 600};
   const cudaError_t inval = cudaErrorInvalidValue;
   expect(edpo_cuda::forward_rows(f, f, lab.p, f, 0, 7, 0.01f, Dtype::F32, st, 0), cudaSuccess, "fwd rows=0");
-  expect(edpo_cuda::forward_rows(nullptr, nullptr, nullptr, nullptr, 0, 7, 0.01f, Dtype::F32,
-                                 edpo_cuda::RowStats{}, 0),
+  expect(edpo_cuda::forward_rows(nullptr, nullptr, nullptr, nullptr, 0, 7, 0.01f, Dtype::F32, edpo_cuda::RowStats{}, 0),
          cudaSuccess, "fwd rows=0 null");
   expect(edpo_cuda::forward_rows(f, f, lab.p, f, -1, 7, 0.01f, Dtype::F32, st, 0), inval, "fwd rows<0");
   expect(edpo_cuda::forward_rows(f, f, lab.p, f, 1, 0, 0.01f, Dtype::F32, st, 0), inval, "fwd vocab=0");
@@ -430,14 +442,17 @@ Timing time_case(int64_t V, int64_t R, int& failures) {
   t.dtype = H<T>::name;
   t.vocab = V;
   t.rows = R;
-  t.fwd_ms = median_ms([&] { return edpo_cuda::forward_rows(a, b, labels.p, weight.p, R, V, eps, H<T>::dtype, st, stream); },
-                       stream, warmup, iters);
+  t.fwd_ms =
+      median_ms([&] { return edpo_cuda::forward_rows(a, b, labels.p, weight.p, R, V, eps, H<T>::dtype, st, stream); },
+                stream, warmup, iters);
   t.bwd_ms = median_ms(
-      [&] { return edpo_cuda::backward_rows(a, labels.p, st.policy_lse, row_grad.p, R, V, H<T>::dtype, grad.p, stream); },
+      [&] {
+        return edpo_cuda::backward_rows(a, labels.p, st.policy_lse, row_grad.p, R, V, H<T>::dtype, grad.p, stream);
+      },
       stream, warmup, iters);
-  const double copy_ms = median_ms(
-      [&] { return cudaMemcpyAsync(copy_dst.p, ab.p, 2 * n * sizeof(T), cudaMemcpyDeviceToDevice, stream); }, stream,
-      warmup, iters);
+  const double copy_ms =
+      median_ms([&] { return cudaMemcpyAsync(copy_dst.p, ab.p, 2 * n * sizeof(T), cudaMemcpyDeviceToDevice, stream); },
+                stream, warmup, iters);
   t.fwd_gbps = 2 * bytes_rows / (t.fwd_ms * 1e6);
   t.bwd_gbps = 2 * bytes_rows / (t.bwd_ms * 1e6);
   t.copy_gbps = 4 * bytes_rows / (copy_ms * 1e6);
@@ -508,8 +523,10 @@ int main(int argc, char** argv) {
   bool quick = false, timing = true;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--quick") quick = true, timing = false;
-    else if (arg == "--no-timing") timing = false;
+    if (arg == "--quick")
+      quick = true, timing = false;
+    else if (arg == "--no-timing")
+      timing = false;
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--no-timing]\n", argv[0]);
       return 2;
@@ -536,8 +553,9 @@ int main(int argc, char** argv) {
       timings.push_back(time_case<__nv_bfloat16>(V, R, failures));
       timings.push_back(time_case<__half>(V, R, failures));
     }
-    std::printf("\ncopy GB/s counts bytes read + written by a D2D copy of the forward's input (the ceiling);\n"
-                "fwd GB/s = 2*rows*V*size / t (read), bwd GB/s = (read + write) / t.\n");
+    std::printf(
+        "\ncopy GB/s counts bytes read + written by a D2D copy of the forward's input (the ceiling);\n"
+        "fwd GB/s = 2*rows*V*size / t (read), bwd GB/s = (read + write) / t.\n");
     std::printf("%-5s %7s %5s %9s %9s %9s %7s %9s %9s %7s\n", "dtype", "V", "rows", "fwd ms", "fwd GB/s", "copy GB/s",
                 "fwd/cp%", "bwd ms", "bwd GB/s", "bwd/cp%");
     for (const Timing& t : timings)

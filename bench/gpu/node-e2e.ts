@@ -33,7 +33,6 @@ const errors: string[] = []
 const figures: Record<string, unknown> = {}
 let DEVICE = 'cuda'
 
-
 function check(section: string, name: string, ok: boolean, detail: string): void {
   checks.push({ section, name, ok, detail })
   console.log(`${ok ? 'ok  ' : 'FAIL'} ${section}: ${name}: ${detail}`)
@@ -48,7 +47,8 @@ function worst(got: Float64Array, want: Float64Array, rtol: number, atol: number
   if (got.length !== want.length) return Infinity
   let w = 0
   for (let i = 0; i < got.length; i++) {
-    const a = got[i]!, b = want[i]!
+    const a = got[i]!,
+      b = want[i]!
     if (Number.isNaN(a) !== Number.isNaN(b)) return Infinity
     if (a === b) continue
     const e = Math.abs(a - b) / (atol + rtol * Math.abs(b))
@@ -59,7 +59,8 @@ function worst(got: Float64Array, want: Float64Array, rtol: number, atol: number
 
 /** ‖got − want‖ / ‖want‖. */
 function normError(got: Float64Array, want: Float64Array): number {
-  let d = 0, n = 0
+  let d = 0,
+    n = 0
   for (let i = 0; i < want.length; i++) {
     d += (got[i]! - want[i]!) ** 2
     n += want[i]! ** 2
@@ -87,18 +88,37 @@ function labelsAndMask(r: () => number, rows: number, steps: number, vocab: numb
 const GRAD_RTOL: Record<string, number> = { float32: 1e-5, bfloat16: 1e-2, float16: 2e-3 }
 
 function checkFusedOp(): void {
-  const cases: Array<[number, DType]> = [[7, 'float32'], [32000, 'bfloat16'], [50257, 'float16'], [128256, 'bfloat16'], [128256, 'float32']]
+  const cases: Array<[number, DType]> = [
+    [7, 'float32'],
+    [32000, 'bfloat16'],
+    [50257, 'float16'],
+    [128256, 'bfloat16'],
+    [128256, 'float32'],
+  ]
   for (const [V, dtype] of cases) {
-    const B = 2, T = 48
+    const B = 2,
+      T = 48
     const r = rng(V)
     Tensor.manualSeed(V)
-    const policy = Tensor.randn([2 * B, T, V]).mul(2).to(dtype)
-    const reference = policy.to('float32').add(Tensor.randn([2 * B, T, V])).to(dtype)
+    const policy = Tensor.randn([2 * B, T, V])
+      .mul(2)
+      .to(dtype)
+    const reference = policy
+      .to('float32')
+      .add(Tensor.randn([2 * B, T, V]))
+      .to(dtype)
     const { labels, mask } = labelsAndMask(r, 2 * B, T, V)
     const run = (device: string) => {
       const p = policy.to(dtype, device).clone() // a fresh leaf per run, also where .to() is a no-op
       p.requiresGrad = true
-      const out = ops.epsilonDpoLoss({ policyLogits: p, referenceLogits: reference.to(dtype, device), labels: labels.to(device), lossMask: mask.to(device), beta: 0.1, epsilon: 0.01 })
+      const out = ops.epsilonDpoLoss({
+        policyLogits: p,
+        referenceLogits: reference.to(dtype, device),
+        labels: labels.to(device),
+        lossMask: mask.to(device),
+        beta: 0.1,
+        epsilon: 0.01,
+      })
       out.loss.backward()
       return { record: host(out.record), loss: host(out.loss), grad: host(p.grad!) }
     }
@@ -116,22 +136,40 @@ function checkFusedOp(): void {
     const le = worst(gpu.loss, cpu.loss, 1e-5, 1e-6)
     check('ops', `fused V=${V} ${dtype} loss`, le <= 1, `cuda ${gpu.loss[0]} cpu ${cpu.loss[0]}`)
     const ge = worst(gpu.grad, cpu.grad, GRAD_RTOL[dtype]!, 1e-7)
-    check('ops', `fused V=${V} ${dtype} ∂loss/∂logits`, ge <= 1, `worst error / tolerance ${ge.toExponential(2)}, norm error ${normError(gpu.grad, cpu.grad).toExponential(2)}`)
+    check(
+      'ops',
+      `fused V=${V} ${dtype} ∂loss/∂logits`,
+      ge <= 1,
+      `worst error / tolerance ${ge.toExponential(2)}, norm error ${normError(gpu.grad, cpu.grad).toExponential(2)}`,
+    )
   }
 }
 
 function checkChunkedOp(): void {
   // fp32: cuBLAS and the CPU BLAS sum H products in other orders (H·6e-8 relative); bf16 logits
   // round once more on each side, so bf16 is checked norm-wise against its own rounding.
-  const cases: Array<[number, number, DType, number | undefined]> = [[50257, 256, 'float32', undefined], [50257, 256, 'float32', 37], [128256, 512, 'bfloat16', undefined]]
+  const cases: Array<[number, number, DType, number | undefined]> = [
+    [50257, 256, 'float32', undefined],
+    [50257, 256, 'float32', 37],
+    [128256, 512, 'bfloat16', undefined],
+  ]
   for (const [V, H, dtype, chunk] of cases) {
-    const B = 2, T = 40
+    const B = 2,
+      T = 40
     const r = rng(V + H)
     Tensor.manualSeed(V + 1)
     const ph = Tensor.randn([2 * B, T, H]).to(dtype)
-    const pw = Tensor.randn([V, H]).mul(1 / Math.sqrt(H)).to(dtype)
-    const rh = ph.to('float32').add(Tensor.randn([2 * B, T, H]).mul(0.1)).to(dtype)
-    const rw = pw.to('float32').add(Tensor.randn([V, H]).mul(0.01 / Math.sqrt(H))).to(dtype)
+    const pw = Tensor.randn([V, H])
+      .mul(1 / Math.sqrt(H))
+      .to(dtype)
+    const rh = ph
+      .to('float32')
+      .add(Tensor.randn([2 * B, T, H]).mul(0.1))
+      .to(dtype)
+    const rw = pw
+      .to('float32')
+      .add(Tensor.randn([V, H]).mul(0.01 / Math.sqrt(H)))
+      .to(dtype)
     const { labels, mask } = labelsAndMask(r, 2 * B, T, V)
     const run = (device: string) => {
       const h = ph.to(dtype, device).clone()
@@ -139,8 +177,15 @@ function checkChunkedOp(): void {
       h.requiresGrad = true
       w.requiresGrad = true
       const out = ops.epsilonDpoLossFromHidden({
-        policyHidden: h, policyHead: w, referenceHidden: rh.to(dtype, device), referenceHead: rw.to(dtype, device),
-        labels: labels.to(device), lossMask: mask.to(device), beta: 0.1, epsilon: 0.01, chunkTokens: chunk,
+        policyHidden: h,
+        policyHead: w,
+        referenceHidden: rh.to(dtype, device),
+        referenceHead: rw.to(dtype, device),
+        labels: labels.to(device),
+        lossMask: mask.to(device),
+        beta: 0.1,
+        epsilon: 0.01,
+        chunkTokens: chunk,
       })
       out.loss.backward()
       return { record: host(out.record), loss: host(out.loss), dh: host(h.grad!), dw: host(w.grad!), steps: host(out.steps) }
@@ -157,7 +202,10 @@ function checkChunkedOp(): void {
     check('ops', `${tag} loss`, le <= 1, `cuda ${gpu.loss[0]} cpu ${cpu.loss[0]}`)
     if (dtype === 'float32') check('ops', `${tag} steps`, gpu.steps.join() === cpu.steps.join(), `cuda [${gpu.steps.join()}] cpu [${cpu.steps.join()}]`)
     const gtol = dtype === 'float32' ? 1e-4 : 3e-2
-    for (const [name, g, c] of [['∂h', gpu.dh, cpu.dh], ['∂W', gpu.dw, cpu.dw]] as const) {
+    for (const [name, g, c] of [
+      ['∂h', gpu.dh, cpu.dh],
+      ['∂W', gpu.dw, cpu.dw],
+    ] as const) {
       const e = normError(g, c)
       check('ops', `${tag} ${name}`, e <= gtol, `norm error ${e.toExponential(2)} (≤ ${gtol})`)
     }
@@ -167,7 +215,21 @@ function checkChunkedOp(): void {
 // ---------------------------------------------------------------------------------------------
 // edpo train on cuda against the CPU.
 
-const TINY = { model_type: 'llama', hidden_act: 'silu', rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, torch_dtype: 'float32', vocab_size: 512, hidden_size: 64, intermediate_size: 160, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256 }
+const TINY = {
+  model_type: 'llama',
+  hidden_act: 'silu',
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
+  torch_dtype: 'float32',
+  vocab_size: 512,
+  hidden_size: 64,
+  intermediate_size: 160,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 256,
+}
 
 // Relative error of `got` against `want`, elementwise: max |got − want| / max(|want|, floor).
 function relativeError(got: Float64Array, want: Float64Array, floor: number): number {
@@ -198,7 +260,10 @@ function checkOptimizer(): void {
       ;[cpu, gpu].forEach((named, k) => {
         named.forEach(([, p], i) => {
           const w = Tensor.from(weights[i]!, shapes[i]!).to(dtype, p.device)
-          p.mul(w).mul(step + 1).sum().backward()
+          p.mul(w)
+            .mul(step + 1)
+            .sum()
+            .backward()
         })
         norms[k]!.push(optimizers[k]!.clipGradNorm(step === 1 ? 1e9 : 0.5)) // steps 0 and 2 clip, step 1 does not
         optimizers[k]!.stepSync(1e-2)
@@ -206,11 +271,21 @@ function checkOptimizer(): void {
       })
     }
     const normError = Math.max(...norms[0]!.map((n, i) => Math.abs(norms[1]![i]! - n) / n))
-    check('ops', `optimizer ${dtype}: clipped gradient norms`, normError <= 1e-6, `cpu [${norms[0]!.map((n) => n.toFixed(6))}], ${DEVICE} [${norms[1]!.map((n) => n.toFixed(6))}], worst relative ${normError.toExponential(2)}`)
+    check(
+      'ops',
+      `optimizer ${dtype}: clipped gradient norms`,
+      normError <= 1e-6,
+      `cpu [${norms[0]!.map((n) => n.toFixed(6))}], ${DEVICE} [${norms[1]!.map((n) => n.toFixed(6))}], worst relative ${normError.toExponential(2)}`,
+    )
     const [cs, gs] = optimizers.map((o) => o.stateTensors())
     let worstState = 0
     for (const key of Object.keys(cs!)) worstState = Math.max(worstState, relativeError(host(gs![key]!), host(cs![key]!), 1e-3))
-    check('ops', `optimizer ${dtype}: master weights and moments`, worstState <= 1e-5, `worst relative error ${worstState.toExponential(2)} over ${Object.keys(cs!).length} state tensors`)
+    check(
+      'ops',
+      `optimizer ${dtype}: master weights and moments`,
+      worstState <= 1e-5,
+      `worst relative error ${worstState.toExponential(2)} over ${Object.keys(cs!).length} state tensors`,
+    )
     // A parameter is its master rounded to its dtype: equal, or one rounding apart where the masters differ in the last bits.
     const ulp = dtype === 'float32' ? 1e-6 : dtype === 'bfloat16' ? 2 ** -7 : 2 ** -10
     const worstParam = Math.max(...cpu.map(([, p], i) => relativeError(host(gpu[i]![1]), host(p), 1e-2)))
@@ -222,7 +297,11 @@ function writeData(file: string): void {
   const r = rng(2026)
   const seq = (n: number) => Array.from({ length: n }, () => 2 + Math.floor(r() * (TINY.vocab_size - 2)))
   const len = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1))
-  const rows = Array.from({ length: 48 }, () => ({ prompt: text(seq(len(4, 24))), chosen: text([...seq(len(2, 16)), EOS]), rejected: text([...seq(len(2, 16)), EOS]) }))
+  const rows = Array.from({ length: 48 }, () => ({
+    prompt: text(seq(len(4, 24))),
+    chosen: text([...seq(len(2, 16)), EOS]),
+    rejected: text([...seq(len(2, 16)), EOS]),
+  }))
   fs.writeFileSync(file, rows.map((x) => JSON.stringify(x)).join('\n') + '\n')
 }
 
@@ -238,18 +317,48 @@ const CLI = path.resolve(__dirname, '..', '..', 'lib', 'cli', 'main.js')
 
 function train(model: string, data: string, name: string, extra: string[]): StepMetrics[] {
   const out = path.join(path.dirname(model), name)
-  const args = [CLI, 'train', '--model', model, '--data', data, '--out', out, '--max-steps', '20', '--batch-size', '4', '--learning-rate', '1e-3', '--warmup-ratio', '0', '--lr-scheduler', 'constant', '--seed', '7', '--log-every', '1', ...extra]
+  const args = [
+    CLI,
+    'train',
+    '--model',
+    model,
+    '--data',
+    data,
+    '--out',
+    out,
+    '--max-steps',
+    '20',
+    '--batch-size',
+    '4',
+    '--learning-rate',
+    '1e-3',
+    '--warmup-ratio',
+    '0',
+    '--lr-scheduler',
+    'constant',
+    '--seed',
+    '7',
+    '--log-every',
+    '1',
+    ...extra,
+  ]
   const t0 = Date.now()
   const p = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 26 })
   figures[`train_${name}_s`] = (Date.now() - t0) / 1000
   if (p.status !== 0) throw new Error(`edpo train ${extra.join(' ')} exited ${p.status ?? p.signal}:\n${(p.stderr || p.stdout).slice(-4000)}`)
-  const rows = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StepMetrics)
+  const rows = fs
+    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as StepMetrics)
   return rows.filter((m) => typeof m.loss === 'number' && typeof m['kl/beta'] === 'number')
 }
 
 function compareRuns(tag: string, got: StepMetrics[], want: StepMetrics[]): void {
   check('train', `${tag}: steps logged`, got.length === 20 && want.length === 20, `cuda ${got.length}, cpu ${want.length}`)
-  let worstLoss = 0, worstBeta = 0, at = 0
+  let worstLoss = 0,
+    worstBeta = 0,
+    at = 0
   for (let i = 0; i < Math.min(got.length, want.length); i++) {
     const l = Math.abs(got[i]!.loss - want[i]!.loss) / Math.max(1, Math.abs(want[i]!.loss))
     const b = Math.abs(got[i]!['kl/beta'] - want[i]!['kl/beta']) / Math.max(1e-12, Math.abs(want[i]!['kl/beta']))
@@ -259,8 +368,18 @@ function compareRuns(tag: string, got: StepMetrics[], want: StepMetrics[]): void
     }
     if (!(b <= worstBeta)) worstBeta = b
   }
-  check('train', `${tag}: loss per step`, worstLoss <= 1e-3, `worst relative difference ${worstLoss.toExponential(2)} (step ${at}); final cuda ${got.at(-1)?.loss} cpu ${want.at(-1)?.loss}`)
-  check('train', `${tag}: β per step`, worstBeta <= 1e-3, `worst relative difference ${worstBeta.toExponential(2)}; final cuda ${got.at(-1)?.['kl/beta']} cpu ${want.at(-1)?.['kl/beta']}`)
+  check(
+    'train',
+    `${tag}: loss per step`,
+    worstLoss <= 1e-3,
+    `worst relative difference ${worstLoss.toExponential(2)} (step ${at}); final cuda ${got.at(-1)?.loss} cpu ${want.at(-1)?.loss}`,
+  )
+  check(
+    'train',
+    `${tag}: β per step`,
+    worstBeta <= 1e-3,
+    `worst relative difference ${worstBeta.toExponential(2)}; final cuda ${got.at(-1)?.['kl/beta']} cpu ${want.at(-1)?.['kl/beta']}`,
+  )
 }
 
 function checkProfile(dir: string): void {
@@ -268,12 +387,24 @@ function checkProfile(dir: string): void {
   check('train', 'profile: files written', files.length === 3, `${files.join(', ')} in ${dir}`)
   if (files.length < 3) return
   const steps = (JSON.parse(fs.readFileSync(path.join(dir, 'sections.json'), 'utf8')) as { steps: { step: number; sections: [string, number][] }[] }).steps
-  check('train', 'profile: sections of steps 3 and 4', steps.map((s) => s.step).join() === '3,4' && steps.every((s) => s.sections.length >= 10), steps.map((s) => `${s.step}: ${s.sections.map(([n, ms]) => `${n} ${ms.toFixed(2)}`).join(', ')}`).join('; '))
-  const events = (JSON.parse(fs.readFileSync(path.join(dir, 'trace.json'), 'utf8')) as { traceEvents: { pid: number; ph: string; name: string }[] }).traceEvents.filter((e) => e.ph === 'X')
+  check(
+    'train',
+    'profile: sections of steps 3 and 4',
+    steps.map((s) => s.step).join() === '3,4' && steps.every((s) => s.sections.length >= 10),
+    steps.map((s) => `${s.step}: ${s.sections.map(([n, ms]) => `${n} ${ms.toFixed(2)}`).join(', ')}`).join('; '),
+  )
+  const events = (
+    JSON.parse(fs.readFileSync(path.join(dir, 'trace.json'), 'utf8')) as { traceEvents: { pid: number; ph: string; name: string }[] }
+  ).traceEvents.filter((e) => e.ph === 'X')
   const onDevice = events.filter((e) => e.pid === 1).length
   const scopes = events.filter((e) => e.name === 'modelForward').length
   const wantDevice = DEVICE !== 'cpu'
-  check('train', 'profile: trace', (onDevice > 0) === wantDevice && scopes === 4, `${events.length} events, ${onDevice} on the device (${wantDevice ? 'want some' : 'want none'}), modelForward scopes ${scopes} (want 4)`)
+  check(
+    'train',
+    'profile: trace',
+    onDevice > 0 === wantDevice && scopes === 4,
+    `${events.length} events, ${onDevice} on the device (${wantDevice ? 'want some' : 'want none'}), modelForward scopes ${scopes} (want 4)`,
+  )
   figures.profile_summary = fs.readFileSync(path.join(dir, 'summary.md'), 'utf8').split('\n').slice(0, 40)
 }
 
@@ -298,7 +429,12 @@ function checkTrain(): void {
     const bf16 = train(model, data, 'cuda-bf16', ['--device', DEVICE, '--dtype', 'bfloat16'])
     const finite = bf16.length === 20 && bf16.every((m) => Number.isFinite(m.loss) && Number.isFinite(m['kl/beta']))
     const drift = Math.max(...bf16.map((m, i) => Math.abs(m.loss - (cpu[i]?.loss ?? NaN))))
-    check('train', 'cuda bf16: 20 finite steps', finite, `final loss ${bf16.at(-1)?.loss} (fp32 cpu ${cpu.at(-1)?.loss}); largest |bf16 − fp32| loss ${drift.toFixed(4)}`)
+    check(
+      'train',
+      'cuda bf16: 20 finite steps',
+      finite,
+      `final loss ${bf16.at(-1)?.loss} (fp32 cpu ${cpu.at(-1)?.loss}); largest |bf16 − fp32| loss ${drift.toFixed(4)}`,
+    )
     figures.train_loss_cpu = cpu.map((m) => m.loss)
     figures.train_beta_cpu = cpu.map((m) => m['kl/beta'])
   } finally {
@@ -321,12 +457,19 @@ function main(): number {
   const rt = runtime()
   figures.runtime = rt
   figures.device = DEVICE
-  console.log(`node-e2e: libtorch ${rt.libtorchVersion}, cudaBuild ${rt.cudaBuild}, cudaAvailable ${rt.cudaAvailable}, device ${DEVICE}, ${new Date().toISOString()}`)
+  console.log(
+    `node-e2e: libtorch ${rt.libtorchVersion}, cudaBuild ${rt.cudaBuild}, cudaAvailable ${rt.cudaAvailable}, device ${DEVICE}, ${new Date().toISOString()}`,
+  )
   if (DEVICE !== 'cpu' && (!rt.cudaBuild || !rt.cudaAvailable)) {
     console.error('node-e2e: this addon has no CUDA or sees no device')
     return 2
   }
-  const sections: Array<[string, () => void]> = [['ops', checkFusedOp], ['ops', checkChunkedOp], ['ops', checkOptimizer], ['train', checkTrain]]
+  const sections: Array<[string, () => void]> = [
+    ['ops', checkFusedOp],
+    ['ops', checkChunkedOp],
+    ['ops', checkOptimizer],
+    ['train', checkTrain],
+  ]
   for (const [name, fn] of sections) {
     if (only !== undefined && only !== name) continue
     const t0 = Date.now()

@@ -128,14 +128,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
          const at::Tensor& loss_mask, double epsilon) {
         return sequences_dict(edpo::sequence_logps(policy_logits, reference_logits, labels, loss_mask, epsilon));
       },
-      "Per-sequence masked sums S, S_ref, S+, S- (float64, [2B]); S is differentiable",
-      py::arg("policy_logits"), py::arg("reference_logits"), py::arg("labels"), py::arg("loss_mask"),
-      py::arg("epsilon") = 0.01);
+      "Per-sequence masked sums S, S_ref, S+, S- (float64, [2B]); S is differentiable", py::arg("policy_logits"),
+      py::arg("reference_logits"), py::arg("labels"), py::arg("loss_mask"), py::arg("epsilon") = 0.01);
 
   // The fused row pass alone (no argument checks, no autograd): for kernel-only timing.
   m.def("forward_rows", &edpo::forward_rows,
-        "[N,V] policy/reference, [N] int64 labels, [N] weights (fp32) -> [6,N] row stats",
-        py::arg("policy"), py::arg("reference"), py::arg("labels"), py::arg("weight"), py::arg("epsilon"));
+        "[N,V] policy/reference, [N] int64 labels, [N] weights (fp32) -> [6,N] row stats", py::arg("policy"),
+        py::arg("reference"), py::arg("labels"), py::arg("weight"), py::arg("epsilon"));
   m.def("backward_rows", &edpo::backward_rows, "[N,V] policy, [N] labels, [N] lse, [N] row_grad -> [N,V] grad",
         py::arg("policy"), py::arg("labels"), py::arg("lse"), py::arg("row_grad"));
   m.def("cpu_kernel_isa", []() { return std::string(edpo::cpu::isa_name(edpo::cpu::isa())); });

@@ -67,13 +67,27 @@ interface RunResult extends MethodResult {
 }
 
 const id = (c: Config) =>
-  [c.method === 'tr-dpo' ? `tr-dpo-${c.trDpoMode}` : c.method, hasBeta(c) ? `beta${c.beta}` : '', c.method === 'epsilon-dpo' ? `eps${c.epsilon}` : '', c.criterionPrecision === 'bf16' ? 'bf16' : '', c.labelNoise > 0 ? `noise${c.labelNoise}` : '']
+  [
+    c.method === 'tr-dpo' ? `tr-dpo-${c.trDpoMode}` : c.method,
+    hasBeta(c) ? `beta${c.beta}` : '',
+    c.method === 'epsilon-dpo' ? `eps${c.epsilon}` : '',
+    c.criterionPrecision === 'bf16' ? 'bf16' : '',
+    c.labelNoise > 0 ? `noise${c.labelNoise}` : '',
+  ]
     .filter(Boolean)
     .join('-')
 
 /** The series name in tables and plots (lib/eval/method-colors.ts keys its colour on it). */
 const series = (c: Config) =>
-  isBaseline(c) ? METHODS[c.method].title : c.method === 'dpo' ? 'DPO' : c.method === 'beta-dpo' ? 'β-DPO' : c.method === 'tr-dpo' ? `TR-DPO ${c.trDpoMode}` : `ε-DPO (ε = ${c.epsilon}${c.criterionPrecision === 'bf16' ? ', bf16' : ''})`
+  isBaseline(c)
+    ? METHODS[c.method].title
+    : c.method === 'dpo'
+      ? 'DPO'
+      : c.method === 'beta-dpo'
+        ? 'β-DPO'
+        : c.method === 'tr-dpo'
+          ? `TR-DPO ${c.trDpoMode}`
+          : `ε-DPO (ε = ${c.epsilon}${c.criterionPrecision === 'bf16' ? ', bf16' : ''})`
 
 function configurations(betas: number[], precisions: string[], noise: number[], noiseBetas: number[], baselines: readonly Baseline[]): Config[] {
   const base = { epsilon: 0, trDpoMode: 'soft' as const, criterionPrecision: 'fp32' as const, labelNoise: 0 }
@@ -82,10 +96,15 @@ function configurations(betas: number[], precisions: string[], noise: number[], 
     out.push({ ...base, method: 'dpo', beta })
     for (const epsilon of EPSILONS) out.push({ ...base, method: 'epsilon-dpo', beta, epsilon })
     if (precisions.includes('bf16')) for (const epsilon of EPSILONS) out.push({ ...base, method: 'epsilon-dpo', beta, epsilon, criterionPrecision: 'bf16' })
-    out.push({ ...base, method: 'tr-dpo', beta, trDpoMode: 'hard' }, { ...base, method: 'tr-dpo', beta, trDpoMode: 'soft' }, { ...base, method: 'beta-dpo', beta })
+    out.push(
+      { ...base, method: 'tr-dpo', beta, trDpoMode: 'hard' },
+      { ...base, method: 'tr-dpo', beta, trDpoMode: 'soft' },
+      { ...base, method: 'beta-dpo', beta },
+    )
   }
   for (const p of noise.filter((x) => x > 0))
-    for (const beta of noiseBetas) out.push({ ...base, method: 'dpo', beta, labelNoise: p }, { ...base, method: 'epsilon-dpo', beta, epsilon: 0.01, labelNoise: p })
+    for (const beta of noiseBetas)
+      out.push({ ...base, method: 'dpo', beta, labelNoise: p }, { ...base, method: 'epsilon-dpo', beta, epsilon: 0.01, labelNoise: p })
   for (const method of baselines) {
     if (method === 'rrhf') out.push({ ...base, method, beta: 0 })
     else if (method === 'simpo') for (const beta of SIMPO_BETAS) out.push({ ...base, method, beta, options: { simpoGamma: beta / 2 } })
@@ -98,7 +117,8 @@ function baselineList(v: string | undefined): Baseline[] {
   if (v === undefined || v === 'all') return [...BASELINES]
   if (v === 'none') return []
   const names = v.split(',')
-  for (const n of names) if (!(BASELINES as readonly string[]).includes(n)) throw new Error(`--baselines: all, none or a comma list of ${BASELINES.join(', ')}; got '${n}'`)
+  for (const n of names)
+    if (!(BASELINES as readonly string[]).includes(n)) throw new Error(`--baselines: all, none or a comma list of ${BASELINES.join(', ')}; got '${n}'`)
   return names as Baseline[]
 }
 
@@ -116,7 +136,12 @@ async function main(): Promise<void> {
   const quick = process.argv.includes('--quick')
   const configs = configurations(betas, precisions, noise, noiseBetas, baselineList(flag('baselines')))
   const started = performance.now()
-  console.log(`${configs.length} configurations × ${seeds} seeds; ${os.cpus().length} CPUs, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+  console.log(
+    `${configs.length} configurations × ${seeds} seeds; ${os.cpus().length} CPUs, load ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  )
 
   const results = new Map<string, Map<number, RunResult>>()
   for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
@@ -130,9 +155,16 @@ async function main(): Promise<void> {
         const run: RunSpec = { ...cfg, out: path.join(c.out, id(cfg)) }
         const { result, curve } = await trainAndEvaluate(p, c, run)
         const meanOf = (k: string) => curve.reduce((a, m) => a + (m[k] ?? 0), 0) / Math.max(1, curve.length)
-        const r: RunResult = { ...result, seconds: (performance.now() - t0) / 1000, plusFraction: meanOf('kl/p_epsilon_steps'), minusFraction: meanOf('kl/n_epsilon_steps') }
+        const r: RunResult = {
+          ...result,
+          seconds: (performance.now() - t0) / 1000,
+          plusFraction: meanOf('kl/p_epsilon_steps'),
+          minusFraction: meanOf('kl/n_epsilon_steps'),
+        }
         fs.writeFileSync(done(cfg), JSON.stringify(r, null, 2) + '\n')
-        console.log(`[seed ${seed}] ${id(cfg)}: win ${(100 * r.gold.winRate).toFixed(1)}%, KL ${r.gold.kl.toFixed(3)}, final β ${r.finalBeta?.toPrecision(4)}, s=+1 ${(100 * r.plusFraction).toFixed(0)}% (${r.seconds.toFixed(1)} s; load ${os.loadavg()[0]!.toFixed(2)})`)
+        console.log(
+          `[seed ${seed}] ${id(cfg)}: win ${(100 * r.gold.winRate).toFixed(1)}%, KL ${r.gold.kl.toFixed(3)}, final β ${r.finalBeta?.toPrecision(4)}, s=+1 ${(100 * r.plusFraction).toFixed(0)}% (${r.seconds.toFixed(1)} s; load ${os.loadavg()[0]!.toFixed(2)})`,
+        )
       }
     }
     for (const cfg of configs)
@@ -166,7 +198,13 @@ const PAPER_LC: Record<string, number> = {
 
 /** A method as Table 1 counts it: every ε and β of ε-DPO is one method; bf16 and noisy runs are not in it. */
 const family = (c: Config): string | undefined =>
-  c.labelNoise > 0 || c.criterionPrecision === 'bf16' ? undefined : c.method === 'epsilon-dpo' ? 'ε-DPO' : c.method === 'tr-dpo' ? `TR-DPO ${c.trDpoMode}` : series(c)
+  c.labelNoise > 0 || c.criterionPrecision === 'bf16'
+    ? undefined
+    : c.method === 'epsilon-dpo'
+      ? 'ε-DPO'
+      : c.method === 'tr-dpo'
+        ? `TR-DPO ${c.trDpoMode}`
+        : series(c)
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}`
 const ci = (m: { mean: number; lo: number; hi: number }, f: (x: number) => string) => `${f(m.mean)} [${f(m.lo)}, ${f(m.hi)}]`
@@ -178,7 +216,10 @@ interface BestRow {
   kl: { mean: number; lo: number; hi: number }
   runs: Map<number, RunResult>
 }
-type Paired = (runs: Map<number, RunResult>, dpo: Map<number, RunResult> | undefined) => { dWin?: { mean: number; lo: number; hi: number }; wins?: number; pairedN: number }
+type Paired = (
+  runs: Map<number, RunResult>,
+  dpo: Map<number, RunResult> | undefined,
+) => { dWin?: { mean: number; lo: number; hi: number }; wins?: number; pairedN: number }
 
 /** Each method's best configuration by mean win rate, ranked, each paired with DPO's best at the same seed, beside the paper's ranking. */
 function bestTable(rows: readonly BestRow[], dpoBest: Map<number, RunResult> | undefined, pairedWith: Paired): string[] {
@@ -191,12 +232,38 @@ function bestTable(rows: readonly BestRow[], dpoBest: Map<number, RunResult> | u
   const ranked = [...best.entries()].sort((a, b) => b[1].winRate.mean - a[1].winRate.mean)
   const paperRank = Object.keys(PAPER_LC).filter((m) => best.has(m))
   const setting = (c: Config) =>
-    [hasBeta(c) ? `β ${c.beta}` : '', c.method === 'epsilon-dpo' ? `ε ${c.epsilon}` : '', c.options?.simpoGamma !== undefined ? `γ ${c.options.simpoGamma}` : ''].filter(Boolean).join(', ') || '–'
-  const header = ['rank', 'method', 'best setting', 'seeds', 'win rate % [95% CI]', 'KL [95% CI]', 'Δwin vs best DPO, pts [bootstrap 95% CI]', 'seeds > DPO', 'paper LC % (rank)']
+    [
+      hasBeta(c) ? `β ${c.beta}` : '',
+      c.method === 'epsilon-dpo' ? `ε ${c.epsilon}` : '',
+      c.options?.simpoGamma !== undefined ? `γ ${c.options.simpoGamma}` : '',
+    ]
+      .filter(Boolean)
+      .join(', ') || '–'
+  const header = [
+    'rank',
+    'method',
+    'best setting',
+    'seeds',
+    'win rate % [95% CI]',
+    'KL [95% CI]',
+    'Δwin vs best DPO, pts [bootstrap 95% CI]',
+    'seeds > DPO',
+    'paper LC % (rank)',
+  ]
   const lines = ranked.map(([f, r], i) => {
     const p = f === 'DPO' ? undefined : pairedWith(r.runs, dpoBest)
     const paper = PAPER_LC[f]
-    return [String(i + 1), f, setting(r.config), String(r.n), ci(r.winRate, pct), ci(r.kl, (x) => x.toFixed(2)), p?.dWin ? ci(p.dWin, (x) => (100 * x).toFixed(1)) : '–', p?.wins === undefined ? '–' : `${p.wins}/${p.pairedN}`, paper === undefined ? '–' : `${paper} (${paperRank.indexOf(f) + 1})`]
+    return [
+      String(i + 1),
+      f,
+      setting(r.config),
+      String(r.n),
+      ci(r.winRate, pct),
+      ci(r.kl, (x) => x.toFixed(2)),
+      p?.dWin ? ci(p.dWin, (x) => (100 * x).toFixed(1)) : '–',
+      p?.wins === undefined ? '–' : `${p.wins}/${p.pairedN}`,
+      paper === undefined ? '–' : `${paper} (${paperRank.indexOf(f) + 1})`,
+    ]
   })
   return [
     "### Each method at its best setting (Table 1's protocol), ranked by win rate",
@@ -210,9 +277,16 @@ function bestTable(rows: readonly BestRow[], dpoBest: Map<number, RunResult> | u
   ]
 }
 
-function report(out: string, configs: Config[], results: Map<string, Map<number, RunResult>>, info: { seeds: number; firstSeed: number; quick: boolean; seconds: number; command: string }): void {
-  const dpoAt = (beta: number, labelNoise: number) => results.get(id({ method: 'dpo', beta, epsilon: 0, trDpoMode: 'soft', criterionPrecision: 'fp32', labelNoise }))
-  const meanWin = (runs: Map<number, RunResult> | undefined) => (runs && runs.size > 0 ? [...runs.values()].reduce((a, r) => a + r.gold.winRate, 0) / runs.size : -Infinity)
+function report(
+  out: string,
+  configs: Config[],
+  results: Map<string, Map<number, RunResult>>,
+  info: { seeds: number; firstSeed: number; quick: boolean; seconds: number; command: string },
+): void {
+  const dpoAt = (beta: number, labelNoise: number) =>
+    results.get(id({ method: 'dpo', beta, epsilon: 0, trDpoMode: 'soft', criterionPrecision: 'fp32', labelNoise }))
+  const meanWin = (runs: Map<number, RunResult> | undefined) =>
+    runs && runs.size > 0 ? [...runs.values()].reduce((a, r) => a + r.gold.winRate, 0) / runs.size : -Infinity
   // DPO's best β on clean labels by mean win rate: what the baselines (whose β means something else) are paired with.
   const bestDpoBeta = configs
     .filter((c) => c.method === 'dpo' && c.labelNoise === 0)
@@ -222,7 +296,14 @@ function report(out: string, configs: Config[], results: Map<string, Map<number,
   /** Paired differences against `dpo` at the same seed (same reference, data and data order). */
   const pairedWith = (runs: Map<number, RunResult>, dpo: Map<number, RunResult> | undefined) => {
     const seeds = dpo ? [...runs.keys()].filter((s) => dpo.has(s)).sort((a, b) => a - b) : []
-    const diff = (f: (r: RunResult) => number) => (seeds.length > 0 ? bootstrapMeanCi(seeds.map((s) => f(runs.get(s)!) - f(dpo!.get(s)!)), 10_000, 12345) : undefined)
+    const diff = (f: (r: RunResult) => number) =>
+      seeds.length > 0
+        ? bootstrapMeanCi(
+            seeds.map((s) => f(runs.get(s)!) - f(dpo!.get(s)!)),
+            10_000,
+            12345,
+          )
+        : undefined
     return {
       dWin: diff((r) => r.gold.winRate),
       dKl: diff((r) => r.gold.kl),
@@ -257,7 +338,20 @@ function report(out: string, configs: Config[], results: Map<string, Map<number,
       },
     ]
   })
-  const header = ['method', 'β (τ, λ)', 'noise', 'seeds', 'win rate % [95% CI]', 'KL [95% CI]', 'gold reward [95% CI]', 'Δwin vs DPO, pts [bootstrap 95% CI]', 'seeds > DPO', 'ΔKL vs DPO', 'final β', 's=+1 / s=−1']
+  const header = [
+    'method',
+    'β (τ, λ)',
+    'noise',
+    'seeds',
+    'win rate % [95% CI]',
+    'KL [95% CI]',
+    'gold reward [95% CI]',
+    'Δwin vs DPO, pts [bootstrap 95% CI]',
+    'seeds > DPO',
+    'ΔKL vs DPO',
+    'final β',
+    's=+1 / s=−1',
+  ]
   const lines = rows.map((r) => [
     r.series,
     hasBeta(r.config) ? String(r.config.beta) : '–',
@@ -275,34 +369,77 @@ function report(out: string, configs: Config[], results: Map<string, Map<number,
   const table = (title: string, keep: (c: Config) => boolean) => {
     const picked = lines.filter((_, i) => keep(rows[i]!.config))
     if (picked.length === 0) return []
-    return [`### ${title}`, '', `| ${header.join(' | ')} |`, `|${header.map((_, j) => (j === 0 ? '---' : '---:')).join('|')}|`, ...picked.map((l) => `| ${l.join(' | ')} |`), '']
+    return [
+      `### ${title}`,
+      '',
+      `| ${header.join(' | ')} |`,
+      `|${header.map((_, j) => (j === 0 ? '---' : '---:')).join('|')}|`,
+      ...picked.map((l) => `| ${l.join(' | ')} |`),
+      '',
+    ]
   }
   const md = [
-    `Command: \`npm run bench:paper -- ${info.command}\` (${info.quick ? 'quick' : 'full'} preset, seeds ${info.firstSeed}–${info.firstSeed + info.seeds - 1}); this invocation took ${info.seconds.toFixed(0)} s on ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load at the end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${new Date().toISOString()}.`,
+    `Command: \`npm run bench:paper -- ${info.command}\` (${info.quick ? 'quick' : 'full'} preset, seeds ${info.firstSeed}–${info.firstSeed + info.seeds - 1}); this invocation took ${info.seconds.toFixed(0)} s on ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load at the end ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}; ${new Date().toISOString()}.`,
     '',
     ...table('Every method over β (fp32 step decision, clean labels)', (c) => c.labelNoise === 0 && c.criterionPrecision === 'fp32' && !isBaseline(c)),
     ...table(`The comparison set, each over its grid (Δ against DPO at its best β, ${bestDpoBeta})`, isBaseline),
     ...bestTable(rows, bestDpoBeta === undefined ? undefined : dpoAt(bestDpoBeta, 0), pairedWith),
     ...table("ε-DPO with the authors' bf16 step decision (clean labels)", (c) => c.labelNoise === 0 && c.criterionPrecision === 'bf16'),
-    ...table('Label noise: DPO and ε-DPO (ε = 0.01)', (c) => rows.some((r) => r.config.labelNoise > 0) && (c.method === 'dpo' || (c.method === 'epsilon-dpo' && c.epsilon === 0.01 && c.criterionPrecision === 'fp32')) && configs.some((q) => q.labelNoise > 0 && q.beta === c.beta)),
+    ...table(
+      'Label noise: DPO and ε-DPO (ε = 0.01)',
+      (c) =>
+        rows.some((r) => r.config.labelNoise > 0) &&
+        (c.method === 'dpo' || (c.method === 'epsilon-dpo' && c.epsilon === 0.01 && c.criterionPrecision === 'fp32')) &&
+        configs.some((q) => q.labelNoise > 0 && q.beta === c.beta),
+    ),
   ].join('\n')
   fs.mkdirSync(out, { recursive: true })
   fs.writeFileSync(path.join(out, 'table.md'), md)
   fs.writeFileSync(path.join(out, 'results.json'), JSON.stringify(rows, null, 2) + '\n')
-  const point = (r: (typeof rows)[number], label: string): WinRateKlRow => ({ method: r.series, kl: r.kl.mean, winRate: r.winRate.mean, klRange: [r.kl.lo, r.kl.hi], winRateRange: [r.winRate.lo, r.winRate.hi], label })
+  const point = (r: (typeof rows)[number], label: string): WinRateKlRow => ({
+    method: r.series,
+    kl: r.kl.mean,
+    winRate: r.winRate.mean,
+    klRange: [r.kl.lo, r.kl.hi],
+    winRateRange: [r.winRate.lo, r.winRate.hi],
+    label,
+  })
   const clean = rows.filter((r) => r.config.labelNoise === 0)
   const plots: [string, string, WinRateKlRow[]][] = [
-    ['pareto.svg', 'Win rate against KL over β, mean and 95% CI over seeds', clean.filter((r) => r.config.criterionPrecision === 'fp32' && !isBaseline(r.config)).map((r) => point(r, `β ${r.config.beta}`))],
+    [
+      'pareto.svg',
+      'Win rate against KL over β, mean and 95% CI over seeds',
+      clean.filter((r) => r.config.criterionPrecision === 'fp32' && !isBaseline(r.config)).map((r) => point(r, `β ${r.config.beta}`)),
+    ],
     [
       'pareto-baselines.svg',
       'The comparison set over its grids, with DPO and ε-DPO (ε = 0.01)',
-      clean.filter((r) => r.config.criterionPrecision === 'fp32' && (isBaseline(r.config) || r.config.method === 'dpo' || (r.config.method === 'epsilon-dpo' && r.config.epsilon === 0.01))).map((r) => point(r, hasBeta(r.config) ? `β ${r.config.beta}` : '')),
+      clean
+        .filter(
+          (r) =>
+            r.config.criterionPrecision === 'fp32' &&
+            (isBaseline(r.config) || r.config.method === 'dpo' || (r.config.method === 'epsilon-dpo' && r.config.epsilon === 0.01)),
+        )
+        .map((r) => point(r, hasBeta(r.config) ? `β ${r.config.beta}` : '')),
     ],
-    ['pareto-bf16.svg', 'ε-DPO step decision in fp32 against the authors\u2019 bf16', clean.filter((r) => r.config.method === 'dpo' || r.config.method === 'epsilon-dpo').map((r) => point(r, `β ${r.config.beta}`))],
+    [
+      'pareto-bf16.svg',
+      'ε-DPO step decision in fp32 against the authors\u2019 bf16',
+      clean.filter((r) => r.config.method === 'dpo' || r.config.method === 'epsilon-dpo').map((r) => point(r, `β ${r.config.beta}`)),
+    ],
     [
       'pareto-noise.svg',
       'DPO and ε-DPO (ε = 0.01) under label noise p',
-      rows.filter((r) => (r.config.method === 'dpo' || (r.config.method === 'epsilon-dpo' && r.config.epsilon === 0.01 && r.config.criterionPrecision === 'fp32')) && rows.some((q) => q.config.labelNoise > 0 && q.config.beta === r.config.beta)).map((r) => ({ ...point(r, `p ${r.config.labelNoise}`), method: `${r.series} β ${r.config.beta}` })),
+      rows
+        .filter(
+          (r) =>
+            (r.config.method === 'dpo' || (r.config.method === 'epsilon-dpo' && r.config.epsilon === 0.01 && r.config.criterionPrecision === 'fp32')) &&
+            rows.some((q) => q.config.labelNoise > 0 && q.config.beta === r.config.beta),
+        )
+        .map((r) => ({ ...point(r, `p ${r.config.labelNoise}`), method: `${r.series} β ${r.config.beta}` })),
     ],
   ]
   for (const [file, title, points] of plots) if (points.length > 0) writeSvg(path.join(out, file), winRateKlSpec(title, points))

@@ -138,14 +138,16 @@ class ReadyHook final : public torch::autograd::FunctionPostHook {
 
 }  // namespace
 
-GradReducer::GradReducer(std::shared_ptr<Group> group, std::vector<at::Tensor> params, int64_t bucket_bytes, std::vector<int> owners)
+GradReducer::GradReducer(std::shared_ptr<Group> group, std::vector<at::Tensor> params, int64_t bucket_bytes,
+                         std::vector<int> owners)
     : state_(std::make_shared<State>()) {
   EDPO_ARG_CHECK(group != nullptr, "GradReducer: a process group is required");
   EDPO_ARG_CHECK(bucket_bytes > 0, "bucketMb: the bucket size must be > 0 bytes, got ", bucket_bytes);
-  EDPO_ARG_CHECK(owners.empty() || owners.size() == params.size(), "GradReducer: ", owners.size(), " owners for ", params.size(), " parameters");
+  EDPO_ARG_CHECK(owners.empty() || owners.size() == params.size(), "GradReducer: ", owners.size(), " owners for ",
+                 params.size(), " parameters");
   for (size_t i = 0; i < params.size(); ++i) {
-    EDPO_ARG_CHECK(params[i].defined() && params[i].requires_grad() && params[i].is_leaf(),
-                   "GradReducer: parameter ", i, " is not a leaf tensor that requires grad");
+    EDPO_ARG_CHECK(params[i].defined() && params[i].requires_grad() && params[i].is_leaf(), "GradReducer: parameter ",
+                   i, " is not a leaf tensor that requires grad");
     if (!owners.empty())
       EDPO_ARG_CHECK(owners[i] >= 0 && owners[i] < group->size(), "GradReducer: owner ", owners[i], " of parameter ", i,
                      " is not a rank in [0, ", group->size(), ")");
@@ -164,8 +166,8 @@ GradReducer::GradReducer(std::shared_ptr<Group> group, std::vector<at::Tensor> p
     bool fits = false;
     if (!s.buckets.empty()) {
       const at::Tensor& first = s.params[size_t(s.buckets.back().params.front())];
-      fits = first.scalar_type() == p.scalar_type() && first.device() == p.device() && s.buckets.back().owner == owner &&
-             bytes + n <= bucket_bytes;
+      fits = first.scalar_type() == p.scalar_type() && first.device() == p.device() &&
+             s.buckets.back().owner == owner && bytes + n <= bucket_bytes;
     }
     if (!fits) {
       s.buckets.emplace_back();

@@ -39,7 +39,8 @@ struct ReducerStats {
 class GradReducer {
  public:
   // `owners`: empty (all-reduce), or each parameter's owner rank (reduce onto it).
-  GradReducer(std::shared_ptr<Group> group, std::vector<at::Tensor> params, int64_t bucket_bytes, std::vector<int> owners);
+  GradReducer(std::shared_ptr<Group> group, std::vector<at::Tensor> params, int64_t bucket_bytes,
+              std::vector<int> owners);
   ~GradReducer();
   GradReducer(const GradReducer&) = delete;
   GradReducer& operator=(const GradReducer&) = delete;

@@ -66,7 +66,8 @@ void unflatten(const at::Tensor& flat, const std::vector<at::Tensor>& bucket) {
 template <class PG>
 class GroupImpl final : public Group {
  public:
-  GroupImpl(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<PG> pg, std::string backend, std::chrono::milliseconds timeout)
+  GroupImpl(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<PG> pg, std::string backend,
+            std::chrono::milliseconds timeout)
       : store_(std::move(store)), pg_(std::move(pg)), backend_(std::move(backend)), timeout_(timeout) {}
 
   int rank() const override { return pg_->getRank(); }
@@ -164,7 +165,8 @@ class GroupImpl final : public Group {
 
   // Every bucket's collective is started before the first is waited on, so they overlap.
   template <class Launch>
-  void run_buckets(const char* what, const std::vector<at::Tensor>& tensors, int64_t bucket_bytes, bool average, Launch launch) {
+  void run_buckets(const char* what, const std::vector<at::Tensor>& tensors, int64_t bucket_bytes, bool average,
+                   Launch launch) {
     EDPO_ARG_CHECK(bucket_bytes > 0, "bucketBytes: must be > 0, got ", bucket_bytes);
     auto buckets = buckets_of(tensors, bucket_bytes);
     std::vector<std::vector<at::Tensor>> flats(buckets.size());
@@ -236,10 +238,12 @@ bool nccl_available() {
 
 std::shared_ptr<Group> create_group(const GroupOptions& o) {
   EDPO_ARG_CHECK(o.world_size >= 1, "WORLD_SIZE: must be >= 1, got ", o.world_size);
-  EDPO_ARG_CHECK(o.rank >= 0 && o.rank < o.world_size, "RANK: must be in [0, WORLD_SIZE=", o.world_size, "), got ", o.rank);
+  EDPO_ARG_CHECK(o.rank >= 0 && o.rank < o.world_size, "RANK: must be in [0, WORLD_SIZE=", o.world_size, "), got ",
+                 o.rank);
   EDPO_ARG_CHECK(o.backend == "gloo" || o.backend == "nccl", "--backend: expected gloo or nccl, got '", o.backend, "'");
-  EDPO_ARG_CHECK(o.backend != "nccl" || nccl_available(),
-                 "--backend nccl: this build of edpo has no NCCL (a CPU build); use --backend gloo, or build with EDPO_CUDA=1");
+  EDPO_ARG_CHECK(
+      o.backend != "nccl" || nccl_available(),
+      "--backend nccl: this build of edpo has no NCCL (a CPU build); use --backend gloo, or build with EDPO_CUDA=1");
   auto store = make_store(o);
   try {
     if (o.backend == "gloo") {
@@ -262,9 +266,9 @@ std::shared_ptr<Group> create_group(const GroupOptions& o) {
   } catch (const edpo::ArgumentError&) {
     throw;
   } catch (const std::exception& e) {
-    throw std::runtime_error("rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
-                             ": joining the process group failed (did every rank start, with the same WORLD_SIZE?): " +
-                             first_line(e));
+    throw std::runtime_error(
+        "rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
+        ": joining the process group failed (did every rank start, with the same WORLD_SIZE?): " + first_line(e));
   }
   throw std::logic_error("unreachable");
 }

@@ -16,8 +16,8 @@ at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDoubl
 // inv_freq = 1 / θ^(arange(0, d, 2) / d), computed in fp32 like transformers, then rope_scaling.
 at::Tensor inverse_frequencies(const ModelConfig& c, at::ScalarType acc, const at::Device& device) {
   const auto opts = at::TensorOptions().dtype(acc).device(device);
-  at::Tensor exponent = at::arange(0, c.head_dim, 2, at::TensorOptions().dtype(at::kLong).device(device)).to(acc) /
-                        double(c.head_dim);
+  at::Tensor exponent =
+      at::arange(0, c.head_dim, 2, at::TensorOptions().dtype(at::kLong).device(device)).to(acc) / double(c.head_dim);
   at::Tensor inv_freq = 1.0 / at::pow(at::scalar_tensor(c.rope_theta, opts), exponent);
   if (c.rope_type == "linear") return inv_freq / c.rope_factor;
   if (c.rope_type == "llama3") {
@@ -113,10 +113,10 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
                 "attentionMask: expected [", B, ", ", S, "], got ", attention_mask.sizes());
     ctx.key_padding = attention_mask.to(device).eq(0);
   }
-  at::Tensor positions = position_ids.defined() ? position_ids.to(device).to(at::kLong)
-                                                 : ctx.query_positions.unsqueeze(0).expand({B, T});
-  TORCH_CHECK(positions.dim() == 2 && positions.size(0) == B && positions.size(1) == T,
-              "positionIds: expected [", B, ", ", T, "], got ", positions.sizes());
+  at::Tensor positions =
+      position_ids.defined() ? position_ids.to(device).to(at::kLong) : ctx.query_positions.unsqueeze(0).expand({B, T});
+  TORCH_CHECK(positions.dim() == 2 && positions.size(0) == B && positions.size(1) == T, "positionIds: expected [", B,
+              ", ", T, "], got ", positions.sizes());
   // Padding-free: the rows' tokens back to back in one row, positions restarting per sequence.
   at::Tensor pack_index;
   if (packed) {

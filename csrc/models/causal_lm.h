@@ -32,9 +32,24 @@ struct ModelConfig {
 
 // Slots of one decoder layer's tensors; absent optional ones (biases, gemma norms) stay undefined.
 enum LayerSlot : int {
-  kInputNorm, kPostAttnNorm, kPreFfNorm, kPostFfNorm,
-  kQ, kQBias, kK, kKBias, kV, kVBias, kO, kOBias,
-  kGate, kGateBias, kUp, kUpBias, kDown, kDownBias,
+  kInputNorm,
+  kPostAttnNorm,
+  kPreFfNorm,
+  kPostFfNorm,
+  kQ,
+  kQBias,
+  kK,
+  kKBias,
+  kV,
+  kVBias,
+  kO,
+  kOBias,
+  kGate,
+  kGateBias,
+  kUp,
+  kUpBias,
+  kDown,
+  kDownBias,
   kNumSlots
 };
 const char* layer_slot_name(int slot);  // "input_layernorm.weight", "self_attn.q_proj.bias", ...
@@ -61,19 +76,19 @@ struct LoraSpec {
 
 // Tensors that are the same for every layer of one forward call.
 struct ForwardContext {
-  at::Tensor cos, sin;       // [B, T, head_dim], in the activations' dtype
-  at::Tensor key_positions;  // [S] absolute cache index of every key, int64
-  at::Tensor query_positions;  // [T] absolute cache index of every query, int64
-  at::Tensor key_padding;    // [B, S] bool, true = masked key; undefined = none
+  at::Tensor cos, sin;                 // [B, T, head_dim], in the activations' dtype
+  at::Tensor key_positions;            // [S] absolute cache index of every key, int64
+  at::Tensor query_positions;          // [T] absolute cache index of every query, int64
+  at::Tensor key_padding;              // [B, S] bool, true = masked key; undefined = none
   std::vector<at::Tensor> layer_bias;  // per layer: additive attention mask [B|1, 1, T, S]
   // Padding-free: the batch is one packed row of these sequences back to back (B = 1); each
   // attends only to itself, through segment_bias[layer][sequence] ([1, 1, n, n]). Empty: rows.
   std::vector<int64_t> segment_lengths;
   std::vector<std::vector<at::Tensor>> segment_bias;
-  bool adapters = false;        // add the LoRA terms (false: the base model, e.g. the reference)
+  bool adapters = false;  // add the LoRA terms (false: the base model, e.g. the reference)
   double lora_scale = 0.0;
-  double lora_dropout = 0.0;    // > 0 only in a training forward that builds a graph
-  uint64_t dropout_seed = 0;    // per forward: the recompute of a checkpointed layer draws the same masks
+  double lora_dropout = 0.0;  // > 0 only in a training forward that builds a graph
+  uint64_t dropout_seed = 0;  // per forward: the recompute of a checkpointed layer draws the same masks
 };
 
 // The additive mask of one sliding window (0 = none): 0 where a query may read a key, a large
@@ -111,9 +126,8 @@ class CausalLM : public std::enable_shared_from_this<CausalLM> {
   // without padding, each attending only to itself with positions from 0, and the outputs are
   // returned in the padded [B, T] layout (zeros on padding). Needs no attention_mask, position_ids,
   // cache or last_position_only.
-  ForwardOutput forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
-                        const at::Tensor& position_ids, KvCache* cache = nullptr,
-                        bool last_position_only = false, bool with_logits = true,
+  ForwardOutput forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, const at::Tensor& position_ids,
+                        KvCache* cache = nullptr, bool last_position_only = false, bool with_logits = true,
                         const std::vector<int64_t>& row_lengths = {}, bool adapters = true) const;
 
   // The output projection [V, H] (the embedding when tied); no architecture here has a bias.

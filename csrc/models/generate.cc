@@ -47,8 +47,8 @@ at::Tensor generate(const CausalLM& model, const at::Tensor& input_ids, const at
   const at::Device device = model.tensors().front().device();
   const int64_t B = input_ids.size(0), T = input_ids.size(1), L = model.config().num_layers;
   at::Tensor ids = input_ids.to(device);
-  at::Tensor mask = attention_mask.defined() ? attention_mask.to(device).to(at::kLong)
-                                             : at::ones({B, T}, ids.options());
+  at::Tensor mask =
+      attention_mask.defined() ? attention_mask.to(device).to(at::kLong) : at::ones({B, T}, ids.options());
   TORCH_CHECK(mask.sizes() == ids.sizes(), "attentionMask: expected [", B, ", ", T, "], got ", mask.sizes());
   if (o.max_new_tokens == 0) return ids;
 

@@ -96,10 +96,14 @@ inline f32x4 sigmoid4(f32x4 g) { return 1.0f / (1.0f + exp_lanes(-g)); }
 template <typename F>
 void dispatch(at::ScalarType t, F&& f) {
   switch (t) {
-    case at::kFloat: return f(float{}, float{});
-    case at::kBFloat16: return f(c10::BFloat16{}, float{});
-    case at::kDouble: return f(double{}, double{});
-    default: TORCH_CHECK(false, "fused layer kernels: unsupported dtype ", t);
+    case at::kFloat:
+      return f(float{}, float{});
+    case at::kBFloat16:
+      return f(c10::BFloat16{}, float{});
+    case at::kDouble:
+      return f(double{}, double{});
+    default:
+      TORCH_CHECK(false, "fused layer kernels: unsupported dtype ", t);
   }
 }
 
@@ -311,7 +315,8 @@ class Rope : public torch::autograd::Function<Rope> {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor g = grads[0].contiguous();
     at::Tensor gx = at::empty_like(g);
-    dispatch(g.scalar_type(), [&](auto t, auto a) { rope_rows<decltype(t), decltype(a)>(g, saved[0], saved[1], gx, true); });
+    dispatch(g.scalar_type(),
+             [&](auto t, auto a) { rope_rows<decltype(t), decltype(a)>(g, saved[0], saved[1], gx, true); });
     return {gx, at::Tensor(), at::Tensor()};
   }
 };

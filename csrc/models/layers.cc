@@ -23,7 +23,7 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, const ModelConfig&
   at::Tensor xf = x.to(acc);
   xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + c.rms_norm_eps);
   if (c.gemma_norm) return (xf * (w.to(acc) + 1.0)).to(x.scalar_type());  // gemma: (1 + w) in fp32, then cast
-  return w * xf.to(x.scalar_type());                                     // llama: cast, then scale
+  return w * xf.to(x.scalar_type());                                      // llama: cast, then scale
 }
 
 at::Tensor rotate_half(const at::Tensor& x) {
@@ -33,7 +33,8 @@ at::Tensor rotate_half(const at::Tensor& x) {
 
 // x [B, T, heads, hd] (the projection's layout), cos/sin [B, T, hd]; returns [B, heads, T, hd].
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  if (model_uses_fused_layer_kernels(x) && cos.scalar_type() == x.scalar_type()) return fused_rope(x, cos, sin).transpose(1, 2);
+  if (model_uses_fused_layer_kernels(x) && cos.scalar_type() == x.scalar_type())
+    return fused_rope(x, cos, sin).transpose(1, 2);
   const at::Tensor xt = x.transpose(1, 2), c = cos.unsqueeze(1), s = sin.unsqueeze(1);
   return xt * c + rotate_half(xt) * s;  // cos/sin broadcast over heads
 }
@@ -41,7 +42,8 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
 // x + residual and the RMSNorm of that sum: {normed, sum}, fused on the CPU.
 std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& w,
                                                const ModelConfig& c) {
-  if (model_uses_fused_layer_kernels(x) && w.scalar_type() == x.scalar_type() && residual.scalar_type() == x.scalar_type())
+  if (model_uses_fused_layer_kernels(x) && w.scalar_type() == x.scalar_type() &&
+      residual.scalar_type() == x.scalar_type())
     return fused_rms_norm(x, residual, w, c.rms_norm_eps, c.gemma_norm);
   at::Tensor sum = x + residual;
   return {rms_norm(sum, w, c), sum};
@@ -122,11 +124,24 @@ at::Tensor attention_bias(const ModelConfig& c, const ForwardContext& ctx, int64
 
 const char* layer_slot_name(int slot) {
   static const char* const names[kNumSlots] = {
-      "input_layernorm.weight", "post_attention_layernorm.weight", "pre_feedforward_layernorm.weight",
-      "post_feedforward_layernorm.weight", "self_attn.q_proj.weight", "self_attn.q_proj.bias",
-      "self_attn.k_proj.weight", "self_attn.k_proj.bias", "self_attn.v_proj.weight", "self_attn.v_proj.bias",
-      "self_attn.o_proj.weight", "self_attn.o_proj.bias", "mlp.gate_proj.weight", "mlp.gate_proj.bias",
-      "mlp.up_proj.weight", "mlp.up_proj.bias", "mlp.down_proj.weight", "mlp.down_proj.bias",
+      "input_layernorm.weight",
+      "post_attention_layernorm.weight",
+      "pre_feedforward_layernorm.weight",
+      "post_feedforward_layernorm.weight",
+      "self_attn.q_proj.weight",
+      "self_attn.q_proj.bias",
+      "self_attn.k_proj.weight",
+      "self_attn.k_proj.bias",
+      "self_attn.v_proj.weight",
+      "self_attn.v_proj.bias",
+      "self_attn.o_proj.weight",
+      "self_attn.o_proj.bias",
+      "mlp.gate_proj.weight",
+      "mlp.gate_proj.bias",
+      "mlp.up_proj.weight",
+      "mlp.up_proj.bias",
+      "mlp.down_proj.weight",
+      "mlp.down_proj.bias",
   };
   return names[slot];
 }

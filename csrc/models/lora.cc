@@ -47,7 +47,8 @@ at::Tensor lora_delta(const at::Tensor& x, const LayerWeights& w, int slot, int6
   at::Tensor in = x.to(a.scalar_type());
   if (ctx.lora_dropout > 0.0) {
     const double keep = 1.0 - ctx.lora_dropout;
-    at::Generator gen = seeded_generator(in.device(), mix(ctx.dropout_seed ^ mix(uint64_t(layer) * 64 + uint64_t(slot))));
+    at::Generator gen =
+        seeded_generator(in.device(), mix(ctx.dropout_seed ^ mix(uint64_t(layer) * 64 + uint64_t(slot))));
     const at::Tensor mask = at::empty_like(in).bernoulli_(keep, gen);
     in = in * mask / keep;
   }
@@ -60,7 +61,8 @@ void CausalLM::add_lora(const LoraSpec& spec) {
   TORCH_CHECK(std::isfinite(spec.alpha), "lora alpha: must be finite, got ", spec.alpha);
   TORCH_CHECK(spec.dropout >= 0.0 && spec.dropout < 1.0, "lora dropout: must lie in [0, 1), got ", spec.dropout);
   TORCH_CHECK(!spec.slots.empty(), "lora target modules: none given");
-  for (int s : spec.slots) TORCH_CHECK(s >= 0 && s < kNumSlots && adaptable(s), "lora target modules: slot ", s, " is not a projection");
+  for (int s : spec.slots)
+    TORCH_CHECK(s >= 0 && s < kNumSlots && adaptable(s), "lora target modules: slot ", s, " is not a projection");
   at::NoGradGuard no_grad;
   // Only the adapters train: the base is frozen (it is also the reference).
   for (const at::Tensor& t : tensors_) t.requires_grad_(false);
@@ -85,7 +87,8 @@ void CausalLM::lora_parameters(std::vector<std::string>& names, std::vector<at::
   for (size_t l = 0; l < layers_.size(); ++l)
     for (int s : lora_.slots) {
       std::string module = layer_slot_name(s);
-      module = "model.layers." + std::to_string(l) + "." + module.substr(0, module.size() - std::string(".weight").size());
+      module =
+          "model.layers." + std::to_string(l) + "." + module.substr(0, module.size() - std::string(".weight").size());
       names.push_back(module + ".lora_A.weight");
       tensors.push_back(layers_[l].lora_a[s]);
       names.push_back(module + ".lora_B.weight");

@@ -40,7 +40,8 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
   EDPO_ARG_CHECK(std::isfinite(o.lr) && o.lr >= 0, "lr: must be a finite number >= 0, got ", o.lr);
   EDPO_ARG_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "betas: must lie in [0, 1)");
   EDPO_ARG_CHECK(std::isfinite(o.eps) && o.eps > 0, "eps: must be > 0, got ", o.eps);
-  EDPO_ARG_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "weightDecay: must be >= 0, got ", o.weight_decay);
+  EDPO_ARG_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "weightDecay: must be >= 0, got ",
+                 o.weight_decay);
   at::NoGradGuard no_grad;
   const double bias_correction1 = 1 - std::pow(o.beta1, double(step));
   const double bias_correction2_sqrt = std::sqrt(1 - std::pow(o.beta2, double(step)));
@@ -92,7 +93,8 @@ at::Tensor grad_square_sum(const std::vector<at::Tensor>& grads) {
   // (1.1 GB for a 151936×896 embedding); Σ g² = Σ over slices of ‖slice‖².
   std::vector<at::Tensor> norms;
   for (const auto& g : grads)
-    for (const auto& slice : flat_slices({g})) norms.push_back(at::linalg_vector_norm(slice, 2, c10::nullopt, false, at::kDouble));
+    for (const auto& slice : flat_slices({g}))
+      norms.push_back(at::linalg_vector_norm(slice, 2, c10::nullopt, false, at::kDouble));
   return at::stack(norms).square().sum().reshape({1});
 }
 

@@ -16,7 +16,7 @@ class ArgumentError : public std::invalid_argument {
 }  // namespace edpo
 
 // Like TORCH_CHECK, for user-supplied arguments: the message names the argument as users spell it.
-#define EDPO_ARG_CHECK(cond, ...) \
-  do {                            \
+#define EDPO_ARG_CHECK(cond, ...)                                      \
+  do {                                                                 \
     if (!(cond)) throw ::edpo::ArgumentError(::c10::str(__VA_ARGS__)); \
   } while (0)

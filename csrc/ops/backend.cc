@@ -16,7 +16,9 @@ std::array<const Backend*, size_t(c10::COMPILE_TIME_MAX_DEVICE_TYPES)>& slots() 
 
 }  // namespace
 
-BackendRegistration::BackendRegistration(c10::DeviceType type, const Backend* backend) { slots().at(size_t(type)) = backend; }
+BackendRegistration::BackendRegistration(c10::DeviceType type, const Backend* backend) {
+  slots().at(size_t(type)) = backend;
+}
 
 const Backend* find_backend(c10::DeviceType type) {
   const size_t i = size_t(type);
@@ -25,8 +27,9 @@ const Backend* find_backend(c10::DeviceType type) {
 
 const Backend& backend_for(const c10::Device& device, const char* what) {
   const Backend* b = find_backend(device.type());
-  TORCH_CHECK(b != nullptr, what, ": tensors on ", device,
-              device.is_cuda() ? " need a CUDA build of edpo (EDPO_CUDA=1 npm run build:cuda)" : " have no edpo kernels");
+  TORCH_CHECK(
+      b != nullptr, what, ": tensors on ", device,
+      device.is_cuda() ? " need a CUDA build of edpo (EDPO_CUDA=1 npm run build:cuda)" : " have no edpo kernels");
   return *b;
 }
 

@@ -60,9 +60,10 @@ struct PairChunk {
 };
 
 struct PairChunkPlan {
-  at::Tensor order;               // [n] int64 (host): the active flat rows, pair-major
-  at::Tensor order_sequence;      // [n] int64 (host): the sequence (0..2B-1) of each row of `order`
-  at::Tensor finished_sequences;  // int64 (host): per chunk, its finished pairs' chosen sequences, then their rejected ones
+  at::Tensor order;           // [n] int64 (host): the active flat rows, pair-major
+  at::Tensor order_sequence;  // [n] int64 (host): the sequence (0..2B-1) of each row of `order`
+  at::Tensor
+      finished_sequences;  // int64 (host): per chunk, its finished pairs' chosen sequences, then their rejected ones
   std::vector<PairChunk> chunks;
   // For each pair that spans open chunks: the [begin, end) row ranges of those chunks, keyed by pair.
   std::vector<std::vector<std::pair<int64_t, int64_t>>> open_ranges;
@@ -135,7 +136,6 @@ PairChunkPlan plan_pair_chunks(const at::Tensor& active_host, int64_t pairs, int
   return plan;
 }
 
-
 // Which of the policy's head inputs want a gradient, decided before the Function's forward (where
 // grad mode is off).
 struct WantGrads {
@@ -183,13 +183,18 @@ struct ChunkedEpsilonDpoLoss : public torch::autograd::Function<ChunkedEpsilonDp
 
     at::Tensor stats = at::zeros({kNumRowStats, rows}, row_weight.options());
     // --criterion-precision bf16: the bf16-rounded per-token log-probs, per chunk like the stats.
-    at::Tensor criterion_rows = bf16 ? at::zeros({kNumCriterionRows, rows}, row_weight.options().dtype(at::kFloat))
-                                     : at::Tensor();
+    at::Tensor criterion_rows =
+        bf16 ? at::zeros({kNumCriterionRows, rows}, row_weight.options().dtype(at::kFloat)) : at::Tensor();
     // Every sequence's sums, filled as its pair ends (pairs without completion tokens keep zeros).
     const auto f64 = row_weight.options().dtype(at::kDouble);
-    SequenceLogps all{at::zeros({sequences}, f64), at::zeros({sequences}, f64), at::zeros({sequences}, f64),
-                      at::zeros({sequences}, f64), at::zeros({sequences}, f64), at::zeros({sequences}, f64),
-                      vocab,                       input_error,
+    SequenceLogps all{at::zeros({sequences}, f64),
+                      at::zeros({sequences}, f64),
+                      at::zeros({sequences}, f64),
+                      at::zeros({sequences}, f64),
+                      at::zeros({sequences}, f64),
+                      at::zeros({sequences}, f64),
+                      vocab,
+                      input_error,
                       bf16 ? at::zeros({kNumCriterionRows, sequences}, f64) : at::Tensor()};
 
     // dL/dS per sequence as pairs end; ±1 (chosen/rejected) scales an open pair's rows meanwhile.
@@ -260,8 +265,8 @@ struct ChunkedEpsilonDpoLoss : public torch::autograd::Function<ChunkedEpsilonDp
           for (const auto& [b, e] : plan.open_ranges[p]) {
             const at::Tensor open_ids = order.narrow(0, b, e - b);
             const at::Tensor open_h = policy_hidden.index_select(0, open_ids);
-            const at::Tensor row_grad = seq_grad.index_select(0, order_seq.narrow(0, b, e - b)) *
-                                        row_weight.index_select(0, open_ids);
+            const at::Tensor row_grad =
+                seq_grad.index_select(0, order_seq.narrow(0, b, e - b)) * row_weight.index_select(0, open_ids);
             add_grads(open_ids, open_h, head_logits(open_h, policy_weight, policy_bias, softcap),
                       labels.index_select(0, open_ids), stats[kPolicyLse].index_select(0, open_ids), row_grad, false);
           }
@@ -280,7 +285,8 @@ struct ChunkedEpsilonDpoLoss : public torch::autograd::Function<ChunkedEpsilonDp
           for (const auto& [b, e] : plan.open_ranges[p]) {
             const at::Tensor open_ids = order.narrow(0, b, e - b);
             grad_hidden.index_copy_(
-                0, open_ids, scaled(grad_hidden.index_select(0, open_ids), gamma.view({1, 1}), grad_hidden.scalar_type()));
+                0, open_ids,
+                scaled(grad_hidden.index_select(0, open_ids), gamma.view({1, 1}), grad_hidden.scalar_type()));
           }
       }
     }
@@ -318,8 +324,8 @@ EpsilonDpoOutput epsilon_dpo_loss_from_hidden(const LinearHead& policy, const Li
                  "policyHidden: the first dimension must be 2B > 0 (chosen rows, then rejected rows), got ", rows);
   EDPO_ARG_CHECK(positions > 0, "policyHidden: T must be positive, got shape ", shape_str(policy.hidden));
   check_reference_head(policy, reference);
-  const ChunkedCall c =
-      prepare_chunked_call(policy, labels, loss_mask, options.final_logit_softcap, options.chunk_tokens, options.active_rows);
+  const ChunkedCall c = prepare_chunked_call(policy, labels, loss_mask, options.final_logit_softcap,
+                                             options.chunk_tokens, options.active_rows);
   at::Tensor active_host = c.active_host;
   if (!active_host.defined()) {
     count_host_sync();  // the chunk plan is made on the host
@@ -341,7 +347,8 @@ EpsilonDpoOutput epsilon_dpo_loss_from_hidden(const LinearHead& policy, const Li
     // 4096-wide fp32 accumulator outweighs 2^25/V rows) those chunks are recomputed once the pair
     // ends: no extra memory, one more policy matmul on their rows.
     const int64_t acc_bytes = int64_t(c10::elementSize(accumulation_dtype(p.weight.scalar_type())));
-    const int64_t held = (p.weight.size(1) * acc_bytes + 2 * p.weight.element_size() - 1) / (2 * p.weight.element_size());
+    const int64_t held =
+        (p.weight.size(1) * acc_bytes + 2 * p.weight.element_size() - 1) / (2 * p.weight.element_size());
     const bool defaulted = options.chunk_tokens == 0;
     if (defaulted && c.chunk - held >= c.chunk / 2)
       plan = plan_pair_chunks(active_host, rows / 2, positions, c.chunk - held);

@@ -20,8 +20,9 @@ struct SequenceLogpsFunction : public torch::autograd::Function<SequenceLogpsFun
     const at::Tensor stats = forward_rows(policy, reference, labels, row_weight, epsilon);
     const SequenceLogps s = sums_from_row_stats(stats, row_weight, sequences, policy.size(1));
     const at::Tensor criterion =
-        bf16_criterion ? bf16_criterion_sums(bf16_criterion_rows(policy, reference, labels, epsilon), row_weight, sequences)
-                       : at::empty({0}, stats.options().dtype(at::kDouble));
+        bf16_criterion
+            ? bf16_criterion_sums(bf16_criterion_rows(policy, reference, labels, epsilon), row_weight, sequences)
+            : at::empty({0}, stats.options().dtype(at::kDouble));
     ctx->save_for_backward({policy, labels, row_weight, stats[kPolicyLse].contiguous()});
     ctx->saved_data["sequences"] = sequences;
     ctx->mark_non_differentiable({s.reference, s.plus, s.minus, s.logit_sum, s.token_count, criterion});
@@ -70,8 +71,8 @@ EpsilonDpoOutput epsilon_dpo_loss(const at::Tensor& policy_logits, const at::Ten
                                   const at::Tensor& labels, const at::Tensor& loss_mask,
                                   const EpsilonDpoOptions& options) {
   check_options(options);
-  const SequenceLogps seq =
-      checked_sequence_logps(policy_logits, reference_logits, labels, loss_mask, options.epsilon, options.bf16_criterion);
+  const SequenceLogps seq = checked_sequence_logps(policy_logits, reference_logits, labels, loss_mask, options.epsilon,
+                                                   options.bf16_criterion);
   return loss_from_sequences(seq, options, accumulation_dtype(policy_logits.scalar_type()));
 }
 

@@ -16,10 +16,14 @@ namespace {
 
 double largest_finite(at::ScalarType t) {
   switch (t) {
-    case at::kHalf: return 65504.0;
-    case at::kBFloat16: return 3.3895313892515355e38;
-    case at::kFloat: return double(std::numeric_limits<float>::max());
-    default: return std::numeric_limits<double>::max();
+    case at::kHalf:
+      return 65504.0;
+    case at::kBFloat16:
+      return 3.3895313892515355e38;
+    case at::kFloat:
+      return double(std::numeric_limits<float>::max());
+    default:
+      return std::numeric_limits<double>::max();
   }
 }
 
@@ -34,42 +38,43 @@ at::ScalarType head_grad_dtype(at::ScalarType t) { return t == at::kDouble ? at:
 void check_head(const LinearHead& head, const char* what) {
   const std::string name(what);
   EDPO_ARG_CHECK(head.hidden.defined() && head.weight.defined(), name, "Hidden/", name, "Head: missing tensor");
-  EDPO_ARG_CHECK(head.hidden.dim() == 3, name, "Hidden: expected a 3-D [2B,T,H] tensor, got shape ", shape_str(head.hidden));
+  EDPO_ARG_CHECK(head.hidden.dim() == 3, name, "Hidden: expected a 3-D [2B,T,H] tensor, got shape ",
+                 shape_str(head.hidden));
   EDPO_ARG_CHECK(head.hidden.is_floating_point(), name, "Hidden: expected a floating-point tensor, got ",
-              head.hidden.scalar_type());
+                 head.hidden.scalar_type());
   EDPO_ARG_CHECK(head.weight.dim() == 2 && head.weight.size(1) == head.hidden.size(2), name,
-              "Head: expected shape [V, ", head.hidden.size(2), "] (lm_head.weight), got ", shape_str(head.weight));
-  EDPO_ARG_CHECK(head.weight.scalar_type() == head.hidden.scalar_type(), name, "Head: dtype ", head.weight.scalar_type(),
-              " does not match ", name, "Hidden ", head.hidden.scalar_type());
+                 "Head: expected shape [V, ", head.hidden.size(2), "] (lm_head.weight), got ", shape_str(head.weight));
+  EDPO_ARG_CHECK(head.weight.scalar_type() == head.hidden.scalar_type(), name, "Head: dtype ",
+                 head.weight.scalar_type(), " does not match ", name, "Hidden ", head.hidden.scalar_type());
   EDPO_ARG_CHECK(head.weight.device() == head.hidden.device(), name, "Head: device ", head.weight.device(),
-              " does not match ", name, "Hidden ", head.hidden.device());
+                 " does not match ", name, "Hidden ", head.hidden.device());
   if (head.bias.defined()) {
     EDPO_ARG_CHECK(head.bias.dim() == 1 && head.bias.size(0) == head.weight.size(0), name, "Bias: expected shape [",
-                head.weight.size(0), "], got ", shape_str(head.bias));
-    EDPO_ARG_CHECK(head.bias.scalar_type() == head.weight.scalar_type() && head.bias.device() == head.weight.device(), name,
-                "Bias: dtype and device must match ", name, "Head");
+                   head.weight.size(0), "], got ", shape_str(head.bias));
+    EDPO_ARG_CHECK(head.bias.scalar_type() == head.weight.scalar_type() && head.bias.device() == head.weight.device(),
+                   name, "Bias: dtype and device must match ", name, "Head");
   }
 }
 
 void check_reference_head(const LinearHead& policy, const LinearHead& reference) {
   check_head(reference, "reference");
   EDPO_ARG_CHECK(reference.hidden.size(0) == policy.hidden.size(0) && reference.hidden.size(1) == policy.hidden.size(1),
-              "referenceHidden: shape ", shape_str(reference.hidden), " does not match policyHidden ",
-              shape_str(policy.hidden), " in its first two dimensions");
-  EDPO_ARG_CHECK(reference.weight.size(0) == policy.weight.size(0), "referenceHead: vocabulary ", reference.weight.size(0),
-              " does not match policyHead ", policy.weight.size(0));
+                 "referenceHidden: shape ", shape_str(reference.hidden), " does not match policyHidden ",
+                 shape_str(policy.hidden), " in its first two dimensions");
+  EDPO_ARG_CHECK(reference.weight.size(0) == policy.weight.size(0), "referenceHead: vocabulary ",
+                 reference.weight.size(0), " does not match policyHead ", policy.weight.size(0));
   EDPO_ARG_CHECK(reference.hidden.scalar_type() == policy.hidden.scalar_type(), "referenceHidden: dtype ",
-              reference.hidden.scalar_type(), " does not match policyHidden ", policy.hidden.scalar_type());
-  EDPO_ARG_CHECK(reference.hidden.device() == policy.hidden.device(), "referenceHidden: device ", reference.hidden.device(),
-              " does not match policyHidden ", policy.hidden.device());
+                 reference.hidden.scalar_type(), " does not match policyHidden ", policy.hidden.scalar_type());
+  EDPO_ARG_CHECK(reference.hidden.device() == policy.hidden.device(), "referenceHidden: device ",
+                 reference.hidden.device(), " does not match policyHidden ", policy.hidden.device());
 }
 
 void check_softcap(double softcap, at::ScalarType hidden_dtype) {
   // c·tanh(z/c) runs in the hidden dtype: a cap beyond its largest finite value becomes inf·0 = NaN.
   const double max_cap = largest_finite(hidden_dtype);
   EDPO_ARG_CHECK(std::isfinite(softcap) && softcap >= 0 && softcap <= max_cap,
-              "finalLogitSoftcap: must be 0 (off) or a number in (0, ", max_cap, "] (the largest finite ", hidden_dtype,
-              "), got ", softcap);
+                 "finalLogitSoftcap: must be 0 (off) or a number in (0, ", max_cap, "] (the largest finite ",
+                 hidden_dtype, "), got ", softcap);
 }
 
 int64_t chunk_rows(int64_t chunk_tokens, int64_t vocab) {
@@ -94,8 +99,8 @@ at::Tensor active_rows(const at::Tensor& given, const at::Tensor& row_weight, at
   }
   const int64_t rows = row_weight.size(0), n = given.size(0);
   // Exactly the non-zero rows: strictly ascending, each one on, as many as there are.
-  const at::Tensor ascending =
-      n > 1 ? given.narrow(0, 1, n - 1).gt(given.narrow(0, 0, n - 1)).all() : at::ones({}, given.options().dtype(at::kBool));
+  const at::Tensor ascending = n > 1 ? given.narrow(0, 1, n - 1).gt(given.narrow(0, 0, n - 1)).all()
+                                     : at::ones({}, given.options().dtype(at::kBool));
   const at::Tensor in_range = given.ge(0).logical_and(given.lt(rows)).all();
   const at::Tensor on = row_weight.index_select(0, given.clamp(0, std::max<int64_t>(rows - 1, 0))).ne(0).all();
   const at::Tensor counted = row_weight.ne(0).sum().eq(n);
@@ -161,7 +166,8 @@ HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, cons
     const at::Tensor ids = active.narrow(0, start, n);
     const at::Tensor h = hidden.index_select(0, ids);
     const at::Tensor z = head_logits(h, weight, bias, softcap);
-    at::Tensor dz = backward_rows(z, labels.index_select(0, ids), lse.narrow(0, start, n), row_grad.narrow(0, start, n));
+    at::Tensor dz =
+        backward_rows(z, labels.index_select(0, ids), lse.narrow(0, start, n), row_grad.narrow(0, start, n));
     if (softcap > 0) dz = dz * (1 - (z / softcap).square());  // d(c·tanh(x/c))/dx
     if (want_hidden) out.hidden.index_copy_(0, ids, at::mm(dz, weight));
     if (want_weight) add_weight_grad(out.weight, dz, h);
@@ -178,14 +184,17 @@ ChunkedCall prepare_chunked_call(const LinearHead& policy, const at::Tensor& lab
   c.rows = policy.hidden.size(0);
   c.positions = policy.hidden.size(1);
   c.vocab = policy.weight.size(0);
-  c.input_error = check_labels_and_mask(labels, loss_mask, c.rows, c.positions, c.vocab, policy.hidden.device(), "policyHidden");
+  c.input_error =
+      check_labels_and_mask(labels, loss_mask, c.rows, c.positions, c.vocab, policy.hidden.device(), "policyHidden");
   check_softcap(softcap, policy.hidden.scalar_type());
   c.chunk = chunk_rows(chunk_tokens, c.vocab);
   c.acc = accumulation_dtype(policy.hidden.scalar_type());
   c.row_weight = loss_mask.reshape({-1}).to(c.acc).contiguous();
   c.active = active_rows(active_rows_given, c.row_weight, c.input_error);
-  if (c.active.is_cpu()) c.active_host = c.active;
-  else if (active_rows_given.defined() && active_rows_given.is_cpu()) c.active_host = active_rows_given.contiguous();
+  if (c.active.is_cpu())
+    c.active_host = c.active;
+  else if (active_rows_given.defined() && active_rows_given.is_cpu())
+    c.active_host = active_rows_given.contiguous();
   c.labels = labels.reshape({-1}).contiguous();
   return c;
 }
@@ -206,8 +215,8 @@ torch::autograd::variable_list head_backward_from_sequences(torch::autograd::Aut
   torch::autograd::variable_list out(num_inputs);
   if (!grads[0].defined()) return out;
   const auto saved = ctx->get_saved_variables();
-  const at::Tensor &hidden = saved[0], &weight = saved[1], &bias = saved[2], &labels = saved[3],
-                   &row_weight = saved[4], &active = saved[5], &lse = saved[6];
+  const at::Tensor &hidden = saved[0], &weight = saved[1], &bias = saved[2], &labels = saved[3], &row_weight = saved[4],
+                   &active = saved[5], &lse = saved[6];
   const int64_t sequences = ctx->saved_data["sequences"].toInt();
   const at::Tensor row_grad =
       row_grads_from_sequences(grads[0], row_weight, sequences, row_weight.scalar_type()).index_select(0, active);

@@ -7,12 +7,13 @@
 
 namespace edpo {
 
-// Checks every argument and throws ArgumentError naming it. Returns V; the flag of check_labels_and_mask goes to `input_error`.
+// Checks every argument and throws ArgumentError naming it. Returns V; the flag of check_labels_and_mask goes to
+// `input_error`.
 int64_t check_logits_inputs(const at::Tensor& policy_logits, const at::Tensor& reference_logits,
                             const at::Tensor& labels, const at::Tensor& loss_mask, at::Tensor* input_error);
 // Bits of the device-side input-error flag (see check_labels_and_mask).
-constexpr int kInputErrorMask = 1;    // lossMask holds NaN or ±inf
-constexpr int kInputErrorLabels = 2;  // a label outside [0, V) where the mask is on
+constexpr int kInputErrorMask = 1;        // lossMask holds NaN or ±inf
+constexpr int kInputErrorLabels = 2;      // a label outside [0, V) where the mask is on
 constexpr int kInputErrorActiveRows = 4;  // activeRows is not the list of the mask's non-zero rows
 // The messages of those bits (the CPU's eager checks throw the same words).
 constexpr const char* kInputErrorMaskMessage = "lossMask: contains a non-finite value";

@@ -23,8 +23,12 @@ SequenceLogps sums_from_row_stats(const at::Tensor& stats, const at::Tensor& row
   // Masked sums in float64 whatever the row precision (spec §8).
   const at::Tensor w = row_weight.to(at::kDouble).view({sequences, positions});
   auto seq_sum = [&](int k) { return (stats[k].to(at::kDouble).view({sequences, positions}) * w).sum(1); };
-  return SequenceLogps{seq_sum(kPolicyLogp), seq_sum(kReferenceLogp), seq_sum(kPlusLogp),
-                       seq_sum(kMinusLogp),  seq_sum(kLogitSum),     w.sum(1),
+  return SequenceLogps{seq_sum(kPolicyLogp),
+                       seq_sum(kReferenceLogp),
+                       seq_sum(kPlusLogp),
+                       seq_sum(kMinusLogp),
+                       seq_sum(kLogitSum),
+                       w.sum(1),
                        vocab};
 }
 
@@ -40,11 +44,10 @@ at::Tensor row_grads_from_sequences(const at::Tensor& grad_sequences, const at::
       .contiguous();
 }
 
-
 const char* const kPairColumnNames[kNumPairColumns] = {
-    "chosenLogps",   "rejectedLogps", "refChosenLogps", "refRejectedLogps", "chosenRewards",
-    "rejectedRewards", "step",        "beta",           "loss",             "chosenLogitSum",
-    "rejectedLogitSum", "chosenTokens", "rejectedTokens", "inputError"};
+    "chosenLogps",    "rejectedLogps", "refChosenLogps", "refRejectedLogps", "chosenRewards",    "rejectedRewards",
+    "step",           "beta",          "loss",           "chosenLogitSum",   "rejectedLogitSum", "chosenTokens",
+    "rejectedTokens", "inputError"};
 
 void check_options(const EpsilonDpoOptions& o) {
   // β·(ρ − ρ_ref) must stay far inside float32 range; the paper's β are 0.01–0.5.
@@ -104,15 +107,21 @@ PairLoss pair_loss(const SequenceLogps& seq, const EpsilonDpoOptions& o, at::Sca
   const at::Tensor input_error =
       seq.input_error.defined() ? f64(seq.input_error.reshape({})) : at::zeros({}, policy.options());
   const at::Tensor steps = o.bf16_criterion ? bf16_steps(seq, pairs) : at::Tensor();
-  const PairSums sums{policy.data_ptr<double>(),    reference.data_ptr<double>(),
-                      plus.data_ptr<double>(),      minus.data_ptr<double>(),
-                      logit_sum.data_ptr<double>(), token_count.data_ptr<double>(),
-                      steps.defined() ? steps.data_ptr<double>() : nullptr, input_error.data_ptr<double>()};
+  const PairSums sums{policy.data_ptr<double>(),
+                      reference.data_ptr<double>(),
+                      plus.data_ptr<double>(),
+                      minus.data_ptr<double>(),
+                      logit_sum.data_ptr<double>(),
+                      token_count.data_ptr<double>(),
+                      steps.defined() ? steps.data_ptr<double>() : nullptr,
+                      input_error.data_ptr<double>()};
   const PairConstants constants{o.beta, o.epsilon, o.label_smoothing, double(seq.vocab), double(total_pairs)};
   PairLoss out;
   out.record = at::empty({pairs, kNumPairColumns}, policy.options());
   out.grad_sums = at::empty({sequences}, policy.options());
-  out.loss = backend_for(policy.device(), "pair_loss").pair_loss(sums, pairs, constants, out.record, out.grad_sums).to(loss_dtype);
+  out.loss = backend_for(policy.device(), "pair_loss")
+                 .pair_loss(sums, pairs, constants, out.record, out.grad_sums)
+                 .to(loss_dtype);
   return out;
 }
 

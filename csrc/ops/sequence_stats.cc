@@ -46,8 +46,8 @@ struct ChunkedSequenceStats : public torch::autograd::Function<ChunkedSequenceSt
     for (int64_t start = 0; start < count; start += chunk) {
       const at::Tensor ids = active.narrow(0, start, std::min(chunk, count - start));
       const at::Tensor z = head_logits(hidden.index_select(0, ids), weight, bias, softcap);
-      const at::Tensor zr = with_reference ? head_logits(ref_hidden.index_select(0, ids), ref_weight, ref_bias, softcap)
-                                           : at::Tensor();
+      const at::Tensor zr =
+          with_reference ? head_logits(ref_hidden.index_select(0, ids), ref_weight, ref_bias, softcap) : at::Tensor();
       stats.index_copy_(1, ids, chunk_stats(z, zr, labels.index_select(0, ids), mask.scalar_type()));
     }
     // Masked sums per sequence in float64, as for the ε-DPO sums (spec §8).
@@ -57,8 +57,8 @@ struct ChunkedSequenceStats : public torch::autograd::Function<ChunkedSequenceSt
     const at::Tensor none = at::zeros({0}, w.options());
     variable_list out{seq_sum(kLogp), seq_sum(kCorrect), w.sum(1), with_reference ? seq_sum(kRefLogp) : none,
                       with_reference ? seq_sum(kKl) : none};
-    save_for_head_backward(ctx, hidden, weight, bias, labels, mask, active, stats[kLse].index_select(0, active), softcap,
-                           chunk, sequences);
+    save_for_head_backward(ctx, hidden, weight, bias, labels, mask, active, stats[kLse].index_select(0, active),
+                           softcap, chunk, sequences);
     ctx->mark_non_differentiable({out[1], out[2], out[3], out[4]});
     return out;
   }
@@ -76,20 +76,21 @@ SequenceStats sequence_stats_from_hidden(const LinearHead& policy, const LinearH
   check_head(policy, "policy");
   const bool with_reference = reference.hidden.defined() || reference.weight.defined();
   const int64_t rows = policy.hidden.size(0), positions = policy.hidden.size(1);
-  EDPO_ARG_CHECK(rows > 0 && positions > 0, "policyHidden: R and T must be positive, got shape ", shape_str(policy.hidden));
+  EDPO_ARG_CHECK(rows > 0 && positions > 0, "policyHidden: R and T must be positive, got shape ",
+                 shape_str(policy.hidden));
   if (with_reference) {
     check_reference_head(policy, reference);
   }
-  const ChunkedCall c =
-      prepare_chunked_call(policy, labels, loss_mask, options.final_logit_softcap, options.chunk_tokens, options.active_rows);
+  const ChunkedCall c = prepare_chunked_call(policy, labels, loss_mask, options.final_logit_softcap,
+                                             options.chunk_tokens, options.active_rows);
   const LinearHead p = matmul_ready(policy);
   const LinearHead r = with_reference ? matmul_ready(reference) : LinearHead{};
   const at::Tensor none = at::empty({0});
   const variable_list out = ChunkedSequenceStats::apply(
       p.hidden.reshape({-1, p.hidden.size(2)}), p.weight, bias_or_empty(p.bias, p.weight),
-      with_reference ? r.hidden.detach().reshape({-1, r.hidden.size(2)}) : none, with_reference ? r.weight.detach() : none,
-      with_reference ? bias_or_empty(r.bias, r.weight).detach() : none, c.labels, c.row_weight, c.active,
-      options.final_logit_softcap, c.chunk, rows);
+      with_reference ? r.hidden.detach().reshape({-1, r.hidden.size(2)}) : none,
+      with_reference ? r.weight.detach() : none, with_reference ? bias_or_empty(r.bias, r.weight).detach() : none,
+      c.labels, c.row_weight, c.active, options.final_logit_softcap, c.chunk, rows);
   SequenceStats s{out[0], out[1], out[2], at::Tensor(), at::Tensor(), c.input_error};
   if (with_reference) {
     s.ref_logps = out[3];

@@ -77,7 +77,9 @@ function resolve(
     return undefined
   }
   const hint = trlNearMiss(key)
-  throw new EdpoInputError(`${typed}: ${hint === undefined ? 'unknown option (see --help)' : hint.startsWith('did you mean') ? `unknown option; ${hint}` : hint}`)
+  throw new EdpoInputError(
+    `${typed}: ${hint === undefined ? 'unknown option (see --help)' : hint.startsWith('did you mean') ? `unknown option; ${hint}` : hint}`,
+  )
 }
 
 /**
@@ -149,8 +151,7 @@ export function parseArgs(argv: readonly string[], table: Record<string, OptionS
   const options = { ...fromFile.options, ...flags }
   if (!help && flags.resume === undefined) {
     for (const [name, spec] of Object.entries(table)) {
-      if (options[name] === undefined && !spec.schema.safeParse(undefined).success)
-        throw new EdpoInputError(`${flagName(name)} is required (${spec.help})`)
+      if (options[name] === undefined && !spec.schema.safeParse(undefined).success) throw new EdpoInputError(`${flagName(name)} is required (${spec.help})`)
     }
   }
   return { options, help, typed: { ...fromFile.typed, ...typed } }
@@ -202,8 +203,7 @@ export function readConfigFile(
   } catch (e) {
     throw new EdpoInputError(`${file}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'} (${(e as Error).message})`)
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-    throw new EdpoInputError(`${file}: expected a mapping of option names to values`)
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new EdpoInputError(`${file}: expected a mapping of option names to values`)
   const index = nameIndex(table)
   const options: Record<string, unknown> = {}
   const typed: Record<string, string> = {}
@@ -226,7 +226,8 @@ export function readConfigFile(
     }
   }
   if (problems.length === 1) throw new EdpoInputError(`${file}: ${problems[0]}`)
-  if (problems.length > 1) throw new EdpoInputError(`${file}: ${problems.length} keys edpo cannot take as written:\n${problems.map((p) => `  ${p}`).join('\n')}`)
+  if (problems.length > 1)
+    throw new EdpoInputError(`${file}: ${problems.length} keys edpo cannot take as written:\n${problems.map((p) => `  ${p}`).join('\n')}`)
   for (const [name, value, how] of defaults)
     if (options[name] === undefined) {
       options[name] = value
@@ -267,7 +268,12 @@ export function formatHelp(usage: string, summary: string, table: Record<string,
     const trl = spec.aliases?.length ? ` [TRL: ${spec.aliases.join(', ')}]` : ''
     return [`${flagName(name)}${arg}`, spec.help + dflt + trl] as const
   })
-  const all = [...rows, ...extras, ['--config <file>', 'YAML or JSON file of these options (snake_case and TRL names too); flags override it'] as const, ['--help', 'this text'] as const]
+  const all = [
+    ...rows,
+    ...extras,
+    ['--config <file>', 'YAML or JSON file of these options (snake_case and TRL names too); flags override it'] as const,
+    ['--help', 'this text'] as const,
+  ]
   const width = Math.max(...all.map(([f]) => f.length)) + 2
   return [`usage: ${usage}`, '', summary, '', 'options:', ...all.map(([f, h]) => `  ${f.padEnd(width)}${h}`)].join('\n')
 }

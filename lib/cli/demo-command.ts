@@ -16,7 +16,13 @@ export const DEMO_HELP = formatHelp(
 )
 
 const PHASES: Record<string, [string, ProgressFields]> = {
-  sft: ['SFT reference', [['loss', 'loss'], ['token acc', 'token_accuracy']]],
+  sft: [
+    'SFT reference',
+    [
+      ['loss', 'loss'],
+      ['token acc', 'token_accuracy'],
+    ],
+  ],
   label: ['sample + label', []],
   ...Object.fromEntries(TRAIN_METHODS.map((name) => [name, [METHODS[name].title, TRAIN_FIELDS]])),
   eval: ['gold evaluation', []],

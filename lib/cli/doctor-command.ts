@@ -45,7 +45,10 @@ export function matmulGflops(n = 512): number {
 /** The libblas.so.3 this process mapped (Debian's alternatives pick it), when /proc tells. */
 function mappedBlas(): string | undefined {
   try {
-    const line = fs.readFileSync('/proc/self/maps', 'utf8').split('\n').find((l) => /\/libblas\.so/.test(l))
+    const line = fs
+      .readFileSync('/proc/self/maps', 'utf8')
+      .split('\n')
+      .find((l) => /\/libblas\.so/.test(l))
     return line?.slice(line.indexOf('/'))
   } catch {
     return undefined

@@ -21,14 +21,24 @@ import { DEVICE_PATTERN } from '../core/tensor'
 import { resolveHubOptions } from '../hub/resolve-options'
 
 export const EVAL_OPTIONS = {
-  model: { aliases: ['model_name_or_path'], schema: z.string().min(1), kind: 'string', help: 'the policy: a model folder, a checkpoint-<step> folder or a Hub id org/name[@revision]' },
+  model: {
+    aliases: ['model_name_or_path'],
+    schema: z.string().min(1),
+    kind: 'string',
+    help: 'the policy: a model folder, a checkpoint-<step> folder or a Hub id org/name[@revision]',
+  },
   modelRevision: TRAIN_OPTIONS.modelRevision,
   referenceModel: {
     schema: z.string().min(1).optional(),
     kind: 'string',
-    help: "the reference model folder (default: for a checkpoint-<step> --model, the reference its run trained against)",
+    help: 'the reference model folder (default: for a checkpoint-<step> --model, the reference its run trained against)',
   },
-  data: { aliases: ['dataset_name'], schema: z.array(z.string().min(1)).min(1).optional(), kind: 'strings', help: 'evaluation pairs: JSONL, JSON or Parquet files or globs, or a Hub dataset id' },
+  data: {
+    aliases: ['dataset_name'],
+    schema: z.array(z.string().min(1)).min(1).optional(),
+    kind: 'strings',
+    help: 'evaluation pairs: JSONL, JSON or Parquet files or globs, or a Hub dataset id',
+  },
   dataSplit: { ...TRAIN_OPTIONS.dataSplit, aliases: ['dataset_test_split'], help: 'with a Hub dataset id in --data: the split to evaluate on (default test)' },
   dataConfig: TRAIN_OPTIONS.dataConfig,
   gold: { schema: z.string().min(1).optional(), kind: 'string', help: 'judge module (CommonJS or ESM) exporting reward(prompt, completion) → number' },
@@ -57,7 +67,7 @@ const schema = z
 
 export const EVAL_HELP = formatHelp(
   'edpo eval --model <dir> [--reference-model <dir>] --data <file>… [options]\n       edpo eval --model <dir> [--reference-model <dir>] --gold <judge.js> --prompts <file>… [options]',
-  'Preference accuracy, mean reward margin and mean sequence KL(π‖π_ref) over the completions of held-out pairs.\nWith --gold: one sample per prompt from the policy and from the reference, scored by the judge module: the win rate\n(ties count ½), the mean gold rewards and KL(π‖π_ref) estimated from the policy\'s samples.',
+  "Preference accuracy, mean reward margin and mean sequence KL(π‖π_ref) over the completions of held-out pairs.\nWith --gold: one sample per prompt from the policy and from the reference, scored by the judge module: the win rate\n(ties count ½), the mean gold rewards and KL(π‖π_ref) estimated from the policy's samples.",
   EVAL_OPTIONS,
 )
 
@@ -69,7 +79,8 @@ export const EVAL_HELP = formatHelp(
  */
 function referenceOfCheckpoint(dir: string): { dir: string; adapter?: string } {
   const stateFile = path.join(dir, 'trainer_state.json')
-  if (!fs.existsSync(stateFile)) throw new EdpoInputError(`--reference-model is required: ${dir} is not an edpo checkpoint (no trainer_state.json to read the run's reference from)`)
+  if (!fs.existsSync(stateFile))
+    throw new EdpoInputError(`--reference-model is required: ${dir} is not an edpo checkpoint (no trainer_state.json to read the run's reference from)`)
   // The trainers' own reader: the same checks and messages as --resume.
   const { file: state } = readTrainerState(dir, { kind: z.literal('sft').optional() }, 'an edpo checkpoint; or pass --reference-model')
   if (state.kind === 'sft') throw new EdpoInputError(`${dir} is an SFT checkpoint: it has no reference model; pass --reference-model`)
@@ -79,7 +90,8 @@ function referenceOfCheckpoint(dir: string): { dir: string; adapter?: string } {
   const ref = config.referenceModel ?? config.model
   if (typeof ref !== 'string' || ref === '') throw new EdpoInputError(`${stateFile}: no config.model to take the reference from; pass --reference-model`)
   const adapter = config.referenceModel === undefined ? config.adapter : undefined
-  if (adapter !== undefined && (typeof adapter !== 'string' || adapter === '')) throw new EdpoInputError(`${stateFile}: config.adapter must be a folder name; pass --reference-model`)
+  if (adapter !== undefined && (typeof adapter !== 'string' || adapter === ''))
+    throw new EdpoInputError(`${stateFile}: config.adapter must be a folder name; pass --reference-model`)
   return adapter === undefined ? { dir: ref } : { dir: ref, adapter }
 }
 
@@ -114,13 +126,32 @@ export async function evalCommand(argv: readonly string[]): Promise<number> {
       dataFormat: o.dataFormat,
       skipInvalid: o.skipInvalid,
     })
-    preference = await evaluatePreferences({ policy, reference, pairs: data.train, tokenizer: data.tokenizer, beta: o.beta, batchSize: o.batchSize, device: o.device })
+    preference = await evaluatePreferences({
+      policy,
+      reference,
+      pairs: data.train,
+      tokenizer: data.tokenizer,
+      beta: o.beta,
+      batchSize: o.batchSize,
+      device: o.device,
+    })
   }
   let gold: Omit<GoldEval, 'samples'> | undefined
   if (o.gold && o.prompts) {
     const judge = await loadGoldJudge(o.gold)
     const prompts = await readPrompts(o.prompts)
-    const { samples: _, ...summary } = await evaluateWithGold({ policy, reference, tokenizer: loadTokenizer(o.model), prompts, judge, temperature: o.temperature, maxNewTokens: o.maxNewTokens, seed: o.seed, batchSize: o.batchSize, device: o.device })
+    const { samples: _, ...summary } = await evaluateWithGold({
+      policy,
+      reference,
+      tokenizer: loadTokenizer(o.model),
+      prompts,
+      judge,
+      temperature: o.temperature,
+      maxNewTokens: o.maxNewTokens,
+      seed: o.seed,
+      batchSize: o.batchSize,
+      device: o.device,
+    })
     gold = summary
   }
   if (o.json) process.stdout.write(JSON.stringify(preference ? { ...preference, ...(gold ? { gold } : {}) } : { gold }) + '\n')

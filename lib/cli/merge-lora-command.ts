@@ -15,14 +15,18 @@ import { checkModelFolder } from '../train/preflight'
 import { formatHelp, parseCommand } from './args'
 
 export const MERGE_LORA_OPTIONS = {
-  adapter: { schema: z.string().min(1), kind: 'string', help: 'PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors), e.g. a LoRA checkpoint' },
+  adapter: {
+    schema: z.string().min(1),
+    kind: 'string',
+    help: 'PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors), e.g. a LoRA checkpoint',
+  },
   base: { schema: z.string().min(1).optional(), kind: 'string', help: "base model folder (default: the adapter's base_model_name_or_path)" },
   out: { schema: z.string().min(1), kind: 'string', help: 'folder for the merged model (config.json, *.safetensors, tokenizer files)' },
 } satisfies Record<string, OptionSpec>
 
 export const MERGE_LORA_HELP = formatHelp(
   'edpo merge-lora --adapter <dir> [--base <dir>] --out <dir>',
-  'Folds a LoRA adapter into its base model: W + (α/r)·B·A (α/√r with rsLoRA) in the base\'s stored dtype, and writes a\n' +
+  "Folds a LoRA adapter into its base model: W + (α/r)·B·A (α/√r with rsLoRA) in the base's stored dtype, and writes a\n" +
     'full Hugging Face model folder with the tokenizer files (from the adapter folder, else the base).',
   MERGE_LORA_OPTIONS,
 )
@@ -36,7 +40,8 @@ export async function mergeLoraCommand(argv: readonly string[]): Promise<number>
   const base = o.base ?? baseModelNameOrPath
   if (base === undefined) throw new EdpoInputError(`--adapter ${o.adapter}: adapter_config.json names no base_model_name_or_path; give --base <dir>`)
   checkModelFolder(base, o.base !== undefined ? '--base' : `--base (base_model_name_or_path of ${o.adapter})`)
-  if (fs.existsSync(o.out) && fs.readdirSync(o.out).length > 0) throw new EdpoInputError(`--out ${o.out}: not empty; the merged model needs a new or empty folder`)
+  if (fs.existsSync(o.out) && fs.readdirSync(o.out).length > 0)
+    throw new EdpoInputError(`--out ${o.out}: not empty; the merged model needs a new or empty folder`)
   // The base's stored dtype (bf16 stays bf16): the embedding's, as transformers reports torch_dtype.
   const stored = listCheckpointTensors(base).get('model.embed_tokens.weight')?.entry.dtype
   const dtype = (stored !== undefined && FLOAT_DTYPES.includes(stored) ? stored : 'float32') as ModelDtype

@@ -22,7 +22,10 @@ export const PLAN_OPTIONS = {
   loraR: { ...LORA_OPTIONS.loraR, help: 'plan LoRA of rank r (default: full fine-tuning)' },
   loraTargetModules: LORA_OPTIONS.loraTargetModules,
   dtype: TRAIN_OPTIONS.dtype,
-  device: { ...TRAIN_OPTIONS.device, help: "'cpu', 'cuda' or 'cuda:N': the CPU runs fused layer kernels that keep less for backward (fp32/fp64), and its plan adds this process's runtime" },
+  device: {
+    ...TRAIN_OPTIONS.device,
+    help: "'cpu', 'cuda' or 'cuda:N': the CPU runs fused layer kernels that keep less for backward (fp32/fp64), and its plan adds this process's runtime",
+  },
   method: {
     schema: z.enum(METHOD_NAMES).default(DEFAULT_TRAIN_METHOD),
     kind: 'string',
@@ -61,7 +64,13 @@ export function planCommand(argv: readonly string[]): number {
   const method = METHODS[o.method]
   const withoutLora = methodWithoutLora(o.method)
   if (withoutLora !== undefined && o.loraR !== undefined) throw new EdpoInputError(`--method ${o.method} --lora-r: ${withoutLora}`)
-  const targets = o.loraTargetModules ? resolveTargets(o.loraTargetModules.flatMap((t) => t.split(',')), '--lora-target-modules', 'edpo plan') : undefined
+  const targets = o.loraTargetModules
+    ? resolveTargets(
+        o.loraTargetModules.flatMap((t) => t.split(',')),
+        '--lora-target-modules',
+        'edpo plan',
+      )
+    : undefined
   if (targets && o.loraR === undefined) throw new EdpoInputError('--lora-target-modules needs --lora-r')
   const plan = planMemory(config, {
     dtype: o.dtype,
@@ -107,7 +116,9 @@ function readJsonObject(file: string): Record<string, unknown> {
 /** What the 'gradient buckets' row counts: what a rank holds beside its gradients during the backward. */
 function bucketNote(zero: number, overlap: boolean): string {
   if (zero < 2) return overlap ? "during the backward: one bucket's flattened copy" : 'none: reduced after the backward, in place'
-  return overlap ? 'during the backward: the buckets reducing onto their owners, and the one filling' : 'during the backward: every other gradient, until the sync (--grad-overlap false)'
+  return overlap
+    ? 'during the backward: the buckets reducing onto their owners, and the one filling'
+    : 'during the backward: every other gradient, until the sync (--grad-overlap false)'
 }
 
 /** The plan as a table, one row per holder of memory. */
@@ -119,14 +130,23 @@ export function formatPlan(p: MemoryPlan, loraR: number | undefined, dtype: stri
     ['reference', p.reference, p.reference > 0 ? 'a frozen copy of the weights' : loraR !== undefined ? 'the base with adapters off: no copy' : 'none'],
     ['gradients', p.gradients, `${m(p.trainableParameters)} trainable${zero >= 2 ? `, sharded over ${n}` : ''}`],
     ...(n > 1 ? [['gradient buckets', p.gradientBuckets, bucketNote(zero, overlap)] as [string, number, string]] : []),
-    ['optimizer state', p.optimizer, `AdamW m, v${loraR === undefined && (dtype === 'bfloat16' || dtype === 'float16') ? ' + fp32 master' : ''}${zero >= 1 ? `, sharded over ${n}` : ''}`],
+    [
+      'optimizer state',
+      p.optimizer,
+      `AdamW m, v${loraR === undefined && (dtype === 'bfloat16' || dtype === 'float16') ? ' + fp32 master' : ''}${zero >= 1 ? `, sharded over ${n}` : ''}`,
+    ],
     ['activations', p.activations, 'kept for backward'],
     ['loss logits', p.logitsChunked, `chunked (materialised: ${formatBytes(p.logitsMaterialised)})`],
-    ['layer temporaries', p.layerTemporaries, 'the forward beside the kept activations (the reference\'s layer, attention scores)'],
+    ['layer temporaries', p.layerTemporaries, "the forward beside the kept activations (the reference's layer, attention scores)"],
   ]
   const lines = [`${what}, ${n} device${n > 1 ? 's' : ''}${zero > 0 ? `, ZeRO-${zero}` : ''}: per device`]
   for (const [name, bytes, note] of rows) lines.push(`  ${name.padEnd(17)} ${formatBytes(bytes).padStart(11)}   ${note}`)
-  lines.push(`  ${'peak'.padEnd(17)} ${formatBytes(p.total).padStart(11)}   = weights + reference + optimizer + max(activations + max(logits, layer temporaries), gradients + gradient buckets + 1 layer)`)
-  if (p.runtime > 0) lines.push(`  ${'on CPU'.padEnd(17)} ${formatBytes(p.total + p.runtime).padStart(11)}   = peak + ${formatBytes(p.runtime)} runtime (node, libtorch, edpo: this process's RSS)`)
+  lines.push(
+    `  ${'peak'.padEnd(17)} ${formatBytes(p.total).padStart(11)}   = weights + reference + optimizer + max(activations + max(logits, layer temporaries), gradients + gradient buckets + 1 layer)`,
+  )
+  if (p.runtime > 0)
+    lines.push(
+      `  ${'on CPU'.padEnd(17)} ${formatBytes(p.total + p.runtime).padStart(11)}   = peak + ${formatBytes(p.runtime)} runtime (node, libtorch, edpo: this process's RSS)`,
+    )
   return lines.join('\n')
 }

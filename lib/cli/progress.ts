@@ -4,7 +4,11 @@ import type { Metrics } from '../train/metrics-log'
 /** Which metrics a progress line shows: [label, metric key, significant digits]. */
 export type ProgressFields = readonly (readonly [string, string, number?])[]
 
-export const TRAIN_FIELDS: ProgressFields = [['loss', 'loss'], ['acc', 'rewards/accuracies'], ['β', 'kl/beta', 5]]
+export const TRAIN_FIELDS: ProgressFields = [
+  ['loss', 'loss'],
+  ['acc', 'rewards/accuracies'],
+  ['β', 'kl/beta', 5],
+]
 
 export class Progress {
   private readonly started = performance.now()

@@ -46,7 +46,11 @@ export interface RunCommand<I> {
 /** `edpo <name> --help`: usage, what it does, and the option table. */
 export function runCommandHelp(command: RunCommand<unknown>): string {
   const edpo = `edpo ${command.name}`
-  const usage = [`${edpo} --model <dir> --data <file>… --out <dir> [options]`, `${edpo} --config ${command.example}.yaml [options]`, `${edpo} --resume <run dir>`]
+  const usage = [
+    `${edpo} --model <dir> --data <file>… --out <dir> [options]`,
+    `${edpo} --config ${command.example}.yaml [options]`,
+    `${edpo} --resume <run dir>`,
+  ]
   const about = `${command.about}\nCtrl-C (or SIGTERM) writes a checkpoint and exits; --resume continues from the newest one.`
   return formatHelp(usage.join('\n       '), about, command.options, [...RESUME_HELP, ...DIST_HELP])
 }
@@ -66,10 +70,19 @@ export async function runCommand<I>(argv: readonly string[], command: RunCommand
   if (backend !== undefined && backend !== 'gloo' && backend !== 'nccl') throw new EdpoInputError(`--backend ${backend}: expected gloo or nccl`)
   if (nprocPerNode !== undefined) {
     const nproc = parseNproc(nprocPerNode)
-    if (env) throw new EdpoInputError(`--nproc-per-node starts its own ranks, but this process is already rank ${env.rank} of ${env.worldSize} (${env.source} set RANK): leave the flag out`)
+    if (env)
+      throw new EdpoInputError(
+        `--nproc-per-node starts its own ranks, but this process is already rank ${env.rank} of ${env.worldSize} (${env.source} set RANK): leave the flag out`,
+      )
     const device = (args.options.device as string | undefined) ?? 'cpu'
-    if (backend === 'nccl' && !device.startsWith('cuda')) throw new EdpoInputError(`--backend nccl needs a CUDA device, but --device is ${device}: use --backend gloo on CPU`)
-    return launchWorkers({ nproc, args: [command.name, ...withoutFlag(argv, '--nproc-per-node')], graceSeconds: (timeoutSeconds ?? 300) + 30, log: (l) => process.stderr.write(l + '\n') })
+    if (backend === 'nccl' && !device.startsWith('cuda'))
+      throw new EdpoInputError(`--backend nccl needs a CUDA device, but --device is ${device}: use --backend gloo on CPU`)
+    return launchWorkers({
+      nproc,
+      args: [command.name, ...withoutFlag(argv, '--nproc-per-node')],
+      graceSeconds: (timeoutSeconds ?? 300) + 30,
+      log: (l) => process.stderr.write(l + '\n'),
+    })
   }
   // A worker of edpo's own launcher goes when the launcher goes.
   if (env?.source === 'edpo launcher') exitWithLauncher()
@@ -77,8 +90,12 @@ export async function runCommand<I>(argv: readonly string[], command: RunCommand
   if (!env && backend === undefined && distTimeout !== undefined && args.typed.distTimeout?.includes(' in ')) {
     process.stderr.write(`note: ${args.typed.distTimeout} applies to several ranks; this run has one process\n`)
   } else if (!env && (backend !== undefined || distTimeout !== undefined))
-    throw new EdpoInputError(`--${backend !== undefined ? 'backend' : 'dist-timeout'} applies to several ranks: add --nproc-per-node N, or launch with torchrun or srun`)
-  const dist = env ? await DistGroup.join(env, { backend: backend as Backend | undefined, timeoutSeconds, device: (args.options.device as string | undefined) ?? 'cpu' }) : undefined
+    throw new EdpoInputError(
+      `--${backend !== undefined ? 'backend' : 'dist-timeout'} applies to several ranks: add --nproc-per-node N, or launch with torchrun or srun`,
+    )
+  const dist = env
+    ? await DistGroup.join(env, { backend: backend as Backend | undefined, timeoutSeconds, device: (args.options.device as string | undefined) ?? 'cpu' })
+    : undefined
   // Hub ids become cache paths here, before any model or data code runs (rank 0 downloads).
   const input = await resolveHubOptionsOnRanks(args.options, dist, { typed: args.typed })
   // The option table validated the flags' shapes; create() validates the whole config with zod.
@@ -145,7 +162,8 @@ export function trainCommand(argv: readonly string[]): Promise<number> {
     about: `Trains the policy on preference pairs with --method, writing metrics.jsonl and checkpoints:\n${TRAIN_METHODS.map((n) => `  ${n.padEnd(12)} ${METHODS[n].about}`).join('\n')}`,
     options: TRAIN_OPTIONS,
     create: (input, opts) => Trainer.create(input, opts),
-    describeEval: (m) => `loss ${m.eval_loss?.toFixed(4)}, accuracy ${m['eval_rewards/accuracies']?.toFixed(3)}, margin ${m['eval_rewards/margins']?.toFixed(4)}`,
+    describeEval: (m) =>
+      `loss ${m.eval_loss?.toFixed(4)}, accuracy ${m['eval_rewards/accuracies']?.toFixed(3)}, margin ${m['eval_rewards/margins']?.toFixed(4)}`,
     // RRHF has no β: nothing to report.
     describeEnd: (state) => (state.method.beta === undefined ? '' : `, β ${state.method.beta}`),
   })
@@ -153,8 +171,12 @@ export function trainCommand(argv: readonly string[]): Promise<number> {
 
 /** `edpo sft`: supervised fine-tuning (masked-prompt cross-entropy), with the same machinery. */
 export function sftCommand(argv: readonly string[]): Promise<number> {
-  const about = 'Supervised fine-tuning on {prompt, completion} rows: cross-entropy on the completion tokens only (the prompt is masked).\nWrites metrics.jsonl and checkpoint-<step>/ model folders.'
-  const fields = [['loss', 'loss'], ['token acc', 'token_accuracy']] as const
+  const about =
+    'Supervised fine-tuning on {prompt, completion} rows: cross-entropy on the completion tokens only (the prompt is masked).\nWrites metrics.jsonl and checkpoint-<step>/ model folders.'
+  const fields = [
+    ['loss', 'loss'],
+    ['token acc', 'token_accuracy'],
+  ] as const
   return runCommand<SftConfigInput>(argv, {
     name: 'sft',
     example: 'sft',

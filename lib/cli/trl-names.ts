@@ -19,7 +19,15 @@ const precision = (dtype: string): ValueKey => ({
 })
 
 // torch_dtype / dtype as transformers writes them ("auto" reads the model's config: edpo asks for one dtype).
-const TORCH_DTYPES: Record<string, string> = { bfloat16: 'bfloat16', float16: 'float16', float32: 'float32', float64: 'float64', bf16: 'bfloat16', fp16: 'float16', fp32: 'float32' }
+const TORCH_DTYPES: Record<string, string> = {
+  bfloat16: 'bfloat16',
+  float16: 'float16',
+  float32: 'float32',
+  float64: 'float64',
+  bf16: 'bfloat16',
+  fp16: 'float16',
+  fp32: 'float32',
+}
 
 const TRL_VALUE_KEYS: Record<string, ValueKey> = {
   bf16: precision('bfloat16'),
@@ -56,14 +64,18 @@ const TRL_VALUE_KEYS: Record<string, ValueKey> = {
       // edpo's attention is libtorch's scaled_dot_product_attention (its flash kernels on CUDA where
       // the build has them, the math kernel otherwise): the same function eager and sdpa compute.
       if (v === 'sdpa' || v === 'eager' || v === 'flash_attention_2') return undefined
-      throw new EdpoInputError(`${typed}: expected sdpa, eager or flash_attention_2 (edpo runs libtorch's SDPA, its flash path where available), got ${JSON.stringify(v)}`)
+      throw new EdpoInputError(
+        `${typed}: expected sdpa, eager or flash_attention_2 (edpo runs libtorch's SDPA, its flash path where available), got ${JSON.stringify(v)}`,
+      )
     },
   },
   trustRemoteCode: {
     kind: 'boolean',
     set: (v, typed) => {
       if (v === false) return undefined
-      throw new EdpoInputError(`${typed}: refused: edpo runs no code from a model repo (it reads config.json, safetensors and tokenizer.json only); remove it or set it to false`)
+      throw new EdpoInputError(
+        `${typed}: refused: edpo runs no code from a model repo (it reads config.json, safetensors and tokenizer.json only); remove it or set it to false`,
+      )
     },
   },
   lossType: {

@@ -2,27 +2,9 @@
 // of. Types only, importing nothing: the bottom of lib/core's import graph.
 
 /** Element types, named as the TypeScript API spells them. */
-export type DType =
-  | 'float32'
-  | 'float64'
-  | 'bfloat16'
-  | 'float16'
-  | 'int64'
-  | 'int32'
-  | 'int16'
-  | 'int8'
-  | 'uint8'
-  | 'bool'
+export type DType = 'float32' | 'float64' | 'bfloat16' | 'float16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool'
 
-export type HostArray =
-  | Float32Array
-  | Float64Array
-  | Int32Array
-  | Int16Array
-  | Int8Array
-  | BigInt64Array
-  | Uint8Array
-  | Uint16Array
+export type HostArray = Float32Array | Float64Array | Int32Array | Int16Array | Int8Array | BigInt64Array | Uint8Array | Uint16Array
 
 /** One native tensor handle (csrc/js_tensor.cc). `op` runs a declared Tensor.op method (TensorOpTypes). */
 export interface NativeTensor {

@@ -30,8 +30,7 @@ export const packageRoot = findPackageRoot(__dirname)
 function findPackageRoot(start: string): string {
   for (let dir = start; ; dir = path.dirname(dir)) {
     const manifest = path.join(dir, 'package.json')
-    if (fs.existsSync(manifest) && (JSON.parse(fs.readFileSync(manifest, 'utf8')) as { name?: string }).name === 'edpo')
-      return dir
+    if (fs.existsSync(manifest) && (JSON.parse(fs.readFileSync(manifest, 'utf8')) as { name?: string }).name === 'edpo') return dir
     if (path.dirname(dir) === dir) return path.resolve(start, '..', '..')
   }
 }
@@ -49,7 +48,7 @@ function loadFailure(cause: unknown): Error {
       '  - Debian/Ubuntu: apt-get install libtorch1.13 (runtime) or libtorch-dev (to build), plus libopenblas0-pthread',
       '  - another libtorch: set LIBTORCH=/path/to/libtorch (folder with include/ and lib/) and rebuild',
       '  - build from source: npm rebuild edpo --build-from-source (needs a C++17 compiler and libtorch headers)',
-      '  - CUDA: EDPO_CUDA=1 npm run build:cuda against PyTorch\'s libtorch',
+      "  - CUDA: EDPO_CUDA=1 npm run build:cuda against PyTorch's libtorch",
     ].join('\n'),
     { cause },
   )

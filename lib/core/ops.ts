@@ -24,7 +24,15 @@ export type SequenceLogpsOutputs = generated.SequenceLogpsOutputs<Tensor>
 export type SequenceStatsFromHiddenArgs = generated.SequenceStatsFromHiddenArgs<Tensor>
 /** Outputs of ops.sequenceStatsFromHidden. */
 export type SequenceStatsFromHiddenOutputs = generated.SequenceStatsFromHiddenOutputs<Tensor>
-export { checkInputErrors, INPUT_ERRORS, PAIR_RECORD_COLUMNS, pairColumn, type PairRecordColumn, type PairRecordColumns, pairRecordColumns } from './pair-record'
+export {
+  checkInputErrors,
+  INPUT_ERRORS,
+  PAIR_RECORD_COLUMNS,
+  pairColumn,
+  type PairRecordColumn,
+  type PairRecordColumns,
+  pairRecordColumns,
+} from './pair-record'
 /** Outputs of ops.sequenceLogps: per-row [2B] float64 sums. */
 export type SequenceLogpsResult = SequenceLogpsOutputs
 /** Outputs of ops.sequenceStatsFromHidden: per-sequence sums [R] (float64) over the masked tokens. */
@@ -46,8 +54,7 @@ function toHandles(args: unknown): unknown {
 
 function toTensors<N extends OpName>(raw: RawOutputs): OpTypes[N]['outputs'] {
   const out: Record<string, Tensor | Tensor[]> = {}
-  for (const [k, v] of Object.entries(raw))
-    if (v !== undefined) out[k] = Array.isArray(v) ? v.map((h) => new Tensor(h)) : new Tensor(v)
+  for (const [k, v] of Object.entries(raw)) if (v !== undefined) out[k] = Array.isArray(v) ? v.map((h) => new Tensor(h)) : new Tensor(v)
   return out as unknown as OpTypes[N]['outputs']
 }
 
@@ -151,7 +158,9 @@ export class EpsilonDpoLossResult {
     const col = (name: PairRecordColumn) => this.record.narrow(1, pairColumn(name), 1).sum()
     const n = col(tokens)
     // Σ sums is 0 when there are no tokens, so dividing by max(n, 1) gives 0 there.
-    return col(sums).div(n.maskedFill(n.eq(0), 1)).to(this.loss.dtype)
+    return col(sums)
+      .div(n.maskedFill(n.eq(0), 1))
+      .to(this.loss.dtype)
   }
 }
 

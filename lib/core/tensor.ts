@@ -23,21 +23,12 @@ const dtypeSchema = z.enum(['float32', 'float64', 'bfloat16', 'float16', 'int64'
 export const DEVICE_PATTERN = /^(cpu|cuda(:\d+)?)$/
 const deviceSchema = z.string().regex(DEVICE_PATTERN, "expected 'cpu', 'cuda' or 'cuda:N'")
 const shapeSchema = z.array(z.number().int().nonnegative())
-const optionsSchema = z
-  .object({ dtype: dtypeSchema.optional(), device: deviceSchema.optional(), requiresGrad: z.boolean().optional() })
-  .strict()
-  .optional()
+const optionsSchema = z.object({ dtype: dtypeSchema.optional(), device: deviceSchema.optional(), requiresGrad: z.boolean().optional() }).strict().optional()
 // full/zeros/randn make leaves without gradients: a requiresGrad option would be ignored, so it is refused.
 const factoryOptionsSchema = z.object({ dtype: dtypeSchema.optional(), device: deviceSchema.optional() }).strict().optional()
 
 function isTensorData(v: unknown): v is TensorData {
-  return (
-    v instanceof Float32Array ||
-    v instanceof Float64Array ||
-    v instanceof Int32Array ||
-    v instanceof BigInt64Array ||
-    v instanceof Uint8Array
-  )
+  return v instanceof Float32Array || v instanceof Float64Array || v instanceof Int32Array || v instanceof BigInt64Array || v instanceof Uint8Array
 }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
@@ -87,13 +78,11 @@ export class Tensor {
 
   /** Copies `data` into a new tensor of `shape`; converts when `opts.dtype` differs from the array's type. */
   static from(data: TensorData, shape: readonly number[], opts?: TensorOptions): Tensor {
-    if (!isTensorData(data))
-      throw new EdpoInputError('data: expected Float32Array, Float64Array, Int32Array, BigInt64Array or Uint8Array')
+    if (!isTensorData(data)) throw new EdpoInputError('data: expected Float32Array, Float64Array, Int32Array, BigInt64Array or Uint8Array')
     const dims = parse(shapeSchema, shape, 'shape')
     const o = parse(optionsSchema, opts, 'opts')
     const numel = dims.reduce((a, b) => a * b, 1)
-    if (numel !== data.length)
-      throw new EdpoInputError(`data: has ${data.length} elements but shape [${dims.join(', ')}] needs ${numel}`)
+    if (numel !== data.length) throw new EdpoInputError(`data: has ${data.length} elements but shape [${dims.join(', ')}] needs ${numel}`)
     if (o?.requiresGrad && !['float32', 'float64', 'bfloat16', 'float16'].includes(o.dtype ?? defaultDtype(data)))
       throw new EdpoInputError('opts.requiresGrad: only floating-point tensors can require gradients')
     return new Tensor(native(() => nativeAddon().fromArray(data, dims, o?.dtype, o?.device, o?.requiresGrad ?? false)))

@@ -39,7 +39,10 @@ export function compileChatTemplate(source: string, variables: Readonly<Record<s
       } catch (e) {
         // A template over budget is the template's fault, not the row's: it stops the run.
         if (e instanceof OverBudget)
-          throw new EdpoInputError(`${where}: the chat template went over its rendering budget (${e.message}); edpo stops templates that loop or grow without bound: fix or replace this template`, { cause: e })
+          throw new EdpoInputError(
+            `${where}: the chat template went over its rendering budget (${e.message}); edpo stops templates that loop or grow without bound: fix or replace this template`,
+            { cause: e },
+          )
         throw e
       }
     },
@@ -51,11 +54,14 @@ export function selectChatTemplate(value: unknown, where: string): string | unde
   if (value === undefined || value === null) return undefined
   if (typeof value === 'string') return value
   if (Array.isArray(value)) {
-    const named = value.filter((t): t is { name: string; template: string } =>
-      t !== null && typeof t === 'object' && typeof t.name === 'string' && typeof t.template === 'string')
+    const named = value.filter(
+      (t): t is { name: string; template: string } => t !== null && typeof t === 'object' && typeof t.name === 'string' && typeof t.template === 'string',
+    )
     const found = named.find((t) => t.name === 'default')
     if (found) return found.template
-    throw new EdpoInputError(`${where}: chat_template: a list of templates needs one named 'default' (found ${named.map((t) => `'${t.name}'`).join(', ') || 'none'})`)
+    throw new EdpoInputError(
+      `${where}: chat_template: a list of templates needs one named 'default' (found ${named.map((t) => `'${t.name}'`).join(', ') || 'none'})`,
+    )
   }
   throw new EdpoInputError(`${where}: chat_template: expected a string or a list of {name, template}`)
 }

@@ -129,7 +129,11 @@ export function collate(pairs: readonly TokenizedPair[], padTokenId: number, opt
 }
 
 /** Prompt + completion rows (SFT, scoring), right-padded; masked labels are `padTokenId` (any valid id will do). */
-export function collateSequences(rows: readonly { prompt: Int32Array; completion: Int32Array }[], padTokenId: number, opts: { device?: string } = {}): SequenceBatch {
+export function collateSequences(
+  rows: readonly { prompt: Int32Array; completion: Int32Array }[],
+  padTokenId: number,
+  opts: { device?: string } = {},
+): SequenceBatch {
   if (rows.length === 0) throw new EdpoInputError('collateSequences: a batch needs at least one row')
   const h = collateHostRows(rows, padTokenId, padTokenId)
   return { rows: rows.length, ...toDevice(h, opts.device), tokens: h.completionTokens.reduce((a, b) => a + b, 0) }

@@ -66,8 +66,7 @@ export function isHhRow(value: unknown): boolean {
 export function parseHhTranscript(transcript: unknown, field: string): Message[] {
   if (typeof transcript !== 'string') throw new RowError('wrong type', field, `expected an HH transcript string, got ${typeName(transcript)}`)
   const marks = [...transcript.matchAll(HH_TURN)]
-  if (marks.length === 0 || marks[0]!.index !== 0)
-    throw new RowError('wrong type', field, 'expected an HH transcript starting with "\\n\\nHuman:"')
+  if (marks.length === 0 || marks[0]!.index !== 0) throw new RowError('wrong type', field, 'expected an HH transcript starting with "\\n\\nHuman:"')
   return marks.map((m, i) => {
     const role = m[1] === 'Human' ? 'user' : 'assistant'
     const end = i + 1 < marks.length ? marks[i + 1]!.index : transcript.length
@@ -83,7 +82,8 @@ function joinParts(parts: unknown[], where: string): string {
   return parts
     .map((part, j) => {
       const p = part as Record<string, unknown> | null
-      if (p === null || typeof p !== 'object' || Array.isArray(p)) throw new RowError('wrong type', `${where}.content[${j}]`, `expected a {type, text} part, got ${typeName(part)}`)
+      if (p === null || typeof p !== 'object' || Array.isArray(p))
+        throw new RowError('wrong type', `${where}.content[${j}]`, `expected a {type, text} part, got ${typeName(part)}`)
       if (p.type !== 'text') throw new RowError('wrong type', `${where}.content[${j}].type`, `only text parts are supported, got ${JSON.stringify(p.type)}`)
       if (typeof p.text !== 'string') throw new RowError('wrong type', `${where}.content[${j}].text`, `expected a string, got ${typeName(p.text)}`)
       return p.text
@@ -113,8 +113,7 @@ function messages(value: unknown, field: string, single: 'assistant' | 'none'): 
   let list: unknown = value
   if (single === 'assistant' && typeof value === 'string') list = [{ role: 'assistant', content: value }]
   else if (single === 'assistant' && value !== null && typeof value === 'object' && !Array.isArray(value)) list = [value]
-  if (!Array.isArray(list))
-    throw new RowError('wrong type', field, `expected a list of {role, content} messages, got ${typeName(value)}`)
+  if (!Array.isArray(list)) throw new RowError('wrong type', field, `expected a list of {role, content} messages, got ${typeName(value)}`)
   if (list.length === 0) throw new RowError('empty field', field, 'empty message list')
   return list.map((m, i) => {
     const r = messageSchema.safeParse(m)
@@ -170,8 +169,7 @@ function explicitPrompt(row: Record<string, unknown>): PreferencePair {
     // A conversational completion under a text prompt cannot be rendered consistently.
     return { kind: 'text', prompt, chosen: text(row, 'chosen'), rejected: text(row, 'rejected') }
   }
-  if (!Array.isArray(row.prompt))
-    throw new RowError('wrong type', 'prompt', `expected a string or a list of messages, got ${typeName(row.prompt)}`)
+  if (!Array.isArray(row.prompt)) throw new RowError('wrong type', 'prompt', `expected a string or a list of messages, got ${typeName(row.prompt)}`)
   return {
     kind: 'messages',
     prompt: messages(row.prompt, 'prompt', 'none'),
@@ -193,8 +191,7 @@ function implicitPrompt(row: Record<string, unknown>): PreferencePair {
   }
   const chosen = messages(row.chosen, 'chosen', 'none')
   const rejected = messages(row.rejected, 'rejected', 'none')
-  if (JSON.stringify(chosen) === JSON.stringify(rejected))
-    throw new RowError('chosen identical to rejected', 'rejected', 'identical to chosen')
+  if (JSON.stringify(chosen) === JSON.stringify(rejected)) throw new RowError('chosen identical to rejected', 'rejected', 'identical to chosen')
   const n = commonPrefix(chosen, rejected, (a, b) => a.role === b.role && a.content === b.content)
   if (n === 0) throw new RowError('no shared prompt', 'chosen', 'chosen and rejected share no leading messages to take as the prompt')
   return checkCompletions({ kind: 'messages', prompt: chosen.slice(0, n), chosen: chosen.slice(n), rejected: rejected.slice(n) })
@@ -220,9 +217,7 @@ function sameCompletion(pair: PreferencePair): boolean {
 }
 
 /** One SFT example before tokenization: text, or messages rendered later by the chat template. */
-export type SftPair =
-  | { kind: 'text'; prompt: string; completion: string }
-  | { kind: 'messages'; prompt: Message[]; completion: Message[] }
+export type SftPair = { kind: 'text'; prompt: string; completion: string } | { kind: 'messages'; prompt: Message[]; completion: Message[] }
 
 /**
  * Normalises one SFT row (TRL's layouts): {prompt, completion} strings; {prompt, chosen} (SFT on the
@@ -241,7 +236,8 @@ export function normalizeSftRow(value: unknown): SftPair {
     const field = hh ? 'chosen' : 'messages'
     const list = hh ? parseHhTranscript(row.chosen, 'chosen') : messages(row.messages, 'messages', 'none')
     const last = list[list.length - 1]!
-    if (last.role !== 'assistant') throw new RowError('wrong type', `${field}[${list.length - 1}].role`, `the last message must be the assistant's (the completion), got "${last.role}"`)
+    if (last.role !== 'assistant')
+      throw new RowError('wrong type', `${field}[${list.length - 1}].role`, `the last message must be the assistant's (the completion), got "${last.role}"`)
     if (list.length < 2) throw new RowError('empty field', field, 'needs at least one message before the final assistant turn')
     return { kind: 'messages', prompt: list.slice(0, -1), completion: [last] }
   }

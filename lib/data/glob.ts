@@ -17,7 +17,10 @@ function segmentRegExp(segment: string): RegExp {
       const end = segment.indexOf(']', i + 1)
       if (end < 0) re += '\\['
       else {
-        const body = segment.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\')
+        const body = segment
+          .slice(i + 1, end)
+          .replace(/^!/, '^')
+          .replace(/\\/g, '\\\\')
         re += `[${body}]`
         i = end
       }

@@ -13,7 +13,19 @@ import { type RowIssue, validateRows } from './validate'
 import { writeInvalidRows } from './invalid-rows'
 import { type UnknownTokenReport, UnknownTokenCount, unknownTokenWarning } from './unknown-tokens'
 
-export { type Batch, type HostBatch, type HostRows, type RowTensors, type SequenceBatch, IGNORE_INDEX, collate, collateHost, collateHostRows, collateSequences, paddingLayout } from './collator'
+export {
+  type Batch,
+  type HostBatch,
+  type HostRows,
+  type RowTensors,
+  type SequenceBatch,
+  IGNORE_INDEX,
+  collate,
+  collateHost,
+  collateHostRows,
+  collateSequences,
+  paddingLayout,
+} from './collator'
 export { type ChatTemplate, type TextPair, applyChatTemplate, compileChatTemplate } from './chat-template'
 export { type Message, type PreferencePair, type RowErrorReason, type RowFormat, RowError, type SftPair, normalizeRow, normalizeSftRow } from './formats'
 export { type LoadSftDataOptions, type SftData, type SftExample, loadSftData, tokenizeSftExample } from './sft-data'
@@ -83,7 +95,10 @@ export const preferenceDataOptionsSchema = z
     data: paths,
     evalData: paths.optional(),
     evalFraction: z.number().gt(0).lt(1).optional(),
-    tokenizer: z.union([z.string().min(1), z.custom<PreferenceTokenizer>((v) => v !== null && typeof v === 'object' && 'encode' in v, 'expected a directory or a tokenizer')]),
+    tokenizer: z.union([
+      z.string().min(1),
+      z.custom<PreferenceTokenizer>((v) => v !== null && typeof v === 'object' && 'encode' in v, 'expected a directory or a tokenizer'),
+    ]),
     maxLength: length,
     maxPromptLength: length,
     maxCompletionLength: length,
@@ -127,7 +142,19 @@ async function loadSplit(patterns: string | string[], what: string, tokenizer: P
     }
   }
   const skipped: Record<string, number> = { ...valid.skipped }
-  return { pairs, report: { files, rows: rows.length, pairs: pairs.length, skipped, invalid: valid.issues, droppedPromptTooLong: dropped, truncated, unknownTokens: unknown.report() } }
+  return {
+    pairs,
+    report: {
+      files,
+      rows: rows.length,
+      pairs: pairs.length,
+      skipped,
+      invalid: valid.issues,
+      droppedPromptTooLong: dropped,
+      truncated,
+      unknownTokens: unknown.report(),
+    },
+  }
 }
 
 /** One line per split, e.g. "train: 1000 rows from 2 files → 990 pairs; skipped 8 (5 missing field, ...); ...". */
@@ -179,21 +206,42 @@ export async function loadPreferenceData(options: LoadPreferenceDataOptions): Pr
     const evalPairs = train.pairs.filter((_, i) => held.has(i))
     train.report.pairs = kept.length
     train.pairs = kept
-    evalSplit = { pairs: evalPairs, report: { files: train.report.files, rows: k, pairs: evalPairs.length, skipped: {}, invalid: [], droppedPromptTooLong: 0, truncated: 0, unknownTokens: { tokens: 0, rows: 0 } } }
+    evalSplit = {
+      pairs: evalPairs,
+      report: {
+        files: train.report.files,
+        rows: k,
+        pairs: evalPairs.length,
+        skipped: {},
+        invalid: [],
+        droppedPromptTooLong: 0,
+        truncated: 0,
+        unknownTokens: { tokens: 0, rows: 0 },
+      },
+    }
   }
   const label = o.label ?? 'train'
   // Every skipped row goes to the file, so none is known only by a count.
   const invalidRowsFile = o.invalidRowsFile
   if (invalidRowsFile !== undefined)
-    writeInvalidRows(invalidRowsFile, [{ split: label, issues: train.report.invalid }, { split: 'eval', issues: evalSplit?.report.invalid ?? [] }])
+    writeInvalidRows(invalidRowsFile, [
+      { split: label, issues: train.report.invalid },
+      { split: 'eval', issues: evalSplit?.report.invalid ?? [] },
+    ])
   if (train.pairs.length === 0)
-    throw new EdpoInputError(`data: no pairs left (${formatReport('data', train.report, o.maxLength)})${invalidRowsFile !== undefined && train.report.invalid.length > 0 ? `; the skipped rows are listed in ${invalidRowsFile}` : ''}`)
+    throw new EdpoInputError(
+      `data: no pairs left (${formatReport('data', train.report, o.maxLength)})${invalidRowsFile !== undefined && train.report.invalid.length > 0 ? `; the skipped rows are listed in ${invalidRowsFile}` : ''}`,
+    )
   const listed = (r: DataReport) => (invalidRowsFile !== undefined && r.invalid.length > 0 ? `; all skipped rows in ${invalidRowsFile}` : '')
   log(formatReport(label, train.report, o.maxLength) + listed(train.report))
   logExamples(log, train.report, invalidRowsFile)
   logUnknown(log, label, train.report, tokenizer)
   if (evalSplit) {
-    log(formatReport('eval', evalSplit.report, o.maxLength) + (o.evalFraction !== undefined ? ` (held out from train, fraction ${o.evalFraction})` : '') + listed(evalSplit.report))
+    log(
+      formatReport('eval', evalSplit.report, o.maxLength) +
+        (o.evalFraction !== undefined ? ` (held out from train, fraction ${o.evalFraction})` : '') +
+        listed(evalSplit.report),
+    )
     logExamples(log, evalSplit.report, invalidRowsFile)
     logUnknown(log, 'eval', evalSplit.report, tokenizer)
   }

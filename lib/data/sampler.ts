@@ -32,14 +32,16 @@ export interface SamplerOptions {
 }
 
 const int = z.number().int().nonnegative()
-const optionsSchema = z.object({
-  batchSize: z.number().int().positive(),
-  seed: z.number().int().optional(),
-  shuffle: z.boolean().optional(),
-  dropLast: z.boolean().optional(),
-  state: z.object({ epoch: int, position: int, seed: z.number().int() }).strict().optional(),
-  lengths: z.array(z.number().int().nonnegative()).optional(),
-}).strict()
+const optionsSchema = z
+  .object({
+    batchSize: z.number().int().positive(),
+    seed: z.number().int().optional(),
+    shuffle: z.boolean().optional(),
+    dropLast: z.boolean().optional(),
+    state: z.object({ epoch: int, position: int, seed: z.number().int() }).strict().optional(),
+    lengths: z.array(z.number().int().nonnegative()).optional(),
+  })
+  .strict()
 
 // splitmix32: a small, well-mixed generator; the sequence is part of the resume contract.
 function splitmix32(seed: number): () => number {
@@ -115,8 +117,7 @@ export class PairSampler {
     this.batchSize = o.batchSize
     this.shuffle = o.shuffle ?? true
     this.dropLast = o.dropLast ?? false
-    if (this.dropLast && size < o.batchSize)
-      throw new EdpoInputError(`sampler: dropLast with batchSize ${o.batchSize} leaves no batch of ${size} pairs`)
+    if (this.dropLast && size < o.batchSize) throw new EdpoInputError(`sampler: dropLast with batchSize ${o.batchSize} leaves no batch of ${size} pairs`)
     this.seed = o.state?.seed ?? o.seed ?? 0
     if (o.seed !== undefined && o.state !== undefined && o.seed !== o.state.seed)
       throw new EdpoInputError(`sampler.state.seed: ${o.state.seed} differs from sampler.seed ${o.seed}`)

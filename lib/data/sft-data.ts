@@ -58,7 +58,11 @@ export function tokenizeSftExample(
 ): SftExample | undefined {
   let p = tokenizer.encode(prompt)
   let c = tokenizer.encode(completion)
-  if (stats) stats.unknownTokens = countUnknown(tokenizer, [[prompt, p], [completion, c]])
+  if (stats)
+    stats.unknownTokens = countUnknown(tokenizer, [
+      [prompt, p],
+      [completion, c],
+    ])
   if (c[c.length - 1] !== tokenizer.eosTokenId) c.push(tokenizer.eosTokenId)
   if (o.maxPromptLength !== undefined && p.length > o.maxPromptLength)
     p = o.truncationMode === 'keep_start' ? p.slice(0, o.maxPromptLength) : p.slice(p.length - o.maxPromptLength)
@@ -134,7 +138,10 @@ export async function loadSftData(o: LoadSftDataOptions): Promise<SftData> {
   const evalRead = o.evalData !== undefined ? await readSplit(o.evalData, 'evalData', tokenizer, o) : undefined
   // Every skipped row goes to the file, so none is known only by a count.
   if (o.invalidRowsFile !== undefined)
-    writeInvalidRows(o.invalidRowsFile, [{ split: 'train', issues: trainSplit.invalid }, { split: 'eval', issues: evalRead?.invalid ?? [] }])
+    writeInvalidRows(o.invalidRowsFile, [
+      { split: 'train', issues: trainSplit.invalid },
+      { split: 'eval', issues: evalRead?.invalid ?? [] },
+    ])
   logSplit('data', trainSplit, tokenizer, o)
   if (evalRead) logSplit('evalData', evalRead, tokenizer, o)
   let train = trainSplit.examples

@@ -73,7 +73,15 @@ function boundedRange(budget: TemplateBudget) {
 
 // What Template.render puts in every environment (its setupGlobals is not exported).
 function globals(env: Environment, budget: TemplateBudget): void {
-  for (const [k, v] of [['false', false], ['true', true], ['none', null], ['True', true], ['False', false], ['None', null]] as const) env.set(k, v)
+  for (const [k, v] of [
+    ['false', false],
+    ['true', true],
+    ['none', null],
+    ['True', true],
+    ['False', false],
+    ['None', null],
+  ] as const)
+    env.set(k, v)
   env.set('raise_exception', (message: unknown) => {
     throw new Error(String(message))
   })

@@ -44,7 +44,11 @@ export function tokenizePair(pair: TextPair, source: string, tokenizer: Preferen
   let prompt = tokenizer.encode(pair.prompt)
   let chosen = tokenizer.encode(pair.chosen)
   let rejected = tokenizer.encode(pair.rejected)
-  const unknownTokens = countUnknown(tokenizer, [[pair.prompt, prompt], [pair.chosen, chosen], [pair.rejected, rejected]])
+  const unknownTokens = countUnknown(tokenizer, [
+    [pair.prompt, prompt],
+    [pair.chosen, chosen],
+    [pair.rejected, rejected],
+  ])
   chosen = withEos(chosen, tokenizer.eosTokenId)
   rejected = withEos(rejected, tokenizer.eosTokenId)
   let truncated = false

@@ -47,8 +47,7 @@ function readJson(file: string): Record<string, unknown> {
 // tokenizer_config.json writes a special token as a string or as an AddedToken {content, ...}.
 function tokenText(value: unknown): string | undefined {
   if (typeof value === 'string') return value
-  if (value !== null && typeof value === 'object' && typeof (value as { content?: unknown }).content === 'string')
-    return (value as { content: string }).content
+  if (value !== null && typeof value === 'object' && typeof (value as { content?: unknown }).content === 'string') return (value as { content: string }).content
   return undefined
 }
 

@@ -42,7 +42,10 @@ export function rowFormatOf(rows: readonly RawRow[], format: RowFormat = 'auto')
  * listing the bad rows unless `skipInvalid`. `format`: 'auto' (default) reads raw HH transcripts
  * when every row is one; 'hh' forces it.
  */
-export function validateRows(rows: readonly RawRow[], opts: { template?: ChatTemplate; skipInvalid?: boolean; what?: string; format?: RowFormat }): ValidatedRows {
+export function validateRows(
+  rows: readonly RawRow[],
+  opts: { template?: ChatTemplate; skipInvalid?: boolean; what?: string; format?: RowFormat },
+): ValidatedRows {
   const format = rowFormatOf(rows, opts.format)
   const pairs: ValidatedRows['pairs'] = []
   const issues: RowIssue[] = []
@@ -52,7 +55,9 @@ export function validateRows(rows: readonly RawRow[], opts: { template?: ChatTem
       if (row.error !== undefined) throw new RowError('malformed JSON', '', row.error)
       const pair = normalizeRow(row.value, format)
       if (pair.kind === 'messages' && opts.template === undefined)
-        throw new EdpoInputError(`${row.source}: the row is conversational but the tokenizer has no chat_template (tokenizer_config.json or chat_template.jinja)`)
+        throw new EdpoInputError(
+          `${row.source}: the row is conversational but the tokenizer has no chat_template (tokenizer_config.json or chat_template.jinja)`,
+        )
       pairs.push({ source: row.source, pair: opts.template ? applyChatTemplate(opts.template, pair) : (pair as TextPair) })
     } catch (e) {
       if (!(e instanceof RowError)) throw e

@@ -22,7 +22,11 @@ export const DEMO_OPTIONS = {
   trainPrompts: { schema: count.optional(), kind: 'integer', help: 'prompts sampled twice and labelled for training (default: the preset)' },
   evalPrompts: { schema: count.optional(), kind: 'integer', help: 'held-out prompts for the gold evaluation (default: the preset)' },
   trDpoTau: { schema: count.optional(), kind: 'integer', help: 'TR-DPO: soft reference update every τ steps (default: an eighth of the run)' },
-  gold: { schema: z.string().min(1).optional(), kind: 'string', help: 'judge module exporting reward(prompt, completion) (default: the shipped sort-the-digits reward)' },
+  gold: {
+    schema: z.string().min(1).optional(),
+    kind: 'string',
+    help: 'judge module exporting reward(prompt, completion) (default: the shipped sort-the-digits reward)',
+  },
 } satisfies Record<string, OptionSpec>
 
 export const demoSchema = optionsObject(DEMO_OPTIONS)
@@ -47,8 +51,36 @@ export interface DemoSizes {
 }
 
 export const PRESETS: Record<'full' | 'quick', DemoSizes> = {
-  full: { sftRows: 4000, sftSteps: 600, sftBatch: 32, sftLearningRate: 3e-3, trainPrompts: 2048, heldOutPrompts: 256, evalPrompts: 1024, batchSize: 16, learningRate: 5e-4, epochs: 2, hiddenSize: 64, layers: 2, maxNewTokens: 10 },
-  quick: { sftRows: 2000, sftSteps: 300, sftBatch: 32, sftLearningRate: 3e-3, trainPrompts: 1024, heldOutPrompts: 128, evalPrompts: 512, batchSize: 16, learningRate: 5e-4, epochs: 2, hiddenSize: 64, layers: 2, maxNewTokens: 10 },
+  full: {
+    sftRows: 4000,
+    sftSteps: 600,
+    sftBatch: 32,
+    sftLearningRate: 3e-3,
+    trainPrompts: 2048,
+    heldOutPrompts: 256,
+    evalPrompts: 1024,
+    batchSize: 16,
+    learningRate: 5e-4,
+    epochs: 2,
+    hiddenSize: 64,
+    layers: 2,
+    maxNewTokens: 10,
+  },
+  quick: {
+    sftRows: 2000,
+    sftSteps: 300,
+    sftBatch: 32,
+    sftLearningRate: 3e-3,
+    trainPrompts: 1024,
+    heldOutPrompts: 128,
+    evalPrompts: 512,
+    batchSize: 16,
+    learningRate: 5e-4,
+    epochs: 2,
+    hiddenSize: 64,
+    layers: 2,
+    maxNewTokens: 10,
+  },
 }
 
 export interface DemoConfig extends DemoSizes {

@@ -14,12 +14,21 @@ import { z } from 'zod'
 
 import { loadPreferenceData, loadTokenizer, type TokenizedPair } from '../data'
 import { evaluatePreferences } from '../eval'
-import { evaluateWithGold, type GoldEvalOptions, type GoldJudge, loadGoldJudge, referenceSamplesFor, type Sample, sampleCompletions, scoreSamples } from '../eval/gold'
+import {
+  evaluateWithGold,
+  type GoldEvalOptions,
+  type GoldJudge,
+  loadGoldJudge,
+  referenceSamplesFor,
+  type Sample,
+  sampleCompletions,
+  scoreSamples,
+} from '../eval/gold'
 import { EdpoInputError } from '../core/errors'
 import { CausalLM } from '../model'
 import { type Metrics, readMetrics } from '../train/metrics-log'
 import { SftTrainer } from '../train/sft-trainer'
-import { METHODS, ownOptions, } from '../train/methods'
+import { METHODS, ownOptions } from '../train/methods'
 import { Trainer } from '../train/trainer'
 import { type DemoConfig, type DemoInput, demoConfig } from './config'
 import { writeRandomLlama } from './init-model'
@@ -75,7 +84,19 @@ class Timer {
 // What steps 1-3 leave for a later call with `reuse` (bench/paper caches them per seed).
 const PREPARED = 'prepared.json'
 const preparedKey = (c: DemoConfig) =>
-  JSON.stringify([c.seed, c.gold ?? null, c.sftRows, c.sftSteps, c.sftBatch, c.sftLearningRate, c.trainPrompts, c.heldOutPrompts, c.hiddenSize, c.layers, c.maxNewTokens])
+  JSON.stringify([
+    c.seed,
+    c.gold ?? null,
+    c.sftRows,
+    c.sftSteps,
+    c.sftBatch,
+    c.sftLearningRate,
+    c.trainPrompts,
+    c.heldOutPrompts,
+    c.hiddenSize,
+    c.layers,
+    c.maxNewTokens,
+  ])
 const preparedSchema = z.object({ key: z.string(), data: z.object({ trainPairs: z.number(), ties: z.number(), empty: z.number(), heldOutPairs: z.number() }) })
 
 /**
@@ -89,7 +110,8 @@ export async function prepare(c: DemoConfig, hooks: DemoHooks = {}, timer = new 
   const trainFile = path.join(c.out, 'data', 'prefs-train.jsonl')
   const heldOutFile = path.join(c.out, 'data', 'prefs-heldout.jsonl')
   const referenceDir = path.join(c.out, 'sft', `checkpoint-${c.sftSteps}`)
-  const saved = reuse && fs.existsSync(path.join(c.out, PREPARED)) ? preparedSchema.safeParse(JSON.parse(fs.readFileSync(path.join(c.out, PREPARED), 'utf8'))) : undefined
+  const saved =
+    reuse && fs.existsSync(path.join(c.out, PREPARED)) ? preparedSchema.safeParse(JSON.parse(fs.readFileSync(path.join(c.out, PREPARED), 'utf8'))) : undefined
   if (saved?.success && saved.data.key === preparedKey(c)) {
     log(`reusing the SFT reference and labelled data in ${c.out}`)
     const judge = await loadGoldJudge(c.gold ?? require.resolve('./gold-reward'))
@@ -114,14 +136,36 @@ export async function prepare(c: DemoConfig, hooks: DemoHooks = {}, timer = new 
   const reference = await timer.time('sft', async () => {
     const init = writeRandomLlama(
       path.join(c.out, 'init'),
-      { vocabSize: 99, hiddenSize: c.hiddenSize, intermediateSize: 2 * c.hiddenSize, layers: c.layers, heads: 4, kvHeads: 2, maxPositions: 64, bosTokenId: 1, eosTokenId: 2, padTokenId: 0 },
+      {
+        vocabSize: 99,
+        hiddenSize: c.hiddenSize,
+        intermediateSize: 2 * c.hiddenSize,
+        layers: c.layers,
+        heads: 4,
+        kvHeads: 2,
+        maxPositions: 64,
+        bosTokenId: 1,
+        eosTokenId: 2,
+        padTokenId: 0,
+      },
       c.seed,
       [path.join(assets, 'tokenizer.json'), path.join(assets, 'tokenizer_config.json')],
     )
     const sftFile = path.join(c.out, 'data', 'sft.jsonl')
     writeJsonl(sftFile, demonstrations(makePrompts(c.sftRows, c.seed + 2), c.seed + 3))
     const sft = await SftTrainer.create(
-      { model: init, data: [sftFile], out: path.join(c.out, 'sft'), batchSize: c.sftBatch, maxSteps: c.sftSteps, learningRate: c.sftLearningRate, warmupRatio: 0.05, seed: c.seed, keepLast: 1, maxLength: 32 },
+      {
+        model: init,
+        data: [sftFile],
+        out: path.join(c.out, 'sft'),
+        batchSize: c.sftBatch,
+        maxSteps: c.sftSteps,
+        learningRate: c.sftLearningRate,
+        warmupRatio: 0.05,
+        seed: c.seed,
+        keepLast: 1,
+        maxLength: 32,
+      },
       { log },
     )
     sft.on('log', (m) => progress('sft', m.step, c.sftSteps, m))
@@ -136,7 +180,13 @@ export async function prepare(c: DemoConfig, hooks: DemoHooks = {}, timer = new 
     const a = await sampleCompletions(referenceModel, tokenizer, prompts, { ...sampling, seed })
     progress('label', done + prompts.length / 2, total)
     const b = await sampleCompletions(referenceModel, tokenizer, prompts, { ...sampling, seed: seed + 1 })
-    const r = labelPairs(prompts, a.map((s) => s.text), b.map((s) => s.text), await scoreSamples(judge, a), await scoreSamples(judge, b))
+    const r = labelPairs(
+      prompts,
+      a.map((s) => s.text),
+      b.map((s) => s.text),
+      await scoreSamples(judge, a),
+      await scoreSamples(judge, b),
+    )
     writeJsonl(file, r.pairs)
     progress('label', done + prompts.length, total)
     return r
@@ -146,14 +196,24 @@ export async function prepare(c: DemoConfig, hooks: DemoHooks = {}, timer = new 
     await label(makePrompts(c.trainPrompts, c.seed + 4), c.seed + 5, trainFile, 0, labelTotal),
     await label(makePrompts(c.heldOutPrompts, c.seed + 6), c.seed + 7, heldOutFile, c.trainPrompts, labelTotal),
   ])
-  log(`preference data: ${train.pairs.length} training pairs (${train.ties} ties and ${train.empty} empty completions dropped), ${heldOut.pairs.length} held-out pairs`)
+  log(
+    `preference data: ${train.pairs.length} training pairs (${train.ties} ties and ${train.empty} empty completions dropped), ${heldOut.pairs.length} held-out pairs`,
+  )
   const data = { trainPairs: train.pairs.length, ties: train.ties, empty: train.empty, heldOutPairs: heldOut.pairs.length }
   fs.writeFileSync(path.join(c.out, PREPARED), JSON.stringify({ key: preparedKey(c), data }) + '\n')
   return finishPrepare(c, reference, judge, trainFile, heldOutFile, data, referenceModel)
 }
 
 /** 5 (shared). The held-out pairs, prompts and the reference's own samples on them. */
-async function finishPrepare(c: DemoConfig, reference: string, judge: GoldJudge, trainFile: string, heldOutFile: string, data: DemoResult['data'], model?: CausalLM): Promise<Prepared> {
+async function finishPrepare(
+  c: DemoConfig,
+  reference: string,
+  judge: GoldJudge,
+  trainFile: string,
+  heldOutFile: string,
+  data: DemoResult['data'],
+  model?: CausalLM,
+): Promise<Prepared> {
   const tokenizer = loadTokenizer(reference)
   const referenceModel = model ?? (await CausalLM.fromPretrained(reference)).eval()
   const held = await loadPreferenceData({ data: heldOutFile, tokenizer, log: () => {} })
@@ -180,7 +240,13 @@ export interface RunSpec {
 }
 
 /** Steps 4-5 for one method: train from the shared reference, then the gold and preference evaluation. */
-export async function trainAndEvaluate(p: Prepared, c: DemoConfig, run: RunSpec, hooks: DemoHooks = {}, timer = new Timer()): Promise<{ result: MethodResult; curve: (Metrics & { step: number })[] }> {
+export async function trainAndEvaluate(
+  p: Prepared,
+  c: DemoConfig,
+  run: RunSpec,
+  hooks: DemoHooks = {},
+  timer = new Timer(),
+): Promise<{ result: MethodResult; curve: (Metrics & { step: number })[] }> {
   const progress = hooks.progress ?? (() => {})
   const stepsPerEpoch = Math.ceil(p.data.trainPairs / c.batchSize)
   const totalSteps = Math.ceil(stepsPerEpoch * c.epochs)
@@ -218,7 +284,14 @@ export async function trainAndEvaluate(p: Prepared, c: DemoConfig, run: RunSpec,
   const policy = trainer.policy.eval()
   const gold = await timer.time(`${run.method} eval`, () => evaluateWithGold({ ...p.goldOptions, policy, referenceSamples: p.refSamples }))
   // The accuracy is the sign of β·margin, the same for any β > 0: a method without β (RRHF) uses 1.
-  const acc = await evaluatePreferences({ policy, reference: p.referenceModel, pairs: p.heldOut, tokenizer: p.goldOptions.tokenizer, beta: run.beta > 0 ? run.beta : 1, batchSize: 32 })
+  const acc = await evaluatePreferences({
+    policy,
+    reference: p.referenceModel,
+    pairs: p.heldOut,
+    tokenizer: p.goldOptions.tokenizer,
+    beta: run.beta > 0 ? run.beta : 1,
+    batchSize: 32,
+  })
   const { samples, ...summary } = gold
   writeJsonl(path.join(run.out, 'samples.jsonl'), samples)
   const curve = readMetrics(run.out).filter((m) => 'loss' in m)

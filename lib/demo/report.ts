@@ -44,7 +44,11 @@ export function formatTable(rows: string[][]): string {
 }
 
 function markdownTable(rows: string[][]): string {
-  return [`| ${rows[0]!.join(' | ')} |`, `|${rows[0]!.map((_, j) => (j === 0 ? '---' : '---:')).join('|')}|`, ...rows.slice(1).map((r) => `| ${r.join(' | ')} |`)].join('\n')
+  return [
+    `| ${rows[0]!.join(' | ')} |`,
+    `|${rows[0]!.map((_, j) => (j === 0 ? '---' : '---:')).join('|')}|`,
+    ...rows.slice(1).map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n')
 }
 
 function betaTrajectory(r: ReportInput): string {
@@ -64,14 +68,19 @@ function betaTrajectory(r: ReportInput): string {
     '',
     '| step | β used | kl/p_epsilon_steps | kl/n_epsilon_steps | kl/avg_steps |',
     '|---:|---:|---:|---:|---:|',
-    ...sampled.map((m) => `| ${m.step} | ${m['kl/beta']!.toPrecision(6)} | ${num(m['kl/p_epsilon_steps'])} | ${num(m['kl/n_epsilon_steps'])} | ${num(m['kl/avg_steps'], 4)} |`),
+    ...sampled.map(
+      (m) =>
+        `| ${m.step} | ${m['kl/beta']!.toPrecision(6)} | ${num(m['kl/p_epsilon_steps'])} | ${num(m['kl/n_epsilon_steps'])} | ${num(m['kl/avg_steps'], 4)} |`,
+    ),
     '',
   ].join('\n')
 }
 
 export async function writeReport(out: string, r: ReportInput): Promise<DemoResult['files']> {
   const curveRows = Object.entries(r.curves).flatMap(([method, lines]) =>
-    lines.flatMap((m) => CURVE_METRICS.filter(([k]) => m[k] !== undefined).map(([k, label]) => ({ run: NAMES[method] ?? method, step: m.step, metric: label, value: m[k]! }))),
+    lines.flatMap((m) =>
+      CURVE_METRICS.filter(([k]) => m[k] !== undefined).map(([k, label]) => ({ run: NAMES[method] ?? method, step: m.step, metric: label, value: m[k]! })),
+    ),
   )
   const curvesFile = writeSvg(path.join(out, 'training-curves.svg'), curvesSpec('Preference training from the same SFT reference', curveRows))
   const points = r.results.map((m) => ({ method: NAMES[m.method] ?? m.method, kl: m.gold.kl, winRate: m.gold.winRate, label: `${pct(m.gold.winRate)}` }))
@@ -100,7 +109,9 @@ export async function writeReport(out: string, r: ReportInput): Promise<DemoResu
     '',
     '![win rate against KL](win-rate-vs-kl.svg)',
     '',
-    `Time: ${totalSeconds.toFixed(1)} s (${Object.entries(r.seconds).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}).`,
+    `Time: ${totalSeconds.toFixed(1)} s (${Object.entries(r.seconds)
+      .map(([k, v]) => `${k} ${v.toFixed(1)} s`)
+      .join(', ')}).`,
     '',
   ].join('\n')
   const reportFile = path.join(out, 'report.md')

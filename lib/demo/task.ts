@@ -29,9 +29,7 @@ export function makePrompts(count: number, seed: number, o: TaskOptions = {}): s
 /** k passes of bubble sort over the digits. */
 export function bubblePasses(digits: string, k: number): string {
   const d = [...digits]
-  for (let pass = 0; pass < k; pass++)
-    for (let i = 0; i + 1 < d.length - pass; i++)
-      if (d[i]! > d[i + 1]!) [d[i], d[i + 1]] = [d[i + 1]!, d[i]!]
+  for (let pass = 0; pass < k; pass++) for (let i = 0; i + 1 < d.length - pass; i++) if (d[i]! > d[i + 1]!) [d[i], d[i + 1]] = [d[i + 1]!, d[i]!]
   return d.join('')
 }
 

@@ -84,7 +84,12 @@ export class DataParallel {
     this.rank = group?.rank ?? 0
     this.world = group?.worldSize ?? 1
     const sharded = group !== undefined && zeroStage > 0
-    this.owners = sharded ? partitionOwners(params.map((p) => p.numel), this.world) : params.map(() => this.rank)
+    this.owners = sharded
+      ? partitionOwners(
+          params.map((p) => p.numel),
+          this.world,
+        )
+      : params.map(() => this.rank)
     this.bucketBytes = Math.max(1, Math.round(sync.bucketBytes ?? BUCKET_BYTES))
     if (group && (sync.overlap ?? true) && params.length > 0)
       this.reducer = group.gradReducer(params, { bucketBytes: this.bucketBytes, ...(zeroStage >= 2 ? { owners: this.owners } : {}) })
@@ -157,13 +162,23 @@ export class DataParallel {
   reductionMetrics(): Record<string, number> {
     const r = this.lastReduction
     if (!r) return {}
-    return { 'dist/buckets': r.buckets, 'dist/buckets_started_in_backward': r.startedInBackward, 'dist/buckets_started_before_last_hook': r.startedBeforeLastHook }
+    return {
+      'dist/buckets': r.buckets,
+      'dist/buckets_started_in_backward': r.startedInBackward,
+      'dist/buckets_started_before_last_hook': r.startedBeforeLastHook,
+    }
   }
 
   /** The global gradient norm, clipped to maxNorm; `local` clips what this process holds (one process, ZeRO 0). */
   async clipGradNorm(maxNorm: number, local: () => number): Promise<number> {
     if (!this.group || this.zeroStage === 0) return local()
-    if (this.zeroStage === 1) return nativeAsync(async () => nativeAddon().clipGradNorm(this.params.map((p) => p.handle), maxNorm))
+    if (this.zeroStage === 1)
+      return nativeAsync(async () =>
+        nativeAddon().clipGradNorm(
+          this.params.map((p) => p.handle),
+          maxNorm,
+        ),
+      )
     return this.group.clipGradNorm(this.byOwner(this.rank), maxNorm)
   }
 

@@ -33,8 +33,10 @@ export function readDistEnv(env: Env = process.env): DistEnv | undefined {
   const slurm = !torchrun && env.SLURM_PROCID !== undefined && env.SLURM_NTASKS !== undefined && env.MASTER_ADDR !== undefined
   if (!torchrun && !slurm) return undefined
   const [rankVar, worldVar, localVar] = slurm ? ['SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_LOCALID'] : ['RANK', 'WORLD_SIZE', 'LOCAL_RANK']
-  if (env[worldVar] === undefined) throw new EdpoInputError(`${rankVar} is set but ${worldVar} is not: set both (torchrun and srun do), or neither for one process`)
-  if (env[rankVar] === undefined) throw new EdpoInputError(`${worldVar} is set but ${rankVar} is not: set both (torchrun and srun do), or neither for one process`)
+  if (env[worldVar] === undefined)
+    throw new EdpoInputError(`${rankVar} is set but ${worldVar} is not: set both (torchrun and srun do), or neither for one process`)
+  if (env[rankVar] === undefined)
+    throw new EdpoInputError(`${worldVar} is set but ${rankVar} is not: set both (torchrun and srun do), or neither for one process`)
   const worldSize = integer(env, worldVar, 1)
   const rank = integer(env, rankVar, 0, worldSize - 1)
   const localRank = env[localVar] !== undefined ? integer(env, localVar, 0) : rank

@@ -55,23 +55,45 @@ export class DistGroup {
   allreduce(tensors: readonly Tensor[], o: { op?: 'sum' | 'mean' | 'max'; bucketBytes?: number } = {}): Promise<void> {
     const op = o.op ?? 'sum'
     return nativeAsync(() =>
-      nativeAddon().distAllreduce(this.handle, tensors.map((t) => t.handle), { max: op === 'max', average: op === 'mean', grads: false, bucketBytes: o.bucketBytes ?? BUCKET_BYTES }),
+      nativeAddon().distAllreduce(
+        this.handle,
+        tensors.map((t) => t.handle),
+        { max: op === 'max', average: op === 'mean', grads: false, bucketBytes: o.bucketBytes ?? BUCKET_BYTES },
+      ),
     )
   }
 
   /** The parameters' gradients averaged over ranks, in ~25 MB buckets (a missing gradient counts as zero). */
   averageGradients(params: readonly Tensor[], bucketBytes = BUCKET_BYTES): Promise<void> {
-    return nativeAsync(() => nativeAddon().distAllreduce(this.handle, params.map((t) => t.handle), { max: false, average: true, grads: true, bucketBytes }))
+    return nativeAsync(() =>
+      nativeAddon().distAllreduce(
+        this.handle,
+        params.map((t) => t.handle),
+        { max: false, average: true, grads: true, bucketBytes },
+      ),
+    )
   }
 
   /** The parameters' gradients averaged onto rank `root` (ZeRO-2: the owner of these parameters). */
   reduceGradients(params: readonly Tensor[], root: number, bucketBytes = BUCKET_BYTES): Promise<void> {
-    return nativeAsync(() => nativeAddon().distReduce(this.handle, params.map((t) => t.handle), { root, average: true, grads: true, bucketBytes }))
+    return nativeAsync(() =>
+      nativeAddon().distReduce(
+        this.handle,
+        params.map((t) => t.handle),
+        { root, average: true, grads: true, bucketBytes },
+      ),
+    )
   }
 
   /** Rank `root`'s values into every rank's tensors (ZeRO's all-gather of updated parameters). */
   broadcast(tensors: readonly Tensor[], root: number): Promise<void> {
-    return nativeAsync(() => nativeAddon().distBroadcast(this.handle, tensors.map((t) => t.handle), { root, bucketBytes: BUCKET_BYTES }))
+    return nativeAsync(() =>
+      nativeAddon().distBroadcast(
+        this.handle,
+        tensors.map((t) => t.handle),
+        { root, bucketBytes: BUCKET_BYTES },
+      ),
+    )
   }
 
   /** Every rank's `tensor`, stacked: shape `[world, ...shape]`. */
@@ -89,13 +111,25 @@ export class DistGroup {
    * owner rank, ZeRO-2) reduced onto the owner, the other ranks' copies freed.
    */
   gradReducer(params: readonly Tensor[], o: { bucketBytes: number; owners?: readonly number[] }): GradReducer {
-    const handle = native(() => nativeAddon().distReducerCreate(this.handle, params.map((p) => p.handle), { bucketBytes: o.bucketBytes, owners: o.owners ? [...o.owners] : [] }))
+    const handle = native(() =>
+      nativeAddon().distReducerCreate(
+        this.handle,
+        params.map((p) => p.handle),
+        { bucketBytes: o.bucketBytes, owners: o.owners ? [...o.owners] : [] },
+      ),
+    )
     return new GradReducer(handle)
   }
 
   /** Global gradient norm over every rank's `owned` parameters, clipped to maxNorm (ZeRO-2). */
   clipGradNorm(owned: readonly Tensor[], maxNorm: number): Promise<number> {
-    return nativeAsync(() => nativeAddon().distClipGradNorm(this.handle, owned.map((t) => t.handle), maxNorm))
+    return nativeAsync(() =>
+      nativeAddon().distClipGradNorm(
+        this.handle,
+        owned.map((t) => t.handle),
+        maxNorm,
+      ),
+    )
   }
 }
 

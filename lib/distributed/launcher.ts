@@ -91,7 +91,11 @@ export function launchWorkers(o: LaunchOptions): Promise<number> {
       }
       // Own process group: a terminal's Ctrl-C reaches the launcher only, which passes it on once.
       // fd 3 is the lifeline: the launcher never writes to it; its end closes when the launcher dies.
-      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...o.args], { env, stdio: ['inherit', 'inherit', 'inherit', 'pipe'], detached: true })
+      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...o.args], {
+        env,
+        stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+        detached: true,
+      })
       children.push(child)
       running.add(rank)
       child.on('exit', (code, signal) => {
@@ -125,7 +129,10 @@ export function launchWorkers(o: LaunchOptions): Promise<number> {
  * is gone. The kernel's parent-death signal covers a worker busy in native code; the pipe's EOF
  * covers platforms without it. A launcher that died before this ran is caught by its pid.
  */
-export function exitWithLauncher(env: Readonly<Record<string, string | undefined>> = process.env, log: (line: string) => void = (l) => process.stderr.write(l + '\n')): void {
+export function exitWithLauncher(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  log: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+): void {
   const pid = env.EDPO_LAUNCHER_PID
   if (pid === undefined) return
   const gone = () => {

@@ -17,7 +17,10 @@ export function optimizerShardFile(rank: number, world: number): string {
 /** The optimizer files of checkpoint `dir`, or why they are incomplete. */
 export function optimizerFiles(dir: string): { files: string[] } | { problem: string } {
   if (fs.existsSync(path.join(dir, OPTIMIZER_FILE))) return { files: [OPTIMIZER_FILE] }
-  const shards = fs.readdirSync(dir).map((n) => SHARD.exec(n)).filter((m): m is RegExpExecArray => m !== null)
+  const shards = fs
+    .readdirSync(dir)
+    .map((n) => SHARD.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
   if (shards.length === 0) return { problem: `${OPTIMIZER_FILE} is missing` }
   const world = Number(shards[0]![2])
   for (let r = 0; r < world; r++)

@@ -41,7 +41,8 @@ export async function loadGoldJudge(modulePath: string): Promise<GoldJudge> {
   try {
     mod = file.endsWith('.mjs') ? await dynamicImport(new URL(`file://${file}`).href) : require(file)
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ESM') throw new EdpoInputError(`--gold ${modulePath}: cannot load (${(e as Error).message})`, { cause: e })
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ESM')
+      throw new EdpoInputError(`--gold ${modulePath}: cannot load (${(e as Error).message})`, { cause: e })
     mod = await dynamicImport(new URL(`file://${file}`).href)
   }
   const reward = pickReward(mod)
@@ -112,7 +113,13 @@ export async function sampleCompletions(model: CausalLM, tokenizer: PreferenceTo
 }
 
 /** log π(y|x) − log π_ref(y|x) per sample, summed over its completion tokens. */
-export async function sampleLogRatios(policy: CausalLM, reference: CausalLM, samples: readonly Sample[], padTokenId: number, o: { batchSize?: number; device?: string } = {}): Promise<Float64Array> {
+export async function sampleLogRatios(
+  policy: CausalLM,
+  reference: CausalLM,
+  samples: readonly Sample[],
+  padTokenId: number,
+  o: { batchSize?: number; device?: string } = {},
+): Promise<Float64Array> {
   const out = new Float64Array(samples.length)
   const batchSize = o.batchSize ?? 64
   for (let start = 0; start < samples.length; start += batchSize) {
@@ -154,7 +161,8 @@ export async function scoreSamples(judge: GoldJudge, samples: readonly Sample[])
   const out: number[] = []
   for (const s of samples) {
     const r = await judge.reward(s.prompt, s.text)
-    if (typeof r !== 'number' || !Number.isFinite(r)) throw new EdpoInputError(`${judge.name}: reward(${JSON.stringify(s.prompt)}, ${JSON.stringify(s.text)}) returned ${String(r)}, expected a finite number`)
+    if (typeof r !== 'number' || !Number.isFinite(r))
+      throw new EdpoInputError(`${judge.name}: reward(${JSON.stringify(s.prompt)}, ${JSON.stringify(s.text)}) returned ${String(r)}, expected a finite number`)
     out.push(r)
   }
   return out
@@ -177,7 +185,13 @@ export async function evaluateWithGold(o: GoldEvalOptions): Promise<GoldEval> {
     referenceMeanReward: mean(ref.rewards),
     kl: mean(ratios),
     meanLength: mean(samples.map((s) => s.completionIds.length)),
-    samples: samples.map((s, i) => ({ prompt: s.prompt, policy: s.text, reference: ref.samples[i]!.text, policyReward: rewards[i]!, referenceReward: ref.rewards[i]! })),
+    samples: samples.map((s, i) => ({
+      prompt: s.prompt,
+      policy: s.text,
+      reference: ref.samples[i]!.text,
+      policyReward: rewards[i]!,
+      referenceReward: ref.rewards[i]!,
+    })),
   }
 }
 

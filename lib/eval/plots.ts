@@ -23,9 +23,7 @@ export interface WinRateKlRow {
 }
 
 /** What to draw: a plot kind and its rows. */
-export type PlotSpec =
-  | { kind: 'curves'; title: string; rows: readonly CurveRow[] }
-  | { kind: 'win-rate-kl'; title: string; rows: readonly WinRateKlRow[] }
+export type PlotSpec = { kind: 'curves'; title: string; rows: readonly CurveRow[] } | { kind: 'win-rate-kl'; title: string; rows: readonly WinRateKlRow[] }
 
 /** Training curves (moving averages): one panel per metric, one line per run. */
 export function curvesSpec(title: string, rows: readonly CurveRow[]): PlotSpec {
@@ -91,7 +89,15 @@ function curvesSvg(title: string, all: readonly CurveRow[]): string {
     body.push(yAxis(p, yt, tickFormat(yt.step), metric))
     const last = m === metrics.length - 1
     body.push(xAxis(p, xt, tickFormat(xt.step), last ? 'optimizer step' : undefined, last))
-    lines.forEach((line, i) => body.push(polyline(line.map(([s, v]) => [sx(s), sy(v)]), color(runs[i]!), seriesStyle(runs[i]!).dash)))
+    lines.forEach((line, i) =>
+      body.push(
+        polyline(
+          line.map(([s, v]) => [sx(s), sy(v)]),
+          color(runs[i]!),
+          seriesStyle(runs[i]!).dash,
+        ),
+      ),
+    )
   })
   body.push(legend(LEFT + WIDTH + 24, TOP + 10, 'method', runs, runs.map(color)))
   const legendWidth = 24 + Math.max(60, ...runs.map((r) => 15 + 6 * [...r].length))
@@ -111,15 +117,25 @@ function winRateKlSvg(title: string, all: readonly WinRateKlRow[]): string {
   const yt = niceTicks(Math.min(0, wLo), Math.max(0, wHi), 6)
   const sx = linear(xt.lo, xt.hi, p.x, p.x + p.width)
   const sy = linear(yt.lo, yt.hi, p.y + p.height, p.y)
-  const body = [yAxis(p, yt, tickFormat(yt.step, true), 'gold-reward win rate vs reference'), xAxis(p, xt, tickFormat(xt.step), 'KL(π‖π_ref), nats per sequence (from samples)')]
+  const body = [
+    yAxis(p, yt, tickFormat(yt.step, true), 'gold-reward win rate vs reference'),
+    xAxis(p, xt, tickFormat(xt.step), 'KL(π‖π_ref), nats per sequence (from samples)'),
+  ]
   methods.forEach((method) => {
     const c = color(method)
     const pts = rows.filter((r) => r.method === method).sort((a, b) => a.kl - b.kl)
-    body.push(polyline(pts.map((r) => [sx(r.kl), sy(r.winRate)]), c, seriesStyle(method).dash))
+    body.push(
+      polyline(
+        pts.map((r) => [sx(r.kl), sy(r.winRate)]),
+        c,
+        seriesStyle(method).dash,
+      ),
+    )
     for (const r of pts) {
       const [x, y] = [sx(r.kl), sy(r.winRate)]
       if (r.klRange) body.push(`<line x1="${px(sx(r.klRange[0]))}" y1="${px(y)}" x2="${px(sx(r.klRange[1]))}" y2="${px(y)}" stroke="${c}" stroke-width="1"/>`)
-      if (r.winRateRange) body.push(`<line x1="${px(x)}" y1="${px(sy(r.winRateRange[0]))}" x2="${px(x)}" y2="${px(sy(r.winRateRange[1]))}" stroke="${c}" stroke-width="1"/>`)
+      if (r.winRateRange)
+        body.push(`<line x1="${px(x)}" y1="${px(sy(r.winRateRange[0]))}" x2="${px(x)}" y2="${px(sy(r.winRateRange[1]))}" stroke="${c}" stroke-width="1"/>`)
       body.push(`<circle cx="${px(x)}" cy="${px(y)}" r="4" fill="${c}"/>`)
       if (r.label) body.push(`<text x="${px(x + 8)}" y="${px(y + 3)}" font-size="10" fill="${c}" ${FONT}>${esc(r.label)}</text>`)
     }

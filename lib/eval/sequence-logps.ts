@@ -9,10 +9,11 @@ import { type SequenceStatsResult, sequenceStatsFromHiddenAsync } from '../core/
 import type { Tensor } from '../core/tensor'
 
 /** What the op needs of a collated batch (pairs or SFT rows): ids, attention mask, labels, mask. */
-export type LabelledRows = Pick<SequenceBatch, 'inputIds' | 'attentionMask' | 'labels' | 'lossMask'> & Partial<Pick<SequenceBatch, 'padded'>> & {
-  /** The flat indices where lossMask is non-zero (collate gives them): spares the op a device read. */
-  activeRows?: Tensor
-}
+export type LabelledRows = Pick<SequenceBatch, 'inputIds' | 'attentionMask' | 'labels' | 'lossMask'> &
+  Partial<Pick<SequenceBatch, 'padded'>> & {
+    /** The flat indices where lossMask is non-zero (collate gives them): spares the op a device read. */
+    activeRows?: Tensor
+  }
 
 /**
  * Per-row sums [R] of `model`'s label log-probs (differentiable when `grad`), argmax hits and token
@@ -27,7 +28,9 @@ export async function modelSequenceStats(model: CausalLM, batch: LabelledRows, o
   const referenceHead = o.reference?.lmHead()
   try {
     if (referenceHead && referenceHead.finalLogitSoftcap !== head.finalLogitSoftcap) {
-      throw new EdpoInputError(`reference model: final_logit_softcapping ${referenceHead.finalLogitSoftcap} differs from the policy's ${head.finalLogitSoftcap}`)
+      throw new EdpoInputError(
+        `reference model: final_logit_softcapping ${referenceHead.finalLogitSoftcap} differs from the policy's ${head.finalLogitSoftcap}`,
+      )
     }
     return await sequenceStatsFromHiddenAsync({
       policyHidden: hidden,

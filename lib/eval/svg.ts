@@ -84,7 +84,8 @@ export function xAxis(p: Panel, ticks: Ticks, format: (v: number) => string, tit
     return labels ? `${grid}${tick}<text x="${x}" y="${px(bottom + 16)}" text-anchor="middle" font-size="10" ${FONT}>${esc(format(v))}</text>` : grid + tick
   })
   parts.push(`<line x1="${px(p.x)}" y1="${px(bottom)}" x2="${px(p.x + p.width)}" y2="${px(bottom)}" stroke="#888"/>`)
-  if (title) parts.push(`<text x="${px(p.x + p.width / 2)}" y="${px(bottom + 32)}" text-anchor="middle" font-size="11" font-weight="bold" ${FONT}>${esc(title)}</text>`)
+  if (title)
+    parts.push(`<text x="${px(p.x + p.width / 2)}" y="${px(bottom + 32)}" text-anchor="middle" font-size="11" font-weight="bold" ${FONT}>${esc(title)}</text>`)
   return parts.join('\n')
 }
 
@@ -93,15 +94,19 @@ export function yAxis(p: Panel, ticks: Ticks, format: (v: number) => string, tit
   const sy = linear(ticks.lo, ticks.hi, p.y + p.height, p.y)
   const parts = ticks.values.map((v) => {
     const y = px(sy(v))
-    return `<line x1="${px(p.x)}" y1="${y}" x2="${px(p.x + p.width)}" y2="${y}" stroke="#ddd"/>` +
+    return (
+      `<line x1="${px(p.x)}" y1="${y}" x2="${px(p.x + p.width)}" y2="${y}" stroke="#ddd"/>` +
       `<line x1="${px(p.x - 5)}" y1="${y}" x2="${px(p.x)}" y2="${y}" stroke="#888"/>` +
       `<text x="${px(p.x - 7)}" y="${px(sy(v) + 3)}" text-anchor="end" font-size="10" ${FONT}>${esc(format(v))}</text>`
+    )
   })
   parts.push(`<line x1="${px(p.x)}" y1="${px(p.y)}" x2="${px(p.x)}" y2="${px(p.y + p.height)}" stroke="#888"/>`)
   if (title) {
     const cx = px(p.x - 52)
     const cy = px(p.y + p.height / 2)
-    parts.push(`<text x="${cx}" y="${cy}" transform="rotate(-90 ${cx} ${cy})" text-anchor="middle" font-size="11" font-weight="bold" ${FONT}>${esc(title)}</text>`)
+    parts.push(
+      `<text x="${cx}" y="${cy}" transform="rotate(-90 ${cx} ${cy})" text-anchor="middle" font-size="11" font-weight="bold" ${FONT}>${esc(title)}</text>`,
+    )
   }
   return parts.join('\n')
 }
@@ -118,7 +123,9 @@ export function legend(x: number, y: number, title: string, names: readonly stri
   const parts = [`<text x="${px(x)}" y="${px(y)}" font-size="11" font-weight="bold" ${FONT}>${esc(title)}</text>`]
   names.forEach((name, i) => {
     const row = y + 16 + i * 16
-    parts.push(`<circle cx="${px(x + 5)}" cy="${px(row - 4)}" r="5" fill="${colors[i]}"/><text x="${px(x + 15)}" y="${px(row)}" font-size="10" ${FONT}>${esc(name)}</text>`)
+    parts.push(
+      `<circle cx="${px(x + 5)}" cy="${px(row - 4)}" r="5" fill="${colors[i]}"/><text x="${px(x + 15)}" y="${px(row)}" font-size="10" ${FONT}>${esc(name)}</text>`,
+    )
   })
   return parts.join('\n')
 }

@@ -26,7 +26,13 @@ export function repoFolder(cacheDir: string, kind: RepoKind, repo: string): stri
  */
 export function insideFolder(base: string, relative: string, what: string): string {
   const parts = relative.split('/')
-  if (relative === '' || relative.includes('\0') || relative.includes('\\') || path.isAbsolute(relative) || parts.some((p) => p === '' || p === '.' || p === '..'))
+  if (
+    relative === '' ||
+    relative.includes('\0') ||
+    relative.includes('\\') ||
+    path.isAbsolute(relative) ||
+    parts.some((p) => p === '' || p === '.' || p === '..')
+  )
     throw new EdpoInputError(`${what}: refused the file name ${JSON.stringify(relative)} (it must stay inside the repo: no '..', no absolute paths)`)
   const joined = path.join(base, ...parts)
   if (!joined.startsWith(base + path.sep)) throw new EdpoInputError(`${what}: refused the file name ${JSON.stringify(relative)} (it leaves ${base})`)
@@ -83,7 +89,8 @@ export function cachedFile(repoDir: string, commit: string, file: string, what: 
     return undefined
   }
   const root = fs.realpathSync(repoDir)
-  if (!real.startsWith(root + path.sep)) throw new EdpoInputError(`${what}: ${link} leads outside ${repoDir} (to ${real}); refusing a cache entry that points elsewhere`)
+  if (!real.startsWith(root + path.sep))
+    throw new EdpoInputError(`${what}: ${link} leads outside ${repoDir} (to ${real}); refusing a cache entry that points elsewhere`)
   return fs.statSync(real).isFile() ? link : undefined
 }
 

@@ -81,7 +81,8 @@ function cardConfigs(card: string, what: string): CardConfig[] {
 /** data_files of a config → the globs of `split` (a bare string or list is the train split). */
 function splitGlobs(dataFiles: unknown, split: string): string[] | undefined {
   const strings = (v: unknown) => (typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
-  if (typeof dataFiles === 'string' || (Array.isArray(dataFiles) && dataFiles.every((x) => typeof x === 'string'))) return split === 'train' ? strings(dataFiles) : undefined
+  if (typeof dataFiles === 'string' || (Array.isArray(dataFiles) && dataFiles.every((x) => typeof x === 'string')))
+    return split === 'train' ? strings(dataFiles) : undefined
   if (Array.isArray(dataFiles)) {
     const entry = dataFiles.find((e) => typeof e === 'object' && e !== null && (e as { split?: unknown }).split === split) as { path?: unknown } | undefined
     return entry ? strings(entry.path) : undefined
@@ -148,7 +149,10 @@ export function splitFiles(req: SplitRequest): FileSelector {
       if (chosen.length === 0 && req.split === 'train' && !anySplit) chosen = [...pool]
     }
     if (chosen.length === 0)
-      throw new MissingFile(req.what, `found no files for split '${req.split}'${where}; files seen: ${seen(all)}. Give --data-split (TRL: dataset_train_split) a split the repo has, or list its files with --data`)
+      throw new MissingFile(
+        req.what,
+        `found no files for split '${req.split}'${where}; files seen: ${seen(all)}. Give --data-split (TRL: dataset_train_split) a split the repo has, or list its files with --data`,
+      )
     checkShards(chosen, req.what)
     return [...chosen].sort()
   }

@@ -20,7 +20,9 @@ export async function hubFetch(url: string, req: HubRequest, what: string): Prom
     try {
       res = await fetch(current, { method: req.method ?? 'GET', headers, redirect: 'manual', signal: req.signal })
     } catch (e) {
-      throw new EdpoInputError(`${what}: cannot reach ${new URL(current).origin} (${(e as Error).message}); set HF_HUB_OFFLINE=1 to use only the local cache`, { cause: e })
+      throw new EdpoInputError(`${what}: cannot reach ${new URL(current).origin} (${(e as Error).message}); set HF_HUB_OFFLINE=1 to use only the local cache`, {
+        cause: e,
+      })
     }
     if (res.status < 300 || res.status >= 400 || res.status === 304) return res
     const location = res.headers.get('location')
@@ -34,7 +36,14 @@ export async function hubFetch(url: string, req: HubRequest, what: string): Prom
 }
 
 /** A Hub answer that is not a success, as a message naming the repo and what to do. */
-export function hubStatusError(status: number, repo: string, kind: 'model' | 'dataset', what: string, tokenSource: string | undefined, endpoint: string): EdpoInputError {
+export function hubStatusError(
+  status: number,
+  repo: string,
+  kind: 'model' | 'dataset',
+  what: string,
+  tokenSource: string | undefined,
+  endpoint: string,
+): EdpoInputError {
   const page = `${endpoint}/${kind === 'dataset' ? 'datasets/' : ''}${repo}`
   if (status === 401 || status === 403) {
     const how = tokenSource

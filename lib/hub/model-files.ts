@@ -32,7 +32,10 @@ export function modelFiles(what: string): FileSelector {
       const weights = files.filter((f) => !f.includes('/') && f.endsWith('.safetensors'))
       if (weights.length === 0) {
         const bin = files.some((f) => f.endsWith('.bin') || f.endsWith('.pt') || f.endsWith('.pth'))
-        if (bin) throw new EdpoInputError(`${what}: the repo has only PyTorch pickle weights (.bin): edpo reads .safetensors only (it never unpickles a stranger's file)`)
+        if (bin)
+          throw new EdpoInputError(
+            `${what}: the repo has only PyTorch pickle weights (.bin): edpo reads .safetensors only (it never unpickles a stranger's file)`,
+          )
         throw new MissingFile(what, `no model.safetensors (nor ${INDEX})`)
       }
       chosen.push(...weights)

@@ -44,11 +44,16 @@ export async function resolveHubOptions(options: Record<string, unknown>, opts: 
   }
   const anyData = ids.data.some(Boolean) || ids.evalData.some(Boolean)
   // Nothing silently ignored: a Hub-only option needs a Hub id to act on.
-  if (hubOnly.modelRevision !== undefined && !ids.model) throw new EdpoInputError(`${typed('modelRevision', '--model-revision')}: applies to a Hub model id, but --model ${String(out.model)} is a local folder`)
-  if (hubOnly.dataSplit !== undefined && !ids.data.some(Boolean)) throw new EdpoInputError(`${typed('dataSplit', '--data-split')}: applies to a Hub dataset id in --data (org/name), and --data has none`)
-  if (hubOnly.dataConfig !== undefined && !anyData) throw new EdpoInputError(`${typed('dataConfig', '--data-config')}: applies to a Hub dataset id in --data (org/name), and --data has none`)
+  if (hubOnly.modelRevision !== undefined && !ids.model)
+    throw new EdpoInputError(`${typed('modelRevision', '--model-revision')}: applies to a Hub model id, but --model ${String(out.model)} is a local folder`)
+  if (hubOnly.dataSplit !== undefined && !ids.data.some(Boolean))
+    throw new EdpoInputError(`${typed('dataSplit', '--data-split')}: applies to a Hub dataset id in --data (org/name), and --data has none`)
+  if (hubOnly.dataConfig !== undefined && !anyData)
+    throw new EdpoInputError(`${typed('dataConfig', '--data-config')}: applies to a Hub dataset id in --data (org/name), and --data has none`)
   if (hubOnly.evalDataSplit !== undefined && !ids.evalData.some(Boolean) && !(out.evalData === undefined && ids.data.some(Boolean)))
-    throw new EdpoInputError(`${typed('evalDataSplit', '--eval-data-split')}: applies to a Hub dataset id (in --eval-data, or in --data when --eval-data is not given)`)
+    throw new EdpoInputError(
+      `${typed('evalDataSplit', '--eval-data-split')}: applies to a Hub dataset id (in --eval-data, or in --data when --eval-data is not given)`,
+    )
   if (!ids.model && !ids.referenceModel && !ids.adapter && !anyData) return out
 
   const settings = opts.settings ?? hubSettings()
@@ -56,13 +61,23 @@ export async function resolveHubOptions(options: Record<string, unknown>, opts: 
   const model = async (id: HubId, flag: string, revision: string | undefined, adapter = false) => {
     checkHubId(id, flag)
     const what = `${flag} ${formatHubId(id)}`
-    const snap = await fetchSnapshot({ kind: 'model', repo: id.repo, revision: id.revision ?? revision ?? 'main', what }, adapter ? adapterFiles(what) : modelFiles(what), settings, log)
+    const snap = await fetchSnapshot(
+      { kind: 'model', repo: id.repo, revision: id.revision ?? revision ?? 'main', what },
+      adapter ? adapterFiles(what) : modelFiles(what),
+      settings,
+      log,
+    )
     return snap.dir
   }
   const dataset = async (id: HubId, flag: string, split: string) => {
     checkHubId(id, flag)
     const what = `${flag} ${formatHubId(id)} (split ${split})`
-    const snap = await fetchSnapshot({ kind: 'dataset', repo: id.repo, revision: id.revision ?? 'main', what }, splitFiles({ split, config: hubOnly.dataConfig, what }), settings, log)
+    const snap = await fetchSnapshot(
+      { kind: 'dataset', repo: id.repo, revision: id.revision ?? 'main', what },
+      splitFiles({ split, config: hubOnly.dataConfig, what }),
+      settings,
+      log,
+    )
     log(`${flag} ${formatHubId(id)}: split ${split} is ${snap.files.join(', ')} (commit ${snap.commit.slice(0, 10)})`)
     return snap.files.map((f) => `${snap.dir}/${f}`)
   }
@@ -82,7 +97,8 @@ export async function resolveHubOptions(options: Record<string, unknown>, opts: 
     const evalFiles: string[] = []
     for (const id of hub) evalFiles.push(...(await dataset(id, typed('evalDataSplit', '--eval-data-split'), hubOnly.evalDataSplit)))
     out.evalData = evalFiles
-  } else if (ids.evalData.some(Boolean)) out.evalData = await datasets(out.evalData, ids.evalData, typed('evalData', '--eval-data'), hubOnly.evalDataSplit ?? 'test')
+  } else if (ids.evalData.some(Boolean))
+    out.evalData = await datasets(out.evalData, ids.evalData, typed('evalData', '--eval-data'), hubOnly.evalDataSplit ?? 'test')
   if (ids.data.some(Boolean)) out.data = await datasets(out.data, ids.data, typed('data', '--data'), trainSplit)
   return out
 }

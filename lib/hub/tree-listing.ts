@@ -68,7 +68,8 @@ export async function listRepoFiles(req: ListingRequest): Promise<ListedFile[]> 
     const next = nextLink(res.headers.get('link'))
     if (next !== undefined) {
       const nextUrl: URL = new URL(next, url)
-      if (nextUrl.origin !== origin) throw new EdpoInputError(`${req.what}: the Hub's listing of ${req.repo} points its next page at another origin (${nextUrl.origin})`)
+      if (nextUrl.origin !== origin)
+        throw new EdpoInputError(`${req.what}: the Hub's listing of ${req.repo} points its next page at another origin (${nextUrl.origin})`)
       url = nextUrl.toString()
     } else url = undefined
   }
@@ -77,7 +78,8 @@ export async function listRepoFiles(req: ListingRequest): Promise<ListedFile[]> 
 
 /** One tree entry as a file, undefined for a directory; anything malformed is an error. */
 function listedFile(entry: unknown, req: ListingRequest): ListedFile | undefined {
-  const bad = (why: string) => new EdpoInputError(`${req.what}: the Hub's listing of ${req.repo} has a malformed entry (${why}): ${JSON.stringify(entry)?.slice(0, 200)}`)
+  const bad = (why: string) =>
+    new EdpoInputError(`${req.what}: the Hub's listing of ${req.repo} has a malformed entry (${why}): ${JSON.stringify(entry)?.slice(0, 200)}`)
   if (typeof entry !== 'object' || entry === null) throw bad('not an object')
   const e = entry as Record<string, unknown>
   if (e.type === 'directory') return undefined

@@ -21,9 +21,7 @@ const TO_DTYPE: Record<string, DType> = {
   U8: 'uint8',
   BOOL: 'bool',
 }
-const FROM_DTYPE: Record<DType, string> = Object.fromEntries(
-  Object.entries(TO_DTYPE).map(([k, v]) => [v, k]),
-) as Record<DType, string>
+const FROM_DTYPE: Record<DType, string> = Object.fromEntries(Object.entries(TO_DTYPE).map(([k, v]) => [v, k])) as Record<DType, string>
 const ITEM_SIZE: Record<DType, number> = {
   float64: 8,
   float32: 4,
@@ -103,8 +101,7 @@ function parseHeader(file: string, json: Record<string, unknown>, dataStart: num
   const tensors: Record<string, SafetensorsEntry> = {}
   for (const [name, value] of Object.entries(json)) {
     if (name === '__metadata__') {
-      if (typeof value !== 'object' || value === null || Array.isArray(value))
-        throw bad(file, '__metadata__ must be an object of strings')
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(file, '__metadata__ must be an object of strings')
       for (const [k, v] of Object.entries(value)) {
         if (typeof v !== 'string') throw bad(file, `__metadata__.${k} must be a string`)
         setOwn(metadata, k, v)
@@ -124,8 +121,7 @@ function parseHeader(file: string, json: Record<string, unknown>, dataStart: num
     const [begin, end] = offsets as [number, number]
     const shape = e.shape as number[]
     const expected = shape.reduce((a, b) => a * b, 1) * ITEM_SIZE[dtype]
-    if (end - begin !== expected)
-      throw bad(file, `${where}: data_offsets span ${end - begin} bytes but ${dtype} [${shape.join(', ')}] needs ${expected}`)
+    if (end - begin !== expected) throw bad(file, `${where}: data_offsets span ${end - begin} bytes but ${dtype} [${shape.join(', ')}] needs ${expected}`)
     if (end > dataBytes) throw bad(file, `${where}: data ends at byte ${end}, past the end of the file's data (${dataBytes})`)
     setOwn(tensors, name, { dtype, shape, dataOffsets: [begin, end] })
   }
@@ -133,8 +129,7 @@ function parseHeader(file: string, json: Record<string, unknown>, dataStart: num
   const spans = Object.entries(tensors).sort((a, b) => a[1].dataOffsets[0] - b[1].dataOffsets[0])
   let cursor = 0
   for (const [name, t] of spans) {
-    if (t.dataOffsets[0] !== cursor)
-      throw bad(file, `tensor '${name}': data starts at byte ${t.dataOffsets[0]}, expected ${cursor} (overlap or hole)`)
+    if (t.dataOffsets[0] !== cursor) throw bad(file, `tensor '${name}': data starts at byte ${t.dataOffsets[0]}, expected ${cursor} (overlap or hole)`)
     cursor = t.dataOffsets[1]
   }
   if (cursor !== dataBytes) throw bad(file, `data section has ${dataBytes} bytes but the tensors cover ${cursor}`)
@@ -236,14 +231,12 @@ export async function loadSafetensorsAsync(file: string, names?: readonly string
  */
 export function saveSafetensors(file: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): void {
   if (typeof file !== 'string') throw new EdpoInputError(`file: expected a path string, got ${typeof file}`)
-  if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors))
-    throw new EdpoInputError('tensors: expected an object of named Tensors')
+  if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors)) throw new EdpoInputError('tensors: expected an object of named Tensors')
   if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)))
     throw new EdpoInputError('metadata: expected an object of strings')
   const header: Record<string, unknown> = {}
   if (metadata && Object.keys(metadata).length > 0) {
-    for (const [k, v] of Object.entries(metadata))
-      if (typeof v !== 'string') throw new EdpoInputError(`metadata.${k}: must be a string`)
+    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new EdpoInputError(`metadata.${k}: must be a string`)
     header.__metadata__ = metadata
   }
   const names = Object.keys(tensors)

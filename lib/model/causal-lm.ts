@@ -174,7 +174,8 @@ export class CausalLM {
     const o = parse(fromPretrainedSchema, opts, 'opts')
     if (typeof dir === 'string' && !fs.existsSync(path.join(dir, CONFIG_FILE)) && fs.existsSync(path.join(dir, ADAPTER_CONFIG_FILE))) {
       const base = readAdapterConfig(dir).baseModelNameOrPath
-      if (base === undefined) throw new EdpoInputError(`${path.join(dir, ADAPTER_CONFIG_FILE)}: no base_model_name_or_path; load the base model and call loadAdapter('${dir}')`)
+      if (base === undefined)
+        throw new EdpoInputError(`${path.join(dir, ADAPTER_CONFIG_FILE)}: no base_model_name_or_path; load the base model and call loadAdapter('${dir}')`)
       const model = await CausalLM.fromPretrained(base, { ...o, trainable: false })
       return model.loadAdapter(dir, { trainable: o?.trainable ?? true })
     }
@@ -282,7 +283,13 @@ export class CausalLM {
    * @internal
    */
   sharedBase(): CausalLM {
-    return new CausalLM(native(() => nativeAddon().modelShareBase(this.handle)), this.config, this.rawConfig, this.storedTiedHead, this.sourceDir)
+    return new CausalLM(
+      native(() => nativeAddon().modelShareBase(this.handle)),
+      this.config,
+      this.rawConfig,
+      this.storedTiedHead,
+      this.sourceDir,
+    )
   }
 
   /** Folds the adapters into the base weights (W ← W + scale·B·A in W's dtype) and removes them. */
@@ -315,7 +322,9 @@ export class CausalLM {
             `${file}: tensor '${key}' has no place in this model (its adapter tensors are ${PEFT_PREFIX}model.layers.<0..${this.config.num_hidden_layers - 1}>.<module>.lora_A/lora_B.weight for ${settings.targetModules.join(', ')}): an adapter for another architecture?`,
           )
         if (t.shape.join(',') !== into.shape.join(','))
-          throw new EdpoInputError(`${file}: tensor '${key}' has shape [${t.shape.join(', ')}], this model's is [${into.shape.join(', ')}]: an adapter for another architecture?`)
+          throw new EdpoInputError(
+            `${file}: tensor '${key}' has shape [${t.shape.join(', ')}], this model's is [${into.shape.join(', ')}]: an adapter for another architecture?`,
+          )
       }
       for (const key of own.keys()) if (!(key in saved)) throw new EdpoInputError(`${file}: tensor '${key}' is missing`)
       for (const [key, into] of own) into.copyInPlace(saved[key]!)
@@ -363,7 +372,9 @@ export class CausalLM {
     if (this.loraSettings) throw new EdpoInputError('addLora: the model already has LoRA adapters (mergeLora() first to stack another)')
     const dtype = this.namedParameters().get('model.embed_tokens.weight')!.dtype === 'float64' ? 'float64' : 'float32'
     const slots = s.targetModules.map((m) => LINEAR_MODULES[m])
-    native(() => nativeAddon().modelAddLora(this.handle, { r: s.r, alpha: s.alpha, dropout: s.dropout, useRslora: s.useRslora, slots, initSeed: s.seed, dtype }))
+    native(() =>
+      nativeAddon().modelAddLora(this.handle, { r: s.r, alpha: s.alpha, dropout: s.dropout, useRslora: s.useRslora, slots, initSeed: s.seed, dtype }),
+    )
     this.loraSettings = s
   }
 
@@ -405,7 +416,13 @@ export class CausalLM {
 
   /** A frozen deep copy (no grad, eval mode): the reference model. Adapters are not copied. */
   clone(): CausalLM {
-    return new CausalLM(native(() => nativeAddon().modelClone(this.handle)), this.config, this.rawConfig, this.storedTiedHead, this.sourceDir)
+    return new CausalLM(
+      native(() => nativeAddon().modelClone(this.handle)),
+      this.config,
+      this.rawConfig,
+      this.storedTiedHead,
+      this.sourceDir,
+    )
   }
 
   /** Writes config.json and the weights (sharded past opts.maxShardBytes) in Hugging Face layout. */
@@ -444,8 +461,14 @@ export class CausalLM {
     const ids = parse(tensorSchema, inputIds, 'inputIds')
     const o = parse(forwardSchema, opts, 'opts')
     const args = {
-      model: this.handle, inputIds: ids, attentionMask: o?.attentionMask, positionIds: o?.positionIds, logits, grad: o?.grad ?? true,
-      sequenceLengths: o?.sequenceLengths ?? [], adapters: this.adaptersOn(),
+      model: this.handle,
+      inputIds: ids,
+      attentionMask: o?.attentionMask,
+      positionIds: o?.positionIds,
+      logits,
+      grad: o?.grad ?? true,
+      sequenceLengths: o?.sequenceLengths ?? [],
+      adapters: this.adaptersOn(),
     }
     return runOp('modelForward', args, mode)
   }

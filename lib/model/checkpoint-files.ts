@@ -70,8 +70,7 @@ export function listCheckpointTensors(dir: string): Map<string, Located> {
   }
   // Tensors present in a shard but not in the index would be silently dropped: report them.
   for (const [file, tensors] of headers)
-    for (const name of Object.keys(tensors))
-      if (!out.has(name)) throw new EdpoInputError(`${file}: tensor '${name}' is not listed in ${INDEX_FILE}`)
+    for (const name of Object.keys(tensors)) if (!out.has(name)) throw new EdpoInputError(`${file}: tensor '${name}' is not listed in ${INDEX_FILE}`)
   return out
 }
 
@@ -93,8 +92,7 @@ export async function readCheckpointTensors(
   const listing = path.join(dir, fs.existsSync(path.join(dir, INDEX_FILE)) ? INDEX_FILE : SINGLE_FILE)
   for (const [name, shape] of expected) {
     const at = located.get(name)
-    if (!at)
-      throw new EdpoInputError(`${listing}: tensor '${name}' is missing (expected shape ${fmt(shape)} for this ${modelType} config)`)
+    if (!at) throw new EdpoInputError(`${listing}: tensor '${name}' is missing (expected shape ${fmt(shape)} for this ${modelType} config)`)
     const file = path.basename(at.file)
     if (at.entry.shape.length !== shape.length || at.entry.shape.some((d, i) => d !== shape[i]))
       throw new EdpoInputError(`${file}: tensor '${name}' has shape ${fmt(at.entry.shape)}, expected ${fmt(shape)} from config.json`)
@@ -121,9 +119,13 @@ export async function readCheckpointTensors(
   // in memory whole beside the converted weights.
   const loaded = new Map<string, Tensor>()
   for (const [file, names] of byFile)
-    await readSafetensorsInBatchesAsync(file, (batch) => {
-      for (const [n, t] of Object.entries(batch)) loaded.set(n, convert ? convert(t) : t)
-    }, { names })
+    await readSafetensorsInBatchesAsync(
+      file,
+      (batch) => {
+        for (const [n, t] of Object.entries(batch)) loaded.set(n, convert ? convert(t) : t)
+      },
+      { names },
+    )
   return { tensors: new Map([...expected.keys()].map((n) => [n, loaded.get(n)!])), storedTiedHead }
 }
 

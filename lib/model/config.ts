@@ -9,7 +9,10 @@ import { formatZodError } from '../core/validate'
 
 const int = z.number().int()
 const positive = int.positive()
-const tokenIds = z.union([int, z.array(int)]).nullable().optional()
+const tokenIds = z
+  .union([int, z.array(int)])
+  .nullable()
+  .optional()
 
 const ropeScaling = z
   .object({
@@ -102,9 +105,7 @@ export function parseModelConfig(raw: unknown, where = 'config.json'): ModelConf
   const type = (raw as { model_type?: unknown }).model_type
   // Own keys only: 'toString', '__proto__' or 'constructor' are inherited, not schemas.
   if (typeof type !== 'string' || !Object.hasOwn(schemas, type))
-    throw new EdpoInputError(
-      `${where}: model_type ${JSON.stringify(type)} is not supported (expected one of ${SUPPORTED_MODEL_TYPES.join(', ')})`,
-    )
+    throw new EdpoInputError(`${where}: model_type ${JSON.stringify(type)} is not supported (expected one of ${SUPPORTED_MODEL_TYPES.join(', ')})`)
   const r = schemas[type as keyof typeof schemas].safeParse(raw)
   if (!r.success) throw new EdpoInputError(formatZodError(r.error, where))
   const c = r.data
@@ -122,7 +123,10 @@ export function headDim(c: ModelConfig): number {
   return c.head_dim ?? c.hidden_size / c.num_attention_heads
 }
 
-function ropeSettings(c: ModelConfig, where: string): Pick<NativeModelConfig, 'ropeType' | 'ropeFactor' | 'ropeLowFreqFactor' | 'ropeHighFreqFactor' | 'ropeOriginalMaxPositions'> {
+function ropeSettings(
+  c: ModelConfig,
+  where: string,
+): Pick<NativeModelConfig, 'ropeType' | 'ropeFactor' | 'ropeLowFreqFactor' | 'ropeHighFreqFactor' | 'ropeOriginalMaxPositions'> {
   const s = c.rope_scaling
   const type = s?.rope_type ?? s?.type ?? 'default'
   const out = { ropeType: type, ropeFactor: 1, ropeLowFreqFactor: 1, ropeHighFreqFactor: 4, ropeOriginalMaxPositions: 8192 }
@@ -130,11 +134,11 @@ function ropeSettings(c: ModelConfig, where: string): Pick<NativeModelConfig, 'r
   if (s.factor === undefined) throw new EdpoInputError(`${where}: rope_scaling.factor is required for rope_type '${type}'`)
   if (type === 'linear') return { ...out, ropeFactor: s.factor }
   if (type === 'llama3') {
-    const low = s.low_freq_factor, high = s.high_freq_factor, orig = s.original_max_position_embeddings
+    const low = s.low_freq_factor,
+      high = s.high_freq_factor,
+      orig = s.original_max_position_embeddings
     if (low === undefined || high === undefined || orig === undefined || !(high > low))
-      throw new EdpoInputError(
-        `${where}: rope_scaling of type 'llama3' needs low_freq_factor < high_freq_factor and original_max_position_embeddings`,
-      )
+      throw new EdpoInputError(`${where}: rope_scaling of type 'llama3' needs low_freq_factor < high_freq_factor and original_max_position_embeddings`)
     return { ropeType: 'llama3', ropeFactor: s.factor, ropeLowFreqFactor: low, ropeHighFreqFactor: high, ropeOriginalMaxPositions: orig }
   }
   throw new EdpoInputError(`${where}: rope_scaling type '${type}' is not supported (expected default, linear or llama3)`)
@@ -174,8 +178,11 @@ export function nativeModelConfig(c: ModelConfig): NativeModelConfig {
 
 /** Every tensor a checkpoint of this config holds, in HF names and shapes (lm_head only when untied). */
 export function expectedTensors(c: ModelConfig): Map<string, number[]> {
-  const H = c.hidden_size, I = c.intermediate_size, hd = headDim(c)
-  const q = c.num_attention_heads * hd, kv = (c.num_key_value_heads ?? c.num_attention_heads) * hd
+  const H = c.hidden_size,
+    I = c.intermediate_size,
+    hd = headDim(c)
+  const q = c.num_attention_heads * hd,
+    kv = (c.num_key_value_heads ?? c.num_attention_heads) * hd
   const qkvBias = c.model_type === 'qwen2' || ((c.model_type === 'llama' || c.model_type === 'gemma2') && c.attention_bias)
   const oBias = (c.model_type === 'llama' || c.model_type === 'gemma2') && c.attention_bias
   const mlpBias = c.model_type === 'llama' && c.mlp_bias
@@ -188,7 +195,11 @@ export function expectedTensors(c: ModelConfig): Map<string, number[]> {
       out.set(`${p}pre_feedforward_layernorm.weight`, [H])
       out.set(`${p}post_feedforward_layernorm.weight`, [H])
     }
-    for (const [name, rows] of [['q_proj', q], ['k_proj', kv], ['v_proj', kv]] as const) {
+    for (const [name, rows] of [
+      ['q_proj', q],
+      ['k_proj', kv],
+      ['v_proj', kv],
+    ] as const) {
       out.set(`${p}self_attn.${name}.weight`, [rows, H])
       if (qkvBias) out.set(`${p}self_attn.${name}.bias`, [rows])
     }

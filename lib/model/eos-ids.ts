@@ -22,7 +22,9 @@ function idsIn(dir: string, file: string): number[] {
   const v = Object.hasOwn(json, 'eos_token_id') ? (json as Record<string, unknown>).eos_token_id : undefined
   if (v === undefined || v === null) return []
   const list = Array.isArray(v) ? v : [v]
-  for (const id of list) if (!Number.isInteger(id) || (id as number) < 0) throw new EdpoInputError(`${full}: eos_token_id must be a token id or a list of them, got ${JSON.stringify(v)}`)
+  for (const id of list)
+    if (!Number.isInteger(id) || (id as number) < 0)
+      throw new EdpoInputError(`${full}: eos_token_id must be a token id or a list of them, got ${JSON.stringify(v)}`)
   return list as number[]
 }
 

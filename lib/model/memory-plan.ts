@@ -70,10 +70,19 @@ export interface MemoryPlan {
 const BYTES: Record<PlanDtype, number> = { float32: 4, bfloat16: 2, float16: 2, float64: 8 }
 
 /** Elements the trainer's layer keeps for backward per token (E = activation bytes, acc = 4 or 8). */
-function layerActivationBytes(c: ModelConfig, E: number, acc: number, tokensPerSeq: number, lora: { r: number; inputs: number; targets: number } | undefined, fused: boolean): number {
-  const H = c.hidden_size, I = c.intermediate_size
+function layerActivationBytes(
+  c: ModelConfig,
+  E: number,
+  acc: number,
+  tokensPerSeq: number,
+  lora: { r: number; inputs: number; targets: number } | undefined,
+  fused: boolean,
+): number {
+  const H = c.hidden_size,
+    I = c.intermediate_size
   const hd = c.head_dim ?? H / c.num_attention_heads
-  const q = c.num_attention_heads * hd, kv = (c.num_key_value_heads ?? c.num_attention_heads) * hd
+  const q = c.num_attention_heads * hd,
+    kv = (c.num_key_value_heads ?? c.num_attention_heads) * hd
   const rep = q / kv
   // Two RMSNorms: the fp32 input (x itself in fp32) and, when the norm's weight trains, the normed
   // output in the activations' dtype that the multiplication by the weight keeps for its gradient
@@ -140,7 +149,15 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const tokens = sequences * o.maxLength
   // model_uses_fused_layer_kernels: CPU tensors other than bf16/fp16.
   const fused = (o.device ?? 'cpu') === 'cpu' && E >= 4
-  const perLayer = layerActivationBytes(c, E, acc, o.maxLength, lora ? { r: o.loraR!, inputs: loraInputs, targets: (o.loraTargetModules ?? Object.keys(LINEAR_MODULES)).length } : undefined, fused) * tokens
+  const perLayer =
+    layerActivationBytes(
+      c,
+      E,
+      acc,
+      o.maxLength,
+      lora ? { r: o.loraR!, inputs: loraInputs, targets: (o.loraTargetModules ?? Object.keys(LINEAR_MODULES)).length } : undefined,
+      fused,
+    ) * tokens
   const layerInputs = E * c.hidden_size * tokens * c.num_hidden_layers
   // With checkpointing: every layer's input plus one layer recomputed in backward.
   const activations =
@@ -171,7 +188,21 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const layerShare = o.gradientCheckpointing ? perLayer : activations / c.num_hidden_layers
   const total = weights + reference + optimizer + Math.max(activations + Math.max(logitsChunked, layerTemporaries), gradients + gradientBuckets + layerShare)
   const runtime = o.runtimeBytes ?? 0
-  return { parameters, trainableParameters: trainable, weights, reference, gradients, gradientBuckets, optimizer, activations, logitsChunked, logitsMaterialised, layerTemporaries, total, runtime }
+  return {
+    parameters,
+    trainableParameters: trainable,
+    weights,
+    reference,
+    gradients,
+    gradientBuckets,
+    optimizer,
+    activations,
+    logitsChunked,
+    logitsMaterialised,
+    layerTemporaries,
+    total,
+    runtime,
+  }
 }
 
 /** Elements of the largest trainable tensor: a bucket of its own when it exceeds the bucket size. */
@@ -183,7 +214,11 @@ function largestTrainable(shapes: Map<string, number[]>, lora: boolean, o: PlanO
     return o.loraR! * widest
   }
   let largest = 0
-  for (const s of shapes.values()) largest = Math.max(largest, s.reduce((a, b) => a * b, 1))
+  for (const s of shapes.values())
+    largest = Math.max(
+      largest,
+      s.reduce((a, b) => a * b, 1),
+    )
   return largest
 }
 

@@ -94,7 +94,12 @@ export class AdamW {
 
   /** Global L2 norm of the gradients; scales them to `maxNorm` when above it (0: no clipping). */
   clipGradNorm(maxNorm: number): number {
-    return native(() => nativeAddon().clipGradNorm(this.params.map((p) => p.handle), maxNorm))
+    return native(() =>
+      nativeAddon().clipGradNorm(
+        this.params.map((p) => p.handle),
+        maxNorm,
+      ),
+    )
   }
 
   /** The optimizer state as named tensors (for a safetensors checkpoint). */
@@ -126,8 +131,7 @@ export class AdamW {
     const slots = this.stateTensors()
     const where = files.map((file) => ({ file, names: Object.keys(readSafetensorsHeader(file).tensors).filter((k) => Object.hasOwn(slots, k)) }))
     for (const key of Object.keys(slots))
-      if (!where.some((w) => w.names.includes(key)))
-        throw new EdpoInputError(`${files.join(', ')}: optimizer state: missing tensor '${key}'`)
+      if (!where.some((w) => w.names.includes(key))) throw new EdpoInputError(`${files.join(', ')}: optimizer state: missing tensor '${key}'`)
     for (const { file, names } of where) {
       if (names.length === 0) continue
       readSafetensorsInBatches(
@@ -149,7 +153,6 @@ export class AdamW {
 }
 
 function copyState(key: string, t: Tensor, into: Tensor): void {
-  if (t.shape.join(',') !== into.shape.join(','))
-    throw new EdpoInputError(`optimizer state: '${key}' has shape [${t.shape}], expected [${into.shape}]`)
+  if (t.shape.join(',') !== into.shape.join(',')) throw new EdpoInputError(`optimizer state: '${key}' has shape [${t.shape}], expected [${into.shape}]`)
   into.copyInPlace(t)
 }

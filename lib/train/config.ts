@@ -12,11 +12,15 @@ import { flagName, type OptionInputs, type OptionTable, type OptionValues, optio
 
 export { flagName, type OptionSpec, optionsObject } from './option-table'
 export { TRAIN_METHODS, type TrainMethod } from './methods'
-import { RUN_FOLDER_OPTIONS, ENGINE_OPTIONS, } from './run-options'
+import { RUN_FOLDER_OPTIONS, ENGINE_OPTIONS } from './run-options'
 export { RUN_OPTIONS, type RunConfig } from './run-options'
 
 const METHOD_OPTION = {
-  method: { schema: z.enum(TRAIN_METHODS).default(DEFAULT_TRAIN_METHOD), kind: 'string', help: 'the training method (the list above); each reads only its own options' },
+  method: {
+    schema: z.enum(TRAIN_METHODS).default(DEFAULT_TRAIN_METHOD),
+    kind: 'string',
+    help: 'the training method (the list above); each reads only its own options',
+  },
 } satisfies OptionTable
 
 /** `edpo train`'s table: the run's options, --method, the preference methods' shared options and each method's own. */

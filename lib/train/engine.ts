@@ -92,7 +92,13 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     // The sampler draws global micro-batches (batch × world); each rank trains its block of each.
     // --group-by-length: the order is a function of the lengths too, which resume recomputes from the same data.
     const lengths = c.groupByLength ? method.train.map((row) => method.rowLength(row)) : undefined
-    this.sampler = new PairSampler(method.train.length, { batchSize: c.batchSize * this.dp.world, seed: c.seed, shuffle: true, state: resumed?.file.sampler, lengths })
+    this.sampler = new PairSampler(method.train.length, {
+      batchSize: c.batchSize * this.dp.world,
+      seed: c.seed,
+      shuffle: true,
+      state: resumed?.file.sampler,
+      lengths,
+    })
     const totalSteps = c.maxSteps ?? Math.ceil((c.epochs * this.sampler.batchesPerEpoch) / c.gradAccumulation)
     if (resumed) {
       this.optimizer.loadStateFiles(optimizerStateFiles(resumed.dir, this.dp.rank, this.dp.world, this.dp.sharded), resumed.file.step)
@@ -201,7 +207,17 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     const after = this.method.afterStep?.(this.state) ?? {}
     this.state.method = this.method.savedState() as StateOf<M>
     const seconds = (performance.now() - started) / 1000
-    this.state.metrics = { ...summary, grad_norm: gradNorm, learning_rate: lr, ...after, tokens_per_second: tokens / seconds, step_time: seconds, epoch, ...this.dp.reductionMetrics(), ...memory }
+    this.state.metrics = {
+      ...summary,
+      grad_norm: gradNorm,
+      learning_rate: lr,
+      ...after,
+      tokens_per_second: tokens / seconds,
+      step_time: seconds,
+      epoch,
+      ...this.dp.reductionMetrics(),
+      ...memory,
+    }
     const written = profiler?.endStep(this.state.step)
     if (written) this.emit('profile', written)
     return this.state.metrics
@@ -251,29 +267,33 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       }
       return path.join(this.config.out, `checkpoint-${state.step}`)
     }
-    const dir = await this.checkpoints.save(state.step, async (dir) => {
-      // The folder exists: the other ranks write their shards while rank 0 writes the rest.
-      if (dp.sharded) await dp.group!.barrier()
-      await saveTrainedModel(this.method.model, dir, this.config.model)
-      for (const f of TOKENIZER_FILES) {
-        const src = path.join(this.config.model, f)
-        if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f))
-      }
-      saveSafetensors(path.join(dir, shard), this.optimizer.stateTensors())
-      await this.method.saveFiles?.(dir)
-      const s = this.state
-      writeTrainerState(dir, {
-        ...hfTrainerStateFields(s.step, s.totalSteps, s.epoch, this.config),
-        ...this.method.savedState(),
-        step: s.step,
-        totalSteps: s.totalSteps,
-        epoch: s.epoch,
-        sampler: this.sampler.state(),
-        config: this.config,
-      })
-      // Only when every rank has written its shard may the completion marker follow.
-      if (dp.sharded) await dp.group!.barrier()
-    }, dp.group ? 0 : undefined)
+    const dir = await this.checkpoints.save(
+      state.step,
+      async (dir) => {
+        // The folder exists: the other ranks write their shards while rank 0 writes the rest.
+        if (dp.sharded) await dp.group!.barrier()
+        await saveTrainedModel(this.method.model, dir, this.config.model)
+        for (const f of TOKENIZER_FILES) {
+          const src = path.join(this.config.model, f)
+          if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f))
+        }
+        saveSafetensors(path.join(dir, shard), this.optimizer.stateTensors())
+        await this.method.saveFiles?.(dir)
+        const s = this.state
+        writeTrainerState(dir, {
+          ...hfTrainerStateFields(s.step, s.totalSteps, s.epoch, this.config),
+          ...this.method.savedState(),
+          step: s.step,
+          totalSteps: s.totalSteps,
+          epoch: s.epoch,
+          sampler: this.sampler.state(),
+          config: this.config,
+        })
+        // Only when every rank has written its shard may the completion marker follow.
+        if (dp.sharded) await dp.group!.barrier()
+      },
+      dp.group ? 0 : undefined,
+    )
     this.emit('checkpoint', dir)
     return dir
   }

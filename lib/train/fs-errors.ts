@@ -61,9 +61,11 @@ export function ensureWritableFolder(dir: string, flag: string): void {
       const parent = path.dirname(level)
       const code = isSystemError(e) ? e.code : ''
       const cause =
-        code === 'ENOTDIR' ? `${parent} is a file, not a folder (ENOTDIR)`
-        : code === 'ENOENT' && fs.existsSync(parent) ? `${parent} does not allow creating folders (ENOENT)`
-        : describeCause(e)
+        code === 'ENOTDIR'
+          ? `${parent} is a file, not a folder (ENOTDIR)`
+          : code === 'ENOENT' && fs.existsSync(parent)
+            ? `${parent} does not allow creating folders (ENOENT)`
+            : describeCause(e)
       throw new EdpoFileError(`${flag}: cannot create the run folder ${dir}: ${cause}`, { cause: e })
     }
   }

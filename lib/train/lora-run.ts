@@ -45,13 +45,23 @@ function adapterSettings(c: LoraConfig & { seed: number }): LoraSettings {
   if (given) {
     const file = path.join(c.adapter!, ADAPTER_CONFIG_FILE)
     // Dropout is a training setting, not part of the weights: --lora-dropout may replace it.
-    const pairs: [keyof LoraSettings, string][] = [['r', 'r'], ['alpha', 'lora_alpha'], ['targetModules', 'target_modules'], ['useRslora', 'use_rslora']]
+    const pairs: [keyof LoraSettings, string][] = [
+      ['r', 'r'],
+      ['alpha', 'lora_alpha'],
+      ['targetModules', 'target_modules'],
+      ['useRslora', 'use_rslora'],
+    ]
     for (const [key, field] of pairs)
       if (JSON.stringify(given[key]) !== JSON.stringify(saved[key]))
-        throw new EdpoInputError(`${FLAGS[key]} ${JSON.stringify(given[key])} differs from ${file}'s ${field} ${JSON.stringify(saved[key])}: leave it out to use the adapter's`)
+        throw new EdpoInputError(
+          `${FLAGS[key]} ${JSON.stringify(given[key])} differs from ${file}'s ${field} ${JSON.stringify(saved[key])}: leave it out to use the adapter's`,
+        )
   } else
     for (const key of ['loraAlpha', 'loraTargetModules', 'useRslora'] as const)
-      if (c[key] !== undefined) throw new EdpoInputError(`--${key.replace(/[A-Z]/g, (x) => '-' + x.toLowerCase())}: --adapter ${c.adapter} brings its own settings (adapter_config.json)`)
+      if (c[key] !== undefined)
+        throw new EdpoInputError(
+          `--${key.replace(/[A-Z]/g, (x) => '-' + x.toLowerCase())}: --adapter ${c.adapter} brings its own settings (adapter_config.json)`,
+        )
   return saved
 }
 

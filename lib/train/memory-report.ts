@@ -93,8 +93,12 @@ export function memoryReport(owners: MemoryOwners): MemoryReport {
     return native(() => addon.storageBytes(seen)) - before
   }
   const state = owners.optimizerState
-  const masters = Object.keys(state).filter((k) => k.startsWith('master.')).map((k) => state[k]!)
-  const moments = Object.keys(state).filter((k) => !k.startsWith('master.')).map((k) => state[k]!)
+  const masters = Object.keys(state)
+    .filter((k) => k.startsWith('master.'))
+    .map((k) => state[k]!)
+  const moments = Object.keys(state)
+    .filter((k) => !k.startsWith('master.'))
+    .map((k) => state[k]!)
   const policy = add(owners.policy)
   const reference = add(owners.reference ?? [])
   const master = add(masters)

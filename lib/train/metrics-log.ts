@@ -41,7 +41,9 @@ export class MetricsLog {
   /** The reporting of the run in `runDir` (checked: --logging-dir without TensorBoard would write nothing). */
   static configure(runDir: string, reporting: Reporting): void {
     if (reporting.loggingDir !== undefined && reporting.reportTo !== 'tensorboard')
-      throw new EdpoInputError(`--logging-dir ${reporting.loggingDir} (TRL: logging_dir) is where TensorBoard event files go: add --report-to tensorboard (report_to: tensorboard), or remove it`)
+      throw new EdpoInputError(
+        `--logging-dir ${reporting.loggingDir} (TRL: logging_dir) is where TensorBoard event files go: add --report-to tensorboard (report_to: tensorboard), or remove it`,
+      )
     reportingByRun.set(path.resolve(runDir), reporting)
   }
 
@@ -63,7 +65,8 @@ export class MetricsLog {
     if (!fs.existsSync(file)) return
     const entries = parseLines(file, log)
     const kept = entries.filter((e) => e.entry.step <= step)
-    if (kept.length < entries.length) log(`metrics.jsonl: dropped ${entries.length - kept.length} lines after step ${step} (logged after the checkpoint resumed from)`)
+    if (kept.length < entries.length)
+      log(`metrics.jsonl: dropped ${entries.length - kept.length} lines after step ${step} (logged after the checkpoint resumed from)`)
     try {
       fs.writeFileSync(file, kept.map((e) => e.line + '\n').join(''))
     } catch (e) {

@@ -65,7 +65,9 @@ export function openRun<C extends RunConfig, S extends object>(kind: RunKind<C>,
   // Hub-only options are used up where Hub ids are resolved (resolveHubOptions); here they would do nothing.
   const unresolved = HUB_ONLY_OPTIONS.filter((k) => (config as Record<string, unknown>)[k] !== undefined)
   if (unresolved.length > 0)
-    throw new EdpoInputError(`${unresolved.map(flagName).join(', ')}: Hub options; pass the options through resolveHubOptions() (edpo's commands do) before creating a trainer`)
+    throw new EdpoInputError(
+      `${unresolved.map(flagName).join(', ')}: Hub options; pass the options through resolveHubOptions() (edpo's commands do) before creating a trainer`,
+    )
   // The method's own fields, now that the config says which method the checkpoint ran.
   const resumed = from ? (readTrainerState(from.dir, kind.state(config), kind.what) as Run<C, S>['resumed']) : undefined
   // Each rank of a GPU run uses its own device, cuda:LOCAL_RANK.
@@ -90,7 +92,11 @@ export function openRun<C extends RunConfig, S extends object>(kind: RunKind<C>,
  * openRun on every rank of a group: rank 0 first (it prepares or repairs the run folder), then the
  * others, which only read it. Without a group, openRun.
  */
-export async function openRunOnRanks<C extends RunConfig, S extends object>(kind: RunKind<C>, input: { overwriteOutputDir?: boolean }, opts: CreateOptions): Promise<Run<C, S>> {
+export async function openRunOnRanks<C extends RunConfig, S extends object>(
+  kind: RunKind<C>,
+  input: { overwriteOutputDir?: boolean },
+  opts: CreateOptions,
+): Promise<Run<C, S>> {
   const group = opts.dist
   if (!group) return openRun<C, S>(kind, input, opts)
   if (group.rank === 0) {

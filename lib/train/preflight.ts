@@ -20,7 +20,8 @@ export function checkModelFolder(dir: string, flag: string): void {
       )
     throw new EdpoInputError(`${flag} ${dir}: no such folder (a Hugging Face model folder: config.json, *.safetensors, tokenizer.json)`)
   }
-  if (!fs.statSync(dir).isDirectory()) throw new EdpoInputError(`${flag} ${dir}: not a folder (a Hugging Face model folder: config.json, *.safetensors, tokenizer.json)`)
+  if (!fs.statSync(dir).isDirectory())
+    throw new EdpoInputError(`${flag} ${dir}: not a folder (a Hugging Face model folder: config.json, *.safetensors, tokenizer.json)`)
   if (!fs.existsSync(path.join(dir, 'config.json'))) throw new EdpoInputError(`${flag} ${dir}: no config.json, so not a Hugging Face model folder`)
   parseModelConfig(readConfigJson(dir), path.join(dir, 'config.json'))
 }
@@ -33,5 +34,6 @@ export function checkDevice(device: string): void {
     throw new EdpoInputError(
       `--device ${device}: this edpo build is CPU-only. For GPUs, build from source against a CUDA libtorch: EDPO_CUDA=1 npm rebuild edpo (see docs/install.md)`,
     )
-  if (!r.cudaAvailable) throw new EdpoInputError(`--device ${device}: this is a CUDA build, but libtorch sees no CUDA device (check the driver and CUDA_VISIBLE_DEVICES)`)
+  if (!r.cudaAvailable)
+    throw new EdpoInputError(`--device ${device}: this is a CUDA build, but libtorch sees no CUDA device (check the driver and CUDA_VISIBLE_DEVICES)`)
 }

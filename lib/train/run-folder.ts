@@ -13,7 +13,8 @@ import { ensureWritableFolder } from './fs-errors'
  * invalid-rows.jsonl, samples.jsonl, checkpoint-<step>/ and the hidden leftovers of interrupted
  * saves). Anything else in the folder is kept, so a mistyped --out cannot delete unrelated files.
  */
-export const RUN_CONTENT = /^(metrics\.jsonl|invalid-rows\.jsonl|samples\.jsonl|checkpoint-\d+(\.incomplete)?|\.checkpoint-\d+\.tmp-\d+|\.trash-.*|\.edpo-write-test-\d+)$/
+export const RUN_CONTENT =
+  /^(metrics\.jsonl|invalid-rows\.jsonl|samples\.jsonl|checkpoint-\d+(\.incomplete)?|\.checkpoint-\d+\.tmp-\d+|\.trash-.*|\.edpo-write-test-\d+)$/
 
 /** A new run into `out`: refuses a non-empty folder unless `overwrite`, which first empties the run's content. */
 export function prepareNewRun(out: string, overwrite: boolean, log: (line: string) => void): void {
@@ -30,7 +31,10 @@ export function prepareNewRun(out: string, overwrite: boolean, log: (line: strin
   const ours = entries.filter((n) => RUN_CONTENT.test(n))
   for (const name of ours) fs.rmSync(path.join(out, name), { recursive: true, force: true })
   const kept = entries.filter((n) => !RUN_CONTENT.test(n))
-  log(`--overwrite-output-dir: removed ${ours.length} entries of an earlier run from ${out}` + (kept.length > 0 ? `; kept ${kept.length} other files (${kept.slice(0, 3).join(', ')}${kept.length > 3 ? ', …' : ''})` : ''))
+  log(
+    `--overwrite-output-dir: removed ${ours.length} entries of an earlier run from ${out}` +
+      (kept.length > 0 ? `; kept ${kept.length} other files (${kept.slice(0, 3).join(', ')}${kept.length > 3 ? ', …' : ''})` : ''),
+  )
 }
 
 /** A resumed run in `runDir`: writable, leftovers of interrupted saves removed, the checkpoint to continue from. */
@@ -39,7 +43,8 @@ export function openRunToResume(runDir: string, log: (line: string) => void): Ch
   if (!fs.existsSync(runDir) || manager.list().length === 0) throw new EdpoInputError(`--resume ${runDir}: no checkpoint-<step> folder to resume from`)
   ensureWritableFolder(runDir, `--resume ${runDir}`)
   const stale = manager.cleanStale()
-  if (stale.length > 0) log(`removed ${stale.length} leftover${stale.length === 1 ? '' : 's'} of an interrupted checkpoint write or prune (${stale.join(', ')})`)
+  if (stale.length > 0)
+    log(`removed ${stale.length} leftover${stale.length === 1 ? '' : 's'} of an interrupted checkpoint write or prune (${stale.join(', ')})`)
   const latest = manager.latestComplete(log)
   if (!latest) throw new EdpoInputError(`--resume ${runDir}: no checkpoint-<step> folder to resume from`)
   return latest

@@ -9,7 +9,6 @@ import { parseStepRange } from './step-profiler'
 import { validRevision } from '../hub/hub-id'
 import { stepsOrFraction } from './step-fractions'
 
-
 // Short dtype names as TRL users write them.
 const DTYPE_SHORT: Record<string, string> = { bf16: 'bfloat16', fp16: 'float16', fp32: 'float32', fp64: 'float64' }
 
@@ -35,17 +34,31 @@ export const RUN_FOLDER_OPTIONS = {
   // Hub ids (lib/hub/): these four are used up where the command resolves ids to cache paths.
   dataSplit: {
     aliases: ['dataset_train_split'],
-    schema: z.string().regex(/^[\w.-]+$/).optional(),
+    schema: z
+      .string()
+      .regex(/^[\w.-]+$/)
+      .optional(),
     kind: 'string',
     help: 'with a Hub dataset id (org/name) in --data: the split to train on (default train)',
   },
   evalDataSplit: {
     aliases: ['dataset_test_split'],
-    schema: z.string().regex(/^[\w.-]+$/).optional(),
+    schema: z
+      .string()
+      .regex(/^[\w.-]+$/)
+      .optional(),
     kind: 'string',
     help: "with a Hub dataset id: the split to evaluate on, of --eval-data's dataset or, without --eval-data, of --data's (default test)",
   },
-  dataConfig: { aliases: ['dataset_config'], schema: z.string().regex(/^[\w.-]+$/).optional(), kind: 'string', help: "with a Hub dataset id: the dataset card's config (or the repo's folder) to read" },
+  dataConfig: {
+    aliases: ['dataset_config'],
+    schema: z
+      .string()
+      .regex(/^[\w.-]+$/)
+      .optional(),
+    kind: 'string',
+    help: "with a Hub dataset id: the dataset card's config (or the repo's folder) to read",
+  },
   modelRevision: {
     aliases: ['model_revision'],
     schema: z.string().refine(validRevision, { message: 'expected a branch, tag or commit' }).optional(),
@@ -64,7 +77,12 @@ export const RUN_FOLDER_OPTIONS = {
 /** The engine's, the data's and LoRA's options: with RUN_FOLDER_OPTIONS, what every run reads. */
 export const ENGINE_OPTIONS = {
   learningRate: { schema: positive.default(5e-7), kind: 'number', help: 'peak learning rate' },
-  lrScheduler: { aliases: ['lr_scheduler_type'], schema: z.enum(['cosine', 'linear', 'constant']).default('cosine'), kind: 'string', help: 'learning-rate schedule after warm-up' },
+  lrScheduler: {
+    aliases: ['lr_scheduler_type'],
+    schema: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
+    kind: 'string',
+    help: 'learning-rate schedule after warm-up',
+  },
   warmupRatio: { schema: z.number().min(0).max(1).default(0.1), kind: 'number', help: 'fraction of steps of linear warm-up' },
   weightDecay: { schema: nonNegative.default(0), kind: 'number', help: 'AdamW weight decay' },
   adamBeta1: { aliases: ['adam_beta1'], schema: z.number().min(0).lt(1).default(0.9), kind: 'number', help: 'AdamW β1' },
@@ -98,13 +116,31 @@ export const ENGINE_OPTIONS = {
   },
   seed: { schema: z.number().int().min(0).default(42), kind: 'integer', help: 'data order seed' },
   profileSteps: {
-    schema: z.string().refine((v) => parseStepRange(v) !== undefined, { message: "expected a step or a range of optimizer steps, 'A' or 'A-B' with 1 ≤ A ≤ B" }).optional(),
+    schema: z
+      .string()
+      .refine((v) => parseStepRange(v) !== undefined, { message: "expected a step or a range of optimizer steps, 'A' or 'A-B' with 1 ≤ A ≤ B" })
+      .optional(),
     kind: 'string',
     help: "profile optimizer steps A-B (e.g. 3-4): time per section of the step and libtorch's profiler trace, in <out>/profile/",
   },
-  logEvery: { aliases: ['logging_steps'], schema: stepsOrFraction(1).default(1), kind: 'number', help: "log metrics every N optimizer steps (< 1: that fraction of the run's steps)" },
-  evalEvery: { aliases: ['eval_steps'], schema: stepsOrFraction(0).default(0), kind: 'number', help: "evaluate every N steps (0: only at the end; < 1: that fraction of the run's steps)" },
-  saveEvery: { aliases: ['save_steps'], schema: stepsOrFraction(0).default(0), kind: 'number', help: "checkpoint every N steps (0: only at the end; < 1: that fraction of the run's steps)" },
+  logEvery: {
+    aliases: ['logging_steps'],
+    schema: stepsOrFraction(1).default(1),
+    kind: 'number',
+    help: "log metrics every N optimizer steps (< 1: that fraction of the run's steps)",
+  },
+  evalEvery: {
+    aliases: ['eval_steps'],
+    schema: stepsOrFraction(0).default(0),
+    kind: 'number',
+    help: "evaluate every N steps (0: only at the end; < 1: that fraction of the run's steps)",
+  },
+  saveEvery: {
+    aliases: ['save_steps'],
+    schema: stepsOrFraction(0).default(0),
+    kind: 'number',
+    help: "checkpoint every N steps (0: only at the end; < 1: that fraction of the run's steps)",
+  },
   reportTo: {
     aliases: ['report_to'],
     // HF writes a list too: [tensorboard], [] or none.
@@ -120,12 +156,20 @@ export const ENGINE_OPTIONS = {
     kind: 'string',
     help: 'tensorboard: also write TensorBoard event files (beside metrics.jsonl, or in --logging-dir)',
   },
-  loggingDir: { aliases: ['logging_dir'], schema: z.string().min(1).optional(), kind: 'string', help: 'with --report-to tensorboard: the folder of the event files (default: the run folder)' },
+  loggingDir: {
+    aliases: ['logging_dir'],
+    schema: z.string().min(1).optional(),
+    kind: 'string',
+    help: 'with --report-to tensorboard: the folder of the event files (default: the run folder)',
+  },
   runName: {
     aliases: ['run_name'],
-    schema: z.string().regex(/^[\w.@+-]+$/, { message: "letters, digits and . _ - @ + only (it names a folder)" }).optional(),
+    schema: z
+      .string()
+      .regex(/^[\w.@+-]+$/, { message: 'letters, digits and . _ - @ + only (it names a folder)' })
+      .optional(),
     kind: 'string',
-    help: "a name for the run, stored in its trainer_state.json; with --report-to tensorboard the event files go in <logging dir>/<run name>/",
+    help: 'a name for the run, stored in its trainer_state.json; with --report-to tensorboard the event files go in <logging dir>/<run name>/',
   },
   keepLast: { aliases: ['save_total_limit'], schema: count.default(2), kind: 'integer', help: 'checkpoints to keep' },
   zeroStage: {
@@ -136,7 +180,7 @@ export const ENGINE_OPTIONS = {
   gradOverlap: {
     schema: z.boolean().default(true),
     kind: 'boolean',
-    help: "several ranks: reduce gradients bucket by bucket during the backward, overlapped with it (false: after the backward)",
+    help: 'several ranks: reduce gradients bucket by bucket during the backward, overlapped with it (false: after the backward)',
   },
   bucketMb: {
     aliases: ['ddp_bucket_cap_mb'],

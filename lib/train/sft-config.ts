@@ -9,13 +9,19 @@ import { type OptionTable, optionsObject } from './option-table'
 
 export const SFT_OPTIONS = {
   ...RUN_OPTIONS,
-  model: { ...RUN_OPTIONS.model, help: 'the model to fine-tune: a Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a Hub id org/name[@revision]' },
+  model: {
+    ...RUN_OPTIONS.model,
+    help: 'the model to fine-tune: a Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a Hub id org/name[@revision]',
+  },
   data: { ...RUN_OPTIONS.data, help: 'training rows {prompt, completion} (or {prompt, chosen}): JSONL, JSON or Parquet files or globs' },
   ...SFT_OPTIONS_OWN,
 } satisfies OptionTable
 
 export const sftConfigSchema = withLoraChecks(
-  optionsObject(SFT_OPTIONS).refine((c) => c.evalData === undefined || c.evalFraction === undefined, { message: 'give evalData or evalFraction, not both', path: ['evalFraction'] }),
+  optionsObject(SFT_OPTIONS).refine((c) => c.evalData === undefined || c.evalFraction === undefined, {
+    message: 'give evalData or evalFraction, not both',
+    path: ['evalFraction'],
+  }),
 )
 
 export type SftConfig = z.infer<typeof sftConfigSchema>

@@ -13,7 +13,11 @@ export type SftTrainerEvents = TrainerEvents<{ kind: 'sft' }>
 
 export class SftTrainer extends Engine<SftConfig, SftExample, SftMethod> {
   static async create(input: SftConfigInput, opts: CreateOptions = {}): Promise<SftTrainer> {
-    const run = await openRunOnRanks<SftConfig, { kind: 'sft' }>({ config: sftConfigSchema, state: () => SFT.state, what: 'an edpo sft checkpoint' }, input, opts)
+    const run = await openRunOnRanks<SftConfig, { kind: 'sft' }>(
+      { config: sftConfigSchema, state: () => SFT.state, what: 'an edpo sft checkpoint' },
+      input,
+      opts,
+    )
     const trainer = new SftTrainer(run, await SFT.load(run))
     applyStepFractions(trainer.config, trainer.state.totalSteps)
     return trainer

@@ -5,7 +5,9 @@ import { z } from 'zod'
 
 /** A whole number of steps ≥ `min`, or a fraction of the run in (0, 1). */
 export const stepsOrFraction = (min: number) =>
-  z.number().refine((v) => (Number.isInteger(v) && v >= min) || (v > 0 && v < 1), { message: `expected a whole number of steps ≥ ${min}, or a fraction of the run's steps in (0, 1)` })
+  z.number().refine((v) => (Number.isInteger(v) && v >= min) || (v > 0 && v < 1), {
+    message: `expected a whole number of steps ≥ ${min}, or a fraction of the run's steps in (0, 1)`,
+  })
 
 export interface StepIntervals {
   logEvery: number

@@ -119,7 +119,15 @@ export function chromeTrace(e: NativeProfile): { traceEvents: object[] } {
   const traceEvents: object[] = []
   for (let i = 0; i < e.names.length; i++) {
     const device = e.onDevice[i] === 1
-    traceEvents.push({ name: e.names[i], ph: 'X', ts: e.startUs[i], dur: e.durationUs[i], pid: device ? 1 : 0, tid: device ? 0 : e.thread[i], cat: device ? 'device' : 'host' })
+    traceEvents.push({
+      name: e.names[i],
+      ph: 'X',
+      ts: e.startUs[i],
+      dur: e.durationUs[i],
+      pid: device ? 1 : 0,
+      tid: device ? 0 : e.thread[i],
+      cat: device ? 'device' : 'host',
+    })
   }
   traceEvents.push({ name: 'process_name', ph: 'M', pid: 0, args: { name: 'host' } }, { name: 'process_name', ph: 'M', pid: 1, args: { name: 'device' } })
   return { traceEvents }
@@ -208,11 +216,14 @@ function summaryMarkdown(device: string, steps: StepSections[], events: NativePr
   lines.push(`Host ops recorded: ${hostOps} (${(hostOps / steps.length).toFixed(0)} per step).`)
   if (kernels.length > 0) {
     const launches = kernels.reduce((a, t) => a + t.calls, 0)
-    lines.push(`Device events: ${launches} (${(launches / steps.length).toFixed(0)} per step); device busy ${ms(deviceBusyUs / 1000)} ms of ${ms(totalWall)} ms of profiled steps (${((100 * deviceBusyUs) / 1000 / totalWall).toFixed(1)}%).`)
+    lines.push(
+      `Device events: ${launches} (${(launches / steps.length).toFixed(0)} per step); device busy ${ms(deviceBusyUs / 1000)} ms of ${ms(totalWall)} ms of profiled steps (${((100 * deviceBusyUs) / 1000 / totalWall).toFixed(1)}%).`,
+    )
   }
   const table = (title: string, rows: OpTotal[]) => {
     lines.push('', `## ${title}`, '', '| op | calls | total ms | per step ms |', '|---|---:|---:|---:|')
-    for (const r of rows.slice(0, TOP)) lines.push(`| \`${r.name.replace(/\|/g, '\\|').slice(0, 120)}\` | ${r.calls} | ${ms(r.us / 1000)} | ${ms(r.us / 1000 / steps.length)} |`)
+    for (const r of rows.slice(0, TOP))
+      lines.push(`| \`${r.name.replace(/\|/g, '\\|').slice(0, 120)}\` | ${r.calls} | ${ms(r.us / 1000)} | ${ms(r.us / 1000 / steps.length)} |`)
   }
   if (kernels.length > 0) table(`Device time by kernel (top ${TOP})`, kernels)
   table(`Host self time by op (top ${TOP})`, host)

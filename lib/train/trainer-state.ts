@@ -49,7 +49,11 @@ export function writeTrainerState(dir: string, state: SavedState & Record<string
  * against the common fields plus `method`'s own (e.g. {beta} or {kind: 'sft'}); `what` names the
  * kind of checkpoint in errors. The config is validated by the caller against its own schema.
  */
-export function readTrainerState<S extends z.ZodRawShape>(dir: string, method: S, what?: string): { dir: string; file: SavedState<Record<string, unknown>> & z.infer<z.ZodObject<S>> } {
+export function readTrainerState<S extends z.ZodRawShape>(
+  dir: string,
+  method: S,
+  what?: string,
+): { dir: string; file: SavedState<Record<string, unknown>> & z.infer<z.ZodObject<S>> } {
   const file = path.join(dir, 'trainer_state.json')
   let raw: unknown
   try {
@@ -61,7 +65,6 @@ export function readTrainerState<S extends z.ZodRawShape>(dir: string, method: S
   if (!r.success) throw new EdpoInputError(formatZodError(r.error, what ? `${file} (${what})` : file))
   return { dir, file: r.data as SavedState<Record<string, unknown>> & z.infer<z.ZodObject<S>> }
 }
-
 
 /**
  * The fields of Hugging Face's trainer_state.json, so its tooling (log_history plots, step and

@@ -6,9 +6,37 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 export const WORDS = [
-  '<pad>', '<s>', '</s>', '<|user|>', '<|assistant|>', '<|system|>', '<|end|>',
-  'hello', 'world', 'how', 'are', 'you', 'fine', 'bad', 'good', 'thanks', 'i', 'am', 'the', 'cat', 'dog', 'sat', 'ran',
-  'Human', 'Assistant', '?', '!', '.', ',', ':', '[UNK]',
+  '<pad>',
+  '<s>',
+  '</s>',
+  '<|user|>',
+  '<|assistant|>',
+  '<|system|>',
+  '<|end|>',
+  'hello',
+  'world',
+  'how',
+  'are',
+  'you',
+  'fine',
+  'bad',
+  'good',
+  'thanks',
+  'i',
+  'am',
+  'the',
+  'cat',
+  'dog',
+  'sat',
+  'ran',
+  'Human',
+  'Assistant',
+  '?',
+  '!',
+  '.',
+  ',',
+  ':',
+  '[UNK]',
 ] as const
 
 /** Token id of a word of the fixture vocabulary. */
@@ -18,16 +46,19 @@ export function id(word: (typeof WORDS)[number]): number {
 
 /** Ids of a space-separated string of fixture words. */
 export function ids(text: string): number[] {
-  return text.split(' ').filter((w) => w !== '').map((w) => {
-    const i = WORDS.indexOf(w as (typeof WORDS)[number])
-    if (i < 0) throw new Error(`fixture: '${w}' is not in the vocabulary`)
-    return i
-  })
+  return text
+    .split(' ')
+    .filter((w) => w !== '')
+    .map((w) => {
+      const i = WORDS.indexOf(w as (typeof WORDS)[number])
+      if (i < 0) throw new Error(`fixture: '${w}' is not in the vocabulary`)
+      return i
+    })
 }
 
 export const CHAT_TEMPLATE =
   "{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>' }}\n{{ m['content'] }}<|end|>\n{% endfor %}" +
-  "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+  '{% if add_generation_prompt %}<|assistant|>\n{% endif %}'
 
 const special = (i: number, content: string) => ({ id: i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })
 

@@ -43,7 +43,10 @@ export function exited(child: ChildProcess, timeoutMs: number): Promise<{ code: 
 
 /** The newest checkpoint-<step> folder of a run. */
 export function lastCheckpoint(out: string): string {
-  const steps = fs.readdirSync(out).filter((n) => /^checkpoint-\d+$/.test(n)).map((n) => Number(n.split('-')[1]))
+  const steps = fs
+    .readdirSync(out)
+    .filter((n) => /^checkpoint-\d+$/.test(n))
+    .map((n) => Number(n.split('-')[1]))
   return path.join(out, `checkpoint-${Math.max(...steps)}`)
 }
 

@@ -51,7 +51,9 @@ export async function startFakeHub(repos: Record<string, FakeRepo>): Promise<{ u
     requests.push({ method: req.method ?? '', url: url.pathname, range: req.headers.range, authorization: req.headers.authorization })
     const deny = (repo: FakeRepo) => {
       if (repo.token === undefined || req.headers.authorization === `Bearer ${repo.token}`) return false
-      res.writeHead(401, { 'Content-Type': 'application/json', 'X-Error-Code': 'GatedRepo' }).end(JSON.stringify({ error: 'Access to this repo is restricted' }))
+      res
+        .writeHead(401, { 'Content-Type': 'application/json', 'X-Error-Code': 'GatedRepo' })
+        .end(JSON.stringify({ error: 'Access to this repo is restricted' }))
       return true
     }
     const tree = /^\/api\/(models|datasets)\/([^/]+\/[^/]+)\/tree\/([^/]+)$/.exec(url.pathname)

@@ -56,7 +56,7 @@ const notTensors: [string, () => unknown][] = [
   ['fake handle', fakeHandle],
   ['disposed', () => disposed()],
 ]
-const show = (v: unknown): string => (typeof v === 'symbol' ? 'symbol' : typeof v === 'bigint' ? `${v}n` : JSON.stringify(v) ?? String(v))
+const show = (v: unknown): string => (typeof v === 'symbol' ? 'symbol' : typeof v === 'bigint' ? `${v}n` : (JSON.stringify(v) ?? String(v)))
 
 // --- Tensor methods -------------------------------------------------------------------------
 const x = Tensor.randn([2, 3])
@@ -101,17 +101,25 @@ for (const [what, make] of notTensors) {
   add(`Tensor.cat([x, ${what}])`, 'tensors', () => Tensor.cat([x, make() as Tensor]))
   add(`Tensor.stack([${what}])`, 'tensors', () => Tensor.stack([make() as Tensor]))
 }
-for (const v of ['0', null, {}, undefined]) add(`x.maskedFill(mask, ${show(v)})`, 'value', () => x.maskedFill(Tensor.zeros([2, 3], { dtype: 'bool' }), v as number))
+for (const v of ['0', null, {}, undefined])
+  add(`x.maskedFill(mask, ${show(v)})`, 'value', () => x.maskedFill(Tensor.zeros([2, 3], { dtype: 'bool' }), v as number))
 add('x.gather(0, float index)', 'gather', () => x.gather(0, Tensor.zeros([2, 3])))
 add('Tensor.cat mismatched', 'tensors', () => Tensor.cat([x, Tensor.zeros([2, 4])], 0))
 add('Tensor.cat not an array', 'tensors', () => Tensor.cat('x' as never))
 add('Tensor.stack not an array', 'tensors', () => Tensor.stack({} as never))
-for (const dtype of ['float', 'FLOAT32', '', 'int4', 'cuda:x', 'complex64', '__proto__', 'toString'])
-  add(`x.to(${show(dtype)})`, 'to', () => x.to(dtype))
-for (const [a, b] of [['float32', 'bfloat16'], ['float32', 'int64'], ['cpu', 'cpu'], ['cpu', 'float32'], ['float32', 'gpu']])
+for (const dtype of ['float', 'FLOAT32', '', 'int4', 'cuda:x', 'complex64', '__proto__', 'toString']) add(`x.to(${show(dtype)})`, 'to', () => x.to(dtype))
+for (const [a, b] of [
+  ['float32', 'bfloat16'],
+  ['float32', 'int64'],
+  ['cpu', 'cpu'],
+  ['cpu', 'float32'],
+  ['float32', 'gpu'],
+])
   add(`x.to(${a}, ${b})`, 'device', () => x.to(a!, b))
-for (const extra of ['cpu', 'float32', 1, null]) add(`x.to('float32', 'cpu', ${show(extra)})`, 'to', () => (x.to as (...a: unknown[]) => Tensor)('float32', 'cpu', extra))
-for (const v of [1, 0, 'true', null, undefined, {}]) add(`x.requiresGrad = ${show(v)}`, 'requiresGrad', () => ((x as { requiresGrad: unknown }).requiresGrad = v))
+for (const extra of ['cpu', 'float32', 1, null])
+  add(`x.to('float32', 'cpu', ${show(extra)})`, 'to', () => (x.to as (...a: unknown[]) => Tensor)('float32', 'cpu', extra))
+for (const v of [1, 0, 'true', null, undefined, {}])
+  add(`x.requiresGrad = ${show(v)}`, 'requiresGrad', () => ((x as { requiresGrad: unknown }).requiresGrad = v))
 {
   const leaf = Tensor.zeros([2])
   leaf.requiresGrad = true
@@ -121,7 +129,10 @@ for (const v of [1, 0, 'true', null, undefined, {}]) add(`x.requiresGrad = ${sho
   add('backward() without grad', 'backward', () => Tensor.zeros([1]).backward())
   add('item() of many', 'item', () => x.item())
 }
-for (const [what, make] of [['prototype-only', protoOnly], ['fake handle', fakeHandle]] as const) {
+for (const [what, make] of [
+  ['prototype-only', protoOnly],
+  ['fake handle', fakeHandle],
+] as const) {
   for (const m of ['shape', 'dtype', 'device', 'numel', 'grad', 'disposed'] as const) add(`${what}.${m}`, 'tensor', () => make()[m])
   for (const m of ['item', 'toArray', 'backward', 'zeroGrad', 'dispose', 'neg', 'exp', 'clone', 'detach'] as const)
     add(`${what}.${m}()`, 'tensor', () => (make()[m] as () => unknown).call(make()))
@@ -149,7 +160,8 @@ for (const o of [{ dtype: 'float' }, { device: 'gpu' }, { requiresGrad: true }, 
 for (const data of [[1, 2], 'ab', null, new Int16Array(2), new Uint16Array(2), {}])
   add(`Tensor.from(${show(data)})`, 'data', () => Tensor.from(data as never, [2]))
 add('Tensor.from length mismatch', 'data', () => Tensor.from(new Float32Array(3), [2]))
-for (const shape of [[1.5], [NaN], ['2'], 'abc', null, [-2]]) add(`Tensor.from(f32, ${show(shape)})`, 'shape', () => Tensor.from(new Float32Array(2), shape as never))
+for (const shape of [[1.5], [NaN], ['2'], 'abc', null, [-2]])
+  add(`Tensor.from(f32, ${show(shape)})`, 'shape', () => Tensor.from(new Float32Array(2), shape as never))
 add('Tensor.from int requiresGrad', 'requiresGrad', () => Tensor.from(new Int32Array(2), [2], { requiresGrad: true }))
 for (const seed of [-1, 0.5, NaN, '1', null, 2 ** 64]) add(`Tensor.manualSeed(${show(seed)})`, 'seed', () => Tensor.manualSeed(seed as number))
 
@@ -180,11 +192,23 @@ const seqArgs = (): Record<string, unknown> => {
 }
 type OpFn = (a: never) => unknown
 const opSpecs: [string, OpFn, () => Record<string, unknown>, string[], string[], string[]][] = [
-  ['epsilonDpoLoss', ops.epsilonDpoLoss as OpFn, lossArgs, ['policyLogits', 'referenceLogits', 'labels', 'lossMask'], [], ['beta', 'epsilon', 'labelSmoothing']],
+  [
+    'epsilonDpoLoss',
+    ops.epsilonDpoLoss as OpFn,
+    lossArgs,
+    ['policyLogits', 'referenceLogits', 'labels', 'lossMask'],
+    [],
+    ['beta', 'epsilon', 'labelSmoothing'],
+  ],
   ['epsilonDpoLossAsync', ops.epsilonDpoLossAsync as OpFn, lossArgs, ['policyLogits', 'labels'], [], ['beta', 'epsilon']],
-  ['epsilonDpoLossFromHidden', ops.epsilonDpoLossFromHidden as OpFn, hiddenArgs,
-    ['policyHidden', 'policyHead', 'referenceHidden', 'referenceHead', 'labels', 'lossMask'], ['policyBias', 'referenceBias'],
-    ['beta', 'epsilon', 'labelSmoothing', 'finalLogitSoftcap', 'chunkTokens']],
+  [
+    'epsilonDpoLossFromHidden',
+    ops.epsilonDpoLossFromHidden as OpFn,
+    hiddenArgs,
+    ['policyHidden', 'policyHead', 'referenceHidden', 'referenceHead', 'labels', 'lossMask'],
+    ['policyBias', 'referenceBias'],
+    ['beta', 'epsilon', 'labelSmoothing', 'finalLogitSoftcap', 'chunkTokens'],
+  ],
   ['epsilonDpoLossFromHiddenAsync', ops.epsilonDpoLossFromHiddenAsync as OpFn, hiddenArgs, ['policyHidden', 'lossMask'], ['policyBias'], ['chunkTokens']],
   ['sequenceLogps', ops.sequenceLogps as OpFn, seqArgs, ['policyLogits', 'referenceLogits', 'labels', 'lossMask'], [], ['epsilon']],
 ]
@@ -247,9 +271,15 @@ for (let i = 0; i < 100; i++) {
 // Tensors of the wrong dtype where the op checks dtypes.
 add('epsilonDpoLoss(labels int32)', 'labels', () => ops.epsilonDpoLoss({ ...lossArgs(), labels: Tensor.zeros([2 * B, T], { dtype: 'int32' }) } as never))
 add('epsilonDpoLoss(policyLogits int32)', 'policyLogits', () =>
-  ops.epsilonDpoLoss({ ...lossArgs(), policyLogits: Tensor.zeros([2 * B, T, V], { dtype: 'int32' }), referenceLogits: Tensor.zeros([2 * B, T, V], { dtype: 'int32' }) } as never))
+  ops.epsilonDpoLoss({
+    ...lossArgs(),
+    policyLogits: Tensor.zeros([2 * B, T, V], { dtype: 'int32' }),
+    referenceLogits: Tensor.zeros([2 * B, T, V], { dtype: 'int32' }),
+  } as never),
+)
 add('epsilonDpoLoss(referenceLogits float64)', 'referenceLogits', () =>
-  ops.epsilonDpoLoss({ ...lossArgs(), referenceLogits: Tensor.zeros([2 * B, T, V], { dtype: 'float64' }) } as never))
+  ops.epsilonDpoLoss({ ...lossArgs(), referenceLogits: Tensor.zeros([2 * B, T, V], { dtype: 'float64' }) } as never),
+)
 add('epsilonDpoLoss(lossMask 3-D)', 'lossMask', () => ops.epsilonDpoLoss({ ...lossArgs(), lossMask: Tensor.full([2 * B, T, 1], 1) } as never))
 for (const v of [V, V + 100, -1, -100])
   add(`epsilonDpoLoss(labels = ${v})`, 'labels', () => ops.epsilonDpoLoss({ ...lossArgs(), labels: Tensor.full([2 * B, T], v, { dtype: 'int64' }) } as never))
@@ -317,7 +347,8 @@ headerCases.forEach(([label, header, field], i) => {
   add('saveSafetensors({__metadata__: t})', '__metadata__', () => io.saveSafetensors(out, { __metadata__: Tensor.zeros([1]) }))
   add('saveSafetensors(own __proto__ fake)', '__proto__', () => io.saveSafetensors(out, withOwn({}, '__proto__', {}) as never))
   for (const t of [null, 1, 'x', [Tensor.zeros([1])]]) add(`saveSafetensors(${show(t)})`, 'tensors', () => io.saveSafetensors(out, t as never))
-  for (const m of [{ a: 1 }, { a: null }, { a: {} }]) add(`saveSafetensors(metadata ${show(m)})`, 'metadata.a', () => io.saveSafetensors(out, { w: Tensor.zeros([1]) }, m as never))
+  for (const m of [{ a: 1 }, { a: null }, { a: {} }])
+    add(`saveSafetensors(metadata ${show(m)})`, 'metadata.a', () => io.saveSafetensors(out, { w: Tensor.zeros([1]) }, m as never))
   for (const m of [1, 'x', [1]]) add(`saveSafetensors(metadata ${show(m)})`, 'metadata', () => io.saveSafetensors(out, { w: Tensor.zeros([1]) }, m as never))
 }
 

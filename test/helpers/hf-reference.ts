@@ -64,7 +64,9 @@ function invFreq(c: RefConfig, d: number): number[] {
   if (!s || s.rope_type === 'default') return f
   if (s.rope_type === 'linear') return f.map((v) => v / s.factor)
   // llama3 (modeling_rope_utils._compute_llama3_parameters)
-  const old = s.original_max_position_embeddings!, lo = s.low_freq_factor!, hi = s.high_freq_factor!
+  const old = s.original_max_position_embeddings!,
+    lo = s.low_freq_factor!,
+    hi = s.high_freq_factor!
   return f.map((v) => {
     const wavelen = (2 * Math.PI) / v
     if (wavelen < old / hi) return v
@@ -78,7 +80,8 @@ function rope(x: Float64Array, pos: number, freqs: number[]): Float64Array {
   const half = freqs.length
   const y = new Float64Array(x.length)
   for (let i = 0; i < half; i++) {
-    const c = Math.cos(pos * freqs[i]!), s = Math.sin(pos * freqs[i]!)
+    const c = Math.cos(pos * freqs[i]!),
+      s = Math.sin(pos * freqs[i]!)
     y[i] = x[i]! * c - x[i + half]! * s // q·cos + rotate_half(q)·sin
     y[i + half] = x[i + half]! * c + x[i]! * s
   }
@@ -100,8 +103,12 @@ function windowOf(c: RefConfig, layer: number): number {
  * positions default to 0..T-1.
  */
 export function referenceLogits(c: RefConfig, w: W, ids: number[][], mask?: number[][], positions?: number[][]): Float64Array {
-  const H = c.hidden_size, V = c.vocab_size, I = c.intermediate_size
-  const nh = c.num_attention_heads, nkv = c.num_key_value_heads ?? nh, hd = c.head_dim ?? H / nh
+  const H = c.hidden_size,
+    V = c.vocab_size,
+    I = c.intermediate_size
+  const nh = c.num_attention_heads,
+    nkv = c.num_key_value_heads ?? nh,
+    hd = c.head_dim ?? H / nh
   const gemma = c.model_type === 'gemma2'
   const scale = gemma ? c.query_pre_attn_scalar! ** -0.5 : hd ** -0.5
   const freqs = invFreq(c, hd)
@@ -117,7 +124,9 @@ export function referenceLogits(c: RefConfig, w: W, ids: number[][], mask?: numb
       const win = windowOf(c, l)
       const h = xs.map((x) => rmsNorm(x, get(w, `${p}input_layernorm.weight`), c.rms_norm_eps, gemma))
       const proj = (n: string, rows: number) => h.map((x) => linear(get(w, `${p}self_attn.${n}.weight`), opt(`${p}self_attn.${n}.bias`), x, rows))
-      const q = proj('q_proj', nh * hd), k = proj('k_proj', nkv * hd), v = proj('v_proj', nkv * hd)
+      const q = proj('q_proj', nh * hd),
+        k = proj('k_proj', nkv * hd),
+        v = proj('v_proj', nkv * hd)
       const attnOut = xs.map(() => new Float64Array(nh * hd))
       for (let head = 0; head < nh; head++) {
         const kvh = Math.floor(head / (nh / nkv))
@@ -148,7 +157,9 @@ export function referenceLogits(c: RefConfig, w: W, ids: number[][], mask?: numb
       let a = attnOut.map((x) => linear(get(w, `${p}self_attn.o_proj.weight`), opt(`${p}self_attn.o_proj.bias`), x, H))
       if (gemma) a = a.map((x) => rmsNorm(x, get(w, `${p}post_attention_layernorm.weight`), c.rms_norm_eps, true))
       xs = xs.map((x, t) => x.map((v2, i) => v2 + a[t]![i]!))
-      const h2 = xs.map((x) => rmsNorm(x, get(w, gemma ? `${p}pre_feedforward_layernorm.weight` : `${p}post_attention_layernorm.weight`), c.rms_norm_eps, gemma))
+      const h2 = xs.map((x) =>
+        rmsNorm(x, get(w, gemma ? `${p}pre_feedforward_layernorm.weight` : `${p}post_attention_layernorm.weight`), c.rms_norm_eps, gemma),
+      )
       let m = h2.map((x) => {
         const g = linear(get(w, `${p}mlp.gate_proj.weight`), opt(`${p}mlp.gate_proj.bias`), x, I)
         const u = linear(get(w, `${p}mlp.up_proj.weight`), opt(`${p}mlp.up_proj.bias`), x, I)

@@ -32,7 +32,9 @@ const initial = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 
 const direction = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.11) + 0.05)
 const adamw = (['float32', 'bfloat16'] as const).map((dtype) => {
   const p = Tensor.from(initial, [n], { dtype, requiresGrad: true })
-  p.mul(Tensor.from(direction, [n], { dtype })).sum().backward()
+  p.mul(Tensor.from(direction, [n], { dtype }))
+    .sum()
+    .backward()
   const opt = new AdamW([['w', p]], { weightDecay: 0.1 })
   return opt.step(1e-2).then(() => ({ dtype, weights: Array.from(p.to('float64').toArray() as Float64Array) }))
 })

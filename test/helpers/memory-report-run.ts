@@ -9,7 +9,11 @@ async function main(): Promise<void> {
   const trainer = await Trainer.create({ model, data: [data], out, ...(JSON.parse(extra) as Record<string, unknown>) } as never, { log: () => {} })
   let last: Record<string, number> = {}
   trainer.on('step', (s) => {
-    last = Object.fromEntries(Object.entries(s.metrics).filter(([k]) => k.startsWith('memory/')).map(([k, v]) => [k.slice('memory/'.length, -'_bytes'.length), v as number]))
+    last = Object.fromEntries(
+      Object.entries(s.metrics)
+        .filter(([k]) => k.startsWith('memory/'))
+        .map(([k, v]) => [k.slice('memory/'.length, -'_bytes'.length), v as number]),
+    )
   })
   await trainer.train()
   process.stdout.write(JSON.stringify(last) + '\n')

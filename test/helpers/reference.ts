@@ -192,9 +192,13 @@ export function referenceGradient(c: Case, beta: number, epsilon: number, labelS
   const ref = referenceLoss(c, beta, epsilon, labelSmoothing)
   const a = Tensor.from(c.policy.to('float64').toArray() as Float64Array, c.policy.shape, { requiresGrad: true })
   const labels = c.labels.where(c.mask.gt(0), Tensor.zeros(c.labels.shape, { dtype: 'int64' }))
-  const S = maskedOut(a.logSoftmax(-1).gather(2, labels.unsqueeze(-1)).squeeze(-1), c.mask).mul(c.mask.to('float64')).sum(1)
+  const S = maskedOut(a.logSoftmax(-1).gather(2, labels.unsqueeze(-1)).squeeze(-1), c.mask)
+    .mul(c.mask.to('float64'))
+    .sum(1)
   const B = c.pairs
   const dS = sequenceGradients(ref, B, labelSmoothing)
-  S.mul(Tensor.from(dS, [2 * B])).sum().backward()
+  S.mul(Tensor.from(dS, [2 * B]))
+    .sum()
+    .backward()
   return a.grad!.toArray() as Float64Array
 }

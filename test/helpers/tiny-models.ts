@@ -27,7 +27,16 @@ export function tinyConfig(arch: Arch, overrides: Partial<RefConfig> = {}): RefC
   const byArch: Record<Arch, RefConfig> = {
     llama: { ...common, model_type: 'llama', hidden_act: 'silu', tie_word_embeddings: false, attention_bias: false, mlp_bias: false, rope_scaling: null },
     mistral: { ...common, model_type: 'mistral', hidden_act: 'silu', tie_word_embeddings: false, sliding_window: 4 },
-    qwen2: { ...common, model_type: 'qwen2', hidden_act: 'silu', tie_word_embeddings: true, use_sliding_window: false, sliding_window: 32, max_window_layers: 2, rope_theta: 1000000 },
+    qwen2: {
+      ...common,
+      model_type: 'qwen2',
+      hidden_act: 'silu',
+      tie_word_embeddings: true,
+      use_sliding_window: false,
+      sliding_window: 32,
+      max_window_layers: 2,
+      rope_theta: 1000000,
+    },
     gemma2: {
       ...common,
       model_type: 'gemma2',
@@ -49,8 +58,11 @@ export function tinyConfig(arch: Arch, overrides: Partial<RefConfig> = {}): RefC
 /** The checkpoint's tensors by HF name, written out by hand (independent of lib/model). */
 export function tinyWeights(c: RefConfig, seed = 1): Map<string, Tensor> {
   Tensor.manualSeed(seed)
-  const H = c.hidden_size, I = c.intermediate_size, hd = c.head_dim ?? H / c.num_attention_heads
-  const q = c.num_attention_heads * hd, kv = (c.num_key_value_heads ?? c.num_attention_heads) * hd
+  const H = c.hidden_size,
+    I = c.intermediate_size,
+    hd = c.head_dim ?? H / c.num_attention_heads
+  const q = c.num_attention_heads * hd,
+    kv = (c.num_key_value_heads ?? c.num_attention_heads) * hd
   const gemma = c.model_type === 'gemma2'
   const mat = (r: number, k: number) => Tensor.randn([r, k]).mul(1 / Math.sqrt(k))
   const vec = (n: number, scale: number, offset = 0) => Tensor.randn([n]).mul(scale).add(offset)
@@ -60,7 +72,11 @@ export function tinyWeights(c: RefConfig, seed = 1): Map<string, Tensor> {
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`
     w.set(`${p}input_layernorm.weight`, norm())
-    for (const [n, rows] of [['q', q], ['k', kv], ['v', kv]] as const) {
+    for (const [n, rows] of [
+      ['q', q],
+      ['k', kv],
+      ['v', kv],
+    ] as const) {
       w.set(`${p}self_attn.${n}_proj.weight`, mat(rows, H))
       if (qkvBias) w.set(`${p}self_attn.${n}_proj.bias`, vec(rows, 0.1))
     }

@@ -14,7 +14,16 @@ export function makeTrainableModel(t: { teardown(fn: () => void): void }, seed =
   return dir
 }
 
-const PROMPTS = ['how are you ?', 'hello world !', 'the cat sat .', 'the dog ran .', 'are you fine ?', 'hello , how are you ?', 'the cat ran !', 'i am the dog .']
+const PROMPTS = [
+  'how are you ?',
+  'hello world !',
+  'the cat sat .',
+  'the dog ran .',
+  'are you fine ?',
+  'hello , how are you ?',
+  'the cat ran !',
+  'i am the dog .',
+]
 const GOOD = ['i am good .', 'good , thanks !', 'good !', 'the cat is good .'.replace(' is', ''), 'fine , good .', 'good thanks .', 'am good', 'good good .']
 const BAD = ['i am bad .', 'bad , thanks !', 'bad !', 'the cat bad .', 'fine , bad .', 'bad thanks .', 'am bad', 'bad bad .']
 
@@ -37,5 +46,8 @@ export function writeToyPreferences(dir: string, n: number, name = 'prefs.jsonl'
 export function writeLongPreferences(file: string, n: number, promptWords: number, answerWords: number): string {
   const words = WORDS.filter((x) => /^[a-z]+$/.test(x))
   const text = (seed: number, k: number) => Array.from({ length: k }, (_, i) => words[(seed * 31 + i * 7) % words.length]).join(' ')
-  return writeJsonl(file, Array.from({ length: n }, (_, i) => ({ prompt: text(i, promptWords), chosen: text(i + 1, answerWords), rejected: text(i + 2, answerWords) })))
+  return writeJsonl(
+    file,
+    Array.from({ length: n }, (_, i) => ({ prompt: text(i, promptWords), chosen: text(i + 1, answerWords), rejected: text(i + 2, answerWords) })),
+  )
 }

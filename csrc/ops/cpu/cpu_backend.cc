@@ -20,9 +20,12 @@ using cpu::Isa;
 template <typename T, typename Acc>
 cpu::RowKernels<T, Acc> pick_kernels() {
   switch (cpu::isa()) {
-    case Isa::kAvx512: return cpu::avx512::kernels<T, Acc>();
-    case Isa::kAvx2: return cpu::avx2::kernels<T, Acc>();
-    default: return cpu::base::kernels<T, Acc>();
+    case Isa::kAvx512:
+      return cpu::avx512::kernels<T, Acc>();
+    case Isa::kAvx2:
+      return cpu::avx2::kernels<T, Acc>();
+    default:
+      return cpu::base::kernels<T, Acc>();
   }
 }
 
@@ -45,8 +48,8 @@ void run_forward(const at::Tensor& policy, const at::Tensor& reference, const at
 }
 
 template <typename T, typename Acc>
-void run_backward(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
-                  const at::Tensor& row_grad, at::Tensor& grad) {
+void run_backward(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse, const at::Tensor& row_grad,
+                  at::Tensor& grad) {
   const auto kernels = pick_kernels<T, Acc>();
   const int64_t rows = policy.size(0), vocab = policy.size(1);
   const T* a = reinterpret_cast<const T*>(policy.data_ptr());
@@ -54,9 +57,8 @@ void run_backward(const at::Tensor& policy, const at::Tensor& labels, const at::
   const Acc* l = lse.data_ptr<Acc>();
   const Acc* g = row_grad.data_ptr<Acc>();
   T* out = reinterpret_cast<T*>(grad.data_ptr());
-  at::parallel_for(0, rows, grain_rows(vocab), [&](int64_t begin, int64_t end) {
-    kernels.backward(a, y, l, g, begin, end, vocab, out);
-  });
+  at::parallel_for(0, rows, grain_rows(vocab),
+                   [&](int64_t begin, int64_t end) { kernels.backward(a, y, l, g, begin, end, vocab, out); });
 }
 
 // The kernels scale logits by log2(e) and mix them as (1±ε)·a ∓ ε·b, so finite logits within a
@@ -73,8 +75,9 @@ void check_overflow(const at::Tensor& policy, const at::Tensor& reference, const
     const at::Tensor a = policy[r], b = reference[r];
     if (!at::isfinite(a).all().item<bool>() || !at::isfinite(b).all().item<bool>()) continue;
     const double biggest = std::max(a.abs().max().item<double>(), b.abs().max().item<double>());
-    TORCH_CHECK(false, "policyLogits/referenceLogits: row ", r, " (of the flattened [2B*T, V]) holds finite logits up to ",
-                biggest, " in magnitude, too large for the ", policy.scalar_type(),
+    TORCH_CHECK(false, "policyLogits/referenceLogits: row ", r,
+                " (of the flattened [2B*T, V]) holds finite logits up to ", biggest,
+                " in magnitude, too large for the ", policy.scalar_type(),
                 " kernel (it scales them by log2(e) ~ 1.44 and mixes them by 1 +/- epsilon); logits of a working model "
                 "are many orders of magnitude smaller");
   }
@@ -85,11 +88,20 @@ at::Tensor forward_rows(const at::Tensor& policy, const at::Tensor& reference, c
   const auto acc = accumulation_dtype(policy.scalar_type());
   at::Tensor stats = at::empty({kNumRowStats, policy.size(0)}, policy.options().dtype(acc));
   switch (policy.scalar_type()) {
-    case at::kFloat: run_forward<float, float>(policy, reference, labels, row_weight, float(epsilon), stats); break;
-    case at::kBFloat16: run_forward<cpu::bf16_bits, float>(policy, reference, labels, row_weight, float(epsilon), stats); break;
-    case at::kHalf: run_forward<cpu::half_bits, float>(policy, reference, labels, row_weight, float(epsilon), stats); break;
-    case at::kDouble: run_forward<double, double>(policy, reference, labels, row_weight, epsilon, stats); break;
-    default: TORCH_CHECK(false, "policyLogits: unsupported dtype ", policy.scalar_type());
+    case at::kFloat:
+      run_forward<float, float>(policy, reference, labels, row_weight, float(epsilon), stats);
+      break;
+    case at::kBFloat16:
+      run_forward<cpu::bf16_bits, float>(policy, reference, labels, row_weight, float(epsilon), stats);
+      break;
+    case at::kHalf:
+      run_forward<cpu::half_bits, float>(policy, reference, labels, row_weight, float(epsilon), stats);
+      break;
+    case at::kDouble:
+      run_forward<double, double>(policy, reference, labels, row_weight, epsilon, stats);
+      break;
+    default:
+      TORCH_CHECK(false, "policyLogits: unsupported dtype ", policy.scalar_type());
   }
   check_overflow(policy, reference, row_weight, stats);
   return stats;
@@ -99,11 +111,20 @@ at::Tensor backward_rows(const at::Tensor& policy, const at::Tensor& labels, con
                          const at::Tensor& row_grad) {
   at::Tensor grad = at::empty_like(policy, at::MemoryFormat::Contiguous);
   switch (policy.scalar_type()) {
-    case at::kFloat: run_backward<float, float>(policy, labels, lse, row_grad, grad); break;
-    case at::kBFloat16: run_backward<cpu::bf16_bits, float>(policy, labels, lse, row_grad, grad); break;
-    case at::kHalf: run_backward<cpu::half_bits, float>(policy, labels, lse, row_grad, grad); break;
-    case at::kDouble: run_backward<double, double>(policy, labels, lse, row_grad, grad); break;
-    default: TORCH_CHECK(false, "policyLogits: unsupported dtype ", policy.scalar_type());
+    case at::kFloat:
+      run_backward<float, float>(policy, labels, lse, row_grad, grad);
+      break;
+    case at::kBFloat16:
+      run_backward<cpu::bf16_bits, float>(policy, labels, lse, row_grad, grad);
+      break;
+    case at::kHalf:
+      run_backward<cpu::half_bits, float>(policy, labels, lse, row_grad, grad);
+      break;
+    case at::kDouble:
+      run_backward<double, double>(policy, labels, lse, row_grad, grad);
+      break;
+    default:
+      TORCH_CHECK(false, "policyLogits: unsupported dtype ", policy.scalar_type());
   }
   return grad;
 }

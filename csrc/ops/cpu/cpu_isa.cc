@@ -37,9 +37,12 @@ Isa isa() {
 
 const char* isa_name(Isa i) {
   switch (i) {
-    case Isa::kAvx512: return "avx512";
-    case Isa::kAvx2: return "avx2";
-    default: return "base";
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kAvx2:
+      return "avx2";
+    default:
+      return "base";
   }
 }
 

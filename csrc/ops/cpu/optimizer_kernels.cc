@@ -27,7 +27,9 @@ bool cpu_contiguous(const at::Tensor& t) { return t.defined() && t.device().is_c
 // does: to nearest even, NaN to the quiet NaN.
 using Bf16 = uint16_t;
 template <typename S, typename P>
-inline S load(P x) { return S(x); }
+inline S load(P x) {
+  return S(x);
+}
 template <>
 inline float load<float, Bf16>(Bf16 x) {
   const uint32_t u = uint32_t(x) << 16;
@@ -36,7 +38,9 @@ inline float load<float, Bf16>(Bf16 x) {
   return f;
 }
 template <typename P, typename S>
-inline P store(S x) { return P(x); }
+inline P store(S x) {
+  return P(x);
+}
 template <>
 inline Bf16 store<Bf16, float>(float f) {
   uint32_t u;
@@ -48,8 +52,9 @@ inline Bf16 store<Bf16, float>(float f) {
 // S: the state's dtype (the arithmetic's); P: the parameter's and gradient's storage. kLowWeight
 // picks which of ATen's two lerp forms applies (|1 − β1| < 0.5), outside the loop so it vectorises.
 template <typename S, typename P, bool kLowWeight>
-inline __attribute__((always_inline)) void update_range(P* __restrict param, S* __restrict target, S* __restrict m, S* __restrict v,
-                  const P* __restrict grad, int64_t begin, int64_t end, const AdamWElementScalars<S> s) {
+inline __attribute__((always_inline)) void update_range(P* __restrict param, S* __restrict target, S* __restrict m,
+                                                        S* __restrict v, const P* __restrict grad, int64_t begin,
+                                                        int64_t end, const AdamWElementScalars<S> s) {
   constexpr bool kMaster = !std::is_same<S, P>::value;
 #pragma omp simd
   for (int64_t i = begin; i < end; ++i) {
@@ -65,7 +70,7 @@ inline __attribute__((always_inline)) void update_range(P* __restrict param, S* 
 #define EDPO_OPTIM_AVX2 1
 template <typename S, typename P, bool kLowWeight>
 __attribute__((target("avx2,fma"))) void update_range_avx2(P* param, S* target, S* m, S* v, const P* grad,
-                                                          int64_t begin, int64_t end, const AdamWElementScalars<S> s) {
+                                                           int64_t begin, int64_t end, const AdamWElementScalars<S> s) {
   update_range<S, P, kLowWeight>(param, target, m, v, grad, begin, end, s);
 }
 Isa update_isa() { return isa() == Isa::kBase ? Isa::kBase : Isa::kAvx2; }
@@ -105,7 +110,9 @@ constexpr int64_t kSumBlock = 1 << 14;
 
 // Every storage type converts exactly: through float for the 16-bit ones, directly for double.
 template <typename T>
-double widen(T x) { return double(load<float>(x)); }
+double widen(T x) {
+  return double(load<float>(x));
+}
 double widen(double x) { return x; }
 
 template <typename T>
@@ -150,11 +157,16 @@ void adamw_update(at::Tensor& param, at::Tensor& target, at::Tensor& exp_avg, at
                   const at::Tensor& grad, const AdamWScalars& s) {
   // Without a master, param and target are the same tensor; the update writes it once, as target.
   switch (param.scalar_type()) {
-    case at::kDouble: return update_as<double, double>(param, target, exp_avg, exp_avg_sq, grad, s);
-    case at::kFloat: return update_as<float, float>(param, target, exp_avg, exp_avg_sq, grad, s);
-    case at::kBFloat16: return update_as<float, Bf16>(param, target, exp_avg, exp_avg_sq, grad, s);
-    case at::kHalf: return update_as<float, c10::Half>(param, target, exp_avg, exp_avg_sq, grad, s);
-    default: TORCH_CHECK(false, "adamw_update: unsupported dtype ", param.scalar_type());
+    case at::kDouble:
+      return update_as<double, double>(param, target, exp_avg, exp_avg_sq, grad, s);
+    case at::kFloat:
+      return update_as<float, float>(param, target, exp_avg, exp_avg_sq, grad, s);
+    case at::kBFloat16:
+      return update_as<float, Bf16>(param, target, exp_avg, exp_avg_sq, grad, s);
+    case at::kHalf:
+      return update_as<float, c10::Half>(param, target, exp_avg, exp_avg_sq, grad, s);
+    default:
+      TORCH_CHECK(false, "adamw_update: unsupported dtype ", param.scalar_type());
   }
 }
 
@@ -166,11 +178,16 @@ bool grad_square_sum_supported(const at::Tensor& grad) {
 double grad_square_sum(const at::Tensor& grad) {
   const int64_t n = grad.numel();
   switch (grad.scalar_type()) {
-    case at::kDouble: return square_sum(grad.data_ptr<double>(), n);
-    case at::kFloat: return square_sum(grad.data_ptr<float>(), n);
-    case at::kBFloat16: return square_sum(reinterpret_cast<const Bf16*>(grad.data_ptr()), n);
-    case at::kHalf: return square_sum(reinterpret_cast<const c10::Half*>(grad.data_ptr()), n);
-    default: TORCH_CHECK(false, "grad_square_sum: unsupported dtype ", grad.scalar_type());
+    case at::kDouble:
+      return square_sum(grad.data_ptr<double>(), n);
+    case at::kFloat:
+      return square_sum(grad.data_ptr<float>(), n);
+    case at::kBFloat16:
+      return square_sum(reinterpret_cast<const Bf16*>(grad.data_ptr()), n);
+    case at::kHalf:
+      return square_sum(reinterpret_cast<const c10::Half*>(grad.data_ptr()), n);
+    default:
+      TORCH_CHECK(false, "grad_square_sum: unsupported dtype ", grad.scalar_type());
   }
 }
 

@@ -57,21 +57,27 @@ inline float to_float(half_bits h) {
   return f;
 }
 
-template <typename T> inline T from_float(float v);
-template <> inline float from_float<float>(float v) { return v; }
-template <> inline bf16_bits from_float<bf16_bits>(float v) {
+template <typename T>
+inline T from_float(float v);
+template <>
+inline float from_float<float>(float v) {
+  return v;
+}
+template <>
+inline bf16_bits from_float<bf16_bits>(float v) {
   uint32_t u;
   std::memcpy(&u, &v, 4);
   if ((u & 0x7fffffffu) > 0x7f800000u) return bf16_bits{uint16_t((u >> 16) | 0x40u)};  // quiet NaN
   u += 0x7fffu + ((u >> 16) & 1u);
   return bf16_bits{uint16_t(u >> 16)};
 }
-template <> inline half_bits from_float<half_bits>(float v) {
+template <>
+inline half_bits from_float<half_bits>(float v) {
   uint32_t u;
   std::memcpy(&u, &v, 4);
   const uint16_t sign = uint16_t((u >> 16) & 0x8000u);
   const uint32_t magnitude = u & 0x7fffffffu;
-  if (magnitude > 0x7f800000u) return half_bits{uint16_t(sign | 0x7e00u)};  // NaN
+  if (magnitude > 0x7f800000u) return half_bits{uint16_t(sign | 0x7e00u)};   // NaN
   if (magnitude >= 0x477ff000u) return half_bits{uint16_t(sign | 0x7c00u)};  // rounds to ±inf
   if (magnitude < 0x38800000u) {  // below 2^-14: a subnormal half, i.e. an integer count of 2^-24
     float a;
@@ -84,7 +90,8 @@ template <> inline half_bits from_float<half_bits>(float v) {
 }
 
 // ---- 2^x on SIMD lanes (GCC vector extensions, one register of the build's instruction set) ----
-template <typename Acc> struct Lanes;
+template <typename Acc>
+struct Lanes;
 // One register of Acc values (V), and of same-width integers for masks (M).
 template <typename Acc, typename Int>
 struct LaneTypes {
@@ -93,7 +100,8 @@ struct LaneTypes {
   typedef Int I;
   typedef Int M __attribute__((vector_size(EDPO_CPU_VECTOR_BYTES)));
 };
-template <> struct Lanes<float> : LaneTypes<float, int32_t> {
+template <>
+struct Lanes<float> : LaneTypes<float, int32_t> {
   // 2^x for x ≤ 127, branch-free: x = n + f with |f| ≤ 1/2, 2^f by a degree-6 polynomial
   // (Cephes exp2f coefficients, ~1 ulp), 2^n written into the exponent bits. Lanes below −126
   // (−inf included) are exactly 0; NaN stays NaN.
@@ -114,7 +122,8 @@ template <> struct Lanes<float> : LaneTypes<float, int32_t> {
     return x < -126.0f ? V{} : p * scale;
   }
 };
-template <> struct Lanes<double> : LaneTypes<double, int64_t> {
+template <>
+struct Lanes<double> : LaneTypes<double, int64_t> {
   static V exp2(V x) {
     V r;
     for (int i = 0; i < W; ++i) r[i] = std::exp2(x[i]);
@@ -122,8 +131,10 @@ template <> struct Lanes<double> : LaneTypes<double, int64_t> {
   }
 };
 
-template <typename Acc> constexpr Acc kLog2e = Acc(1.44269504088896340735992468100189214);
-template <typename Acc> constexpr Acc kLn2 = Acc(0.693147180559945309417232121458176568);
+template <typename Acc>
+constexpr Acc kLog2e = Acc(1.44269504088896340735992468100189214);
+template <typename Acc>
+constexpr Acc kLn2 = Acc(0.693147180559945309417232121458176568);
 
 template <typename Acc, typename V = typename Lanes<Acc>::V>
 inline V load(const Acc* p) {
@@ -144,24 +155,38 @@ inline M first_lanes(int64_t n) {  // lanes [0, n) set
   for (int i = 0; i < Lanes<Acc>::W; ++i) iota[i] = i;
   return iota < (M{} + typename Lanes<Acc>::I(n));
 }
-template <typename V> inline V vmax(V a, V b) { return a > b ? a : b; }
-template <typename V> inline V vmin(V a, V b) { return a < b ? a : b; }
-template <typename Acc, typename V> inline Acc hmax(V v) {
+template <typename V>
+inline V vmax(V a, V b) {
+  return a > b ? a : b;
+}
+template <typename V>
+inline V vmin(V a, V b) {
+  return a < b ? a : b;
+}
+template <typename Acc, typename V>
+inline Acc hmax(V v) {
   Acc m = v[0];
   for (int i = 1; i < Lanes<Acc>::W; ++i) m = v[i] > m ? v[i] : m;
   return m;
 }
-template <typename Acc, typename V> inline Acc hsum(V v) {
+template <typename Acc, typename V>
+inline Acc hsum(V v) {
   Acc s = 0;
   for (int i = 0; i < Lanes<Acc>::W; ++i) s += v[i];
   return s;
 }
 
-template <typename Acc> struct Convert;
-template <> struct Convert<float> {
-  template <typename T> static float load(T v) { return to_float(v); }
+template <typename Acc>
+struct Convert;
+template <>
+struct Convert<float> {
+  template <typename T>
+  static float load(T v) {
+    return to_float(v);
+  }
 };
-template <> struct Convert<double> {
+template <>
+struct Convert<double> {
   static double load(double v) { return v; }
 };
 
@@ -244,8 +269,7 @@ struct RowSums {
   // vocabulary mask) leaves ref[0] at −inf while the other streams have started summing.
   bool started = false;
 
-  explicit RowSums(Acc epsilon)
-      : plus_a(1 + epsilon), plus_b(-epsilon), minus_a(1 - epsilon), minus_b(epsilon) {}
+  explicit RowSums(Acc epsilon) : plus_a(1 + epsilon), plus_b(-epsilon), minus_a(1 - epsilon), minus_b(epsilon) {}
 
   void add_chunk(const Acc* a, const Acc* b, int64_t n) {
     const int64_t full = n / W * W;
@@ -258,8 +282,8 @@ struct RowSums {
       ref[2] = la * plus_a + lb * plus_b;
       ref[3] = la * minus_a + lb * minus_b;
     }
-    const bool finite_refs = std::isfinite(ref[0]) && std::isfinite(ref[1]) && std::isfinite(ref[2]) &&
-                             std::isfinite(ref[3]);
+    const bool finite_refs =
+        std::isfinite(ref[0]) && std::isfinite(ref[1]) && std::isfinite(ref[2]) && std::isfinite(ref[3]);
     if (finite_refs) {
       // Two sweeps of two streams each: four exp pipelines at once spill AVX2's 16 registers.
       V s[4] = {};
@@ -366,8 +390,8 @@ struct RowSums {
 };
 
 template <typename T, typename Acc>
-void forward_rows(const T* policy, const T* reference, const int64_t* labels, const Acc* row_weight,
-                  int64_t begin, int64_t end, int64_t rows, int64_t vocab, Acc epsilon, Acc* stats) {
+void forward_rows(const T* policy, const T* reference, const int64_t* labels, const Acc* row_weight, int64_t begin,
+                  int64_t end, int64_t rows, int64_t vocab, Acc epsilon, Acc* stats) {
   alignas(64) Acc buffer_a[kChunk];
   alignas(64) Acc buffer_b[kChunk];
   for (int64_t r = begin; r < end; ++r) {
@@ -378,8 +402,8 @@ void forward_rows(const T* policy, const T* reference, const int64_t* labels, co
       RowSums<Acc> row(epsilon);
       for (int64_t start = 0; start < vocab; start += kChunk) {
         const int64_t n = vocab - start < kChunk ? vocab - start : kChunk;
-        row.add_chunk(chunk_as_acc<T, Acc>(row_a + start, n, buffer_a), chunk_as_acc<T, Acc>(row_b + start, n, buffer_b),
-                      n);
+        row.add_chunk(chunk_as_acc<T, Acc>(row_a + start, n, buffer_a),
+                      chunk_as_acc<T, Acc>(row_b + start, n, buffer_b), n);
       }
       const int64_t y = labels[r];
       const Acc la = Convert<Acc>::load(row_a[y]) * kLog2e<Acc>, lb = Convert<Acc>::load(row_b[y]) * kLog2e<Acc>;

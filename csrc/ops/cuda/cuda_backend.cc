@@ -17,9 +17,12 @@ namespace {
 
 edpo_cuda::Dtype kernel_dtype(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return edpo_cuda::Dtype::F32;
-    case at::kBFloat16: return edpo_cuda::Dtype::BF16;
-    case at::kHalf: return edpo_cuda::Dtype::F16;
+    case at::kFloat:
+      return edpo_cuda::Dtype::F32;
+    case at::kBFloat16:
+      return edpo_cuda::Dtype::BF16;
+    case at::kHalf:
+      return edpo_cuda::Dtype::F16;
     default:
       TORCH_CHECK(false, "policyLogits: CUDA kernels take float32, bfloat16 or float16 logits, got ", t,
                   " (float64 runs on the CPU)");
@@ -27,7 +30,7 @@ edpo_cuda::Dtype kernel_dtype(at::ScalarType t) {
 }
 
 at::Tensor forward_rows(const at::Tensor& policy, const at::Tensor& reference, const at::Tensor& labels,
-                             const at::Tensor& row_weight, double epsilon) {
+                        const at::Tensor& row_weight, double epsilon) {
   const c10::cuda::CUDAGuard device_guard(policy.device());
   const auto dtype = kernel_dtype(policy.scalar_type());
   TORCH_CHECK(policy.size(1) <= 262144, "policyLogits: CUDA kernels take V <= 262144, got ", policy.size(1));
@@ -43,7 +46,7 @@ at::Tensor forward_rows(const at::Tensor& policy, const at::Tensor& reference, c
 }
 
 at::Tensor backward_rows(const at::Tensor& policy, const at::Tensor& labels, const at::Tensor& lse,
-                              const at::Tensor& row_grad) {
+                         const at::Tensor& row_grad) {
   const c10::cuda::CUDAGuard device_guard(policy.device());
   const auto dtype = kernel_dtype(policy.scalar_type());
   at::Tensor grad = at::empty_like(policy, at::MemoryFormat::Contiguous);
@@ -61,8 +64,8 @@ std::vector<at::Tensor> sequence_sums(const at::Tensor& stats, const at::Tensor&
               "sequence_sums_cuda: expected float32 [", int(kNumRowStats), ", N] stats, got ", stats.scalar_type(), " ",
               stats.sizes());
   const int64_t rows = stats.size(1);
-  TORCH_CHECK(sequences > 0 && rows % sequences == 0 && row_weight.numel() == rows,
-              "sequence_sums_cuda: ", rows, " rows are not ", sequences, " sequences of equal length");
+  TORCH_CHECK(sequences > 0 && rows % sequences == 0 && row_weight.numel() == rows, "sequence_sums_cuda: ", rows,
+              " rows are not ", sequences, " sequences of equal length");
   const at::Tensor s = stats.contiguous(), w = row_weight.to(at::kFloat).contiguous();
   std::vector<at::Tensor> out;
   edpo_cuda::SequenceSumsOut ptrs{};
@@ -79,8 +82,8 @@ std::vector<at::Tensor> sequence_sums(const at::Tensor& stats, const at::Tensor&
 at::Tensor row_grads(const at::Tensor& grad_sequences, const at::Tensor& row_weight, int64_t sequences) {
   const c10::cuda::CUDAGuard device_guard(row_weight.device());
   const int64_t rows = row_weight.numel();
-  TORCH_CHECK(sequences > 0 && rows % sequences == 0 && grad_sequences.numel() == sequences,
-              "row_grads_cuda: ", rows, " rows are not ", sequences, " sequences of equal length");
+  TORCH_CHECK(sequences > 0 && rows % sequences == 0 && grad_sequences.numel() == sequences, "row_grads_cuda: ", rows,
+              " rows are not ", sequences, " sequences of equal length");
   const at::Tensor g = grad_sequences.to(row_weight.device(), at::kDouble).contiguous();
   const at::Tensor w = row_weight.to(at::kFloat).contiguous();
   at::Tensor out = at::empty({rows}, w.options());
@@ -91,7 +94,7 @@ at::Tensor row_grads(const at::Tensor& grad_sequences, const at::Tensor& row_wei
 }
 
 at::Tensor pair_loss(const PairSums& sums, int64_t pairs, const PairConstants& constants, at::Tensor& record,
-                          at::Tensor& grad_sums) {
+                     at::Tensor& grad_sums) {
   const c10::cuda::CUDAGuard device_guard(record.device());
   TORCH_CHECK(record.is_contiguous() && grad_sums.is_contiguous() && record.scalar_type() == at::kDouble &&
                   grad_sums.scalar_type() == at::kDouble,

@@ -66,8 +66,7 @@ struct Io<float> {
     f[3] = __uint_as_float(u.w);
   }
   __device__ static uint4 pack(const float* f) {
-    return make_uint4(__float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]),
-                      __float_as_uint(f[3]));
+    return make_uint4(__float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]), __float_as_uint(f[3]));
   }
 };
 
@@ -263,8 +262,7 @@ __device__ __forceinline__ void accumulate_anchored(RowAcc& acc, const float* a,
 // Strided scalar pass over [lo, hi): heads, tails, and whole rows when a and b are not mutually
 // 16-byte aligned. Four elements per step so the max check is shared.
 template <int BLOCK, typename T>
-__device__ __forceinline__ void accumulate_scalar(RowAcc& acc, const T* a, const T* b, int lo, int hi,
-                                                  const Mix& c) {
+__device__ __forceinline__ void accumulate_scalar(RowAcc& acc, const T* a, const T* b, int lo, int hi, const Mix& c) {
   int i = lo + static_cast<int>(threadIdx.x);
   for (; i + 3 * BLOCK < hi; i += 4 * BLOCK) {
     float fa[4], fb[4];
@@ -378,9 +376,8 @@ __device__ __forceinline__ RowAcc scan_row(const T* a, const T* b, int vocab, co
 
 template <typename T, int BLOCK, bool kVecOk>
 __global__ void __launch_bounds__(BLOCK, 1024 / BLOCK)
-    forward_kernel(const T* __restrict__ policy, const T* __restrict__ reference,
-                   const int64_t* __restrict__ labels, const float* __restrict__ row_weight, int vocab,
-                   Mix c, RowStats out) {
+    forward_kernel(const T* __restrict__ policy, const T* __restrict__ reference, const int64_t* __restrict__ labels,
+                   const float* __restrict__ row_weight, int vocab, Mix c, RowStats out) {
   static_assert(BLOCK % 32 == 0 && BLOCK <= 1024, "block must be whole warps");
   constexpr int kWarps = BLOCK / 32;
   const int64_t r = blockIdx.x;
@@ -528,17 +525,20 @@ bool same_mod16(const void* p, const void* q) {
 
 size_t dtype_size(Dtype dtype) {
   switch (dtype) {
-    case Dtype::F32: return 4;
-    case Dtype::BF16: return 2;
-    case Dtype::F16: return 2;
+    case Dtype::F32:
+      return 4;
+    case Dtype::BF16:
+      return 2;
+    case Dtype::F16:
+      return 2;
   }
   return 0;
 }
 
 template <typename T, int BLOCK>
 cudaError_t launch_forward_block(const void* policy, const void* reference, const int64_t* labels,
-                                 const float* row_weight, int64_t rows, int vocab, const Mix& c,
-                                 const RowStats& out, cudaStream_t stream) {
+                                 const float* row_weight, int64_t rows, int vocab, const Mix& c, const RowStats& out,
+                                 cudaStream_t stream) {
   const T* a = static_cast<const T*>(policy);
   const T* b = static_cast<const T*>(reference);
   const dim3 grid(static_cast<unsigned>(rows));
@@ -550,20 +550,17 @@ cudaError_t launch_forward_block(const void* policy, const void* reference, cons
 }
 
 template <typename T>
-cudaError_t launch_forward(const void* policy, const void* reference, const int64_t* labels,
-                           const float* row_weight, int64_t rows, int vocab, const Mix& c,
-                           const RowStats& out, cudaStream_t stream) {
+cudaError_t launch_forward(const void* policy, const void* reference, const int64_t* labels, const float* row_weight,
+                           int64_t rows, int vocab, const Mix& c, const RowStats& out, cudaStream_t stream) {
   if (vocab <= kSmallVocab)
-    return launch_forward_block<T, kForwardBlockSmall>(policy, reference, labels, row_weight, rows, vocab,
-                                                       c, out, stream);
-  return launch_forward_block<T, kForwardBlock>(policy, reference, labels, row_weight, rows, vocab, c, out,
-                                                stream);
+    return launch_forward_block<T, kForwardBlockSmall>(policy, reference, labels, row_weight, rows, vocab, c, out,
+                                                       stream);
+  return launch_forward_block<T, kForwardBlock>(policy, reference, labels, row_weight, rows, vocab, c, out, stream);
 }
 
 template <typename T>
-cudaError_t launch_backward(const void* policy, const int64_t* labels, const float* policy_lse,
-                            const float* row_grad, int64_t rows, int vocab, void* grad_policy,
-                            cudaStream_t stream) {
+cudaError_t launch_backward(const void* policy, const int64_t* labels, const float* policy_lse, const float* row_grad,
+                            int64_t rows, int vocab, void* grad_policy, cudaStream_t stream) {
   const T* a = static_cast<const T*>(policy);
   T* o = static_cast<T*>(grad_policy);
   const bool vec_ok = same_mod16(a, o);
@@ -584,22 +581,22 @@ cudaError_t launch_backward(const void* policy, const int64_t* labels, const flo
 
 // rows == 0 is a no-op (pointers may then be null); vocab and dtype are checked regardless.
 // Misaligned element pointers, a non-finite ε, and null pointers for rows > 0 are rejected.
-cudaError_t forward_rows(const void* policy, const void* reference, const int64_t* labels,
-                         const float* row_weight, int64_t rows, int64_t vocab, float epsilon, Dtype dtype,
-                         RowStats out, cudaStream_t stream) {
+cudaError_t forward_rows(const void* policy, const void* reference, const int64_t* labels, const float* row_weight,
+                         int64_t rows, int64_t vocab, float epsilon, Dtype dtype, RowStats out, cudaStream_t stream) {
   const size_t elem = dtype_size(dtype);
   if (elem == 0 || vocab < 1 || vocab > kMaxVocab || rows < 0 || rows > kMaxRows || !std::isfinite(epsilon))
     return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;
-  const void* ptrs[] = {policy,          reference,         labels,         row_weight,    out.policy_logp,
-                        out.reference_logp, out.plus_logp, out.minus_logp, out.logit_sum, out.policy_lse};
+  const void* ptrs[] = {policy,          reference,          labels,        row_weight,
+                        out.policy_logp, out.reference_logp, out.plus_logp, out.minus_logp,
+                        out.logit_sum,   out.policy_lse};
   for (const void* p : ptrs)
     if (p == nullptr) return cudaErrorInvalidValue;
   if (!aligned_to(policy, elem) || !aligned_to(reference, elem) || !aligned_to(labels, sizeof(int64_t)) ||
       !aligned_to(row_weight, sizeof(float)))
     return cudaErrorInvalidValue;
-  for (const float* p : {out.policy_logp, out.reference_logp, out.plus_logp, out.minus_logp, out.logit_sum,
-                         out.policy_lse})
+  for (const float* p :
+       {out.policy_logp, out.reference_logp, out.plus_logp, out.minus_logp, out.logit_sum, out.policy_lse})
     if (!aligned_to(p, sizeof(float))) return cudaErrorInvalidValue;
 
   const Mix c{1.f + epsilon, -epsilon, 1.f - epsilon, epsilon};
@@ -616,14 +613,12 @@ cudaError_t forward_rows(const void* policy, const void* reference, const int64_
 }
 
 // Same argument rules as forward_rows. grad_policy must not overlap policy.
-cudaError_t backward_rows(const void* policy, const int64_t* labels, const float* policy_lse,
-                          const float* row_grad, int64_t rows, int64_t vocab, Dtype dtype, void* grad_policy,
-                          cudaStream_t stream) {
+cudaError_t backward_rows(const void* policy, const int64_t* labels, const float* policy_lse, const float* row_grad,
+                          int64_t rows, int64_t vocab, Dtype dtype, void* grad_policy, cudaStream_t stream) {
   const size_t elem = dtype_size(dtype);
   if (elem == 0 || vocab < 1 || vocab > kMaxVocab || rows < 0 || rows > kMaxRows) return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;
-  if (policy == nullptr || labels == nullptr || policy_lse == nullptr || row_grad == nullptr ||
-      grad_policy == nullptr)
+  if (policy == nullptr || labels == nullptr || policy_lse == nullptr || row_grad == nullptr || grad_policy == nullptr)
     return cudaErrorInvalidValue;
   if (!aligned_to(policy, elem) || !aligned_to(grad_policy, elem) || !aligned_to(labels, sizeof(int64_t)) ||
       !aligned_to(policy_lse, sizeof(float)) || !aligned_to(row_grad, sizeof(float)))

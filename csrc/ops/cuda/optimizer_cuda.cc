@@ -13,11 +13,20 @@ namespace {
 
 bool param_dtype(at::ScalarType t, edpo_cuda::ParamDtype* out) {
   switch (t) {
-    case at::kFloat: *out = edpo_cuda::ParamDtype::F32; return true;
-    case at::kDouble: *out = edpo_cuda::ParamDtype::F64; return true;
-    case at::kBFloat16: *out = edpo_cuda::ParamDtype::BF16; return true;
-    case at::kHalf: *out = edpo_cuda::ParamDtype::F16; return true;
-    default: return false;
+    case at::kFloat:
+      *out = edpo_cuda::ParamDtype::F32;
+      return true;
+    case at::kDouble:
+      *out = edpo_cuda::ParamDtype::F64;
+      return true;
+    case at::kBFloat16:
+      *out = edpo_cuda::ParamDtype::BF16;
+      return true;
+    case at::kHalf:
+      *out = edpo_cuda::ParamDtype::F16;
+      return true;
+    default:
+      return false;
   }
 }
 

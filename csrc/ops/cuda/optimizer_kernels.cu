@@ -26,15 +26,19 @@ __device__ __forceinline__ double widen(double x) { return x; }
 template <typename P>
 __device__ __forceinline__ P narrow_to(float x);
 template <>
-__device__ __forceinline__ __nv_bfloat16 narrow_to<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+__device__ __forceinline__ __nv_bfloat16 narrow_to<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
 template <>
-__device__ __forceinline__ __half narrow_to<__half>(float x) { return __float2half_rn(x); }
+__device__ __forceinline__ __half narrow_to<__half>(float x) {
+  return __float2half_rn(x);
+}
 
 // Without a master (S = P) param is target, and only target is written.
 template <typename S, typename P, bool kLowWeight>
-__global__ void __launch_bounds__(kThreads) adamw_kernel(P* param, S* __restrict__ target, S* __restrict__ m,
-                                                        S* __restrict__ v, const P* __restrict__ grad, int64_t n,
-                                                        edpo::AdamWElementScalars<S> s) {
+__global__ void __launch_bounds__(kThreads)
+    adamw_kernel(P* param, S* __restrict__ target, S* __restrict__ m, S* __restrict__ v, const P* __restrict__ grad,
+                 int64_t n, edpo::AdamWElementScalars<S> s) {
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads) {
     S t = target[i], mi = m[i], vi = v[i];
     const S updated = edpo::adamw_element<S, kLowWeight>(S(widen(grad[i])), t, mi, vi, s);
@@ -63,8 +67,8 @@ cudaError_t launch_adamw(void* param, void* target, void* m, void* v, const void
 
 // One block per kSquareSumBlock elements: each thread's strided sum, then a shared-memory tree.
 template <typename P>
-__global__ void __launch_bounds__(kThreads) square_sum_kernel(const P* __restrict__ grad, int64_t n,
-                                                             double* __restrict__ partials) {
+__global__ void __launch_bounds__(kThreads)
+    square_sum_kernel(const P* __restrict__ grad, int64_t n, double* __restrict__ partials) {
   __shared__ double partial[kThreads];
   const int64_t begin = int64_t(blockIdx.x) * kSquareSumBlock;
   const int64_t end = begin + kSquareSumBlock < n ? begin + kSquareSumBlock : n;
@@ -84,8 +88,8 @@ __global__ void __launch_bounds__(kThreads) square_sum_kernel(const P* __restric
 
 constexpr int kSumThreads = 1024;
 
-__global__ void __launch_bounds__(kSumThreads) sum_partials_kernel(const double* __restrict__ partials, int64_t count,
-                                                                  double* __restrict__ sum) {
+__global__ void __launch_bounds__(kSumThreads)
+    sum_partials_kernel(const double* __restrict__ partials, int64_t count, double* __restrict__ sum) {
   __shared__ double partial[kSumThreads];
   double acc = 0;
   for (int64_t i = threadIdx.x; i < count; i += kSumThreads) acc += partials[i];
@@ -98,7 +102,8 @@ __global__ void __launch_bounds__(kSumThreads) sum_partials_kernel(const double*
   if (threadIdx.x == 0) *sum = partial[0];
 }
 
-__global__ void clip_factor_kernel(const double* __restrict__ square_sum, double max_norm, double* __restrict__ norm_scale) {
+__global__ void clip_factor_kernel(const double* __restrict__ square_sum, double max_norm,
+                                   double* __restrict__ norm_scale) {
   const double norm = sqrt(*square_sum);
   const double coef = max_norm / (norm + 1e-6);
   norm_scale[0] = norm;
@@ -106,7 +111,8 @@ __global__ void clip_factor_kernel(const double* __restrict__ square_sum, double
 }
 
 template <typename P>
-__global__ void __launch_bounds__(kThreads) scale_kernel(P* __restrict__ grad, int64_t n, const double* __restrict__ norm_scale) {
+__global__ void __launch_bounds__(kThreads)
+    scale_kernel(P* __restrict__ grad, int64_t n, const double* __restrict__ norm_scale) {
   const double scale = norm_scale[1];
   if (scale == 1.0) return;
   const float f = float(scale);
@@ -127,11 +133,14 @@ cudaError_t adamw_update(ParamDtype dtype, void* param, void* target, void* exp_
   if (n < 0) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   switch (dtype) {
-    case ParamDtype::F32: return launch_adamw<float, float>(param, target, exp_avg, exp_avg_sq, grad, n, scalars, stream);
-    case ParamDtype::F64: return launch_adamw<double, double>(param, target, exp_avg, exp_avg_sq, grad, n, scalars, stream);
+    case ParamDtype::F32:
+      return launch_adamw<float, float>(param, target, exp_avg, exp_avg_sq, grad, n, scalars, stream);
+    case ParamDtype::F64:
+      return launch_adamw<double, double>(param, target, exp_avg, exp_avg_sq, grad, n, scalars, stream);
     case ParamDtype::BF16:
       return launch_adamw<float, __nv_bfloat16>(param, target, exp_avg, exp_avg_sq, grad, n, scalars, stream);
-    case ParamDtype::F16: return launch_adamw<float, __half>(param, target, exp_avg, exp_avg_sq, grad, n, scalars, stream);
+    case ParamDtype::F16:
+      return launch_adamw<float, __half>(param, target, exp_avg, exp_avg_sq, grad, n, scalars, stream);
   }
   return cudaErrorInvalidValue;
 }
@@ -149,12 +158,14 @@ cudaError_t square_sum_partials(ParamDtype dtype, const void* grad, int64_t n, d
       square_sum_kernel<<<unsigned(blocks), kThreads, 0, stream>>>(static_cast<const double*>(grad), n, partials);
       break;
     case ParamDtype::BF16:
-      square_sum_kernel<<<unsigned(blocks), kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(grad), n, partials);
+      square_sum_kernel<<<unsigned(blocks), kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(grad), n,
+                                                                   partials);
       break;
     case ParamDtype::F16:
       square_sum_kernel<<<unsigned(blocks), kThreads, 0, stream>>>(static_cast<const __half*>(grad), n, partials);
       break;
-    default: return cudaErrorInvalidValue;
+    default:
+      return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
 }
@@ -174,13 +185,20 @@ cudaError_t scale_grad(ParamDtype dtype, void* grad, int64_t n, const double* no
   if (n < 0) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   switch (dtype) {
-    case ParamDtype::F32: scale_kernel<<<grid_for(n), kThreads, 0, stream>>>(static_cast<float*>(grad), n, norm_scale); break;
-    case ParamDtype::F64: scale_kernel<<<grid_for(n), kThreads, 0, stream>>>(static_cast<double*>(grad), n, norm_scale); break;
+    case ParamDtype::F32:
+      scale_kernel<<<grid_for(n), kThreads, 0, stream>>>(static_cast<float*>(grad), n, norm_scale);
+      break;
+    case ParamDtype::F64:
+      scale_kernel<<<grid_for(n), kThreads, 0, stream>>>(static_cast<double*>(grad), n, norm_scale);
+      break;
     case ParamDtype::BF16:
       scale_kernel<<<grid_for(n), kThreads, 0, stream>>>(static_cast<__nv_bfloat16*>(grad), n, norm_scale);
       break;
-    case ParamDtype::F16: scale_kernel<<<grid_for(n), kThreads, 0, stream>>>(static_cast<__half*>(grad), n, norm_scale); break;
-    default: return cudaErrorInvalidValue;
+    case ParamDtype::F16:
+      scale_kernel<<<grid_for(n), kThreads, 0, stream>>>(static_cast<__half*>(grad), n, norm_scale);
+      break;
+    default:
+      return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
 }

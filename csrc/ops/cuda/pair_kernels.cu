@@ -13,9 +13,9 @@ constexpr int kPairThreads = 256;
 constexpr int kNumSums = 6;  // policy, reference, plus, minus, logit sum, tokens (SequenceSumsOut)
 
 // One block per sequence: six float64 sums over its positions, then a shared-memory tree.
-__global__ void __launch_bounds__(kSumThreads) sequence_sums_kernel(const float* __restrict__ stats,
-                                                                    const float* __restrict__ w, int64_t sequences,
-                                                                    int64_t positions, SequenceSumsOut out) {
+__global__ void __launch_bounds__(kSumThreads)
+    sequence_sums_kernel(const float* __restrict__ stats, const float* __restrict__ w, int64_t sequences,
+                         int64_t positions, SequenceSumsOut out) {
   __shared__ double partial[kNumSums][kSumThreads];
   const int64_t rows = sequences * positions;
   const int64_t seq = blockIdx.x;
@@ -47,9 +47,9 @@ __global__ void row_grads_kernel(const double* __restrict__ grad_sequences, cons
 }
 
 // One block: each thread takes pairs tid, tid + 256, …; the loss is a tree sum of the threads' sums.
-__global__ void __launch_bounds__(kPairThreads) pair_loss_kernel(edpo::PairSums sums, int64_t pairs,
-                                                                 edpo::PairConstants constants, double* record,
-                                                                 double* grad_sums, double* loss_mean) {
+__global__ void __launch_bounds__(kPairThreads)
+    pair_loss_kernel(edpo::PairSums sums, int64_t pairs, edpo::PairConstants constants, double* record,
+                     double* grad_sums, double* loss_mean) {
   __shared__ double partial[kPairThreads];
   double acc = 0;
   for (int64_t i = threadIdx.x; i < pairs; i += kPairThreads)

@@ -11,10 +11,10 @@ namespace edpo {
 
 // The scalars of one AdamW step, as torch.optim.AdamW's single-tensor path applies them.
 struct AdamWScalars {
-  double decay;          // 1 − lr·weight_decay
-  double beta1;          // m ← lerp(m, g, 1 − β1)
-  double beta2;          // v ← β2·v + (1 − β2)·g²
-  double bias2_sqrt;     // √(1 − β2^t)
+  double decay;       // 1 − lr·weight_decay
+  double beta1;       // m ← lerp(m, g, 1 − β1)
+  double beta2;       // v ← β2·v + (1 − β2)·g²
+  double bias2_sqrt;  // √(1 − β2^t)
   double eps;
   double neg_step_size;  // −lr / (1 − β1^t)
 };
@@ -28,7 +28,7 @@ struct AdamWElementScalars {
   S c2;     // 1 − β2
   S bias2;  // √(1 − β2^t)
   S eps;
-  S step;   // −lr / (1 − β1^t)
+  S step;  // −lr / (1 − β1^t)
 };
 
 template <typename S>

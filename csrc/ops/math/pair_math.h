@@ -79,7 +79,8 @@ EDPO_HOST_DEVICE inline double pair_terms(const PairSums& s, int64_t pairs, int6
   double loss = -log_sigmoid(margin) * (1.0 - c.label_smoothing);
   if (c.label_smoothing > 0) loss = loss - log_sigmoid(-margin) * c.label_smoothing;
   // dL_i/dm = −(1−ℓ)·σ(−m) + ℓ·σ(m); dm/dS(chosen) = β_i = −dm/dS(rejected).
-  const double dmargin = -(1.0 - c.label_smoothing) * exp(log_sigmoid(-margin)) + c.label_smoothing * exp(log_sigmoid(margin));
+  const double dmargin =
+      -(1.0 - c.label_smoothing) * exp(log_sigmoid(-margin)) + c.label_smoothing * exp(log_sigmoid(margin));
   const double g = dmargin * beta_i / c.total_pairs;
   *grad_chosen = g;
   *grad_rejected = -g;

@@ -65,7 +65,6 @@ export interface BetaDpoCalibration {
 // β-DPO's own floor on β (the authors' clamp(min=1e-3)).
 const MIN_BETA = 1e-3
 
-
 /** `n` indices drawn without replacement with probabilities ∝ weights (as torch.multinomial). */
 export function sampleWithoutReplacement(weights: readonly number[], n: number, uniform: () => number): number[] {
   const w = [...weights]
@@ -174,8 +173,15 @@ export function betaDpoLoss(
   const weight = new Float64Array(B)
   for (const i of cal.kept) weight[i] = 1 / cal.kept.length
   // z_i with gradient: (S_c − S_r) − (S_ref,c − S_ref,r); loss = Σ_kept −log σ(β·z_i) / n.
-  const refMargins = Tensor.from(Float64Array.from({ length: B }, (_, i) => sums.reference[i]! - sums.reference[B + i]!), [B], { device })
-  const zTensor = policyLogps.narrow(0, 0, B).sub(policyLogps.narrow(0, B, B)).sub(refMargins)
+  const refMargins = Tensor.from(
+    Float64Array.from({ length: B }, (_, i) => sums.reference[i]! - sums.reference[B + i]!),
+    [B],
+    { device },
+  )
+  const zTensor = policyLogps
+    .narrow(0, 0, B)
+    .sub(policyLogps.narrow(0, B, B))
+    .sub(refMargins)
   const w = Tensor.from(weight, [B], { device })
   const loss = zTensor.mul(cal.beta).logSigmoid().neg().mul(w).sum()
   for (const t of [refMargins, zTensor, w]) t.dispose()
@@ -267,7 +273,11 @@ export const BETA_DPO = {
   state: BETA_DPO_SAVED,
   async load(run: Run<BetaDpoConfig, BetaDpoSaved>) {
     const c = run.config
-    const calibrator = new BetaDpoCalibrator({ beta0: c.beta, alpha: c.betaDpoAlpha, rho: c.betaDpoRho, momentum: c.betaDpoMomentum }, c.seed, run.resumed?.file.betaDpo)
+    const calibrator = new BetaDpoCalibrator(
+      { beta0: c.beta, alpha: c.betaDpoAlpha, rho: c.betaDpoRho, momentum: c.betaDpoMomentum },
+      c.seed,
+      run.resumed?.file.betaDpo,
+    )
     return new BetaDpoMethod(await loadPreferenceParts(run, { reference: 'frozen' }), calibrator)
   },
 } satisfies MethodSpec<PreferenceConfig, TokenizedPair, typeof BETA_DPO_OPTIONS, typeof BETA_DPO_SAVED>

@@ -56,7 +56,21 @@ async function klSums(ctx: BaselineContext): Promise<KtoKlSums | undefined> {
     activeRows: batch.activeRows,
   })
   const out = { policy: stats.logps.detach(), reference: stats.referenceLogps! }
-  for (const t of [policyHidden, referenceHidden, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows, stats.logps, stats.correct, stats.tokenCount, stats.kl, stats.inputError]) t?.dispose()
+  for (const t of [
+    policyHidden,
+    referenceHidden,
+    batch.inputIds,
+    batch.attentionMask,
+    batch.labels,
+    batch.lossMask,
+    batch.activeRows,
+    stats.logps,
+    stats.correct,
+    stats.tokenCount,
+    stats.kl,
+    stats.inputError,
+  ])
+    t?.dispose()
   return out
 }
 
@@ -67,12 +81,17 @@ export const KTO = baselineMethod({
   options: KTO_OPTIONS,
   make(c) {
     if (c.batchSize < 2)
-      throw new EdpoInputError(`--method kto: --batch-size must be at least 2: its KL estimate pairs each prompt with another pair's completions (got ${c.batchSize})`)
+      throw new EdpoInputError(
+        `--method kto: --batch-size must be at least 2: its KL estimate pairs each prompt with another pair's completions (got ${c.batchSize})`,
+      )
     const o = { desirableWeight: c.desirableWeight, undesirableWeight: c.undesirableWeight }
     return {
       async loss(sums: PairSums, beta: number, ctx: BaselineContext) {
         // One pair alone (a last partial micro-batch): z₀ = 0, written as equal KL sums.
-        const kl = (await klSums(ctx)) ?? { policy: Tensor.zeros([1], { dtype: 'float64', device: c.device }), reference: Tensor.zeros([1], { dtype: 'float64', device: c.device }) }
+        const kl = (await klSums(ctx)) ?? {
+          policy: Tensor.zeros([1], { dtype: 'float64', device: c.device }),
+          reference: Tensor.zeros([1], { dtype: 'float64', device: c.device }),
+        }
         return ktoLoss(sums, kl, { beta, ...o })
       },
       metrics: ['kl'],

@@ -28,7 +28,11 @@ import { preferenceMetrics } from './step-metrics'
 
 /** The options of every preference method (the `edpo train` table adds them to the run's). */
 export const PREFERENCE_OPTIONS = {
-  labelNoise: { schema: z.number().min(0).max(1).default(0), kind: 'number', help: 'swap chosen and rejected in this fraction of the training pairs (seeded by --seed)' },
+  labelNoise: {
+    schema: z.number().min(0).max(1).default(0),
+    kind: 'number',
+    help: 'swap chosen and rejected in this fraction of the training pairs (seeded by --seed)',
+  },
   // TRL's padding_free is this option's snake_case name.
   paddingFree: {
     schema: z.boolean().default(false),
@@ -51,7 +55,10 @@ export function betaOption(defaultBeta: number, help: string) {
   return { beta: { schema: z.number().positive().default(defaultBeta), kind: 'number', help } } satisfies OptionTable
 }
 /** The KL coefficient β of the DPO family and of the baselines that follow TRL's default. */
-export const BETA_OPTIONS = betaOption(0.1, 'β: the KL coefficient (initial for epsilon-dpo; 0.1 for every method but simpo, whose default is 2; rrhf has none)')
+export const BETA_OPTIONS = betaOption(
+  0.1,
+  'β: the KL coefficient (initial for epsilon-dpo; 0.1 for every method but simpo, whose default is 2; rrhf has none)',
+)
 
 /** What a method that runs a reference adds to its own options (a reference-free one rejects it). */
 export const REFERENCE_OPTIONS = {
@@ -213,7 +220,8 @@ export abstract class PreferenceMethod implements TrainingMethod<TokenizedPair, 
   /** The heads with the reference's part, for losses that need it (an internal error where the method loaded none). */
   protected withReference(heads: PairHeads): PairHeads & { referenceHidden: Tensor; referenceHead: Tensor } {
     const { referenceHidden, referenceHead } = heads
-    if (!referenceHidden || !referenceHead) throw new EdpoError(`--method ${this.config.method}: its loss needs a reference, but none was loaded`, 'EDPO_INTERNAL')
+    if (!referenceHidden || !referenceHead)
+      throw new EdpoError(`--method ${this.config.method}: its loss needs a reference, but none was loaded`, 'EDPO_INTERNAL')
     return { ...heads, referenceHidden, referenceHead }
   }
 

@@ -9,7 +9,11 @@ import { BETA_OPTIONS, REFERENCE_OPTIONS } from './preference-base'
 export const R_DPO_OPTIONS = {
   ...BETA_OPTIONS,
   ...REFERENCE_OPTIONS,
-  rdpoAlpha: { schema: z.number().min(0).default(0.05), kind: 'number', help: 'r-dpo: α, the length regulariser per token of the completions\u2019 length difference' },
+  rdpoAlpha: {
+    schema: z.number().min(0).default(0.05),
+    kind: 'number',
+    help: 'r-dpo: α, the length regulariser per token of the completions\u2019 length difference',
+  },
 } satisfies OptionTable
 
 export const R_DPO = baselineMethod({

@@ -57,7 +57,8 @@ export class SftMethod implements TrainingMethod<SftExample, SftSaved> {
     const loss = s.logps.sum().mul(-1 / Math.max(1, batch.tokens))
     const columns = [s.logps.detach(), s.correct, s.tokenCount].map((t) => t.to('float64'))
     const stats = Tensor.stack(columns, 1)
-    for (const t of [...columns, s.logps, s.correct, s.tokenCount, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows]) t.dispose()
+    for (const t of [...columns, s.logps, s.correct, s.tokenCount, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows])
+      t.dispose()
     return { loss, stats, tokens: batch.tokens }
   }
 

@@ -17,7 +17,12 @@ import { BETA_STATE, type BetaState, loadPreferenceParts, type PreferenceConfig,
 export const TR_DPO_OPTIONS = {
   ...DPO_OPTIONS,
   trDpoMode: { schema: z.enum(['hard', 'soft']).default('soft'), kind: 'string', help: 'tr-dpo: hard copy or soft mix of the policy into the reference' },
-  trDpoTau: { aliases: ['ref_model_sync_steps'], schema: z.number().int().positive().default(64), kind: 'integer', help: 'tr-dpo: update the reference every τ optimizer steps' },
+  trDpoTau: {
+    aliases: ['ref_model_sync_steps'],
+    schema: z.number().int().positive().default(64),
+    kind: 'integer',
+    help: 'tr-dpo: update the reference every τ optimizer steps',
+  },
   trDpoAlpha: { aliases: ['ref_model_mixup_alpha'], schema: z.number().min(0).max(1).default(0.6), kind: 'number', help: 'tr-dpo soft: ref ← α·θ + (1−α)·ref' },
 } satisfies OptionTable
 

@@ -16,7 +16,10 @@ export function ipoLoss(sums: PairSums, o: IpoOptions): BaselineLoss {
   const l = perTokenMean(s.rejected, s.rejectedTokens)
   const rw = w.sub(perTokenMean(s.refChosen!, s.chosenTokens))
   const rl = l.sub(perTokenMean(s.refRejected!, s.rejectedTokens))
-  const losses = rw.sub(rl).sub(1 / (2 * o.tau)).pow(2)
+  const losses = rw
+    .sub(rl)
+    .sub(1 / (2 * o.tau))
+    .pow(2)
   return {
     loss: losses.mean(),
     record: pairRecord(s, { chosenLogps: w, rejectedLogps: l, chosenRewards: rw.mul(o.tau), rejectedRewards: rl.mul(o.tau), loss: losses }),

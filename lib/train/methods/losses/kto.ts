@@ -30,7 +30,9 @@ export function ktoLoss(sums: PairSums, kl: KtoKlSums, o: KtoOptions): BaselineL
   const s = splitPairSums('kto', sums, true)
   const n = kl.policy.shape
   if (n.length !== 1 || n[0]! < 1 || kl.reference.shape.length !== 1 || kl.reference.shape[0] !== n[0])
-    throw new EdpoInputError(`kto: the KL rows' policy and reference sums must be two [n] vectors (n >= 1) alike; got [${n.join(', ')}] and [${kl.reference.shape.join(', ')}]`)
+    throw new EdpoInputError(
+      `kto: the KL rows' policy and reference sums must be two [n] vectors (n >= 1) alike; got [${n.join(', ')}] and [${kl.reference.shape.join(', ')}]`,
+    )
   const z0 = kl.policy.detach().sub(kl.reference.detach()).mean()
   const zero = z0.maskedFill(z0.lt(0), 0)
   const rw = s.chosen.sub(s.refChosen!)
@@ -41,6 +43,13 @@ export function ktoLoss(sums: PairSums, kl: KtoKlSums, o: KtoOptions): BaselineL
   const losses = desirable.add(undesirable).div(2)
   return {
     loss: losses.mean(),
-    record: pairRecord(s, { chosenLogps: s.chosen, rejectedLogps: s.rejected, chosenRewards: rw.mul(o.beta), rejectedRewards: rl.mul(o.beta), loss: losses, kl: zero }),
+    record: pairRecord(s, {
+      chosenLogps: s.chosen,
+      rejectedLogps: s.rejected,
+      chosenRewards: rw.mul(o.beta),
+      rejectedRewards: rl.mul(o.beta),
+      loss: losses,
+      kl: zero,
+    }),
   }
 }

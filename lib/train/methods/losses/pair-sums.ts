@@ -69,7 +69,8 @@ export function splitPairSums(method: string, s: PairSums, needsReference: boole
     throw new EdpoInputError(`${method}: policy sums must be one [2B] vector (B >= 1 pairs, chosen rows first); got shape [${rows.join(', ')}]`)
   const n = rows[0]!
   const same = (name: string, x: Tensor) => {
-    if (x.shape.length !== 1 || x.shape[0] !== n) throw new EdpoInputError(`${method}: ${name} must have shape [${n}] like the policy sums; got [${x.shape.join(', ')}]`)
+    if (x.shape.length !== 1 || x.shape[0] !== n)
+      throw new EdpoInputError(`${method}: ${name} must have shape [${n}] like the policy sums; got [${x.shape.join(', ')}]`)
   }
   same('tokens', s.tokens)
   if (needsReference && s.reference === undefined) throw new EdpoInputError(`${method}: needs the reference's sums`)
@@ -100,7 +101,10 @@ export function perTokenMean(sums: Tensor, tokens: Tensor): Tensor {
  */
 export function chosenNll(s: SplitSums): Tensor {
   const n = s.chosenTokens.sum()
-  return s.chosen.sum().neg().div(n.maskedFill(n.lt(1), 1))
+  return s.chosen
+    .sum()
+    .neg()
+    .div(n.maskedFill(n.lt(1), 1))
 }
 
 /** max(0, x), with gradient 0 where x < 0. */
@@ -121,7 +125,9 @@ export function log1mExp(x: Tensor): Tensor {
 export function pairRecord(s: SplitSums, columns: Partial<Record<BaselineRecordColumn, Tensor | number>>): Tensor {
   const device = s.chosen.device
   const cols = BASELINE_RECORD_COLUMNS.map((name) => {
-    const own = { chosenTokens: s.chosenTokens, rejectedTokens: s.rejectedTokens, inputError: s.inputError?.reshape([]) } as Partial<Record<BaselineRecordColumn, Tensor>>
+    const own = { chosenTokens: s.chosenTokens, rejectedTokens: s.rejectedTokens, inputError: s.inputError?.reshape([]) } as Partial<
+      Record<BaselineRecordColumn, Tensor>
+    >
     const v = name in own ? own[name] : columns[name]
     if (v === undefined) return Tensor.zeros([s.pairs], { dtype: 'float64', device })
     if (typeof v === 'number') return Tensor.full([s.pairs], v, { dtype: 'float64', device })

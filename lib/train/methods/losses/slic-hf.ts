@@ -21,6 +21,13 @@ export function slicHfLoss(sums: PairSums, o: SlicHfOptions): BaselineLoss {
   const shared = nll.mul(o.lambda)
   return {
     loss: hinge.mean().add(shared),
-    record: pairRecord(s, { chosenLogps: s.chosen, rejectedLogps: s.rejected, chosenRewards: s.chosen.mul(o.beta), rejectedRewards: s.rejected.mul(o.beta), loss: hinge.add(shared), nll }),
+    record: pairRecord(s, {
+      chosenLogps: s.chosen,
+      rejectedLogps: s.rejected,
+      chosenRewards: s.chosen.mul(o.beta),
+      rejectedRewards: s.rejected.mul(o.beta),
+      loss: hinge.add(shared),
+      nll,
+    }),
   }
 }
