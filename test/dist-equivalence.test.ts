@@ -16,7 +16,6 @@
 // and SFT) trains only the adapters, whose gradients are averaged like any other: the same bounds
 // apply to the adapter weights (adapter_model.safetensors). Its dropout is 0 here: each rank draws
 // its own masks, so with dropout two ranks are a different (equally valid) sample of 1 process.
-import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
@@ -26,10 +25,8 @@ import { readMetrics } from '../lib/train/metrics-log'
 import { SftTrainer } from '../lib/train/sft-trainer'
 import { Trainer } from '../lib/train/trainer'
 import { tempDir } from './helpers/data-fixtures'
-import { exited, lastCheckpoint, weightDifference } from './helpers/dist-run'
+import { lastCheckpoint, weightDifference, startRankPair } from './helpers/dist-run'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
-
-const WORKER = path.join(__dirname, 'helpers', 'dist-worker.ts')
 
 interface Job {
   kind: 'train' | 'sft'
@@ -108,30 +105,15 @@ t.test('2 ranks × batch 4 equal 1 process × batch 8; ZeRO-1/2 equal ZeRO-0', a
   jobs.push({ kind: 'train', config: { ...zeroLora.config, batchSize: 4, zeroStage: 2, out: out(zeroLora.label, 'zero2') } })
 
   // The two ranks run every job in one pair of processes, while this process runs the baselines.
-  const jobFile = path.join(work, 'jobs.json')
-  fs.writeFileSync(jobFile, JSON.stringify(jobs))
-  const store = path.join(work, 'store')
-  const ranks = [0, 1].map((rank) =>
-    spawn(process.execPath, [...process.execArgv, WORKER, jobFile], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, OMP_NUM_THREADS: '1', RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), EDPO_DIST_STORE: store },
-    }),
-  )
-  const stderr = ['', '']
-  ranks.forEach((r, i) => r.stderr!.on('data', (d: Buffer) => (stderr[i] += d.toString())))
-  const ends = ranks.map((r) => exited(r, 900_000))
+  const pair = startRankPair(work, jobs, 900_000)
 
   for (const c of cases) {
     const config = { ...c.config, batchSize: 8, out: out(c.label, 'one') }
     const trainer = c.kind === 'sft' ? await SftTrainer.create(config as never, { log: () => {} }) : await Trainer.create(config as never, { log: () => {} })
     await trainer.train()
   }
-  const results = await Promise.all(ends)
-  t.same(
-    results.map((r) => r.code),
-    [0, 0],
-    `both ranks finished (stderr: ${stderr.join(' | ').slice(-2000)})`,
-  )
+  const { codes, stderr } = await pair.done
+  t.same(codes, [0, 0], `both ranks finished (stderr: ${stderr})`)
 
   for (const c of cases) compareRuns(t, c.label, out(c.label, 'one'), out(c.label, 'ranks'))
   for (const stage of [1, 2]) compareRuns(t, `ZeRO-${stage} vs ZeRO-0 (${zero.label})`, out(zero.label, 'ranks'), out(zero.label, `zero${stage}`))

@@ -15,7 +15,6 @@
 //     bucket is one bucket), while overlap off builds every gradient. With
 //     accumulation 2 the first micro-batch accumulates every gradient locally (like DDP's
 //     no_sync), so only accumulation 1 is held to that bound.
-import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
@@ -26,10 +25,8 @@ import { Tensor } from '../lib/core/tensor'
 import { DistGroup } from '../lib/distributed/group'
 import { Trainer } from '../lib/train/trainer'
 import { tempDir } from './helpers/data-fixtures'
-import { exited, trainedWeights, weightDifference } from './helpers/dist-run'
+import { trainedWeights, weightDifference, startRankPair } from './helpers/dist-run'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
-
-const WORKER = path.join(__dirname, 'helpers', 'dist-worker.ts')
 
 type Step = Record<string, number>
 
@@ -81,36 +78,13 @@ t.test('gradients reduced during the backward: same weights as after it and as 1
             out: out(`a${accum}-z${stage}-${overlap ? 'on' : 'off'}`),
           },
         })
-  const jobFile = path.join(work, 'jobs.json')
-  fs.writeFileSync(jobFile, JSON.stringify(jobs))
-  const store = path.join(work, 'store')
-  const ranks = [0, 1].map((rank) =>
-    spawn(process.execPath, [...process.execArgv, WORKER, jobFile], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        OMP_NUM_THREADS: '1',
-        EDPO_MEMORY_REPORT: '1',
-        RANK: String(rank),
-        WORLD_SIZE: '2',
-        LOCAL_RANK: String(rank),
-        EDPO_DIST_STORE: store,
-      },
-    }),
-  )
-  const stderr = ['', '']
-  ranks.forEach((r, i) => r.stderr!.on('data', (d: Buffer) => (stderr[i] += d.toString())))
-  const ends = ranks.map((r) => exited(r, 600_000))
+  const pair = startRankPair(work, jobs, 600_000, { EDPO_MEMORY_REPORT: '1' })
   for (const accum of [1, 2]) {
     const trainer = await Trainer.create({ ...base, gradAccumulation: accum, batchSize: 8, out: out(`a${accum}-one`) } as never, { log: () => {} })
     await trainer.train()
   }
-  const results = await Promise.all(ends)
-  t.same(
-    results.map((r) => r.code),
-    [0, 0],
-    `both ranks finished (stderr: ${stderr.join(' | ').slice(-2000)})`,
-  )
+  const { codes, stderr } = await pair.done
+  t.same(codes, [0, 0], `both ranks finished (stderr: ${stderr})`)
 
   // Every trained parameter's fp32 gradient: the full set one rank would hold.
   const sizes = Object.values(trainedWeights(out('a1-one'))).map((w) => w.length * 4)

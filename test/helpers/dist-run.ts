@@ -7,6 +7,7 @@ import * as path from 'node:path'
 import { loadSafetensors } from '../../lib/io'
 
 export const MAIN = path.join(__dirname, '..', '..', 'lib', 'cli', 'main.ts')
+const WORKER = path.join(__dirname, 'dist-worker.ts')
 
 export interface CliResult {
   status: number | null
@@ -39,6 +40,31 @@ export function exited(child: ChildProcess, timeoutMs: number): Promise<{ code: 
       resolve({ code, signal, ms: Date.now() - start })
     })
   })
+}
+
+/**
+ * Two ranks of test/helpers/dist-worker.ts (one thread each, a FileStore in `work`) running
+ * `jobs` in one pair of processes; `done` settles when both have exited or `timeoutMs` passed.
+ */
+export function startRankPair(
+  work: string,
+  jobs: readonly unknown[],
+  timeoutMs: number,
+  env: Record<string, string> = {},
+): { done: Promise<{ codes: (number | null)[]; stderr: string }> } {
+  const jobFile = path.join(work, 'jobs.json')
+  fs.writeFileSync(jobFile, JSON.stringify(jobs))
+  const store = path.join(work, 'store')
+  const ranks = [0, 1].map((rank) =>
+    spawn(process.execPath, [...process.execArgv, WORKER, jobFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, OMP_NUM_THREADS: '1', ...env, RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), EDPO_DIST_STORE: store },
+    }),
+  )
+  const stderr = ['', '']
+  ranks.forEach((r, i) => r.stderr!.on('data', (d: Buffer) => (stderr[i] += d.toString())))
+  const done = Promise.all(ranks.map((r) => exited(r, timeoutMs))).then((ends) => ({ codes: ends.map((e) => e.code), stderr: stderr.join(' | ').slice(-2000) }))
+  return { done }
 }
 
 /** The newest checkpoint-<step> folder of a run. */
