@@ -25,7 +25,7 @@ import { readMetrics } from '../lib/train/metrics-log'
 import { SftTrainer } from '../lib/train/sft-trainer'
 import { Trainer } from '../lib/train/trainer'
 import { tempDir } from './helpers/data-fixtures'
-import { lastCheckpoint, weightDifference, startRankPair } from './helpers/dist-run'
+import { lastCheckpoint, weightDifference, RUN_SETTINGS, startRankPair } from './helpers/dist-run'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 
 interface Job {
@@ -71,14 +71,7 @@ t.test('2 ranks × batch 4 equal 1 process × batch 8; ZeRO-1/2 equal ZeRO-0', a
     model,
     data: [data],
     evalData: [evalData],
-    maxSteps: 3,
-    learningRate: 1e-3,
-    warmupRatio: 0,
-    adamEpsilon: 1e-6,
-    weightDecay: 0.01,
-    maxLength: 32,
-    seed: 5,
-    logEvery: 1,
+    ...RUN_SETTINGS,
   }
   const pref = { ...base, referenceModel, beta: 0.5 }
   // Each method takes only its own options (the Trainer rejects the others').

@@ -25,7 +25,7 @@ import { Tensor } from '../lib/core/tensor'
 import { DistGroup } from '../lib/distributed/group'
 import { Trainer } from '../lib/train/trainer'
 import { tempDir } from './helpers/data-fixtures'
-import { trainedWeights, weightDifference, startRankPair } from './helpers/dist-run'
+import { trainedWeights, weightDifference, RUN_SETTINGS, startRankPair } from './helpers/dist-run'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 
 type Step = Record<string, number>
@@ -51,14 +51,7 @@ t.test('gradients reduced during the backward: same weights as after it and as 1
     method: 'epsilon-dpo',
     beta: 0.5,
     epsilon: 0.1,
-    maxSteps: 3,
-    learningRate: 1e-3,
-    warmupRatio: 0,
-    adamEpsilon: 1e-6,
-    weightDecay: 0.01,
-    maxLength: 32,
-    seed: 5,
-    logEvery: 1,
+    ...RUN_SETTINGS,
   }
   const out = (what: string) => path.join(work, what)
   const jobs: { kind: 'train'; config: Record<string, unknown>; stepLog: boolean }[] = []

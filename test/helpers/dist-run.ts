@@ -9,6 +9,9 @@ import { loadSafetensors } from '../../lib/io'
 export const MAIN = path.join(__dirname, '..', '..', 'lib', 'cli', 'main.ts')
 const WORKER = path.join(__dirname, 'dist-worker.ts')
 
+/** The short run both dist tests train, on ranks and in one process alike. */
+export const RUN_SETTINGS = { maxSteps: 3, learningRate: 1e-3, warmupRatio: 0, adamEpsilon: 1e-6, weightDecay: 0.01, maxLength: 32, seed: 5, logEvery: 1 }
+
 export interface CliResult {
   status: number | null
   signal: NodeJS.Signals | null
