@@ -6,7 +6,7 @@
 //      bandwidth, 2(n−1)/n × size / time, is the same number);
 //   3. per-rank peak RSS, optimizer-state bytes and step time at ZeRO 0/1/2 (2 ranks, the ~33M
 //      llama), with gradients reduced during the backward (--grad-overlap, the default) and, at
-//      ZeRO 0 and 2, after it (--grad-overlap false).
+//      ZeRO 0 and 2, after it (--no-grad-overlap).
 //   npm run bench:dist       (EDPO_BENCH_STEPS=N optimizer steps per run, default 5)
 import { spawn, spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -96,7 +96,7 @@ function train(work: string, name: string, model: string, data: string, o: { ran
     '0',
   ]
   if (o.ranks > 1)
-    args.push('--nproc-per-node', String(o.ranks), '--dist-timeout', '600', '--zero-stage', String(o.zero ?? 0), '--grad-overlap', String(o.overlap ?? true))
+    args.push('--nproc-per-node', String(o.ranks), '--dist-timeout', '600', '--zero-stage', String(o.zero ?? 0), `--grad-overlap=${o.overlap ?? true}`)
   const env = { ...process.env, OMP_NUM_THREADS: String(o.threads), ...(o.ranks > 1 ? { EDPO_DIST_DEBUG_DIR: debug } : {}) }
   const started = performance.now()
   const r = spawnSync(process.execPath, args, { env, encoding: 'utf8', timeout: 1_800_000 })

@@ -118,7 +118,7 @@ function bucketNote(zero: number, overlap: boolean): string {
   if (zero < 2) return overlap ? "during the backward: one bucket's flattened copy" : 'none: reduced after the backward, in place'
   return overlap
     ? 'during the backward: the buckets reducing onto their owners, and the one filling'
-    : 'during the backward: every other gradient, until the sync (--grad-overlap false)'
+    : 'during the backward: every other gradient, until the sync (--no-grad-overlap)'
 }
 
 /** The plan as a table, one row per holder of memory. */

@@ -6,7 +6,7 @@
 //   - gradients: averaged over ranks in ~25 MB buckets (ZeRO 0/1), or reduced onto the rank that
 //     owns each parameter (ZeRO-2, DeepSpeed's reduce-scatter of gradients); by default during the
 //     last micro-batch's backward, bucket by bucket as autograd produces them (GradReducer), with
-//     --grad-overlap false after it;
+//     --no-grad-overlap after it;
 //   - optimizer: ZeRO-1/2 give each rank the AdamW state (fp32 master, m, v) of a contiguous,
 //     size-balanced slice of the parameters; owners broadcast their updated parameters;
 //   - statistics: every rank's per-example stats are gathered, in the global order, so the
