@@ -59,7 +59,8 @@ void adamw_step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
     // no temporaries, each state element read and written once instead of once per op.
     const AdamWScalars scalars{1 - o.lr * o.weight_decay, o.beta1, o.beta2, bias_correction2_sqrt, o.eps, -step_size};
     const Backend* backend = find_backend(param.device().type());
-    if (backend != nullptr && backend->adamw_supported(param, target, exp_avg[i], exp_avg_sq[i], grad_raw)) {
+    if (backend != nullptr && backend->adamw_supported != nullptr &&
+        backend->adamw_supported(param, target, exp_avg[i], exp_avg_sq[i], grad_raw)) {
       at::Tensor m = exp_avg[i], v = exp_avg_sq[i];
       backend->adamw_update(param, target, m, v, grad_raw, scalars);
       continue;
@@ -88,7 +89,8 @@ at::Tensor grad_square_sum(const std::vector<at::Tensor>& grads) {
   // The device's one-pass sum (CPU: fp64 over each gradient, no fp64 copy; CUDA: fixed fp64 block
   // sums, then one kernel adds them), when it takes every gradient.
   const Backend* backend = find_backend(grads[0].device().type());
-  if (backend != nullptr && backend->square_sum_supported(grads)) return backend->grad_square_sum(grads);
+  if (backend != nullptr && backend->square_sum_supported != nullptr && backend->square_sum_supported(grads))
+    return backend->grad_square_sum(grads);
   // Elsewhere, by slice: a reduction in fp64 of a bf16/fp32 tensor first copies it to fp64
   // (1.1 GB for a 151936×896 embedding); Σ g² = Σ over slices of ‖slice‖².
   std::vector<at::Tensor> norms;
@@ -111,7 +113,8 @@ double clip_by_square_sum(const std::vector<at::Tensor>& grads, const at::Tensor
   }
   // The factor and the scaling on the device, where the backend has them; the one read is the norm.
   const Backend* backend = grads.empty() ? nullptr : find_backend(grads[0].device().type());
-  if (backend != nullptr && backend->clip_by_square_sum != nullptr && backend->square_sum_supported(grads))
+  if (backend != nullptr && backend->clip_by_square_sum != nullptr && backend->square_sum_supported != nullptr &&
+      backend->square_sum_supported(grads))
     return read_scalar<double>(backend->clip_by_square_sum(grads, square_sum, max_norm)[0]);
   // The norm and the clip coefficient stay on the device too: the whole clip costs one
   // device->host read (the returned norm).

@@ -2,7 +2,8 @@
 // of testing the device and the build at each call site. Each backend's own file fills its table
 // and registers it when the library loads (cpu/cpu_backend.cc always; cuda/cuda_backend.cc when
 // the CUDA build links it in), as a PyTorch extension registers its kernels per dispatch key.
-// A null entry means the device has no fused form of that step: the caller's ATen form runs.
+// The row pass and pair_loss are required; any other null entry means the device has no fused
+// form of that step, and the caller's ATen form runs.
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
