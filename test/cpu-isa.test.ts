@@ -93,9 +93,10 @@ for (const isa of isas) {
     t.equal(child.optimizerIsa, isa === 'base' ? 'base' : 'avx2', `the optimizer obeys EDPO_CPU_ISA=${isa}`)
     for (const step of child.steps) {
       // Against the first step in fp64: either build's fp32 arithmetic is within a few ulps of it
-      // (1e-6 relative), and a bf16 weight within one bf16 ulp (2⁻⁸ relative).
+      // (1e-6 relative), and a bf16 weight within one bf16 ulp: a master value that differs by an
+      // fp32 ulp at a bf16 rounding boundary rounds the other way, and an ulp is up to 2⁻⁷ relative.
       const want = adamwFirstStep(step.dtype, 1e-2, 0.1)
-      const cmp = close(step.weights, want, step.dtype === 'bfloat16' ? 2 ** -8 : 1e-6, 1e-7)
+      const cmp = close(step.weights, want, step.dtype === 'bfloat16' ? 2 ** -7 : 1e-6, 1e-7)
       t.ok(cmp.ok, `AdamW ${step.dtype} under ${isa}: ${describe(cmp)}`)
     }
     specs.forEach((spec, i) => {
