@@ -66,8 +66,7 @@ export function tinyWeights(c: RefConfig, seed = 1): Map<string, Tensor> {
   const gemma = c.model_type === 'gemma2'
   // Intermediates are disposed here: tests that count live tensor bytes must not see them wait for GC.
   const mat = (r: number, k: number) => owned(Tensor.randn([r, k]), (x) => x.mul(1 / Math.sqrt(k)))
-  const vec = (n: number, scale: number, offset = 0) =>
-    owned(Tensor.randn([n]), (x) => owned(x.mul(scale), (y) => y.add(offset)))
+  const vec = (n: number, scale: number, offset = 0) => owned(Tensor.randn([n]), (x) => owned(x.mul(scale), (y) => y.add(offset)))
   const norm = () => vec(H, 0.1, gemma ? 0 : 1)
   const w = new Map<string, Tensor>([['model.embed_tokens.weight', Tensor.randn([c.vocab_size, H])]])
   const qkvBias = c.model_type === 'qwen2' || c.attention_bias === true
