@@ -34,7 +34,7 @@ export {
   type LoraSettings,
   type LinearModule,
 } from './model'
-export { Trainer, EdpoTrainingError, type TrainerEvents, type CreateOptions } from './train/trainer'
+export { Trainer, EdpoTrainingError, type TrainerEvents, type CreateOptions } from './train/engine'
 export { TrainerState } from './train/trainer-state'
 export type { Metrics } from './train/metrics-log'
 export { AdamW, type AdamWOptions } from './train/adamw'
@@ -44,7 +44,7 @@ export type { BetaState } from './train/methods/preference-base'
 export type { SftSaved } from './train/methods/sft'
 export type { OptionShape, OptionSpec, OptionTable, OptionValues, OptionInputs } from './train/option-table'
 export * as evaluation from './eval'
-export { SftTrainer, type SftTrainerEvents } from './train/sft-trainer'
+export { SftTrainer, type SftTrainerEvents } from './train/engine'
 export { SFT_OPTIONS, sftConfigSchema, type SftConfig, type SftConfigInput } from './train/sft-config'
 export { resolveHubOptions, HUB_ONLY_OPTIONS, type ResolveHubOptions } from './hub/resolve-options'
 export { hubSettings, type HubSettings } from './hub/settings'
