@@ -20,7 +20,7 @@ import type { PreferenceData, SftData, SftExample, TokenizedPair } from '../data
 import type { CausalLM } from '../model'
 import { checkMethodOptions, storedTrainConfig, type TrainConfig, type TrainConfigInput, trainConfigSchema } from './config'
 import { METHODS } from './methods'
-import type { BetaState, PreferenceMethod } from './methods/preference-base'
+import type { BetaState, PreferenceMethod } from './methods/preference'
 import { SFT, type SftMethod } from './methods/sft'
 import { type CreateOptions, openRunOnRanks } from './open-run'
 import { type SftConfig, type SftConfigInput, sftConfigSchema } from './sft-config'
