@@ -44,9 +44,10 @@ HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, cons
   return out;
 }
 
-// The autograd side both chunked Functions share: what forward saves (the policy's flat hidden
-// states and head, flat labels and row weights, the active rows and their LSE) and the backward
-// that turns dL/dS per sequence (grads[0]) into gradients for inputs 0..2 (hidden, weight, bias).
+// ChunkedSequenceStats' autograd side (the ε-DPO op makes its gradient in the forward instead):
+// what forward saves (the policy's flat hidden states and head, flat labels and row weights, the
+// active rows and their LSE) and the backward that turns dL/dS per sequence (grads[0]) into
+// gradients for inputs 0..2 (hidden, weight, bias).
 void save_for_head_backward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
                             const at::Tensor& bias, const at::Tensor& labels, const at::Tensor& row_weight,
                             const at::Tensor& active, const at::Tensor& active_lse, double softcap, int64_t chunk,
