@@ -131,6 +131,18 @@ class GroupImpl final : public Group {
     }
   }
 
+  std::unique_ptr<Pending> start_allgather(const at::Tensor& input, std::vector<at::Tensor> outputs) override {
+    EDPO_ARG_CHECK(int(outputs.size()) == size(), "start_allgather: ", outputs.size(), " outputs for ", size(),
+                   " ranks");
+    std::vector<at::Tensor> in{input.contiguous()};
+    std::vector<std::vector<at::Tensor>> out{std::move(outputs)};
+    try {
+      return std::make_unique<InFlight>(this, "all-gather", pg_->allgather(out, in));
+    } catch (const std::exception& e) {
+      throw failure("all-gather", e);
+    }
+  }
+
   void barrier() override {
     wait("barrier", [&] {
       c10d::BarrierOptions o;

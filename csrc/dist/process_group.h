@@ -58,6 +58,9 @@ class Group {
   // Starts summing the contiguous `flat` over ranks in place, onto every rank (root < 0: an
   // all-reduce) or onto rank `root` only (a reduce), and returns at once (GradReducer's buckets).
   virtual std::unique_ptr<Pending> start_sum(const at::Tensor& flat, int root) = 0;
+  // Starts gathering every rank's `input` into outputs[r] (one per rank, input's shape and dtype),
+  // and returns at once (ZeRO-3's prefetched gathers).
+  virtual std::unique_ptr<Pending> start_allgather(const at::Tensor& input, std::vector<at::Tensor> outputs) = 0;
 };
 
 // Rendezvous and connect (blocks until every rank has joined or the timeout passes).

@@ -42,11 +42,7 @@ export const PLAN_OPTIONS = {
     kind: 'integer',
     help: 'ZeRO stage (DeepSpeed meanings): 1 shards the fp32 master weights and AdamW moments, 2 also the gradients, 3 also the weights',
   },
-  shardReference: {
-    schema: z.boolean().default(true),
-    kind: 'boolean',
-    help: 'ZeRO-3: the frozen reference sharded like the policy (--no-shard-reference: a whole copy on every device)',
-  },
+  shardReference: TRAIN_OPTIONS.shardReference,
   gradAccumulation: TRAIN_OPTIONS.gradAccumulation,
   gradOverlap: TRAIN_OPTIONS.gradOverlap,
   bucketMb: TRAIN_OPTIONS.bucketMb,

@@ -2,7 +2,7 @@
 // (env.ts), then bucketed collectives on Tensors. Every wait is bounded by the group's timeout
 // (--dist-timeout): a rank that died or hangs turns into an error naming this rank.
 import { EdpoInputError, native, nativeAsync } from '../core/errors'
-import { nativeAddon, type NativeGroup, type NativeReducer, type ReducerStats } from '../core/native'
+import { nativeAddon, type NativeGroup, type NativeModel, type NativeReducer, type ReducerStats } from '../core/native'
 import { Tensor } from '../core/tensor'
 import { type DistEnv, isLoopback } from './env'
 
@@ -121,7 +121,18 @@ export class DistGroup {
     return new GradReducer(handle)
   }
 
-  /** Global gradient norm over every rank's `owned` parameters, clipped to maxNorm (ZeRO-2). */
+  /** ZeRO-3: the model's parameters become this rank's shards of its gather units (csrc/dist/layer_shards.h). */
+  shardModel(model: NativeModel): void {
+    native(() => nativeAddon().distShardModel(this.handle, model))
+  }
+
+  /** ZeRO-3: gather unit `unit` of a sharded model, whole (a collective: every rank calls it). */
+  async gatherUnit(model: NativeModel, unit: number): Promise<[string, Tensor][]> {
+    const { names, tensors } = await nativeAsync(() => nativeAddon().distGatherUnit(model, unit))
+    return names.map((n, i) => [n, new Tensor(tensors[i]!)])
+  }
+
+  /** Global gradient norm over every rank's `owned` parameters, clipped to maxNorm (ZeRO-2, ZeRO-3). */
   clipGradNorm(owned: readonly Tensor[], maxNorm: number): Promise<number> {
     return nativeAsync(() =>
       nativeAddon().distClipGradNorm(
