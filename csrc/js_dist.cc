@@ -259,6 +259,15 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
         });
   ops.back().returns = Returns::Fields;
   ops.back().outputs_name = "NativeGatheredUnit";
+  async("distShardsFinish",
+        "ZeRO-3: after a step's backward passes, waits for the gradients' reduce-scatters and leaves each shard its "
+        "gradient, averaged over ranks.",
+        {model}, {}, [](const OpArgs& a) -> OpResults {
+          const ModelPtr& m = a.model("model");
+          EDPO_ARG_CHECK(m->shards() != nullptr, "model: not sharded (distShardModel)");
+          m->shards()->finish();
+          return {};
+        });
   ops.push_back({"distNcclAvailable",
                  "Whether this build has NCCL.",
                  {},

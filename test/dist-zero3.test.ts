@@ -53,8 +53,16 @@ t.test('ZeRO-3 on 2 ranks equals 1 process and ZeRO-0', async (t) => {
   const pref = { ...base, referenceModel, beta: 0.5 }
   const cases: { label: string; kind: 'train' | 'sft'; config: Record<string, unknown> }[] = [
     { label: 'epsilon-dpo', kind: 'train', config: { ...pref, method: 'epsilon-dpo', epsilon: 0.1 } },
-    { label: 'epsilon-dpo checkpointing accumulation 2', kind: 'train', config: { ...pref, method: 'epsilon-dpo', epsilon: 0.1, gradientCheckpointing: true, gradAccumulation: 2 } },
-    { label: 'epsilon-dpo whole reference accumulation 2', kind: 'train', config: { ...pref, method: 'epsilon-dpo', epsilon: 0.1, gradAccumulation: 2, shardReference: false } },
+    {
+      label: 'epsilon-dpo checkpointing accumulation 2',
+      kind: 'train',
+      config: { ...pref, method: 'epsilon-dpo', epsilon: 0.1, gradientCheckpointing: true, gradAccumulation: 2 },
+    },
+    {
+      label: 'epsilon-dpo whole reference accumulation 2',
+      kind: 'train',
+      config: { ...pref, method: 'epsilon-dpo', epsilon: 0.1, gradAccumulation: 2, shardReference: false },
+    },
     { label: 'dpo checkpointing', kind: 'train', config: { ...pref, method: 'dpo', gradientCheckpointing: true } },
     { label: 'sft accumulation 2', kind: 'sft', config: { ...base, gradAccumulation: 2 } },
     { label: 'sft checkpointing', kind: 'sft', config: { ...base, gradientCheckpointing: true } },

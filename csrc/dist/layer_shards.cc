@@ -2,6 +2,13 @@
 // views of it, so the graph's saved weights share its storage. Freeing swaps the storage's data
 // out (StorageImpl::set_data_ptr, set_nbytes: in libtorch 1.13 and 2.x alike) and a later gather
 // swaps fresh data in, without an in-place op that would bump the saved tensors' versions.
+// Collective order: every rank must issue the same collectives in one order, but autograd orders
+// nodes that become ready together by sequence numbers, which are per thread (the forward, the
+// head and the loss run on different threads), so the order of a unit's reduce-scatter and the
+// next unit's gather may differ between ranks. Hence the reduce-scatters travel on a sibling group
+// and start strictly in reverse order of the forward's uses (like GradReducer's buckets), never
+// waited on in the backward (a wait there could block a rank whose peer waits on a gather);
+// finish() waits for them and adds each shard's chunk to its gradient.
 #include "layer_shards.h"
 
 #include <ATen/ATen.h>
@@ -10,6 +17,7 @@
 #include <c10/core/StorageImpl.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <string>
@@ -37,9 +45,17 @@ struct Gathering {
   std::unique_ptr<Pending> pending;
 };
 
+// A unit's gradient reducing onto the ranks that own its chunks.
+struct Scatter {
+  int64_t unit = 0;
+  at::Tensor flat;
+  std::vector<std::unique_ptr<Pending>> works;
+};
+
 // What the units of one model (the policy, or its frozen reference) share with their autograd nodes.
 struct Units {
   std::shared_ptr<Group> group;
+  std::shared_ptr<Group> scatter_group;  // the reduce-scatters' own order (a model that trains)
   std::vector<UnitLayout> layout;
   std::vector<at::Tensor> shards;
   std::mutex mu;
@@ -87,15 +103,77 @@ struct Units {
     prefetched.clear();
   }
 
-  // Sums the unit's full gradient onto each chunk's rank (one reduce per rank: Gloo in libtorch
-  // 1.13 has no reduce-scatter) and returns this rank's chunk, averaged over ranks.
-  at::Tensor reduce_scatter(int64_t u, const at::Tensor& grad) {
-    const int64_t chunk = layout[size_t(u)].chunk;
-    const at::Tensor flat = grad.contiguous();
-    std::vector<std::unique_ptr<Pending>> works;
-    for (int r = 0; r < group->size(); ++r) works.push_back(group->start_sum(flat.narrow(0, r * chunk, chunk), r));
-    for (auto& w : works) w->wait();
-    return flat.narrow(0, int64_t(group->rank()) * chunk, chunk).div(double(group->size()));
+  // Uses with grad by their order of creation, and the gradients that arrived for them.
+  int64_t next_use = 0;
+  std::vector<std::pair<int64_t, int64_t>> awaiting;  // (use, unit), in creation order
+  std::map<int64_t, at::Tensor> arrived;
+  std::vector<Scatter> scattering;
+
+  int64_t register_use(int64_t unit) {
+    std::lock_guard<std::mutex> lock(mu);
+    awaiting.emplace_back(next_use, unit);
+    return next_use++;
+  }
+
+  // GatherFn's backward: the gradient of use `use`; then every reduce-scatter whose turn has come.
+  void arrive(int64_t use, at::Tensor grad) {
+    std::lock_guard<std::mutex> lock(mu);
+    arrived[use] = std::move(grad);
+    while (!awaiting.empty() && arrived.count(awaiting.back().first) > 0) {
+      const auto [u, unit] = awaiting.back();
+      awaiting.pop_back();
+      start_scatter(unit, std::move(arrived[u]));
+      arrived.erase(u);
+    }
+    reap(false);
+  }
+
+  // Sums the unit's gradient onto each chunk's rank: one reduce per rank (Gloo in libtorch 1.13
+  // has no reduce-scatter).
+  void start_scatter(int64_t unit, const at::Tensor& grad) {
+    const int64_t chunk = layout[size_t(unit)].chunk;
+    Scatter sc;
+    sc.unit = unit;
+    sc.flat = grad.defined() ? grad.contiguous() : at::zeros({chunk * group->size()}, shards[size_t(unit)].options());
+    for (int r = 0; r < group->size(); ++r)
+      sc.works.push_back(scatter_group->start_sum(sc.flat.narrow(0, r * chunk, chunk), r));
+    scattering.push_back(std::move(sc));
+  }
+
+  // Adds the finished reduce-scatters' chunks (averaged over ranks) to the shards' gradients, in
+  // the order they started; all of them (waiting) when `all`, else those done already.
+  void reap(bool all) {
+    size_t done = 0;
+    for (; done < scattering.size(); ++done) {
+      Scatter& sc = scattering[done];
+      bool finished = true;
+      for (auto& w : sc.works) finished = finished && (all || w->done());
+      if (!finished) break;
+      for (auto& w : sc.works) w->wait();
+      c10::NoGradGuard no_grad;
+      const int64_t chunk = layout[size_t(sc.unit)].chunk;
+      at::Tensor mine = sc.flat.narrow(0, int64_t(group->rank()) * chunk, chunk).div(double(group->size()));
+      at::Tensor& g = shards[size_t(sc.unit)].mutable_grad();
+      if (g.defined())
+        g.add_(mine);
+      else
+        g = std::move(mine);
+    }
+    scattering.erase(scattering.begin(), scattering.begin() + int64_t(done));
+  }
+
+  // After the backward passes of a step: uses whose gradient never arrived reduce zeros (every
+  // rank issues the same collectives), then every reduce-scatter is waited for.
+  void finish() {
+    std::lock_guard<std::mutex> lock(mu);
+    while (!awaiting.empty()) {
+      const auto [u, unit] = awaiting.back();
+      awaiting.pop_back();
+      auto it = arrived.find(u);
+      start_scatter(unit, it == arrived.end() ? at::Tensor() : it->second);
+    }
+    arrived.clear();
+    reap(true);
   }
 };
 
@@ -118,6 +196,7 @@ void refill(c10::StorageImpl& into, const at::Tensor& from) {
 struct Use : torch::CustomClassHolder {
   std::shared_ptr<Units> units;
   int64_t unit = 0;
+  int64_t order = -1;  // GatherFn: the use's place among the forward's uses with grad
   c10::intrusive_ptr<c10::StorageImpl> storage;
   at::Device device = at::kCPU;
 };
@@ -142,9 +221,10 @@ class GatherFn : public torch::autograd::Function<GatherFn> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto use = c10::static_intrusive_pointer_cast<Use>(ctx->saved_data["use"].toCapsule());
-    at::Tensor shard_grad = use->units->reduce_scatter(use->unit, grads[0]);
     free_storage(*use->storage, use->device);
-    return {shard_grad, at::Tensor(), at::Tensor()};
+    // The shard's gradient arrives through finish(), not through autograd.
+    use->units->arrive(use->order, grads[0]);
+    return {at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -186,7 +266,11 @@ class LayerShards final : public models::UnitSource {
       std::lock_guard<std::mutex> lock(units_->mu);
       units_->current[unit] = use->storage;
     }
-    if (grad) full = GatherFn::apply(shard, full, use);
+    if (grad) {
+      auto gather_use = use_of(units_, unit, full);
+      gather_use->order = units_->register_use(unit);
+      full = GatherFn::apply(shard, full, gather_use);
+    }
     const UnitLayout& l = units_->layout[size_t(unit)];
     const std::vector<at::Tensor> pieces = full.split_with_sizes(l.sizes);
     std::vector<std::pair<std::string, at::Tensor>> out;
@@ -222,6 +306,8 @@ class LayerShards final : public models::UnitSource {
   }
   std::vector<at::Tensor> shard_tensors() const override { return units_->shards; }
 
+  void finish() override { units_->finish(); }
+
   std::shared_ptr<models::UnitSource> frozen_copy() const override {
     auto copy = std::make_shared<Units>();
     copy->group = units_->group;
@@ -234,6 +320,9 @@ class LayerShards final : public models::UnitSource {
  private:
   std::shared_ptr<Units> units_;
 };
+
+// Sibling groups made so far: every rank shards its models in one order, so the n-th is the same group everywhere.
+std::atomic<int> scatter_groups{0};
 
 }  // namespace
 
@@ -266,6 +355,9 @@ std::shared_ptr<models::UnitSource> make_layer_shards(std::shared_ptr<Group> gro
   }
   auto units = std::make_shared<Units>();
   units->group = group;
+  // Only a model that trains reduce-scatters; its sibling group connects now, on every rank.
+  if (!tensors.empty() && tensors[0].requires_grad())
+    units->scatter_group = group->sibling("zero3-scatter-" + std::to_string(scatter_groups.fetch_add(1)));
   const int64_t world = group->size(), rank = group->rank();
   c10::NoGradGuard no_grad;
   for (size_t u = 0; u < n_units; ++u) {

@@ -61,6 +61,9 @@ class Group {
   // Starts gathering every rank's `input` into outputs[r] (one per rank, input's shape and dtype),
   // and returns at once (ZeRO-3's prefetched gathers).
   virtual std::unique_ptr<Pending> start_allgather(const at::Tensor& input, std::vector<at::Tensor> outputs) = 0;
+  // A second group of the same ranks over the same rendezvous (keys under `prefix`), whose
+  // collectives are ordered independently of this one's (every rank must call it, in one order).
+  virtual std::shared_ptr<Group> sibling(const std::string& prefix) = 0;
 };
 
 // Rendezvous and connect (blocks until every rank has joined or the timeout passes).

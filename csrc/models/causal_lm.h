@@ -117,6 +117,9 @@ class UnitSource {
   // This rank's shards, one flat tensor per unit, and their names ("zero3.<unit>").
   virtual std::vector<std::string> shard_names() const = 0;
   virtual std::vector<at::Tensor> shard_tensors() const = 0;
+  // After a step's backward passes: waits for the gradients' reduce-scatters and leaves each
+  // shard its gradient (averaged over ranks).
+  virtual void finish() = 0;
   // The same layout over copies of the shards with requires_grad off (the frozen reference).
   virtual std::shared_ptr<UnitSource> frozen_copy() const = 0;
 };

@@ -781,6 +781,8 @@ export interface Native {
   distShardModel(group: NativeGroup, model: NativeModel): void
   /** ZeRO-3: one gather unit of a sharded model, whole, under its Hugging Face names (a collective: every rank calls it). */
   distGatherUnit(model: NativeModel, unit: number): Promise<NativeGatheredUnit>
+  /** ZeRO-3: after a step's backward passes, waits for the gradients' reduce-scatters and leaves each shard its gradient, averaged over ranks. */
+  distShardsFinish(model: NativeModel): Promise<void>
   /** Whether this build has NCCL. */
   distNcclAvailable(): boolean
   /** Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); false when the parent is no longer parentPid. */

@@ -20,7 +20,7 @@
 import { nativeAsync } from '../core/errors'
 import { nativeAddon } from '../core/native'
 import { Tensor } from '../core/tensor'
-import type { ReducerStats } from '../core/native'
+import type { NativeModel, ReducerStats } from '../core/native'
 import { BUCKET_BYTES, type DistGroup, type GradReducer } from './group'
 
 export type ZeroStage = 0 | 1 | 2 | 3
@@ -65,6 +65,8 @@ export interface GradientSync {
   overlap?: boolean
   /** Bytes per bucket (default BUCKET_BYTES, DDP's 25 MB). */
   bucketBytes?: number
+  /** ZeRO-3: the sharded model whose reduce-scatters syncGradients waits for. */
+  shardedModel?: NativeModel
 }
 
 export class DataParallel {
@@ -74,6 +76,7 @@ export class DataParallel {
   private readonly owners: number[]
   private columns: number | undefined
   private readonly bucketBytes: number
+  private readonly shardedModel: NativeModel | undefined
   /** With overlap: the hooks that reduce gradients during the last micro-batch's backward. */
   private readonly reducer: GradReducer | undefined
   /** What the last step's reducer did (with overlap). */
@@ -96,6 +99,7 @@ export class DataParallel {
         )
       : params.map(() => this.rank)
     this.bucketBytes = Math.max(1, Math.round(sync.bucketBytes ?? BUCKET_BYTES))
+    this.shardedModel = zeroStage === 3 ? sync.shardedModel : undefined
     if (group && zeroStage < 3 && (sync.overlap ?? true) && params.length > 0)
       this.reducer = group.gradReducer(params, { bucketBytes: this.bucketBytes, ...(zeroStage >= 2 ? { owners: this.owners } : {}) })
   }
@@ -153,8 +157,11 @@ export class DataParallel {
   async syncGradients(): Promise<void> {
     const g = this.group
     if (!g) return
-    // ZeRO-3: reduce-scattered by the gather units' backward already.
-    if (this.zeroStage === 3) return
+    // ZeRO-3: the gather units' backward started the reduce-scatters; they finish here.
+    if (this.zeroStage === 3) {
+      if (this.shardedModel) await g.finishShards(this.shardedModel)
+      return
+    }
     if (this.reducer) {
       // The buckets the backward started, and any it did not reach, waited for.
       this.lastReduction = await this.reducer.finish()

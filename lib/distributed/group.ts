@@ -132,6 +132,11 @@ export class DistGroup {
     return names.map((n, i) => [n, new Tensor(tensors[i]!)])
   }
 
+  /** ZeRO-3: after a step's backward passes, the shards' gradients reduce-scattered and averaged. */
+  finishShards(model: NativeModel): Promise<void> {
+    return nativeAsync(() => nativeAddon().distShardsFinish(model))
+  }
+
   /** Global gradient norm over every rank's `owned` parameters, clipped to maxNorm (ZeRO-2, ZeRO-3). */
   clipGradNorm(owned: readonly Tensor[], maxNorm: number): Promise<number> {
     return nativeAsync(() =>

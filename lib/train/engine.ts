@@ -89,7 +89,11 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     // With LoRA only the adapters train (and are averaged and sharded).
     const named = [...method.model.trainableParameters()]
     this.trainable = named.map(([, p]) => p)
-    this.dp = new DataParallel(run.dist, c.zeroStage as ZeroStage, this.trainable, { overlap: c.gradOverlap, bucketBytes: c.bucketMb * 2 ** 20 })
+    this.dp = new DataParallel(run.dist, c.zeroStage as ZeroStage, this.trainable, {
+      overlap: c.gradOverlap,
+      bucketBytes: c.bucketMb * 2 ** 20,
+      shardedModel: c.zeroStage === 3 ? method.model.nativeHandle : undefined,
+    })
     this.optimizer = new AdamW(this.dp.owned(named), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })
     // The sampler draws global micro-batches (batch × world); each rank trains its block of each.
     // --group-by-length: the order is a function of the lengths too, which resume recomputes from the same data.

@@ -88,7 +88,9 @@ export function trainedWeights(out: string): Record<string, Float32Array> {
   const files = fs.existsSync(adapter)
     ? [adapter]
     : fs.existsSync(index)
-      ? [...new Set(Object.values((JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map))].map((f) => path.join(ck, f))
+      ? [...new Set(Object.values((JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map))].map((f) =>
+          path.join(ck, f),
+        )
       : [path.join(ck, 'model.safetensors')]
   const weights: Record<string, Float32Array> = {}
   for (const f of files) for (const [k, v] of Object.entries(loadSafetensors(f))) weights[k] = v.toArray() as Float32Array
