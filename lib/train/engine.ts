@@ -16,7 +16,7 @@ import * as path from 'node:path'
 import { PairSampler } from '../data'
 import { DataParallel, type ZeroStage } from '../distributed/data-parallel'
 import { OPTIMIZER_FILE, optimizerStateFiles, optimizerShardFile } from '../distributed/optimizer-shards'
-import { saveShardedModel, shardForZero3 } from '../distributed/zero3'
+import { checkZero3Resume, saveShardedModel, shardForZero3 } from '../distributed/zero3'
 import { EdpoError } from '../core/errors'
 import { saveSafetensors } from '../io'
 import { memoryStats, trimHeap } from '../core/memory'
@@ -107,6 +107,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     })
     const totalSteps = c.maxSteps ?? Math.ceil((c.epochs * this.sampler.batchesPerEpoch) / c.gradAccumulation)
     if (resumed) {
+      checkZero3Resume(resumed.dir, { stage: (resumed.file.config as { zeroStage?: number }).zeroStage ?? 0 }, { stage: c.zeroStage, world: this.dp.world })
       this.optimizer.loadStateFiles(optimizerStateFiles(resumed.dir, this.dp.rank, this.dp.world, this.dp.sharded), resumed.file.step)
       this.savedStep = resumed.file.step
       const own = Object.entries(method.savedState()).filter(([, v]) => typeof v === 'number')
