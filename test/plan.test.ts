@@ -93,11 +93,12 @@ t.test('ZeRO-3: weights, reference, master, moments and gradients over N, two un
   t.equal(z3.reference, 2 * shard, 'the reference is sharded by default')
   t.equal(z3.gradients, 2 * shard)
   t.equal(z3.optimizer, 12 * shard, 'fp32 master + m + v of the shard')
-  t.equal(z3.gatheredWeights, 2 * (EMBED + LAYER), 'the largest adjacent pair: the embedding and layer 0')
+  t.equal(z3.gatheredWeights, 2 * (2 * EMBED), "the loss's two heads (the policy's and the sharded reference's) outweigh the embedding and layer 0")
   t.equal(z3.gradientBuckets, 2 * (EMBED + LAYER), 'the unit reduce-scattering and the one before it')
   const whole = planMemory(config, { ...base, nprocPerNode: N, zeroStage: 3, shardReference: false })
   t.equal(whole.reference, 2 * P, 'or a whole reference')
-  t.equal(whole.total - z3.total, 2 * P - 2 * shard)
+  t.equal(whole.gatheredWeights, 2 * (EMBED + LAYER), 'whose head is not gathered: the embedding and layer 0 are the most at once')
+  t.equal(whole.total - z3.total, 2 * P - 2 * shard - 2 * (2 * EMBED - EMBED - LAYER))
   t.equal(planMemory(config, { ...base, nprocPerNode: N, zeroStage: 3, data: 'sequences', reference: false }).reference, 0)
   t.throws(() => planMemory(config, { ...base, nprocPerNode: N, zeroStage: 3, loraR: 16 }), /LoRA/)
   t.end()
@@ -149,7 +150,7 @@ t.test('edpo plan prints the rows; bad flags are named', (t) => {
   t.equal(z3.status, 0, z3.stderr)
   t.match(z3.stdout, /^ {2}weights +957\.3 MiB .*sharded over 16$/m)
   t.match(z3.stdout, /^ {2}reference +957\.3 MiB .*sharded over 16$/m)
-  t.match(z3.stdout, /^ {2}gathered weights +1\.38 GiB /m)
+  t.match(z3.stdout, /^ {2}gathered weights +1\.96 GiB /m)
   t.match(
     edpo(['plan', '--model', file, '--dtype', 'bf16', '--nproc-per-node', '16', '--zero-stage', '3', '--no-shard-reference']).stdout,
     /^ {2}reference +14\.96 GiB +a frozen copy of the weights$/m,

@@ -150,7 +150,9 @@ export function formatPlan(p: MemoryPlan, o: PlanOptions): string {
   const rows: [string, number, string][] = [
     ['weights', p.weights, `${m(p.parameters)} parameters in ${dtype}${loraR !== undefined ? ' + fp32 adapters' : ''}${z3 ? `,${over}` : ''}`],
     ['reference', p.reference, referenceNote],
-    ...(z3 ? [['gathered weights', p.gatheredWeights, 'the unit computing and the next one, prefetched'] as [string, number, string]] : []),
+    ...(z3
+      ? [['gathered weights', p.gatheredWeights, "the unit computing and the next one (prefetched), or the loss's heads"] as [string, number, string]]
+      : []),
     ['gradients', p.gradients, `${m(p.trainableParameters)} trainable${gradientNote}`],
     ...(n > 1 ? [['gradient buckets', p.gradientBuckets, bucketNote(zero, overlap, accumulating)] as [string, number, string]] : []),
     [

@@ -10,9 +10,18 @@ import type { DistGroup } from './group'
 import { OPTIMIZER_FILE, optimizerFiles } from './optimizer-shards'
 
 /** Settings ZeRO-3 cannot run, named by their flags; checked before any work. */
-export function checkZeroStage(c: { zeroStage: number; shardReference: boolean; loraR?: number; adapter?: string; method?: string }): void {
+export function checkZeroStage(c: {
+  zeroStage: number
+  shardReference: boolean
+  gradOverlap: boolean
+  loraR?: number
+  adapter?: string
+  method?: string
+}): void {
   if (!c.shardReference && c.zeroStage !== 3) throw new EdpoInputError('--no-shard-reference: only ZeRO-3 shards the reference; give --zero-stage 3')
   if (c.zeroStage !== 3) return
+  if (!c.gradOverlap)
+    throw new EdpoInputError('--no-grad-overlap with --zero-stage 3: ZeRO-3 reduce-scatters each unit during the backward; leave --grad-overlap on')
   if (c.loraR !== undefined || c.adapter !== undefined)
     throw new EdpoInputError(
       `--zero-stage 3 with ${c.loraR !== undefined ? '--lora-r' : '--adapter'}: ZeRO-3 shards full fine-tuning only; LoRA trains at --zero-stage 0-2`,

@@ -49,7 +49,7 @@ export interface MemoryPlan {
   trainableParameters: number
   weights: number
   reference: number
-  /** ZeRO-3: the gathered weights held at once (the unit computing and the one prefetched); 0 below stage 3. */
+  /** ZeRO-3: the gathered weights held at once (the unit computing and the one prefetched, or the loss's heads); 0 below stage 3. */
   gatheredWeights: number
   /** This device's gradients: all of them, or at ZeRO-2 (one micro-batch per step) and ZeRO-3 its own share. */
   gradients: number
@@ -155,13 +155,18 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const units = gatherUnits(c, shapes)
   // ZeRO-3: each unit is flattened and padded to a multiple of N; a device keeps 1/N of each.
   const shardElements = units.reduce((a, u) => a + Math.ceil(u / N), 0)
-  // The unit computing and the next one, whose gather is prefetched: the largest adjacent pair.
+  // The unit computing and the next one, whose gather is prefetched: the largest adjacent pair;
+  // during the loss, the policy's head and (sharded) the reference's, or in the backward the
+  // policy's head beside the last layer it prefetches.
   const adjacentPair = units.reduce((m, u, i) => Math.max(m, u + (units[i + 1] ?? 0)), 0)
+  const head = c.tie_word_embeddings ? units[0]! : units[units.length - 1]!
+  const referenceGathered = o.reference && (o.shardReference ?? true)
+  const gathered = Math.max(adjacentPair, head * (referenceGathered ? 2 : 1), head + units[1]!)
 
   const weights = zero3 ? shardElements * E : parameters * E + (lora ? loraParams * 4 : 0)
   // Full FT keeps a frozen copy of the base; LoRA's reference is the base with adapters off; a reference-free method has none.
   const reference = o.reference && !lora ? (zero3 && (o.shardReference ?? true) ? shardElements : parameters) * E : 0
-  const gatheredWeights = zero3 ? adjacentPair * E : 0
+  const gatheredWeights = zero3 ? gathered * E : 0
   const gradBytes = lora ? 4 : E
   const gradients = zero3 ? shardElements * E : (trainable * gradBytes) / shard(2)
   const gradientBuckets = zero3
