@@ -20,7 +20,8 @@
 import { nativeAsync } from '../core/errors'
 import { nativeAddon } from '../core/native'
 import { Tensor } from '../core/tensor'
-import type { NativeModel, ReducerStats } from '../core/native'
+import type { ReducerStats } from '../core/native'
+import type { CausalLM } from '../model/causal-lm'
 import { BUCKET_BYTES, type DistGroup, type GradReducer } from './group'
 
 export type ZeroStage = 0 | 1 | 2 | 3
@@ -66,7 +67,7 @@ export interface GradientSync {
   /** Bytes per bucket (default BUCKET_BYTES, DDP's 25 MB). */
   bucketBytes?: number
   /** ZeRO-3: the sharded model whose reduce-scatters syncGradients waits for. */
-  shardedModel?: NativeModel
+  shardedModel?: CausalLM
 }
 
 export class DataParallel {
@@ -76,7 +77,7 @@ export class DataParallel {
   private readonly owners: number[]
   private columns: number | undefined
   private readonly bucketBytes: number
-  private readonly shardedModel: NativeModel | undefined
+  private readonly shardedModel: CausalLM | undefined
   /** With overlap: the hooks that reduce gradients during the last micro-batch's backward. */
   private readonly reducer: GradReducer | undefined
   /** What the last step's reducer did (with overlap). */

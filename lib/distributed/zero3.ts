@@ -38,8 +38,8 @@ export function checkZeroStage(c: {
  */
 export function shardForZero3(group: DistGroup | undefined, model: CausalLM, reference: CausalLM | undefined, shardReference: boolean): void {
   if (!group) return
-  group.shardModel(model.nativeHandle)
-  if (reference && shardReference && reference !== model) group.shardModel(reference.nativeHandle)
+  group.shardModel(model)
+  if (reference && shardReference && reference !== model) group.shardModel(reference)
 }
 
 /**
@@ -56,7 +56,7 @@ export async function saveShardedModel(group: DistGroup, model: CausalLM, dir: s
     dir ?? '',
     count,
     async (i) => {
-      const tensors = await group.gatherUnit(model.nativeHandle, i)
+      const tensors = await group.gatherUnit(model, i)
       // A tied head stored on load is written again, beside the embedding it is.
       const embed = tensors.find(([n]) => n === 'model.embed_tokens.weight')
       if (storedTiedHead && embed) tensors.push(['lm_head.weight', embed[1].detach()])

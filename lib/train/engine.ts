@@ -92,7 +92,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     this.dp = new DataParallel(run.dist, c.zeroStage as ZeroStage, this.trainable, {
       overlap: c.gradOverlap,
       bucketBytes: c.bucketMb * 2 ** 20,
-      shardedModel: c.zeroStage === 3 ? method.model.nativeHandle : undefined,
+      shardedModel: c.zeroStage === 3 ? method.model : undefined,
     })
     this.optimizer = new AdamW(this.dp.owned(named), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })
     // The sampler draws global micro-batches (batch × world); each rank trains its block of each.
