@@ -39,8 +39,6 @@
         "csrc/ops/cpu/row_kernels_base.cc",
         "csrc/ops/epsilon_dpo.cc",
         "csrc/ops/host_sync.cc",
-        "csrc/ops/linear_head.cc",
-        "csrc/ops/op_checks.cc",
         "csrc/ops/pair_loss.cc",
         "csrc/ops/backend.cc",
         "csrc/ops/cpu/cpu_backend.cc",

@@ -12,7 +12,7 @@ import * as path from 'node:path'
 
 import { epochPermutation } from '../lib/data/sampler'
 import { runtime } from '../lib/index'
-import { Trainer } from '../lib/train/trainer'
+import { Trainer } from '../lib/train/engine'
 import { EOS, text, writeLlama } from './step-fixture'
 
 // A small llama body: the ratio is about padding, so the body only has to be a transformer.

@@ -12,7 +12,7 @@ import * as path from 'node:path'
 import { writeRandomLlama } from '../lib/demo/init-model'
 import { runtime, Tensor } from '../lib/index'
 import { nativeAddon } from '../lib/core/native'
-import { Trainer } from '../lib/train/trainer'
+import { Trainer } from '../lib/train/engine'
 
 const args = process.argv.slice(2)
 const flag = (name: string, fallback: number) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : fallback)

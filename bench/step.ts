@@ -21,7 +21,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { io, runtime, Tensor } from '../lib/index'
-import { Trainer } from '../lib/train/trainer'
+import { Trainer } from '../lib/train/engine'
 import { torchPython } from './python'
 import { EOS, text, writeLlama } from './step-fixture'
 import { DEVICE_PATTERN } from '../lib/core/tensor'

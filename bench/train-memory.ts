@@ -18,7 +18,7 @@ import { saveSafetensors } from '../lib/io'
 import { trimHeap } from '../lib/core/memory'
 import { runtime } from '../lib/core/runtime'
 import { Tensor } from '../lib/core/tensor'
-import { Trainer } from '../lib/train/trainer'
+import { Trainer } from '../lib/train/engine'
 import type { Metrics } from '../lib/train/metrics-log'
 import { peakRssSince, resetPeakRss, rssBytes } from './memory'
 

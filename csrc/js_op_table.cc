@@ -3,7 +3,7 @@
 // this list.
 #include "js_op_table.h"
 
-#include "ops/op_checks.h"
+#include "ops/arg_error.h"
 #include "ops/pair_loss.h"
 
 namespace edpo_js {

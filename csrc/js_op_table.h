@@ -243,7 +243,7 @@ Napi::Value wrap_group(Napi::Env env, GroupPtr group);        // js_op_binding.c
 Napi::Value wrap_reducer(Napi::Env env, ReducerPtr reducer);  // js_op_binding.cc
 // The columns of the ε-DPO ops' per-pair `record` (ops/pair_loss.h PairColumn), in order.
 std::vector<std::string> pair_record_columns();
-// The bits of the device-side `inputError` flag and the message each stands for (ops/op_checks.h).
+// The bits of the device-side `inputError` flag and the message each stands for (ops/arg_error.h).
 std::vector<InputErrorDecl> input_error_bits();
 
 }  // namespace edpo_js

@@ -8,7 +8,6 @@
 #include "ops/arg_error.h"
 #include "ops/chunked_linear.h"
 #include "ops/epsilon_dpo.h"
-#include "ops/op_checks.h"
 #include "ops/sequence_stats.h"
 
 namespace edpo_js {

@@ -9,7 +9,7 @@ import t from 'tap'
 import { trainConfigSchema } from '../lib/train/config'
 import { METHODS } from '../lib/train/methods'
 import { readMetrics } from '../lib/train/metrics-log'
-import { Trainer } from '../lib/train/trainer'
+import { Trainer } from '../lib/train/engine'
 import { tempDir } from './helpers/data-fixtures'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 

@@ -6,8 +6,7 @@ import * as path from 'node:path'
 
 import t from 'tap'
 
-import { SftTrainer } from '../lib/train/sft-trainer'
-import { Trainer } from '../lib/train/trainer'
+import { SftTrainer, Trainer } from '../lib/train/engine'
 import { tempDir } from './helpers/data-fixtures'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 

@@ -72,7 +72,7 @@ t.test('--version, and doctor takes no arguments', (t) => {
 })
 
 t.test('--resume extends a run with --max-steps and refuses other changes, naming them', async (t) => {
-  const { Trainer } = await import('../lib/train/trainer')
+  const { Trainer } = await import('../lib/train/engine')
   const { writeToyPreferences } = await import('./helpers/train-fixtures')
   const work = tempDir(t)
   const model = makeTrainableModel(t)

@@ -11,7 +11,7 @@ import t from 'tap'
 
 import { loadPreferenceData, loadTokenizer } from '../lib/data'
 import { writeRandomLlama } from '../lib/demo/init-model'
-import { Trainer } from '../lib/train/trainer'
+import { Trainer } from '../lib/train/engine'
 import { tempDir, writeJsonl } from './helpers/data-fixtures'
 
 // The packages export only their code; their model files sit beside it (dist/ → ../models).

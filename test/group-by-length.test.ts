@@ -10,7 +10,7 @@ import t from 'tap'
 
 import { data, io } from '../lib/index'
 import { readMetrics } from '../lib/train/metrics-log'
-import { Trainer } from '../lib/train/trainer'
+import { Trainer } from '../lib/train/engine'
 import { tempDir, writeJsonl } from './helpers/data-fixtures'
 import { makeTrainableModel } from './helpers/train-fixtures'
 

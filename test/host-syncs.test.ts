@@ -9,7 +9,7 @@ import t from 'tap'
 import { runtime } from '../lib/index'
 import { collate } from '../lib/data'
 import { evaluatePreferences, modelSequenceStats } from '../lib/eval'
-import { Trainer } from '../lib/train/trainer'
+import { Trainer } from '../lib/train/engine'
 import { tempDir } from './helpers/data-fixtures'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 

@@ -8,8 +8,7 @@ import t from 'tap'
 
 import { CausalLM, io } from '../lib/index'
 import { readMetrics } from '../lib/train/metrics-log'
-import { SftTrainer } from '../lib/train/sft-trainer'
-import { Trainer } from '../lib/train/trainer'
+import { SftTrainer, Trainer } from '../lib/train/engine'
 import { tempDir } from './helpers/data-fixtures'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 

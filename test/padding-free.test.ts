@@ -10,7 +10,7 @@ import * as path from 'node:path'
 import t from 'tap'
 
 import { CausalLM, data, ops, type Tensor } from '../lib/index'
-import { Trainer } from '../lib/train/trainer'
+import { Trainer } from '../lib/train/engine'
 import { close, describe } from './helpers/assert'
 import { tempDir } from './helpers/data-fixtures'
 import { type Arch, tinyConfig, tinyWeights, writeTiny } from './helpers/tiny-models'

@@ -9,7 +9,7 @@ import t from 'tap'
 
 import { CausalLM, data, io } from '../lib/index'
 import { readMetrics } from '../lib/train/metrics-log'
-import { SftTrainer } from '../lib/train/sft-trainer'
+import { SftTrainer } from '../lib/train/engine'
 import { tempDir, writeJsonl } from './helpers/data-fixtures'
 import { makeTrainableModel } from './helpers/train-fixtures'
 

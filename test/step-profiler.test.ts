@@ -8,9 +8,8 @@ import t from 'tap'
 
 import { EdpoInputError } from '../lib/index'
 import type { NativeProfile } from '../lib/core/native'
-import { SftTrainer } from '../lib/train/sft-trainer'
 import { opTotals, parseStepRange } from '../lib/train/step-profiler'
-import { Trainer } from '../lib/train/trainer'
+import { SftTrainer, Trainer } from '../lib/train/engine'
 import { tempDir, writeJsonl } from './helpers/data-fixtures'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 

@@ -8,7 +8,7 @@ import t from 'tap'
 
 import { CausalLM, io } from '../lib/index'
 import { readMetrics } from '../lib/train/metrics-log'
-import { EdpoTrainingError, Trainer } from '../lib/train/trainer'
+import { EdpoTrainingError, Trainer } from '../lib/train/engine'
 import { close, describe } from './helpers/assert'
 import { tempDir } from './helpers/data-fixtures'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'

@@ -6,7 +6,7 @@ import * as path from 'node:path'
 import t from 'tap'
 
 import { readMetrics } from '../lib/train/metrics-log'
-import { Trainer } from '../lib/train/trainer'
+import { Trainer } from '../lib/train/engine'
 import { tempDir } from './helpers/data-fixtures'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 

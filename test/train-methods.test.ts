@@ -12,7 +12,7 @@ import { checkMethodOptions, storedTrainConfig, TRAIN_OPTIONS, trainConfigSchema
 import { METHOD_NAMES, METHODS, ownOptions, TRAIN_METHODS } from '../lib/train/methods'
 import { readMetrics } from '../lib/train/metrics-log'
 import type { OptionSpec } from '../lib/train/option-table'
-import { Trainer } from '../lib/train/trainer'
+import { Trainer } from '../lib/train/engine'
 import { tempDir } from './helpers/data-fixtures'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 

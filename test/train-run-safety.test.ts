@@ -10,8 +10,7 @@ import t from 'tap'
 
 import { CheckpointManager } from '../lib/train/checkpoints'
 import { MetricsLog, readMetrics } from '../lib/train/metrics-log'
-import { SftTrainer } from '../lib/train/sft-trainer'
-import { Trainer } from '../lib/train/trainer'
+import { SftTrainer, Trainer } from '../lib/train/engine'
 import { tempDir, writeJsonl } from './helpers/data-fixtures'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 

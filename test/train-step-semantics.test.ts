@@ -7,7 +7,7 @@ import * as path from 'node:path'
 import t from 'tap'
 
 import { data, Tensor } from '../lib/index'
-import { Trainer } from '../lib/train/trainer'
+import { Trainer } from '../lib/train/engine'
 import { close, describe } from './helpers/assert'
 import { tempDir } from './helpers/data-fixtures'
 import { referenceLoss, sequenceGradients } from './helpers/reference'

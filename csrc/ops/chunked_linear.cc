@@ -1,3 +1,6 @@
+// The chunked lm_head (first half: checks, a chunk's logits, the gradient accumulators) and the
+// chunked fused-linear ε-DPO op on it (second half).
+//
 // Chunked fused-linear ε-DPO: for each chunk of completion tokens, lm_head matmuls give both
 // models' logits, the fused row pass reduces them to per-row statistics, and the chunk's logits
 // are dropped. Prompt tokens (mask 0) never reach the matmul.
@@ -26,115 +29,182 @@
 // same cores, so overlap cannot hide it, and on a GPU one stream is already full with the matmuls.
 #include "chunked_linear.h"
 
-#include "autograd_function.h"
-
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "arg_error.h"
+#include "autograd_function.h"
+#include "backend.h"
 #include "bf16_criterion.h"
 #include "host_sync.h"
-#include "op_checks.h"
 #include "math/row_stats.h"
-#include "backend.h"
+#include "pair_loss.h"
 
 namespace edpo {
 namespace {
 
-// The chunk plan: the op's completion tokens in pair-major
-// order (pair i's chosen rows, then its rejected rows, then pair i+1's), cut into chunks of at most
-// `chunk` rows that end on a pair boundary wherever a pair fits. Once a chunk's rows are through
-// the fused pass, every pair that ends in it has its sums, hence its coefficient dL/dS, so the
-// chunk's gradient is produced while its logits are still there. A pair longer than a chunk spans
-// "open" chunks that hold only its rows; their gradient waits, in unit scale, for the pair's end.
-// Built on the host from the active rows (no device read when they are host-side already).
-struct PairChunk {
-  int64_t begin = 0, end = 0;  // rows [begin, end) of PairChunkPlan::order
-  // Pairs whose last row lies in this chunk: [finished_begin, finished_end) of finished_sequences.
-  int64_t finished_begin = 0, finished_end = 0;
-  // All rows belong to a pair that continues past this chunk (the open pair).
-  bool open = false;
-  // The pair this chunk finishes after it spanned earlier open chunks, else -1.
-  int64_t finishes_open_pair = -1;
-};
-
-struct PairChunkPlan {
-  at::Tensor order;           // [n] int64 (host): the active flat rows, pair-major
-  at::Tensor order_sequence;  // [n] int64 (host): the sequence (0..2B-1) of each row of `order`
-  at::Tensor
-      finished_sequences;  // int64 (host): per chunk, its finished pairs' chosen sequences, then their rejected ones
-  std::vector<PairChunk> chunks;
-  // For each pair that spans open chunks: the [begin, end) row ranges of those chunks, keyed by pair.
-  std::vector<std::vector<std::pair<int64_t, int64_t>>> open_ranges;
-  bool any_open = false;
-  // How the chunked op treats open chunks: false, their gradient goes to unit-scale accumulators;
-  // true, it is recomputed (policy logits again) once the pair ends. Chosen by the op.
-  bool recompute_open = false;
-};
-
-// `active_host`: ascending flat row ids (row = sequence·positions + t) on the CPU, of 2·pairs sequences.
-PairChunkPlan plan_pair_chunks(const at::Tensor& active_host, int64_t pairs, int64_t positions, int64_t chunk) {
-  const at::Tensor active = active_host.contiguous();
-  const int64_t n = active.size(0), sequences = 2 * pairs;
-  const int64_t* ids = active.data_ptr<int64_t>();
-
-  // The ascending ids hold each sequence's rows contiguously: where each one starts.
-  std::vector<int64_t> seq_start(sequences + 1, 0);
-  for (int64_t k = 0; k < n; ++k) ++seq_start[ids[k] / positions + 1];
-  for (int64_t s = 0; s < sequences; ++s) seq_start[s + 1] += seq_start[s];
-
-  PairChunkPlan plan;
-  plan.order = at::empty({n}, at::kLong);
-  plan.order_sequence = at::empty({n}, at::kLong);
-  int64_t* order = plan.order.data_ptr<int64_t>();
-  int64_t* order_seq = plan.order_sequence.data_ptr<int64_t>();
-  std::vector<int64_t> pair_begin(pairs), pair_end(pairs);
-  int64_t pos = 0;
-  for (int64_t i = 0; i < pairs; ++i) {
-    pair_begin[i] = pos;
-    for (const int64_t s : {i, pairs + i})
-      for (int64_t k = seq_start[s]; k < seq_start[s + 1]; ++k) {
-        order[pos] = ids[k];
-        order_seq[pos++] = s;
-      }
-    pair_end[i] = pos;
+double largest_finite(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf:
+      return 65504.0;
+    case at::kBFloat16:
+      return 3.3895313892515355e38;
+    case at::kFloat:
+      return double(std::numeric_limits<float>::max());
+    default:
+      return std::numeric_limits<double>::max();
   }
-
-  std::vector<int64_t> finished;
-  plan.open_ranges.resize(pairs);
-  int64_t next_pair = 0;
-  for (int64_t begin = 0; begin < n;) {
-    PairChunk c;
-    c.begin = begin;
-    c.end = std::min(begin + chunk, n);
-    if (c.end < n) {
-      // The pair holding the first row past the chunk (empty pairs end where they begin: skipped).
-      const int64_t q = std::upper_bound(pair_end.begin(), pair_end.end(), c.end) - pair_end.begin();
-      if (pair_begin[q] < c.end) {
-        if (pair_begin[q] > begin) {
-          c.end = pair_begin[q];  // q starts the next chunk
-        } else {
-          c.open = true;  // q is longer than what is left of a chunk: this chunk is all q's
-          plan.open_ranges[q].emplace_back(c.begin, c.end);
-          plan.any_open = true;
-        }
-      }
-    }
-    c.finished_begin = int64_t(finished.size());
-    std::vector<int64_t> done;
-    for (; next_pair < pairs && pair_end[next_pair] <= c.end; ++next_pair)
-      if (pair_end[next_pair] > pair_begin[next_pair]) done.push_back(next_pair);
-    for (const int64_t i : done) finished.push_back(i);
-    for (const int64_t i : done) finished.push_back(pairs + i);
-    c.finished_end = int64_t(finished.size());
-    if (!done.empty() && !plan.open_ranges[done.front()].empty()) c.finishes_open_pair = done.front();
-    plan.chunks.push_back(c);
-    begin = c.end;
-  }
-  plan.finished_sequences = at::tensor(finished, at::kLong);
-  return plan;
 }
+
+// Vocabulary rows per block of a reduced-precision head's gradient product (see head_backward).
+constexpr int64_t kGradVocabBlock = 16384;
+
+// Grads of reduced-precision heads are summed over chunks in fp32, then rounded once.
+at::ScalarType head_grad_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+}  // namespace
+
+void check_head(const LinearHead& head, const char* what) {
+  const std::string name(what);
+  EDPO_ARG_CHECK(head.hidden.defined() && head.weight.defined(), name, "Hidden/", name, "Head: missing tensor");
+  EDPO_ARG_CHECK(head.hidden.dim() == 3, name, "Hidden: expected a 3-D [2B,T,H] tensor, got shape ",
+                 shape_str(head.hidden));
+  EDPO_ARG_CHECK(head.hidden.is_floating_point(), name, "Hidden: expected a floating-point tensor, got ",
+                 head.hidden.scalar_type());
+  EDPO_ARG_CHECK(head.weight.dim() == 2 && head.weight.size(1) == head.hidden.size(2), name,
+                 "Head: expected shape [V, ", head.hidden.size(2), "] (lm_head.weight), got ", shape_str(head.weight));
+  EDPO_ARG_CHECK(head.weight.scalar_type() == head.hidden.scalar_type(), name, "Head: dtype ",
+                 head.weight.scalar_type(), " does not match ", name, "Hidden ", head.hidden.scalar_type());
+  EDPO_ARG_CHECK(head.weight.device() == head.hidden.device(), name, "Head: device ", head.weight.device(),
+                 " does not match ", name, "Hidden ", head.hidden.device());
+  if (head.bias.defined()) {
+    EDPO_ARG_CHECK(head.bias.dim() == 1 && head.bias.size(0) == head.weight.size(0), name, "Bias: expected shape [",
+                   head.weight.size(0), "], got ", shape_str(head.bias));
+    EDPO_ARG_CHECK(head.bias.scalar_type() == head.weight.scalar_type() && head.bias.device() == head.weight.device(),
+                   name, "Bias: dtype and device must match ", name, "Head");
+  }
+}
+
+void check_reference_head(const LinearHead& policy, const LinearHead& reference) {
+  check_head(reference, "reference");
+  EDPO_ARG_CHECK(reference.hidden.size(0) == policy.hidden.size(0) && reference.hidden.size(1) == policy.hidden.size(1),
+                 "referenceHidden: shape ", shape_str(reference.hidden), " does not match policyHidden ",
+                 shape_str(policy.hidden), " in its first two dimensions");
+  EDPO_ARG_CHECK(reference.weight.size(0) == policy.weight.size(0), "referenceHead: vocabulary ",
+                 reference.weight.size(0), " does not match policyHead ", policy.weight.size(0));
+  EDPO_ARG_CHECK(reference.hidden.scalar_type() == policy.hidden.scalar_type(), "referenceHidden: dtype ",
+                 reference.hidden.scalar_type(), " does not match policyHidden ", policy.hidden.scalar_type());
+  EDPO_ARG_CHECK(reference.hidden.device() == policy.hidden.device(), "referenceHidden: device ",
+                 reference.hidden.device(), " does not match policyHidden ", policy.hidden.device());
+}
+
+void check_softcap(double softcap, at::ScalarType hidden_dtype) {
+  // c·tanh(z/c) runs in the hidden dtype: a cap beyond its largest finite value becomes inf·0 = NaN.
+  const double max_cap = largest_finite(hidden_dtype);
+  EDPO_ARG_CHECK(std::isfinite(softcap) && softcap >= 0 && softcap <= max_cap,
+                 "finalLogitSoftcap: must be 0 (off) or a number in (0, ", max_cap, "] (the largest finite ",
+                 hidden_dtype, "), got ", softcap);
+}
+
+int64_t chunk_rows(int64_t chunk_tokens, int64_t vocab) {
+  EDPO_ARG_CHECK(chunk_tokens >= 0, "chunkTokens: must be >= 1, got ", chunk_tokens);
+  // ≈ 32 Mi logits per chunk and model (128 MiB in fp32) unless the caller says otherwise.
+  return chunk_tokens > 0 ? chunk_tokens : std::max<int64_t>(16, (int64_t(1) << 25) / vocab);
+}
+
+at::Tensor active_rows(const at::Tensor& given, const at::Tensor& row_weight, at::Tensor& input_error) {
+  if (!given.defined()) {
+    count_host_sync();  // nonzero() must learn the count on the host
+    return row_weight.nonzero().view({-1});
+  }
+  EDPO_ARG_CHECK(given.dim() == 1 && given.scalar_type() == at::kLong, "activeRows: expected a 1-D int64 tensor, got ",
+                 given.scalar_type(), " of shape ", shape_str(given));
+  EDPO_ARG_CHECK(given.device() == row_weight.device() || given.device().is_cpu(), "activeRows: device ",
+                 given.device(), " is neither the CPU nor the lossMask's ", row_weight.device());
+  if (given.device() != row_weight.device()) {
+    // A host-side list (the collator's) is copied once; non_blocking: pageable memory is staged
+    // by the driver, so the copy neither waits for the device nor outlives `given`.
+    return active_rows(given.to(row_weight.device(), at::kLong, /*non_blocking=*/true), row_weight, input_error);
+  }
+  const int64_t rows = row_weight.size(0), n = given.size(0);
+  // Exactly the non-zero rows: strictly ascending, each one on, as many as there are.
+  const at::Tensor ascending = n > 1 ? given.narrow(0, 1, n - 1).gt(given.narrow(0, 0, n - 1)).all()
+                                     : at::ones({}, given.options().dtype(at::kBool));
+  const at::Tensor in_range = given.ge(0).logical_and(given.lt(rows)).all();
+  const at::Tensor on = row_weight.index_select(0, given.clamp(0, std::max<int64_t>(rows - 1, 0))).ne(0).all();
+  const at::Tensor counted = row_weight.ne(0).sum().eq(n);
+  const at::Tensor ok = ascending.logical_and(in_range).logical_and(on).logical_and(counted);
+  if (row_weight.device().is_cpu()) {
+    EDPO_ARG_CHECK(ok.item<bool>(), kInputErrorActiveRowsMessage);
+  } else {
+    input_error = input_error + ok.logical_not().to(at::kDouble) * double(kInputErrorActiveRows);
+  }
+  return given;
+}
+
+// libtorch's CPU kernels have no fp16 matmul ("addmm_impl_cpu_" not implemented for 'Half'), so fp16
+// heads on the CPU run in fp32: the logits are then rounded once less, and autograd casts the
+// gradients back to fp16.
+LinearHead matmul_ready(const LinearHead& head) {
+  if (!(head.hidden.scalar_type() == at::kHalf && head.hidden.device().is_cpu())) return head;
+  return LinearHead{head.hidden.to(at::kFloat), head.weight.to(at::kFloat),
+                    head.bias.defined() ? head.bias.to(at::kFloat) : at::Tensor()};
+}
+
+bool has_bias(const at::Tensor& bias) { return bias.numel() > 0; }
+
+at::Tensor bias_or_empty(const at::Tensor& bias, const at::Tensor& weight) {
+  return bias.defined() ? bias : at::empty({0}, weight.options());
+}
+
+at::Tensor head_logits(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& bias, double softcap) {
+  const at::Tensor z = has_bias(bias) ? at::addmm(bias, hidden, weight.t()) : at::mm(hidden, weight.t());
+  return softcap > 0 ? (at::tanh(z / softcap) * softcap).contiguous() : z.contiguous();
+}
+
+at::Tensor head_grad_accumulator(const at::Tensor& param) {
+  return at::zeros(param.sizes(), param.options().dtype(head_grad_dtype(param.scalar_type())));
+}
+
+void add_weight_grad(at::Tensor& acc, const at::Tensor& dz, const at::Tensor& h) {
+  if (acc.scalar_type() == dz.scalar_type()) {
+    acc.addmm_(dz.t(), h);
+    return;
+  }
+  // By vocabulary block: the product's temporary is [block, H], not a second [V, H] beside
+  // the fp32 accumulator (272 MB for a bf16 151936×896 head).
+  const int64_t vocab = acc.size(0);
+  for (int64_t v0 = 0; v0 < vocab; v0 += kGradVocabBlock) {
+    const int64_t nv = std::min(kGradVocabBlock, vocab - v0);
+    acc.narrow(0, v0, nv).add_(at::mm(dz.narrow(1, v0, nv).t(), h));
+  }
+}
+
+ChunkedCall prepare_chunked_call(const LinearHead& policy, const at::Tensor& labels, const at::Tensor& loss_mask,
+                                 double softcap, int64_t chunk_tokens, const at::Tensor& active_rows_given) {
+  ChunkedCall c;
+  c.rows = policy.hidden.size(0);
+  c.positions = policy.hidden.size(1);
+  c.vocab = policy.weight.size(0);
+  c.input_error =
+      check_labels_and_mask(labels, loss_mask, c.rows, c.positions, c.vocab, policy.hidden.device(), "policyHidden");
+  check_softcap(softcap, policy.hidden.scalar_type());
+  c.chunk = chunk_rows(chunk_tokens, c.vocab);
+  c.acc = accumulation_dtype(policy.hidden.scalar_type());
+  c.row_weight = loss_mask.reshape({-1}).to(c.acc).contiguous();
+  c.active = active_rows(active_rows_given, c.row_weight, c.input_error);
+  if (c.active.is_cpu())
+    c.active_host = c.active;
+  else if (active_rows_given.defined() && active_rows_given.is_cpu())
+    c.active_host = active_rows_given.contiguous();
+  c.labels = labels.reshape({-1}).contiguous();
+  return c;
+}
+
+namespace {
 
 // Which of the policy's head inputs want a gradient, decided before the Function's forward (where
 // grad mode is off).
@@ -142,19 +212,6 @@ struct WantGrads {
   bool hidden = false, weight = false, bias = false;
   bool any() const { return hidden || weight || bias; }
 };
-
-// The sums (spec §3) of the sequences `seqs` (chosen ones first) from the rows' statistics.
-SequenceLogps sums_of(const at::Tensor& stats, const at::Tensor& criterion_rows, const at::Tensor& row_weight,
-                      const at::Tensor& seqs, int64_t positions, int64_t vocab) {
-  const int64_t sequences = row_weight.size(0) / positions, count = seqs.size(0);
-  const at::Tensor w = row_weight.view({sequences, positions}).index_select(0, seqs).reshape({-1});
-  auto rows_of = [&](const at::Tensor& t) {
-    return t.view({t.size(0), sequences, positions}).index_select(1, seqs).reshape({t.size(0), count * positions});
-  };
-  SequenceLogps s = sums_from_row_stats(rows_of(stats), w, count, vocab);
-  if (criterion_rows.defined()) s.criterion = bf16_criterion_sums(rows_of(criterion_rows), w, count);
-  return s;
-}
 
 // t·g in the accumulation dtype, then in `dtype` (a reduced-precision t is not multiplied in bf16).
 at::Tensor scaled(const at::Tensor& t, const at::Tensor& g, at::ScalarType dtype) {

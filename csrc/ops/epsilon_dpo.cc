@@ -1,6 +1,8 @@
 // The ε-DPO op on full logits: the autograd Function around the fused row pass, and the entry points.
 #include "epsilon_dpo.h"
 
+#include "arg_error.h"
+
 #include "autograd_function.h"
 
 #include "bf16_criterion.h"
@@ -8,6 +10,40 @@
 #include "backend.h"
 
 namespace edpo {
+namespace {
+
+bool is_logits_dtype(at::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kBFloat16 || t == at::kHalf;
+}
+
+}  // namespace
+
+int64_t check_logits_inputs(const at::Tensor& policy_logits, const at::Tensor& reference_logits,
+                            const at::Tensor& labels, const at::Tensor& loss_mask, at::Tensor* input_error) {
+  EDPO_ARG_CHECK(policy_logits.defined(), "policyLogits: missing tensor");
+  EDPO_ARG_CHECK(reference_logits.defined(), "referenceLogits: missing tensor");
+  EDPO_ARG_CHECK(labels.defined(), "labels: missing tensor");
+  EDPO_ARG_CHECK(loss_mask.defined(), "lossMask: missing tensor");
+  EDPO_ARG_CHECK(policy_logits.dim() == 3, "policyLogits: expected a 3-D [2B,T,V] tensor, got shape ",
+                 shape_str(policy_logits));
+  const int64_t rows = policy_logits.size(0), positions = policy_logits.size(1), vocab = policy_logits.size(2);
+  EDPO_ARG_CHECK(rows > 0 && rows % 2 == 0,
+                 "policyLogits: the first dimension must be 2B > 0 (chosen rows, then rejected rows), got ", rows);
+  EDPO_ARG_CHECK(positions > 0 && vocab > 0, "policyLogits: T and V must be positive, got shape ",
+                 shape_str(policy_logits));
+  EDPO_ARG_CHECK(is_logits_dtype(policy_logits.scalar_type()),
+                 "policyLogits: expected float32, float64, bfloat16 or float16, got ", policy_logits.scalar_type());
+  EDPO_ARG_CHECK(reference_logits.sizes() == policy_logits.sizes(), "referenceLogits: shape ",
+                 shape_str(reference_logits), " does not match policyLogits ", shape_str(policy_logits));
+  EDPO_ARG_CHECK(reference_logits.scalar_type() == policy_logits.scalar_type(), "referenceLogits: dtype ",
+                 reference_logits.scalar_type(), " does not match policyLogits ", policy_logits.scalar_type());
+  EDPO_ARG_CHECK(reference_logits.device() == policy_logits.device(), "referenceLogits: device ",
+                 reference_logits.device(), " does not match policyLogits ", policy_logits.device());
+  *input_error =
+      check_labels_and_mask(labels, loss_mask, rows, positions, vocab, policy_logits.device(), "policyLogits");
+  return vocab;
+}
+
 namespace {
 
 // Autograd node: per-sequence sums from [N,V] logits. Only S (output 0) is differentiable; the

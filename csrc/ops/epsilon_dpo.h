@@ -4,8 +4,6 @@
 #pragma once
 #include <ATen/ATen.h>
 
-#include "op_checks.h"
-#include "pair_loss.h"
 #include "pair_loss.h"
 
 namespace edpo {
@@ -14,6 +12,11 @@ namespace edpo {
 // labels [2B,T] int64 (in [0,V) wherever the mask is non-zero), loss_mask [2B,T] bool/int/float.
 SequenceLogps sequence_logps(const at::Tensor& policy_logits, const at::Tensor& reference_logits,
                              const at::Tensor& labels, const at::Tensor& loss_mask, double epsilon);
+
+// Checks every argument and throws ArgumentError naming it. Returns V; the flag of check_labels_and_mask goes to
+// `input_error`.
+int64_t check_logits_inputs(const at::Tensor& policy_logits, const at::Tensor& reference_logits,
+                            const at::Tensor& labels, const at::Tensor& loss_mask, at::Tensor* input_error);
 
 // Everything at once: ops.epsilonDpoLoss.
 EpsilonDpoOutput epsilon_dpo_loss(const at::Tensor& policy_logits, const at::Tensor& reference_logits,

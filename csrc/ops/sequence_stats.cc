@@ -5,12 +5,77 @@
 #include <algorithm>
 
 #include "arg_error.h"
-#include "op_checks.h"
 #include "backend.h"
 #include "pair_loss.h"
 
 namespace edpo {
 namespace {
+
+// Gradients through the head for rows `active` of `hidden` [N,H] (in chunks of `chunk`), given each
+// active row's policy LSE and its dL/d(log-prob of the label): dz = g·(onehot − softmax) recomputed
+// per chunk. Undefined where not wanted; reduced-precision head grads are summed in fp32.
+struct HeadGrads {
+  at::Tensor hidden, weight, bias;
+};
+HeadGrads head_backward(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& bias,
+                        const at::Tensor& labels, const at::Tensor& active, const at::Tensor& lse,
+                        const at::Tensor& row_grad, double softcap, int64_t chunk, bool want_hidden, bool want_weight,
+                        bool want_bias) {
+  want_bias = want_bias && has_bias(bias);
+  HeadGrads out;
+  if (want_hidden) out.hidden = at::zeros_like(hidden);
+  if (want_weight) out.weight = head_grad_accumulator(weight);
+  if (want_bias) out.bias = head_grad_accumulator(bias);
+  const int64_t count = active.size(0);
+  for (int64_t start = 0; start < count; start += chunk) {
+    const int64_t n = std::min(chunk, count - start);
+    const at::Tensor ids = active.narrow(0, start, n);
+    const at::Tensor h = hidden.index_select(0, ids);
+    const at::Tensor z = head_logits(h, weight, bias, softcap);
+    at::Tensor dz =
+        backward_rows(z, labels.index_select(0, ids), lse.narrow(0, start, n), row_grad.narrow(0, start, n));
+    if (softcap > 0) dz = dz * (1 - (z / softcap).square());  // d(c·tanh(x/c))/dx
+    if (want_hidden) out.hidden.index_copy_(0, ids, at::mm(dz, weight));
+    if (want_weight) add_weight_grad(out.weight, dz, h);
+    if (want_bias) out.bias.add_(dz.sum(0, false, out.bias.scalar_type()));
+  }
+  if (want_weight) out.weight = out.weight.to(weight.scalar_type());
+  if (want_bias) out.bias = out.bias.to(bias.scalar_type());
+  return out;
+}
+
+// The autograd side both chunked Functions share: what forward saves (the policy's flat hidden
+// states and head, flat labels and row weights, the active rows and their LSE) and the backward
+// that turns dL/dS per sequence (grads[0]) into gradients for inputs 0..2 (hidden, weight, bias).
+void save_for_head_backward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
+                            const at::Tensor& bias, const at::Tensor& labels, const at::Tensor& row_weight,
+                            const at::Tensor& active, const at::Tensor& active_lse, double softcap, int64_t chunk,
+                            int64_t sequences) {
+  ctx->save_for_backward({hidden, weight, bias, labels, row_weight, active, active_lse});
+  ctx->saved_data["softcap"] = softcap;
+  ctx->saved_data["chunk"] = chunk;
+  ctx->saved_data["sequences"] = sequences;
+}
+
+torch::autograd::variable_list head_backward_from_sequences(torch::autograd::AutogradContext* ctx,
+                                                            const torch::autograd::variable_list& grads,
+                                                            size_t num_inputs) {
+  torch::autograd::variable_list out(num_inputs);
+  if (!grads[0].defined()) return out;
+  const auto saved = ctx->get_saved_variables();
+  const at::Tensor &hidden = saved[0], &weight = saved[1], &bias = saved[2], &labels = saved[3], &row_weight = saved[4],
+                   &active = saved[5], &lse = saved[6];
+  const int64_t sequences = ctx->saved_data["sequences"].toInt();
+  const at::Tensor row_grad =
+      row_grads_from_sequences(grads[0], row_weight, sequences, row_weight.scalar_type()).index_select(0, active);
+  const HeadGrads g = head_backward(hidden, weight, bias, labels, active, lse, row_grad,
+                                    ctx->saved_data["softcap"].toDouble(), ctx->saved_data["chunk"].toInt(),
+                                    ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2));
+  out[0] = g.hidden;
+  out[1] = g.weight;
+  out[2] = g.bias;
+  return out;
+}
 
 // Per-row statistics of one chunk, in the accumulation dtype: [k, n] with the rows below.
 enum TokenStat : int { kLogp = 0, kCorrect, kLse, kRefLogp, kKl, kNumTokenStats };

@@ -5,7 +5,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
-#include "linear_head.h"
+#include "chunked_linear.h"
 
 namespace edpo {
 
@@ -16,13 +16,13 @@ struct SequenceStats {
   at::Tensor token_count;  // Σ_t mask
   at::Tensor ref_logps;    // Σ_t mask·log π_ref(y_t)       (undefined without a reference)
   at::Tensor kl;           // Σ_t mask·KL(π(·|t) ‖ π_ref(·|t)) (undefined without a reference)
-  at::Tensor input_error;  // float64 scalar: the device-side input-error flag (op_checks.h), 0 when valid
+  at::Tensor input_error;  // float64 scalar: the device-side input-error flag (arg_error.h), 0 when valid
 };
 
 struct SequenceStatsOptions {
   double final_logit_softcap = 0;
   int64_t chunk_tokens = 0;  // 0: pick from V
-  at::Tensor active_rows;    // optional: see linear_head.h active_rows
+  at::Tensor active_rows;    // optional: see chunked_linear.h active_rows
 };
 
 // `reference.hidden` undefined: policy statistics only. labels [R,T] int64 (in [0,V) wherever the

@@ -1,13 +1,13 @@
 // The one description of a training run's settings: each option's zod schema, default and help
 // text. The Trainer's options, `edpo train --flags`, config files (YAML/JSON) and `--help` are all
 // derived from these tables: RUN_OPTIONS, which every run has (`edpo sft` too), the preference
-// methods' shared options (methods/preference-base.ts) and each method's own (methods/index.ts).
+// methods' shared options (methods/preference.ts) and each method's own (methods/index.ts).
 import { z } from 'zod'
 
 import { EdpoInputError } from '../core/errors'
 import { usesLora, withLoraChecks } from './lora-options'
 import { DEFAULT_TRAIN_METHOD, methodOptions, METHODS, methodWithoutLora, type TrainMethod, type TrainMethodOptions, TRAIN_METHODS } from './methods'
-import { PREFERENCE_OPTIONS } from './methods/preference-base'
+import { PREFERENCE_OPTIONS } from './methods/preference'
 import { flagName, type OptionInputs, type OptionTable, type OptionValues, optionsObject } from './option-table'
 
 export { flagName, type OptionSpec, optionsObject } from './option-table'

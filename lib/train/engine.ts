@@ -6,6 +6,8 @@
 //            method.afterStep (β update, reference sync) → metrics → log / eval / checkpoint →
 //            until totalSteps, an abort signal or an error; always ends with a checkpoint.
 //   evaluate(), saveCheckpoint(), resume (through open-run.ts and trainer_state.json), events.
+// The two public trainers close the file: Trainer (preference methods, the one config.method names
+// in methods/index.ts) and SftTrainer (methods/sft.ts); each is the engine with its method loaded.
 // On several ranks (lib/distributed/) the same loop runs on every rank: a DataParallel (dp) shards each
 // micro-batch, syncs gradients, gathers the step's statistics and shards the optimizer (ZeRO);
 // rank 0 writes metrics and checkpoints. With one process each dp hook is the identity.
@@ -14,6 +16,15 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { PairSampler } from '../data'
+import type { PreferenceData, SftData, SftExample, TokenizedPair } from '../data'
+import type { CausalLM } from '../model'
+import { checkMethodOptions, storedTrainConfig, type TrainConfig, type TrainConfigInput, trainConfigSchema } from './config'
+import { METHODS } from './methods'
+import type { BetaState, PreferenceMethod } from './methods/preference'
+import { SFT, type SftMethod } from './methods/sft'
+import { type CreateOptions, openRunOnRanks } from './open-run'
+import { type SftConfig, type SftConfigInput, sftConfigSchema } from './sft-config'
+import { applyStepFractions } from './step-fractions'
 import { DataParallel, type ZeroStage } from '../distributed/data-parallel'
 import { OPTIMIZER_FILE, optimizerStateFiles, optimizerShardFile } from '../distributed/optimizer-shards'
 import { checkZero3Resume, saveShardedModel, shardForZero3 } from '../distributed/zero3'
@@ -337,6 +348,62 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
   }
 }
 
+export class Trainer extends Engine<TrainConfig, TokenizedPair, PreferenceMethod> {
+  private constructor(run: Run<TrainConfig, BetaState>, method: PreferenceMethod) {
+    super(run, method)
+  }
+
+  static async create(input: TrainConfigInput, opts: CreateOptions = {}): Promise<Trainer> {
+    // A resumed run's options are checked against its stored ones instead (open-run.ts).
+    if (opts.resume === undefined) checkMethodOptions(input)
+    const kind = { config: trainConfigSchema, state: (c: TrainConfig) => METHODS[c.method].state, stored: storedTrainConfig }
+    const run = await openRunOnRanks<TrainConfig, BetaState>(kind, input, opts)
+    // The schema checked the config against this method's own options: its load reads them.
+    const load = METHODS[run.config.method].load as (run: Run<TrainConfig, BetaState>) => Promise<PreferenceMethod>
+    const trainer = new Trainer(run, await load(run))
+    applyStepFractions(trainer.config, trainer.state.totalSteps)
+    return trainer
+  }
+
+  /** The model being trained. */
+  get policy(): CausalLM {
+    return this.method.model
+  }
+  /** The frozen reference (TR-DPO: the one that follows the policy); undefined for a reference-free method. */
+  get reference(): CausalLM | undefined {
+    return this.method.reference
+  }
+  /** The β the method trains with now (ε-DPO: the global β after the last step; β-DPO: the last step's batch β). */
+  get beta(): number {
+    return this.method.currentBeta
+  }
+  get data(): PreferenceData {
+    return this.method.data
+  }
+}
+
+export type SftTrainerEvents = TrainerEvents<{ kind: 'sft' }>
+
+export class SftTrainer extends Engine<SftConfig, SftExample, SftMethod> {
+  static async create(input: SftConfigInput, opts: CreateOptions = {}): Promise<SftTrainer> {
+    const run = await openRunOnRanks<SftConfig, { kind: 'sft' }>(
+      { config: sftConfigSchema, state: () => SFT.state, what: 'an edpo sft checkpoint' },
+      input,
+      opts,
+    )
+    const trainer = new SftTrainer(run, await SFT.load(run))
+    applyStepFractions(trainer.config, trainer.state.totalSteps)
+    return trainer
+  }
+
+  get model(): CausalLM {
+    return this.method.model
+  }
+  get data(): SftData {
+    return this.method.data
+  }
+}
+
 /** One host read of several [rows, columns] float64 tensors: a row-major view per tensor. */
 function readBack(stats: readonly Tensor[]): Float64Array[] {
   if (stats.length === 0) return []
@@ -351,3 +418,5 @@ function readBack(stats: readonly Tensor[]): Float64Array[] {
     return host.subarray(offset - n, offset)
   })
 }
+
+export type { CreateOptions } from './open-run'

@@ -5,7 +5,7 @@
 // accumulation, clipping, AdamW, schedule, logging, evaluation, checkpoints, resume).
 // A method is one file in methods/ that exports a MethodSpec (its options, its state, whether it
 // runs a reference, how it loads), listed once in methods/index.ts; the preference methods build
-// on methods/preference-base.ts, so each is its loss and little else.
+// on methods/preference.ts, so each is its loss and little else.
 import type { z } from 'zod'
 
 import type { CausalLM } from '../model'

@@ -6,8 +6,7 @@ import * as path from 'node:path'
 
 import { readDistEnv } from '../../lib/distributed/env'
 import { DistGroup } from '../../lib/distributed/group'
-import { SftTrainer } from '../../lib/train/sft-trainer'
-import { Trainer } from '../../lib/train/trainer'
+import { SftTrainer, Trainer } from '../../lib/train/engine'
 
 interface Job {
   kind: 'train' | 'sft'

@@ -1,7 +1,7 @@
 // One ε-DPO training run in a process of its own, so that no other run's tensors are alive (the
 // memory report counts every live tensor): argv = model dir, data file, out dir, then the JSON
 // of the remaining Trainer options. Prints the last step's memory/*_bytes as one JSON object.
-import { Trainer } from '../../lib/train/trainer'
+import { Trainer } from '../../lib/train/engine'
 
 async function main(): Promise<void> {
   const [model, data, out, extra] = process.argv.slice(2) as [string, string, string, string]

@@ -64,8 +64,9 @@ export function tinyWeights(c: RefConfig, seed = 1): Map<string, Tensor> {
   const q = c.num_attention_heads * hd,
     kv = (c.num_key_value_heads ?? c.num_attention_heads) * hd
   const gemma = c.model_type === 'gemma2'
-  const mat = (r: number, k: number) => Tensor.randn([r, k]).mul(1 / Math.sqrt(k))
-  const vec = (n: number, scale: number, offset = 0) => Tensor.randn([n]).mul(scale).add(offset)
+  // Intermediates are disposed here: tests that count live tensor bytes must not see them wait for GC.
+  const mat = (r: number, k: number) => owned(Tensor.randn([r, k]), (x) => x.mul(1 / Math.sqrt(k)))
+  const vec = (n: number, scale: number, offset = 0) => owned(Tensor.randn([n]), (x) => owned(x.mul(scale), (y) => y.add(offset)))
   const norm = () => vec(H, 0.1, gemma ? 0 : 1)
   const w = new Map<string, Tensor>([['model.embed_tokens.weight', Tensor.randn([c.vocab_size, H])]])
   const qkvBias = c.model_type === 'qwen2' || c.attention_bias === true
@@ -105,8 +106,17 @@ export function tinyWeights(c: RefConfig, seed = 1): Map<string, Tensor> {
 export function writeTiny(dir: string, c: RefConfig, weights: Map<string, Tensor>, dtype: DType = 'float32'): string {
   fs.mkdirSync(dir, { recursive: true })
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...c, torch_dtype: dtype }, null, 2))
-  io.saveSafetensors(path.join(dir, 'model.safetensors'), Object.fromEntries([...weights].map(([n, t]) => [n, t.to(dtype)])))
+  const cast = [...weights].map(([n, t]) => [n, t.to(dtype)] as const)
+  io.saveSafetensors(path.join(dir, 'model.safetensors'), Object.fromEntries(cast))
+  for (const [, t] of cast) t.dispose()
   return dir
+}
+
+/** f(x), then x disposed. */
+function owned(x: Tensor, f: (x: Tensor) => Tensor): Tensor {
+  const y = f(x)
+  x.dispose()
+  return y
 }
 
 /** fp64 host copies of the weights, for the reference forward. */

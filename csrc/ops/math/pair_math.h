@@ -27,7 +27,7 @@ enum PairColumn : int {
   kRejectedLogitSum,  // the same over the rejected row
   kChosenTokens,      // Σ_t mask over the chosen row
   kRejectedTokens,    // the same over the rejected row
-  kInputError,        // the call's device-side input-error flag (op_checks.h kInputError* bits), every row
+  kInputError,        // the call's device-side input-error flag (arg_error.h kInputError* bits), every row
   kNumPairColumns
 };
 

@@ -8,7 +8,7 @@ import type { Tensor } from '../../core/tensor'
 import type { MicroBatchOutput, StepSummary } from '../method'
 import type { Metrics } from '../metrics-log'
 import { BASELINE_RECORD_COLUMNS, type BaselineLoss, type BaselineRecordColumn, type PairSums } from './losses'
-import { type BetaState, type PairBatch, PreferenceMethod, type PreferenceParts } from './preference-base'
+import { type BetaState, type PairBatch, PreferenceMethod, type PreferenceParts } from './preference'
 
 /** The TRL metrics a method adds to the common ones (rewards/*, logps/*, loss). */
 export type BaselineMetric = 'nll_loss' | 'log_odds_ratio' | 'log_odds_chosen' | 'kl'

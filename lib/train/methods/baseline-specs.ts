@@ -8,7 +8,7 @@ import type { MethodSpec, TrainingMethod } from '../method'
 import type { Run } from '../open-run'
 import type { OptionTable, OptionValues } from '../option-table'
 import { BaselineMethod, type BaselineSpec } from './baseline-base'
-import { BETA_STATE, type BetaState, loadPreferenceParts, type PreferenceConfig } from './preference-base'
+import { BETA_STATE, type BetaState, loadPreferenceParts, type PreferenceConfig } from './preference'
 
 export interface BaselineDefinition<O extends OptionTable> {
   title: string

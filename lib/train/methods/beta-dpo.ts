@@ -29,7 +29,7 @@ import {
   type PreferenceParts,
   REFERENCE_OPTIONS,
   BETA_OPTIONS,
-} from './preference-base'
+} from './preference'
 
 export const BETA_DPO_OPTIONS = {
   ...BETA_OPTIONS,

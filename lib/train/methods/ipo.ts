@@ -1,7 +1,7 @@
 // IPO (losses/ipo.ts): τ is --beta, as in TRL's DPOTrainer loss_type 'ipo'.
 import { ipoLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
-import { betaOption, REFERENCE_OPTIONS } from './preference-base'
+import { betaOption, REFERENCE_OPTIONS } from './preference'
 
 export const IPO = baselineMethod({
   title: 'IPO',

@@ -12,7 +12,7 @@ import type { OptionTable } from '../option-table'
 import type { BaselineContext } from './baseline-base'
 import { baselineMethod } from './baseline-specs'
 import { type KtoKlSums, ktoLoss, type PairSums } from './losses'
-import { BETA_OPTIONS, REFERENCE_OPTIONS } from './preference-base'
+import { BETA_OPTIONS, REFERENCE_OPTIONS } from './preference'
 
 export const KTO_OPTIONS = {
   ...BETA_OPTIONS,

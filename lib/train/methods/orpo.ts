@@ -2,7 +2,7 @@
 // in TRL's ORPOTrainer.
 import { orpoLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
-import { betaOption } from './preference-base'
+import { betaOption } from './preference'
 
 export const ORPO = baselineMethod({
   title: 'ORPO',

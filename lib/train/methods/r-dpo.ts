@@ -4,7 +4,7 @@ import { z } from 'zod'
 import type { OptionTable } from '../option-table'
 import { rDpoLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
-import { BETA_OPTIONS, REFERENCE_OPTIONS } from './preference-base'
+import { BETA_OPTIONS, REFERENCE_OPTIONS } from './preference'
 
 export const R_DPO_OPTIONS = {
   ...BETA_OPTIONS,

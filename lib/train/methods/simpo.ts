@@ -5,7 +5,7 @@ import { z } from 'zod'
 import type { OptionTable } from '../option-table'
 import { simpoLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
-import { betaOption } from './preference-base'
+import { betaOption } from './preference'
 
 export const SIMPO_OPTIONS = {
   ...betaOption(2, 'simpo: β, the reward scale (the paper: 2.0; TRL\u2019s CPOConfig default is 0.1)'),

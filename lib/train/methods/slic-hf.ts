@@ -5,7 +5,7 @@ import { z } from 'zod'
 import type { OptionTable } from '../option-table'
 import { slicHfLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
-import { BETA_OPTIONS } from './preference-base'
+import { BETA_OPTIONS } from './preference'
 
 export const SLIC_HF_OPTIONS = {
   ...BETA_OPTIONS,

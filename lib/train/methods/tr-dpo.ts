@@ -11,8 +11,7 @@ import type { Metrics } from '../metrics-log'
 import type { Run } from '../open-run'
 import type { OptionTable, OptionValues } from '../option-table'
 import type { TrainerState } from '../trainer-state'
-import { DPO_OPTIONS, EpsilonDpoMethod } from './epsilon-dpo'
-import { BETA_STATE, type BetaState, loadPreferenceParts, type PreferenceConfig, type PreferenceParts } from './preference-base'
+import { BETA_STATE, type BetaState, DPO_OPTIONS, EpsilonDpoMethod, loadPreferenceParts, type PreferenceConfig, type PreferenceParts } from './preference'
 
 export const TR_DPO_OPTIONS = {
   ...DPO_OPTIONS,
