@@ -22,6 +22,7 @@
         "csrc/js_tensor.cc",
         "csrc/js_tensor_ops.cc",
         "csrc/dist/grad_reducer.cc",
+        "csrc/dist/layer_shards.cc",
         "csrc/dist/process_group.cc",
         "csrc/models/causal_lm.cc",
         "csrc/models/checkpoint.cc",

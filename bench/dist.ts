@@ -4,9 +4,10 @@
 //      same global batch (8 pairs), on a tiny llama and a ~33M llama;
 //   2. Gloo all-reduce of 100 MB between 2 ranks (algorithm bandwidth; for 2 ranks the bus
 //      bandwidth, 2(n−1)/n × size / time, is the same number);
-//   3. per-rank peak RSS, optimizer-state bytes and step time at ZeRO 0/1/2 (2 ranks, the ~33M
+//   3. per-rank peak RSS, optimizer-state bytes and step time at ZeRO 0/1/2/3 (2 ranks, the ~33M
 //      llama), with gradients reduced during the backward (--grad-overlap, the default) and, at
-//      ZeRO 0 and 2, after it (--no-grad-overlap).
+//      ZeRO 0 and 2, after it (--no-grad-overlap); ZeRO-3 reduce-scatters each unit during the
+//      backward whatever --grad-overlap says.
 //   npm run bench:dist       (EDPO_BENCH_STEPS=N optimizer steps per run, default 5)
 import { spawn, spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -204,6 +205,7 @@ async function main(): Promise<void> {
       [1, true],
       [2, true],
       [2, false],
+      [3, true],
     ] as const) {
       const r = train(work, `zero${zero}-${overlap ? 'overlap' : 'after'}`, dirs['33M']!, data, { ranks: 2, threads: 1, zero, overlap })
       const perRankState = r.optimizerBytes.length === 1 ? [r.optimizerBytes[0]!, r.optimizerBytes[0]!] : r.optimizerBytes

@@ -15,6 +15,7 @@
 #endif
 
 #include "dist/grad_reducer.h"
+#include "dist/layer_shards.h"
 #include "dist/process_group.h"
 #include "js_op_table.h"
 #include "ops/adamw.h"
@@ -224,6 +225,49 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
        Mode::Async,
        Returns::Fields,
        "ReducerStats"});
+  const ArgDecl model{"model", K::Model, "The model's handle (createModel)."};
+  ops.push_back({"distShardModel",
+                 "ZeRO-3: the model's parameters become this rank's shards of its gather units (csrc/dist/"
+                 "layer_shards.h); every forward then gathers one unit at a time over the group.",
+                 {kGroup, model},
+                 {},
+                 [](const OpArgs& a) -> OpResults {
+                   const ModelPtr& m = a.model("model");
+                   m->shard(edpo::dist::make_layer_shards(a.group("group"), *m));
+                   return {};
+                 },
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
+  async("distGatherUnit",
+        "ZeRO-3: one gather unit of a sharded model, whole, under its Hugging Face names (a collective: every rank "
+        "calls it).",
+        {model, {"unit", K::Integer, "0 the embedding, 1 + l layer l, then the final norm and the untied head.", 0, 0}},
+        {{"names", false, "The tensors' names (Hugging Face module paths).", ResultKind::StringList},
+         {"tensors", false, "The gathered tensors, in the names' order.", ResultKind::TensorList}},
+        [](const OpArgs& a) -> OpResults {
+          const ModelPtr& m = a.model("model");
+          EDPO_ARG_CHECK(m->shards() != nullptr, "model: not sharded (distShardModel)");
+          c10::NoGradGuard no_grad;
+          std::vector<std::string> names;
+          std::vector<at::Tensor> tensors;
+          for (auto& [n, t] : m->shards()->acquire(a.integer("unit"))) {
+            names.push_back(n);
+            tensors.push_back(t);
+          }
+          return {names, tensors};
+        });
+  ops.back().returns = Returns::Fields;
+  ops.back().outputs_name = "NativeGatheredUnit";
+  async("distShardsFinish",
+        "ZeRO-3: after a step's backward passes, waits for the gradients' reduce-scatters and leaves each shard its "
+        "gradient, averaged over ranks.",
+        {model}, {}, [](const OpArgs& a) -> OpResults {
+          const ModelPtr& m = a.model("model");
+          EDPO_ARG_CHECK(m->shards() != nullptr, "model: not sharded (distShardModel)");
+          m->shards()->finish();
+          return {};
+        });
   ops.push_back({"distNcclAvailable",
                  "Whether this build has NCCL.",
                  {},

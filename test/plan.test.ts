@@ -1,7 +1,7 @@
 // `edpo plan`: the byte counts of weights, reference, gradients and AdamW state follow from the
 // parameter counts (Llama-3-8B: 8,030,261,248; LoRA r=16 on all seven projections: 41,943,040),
-// ZeRO 1 shards the optimizer state and 2 also the gradients, LoRA has no reference copy, and bad
-// flags are named. (bench/lora.ts checks the totals against measured peak RSS.)
+// ZeRO 1 shards the optimizer state, 2 also the gradients, 3 also the weights and the reference
+// (gathered a unit at a time), LoRA has no reference copy, and bad flags are named. (bench/lora.ts checks the totals against measured peak RSS.)
 import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -9,7 +9,7 @@ import * as path from 'node:path'
 import t from 'tap'
 
 import { parseModelConfig } from '../lib/model'
-import { planMemory, type PlanOptions } from '../lib/model/memory-plan'
+import { gatherUnits, planMemory, type PlanOptions } from '../lib/model/memory-plan'
 import { tempDir } from './helpers/data-fixtures'
 
 const LLAMA3_8B = {
@@ -53,7 +53,7 @@ t.test('full fine-tuning: 2 + 2 + 2 + 12 bytes per parameter, ZeRO shards', (t) 
   t.equal(z1.gradients, 2 * P, 'stage 1 keeps whole gradients')
   const z2 = planMemory(config, { ...base, nprocPerNode: 8, zeroStage: 2 })
   t.equal(z2.gradients, (2 * P) / 8)
-  t.equal(z2.weights, 2 * P, 'weights are never sharded (stage 3 would)')
+  t.equal(z2.weights, 2 * P, 'weights are sharded only at stage 3')
   t.ok(z2.total < one.total && z2.total > 4 * P, 'ZeRO-2 saves most of the optimizer state, not the weights')
   // During the backward ZeRO-2 holds, beside its share, the buckets in flight: two reducing and
   // the one filling with its flattened copy, where the largest gradient (the 128256 × 4096
@@ -66,6 +66,55 @@ t.test('full fine-tuning: 2 + 2 + 2 + 12 bytes per parameter, ZeRO shards', (t) 
   t.equal(z2off.gradients + z2off.gradientBuckets, 2 * P, 'ZeRO-2 without overlap builds every gradient during the backward')
   t.ok(z2off.total > z2.total, 'so its peak is higher')
   t.equal(planMemory(config, { ...base, data: 'sequences', reference: false }).reference, 0, 'SFT has no reference')
+  // With gradient accumulation the earlier micro-batches build every gradient (the reducer runs in the last).
+  const z2acc = planMemory(config, { ...base, nprocPerNode: 8, zeroStage: 2, gradAccumulation: 2 })
+  t.equal(z2acc.gradients, 2 * P, 'ZeRO-2 with accumulation holds every gradient')
+  t.equal(z2acc.gradientBuckets, B, "and one bucket's flattened copy")
+  t.end()
+})
+
+// Llama-3-8B's units: the embedding and the head (128256 × 4096 each), 32 layers of 218,112,000
+// (q, o 4096²; k, v 1024 × 4096; gate, up, down 14336 × 4096; two norms) and the final norm.
+const EMBED = 128256 * 4096
+const LAYER = 2 * 4096 * 4096 + 2 * 1024 * 4096 + 3 * 14336 * 4096 + 2 * 4096
+
+t.test('ZeRO-3: weights, reference, master, moments and gradients over N, two units gathered', (t) => {
+  const units = gatherUnits(config)
+  t.same(units, [EMBED, ...Array<number>(32).fill(LAYER), 4096, EMBED], 'embedding, 32 layers, final norm, head')
+  t.equal(
+    units.reduce((a, b) => a + b, 0),
+    P,
+  )
+  const N = 16
+  const shard = units.reduce((a, u) => a + Math.ceil(u / N), 0)
+  t.ok(shard >= P / N && shard < P / N + units.length, 'each unit padded to a multiple of N')
+  const z3 = planMemory(config, { ...base, nprocPerNode: N, zeroStage: 3 })
+  t.equal(z3.weights, 2 * shard, 'bf16 weights: this device’s shard')
+  t.equal(z3.reference, 2 * shard, 'the reference is sharded by default')
+  t.equal(z3.gradients, 2 * shard)
+  t.equal(z3.optimizer, 12 * shard, 'fp32 master + m + v of the shard')
+  t.equal(z3.gatheredWeights, 2 * (2 * EMBED), "the loss's two heads (the policy's and the sharded reference's) outweigh the embedding and layer 0")
+  t.equal(z3.gradientBuckets, 2 * (EMBED + LAYER), 'the unit reduce-scattering and the one before it')
+  const whole = planMemory(config, { ...base, nprocPerNode: N, zeroStage: 3, shardReference: false })
+  t.equal(whole.reference, 2 * P, 'or a whole reference')
+  t.equal(whole.gatheredWeights, 2 * (EMBED + LAYER), 'whose head is not gathered: the embedding and layer 0 are the most at once')
+  t.equal(whole.total - z3.total, 2 * P - 2 * shard - 2 * (2 * EMBED - EMBED - LAYER))
+  t.equal(planMemory(config, { ...base, nprocPerNode: N, zeroStage: 3, data: 'sequences', reference: false }).reference, 0)
+  t.throws(() => planMemory(config, { ...base, nprocPerNode: N, zeroStage: 3, loraR: 16 }), /LoRA/)
+  t.end()
+})
+
+t.test("the paper's run: Llama-3-8B ε-DPO on 16 × 40 GB fits at ZeRO-3, not at ZeRO-2", (t) => {
+  // bf16 on GPUs, gradient checkpointing, 2 pairs × 1024 tokens per device. A 40 GB card holds 37.25 GiB.
+  const paper: PlanOptions = { ...base, device: 'cuda', batchSize: 2, nprocPerNode: 16 }
+  const z2 = planMemory(config, { ...paper, zeroStage: 2 })
+  const z3 = planMemory(config, { ...paper, zeroStage: 3 })
+  t.ok(z2.total > 37 * 2 ** 30, `ZeRO-2: ${(z2.total / 2 ** 30).toFixed(2)} GiB`)
+  t.ok(z3.total <= 37 * 2 ** 30, `ZeRO-3: ${(z3.total / 2 ** 30).toFixed(2)} GiB`)
+  // The peak holds the whole sharded state, both gathered units and the forward's working set.
+  const state = z3.weights + z3.reference + z3.optimizer + z3.gradients
+  t.ok(z3.total >= state + z3.gatheredWeights + z3.activations + z3.layerTemporaries)
+  t.ok(z3.total < z2.total - 2 * P, 'it saves more than the whole weights and reference over ZeRO-2')
   t.end()
 })
 
@@ -96,7 +145,18 @@ t.test('edpo plan prints the rows; bad flags are named', (t) => {
   t.match(r.stdout, /LoRA r=16, 8 devices, ZeRO-2: per device/)
   for (const row of ['weights', 'reference', 'gradients', 'gradient buckets', 'optimizer state', 'activations', 'loss logits', 'peak'])
     t.match(r.stdout, new RegExp(`^  ${row} `, 'm'))
-  t.match(edpo(['plan', '--model', file, '--zero-stage', '3']).stderr, /--zero-stage: .*2/)
+  t.match(edpo(['plan', '--model', file, '--zero-stage', '4']).stderr, /--zero-stage: .*3/)
+  const z3 = edpo(['plan', '--model', file, '--dtype', 'bf16', '--nproc-per-node', '16', '--zero-stage', '3', '--device', 'cuda'])
+  t.equal(z3.status, 0, z3.stderr)
+  t.match(z3.stdout, /^ {2}weights +957\.3 MiB .*sharded over 16$/m)
+  t.match(z3.stdout, /^ {2}reference +957\.3 MiB .*sharded over 16$/m)
+  t.match(z3.stdout, /^ {2}gathered weights +1\.96 GiB /m)
+  t.match(
+    edpo(['plan', '--model', file, '--dtype', 'bf16', '--nproc-per-node', '16', '--zero-stage', '3', '--no-shard-reference']).stdout,
+    /^ {2}reference +14\.96 GiB +a frozen copy of the weights$/m,
+  )
+  t.match(edpo(['plan', '--model', file, '--nproc-per-node', '2', '--zero-stage', '3', '--lora-r', '8']).stderr, /--zero-stage 3 --lora-r/)
+  t.match(edpo(['plan', '--model', file, '--nproc-per-node', '2', '--no-shard-reference']).stderr, /--no-shard-reference: .*--zero-stage 3/)
   t.match(edpo(['plan', '--model', file, '--zero-stage', '1']).stderr, /--zero-stage shards over --nproc-per-node devices/)
   t.match(edpo(['plan', '--model', file, '--lora-r', '4', '--lora-target-modules', 'wq']).stderr, /'wq' is not a linear module of this model/)
   t.match(edpo(['plan', '--model', dir]).stderr, /no .*config\.json/)

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #if defined(EDPO_WITH_CUDA) && defined(USE_C10D_NCCL)
@@ -17,6 +18,8 @@
 
 namespace edpo::dist {
 namespace {
+
+std::shared_ptr<Group> connect(c10::intrusive_ptr<c10d::Store> store, const GroupOptions& o);
 
 // c10::Error messages carry a backtrace after the first lines; keep what a user can act on.
 std::string first_line(const std::exception& e) {
@@ -66,9 +69,16 @@ void unflatten(const at::Tensor& flat, const std::vector<at::Tensor>& bucket) {
 template <class PG>
 class GroupImpl final : public Group {
  public:
-  GroupImpl(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<PG> pg, std::string backend,
-            std::chrono::milliseconds timeout)
-      : store_(std::move(store)), pg_(std::move(pg)), backend_(std::move(backend)), timeout_(timeout) {}
+  GroupImpl(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<PG> pg, GroupOptions options)
+      : store_(std::move(store)),
+        pg_(std::move(pg)),
+        backend_(options.backend),
+        timeout_(options.timeout),
+        options_(std::move(options)) {}
+
+  std::shared_ptr<Group> sibling(const std::string& prefix) override {
+    return connect(c10::make_intrusive<c10d::PrefixStore>(prefix, store_), options_);
+  }
 
   int rank() const override { return pg_->getRank(); }
   int size() const override { return pg_->getSize(); }
@@ -128,6 +138,18 @@ class GroupImpl final : public Group {
       return std::make_unique<InFlight>(this, what, pg_->reduce(io, o));
     } catch (const std::exception& e) {
       throw failure(what, e);
+    }
+  }
+
+  std::unique_ptr<Pending> start_allgather(const at::Tensor& input, std::vector<at::Tensor> outputs) override {
+    EDPO_ARG_CHECK(int(outputs.size()) == size(), "start_allgather: ", outputs.size(), " outputs for ", size(),
+                   " ranks");
+    std::vector<at::Tensor> in{input.contiguous()};
+    std::vector<std::vector<at::Tensor>> out{std::move(outputs)};
+    try {
+      return std::make_unique<InFlight>(this, "all-gather", pg_->allgather(out, in));
+    } catch (const std::exception& e) {
+      throw failure("all-gather", e);
     }
   }
 
@@ -204,6 +226,7 @@ class GroupImpl final : public Group {
   c10::intrusive_ptr<PG> pg_;
   std::string backend_;
   std::chrono::milliseconds timeout_;
+  GroupOptions options_;
 };
 
 c10::intrusive_ptr<c10d::Store> make_store(const GroupOptions& o) {
@@ -228,6 +251,39 @@ c10::intrusive_ptr<c10d::Store> make_store(const GroupOptions& o) {
 
 }  // namespace
 
+namespace {
+
+std::shared_ptr<Group> connect(c10::intrusive_ptr<c10d::Store> store, const GroupOptions& o) {
+  try {
+    if (o.backend == "gloo") {
+      auto opts = c10d::ProcessGroupGloo::Options::create(o.timeout);
+      if (!o.gloo_interface.empty())
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(o.gloo_interface));
+      else if (!o.gloo_hostname.empty())
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(o.gloo_hostname));
+      else
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank, o.world_size, opts);
+      return std::make_shared<GroupImpl<c10d::ProcessGroupGloo>>(store, pg, o);
+    }
+#if defined(EDPO_WITH_CUDA) && defined(USE_C10D_NCCL)
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = o.timeout;
+    auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, o.rank, o.world_size, opts);
+    return std::make_shared<GroupImpl<c10d::ProcessGroupNCCL>>(store, pg, o);
+#endif
+  } catch (const edpo::ArgumentError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(
+        "rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
+        ": joining the process group failed (did every rank start, with the same WORLD_SIZE?): " + first_line(e));
+  }
+  throw std::logic_error("unreachable");
+}
+
+}  // namespace
+
 bool nccl_available() {
 #if defined(EDPO_WITH_CUDA) && defined(USE_C10D_NCCL)
   return true;
@@ -244,33 +300,7 @@ std::shared_ptr<Group> create_group(const GroupOptions& o) {
   EDPO_ARG_CHECK(
       o.backend != "nccl" || nccl_available(),
       "--backend nccl: this build of edpo has no NCCL (a CPU build); use --backend gloo, or build with EDPO_CUDA=1");
-  auto store = make_store(o);
-  try {
-    if (o.backend == "gloo") {
-      auto opts = c10d::ProcessGroupGloo::Options::create(o.timeout);
-      if (!o.gloo_interface.empty())
-        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(o.gloo_interface));
-      else if (!o.gloo_hostname.empty())
-        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(o.gloo_hostname));
-      else
-        opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-      auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank, o.world_size, opts);
-      return std::make_shared<GroupImpl<c10d::ProcessGroupGloo>>(store, pg, "gloo", o.timeout);
-    }
-#if defined(EDPO_WITH_CUDA) && defined(USE_C10D_NCCL)
-    auto opts = c10d::ProcessGroupNCCL::Options::create();
-    opts->timeout = o.timeout;
-    auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, o.rank, o.world_size, opts);
-    return std::make_shared<GroupImpl<c10d::ProcessGroupNCCL>>(store, pg, "nccl", o.timeout);
-#endif
-  } catch (const edpo::ArgumentError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw std::runtime_error(
-        "rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
-        ": joining the process group failed (did every rank start, with the same WORLD_SIZE?): " + first_line(e));
-  }
-  throw std::logic_error("unreachable");
+  return connect(make_store(o), o);
 }
 
 }  // namespace edpo::dist

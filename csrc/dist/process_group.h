@@ -58,6 +58,12 @@ class Group {
   // Starts summing the contiguous `flat` over ranks in place, onto every rank (root < 0: an
   // all-reduce) or onto rank `root` only (a reduce), and returns at once (GradReducer's buckets).
   virtual std::unique_ptr<Pending> start_sum(const at::Tensor& flat, int root) = 0;
+  // Starts gathering every rank's `input` into outputs[r] (one per rank, input's shape and dtype),
+  // and returns at once (ZeRO-3's prefetched gathers).
+  virtual std::unique_ptr<Pending> start_allgather(const at::Tensor& input, std::vector<at::Tensor> outputs) = 0;
+  // A second group of the same ranks over the same rendezvous (keys under `prefix`), whose
+  // collectives are ordered independently of this one's (every rank must call it, in one order).
+  virtual std::shared_ptr<Group> sibling(const std::string& prefix) = 0;
 };
 
 // Rendezvous and connect (blocks until every rank has joined or the timeout passes).

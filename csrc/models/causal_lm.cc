@@ -91,7 +91,9 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
   TORCH_CHECK(!packed || (int64_t(row_lengths.size()) == B && !attention_mask.defined() && !position_ids.defined() &&
                           cache == nullptr && !last_position_only),
               "sequenceLengths: one length per row, without attentionMask, positionIds or a cache");
-  const at::Device device = embed_.device();
+  // Sharded (ZeRO-3): the shards have the whole weights' device and dtype.
+  const at::Tensor& any_weight = shards_ ? tensors_.at(0) : embed_;
+  const at::Device device = any_weight.device();
   at::Tensor ids = input_ids.to(device);
   if (ids.numel() > 0 && input_ids.is_cpu()) {
     // Host ids: checked now, with the offending id in the message (no device read).
@@ -152,7 +154,7 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
     }
   }
 
-  const at::ScalarType dtype = embed_.scalar_type(), acc = acc_type(dtype);
+  const at::ScalarType dtype = any_weight.scalar_type(), acc = acc_type(dtype);
   const at::Tensor freqs = positions.to(acc).unsqueeze(-1) * inverse_frequencies(c, acc, device);  // [B,T,hd/2]
   const at::Tensor emb = at::cat({freqs, freqs}, -1);
   ctx.cos = emb.cos().to(dtype);
@@ -183,38 +185,86 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
     }
   }
 
-  at::Tensor x = at::embedding(embed_, ids);
+  // ZeRO-3: each unit gathered just before its use and released after it.
+  UnitSource* src = shards_.get();
+  auto unit_tensor = [&](int64_t unit) { return src->acquire(unit).at(0).second; };
+  at::Tensor x = at::embedding(src ? unit_tensor(0) : embed_, ids);
+  if (src) x = src->release(0, x);
   // gemma: HF multiplies by √hidden cast to the activations' dtype.
   if (c.gemma_norm) x = x * at::scalar_tensor(std::sqrt(double(c.hidden_size)), x.options());
   std::shared_ptr<const CausalLM> self = checkpoint ? shared_from_this() : nullptr;
   // The last layer is not checkpointed: backward would recompute it at once, so keeping its
   // activations costs one layer's memory and saves one layer's forward.
-  for (int64_t l = 0; l < c.num_layers; ++l)
-    x = checkpoint && l + 1 < c.num_layers ? checkpointed_layer(self, l, x, layers_[size_t(l)], ctx)
-                                           : layer_forward(l, x, layers_[size_t(l)], ctx, cache);
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const LayerWeights w = src ? layer_weights(l, src->acquire(1 + l)) : layers_[size_t(l)];
+    x = checkpoint && l + 1 < c.num_layers ? checkpointed_layer(self, l, x, w, ctx)
+                                           : layer_forward(l, x, w, ctx, cache);
+    if (src) x = src->release(1 + l, x);
+  }
   if (last_position_only) x = x.narrow(1, T - 1, 1);
   // Final norm: same RMSNorm flavour as the layers.
   ForwardOutput out;
-  if (model_uses_fused_layer_kernels(x) && final_norm_.scalar_type() == x.scalar_type()) {
-    out.hidden = fused_rms_norm(x, at::Tensor(), final_norm_, c.rms_norm_eps, c.gemma_norm).first;
+  const at::Tensor final_norm = src ? unit_tensor(c.num_layers + 1) : final_norm_;
+  if (model_uses_fused_layer_kernels(x) && final_norm.scalar_type() == x.scalar_type()) {
+    out.hidden = fused_rms_norm(x, at::Tensor(), final_norm, c.rms_norm_eps, c.gemma_norm).first;
   } else {
     const at::Tensor xf = x.to(acc);
     const at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, true) + c.rms_norm_eps);
-    out.hidden = c.gemma_norm ? (normed * (final_norm_.to(acc) + 1.0)).to(dtype) : final_norm_ * normed.to(dtype);
+    out.hidden = c.gemma_norm ? (normed * (final_norm.to(acc) + 1.0)).to(dtype) : final_norm * normed.to(dtype);
   }
+  if (src) out.hidden = src->release(c.num_layers + 1, out.hidden);
   if (packed) {
     // Back to the padded layout the loss reads; padding positions hold zeros.
     const at::Tensor flat = out.hidden.squeeze(0);
     out.hidden = at::zeros({B * T, flat.size(1)}, flat.options()).index_copy(0, pack_index, flat).view({B, T, -1});
   }
   if (!with_logits) return out;
-  out.logits = at::linear(out.hidden, lm_head_);
+  out.logits = at::linear(out.hidden, lm_head());
   if (c.final_softcap > 0.0) out.logits = at::tanh(out.logits / c.final_softcap) * c.final_softcap;
   return out;
 }
 
+at::Tensor CausalLM::lm_head() const {
+  if (!shards_) return lm_head_;
+  // Tied: the embedding's unit.
+  return shards_->acquire(config_.tie_word_embeddings ? 0 : config_.num_layers + 2).at(0).second;
+}
+
+CausalLM::CausalLM(ModelConfig config, std::shared_ptr<UnitSource> source) : config_(std::move(config)) {
+  layers_.resize(size_t(config_.num_layers));
+  shard(std::move(source));
+}
+
+void CausalLM::shard(std::shared_ptr<UnitSource> source) {
+  TORCH_CHECK(source != nullptr && source->units() == config_.num_layers + (config_.tie_word_embeddings ? 2 : 3),
+              "shard: the unit source does not match this model's layers");
+  TORCH_CHECK(!has_lora(), "shard: ZeRO-3 shards full fine-tuning only, not a model with LoRA adapters");
+  shards_ = std::move(source);
+  names_ = shards_->shard_names();
+  tensors_ = shards_->shard_tensors();
+  // The whole tensors go: the shards are all this rank keeps.
+  embed_ = final_norm_ = lm_head_ = at::Tensor();
+  for (auto& lw : layers_) lw = LayerWeights();
+}
+
+LayerWeights CausalLM::layer_weights(int64_t layer,
+                                     const std::vector<std::pair<std::string, at::Tensor>>& named) const {
+  const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+  LayerWeights w;
+  for (const auto& [name, t] : named)
+    for (int s = 0; s < kNumSlots; ++s)
+      if (name == prefix + layer_slot_name(s)) w.w[s] = t;
+  return w;
+}
+
 std::shared_ptr<CausalLM> CausalLM::clone_frozen() const {
   at::NoGradGuard no_grad;
+  if (shards_) {
+    // The same units over copies of this rank's shards: a sharded reference.
+    auto copy = std::shared_ptr<CausalLM>(new CausalLM(config_, shards_->frozen_copy()));
+    copy->gradient_checkpointing = gradient_checkpointing;
+    return copy;
+  }
   std::vector<at::Tensor> copies;
   copies.reserve(tensors_.size());
   for (const auto& t : tensors_) copies.push_back(t.detach().clone());

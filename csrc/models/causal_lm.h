@@ -102,6 +102,28 @@ struct KvCache {
   int64_t length() const { return k.empty() || !k[0].defined() ? 0 : k[0].size(2); }
 };
 
+// ZeRO-3 (csrc/dist/layer_shards.h): a sharded model's weights, one gather unit at a time. Units:
+// 0 the embedding, 1 + l decoder layer l, L + 1 the final norm, L + 2 the untied head.
+class UnitSource {
+ public:
+  virtual ~UnitSource() = default;
+  virtual int64_t units() const = 0;
+  // The unit's tensors under their HF names, gathered; differentiable back to this rank's shard
+  // when grad mode is on (the shard's gradient then arrives reduce-scattered).
+  virtual std::vector<std::pair<std::string, at::Tensor>> acquire(int64_t unit) = 0;
+  // After the unit's forward: frees its gathered weights. With grad, returns `out` through an
+  // identity whose backward gathers them again first (for the backward or the recompute).
+  virtual at::Tensor release(int64_t unit, const at::Tensor& out) = 0;
+  // This rank's shards, one flat tensor per unit, and their names ("zero3.<unit>").
+  virtual std::vector<std::string> shard_names() const = 0;
+  virtual std::vector<at::Tensor> shard_tensors() const = 0;
+  // After a step's backward passes: waits for the gradients' reduce-scatters and leaves each
+  // shard its gradient (averaged over ranks).
+  virtual void finish() = 0;
+  // The same layout over copies of the shards with requires_grad off (the frozen reference).
+  virtual std::shared_ptr<UnitSource> frozen_copy() const = 0;
+};
+
 struct ForwardOutput {
   at::Tensor logits;  // [B, T, V]
   at::Tensor hidden;  // [B, T, H], after the final norm
@@ -131,7 +153,12 @@ class CausalLM : public std::enable_shared_from_this<CausalLM> {
                         const std::vector<int64_t>& row_lengths = {}, bool adapters = true) const;
 
   // The output projection [V, H] (the embedding when tied); no architecture here has a bias.
-  const at::Tensor& lm_head() const { return lm_head_; }
+  // Sharded (ZeRO-3): gathered on every call, a collective every rank must make.
+  at::Tensor lm_head() const;
+
+  // ZeRO-3: the parameters become `source`'s shards; every forward gathers a unit at a time.
+  void shard(std::shared_ptr<UnitSource> source);
+  const std::shared_ptr<UnitSource>& shards() const { return shards_; }
 
   // A deep copy with requires_grad off and eval mode (the frozen reference). Adapters are not copied.
   std::shared_ptr<CausalLM> clone_frozen() const;
@@ -158,6 +185,8 @@ class CausalLM : public std::enable_shared_from_this<CausalLM> {
                            KvCache* cache) const;
 
  private:
+  // A sharded model over `source` (clone_frozen of a sharded model).
+  CausalLM(ModelConfig config, std::shared_ptr<UnitSource> source);
   ModelConfig config_;
   std::vector<std::string> names_;
   std::vector<at::Tensor> tensors_;
@@ -165,6 +194,9 @@ class CausalLM : public std::enable_shared_from_this<CausalLM> {
   std::vector<LayerWeights> layers_;
   LoraSpec lora_;
   mutable std::atomic<uint64_t> dropout_forwards_{0};
+  std::shared_ptr<UnitSource> shards_;
+  // A unit's gathered tensors in LayerWeights slots (sharded models).
+  LayerWeights layer_weights(int64_t layer, const std::vector<std::pair<std::string, at::Tensor>>& named) const;
 };
 
 // The LoRA term of slot `slot` in `layer` for input x (zeros-free: callers add it to the base output).

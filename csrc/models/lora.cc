@@ -61,6 +61,7 @@ void CausalLM::add_lora(const LoraSpec& spec) {
   TORCH_CHECK(std::isfinite(spec.alpha), "lora alpha: must be finite, got ", spec.alpha);
   TORCH_CHECK(spec.dropout >= 0.0 && spec.dropout < 1.0, "lora dropout: must lie in [0, 1), got ", spec.dropout);
   TORCH_CHECK(!spec.slots.empty(), "lora target modules: none given");
+  TORCH_CHECK(!shards_, "lora: a ZeRO-3 sharded model takes no adapters (--zero-stage 3 with --lora-r)");
   for (int s : spec.slots)
     TORCH_CHECK(s >= 0 && s < kNumSlots && adaptable(s), "lora target modules: slot ", s, " is not a projection");
   at::NoGradGuard no_grad;

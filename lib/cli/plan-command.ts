@@ -1,5 +1,5 @@
 // `edpo plan`: the per-device memory of a training run before it starts (lib/model/memory-plan.ts),
-// from a model folder or a bare config.json, full fine-tuning or LoRA, 1 or N devices with ZeRO 0–2.
+// from a model folder or a bare config.json, full fine-tuning or LoRA, 1 or N devices with ZeRO 0–3.
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
@@ -10,7 +10,7 @@ import { residentBytes } from '../core/memory'
 import { parseModelConfig } from '../model'
 import { readConfigJson } from '../model/checkpoint-files'
 import { resolveTargets } from '../model/lora'
-import { formatBytes, type MemoryPlan, planMemory } from '../model/memory-plan'
+import { formatBytes, type MemoryPlan, type PlanOptions, planMemory } from '../model/memory-plan'
 import { Tensor } from '../core/tensor'
 import { TRAIN_OPTIONS, type OptionSpec } from '../train/config'
 import { DEFAULT_TRAIN_METHOD, METHOD_NAMES, METHODS, methodWithoutLora } from '../train/methods'
@@ -38,10 +38,12 @@ export const PLAN_OPTIONS = {
   chunkTokens: TRAIN_OPTIONS.chunkTokens,
   nprocPerNode: { schema: z.number().int().positive().default(1), kind: 'integer', help: 'data-parallel devices' },
   zeroStage: {
-    schema: z.number().int().min(0).max(2).default(0),
+    schema: z.number().int().min(0).max(3).default(0),
     kind: 'integer',
-    help: 'ZeRO stage (DeepSpeed meanings): 1 shards the fp32 master weights and AdamW moments, 2 also the gradients',
+    help: 'ZeRO stage (DeepSpeed meanings): 1 shards the fp32 master weights and AdamW moments, 2 also the gradients, 3 also the weights',
   },
+  shardReference: TRAIN_OPTIONS.shardReference,
+  gradAccumulation: TRAIN_OPTIONS.gradAccumulation,
   gradOverlap: TRAIN_OPTIONS.gradOverlap,
   bucketMb: TRAIN_OPTIONS.bucketMb,
 } satisfies Record<string, OptionSpec>
@@ -61,6 +63,9 @@ export function planCommand(argv: readonly string[]): number {
   if (!fs.existsSync(file)) throw new EdpoInputError(`--model ${o.model}: no ${file}`)
   const config = parseModelConfig(o.model.endsWith('.json') ? readJsonObject(file) : readConfigJson(o.model), file)
   if (o.zeroStage > 0 && o.nprocPerNode === 1) throw new EdpoInputError('--zero-stage shards over --nproc-per-node devices: give --nproc-per-node N > 1')
+  if (o.zeroStage === 3 && o.loraR !== undefined)
+    throw new EdpoInputError('--zero-stage 3 --lora-r: ZeRO-3 shards full fine-tuning only; LoRA trains at --zero-stage 0-2')
+  if (!o.shardReference && o.zeroStage !== 3) throw new EdpoInputError('--no-shard-reference: only ZeRO-3 shards the reference; give --zero-stage 3')
   const method = METHODS[o.method]
   const withoutLora = methodWithoutLora(o.method)
   if (withoutLora !== undefined && o.loraR !== undefined) throw new EdpoInputError(`--method ${o.method} --lora-r: ${withoutLora}`)
@@ -72,7 +77,7 @@ export function planCommand(argv: readonly string[]): number {
       )
     : undefined
   if (targets && o.loraR === undefined) throw new EdpoInputError('--lora-target-modules needs --lora-r')
-  const plan = planMemory(config, {
+  const options: PlanOptions = {
     dtype: o.dtype,
     loraR: o.loraR,
     loraTargetModules: targets,
@@ -84,14 +89,16 @@ export function planCommand(argv: readonly string[]): number {
     chunkTokens: o.chunkTokens ?? 0,
     maxPromptLength: method.data === 'sequences' ? 0 : o.maxPromptLength,
     nprocPerNode: o.nprocPerNode,
-    zeroStage: o.zeroStage as 0 | 1 | 2,
+    zeroStage: o.zeroStage as 0 | 1 | 2 | 3,
+    shardReference: o.shardReference,
+    gradAccumulation: o.gradAccumulation,
     bucketBytes: o.bucketMb * 2 ** 20,
     gradOverlap: o.gradOverlap,
     device: o.device === 'cpu' ? 'cpu' : 'cuda',
     // The runtime is host memory: it shares a CPU run's RSS, not a GPU's memory.
     runtimeBytes: o.device === 'cpu' ? measureRuntime() : 0,
-  })
-  process.stdout.write(formatPlan(plan, o.loraR, o.dtype, o.nprocPerNode, o.zeroStage, o.gradOverlap) + '\n')
+  }
+  process.stdout.write(formatPlan(planMemory(config, options), options) + '\n')
   return 0
 }
 
@@ -114,22 +121,40 @@ function readJsonObject(file: string): Record<string, unknown> {
 }
 
 /** What the 'gradient buckets' row counts: what a rank holds beside its gradients during the backward. */
-function bucketNote(zero: number, overlap: boolean): string {
-  if (zero < 2) return overlap ? "during the backward: one bucket's flattened copy" : 'none: reduced after the backward, in place'
+function bucketNote(zero: number, overlap: boolean, accumulating: boolean): string {
+  if (zero === 3) return 'during the backward: the full gradients of the unit reduce-scattering and the one before it'
+  if (zero < 2 || accumulating) return overlap ? "during the backward: one bucket's flattened copy" : 'none: reduced after the backward, in place'
   return overlap
     ? 'during the backward: the buckets reducing onto their owners, and the one filling'
     : 'during the backward: every other gradient, until the sync (--no-grad-overlap)'
 }
 
 /** The plan as a table, one row per holder of memory. */
-export function formatPlan(p: MemoryPlan, loraR: number | undefined, dtype: string, n: number, zero: number, overlap = true): string {
+export function formatPlan(p: MemoryPlan, o: PlanOptions): string {
+  const { loraR, dtype, nprocPerNode: n, zeroStage: zero } = o
+  const overlap = o.gradOverlap ?? true
+  const accumulating = (o.gradAccumulation ?? 1) > 1
   const what = loraR !== undefined ? `LoRA r=${loraR}` : 'full fine-tuning'
   const m = (x: number) => `${(x / 1e6).toFixed(1)}M`
+  const over = ` sharded over ${n}`
+  const z3 = zero === 3
+  const referenceNote =
+    p.reference === 0
+      ? loraR !== undefined
+        ? 'the base with adapters off: no copy'
+        : 'none'
+      : z3 && (o.shardReference ?? true)
+        ? `a frozen copy of the weights,${over}`
+        : 'a frozen copy of the weights'
+  const gradientNote = zero < 2 ? '' : zero === 2 && accumulating ? ', whole: the earlier micro-batches accumulate locally' : `,${over}`
   const rows: [string, number, string][] = [
-    ['weights', p.weights, `${m(p.parameters)} parameters in ${dtype}${loraR !== undefined ? ' + fp32 adapters' : ''}`],
-    ['reference', p.reference, p.reference > 0 ? 'a frozen copy of the weights' : loraR !== undefined ? 'the base with adapters off: no copy' : 'none'],
-    ['gradients', p.gradients, `${m(p.trainableParameters)} trainable${zero >= 2 ? `, sharded over ${n}` : ''}`],
-    ...(n > 1 ? [['gradient buckets', p.gradientBuckets, bucketNote(zero, overlap)] as [string, number, string]] : []),
+    ['weights', p.weights, `${m(p.parameters)} parameters in ${dtype}${loraR !== undefined ? ' + fp32 adapters' : ''}${z3 ? `,${over}` : ''}`],
+    ['reference', p.reference, referenceNote],
+    ...(z3
+      ? [['gathered weights', p.gatheredWeights, "the unit computing and the next one (prefetched), or the loss's heads"] as [string, number, string]]
+      : []),
+    ['gradients', p.gradients, `${m(p.trainableParameters)} trainable${gradientNote}`],
+    ...(n > 1 ? [['gradient buckets', p.gradientBuckets, bucketNote(zero, overlap, accumulating)] as [string, number, string]] : []),
     [
       'optimizer state',
       p.optimizer,
@@ -142,7 +167,9 @@ export function formatPlan(p: MemoryPlan, loraR: number | undefined, dtype: stri
   const lines = [`${what}, ${n} device${n > 1 ? 's' : ''}${zero > 0 ? `, ZeRO-${zero}` : ''}: per device`]
   for (const [name, bytes, note] of rows) lines.push(`  ${name.padEnd(17)} ${formatBytes(bytes).padStart(11)}   ${note}`)
   lines.push(
-    `  ${'peak'.padEnd(17)} ${formatBytes(p.total).padStart(11)}   = weights + reference + optimizer + max(activations + max(logits, layer temporaries), gradients + gradient buckets + 1 layer)`,
+    z3
+      ? `  ${'peak'.padEnd(17)} ${formatBytes(p.total).padStart(11)}   = weights + reference + optimizer + gradients + gathered weights + max(activations + max(logits, layer temporaries), gradient buckets + 1 layer)`
+      : `  ${'peak'.padEnd(17)} ${formatBytes(p.total).padStart(11)}   = weights + reference + optimizer + max(activations + max(logits, layer temporaries), gradients + gradient buckets + 1 layer)`,
   )
   if (p.runtime > 0)
     lines.push(

@@ -564,6 +564,14 @@ export interface ReducerStats {
   peakGradientBytes: number
 }
 
+/** What distGatherUnit returns. */
+export interface NativeGatheredUnit {
+  /** The tensors' names (Hugging Face module paths). */
+  names: string[]
+  /** The gathered tensors, in the names' order. */
+  tensors: NativeTensor[]
+}
+
 /** The Tensor.op methods (tensor.op(name, ...args)): each one's arguments after the name; T is the tensor type. */
 export interface TensorOpTypes<T> {
   /** self + other. */
@@ -769,6 +777,12 @@ export interface Native {
   distReducerArm(reducer: NativeReducer): void
   /** After the armed backward: starts the buckets it did not, waits for every one, and leaves this rank's gradients averaged. */
   distReducerFinish(reducer: NativeReducer): Promise<ReducerStats>
+  /** ZeRO-3: the model's parameters become this rank's shards of its gather units (csrc/dist/layer_shards.h); every forward then gathers one unit at a time over the group. */
+  distShardModel(group: NativeGroup, model: NativeModel): void
+  /** ZeRO-3: one gather unit of a sharded model, whole, under its Hugging Face names (a collective: every rank calls it). */
+  distGatherUnit(model: NativeModel, unit: number): Promise<NativeGatheredUnit>
+  /** ZeRO-3: after a step's backward passes, waits for the gradients' reduce-scatters and leaves each shard its gradient, averaged over ranks. */
+  distShardsFinish(model: NativeModel): Promise<void>
   /** Whether this build has NCCL. */
   distNcclAvailable(): boolean
   /** Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); false when the parent is no longer parentPid. */

@@ -9,6 +9,10 @@
 //     --no-grad-overlap after it;
 //   - optimizer: ZeRO-1/2 give each rank the AdamW state (fp32 master, m, v) of a contiguous,
 //     size-balanced slice of the parameters; owners broadcast their updated parameters;
+//   - ZeRO-3 (zero3.ts): each parameter is this rank's shard of a gather unit, whose gradient
+//     arrives reduce-scattered during every backward; every rank owns all of its shards, and every
+//     rank runs every forward (its gathers are collectives), a rank without rows on a stand-in row
+//     weighted 0;
 //   - statistics: every rank's per-example stats are gathered, in the global order, so the
 //     method's summarize (β's s̄, metrics) sees exactly one process's step on every rank, and a
 //     stop request (Ctrl-C) on any rank stops all of them after the same step.
@@ -17,9 +21,10 @@ import { nativeAsync } from '../core/errors'
 import { nativeAddon } from '../core/native'
 import { Tensor } from '../core/tensor'
 import type { ReducerStats } from '../core/native'
+import type { CausalLM } from '../model/causal-lm'
 import { BUCKET_BYTES, type DistGroup, type GradReducer } from './group'
 
-export type ZeroStage = 0 | 1 | 2
+export type ZeroStage = 0 | 1 | 2 | 3
 
 /** Row counts of `n` rows split into `world` contiguous blocks (the first n % world get one more). */
 export function shardSizes(n: number, world: number): number[] {
@@ -61,6 +66,8 @@ export interface GradientSync {
   overlap?: boolean
   /** Bytes per bucket (default BUCKET_BYTES, DDP's 25 MB). */
   bucketBytes?: number
+  /** ZeRO-3: the sharded model whose reduce-scatters syncGradients waits for. */
+  shardedModel?: CausalLM
 }
 
 export class DataParallel {
@@ -70,6 +77,7 @@ export class DataParallel {
   private readonly owners: number[]
   private columns: number | undefined
   private readonly bucketBytes: number
+  private readonly shardedModel: CausalLM | undefined
   /** With overlap: the hooks that reduce gradients during the last micro-batch's backward. */
   private readonly reducer: GradReducer | undefined
   /** What the last step's reducer did (with overlap). */
@@ -83,7 +91,8 @@ export class DataParallel {
   ) {
     this.rank = group?.rank ?? 0
     this.world = group?.worldSize ?? 1
-    const sharded = group !== undefined && zeroStage > 0
+    // ZeRO-3: the parameters are this rank's shards already.
+    const sharded = group !== undefined && zeroStage > 0 && zeroStage < 3
     this.owners = sharded
       ? partitionOwners(
           params.map((p) => p.numel),
@@ -91,7 +100,8 @@ export class DataParallel {
         )
       : params.map(() => this.rank)
     this.bucketBytes = Math.max(1, Math.round(sync.bucketBytes ?? BUCKET_BYTES))
-    if (group && (sync.overlap ?? true) && params.length > 0)
+    this.shardedModel = zeroStage === 3 ? sync.shardedModel : undefined
+    if (group && zeroStage < 3 && (sync.overlap ?? true) && params.length > 0)
       this.reducer = group.gradReducer(params, { bucketBytes: this.bucketBytes, ...(zeroStage >= 2 ? { owners: this.owners } : {}) })
   }
 
@@ -113,6 +123,11 @@ export class DataParallel {
   }
   get sharded(): boolean {
     return this.group !== undefined && this.zeroStage > 0
+  }
+
+  /** ZeRO-3 on several ranks: every rank must run every forward, with rows or without. */
+  get forwardsEveryBatch(): boolean {
+    return this.group !== undefined && this.zeroStage === 3
   }
 
   /** The named parameters whose optimizer state this rank holds (all of them without ZeRO). */
@@ -143,6 +158,11 @@ export class DataParallel {
   async syncGradients(): Promise<void> {
     const g = this.group
     if (!g) return
+    // ZeRO-3: the gather units' backward started the reduce-scatters; they finish here.
+    if (this.zeroStage === 3) {
+      if (this.shardedModel) await g.finishShards(this.shardedModel)
+      return
+    }
     if (this.reducer) {
       // The buckets the backward started, and any it did not reach, waited for.
       this.lastReduction = await this.reducer.finish()
@@ -185,7 +205,8 @@ export class DataParallel {
   /** After the optimizer step: ZeRO-1/2 owners send their updated parameters to every rank. */
   async afterOptimizerStep(): Promise<void> {
     const g = this.group
-    if (!g || !this.sharded) return
+    // ZeRO-3: each rank updated its own shards, and the forward gathers them.
+    if (!g || !this.sharded || this.zeroStage === 3) return
     for (let r = 0; r < this.world; r++) await g.broadcast(this.byOwner(r), r)
     for (let i = 0; i < this.params.length; i++) if (this.owners[i] !== this.rank) this.params[i]!.zeroGrad()
   }

@@ -3,6 +3,7 @@
 // (--dist-timeout): a rank that died or hangs turns into an error naming this rank.
 import { EdpoInputError, native, nativeAsync } from '../core/errors'
 import { nativeAddon, type NativeGroup, type NativeReducer, type ReducerStats } from '../core/native'
+import type { CausalLM } from '../model/causal-lm'
 import { Tensor } from '../core/tensor'
 import { type DistEnv, isLoopback } from './env'
 
@@ -121,7 +122,23 @@ export class DistGroup {
     return new GradReducer(handle)
   }
 
-  /** Global gradient norm over every rank's `owned` parameters, clipped to maxNorm (ZeRO-2). */
+  /** ZeRO-3: the model's parameters become this rank's shards of its gather units (csrc/dist/layer_shards.h). */
+  shardModel(model: CausalLM): void {
+    native(() => nativeAddon().distShardModel(this.handle, model.nativeHandle))
+  }
+
+  /** ZeRO-3: gather unit `unit` of a sharded model, whole (a collective: every rank calls it). */
+  async gatherUnit(model: CausalLM, unit: number): Promise<[string, Tensor][]> {
+    const { names, tensors } = await nativeAsync(() => nativeAddon().distGatherUnit(model.nativeHandle, unit))
+    return names.map((n, i) => [n, new Tensor(tensors[i]!)])
+  }
+
+  /** ZeRO-3: after a step's backward passes, the shards' gradients reduce-scattered and averaged. */
+  finishShards(model: CausalLM): Promise<void> {
+    return nativeAsync(() => nativeAddon().distShardsFinish(model.nativeHandle))
+  }
+
+  /** Global gradient norm over every rank's `owned` parameters, clipped to maxNorm (ZeRO-2, ZeRO-3). */
   clipGradNorm(owned: readonly Tensor[], maxNorm: number): Promise<number> {
     return nativeAsync(() =>
       nativeAddon().distClipGradNorm(

@@ -425,6 +425,16 @@ export class CausalLM {
     )
   }
 
+  /** @internal ZeRO-3 (lib/distributed/zero3.ts): the native model the process group shards and gathers. */
+  get nativeHandle(): NativeModel {
+    return this.handle
+  }
+
+  /** @internal What save() writes beside the weights: config.json, and whether a tied head is stored as lm_head.weight too. */
+  checkpointLayout(dtype: string): { config: Record<string, unknown>; storedTiedHead: boolean } {
+    return { config: { ...this.rawConfig, torch_dtype: dtype }, storedTiedHead: this.storedTiedHead }
+  }
+
   /** Writes config.json and the weights (sharded past opts.maxShardBytes) in Hugging Face layout. */
   async save(dir: string, opts?: SaveOptions): Promise<void> {
     const o = parse(saveSchema, opts, 'opts')

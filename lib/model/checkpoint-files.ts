@@ -163,16 +163,58 @@ export function writeCheckpoint(
     total += bytes
   }
   const n = shards.length
-  const files = n === 1 ? [SINGLE_FILE] : shards.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`)
+  const files = n === 1 ? [SINGLE_FILE] : shards.map((_, i) => shardFileName(i, n))
   shards.forEach((shard, i) => saveSafetensors(path.join(dir, files[i]!), Object.fromEntries(shard), { format: 'pt' }))
+  finishCheckpoint(
+    dir,
+    files,
+    shards.map((shard) => shard.map(([name]) => name)),
+    total,
+    config,
+  )
+  return files
+}
+
+const shardFileName = (i: number, n: number) => `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`
+
+/**
+ * writeCheckpoint's layout with one file per group of tensors, each group asked for (`next(i)`) only
+ * once the previous one is written, so a writer holds one group at a time (ZeRO-3: a gathered
+ * unit). With `write` false the groups are asked for and dropped (the other ranks of a gather).
+ */
+export async function writeCheckpointStreamed(
+  dir: string,
+  groups: number,
+  next: (i: number) => Promise<ReadonlyArray<readonly [string, Tensor]>>,
+  config: Record<string, unknown>,
+  write = true,
+): Promise<void> {
+  if (write) fs.mkdirSync(dir, { recursive: true })
+  const files = Array.from({ length: groups }, (_, i) => (groups === 1 ? SINGLE_FILE : shardFileName(i, groups)))
+  const names: string[][] = []
+  let total = 0
+  for (let i = 0; i < groups; i++) {
+    const group = await next(i)
+    if (write) saveSafetensors(path.join(dir, files[i]!), Object.fromEntries(group), { format: 'pt' })
+    names.push(group.map(([name]) => name))
+    for (const [, t] of group) {
+      total += t.numel * (BYTES[t.dtype] ?? 4)
+      t.dispose()
+    }
+  }
+  if (write) finishCheckpoint(dir, files, names, total, config)
+}
+
+// The index (several files), config.json, and no stale weight files of an earlier layout.
+function finishCheckpoint(dir: string, files: readonly string[], names: readonly (readonly string[])[], total: number, config: Record<string, unknown>): void {
+  const n = files.length
   if (n > 1) {
     const weightMap: Record<string, string> = {}
-    shards.forEach((shard, i) => shard.forEach(([name]) => (weightMap[name] = files[i]!)))
+    names.forEach((group, i) => group.forEach((name) => (weightMap[name] = files[i]!)))
     writeFileAtomic(path.join(dir, INDEX_FILE), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n')
   }
   writeFileAtomic(path.join(dir, CONFIG_FILE), JSON.stringify(config, null, 2) + '\n')
   const keep = new Set([...files, ...(n > 1 ? [INDEX_FILE] : [])])
   for (const f of fs.readdirSync(dir))
     if (!keep.has(f) && (f === INDEX_FILE || f === SINGLE_FILE || /^model-\d{5}-of-\d{5}\.safetensors$/.test(f))) fs.rmSync(path.join(dir, f))
-  return files
 }

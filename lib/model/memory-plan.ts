@@ -2,8 +2,9 @@
 // gradients, AdamW state, activations kept for backward and the loss's logits, for full fine-tuning
 // or LoRA, on 1 or N data-parallel devices with DeepSpeed's ZeRO stage meanings (1 shards the fp32
 // master weights and both moments, 2 also the gradients, as edpo's GradReducer runs it: each rank
-// keeps its own share and the buckets in flight). Activations are counted from the tensors
-// this implementation's layer (csrc/models/layers.cc) keeps for backward.
+// keeps its own share and the buckets in flight; 3 also the weights and, by default, the
+// reference, each gathered one unit at a time: see gatherUnits). Activations are counted from the
+// tensors this implementation's layer (csrc/models/layers.cc) keeps for backward.
 import { expectedTensors, type ModelConfig } from './config'
 import { LINEAR_MODULES, type LinearModule } from './lora'
 
@@ -27,7 +28,11 @@ export interface PlanOptions {
   /** Prompt tokens per sequence: the loss's logits cover only the rest (the completion). */
   maxPromptLength: number
   nprocPerNode: number
-  zeroStage: 0 | 1 | 2
+  zeroStage: 0 | 1 | 2 | 3
+  /** ZeRO-3: the frozen reference sharded like the policy (default true); false: a whole copy per device. */
+  shardReference?: boolean
+  /** Micro-batches per optimizer step (default 1): at ZeRO-2 the earlier ones build every gradient locally. */
+  gradAccumulation?: number
   /** Several devices: bytes per gradient bucket (default 25 MiB, --bucket-mb). */
   bucketBytes?: number
   /** Several devices: gradients reduced during the backward (default true, --grad-overlap). */
@@ -44,13 +49,17 @@ export interface MemoryPlan {
   trainableParameters: number
   weights: number
   reference: number
-  /** This device's gradients at rest: all of them, or at ZeRO-2 its own share. */
+  /** ZeRO-3: the gathered weights held at once (the unit computing and the one prefetched, or the loss's heads); 0 below stage 3. */
+  gatheredWeights: number
+  /** This device's gradients: all of them, or at ZeRO-2 (one micro-batch per step) and ZeRO-3 its own share. */
   gradients: number
   /**
    * Several devices, during the backward: gradient bytes beside `gradients`. ZeRO-2 with overlap:
    * the buckets in flight (two non-owned buckets reducing, plus the one filling and its flattened
    * copy, where one tensor larger than a bucket is a bucket); without overlap every non-owned
-   * gradient until the sync. ZeRO-0/1: one bucket's flattened copy.
+   * gradient until the sync. ZeRO-0/1 (and ZeRO-2 with gradient accumulation): one bucket's
+   * flattened copy. ZeRO-3: the full gradients of the unit being reduce-scattered and the one
+   * still in flight.
    */
   gradientBuckets: number
   optimizer: number
@@ -61,7 +70,12 @@ export interface MemoryPlan {
   logitsMaterialised: number
   /** The forward's working set beside the kept activations: the reference's layer (no grad) or the policy's attention temporaries. */
   layerTemporaries: number
-  /** The step's peak of tensor bytes: weights + reference + optimizer + max(activations + max(logits, layer temporaries), gradients + gradient buckets + one layer's activations). */
+  /**
+   * The step's peak of tensor bytes: weights + reference + optimizer + max(activations +
+   * max(logits, layer temporaries), gradients + gradient buckets + one layer's activations); at
+   * ZeRO-3 the gradient shards and the gathered weights are counted outside the max (they live
+   * beside the activations).
+   */
   total: number
   /** The process before training (PlanOptions.runtimeBytes): a CPU run's resident peak is runtime + total. */
   runtime: number
@@ -133,17 +147,36 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const lora = o.loraR !== undefined
   const trainable = lora ? loraParams : parameters
   const N = o.nprocPerNode
-  const shard = (stage: number) => (o.zeroStage >= stage ? N : 1)
+  if (o.zeroStage === 3 && lora) throw new RangeError('ZeRO-3 shards full fine-tuning only: LoRA has no stage-3 plan')
+  const zero3 = o.zeroStage === 3 && N > 1
+  // ZeRO-2 reduces only in the last micro-batch's backward: the earlier ones build every gradient.
+  const accumulating = (o.gradAccumulation ?? 1) > 1
+  const shard = (stage: number) => (o.zeroStage >= stage && !(stage === 2 && o.zeroStage === 2 && accumulating) ? N : 1)
+  const units = gatherUnits(c, shapes)
+  // ZeRO-3: each unit is flattened and padded to a multiple of N; a device keeps 1/N of each.
+  const shardElements = units.reduce((a, u) => a + Math.ceil(u / N), 0)
+  // The unit computing and the next one, whose gather is prefetched: the largest adjacent pair;
+  // during the loss, the policy's head and (sharded) the reference's, or in the backward the
+  // policy's head beside the last layer it prefetches.
+  const adjacentPair = units.reduce((m, u, i) => Math.max(m, u + (units[i + 1] ?? 0)), 0)
+  const head = c.tie_word_embeddings ? units[0]! : units[units.length - 1]!
+  const referenceGathered = o.reference && (o.shardReference ?? true)
+  const gathered = Math.max(adjacentPair, head * (referenceGathered ? 2 : 1), head + units[1]!)
 
-  const weights = parameters * E + (lora ? loraParams * 4 : 0)
+  const weights = zero3 ? shardElements * E : parameters * E + (lora ? loraParams * 4 : 0)
   // Full FT keeps a frozen copy of the base; LoRA's reference is the base with adapters off; a reference-free method has none.
-  const reference = o.reference && !lora ? parameters * E : 0
+  const reference = o.reference && !lora ? (zero3 && (o.shardReference ?? true) ? shardElements : parameters) * E : 0
+  const gatheredWeights = zero3 ? gathered * E : 0
   const gradBytes = lora ? 4 : E
-  const gradients = (trainable * gradBytes) / shard(2)
-  const gradientBuckets = N > 1 ? inFlightGradientBytes(o, trainable * gradBytes, gradients, largestTrainable(shapes, lora, o) * gradBytes) : 0
+  const gradients = zero3 ? shardElements * E : (trainable * gradBytes) / shard(2)
+  const gradientBuckets = zero3
+    ? adjacentPair * E
+    : N > 1
+      ? inFlightGradientBytes(o, shard(2) > 1, trainable * gradBytes, gradients, largestTrainable(shapes, lora, o) * gradBytes)
+      : 0
   // AdamW: m and v in fp32 (the param dtype for fp32/fp64), plus an fp32 master copy of reduced-precision params.
   const stateBytes = lora ? 8 : reduced ? 4 + 4 + 4 : 2 * E
-  const optimizer = (trainable * stateBytes) / shard(1)
+  const optimizer = zero3 ? shardElements * stateBytes : (trainable * stateBytes) / shard(1)
 
   const sequences = o.data === 'pairs' ? 2 * o.batchSize : o.batchSize
   const tokens = sequences * o.maxLength
@@ -186,13 +219,17 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   // Backward frees each layer's activations as it fills the gradients: the step's peak is the
   // larger of (activations + the loss's or the forward's working set) and (gradients + one layer's activations).
   const layerShare = o.gradientCheckpointing ? perLayer : activations / c.num_hidden_layers
-  const total = weights + reference + optimizer + Math.max(activations + Math.max(logitsChunked, layerTemporaries), gradients + gradientBuckets + layerShare)
+  const forward = activations + Math.max(logitsChunked, layerTemporaries)
+  const total = zero3
+    ? weights + reference + optimizer + gradients + gatheredWeights + Math.max(forward, gradientBuckets + layerShare)
+    : weights + reference + optimizer + Math.max(forward, gradients + gradientBuckets + layerShare)
   const runtime = o.runtimeBytes ?? 0
   return {
     parameters,
     trainableParameters: trainable,
     weights,
     reference,
+    gatheredWeights,
     gradients,
     gradientBuckets,
     optimizer,
@@ -222,11 +259,30 @@ function largestTrainable(shapes: Map<string, number[]>, lora: boolean, o: PlanO
   return largest
 }
 
-/** MemoryPlan.gradientBuckets: of `full` gradient bytes this device keeps `kept`; `largest` is the largest gradient's. */
-function inFlightGradientBytes(o: PlanOptions, full: number, kept: number, largest: number): number {
+/**
+ * ZeRO-3's units, in the forward's order, as element counts: the embedding, each decoder layer,
+ * the final norm and (untied) the head. Each is one flat tensor per rank (csrc/dist/layer_shards.cc).
+ */
+export function gatherUnits(c: ModelConfig, shapes: Map<string, number[]> = expectedTensors(c)): number[] {
+  const units = new Map<string, number>()
+  for (const [name, s] of shapes) {
+    const key = /^model\.layers\.(\d+)\./.exec(name)?.[0] ?? name
+    units.set(key, (units.get(key) ?? 0) + s.reduce((a, b) => a * b, 1))
+  }
+  const order = [
+    'model.embed_tokens.weight',
+    ...Array.from({ length: c.num_hidden_layers }, (_, l) => `model.layers.${l}.`),
+    'model.norm.weight',
+    'lm_head.weight',
+  ]
+  return order.filter((k) => units.has(k)).map((k) => units.get(k)!)
+}
+
+/** MemoryPlan.gradientBuckets below ZeRO-3: of `full` gradient bytes this device keeps `kept`; `largest` is the largest gradient's. */
+function inFlightGradientBytes(o: PlanOptions, reducedOntoOwners: boolean, full: number, kept: number, largest: number): number {
   const bucket = o.bucketBytes ?? 25 * 2 ** 20
   const nonOwned = full - kept
-  if (o.zeroStage < 2) return (o.gradOverlap ?? true) ? Math.min(bucket, full) : 0
+  if (!reducedOntoOwners) return (o.gradOverlap ?? true) ? Math.min(bucket, full) : 0
   if (!(o.gradOverlap ?? true)) return nonOwned
   return Math.min(nonOwned, 2 * bucket + Math.max(largest, 2 * bucket))
 }

@@ -27,6 +27,7 @@ import { type SftConfig, type SftConfigInput, sftConfigSchema } from './sft-conf
 import { applyStepFractions } from './step-fractions'
 import { DataParallel, type ZeroStage } from '../distributed/data-parallel'
 import { OPTIMIZER_FILE, optimizerStateFiles, optimizerShardFile } from '../distributed/optimizer-shards'
+import { checkZero3Resume, saveShardedModel, shardForZero3 } from '../distributed/zero3'
 import { EdpoError } from '../core/errors'
 import { saveSafetensors } from '../io'
 import { memoryStats, trimHeap } from '../core/memory'
@@ -95,10 +96,15 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     const { config: c, resumed } = run
     this.config = c
     method.model.train().setGradientCheckpointing(c.gradientCheckpointing)
+    if (c.zeroStage === 3) shardForZero3(run.dist, method.model, method.reference, c.shardReference)
     // With LoRA only the adapters train (and are averaged and sharded).
     const named = [...method.model.trainableParameters()]
     this.trainable = named.map(([, p]) => p)
-    this.dp = new DataParallel(run.dist, c.zeroStage as ZeroStage, this.trainable, { overlap: c.gradOverlap, bucketBytes: c.bucketMb * 2 ** 20 })
+    this.dp = new DataParallel(run.dist, c.zeroStage as ZeroStage, this.trainable, {
+      overlap: c.gradOverlap,
+      bucketBytes: c.bucketMb * 2 ** 20,
+      shardedModel: c.zeroStage === 3 ? method.model : undefined,
+    })
     this.optimizer = new AdamW(this.dp.owned(named), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })
     // The sampler draws global micro-batches (batch × world); each rank trains its block of each.
     // --group-by-length: the order is a function of the lengths too, which resume recomputes from the same data.
@@ -112,6 +118,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     })
     const totalSteps = c.maxSteps ?? Math.ceil((c.epochs * this.sampler.batchesPerEpoch) / c.gradAccumulation)
     if (resumed) {
+      checkZero3Resume(resumed.dir, { stage: (resumed.file.config as { zeroStage?: number }).zeroStage ?? 0 }, { stage: c.zeroStage, world: this.dp.world })
       this.optimizer.loadStateFiles(optimizerStateFiles(resumed.dir, this.dp.rank, this.dp.world, this.dp.sharded), resumed.file.step)
       this.savedStep = resumed.file.step
       const own = Object.entries(method.savedState()).filter(([, v]) => typeof v === 'number')
@@ -169,19 +176,25 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       counts.push(this.dp.counts(global.length))
       // Every rank arms, with rows or without: the reduction's collectives must match.
       if (k === c.gradAccumulation - 1) this.dp.beforeLastBackward()
-      if (rows.length === 0) continue
+      const standIn = rows.length === 0 && this.dp.forwardsEveryBatch
+      if (rows.length === 0 && !standIn) continue
       const before = reportMemory ? memoryStats().tensorBytes : 0
-      const out = await this.method.microBatch(rows, { grad: true, lap })
+      // ZeRO-3: a rank without rows runs a global row weighted 0, since its gathers are collectives.
+      const out = await this.method.microBatch(standIn ? global.slice(0, 1) : rows, { grad: true, lap })
       lap?.('loss')
       // What the forward leaves alive for the backward (the graph's saved tensors): the activations.
       if (reportMemory) activations = Math.max(activations, memoryStats().tensorBytes - before)
-      const weight = this.dp.lossWeight(this.lossCount(rows), this.lossCount(global))
+      const weight = standIn ? 0 : this.dp.lossWeight(this.lossCount(rows), this.lossCount(global))
       const scaled = out.loss.mul(weight / c.gradAccumulation)
       await scaled.backwardAsync()
       lap?.('backward')
       // Free device memory now rather than at the next garbage collection; the stats wait for the step's end.
       scaled.dispose()
       out.loss.dispose()
+      if (standIn) {
+        out.stats.dispose()
+        continue
+      }
       stats.push(out.stats)
       tokens += out.tokens
     }
@@ -255,10 +268,12 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       const global = rows.slice(start, start + size)
       const mine = this.dp.shard(global)
       counts.push(this.dp.counts(global.length))
-      if (mine.length === 0) continue
-      const out = await this.method.microBatch(mine, { grad: false })
+      const standIn = mine.length === 0 && this.dp.forwardsEveryBatch
+      if (mine.length === 0 && !standIn) continue
+      const out = await this.method.microBatch(standIn ? global.slice(0, 1) : mine, { grad: false })
       out.loss.dispose()
-      stats.push(out.stats)
+      if (standIn) out.stats.dispose()
+      else stats.push(out.stats)
     }
     const summary = this.method.summarize((await this.dp.gatherStats(readBack(stats), counts, false)).views, false)
     return Object.fromEntries(Object.entries(summary).map(([k, v]) => [`eval_${k}`, v]))
@@ -269,11 +284,14 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     const { dp, state } = this
     this.savedStep = state.step
     const shard = dp.sharded ? optimizerShardFile(dp.rank, dp.world) : OPTIMIZER_FILE
+    // ZeRO-3: every rank gathers the model unit by unit; rank 0 writes it.
+    const gathered = dp.forwardsEveryBatch
     if (!dp.isMain) {
       // ZeRO: this rank's optimizer shard goes into rank 0's temporary folder between its two barriers.
       if (dp.sharded) {
         await dp.group!.barrier()
         saveSafetensors(path.join(this.checkpoints.tempDir(state.step, 0), shard), this.optimizer.stateTensors())
+        if (gathered) await saveShardedModel(dp.group!, this.method.model, undefined)
         await dp.group!.barrier()
       }
       return path.join(this.config.out, `checkpoint-${state.step}`)
@@ -283,7 +301,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       async (dir) => {
         // The folder exists: the other ranks write their shards while rank 0 writes the rest.
         if (dp.sharded) await dp.group!.barrier()
-        await saveTrainedModel(this.method.model, dir, this.config.model)
+        if (gathered) await saveShardedModel(dp.group!, this.method.model, dir)
+        else await saveTrainedModel(this.method.model, dir, this.config.model)
         for (const f of TOKENIZER_FILES) {
           const src = path.join(this.config.model, f)
           if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f))

@@ -8,6 +8,7 @@ import type { z } from 'zod'
 
 import type { LoadSftDataOptions } from '../data'
 import type { DistGroup } from '../distributed/group'
+import { checkZeroStage } from '../distributed/zero3'
 import { EdpoInputError } from '../core/errors'
 import { CausalLM } from '../model'
 import { formatZodError } from '../core/validate'
@@ -73,6 +74,7 @@ export function openRun<C extends RunConfig, S extends object>(kind: RunKind<C>,
   // Each rank of a GPU run uses its own device, cuda:LOCAL_RANK.
   if (opts.dist && config.device.startsWith('cuda')) config.device = `cuda:${opts.dist.localRank}`
   if (!opts.dist && config.zeroStage > 0) log(`note: --zero-stage ${config.zeroStage} shards across ranks; with one process it changes nothing`)
+  checkZeroStage({ ...config, method: (config as { method?: string }).method })
   // A missing device, run folder or model fails now, not after the data loads.
   checkDevice(config.device)
   if (follower) ensureFolderExists(config.out)

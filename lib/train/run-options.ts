@@ -173,9 +173,14 @@ export const ENGINE_OPTIONS = {
   },
   keepLast: { aliases: ['save_total_limit'], schema: count.default(2), kind: 'integer', help: 'checkpoints to keep' },
   zeroStage: {
-    schema: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(0),
+    schema: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).default(0),
     kind: 'integer',
-    help: 'several ranks: 1 shards the AdamW state (fp32 master, m, v) across ranks, 2 also the gradients, reduced onto their owners during the backward (DeepSpeed ZeRO)',
+    help: 'several ranks: 1 shards the AdamW state (fp32 master, m, v) across ranks, 2 also the gradients, reduced onto their owners during the backward, 3 also the weights, gathered a layer at a time (DeepSpeed ZeRO)',
+  },
+  shardReference: {
+    schema: z.boolean().default(true),
+    kind: 'boolean',
+    help: 'ZeRO-3: shard the frozen reference like the policy (--no-shard-reference: a whole copy on every rank)',
   },
   gradOverlap: {
     schema: z.boolean().default(true),

@@ -83,8 +83,18 @@ export function lastCheckpoint(out: string): string {
 export function trainedWeights(out: string): Record<string, Float32Array> {
   const ck = lastCheckpoint(out)
   const adapter = path.join(ck, 'adapter_model.safetensors')
-  const tensors = loadSafetensors(fs.existsSync(adapter) ? adapter : path.join(ck, 'model.safetensors'))
-  return Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, v.toArray() as Float32Array]))
+  // One file, or (ZeRO-3 writes one per gather unit) the files the index names.
+  const index = path.join(ck, 'model.safetensors.index.json')
+  const files = fs.existsSync(adapter)
+    ? [adapter]
+    : fs.existsSync(index)
+      ? [...new Set(Object.values((JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map))].map((f) =>
+          path.join(ck, f),
+        )
+      : [path.join(ck, 'model.safetensors')]
+  const weights: Record<string, Float32Array> = {}
+  for (const f of files) for (const [k, v] of Object.entries(loadSafetensors(f))) weights[k] = v.toArray() as Float32Array
+  return weights
 }
 
 /** The largest |Δw| between two runs' trained weights (checking they hold the same tensors). */

@@ -11,6 +11,10 @@ import { SftTrainer, Trainer } from '../../lib/train/engine'
 interface Job {
   kind: 'train' | 'sft'
   config: Record<string, unknown>
+  /** Rank 0 copies this checkpoint folder first (a run cut after it), the other rank waits for it. */
+  copyBefore?: { from: string; to: string }
+  /** Resume this checkpoint folder (config then holds only what changes). */
+  resume?: string
   /** Append each step's metrics as this rank saw them to <out>/rank-<r>-steps.jsonl. */
   stepLog?: boolean
 }
@@ -21,12 +25,18 @@ async function main(): Promise<void> {
   const group = await DistGroup.join(env, { device: 'cpu', timeoutSeconds: 60 })
   const jobs = JSON.parse(fs.readFileSync(process.argv[2]!, 'utf8')) as Job[]
   for (const job of jobs) {
-    const opts = { dist: group, log: () => {} }
+    if (job.copyBefore) {
+      if (env.rank === 0) fs.cpSync(job.copyBefore.from, job.copyBefore.to, { recursive: true })
+      await group.barrier()
+    }
+    const opts = { dist: group, log: () => {}, ...(job.resume ? { resume: job.resume } : {}) }
     const trainer = job.kind === 'sft' ? await SftTrainer.create(job.config as never, opts) : await Trainer.create(job.config as never, opts)
-    const log = path.join(job.config.out as string, `rank-${env.rank}-steps.jsonl`)
-    if (job.stepLog) trainer.on('step', (s) => fs.appendFileSync(log, JSON.stringify({ step: s.step, ...s.metrics }) + '\n'))
+    if (job.stepLog) {
+      const log = path.join(job.config.out as string, `rank-${env.rank}-steps.jsonl`)
+      trainer.on('step', (s) => fs.appendFileSync(log, JSON.stringify({ step: s.step, ...s.metrics }) + '\n'))
+    }
     await trainer.train()
-    process.stdout.write(`done ${job.config.out as string}\n`)
+    process.stdout.write(`done ${(job.config.out as string | undefined) ?? job.resume}\n`)
   }
 }
 

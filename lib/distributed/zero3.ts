@@ -1,0 +1,88 @@
+// ZeRO-3 (--zero-stage 3) around the engine: before the optimizer sees any parameter, the policy
+// and (by default, --shard-reference) the frozen reference become per-rank shards of their gather
+// units (csrc/dist/layer_shards.h), so the optimizer, the gradient norm and the checkpoints' optimizer
+// files see only shards ("zero3.<unit>"). A checkpoint's model is gathered one unit at a time:
+// every rank gathers, rank 0 writes one file per unit, and no rank holds more than one unit whole.
+import { EdpoInputError } from '../core/errors'
+import type { CausalLM } from '../model/causal-lm'
+import { writeCheckpointStreamed } from '../model/checkpoint-files'
+import type { DistGroup } from './group'
+import { OPTIMIZER_FILE, optimizerFiles } from './optimizer-shards'
+
+/** Settings ZeRO-3 cannot run, named by their flags; checked before any work. */
+export function checkZeroStage(c: {
+  zeroStage: number
+  shardReference: boolean
+  gradOverlap: boolean
+  loraR?: number
+  adapter?: string
+  method?: string
+}): void {
+  if (!c.shardReference && c.zeroStage !== 3) throw new EdpoInputError('--no-shard-reference: only ZeRO-3 shards the reference; give --zero-stage 3')
+  if (c.zeroStage !== 3) return
+  if (!c.gradOverlap)
+    throw new EdpoInputError('--no-grad-overlap with --zero-stage 3: ZeRO-3 reduce-scatters each unit during the backward; leave --grad-overlap on')
+  if (c.loraR !== undefined || c.adapter !== undefined)
+    throw new EdpoInputError(
+      `--zero-stage 3 with ${c.loraR !== undefined ? '--lora-r' : '--adapter'}: ZeRO-3 shards full fine-tuning only; LoRA trains at --zero-stage 0-2`,
+    )
+  if (c.method === 'tr-dpo')
+    throw new EdpoInputError(
+      '--zero-stage 3 with --method tr-dpo: its moving reference is written whole into each checkpoint, which stage 3 does not gather yet; use --zero-stage 2',
+    )
+}
+
+/**
+ * Shards the policy and, with shardReference, the reference over the group (a whole reference
+ * otherwise). One process: nothing to shard over.
+ */
+export function shardForZero3(group: DistGroup | undefined, model: CausalLM, reference: CausalLM | undefined, shardReference: boolean): void {
+  if (!group) return
+  group.shardModel(model)
+  if (reference && shardReference && reference !== model) group.shardModel(reference)
+}
+
+/**
+ * The Hugging Face folder of a sharded model, streamed: unit by unit, each gathered on every rank
+ * (call it on all of them), written by the rank with `dir` (the others pass undefined).
+ */
+export async function saveShardedModel(group: DistGroup, model: CausalLM, dir: string | undefined): Promise<void> {
+  const units = model.namedParameters()
+  const count = units.size
+  const dtype = [...units.values()][0]!.dtype
+  for (const t of units.values()) t.dispose()
+  const { config, storedTiedHead } = model.checkpointLayout(dtype)
+  await writeCheckpointStreamed(
+    dir ?? '',
+    count,
+    async (i) => {
+      const tensors = await group.gatherUnit(model, i)
+      // A tied head stored on load is written again, beside the embedding it is.
+      const embed = tensors.find(([n]) => n === 'model.embed_tokens.weight')
+      if (storedTiedHead && embed) tensors.push(['lm_head.weight', embed[1].detach()])
+      return tensors
+    },
+    config,
+    dir !== undefined,
+  )
+}
+
+/**
+ * --resume across layouts: ZeRO-3's optimizer state is one flat chunk per gather unit and rank, so
+ * (until re-sharding it is written) a checkpoint resumes at ZeRO-3 only from ZeRO-3 on as many
+ * ranks, and a ZeRO-3 checkpoint only so. Missing optimizer files are named first.
+ */
+export function checkZero3Resume(dir: string, saved: { stage: number }, now: { stage: number; world: number }): void {
+  const found = optimizerFiles(dir)
+  if ('problem' in found) throw new EdpoInputError(`--resume ${dir}: ${found.problem}`)
+  const savedWorld = found.files[0] === OPTIMIZER_FILE ? 1 : found.files.length
+  const sharded3 = (stage: number, world: number) => stage === 3 && world > 1
+  const before = sharded3(saved.stage, savedWorld)
+  const after = sharded3(now.stage, now.world)
+  if (!before && !after) return
+  if (before && after && savedWorld === now.world) return
+  throw new EdpoInputError(
+    `--resume ${dir}: its optimizer state is ZeRO-${saved.stage} on ${savedWorld} rank(s), this run ZeRO-${now.stage} on ${now.world}; ` +
+      `ZeRO-3 keeps one flat chunk per gather unit and rank, so it resumes only at --zero-stage 3 on the same number of ranks (re-sharding it is not implemented yet)`,
+  )
+}
