@@ -16,7 +16,7 @@ import t from 'tap'
 import { readMetrics } from '../lib/train/metrics-log'
 import { SftTrainer, Trainer } from '../lib/train/engine'
 import { tempDir } from './helpers/data-fixtures'
-import { RUN_SETTINGS, startRankPair, weightDifference } from './helpers/dist-run'
+import { folderWeights, RUN_SETTINGS, startRankPair, weightDifference } from './helpers/dist-run'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 
 type T = { ok(v: boolean, m: string): void; equal(a: unknown, b: unknown, m: string): void; same(a: unknown, b: unknown, m: string): void }
@@ -66,13 +66,22 @@ t.test('ZeRO-3 on 2 ranks equals 1 process and ZeRO-0', async (t) => {
       ranks: { shardReference: false },
     },
     { label: 'dpo checkpointing', kind: 'train', config: { ...pref, method: 'dpo', gradientCheckpointing: true } },
+    // The moving reference mixes the policy in shard by shard, after every step (τ = 1).
+    { label: 'tr-dpo soft', kind: 'train', config: { ...pref, method: 'tr-dpo', trDpoTau: 1 } },
+    { label: 'tr-dpo hard checkpointing', kind: 'train', config: { ...pref, method: 'tr-dpo', trDpoTau: 2, trDpoMode: 'hard', gradientCheckpointing: true } },
+    // β-DPO's M0, σ, filtering and β are the global micro-batch's on every rank (an all-gather of the margins).
+    { label: 'beta-dpo accumulation 2', kind: 'train', config: { ...pref, method: 'beta-dpo', gradAccumulation: 2 } },
     { label: 'sft accumulation 2', kind: 'sft', config: { ...base, gradAccumulation: 2 } },
     { label: 'sft checkpointing', kind: 'sft', config: { ...base, gradientCheckpointing: true } },
   ]
+  // Also compared with ZeRO-0 on 2 ranks, where a rank without rows skips a micro-batch (ZeRO-3 and β-DPO run a stand-in row).
+  const againstZero0 = cases.filter((c) => /^(epsilon-dpo checkpointing|beta-dpo)/.test(c.label))
   const out = (label: string, what: string) => path.join(work, `${label.replace(/ /g, '-')}-${what}`)
-  const jobs = cases.map((c) => ({ kind: c.kind, config: { ...c.config, ...c.ranks, batchSize: 4, zeroStage: 3, out: out(c.label, 'zero3') } }))
-  const zero0 = cases[1]!
-  jobs.push({ kind: 'train', config: { ...zero0.config, batchSize: 4, out: out(zero0.label, 'zero0') } })
+  const jobs = cases.map((c) => ({
+    kind: c.kind,
+    config: { ...c.config, ...c.ranks, batchSize: 4, zeroStage: 3, out: out(c.label, 'zero3') },
+  }))
+  for (const c of againstZero0) jobs.push({ kind: c.kind, config: { ...c.config, batchSize: 4, out: out(c.label, 'zero0') } })
   const pair = startRankPair(work, jobs, 900_000)
   for (const c of cases) {
     const config = { ...c.config, batchSize: 8, out: out(c.label, 'one') }
@@ -85,7 +94,7 @@ t.test('ZeRO-3 on 2 ranks equals 1 process and ZeRO-0', async (t) => {
     const d = compareRuns(t, `ZeRO-3 vs 1 process (${c.label})`, out(c.label, 'one'), out(c.label, 'zero3'))
     t.comment(`${c.label}: worst loss ${d.loss.toExponential(2)}, worst |Δw| ${d.weight.toExponential(2)}`)
   }
-  compareRuns(t, `ZeRO-3 vs ZeRO-0 (${zero0.label})`, out(zero0.label, 'zero0'), out(zero0.label, 'zero3'))
+  for (const c of againstZero0) compareRuns(t, `ZeRO-3 vs ZeRO-0 (${c.label})`, out(c.label, 'zero0'), out(c.label, 'zero3'))
 })
 
 const STATE_KEYS = ['policy_weights', 'reference_weights', 'master_weights', 'optimizer_moments', 'gradients'].map((k) => `memory/${k}_bytes`)
@@ -146,9 +155,50 @@ t.test('ZeRO-3: half the state per rank at rest; checkpoints resume bit-exact on
   // What stage 3 does not run is refused before any work, naming the flags.
   const { epsilon: _epsilon, ...fresh } = { ...config, out: path.join(work, 'refused'), batchSize: 8 }
   await t.rejects(Trainer.create({ ...fresh, epsilon: 0.1, zeroStage: 3, loraR: 4 } as never, { log: () => {} }), /--zero-stage 3 with --lora-r/)
-  await t.rejects(Trainer.create({ ...fresh, zeroStage: 3, method: 'tr-dpo' } as never, { log: () => {} }), /--zero-stage 3 with --method tr-dpo/)
+  await t.rejects(
+    Trainer.create({ ...fresh, zeroStage: 3, method: 'tr-dpo', shardReference: false } as never, { log: () => {} }),
+    /--zero-stage 3 with --method tr-dpo and --no-shard-reference/,
+  )
   await t.rejects(
     Trainer.create({ ...fresh, epsilon: 0.1, zeroStage: 2, shardReference: false } as never, { log: () => {} }),
     /--no-shard-reference: .*--zero-stage 3/,
   )
+})
+
+t.test('ZeRO-3 TR-DPO: the sharded moving reference is gathered into each checkpoint and resumes bit-exact', async (t) => {
+  const model = makeTrainableModel(t, 3)
+  const referenceModel = makeTrainableModel(t, 4)
+  const work = tempDir(t)
+  const data = writeToyPreferences(work, 17)
+  const config = { model, referenceModel, data: [data], ...RUN_SETTINGS, method: 'tr-dpo', trDpoTau: 1, beta: 0.5, maxSteps: 4, saveEvery: 2 }
+  const full = path.join(work, 'full')
+  const cut = path.join(work, 'cut')
+  const pair = startRankPair(
+    work,
+    [
+      { kind: 'train', config: { ...config, batchSize: 4, zeroStage: 3, out: full } },
+      { kind: 'train', resume: cut, config: {}, copyBefore: { from: path.join(full, 'checkpoint-2'), to: path.join(cut, 'checkpoint-2') } },
+    ],
+    600_000,
+  )
+  const { codes, stderr } = await pair.done
+  t.same(codes, [0, 0], `both ranks finished (stderr: ${stderr})`)
+  const reference = (out: string) => path.join(out, 'checkpoint-4', 'reference')
+  const files = fs.readdirSync(reference(full)).filter((f) => f.endsWith('.safetensors'))
+  t.ok(
+    files.some((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f)),
+    `the reference is written gathered, one file per unit (${files.join(', ')})`,
+  )
+  // The reference moved: after 4 syncs at τ = 1 it is no longer the model it started from.
+  const start = folderWeights(referenceModel)
+  const moved = folderWeights(reference(full))
+  t.same(Object.keys(moved).sort(), Object.keys(start).sort(), 'the reference holds every tensor, unsharded')
+  t.ok(
+    Object.entries(moved).some(([k, v]) => v.some((x, i) => x !== start[k]![i])),
+    'the reference followed the policy',
+  )
+  for (const f of files)
+    t.ok(fs.readFileSync(path.join(reference(cut), f)).equals(fs.readFileSync(path.join(reference(full), f))), `resume is bit-exact: reference/${f}`)
+  for (const f of fs.readdirSync(path.join(full, 'checkpoint-4')).filter((n) => n.endsWith('.safetensors')))
+    t.ok(fs.readFileSync(path.join(cut, 'checkpoint-4', f)).equals(fs.readFileSync(path.join(full, 'checkpoint-4', f))), `resume is bit-exact: ${f}`)
 })

@@ -16,6 +16,9 @@ export function checkZeroStage(c: {
   gradOverlap: boolean
   loraR?: number
   adapter?: string
+  /** The method's reference follows the policy (TR-DPO). */
+  movingReference: boolean
+  /** How the user named the method, for the message. */
   method?: string
 }): void {
   if (!c.shardReference && c.zeroStage !== 3) throw new EdpoInputError('--no-shard-reference: only ZeRO-3 shards the reference; give --zero-stage 3')
@@ -26,9 +29,10 @@ export function checkZeroStage(c: {
     throw new EdpoInputError(
       `--zero-stage 3 with ${c.loraR !== undefined ? '--lora-r' : '--adapter'}: ZeRO-3 shards full fine-tuning only; LoRA trains at --zero-stage 0-2`,
     )
-  if (c.method === 'tr-dpo')
+  // A moving reference (TR-DPO) mixes the policy in shard by shard, which needs both sharded alike.
+  if (c.movingReference && !c.shardReference)
     throw new EdpoInputError(
-      '--zero-stage 3 with --method tr-dpo: its moving reference is written whole into each checkpoint, which stage 3 does not gather yet; use --zero-stage 2',
+      `--zero-stage 3 with --method ${c.method} and --no-shard-reference: the reference follows the policy shard by shard, so it is sharded like the policy; drop --no-shard-reference`,
     )
 }
 

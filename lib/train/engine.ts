@@ -36,7 +36,7 @@ import { AdamW } from './adamw'
 import { CheckpointManager } from './checkpoints'
 import { saveTrainedModel } from './lora-run'
 import type { RunConfig } from './run-options'
-import type { TrainingMethod } from './method'
+import type { BatchShare, TrainingMethod } from './method'
 import { gradientBytes, memoryMetrics, memoryReport, memoryReportEnabled, resetMemoryPeaks } from './memory-report'
 import { type Metrics, MetricsLog } from './metrics-log'
 import type { Run } from './open-run'
@@ -176,11 +176,11 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       counts.push(this.dp.counts(global.length))
       // Every rank arms, with rows or without: the reduction's collectives must match.
       if (k === c.gradAccumulation - 1) this.dp.beforeLastBackward()
-      const standIn = rows.length === 0 && this.dp.forwardsEveryBatch
+      const standIn = rows.length === 0 && this.everyRankRuns
       if (rows.length === 0 && !standIn) continue
       const before = reportMemory ? memoryStats().tensorBytes : 0
-      // ZeRO-3: a rank without rows runs a global row weighted 0, since its gathers are collectives.
-      const out = await this.method.microBatch(standIn ? global.slice(0, 1) : rows, { grad: true, lap })
+      // A rank without rows runs a global row weighted 0 where the micro-batch holds collectives.
+      const out = await this.method.microBatch(standIn ? global.slice(0, 1) : rows, { grad: true, lap, share: this.share(counts[counts.length - 1]!, standIn) })
       lap?.('loss')
       // What the forward leaves alive for the backward (the graph's saved tensors): the activations.
       if (reportMemory) activations = Math.max(activations, memoryStats().tensorBytes - before)
@@ -258,6 +258,19 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     return report
   }
 
+  /**
+   * Whether a rank without rows still runs each micro-batch (on a stand-in row): ZeRO-3's gathers
+   * and a collective loss (β-DPO) are collectives every rank must join.
+   */
+  private get everyRankRuns(): boolean {
+    return this.dp.forwardsEveryBatch || (this.dp.group !== undefined && this.method.collectiveLoss === true)
+  }
+
+  /** On several ranks: where this rank's rows sit in the global micro-batch split `counts`. */
+  private share(counts: readonly number[], standIn: boolean): BatchShare | undefined {
+    return this.dp.group ? { counts, rank: this.dp.rank, standIn } : undefined
+  }
+
   /** The method's metrics (eval_-prefixed) on the eval split, or on `rows`; changes no state. */
   async evaluate(rows: readonly Row[] | undefined = this.method.eval): Promise<Metrics | undefined> {
     if (!rows || rows.length === 0) return undefined
@@ -268,15 +281,19 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       const global = rows.slice(start, start + size)
       const mine = this.dp.shard(global)
       counts.push(this.dp.counts(global.length))
-      const standIn = mine.length === 0 && this.dp.forwardsEveryBatch
+      const standIn = mine.length === 0 && this.everyRankRuns
       if (mine.length === 0 && !standIn) continue
-      const out = await this.method.microBatch(standIn ? global.slice(0, 1) : mine, { grad: false })
+      const out = await this.method.microBatch(standIn ? global.slice(0, 1) : mine, { grad: false, share: this.share(counts[counts.length - 1]!, standIn) })
       out.loss.dispose()
       if (standIn) out.stats.dispose()
       else stats.push(out.stats)
     }
     const summary = this.method.summarize((await this.dp.gatherStats(readBack(stats), counts, false)).views, false)
     return Object.fromEntries(Object.entries(summary).map(([k, v]) => [`eval_${k}`, v]))
+  }
+
+  private savedModels(): readonly (readonly [string, CausalLM])[] {
+    return this.method.savedModels?.() ?? []
   }
 
   /** Writes checkpoint-<step>: the HF model folder (with LoRA: the PEFT adapter folder) with tokenizer files, optimizer state, the method's files, trainer_state.json. */
@@ -291,7 +308,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       if (dp.sharded) {
         await dp.group!.barrier()
         saveSafetensors(path.join(this.checkpoints.tempDir(state.step, 0), shard), this.optimizer.stateTensors())
-        if (gathered) await saveShardedModel(dp.group!, this.method.model, undefined)
+        // The same gathers as rank 0's below, in the same order: the policy, then the method's models.
+        if (gathered) for (const model of [this.method.model, ...this.savedModels().map(([, m]) => m)]) await saveShardedModel(dp.group!, model, undefined)
         await dp.group!.barrier()
       }
       return path.join(this.config.out, `checkpoint-${state.step}`)
@@ -308,7 +326,9 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
           if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f))
         }
         saveSafetensors(path.join(dir, shard), this.optimizer.stateTensors())
-        await this.method.saveFiles?.(dir)
+        for (const [sub, model] of this.savedModels())
+          if (gathered) await saveShardedModel(dp.group!, model, path.join(dir, sub))
+          else await model.save(path.join(dir, sub))
         const s = this.state
         writeTrainerState(dir, {
           ...hfTrainerStateFields(s.step, s.totalSteps, s.epoch, this.config),
@@ -356,7 +376,12 @@ export class Trainer extends Engine<TrainConfig, TokenizedPair, PreferenceMethod
   static async create(input: TrainConfigInput, opts: CreateOptions = {}): Promise<Trainer> {
     // A resumed run's options are checked against its stored ones instead (open-run.ts).
     if (opts.resume === undefined) checkMethodOptions(input)
-    const kind = { config: trainConfigSchema, state: (c: TrainConfig) => METHODS[c.method].state, stored: storedTrainConfig }
+    const kind = {
+      config: trainConfigSchema,
+      state: (c: TrainConfig) => METHODS[c.method].state,
+      stored: storedTrainConfig,
+      movingReference: (c: TrainConfig) => METHODS[c.method].reference === 'moving',
+    }
     const run = await openRunOnRanks<TrainConfig, BetaState>(kind, input, opts)
     // The schema checked the config against this method's own options: its load reads them.
     const load = METHODS[run.config.method].load as (run: Run<TrainConfig, BetaState>) => Promise<PreferenceMethod>

@@ -28,6 +28,28 @@ export interface MicroBatchOutput {
 /** Metrics of a step or an evaluation pass; `loss` is what the finite-loss check looks at. */
 export type StepSummary = Metrics & { loss: number }
 
+/** Where this rank's rows sit in a global micro-batch split over ranks (lib/distributed/data-parallel.ts). */
+export interface BatchShare {
+  /** Rows of each rank, rank 0's first. */
+  counts: readonly number[]
+  rank: number
+  /** This rank has no rows: it runs one global row, weighted 0, only to join the collectives. */
+  standIn: boolean
+}
+
+/** How the engine runs a micro-batch. */
+export interface MicroBatchOptions {
+  /** Training (with grad) or evaluation. */
+  grad: boolean
+  /**
+   * In a profiled step (--profile-steps): called as each part ends ('batch', 'policy forward', …),
+   * it ends that section of the step's profile; the engine's own lap after the call is 'loss'.
+   */
+  lap?: (section: string) => void
+  /** On several ranks: the global micro-batch's split. */
+  share?: BatchShare
+}
+
 export interface TrainingMethod<Row, S extends object = Record<string, unknown>> {
   /** The model the optimizer trains and each checkpoint saves. */
   readonly model: CausalLM
@@ -38,12 +60,14 @@ export interface TrainingMethod<Row, S extends object = Record<string, unknown>>
   readonly eval: readonly Row[] | undefined
   /** Tokens `row` puts in a batch row before padding (what --group-by-length groups by). */
   rowLength(row: Row): number
+  /** Loss and per-example statistics of `rows` (collated on the run's device); reads nothing back. */
+  microBatch(rows: readonly Row[], o: MicroBatchOptions): Promise<MicroBatchOutput>
   /**
-   * Loss and per-example statistics of `rows` (collated on the run's device); reads nothing back.
-   * `lap`, in a profiled step (--profile-steps): called as each part ends ('batch', 'policy
-   * forward', …), it ends that section of the step's profile; the engine's own lap after the call is 'loss'.
+   * On several ranks, the loss takes a collective over them in every micro-batch (β-DPO's batch
+   * statistics are the global micro-batch's): every rank runs every micro-batch, a rank without
+   * rows on a stand-in row (MicroBatchOptions.share.standIn).
    */
-  microBatch(rows: readonly Row[], o: { grad: boolean; lap?: (section: string) => void }): Promise<MicroBatchOutput>
+  readonly collectiveLoss?: boolean
   /**
    * Metrics from the host copy of the micro-batches' stats (one row-major view per micro-batch,
    * read together once per step or evaluation). `training` is false for evaluation, whose metrics
@@ -58,8 +82,12 @@ export interface TrainingMethod<Row, S extends object = Record<string, unknown>>
   lossCount?(rows: readonly Row[]): number
   /** After the optimizer step (state.step is the new step): e.g. β update, reference sync; extra metrics. */
   afterStep?(state: TrainerState<S>): Metrics
-  /** Extra files of a checkpoint (TR-DPO's reference/), written into the temporary folder `dir`. */
-  saveFiles?(dir: string): Promise<void>
+  /**
+   * Models a checkpoint keeps beside the policy, each in its sub-folder (TR-DPO's moving reference
+   * in reference/). The engine writes them, so that at ZeRO-3 a sharded model is gathered unit by
+   * unit on every rank like the policy.
+   */
+  savedModels?(): readonly (readonly [subdir: string, model: CausalLM])[]
   /** The method's own trainer_state.json fields (β, kind), validated on resume by its spec's `state`. */
   savedState(): S
 }

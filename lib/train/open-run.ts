@@ -50,6 +50,8 @@ export interface RunKind<C> {
   stored?(config: Record<string, unknown>): Record<string, unknown>
   /** Names the kind of checkpoint in errors about its trainer_state.json. */
   what?: string
+  /** Whether the method `config` runs moves its reference (TR-DPO); checked against the ZeRO stage. */
+  movingReference?(config: C): boolean
 }
 
 export function openRun<C extends RunConfig, S extends object>(kind: RunKind<C>, input: { overwriteOutputDir?: boolean }, opts: CreateOptions): Run<C, S> {
@@ -74,7 +76,8 @@ export function openRun<C extends RunConfig, S extends object>(kind: RunKind<C>,
   // Each rank of a GPU run uses its own device, cuda:LOCAL_RANK.
   if (opts.dist && config.device.startsWith('cuda')) config.device = `cuda:${opts.dist.localRank}`
   if (!opts.dist && config.zeroStage > 0) log(`note: --zero-stage ${config.zeroStage} shards across ranks; with one process it changes nothing`)
-  checkZeroStage({ ...config, method: (config as { method?: string }).method })
+  const method = (config as { method?: string }).method
+  checkZeroStage({ ...config, method, movingReference: kind.movingReference?.(config) ?? false })
   // A missing device, run folder or model fails now, not after the data loads.
   checkDevice(config.device)
   if (follower) ensureFolderExists(config.out)

@@ -81,7 +81,11 @@ export function lastCheckpoint(out: string): string {
 
 /** A run's trained weights: the full model, or a LoRA run's adapters. */
 export function trainedWeights(out: string): Record<string, Float32Array> {
-  const ck = lastCheckpoint(out)
+  return folderWeights(lastCheckpoint(out))
+}
+
+/** The weights of a model (or adapter) folder. */
+export function folderWeights(ck: string): Record<string, Float32Array> {
   const adapter = path.join(ck, 'adapter_model.safetensors')
   // One file, or (ZeRO-3 writes one per gather unit) the files the index names.
   const index = path.join(ck, 'model.safetensors.index.json')

@@ -5,7 +5,7 @@
 import type { TokenizedPair } from '../../data'
 import { checkInputErrors } from '../../core/pair-record'
 import type { Tensor } from '../../core/tensor'
-import type { MicroBatchOutput, StepSummary } from '../method'
+import type { MicroBatchOptions, MicroBatchOutput, StepSummary } from '../method'
 import type { Metrics } from '../metrics-log'
 import { BASELINE_RECORD_COLUMNS, type BaselineLoss, type BaselineRecordColumn, type PairSums } from './losses'
 import { type BetaState, type PairBatch, PreferenceMethod, type PreferenceParts } from './preference'
@@ -45,7 +45,7 @@ export class BaselineMethod extends PreferenceMethod {
 
   private rows: readonly TokenizedPair[] = []
 
-  override microBatch(rows: readonly TokenizedPair[], o: { grad: boolean; lap?: (section: string) => void }): Promise<MicroBatchOutput> {
+  override microBatch(rows: readonly TokenizedPair[], o: MicroBatchOptions): Promise<MicroBatchOutput> {
     this.rows = rows
     return super.microBatch(rows, o)
   }

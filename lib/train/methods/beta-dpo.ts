@@ -15,7 +15,8 @@ import { EdpoInputError } from '../../core/errors'
 import { PAIR_RECORD_COLUMNS } from '../../core/pair-record'
 import { nextUniform } from '../../core/rng'
 import { Tensor } from '../../core/tensor'
-import type { MethodSpec } from '../method'
+import type { DistGroup } from '../../distributed/group'
+import type { BatchShare, MethodSpec } from '../method'
 import type { Metrics } from '../metrics-log'
 import type { Run } from '../open-run'
 import type { OptionTable, OptionValues } from '../option-table'
@@ -155,9 +156,26 @@ export interface BetaDpoSums {
   tokens: Float64Array
 }
 
+/** The implicit-reward margins M_i of the B pairs whose sums these are. */
+export function pairMargins(sums: Pick<BetaDpoSums, 'policy' | 'reference'>): number[] {
+  const B = sums.policy.length / 2
+  return Array.from({ length: B }, (_, i) => sums.policy[i]! - sums.policy[B + i]! - (sums.reference[i]! - sums.reference[B + i]!))
+}
+
+/**
+ * On several ranks: the global micro-batch's margins (every rank's, rank 0's first), where this
+ * rank's pairs start in them, and how many of its B pairs are real (0 on a stand-in row).
+ */
+export interface GlobalMargins {
+  margins: readonly number[]
+  offset: number
+  rows: number
+}
+
 /**
  * The micro-batch's loss and per-pair record (PAIR_RECORD_COLUMNS, on `device`). `policyLogps` is
- * the differentiable [2B] policy sums; `sums` their host copy with the reference's.
+ * the differentiable [2B] policy sums; `sums` their host copy with the reference's. With `global`
+ * the statistics, the filtering and β are the global micro-batch's, as one process computes them.
  */
 export function betaDpoLoss(
   policyLogps: Tensor,
@@ -166,12 +184,19 @@ export function betaDpoLoss(
   training: boolean,
   inputError: number,
   device: string,
+  global?: GlobalMargins,
 ): { loss: Tensor; record: Tensor; calibration: BetaDpoCalibration } {
   const B = sums.policy.length / 2
-  const margins = Array.from({ length: B }, (_, i) => sums.policy[i]! - sums.policy[B + i]! - (sums.reference[i]! - sums.reference[B + i]!))
-  const cal = calibrator.calibrate(margins, training)
+  const margins = pairMargins(sums)
+  const all = global ?? { margins, offset: 0, rows: B }
+  const cal = calibrator.calibrate(all.margins, training)
+  // weight: each kept pair's share of the global mean (the record's loss column); the loss's
+  // weights scale it by global/local pairs, because the engine weights this rank's mean loss by
+  // its share of the global micro-batch (DataParallel.lossWeight).
+  const kept = new Set(cal.kept)
   const weight = new Float64Array(B)
-  for (const i of cal.kept) weight[i] = 1 / cal.kept.length
+  for (let i = 0; i < all.rows; i++) if (kept.has(all.offset + i)) weight[i] = 1 / cal.kept.length
+  const toLocal = all.rows > 0 ? all.margins.length / all.rows : 0
   // z_i with gradient: (S_c − S_r) − (S_ref,c − S_ref,r); loss = Σ_kept −log σ(β·z_i) / n.
   const refMargins = Tensor.from(
     Float64Array.from({ length: B }, (_, i) => sums.reference[i]! - sums.reference[B + i]!),
@@ -182,7 +207,11 @@ export function betaDpoLoss(
     .narrow(0, 0, B)
     .sub(policyLogps.narrow(0, B, B))
     .sub(refMargins)
-  const w = Tensor.from(weight, [B], { device })
+  const w = Tensor.from(
+    weight.map((x) => x * toLocal),
+    [B],
+    { device },
+  )
   const loss = zTensor.mul(cal.beta).logSigmoid().neg().mul(w).sum()
   for (const t of [refMargins, zTensor, w]) t.dispose()
 
@@ -200,8 +229,9 @@ export function betaDpoLoss(
     row('rejectedRewards', cal.beta * (sums.policy[B + i]! - sums.reference[B + i]!))
     row('step', 0)
     row('beta', cal.beta)
-    // Filtered pairs add 0 and kept ones n/B times their loss: the step's mean over pairs is the trained loss.
-    row('loss', weight[i]! * B * (Number.isFinite(lossI) ? lossI : cal.beta * -margins[i]!))
+    // Filtered pairs add 0 and kept ones n/B times their loss (B the global micro-batch's pairs):
+    // the step's mean over pairs is the trained loss.
+    row('loss', weight[i]! * all.margins.length * (Number.isFinite(lossI) ? lossI : cal.beta * -margins[i]!))
     // The mean-logit metric needs the full vocabulary pass the fused op makes; not measured here.
     row('chosenLogitSum', 0)
     row('rejectedLogitSum', 0)
@@ -222,11 +252,16 @@ export class BetaDpoMethod extends PreferenceMethod {
   /** Their mean over the last step (kl/beta). */
   private lastStepBeta: number | undefined
 
+  /** On several ranks the calibration is the global micro-batch's: every rank joins its all-gather. */
+  readonly collectiveLoss: boolean
+
   constructor(
     parts: PreferenceParts,
     private readonly calibrator: BetaDpoCalibrator,
+    private readonly dist?: DistGroup,
   ) {
     super(parts)
+    this.collectiveLoss = dist !== undefined
   }
 
   /** Sequence sums of both models, one read of them (its filtering samples on the host from the margins), then the loss. */
@@ -236,10 +271,26 @@ export class BetaDpoMethod extends PreferenceMethod {
     const both = Tensor.cat([seq.logps.detach(), seq.referenceLogps!, seq.tokenCount.to('float64'), seq.inputError.reshape([1]).to('float64')])
     const host = both.toArray() as Float64Array
     const sums = { policy: host.slice(0, rows), reference: host.slice(rows, 2 * rows), tokens: host.slice(2 * rows, 3 * rows) }
-    const out = betaDpoLoss(seq.logps, sums, this.calibrator, batch.grad, host[3 * rows]!, this.config.device)
+    const global = batch.share && this.dist ? await this.globalMargins(pairMargins(sums), batch.share) : undefined
+    const out = betaDpoLoss(seq.logps, sums, this.calibrator, batch.grad, host[3 * rows]!, this.config.device, global)
     if (batch.grad) this.stepBetas.push(out.calibration.beta)
     for (const t of [both, seq.correct, seq.tokenCount, seq.referenceLogps!, seq.kl, seq.inputError]) t?.dispose()
     return { loss: out.loss, record: out.record }
+  }
+
+  /** Every rank's margins of this micro-batch, in the global order (one all-gather of B·world floats, padded to the largest share). */
+  private async globalMargins(local: readonly number[], share: BatchShare): Promise<GlobalMargins> {
+    const width = Math.max(...share.counts)
+    const mine = share.standIn ? 0 : share.counts[share.rank]!
+    const payload = new Float64Array(width)
+    payload.set(local.slice(0, mine))
+    const sent = Tensor.from(payload, [width], { dtype: 'float64', device: this.config.device })
+    const all = await this.dist!.allgather(sent)
+    const host = all.toArray() as Float64Array
+    for (const t of [sent, all]) t.dispose()
+    const margins = share.counts.flatMap((n, r) => Array.from(host.subarray(r * width, r * width + n)))
+    const offset = share.counts.slice(0, share.rank).reduce((a, b) => a + b, 0)
+    return { margins, offset, rows: mine }
   }
 
   /** The step's mean batch β and the momentum statistics. */
@@ -278,6 +329,6 @@ export const BETA_DPO = {
       c.seed,
       run.resumed?.file.betaDpo,
     )
-    return new BetaDpoMethod(await loadPreferenceParts(run, { reference: 'frozen' }), calibrator)
+    return new BetaDpoMethod(await loadPreferenceParts(run, { reference: 'frozen' }), calibrator, run.dist)
   },
 } satisfies MethodSpec<PreferenceConfig, TokenizedPair, typeof BETA_DPO_OPTIONS, typeof BETA_DPO_SAVED>

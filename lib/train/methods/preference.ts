@@ -20,7 +20,7 @@ import type { Tensor } from '../../core/tensor'
 import { CausalLM } from '../../model'
 import type { RunConfig } from '../run-options'
 import { loraReference } from '../lora-run'
-import type { MethodSpec, MicroBatchOutput, ReferenceUse, StepSummary, TrainingMethod } from '../method'
+import type { BatchShare, MethodSpec, MicroBatchOptions, MicroBatchOutput, ReferenceUse, StepSummary, TrainingMethod } from '../method'
 import type { Metrics } from '../metrics-log'
 import { dataOptions, loadTrainedModel, type Run } from '../open-run'
 import type { OptionTable, OptionValues } from '../option-table'
@@ -140,6 +140,8 @@ export interface PairBatch {
   pairs: number
   /** Training (with grad) or evaluation. */
   grad: boolean
+  /** On several ranks: where these pairs sit in the global micro-batch. */
+  share?: BatchShare
 }
 
 export abstract class PreferenceMethod implements TrainingMethod<TokenizedPair, BetaState> {
@@ -178,7 +180,7 @@ export abstract class PreferenceMethod implements TrainingMethod<TokenizedPair, 
   }
 
   /** Policy forward (with or without grad), reference forward (never), then the method's loss. */
-  async microBatch(rows: readonly TokenizedPair[], o: { grad: boolean; lap?: (section: string) => void }): Promise<MicroBatchOutput> {
+  async microBatch(rows: readonly TokenizedPair[], o: MicroBatchOptions): Promise<MicroBatchOutput> {
     const c = this.config
     const batch = collate(rows, this.data.tokenizer.padTokenId, { device: c.device })
     o.lap?.('batch')
@@ -204,7 +206,7 @@ export abstract class PreferenceMethod implements TrainingMethod<TokenizedPair, 
       // Prompt rows are skipped by index from the collator's host mask: no device read to find them.
       activeRows: batch.activeRows,
     }
-    const out = await this.pairLoss({ heads, pairs: batch.pairs, grad: o.grad })
+    const out = await this.pairLoss({ heads, pairs: batch.pairs, grad: o.grad, share: o.share })
     // The autograd graph keeps what the backward needs; these handles are no longer used after the loss.
     for (const t of [policyHidden, referenceHidden, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows]) t?.dispose()
     // The per-pair record is the step's stats (device, float64 [B, k]).

@@ -7,7 +7,7 @@ import { collateSequences, loadSftData, type SftData, type SftExample } from '..
 import { modelSequenceStats } from '../../eval/sequence-logps'
 import type { CausalLM } from '../../model'
 import { Tensor } from '../../core/tensor'
-import type { MethodSpec, MicroBatchOutput, StepSummary, TrainingMethod } from '../method'
+import type { MethodSpec, MicroBatchOptions, MicroBatchOutput, StepSummary, TrainingMethod } from '../method'
 import { dataOptions, loadTrainedModel, type Run } from '../open-run'
 import type { OptionTable, OptionValues } from '../option-table'
 import type { RunConfig } from '../run-options'
@@ -49,7 +49,7 @@ export class SftMethod implements TrainingMethod<SftExample, SftSaved> {
   }
 
   /** Token-mean NLL of the completions; stats per row: [Σ logps, argmax hits, tokens] (float64). */
-  async microBatch(rows: readonly SftExample[], o: { grad: boolean; lap?: (section: string) => void }): Promise<MicroBatchOutput> {
+  async microBatch(rows: readonly SftExample[], o: MicroBatchOptions): Promise<MicroBatchOutput> {
     const batch = collateSequences(rows, this.data.tokenizer.padTokenId, { device: this.config.device })
     o.lap?.('batch')
     const s = await modelSequenceStats(this.model, batch, { grad: o.grad })

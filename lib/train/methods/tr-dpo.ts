@@ -6,6 +6,7 @@ import * as path from 'node:path'
 import { z } from 'zod'
 
 import type { TokenizedPair } from '../../data'
+import type { CausalLM } from '../../model'
 import { type MethodSpec, REFERENCE_DIR } from '../method'
 import type { Metrics } from '../metrics-log'
 import type { Run } from '../open-run'
@@ -54,8 +55,8 @@ export class TrDpoMethod extends EpsilonDpoMethod {
   }
 
   /** The moving reference, for an exact resume. */
-  async saveFiles(dir: string): Promise<void> {
-    await this.reference!.save(path.join(dir, REFERENCE_DIR))
+  savedModels(): readonly (readonly [string, CausalLM])[] {
+    return [[REFERENCE_DIR, this.reference!]]
   }
 }
 
