@@ -251,7 +251,8 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
           c10::NoGradGuard no_grad;
           std::vector<std::string> names;
           std::vector<at::Tensor> tensors;
-          for (auto& [n, t] : m->shards()->acquire(a.integer("unit"))) {
+          // Borrowed: the returned tensors own the gathered buffer, freed with them.
+          for (auto& [n, t] : m->shards()->borrow(a.integer("unit"))) {
             names.push_back(n);
             tensors.push_back(t);
           }

@@ -227,7 +227,7 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
 at::Tensor CausalLM::lm_head() const {
   if (!shards_) return lm_head_;
   // Tied: the embedding's unit.
-  return shards_->acquire(config_.tie_word_embeddings ? 0 : config_.num_layers + 2).at(0).second;
+  return shards_->borrow(config_.tie_word_embeddings ? 0 : config_.num_layers + 2).at(0).second;
 }
 
 CausalLM::CausalLM(ModelConfig config, std::shared_ptr<UnitSource> source) : config_(std::move(config)) {

@@ -114,6 +114,9 @@ class UnitSource {
   // After the unit's forward: frees its gathered weights. With grad, returns `out` through an
   // identity whose backward gathers them again first (for the backward or the recompute).
   virtual at::Tensor release(int64_t unit, const at::Tensor& out) = 0;
+  // The unit's tensors for a use that never releases them (the lm_head, which the loss reads):
+  // they own the gathered buffer, which goes with them (with grad: at the latest in the unit's backward).
+  virtual std::vector<std::pair<std::string, at::Tensor>> borrow(int64_t unit) = 0;
   // This rank's shards, one flat tensor per unit, and their names ("zero3.<unit>").
   virtual std::vector<std::string> shard_names() const = 0;
   virtual std::vector<at::Tensor> shard_tensors() const = 0;

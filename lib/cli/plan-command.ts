@@ -85,6 +85,7 @@ export function planCommand(argv: readonly string[]): number {
     maxLength: o.maxLength,
     data: method.data,
     reference: method.reference !== 'none',
+    headGradientInForward: (method as { headGradientInForward?: boolean }).headGradientInForward === true,
     gradientCheckpointing: o.gradientCheckpointing,
     chunkTokens: o.chunkTokens ?? 0,
     maxPromptLength: method.data === 'sequences' ? 0 : o.maxPromptLength,

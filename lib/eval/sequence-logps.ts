@@ -48,6 +48,9 @@ export async function modelSequenceStats(model: CausalLM, batch: LabelledRows, o
     // With grad, the autograd graph keeps what the backward needs; the handles can go.
     hidden.dispose()
     referenceHidden?.dispose()
+    // At ZeRO-3 the heads' handles own their gathered units.
+    head.weight.dispose()
+    referenceHead?.weight.dispose()
   }
 }
 

@@ -197,6 +197,9 @@ export class CausalLM {
       return t.handle
     })
     const handle = native(() => nativeAddon().createModel(nativeModelConfig(config), names, params))
+    // The model holds its own references. Until a garbage collection these handles would keep the
+    // whole weights alive after ZeRO-3 replaces them with shards.
+    for (const t of tensors.values()) t.dispose()
     return new CausalLM(handle, config, raw, storedTiedHead, dir)
   }
 

@@ -22,6 +22,8 @@ export interface PlanOptions {
   data: 'pairs' | 'sequences'
   /** Whether the method runs a reference forward (the method registry says: lib/train/methods/index.ts). */
   reference: boolean
+  /** The loss makes the head's gradient in its forward (the fused ε-DPO op: ε-DPO, DPO, TR-DPO; the registry says). */
+  headGradientInForward?: boolean
   gradientCheckpointing: boolean
   /** Completion tokens per chunk of the fused lm_head + loss; 0: edpo's default (≈ 32 Mi logits). */
   chunkTokens: number
@@ -119,6 +121,13 @@ function layerActivationBytes(
   return norms + attention + scores + mlp + adapters
 }
 
+/** The lm_head's gradient as the fused op accumulates it: [V, H] (and the bias, if any) in fp32, or fp64 for fp64. */
+function headGradientBytes(shapes: Map<string, number[]>, E: number, acc: number): number {
+  const head = shapes.get('lm_head.weight') ?? shapes.get('model.embed_tokens.weight')!
+  const bias = shapes.get('lm_head.bias')?.[0] ?? 0
+  return (head[0]! * head[1]! + bias) * Math.max(E, acc)
+}
+
 /** Attention score elements per token of one layer: heads × key positions. */
 function scoreElements(c: ModelConfig, tokensPerSeq: number): number {
   return c.num_attention_heads * tokensPerSeq
@@ -192,11 +201,16 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
       fused,
     ) * tokens
   const layerInputs = E * c.hidden_size * tokens * c.num_hidden_layers
+  // The fused ε-DPO op's gradients, made in its forward: the head's (fp32 for a reduced head, as
+  // csrc/ops/chunked_linear.cc accumulates it) and the policy's final hidden states'.
+  const headGradient = o.headGradientInForward ? headGradientBytes(shapes, E, acc) : 0
+  const forwardGradients = o.headGradientInForward ? headGradient + E * c.hidden_size * tokens : 0
   // With checkpointing: every layer's input plus one layer recomputed in backward.
   const activations =
     (o.gradientCheckpointing ? layerInputs + perLayer : perLayer * c.num_hidden_layers + layerInputs) +
     // The embedding output and the final hidden states of the policy (and the reference's, no grad).
-    E * c.hidden_size * tokens * (o.reference ? 3 : 2)
+    E * c.hidden_size * tokens * (o.reference ? 3 : 2) +
+    forwardGradients
   // Logits of the completion tokens (prompts assumed to fill maxPromptLength): the logits and their
   // fp32 log-softmax per model, plus the gradient of the policy's. Materialised: every row at once;
   // chunked: one chunk of rows at a time.
@@ -219,10 +233,14 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   // Backward frees each layer's activations as it fills the gradients: the step's peak is the
   // larger of (activations + the loss's or the forward's working set) and (gradients + one layer's activations).
   const layerShare = o.gradientCheckpointing ? perLayer : activations / c.num_hidden_layers
-  const forward = activations + Math.max(logitsChunked, layerTemporaries)
-  const total = zero3
-    ? weights + reference + optimizer + gradients + gatheredWeights + Math.max(forward, gradientBuckets + layerShare)
-    : weights + reference + optimizer + Math.max(forward, gradients + gradientBuckets + layerShare)
+  // The forward's working set; the gradients of earlier micro-batches live beside it when accumulating.
+  const forward = activations + Math.max(logitsChunked, layerTemporaries) + (accumulating ? gradients : 0)
+  // The backward: the gradients (full at its end), the buckets in flight, one layer's activations,
+  // and at its start the head's gradient (made in the forward) and, with checkpointing, every
+  // layer's input, both freed as it goes.
+  const backward = gradients + gradientBuckets + layerShare + headGradient + (o.gradientCheckpointing ? layerInputs : 0)
+  // ZeRO-3 adds the gathered units (the loss's heads, or the unit computing and the one prefetched).
+  const total = weights + reference + optimizer + gatheredWeights + Math.max(forward, backward)
   const runtime = o.runtimeBytes ?? 0
   return {
     parameters,

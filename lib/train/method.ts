@@ -107,6 +107,11 @@ export interface MethodSpec<C = unknown, Row = unknown, O extends OptionTable = 
   /** What one training example is: a preference pair (two rows; `edpo train --method`) or one sequence (`edpo sft`). */
   data: 'pairs' | 'sequences'
   reference: ReferenceUse
+  /**
+   * Its loss is the fused ε-DPO op, which makes the lm_head's and the hidden states' gradients in
+   * its forward and keeps them until the backward (edpo plan counts them with the activations).
+   */
+  headGradientInForward?: boolean
   /** The options only this method reads (an error with any other method). */
   options: O
   /** Its trainer_state.json fields, checked on resume. */

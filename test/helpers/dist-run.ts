@@ -59,7 +59,7 @@ export function startRankPair(
   fs.writeFileSync(jobFile, JSON.stringify(jobs))
   const store = path.join(work, 'store')
   const ranks = [0, 1].map((rank) =>
-    spawn(process.execPath, [...process.execArgv, WORKER, jobFile], {
+    spawn(process.execPath, [...process.execArgv, '--expose-gc', WORKER, jobFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, OMP_NUM_THREADS: '1', ...env, RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), EDPO_DIST_STORE: store },
     }),

@@ -37,6 +37,11 @@ async function main(): Promise<void> {
     }
     await trainer.train()
     process.stdout.write(`done ${(job.config.out as string | undefined) ?? job.resume}\n`)
+    // The finished run's models and optimizer go now (startRankPair passes --expose-gc): the next
+    // job's memory report (EDPO_MEMORY_REPORT counts every live tensor) sees only its own.
+    // (N-API finalizers run after the collection, in a later turn of the event loop.)
+    ;(globalThis as { gc?: () => void }).gc?.()
+    await new Promise((resolve) => setImmediate(resolve))
   }
 }
 

@@ -69,6 +69,8 @@ async function klSums(ctx: BaselineContext): Promise<KtoKlSums | undefined> {
     stats.tokenCount,
     stats.kl,
     stats.inputError,
+    ph.weight,
+    rh.weight,
   ])
     t?.dispose()
   return out

@@ -207,8 +207,10 @@ export abstract class PreferenceMethod implements TrainingMethod<TokenizedPair, 
       activeRows: batch.activeRows,
     }
     const out = await this.pairLoss({ heads, pairs: batch.pairs, grad: o.grad, share: o.share })
-    // The autograd graph keeps what the backward needs; these handles are no longer used after the loss.
+    // The autograd graph keeps what the backward needs; these handles are no longer used after the
+    // loss (at ZeRO-3 the heads' handles own their gathered units: freed now, not at a garbage collection).
     for (const t of [policyHidden, referenceHidden, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows]) t?.dispose()
+    for (const t of [ph.weight, rh?.weight]) t?.dispose()
     // The per-pair record is the step's stats (device, float64 [B, k]).
     return { loss: out.loss, stats: out.record, tokens: 2 * batch.pairs * batch.length }
   }
@@ -296,6 +298,7 @@ export const EPSILON_DPO = {
   about: 'ε-DPO: DPO whose β each step moves by the pairs\u2019 ε-perturbation decisions (the default)',
   data: 'pairs',
   reference: 'frozen',
+  headGradientInForward: true,
   options: EPSILON_DPO_OPTIONS,
   state: BETA_STATE,
   async load(run: DpoRun<typeof EPSILON_DPO_OPTIONS>) {
@@ -310,6 +313,7 @@ export const DPO = {
   about: 'DPO with a fixed β',
   data: 'pairs',
   reference: 'frozen',
+  headGradientInForward: true,
   options: DPO_OPTIONS,
   state: BETA_STATE,
   async load(run: DpoRun<typeof DPO_OPTIONS>) {

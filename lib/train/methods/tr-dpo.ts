@@ -65,6 +65,7 @@ export const TR_DPO = {
   about: 'TR-DPO: DPO whose reference follows the policy every τ steps (--tr-dpo-mode, --tr-dpo-tau, --tr-dpo-alpha)',
   data: 'pairs',
   reference: 'moving',
+  headGradientInForward: true,
   options: TR_DPO_OPTIONS,
   state: BETA_STATE,
   withoutLora:
