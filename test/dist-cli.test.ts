@@ -144,39 +144,41 @@ t.test('several ranks from the command line', async (t) => {
     t.ok(fs.existsSync(path.join(cut, 'checkpoint-5', 'optimizer.safetensors')), 'its optimizer state is whole again')
   })
 
-  t.test('kill -9 of one rank ends the other within the timeout; no partial checkpoint becomes the latest', async (t) => {
-    const out = path.join(work, 'killed')
-    const launcher = startCli([
-      'train',
-      ...common,
-      '--out',
-      out,
-      '--max-steps',
-      '100000',
-      '--save-every',
-      '3',
-      '--zero-stage',
-      '2',
-      '--nproc-per-node',
-      '2',
-      '--dist-timeout',
-      '20',
-    ])
-    let stderr = ''
-    launcher.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
-    const end = exited(launcher, 300_000)
-    await until('the first checkpoint', () => fs.existsSync(out) && checkpoints(out).length > 0, 240_000)
-    const victim = rankPid(launcher.pid!, 1)
-    t.ok(victim, 'found rank 1')
-    process.kill(victim!, 'SIGKILL')
-    const killedAt = Date.now()
-    const r = await end
-    t.not(r.code, 0, 'the launcher fails')
-    t.ok(Date.now() - killedAt < 20_000 + 30_000, `the other rank stopped within the timeout (${Date.now() - killedAt} ms)`)
-    t.match(stderr, /rank 1 was killed by SIGKILL/, 'the launcher names the dead rank')
-    t.match(stderr, /rank 0 of 2: the .* failed, so another rank stopped/, 'rank 0 stops with an error saying a peer stopped')
-    for (const c of checkpoints(out)) t.equal(checkpointProblem(path.join(out, c)), undefined, `${c} is complete`)
-  })
+  // ZeRO-3: the survivor may be in a unit's gather or a reduce-scatter on the sibling group.
+  for (const stage of [2, 3])
+    t.test(`ZeRO-${stage}: kill -9 of one rank ends the other within the timeout; no partial checkpoint becomes the latest`, async (t) => {
+      const out = path.join(work, `killed-zero${stage}`)
+      const launcher = startCli([
+        'train',
+        ...common,
+        '--out',
+        out,
+        '--max-steps',
+        '100000',
+        '--save-every',
+        '3',
+        '--zero-stage',
+        String(stage),
+        '--nproc-per-node',
+        '2',
+        '--dist-timeout',
+        '20',
+      ])
+      let stderr = ''
+      launcher.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
+      const end = exited(launcher, 300_000)
+      await until('the first checkpoint', () => fs.existsSync(out) && checkpoints(out).length > 0, 240_000)
+      const victim = rankPid(launcher.pid!, 1)
+      t.ok(victim, 'found rank 1')
+      process.kill(victim!, 'SIGKILL')
+      const killedAt = Date.now()
+      const r = await end
+      t.not(r.code, 0, 'the launcher fails')
+      t.ok(Date.now() - killedAt < 20_000 + 30_000, `the other rank stopped within the timeout (${Date.now() - killedAt} ms)`)
+      t.match(stderr, /rank 1 was killed by SIGKILL/, 'the launcher names the dead rank')
+      t.match(stderr, /rank 0 of 2: the .* failed, so another rank stopped/, 'rank 0 stops with an error saying a peer stopped')
+      for (const c of checkpoints(out)) t.equal(checkpointProblem(path.join(out, c)), undefined, `${c} is complete`)
+    })
 
   t.test('SIGKILL of the launcher: no worker is left behind', async (t) => {
     const out = path.join(work, 'orphaned')
