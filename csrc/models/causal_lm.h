@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "../dist/reducer_stats.h"
+
 namespace edpo::models {
 
 // config.json resolved to what the forward needs (defaults already applied by lib/model/config.ts).
@@ -118,8 +120,8 @@ class UnitSource {
   virtual std::vector<std::string> shard_names() const = 0;
   virtual std::vector<at::Tensor> shard_tensors() const = 0;
   // After a step's backward passes: waits for the gradients' reduce-scatters and leaves each
-  // shard its gradient (averaged over ranks).
-  virtual void finish() = 0;
+  // shard its gradient (averaged over ranks); what the step's reduce-scatters did.
+  virtual dist::ReducerStats finish() = 0;
   // The same layout over copies of the shards with requires_grad off (the frozen reference).
   virtual std::shared_ptr<UnitSource> frozen_copy() const = 0;
 };
