@@ -261,7 +261,7 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
           c10::NoGradGuard no_grad;
           std::vector<std::string> names;
           std::vector<at::Tensor> tensors;
-          for (auto& [n, t] : m->shards()->acquire(a.integer("unit"))) {
+          for (auto& [n, t] : m->shards()->acquire(a.integer("unit"), false)) {
             names.push_back(n);
             tensors.push_back(t);
           }

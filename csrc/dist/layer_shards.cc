@@ -6,9 +6,9 @@
 // nodes that become ready together by sequence numbers, which are per thread (the forward, the
 // head and the loss run on different threads), so the order of a unit's reduce-scatter and the
 // next unit's gather may differ between ranks. Hence the reduce-scatters travel on a sibling group
-// and start strictly in reverse order of the forward's uses (like GradReducer's buckets), never
-// waited on in the backward (a wait there could block a rank whose peer waits on a gather);
-// finish() waits for them and adds each shard's chunk to its gradient.
+// and start strictly in reverse order of the forward's uses, the head's last (like GradReducer's
+// buckets), never waited on in the backward (a wait there could block a rank whose peer waits on
+// a gather); finish() waits for them and adds each shard's chunk to its gradient.
 // In-flight cap (--bucket-mb, DeepSpeed's reduce_bucket_size): a reduce-scatter whose bytes would
 // take those in flight over the cap waits its turn in `ready` (one always may start), started by
 // a later hook of the backward once older ones are done, or by finish(), which may wait for the
@@ -114,7 +114,7 @@ struct Units {
 
   // Uses with grad by their order of creation, and the gradients that arrived for them.
   int64_t next_use = 0;
-  std::vector<std::pair<int64_t, int64_t>> awaiting;  // (use, unit), in creation order
+  std::vector<std::pair<int64_t, int64_t>> awaiting;  // (use, unit), in creation order, heads first
   std::map<int64_t, at::Tensor> arrived;
   std::deque<Scatter> ready;       // their turn has come, not started (the cap)
   std::deque<Scatter> scattering;  // started, in start order
@@ -124,9 +124,15 @@ struct Units {
   bool finishing = false;
   ReducerStats stats;  // of the step so far
 
-  int64_t register_use(int64_t unit) {
+  // The head's use reduce-scatters after the uses made before it: its GatherFn, made on the loss's
+  // thread (another sequence of numbers), may run last in a rank's backward (dist-zero3-overlap saw
+  // it), and first in the order it would hold back every other unit's reduce-scatter till then.
+  int64_t register_use(int64_t unit, bool head) {
     std::lock_guard<std::mutex> lock(mu);
-    awaiting.emplace_back(next_use, unit);
+    if (head)
+      awaiting.emplace(awaiting.begin(), next_use, unit);
+    else
+      awaiting.emplace_back(next_use, unit);
     return next_use++;
   }
 
@@ -318,14 +324,14 @@ class LayerShards final : public models::UnitSource {
 
   int64_t units() const override { return int64_t(units_->layout.size()); }
 
-  std::vector<std::pair<std::string, at::Tensor>> acquire(int64_t unit) override {
+  std::vector<std::pair<std::string, at::Tensor>> acquire(int64_t unit, bool head) override {
     EDPO_ARG_CHECK(unit >= 0 && unit < units(), "zero3: unit ", unit, " is not in [0, ", units(), ")");
-    if (unit == 0) units_->drain();
+    if (unit == 0 && !head) units_->drain();
     at::Tensor full = units_->take(unit);
     // The next unit of the forward, while this one computes (not the head: the loss asks for it).
     const int64_t norm =
         int64_t(units_->layout.size()) - (units_->layout.back().name == "zero3.lm_head.weight" ? 2 : 1);
-    if (unit + 1 <= norm) units_->prefetch(unit + 1);
+    if (!head && unit + 1 <= norm) units_->prefetch(unit + 1);
     const at::Tensor& shard = units_->shards[size_t(unit)];
     const bool grad = at::GradMode::is_enabled() && shard.requires_grad();
     auto use = use_of(units_, unit, full);
@@ -335,7 +341,7 @@ class LayerShards final : public models::UnitSource {
     }
     if (grad) {
       auto gather_use = use_of(units_, unit, full);
-      gather_use->order = units_->register_use(unit);
+      gather_use->order = units_->register_use(unit, head);
       full = GatherFn::apply(shard, full, gather_use);
     }
     const UnitLayout& l = units_->layout[size_t(unit)];

@@ -111,8 +111,9 @@ class UnitSource {
   virtual ~UnitSource() = default;
   virtual int64_t units() const = 0;
   // The unit's tensors under their HF names, gathered; differentiable back to this rank's shard
-  // when grad mode is on (the shard's gradient then arrives reduce-scattered).
-  virtual std::vector<std::pair<std::string, at::Tensor>> acquire(int64_t unit) = 0;
+  // when grad mode is on (the shard's gradient then arrives reduce-scattered). `head`: the output
+  // projection's use (lm_head(), after the forward), not a forward's.
+  virtual std::vector<std::pair<std::string, at::Tensor>> acquire(int64_t unit, bool head) = 0;
   // After the unit's forward: frees its gathered weights. With grad, returns `out` through an
   // identity whose backward gathers them again first (for the backward or the recompute).
   virtual at::Tensor release(int64_t unit, const at::Tensor& out) = 0;
