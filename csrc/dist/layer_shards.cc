@@ -400,7 +400,7 @@ std::atomic<int> scatter_groups{0};
 }  // namespace
 
 std::shared_ptr<models::UnitSource> make_layer_shards(std::shared_ptr<Group> group, const models::CausalLM& model,
-                                                     int64_t bucket_bytes) {
+                                                      int64_t bucket_bytes) {
   EDPO_ARG_CHECK(group != nullptr, "zero3: a process group is required");
   EDPO_ARG_CHECK(bucket_bytes > 0, "bucketMb: the bytes of reduce-scatters in flight must be > 0, got ", bucket_bytes);
   EDPO_ARG_CHECK(!model.shards(), "zero3: the model is sharded already");

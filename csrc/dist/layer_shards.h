@@ -16,6 +16,6 @@ namespace edpo::dist {
 
 // The units of `model`'s current (whole) tensors, sharded over `group`.
 std::shared_ptr<models::UnitSource> make_layer_shards(std::shared_ptr<Group> group, const models::CausalLM& model,
-                                                     int64_t bucket_bytes);
+                                                      int64_t bucket_bytes);
 
 }  // namespace edpo::dist
