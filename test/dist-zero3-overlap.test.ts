@@ -1,7 +1,8 @@
 // ZeRO-3's gradient reduce-scatters during the backward (csrc/dist/layer_shards.cc, issue #25): 2
 // Gloo ranks on loopback, every wait bounded (the group's 60 s timeout, and each process's exit).
 //   - Overlap is real: on every rank and step some unit's reduce-scatter had started when the
-//     backward's last unit gradient arrived (the step's dist/… metrics, as at stages 0-2).
+//     backward's last unit gradient arrived (the step's dist/… metrics, as at stages 0-2; capped
+//     with accumulation 2, on some step: see below).
 //   - --bucket-mb caps the bytes in flight: a unit's reduce-scatter that would take them over the
 //     cap waits for older ones (one always may run), so the peak stays ≤ max(cap, the largest
 //     unit's gradient); with the default 25 MiB (more than the whole toy model) several are in
@@ -86,9 +87,15 @@ t.test('ZeRO-3: unit reduce-scatters overlap the backward; --bucket-mb caps thos
         s.every((m) => m['dist/buckets']! >= r.accum * unitBytes.length),
         `${label}: unit reduce-scatters per step (${s.map((m) => m['dist/buckets']).join(', ')}) ≥ ${r.accum} × ${unitBytes.length} units`,
       )
+      // The final norm's gradient comes before the embedding's, and its reduce-scatter starts at
+      // once when none is in flight: always so uncapped, and at accumulation 1 (the step before
+      // waited for all). Capped at accumulation 2 the first micro-batch's may still be queued
+      // behind one that waits for the other rank, so there only some step must show it.
+      const started = s.map((m) => m['dist/buckets_started_before_last_hook']!)
+      const everyStep = r.bucketMb === undefined || r.accum === 1
       t.ok(
-        s.every((m) => m['dist/buckets_started_before_last_hook']! >= 1),
-        `${label}: reduce-scatters started before the backward's last unit gradient (${s.map((m) => m['dist/buckets_started_before_last_hook']).join(', ')})`,
+        everyStep ? started.every((n) => n >= 1) : started.some((n) => n >= 1),
+        `${label}: reduce-scatters started before the backward's last unit gradient on ${everyStep ? 'every' : 'some'} step (${started.join(', ')})`,
       )
       const peaks = s.map((m) => m['dist/peak_in_flight_bytes']!)
       t.ok(
@@ -122,7 +129,23 @@ t.test('--bucket-mb at ZeRO-3: 0 or negative is refused, naming the flag', async
   const data = writeToyPreferences(work, 8)
   for (const mb of ['0', '-1']) {
     const out = path.join(work, `cli-${mb}`)
-    const r = runCli(['train', '--model', model, '--data', data, '--beta', '0.5', '--zero-stage', '3', '--nproc-per-node', '2', '--bucket-mb', mb, '--out', out])
+    const r = runCli([
+      'train',
+      '--model',
+      model,
+      '--data',
+      data,
+      '--beta',
+      '0.5',
+      '--zero-stage',
+      '3',
+      '--nproc-per-node',
+      '2',
+      '--bucket-mb',
+      mb,
+      '--out',
+      out,
+    ])
     t.equal(r.status, 1, `--bucket-mb ${mb}: the CLI fails`)
     t.match(r.stderr, /--bucket-mb/, `--bucket-mb ${mb}: the flag is named (${r.stderr.trim().split('\n').pop()})`)
     t.notOk(fs.existsSync(out), `--bucket-mb ${mb}: before any work`)
