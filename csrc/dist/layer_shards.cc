@@ -12,7 +12,8 @@
 // In-flight cap (--bucket-mb, DeepSpeed's reduce_bucket_size): a reduce-scatter whose bytes would
 // take those in flight over the cap waits its turn in `ready` (one always may start), started by
 // a later hook of the backward once older ones are done, or by finish(), which may wait for the
-// oldest. The backward itself never waits, for the reason above; the order stays the same.
+// oldest. The backward itself never waits, for the reason above (so the queued full gradients are
+// not bounded by the cap); the order stays the same.
 #include "layer_shards.h"
 
 #include <ATen/ATen.h>
