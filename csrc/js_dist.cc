@@ -44,6 +44,21 @@ const ArgDecl kRoot{"root", ArgKind::Integer, "The rank that sends (broadcast) o
 const ArgDecl kGrads{"grads", ArgKind::Boolean, "Work on the tensors' gradients, not the tensors."};
 const ArgDecl kAverage{"average", ArgKind::Boolean, "Divide the sum by the world size."};
 
+// What GradReducer's and ZeRO-3's finish report (csrc/dist/reducer_stats.h): one result type.
+const std::vector<ResultDecl> kReducerStats{
+    {"buckets", false, "The step's collectives: buckets, or (ZeRO-3) unit reduce-scatters.", ResultKind::Number},
+    {"startedInBackward", false, "Those the backward's hooks started.", ResultKind::Number},
+    {"startedBeforeLastHook", false, "Those started when the backward's last gradient arrived.", ResultKind::Number},
+    {"peakGradientBytes", false, "This rank's gradient and bucket bytes at their peak over the backward and the wait.",
+     ResultKind::Number},
+    {"peakInFlightBytes", false, "Bytes of the collectives started and not yet waited for, at their peak.",
+     ResultKind::Number}};
+
+OpResults stats_results(const edpo::dist::ReducerStats& s) {
+  return {double(s.buckets), double(s.started_in_backward), double(s.started_before_last_hook),
+          double(s.peak_gradient_bytes), double(s.peak_in_flight_bytes)};
+}
+
 ArgDecl options(std::vector<ArgDecl> fields, const char* type_name) {
   return {"o", ArgKind::Object, "The collective's settings.", 0, NAN, std::move(fields), type_name};
 }
@@ -211,16 +226,8 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
        "After the armed backward: starts the buckets it did not, waits for every one, and leaves this rank's gradients "
        "averaged.",
        {reducer},
-       {{"buckets", false, "The number of buckets.", ResultKind::Number},
-        {"startedInBackward", false, "Buckets whose collective the backward's hooks started.", ResultKind::Number},
-        {"startedBeforeLastHook", false, "Buckets started when the backward's last hook fired.", ResultKind::Number},
-        {"peakGradientBytes", false,
-         "This rank's gradient and bucket bytes at their peak over the backward and the wait.", ResultKind::Number}},
-       [](const OpArgs& a) -> OpResults {
-         const auto s = a.reducer("reducer")->finish();
-         return {double(s.buckets), double(s.started_in_backward), double(s.started_before_last_hook),
-                 double(s.peak_gradient_bytes)};
-       },
+       kReducerStats,
+       [](const OpArgs& a) -> OpResults { return stats_results(a.reducer("reducer")->finish()); },
        Call::Positional,
        Mode::Async,
        Returns::Fields,
@@ -229,11 +236,14 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
   ops.push_back({"distShardModel",
                  "ZeRO-3: the model's parameters become this rank's shards of its gather units (csrc/dist/"
                  "layer_shards.h); every forward then gathers one unit at a time over the group.",
-                 {kGroup, model},
+                 {kGroup, model,
+                  options({{"bucketBytes", K::Integer,
+                            "The bytes of gradient reduce-scatters in flight at most (one always may be).", 0, 1}},
+                          "NativeShardOptions")},
                  {},
                  [](const OpArgs& a) -> OpResults {
                    const ModelPtr& m = a.model("model");
-                   m->shard(edpo::dist::make_layer_shards(a.group("group"), *m));
+                   m->shard(edpo::dist::make_layer_shards(a.group("group"), *m, a.object("o").integer("bucketBytes")));
                    return {};
                  },
                  Call::Positional,
@@ -252,7 +262,7 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
           std::vector<std::string> names;
           std::vector<at::Tensor> tensors;
           // Borrowed: the returned tensors own the gathered buffer, freed with them.
-          for (auto& [n, t] : m->shards()->borrow(a.integer("unit"))) {
+          for (auto& [n, t] : m->shards()->borrow(a.integer("unit"), false)) {
             names.push_back(n);
             tensors.push_back(t);
           }
@@ -263,12 +273,13 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
   async("distShardsFinish",
         "ZeRO-3: after a step's backward passes, waits for the gradients' reduce-scatters and leaves each shard its "
         "gradient, averaged over ranks.",
-        {model}, {}, [](const OpArgs& a) -> OpResults {
+        {model}, kReducerStats, [](const OpArgs& a) -> OpResults {
           const ModelPtr& m = a.model("model");
           EDPO_ARG_CHECK(m->shards() != nullptr, "model: not sharded (distShardModel)");
-          m->shards()->finish();
-          return {};
+          return stats_results(m->shards()->finish());
         });
+  ops.back().returns = Returns::Fields;
+  ops.back().outputs_name = "ReducerStats";
   ops.push_back({"distNcclAvailable",
                  "Whether this build has NCCL.",
                  {},

@@ -11,6 +11,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <algorithm>
 #include <deque>
 #include <mutex>
 #include <stdexcept>
@@ -53,6 +54,7 @@ struct GradReducer::State {
   bool in_backward = false;
   size_t next = 0;  // the next bucket to start
   int64_t started = 0;
+  int64_t in_flight_bytes = 0;  // buckets whose collective started and is not yet waited for
   ReducerStats stats;
 
   // Bytes of gradients and buckets this rank holds now (+ `extra`): the peak's running maximum.
@@ -95,6 +97,8 @@ struct GradReducer::State {
     for (const int64_t i : bucket.params) params[size_t(i)].mutable_grad().reset();
     bucket.started = true;
     bucket.pending = group->start_sum(bucket.flat, bucket.owner);
+    in_flight_bytes += nbytes(bucket.flat);
+    stats.peak_in_flight_bytes = std::max(stats.peak_in_flight_bytes, in_flight_bytes);
     ++started;
     if (in_backward) ++stats.started_in_backward;
     if (bucket.retained) return;
@@ -113,9 +117,10 @@ struct GradReducer::State {
   }
 
   // A non-owned bucket: once its reduce is done, its memory goes (wait() rethrows a failure).
-  static void release(Bucket& bucket) {
+  void release(Bucket& bucket) {
     bucket.pending->wait();
     bucket.pending.reset();
+    in_flight_bytes -= nbytes(bucket.flat);
     bucket.flat = at::Tensor();
   }
 };
@@ -207,6 +212,7 @@ void GradReducer::arm() {
   s.non_owned_in_flight.clear();
   s.next = 0;
   s.started = 0;
+  s.in_flight_bytes = 0;
   s.stats = ReducerStats{};
   s.stats.buckets = int64_t(s.buckets.size());
   s.armed = true;

@@ -23,18 +23,9 @@
 #include <vector>
 
 #include "process_group.h"
+#include "reducer_stats.h"
 
 namespace edpo::dist {
-
-struct ReducerStats {
-  int64_t buckets = 0;
-  // Buckets started by the hooks (during the backward), and how many had started when the last
-  // hook of the backward fired: > 0 means a collective ran while autograd still worked.
-  int64_t started_in_backward = 0;
-  int64_t started_before_last_hook = 0;
-  // Bytes of this rank's gradients and buckets at their peak over the armed backward and finish().
-  int64_t peak_gradient_bytes = 0;
-};
 
 class GradReducer {
  public:

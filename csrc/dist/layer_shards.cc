@@ -6,9 +6,14 @@
 // nodes that become ready together by sequence numbers, which are per thread (the forward, the
 // head and the loss run on different threads), so the order of a unit's reduce-scatter and the
 // next unit's gather may differ between ranks. Hence the reduce-scatters travel on a sibling group
-// and start strictly in reverse order of the forward's uses (like GradReducer's buckets), never
-// waited on in the backward (a wait there could block a rank whose peer waits on a gather);
-// finish() waits for them and adds each shard's chunk to its gradient.
+// and start strictly in reverse order of the forward's uses, the head's last (like GradReducer's
+// buckets), never waited on in the backward (a wait there could block a rank whose peer waits on
+// a gather); finish() waits for them and adds each shard's chunk to its gradient.
+// In-flight cap (--bucket-mb, DeepSpeed's reduce_bucket_size): a reduce-scatter whose bytes would
+// take those in flight over the cap waits its turn in `ready` (one always may start), started by
+// a later hook of the backward once older ones are done, or by finish(), which may wait for the
+// oldest. The backward itself never waits, for the reason above (so the queued full gradients are
+// not bounded by the cap); the order stays the same.
 #include "layer_shards.h"
 
 #include <ATen/ATen.h>
@@ -17,7 +22,9 @@
 #include <c10/core/StorageImpl.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <atomic>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <string>
@@ -45,12 +52,14 @@ struct Gathering {
   std::unique_ptr<Pending> pending;
 };
 
-// A unit's gradient reducing onto the ranks that own its chunks.
+// A unit's gradient reducing onto the ranks that own its chunks (no works yet: waiting to start).
 struct Scatter {
   int64_t unit = 0;
   at::Tensor flat;
   std::vector<std::unique_ptr<Pending>> works;
 };
+
+int64_t nbytes(const at::Tensor& t) { return t.defined() ? t.numel() * int64_t(t.element_size()) : 0; }
 
 // What the units of one model (the policy, or its frozen reference) share with their autograd nodes.
 struct Units {
@@ -101,54 +110,106 @@ struct Units {
     std::lock_guard<std::mutex> lock(mu);
     for (auto& [u, g] : prefetched) g.pending->wait();
     prefetched.clear();
+    started_since_forward = 0;
   }
 
   // Uses with grad by their order of creation, and the gradients that arrived for them.
   int64_t next_use = 0;
-  std::vector<std::pair<int64_t, int64_t>> awaiting;  // (use, unit), in creation order
+  std::vector<std::pair<int64_t, int64_t>> awaiting;  // (use, unit), in creation order, heads first
   std::map<int64_t, at::Tensor> arrived;
-  std::vector<Scatter> scattering;
+  std::deque<Scatter> ready;       // their turn has come, not started (the cap)
+  std::deque<Scatter> scattering;  // started, in start order
+  int64_t cap_bytes = 0;           // of reduce-scatters in flight (a model that trains)
+  int64_t in_flight_bytes = 0;
+  int64_t started_since_forward = 0;
+  bool finishing = false;
+  ReducerStats stats;  // of the step so far
 
-  int64_t register_use(int64_t unit) {
+  // The head's use reduce-scatters after the uses made before it: its GatherFn, made on the loss's
+  // thread (another sequence of numbers), may run last in a rank's backward (dist-zero3-overlap saw
+  // it), and first in the order it would hold back every other unit's reduce-scatter till then.
+  int64_t register_use(int64_t unit, bool head) {
     std::lock_guard<std::mutex> lock(mu);
-    awaiting.emplace_back(next_use, unit);
+    if (head)
+      awaiting.emplace(awaiting.begin(), next_use, unit);
+    else
+      awaiting.emplace_back(next_use, unit);
     return next_use++;
   }
 
   // GatherFn's backward: the gradient of use `use`; then every reduce-scatter whose turn has come.
   void arrive(int64_t use, at::Tensor grad) {
     std::lock_guard<std::mutex> lock(mu);
+    stats.started_before_last_hook = started_since_forward;
     arrived[use] = std::move(grad);
+    track_peak();
     while (!awaiting.empty() && arrived.count(awaiting.back().first) > 0) {
       const auto [u, unit] = awaiting.back();
       awaiting.pop_back();
-      start_scatter(unit, std::move(arrived[u]));
+      queue_scatter(unit, arrived[u]);
       arrived.erase(u);
     }
-    reap(false);
+    pump();
   }
 
-  // Sums the unit's gradient onto each chunk's rank: one reduce per rank (Gloo in libtorch 1.13
-  // has no reduce-scatter).
-  void start_scatter(int64_t unit, const at::Tensor& grad) {
-    const int64_t chunk = layout[size_t(unit)].chunk;
+  // A hook of the backward: starts what the cap now lets through.
+  void progress() {
+    std::lock_guard<std::mutex> lock(mu);
+    pump();
+  }
+
+  void queue_scatter(int64_t unit, const at::Tensor& grad) {
     Scatter sc;
     sc.unit = unit;
-    sc.flat = grad.defined() ? grad.contiguous() : at::zeros({chunk * group->size()}, shards[size_t(unit)].options());
+    sc.flat = grad.defined() ? grad.contiguous()
+                             : at::zeros({layout[size_t(unit)].chunk * group->size()}, shards[size_t(unit)].options());
+    ready.push_back(std::move(sc));
+  }
+
+  bool fits(const Scatter& sc) const { return scattering.empty() || in_flight_bytes + nbytes(sc.flat) <= cap_bytes; }
+
+  // Frees what is done, then starts the ready reduce-scatters that fit under the cap, in order.
+  void pump() {
+    reap(false);
+    while (!ready.empty() && fits(ready.front())) start_next();
+  }
+
+  // Sums the next ready unit's gradient onto each chunk's rank: one reduce per rank (Gloo in
+  // libtorch 1.13 has no reduce-scatter).
+  void start_next() {
+    Scatter sc = std::move(ready.front());
+    ready.pop_front();
+    const int64_t chunk = layout[size_t(sc.unit)].chunk;
     for (int r = 0; r < group->size(); ++r)
       sc.works.push_back(scatter_group->start_sum(sc.flat.narrow(0, r * chunk, chunk), r));
+    in_flight_bytes += nbytes(sc.flat);
+    stats.peak_in_flight_bytes = std::max(stats.peak_in_flight_bytes, in_flight_bytes);
+    ++stats.buckets;
+    ++started_since_forward;
+    if (!finishing) ++stats.started_in_backward;
     scattering.push_back(std::move(sc));
   }
 
+  // Bytes of this rank's gradients now (shards', and full ones arrived, ready or in flight).
+  void track_peak() {
+    int64_t live = in_flight_bytes;
+    for (const auto& s : shards) live += nbytes(s.grad());
+    for (const auto& [u, g] : arrived) live += nbytes(g);
+    for (const auto& sc : ready) live += nbytes(sc.flat);
+    stats.peak_gradient_bytes = std::max(stats.peak_gradient_bytes, live);
+  }
+
   // Adds the finished reduce-scatters' chunks (averaged over ranks) to the shards' gradients, in
-  // the order they started; all of them (waiting) when `all`, else those done already.
-  void reap(bool all) {
-    size_t done = 0;
-    for (; done < scattering.size(); ++done) {
-      Scatter& sc = scattering[done];
+  // the order they started, freeing each full gradient; the `wait` oldest ones waited for, then
+  // those done already.
+  void reap(bool all, size_t wait = 0) {
+    if (all) wait = scattering.size();
+    while (!scattering.empty()) {
+      Scatter& sc = scattering.front();
       bool finished = true;
-      for (auto& w : sc.works) finished = finished && (all || w->done());
+      for (auto& w : sc.works) finished = finished && (wait > 0 || w->done());
       if (!finished) break;
+      if (wait > 0) --wait;
       for (auto& w : sc.works) w->wait();
       c10::NoGradGuard no_grad;
       const int64_t chunk = layout[size_t(sc.unit)].chunk;
@@ -158,22 +219,34 @@ struct Units {
         g.add_(mine);
       else
         g = std::move(mine);
+      in_flight_bytes -= nbytes(sc.flat);
+      scattering.pop_front();
     }
-    scattering.erase(scattering.begin(), scattering.begin() + int64_t(done));
   }
 
   // After the backward passes of a step: uses whose gradient never arrived reduce zeros (every
-  // rank issues the same collectives), then every reduce-scatter is waited for.
-  void finish() {
+  // rank issues the same collectives), then every reduce-scatter is started, waiting for the
+  // oldest where the cap asks, and waited for. Returns the step's stats.
+  ReducerStats finish() {
     std::lock_guard<std::mutex> lock(mu);
+    finishing = true;
     while (!awaiting.empty()) {
       const auto [u, unit] = awaiting.back();
       awaiting.pop_back();
       auto it = arrived.find(u);
-      start_scatter(unit, it == arrived.end() ? at::Tensor() : it->second);
+      queue_scatter(unit, it == arrived.end() ? at::Tensor() : it->second);
     }
     arrived.clear();
+    while (!ready.empty()) {
+      if (!fits(ready.front())) reap(false, 1);
+      pump();
+    }
     reap(true);
+    track_peak();
+    finishing = false;
+    ReducerStats out = stats;
+    stats = ReducerStats{};
+    return out;
   }
 };
 
@@ -241,6 +314,7 @@ class RegatherFn : public torch::autograd::Function<RegatherFn> {
     refill(*use->storage, use->units->take(use->unit));
     // Unit 0 (the embedding) needs no weights in its backward: nothing below to gather.
     if (use->unit > 1) use->units->prefetch(use->unit - 1);
+    use->units->progress();
     return {grads[0], at::Tensor()};
   }
 };
@@ -251,14 +325,14 @@ class LayerShards final : public models::UnitSource {
 
   int64_t units() const override { return int64_t(units_->layout.size()); }
 
-  std::vector<std::pair<std::string, at::Tensor>> acquire(int64_t unit) override {
+  std::vector<std::pair<std::string, at::Tensor>> acquire(int64_t unit, bool head) override {
     EDPO_ARG_CHECK(unit >= 0 && unit < units(), "zero3: unit ", unit, " is not in [0, ", units(), ")");
-    if (unit == 0) units_->drain();
+    if (unit == 0 && !head) units_->drain();
     at::Tensor full = units_->take(unit);
     // The next unit of the forward, while this one computes (not the head: the loss asks for it).
     const int64_t norm =
         int64_t(units_->layout.size()) - (units_->layout.back().name == "zero3.lm_head.weight" ? 2 : 1);
-    if (unit + 1 <= norm) units_->prefetch(unit + 1);
+    if (!head && unit + 1 <= norm) units_->prefetch(unit + 1);
     const at::Tensor& shard = units_->shards[size_t(unit)];
     const bool grad = at::GradMode::is_enabled() && shard.requires_grad();
     auto use = use_of(units_, unit, full);
@@ -268,7 +342,7 @@ class LayerShards final : public models::UnitSource {
     }
     if (grad) {
       auto gather_use = use_of(units_, unit, full);
-      gather_use->order = units_->register_use(unit);
+      gather_use->order = units_->register_use(unit, head);
       full = GatherFn::apply(shard, full, gather_use);
     }
     const UnitLayout& l = units_->layout[size_t(unit)];
@@ -299,8 +373,8 @@ class LayerShards final : public models::UnitSource {
     return RegatherFn::apply(out, use);
   }
 
-  std::vector<std::pair<std::string, at::Tensor>> borrow(int64_t unit) override {
-    auto out = acquire(unit);
+  std::vector<std::pair<std::string, at::Tensor>> borrow(int64_t unit, bool head) override {
+    auto out = acquire(unit, head);
     // Nothing here keeps the buffer between steps: a frozen reference's head would otherwise
     // stay gathered at rest (a whole unit, 1 GiB for Llama-3-8B's bf16 head).
     std::lock_guard<std::mutex> lock(units_->mu);
@@ -315,7 +389,7 @@ class LayerShards final : public models::UnitSource {
   }
   std::vector<at::Tensor> shard_tensors() const override { return units_->shards; }
 
-  void finish() override { units_->finish(); }
+  ReducerStats finish() override { return units_->finish(); }
 
   std::shared_ptr<models::UnitSource> frozen_copy() const override {
     auto copy = std::make_shared<Units>();
@@ -335,8 +409,10 @@ std::atomic<int> scatter_groups{0};
 
 }  // namespace
 
-std::shared_ptr<models::UnitSource> make_layer_shards(std::shared_ptr<Group> group, const models::CausalLM& model) {
+std::shared_ptr<models::UnitSource> make_layer_shards(std::shared_ptr<Group> group, const models::CausalLM& model,
+                                                      int64_t bucket_bytes) {
   EDPO_ARG_CHECK(group != nullptr, "zero3: a process group is required");
+  EDPO_ARG_CHECK(bucket_bytes > 0, "bucketMb: the bytes of reduce-scatters in flight must be > 0, got ", bucket_bytes);
   EDPO_ARG_CHECK(!model.shards(), "zero3: the model is sharded already");
   const int64_t L = model.config().num_layers;
   const bool tied = model.config().tie_word_embeddings;
@@ -364,6 +440,7 @@ std::shared_ptr<models::UnitSource> make_layer_shards(std::shared_ptr<Group> gro
   }
   auto units = std::make_shared<Units>();
   units->group = group;
+  units->cap_bytes = bucket_bytes;
   // Only a model that trains reduce-scatters; its sibling group connects now, on every rank.
   if (!tensors.empty() && tensors[0].requires_grad())
     units->scatter_group = group->sibling("zero3-scatter-" + std::to_string(scatter_groups.fetch_add(1)));

@@ -4,7 +4,8 @@
 // a leaf that trains when the model's tensors did. The forward gathers a unit just before its use
 // (prefetching the next one while it computes) and frees it after; the backward gathers it again,
 // prefetching the one below, and reduce-scatters the unit's gradient onto the shards as soon as
-// autograd has completed it (GatherFn's backward), then frees the gathered weights.
+// autograd has completed it (GatherFn's backward), then frees the gathered weights. At most
+// about `bucket_bytes` of reduce-scatters are in flight (one always may be).
 #pragma once
 #include <memory>
 
@@ -14,6 +15,7 @@
 namespace edpo::dist {
 
 // The units of `model`'s current (whole) tensors, sharded over `group`.
-std::shared_ptr<models::UnitSource> make_layer_shards(std::shared_ptr<Group> group, const models::CausalLM& model);
+std::shared_ptr<models::UnitSource> make_layer_shards(std::shared_ptr<Group> group, const models::CausalLM& model,
+                                                      int64_t bucket_bytes);
 
 }  // namespace edpo::dist

@@ -187,7 +187,7 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
 
   // ZeRO-3: each unit gathered just before its use and released after it.
   UnitSource* src = shards_.get();
-  auto unit_tensor = [&](int64_t unit) { return src->acquire(unit).at(0).second; };
+  auto unit_tensor = [&](int64_t unit) { return src->acquire(unit, false).at(0).second; };
   at::Tensor x = at::embedding(src ? unit_tensor(0) : embed_, ids);
   if (src) x = src->release(0, x);
   // gemma: HF multiplies by √hidden cast to the activations' dtype.
@@ -196,7 +196,7 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
   // The last layer is not checkpointed: backward would recompute it at once, so keeping its
   // activations costs one layer's memory and saves one layer's forward.
   for (int64_t l = 0; l < c.num_layers; ++l) {
-    const LayerWeights w = src ? layer_weights(l, src->acquire(1 + l)) : layers_[size_t(l)];
+    const LayerWeights w = src ? layer_weights(l, src->acquire(1 + l, false)) : layers_[size_t(l)];
     x = checkpoint && l + 1 < c.num_layers ? checkpointed_layer(self, l, x, w, ctx)
                                            : layer_forward(l, x, w, ctx, cache);
     if (src) x = src->release(1 + l, x);
@@ -227,7 +227,7 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& a
 at::Tensor CausalLM::lm_head() const {
   if (!shards_) return lm_head_;
   // Tied: the embedding's unit.
-  return shards_->borrow(config_.tie_word_embeddings ? 0 : config_.num_layers + 2).at(0).second;
+  return shards_->borrow(config_.tie_word_embeddings ? 0 : config_.num_layers + 2, true).at(0).second;
 }
 
 CausalLM::CausalLM(ModelConfig config, std::shared_ptr<UnitSource> source) : config_(std::move(config)) {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "../dist/reducer_stats.h"
+
 namespace edpo::models {
 
 // config.json resolved to what the forward needs (defaults already applied by lib/model/config.ts).
@@ -109,20 +111,22 @@ class UnitSource {
   virtual ~UnitSource() = default;
   virtual int64_t units() const = 0;
   // The unit's tensors under their HF names, gathered; differentiable back to this rank's shard
-  // when grad mode is on (the shard's gradient then arrives reduce-scattered).
-  virtual std::vector<std::pair<std::string, at::Tensor>> acquire(int64_t unit) = 0;
+  // when grad mode is on (the shard's gradient then arrives reduce-scattered). `head`: the output
+  // projection's use (lm_head(), after the forward), not a forward's.
+  virtual std::vector<std::pair<std::string, at::Tensor>> acquire(int64_t unit, bool head) = 0;
   // After the unit's forward: frees its gathered weights. With grad, returns `out` through an
   // identity whose backward gathers them again first (for the backward or the recompute).
   virtual at::Tensor release(int64_t unit, const at::Tensor& out) = 0;
-  // The unit's tensors for a use that never releases them (the lm_head, which the loss reads):
-  // they own the gathered buffer, which goes with them (with grad: at the latest in the unit's backward).
-  virtual std::vector<std::pair<std::string, at::Tensor>> borrow(int64_t unit) = 0;
+  // acquire() for a use that never releases them (the lm_head, which the loss reads; a checkpoint's
+  // gather): the tensors own the gathered buffer, which goes with them (with grad: at the latest
+  // in the unit's backward).
+  virtual std::vector<std::pair<std::string, at::Tensor>> borrow(int64_t unit, bool head) = 0;
   // This rank's shards, one flat tensor per unit, and their names ("zero3.<unit>").
   virtual std::vector<std::string> shard_names() const = 0;
   virtual std::vector<at::Tensor> shard_tensors() const = 0;
   // After a step's backward passes: waits for the gradients' reduce-scatters and leaves each
-  // shard its gradient (averaged over ranks).
-  virtual void finish() = 0;
+  // shard its gradient (averaged over ranks); what the step's reduce-scatters did.
+  virtual dist::ReducerStats finish() = 0;
   // The same layout over copies of the shards with requires_grad off (the frozen reference).
   virtual std::shared_ptr<UnitSource> frozen_copy() const = 0;
 };

@@ -554,14 +554,22 @@ export interface NativeReducerOptions {
 
 /** What distReducerFinish returns. */
 export interface ReducerStats {
-  /** The number of buckets. */
+  /** The step's collectives: buckets, or (ZeRO-3) unit reduce-scatters. */
   buckets: number
-  /** Buckets whose collective the backward's hooks started. */
+  /** Those the backward's hooks started. */
   startedInBackward: number
-  /** Buckets started when the backward's last hook fired. */
+  /** Those started when the backward's last gradient arrived. */
   startedBeforeLastHook: number
   /** This rank's gradient and bucket bytes at their peak over the backward and the wait. */
   peakGradientBytes: number
+  /** Bytes of the collectives started and not yet waited for, at their peak. */
+  peakInFlightBytes: number
+}
+
+/** distShardModel's o: The collective's settings. */
+export interface NativeShardOptions {
+  /** The bytes of gradient reduce-scatters in flight at most (one always may be). */
+  bucketBytes: number
 }
 
 /** What distGatherUnit returns. */
@@ -778,11 +786,11 @@ export interface Native {
   /** After the armed backward: starts the buckets it did not, waits for every one, and leaves this rank's gradients averaged. */
   distReducerFinish(reducer: NativeReducer): Promise<ReducerStats>
   /** ZeRO-3: the model's parameters become this rank's shards of its gather units (csrc/dist/layer_shards.h); every forward then gathers one unit at a time over the group. */
-  distShardModel(group: NativeGroup, model: NativeModel): void
+  distShardModel(group: NativeGroup, model: NativeModel, o: NativeShardOptions): void
   /** ZeRO-3: one gather unit of a sharded model, whole, under its Hugging Face names (a collective: every rank calls it). */
   distGatherUnit(model: NativeModel, unit: number): Promise<NativeGatheredUnit>
   /** ZeRO-3: after a step's backward passes, waits for the gradients' reduce-scatters and leaves each shard its gradient, averaged over ranks. */
-  distShardsFinish(model: NativeModel): Promise<void>
+  distShardsFinish(model: NativeModel): Promise<ReducerStats>
   /** Whether this build has NCCL. */
   distNcclAvailable(): boolean
   /** Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); false when the parent is no longer parentPid. */

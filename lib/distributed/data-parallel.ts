@@ -64,7 +64,7 @@ export interface GatheredStats {
 export interface GradientSync {
   /** Reduce during the backward, bucket by bucket (default true); false: after it. */
   overlap?: boolean
-  /** Bytes per bucket (default BUCKET_BYTES, DDP's 25 MB). */
+  /** Bytes per bucket (default BUCKET_BYTES, DDP's 25 MB); ZeRO-3 caps its reduce-scatters in flight with it when sharding. */
   bucketBytes?: number
   /** ZeRO-3: the sharded model whose reduce-scatters syncGradients waits for. */
   shardedModel?: CausalLM
@@ -80,7 +80,7 @@ export class DataParallel {
   private readonly shardedModel: CausalLM | undefined
   /** With overlap: the hooks that reduce gradients during the last micro-batch's backward. */
   private readonly reducer: GradReducer | undefined
-  /** What the last step's reducer did (with overlap). */
+  /** What the last step's reducer (with overlap) or ZeRO-3 reduce-scatters did. */
   lastReduction: ReducerStats | undefined
 
   constructor(
@@ -160,7 +160,7 @@ export class DataParallel {
     if (!g) return
     // ZeRO-3: the gather units' backward started the reduce-scatters; they finish here.
     if (this.zeroStage === 3) {
-      if (this.shardedModel) await g.finishShards(this.shardedModel)
+      if (this.shardedModel) this.lastReduction = await g.finishShards(this.shardedModel)
       return
     }
     if (this.reducer) {
@@ -175,9 +175,10 @@ export class DataParallel {
   }
 
   /**
-   * With overlap, what the step's reduction did, on this rank: its buckets, how many the backward
-   * started, and how many had started when its last gradient arrived (> 0: communication ran
-   * while the backward computed).
+   * With overlap (and at ZeRO-3), what the step's reduction did, on this rank: its buckets (ZeRO-3:
+   * unit reduce-scatters), how many the backward started, how many had started when its last
+   * gradient arrived (> 0: communication ran while the backward computed), and the peak bytes of
+   * collectives in flight.
    */
   reductionMetrics(): Record<string, number> {
     const r = this.lastReduction
@@ -186,6 +187,7 @@ export class DataParallel {
       'dist/buckets': r.buckets,
       'dist/buckets_started_in_backward': r.startedInBackward,
       'dist/buckets_started_before_last_hook': r.startedBeforeLastHook,
+      'dist/peak_in_flight_bytes': r.peakInFlightBytes,
     }
   }
 

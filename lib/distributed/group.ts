@@ -122,9 +122,12 @@ export class DistGroup {
     return new GradReducer(handle)
   }
 
-  /** ZeRO-3: the model's parameters become this rank's shards of its gather units (csrc/dist/layer_shards.h). */
-  shardModel(model: CausalLM): void {
-    native(() => nativeAddon().distShardModel(this.handle, model.nativeHandle))
+  /**
+   * ZeRO-3: the model's parameters become this rank's shards of its gather units (csrc/dist/layer_shards.h);
+   * at most about `bucketBytes` of their gradients' reduce-scatters are in flight (one always may be).
+   */
+  shardModel(model: CausalLM, o: { bucketBytes: number } = { bucketBytes: BUCKET_BYTES }): void {
+    native(() => nativeAddon().distShardModel(this.handle, model.nativeHandle, { bucketBytes: o.bucketBytes }))
   }
 
   /** ZeRO-3: gather unit `unit` of a sharded model, whole (a collective: every rank calls it). */
@@ -133,8 +136,8 @@ export class DistGroup {
     return names.map((n, i) => [n, new Tensor(tensors[i]!)])
   }
 
-  /** ZeRO-3: after a step's backward passes, the shards' gradients reduce-scattered and averaged. */
-  finishShards(model: CausalLM): Promise<void> {
+  /** ZeRO-3: after a step's backward passes, the shards' gradients reduce-scattered and averaged; what the step's reduce-scatters did. */
+  finishShards(model: CausalLM): Promise<ReducerStats> {
     return nativeAsync(() => nativeAddon().distShardsFinish(model.nativeHandle))
   }
 

@@ -38,12 +38,18 @@ export function checkZeroStage(c: {
 
 /**
  * Shards the policy and, with shardReference, the reference over the group (a whole reference
- * otherwise). One process: nothing to shard over.
+ * otherwise). One process: nothing to shard over. `bucketBytes` (--bucket-mb) caps the policy's
+ * gradient reduce-scatters in flight; the frozen reference has none.
  */
-export function shardForZero3(group: DistGroup | undefined, model: CausalLM, reference: CausalLM | undefined, shardReference: boolean): void {
+export function shardForZero3(
+  group: DistGroup | undefined,
+  model: CausalLM,
+  reference: CausalLM | undefined,
+  o: { shardReference: boolean; bucketBytes: number },
+): void {
   if (!group) return
-  group.shardModel(model)
-  if (reference && shardReference && reference !== model) group.shardModel(reference)
+  group.shardModel(model, { bucketBytes: o.bucketBytes })
+  if (reference && o.shardReference && reference !== model) group.shardModel(reference, { bucketBytes: o.bucketBytes })
 }
 
 /**

@@ -96,13 +96,15 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     const { config: c, resumed } = run
     this.config = c
     method.model.train().setGradientCheckpointing(c.gradientCheckpointing)
-    if (c.zeroStage === 3) shardForZero3(run.dist, method.model, method.reference, c.shardReference)
+    // --bucket-mb: the bucket size at ZeRO-0/1/2, the reduce-scatters' bytes in flight at ZeRO-3.
+    const bucketBytes = Math.max(1, Math.round(c.bucketMb * 2 ** 20))
+    if (c.zeroStage === 3) shardForZero3(run.dist, method.model, method.reference, { shardReference: c.shardReference, bucketBytes })
     // With LoRA only the adapters train (and are averaged and sharded).
     const named = [...method.model.trainableParameters()]
     this.trainable = named.map(([, p]) => p)
     this.dp = new DataParallel(run.dist, c.zeroStage as ZeroStage, this.trainable, {
       overlap: c.gradOverlap,
-      bucketBytes: c.bucketMb * 2 ** 20,
+      bucketBytes,
       shardedModel: c.zeroStage === 3 ? method.model : undefined,
     })
     this.optimizer = new AdamW(this.dp.owned(named), { betas: [c.adamBeta1, c.adamBeta2], eps: c.adamEpsilon, weightDecay: c.weightDecay })

@@ -191,7 +191,7 @@ export const ENGINE_OPTIONS = {
     aliases: ['ddp_bucket_cap_mb'],
     schema: positive.default(25),
     kind: 'number',
-    help: 'several ranks: MiB of gradients per reduction bucket',
+    help: 'several ranks: at --zero-stage 0-2 the MiB of gradients per reduction bucket (one collective each); at --zero-stage 3 the MiB of gradient reduce-scatters in flight at most (DeepSpeed reduce_bucket_size: a unit whose reduce-scatter would exceed it waits for older ones; one always may run, so a larger unit still proceeds)',
   },
   skipInvalid: { schema: z.boolean().default(false), kind: 'boolean', help: 'skip and count invalid rows instead of stopping' },
   ...LORA_OPTIONS,
