@@ -145,7 +145,9 @@ t.test('ZeRO-3 on 2 ranks: the plan matches what rank 0 holds, on the tiny llama
         Math.abs(planned / measured - 1) <= 0.15,
         `${c.name}: ${what}: plan ${planned} B, measured ${measured} B (ratio ${(planned / measured).toFixed(3)}, bound ±15%)`,
       )
-    t.equal(m('other'), 0, `${c.name}: nothing else lives between steps (no gathered unit stays behind)`)
+    // At most a stray scalar (a step's 8-byte value still held by an async callback); the smallest
+    // gathered unit is 30 KB even on the tiny llama.
+    t.ok(m('other') < 1024, `${c.name}: nothing else lives between steps (no gathered unit stays behind): ${m('other')} B`)
     // The policy's head unit stays gathered from the loss to its backward (the plan counts it with the gathered weights).
     const head = config.vocab_size * config.hidden_size * 4
     within(m('activations'), plan.activations + head, 'activations kept for backward, with the gathered head')

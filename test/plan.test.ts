@@ -94,7 +94,11 @@ t.test('ZeRO-3: weights, reference, master, moments and gradients over N, two un
   t.equal(z3.gradients, 2 * shard)
   t.equal(z3.optimizer, 12 * shard, 'fp32 master + m + v of the shard')
   t.equal(z3.gatheredWeights, 2 * (2 * EMBED), "the loss's two heads (the policy's and the sharded reference's) outweigh the embedding and layer 0")
-  t.equal(z3.gradientBuckets, 2 * (EMBED + LAYER), 'the unit reduce-scattering and the one before it')
+  // --bucket-mb (25 MiB) is below one unit: one unit's full gradient in flight (the largest, the
+  // head's), and the next one the backward is assembling.
+  t.equal(z3.gradientBuckets, 2 * (EMBED + EMBED), 'one unit reduce-scattering and one being assembled')
+  const wide = planMemory(config, { ...base, nprocPerNode: N, zeroStage: 3, bucketBytes: 2 * 2 * (EMBED + LAYER) })
+  t.equal(wide.gradientBuckets, 2 * (EMBED + LAYER) * 2 + 2 * EMBED, 'a wider --bucket-mb lets that many bytes reduce-scatter at once')
   const whole = planMemory(config, { ...base, nprocPerNode: N, zeroStage: 3, shardReference: false })
   t.equal(whole.reference, 2 * P, 'or a whole reference')
   t.equal(whole.gatheredWeights, 2 * (EMBED + LAYER), 'whose head is not gathered: the embedding and layer 0 are the most at once')

@@ -178,8 +178,11 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const gatheredWeights = zero3 ? gathered * E : 0
   const gradBytes = lora ? 4 : E
   const gradients = zero3 ? shardElements * E : (trainable * gradBytes) / shard(2)
+  // ZeRO-3: the full gradients reduce-scattering, at most --bucket-mb of them (but always one
+  // unit), beside the unit's gradient the backward is assembling.
+  const largestUnit = Math.max(...units)
   const gradientBuckets = zero3
-    ? adjacentPair * E
+    ? Math.min(units.reduce((a, u) => a + u, 0) * E, Math.max(o.bucketBytes ?? 25 * 2 ** 20, largestUnit * E)) + largestUnit * E
     : N > 1
       ? inFlightGradientBytes(o, shard(2) > 1, trainable * gradBytes, gradients, largestTrainable(shapes, lora, o) * gradBytes)
       : 0
@@ -203,8 +206,7 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const layerInputs = E * c.hidden_size * tokens * c.num_hidden_layers
   // The fused ε-DPO op's gradients, made in its forward: the head's (fp32 for a reduced head, as
   // csrc/ops/chunked_linear.cc accumulates it) and the policy's final hidden states'.
-  const headGradient = o.headGradientInForward ? headGradientBytes(shapes, E, acc) : 0
-  const forwardGradients = o.headGradientInForward ? headGradient + E * c.hidden_size * tokens : 0
+  const forwardGradients = o.headGradientInForward ? headGradientBytes(shapes, E, acc) + E * c.hidden_size * tokens : 0
   // With checkpointing: every layer's input plus one layer recomputed in backward.
   const activations =
     (o.gradientCheckpointing ? layerInputs + perLayer : perLayer * c.num_hidden_layers + layerInputs) +
@@ -235,10 +237,9 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const layerShare = o.gradientCheckpointing ? perLayer : activations / c.num_hidden_layers
   // The forward's working set; the gradients of earlier micro-batches live beside it when accumulating.
   const forward = activations + Math.max(logitsChunked, layerTemporaries) + (accumulating ? gradients : 0)
-  // The backward: the gradients (full at its end), the buckets in flight, one layer's activations,
-  // and at its start the head's gradient (made in the forward) and, with checkpointing, every
-  // layer's input, both freed as it goes.
-  const backward = gradients + gradientBuckets + layerShare + headGradient + (o.gradientCheckpointing ? layerInputs : 0)
+  // The backward: the gradients (full at its end), the buckets in flight and one layer's
+  // activations. (Its start, where the forward's activations are still alive, is the forward's term.)
+  const backward = gradients + gradientBuckets + layerShare
   // ZeRO-3 adds the gathered units (the loss's heads, or the unit computing and the one prefetched).
   const total = weights + reference + optimizer + gatheredWeights + Math.max(forward, backward)
   const runtime = o.runtimeBytes ?? 0
