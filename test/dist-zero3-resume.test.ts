@@ -48,8 +48,8 @@ function mismatches(got: Record<string, number[]>, want: Record<string, number[]
   return n
 }
 
-/** Zeroed slots of layout `to` (what AdamW.stateTensors() would hand reshardState). */
-function chunkSlots(units: readonly GatherUnit[], rank: number, world: number): Record<string, Tensor> {
+/** Zeroed slots of a rank of ZeRO-3 on `world` ranks (what its AdamW.stateTensors() would hand reshardState). */
+function chunkSlots(units: readonly GatherUnit[], world: number): Record<string, Tensor> {
   const out: Record<string, Tensor> = {}
   for (const u of units) for (const kind of KINDS) out[`${kind}.${u.name}`] = Tensor.zeros([Math.ceil(u.numel / world)])
   return out
@@ -89,14 +89,18 @@ t.test('the gather units are the model parameters in order; re-sharding between 
   // named → chunks on 2 ranks, then on 3 (every unit but one needs padding for 2 or 3).
   const write = (world: number, from: string[], fromLayout: Parameters<typeof reshardState>[2]) =>
     Array.from({ length: world }, (_, rank) => {
-      const slots = chunkSlots(units, rank, world)
+      const slots = chunkSlots(units, world)
       reshardState(slots, from, fromLayout, { kind: 'chunks', rank, world }, units)
       const file = path.join(work, `optimizer-rank${rank}-of-${world}.safetensors`)
       saveSafetensors(file, slots)
       return { file, slots: host(slots) }
     })
   const two = write(2, [namedFile], { kind: 'named' })
-  const three = write(3, two.map((x) => x.file), { kind: 'chunks', rank: 0, world: 2 })
+  const three = write(
+    3,
+    two.map((x) => x.file),
+    { kind: 'chunks', rank: 0, world: 2 },
+  )
   for (const [world, ranks] of [
     [2, two],
     [3, three],
@@ -122,10 +126,26 @@ t.test('the gather units are the model parameters in order; re-sharding between 
 
   // chunks on 3 → named (ZeRO-0), and → the names one ZeRO-1 rank owns.
   const back: Record<string, Tensor> = Object.fromEntries(Object.entries(named).map(([k, v]) => [k, Tensor.zeros(v.shape)]))
-  reshardState(back, three.map((x) => x.file), { kind: 'chunks', rank: 0, world: 3 }, { kind: 'named' }, units)
+  reshardState(
+    back,
+    three.map((x) => x.file),
+    { kind: 'chunks', rank: 0, world: 3 },
+    { kind: 'named' },
+    units,
+  )
   t.equal(mismatches(host(back), saved), 0, 'named → 2 ranks → 3 ranks → named gives back every tensor to the bit')
-  const owned = Object.fromEntries(Object.entries(named).filter(([k]) => k.includes('layers.1.')).map(([k, v]) => [k, Tensor.zeros(v.shape)]))
-  reshardState(owned, two.map((x) => x.file), { kind: 'chunks', rank: 0, world: 2 }, { kind: 'named' }, units)
+  const owned = Object.fromEntries(
+    Object.entries(named)
+      .filter(([k]) => k.includes('layers.1.'))
+      .map(([k, v]) => [k, Tensor.zeros(v.shape)]),
+  )
+  reshardState(
+    owned,
+    two.map((x) => x.file),
+    { kind: 'chunks', rank: 0, world: 2 },
+    { kind: 'named' },
+    units,
+  )
   t.equal(mismatches(host(owned), saved), 0, 'a ZeRO-1 rank takes just the tensors it owns, to the bit')
 
   // Files from strangers: a missing or ill-shaped tensor names its file and the tensor.
@@ -140,13 +160,7 @@ t.test('the gather units are the model parameters in order; re-sharding between 
   }
   const chunksWith = (edit: (x: Record<string, Tensor>) => void) => [two[0]!.file, damaged(two[1]!.file, edit)]
   const toNamed = (files: string[], from: Parameters<typeof reshardState>[2]) => () =>
-    reshardState(
-      Object.fromEntries(Object.entries(named).map(([k, v]) => [k, Tensor.zeros(v.shape)])),
-      files,
-      from,
-      { kind: 'named' },
-      units,
-    )
+    reshardState(Object.fromEntries(Object.entries(named).map(([k, v]) => [k, Tensor.zeros(v.shape)])), files, from, { kind: 'named' }, units)
   const twoRanks = { kind: 'chunks', rank: 0, world: 2 } as const
   t.throws(
     toNamed(
@@ -167,9 +181,9 @@ t.test('the gather units are the model parameters in order; re-sharding between 
       chunksWith((x) => (x['exp_avg.zero3.model.norm.weight'] = Tensor.zeros([16], { dtype: 'float64' }))),
       twoRanks,
     ),
-    /optimizer state: 'exp_avg\.model\.norm\.weight' is float64, this run keeps float32/,
+    /bad\/optimizer-rank1-of-2\.safetensors: optimizer state: 'exp_avg\.zero3\.model\.norm\.weight' is float64, this run keeps float32/,
   )
-  const toChunks = (file: string) => () => reshardState(chunkSlots(units, 1, 2), [file], { kind: 'named' }, { kind: 'chunks', rank: 1, world: 2 }, units)
+  const toChunks = (file: string) => () => reshardState(chunkSlots(units, 2), [file], { kind: 'named' }, { kind: 'chunks', rank: 1, world: 2 }, units)
   t.throws(
     toChunks(damaged(namedFile, (x) => delete x['exp_avg.model.layers.0.mlp.up_proj.weight'])),
     /bad\/optimizer\.safetensors: optimizer state: missing tensor 'exp_avg\.model\.layers\.0\.mlp\.up_proj\.weight'/,
@@ -199,7 +213,18 @@ t.test('ZeRO-3 checkpoints resume in other layouts, and other layouts resume at 
   const referenceModel = makeTrainableModel(t, 4)
   const work = tempDir(t)
   const data = writeToyPreferences(work, 17)
-  const config = { model, referenceModel, data: [data], ...RUN_SETTINGS, method: 'epsilon-dpo', epsilon: 0.1, beta: 0.5, maxSteps: 4, saveEvery: 2, batchSize: 4 }
+  const config = {
+    model,
+    referenceModel,
+    data: [data],
+    ...RUN_SETTINGS,
+    method: 'epsilon-dpo',
+    epsilon: 0.1,
+    beta: 0.5,
+    maxSteps: 4,
+    saveEvery: 2,
+    batchSize: 4,
+  }
   const out = (name: string) => path.join(work, name)
   const cutFrom = (full: string, name: string) => ({ from: path.join(out(full), 'checkpoint-2'), to: path.join(out(name), 'checkpoint-2') })
   // Uninterrupted ZeRO-3 and ZeRO-1 runs on 2 ranks; each one's step-2 checkpoint resumed in the other layout (and ZeRO-3's at ZeRO-2).

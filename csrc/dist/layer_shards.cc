@@ -323,7 +323,6 @@ class LayerShards final : public models::UnitSource {
 // Sibling groups made so far: every rank shards its models in one order, so the n-th is the same group everywhere.
 std::atomic<int> scatter_groups{0};
 
-
 // The units of a whole model, each with its tensors' indices in model.names(), in model order.
 std::vector<std::pair<UnitParams, std::vector<size_t>>> whole_units(const models::CausalLM& model) {
   const int64_t L = model.config().num_layers;

@@ -84,7 +84,13 @@ export function resumeOptimizerState(
  * unit by unit. Every slot must be filled; a missing or ill-shaped tensor names its file.
  * @internal Exported for test/dist-zero3-resume.test.ts.
  */
-export function reshardState(slots: Readonly<Record<string, Tensor>>, files: readonly string[], from: StateLayout, to: StateLayout, units: readonly GatherUnit[]): void {
+export function reshardState(
+  slots: Readonly<Record<string, Tensor>>,
+  files: readonly string[],
+  from: StateLayout,
+  to: StateLayout,
+  units: readonly GatherUnit[],
+): void {
   const headers = files.map((file) => ({ file, tensors: readSafetensorsHeader(file).tensors }))
   if (from.kind === 'chunks' && headers.length !== from.world) throw new Error(`reshardState: ${headers.length} files for ${from.world} ranks`)
   const kinds = [...new Set(Object.keys(slots).map((k) => k.slice(0, k.indexOf('.'))))]
@@ -92,8 +98,11 @@ export function reshardState(slots: Readonly<Record<string, Tensor>>, files: rea
   for (const unit of units)
     for (const kind of kinds) {
       const keys = to.kind === 'chunks' ? [`${kind}.${unit.name}`] : unit.tensors.map((t) => `${kind}.${t.name}`)
-      if (!keys.some((k) => Object.hasOwn(slots, k))) continue
-      const flat = from.kind === 'chunks' ? readChunks(headers, unit, kind) : readNamed(headers, unit, kind)
+      const held = keys.find((k) => Object.hasOwn(slots, k))
+      if (held === undefined) continue
+      // A unit's tensors share one dtype (layer_shards.cc checks), so its state does too.
+      const dtype = slots[held]!.dtype
+      const flat = from.kind === 'chunks' ? readChunks(headers, unit, kind, dtype) : readNamed(headers, unit, kind, dtype)
       try {
         if (to.kind === 'chunks') {
           const chunk = Math.ceil(unit.numel / to.world)
@@ -104,7 +113,7 @@ export function reshardState(slots: Readonly<Record<string, Tensor>>, files: rea
           if (real < chunk) pieces.push(Tensor.zeros([chunk - real], { dtype: flat.dtype, device: flat.device }))
           const mine = Tensor.cat(pieces)
           for (const p of pieces) p.dispose()
-          fill(slots, keys[0]!, mine, filled, files)
+          fill(slots, keys[0]!, mine, filled)
           mine.dispose()
         } else {
           let offset = 0
@@ -112,7 +121,7 @@ export function reshardState(slots: Readonly<Record<string, Tensor>>, files: rea
             if (Object.hasOwn(slots, keys[i]!)) {
               const piece = flat.narrow(0, offset, t.numel)
               const shaped = piece.reshape(t.shape)
-              fill(slots, keys[i]!, shaped, filled, files)
+              fill(slots, keys[i]!, shaped, filled)
               shaped.dispose()
               piece.dispose()
             }
@@ -130,11 +139,11 @@ export function reshardState(slots: Readonly<Record<string, Tensor>>, files: rea
 type Header = { file: string; tensors: Record<string, SafetensorsEntry> }
 
 // A unit's flat state from its chunks, one per file: each ceil(numel / world) long, the last padded.
-function readChunks(headers: readonly Header[], unit: GatherUnit, kind: string): Tensor {
+function readChunks(headers: readonly Header[], unit: GatherUnit, kind: string, dtype: string): Tensor {
   const key = `${kind}.${unit.name}`
   const chunk = Math.ceil(unit.numel / headers.length)
   const chunks = headers.map((h) => {
-    const entry = entryOf(h, key, `ZeRO-3 on ${headers.length} ranks writes one chunk of each gather unit per rank`)
+    const entry = entryOf(h, key, dtype, `ZeRO-3 on ${headers.length} ranks writes one chunk of each gather unit per rank`)
     if (entry.shape.length !== 1 || entry.shape[0] !== chunk)
       throw new EdpoInputError(
         `${h.file}: optimizer state: '${key}' has shape [${entry.shape}], expected [${chunk}] (${unit.numel} elements over ${headers.length} ranks)`,
@@ -149,12 +158,12 @@ function readChunks(headers: readonly Header[], unit: GatherUnit, kind: string):
 }
 
 // A unit's flat state from its tensors by name, whichever file holds each.
-function readNamed(headers: readonly Header[], unit: GatherUnit, kind: string): Tensor {
+function readNamed(headers: readonly Header[], unit: GatherUnit, kind: string, dtype: string): Tensor {
   const parts = unit.tensors.map((t) => {
     const key = `${kind}.${t.name}`
     const h = headers.find((x) => Object.hasOwn(x.tensors, key))
     if (!h) throw new EdpoInputError(`${headers.map((x) => x.file).join(', ')}: optimizer state: missing tensor '${key}'`)
-    const entry = h.tensors[key]!
+    const entry = entryOf(h, key, dtype)
     if (entry.shape.join(',') !== t.shape.join(','))
       throw new EdpoInputError(`${h.file}: optimizer state: '${key}' has shape [${entry.shape}], expected [${t.shape}]`)
     const whole = readTensor(h.file, key)
@@ -167,9 +176,12 @@ function readNamed(headers: readonly Header[], unit: GatherUnit, kind: string): 
   return flat
 }
 
-function entryOf(h: Header, key: string, why: string): SafetensorsEntry {
-  if (!Object.hasOwn(h.tensors, key)) throw new EdpoInputError(`${h.file}: optimizer state: missing tensor '${key}' (${why})`)
-  return h.tensors[key]!
+// The saved dtype must be the state's (what this model's AdamW keeps).
+function entryOf(h: Header, key: string, dtype: string, why?: string): SafetensorsEntry {
+  if (!Object.hasOwn(h.tensors, key)) throw new EdpoInputError(`${h.file}: optimizer state: missing tensor '${key}'${why ? ` (${why})` : ''}`)
+  const entry = h.tensors[key]!
+  if (entry.dtype !== dtype) throw new EdpoInputError(`${h.file}: optimizer state: '${key}' is ${entry.dtype}, this run keeps ${dtype}`)
+  return entry
 }
 
 function readTensor(file: string, key: string): Tensor {
@@ -178,10 +190,7 @@ function readTensor(file: string, key: string): Tensor {
   return out!
 }
 
-// Copies `t` into slot `key`; the saved dtype must be the state's (what this model's AdamW keeps).
-function fill(slots: Readonly<Record<string, Tensor>>, key: string, t: Tensor, filled: Set<string>, files: readonly string[]): void {
-  const into = slots[key]!
-  if (t.dtype !== into.dtype) throw new EdpoInputError(`${files.join(', ')}: optimizer state: '${key}' is ${t.dtype}, this run keeps ${into.dtype}`)
-  into.copyInPlace(t)
+function fill(slots: Readonly<Record<string, Tensor>>, key: string, t: Tensor, filled: Set<string>): void {
+  slots[key]!.copyInPlace(t)
   filled.add(key)
 }
