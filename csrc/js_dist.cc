@@ -270,6 +270,33 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
         });
   ops.back().returns = Returns::Fields;
   ops.back().outputs_name = "NativeGatheredUnit";
+  ops.push_back(
+      {"distUnitLayout",
+       "ZeRO-3: each gather unit's tensors in the order its flat buffer holds them (the padding after them), "
+       "of a sharded model or as distShardModel would shard a whole one.",
+       {model},
+       {{"units", false, "The units' names (\"zero3.<unit>\"), in order.", ResultKind::StringList},
+        {"names", false, "The tensors' Hugging Face names, unit after unit.", ResultKind::StringList},
+        {"counts", false, "How many of the names each unit has.", ResultKind::Float64Array},
+        {"shapes", false, "Each tensor's rank, then its sizes, in the names' order.", ResultKind::Float64Array}},
+       [](const OpArgs& a) -> OpResults {
+         std::vector<std::string> units, names;
+         std::vector<double> counts, shapes;
+         for (const auto& u : edpo::dist::unit_params(*a.model("model"))) {
+           units.push_back(u.name);
+           counts.push_back(double(u.names.size()));
+           for (size_t i = 0; i < u.names.size(); ++i) {
+             names.push_back(u.names[i]);
+             shapes.push_back(double(u.shapes[i].size()));
+             for (int64_t d : u.shapes[i]) shapes.push_back(double(d));
+           }
+         }
+         return {units, names, counts, shapes};
+       },
+       Call::Positional,
+       Mode::Sync,
+       Returns::Fields,
+       "NativeUnitLayout"});
   async("distShardsFinish",
         "ZeRO-3: after a step's backward passes, waits for the gradients' reduce-scatters and leaves each shard its "
         "gradient, averaged over ranks.",

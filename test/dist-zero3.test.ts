@@ -99,7 +99,7 @@ t.test('ZeRO-3 on 2 ranks equals 1 process and ZeRO-0', async (t) => {
 
 const STATE_KEYS = ['policy_weights', 'reference_weights', 'master_weights', 'optimizer_moments', 'gradients'].map((k) => `memory/${k}_bytes`)
 
-t.test('ZeRO-3: half the state per rank at rest; checkpoints resume bit-exact on 2 ranks and refuse other layouts', async (t) => {
+t.test('ZeRO-3: half the state per rank at rest; checkpoints resume bit-exact on 2 ranks', async (t) => {
   const model = makeTrainableModel(t, 3)
   const referenceModel = makeTrainableModel(t, 4)
   const work = tempDir(t)
@@ -145,10 +145,9 @@ t.test('ZeRO-3: half the state per rank at rest; checkpoints resume bit-exact on
   for (const f of files)
     t.ok(fs.readFileSync(path.join(cut, 'checkpoint-4', f)).equals(fs.readFileSync(path.join(full, 'checkpoint-4', f))), `resume is bit-exact: ${f}`)
 
-  // Another layout: one process cannot take the per-rank unit chunks yet, and says so.
+  // (Other layouts re-shard: test/dist-zero3-resume.test.ts.)
   const other = path.join(work, 'other')
   fs.cpSync(path.join(full, 'checkpoint-2'), path.join(other, 'checkpoint-2'), { recursive: true })
-  await t.rejects(Trainer.create({} as never, { resume: other, log: () => {} }), /ZeRO-3 on 2 rank\(s\), this run ZeRO-3 on 1/)
   // Without its optimizer shards a stage-3 checkpoint fails, naming the missing file.
   fs.rmSync(path.join(other, 'checkpoint-2', 'optimizer-rank1-of-2.safetensors'))
   await t.rejects(Trainer.create({} as never, { resume: other, log: () => {} }), /optimizer-rank1-of-2\.safetensors is missing/)

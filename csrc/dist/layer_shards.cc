@@ -39,10 +39,7 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-struct UnitLayout {
-  std::string name;  // "zero3.<unit>"
-  std::vector<std::string> names;
-  std::vector<std::vector<int64_t>> shapes;
+struct UnitLayout : UnitParams {
   std::vector<int64_t> sizes;  // each tensor's numel, then the padding (when > 0)
   int64_t chunk = 0;           // elements per rank
 };
@@ -391,6 +388,8 @@ class LayerShards final : public models::UnitSource {
 
   ReducerStats finish() override { return units_->finish(); }
 
+  const std::vector<UnitLayout>& layout() const { return units_->layout; }
+
   std::shared_ptr<models::UnitSource> frozen_copy() const override {
     auto copy = std::make_shared<Units>();
     copy->group = units_->group;
@@ -407,18 +406,12 @@ class LayerShards final : public models::UnitSource {
 // Sibling groups made so far: every rank shards its models in one order, so the n-th is the same group everywhere.
 std::atomic<int> scatter_groups{0};
 
-}  // namespace
-
-std::shared_ptr<models::UnitSource> make_layer_shards(std::shared_ptr<Group> group, const models::CausalLM& model,
-                                                      int64_t bucket_bytes) {
-  EDPO_ARG_CHECK(group != nullptr, "zero3: a process group is required");
-  EDPO_ARG_CHECK(bucket_bytes > 0, "bucketMb: the bytes of reduce-scatters in flight must be > 0, got ", bucket_bytes);
-  EDPO_ARG_CHECK(!model.shards(), "zero3: the model is sharded already");
+// The units of a whole model, each with its tensors' indices in model.names(), in model order.
+std::vector<std::pair<UnitParams, std::vector<size_t>>> whole_units(const models::CausalLM& model) {
   const int64_t L = model.config().num_layers;
   const bool tied = model.config().tie_word_embeddings;
   const size_t n_units = size_t(L + (tied ? 2 : 3));
-  std::vector<UnitLayout> layout(n_units);
-  std::vector<std::vector<at::Tensor>> members(n_units);
+  std::vector<std::pair<UnitParams, std::vector<size_t>>> units(n_units);
   const auto& names = model.names();
   const auto& tensors = model.tensors();
   for (size_t i = 0; i < names.size(); ++i) {
@@ -433,10 +426,50 @@ std::shared_ptr<models::UnitSource> make_layer_shards(std::shared_ptr<Group> gro
     else if (n.rfind("model.layers.", 0) == 0)
       u = 1 + std::stoll(n.substr(13));
     EDPO_ARG_CHECK(u >= 0 && u < int64_t(n_units), "zero3: '", n, "' belongs to no gather unit");
-    layout[size_t(u)].names.push_back(n);
-    layout[size_t(u)].shapes.push_back(tensors[i].sizes().vec());
-    layout[size_t(u)].sizes.push_back(tensors[i].numel());
-    members[size_t(u)].push_back(tensors[i]);
+    units[size_t(u)].first.names.push_back(n);
+    units[size_t(u)].first.shapes.push_back(tensors[i].sizes().vec());
+    units[size_t(u)].second.push_back(i);
+  }
+  for (size_t u = 0; u < n_units; ++u) {
+    EDPO_ARG_CHECK(!units[u].second.empty(), "zero3: gather unit ", u, " has no tensors");
+    units[u].first.name = u == 0               ? "zero3.model.embed_tokens.weight"
+                          : u == size_t(L + 1) ? "zero3.model.norm.weight"
+                          : u == size_t(L + 2) ? "zero3.lm_head.weight"
+                                               : "zero3.model.layers." + std::to_string(u - 1);
+  }
+  return units;
+}
+
+}  // namespace
+
+std::vector<UnitParams> unit_params(const models::CausalLM& model) {
+  std::vector<UnitParams> out;
+  if (model.shards()) {
+    const auto* shards = dynamic_cast<const LayerShards*>(model.shards().get());
+    EDPO_ARG_CHECK(shards != nullptr, "zero3: the model's shards are not gather units");
+    for (const auto& l : shards->layout()) out.push_back(l);
+  } else {
+    for (auto& [params, members] : whole_units(model)) out.push_back(std::move(params));
+  }
+  return out;
+}
+
+std::shared_ptr<models::UnitSource> make_layer_shards(std::shared_ptr<Group> group, const models::CausalLM& model,
+                                                      int64_t bucket_bytes) {
+  EDPO_ARG_CHECK(group != nullptr, "zero3: a process group is required");
+  EDPO_ARG_CHECK(bucket_bytes > 0, "bucketMb: the bytes of reduce-scatters in flight must be > 0, got ", bucket_bytes);
+  EDPO_ARG_CHECK(!model.shards(), "zero3: the model is sharded already");
+  const auto& tensors = model.tensors();
+  const auto whole = whole_units(model);
+  const size_t n_units = whole.size();
+  std::vector<UnitLayout> layout(n_units);
+  std::vector<std::vector<at::Tensor>> members(n_units);
+  for (size_t u = 0; u < n_units; ++u) {
+    static_cast<UnitParams&>(layout[u]) = whole[u].first;
+    for (size_t i : whole[u].second) {
+      layout[u].sizes.push_back(tensors[i].numel());
+      members[u].push_back(tensors[i]);
+    }
   }
   auto units = std::make_shared<Units>();
   units->group = group;
@@ -448,11 +481,6 @@ std::shared_ptr<models::UnitSource> make_layer_shards(std::shared_ptr<Group> gro
   c10::NoGradGuard no_grad;
   for (size_t u = 0; u < n_units; ++u) {
     UnitLayout& l = layout[u];
-    EDPO_ARG_CHECK(!members[u].empty(), "zero3: gather unit ", u, " has no tensors");
-    l.name = u == 0               ? "zero3.model.embed_tokens.weight"
-             : u == size_t(L + 1) ? "zero3.model.norm.weight"
-             : u == size_t(L + 2) ? "zero3.lm_head.weight"
-                                  : "zero3.model.layers." + std::to_string(u - 1);
     int64_t numel = 0;
     std::vector<at::Tensor> flat;
     const at::Tensor& first = members[u][0];

@@ -580,6 +580,18 @@ export interface NativeGatheredUnit {
   tensors: NativeTensor[]
 }
 
+/** What distUnitLayout returns. */
+export interface NativeUnitLayout {
+  /** The units' names ("zero3.<unit>"), in order. */
+  units: string[]
+  /** The tensors' Hugging Face names, unit after unit. */
+  names: string[]
+  /** How many of the names each unit has. */
+  counts: Float64Array
+  /** Each tensor's rank, then its sizes, in the names' order. */
+  shapes: Float64Array
+}
+
 /** The Tensor.op methods (tensor.op(name, ...args)): each one's arguments after the name; T is the tensor type. */
 export interface TensorOpTypes<T> {
   /** self + other. */
@@ -789,6 +801,8 @@ export interface Native {
   distShardModel(group: NativeGroup, model: NativeModel, o: NativeShardOptions): void
   /** ZeRO-3: one gather unit of a sharded model, whole, under its Hugging Face names (a collective: every rank calls it). */
   distGatherUnit(model: NativeModel, unit: number): Promise<NativeGatheredUnit>
+  /** ZeRO-3: each gather unit's tensors in the order its flat buffer holds them (the padding after them), of a sharded model or as distShardModel would shard a whole one. */
+  distUnitLayout(model: NativeModel): NativeUnitLayout
   /** ZeRO-3: after a step's backward passes, waits for the gradients' reduce-scatters and leaves each shard its gradient, averaged over ranks. */
   distShardsFinish(model: NativeModel): Promise<ReducerStats>
   /** Whether this build has NCCL. */

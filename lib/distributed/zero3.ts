@@ -3,11 +3,11 @@
 // units (csrc/dist/layer_shards.h), so the optimizer, the gradient norm and the checkpoints' optimizer
 // files see only shards ("zero3.<unit>"). A checkpoint's model is gathered one unit at a time:
 // every rank gathers, rank 0 writes one file per unit, and no rank holds more than one unit whole.
+// A resume in another layout re-shards the optimizer state: zero3-resume.ts.
 import { EdpoInputError } from '../core/errors'
 import type { CausalLM } from '../model/causal-lm'
 import { writeCheckpointStreamed } from '../model/checkpoint-files'
 import type { DistGroup } from './group'
-import { OPTIMIZER_FILE, optimizerFiles } from './optimizer-shards'
 
 /** Settings ZeRO-3 cannot run, named by their flags; checked before any work. */
 export function checkZeroStage(c: {
@@ -74,25 +74,5 @@ export async function saveShardedModel(group: DistGroup, model: CausalLM, dir: s
     },
     config,
     dir !== undefined,
-  )
-}
-
-/**
- * --resume across layouts: ZeRO-3's optimizer state is one flat chunk per gather unit and rank, so
- * (until re-sharding it is written) a checkpoint resumes at ZeRO-3 only from ZeRO-3 on as many
- * ranks, and a ZeRO-3 checkpoint only so. Missing optimizer files are named first.
- */
-export function checkZero3Resume(dir: string, saved: { stage: number }, now: { stage: number; world: number }): void {
-  const found = optimizerFiles(dir)
-  if ('problem' in found) throw new EdpoInputError(`--resume ${dir}: ${found.problem}`)
-  const savedWorld = found.files[0] === OPTIMIZER_FILE ? 1 : found.files.length
-  const sharded3 = (stage: number, world: number) => stage === 3 && world > 1
-  const before = sharded3(saved.stage, savedWorld)
-  const after = sharded3(now.stage, now.world)
-  if (!before && !after) return
-  if (before && after && savedWorld === now.world) return
-  throw new EdpoInputError(
-    `--resume ${dir}: its optimizer state is ZeRO-${saved.stage} on ${savedWorld} rank(s), this run ZeRO-${now.stage} on ${now.world}; ` +
-      `ZeRO-3 keeps one flat chunk per gather unit and rank, so it resumes only at --zero-stage 3 on the same number of ranks (re-sharding it is not implemented yet)`,
   )
 }

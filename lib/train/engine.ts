@@ -26,8 +26,9 @@ import { type CreateOptions, openRunOnRanks } from './open-run'
 import { type SftConfig, type SftConfigInput, sftConfigSchema } from './sft-config'
 import { applyStepFractions } from './step-fractions'
 import { DataParallel, type ZeroStage } from '../distributed/data-parallel'
-import { OPTIMIZER_FILE, optimizerStateFiles, optimizerShardFile } from '../distributed/optimizer-shards'
-import { checkZero3Resume, saveShardedModel, shardForZero3 } from '../distributed/zero3'
+import { OPTIMIZER_FILE, optimizerShardFile } from '../distributed/optimizer-shards'
+import { saveShardedModel, shardForZero3 } from '../distributed/zero3'
+import { resumeOptimizerState } from '../distributed/zero3-resume'
 import { EdpoError } from '../core/errors'
 import { saveSafetensors } from '../io'
 import { memoryStats, trimHeap } from '../core/memory'
@@ -120,8 +121,9 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     })
     const totalSteps = c.maxSteps ?? Math.ceil((c.epochs * this.sampler.batchesPerEpoch) / c.gradAccumulation)
     if (resumed) {
-      checkZero3Resume(resumed.dir, { stage: (resumed.file.config as { zeroStage?: number }).zeroStage ?? 0 }, { stage: c.zeroStage, world: this.dp.world })
-      this.optimizer.loadStateFiles(optimizerStateFiles(resumed.dir, this.dp.rank, this.dp.world, this.dp.sharded), resumed.file.step)
+      const saved = { stage: (resumed.file.config as { zeroStage?: number }).zeroStage ?? 0 }
+      const now = { stage: c.zeroStage, rank: this.dp.rank, world: this.dp.world, sharded: this.dp.sharded }
+      resumeOptimizerState(this.optimizer, resumed.dir, method.model, saved, now, resumed.file.step)
       this.savedStep = resumed.file.step
       const own = Object.entries(method.savedState()).filter(([, v]) => typeof v === 'number')
       run.log(`resumed from ${resumed.dir} at step ${resumed.file.step}` + (own.length > 0 ? ` (${own.map(([k, v]) => `${k} = ${v}`).join(', ')})` : ''))

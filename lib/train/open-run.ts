@@ -123,7 +123,7 @@ function ensureFolderExists(dir: string): void {
   if (!fs.existsSync(dir)) throw new EdpoInputError(`--out ${dir}: rank 0 should have created it; do all ranks see the same file system?`)
 }
 
-/** Options a resumed run may change: they extend or re-pace the run, not what it trains (ZeRO's optimizer state re-shards by name). */
+/** Options a resumed run may change: they extend or re-pace the run, not what it trains (ZeRO's optimizer state re-shards: distributed/zero3-resume.ts). */
 export const RESUME_EXTENDABLE = ['maxSteps', 'epochs', 'saveEvery', 'evalEvery', 'keepLast', 'logEvery', 'zeroStage', 'gradOverlap', 'bucketMb'] as const
 
 /**
