@@ -27,7 +27,7 @@ import { COMPLETE_MARKER } from '../lib/train/checkpoints'
 import { Trainer } from '../lib/train/engine'
 import { readMetrics } from '../lib/train/metrics-log'
 import { tempDir } from './helpers/data-fixtures'
-import { RUN_SETTINGS, startRankPair, trainedWeights, weightDifference } from './helpers/dist-run'
+import { RUN_SETTINGS, runCli, startRankPair, trainedWeights, weightDifference } from './helpers/dist-run'
 import { tinyConfig, tinyWeights, writeTiny } from './helpers/tiny-models'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 
@@ -264,6 +264,19 @@ t.test('ZeRO-3 checkpoints resume in other layouts, and other layouts resume at 
     t.equal(trainer.state.step, 4, `${from}'s checkpoint resumes in one process and trains on`)
   }
   compare('ZeRO-3 × 2 → one process vs ZeRO-1 × 2 → one process', out('z3-to-one'), out('z1-to-one'))
+
+  // Three ranks (the launcher, --nproc-per-node 3): the ZeRO-3 × 2 checkpoint re-sharded into
+  // chunks of 3 continues as the same checkpoint resumed at ZeRO-1 × 3 (named state, by owner).
+  for (const [stage, name] of [
+    [3, 'z3-to-z3x3'],
+    [1, 'z3-to-z1x3'],
+  ] as const) {
+    fs.cpSync(path.join(out('z3'), 'checkpoint-2'), path.join(out(name), 'checkpoint-2'), { recursive: true })
+    const r = runCli(['train', '--resume', out(name), '--nproc-per-node', '3', '--zero-stage', String(stage), '--dist-timeout', '120'], {}, 400_000)
+    t.equal(r.status, 0, `${name}: three ranks resume and finish (${r.stderr.slice(-800)})`)
+  }
+  t.ok(fs.existsSync(path.join(out('z3-to-z3x3'), 'checkpoint-4', 'optimizer-rank2-of-3.safetensors')), 'ZeRO-3 × 3 writes three optimizer shards')
+  compare('ZeRO-3 × 2 → ZeRO-3 × 3 vs ZeRO-3 × 2 → ZeRO-1 × 3', out('z3-to-z3x3'), out('z3-to-z1x3'))
 
   // The bound is far below what training moves: steps 3-4 change the weights by ≫ 1e-5.
   const before = trainedWeightsAt(path.join(out('z3'), 'checkpoint-2'))
