@@ -25,18 +25,8 @@ import { Tensor } from '../lib/core/tensor'
 import { DistGroup } from '../lib/distributed/group'
 import { Trainer } from '../lib/train/engine'
 import { tempDir } from './helpers/data-fixtures'
-import { trainedWeights, weightDifference, RUN_SETTINGS, startRankPair } from './helpers/dist-run'
+import { trainedWeights, weightDifference, RUN_SETTINGS, startRankPair, rankSteps } from './helpers/dist-run'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
-
-type Step = Record<string, number>
-
-function steps(out: string, rank: number): Step[] {
-  return fs
-    .readFileSync(path.join(out, `rank-${rank}-steps.jsonl`), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Step)
-}
 
 t.test('gradients reduced during the backward: same weights as after it and as 1 process; ZeRO-2 frees what it does not own', async (t) => {
   const model = makeTrainableModel(t, 3)
@@ -94,7 +84,7 @@ t.test('gradients reduced during the backward: same weights as after it and as 1
       const one = weightDifference(t, label, on, out(`a${accum}-one`))
       t.ok(one <= 1e-5, `${label}: overlap on equals 1 process × batch 8 (max |Δw| ${one.toExponential(2)} ≤ 1e-5)`)
       for (const rank of [0, 1]) {
-        const s = steps(on, rank)
+        const s = rankSteps(on, rank)
         t.equal(s.length, 3, `${label}, rank ${rank}: 3 steps logged`)
         t.ok(
           s.every((m) => m['dist/buckets']! > 1),
@@ -105,11 +95,11 @@ t.test('gradients reduced during the backward: same weights as after it and as 1
           `${label}, rank ${rank}: buckets started before the backward's last gradient (${s.map((m) => m['dist/buckets_started_before_last_hook']).join(', ')} of ${s[0]!['dist/buckets']})`,
         )
         t.ok(
-          steps(off, rank).every((m) => m['dist/buckets'] === undefined),
+          rankSteps(off, rank).every((m) => m['dist/buckets'] === undefined),
           `${label}, rank ${rank}: overlap off reduces after the backward`,
         )
         const peak = Math.max(...s.map((m) => m['memory/peak_gradients_bytes']!))
-        const peakOff = Math.max(...steps(off, rank).map((m) => m['memory/peak_gradients_bytes']!))
+        const peakOff = Math.max(...rankSteps(off, rank).map((m) => m['memory/peak_gradients_bytes']!))
         t.ok(peakOff >= fullGradBytes, `${label}, rank ${rank}: overlap off builds every gradient (peak ${peakOff} ≥ ${fullGradBytes} bytes)`)
         if (stage === 2) {
           const atRest = s[s.length - 1]!['memory/gradients_bytes']!

@@ -22,19 +22,9 @@ import { CausalLM } from '../lib/model/causal-lm'
 import { Trainer } from '../lib/train/engine'
 import { readMetrics } from '../lib/train/metrics-log'
 import { makeModelDir, tempDir, WORDS } from './helpers/data-fixtures'
-import { RUN_SETTINGS, runCli, startRankPair, trainedWeights, weightDifference } from './helpers/dist-run'
+import { RUN_SETTINGS, runCli, startRankPair, trainedWeights, weightDifference, rankSteps } from './helpers/dist-run'
 import { tinyConfig, tinyWeights, writeTiny } from './helpers/tiny-models'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
-
-type Step = Record<string, number>
-
-function steps(out: string, rank: number): Step[] {
-  return fs
-    .readFileSync(path.join(out, `rank-${rank}-steps.jsonl`), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Step)
-}
 
 /** Each gather unit's full fp32 gradient bytes (its tensors flattened, padded to a multiple of 2 ranks). */
 function unitGradientBytes(weights: Record<string, Float32Array>): number[] {
@@ -80,7 +70,7 @@ t.test('ZeRO-3: unit reduce-scatters overlap the backward; --bucket-mb caps thos
   for (const r of runs) {
     const cap = r.bucketMb === undefined ? 25 * 2 ** 20 : r.bucketMb * 2 ** 20
     for (const rank of [0, 1]) {
-      const s = steps(out(r.name), rank)
+      const s = rankSteps(out(r.name), rank)
       const label = `${r.name}, rank ${rank}`
       t.equal(s.length, 3, `${label}: 3 steps logged`)
       // Every micro-batch reduce-scatters each unit at least once.
@@ -108,7 +98,7 @@ t.test('ZeRO-3: unit reduce-scatters overlap the backward; --bucket-mb caps thos
   // Uncapped, ranks drift apart, so some rank has a later unit's reduce-scatter started before an
   // earlier one completed: more bytes in flight than any one unit.
   for (const name of ['a1-default', 'a2-default']) {
-    const peaks = [0, 1].flatMap((rank) => steps(out(name), rank).map((m) => m['dist/peak_in_flight_bytes']!))
+    const peaks = [0, 1].flatMap((rank) => rankSteps(out(name), rank).map((m) => m['dist/peak_in_flight_bytes']!))
     t.ok(Math.max(...peaks) > largest, `${name}: several reduce-scatters in flight at once (peak ${Math.max(...peaks)} > largest unit ${largest})`)
   }
 
@@ -197,7 +187,7 @@ t.test('ZeRO-3 with a tied head: overlap, the cap bit-exact, and 1 process', asy
   const units = unitGradientBytes(Object.fromEntries(Object.entries(weights).filter(([n]) => n !== 'lm_head.weight'))).length
   for (const run of ['default', '1k'])
     for (const rank of [0, 1]) {
-      const s = steps(out(run), rank)
+      const s = rankSteps(out(run), rank)
       t.ok(
         s.every((m) => m['dist/buckets']! === units + 1),
         `${run}, rank ${rank}: ${units} units, the embedding's twice (${s.map((m) => m['dist/buckets']).join(', ')} reduce-scatters per step)`,

@@ -97,16 +97,12 @@ t.test('ZeRO-3 on 2 ranks equals 1 process and ZeRO-0', async (t) => {
   for (const c of againstZero0) compareRuns(t, `ZeRO-3 vs ZeRO-0 (${c.label})`, out(c.label, 'zero0'), out(c.label, 'zero3'))
 })
 
-const STATE_KEYS = ['policy_weights', 'reference_weights', 'master_weights', 'optimizer_moments', 'gradients'].map((k) => `memory/${k}_bytes`)
-
-t.test('ZeRO-3: half the state per rank at rest; checkpoints resume bit-exact on 2 ranks', async (t) => {
-  const model = makeTrainableModel(t, 3)
-  const referenceModel = makeTrainableModel(t, 4)
-  const work = tempDir(t)
-  const data = writeToyPreferences(work, 17)
-  const config = { model, referenceModel, data: [data], ...RUN_SETTINGS, method: 'epsilon-dpo', epsilon: 0.1, beta: 0.5, maxSteps: 4, saveEvery: 2 }
+/**
+ * `config` trained at ZeRO-3 on 2 ranks × batch 4 into <work>/full, and the same run cut after its
+ * step-2 checkpoint and resumed by the same two ranks into <work>/cut; `done` settles when both ranks exit.
+ */
+function trainAndResume(work: string, config: Record<string, unknown>, env: Record<string, string> = {}) {
   const full = path.join(work, 'full')
-  // The same run cut after its step-2 checkpoint, resumed by the same two ranks.
   const cut = path.join(work, 'cut')
   const pair = startRankPair(
     work,
@@ -115,8 +111,25 @@ t.test('ZeRO-3: half the state per rank at rest; checkpoints resume bit-exact on
       { kind: 'train', resume: cut, config: {}, copyBefore: { from: path.join(full, 'checkpoint-2'), to: path.join(cut, 'checkpoint-2') } },
     ],
     600_000,
-    { EDPO_MEMORY_REPORT: '1' },
+    env,
   )
+  return { full, cut, done: pair.done }
+}
+
+/** Each of `files` is byte-for-byte the same in folders a and b. */
+function sameBytes(t: T, a: string, b: string, files: readonly string[], label: string): void {
+  for (const f of files) t.ok(fs.readFileSync(path.join(b, f)).equals(fs.readFileSync(path.join(a, f))), `${label}: ${f}`)
+}
+
+const STATE_KEYS = ['policy_weights', 'reference_weights', 'master_weights', 'optimizer_moments', 'gradients'].map((k) => `memory/${k}_bytes`)
+
+t.test('ZeRO-3: half the state per rank at rest; checkpoints resume bit-exact on 2 ranks', async (t) => {
+  const model = makeTrainableModel(t, 3)
+  const referenceModel = makeTrainableModel(t, 4)
+  const work = tempDir(t)
+  const data = writeToyPreferences(work, 17)
+  const config = { model, referenceModel, data: [data], ...RUN_SETTINGS, method: 'epsilon-dpo', epsilon: 0.1, beta: 0.5, maxSteps: 4, saveEvery: 2 }
+  const { full, cut, done } = trainAndResume(work, config, { EDPO_MEMORY_REPORT: '1' })
   const one = path.join(work, 'one')
   process.env.EDPO_MEMORY_REPORT = '1'
   try {
@@ -124,7 +137,7 @@ t.test('ZeRO-3: half the state per rank at rest; checkpoints resume bit-exact on
   } finally {
     delete process.env.EDPO_MEMORY_REPORT
   }
-  const { codes, stderr } = await pair.done
+  const { codes, stderr } = await done
   t.same(codes, [0, 0], `both ranks finished (stderr: ${stderr})`)
 
   // At rest: policy and reference shards, the fp32 model's moments and the gradient shards.
@@ -142,8 +155,7 @@ t.test('ZeRO-3: half the state per rank at rest; checkpoints resume bit-exact on
     files.includes('optimizer-rank1-of-2.safetensors') && files.some((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f)),
     `one file per gather unit and one optimizer shard per rank (${files.length} files)`,
   )
-  for (const f of files)
-    t.ok(fs.readFileSync(path.join(cut, 'checkpoint-4', f)).equals(fs.readFileSync(path.join(full, 'checkpoint-4', f))), `resume is bit-exact: ${f}`)
+  sameBytes(t, path.join(full, 'checkpoint-4'), path.join(cut, 'checkpoint-4'), files, 'resume is bit-exact')
 
   // (Other layouts re-shard: test/dist-zero3-resume.test.ts.)
   const other = path.join(work, 'other')
@@ -170,17 +182,8 @@ t.test('ZeRO-3 TR-DPO: the sharded moving reference is gathered into each checkp
   const work = tempDir(t)
   const data = writeToyPreferences(work, 17)
   const config = { model, referenceModel, data: [data], ...RUN_SETTINGS, method: 'tr-dpo', trDpoTau: 1, beta: 0.5, maxSteps: 4, saveEvery: 2 }
-  const full = path.join(work, 'full')
-  const cut = path.join(work, 'cut')
-  const pair = startRankPair(
-    work,
-    [
-      { kind: 'train', config: { ...config, batchSize: 4, zeroStage: 3, out: full } },
-      { kind: 'train', resume: cut, config: {}, copyBefore: { from: path.join(full, 'checkpoint-2'), to: path.join(cut, 'checkpoint-2') } },
-    ],
-    600_000,
-  )
-  const { codes, stderr } = await pair.done
+  const { full, cut, done } = trainAndResume(work, config)
+  const { codes, stderr } = await done
   t.same(codes, [0, 0], `both ranks finished (stderr: ${stderr})`)
   const reference = (out: string) => path.join(out, 'checkpoint-4', 'reference')
   const files = fs.readdirSync(reference(full)).filter((f) => f.endsWith('.safetensors'))
@@ -196,8 +199,8 @@ t.test('ZeRO-3 TR-DPO: the sharded moving reference is gathered into each checkp
     Object.entries(moved).some(([k, v]) => v.some((x, i) => x !== start[k]![i])),
     'the reference followed the policy',
   )
-  for (const f of files)
-    t.ok(fs.readFileSync(path.join(reference(cut), f)).equals(fs.readFileSync(path.join(reference(full), f))), `resume is bit-exact: reference/${f}`)
-  for (const f of fs.readdirSync(path.join(full, 'checkpoint-4')).filter((n) => n.endsWith('.safetensors')))
-    t.ok(fs.readFileSync(path.join(cut, 'checkpoint-4', f)).equals(fs.readFileSync(path.join(full, 'checkpoint-4', f))), `resume is bit-exact: ${f}`)
+  sameBytes(t, reference(full), reference(cut), files, 'resume is bit-exact: reference')
+  const checkpoint = (out: string) => path.join(out, 'checkpoint-4')
+  const weights = fs.readdirSync(checkpoint(full)).filter((n) => n.endsWith('.safetensors'))
+  sameBytes(t, checkpoint(full), checkpoint(cut), weights, 'resume is bit-exact')
 })

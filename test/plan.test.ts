@@ -11,21 +11,8 @@ import t from 'tap'
 import { parseModelConfig } from '../lib/model'
 import { gatherUnits, planMemory, type PlanOptions } from '../lib/model/memory-plan'
 import { tempDir } from './helpers/data-fixtures'
+import { LLAMA3_8B } from './helpers/llama3-8b'
 
-const LLAMA3_8B = {
-  model_type: 'llama',
-  hidden_size: 4096,
-  intermediate_size: 14336,
-  num_hidden_layers: 32,
-  num_attention_heads: 32,
-  num_key_value_heads: 8,
-  vocab_size: 128256,
-  rms_norm_eps: 1e-5,
-  rope_theta: 500000,
-  max_position_embeddings: 8192,
-  tie_word_embeddings: false,
-  hidden_act: 'silu',
-}
 const config = parseModelConfig(LLAMA3_8B, 'config.json')
 const base: PlanOptions = {
   dtype: 'bfloat16',

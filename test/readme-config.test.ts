@@ -10,22 +10,7 @@ import { parseArgs } from '../lib/cli/args'
 import { parseModelConfig } from '../lib/model'
 import { planMemory } from '../lib/model/memory-plan'
 import { TRAIN_OPTIONS, trainConfigSchema } from '../lib/train/config'
-
-// Meta-Llama-3-8B-Instruct's config.json (the fields the plan reads).
-const LLAMA3_8B_INSTRUCT = {
-  model_type: 'llama',
-  hidden_size: 4096,
-  intermediate_size: 14336,
-  num_hidden_layers: 32,
-  num_attention_heads: 32,
-  num_key_value_heads: 8,
-  vocab_size: 128256,
-  rms_norm_eps: 1e-5,
-  rope_theta: 500000,
-  max_position_embeddings: 8192,
-  tie_word_embeddings: false,
-  hidden_act: 'silu',
-}
+import { LLAMA3_8B } from './helpers/llama3-8b'
 
 t.test("README's run.yaml parses into a valid train config", (t) => {
   const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8')
@@ -76,7 +61,7 @@ t.test("docs/distributed.md's paper.yaml is the paper's run and fits a 40 GB car
   t.equal(Number(flag('max-length')), c.maxLength, 'and its lengths')
   t.equal(Number(flag('max-prompt-length')), c.maxPromptLength)
   t.equal(Number(flag('nproc-per-node')), GPUS)
-  const plan = planMemory(parseModelConfig(LLAMA3_8B_INSTRUCT, 'config.json'), {
+  const plan = planMemory(parseModelConfig(LLAMA3_8B, 'config.json'), {
     dtype: 'bfloat16',
     device: 'cuda',
     batchSize: c.batchSize,

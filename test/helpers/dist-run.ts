@@ -70,6 +70,15 @@ export function startRankPair(
   return { done }
 }
 
+/** The metrics rank `rank` logged each step of a job run with stepLog (<out>/rank-<r>-steps.jsonl). */
+export function rankSteps(out: string, rank: number): Record<string, number>[] {
+  return fs
+    .readFileSync(path.join(out, `rank-${rank}-steps.jsonl`), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>)
+}
+
 /** The newest checkpoint-<step> folder of a run. */
 export function lastCheckpoint(out: string): string {
   const steps = fs
