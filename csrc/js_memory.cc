@@ -25,6 +25,7 @@
 
 #include "js_common.h"
 #include "js_op_table.h"
+#include "ops/backend.h"
 
 namespace edpo_js {
 namespace {
@@ -306,6 +307,40 @@ OpResults memory_stats() {
   return r;
 }
 
+// One device's tensor bytes (live, peak) and what its allocator holds: the counting allocator
+// above for the CPU (holding its block cache besides the live bytes), the device's own allocator
+// elsewhere (CUDA's caching allocator, through the backend table), so that a GPU step's memory can be
+// measured as the CPU's is.
+OpResults device_memory(const c10::Device& device) {
+  OpResults r(4);
+  if (device.is_cpu()) {
+    r[0] = double(live_bytes.load());
+    r[1] = double(peak_bytes.load());
+#if defined(EDPO_BLOCK_CACHE)
+    r[2] = double(live_bytes.load()) + double(block_cache().stats().cached);
+#endif
+    return r;
+  }
+  const edpo::Backend& b = edpo::backend_for(device, "device");
+  TORCH_CHECK(b.memory != nullptr, "device: the ", b.name, " backend keeps no allocator counts");
+  const edpo::DeviceMemory m = b.memory(device.has_index() ? device.index() : c10::DeviceIndex(-1));
+  r[0] = m.tensors;
+  r[1] = m.peak_tensors;
+  r[2] = m.reserved;
+  r[3] = m.peak_reserved;
+  return r;
+}
+
+void reset_device_peak(const c10::Device& device) {
+  if (device.is_cpu()) {
+    peak_bytes.store(live_bytes.load());
+    return;
+  }
+  const edpo::Backend& b = edpo::backend_for(device, "device");
+  TORCH_CHECK(b.reset_memory_peak != nullptr, "device: the ", b.name, " backend keeps no allocator counts");
+  b.reset_memory_peak(device.has_index() ? device.index() : c10::DeviceIndex(-1));
+}
+
 }  // namespace
 
 void InitMemory(Napi::Env, Napi::Object) { install_counting_allocator(); }
@@ -345,6 +380,34 @@ void declare_memory_ops(std::vector<OpDecl>& ops) {
                  {},
                  [](const OpArgs&) -> OpResults {
                    peak_bytes.store(live_bytes.load());
+                   return {};
+                 },
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
+  const ArgDecl device{"device", ArgKind::OptionalDevice, "'cpu' (default), 'cuda' or 'cuda:N' (cuda: the current device)."};
+  ops.push_back({"deviceMemory",
+                 "One device's tensor bytes as its allocator counts them: the addon's counting allocator on the CPU "
+                 "(memoryStats), CUDA's caching allocator on a GPU.",
+                 {device},
+                 {number("tensorBytes", false, "Bytes of the device's tensors live now."),
+                  number("peakTensorBytes", false, "Their peak since resetDeviceMemoryPeak (on the CPU: resetPeakMemory)."),
+                  number("reservedBytes", true,
+                         "Bytes the allocator holds: live tensors and its cache (CPU: Linux only)."),
+                  number("peakReservedBytes", true, "GPU: their peak since resetDeviceMemoryPeak.")},
+                 [](const OpArgs& a) -> OpResults {
+                   return device_memory(a.optional_device("device").value_or(c10::Device(c10::DeviceType::CPU)));
+                 },
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Fields,
+                 "NativeDeviceMemory"});
+  ops.push_back({"resetDeviceMemoryPeak",
+                 "Starts a new peak of the device's tensor bytes (deviceMemory().peakTensorBytes) from the bytes live now.",
+                 {device},
+                 {},
+                 [](const OpArgs& a) -> OpResults {
+                   reset_device_peak(a.optional_device("device").value_or(c10::Device(c10::DeviceType::CPU)));
                    return {};
                  },
                  Call::Positional,

@@ -20,6 +20,12 @@ inline at::ScalarType accumulation_dtype(at::ScalarType logits_dtype) {
   return logits_dtype == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// A device allocator's counts, in bytes: its live tensors now and at their peak since the last
+// reset_memory_peak, and what it holds from the driver (live tensors plus its cache).
+struct DeviceMemory {
+  double tensors = 0, peak_tensors = 0, reserved = 0, peak_reserved = 0;
+};
+
 // The order of Backend::sequence_sums' [sequences] float64 results.
 enum SequenceSum : int { kSumPolicy = 0, kSumReference, kSumPlus, kSumMinus, kSumLogits, kSumTokens, kNumSequenceSums };
 
@@ -54,6 +60,10 @@ struct Backend {
   // norm is read first (CPU: it is on the host already).
   at::Tensor (*clip_by_square_sum)(const std::vector<at::Tensor>& grads, const at::Tensor& square_sum,
                                    double max_norm) = nullptr;
+  // The device's own allocator (CUDA's caching allocator), for one device index: a GPU step's
+  // memory is there, not in the addon's counting CPU allocator. Null: none (the CPU's is counted).
+  DeviceMemory (*memory)(c10::DeviceIndex index) = nullptr;
+  void (*reset_memory_peak)(c10::DeviceIndex index) = nullptr;
 };
 
 // The table for a device type, or null when this build has none.

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs'
 
 import { native } from './errors'
-import { nativeAddon, type NativeMemoryStats } from './native'
+import { nativeAddon, type NativeDeviceMemory, type NativeMemoryStats } from './native'
 
 /** @internal */
 export function memoryStats(): NativeMemoryStats {
@@ -13,6 +13,19 @@ export function memoryStats(): NativeMemoryStats {
 /** @internal Restarts the allocator's peak (peakTensorBytes) from the bytes live now. */
 export function resetPeakTensorBytes(): void {
   native(() => nativeAddon().resetPeakMemory())
+}
+
+/**
+ * @internal One device's tensor bytes as its allocator counts them: on the CPU the addon's counting
+ * allocator (memoryStats), on a GPU CUDA's caching allocator, where a GPU step's memory is.
+ */
+export function deviceMemory(device: string): NativeDeviceMemory {
+  return native(() => nativeAddon().deviceMemory(device))
+}
+
+/** @internal Restarts deviceMemory(device).peakTensorBytes from the bytes live now. */
+export function resetDeviceMemoryPeak(device: string): void {
+  native(() => nativeAddon().resetDeviceMemoryPeak(device))
 }
 
 /**

@@ -11,6 +11,7 @@ export type {
   LoraDropoutState,
   NativeLmHead,
   NativeLoraSpec,
+  NativeDeviceMemory,
   NativeMemoryStats,
   NativeGroupOptions,
   NativeModelConfig,

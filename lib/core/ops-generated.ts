@@ -474,6 +474,18 @@ export interface NativeMemoryStats {
   mmapBytes?: number
 }
 
+/** What deviceMemory returns. */
+export interface NativeDeviceMemory {
+  /** Bytes of the device's tensors live now. */
+  tensorBytes: number
+  /** Their peak since resetDeviceMemoryPeak (on the CPU: resetPeakMemory). */
+  peakTensorBytes: number
+  /** Bytes the allocator holds: live tensors and its cache (CPU: Linux only). */
+  reservedBytes?: number
+  /** GPU: their peak since resetDeviceMemoryPeak. */
+  peakReservedBytes?: number
+}
+
 /** What profilerStop returns. */
 export interface NativeProfile {
   /** Each event's name. */
@@ -769,6 +781,10 @@ export interface Native {
   memoryStats(): NativeMemoryStats
   /** Starts a new peak of live CPU tensor bytes (memoryStats().peakTensorBytes) from the bytes live now. */
   resetPeakMemory(): void
+  /** One device's tensor bytes as its allocator counts them: the addon's counting allocator on the CPU (memoryStats), CUDA's caching allocator on a GPU. */
+  deviceMemory(device?: string): NativeDeviceMemory
+  /** Starts a new peak of the device's tensor bytes (deviceMemory().peakTensorBytes) from the bytes live now. */
+  resetDeviceMemoryPeak(device?: string): void
   /** The bytes of the tensors' distinct storages (aliases such as a tied lm_head count once). */
   storageBytes(tensors: NativeTensor[]): number
   /** Gives the free pages glibc's heaps hold back to the OS once they add up to 8 MiB. */

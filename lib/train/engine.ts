@@ -31,14 +31,14 @@ import { saveShardedModel, shardForZero3 } from '../distributed/zero3'
 import { resumeOptimizerState } from '../distributed/zero3-resume'
 import { EdpoError } from '../core/errors'
 import { saveSafetensors } from '../io'
-import { memoryStats, trimHeap } from '../core/memory'
+import { trimHeap } from '../core/memory'
 import { Tensor } from '../core/tensor'
 import { AdamW } from './adamw'
 import { CheckpointManager } from './checkpoints'
 import { saveTrainedModel } from './lora-run'
 import type { RunConfig } from './run-options'
 import type { BatchShare, TrainingMethod } from './method'
-import { gradientBytes, memoryMetrics, memoryReport, memoryReportEnabled, resetMemoryPeaks } from './memory-report'
+import { gradientBytes, liveTensorBytes, memoryMetrics, memoryReport, memoryReportEnabled, resetMemoryPeaks } from './memory-report'
 import { type Metrics, MetricsLog } from './metrics-log'
 import type { Run } from './open-run'
 import { lrMultiplier } from './schedule'
@@ -169,7 +169,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     const lap = profiler ? (section: string) => profiler.lap(section) : undefined
     const started = performance.now()
     const reportMemory = memoryReportEnabled()
-    if (reportMemory) resetMemoryPeaks()
+    if (reportMemory) resetMemoryPeaks(c.device)
     let activations = 0
     const stats: Tensor[] = []
     const counts: number[][] = []
@@ -182,12 +182,12 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       if (k === c.gradAccumulation - 1) this.dp.beforeLastBackward()
       const standIn = rows.length === 0 && this.everyRankRuns
       if (rows.length === 0 && !standIn) continue
-      const before = reportMemory ? memoryStats().tensorBytes : 0
+      const before = reportMemory ? liveTensorBytes(c.device) : 0
       // A rank without rows runs a global row weighted 0 where the micro-batch holds collectives.
       const out = await this.method.microBatch(standIn ? global.slice(0, 1) : rows, { grad: true, lap, share: this.share(counts[counts.length - 1]!, standIn) })
       lap?.('loss')
       // What the forward leaves alive for the backward (the graph's saved tensors): the activations.
-      if (reportMemory) activations = Math.max(activations, memoryStats().tensorBytes - before)
+      if (reportMemory) activations = Math.max(activations, liveTensorBytes(c.device) - before)
       const weight = standIn ? 0 : this.dp.lossWeight(this.lossCount(rows), this.lossCount(global))
       const scaled = out.loss.mul(weight / c.gradAccumulation)
       await scaled.backwardAsync()
@@ -256,7 +256,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     const policy = [...this.method.model.namedParameters().values()]
     const reference = this.method.reference ? [...this.method.reference.namedParameters().values()] : []
     const grads = policy.flatMap((p) => p.grad ?? [])
-    const report = memoryReport({ policy, reference, optimizerState: this.optimizer.stateTensors(), grads, peakGradients, activations })
+    const report = memoryReport({ policy, reference, optimizerState: this.optimizer.stateTensors(), grads, peakGradients, activations, device: this.config.device })
     // These handles alias live tensors; disposing them frees nothing but the handles.
     for (const t of [...policy, ...reference, ...grads]) t.dispose()
     return report

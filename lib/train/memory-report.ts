@@ -5,12 +5,13 @@
 // beside them the allocator's totals, glibc's heaps and the process's RSS. Storage shared between
 // tensors (a tied lm_head, a reference that aliases the policy) counts once, in the first category.
 // The engine adds it to metrics.jsonl as flat `memory/<field>_bytes` entries. The allocator's
-// counts (tensors, peak_tensors, and so activations, temporaries, other) cover CPU tensors only;
-// the owners' categories count their storage on whatever device it is.
+// counts (tensors, peak_tensors, temporaries, other) cover CPU tensors only; the owners'
+// categories count their storage on whatever device it is. On a GPU, the device_* fields are CUDA's
+// caching allocator's, and activations are measured there.
 import * as fs from 'node:fs'
 
 import { native } from '../core/errors'
-import { memoryStats, resetPeakTensorBytes } from '../core/memory'
+import { deviceMemory, memoryStats, resetDeviceMemoryPeak, resetPeakTensorBytes } from '../core/memory'
 import { nativeAddon, type NativeTensor } from '../core/native'
 import type { Tensor } from '../core/tensor'
 import type { Metrics } from './metrics-log'
@@ -45,6 +46,11 @@ export interface MemoryReport {
   /** Resident set size now, and its peak since the last report (the whole run when the kernel's peak cannot be reset). */
   rss: number
   peak_rss: number
+  /** A GPU run: the device's tensor bytes now and at their peak in the step, and what its allocator holds (now, peak). */
+  device_tensors?: number
+  device_peak_tensors?: number
+  device_reserved?: number
+  device_peak_reserved?: number
 }
 
 /** @internal What the report looks at; `grads` are the parameters' gradients at the time of the report. */
@@ -57,6 +63,8 @@ export interface MemoryOwners {
   peakGradients?: number
   /** Measured by the caller around the forward (see MemoryReport.activations). */
   activations: number
+  /** The run's device ('cpu', 'cuda', 'cuda:N'): other than the CPU, its allocator's counts join the report. */
+  device?: string
 }
 
 /** True when EDPO_MEMORY_REPORT asks for the report ('1', 'true' or 'yes'). */
@@ -70,11 +78,12 @@ function statusBytes(field: string): number {
 }
 
 /**
- * Starts a report window: the allocator's peak and (where the kernel allows writing
- * /proc/self/clear_refs) the RSS peak restart from now.
+ * Starts a report window: the allocator's peak (and a GPU's, for a run on one) and (where the
+ * kernel allows writing /proc/self/clear_refs) the RSS peak restart from now.
  */
-export function resetMemoryPeaks(): void {
+export function resetMemoryPeaks(device = 'cpu'): void {
   resetPeakTensorBytes()
+  if (device !== 'cpu') resetDeviceMemoryPeak(device)
   try {
     fs.writeFileSync('/proc/self/clear_refs', '5')
   } catch {
@@ -122,7 +131,23 @@ export function memoryReport(owners: MemoryOwners): MemoryReport {
     ...(stats.heapBytes !== undefined ? { heap: stats.heapBytes, heap_free: stats.heapFreeBytes ?? 0 } : {}),
     rss: statusBytes('VmRSS'),
     peak_rss: statusBytes('VmHWM'),
+    ...(owners.device !== undefined && owners.device !== 'cpu' ? deviceFields(owners.device) : {}),
   }
+}
+
+function deviceFields(device: string): Pick<MemoryReport, 'device_tensors' | 'device_peak_tensors' | 'device_reserved' | 'device_peak_reserved'> {
+  const d = deviceMemory(device)
+  return {
+    device_tensors: d.tensorBytes,
+    device_peak_tensors: d.peakTensorBytes,
+    ...(d.reservedBytes !== undefined ? { device_reserved: d.reservedBytes } : {}),
+    ...(d.peakReservedBytes !== undefined ? { device_peak_reserved: d.peakReservedBytes } : {}),
+  }
+}
+
+/** Tensor bytes live now on `device` (the CPU's counting allocator, or the GPU's): what a forward leaves is measured with it. */
+export function liveTensorBytes(device: string): number {
+  return device === 'cpu' ? memoryStats().tensorBytes : deviceMemory(device).tensorBytes
 }
 
 /** Bytes of the storage behind `params`' gradients now (each storage once). */

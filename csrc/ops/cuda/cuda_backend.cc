@@ -2,6 +2,8 @@
 // epsilon_dpo_kernels.h and pair_kernels.h assume and calls them on the current stream; the
 // optimizer's kernels through optimizer_cuda.h.
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -106,6 +108,21 @@ at::Tensor pair_loss(const PairSums& sums, int64_t pairs, const PairConstants& c
   return loss;
 }
 
+// Index 0 of the allocator's stat arrays is the aggregate over its pools (StatType::AGGREGATE, whose
+// namespace moved between libtorch 1.13 and 2.x).
+// Index -1: the current device.
+DeviceMemory memory(c10::DeviceIndex index) {
+  if (index < 0) index = c10::cuda::current_device();
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+  const auto& allocated = stats.allocated_bytes[0];
+  const auto& reserved = stats.reserved_bytes[0];
+  return {double(allocated.current), double(allocated.peak), double(reserved.current), double(reserved.peak)};
+}
+
+void reset_memory_peak(c10::DeviceIndex index) {
+  c10::cuda::CUDACachingAllocator::resetPeakStats(index < 0 ? c10::cuda::current_device() : index);
+}
+
 Backend table() {
   Backend b;
   b.name = "cuda";
@@ -119,6 +136,8 @@ Backend table() {
   b.square_sum_supported = &cuda::clip_supported;
   b.grad_square_sum = &cuda::grad_square_sum;
   b.clip_by_square_sum = &cuda::clip_by_square_sum;
+  b.memory = &memory;
+  b.reset_memory_peak = &reset_memory_peak;
   return b;
 }
 
