@@ -32,7 +32,10 @@ t.test('a CPU run reports no device fields', async (t) => {
   const r = memoryReport({ policy: [w], optimizerState: {}, grads: [], activations: 0, device: 'cpu' })
   t.equal(r.policy_weights, 40)
   t.equal(r.device_peak_tensors, undefined)
-  t.notOk(Object.keys(r).some((k) => k.startsWith('device_')), Object.keys(r).join(', '))
+  t.notOk(
+    Object.keys(r).some((k) => k.startsWith('device_')),
+    Object.keys(r).join(', '),
+  )
   w.dispose()
 })
 
@@ -41,19 +44,23 @@ t.test('bad devices are refused by name', async (t) => {
   if (!runtime().cudaBuild) t.throws(() => deviceMemory('cuda'), /CUDA build/, 'a CPU build names the CUDA build')
 })
 
-t.test('on a GPU, CUDA caching allocator counts: a tensor adds its bytes, the peak keeps a freed one', { skip: !runtime().cudaAvailable && 'no CUDA device' }, async (t) => {
-  const before = deviceMemory('cuda')
-  // 4 MiB: above the allocator's small-block pool, rounded to its 512-byte granule.
-  const x = Tensor.zeros([1 << 20], { dtype: 'float32', device: 'cuda' })
-  t.equal(deviceMemory('cuda').tensorBytes - before.tensorBytes, 4 << 20)
-  resetDeviceMemoryPeak('cuda')
-  const live = deviceMemory('cuda').tensorBytes
-  const y = Tensor.zeros([1 << 20], { dtype: 'float32', device: 'cuda' })
-  y.dispose()
-  const after = deviceMemory('cuda')
-  t.equal(after.peakTensorBytes, live + (4 << 20))
-  t.ok((after.reservedBytes ?? 0) >= after.tensorBytes && (after.peakReservedBytes ?? 0) >= after.peakTensorBytes)
-  const r = memoryReport({ policy: [x], optimizerState: {}, grads: [], activations: 0, device: 'cuda' })
-  t.ok((r.device_peak_tensors ?? 0) >= r.policy_weights, `device peak ${r.device_peak_tensors} holds the weights ${r.policy_weights}`)
-  x.dispose()
-})
+t.test(
+  'on a GPU, CUDA caching allocator counts: a tensor adds its bytes, the peak keeps a freed one',
+  { skip: !runtime().cudaAvailable && 'no CUDA device' },
+  async (t) => {
+    const before = deviceMemory('cuda')
+    // 4 MiB: above the allocator's small-block pool, rounded to its 512-byte granule.
+    const x = Tensor.zeros([1 << 20], { dtype: 'float32', device: 'cuda' })
+    t.equal(deviceMemory('cuda').tensorBytes - before.tensorBytes, 4 << 20)
+    resetDeviceMemoryPeak('cuda')
+    const live = deviceMemory('cuda').tensorBytes
+    const y = Tensor.zeros([1 << 20], { dtype: 'float32', device: 'cuda' })
+    y.dispose()
+    const after = deviceMemory('cuda')
+    t.equal(after.peakTensorBytes, live + (4 << 20))
+    t.ok((after.reservedBytes ?? 0) >= after.tensorBytes && (after.peakReservedBytes ?? 0) >= after.peakTensorBytes)
+    const r = memoryReport({ policy: [x], optimizerState: {}, grads: [], activations: 0, device: 'cuda' })
+    t.ok((r.device_peak_tensors ?? 0) >= r.policy_weights, `device peak ${r.device_peak_tensors} holds the weights ${r.policy_weights}`)
+    x.dispose()
+  },
+)

@@ -15,7 +15,6 @@
 //     bucket is one bucket), while overlap off builds every gradient. With
 //     accumulation 2 the first micro-batch accumulates every gradient locally (like DDP's
 //     no_sync), so only accumulation 1 is held to that bound.
-import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import t from 'tap'

@@ -256,7 +256,15 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
     const policy = [...this.method.model.namedParameters().values()]
     const reference = this.method.reference ? [...this.method.reference.namedParameters().values()] : []
     const grads = policy.flatMap((p) => p.grad ?? [])
-    const report = memoryReport({ policy, reference, optimizerState: this.optimizer.stateTensors(), grads, peakGradients, activations, device: this.config.device })
+    const report = memoryReport({
+      policy,
+      reference,
+      optimizerState: this.optimizer.stateTensors(),
+      grads,
+      peakGradients,
+      activations,
+      device: this.config.device,
+    })
     // These handles alias live tensors; disposing them frees nothing but the handles.
     for (const t of [...policy, ...reference, ...grads]) t.dispose()
     return report
