@@ -385,34 +385,36 @@ void declare_memory_ops(std::vector<OpDecl>& ops) {
                  Call::Positional,
                  Mode::Sync,
                  Returns::Value});
-  const ArgDecl device{"device", ArgKind::OptionalDevice, "'cpu' (default), 'cuda' or 'cuda:N' (cuda: the current device)."};
-  ops.push_back({"deviceMemory",
-                 "One device's tensor bytes as its allocator counts them: the addon's counting allocator on the CPU "
-                 "(memoryStats), CUDA's caching allocator on a GPU.",
-                 {device},
-                 {number("tensorBytes", false, "Bytes of the device's tensors live now."),
-                  number("peakTensorBytes", false, "Their peak since resetDeviceMemoryPeak (on the CPU: resetPeakMemory)."),
-                  number("reservedBytes", true,
-                         "Bytes the allocator holds: live tensors and its cache (CPU: Linux only)."),
-                  number("peakReservedBytes", true, "GPU: their peak since resetDeviceMemoryPeak.")},
-                 [](const OpArgs& a) -> OpResults {
-                   return device_memory(a.optional_device("device").value_or(c10::Device(c10::DeviceType::CPU)));
-                 },
-                 Call::Positional,
-                 Mode::Sync,
-                 Returns::Fields,
-                 "NativeDeviceMemory"});
-  ops.push_back({"resetDeviceMemoryPeak",
-                 "Starts a new peak of the device's tensor bytes (deviceMemory().peakTensorBytes) from the bytes live now.",
-                 {device},
-                 {},
-                 [](const OpArgs& a) -> OpResults {
-                   reset_device_peak(a.optional_device("device").value_or(c10::Device(c10::DeviceType::CPU)));
-                   return {};
-                 },
-                 Call::Positional,
-                 Mode::Sync,
-                 Returns::Value});
+  const ArgDecl device{"device", ArgKind::OptionalDevice,
+                       "'cpu' (default), 'cuda' or 'cuda:N' (cuda: the current device)."};
+  ops.push_back(
+      {"deviceMemory",
+       "One device's tensor bytes as its allocator counts them: the addon's counting allocator on the CPU "
+       "(memoryStats), CUDA's caching allocator on a GPU.",
+       {device},
+       {number("tensorBytes", false, "Bytes of the device's tensors live now."),
+        number("peakTensorBytes", false, "Their peak since resetDeviceMemoryPeak (on the CPU: resetPeakMemory)."),
+        number("reservedBytes", true, "Bytes the allocator holds: live tensors and its cache (CPU: Linux only)."),
+        number("peakReservedBytes", true, "GPU: their peak since resetDeviceMemoryPeak.")},
+       [](const OpArgs& a) -> OpResults {
+         return device_memory(a.optional_device("device").value_or(c10::Device(c10::DeviceType::CPU)));
+       },
+       Call::Positional,
+       Mode::Sync,
+       Returns::Fields,
+       "NativeDeviceMemory"});
+  ops.push_back(
+      {"resetDeviceMemoryPeak",
+       "Starts a new peak of the device's tensor bytes (deviceMemory().peakTensorBytes) from the bytes live now.",
+       {device},
+       {},
+       [](const OpArgs& a) -> OpResults {
+         reset_device_peak(a.optional_device("device").value_or(c10::Device(c10::DeviceType::CPU)));
+         return {};
+       },
+       Call::Positional,
+       Mode::Sync,
+       Returns::Value});
   ops.push_back({"storageBytes",
                  "The bytes of the tensors' distinct storages (aliases such as a tied lm_head count once).",
                  {{"tensors", ArgKind::TensorList, "The tensors."}},
