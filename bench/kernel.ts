@@ -231,8 +231,8 @@ console.log(
 const chunkedResults = []
 for (const c of chunkedConfigs) {
   const x = makeChunkedInputs(c)
-  // The op's default chunk is 2^25/V rows, less room for ∂W's pair accumulator when pairs are longer (chunked_linear.cc).
-  const chunk = chunkTokens ?? `≤ ${Math.max(16, Math.floor(2 ** 25 / c.vocab))}`
+  // The op's default chunk for V on this device, less room for ∂W's pair accumulator when pairs are longer (chunked_linear.cc).
+  const chunk = chunkTokens ?? `≤ ${ops.chunkTokensDefault(c.vocab)}`
   const m = measure(materialised, x, reps, zeroGrads)
   const k = measure(chunked(chunkTokens), x, reps, zeroGrads)
   chunkedResults.push({ ...c, chunk, materialisedMs: m.ms, chunkedMs: k.ms, materialisedPeakBytes: m.peakBytes, chunkedPeakBytes: k.peakBytes })

@@ -41,9 +41,9 @@ const ArgDecl kBf16Criterion{
 const ArgDecl kSoftcap{"finalLogitSoftcap", K::OptionalNumber,
                        "Gemma-2's final logit soft-capping c: logits = c·tanh(z/c). 0 or absent: none."};
 // Absent means "pick from V" (0 inside the ops).
-const ArgDecl kChunkTokens{"chunkTokens", K::OptionalInteger,
-                           "Completion tokens per chunk, >= 1; default ≈ 2^25 / V (128 MiB of fp32 logits per model).",
-                           0, 1};
+const ArgDecl kChunkTokens{
+    "chunkTokens", K::OptionalInteger,
+    "Completion tokens per chunk, >= 1; default: chunkTokensDefault (≈ 2^25 / V on the CPU, 2^28 / V on a GPU).", 0, 1};
 const ArgDecl kActiveRows{
     "activeRows", K::OptionalTensor,
     "int64 [n]: the flat row indices (into the [R·T] rows) where lossMask is non-zero, ascending. A caller that "
@@ -68,6 +68,19 @@ std::vector<ArgDecl> concat(std::vector<ArgDecl> a, const std::vector<ArgDecl>& 
 }  // namespace
 
 void declare_loss_ops(std::vector<OpDecl>& ops) {
+  ops.push_back({"chunkTokensDefault",
+                 "The completion tokens per chunk the chunked ops take when chunkTokens is absent: about 2^25 logits "
+                 "per chunk and model on the CPU, 2^28 on a GPU (in 64-row tiles).",
+                 {{"vocab", K::Integer, "The vocabulary size V.", 0, 1},
+                  {"device", K::OptionalDevice, "'cpu' (default), 'cuda' or 'cuda:N'."}},
+                 {{"tokens", false, "Completion tokens per chunk.", ResultKind::Number}},
+                 [](const OpArgs& a) -> OpResults {
+                   const c10::Device d = a.optional_device("device").value_or(c10::Device(c10::DeviceType::CPU));
+                   return {double(edpo::default_chunk_rows(a.integer("vocab"), d.type()))};
+                 },
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
   ops.push_back(
       {"epsilonDpoLoss", "The ε-DPO loss (spec §2–§5) from full logits, in one fused pass per token row.",
        concat(kLogitsArgs, {kBeta, kEpsilon, kLabelSmoothing, kBf16Criterion}), kLossResults, [](const OpArgs& a) {

@@ -24,8 +24,11 @@ void check_head(const LinearHead& head, const char* what);
 void check_reference_head(const LinearHead& policy, const LinearHead& reference);
 // 0 (off) or within the hidden dtype's finite range: c·tanh(z/c) runs in that dtype.
 void check_softcap(double softcap, at::ScalarType hidden_dtype);
-// Completion tokens per chunk: the caller's, or ≈ 32 Mi logits per chunk and model.
-int64_t chunk_rows(int64_t chunk_tokens, int64_t vocab);
+// Completion tokens per chunk when the caller gives none, for a vocabulary on a device type: about
+// 2^25 logits per chunk and model on the CPU, 2^28 on a GPU (see chunked_linear.cc).
+int64_t default_chunk_rows(int64_t vocab, c10::DeviceType device);
+// Completion tokens per chunk: the caller's, or the device's default.
+int64_t chunk_rows(int64_t chunk_tokens, int64_t vocab, c10::DeviceType device);
 // The flat row indices [n] int64 where `row_weight` [N] (the flattened mask) is non-zero, which the
 // chunked ops run through the head. `given` (the caller's activeRows, who knows the mask on the
 // host) costs no device read: it is checked eagerly on the CPU and through `input_error`'s
@@ -63,7 +66,7 @@ ChunkedCall prepare_chunked_call(const LinearHead& policy, const at::Tensor& lab
 struct ChunkedOptions {
   EpsilonDpoOptions loss;
   double final_logit_softcap = 0;  // > 0: logits = c·tanh(z/c) (Gemma-2)
-  int64_t chunk_tokens = 0;        // 0: pick from V (≈ 32 Mi logits per chunk and model)
+  int64_t chunk_tokens = 0;        // 0: pick from V and the device (default_chunk_rows)
   at::Tensor active_rows;          // optional: see active_rows above
 };
 

@@ -21,7 +21,7 @@ struct SequenceStats {
 
 struct SequenceStatsOptions {
   double final_logit_softcap = 0;
-  int64_t chunk_tokens = 0;  // 0: pick from V
+  int64_t chunk_tokens = 0;  // 0: pick from V and the device (default_chunk_rows)
   at::Tensor active_rows;    // optional: see chunked_linear.h active_rows
 };
 

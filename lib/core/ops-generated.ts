@@ -71,7 +71,7 @@ export interface EpsilonDpoLossFromHiddenArgs<T> {
   bf16Criterion?: boolean
   /** Gemma-2's final logit soft-capping c: logits = c·tanh(z/c). 0 or absent: none. Default 0. */
   finalLogitSoftcap?: number
-  /** Completion tokens per chunk, >= 1; default ≈ 2^25 / V (128 MiB of fp32 logits per model). */
+  /** Completion tokens per chunk, >= 1; default: chunkTokensDefault (≈ 2^25 / V on the CPU, 2^28 / V on a GPU). */
   chunkTokens?: number
   /** int64 [n]: the flat row indices (into the [R·T] rows) where lossMask is non-zero, ascending. A caller that knows the mask on the host passes them so the op need not read the device (nonzero() would); checked. On the CPU (copied to the tensors' device once) or on that device; epsilonDpoLossFromHidden plans its chunks on the host, so a device-side list costs it one read. */
   activeRows?: T
@@ -137,7 +137,7 @@ export interface SequenceStatsFromHiddenArgs<T> {
   lossMask: T
   /** Gemma-2's final logit soft-capping c: logits = c·tanh(z/c). 0 or absent: none. Default 0. */
   finalLogitSoftcap?: number
-  /** Completion tokens per chunk, >= 1; default ≈ 2^25 / V (128 MiB of fp32 logits per model). */
+  /** Completion tokens per chunk, >= 1; default: chunkTokensDefault (≈ 2^25 / V on the CPU, 2^28 / V on a GPU). */
   chunkTokens?: number
   /** int64 [n]: the flat row indices (into the [R·T] rows) where lossMask is non-zero, ascending. A caller that knows the mask on the host passes them so the op need not read the device (nonzero() would); checked. On the CPU (copied to the tensors' device once) or on that device; epsilonDpoLossFromHidden plans its chunks on the host, so a device-side list costs it one read. */
   activeRows?: T
@@ -703,6 +703,8 @@ export interface Native {
   cat(tensors: NativeTensor[], dim?: number): NativeTensor
   /** The tensors stacked along a new dimension. */
   stack(tensors: NativeTensor[], dim?: number): NativeTensor
+  /** The completion tokens per chunk the chunked ops take when chunkTokens is absent: about 2^25 logits per chunk and model on the CPU, 2^28 on a GPU (in 64-row tiles). */
+  chunkTokensDefault(vocab: number, device?: string): number
   /** The ε-DPO loss (spec §2–§5) from full logits, in one fused pass per token row. */
   epsilonDpoLoss(args: EpsilonDpoLossArgs<NativeTensor>): EpsilonDpoLossOutputs<NativeTensor>
   /** epsilonDpoLoss on the thread pool. */

@@ -196,6 +196,16 @@ export const epsilonDpoLossFromHidden: (args: EpsilonDpoLossFromHiddenArgs) => E
 /** epsilonDpoLossFromHidden on the thread pool. */
 export const epsilonDpoLossFromHiddenAsync: (args: EpsilonDpoLossFromHiddenArgs) => Promise<EpsilonDpoLossResult> = hiddenLossOp.async
 
+/**
+ * The completion tokens per chunk that the chunked ops (epsilonDpoLossFromHidden,
+ * sequenceStatsFromHidden) take when `chunkTokens` is absent, for vocabulary `vocab` on `device`:
+ * about 2^25 logits per chunk and model on the CPU, 2^28 on a GPU (where chunks cost launches, not
+ * cache misses). With pairs longer than a chunk, the op may shrink it to make room for ∂W.
+ */
+export function chunkTokensDefault(vocab: number, device = 'cpu'): number {
+  return native(() => nativeAddon().chunkTokensDefault(vocab, device))
+}
+
 /** Per-sequence masked log-prob sums (spec §3) under the policy, reference and both perturbations. */
 export const sequenceLogps: (args: SequenceLogpsArgs) => SequenceLogpsResult = sequenceLogpsOp.sync
 /** sequenceLogps on the thread pool. */

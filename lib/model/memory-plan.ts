@@ -5,6 +5,7 @@
 // keeps its own share and the buckets in flight; 3 also the weights and, by default, the
 // reference, each gathered one unit at a time: see gatherUnits). Activations are counted from the
 // tensors this implementation's layer (csrc/models/layers.cc) keeps for backward.
+import { chunkTokensDefault } from '../core/ops'
 import { expectedTensors, type ModelConfig } from './config'
 import { LINEAR_MODULES, type LinearModule } from './lora'
 
@@ -25,7 +26,7 @@ export interface PlanOptions {
   /** The loss makes the head's gradient in its forward (the fused ε-DPO op: ε-DPO, DPO, TR-DPO; the registry says). */
   headGradientInForward?: boolean
   gradientCheckpointing: boolean
-  /** Completion tokens per chunk of the fused lm_head + loss; 0: edpo's default (≈ 32 Mi logits). */
+  /** Completion tokens per chunk of the fused lm_head + loss; 0: the op's default for V and the device (ops.chunkTokensDefault). */
   chunkTokens: number
   /** Prompt tokens per sequence: the loss's logits cover only the rest (the completion). */
   maxPromptLength: number
@@ -219,7 +220,8 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const V = c.vocab_size
   const models = o.reference ? 2 : 1
   const rows = sequences * Math.max(1, o.maxLength - Math.min(o.maxPromptLength, o.maxLength - 1))
-  const rowsPerChunk = o.chunkTokens > 0 ? o.chunkTokens : Math.max(16, Math.floor(2 ** 25 / V))
+  // The chunked op's own default for this vocabulary and device.
+  const rowsPerChunk = o.chunkTokens > 0 ? o.chunkTokens : chunkTokensDefault(V, o.device ?? 'cpu')
   const logitBytes = (n: number) => n * V * ((E + acc) * models + acc)
   const logitsMaterialised = logitBytes(rows)
   const logitsChunked = logitBytes(Math.min(rows, rowsPerChunk))
