@@ -7,8 +7,11 @@
 //   2. train: `edpo train` of a tiny llama for 20 steps on cuda against the same run on the CPU
 //      (loss and β per step within 1e-3), also with --padding-free, --gradient-checkpointing and
 //      LoRA; and a bf16 run on cuda that must stay finite.
+//   3. dist: the same llama for 6 steps as one process on the device, then through the launcher as
+//      one rank (--nproc-per-node 1 --backend nccl, gloo on cpu) at ZeRO 0-3: each must exit 0, log
+//      the one process's loss, β and grad_norm per step, and leave a complete checkpoint holding its weights.
 // Writes $OUT/node-e2e.json; exit 1 when a check fails, 2 when the addon has no CUDA.
-//   node dist/bench/gpu/node-e2e.js [--only ops|train] [--device cuda|cuda:N|cpu]
+//   node dist/bench/gpu/node-e2e.js [--only ops|train|dist] [--device cuda|cuda:N|cpu]
 // --device cpu runs the "GPU" side on the CPU too: a dry run of this script on a machine without one.
 import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -21,6 +24,9 @@ import { rng } from '../../lib/core/rng'
 import { EOS, text, writeLlama } from '../step-fixture'
 import { DEVICE_PATTERN } from '../../lib/core/tensor'
 import { AdamW } from '../../lib/train/adamw'
+import { CausalLM } from '../../lib/model'
+import { checkpointProblem } from '../../lib/train/checkpoints'
+import { OPTIMIZER_FILE, optimizerShardFile } from '../../lib/distributed/optimizer-shards'
 
 interface Check {
   section: string
@@ -314,8 +320,26 @@ interface StepMetrics {
 }
 
 const CLI = path.resolve(__dirname, '..', '..', 'lib', 'cli', 'main.js')
+// One `edpo train` of the tiny llama may take this long; the device calls are at most 600 s.
+const TRAIN_TIMEOUT_S = 240
 
-function train(model: string, data: string, name: string, extra: string[]): StepMetrics[] {
+interface TrainRun {
+  out: string
+  status: number | null
+  signal: NodeJS.Signals | null
+  /** The tail of its output, for a failure's message. */
+  tail: string
+  seconds: number
+}
+
+/** `edpo train` of `model` on `data` into <model's folder>/<name>, killed after timeoutS (a launcher's workers die with it: PDEATHSIG). */
+function runTrain(
+  model: string,
+  data: string,
+  name: string,
+  extra: string[],
+  o: { steps?: number; timeoutS?: number; env?: Record<string, string> } = {},
+): TrainRun {
   const out = path.join(path.dirname(model), name)
   const args = [
     CLI,
@@ -327,7 +351,7 @@ function train(model: string, data: string, name: string, extra: string[]): Step
     '--out',
     out,
     '--max-steps',
-    '20',
+    String(o.steps ?? 20),
     '--batch-size',
     '4',
     '--learning-rate',
@@ -343,9 +367,26 @@ function train(model: string, data: string, name: string, extra: string[]): Step
     ...extra,
   ]
   const t0 = Date.now()
-  const p = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 26 })
-  figures[`train_${name}_s`] = (Date.now() - t0) / 1000
-  if (p.status !== 0) throw new Error(`edpo train ${extra.join(' ')} exited ${p.status ?? p.signal}:\n${(p.stderr || p.stdout).slice(-4000)}`)
+  const p = spawnSync(process.execPath, args, {
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+    timeout: (o.timeoutS ?? TRAIN_TIMEOUT_S) * 1000,
+    killSignal: 'SIGKILL',
+    env: { ...process.env, ...o.env },
+  })
+  const seconds = (Date.now() - t0) / 1000
+  figures[`train_${name}_s`] = seconds
+  return { out, status: p.status, signal: p.signal, tail: `${p.stderr ?? ''}${p.stdout ?? ''}`.slice(-4000), seconds }
+}
+
+function train(model: string, data: string, name: string, extra: string[]): StepMetrics[] {
+  const run = runTrain(model, data, name, extra)
+  if (run.status !== 0) throw new Error(`edpo train ${extra.join(' ')} exited ${run.status ?? run.signal}:\n${run.tail}`)
+  return readSteps(run.out)
+}
+
+/** The optimizer steps a run logged to its metrics.jsonl. */
+function readSteps(out: string): StepMetrics[] {
   const rows = fs
     .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
     .trim()
@@ -442,15 +483,147 @@ function checkTrain(): void {
   }
 }
 
-function main(): number {
+// ---------------------------------------------------------------------------------------------
+// dist: `edpo train --nproc-per-node 1` at ZeRO 0-3 (NCCL on cuda, Gloo on cpu) against one process.
+
+const DIST_STEPS = 6
+// Each launcher run: CUDA and NCCL start-up plus 6 steps of the tiny llama take seconds; a hang is cut here.
+const DIST_TIMEOUT_S = 90
+// A world of 1 reduces nothing: all-reduce, reduce and reduce-scatter over one rank return their input,
+// the mean divides by 1 and the rank's loss weight is 1, so on the CPU the runs come out bit-identical.
+// What may still differ is rounding: ZeRO-2/3 sum the gradient norm's squares through the group (another
+// order than the local clip), and on cuda kernels whose accumulation order is not fixed (atomics, split-K)
+// may round differently run to run: fp32 ulps (6e-8) per step. 1e-5 relative leaves ~100 of them over
+// 6 steps and is 100x tighter than the cuda-vs-cpu train check (1e-3). A gradient averaged wrongly
+// shows in grad_norm (Adam and clipping hide its scale from the loss), a lost bucket or step in all three.
+const DIST_RTOL = 1e-5
+
+/** cuda:N for a launcher, whose rank 0 takes cuda:LOCAL_RANK: CUDA_VISIBLE_DEVICES makes N that device. */
+function visibleAsOne(device: string): { device: string; env: Record<string, string> } {
+  const m = /^cuda:(\d+)$/.exec(device)
+  if (!m) return { device, env: {} }
+  const visible = process.env.CUDA_VISIBLE_DEVICES?.split(',')
+  return { device: 'cuda', env: { CUDA_VISIBLE_DEVICES: visible?.[Number(m[1])] ?? m[1]! } }
+}
+
+/** The newest checkpoint-<step> folder of a run, or undefined. */
+function newestCheckpoint(out: string): string | undefined {
+  const steps = fs
+    .readdirSync(out)
+    .map((n) => /^checkpoint-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+  return steps.length ? path.join(out, `checkpoint-${Math.max(...steps)}`) : undefined
+}
+
+async function checkpointWeights(dir: string): Promise<Map<string, Float64Array>> {
+  const model = await CausalLM.fromPretrained(dir, { trainable: false })
+  return new Map([...model.namedParameters()].map(([name, t]) => [name, host(t)]))
+}
+
+/** Per step, the worst relative difference of loss, β and grad_norm against the reference run. */
+function stepDifference(got: StepMetrics[], want: StepMetrics[]): { worst: number; at: number; what: string } {
+  let worst = got.length === want.length ? 0 : Infinity,
+    at = 0,
+    what = 'step count'
+  for (let i = 0; i < Math.min(got.length, want.length); i++)
+    for (const key of ['loss', 'kl/beta', 'grad_norm'] as const) {
+      const [g, w] = [got[i]![key], want[i]![key]]
+      const e = g === undefined || w === undefined ? Infinity : Math.abs(g - w) / Math.max(Math.abs(w), 1e-12)
+      if (!(e <= worst)) [worst, at, what] = [e, got[i]!.step, key]
+    }
+  return { worst, at, what }
+}
+
+async function checkDist(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-gpu-dist-'))
+  try {
+    const model = path.join(dir, 'model')
+    fs.mkdirSync(model)
+    writeLlama(model, TINY)
+    const data = path.join(dir, 'pairs.jsonl')
+    writeData(data)
+    const { device, env } = visibleAsOne(DEVICE)
+    // The same threads in the one process and in the launcher's rank, which would otherwise take cores/1.
+    const runEnv = { ...env, OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? String(os.availableParallelism()) }
+    const run = (name: string, extra: string[]) =>
+      runTrain(model, data, name, ['--device', device, ...extra], { steps: DIST_STEPS, timeoutS: DIST_TIMEOUT_S, env: runEnv })
+    const one = run('one-process', [])
+    if (one.status !== 0) throw new Error(`the one-process reference run exited ${one.status ?? one.signal}:\n${one.tail}`)
+    const want = readSteps(one.out)
+    const wantCk = newestCheckpoint(one.out)
+    if (wantCk === undefined) throw new Error(`the one-process reference run wrote no checkpoint in ${one.out}`)
+    const wantWeights = await checkpointWeights(wantCk)
+    check(
+      'dist',
+      'one process: steps logged, β moves',
+      want.length === DIST_STEPS && want.at(-1)!['kl/beta'] !== want[0]!['kl/beta'],
+      `${want.length} steps, β ${want[0]?.['kl/beta']} → ${want.at(-1)?.['kl/beta']}`,
+    )
+    const backend = device === 'cpu' ? 'gloo' : 'nccl'
+    for (const stage of [0, 1, 2, 3]) {
+      const tag = `${backend} --nproc-per-node 1 --zero-stage ${stage}`
+      const r = run(`zero${stage}`, ['--nproc-per-node', '1', '--backend', backend, '--zero-stage', String(stage), '--dist-timeout', '60'])
+      check(
+        'dist',
+        `${tag}: exits 0`,
+        r.status === 0,
+        r.status === 0
+          ? `${r.seconds.toFixed(1)} s`
+          : `exited ${r.status ?? r.signal} after ${r.seconds.toFixed(1)} s: ${r.tail.trim().split('\n').slice(-3).join(' | ')}`,
+      )
+      if (r.status !== 0) continue
+      const got = readSteps(r.out)
+      const d = stepDifference(got, want)
+      check(
+        'dist',
+        `${tag}: loss, β, grad_norm per step`,
+        d.worst <= DIST_RTOL,
+        `${got.length}/${want.length} steps; worst relative difference ${d.worst.toExponential(2)}${d.worst > 0 ? ` (${d.what}, step ${d.at})` : ''} (≤ ${DIST_RTOL}); final loss ${got.at(-1)?.loss} vs ${want.at(-1)?.loss}`,
+      )
+      const ck = newestCheckpoint(r.out)
+      const problem = ck === undefined ? 'no checkpoint' : checkpointProblem(ck)
+      // ZeRO-1-3 write their rank's optimizer shard (a resume re-shards it for any layout); ZeRO-0 the whole state.
+      const optimizer = stage === 0 ? OPTIMIZER_FILE : optimizerShardFile(0, 1)
+      const files = ck === undefined ? [] : fs.readdirSync(ck)
+      check(
+        'dist',
+        `${tag}: checkpoint complete`,
+        problem === undefined && path.basename(ck!) === path.basename(wantCk) && files.includes(optimizer),
+        `${ck === undefined ? 'none' : path.basename(ck)} (want ${path.basename(wantCk)}): ${problem ?? 'complete'}; ${files.filter((f) => f.endsWith('.safetensors') || f.endsWith('.json')).join(', ')} (want ${optimizer})`,
+      )
+      if (ck === undefined || problem !== undefined) continue
+      const weights = await checkpointWeights(ck)
+      const missing = [...wantWeights.keys()].filter((k) => !weights.has(k)).concat([...weights.keys()].filter((k) => !wantWeights.has(k)))
+      let d2 = 0,
+        n2 = 0
+      for (const [name, w] of wantWeights) {
+        const g = weights.get(name)
+        for (let i = 0; g && i < w.length; i++) [d2, n2] = [d2 + (g[i]! - w[i]!) ** 2, n2 + w[i]! ** 2]
+      }
+      const e = Math.sqrt(d2 / n2)
+      check(
+        'dist',
+        `${tag}: checkpoint loads, weights as one process's`,
+        missing.length === 0 && e <= DIST_RTOL,
+        `${weights.size} tensors${missing.length ? `, not in both: ${missing.join(', ')}` : ''}; ‖Δw‖/‖w‖ ${e.toExponential(2)} (≤ ${DIST_RTOL})`,
+      )
+    }
+    figures.dist_loss_one_process = want.map((m) => m.loss)
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+async function main(): Promise<number> {
   const argv = process.argv.slice(2)
   let only: string | undefined
   for (let i = 0; i < argv.length; i += 2) {
     const [name, value] = [argv[i], argv[i + 1]]
-    if (name === '--only' && (value === 'ops' || value === 'train')) only = value
+    if (name === '--only' && (value === 'ops' || value === 'train' || value === 'dist')) only = value
     else if (name === '--device' && value !== undefined && DEVICE_PATTERN.test(value)) DEVICE = value
     else {
-      console.error(`node-e2e: bad arguments '${argv.join(' ')}' (known: --only ops|train, --device cuda|cuda:N|cpu)`)
+      console.error(`node-e2e: bad arguments '${argv.join(' ')}' (known: --only ops|train|dist, --device cuda|cuda:N|cpu)`)
       return 2
     }
   }
@@ -464,17 +637,18 @@ function main(): number {
     console.error('node-e2e: this addon has no CUDA or sees no device')
     return 2
   }
-  const sections: Array<[string, () => void]> = [
+  const sections: Array<[string, () => void | Promise<void>]> = [
     ['ops', checkFusedOp],
     ['ops', checkChunkedOp],
     ['ops', checkOptimizer],
     ['train', checkTrain],
+    ['dist', checkDist],
   ]
   for (const [name, fn] of sections) {
     if (only !== undefined && only !== name) continue
     const t0 = Date.now()
     try {
-      fn()
+      await fn()
     } catch (e) {
       const msg = e instanceof Error ? (e.stack ?? e.message) : String(e)
       errors.push(`${name}: ${msg}`)
@@ -489,4 +663,6 @@ function main(): number {
   return failed.length || errors.length ? 1 : 0
 }
 
-process.exitCode = main()
+void main().then((code) => {
+  process.exitCode = code
+})

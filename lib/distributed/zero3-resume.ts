@@ -1,10 +1,11 @@
-// --resume across optimizer layouts (issue #25). ZeRO-3 on N > 1 ranks writes its optimizer state
-// as it holds it: per rank, one flat chunk of each gather unit ("exp_avg.zero3.<unit>", …; the
-// unit's tensors flattened in its order, padded to a multiple of N). ZeRO-0/1/2 (and ZeRO-3 in
-// one process, which shards nothing) write it by parameter name. Both formats stay, so a resume
-// in the layout that wrote a checkpoint remains a plain copy of its file (bit-exact), and only a
-// resume across layouts converts, one gather unit and one kind of state (m, v, master) at a time:
-// every rank rebuilds that unit's whole flat state (the saved chunks concatenated less their
+// --resume across optimizer layouts (issue #25). ZeRO-3 on N ranks of a process group (N = 1
+// included: --nproc-per-node 1 shards into one chunk) writes its optimizer state as it holds it:
+// per rank, one flat chunk of each gather unit ("exp_avg.zero3.<unit>", …; the unit's tensors
+// flattened in its order, padded to a multiple of N). ZeRO-0/1/2 (and ZeRO-3 in one process
+// without a group, which shards nothing: optimizer.safetensors) write it by parameter name.
+// Both formats stay, so a resume in the layout that wrote a checkpoint remains a plain copy of its
+// file (bit-exact), and only a resume across layouts converts, one gather unit and one kind of
+// state (m, v, master) at a time: every rank rebuilds that unit's whole flat state (the saved chunks concatenated less their
 // padding, or the named tensors flattened in the unit's order), takes what it now holds (the
 // named tensors it owns, or its chunk of the unit padded for the new world size) and drops the
 // rest. No rank ever holds more than one unit's state beside its own.
@@ -60,9 +61,9 @@ export function resumeOptimizerState(
   const found = optimizerFiles(dir)
   if ('problem' in found) throw new EdpoInputError(`--resume ${dir}: ${found.problem}`)
   const savedWorld = found.files[0] === OPTIMIZER_FILE ? 1 : found.files.length
-  const chunked = (stage: number, world: number) => stage === 3 && world > 1
-  const before = chunked(saved.stage, savedWorld)
-  const after = chunked(now.stage, now.world)
+  // Chunks wherever ZeRO-3 ran in a group, a group of one too: its files are per rank, not optimizer.safetensors.
+  const before = saved.stage === 3 && found.files[0] !== OPTIMIZER_FILE
+  const after = now.stage === 3 && now.sharded
   if (before === after && (!before || savedWorld === now.world)) {
     // The same format (by name, or chunks over as many ranks): each rank reads its entries as saved.
     optimizer.loadStateFiles(optimizerStateFiles(dir, now.rank, now.world, now.sharded), stepCount)
