@@ -476,11 +476,38 @@ function checkTrain(): void {
       finite,
       `final loss ${bf16.at(-1)?.loss} (fp32 cpu ${cpu.at(-1)?.loss}); largest |bf16 − fp32| loss ${drift.toFixed(4)}`,
     )
+    checkMemoryReport(model, data)
     figures.train_loss_cpu = cpu.map((m) => m.loss)
     figures.train_beta_cpu = cpu.map((m) => m['kl/beta'])
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
+}
+
+/**
+ * EDPO_MEMORY_REPORT=1 on the device: a GPU run's report reads CUDA's caching allocator (the
+ * memory/device_* fields), whose step peak holds the run's state, and measures the forward's
+ * activations there; a CPU run has no device fields and measures them on its own allocator.
+ */
+function checkMemoryReport(model: string, data: string): void {
+  const run = runTrain(model, data, 'memory', ['--device', DEVICE], { steps: 3, env: { EDPO_MEMORY_REPORT: '1' } })
+  const steps = run.status === 0 ? readSteps(run.out) : []
+  const last = (steps.at(-1) ?? {}) as Record<string, number>
+  const bytes = (k: string) => last[`memory/${k}_bytes`]
+  const state = ['policy_weights', 'reference_weights', 'master_weights', 'optimizer_moments'].reduce((n, k) => n + (bytes(k) ?? 0), 0)
+  const onGpu = DEVICE !== 'cpu'
+  const peak = bytes('device_peak_tensors')
+  check(
+    'train',
+    'memory report on the device',
+    run.status === 0 &&
+      (bytes('activations') ?? 0) > 0 &&
+      (onGpu ? peak !== undefined && peak >= state && (bytes('device_peak_reserved') ?? 0) >= peak : peak === undefined),
+    run.status !== 0
+      ? `exit ${run.status ?? run.signal}: ${run.tail.slice(-400)}`
+      : `state ${state} B, activations ${bytes('activations')} B, device peak ${peak ?? 'absent'} B (reserved peak ${bytes('device_peak_reserved') ?? 'absent'})${onGpu ? '' : ', want no device fields on cpu'}`,
+  )
+  if (peak !== undefined) figures.memory_device_peak_bytes = peak
 }
 
 // ---------------------------------------------------------------------------------------------
