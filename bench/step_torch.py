@@ -9,11 +9,17 @@ with per-pair β, the logit metrics, backward, clip_grad_norm_ (HF max_grad_norm
 and zero_grad. Logits stay in the model's dtype, as the reference trainer keeps them. In bf16 the
 optimizer holds fp32 master weights and the bf16 weights are copied from them after each step, as
 DeepSpeed's bf16 mode does. Prints one JSON line.
+hyper.json's "lora" ({r, scale, targets, seed}) trains LoRA adapters as edpo does (PEFT has no
+place on the GPU machine, so the math is written out: model_torch.linear, lora_adapters below): the
+base frozen and also the reference with the adapters off, AdamW over the fp32 adapters only.
+"gradientCheckpointing" recomputes each decoder layer in backward (HF's torch.utils.checkpoint).
+On cuda the JSON has the timed steps' torch.cuda.max_memory_allocated.
 With EDPO_BENCH_PROFILE=DIR, one more step after the timed ones is profiled as edpo's
 --profile-steps does: the wall time per section with the device synchronised at each border
 (DIR/sections.json) and torch.profiler's op table (DIR/summary.txt).
 usage: /usr/bin/python3 bench/step_torch.py DIR DTYPE ITERS [THREADS [DEVICE]]"""
 import json
+import math
 import os
 import resource
 import sys
@@ -32,6 +38,25 @@ def masked_logps(logits, labels, mask):
     return per_token.sum(-1)
 
 
+def lora_adapters(cfg, w, hp, device):
+    """edpo's add_lora (csrc/models/lora.cc): per layer and target, A [r, in] kaiming-uniform (bound
+    1/sqrt(in), drawn in fp64 from a CPU generator seeded with the run's seed, layer by layer in
+    module order) and B [out, r] zeros, both fp32 whatever the base's dtype. B = 0: the first
+    step's policy is the base."""
+    g = torch.Generator().manual_seed(hp["seed"])
+    r = hp["r"]
+    out = {}
+    for l in range(cfg["num_hidden_layers"]):
+        for module in hp["targets"]:
+            name = f"model.layers.{l}.{module}"
+            rows, cols = w[name + ".weight"].shape
+            bound = 1.0 / math.sqrt(cols)
+            a = torch.empty(r, cols, dtype=torch.float64).uniform_(-bound, bound, generator=g)
+            out[name + ".lora_A.weight"] = a.to(device, torch.float32).requires_grad_(True)
+            out[name + ".lora_B.weight"] = torch.zeros(rows, r, dtype=torch.float32, device=device).requires_grad_(True)
+    return out
+
+
 def main():
     d, dtype_name, iters = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else os.cpu_count())
@@ -39,14 +64,27 @@ def main():
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_name]
     cfg = json.load(open(os.path.join(d, "config.json")))
     hp = json.load(open(os.path.join(d, "hyper.json")))
-    weights = {k: v.to(device) for k, v in load_safetensors(os.path.join(d, "model.safetensors")).items()}
-    policy = {k: v.to(dtype).requires_grad_(True) for k, v in weights.items()}
-    reference = {k: v.to(dtype) for k, v in weights.items()}
+    weights = load_safetensors(os.path.join(d, "model.safetensors"), device)
+    lora_hp = hp.get("lora")
+    checkpoint = hp.get("gradientCheckpointing", False)
+    if lora_hp is None:
+        policy = {k: v.to(dtype).requires_grad_(True) for k, v in weights.items()}
+        reference = {k: v.to(dtype) for k, v in weights.items()}
+        mixed = dtype != torch.float32
+        master = {k: v.detach().float().clone().requires_grad_(True) for k, v in policy.items()} if mixed else policy
+        trainable = list(master.values())
+        lora = None
+    else:
+        # LoRA: the frozen base is both the policy's body and, with the adapters off, the reference
+        # (no copy); only the fp32 adapters train, so AdamW needs no master weights.
+        policy = reference = {k: v.to(dtype) for k, v in weights.items()}
+        adapters = lora_adapters(cfg, policy, lora_hp, device)
+        lora = (adapters, lora_hp["scale"])
+        mixed = False
+        trainable = list(adapters.values())
     del weights
-    mixed = dtype != torch.float32
-    master = {k: v.detach().float().clone().requires_grad_(True) for k, v in policy.items()} if mixed else policy
     opt = torch.optim.AdamW(
-        list(master.values()), lr=hp["learningRate"], betas=(hp["adamBeta1"], hp["adamBeta2"]),
+        trainable, lr=hp["learningRate"], betas=(hp["adamBeta1"], hp["adamBeta2"]),
         eps=hp["adamEpsilon"], weight_decay=hp["weightDecay"],
     )
     batch = load_safetensors(os.path.join(d, "batch.safetensors"))
@@ -71,21 +109,24 @@ def main():
         sections.append([name, (now - lap.last) * 1000])
         lap.last = now
 
-    times, first_logps = [], None
+    times, first_logps, losses, peak_device = [], None, [], None
     profiler = None
     for i in range(iters + 1 + (1 if profile_dir else 0)):
         profiling = profile_dir is not None and i == iters + 1
+        if i == 1 and device.type == "cuda":
+            # The timed steps' peak, as edpo's child reports a step after its warm-up.
+            torch.cuda.reset_peak_memory_stats(device)
         if profiling:
             activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
             profiler = torch.profiler.profile(activities=activities)
             profiler.__enter__()
         t0 = lap.last = time.perf_counter()
         with torch.no_grad():
-            ref_logits = forward(cfg, reference, ids)
+            ref_logits = forward(cfg, reference, ids)  # with LoRA: the base, adapters off
             ref_logps = masked_logps(ref_logits, labels, loss_mask)
             ref_metrics = (ref_logits[:B][loss_mask[:B]].mean(), ref_logits[B:][loss_mask[B:]].mean())
         lap("reference forward")
-        logits = forward(cfg, policy, ids)
+        logits = forward(cfg, policy, ids, lora, checkpoint)
         lap("policy forward")
         logps = masked_logps(logits, labels, loss_mask)
         plus = masked_logps((1 + eps) * logits - eps * ref_logits, labels, loss_mask)
@@ -105,7 +146,7 @@ def main():
             for k, p in policy.items():
                 master[k].grad = p.grad.float()
                 p.grad = None
-        torch.nn.utils.clip_grad_norm_(list(master.values()), hp["maxGradNorm"])
+        torch.nn.utils.clip_grad_norm_(trainable, hp["maxGradNorm"])
         lap("clip")
         opt.step()
         lap("optimizer")
@@ -120,8 +161,12 @@ def main():
         beta = beta / (1 + eps * steps.float().mean().item())
         metrics = [loss.item(), chosen_rewards.mean().item(), rejected_rewards.mean().item()]
         metrics += [m.item() for m in mean_logits + ref_metrics]
+        losses.append(metrics[0] if math.isfinite(metrics[0]) else None)  # JSON has no NaN: null fails bench/step.ts's check
+        if i == iters and device.type == "cuda":
+            peak_device = torch.cuda.max_memory_allocated(device)
         if i == 0:
             first_logps = logps[:B].mean().item()
+            first_logps = first_logps if math.isfinite(first_logps) else None
         elif profiling:
             lap("rest of the step")
             profiler.__exit__(None, None, None)
@@ -138,12 +183,16 @@ def main():
     sec = min(times)  # best step, as bench/step.ts does
     print(json.dumps({
         "engine": f"pytorch {torch.__version__} eager" + (" (fp32 master weights)" if mixed else "")
+        + (f" (LoRA r={lora_hp['r']}, fp32 adapters)" if lora else "") + (" (checkpointing)" if checkpoint else "")
         + (f" on {device}" if device.type != "cpu" else ""),
         "threads": torch.get_num_threads(),
         "seconds": sec,
         "tokens_per_s": ids.numel() / sec,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "first_logps": first_logps,
+        "losses": losses,
+        # torch.cuda.max_memory_allocated over the timed steps; None on the CPU (no allocator peak).
+        "peak_device_bytes": peak_device,
     }))
 
 

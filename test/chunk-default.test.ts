@@ -7,7 +7,7 @@ import t from 'tap'
 import { ops } from '../lib/index'
 import { parseModelConfig } from '../lib/model/config'
 import { planMemory, type PlanOptions } from '../lib/model/memory-plan'
-import { LLAMA3_8B } from './helpers/llama3-8b'
+import { LLAMA3_8B } from '../bench/llama3-8b'
 
 t.test('the default per vocabulary and device', (t) => {
   // CPU: floor(2^25 / V), at least 16.

@@ -11,7 +11,7 @@ import t from 'tap'
 import { parseModelConfig } from '../lib/model'
 import { gatherUnits, planMemory, type PlanOptions } from '../lib/model/memory-plan'
 import { tempDir } from './helpers/data-fixtures'
-import { LLAMA3_8B } from './helpers/llama3-8b'
+import { LLAMA3_8B } from '../bench/llama3-8b'
 
 const config = parseModelConfig(LLAMA3_8B, 'config.json')
 const base: PlanOptions = {

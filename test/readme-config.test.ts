@@ -10,7 +10,7 @@ import { parseArgs } from '../lib/cli/args'
 import { parseModelConfig } from '../lib/model'
 import { planMemory } from '../lib/model/memory-plan'
 import { TRAIN_OPTIONS, trainConfigSchema } from '../lib/train/config'
-import { LLAMA3_8B } from './helpers/llama3-8b'
+import { LLAMA3_8B } from '../bench/llama3-8b'
 
 t.test("README's run.yaml parses into a valid train config", (t) => {
   const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8')

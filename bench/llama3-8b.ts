@@ -1,4 +1,5 @@
-// Meta-Llama-3-8B's config.json (the fields edpo plan reads): what the plan tests size the paper's run by.
+// Meta-Llama-3-8B's config.json (the fields edpo plan reads): what the plan tests size the paper's run by,
+// and the shape of bench/step.ts's one-GPU 8B LoRA workload (random weights of this shape, no download).
 export const LLAMA3_8B = {
   model_type: 'llama',
   hidden_size: 4096,
