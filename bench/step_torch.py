@@ -69,7 +69,8 @@ def main():
     checkpoint = hp.get("gradientCheckpointing", False)
     if lora_hp is None:
         policy = {k: v.to(dtype).requires_grad_(True) for k, v in weights.items()}
-        reference = {k: v.to(dtype) for k, v in weights.items()}
+        # copy=True: in fp32, .to() would return the policy's own tensor, and the reference would train with it.
+        reference = {k: v.to(dtype, copy=True) for k, v in weights.items()}
         mixed = dtype != torch.float32
         master = {k: v.detach().float().clone().requires_grad_(True) for k, v in policy.items()} if mixed else policy
         trainable = list(master.values())
