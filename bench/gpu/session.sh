@@ -13,7 +13,12 @@
 #            against PyTorch eager, on a 357M llama with Llama-3's vocabulary), then one profiled
 #            step per engine (--profile): both section tables side by side in step.log, the
 #            summaries and Chrome traces in logs.tgz (step-profile/);
-#   step-1chunk  the same with --chunk-tokens 8192 on edpo's side (the loss in one chunk).
+#   step-1chunk  the same with --chunk-tokens 8192 on edpo's side (the loss in one chunk);
+#   lora8b   bench:step --only llama3-8b-lora: a random Llama-3-8B (written on the device), bf16, LoRA
+#            r = 16 on every projection, gradient checkpointing, 2 pairs x 1024 tokens, 5 steps per
+#            engine against PyTorch eager with the same LoRA; its peak device memory against
+#            `edpo plan --device cuda` (issue 26, item 3).
+# The e2e stage holds node-e2e's dist section: one rank through the launcher at ZeRO 0-3 on NCCL.
 # Every stage is bounded: EDPO_SESSION_S (default 540) is the whole run's budget, and a stage that
 # would start with too little left is skipped and says so. The summary is printed last; $OUT keeps
 # results.json, node-e2e.json, kernel_check.json, machine.txt, edpo.node and logs.tgz (every log).
@@ -28,7 +33,7 @@ export EDPO_BENCH_PYTHON="${EDPO_BENCH_PYTHON:-$(command -v python3)}"
 export PATH="/tmp/edpo-node/bin:$PATH"
 BUDGET="${EDPO_SESSION_S:-540}"
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(build e2e check kernels model step step-1chunk)
+[[ ${#stages[@]} -gt 0 ]] || stages=(build e2e check kernels model step step-1chunk lora8b)
 declare -A result rcs
 
 wants() { local s; for s in "${stages[@]}"; do [[ "$s" == "$1" ]] && return 0; done; return 1; }
@@ -88,7 +93,7 @@ if wants build; then
 fi
 
 # The stages, most needed first; MIN is what a stage needs to say anything useful.
-run_stage e2e 60 200 node dist/bench/gpu/node-e2e.js
+run_stage e2e 60 300 node dist/bench/gpu/node-e2e.js
 run_stage check 90 240 python3 bench/gpu/check.py --out "$OUT" --budget-s 170
 run_stage kernels 45 120 bash bench/gpu/run_kernels.sh
 run_stage model 60 120 env EDPO_BENCH_ROUNDS=2 node dist/bench/model.js --device cuda
@@ -97,6 +102,8 @@ run_stage step 90 200 env EDPO_BENCH_ROUNDS=2 node dist/bench/step.js --device c
 # The same step with the loss over all completion tokens in one chunk: what chunking costs on a GPU.
 run_stage step-1chunk 60 150 env EDPO_BENCH_ROUNDS=1 'EDPO_BENCH_STEP_CONFIG={"chunkTokens":8192}' \
   node dist/bench/step.js --device cuda --dtype bfloat16 --only llama3-350m
+# The 8B leg: writing the 16 GB fixture on the device, then each engine loads it and trains.
+run_stage lora8b 150 360 env EDPO_BENCH_ROUNDS=1 node dist/bench/step.js --device cuda --dtype bfloat16 --only llama3-8b-lora
 
 echo
 echo "=== summary (${SECONDS} s)"
@@ -106,7 +113,7 @@ for s in "${stages[@]}"; do
   [[ "${rcs[$s]:-}" == 0 ]] || status=1
 done
 [[ -f "$OUT/results.json" ]] && python3 bench/gpu/check.py --print "$OUT/results.json" 2>/dev/null | tail -n 45
-grep -h "tokens/s = \|FAIL\|ERROR" "$OUT"/model.log "$OUT"/step.log "$OUT"/step-1chunk.log "$OUT"/e2e.log 2>/dev/null | head -n 30
+grep -h "tokens/s = \|peak memory:\|first-step\|FAIL\|ERROR" "$OUT"/model.log "$OUT"/step.log "$OUT"/step-1chunk.log "$OUT"/lora8b.log "$OUT"/e2e.log 2>/dev/null | head -n 40
 # The device tool returns at most 8 files: the JSON results, the addon, and every log in one archive.
 (cd "$OUT" && tar czf /tmp/edpo-session-logs.tgz --exclude=logs.tgz --exclude=edpo.node --exclude=results.json \
    --exclude=node-e2e.json --exclude=kernel_check.json --exclude=machine.txt . && \
