@@ -7,7 +7,7 @@ import { parseModelConfig } from '../lib/model'
 import { readConfigJson } from '../lib/model/checkpoint-files'
 import type { LinearModule } from '../lib/model/lora'
 import { type MemoryPlan, type PlanOptions, planMemory } from '../lib/model/memory-plan'
-import { DEFAULT_TRAIN_METHOD, METHODS } from '../lib/train/methods'
+import { DEFAULT_TRAIN_METHOD, methodPlanShape } from '../lib/train/methods'
 
 export interface StepRun {
   dtype: 'float32' | 'bfloat16'
@@ -25,16 +25,14 @@ export interface StepRun {
 /** The plan of `run` for the model folder `dir` (its config.json only). */
 export function planStep(dir: string, run: StepRun): MemoryPlan {
   const config = parseModelConfig(readConfigJson(dir), path.join(dir, 'config.json'))
-  const method = METHODS[DEFAULT_TRAIN_METHOD]
+  const method = methodPlanShape(DEFAULT_TRAIN_METHOD)
   const options: PlanOptions = {
     dtype: run.dtype,
     loraR: run.loraR,
     loraTargetModules: run.loraTargetModules,
     batchSize: run.pairs,
     maxLength: run.prompt + run.completion,
-    data: method.data,
-    reference: method.reference !== 'none',
-    headGradientInForward: (method as { headGradientInForward?: boolean }).headGradientInForward === true,
+    ...method,
     gradientCheckpointing: run.gradientCheckpointing,
     chunkTokens: run.chunkTokens ?? 0,
     maxPromptLength: run.prompt,

@@ -121,6 +121,11 @@ t.test('LoRA: no reference copy, adapter-only gradients and optimizer state', (t
   t.equal(lora.optimizer, 8 * 41_943_040)
   t.equal(planMemory(config, { ...base, loraR: 8, loraTargetModules: ['q_proj', 'v_proj'] }).trainableParameters, 32 * 8 * (4096 + 4096 + 4096 + 1024))
   t.ok(lora.total < planMemory(config, base).total / 5)
+  // The fused loss makes no head gradient for LoRA (the head is frozen): only the hidden states' gradient.
+  const withHead = (loraR: number | undefined) =>
+    planMemory(config, { ...base, loraR, headGradientInForward: true }).activations - planMemory(config, { ...base, loraR }).activations
+  t.equal(withHead(16), 2 * 4096 * 2 * 1024, "LoRA: the hidden states' bf16 gradient only")
+  t.equal(withHead(undefined), 128256 * 4096 * 4 + 2 * 4096 * 2 * 1024, "full fine-tuning: the head's fp32 gradient too")
   // Chunked logits are bounded by the chunk; materialised ones grow with the completion tokens.
   const long = planMemory(config, { ...base, batchSize: 8, maxLength: 4096, maxPromptLength: 1024 })
   t.ok(long.logitsMaterialised > 20 * long.logitsChunked)
@@ -171,6 +176,17 @@ t.test("edpo plan --device: a GPU plan has no runtime row and the ATen layer's f
   const o: PlanOptions = { ...base, dtype: 'float32', gradientCheckpointing: false }
   const api = (device: 'cpu' | 'cuda') => planMemory(parseModelConfig(LLAMA3_8B, file), { ...o, device }).activations
   t.ok(api('cuda') > api('cpu'), 'the GPU layer keeps more in fp32')
+  // On a GPU attention runs SDPA, which keeps no [T, T] scores: twice the tokens per sequence keep
+  // twice the activations. The CPU's eager attention keeps its softmax, which grows with T².
+  const perLength = (device: 'cpu' | 'cuda', maxLength: number) =>
+    planMemory(parseModelConfig(LLAMA3_8B, file), { ...o, device, maxLength, maxPromptLength: maxLength / 2 }).activations
+  t.equal(perLength('cuda', 2048) / perLength('cuda', 1024), 2)
+  t.ok(perLength('cpu', 2048) / perLength('cpu', 1024) > 2.2)
+  // Gemma-2's soft-capped scores cannot run SDPA: its GPU plan keeps them.
+  const gemma = parseModelConfig({ model_type: 'gemma2' }, 'config.json')
+  const gemmaLength = (maxLength: number) =>
+    planMemory(gemma, { ...o, dtype: 'bfloat16', device: 'cuda', maxLength, maxPromptLength: maxLength / 2 }).activations
+  t.ok(gemmaLength(2048) / gemmaLength(1024) > 2.2)
   t.not(activations(gpu.stdout), activations(cpu.stdout))
   t.match(edpo(['plan', '--model', file, '--device', 'tpu']).stderr, /--device/)
   t.end()

@@ -13,7 +13,7 @@ import { resolveTargets } from '../model/lora'
 import { formatBytes, type MemoryPlan, type PlanOptions, planMemory } from '../model/memory-plan'
 import { Tensor } from '../core/tensor'
 import { TRAIN_OPTIONS, type OptionSpec } from '../train/config'
-import { DEFAULT_TRAIN_METHOD, METHOD_NAMES, METHODS, methodWithoutLora } from '../train/methods'
+import { DEFAULT_TRAIN_METHOD, METHOD_NAMES, methodPlanShape, methodWithoutLora } from '../train/methods'
 import { LORA_OPTIONS } from '../train/lora-options'
 import { formatHelp, parseCommand } from './args'
 
@@ -66,7 +66,7 @@ export function planCommand(argv: readonly string[]): number {
   if (o.zeroStage === 3 && o.loraR !== undefined)
     throw new EdpoInputError('--zero-stage 3 --lora-r: ZeRO-3 shards full fine-tuning only; LoRA trains at --zero-stage 0-2')
   if (!o.shardReference && o.zeroStage !== 3) throw new EdpoInputError('--no-shard-reference: only ZeRO-3 shards the reference; give --zero-stage 3')
-  const method = METHODS[o.method]
+  const method = methodPlanShape(o.method)
   const withoutLora = methodWithoutLora(o.method)
   if (withoutLora !== undefined && o.loraR !== undefined) throw new EdpoInputError(`--method ${o.method} --lora-r: ${withoutLora}`)
   const targets = o.loraTargetModules
@@ -83,9 +83,7 @@ export function planCommand(argv: readonly string[]): number {
     loraTargetModules: targets,
     batchSize: o.batchSize,
     maxLength: o.maxLength,
-    data: method.data,
-    reference: method.reference !== 'none',
-    headGradientInForward: (method as { headGradientInForward?: boolean }).headGradientInForward === true,
+    ...method,
     gradientCheckpointing: o.gradientCheckpointing,
     chunkTokens: o.chunkTokens ?? 0,
     maxPromptLength: method.data === 'sequences' ? 0 : o.maxPromptLength,

@@ -42,7 +42,7 @@ export interface PlanOptions {
   gradOverlap?: boolean
   /** Resident bytes of the process before any model is loaded (node, libtorch, edpo), measured by the caller; 0 if unknown. */
   runtimeBytes?: number
-  /** 'cpu' (default) or 'cuda': on the CPU, fp32/fp64 layers run edpo's fused RMSNorm, RoPE and SwiGLU, which keep less. */
+  /** 'cpu' (default) or 'cuda': on the CPU, fp32/fp64 layers run edpo's fused RMSNorm, RoPE and SwiGLU, which keep less; on a GPU attention runs SDPA, which keeps no scores. */
   device?: 'cpu' | 'cuda'
 }
 
@@ -94,6 +94,7 @@ function layerActivationBytes(
   tokensPerSeq: number,
   lora: { r: number; inputs: number; targets: number } | undefined,
   fused: boolean,
+  sdpa: boolean,
 ): number {
   const H = c.hidden_size,
     I = c.intermediate_size
@@ -112,7 +113,8 @@ function layerActivationBytes(
   // Fused RoPE keeps only the shared cos/sin tables, not q, k and their rotated halves.
   const attention = fused ? (rep > 1 ? E * 4 * q : E * (2 * q + 2 * kv)) : rep > 1 ? E * (6 * q + 2 * kv) : E * (4 * q + 4 * kv)
   // The softmax output (kept by softmax and by the matmul with v), and its cast when E ≠ acc.
-  const scores = scoreElements(c, tokensPerSeq) * (acc + (E === acc ? 0 : E))
+  // SDPA keeps its output (o_proj's input, above) and a per-row log-sum-exp instead.
+  const scores = sdpa ? c.num_attention_heads * acc : scoreElements(c, tokensPerSeq) * (acc + (E === acc ? 0 : E))
   // SwiGLU: gate, silu(gate), up and their product.
   // (the fused CPU SwiGLU keeps gate and up only).
   const mlp = E * (fused ? 2 : 4) * I
@@ -195,6 +197,9 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
   const tokens = sequences * o.maxLength
   // model_uses_fused_layer_kernels: CPU tensors other than bf16/fp16.
   const fused = (o.device ?? 'cpu') === 'cpu' && E >= 4
+  // csrc/models/layers.cc use_sdpa: a GPU build (on libtorch >= 2.1, as every CUDA build edpo ships)
+  // runs attention through SDPA unless the scores are soft-capped (Gemma-2) or fp64.
+  const sdpa = o.device === 'cuda' && E < 8 && !(c.model_type === 'gemma2' && (c.attn_logit_softcapping ?? 0) > 0)
   const perLayer =
     layerActivationBytes(
       c,
@@ -203,33 +208,40 @@ export function planMemory(c: ModelConfig, o: PlanOptions): MemoryPlan {
       o.maxLength,
       lora ? { r: o.loraR!, inputs: loraInputs, targets: (o.loraTargetModules ?? Object.keys(LINEAR_MODULES)).length } : undefined,
       fused,
+      sdpa,
     ) * tokens
   const layerInputs = E * c.hidden_size * tokens * c.num_hidden_layers
   // The fused ε-DPO op's gradients, made in its forward: the head's (fp32 for a reduced head, as
-  // csrc/ops/chunked_linear.cc accumulates it) and the policy's final hidden states'.
-  const forwardGradients = o.headGradientInForward ? headGradientBytes(shapes, E, acc) + E * c.hidden_size * tokens : 0
+  // csrc/ops/chunked_linear.cc accumulates it; none for LoRA, whose head is frozen) and the
+  // policy's final hidden states'.
+  const headGradient = lora ? 0 : headGradientBytes(shapes, E, acc)
+  const forwardGradients = o.headGradientInForward ? headGradient + E * c.hidden_size * tokens : 0
   // With checkpointing: every layer's input plus one layer recomputed in backward.
   const activations =
     (o.gradientCheckpointing ? layerInputs + perLayer : perLayer * c.num_hidden_layers + layerInputs) +
     // The embedding output and the final hidden states of the policy (and the reference's, no grad).
     E * c.hidden_size * tokens * (o.reference ? 3 : 2) +
     forwardGradients
-  // Logits of the completion tokens (prompts assumed to fill maxPromptLength): the logits and their
-  // fp32 log-softmax per model, plus the gradient of the policy's. Materialised: every row at once;
-  // chunked: one chunk of rows at a time.
+  // Logits of the completion tokens (prompts assumed to fill maxPromptLength). Materialised, as an
+  // eager composition holds them: every row's logits and fp32 log-softmax per model, plus the
+  // gradient of the policy's. Chunked (the fused op, csrc/ops/chunked_linear.cc): one chunk of rows
+  // holds two [rows, V] tensors in the model's dtype at a time, the policy's logits beside the
+  // reference's (dropped after the row pass) or beside their gradient; Gemma-2's final soft-cap
+  // adds the two temporaries of its derivative. (Measured on the CPU at V = 128256: 2.0 bytes per
+  // logit per E byte, fp32 and bf16.)
   const V = c.vocab_size
   const models = o.reference ? 2 : 1
   const rows = sequences * Math.max(1, o.maxLength - Math.min(o.maxPromptLength, o.maxLength - 1))
   // The chunked op's own default for this vocabulary and device.
   const rowsPerChunk = o.chunkTokens > 0 ? o.chunkTokens : chunkTokensDefault(V, o.device ?? 'cpu')
-  const logitBytes = (n: number) => n * V * ((E + acc) * models + acc)
-  const logitsMaterialised = logitBytes(rows)
-  const logitsChunked = logitBytes(Math.min(rows, rowsPerChunk))
+  const logitsMaterialised = rows * V * ((E + acc) * models + acc)
+  const softcapped = c.model_type === 'gemma2' && (c.final_logit_softcapping ?? 0) > 0
+  const logitsChunked = Math.min(rows, rowsPerChunk) * V * E * (softcapped ? 4 : 2)
   // Inside a layer's forward the eager attention (csrc/models/layers.cc attend) holds the scaled
   // scores and the masked scores (fp32, plus the scores' own dtype when E ≠ acc) beside the
   // softmax until its matmul with v returns: two or three score-sized temporaries that no layer keeps.
-  // (libtorch ≥ 2.1 may run SDPA instead, which holds fewer.)
-  const scoreTemporaries = scoreElements(c, o.maxLength) * tokens * (2 * acc + (E === acc ? 0 : E))
+  // SDPA holds none of them; with padding it takes an additive mask in the activations' dtype.
+  const scoreTemporaries = sdpa ? o.maxLength * tokens * E : scoreElements(c, o.maxLength) * tokens * (2 * acc + (E === acc ? 0 : E))
   // After the policy's forward has kept every layer's activations, the reference's forward runs
   // without grad: it holds one layer's tensors at a time (the same set the policy's layer keeps,
   // the softmax included) plus those temporaries. Without a reference only the policy's own temporaries.

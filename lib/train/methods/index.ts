@@ -3,6 +3,7 @@
 // an error with another method), resume (each method's trainer_state.json fields) and `edpo plan`
 // (whether a method runs a reference) all read this one list. Adding a method: its file in this
 // folder, one line here.
+import type { PlanOptions } from '../../model/memory-plan'
 import type { MethodSpec, ReferenceUse } from '../method'
 import type { OptionSpec, OptionTable } from '../option-table'
 import { BETA_DPO } from './beta-dpo'
@@ -59,6 +60,12 @@ export function methodReference(name: unknown): ReferenceUse | undefined {
 /** Why `name` cannot train LoRA adapters, where it cannot (TR-DPO: its reference must move). */
 export function methodWithoutLora(name: MethodName): string | undefined {
   return (METHODS[name] as Pick<MethodSpec, 'withoutLora'>).withoutLora
+}
+
+/** What `edpo plan` needs of the method `name`: its examples, whether it runs a reference, and whether its loss makes the head's gradient in its forward. */
+export function methodPlanShape(name: MethodName): Pick<PlanOptions, 'data' | 'reference' | 'headGradientInForward'> {
+  const spec = METHODS[name] as Pick<MethodSpec, 'data' | 'reference' | 'headGradientInForward'>
+  return { data: spec.data, reference: spec.reference !== 'none', headGradientInForward: spec.headGradientInForward === true }
 }
 
 /** Of `values`, those `name` declares as its own options: what a caller driving several methods passes to each. */
