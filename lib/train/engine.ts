@@ -184,7 +184,11 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       if (rows.length === 0 && !standIn) continue
       const before = reportMemory ? liveTensorBytes(c.device) : 0
       // A rank without rows runs a global row weighted 0 where the micro-batch holds collectives.
-      const out = await this.method.microBatch(standIn ? global.slice(0, 1) : rows, { grad: true, lap, share: this.share(counts[counts.length - 1]!, standIn) })
+      const out = await this.method.microBatch(standIn ? global.slice(0, 1) : rows, {
+        grad: true,
+        lap,
+        share: this.share(counts[counts.length - 1]!, standIn, global),
+      })
       lap?.('loss')
       // What the forward leaves alive for the backward (the graph's saved tensors): the activations.
       if (reportMemory) activations = Math.max(activations, liveTensorBytes(c.device) - before)
@@ -279,8 +283,8 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
   }
 
   /** On several ranks: where this rank's rows sit in the global micro-batch split `counts`. */
-  private share(counts: readonly number[], standIn: boolean): BatchShare | undefined {
-    return this.dp.group ? { counts, rank: this.dp.rank, standIn } : undefined
+  private share(counts: readonly number[], standIn: boolean, rows: readonly Row[]): BatchShare<Row> | undefined {
+    return this.dp.group ? { counts, rank: this.dp.rank, standIn, rows } : undefined
   }
 
   /** The method's metrics (eval_-prefixed) on the eval split, or on `rows`; changes no state. */
@@ -295,7 +299,10 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       counts.push(this.dp.counts(global.length))
       const standIn = mine.length === 0 && this.everyRankRuns
       if (mine.length === 0 && !standIn) continue
-      const out = await this.method.microBatch(standIn ? global.slice(0, 1) : mine, { grad: false, share: this.share(counts[counts.length - 1]!, standIn) })
+      const out = await this.method.microBatch(standIn ? global.slice(0, 1) : mine, {
+        grad: false,
+        share: this.share(counts[counts.length - 1]!, standIn, global),
+      })
       out.loss.dispose()
       if (standIn) out.stats.dispose()
       else stats.push(out.stats)

@@ -29,16 +29,18 @@ export interface MicroBatchOutput {
 export type StepSummary = Metrics & { loss: number }
 
 /** Where this rank's rows sit in a global micro-batch split over ranks (lib/distributed/data-parallel.ts). */
-export interface BatchShare {
+export interface BatchShare<Row = unknown> {
   /** Rows of each rank, rank 0's first. */
   counts: readonly number[]
   rank: number
   /** This rank has no rows: it runs one global row, weighted 0, only to join the collectives. */
   standIn: boolean
+  /** The global micro-batch, every rank's rows in rank order (KTO pairs a prompt with its global neighbour's completions). */
+  rows: readonly Row[]
 }
 
 /** How the engine runs a micro-batch. */
-export interface MicroBatchOptions {
+export interface MicroBatchOptions<Row = unknown> {
   /** Training (with grad) or evaluation. */
   grad: boolean
   /**
@@ -47,7 +49,7 @@ export interface MicroBatchOptions {
    */
   lap?: (section: string) => void
   /** On several ranks: the global micro-batch's split. */
-  share?: BatchShare
+  share?: BatchShare<Row>
 }
 
 export interface TrainingMethod<Row, S extends object = Record<string, unknown>> {
@@ -61,7 +63,7 @@ export interface TrainingMethod<Row, S extends object = Record<string, unknown>>
   /** Tokens `row` puts in a batch row before padding (what --group-by-length groups by). */
   rowLength(row: Row): number
   /** Loss and per-example statistics of `rows` (collated on the run's device); reads nothing back. */
-  microBatch(rows: readonly Row[], o: MicroBatchOptions): Promise<MicroBatchOutput>
+  microBatch(rows: readonly Row[], o: MicroBatchOptions<Row>): Promise<MicroBatchOutput>
   /**
    * On several ranks, the loss takes a collective over them in every micro-batch (β-DPO's batch
    * statistics are the global micro-batch's): every rank runs every micro-batch, a rank without

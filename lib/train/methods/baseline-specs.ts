@@ -31,7 +31,7 @@ export function baselineMethod<O extends OptionTable>(d: BaselineDefinition<O>) 
     options: d.options,
     state: (hasBeta ? BETA_STATE : {}) as StateOf<O>,
     async load(run: Run<PreferenceConfig & OptionValues<O>, Partial<BetaState>>) {
-      const method = new BaselineMethod(await loadPreferenceParts(run, { reference: d.reference }), d.make(run.config), hasBeta)
+      const method = new BaselineMethod(await loadPreferenceParts(run, { reference: d.reference }), d.make(run.config), hasBeta, run.dist)
       // Its savedState() is BetaState or, without β, {}: StateOf<O> either way, which TS cannot see through the generic O.
       return method as unknown as TrainingMethod<TokenizedPair, z.infer<z.ZodObject<StateOf<O>>>>
     },

@@ -16,5 +16,5 @@ export const CPO = baselineMethod({
   about: 'CPO: reference-free −log σ(β·(S_w − S_l)) plus λ·NLL of the chosen (TRL CPOTrainer loss_type sigmoid)',
   reference: 'none',
   options: CPO_OPTIONS,
-  make: (c) => ({ loss: (sums, beta) => cpoLoss(sums, { beta, alpha: c.cpoAlpha }), metrics: ['nll_loss'] }),
+  make: (c) => ({ loss: (sums, beta) => cpoLoss(sums, { beta, alpha: c.cpoAlpha }), metrics: ['nll_loss'], chosenNll: true }),
 })

@@ -9,5 +9,5 @@ export const ORPO = baselineMethod({
   about: 'ORPO: NLL of the chosen − λ·log σ(log odds ratio), λ = --beta (TRL ORPOTrainer)',
   reference: 'none',
   options: { ...betaOption(0.1, 'orpo: λ, the weight of the odds-ratio term (TRL\u2019s beta)') },
-  make: () => ({ loss: (sums, beta) => orpoLoss(sums, { lambda: beta }), metrics: ['nll_loss', 'log_odds_ratio', 'log_odds_chosen'] }),
+  make: () => ({ loss: (sums, beta) => orpoLoss(sums, { lambda: beta }), metrics: ['nll_loss', 'log_odds_ratio', 'log_odds_chosen'], chosenNll: true }),
 })

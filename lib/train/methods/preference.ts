@@ -145,7 +145,7 @@ export interface PairBatch {
   /** Training (with grad) or evaluation. */
   grad: boolean
   /** On several ranks: where these pairs sit in the global micro-batch. */
-  share?: BatchShare
+  share?: BatchShare<TokenizedPair>
 }
 
 export abstract class PreferenceMethod implements TrainingMethod<TokenizedPair, BetaState> {
@@ -184,7 +184,7 @@ export abstract class PreferenceMethod implements TrainingMethod<TokenizedPair, 
   }
 
   /** Policy forward (with or without grad), reference forward (never), then the method's loss. */
-  async microBatch(rows: readonly TokenizedPair[], o: MicroBatchOptions): Promise<MicroBatchOutput> {
+  async microBatch(rows: readonly TokenizedPair[], o: MicroBatchOptions<TokenizedPair>): Promise<MicroBatchOutput> {
     const c = this.config
     const batch = collate(rows, this.data.tokenizer.padTokenId, { device: c.device })
     o.lap?.('batch')

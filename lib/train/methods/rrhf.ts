@@ -14,5 +14,5 @@ export const RRHF = baselineMethod({
   about: 'RRHF (pairwise): max(0, p_l − p_w) on per-token mean log-probs plus λ·NLL of the chosen',
   reference: 'none',
   options: RRHF_OPTIONS,
-  make: (c) => ({ loss: (sums) => rrhfLoss(sums, { lambda: c.rrhfLambda }), metrics: ['nll_loss'] }),
+  make: (c) => ({ loss: (sums) => rrhfLoss(sums, { lambda: c.rrhfLambda }), metrics: ['nll_loss'], chosenNll: true }),
 })

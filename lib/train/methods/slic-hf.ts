@@ -17,5 +17,5 @@ export const SLIC_HF = baselineMethod({
   about: 'SLiC-HF: reference-free hinge max(0, 1 − β·(S_w − S_l)) plus λ·NLL of the chosen (TRL loss_type hinge, reference-free)',
   reference: 'none',
   options: SLIC_HF_OPTIONS,
-  make: (c) => ({ loss: (sums, beta) => slicHfLoss(sums, { beta, lambda: c.slicLambda }), metrics: ['nll_loss'] }),
+  make: (c) => ({ loss: (sums, beta) => slicHfLoss(sums, { beta, lambda: c.slicLambda }), metrics: ['nll_loss'], chosenNll: true }),
 })

@@ -15,6 +15,12 @@ export interface PairSums {
   reference?: Tensor
   /** The per-sequence op's input-error flag (a scalar), copied into the record's inputError column. */
   inputError?: Tensor
+  /**
+   * What the chosen completions' NLL divides by (a scalar): by default Σ of these rows' chosen
+   * tokens. On several ranks, the global micro-batch's chosen tokens × this rank's share of its
+   * pairs, so that the ranks' weighted losses add up to the global micro-batch's NLL.
+   */
+  nllTokens?: Tensor
 }
 
 /** Columns of a baseline's per-pair record (float64 [B, k]); a method leaves the ones it has not at 0. */
@@ -60,6 +66,7 @@ export interface SplitSums {
   refChosen?: Tensor
   refRejected?: Tensor
   inputError?: Tensor
+  nllTokens?: Tensor
 }
 
 /** Checks the shapes (one even-length vector each) and splits the rows into chosen and rejected. */
@@ -87,6 +94,7 @@ export function splitPairSums(method: string, s: PairSums, needsReference: boole
     refChosen: ref?.narrow(0, 0, B),
     refRejected: ref?.narrow(0, B, B),
     inputError: s.inputError,
+    nllTokens: s.nllTokens,
   }
 }
 
@@ -97,14 +105,15 @@ export function perTokenMean(sums: Tensor, tokens: Tensor): Tensor {
 
 /**
  * The micro-batch's NLL of the chosen completions, −Σ_i S_w,i / Σ_i |y_w,i| (the token mean TRL's
- * cross-entropy takes over the batch's chosen completion tokens); 0 without any token.
+ * cross-entropy takes over the batch's chosen completion tokens, or over s.nllTokens); 0 without any token.
  */
 export function chosenNll(s: SplitSums): Tensor {
-  const n = s.chosenTokens.sum()
+  const n = s.nllTokens ?? s.chosenTokens.sum()
+  // Without any token the sum is 0 too; a scaled divisor (nllTokens) may lie below 1.
   return s.chosen
     .sum()
     .neg()
-    .div(n.maskedFill(n.lt(1), 1))
+    .div(n.maskedFill(n.eq(0), 1))
 }
 
 /** max(0, x), with gradient 0 where x < 0. */
