@@ -89,3 +89,32 @@ t.test('one rank through the launcher: ZeRO-3 × 1 trains as one process, and it
   const moved = Math.max(...Object.entries(before).map(([k, v]) => Math.max(...v.map((x, i) => Math.abs(x - after[k]![i]!)))))
   t.ok(moved >= 10 * BOUND, `steps 3-4 move the weights by ${moved.toExponential(2)} ≥ 10 × the bound`)
 })
+
+t.test('a rank is not moved silently: --device cuda:N other than cuda:LOCAL_RANK is an error naming the flag', async (t) => {
+  const model = makeTrainableModel(t, 3)
+  const work = tempDir(t)
+  const data = writeToyPreferences(work, 8)
+  // Gloo over a named GPU: the device check comes first, before any CUDA is touched, so this runs on any build.
+  const r = runCli([
+    'train',
+    '--model',
+    model,
+    '--data',
+    data,
+    '--out',
+    path.join(work, 'out'),
+    '--max-steps',
+    '1',
+    '--nproc-per-node',
+    '1',
+    '--backend',
+    'gloo',
+    '--device',
+    'cuda:1',
+  ])
+  t.not(r.status, 0, 'refused')
+  t.match(
+    r.stderr,
+    /--device cuda:1: each rank of a multi-process run uses cuda:LOCAL_RANK \(this rank's is cuda:0\); write --device cuda and choose the GPUs with CUDA_VISIBLE_DEVICES/,
+  )
+})

@@ -73,7 +73,12 @@ export function openRun<C extends RunConfig, S extends object>(kind: RunKind<C>,
     )
   // The method's own fields, now that the config says which method the checkpoint ran.
   const resumed = from ? (readTrainerState(from.dir, kind.state(config), kind.what) as Run<C, S>['resumed']) : undefined
-  // Each rank of a GPU run uses its own device, cuda:LOCAL_RANK.
+  // Each rank of a GPU run uses its own device, cuda:LOCAL_RANK; a device the user named otherwise is an error, not ignored.
+  const named = /^cuda:(\d+)$/.exec(String((input as { device?: unknown }).device ?? ''))
+  if (opts.dist && named && Number(named[1]) !== opts.dist.localRank)
+    throw new EdpoInputError(
+      `--device ${named[0]}: each rank of a multi-process run uses cuda:LOCAL_RANK (this rank's is cuda:${opts.dist.localRank}); write --device cuda and choose the GPUs with CUDA_VISIBLE_DEVICES`,
+    )
   if (opts.dist && config.device.startsWith('cuda')) config.device = `cuda:${opts.dist.localRank}`
   if (!opts.dist && config.zeroStage > 0) log(`note: --zero-stage ${config.zeroStage} shards across ranks; with one process it changes nothing`)
   const method = (config as { method?: string }).method
