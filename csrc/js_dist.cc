@@ -210,6 +210,17 @@ void declare_dist_ops(std::vector<OpDecl>& ops) {
        Mode::Sync,
        Returns::Value});
   const ArgDecl reducer{"reducer", K::Reducer, "The reducer (distReducerCreate)."};
+  ops.push_back({"distReducerRelease",
+                 "Unhooks the parameters and drops the reducer's tensors now; a later arm or finish is an error.",
+                 {reducer},
+                 {},
+                 [](const OpArgs& a) -> OpResults {
+                   a.reducer("reducer")->release();
+                   return {};
+                 },
+                 Call::Positional,
+                 Mode::Sync,
+                 Returns::Value});
   ops.push_back({"distReducerArm",
                  "The next backward reduces the gradients as autograd produces them (the last micro-batch's).",
                  {reducer},

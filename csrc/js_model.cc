@@ -130,7 +130,9 @@ OpResults named_tensors(const std::vector<std::string>& names, const std::vector
 
 ModelPtr arg_model(const Napi::Value& v, const char* what) {
   if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a model handle");
-  return *v.As<Napi::External<ModelPtr>>().Data();
+  ModelPtr m = *v.As<Napi::External<ModelPtr>>().Data();
+  if (m->released()) throw Napi::Error::New(v.Env(), std::string(what) + ": the model was disposed");
+  return m;
 }
 
 Napi::Value wrap_model(Napi::Env env, ModelPtr model) {
@@ -231,6 +233,12 @@ void declare_model_ops(std::vector<OpDecl>& ops) {
     return named_tensors(m->names(), m->tensors());
   });
   ops.back().outputs_name = "NativeNamedTensors";
+  one_model("modelRelease",
+            "Drops every tensor the model holds (weights, adapters, shards) now; any later use of it is an error.", {},
+            Returns::Value, [](const OpArgs& a) -> OpResults {
+              a.model("model")->release();
+              return {};
+            });
   one_model("modelSetTraining", "Training mode (LoRA dropout on) or eval mode.", {}, Returns::Value,
             [](const OpArgs& a) -> OpResults {
               a.model("model")->training = a.flag("training");

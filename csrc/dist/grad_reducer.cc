@@ -193,12 +193,17 @@ GradReducer::GradReducer(std::shared_ptr<Group> group, std::vector<at::Tensor> p
   }
 }
 
-GradReducer::~GradReducer() {
+GradReducer::~GradReducer() { release(); }
+
+void GradReducer::release() {
+  if (!state_) return;
   // A graph that outlives the reducer may still hold an accumulator: its hook must go.
   for (size_t i = 0; i < state_->accumulators.size(); ++i) state_->accumulators[i]->del_post_hook(state_->hook_keys[i]);
+  state_.reset();
 }
 
 void GradReducer::arm() {
+  TORCH_CHECK(state_, "GradReducer: used after release()");
   State& s = *state_;
   std::lock_guard<std::mutex> lock(s.mu);
   TORCH_CHECK(!s.armed, "GradReducer: arm() twice without finish()");
@@ -220,6 +225,7 @@ void GradReducer::arm() {
 }
 
 ReducerStats GradReducer::finish() {
+  TORCH_CHECK(state_, "GradReducer: used after release()");
   State& s = *state_;
   std::lock_guard<std::mutex> lock(s.mu);
   TORCH_CHECK(s.armed, "GradReducer: finish() without arm()");
@@ -250,6 +256,7 @@ ReducerStats GradReducer::finish() {
 }
 
 std::vector<std::vector<int64_t>> GradReducer::bucket_indices() const {
+  TORCH_CHECK(state_, "GradReducer: used after release()");
   std::vector<std::vector<int64_t>> out;
   for (const auto& b : state_->buckets) out.push_back(b.params);
   return out;

@@ -43,6 +43,10 @@ class GradReducer {
   ReducerStats finish();
   // Parameter indices per bucket, in launch order.
   std::vector<std::vector<int64_t>> bucket_indices() const;
+  // Unhooks the parameters' accumulators and drops every tensor the reducer holds (the parameters,
+  // the buckets) now: a disposed trainer's memory goes without waiting for the collector. Any later
+  // arm/finish is an error; a second release does nothing.
+  void release();
 
   struct State;
 

@@ -257,6 +257,18 @@ LayerWeights CausalLM::layer_weights(int64_t layer,
   return w;
 }
 
+void CausalLM::release() {
+  names_.clear();
+  tensors_.clear();
+  embed_ = at::Tensor();
+  final_norm_ = at::Tensor();
+  lm_head_ = at::Tensor();
+  layers_.clear();
+  lora_ = LoraSpec{};
+  shards_.reset();
+  released_ = true;
+}
+
 std::shared_ptr<CausalLM> CausalLM::clone_frozen() const {
   at::NoGradGuard no_grad;
   if (shards_) {

@@ -174,6 +174,11 @@ class CausalLM : public std::enable_shared_from_this<CausalLM> {
 
   // LoRA (lora.cc). add_lora creates A (kaiming-uniform) and B (zeros) on every layer's spec.slots.
   void add_lora(const LoraSpec& spec);
+  // Drops every tensor the model holds (weights, adapters, shards), so that a disposed model's
+  // memory goes now rather than when the last handle is collected; any later use is an error.
+  void release();
+  bool released() const { return released_; }
+
   bool has_lora() const { return lora_.r > 0; }
   const LoraSpec& lora() const { return lora_; }
   // Adapter tensors in PEFT order and naming: "model.layers.<l>.<module>.lora_A.weight" / "lora_B".
@@ -202,6 +207,7 @@ class CausalLM : public std::enable_shared_from_this<CausalLM> {
   LoraSpec lora_;
   mutable std::atomic<uint64_t> dropout_forwards_{0};
   std::shared_ptr<UnitSource> shards_;
+  bool released_ = false;
   // A unit's gathered tensors in LayerWeights slots (sharded models).
   LayerWeights layer_weights(int64_t layer, const std::vector<std::pair<std::string, at::Tensor>>& named) const;
 };

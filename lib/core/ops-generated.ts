@@ -741,6 +741,8 @@ export interface Native {
   modelLmHead(model: NativeModel): NativeLmHead
   /** The model's parameters. */
   modelParameters(model: NativeModel): NativeNamedTensors
+  /** Drops every tensor the model holds (weights, adapters, shards) now; any later use of it is an error. */
+  modelRelease(model: NativeModel): void
   /** Training mode (LoRA dropout on) or eval mode. */
   modelSetTraining(model: NativeModel, training: boolean): void
   /** Recompute each decoder layer in the backward pass instead of keeping its activations. */
@@ -811,6 +813,8 @@ export interface Native {
   distClipGradNorm(group: NativeGroup, params: NativeTensor[], maxNorm: number): Promise<number>
   /** Hooks on every parameter's gradient accumulation (csrc/dist/grad_reducer.h) that reduce its gradients bucket by bucket during an armed backward. */
   distReducerCreate(group: NativeGroup, params: NativeTensor[], o: NativeReducerOptions): NativeReducer
+  /** Unhooks the parameters and drops the reducer's tensors now; a later arm or finish is an error. */
+  distReducerRelease(reducer: NativeReducer): void
   /** The next backward reduces the gradients as autograd produces them (the last micro-batch's). */
   distReducerArm(reducer: NativeReducer): void
   /** After the armed backward: starts the buckets it did not, waits for every one, and leaves this rank's gradients averaged. */

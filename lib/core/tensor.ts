@@ -66,6 +66,21 @@ export const liveTensorSchema = z.custom<Tensor>((v) => tensorProblem(v) === und
   error: (issue) => tensorProblem(issue.input) ?? 'expected a Tensor',
 })
 
+// The tensors made inside each running Tensor.tidy(), innermost last.
+const scopes: Set<Tensor>[] = []
+
+/** The tensors in `value`: itself, or those in an array or an object's values (one level deep). */
+function kept(value: unknown): Set<Tensor> {
+  const out = new Set<Tensor>()
+  const add = (v: unknown) => {
+    if (v instanceof Tensor) out.add(v)
+  }
+  add(value)
+  if (Array.isArray(value)) value.forEach(add)
+  else if (value !== null && typeof value === 'object' && !(value instanceof Tensor)) Object.values(value).forEach(add)
+  return out
+}
+
 /** A libtorch tensor. Create with Tensor.from / full / zeros / randn; free early with dispose(). */
 export class Tensor {
   /** @internal */
@@ -74,6 +89,31 @@ export class Tensor {
   /** @internal Wraps a native handle; use the static factories instead. */
   constructor(handle: NativeTensor) {
     this.handle = handle
+    scopes[scopes.length - 1]?.add(this)
+  }
+
+  /**
+   * Runs the synchronous `fn` and disposes every tensor made inside it except those it returns
+   * (a tensor, or tensors in an array or an object's values): a loss's intermediates, which would
+   * otherwise keep their autograd graph, and through it the parameters, until a garbage collection.
+   */
+  static tidy<T>(fn: () => T): T {
+    const scope = new Set<Tensor>()
+    scopes.push(scope)
+    let result: T
+    try {
+      result = fn()
+    } finally {
+      scopes.pop()
+    }
+    if (result instanceof Promise) throw new EdpoInputError('Tensor.tidy: fn must be synchronous')
+    const keep = kept(result)
+    const outer = scopes[scopes.length - 1]
+    for (const t of scope) {
+      if (keep.has(t)) outer?.add(t)
+      else t.dispose()
+    }
+    return result
   }
 
   /** Copies `data` into a new tensor of `shape`; converts when `opts.dtype` differs from the array's type. */

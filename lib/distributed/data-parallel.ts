@@ -105,6 +105,11 @@ export class DataParallel {
       this.reducer = group.gradReducer(params, { bucketBytes: this.bucketBytes, ...(zeroStage >= 2 ? { owners: this.owners } : {}) })
   }
 
+  /** Frees the reducer's hooks and buckets (the group stays its owner's). */
+  dispose(): void {
+    this.reducer?.release()
+  }
+
   /** Whether gradients are reduced during the backward. */
   get overlapped(): boolean {
     return this.reducer !== undefined

@@ -163,6 +163,11 @@ export class GradReducer {
     native(() => nativeAddon().distReducerArm(this.handle))
   }
 
+  /** Unhooks the parameters and frees the reducer's tensors now; a later arm or finish is an error. */
+  release(): void {
+    native(() => nativeAddon().distReducerRelease(this.handle))
+  }
+
   /** After the armed backward: waits for every bucket; this rank's gradients are then averaged over ranks. */
   finish(): Promise<ReducerStats> {
     return nativeAsync(() => nativeAddon().distReducerFinish(this.handle))

@@ -192,6 +192,6 @@ function readTensor(file: string, key: string): Tensor {
 }
 
 function fill(slots: Readonly<Record<string, Tensor>>, key: string, t: Tensor, filled: Set<string>): void {
-  slots[key]!.copyInPlace(t)
+  slots[key]!.copyInPlace(t).dispose()
   filled.add(key)
 }

@@ -135,6 +135,14 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   return r.data
 }
 
+/** Drops the handles of a parameter map (they alias the model's tensors: nothing is freed while it lives). */
+function disposeAll(tensors: Map<string, Tensor>): void {
+  for (const t of tensors.values()) t.dispose()
+}
+
+// The native models whose tensors dispose() dropped (a model and its views share one handle).
+const RELEASED = new WeakSet<NativeModel>()
+
 export class CausalLM {
   /** config.json as parsed (transformers' defaults filled in). */
   readonly config: ModelConfig
@@ -314,9 +322,10 @@ export class CausalLM {
     const file = path.join(dir, ADAPTER_WEIGHTS_FILE)
     if (!fs.existsSync(file)) throw new EdpoInputError(`${dir}: no ${ADAPTER_WEIGHTS_FILE}`)
     const saved = await loadSafetensorsAsync(file)
+    let own = new Map<string, Tensor>()
     try {
       this.attachLora(settings)
-      const own = this.loraParameters()
+      own = this.loraParameters()
       for (const [key, t] of Object.entries(saved)) {
         const into = own.get(key)
         // PEFT also saves under the adapter's name (….lora_A.default.weight) in some versions.
@@ -330,13 +339,14 @@ export class CausalLM {
           )
       }
       for (const key of own.keys()) if (!(key in saved)) throw new EdpoInputError(`${file}: tensor '${key}' is missing`)
-      for (const [key, into] of own) into.copyInPlace(saved[key]!)
+      for (const [key, into] of own) into.copyInPlace(saved[key]!).dispose()
       if (opts?.trainable === false) for (const t of own.values()) t.requiresGrad = false
     } catch (e) {
       if (this.loraSettings) this.dropFailedLora()
       throw e
     } finally {
       for (const t of Object.values(saved)) t.dispose()
+      disposeAll(own)
     }
     return this
   }
@@ -346,7 +356,9 @@ export class CausalLM {
     if (typeof dir !== 'string' || dir === '') throw new EdpoInputError('saveAdapter: expected a folder path')
     if (!this.loraSettings) throw new EdpoInputError('saveAdapter: the model has no LoRA adapters')
     fs.mkdirSync(dir, { recursive: true })
-    saveSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE), Object.fromEntries(this.loraParameters()), { format: 'pt' })
+    const adapters = this.loraParameters()
+    saveSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE), Object.fromEntries(adapters), { format: 'pt' })
+    disposeAll(adapters)
     writeAdapterConfig(dir, this.loraSettings, opts?.baseModelNameOrPath ?? (this.sourceDir ? path.resolve(this.sourceDir) : null))
   }
 
@@ -373,7 +385,9 @@ export class CausalLM {
   private attachLora(s: LoraSettings): void {
     if (this.baseView) throw new EdpoInputError('addLora: this is a view of a model with its adapters off')
     if (this.loraSettings) throw new EdpoInputError('addLora: the model already has LoRA adapters (mergeLora() first to stack another)')
-    const dtype = this.namedParameters().get('model.embed_tokens.weight')!.dtype === 'float64' ? 'float64' : 'float32'
+    const params = this.namedParameters()
+    const dtype = params.get('model.embed_tokens.weight')!.dtype === 'float64' ? 'float64' : 'float32'
+    disposeAll(params)
     const slots = s.targetModules.map((m) => LINEAR_MODULES[m])
     native(() =>
       nativeAddon().modelAddLora(this.handle, { r: s.r, alpha: s.alpha, dropout: s.dropout, useRslora: s.useRslora, slots, initSeed: s.seed, dtype }),
@@ -384,10 +398,12 @@ export class CausalLM {
   // A loadAdapter that failed after attaching leaves no adapter behind: B ← 0, then the merge
   // adds exactly nothing to the base.
   private dropFailedLora(): void {
-    for (const [key, t] of this.loraParameters()) {
+    const adapters = this.loraParameters()
+    for (const [key, t] of adapters) {
       t.requiresGrad = false
-      if (key.endsWith('lora_B.weight')) t.mulInPlace(0)
+      if (key.endsWith('lora_B.weight')) t.mulInPlace(0).dispose()
     }
+    disposeAll(adapters)
     this.mergeLora()
   }
 
@@ -428,6 +444,24 @@ export class CausalLM {
     )
   }
 
+  /**
+   * Frees the model's weights, adapters and shards now, rather than when the garbage collector
+   * finds its last handle. Views of it (adaptersDisabledView, the LoRA reference) share them and
+   * are disposed with it; a second call does nothing. Parameter tensors taken from it before
+   * (namedParameters) keep their own storage until they are disposed too. Any later use of the
+   * model is an error. Not while an async call on the model runs.
+   */
+  dispose(): void {
+    if (RELEASED.has(this.handle)) return
+    native(() => nativeAddon().modelRelease(this.handle))
+    RELEASED.add(this.handle)
+  }
+
+  /** Whether dispose() ran on this model or on a view that shares its weights. */
+  get disposed(): boolean {
+    return RELEASED.has(this.handle)
+  }
+
   /** @internal ZeRO-3 (lib/distributed/zero3.ts): the native model the process group shards and gathers. */
   get nativeHandle(): NativeModel {
     return this.handle
@@ -447,6 +481,8 @@ export class CausalLM {
     if (this.storedTiedHead) params.push(['lm_head.weight', embed])
     const config = { ...this.rawConfig, torch_dtype: embed.dtype }
     writeCheckpoint(dir, params, config, o?.maxShardBytes ?? 5_000_000_000)
+    // The handles alias the live weights: dropped now, they hold nothing once the model is disposed.
+    for (const [, t] of params) t.dispose()
   }
 
   private generateArgs(inputIds: Tensor, opts: GenerateOptions): generated.ModelGenerateArgs<Tensor> {

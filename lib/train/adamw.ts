@@ -102,6 +102,11 @@ export class AdamW {
     )
   }
 
+  /** Frees the state (moments, fp32 masters) and drops the parameters' handles; the optimizer cannot step afterwards. */
+  dispose(): void {
+    for (const t of [...this.expAvg, ...this.expAvgSq, ...this.master, ...this.params]) t?.dispose()
+  }
+
   /** The optimizer state as named tensors (for a safetensors checkpoint). */
   stateTensors(): Record<string, Tensor> {
     const out: Record<string, Tensor> = {}
@@ -154,5 +159,5 @@ export class AdamW {
 
 function copyState(key: string, t: Tensor, into: Tensor): void {
   if (t.shape.join(',') !== into.shape.join(',')) throw new EdpoInputError(`optimizer state: '${key}' has shape [${t.shape}], expected [${into.shape}]`)
-  into.copyInPlace(t)
+  into.copyInPlace(t).dispose()
 }

@@ -29,7 +29,7 @@ import { DataParallel, type ZeroStage } from '../distributed/data-parallel'
 import { OPTIMIZER_FILE, optimizerShardFile } from '../distributed/optimizer-shards'
 import { saveShardedModel, shardForZero3 } from '../distributed/zero3'
 import { resumeOptimizerState } from '../distributed/zero3-resume'
-import { EdpoError } from '../core/errors'
+import { EdpoError, EdpoInputError } from '../core/errors'
 import { saveSafetensors } from '../io'
 import { trimHeap } from '../core/memory'
 import { Tensor } from '../core/tensor'
@@ -138,8 +138,43 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
       run.log(`note: --profile-steps ${c.profileSteps} lies outside this run's steps ${this.state.step + 1}-${totalSteps}: nothing will be profiled`)
   }
 
+  /**
+   * Frees the run's tensors now rather than at the next garbage collection: the policy's and the
+   * reference's weights, the optimizer's state and the gradient reducer's buckets, so that a
+   * process can run trainer after trainer. The trainer cannot train, evaluate or save afterwards; a
+   * process group passed in (opts.dist) stays its caller's. A second call does nothing.
+   */
+  dispose(): void {
+    if (this.busy) throw new EdpoInputError('dispose(): the trainer is still training or evaluating; await it first')
+    if (this.disposed) return
+    this.disposed = true
+    this.optimizer.dispose()
+    this.dp.dispose()
+    for (const p of this.trainable) p.dispose()
+    this.method.reference?.dispose()
+    this.method.model.dispose()
+  }
+
+  private disposed = false
+  /** train() or evaluate() is running: dispose() waits for them. */
+  private busy = false
+
+  private checkLive(what: string): void {
+    if (this.disposed) throw new EdpoInputError(`${what}(): this trainer was disposed`)
+  }
+
   /** Runs until totalSteps or `signal` aborts; always ends with a checkpoint of the last step. */
   async train(opts: { signal?: AbortSignal } = {}): Promise<TrainerState<StateOf<M>>> {
+    this.checkLive('train')
+    this.busy = true
+    try {
+      return await this.runTraining(opts)
+    } finally {
+      this.busy = false
+    }
+  }
+
+  private async runTraining(opts: { signal?: AbortSignal }): Promise<TrainerState<StateOf<M>>> {
     const { config: c, state } = this
     try {
       while (state.step < state.totalSteps && !(this.dp.group ? this.stopAgreed : opts.signal?.aborted)) {
@@ -289,6 +324,18 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
 
   /** The method's metrics (eval_-prefixed) on the eval split, or on `rows`; changes no state. */
   async evaluate(rows: readonly Row[] | undefined = this.method.eval): Promise<Metrics | undefined> {
+    this.checkLive('evaluate')
+    // Inside train() it is busy already; alone, dispose() must wait for it.
+    const outer = !this.busy
+    this.busy = true
+    try {
+      return await this.evaluateRows(rows)
+    } finally {
+      if (outer) this.busy = false
+    }
+  }
+
+  private async evaluateRows(rows: readonly Row[] | undefined): Promise<Metrics | undefined> {
     if (!rows || rows.length === 0) return undefined
     const stats: Tensor[] = []
     const counts: number[][] = []
@@ -317,6 +364,7 @@ export class Engine<C extends EngineConfig, Row, M extends TrainingMethod<Row, o
 
   /** Writes checkpoint-<step>: the HF model folder (with LoRA: the PEFT adapter folder) with tokenizer files, optimizer state, the method's files, trainer_state.json. */
   async saveCheckpoint(): Promise<string> {
+    this.checkLive('saveCheckpoint')
     const { dp, state } = this
     this.savedStep = state.step
     const shard = dp.sharded ? optimizerShardFile(dp.rank, dp.world) : OPTIMIZER_FILE

@@ -37,9 +37,11 @@ async function main(): Promise<void> {
     }
     await trainer.train()
     process.stdout.write(`done ${(job.config.out as string | undefined) ?? job.resume}\n`)
-    // The finished run's models and optimizer go now (startRankPair passes --expose-gc): the next
-    // job's memory report (EDPO_MEMORY_REPORT counts every live tensor) sees only its own.
-    // (N-API finalizers run after the collection, in a later turn of the event loop.)
+    // The finished run's models, optimizer and reducer go now: the next job's memory report
+    // (EDPO_MEMORY_REPORT counts every live tensor) sees only its own. The collection is for
+    // what the test's own code left (startRankPair passes --expose-gc; N-API finalizers run in a
+    // later turn of the event loop).
+    trainer.dispose()
     ;(globalThis as { gc?: () => void }).gc?.()
     await new Promise((resolve) => setImmediate(resolve))
   }

@@ -5,7 +5,7 @@
 import type { TokenizedPair } from '../../data'
 import type { DistGroup } from '../../distributed/group'
 import { checkInputErrors } from '../../core/pair-record'
-import type { Tensor } from '../../core/tensor'
+import { Tensor } from '../../core/tensor'
 import type { MicroBatchOptions, MicroBatchOutput, StepSummary } from '../method'
 import type { Metrics } from '../metrics-log'
 import { BASELINE_RECORD_COLUMNS, type BaselineLoss, type BaselineRecordColumn, type PairSums } from './losses'
@@ -70,7 +70,8 @@ export class BaselineMethod extends PreferenceMethod {
     const sums = { policy: stats.logps, tokens: stats.tokenCount, reference: stats.referenceLogps, inputError: stats.inputError, nllTokens }
     const out = await this.spec.loss(sums, this.beta.beta, { batch, rows: this.rows, method: this, dist: this.dist })
     nllTokens?.dispose()
-    for (const t of [stats.correct, stats.kl, stats.tokenCount, stats.referenceLogps, stats.inputError]) t?.dispose()
+    // The loss's graph keeps what its backward needs: every handle here can go (logps's would keep that graph, and the parameters, until a collection).
+    for (const t of [stats.logps, stats.correct, stats.kl, stats.tokenCount, stats.referenceLogps, stats.inputError]) t?.dispose()
     return out
   }
 
@@ -84,14 +85,16 @@ export class BaselineMethod extends PreferenceMethod {
     if (!share || !this.dist) return undefined
     const pairs = share.standIn ? 0 : share.counts[share.rank]!
     const total = share.counts.reduce((a, b) => a + b, 0)
-    const tokens = tokenCount
-      .narrow(0, 0, tokenCount.shape[0]! / 2)
-      .to('float64')
-      .sum()
-      .mul(pairs > 0 ? 1 : 0)
-      .reshape([1])
+    const tokens = Tensor.tidy(() =>
+      tokenCount
+        .narrow(0, 0, tokenCount.shape[0]! / 2)
+        .to('float64')
+        .sum()
+        .mul(pairs > 0 ? 1 : 0)
+        .reshape([1]),
+    )
     await this.dist.allreduce([tokens], { op: 'sum' })
-    const divisor = tokens.mul(pairs > 0 ? pairs / total : 1).reshape([])
+    const divisor = Tensor.tidy(() => tokens.mul(pairs > 0 ? pairs / total : 1).reshape([]))
     tokens.dispose()
     return divisor
   }

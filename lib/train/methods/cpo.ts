@@ -5,6 +5,7 @@ import type { OptionTable } from '../option-table'
 import { cpoLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
 import { BETA_OPTIONS } from './preference'
+import { Tensor } from '../../core/tensor'
 
 export const CPO_OPTIONS = {
   ...BETA_OPTIONS,
@@ -16,5 +17,5 @@ export const CPO = baselineMethod({
   about: 'CPO: reference-free −log σ(β·(S_w − S_l)) plus λ·NLL of the chosen (TRL CPOTrainer loss_type sigmoid)',
   reference: 'none',
   options: CPO_OPTIONS,
-  make: (c) => ({ loss: (sums, beta) => cpoLoss(sums, { beta, alpha: c.cpoAlpha }), metrics: ['nll_loss'], chosenNll: true }),
+  make: (c) => ({ loss: (sums, beta) => Tensor.tidy(() => cpoLoss(sums, { beta, alpha: c.cpoAlpha })), metrics: ['nll_loss'], chosenNll: true }),
 })

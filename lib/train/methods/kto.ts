@@ -95,21 +95,26 @@ async function klSums(ctx: BaselineContext): Promise<KtoKlSums | undefined> {
  * [Σ(S_KL − S_ref,KL), rows] (a stand-in rank adds nothing), on the device, with no host read.
  */
 async function globalKlMean(local: KtoKlSums, standIn: boolean, dist: DistGroup): Promise<KtoKlSums> {
-  const diff = local.policy.sub(local.reference)
-  const n = standIn ? 0 : diff.shape[0]!
-  const packed = Tensor.cat([
-    diff
-      .sum()
-      .mul(n > 0 ? 1 : 0)
-      .reshape([1]),
-    Tensor.full([1], n, { dtype: 'float64', device: diff.device }),
-  ])
+  const n = standIn ? 0 : local.policy.shape[0]!
+  const device = local.policy.device
+  const packed = Tensor.tidy(() =>
+    Tensor.cat([
+      local.policy
+        .sub(local.reference)
+        .sum()
+        .mul(n > 0 ? 1 : 0)
+        .reshape([1]),
+      Tensor.full([1], n, { dtype: 'float64', device }),
+    ]),
+  )
   await dist.allreduce([packed], { op: 'sum' })
   // No KL rows anywhere (every rank a stand-in cannot happen, but 0/0 must not): the sum is 0 then.
-  const rows = packed.narrow(0, 1, 1)
-  const mean = packed.narrow(0, 0, 1).div(rows.maskedFill(rows.lt(1), 1))
-  for (const t of [diff, packed, rows, local.policy, local.reference]) t.dispose()
-  return { policy: mean, reference: Tensor.zeros([1], { dtype: 'float64', device: mean.device }) }
+  const mean = Tensor.tidy(() => {
+    const rows = packed.narrow(0, 1, 1)
+    return packed.narrow(0, 0, 1).div(rows.maskedFill(rows.lt(1), 1))
+  })
+  for (const t of [packed, local.policy, local.reference]) t.dispose()
+  return { policy: mean, reference: Tensor.zeros([1], { dtype: 'float64', device }) }
 }
 
 export const KTO = baselineMethod({
@@ -128,11 +133,12 @@ export const KTO = baselineMethod({
         const local = await klSums(ctx)
         // One pair alone (a last partial micro-batch): z₀ = 0, written as equal KL sums.
         const zeros = () => Tensor.zeros([1], { dtype: 'float64', device: c.device })
-        if (!local) return ktoLoss(sums, { policy: zeros(), reference: zeros() }, { beta, ...o })
         const share = ctx.batch.share
-        if (!share || !ctx.dist) return ktoLoss(sums, local, { beta, ...o })
-        const kl = await globalKlMean(local, share.standIn, ctx.dist)
-        return ktoLoss(sums, kl, { beta, ...o })
+        const kl = !local ? { policy: zeros(), reference: zeros() } : !share || !ctx.dist ? local : await globalKlMean(local, share.standIn, ctx.dist)
+        const out = Tensor.tidy(() => ktoLoss(sums, kl, { beta, ...o }))
+        kl.policy.dispose()
+        kl.reference.dispose()
+        return out
       },
       metrics: ['kl'],
       collective: true,

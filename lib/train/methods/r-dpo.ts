@@ -5,6 +5,7 @@ import type { OptionTable } from '../option-table'
 import { rDpoLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
 import { BETA_OPTIONS, REFERENCE_OPTIONS } from './preference'
+import { Tensor } from '../../core/tensor'
 
 export const R_DPO_OPTIONS = {
   ...BETA_OPTIONS,
@@ -21,5 +22,5 @@ export const R_DPO = baselineMethod({
   about: 'R-DPO: length-regularised DPO, −log σ(β·margin + α·(|y_w| − |y_l|))',
   reference: 'frozen',
   options: R_DPO_OPTIONS,
-  make: (c) => ({ loss: (sums, beta) => rDpoLoss(sums, { beta, alpha: c.rdpoAlpha }), metrics: [] }),
+  make: (c) => ({ loss: (sums, beta) => Tensor.tidy(() => rDpoLoss(sums, { beta, alpha: c.rdpoAlpha })), metrics: [] }),
 })

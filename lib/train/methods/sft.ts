@@ -54,11 +54,28 @@ export class SftMethod implements TrainingMethod<SftExample, SftSaved> {
     o.lap?.('batch')
     const s = await modelSequenceStats(this.model, batch, { grad: o.grad })
     o.lap?.('forward')
-    const loss = s.logps.sum().mul(-1 / Math.max(1, batch.tokens))
-    const columns = [s.logps.detach(), s.correct, s.tokenCount].map((t) => t.to('float64'))
-    const stats = Tensor.stack(columns, 1)
-    for (const t of [...columns, s.logps, s.correct, s.tokenCount, batch.inputIds, batch.attentionMask, batch.labels, batch.lossMask, batch.activeRows])
-      t.dispose()
+    // tidy: the intermediates (the sum, the detached copies) go now, not with their graph at a collection.
+    const { loss, stats } = Tensor.tidy(() => ({
+      loss: s.logps.sum().mul(-1 / Math.max(1, batch.tokens)),
+      stats: Tensor.stack(
+        [s.logps.detach(), s.correct, s.tokenCount].map((t) => t.to('float64')),
+        1,
+      ),
+    }))
+    for (const t of [
+      s.logps,
+      s.correct,
+      s.tokenCount,
+      s.kl,
+      s.referenceLogps,
+      s.inputError,
+      batch.inputIds,
+      batch.attentionMask,
+      batch.labels,
+      batch.lossMask,
+      batch.activeRows,
+    ])
+      t?.dispose()
     return { loss, stats, tokens: batch.tokens }
   }
 

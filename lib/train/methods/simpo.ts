@@ -6,6 +6,7 @@ import type { OptionTable } from '../option-table'
 import { simpoLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
 import { betaOption } from './preference'
+import { Tensor } from '../../core/tensor'
 
 export const SIMPO_OPTIONS = {
   ...betaOption(2, 'simpo: β, the reward scale (the paper: 2.0; TRL\u2019s CPOConfig default is 0.1)'),
@@ -17,5 +18,5 @@ export const SIMPO = baselineMethod({
   about: 'SimPO: reference-free, −log σ(β·(mean log-prob margin) − γ) (TRL CPOTrainer loss_type simpo)',
   reference: 'none',
   options: SIMPO_OPTIONS,
-  make: (c) => ({ loss: (sums, beta) => simpoLoss(sums, { beta, gamma: c.simpoGamma }), metrics: [] }),
+  make: (c) => ({ loss: (sums, beta) => Tensor.tidy(() => simpoLoss(sums, { beta, gamma: c.simpoGamma })), metrics: [] }),
 })

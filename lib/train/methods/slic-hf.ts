@@ -6,6 +6,7 @@ import type { OptionTable } from '../option-table'
 import { slicHfLoss } from './losses'
 import { baselineMethod } from './baseline-specs'
 import { BETA_OPTIONS } from './preference'
+import { Tensor } from '../../core/tensor'
 
 export const SLIC_HF_OPTIONS = {
   ...BETA_OPTIONS,
@@ -17,5 +18,5 @@ export const SLIC_HF = baselineMethod({
   about: 'SLiC-HF: reference-free hinge max(0, 1 − β·(S_w − S_l)) plus λ·NLL of the chosen (TRL loss_type hinge, reference-free)',
   reference: 'none',
   options: SLIC_HF_OPTIONS,
-  make: (c) => ({ loss: (sums, beta) => slicHfLoss(sums, { beta, lambda: c.slicLambda }), metrics: ['nll_loss'], chosenNll: true }),
+  make: (c) => ({ loss: (sums, beta) => Tensor.tidy(() => slicHfLoss(sums, { beta, lambda: c.slicLambda })), metrics: ['nll_loss'], chosenNll: true }),
 })

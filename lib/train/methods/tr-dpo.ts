@@ -47,11 +47,18 @@ export class TrDpoMethod extends EpsilonDpoMethod {
   /** A hard copy of the policy into the reference, or ref ← α·θ + (1−α)·ref. */
   private syncReference(): void {
     const policy = this.model.namedParameters()
-    for (const [name, ref] of this.reference!.namedParameters()) {
+    const reference = this.reference!.namedParameters()
+    for (const [name, ref] of reference) {
       const theta = policy.get(name)!
-      if (this.sync.trDpoMode === 'hard') ref.copyInPlace(theta)
-      else ref.mulInPlace(1 - this.sync.trDpoAlpha).addInPlace(theta, this.sync.trDpoAlpha)
+      // The in-place ops return new handles of `ref`: each is dropped at once.
+      if (this.sync.trDpoMode === 'hard') ref.copyInPlace(theta).dispose()
+      else {
+        ref.mulInPlace(1 - this.sync.trDpoAlpha).dispose()
+        ref.addInPlace(theta, this.sync.trDpoAlpha).dispose()
+      }
     }
+    // The handles alias both models' weights; dropped now, they keep nothing once the models are disposed.
+    for (const t of [...policy.values(), ...reference.values()]) t.dispose()
   }
 
   /** The moving reference, for an exact resume. */
