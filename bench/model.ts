@@ -14,22 +14,9 @@ import { CausalLM, io, runtime, Tensor } from '../lib/index'
 import { torchPython } from './python'
 import { llamaWeights } from './step-fixture'
 import { DEVICE_PATTERN } from '../lib/core/tensor'
+import { LLAMA_33M } from './llama-33m'
 
-const CONFIG = {
-  model_type: 'llama',
-  vocab_size: 8192,
-  hidden_size: 512,
-  intermediate_size: 1536,
-  num_hidden_layers: 8,
-  num_attention_heads: 8,
-  num_key_value_heads: 4,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  max_position_embeddings: 1024,
-  tie_word_embeddings: false,
-  hidden_act: 'silu',
-  torch_dtype: 'float32',
-}
+const CONFIG = LLAMA_33M
 // On a GPU the CPU model is launch-bound: a 160M llama at 8 × 1024 tokens fills the device.
 const GPU_CONFIG = {
   ...CONFIG,

@@ -28,6 +28,7 @@ import { io, runtime, Tensor } from '../lib/index'
 import { expectedTensors, parseModelConfig } from '../lib/model'
 import { LINEAR_MODULES, type LinearModule, loraScale } from '../lib/model/lora'
 import { Trainer } from '../lib/train/engine'
+import { LLAMA_33M } from './llama-33m'
 import { LLAMA3_8B } from './llama3-8b'
 import { torchPython } from './python'
 import { EOS, text, writeLlama } from './step-fixture'
@@ -69,16 +70,7 @@ const WORKLOADS: Workload[] = [
   {
     name: '33m',
     // bench/model.ts's llama: 33.6M parameters.
-    config: {
-      ...LLAMA,
-      vocab_size: 8192,
-      hidden_size: 512,
-      intermediate_size: 1536,
-      num_hidden_layers: 8,
-      num_attention_heads: 8,
-      num_key_value_heads: 4,
-      max_position_embeddings: 1024,
-    },
+    config: LLAMA_33M,
     pairs: 2,
     prompt: 128,
     completion: 128,
@@ -124,16 +116,7 @@ const WORKLOADS: Workload[] = [
   {
     name: '33m-lora',
     // The 8B LoRA run's settings on the 33m body: its whole path on a CPU (and in CI).
-    config: {
-      ...LLAMA,
-      vocab_size: 8192,
-      hidden_size: 512,
-      intermediate_size: 1536,
-      num_hidden_layers: 8,
-      num_attention_heads: 8,
-      num_key_value_heads: 4,
-      max_position_embeddings: 1024,
-    },
+    config: LLAMA_33M,
     pairs: 2,
     prompt: 128,
     completion: 128,

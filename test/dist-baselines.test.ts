@@ -13,9 +13,7 @@ import t from 'tap'
 
 import { readMetrics } from '../lib/train/metrics-log'
 import { Trainer } from '../lib/train/engine'
-import { tempDir } from './helpers/data-fixtures'
-import { RUN_SETTINGS, startRankPair, weightDifference } from './helpers/dist-run'
-import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
+import { equivalenceRun, startRankPair, weightDifference } from './helpers/dist-run'
 
 type T = { ok(v: boolean, m: string): void; equal(a: unknown, b: unknown, m: string): void; same(a: unknown, b: unknown, m: string): void }
 
@@ -28,14 +26,9 @@ function worst(t: T, label: string, a: string, b: string, key: string): number {
 }
 
 t.test('the baseline methods on 2 ranks equal 1 process; KTO takes z₀ over the global micro-batch', async (t) => {
-  const model = makeTrainableModel(t, 3)
-  const referenceModel = makeTrainableModel(t, 4)
-  const work = tempDir(t)
-  // 17 rows: the third global micro-batch of 8 holds one pair (KTO: z₀ = 0 there, on every rank;
-  // rank 1 has no rows, and for KTO runs a stand-in row to join the all-reduce). 7 eval rows: 4 / 3.
-  const data = writeToyPreferences(work, 17)
-  const evalData = writeToyPreferences(work, 7, 'eval.jsonl')
-  const base = { model, data: [data], evalData: [evalData], ...RUN_SETTINGS }
+  // The third global micro-batch of 8 holds one pair (KTO: z₀ = 0 there, on every rank; rank 1
+  // has no rows, and for KTO and the NLL methods runs a stand-in row to join the all-reduce).
+  const { work, base, referenceModel } = equivalenceRun(t)
   const withReference = new Set(['ipo', 'r-dpo', 'kto'])
   const cases: { label: string; config: Record<string, unknown>; ranks?: Record<string, unknown> }[] = [
     'ipo',

@@ -23,9 +23,7 @@ import t from 'tap'
 
 import { readMetrics } from '../lib/train/metrics-log'
 import { SftTrainer, Trainer } from '../lib/train/engine'
-import { tempDir } from './helpers/data-fixtures'
-import { lastCheckpoint, weightDifference, RUN_SETTINGS, startRankPair } from './helpers/dist-run'
-import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
+import { equivalenceRun, lastCheckpoint, startRankPair, weightDifference } from './helpers/dist-run'
 
 interface Job {
   kind: 'train' | 'sft'
@@ -59,19 +57,9 @@ function compareRuns(
 }
 
 t.test('2 ranks × batch 4 equal 1 process × batch 8; ZeRO-1/2 equal ZeRO-0', async (t) => {
-  const model = makeTrainableModel(t, 3)
-  const referenceModel = makeTrainableModel(t, 4)
-  const work = tempDir(t)
-  // 17 training rows: with global micro-batches of 8 the third holds one row, so rank 1 has
-  // none (its gradient counts as zero, its stats as absent); 7 eval rows split 4 / 3.
-  const data = writeToyPreferences(work, 17)
-  const evalData = writeToyPreferences(work, 7, 'eval.jsonl')
-  const base = {
-    model,
-    data: [data],
-    evalData: [evalData],
-    ...RUN_SETTINGS,
-  }
+  // The third global micro-batch of 8 holds one row, so rank 1 has none there (its gradient
+  // counts as zero, its stats as absent).
+  const { work, base, referenceModel } = equivalenceRun(t)
   const pref = { ...base, referenceModel, beta: 0.5 }
   // Each method takes only its own options (the Trainer rejects the others').
   const own: Record<string, Record<string, unknown>> = { 'epsilon-dpo': { epsilon: 0.1 }, dpo: {}, 'tr-dpo': { trDpoTau: 1 } }

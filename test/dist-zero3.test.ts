@@ -16,7 +16,7 @@ import t from 'tap'
 import { readMetrics } from '../lib/train/metrics-log'
 import { SftTrainer, Trainer } from '../lib/train/engine'
 import { tempDir } from './helpers/data-fixtures'
-import { folderWeights, RUN_SETTINGS, startRankPair, weightDifference } from './helpers/dist-run'
+import { equivalenceRun, folderWeights, RUN_SETTINGS, startRankPair, weightDifference } from './helpers/dist-run'
 import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixtures'
 
 type T = { ok(v: boolean, m: string): void; equal(a: unknown, b: unknown, m: string): void; same(a: unknown, b: unknown, m: string): void }
@@ -42,14 +42,9 @@ function compareRuns(t: T, label: string, a: string, b: string): { loss: number;
 }
 
 t.test('ZeRO-3 on 2 ranks equals 1 process and ZeRO-0', async (t) => {
-  const model = makeTrainableModel(t, 3)
-  const referenceModel = makeTrainableModel(t, 4)
-  const work = tempDir(t)
-  // 17 rows: the third global micro-batch of 8 holds one row, so rank 1 runs a stand-in row
-  // weighted 0 there (its gathers are collectives); 7 eval rows split 4 / 3.
-  const data = writeToyPreferences(work, 17)
-  const evalData = writeToyPreferences(work, 7, 'eval.jsonl')
-  const base = { model, data: [data], evalData: [evalData], ...RUN_SETTINGS }
+  // The third global micro-batch of 8 holds one row, so rank 1 runs a stand-in row weighted 0
+  // there (its gathers are collectives).
+  const { work, base, referenceModel } = equivalenceRun(t)
   const pref = { ...base, referenceModel, beta: 0.5 }
   // `ranks`: settings of the ZeRO-3 run only.
   const cases: { label: string; kind: 'train' | 'sft'; config: Record<string, unknown>; ranks?: Record<string, unknown> }[] = [
@@ -81,7 +76,7 @@ t.test('ZeRO-3 on 2 ranks equals 1 process and ZeRO-0', async (t) => {
     kind: c.kind,
     config: { ...c.config, ...c.ranks, batchSize: 4, zeroStage: 3, out: out(c.label, 'zero3') },
   }))
-  for (const c of againstZero0) jobs.push({ kind: c.kind, config: { ...c.config, batchSize: 4, out: out(c.label, 'zero0') } })
+  for (const c of againstZero0) jobs.push({ kind: c.kind, config: { ...c.config, batchSize: 4, zeroStage: 0, out: out(c.label, 'zero0') } })
   const pair = startRankPair(work, jobs, 900_000)
   for (const c of cases) {
     const config = { ...c.config, batchSize: 8, out: out(c.label, 'one') }

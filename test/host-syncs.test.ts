@@ -4,7 +4,7 @@
 // norm) however many micro-batches it accumulates, and preference evaluation once per batch.
 import * as path from 'node:path'
 
-import t from 'tap'
+import t, { type Test } from 'tap'
 
 import { runtime } from '../lib/index'
 import { collate } from '../lib/data'
@@ -15,7 +15,7 @@ import { makeTrainableModel, writeToyPreferences } from './helpers/train-fixture
 
 const syncs = () => runtime().hostSyncs
 
-async function syncsPerStep(t: Tap.Test, gradAccumulation: number): Promise<{ perStep: number[]; trainer: Trainer }> {
+async function syncsPerStep(t: Test, gradAccumulation: number): Promise<{ perStep: number[]; trainer: Trainer }> {
   const model = makeTrainableModel(t, 3)
   const work = tempDir(t)
   const trainer = await Trainer.create(
@@ -58,7 +58,7 @@ t.test('preference evaluation reads the device at most once per batch', async (t
   const before = syncs()
   const r = await evaluatePreferences({
     policy: trainer.policy,
-    reference: trainer.reference,
+    reference: trainer.reference!,
     pairs,
     tokenizer: trainer.data.tokenizer,
     beta: 0.1,

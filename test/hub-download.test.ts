@@ -93,7 +93,7 @@ t.test('the tree listing: every page followed with the token, a next page on ano
   t.teardown(hub.close)
   const settings = hubSettings({ HF_ENDPOINT: hub.url, HF_HUB_CACHE: tempDir(t), HF_TOKEN: 'hf_pages' })
   const out = await resolveHubOptions({ model: 'org/paged' }, { settings, ...quiet })
-  t.same(fs.readdirSync(out.model!).sort(), files.sort(), 'files from every page')
+  t.same(fs.readdirSync(out.model as string).sort(), files.sort(), 'files from every page')
   const pages = hub.requests.filter((r) => r.url.startsWith('/api/'))
   t.equal(pages.length, files.length, 'one request per page of one entry')
   t.ok(

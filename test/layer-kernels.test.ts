@@ -1,7 +1,7 @@
 // The decoder layer's fused CPU kernels (csrc/models/layer_kernels.cc): RMSNorm (+ residual),
 // RoPE and SwiGLU against the eager composition in float64 (outputs and gradients, fp32 and bf16,
 // odd widths), their fp64 gradients against central differences, and bad inputs.
-import t from 'tap'
+import t, { type Test } from 'tap'
 
 import { Tensor } from '../lib/index'
 import { runOp } from '../lib/core/ops'
@@ -72,7 +72,7 @@ const eagerRms =
 const tolerance = (dtype: Dtype, width: number): number => (dtype === 'bfloat16' ? 3e-2 : 2e-6 * Math.sqrt(width) + 1e-6)
 
 function compare(
-  t: Tap.Test,
+  t: Test,
   what: string,
   got: { out: Float64Array; grads: Float64Array[] },
   want: { out: Float64Array; grads: Float64Array[] },
@@ -128,7 +128,7 @@ t.test('fused kernels match the eager float64 composition (fp32, bf16, odd width
 })
 
 // Central differences of L(inputs) = Σ f(inputs)·r at a few coordinates of every input (fp64).
-function checkGradient(t: Tap.Test, what: string, f: (xs: Tensor[]) => Tensor, inputs: Tensor[]): void {
+function checkGradient(t: Test, what: string, f: (xs: Tensor[]) => Tensor, inputs: Tensor[]): void {
   const r = Tensor.randn(f(inputs.map((x) => x.detach())).shape, { dtype: 'float64' })
   const analytic = run(f, inputs, r).grads
   const h = 1e-6

@@ -44,7 +44,7 @@ t.test('ε-DPO with LoRA: ln 2 at step 1, only adapters change, PEFT checkpoint'
     },
     quiet,
   )
-  t.equal(trainer.reference.lora, undefined, 'the reference has no adapters')
+  t.equal(trainer.reference!.lora, undefined, 'the reference has no adapters')
   const state = await trainer.train()
   t.equal(state.step, 4)
   const train = readMetrics(out).filter((l) => 'loss' in l)
@@ -53,7 +53,7 @@ t.test('ε-DPO with LoRA: ln 2 at step 1, only adapters change, PEFT checkpoint'
   // The base is untouched: the policy's base tensors equal the file's bytes.
   for (const [name, p] of trainer.policy.namedParameters()) t.same(Array.from(p.toArray() as Float32Array), baseBefore[name], `${name} unchanged`)
   // The reference shares those tensors (no copy).
-  const ref = trainer.reference.namedParameters()
+  const ref = trainer.reference!.namedParameters()
   t.same(Array.from(ref.get('model.embed_tokens.weight')!.toArray() as Float32Array), baseBefore['model.embed_tokens.weight'])
   const ckpt = path.join(out, 'checkpoint-4')
   const files = fs.readdirSync(ckpt).sort()
@@ -129,7 +129,7 @@ t.test('SFT LoRA, then DPO from that adapter: the reference is base + adapter (l
     { model, data: [data], out, batchSize: 4, maxSteps: 1, learningRate: 1e-3, maxLength: 32, method: 'dpo', adapter, loraDropout: 0 },
     quiet,
   )
-  t.same(trainer.reference.loraParameters().size, trainer.policy.loraParameters().size, 'the reference carries the starting adapter')
+  t.same(trainer.reference!.loraParameters().size, trainer.policy.loraParameters().size, 'the reference carries the starting adapter')
   await trainer.train()
   const first = readMetrics(out).find((l) => 'loss' in l)!
   t.ok(Math.abs(first.loss! - Math.LN2) < 1e-6, `step-1 loss ${first.loss} = ln 2`)

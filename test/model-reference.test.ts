@@ -5,7 +5,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import t from 'tap'
+import t, { type Test } from 'tap'
 
 import { CausalLM, Tensor } from '../lib/index'
 import { close, describe } from './helpers/assert'
@@ -25,7 +25,7 @@ const rightPad = [
 ]
 
 // Compares logits of rows at positions where mask = 1 (padding queries are unspecified).
-function compare(t: Tap.Test, got: Float64Array | Float32Array, want: Float64Array, mask: number[][], V: number, what: string) {
+function compare(t: Test, got: Float64Array | Float32Array, want: Float64Array, mask: number[][], V: number, what: string) {
   const g: number[] = [],
     w: number[] = []
   mask.forEach((r, b) =>

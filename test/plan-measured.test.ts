@@ -23,6 +23,7 @@ import { makeModelDir, tempDir, WORDS } from './helpers/data-fixtures'
 import { startRankPair } from './helpers/dist-run'
 import { tinyConfig, tinyWeights, writeTiny } from './helpers/tiny-models'
 import { makeTrainableModel, writeLongPreferences } from './helpers/train-fixtures'
+import { LLAMA_33M } from '../bench/llama-33m'
 
 const [BATCH, MAX_LENGTH, PROMPT, LORA_R] = [4, 64, 48, 8]
 
@@ -90,17 +91,7 @@ t.test('ZeRO-3 on 2 ranks: the plan matches what rank 0 holds, on the tiny llama
   const data = writeLongPreferences(path.join(work, 'long.jsonl'), 16, PROMPT + 8, 32)
   // The 33M llama of bench/dist.ts (hidden 512, 8 layers, vocabulary 8192; the toy tokenizer uses its first ids).
   const big = makeModelDir(t)
-  const bigConfig = tinyConfig('llama', {
-    vocab_size: 8192,
-    hidden_size: 512,
-    intermediate_size: 1536,
-    num_hidden_layers: 8,
-    num_attention_heads: 8,
-    num_key_value_heads: 4,
-    max_position_embeddings: 128,
-    bos_token_id: 1,
-    eos_token_id: 2,
-  })
+  const bigConfig = tinyConfig('llama', { ...LLAMA_33M, max_position_embeddings: 128, bos_token_id: 1, eos_token_id: 2 })
   t.ok(WORDS.length < 8192, 'the toy tokenizer fits the 33M vocabulary')
   writeTiny(big, bigConfig, tinyWeights(bigConfig, 2))
   const models = { tiny: makeTrainableModel(t), '33M': big }

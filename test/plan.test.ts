@@ -112,6 +112,17 @@ t.test("the paper's run: Llama-3-8B ε-DPO on 16 × 40 GB fits at ZeRO-3, not at
   t.end()
 })
 
+t.test("the loss's logits follow the device's default chunk (ops.chunkTokensDefault); a given chunk wins", (t) => {
+  const long: PlanOptions = { ...base, batchSize: 4, maxLength: 2048 }
+  const cpu = planMemory(config, { ...long, device: 'cpu' })
+  const gpu = planMemory(config, { ...long, device: 'cuda' })
+  // 2048 rows on a GPU at V = 128256, 261 on the CPU; two [rows, V] bf16 tensors per chunk.
+  t.equal(cpu.logitsChunked, 261 * 128256 * 2 * 2)
+  t.equal(gpu.logitsChunked, 2048 * 128256 * 2 * 2)
+  t.equal(planMemory(config, { ...long, device: 'cuda', chunkTokens: 261 }).logitsChunked, cpu.logitsChunked)
+  t.end()
+})
+
 t.test('LoRA: no reference copy, adapter-only gradients and optimizer state', (t) => {
   const lora = planMemory(config, { ...base, loraR: 16 })
   t.equal(lora.trainableParameters, 41_943_040)

@@ -68,8 +68,9 @@ t.test("training curves: one panel per metric, one line per run, in the data's p
   for (const l of lines) t.equal(l.points.length, 30)
   // Loss falls: its line goes down the page (SVG y grows downwards). DPO's β is flat.
   const loss = lines[0]!.points
-  t.ok(loss.at(-1)![1] > loss[0]![1], 'falling loss is drawn falling')
-  t.ok(loss.at(-1)![0] > loss[0]![0], 'steps go left to right')
+  const [first, last] = [loss[0]!, loss.at(-1)!]
+  t.ok(last[1]! > first[1]!, 'falling loss is drawn falling')
+  t.ok(last[0]! > first[0]!, 'steps go left to right')
   const betaDpo = lines[2]!.points
   t.ok(
     betaDpo.every((p) => p[1] === betaDpo[0]![1]),

@@ -207,13 +207,13 @@ t.test('TR-DPO hard sync copies the policy into the reference every τ steps', a
   let policyAfterFirst: number[] = []
   trainer.on('step', (s) => {
     if (s.step === 1) {
-      afterFirst = Array.from(trainer.reference.namedParameters().get('model.norm.weight')!.toArray() as Float32Array)
+      afterFirst = Array.from(trainer.reference!.namedParameters().get('model.norm.weight')!.toArray() as Float32Array)
       policyAfterFirst = Array.from(trainer.policy.namedParameters().get('model.norm.weight')!.toArray() as Float32Array)
     }
   })
   await trainer.train()
   t.notSame(afterFirst, policyAfterFirst, 'step 1: reference still the original')
-  const ref = trainer.reference.namedParameters()
+  const ref = trainer.reference!.namedParameters()
   for (const [name, p] of trainer.policy.namedParameters())
     t.same(Array.from(ref.get(name)!.toArray() as Float32Array), Array.from(p.toArray() as Float32Array), `step 2: ${name} synced`)
   t.ok(fs.existsSync(path.join(work, 'tr', 'checkpoint-2', 'reference', 'model.safetensors')), 'the moving reference is checkpointed')
@@ -279,10 +279,10 @@ t.test('TR-DPO soft sync mixes the policy into the reference: ref ← α·θ + (
     },
     quiet,
   )
-  const before = new Map([...trainer.reference.namedParameters()].map(([n, p]) => [n, Float64Array.from(p.toArray() as Float64Array)]))
+  const before = new Map([...trainer.reference!.namedParameters()].map(([n, p]) => [n, Float64Array.from(p.toArray() as Float64Array)]))
   await trainer.train()
   const policy = trainer.policy.namedParameters()
-  for (const [name, ref] of trainer.reference.namedParameters()) {
+  for (const [name, ref] of trainer.reference!.namedParameters()) {
     const theta = policy.get(name)!.toArray() as Float64Array
     const want = Array.from(before.get(name)!, (r, i) => 0.25 * theta[i]! + 0.75 * r)
     const cmp = close(ref.toArray() as Float64Array, want, 1e-14, 1e-15)

@@ -56,7 +56,7 @@ t.test('2 micro-batches: gradient, per-pair β and the β update', async (t) => 
       trainer.data.tokenizer.padTokenId,
     )
     const policy = await trainer.policy.forwardAsync(batch.inputIds, { attentionMask: batch.attentionMask })
-    const reference = await trainer.reference.forwardAsync(batch.inputIds, { attentionMask: batch.attentionMask, grad: false })
+    const reference = await trainer.reference!.forwardAsync(batch.inputIds, { attentionMask: batch.attentionMask, grad: false })
     const c = {
       pairs: batch.pairs,
       steps: batch.length,

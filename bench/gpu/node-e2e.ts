@@ -449,14 +449,20 @@ function checkProfile(dir: string): void {
   figures.profile_summary = fs.readFileSync(path.join(dir, 'summary.md'), 'utf8').split('\n').slice(0, 40)
 }
 
+/** A temporary folder with the tiny llama (model/) and the preference data (pairs.jsonl). */
+function tinyRun(prefix: string): { dir: string; model: string; data: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  const model = path.join(dir, 'model')
+  fs.mkdirSync(model)
+  writeLlama(model, TINY)
+  const data = path.join(dir, 'pairs.jsonl')
+  writeData(data)
+  return { dir, model, data }
+}
+
 function checkTrain(): void {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-gpu-e2e-'))
+  const { dir, model, data } = tinyRun('edpo-gpu-e2e-')
   try {
-    const model = path.join(dir, 'model')
-    fs.mkdirSync(model)
-    writeLlama(model, TINY)
-    const data = path.join(dir, 'pairs.jsonl')
-    writeData(data)
     const cpu = train(model, data, 'cpu', ['--device', 'cpu'])
     // The loss must move, or matching would prove little.
     check('train', 'cpu run learns', cpu.length === 20 && cpu.at(-1)!.loss < cpu[0]!.loss - 0.05, `loss ${cpu[0]?.loss} → ${cpu.at(-1)?.loss}`)
@@ -563,13 +569,8 @@ function stepDifference(got: StepMetrics[], want: StepMetrics[]): { worst: numbe
 }
 
 async function checkDist(): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edpo-gpu-dist-'))
+  const { dir, model, data } = tinyRun('edpo-gpu-dist-')
   try {
-    const model = path.join(dir, 'model')
-    fs.mkdirSync(model)
-    writeLlama(model, TINY)
-    const data = path.join(dir, 'pairs.jsonl')
-    writeData(data)
     const { device, env } = visibleAsOne(DEVICE)
     // The same threads in the one process and in the launcher's rank, which would otherwise take cores/1.
     const runEnv = { ...env, OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? String(os.availableParallelism()) }

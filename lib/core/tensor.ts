@@ -92,6 +92,11 @@ export class Tensor {
     scopes[scopes.length - 1]?.add(this)
   }
 
+  /** Disposes each tensor given, and each tensor among an object's values (a batch, an op's results); other values are skipped. */
+  static disposeAll(...values: unknown[]): void {
+    for (const v of values) for (const t of kept(v)) t.dispose()
+  }
+
   /**
    * Runs the synchronous `fn` and disposes every tensor made inside it except those it returns
    * (a tensor, or tensors in an array or an object's values): a loss's intermediates, which would

@@ -59,21 +59,7 @@ export async function evaluatePreferences(o: PreferenceEvalOptions): Promise<Pre
       if (c > j) wins += 1
     }
     kl += host.subarray(2 * rows, 3 * rows).reduce((a, b) => a + b, 0)
-    for (const t of [
-      all,
-      s.logps,
-      s.correct,
-      s.tokenCount,
-      s.referenceLogps!,
-      s.kl!,
-      s.inputError,
-      batch.inputIds,
-      batch.attentionMask,
-      batch.labels,
-      batch.lossMask,
-      batch.activeRows,
-    ])
-      t.dispose()
+    Tensor.disposeAll(all, s, batch)
     o.onProgress?.(Math.min(start + batchSize, o.pairs.length))
   }
   const n = o.pairs.length

@@ -440,9 +440,12 @@ export class Trainer extends Engine<TrainConfig, TokenizedPair, PreferenceMethod
     super(run, method)
   }
 
-  static async create(input: TrainConfigInput, opts: CreateOptions = {}): Promise<Trainer> {
+  /** A new run from its config, or (opts.resume) a stored run continued, `input` holding only what changes. */
+  static async create(input: TrainConfigInput, opts?: CreateOptions): Promise<Trainer>
+  static async create(input: Partial<TrainConfigInput>, opts: CreateOptions & { resume: string }): Promise<Trainer>
+  static async create(input: Partial<TrainConfigInput>, opts: CreateOptions = {}): Promise<Trainer> {
     // A resumed run's options are checked against its stored ones instead (open-run.ts).
-    if (opts.resume === undefined) checkMethodOptions(input)
+    if (opts.resume === undefined) checkMethodOptions(input as TrainConfigInput)
     const kind = {
       config: trainConfigSchema,
       state: (c: TrainConfig) => METHODS[c.method].state,
@@ -477,7 +480,10 @@ export class Trainer extends Engine<TrainConfig, TokenizedPair, PreferenceMethod
 export type SftTrainerEvents = TrainerEvents<{ kind: 'sft' }>
 
 export class SftTrainer extends Engine<SftConfig, SftExample, SftMethod> {
-  static async create(input: SftConfigInput, opts: CreateOptions = {}): Promise<SftTrainer> {
+  /** A new run from its config, or (opts.resume) a stored run continued, `input` holding only what changes. */
+  static async create(input: SftConfigInput, opts?: CreateOptions): Promise<SftTrainer>
+  static async create(input: Partial<SftConfigInput>, opts: CreateOptions & { resume: string }): Promise<SftTrainer>
+  static async create(input: Partial<SftConfigInput>, opts: CreateOptions = {}): Promise<SftTrainer> {
     const run = await openRunOnRanks<SftConfig, { kind: 'sft' }>(
       { config: sftConfigSchema, state: () => SFT.state, what: 'an edpo sft checkpoint' },
       input,

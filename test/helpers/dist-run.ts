@@ -5,9 +5,25 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { loadSafetensors } from '../../lib/io'
+import { tempDir } from './data-fixtures'
+import { makeTrainableModel, writeToyPreferences } from './train-fixtures'
 
 export const MAIN = path.join(__dirname, '..', '..', 'lib', 'cli', 'main.ts')
 const WORKER = path.join(__dirname, 'dist-worker.ts')
+
+/**
+ * The equivalence tests' run: the policy and reference models (seeds 3 and 4), 17 training rows (a
+ * global micro-batch of 8 leaves one row for the third, so a second rank has none there) and 7 eval
+ * rows (split 4 / 3), with RUN_SETTINGS; `work` is the test's folder.
+ */
+export function equivalenceRun(t: { teardown(fn: () => void): void }): { work: string; base: Record<string, unknown>; referenceModel: string } {
+  const model = makeTrainableModel(t, 3)
+  const referenceModel = makeTrainableModel(t, 4)
+  const work = tempDir(t)
+  const data = writeToyPreferences(work, 17)
+  const evalData = writeToyPreferences(work, 7, 'eval.jsonl')
+  return { work, referenceModel, base: { model, data: [data], evalData: [evalData], ...RUN_SETTINGS } }
+}
 
 /** The short run both dist tests train, on ranks and in one process alike. */
 export const RUN_SETTINGS = { maxSteps: 3, learningRate: 1e-3, warmupRatio: 0, adamEpsilon: 1e-6, weightDecay: 0.01, maxLength: 32, seed: 5, logEvery: 1 }

@@ -62,20 +62,7 @@ export class SftMethod implements TrainingMethod<SftExample, SftSaved> {
         1,
       ),
     }))
-    for (const t of [
-      s.logps,
-      s.correct,
-      s.tokenCount,
-      s.kl,
-      s.referenceLogps,
-      s.inputError,
-      batch.inputIds,
-      batch.attentionMask,
-      batch.labels,
-      batch.lossMask,
-      batch.activeRows,
-    ])
-      t?.dispose()
+    Tensor.disposeAll(s, batch)
     return { loss, stats, tokens: batch.tokens }
   }
 
