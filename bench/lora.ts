@@ -22,11 +22,12 @@ import { planMemory } from '../lib/model/memory-plan'
 import { tokenizerConfig, tokenizerJson, WORDS } from '../test/helpers/data-fixtures'
 import { writeLongPreferences } from '../test/helpers/train-fixtures'
 import { peakRssSince, rssBytes } from './memory'
+import { LLAMA_33M } from './llama-33m'
 import { llamaWeights } from './step-fixture'
 
 const MODELS = {
   tiny: { hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: WORDS.length },
-  '33M': { hidden_size: 512, intermediate_size: 1536, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 4, vocab_size: 8192 },
+  '33M': LLAMA_33M,
 } as const
 type ModelName = keyof typeof MODELS
 const [BATCH, MAX_LENGTH, PROMPT] = [4, 128, 96]
